@@ -1,0 +1,38 @@
+"""Frame index <-> seconds <-> samples, exactly. Time is ``Fraction``; floats only at the edges."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+__all__ = ["parse_fps", "frame_time_s", "frames_in", "sample_of_frame", "AUDIO_RATE_HZ"]
+
+AUDIO_RATE_HZ = 48_000
+
+
+def parse_fps(value: int | float | str | Fraction) -> Fraction:
+    """``30``, ``"30000/1001"``, ``29.97`` -> an exact ``Fraction`` (29.97 means 30000/1001)."""
+    if isinstance(value, Fraction):
+        fps = value
+    elif isinstance(value, str):
+        fps = Fraction(value.strip())
+    elif isinstance(value, float):
+        fps = Fraction(value).limit_denominator(1001)
+    else:
+        fps = Fraction(int(value))
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {value!r}")
+    return fps
+
+
+def frame_time_s(frame_index: int, fps: Fraction) -> Fraction:
+    """Start time of frame ``frame_index`` in seconds."""
+    return Fraction(frame_index) / fps
+
+
+def frames_in(duration_s: float | Fraction, fps: Fraction) -> int:
+    """Number of whole frames that start before ``duration_s`` (rounding to the nearest frame)."""
+    return int(round(Fraction(duration_s) * fps))
+
+
+def sample_of_frame(frame_index: int, fps: Fraction, sample_rate_hz: int = AUDIO_RATE_HZ) -> int:
+    """First audio sample of frame ``frame_index`` (floor)."""
+    return int(Fraction(frame_index) * sample_rate_hz / fps)
