@@ -1,0 +1,36 @@
+"""The ``avatarrender`` command line (typer). Sub-commands live in their own modules."""
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from avatarrender.errors import AvatarRenderError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+from cli import lipsync as _lipsync  # noqa: E402
+from cli import playout as _playout  # noqa: E402
+from cli import render as _render  # noqa: E402
+
+_render.register(app)
+_lipsync.register(app)
+_playout.register(app)
+
+
+def main() -> None:
+    """Entry point: errors of ours become one line on stderr and their exit code."""
+    try:
+        app(standalone_mode=False)
+    except AvatarRenderError as exc:
+        print(f"avatarrender: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("avatarrender: aborted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as exc:  # usage errors: click's own message and exit code 2
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
