@@ -1,0 +1,140 @@
+"""Analysis: once per segment, the whole audio at once, into one :class:`Timeline` of per-frame arrays.
+
+Pure given the spec and the decoded audio: the same spec gives the same timeline, whatever
+the chunking later does with it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+
+import numpy as np
+
+from . import lipsync
+from .spec import EYE_STATES, MOUTH_SHAPES, Spec
+from .timebase import AUDIO_RATE_HZ
+
+__all__ = ["Timeline", "analyse", "segment_audio", "drawn_mouths"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Timeline:
+    """Everything that changes per frame, as arrays of length ``frame_count``.
+
+    Attributes
+    ----------
+    mouth : np.ndarray [shape=(n,), dtype=int8]
+        Index into ``MOUTH_SHAPES`` of the *drawn* shape shown (fallbacks applied).
+    eyes : np.ndarray [shape=(n,), dtype=int8]
+        0 open, 1 half, 2 closed (a drawn state; fallbacks applied).
+    caption : np.ndarray [shape=(n,), dtype=int16]
+        Index into ``spec.cues`` or -1.
+    tv_clip : np.ndarray [shape=(n,), dtype=int16]
+        Index into ``spec.model.tv.clips`` or -1 (TV off).
+    tv_time_s : np.ndarray [shape=(n,), dtype=float64]
+        Time inside the clip file shown at each frame (loop and hold applied); 0 when off.
+    """
+
+    fps: Fraction
+    mouth: np.ndarray
+    eyes: np.ndarray
+    caption: np.ndarray
+    tv_clip: np.ndarray
+    tv_time_s: np.ndarray
+
+    @property
+    def frame_count(self) -> int:
+        return int(self.mouth.shape[0])
+
+    def state_key(self, frame_index: int) -> tuple[int, int, int]:
+        """What a frame without TV depends on: (mouth, eyes, caption)."""
+        return (int(self.mouth[frame_index]), int(self.eyes[frame_index]),
+                int(self.caption[frame_index]))
+
+
+def segment_audio(spec: Spec) -> np.ndarray:
+    """The segment's speech at 48 kHz mono with gain, padded or cut to the segment's length.
+
+    Returns
+    -------
+    np.ndarray [shape=(round(duration_s * 48000),), dtype=float32]
+    """
+    from .media import read_audio
+
+    n = int(round(spec.duration_s * AUDIO_RATE_HZ))
+    out = np.zeros(n, dtype=np.float32)
+    if spec.model.speech is not None:
+        y = read_audio(spec.path(spec.model.speech.file), sample_rate_hz=AUDIO_RATE_HZ)
+        y = y[:n] * np.float32(10 ** (spec.model.speech.gain_db / 20))
+        out[: y.shape[0]] = y
+    return out
+
+
+def drawn_mouths(spec: Spec) -> set[str]:
+    """The mouth shapes the character draws."""
+    ch = spec.model.character
+    if ch.states:
+        return {m for m in MOUTH_SHAPES if spec.path(ch.states.format(mouth=m, eyes="open")).is_file()}
+    return set(ch.mouths)
+
+
+def _drawn_eyes(spec: Spec) -> list[int]:
+    """Map eye state index -> the drawn one (half falls back to closed, then open)."""
+    ch = spec.model.character
+    if ch.states:
+        have = {e for e in EYE_STATES if spec.path(ch.states.format(mouth="X", eyes=e)).is_file()}
+    else:
+        have = set(ch.eyes)
+    order = {"open": ["open"], "half": ["half", "closed", "open"], "closed": ["closed", "half", "open"]}
+    return [EYE_STATES.index(next(e for e in order[s] if e in have)) for s in EYE_STATES]
+
+
+def analyse(spec: Spec, audio: np.ndarray | None = None) -> Timeline:
+    """Build the segment's timeline.
+
+    Parameters
+    ----------
+    spec : Spec
+    audio : np.ndarray [shape=(n_samples,)], optional
+        The output of :func:`segment_audio`; decoded here when not given.
+    """
+    n = spec.frame_count
+    fps = spec.output.fps
+    if spec.model.speech is not None and spec.model.speech.mouth_track:
+        shapes = lipsync.read_track(spec.path(spec.model.speech.mouth_track), fps=fps, n_frames=n)
+    else:
+        if audio is None:
+            audio = segment_audio(spec)
+        shapes = lipsync.mouth_track(audio, AUDIO_RATE_HZ, fps=fps, n_frames=n)
+    fallback = lipsync.fallback_map(drawn_mouths(spec))
+    lut = np.array([MOUTH_SHAPES.index(fallback[s]) for s in MOUTH_SHAPES], dtype=np.int8)
+    mouth = lut[np.asarray(shapes, dtype=np.int64)]
+
+    blink = spec.model.blink
+    eyes_raw = lipsync.blink_track(seed=blink.seed, n_frames=n, fps=fps,
+                                   mean_interval_s=blink.mean_interval_s)
+    eyes = np.array(_drawn_eyes(spec), dtype=np.int8)[np.asarray(eyes_raw, dtype=np.int64)]
+
+    t = np.arange(n, dtype=np.float64) / float(fps)
+    caption = np.full(n, -1, dtype=np.int16)
+    for i, cue in enumerate(spec.cues):
+        caption[(t >= cue.start_s) & (t < cue.end_s)] = i
+
+    tv_clip = np.full(n, -1, dtype=np.int16)
+    tv_time = np.zeros(n, dtype=np.float64)
+    if spec.model.tv:
+        one_frame = 1.0 / float(fps)
+        for i, clip in enumerate(spec.model.tv.clips):
+            clip_len = spec.clip_durations_s[i]
+            end = clip.end_s if clip.end_s is not None else clip.start_s + clip_len - clip.clip_start_s
+            on = (t >= clip.start_s) & (t < end)
+            local = clip.clip_start_s + (t[on] - clip.start_s)
+            last = max(clip_len - one_frame, 0.0)
+            if clip.at_end == "loop":
+                span = clip_len - clip.clip_start_s
+                local = clip.clip_start_s + np.mod(local - clip.clip_start_s, span)
+            local = np.minimum(local, last)
+            tv_clip[on] = i
+            tv_time[on] = local
+    return Timeline(fps=fps, mouth=mouth, eyes=eyes, caption=caption, tv_clip=tv_clip,
+                    tv_time_s=tv_time)

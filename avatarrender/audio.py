@@ -1,0 +1,80 @@
+"""Audio is encoded once per segment (AAC-LC, ADTS) and split between chunks by whole AAC frames.
+
+Independently encoded AAC chunks would each carry encoder priming and click at every boundary;
+one continuous stream cut on frame boundaries decodes seamlessly, since the decoder sees every
+frame in order.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from .media import run_ffmpeg
+from .timebase import AUDIO_RATE_HZ
+
+__all__ = ["AAC_FRAME_SAMPLES", "PRIMING_SAMPLES", "encode_aac", "AdtsStream"]
+
+AAC_FRAME_SAMPLES = 1024
+# ffmpeg's native AAC encoder delays the signal by one frame (its first packet has pts -1024).
+PRIMING_SAMPLES = 1024
+
+
+def encode_aac(samples: np.ndarray, out_path: Path, *, bitrate_kbps: int) -> None:
+    """Encode mono float32 samples at 48 kHz to stereo AAC-LC in an ADTS file."""
+    tmp = out_path.with_suffix(".f32")
+    np.asarray(samples, dtype="<f4").tofile(tmp)
+    try:
+        run_ffmpeg(
+            ["-f", "f32le", "-ar", str(AUDIO_RATE_HZ), "-ac", "1", "-i", str(tmp),
+             "-ac", "2", "-c:a", "aac", "-b:a", f"{bitrate_kbps}k", "-f", "adts", str(out_path)],
+            what="audio encoder",
+        )
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class AdtsStream:
+    """An ADTS file split into frames. Frame ``k`` presents samples from ``k*1024 - priming``."""
+
+    data: bytes
+    offsets: np.ndarray  # [shape=(n_frames + 1,)] byte offsets
+
+    @classmethod
+    def read(cls, path: Path) -> AdtsStream:
+        data = Path(path).read_bytes()
+        offsets = [0]
+        i = 0
+        while i + 7 <= len(data):
+            if data[i] != 0xFF or data[i + 1] & 0xF6 != 0xF0:
+                raise ValueError(f"{path}: lost ADTS sync at byte {i}")
+            length = ((data[i + 3] & 3) << 11) | (data[i + 4] << 3) | (data[i + 5] >> 5)
+            i += length
+            offsets.append(i)
+        return cls(data=data, offsets=np.asarray(offsets, dtype=np.int64))
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.offsets) - 1
+
+    def frames_for(self, t0_s: Fraction, t1_s: Fraction | None) -> tuple[int, int]:
+        """AAC frames whose first presented sample lies in [t0, t1); the first chunk also takes
+        the priming frame, the last chunk (``t1=None``) takes all that remain."""
+        def first_at(t: Fraction) -> int:
+            # smallest k with k*1024 - priming >= t * rate
+            return max(0, math.ceil((t * AUDIO_RATE_HZ + PRIMING_SAMPLES) / AAC_FRAME_SAMPLES))
+
+        k0 = 0 if t0_s == 0 else first_at(t0_s)
+        k1 = self.frame_count if t1_s is None else min(self.frame_count, first_at(t1_s))
+        return k0, k1
+
+    def pts_s(self, k: int) -> Fraction:
+        """Presentation time of frame ``k``'s first sample (negative for the priming frame)."""
+        return Fraction(k * AAC_FRAME_SAMPLES - PRIMING_SAMPLES, AUDIO_RATE_HZ)
+
+    def slice(self, k0: int, k1: int) -> bytes:
+        return self.data[int(self.offsets[k0]) : int(self.offsets[k1])]

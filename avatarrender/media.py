@@ -1,0 +1,212 @@
+"""ffmpeg at the edges: the bundled binary, probing, audio decoding and reaped processes.
+
+The only ffmpeg is imageio-ffmpeg's static binary; there is no ffprobe, so probing parses
+``ffmpeg -i``. Every process started here is waited for, and killed if it will not stop.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import re
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import IO, Sequence
+
+import numpy as np
+
+from .errors import FFmpegError, MediaError
+
+__all__ = [
+    "ffmpeg_exe",
+    "VideoInfo",
+    "probe_video",
+    "audio_duration_s",
+    "read_audio",
+    "FFmpegProcess",
+    "run_ffmpeg",
+]
+
+
+@functools.lru_cache(maxsize=1)
+def ffmpeg_exe() -> str:
+    """Path of imageio-ffmpeg's bundled ffmpeg (or ``IMAGEIO_FFMPEG_EXE`` if set)."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: float
+    duration_s: float
+
+
+_DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
+_VIDEO = re.compile(r"Stream #\S+.*?: Video: .*?(\d{2,5})x(\d{2,5})")
+_FPS = re.compile(r"(\d+(?:\.\d+)?) (?:fps|tbr)")
+
+
+def _probe_text(path: Path) -> str:
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+        capture_output=True, text=True, errors="replace", timeout=60,
+    )
+    return proc.stderr
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Size, rate and duration of the first video stream; ``MediaError`` if there is none."""
+    path = Path(path)
+    text = _probe_text(path)
+    v = _VIDEO.search(text)
+    d = _DURATION.search(text)
+    if not v or not d:
+        last = text.strip().splitlines()[-1] if text.strip() else "no output"
+        raise MediaError(path, None, f"not a readable video ({last})")
+    h, m, s = d.groups()
+    fps = _FPS.search(text[v.start():])
+    return VideoInfo(
+        width=int(v.group(1)), height=int(v.group(2)),
+        fps=float(fps.group(1)) if fps else 0.0,
+        duration_s=int(h) * 3600 + int(m) * 60 + float(s),
+    )
+
+
+def audio_duration_s(path: str | Path) -> float:
+    """Duration of an audio file in seconds; ``MediaError`` if it cannot be decoded."""
+    path = Path(path)
+    try:
+        import soundfile
+
+        info = soundfile.info(str(path))
+        if info.frames > 0:
+            return info.frames / info.samplerate
+    except Exception:  # not a libsndfile format: ask ffmpeg
+        pass
+    text = _probe_text(path)
+    d = _DURATION.search(text)
+    if "Audio:" not in text or not d:
+        last = text.strip().splitlines()[-1] if text.strip() else "no output"
+        raise MediaError(path, None, f"not a readable audio file ({last})")
+    h, m, s = d.groups()
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def read_audio(path: str | Path, *, sample_rate_hz: int) -> np.ndarray:
+    """Decode any audio file to mono float32 at ``sample_rate_hz`` with ffmpeg.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_samples,), dtype=float32]
+    """
+    path = Path(path)
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path),
+         "-map", "0:a:0", "-ac", "1", "-ar", str(sample_rate_hz), "-f", "f32le", "-"],
+        capture_output=True, timeout=600,
+    )
+    if proc.returncode != 0:
+        msg = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise MediaError(path, None, f"cannot decode audio ({msg[-1] if msg else 'ffmpeg failed'})")
+    return np.frombuffer(proc.stdout, dtype=np.float32).copy()
+
+
+class FFmpegProcess:
+    """An ffmpeg child that is always reaped.
+
+    Use as a context manager. stderr goes to a temporary file (a pipe could fill and block
+    ffmpeg); on a non-zero exit :class:`FFmpegError` carries its tail. Leaving the block with an
+    exception (Ctrl-C included) closes stdin, then terminates and kills ffmpeg if it lingers.
+    """
+
+    def __init__(self, args: Sequence[str], *, stdin: bool = False, stdout: bool = False,
+                 what: str = "ffmpeg"):
+        self.cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-v", "error", *args]
+        self.what = what
+        self._err: IO[bytes] = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            self.cmd,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+            stderr=self._err,
+            start_new_session=False,
+        )
+
+    @property
+    def stdin(self) -> IO[bytes]:
+        assert self.proc.stdin is not None
+        return self.proc.stdin
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        assert self.proc.stdout is not None
+        return self.proc.stdout
+
+    def stderr_text(self) -> str:
+        self._err.seek(0)
+        return self._err.read().decode(errors="replace")
+
+    def write(self, data: memoryview | bytes) -> None:
+        """Write to ffmpeg's stdin; a dead ffmpeg raises ``FFmpegError`` with its stderr."""
+        try:
+            self.stdin.write(data)
+        except (BrokenPipeError, OSError) as exc:
+            self.proc.wait(timeout=30)
+            raise FFmpegError(f"{self.what}: ffmpeg stopped reading ({exc})", cmd=self.cmd,
+                              stderr=self.stderr_text()) from None
+
+    def finish(self, timeout_s: float = 600) -> None:
+        """Close stdin, wait, and raise ``FFmpegError`` on a non-zero exit."""
+        if self.proc.stdin and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        rc = self.proc.wait(timeout=timeout_s)
+        if rc != 0:
+            sig = f" (signal {signal.Signals(-rc).name})" if rc < 0 else ""
+            raise FFmpegError(f"{self.what}: ffmpeg exited with {rc}{sig}", cmd=self.cmd,
+                              stderr=self.stderr_text())
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            for stream in (self.proc.stdin, self.proc.stdout):
+                try:
+                    if stream:
+                        stream.close()
+                except OSError:
+                    pass
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> FFmpegProcess:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is not None:
+                self.kill()
+            elif self.proc.poll() is None:
+                self.kill()
+        finally:
+            self._err.close()
+
+
+def run_ffmpeg(args: Sequence[str], *, what: str = "ffmpeg", timeout_s: float = 600) -> None:
+    """Run ffmpeg to completion; ``FFmpegError`` with its stderr tail on failure."""
+    with FFmpegProcess(args, what=what) as ff:
+        ff.finish(timeout_s)
+
+
+def ensure_dir(path: Path) -> Path:
+    os.makedirs(path, exist_ok=True)
+    return path

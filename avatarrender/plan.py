@@ -1,0 +1,61 @@
+"""Planning: the segment's frames cut into chunks of whole media segments, in air order."""
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+
+from .spec import Spec
+
+__all__ = ["Chunk", "ChunkPlan", "plan_chunks", "DEFAULT_CHUNK_SEGMENTS"]
+
+# Measured (benchmarks/render_speed.py): 4 s chunks keep both workers busy with little
+# start-up cost per chunk (one ffmpeg, one TV decoder) and make render-ahead streaming quick.
+DEFAULT_CHUNK_SEGMENTS = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """A run of whole media segments: frames [frame_start, frame_end)."""
+
+    index: int
+    frame_start: int
+    frame_end: int
+    first_segment: int
+    segment_frames: tuple[int, ...]  # frames of each media segment in the chunk
+
+    @property
+    def frame_count(self) -> int:
+        return self.frame_end - self.frame_start
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkPlan:
+    fps: Fraction
+    frames_per_segment: int
+    chunks: tuple[Chunk, ...]
+
+    @property
+    def segment_count(self) -> int:
+        return sum(len(c.segment_frames) for c in self.chunks)
+
+    def segment_frames(self) -> list[int]:
+        return [n for c in self.chunks for n in c.segment_frames]
+
+
+def plan_chunks(spec: Spec, *, chunk_segments: int = DEFAULT_CHUNK_SEGMENTS) -> ChunkPlan:
+    """Cut ``spec.frame_count`` frames into media segments, and those into chunks.
+
+    Every media segment has ``frames_per_segment`` frames except possibly the last.
+    """
+    if chunk_segments < 1:
+        raise ValueError("chunk_segments must be at least 1")
+    per = spec.output.frames_per_segment
+    n = spec.frame_count
+    seg_frames = [min(per, n - s) for s in range(0, n, per)]
+    chunks = []
+    for c, first in enumerate(range(0, len(seg_frames), chunk_segments)):
+        frames = tuple(seg_frames[first : first + chunk_segments])
+        start = first * per
+        chunks.append(Chunk(index=c, frame_start=start, frame_end=start + sum(frames),
+                            first_segment=first, segment_frames=frames))
+    return ChunkPlan(fps=spec.output.fps, frames_per_segment=per, chunks=tuple(chunks))

@@ -1,0 +1,410 @@
+"""Chunked render: analyse once, render chunks in parallel (joblib), publish in air order.
+
+Output protocol (what playout reads):
+
+- ``OUT.partial/`` (or ``SPOOL/.NAME.partial/``) while rendering: media segments appear there
+  atomically in air order; ``index.m3u8`` is an EVENT playlist and ``manifest.json`` has
+  ``"complete": false``, both listing the contiguous finished prefix.
+- On success the folder is renamed to ``OUT`` with a VOD playlist and ``"complete": true``.
+
+Chunks are content-addressed (spec hash, frame range, encoder settings, audio), rendered into
+``.work/KEY.tmpPID`` and renamed to ``.work/KEY`` when whole, so a render killed at any point
+and started again renders only what is missing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .analysis import Timeline, analyse, segment_audio
+from .audio import AdtsStream, encode_aac
+from .encode import ChunkEncoder, TVReader
+from .errors import AvatarRenderError, RenderLockedError
+from .hls import atomic_write, codecs_string, continue_cc, dump_json, media_playlist, sha256_file
+from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
+from .scene import Frame, Scene
+from .spec import Spec
+
+__all__ = ["render", "render_chunk", "partial_path", "ChunkTask", "Progress", "MANIFEST_FORMAT"]
+
+MANIFEST_FORMAT = "avatarrender.segment/1"
+
+Progress = Callable[[int, int], None]  # (frames done, frames total)
+
+
+def partial_path(out_dir: Path, *, hidden: bool = False) -> Path:
+    """Where a render of ``out_dir`` lives until it is complete."""
+    out_dir = Path(out_dir)
+    name = f".{out_dir.name}.partial" if hidden else f"{out_dir.name}.partial"
+    return out_dir.with_name(name)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkTask:
+    """Everything a worker needs for one chunk; small (paths, not media) so it travels cheaply."""
+
+    spec: Spec
+    chunk: Chunk
+    key: str
+    work_root: str
+    audio_path: str
+    timeline: Timeline  # this chunk's slice
+    threads: int | None
+
+
+_SCENES: dict[str, Scene] = {}
+
+
+def _scene(spec: Spec) -> Scene:
+    """One Scene per spec per worker process: built for the first chunk, reused after."""
+    key = spec.spec_hash
+    scene = _SCENES.get(key)
+    if scene is None:
+        _SCENES.clear()
+        scene = _SCENES[key] = Scene(spec)
+    return scene
+
+
+def compose_frames(spec: Spec, timeline: Timeline, scene: Scene) -> Any:
+    """Yield each frame's flat yuv420p buffer (cached or reused: consume before the next)."""
+    tv = spec.model.tv
+    reader = None
+    if tv and tv.clips:
+        x, y, w, h = tv.screen
+        reader = TVReader([spec.path(c.file) for c in tv.clips], (w, h), spec.output.fps)
+    buf = Frame.empty(spec.output.width, spec.output.height)
+    clips = reader.frames(timeline.tv_clip, timeline.tv_time_s) if reader else None
+    try:
+        for i in range(timeline.frame_count):
+            state = timeline.state_key(i)
+            planes = next(clips) if clips is not None else None
+            if planes is None:
+                yield scene.state_frame(state).data
+            else:
+                yield scene.tv_frame(buf, state, planes).data
+    finally:
+        if clips is not None:
+            clips.close()
+
+
+_ADTS: dict[str, AdtsStream] = {}
+
+
+def render_chunk(task: ChunkTask) -> dict[str, Any]:
+    """Render one chunk into ``work_root/KEY/`` (atomically) and return its small manifest."""
+    root = Path(task.work_root)
+    final = root / task.key
+    done = final / "done.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    tmp = root / f"{task.key}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        spec, chunk = task.spec, task.chunk
+        fps = spec.output.fps
+        t0 = Fraction(chunk.frame_start) / fps
+        last = chunk.frame_end >= spec.frame_count
+        t1 = None if last else Fraction(chunk.frame_end) / fps
+        adts = _ADTS.get(task.audio_path)
+        if adts is None:
+            _ADTS.clear()
+            adts = _ADTS[task.audio_path] = AdtsStream.read(Path(task.audio_path))
+        k0, k1 = adts.frames_for(t0, t1)
+        (tmp / "audio.aac").write_bytes(adts.slice(k0, k1))
+        started = time.perf_counter()
+        scene = _scene(spec)
+        with ChunkEncoder(
+            spec.output, out_dir=tmp, first_segment=chunk.first_segment,
+            segment_frames=chunk.segment_frames, t0_s=t0, audio_path=tmp / "audio.aac",
+            audio_offset_s=adts.pts_s(k0) - t0, threads=task.threads,
+        ) as enc:
+            for data in compose_frames(spec, task.timeline, scene):
+                enc.write(data)
+            enc.finish()
+        names = [f"seg_{chunk.first_segment + i:05d}.ts" for i in range(len(chunk.segment_frames))]
+        missing = [n for n in names if not (tmp / n).is_file()]
+        if missing:
+            raise AvatarRenderError(f"chunk {chunk.index}: ffmpeg wrote no {missing[0]}")
+        (tmp / "audio.aac").unlink()
+        result = {
+            "index": chunk.index, "key": task.key, "dir": str(final),
+            "segments": [{"uri": n, "frames": f} for n, f in zip(names, chunk.segment_frames)],
+            "seconds": time.perf_counter() - started, "pid": os.getpid(),
+        }
+        (tmp / "done.json").write_text(json.dumps(result))
+        os.replace(tmp, final)
+        return result
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _slice(tl: Timeline, a: int, b: int) -> Timeline:
+    return dataclasses.replace(
+        tl, mouth=tl.mouth[a:b], eyes=tl.eyes[a:b], caption=tl.caption[a:b],
+        tv_clip=tl.tv_clip[a:b], tv_time_s=tl.tv_time_s[a:b],
+    )
+
+
+def _chunk_key(spec: Spec, chunk: Chunk, audio_hash: str) -> str:
+    doc = json.dumps([spec.spec_hash, audio_hash, chunk.frame_start, chunk.frame_end,
+                      chunk.first_segment, list(chunk.segment_frames)])
+    return hashlib.sha256(doc.encode()).hexdigest()[:24]
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Publisher:
+    """Moves finished chunks into the partial folder in air order and keeps playlist + manifest."""
+
+    def __init__(self, spec: Spec, partial: Path, plan: ChunkPlan):
+        self.spec = spec
+        self.partial = partial
+        self.plan = plan
+        self.manifest_path = partial / "manifest.json"
+        self.segments: list[dict[str, Any]] = []
+        self.cc: dict[str, int] = {}
+        self.created_at = _now_iso()
+        old = self._read()
+        if old and old.get("spec_hash") == spec.spec_hash and not old.get("complete"):
+            self.segments = [s for s in old["segments"] if (partial / s["uri"]).is_file()]
+            self.cc = old.get("render", {}).get("cc_state", {}) if len(self.segments) == len(
+                old["segments"]) else {}
+            if not self.cc:
+                self.segments = []
+            self.created_at = old.get("created_at", self.created_at)
+
+    def _read(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    @property
+    def published(self) -> int:
+        return len(self.segments)
+
+    def publish(self, result: dict[str, Any]) -> None:
+        src = Path(result["dir"])
+        fps = self.spec.output.fps
+        for seg in result["segments"]:
+            data = continue_cc((src / seg["uri"]).read_bytes(), self.cc)
+            atomic_write(self.partial / seg["uri"], data)
+            self.segments.append({
+                "uri": seg["uri"], "frames": seg["frames"],
+                "duration_s": float(Fraction(seg["frames"]) / fps),
+                "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+            })
+        self.write(complete=False, stats={})
+        shutil.rmtree(src, ignore_errors=True)
+
+    def manifest(self, *, complete: bool, stats: dict[str, Any]) -> dict[str, Any]:
+        out = self.spec.output
+        total_bytes = sum(s["bytes"] for s in self.segments)
+        dur = sum(s["duration_s"] for s in self.segments) or 1.0
+        peak = max((s["bytes"] * 8 / s["duration_s"] for s in self.segments), default=0)
+        return {
+            "format": MANIFEST_FORMAT,
+            "complete": complete,
+            "spec_hash": self.spec.spec_hash,
+            "source": str(self.spec.source),
+            "width": out.width, "height": out.height,
+            "fps": f"{out.fps.numerator}/{out.fps.denominator}",
+            "duration_s": float(self.spec.duration_s),
+            "frame_count": self.spec.frame_count,
+            "segment_type": out.segment_type,
+            "target_duration_s": int(-(-out.segment_duration_s // 1)),
+            "codecs": codecs_string(self.partial / self.segments[0]["uri"]) if self.segments
+            else "avc1.640028,mp4a.40.2",
+            "bandwidth_bps": int(max(peak, total_bytes * 8 / dur)),
+            "average_bandwidth_bps": int(total_bytes * 8 / dur),
+            "planned_segments": self.plan.segment_count,
+            "segments": self.segments,
+            "created_at": self.created_at,
+            "render": {**stats, "cc_state": dict(self.cc)},
+        }
+
+    def write(self, *, complete: bool, stats: dict[str, Any]) -> dict[str, Any]:
+        man = self.manifest(complete=complete, stats=stats)
+        atomic_write(self.partial / "index.m3u8", media_playlist(
+            self.segments, target_duration_s=man["target_duration_s"], complete=complete))
+        atomic_write(self.manifest_path, dump_json(man))
+        return man
+
+
+def _lock(out_dir: Path, wait: bool):
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(out_dir.with_name(f".{out_dir.name}.lock")))
+    try:
+        lock.acquire(timeout=-1 if wait else 0)
+    except Timeout:
+        raise RenderLockedError(
+            f"{out_dir}: another render of this output is running (lock {lock.lock_file}); "
+            "pass --wait to wait for it"
+        ) from None
+    return lock
+
+
+def read_manifest(out_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((Path(out_dir) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def default_threads(jobs: int) -> int | None:
+    """x264 threads per worker: the cores shared out between the workers."""
+    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+
+
+def render(
+    spec: Spec,
+    out_dir: str | Path,
+    *,
+    jobs: int | None = None,
+    chunk_segments: int = DEFAULT_CHUNK_SEGMENTS,
+    threads: int | None = None,
+    hidden_partial: bool = False,
+    force: bool = False,
+    wait_lock: bool = False,
+    progress: Progress | None = None,
+    on_publish: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Render ``spec`` into the HLS folder ``out_dir``; return its manifest.
+
+    Parameters
+    ----------
+    jobs : int, optional
+        Parallel chunk workers (joblib). Default: the number of cores. Under an active
+        ``joblib.parallel_config(backend="dask")`` the chunks run on the cluster.
+    chunk_segments : int
+        Media segments per chunk.
+    threads : int, optional
+        x264 threads per worker; default ``cores // jobs``.
+    hidden_partial : bool
+        Name the in-progress folder ``.NAME.partial`` (for spools that others list).
+    force : bool
+        Render again even if ``out_dir`` holds a complete render of the same spec.
+    """
+    from joblib import Parallel, delayed
+
+    started = time.perf_counter()
+    out_dir = Path(out_dir).resolve()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    jobs = jobs or os.cpu_count() or 1
+    if threads is None:
+        threads = default_threads(jobs)
+    lock = _lock(out_dir, wait_lock)
+    try:
+        old = read_manifest(out_dir)
+        if (not force and old and old.get("complete") and old.get("spec_hash") == spec.spec_hash):
+            if progress:
+                progress(spec.frame_count, spec.frame_count)
+            return {**old, "up_to_date": True}
+        partial = partial_path(out_dir, hidden=hidden_partial)
+        stale = read_manifest(partial)
+        if stale is None or stale.get("spec_hash") != spec.spec_hash:
+            shutil.rmtree(partial, ignore_errors=True)
+        work = partial / ".work"
+        work.mkdir(parents=True, exist_ok=True)
+        for leftover in work.glob("*.tmp*"):  # from a killed run; the lock says none is live
+            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
+
+        samples = segment_audio(spec)
+        audio_hash = hashlib.sha256(samples.tobytes()).hexdigest()[:16]
+        audio_path = work / f"audio-{audio_hash}-{spec.output.audio_bitrate_kbps}k.aac"
+        if not audio_path.is_file():
+            tmp = audio_path.with_name(audio_path.name + f".tmp{os.getpid()}")
+            encode_aac(samples, tmp, bitrate_kbps=spec.output.audio_bitrate_kbps)
+            os.replace(tmp, audio_path)
+        timeline = analyse(spec, samples)
+        analysed_s = time.perf_counter() - started
+        plan = plan_chunks(spec, chunk_segments=chunk_segments)
+        pub = _Publisher(spec, partial, plan)
+        # Chunks whose segments are all published are done; a chunk is published whole or not.
+        todo = [c for c in plan.chunks if c.first_segment >= pub.published]
+        frames_done = sum(c.frame_count for c in plan.chunks if c.first_segment < pub.published)
+        if progress:
+            progress(frames_done, spec.frame_count)
+        tasks = [
+            ChunkTask(spec=spec, chunk=c, key=_chunk_key(spec, c, audio_hash), work_root=str(work),
+                      audio_path=str(audio_path),
+                      timeline=_slice(timeline, c.frame_start, c.frame_end), threads=threads)
+            for c in todo
+        ]
+        first_segment_s: float | None = None
+        attempts = 0
+        while tasks:
+            attempts += 1
+            try:
+                results = Parallel(n_jobs=min(jobs, len(tasks)), return_as="generator")(
+                    delayed(render_chunk)(t) for t in tasks)
+                for task, result in zip(tasks, results):
+                    pub.publish(result)
+                    frames_done += task.chunk.frame_count
+                    if first_segment_s is None:
+                        first_segment_s = time.perf_counter() - started
+                    if on_publish:
+                        on_publish(pub.manifest(complete=False, stats={}))
+                    if progress:
+                        progress(frames_done, spec.frame_count)
+                tasks = []
+            except (KeyboardInterrupt, AvatarRenderError):
+                raise
+            except Exception:
+                # A worker died (or a chunk failed for a passing reason): retry what is left once.
+                tasks = [t for t in tasks if t.chunk.first_segment >= pub.published]
+                if attempts >= 2 or not tasks:
+                    raise
+        wall_s = time.perf_counter() - started
+        stats = {
+            "wall_s": round(wall_s, 3), "analysis_s": round(analysed_s, 3),
+            "fps": round(spec.frame_count / wall_s, 2),
+            "realtime_factor": round(float(spec.duration_s) / wall_s, 3),
+            "first_segment_s": round(first_segment_s, 3) if first_segment_s else None,
+            "jobs": jobs, "chunk_segments": chunk_segments, "x264_threads": threads,
+            "finished_at": _now_iso(),
+        }
+        manifest = pub.write(complete=True, stats=stats)
+        shutil.rmtree(work, ignore_errors=True)
+        # Swap into place; an older render of the same name is replaced only now.
+        if out_dir.exists():
+            old_dir = out_dir.with_name(f".{out_dir.name}.old{os.getpid()}")
+            os.replace(out_dir, old_dir)
+            os.replace(partial, out_dir)
+            shutil.rmtree(old_dir, ignore_errors=True)
+        else:
+            os.replace(partial, out_dir)
+        return manifest
+    finally:
+        lock.release()  # the lock file stays: unlinking it would let a waiter lock a dead inode
+
+
+def preview_frame(spec: Spec, at_s: float) -> np.ndarray:
+    """One composited frame as RGB (no encode): the same yuv the render would send to x264.
+
+    Returns
+    -------
+    np.ndarray [shape=(height, width, 3), dtype=uint8]
+    """
+    n = min(spec.frame_count - 1, max(0, int(Fraction(at_s) * spec.output.fps)))
+    timeline = analyse(spec, segment_audio(spec))
+    scene = Scene(spec)
+    one = _slice(timeline, n, n + 1)
+    data = next(iter(compose_frames(spec, one, scene)))
+    frame = Frame.wrap(np.array(data), spec.output.width, spec.output.height)
+    return frame.to_rgb()

@@ -1,0 +1,408 @@
+"""The scene cache: everything about a frame that can be done once per state, in yuv420p.
+
+A frame without TV is fully determined by (mouth, eyes, caption). The static base (background,
+baked lighting, TV off-look and overlay) is converted to yuv420p once; each state adds small
+patches (the character's canvas, the caption box), each converted once per distinct content.
+With the TV on, a frame is its state frame with the screen rectangle replaced by the clip
+frame and whatever lies above the screen (bezel glare, a character's shoulder) blended back on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageChops, ImageDraw, ImageFont
+
+from .errors import MediaError
+from .spec import EYE_STATES, MOUTH_SHAPES, Cue, Spec, parse_color
+
+__all__ = ["Scene", "rgb_to_yuv420", "yuv420_to_rgb", "Frame"]
+
+# BT.709, limited range: the colour tags we write into the stream.
+_KR, _KB = 0.2126, 0.0722
+_KG = 1.0 - _KR - _KB
+
+
+def rgb_to_yuv420(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Convert an RGB image to BT.709 limited-range yuv420p planes.
+
+    Parameters
+    ----------
+    rgb : np.ndarray [shape=(h, w, 3), dtype=uint8], h and w even
+
+    Returns
+    -------
+    (y, u, v) : uint8 arrays of shapes (h, w), (h/2, w/2), (h/2, w/2)
+    """
+    f = rgb.astype(np.float32) * (1.0 / 255.0)
+    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    yl = _KR * r + _KG * g + _KB * b
+    y = 16.0 + 219.0 * yl
+    cb = (b - yl) * (224.0 / (2 * (1 - _KB)))
+    cr = (r - yl) * (224.0 / (2 * (1 - _KR)))
+    h, w = yl.shape
+    cb = cb.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)) + 128.0
+    cr = cr.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)) + 128.0
+    return tuple(np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in (y, cb, cr))  # type: ignore
+
+
+def yuv420_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rgb_to_yuv420` (chroma upsampled by repetition). For previews and tests."""
+    yl = (y.astype(np.float32) - 16.0) / 219.0
+    cb = np.repeat(np.repeat(u.astype(np.float32) - 128.0, 2, 0), 2, 1) / 224.0 * (2 * (1 - _KB))
+    cr = np.repeat(np.repeat(v.astype(np.float32) - 128.0, 2, 0), 2, 1) / 224.0 * (2 * (1 - _KR))
+    r = yl + cr
+    b = yl + cb
+    g = (yl - _KR * r - _KB * b) / _KG
+    return np.clip(np.rint(np.stack([r, g, b], -1) * 255.0), 0, 255).astype(np.uint8)
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """A yuv420p frame in one flat buffer, with plane views. ``data`` is what goes to ffmpeg."""
+
+    data: np.ndarray
+    y: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+
+    @classmethod
+    def empty(cls, width: int, height: int) -> Frame:
+        data = np.zeros(width * height * 3 // 2, dtype=np.uint8)
+        return cls.wrap(data, width, height)
+
+    @classmethod
+    def wrap(cls, data: np.ndarray, width: int, height: int) -> Frame:
+        n = width * height
+        q = n // 4
+        return cls(
+            data=data,
+            y=data[:n].reshape(height, width),
+            u=data[n : n + q].reshape(height // 2, width // 2),
+            v=data[n + q :].reshape(height // 2, width // 2),
+        )
+
+    def paste(self, planes: tuple[np.ndarray, np.ndarray, np.ndarray], x: int, y: int) -> None:
+        """Write yuv planes with their top-left at even (x, y)."""
+        py, pu, pv = planes
+        h, w = py.shape
+        self.y[y : y + h, x : x + w] = py
+        self.u[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = pu
+        self.v[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = pv
+
+    def to_rgb(self) -> np.ndarray:
+        return yuv420_to_rgb(self.y, self.u, self.v)
+
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), px
+
+
+def _even_box(x0: int, y0: int, x1: int, y1: int, w: int, h: int) -> Box:
+    return (max(0, x0 - x0 % 2), max(0, y0 - y0 % 2), min(w, x1 + x1 % 2), min(h, y1 + y1 % 2))
+
+
+def _intersects(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _union(a: Box, b: Box) -> Box:
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+@dataclasses.dataclass
+class _Layer:
+    """A state-dependent RGBA layer: ``kind`` picks which part of the state key it reads."""
+
+    kind: str  # "character" or "caption"
+    box: Box  # the most it can cover, px
+
+
+@dataclasses.dataclass
+class _Blend:
+    """Premultiplied content above the TV screen: out = (clip * inv + pm) / 255 within ``box``."""
+
+    box: Box  # relative to the screen rectangle, even
+    pm: tuple[np.ndarray, np.ndarray, np.ndarray]  # uint32
+    inv: tuple[np.ndarray, np.ndarray]  # uint32, full-res and half-res
+
+
+def _open_rgba(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGBA")
+    except Exception as exc:
+        raise MediaError(path, None, f"cannot read image: {exc}") from None
+
+
+def _blend_layer(base: Image.Image, layer: Image.Image, mode: str, opacity: float,
+                 pos: tuple[int, int]) -> Image.Image:
+    """Blend an RGBA layer onto an RGBA base once, at load (lighting is baked)."""
+    x, y = pos
+    region = base.crop((x, y, x + layer.width, y + layer.height))
+    rgb = layer.convert("RGB")
+    if mode == "add":
+        mixed = ImageChops.add(region.convert("RGB"), rgb)
+    elif mode == "screen":
+        mixed = ImageChops.screen(region.convert("RGB"), rgb)
+    elif mode == "multiply":
+        mixed = ImageChops.multiply(region.convert("RGB"), rgb)
+    else:
+        mixed = rgb
+    alpha = layer.getchannel("A")
+    if opacity < 1.0:
+        alpha = alpha.point(lambda a: int(round(a * opacity)))
+    out = Image.composite(mixed.convert("RGBA"), region, alpha)
+    base.paste(out, (x, y))
+    return base
+
+
+class Scene:
+    """Per-spec cache of state frames in yuv420p. Build once per worker; cheap to query.
+
+    Parameters
+    ----------
+    spec : Spec
+    max_cached_frames : int
+        How many full state frames to keep (LRU). 1080p frames are 3 MB each.
+    """
+
+    def __init__(self, spec: Spec, *, max_cached_frames: int = 48):
+        self.spec = spec
+        out = spec.output
+        self.width, self.height = out.width, out.height
+        m = spec.model
+        base = _open_rgba(spec.path(m.scene.background))
+        for layer in m.scene.layers:
+            img = _open_rgba(spec.path(layer.image))
+            base = _blend_layer(base, img, layer.blend, layer.opacity, tuple(layer.position))
+        self.screen: Box | None = None
+        self._overlay: tuple[Image.Image, tuple[int, int]] | None = None
+        if m.tv:
+            x, y, w, h = m.tv.screen
+            self.screen = (x, y, x + w, y + h)
+            if m.tv.off:
+                off = _open_rgba(spec.path(m.tv.off)).resize((w, h), Image.LANCZOS)
+            else:
+                off = Image.new("RGBA", (w, h), (28, 30, 34, 255))
+            base.alpha_composite(off, (x, y))
+            if m.tv.overlay:
+                ov = _open_rgba(spec.path(m.tv.overlay))
+                self._overlay = (ov, tuple(m.tv.overlay_position))
+                base.alpha_composite(ov, tuple(m.tv.overlay_position))
+        self.base_rgba = base
+        self.base = Frame.empty(self.width, self.height)
+        self.base.paste(rgb_to_yuv420(np.asarray(base.convert("RGB"))), 0, 0)
+
+        self._char_cache: dict[tuple[int, int], Image.Image] = {}
+        self._caption_images = [self._render_caption(c) for c in spec.cues]
+        self.layers: list[_Layer] = []
+        cpos = tuple(m.character.position)
+        cw, ch = self._character_image(0, 0).size
+        self.layers.append(_Layer("character", (cpos[0], cpos[1], cpos[0] + cw, cpos[1] + ch)))
+        if self._caption_images:
+            box = None
+            for img, (x, y) in self._caption_images:
+                b = (x, y, x + img.width, y + img.height)
+                box = b if box is None else _union(box, b)
+            self.layers.append(_Layer("caption", box))
+        # Disjoint regions of the frame that states change; overlapping layers share one.
+        regions: list[tuple[Box, list[int]]] = []
+        for i, layer in enumerate(self.layers):
+            box = _even_box(*layer.box, self.width, self.height)
+            members = [i]
+            for r in list(regions):
+                if _intersects(r[0], box):
+                    regions.remove(r)
+                    box = _union(box, r[0])
+                    members += r[1]
+            regions.append((box, sorted(members)))
+        self.regions = regions
+        self._patches: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._frames: OrderedDict[tuple[int, int, int], Frame] = OrderedDict()
+        self._above: dict[tuple, _Blend | None] = {}
+        self.max_cached_frames = max_cached_frames
+
+    # ------------------------------------------------------------------ layers (RGBA, PIL)
+
+    def _character_image(self, mouth: int, eyes: int) -> Image.Image:
+        key = (mouth, eyes)
+        img = self._char_cache.get(key)
+        if img is None:
+            ch = self.spec.model.character
+            m, e = MOUTH_SHAPES[mouth], EYE_STATES[eyes]
+            if ch.states:
+                img = _open_rgba(self.spec.path(ch.states.format(mouth=m, eyes=e)))
+            else:
+                img = _open_rgba(self.spec.path(ch.base)).copy()
+                img.alpha_composite(_open_rgba(self.spec.path(ch.eyes[e])), tuple(ch.eyes_offset))
+                img.alpha_composite(_open_rgba(self.spec.path(ch.mouths[m])), tuple(ch.mouth_offset))
+            self._char_cache[key] = img
+        return img
+
+    def _render_caption(self, cue: Cue) -> tuple[Image.Image, tuple[int, int]]:
+        style = self.spec.model.captions.style
+        font = _font(str(self.spec.path(style.font)) if style.font else None, style.size_px)
+        max_w = style.max_width_px or int(self.width * 0.8)
+        pad = style.padding_px
+        lines = _wrap(cue.text, font, max_w - 2 * pad)
+        ascent, descent = font.getmetrics()
+        line_h = int((ascent + descent) * 1.15)
+        text_w = max(int(font.getlength(ln)) for ln in lines) if lines else 0
+        w, h = text_w + 2 * pad, line_h * len(lines) + 2 * pad
+        img = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+        draw = ImageDraw.Draw(img)
+        if style.box_color:
+            draw.rounded_rectangle((0, 0, w - 1, h - 1), radius=min(pad, h // 2),
+                                   fill=parse_color(style.box_color))
+        color = parse_color(style.color)
+        for i, ln in enumerate(lines):
+            lw = font.getlength(ln)
+            draw.text(((w - lw) / 2, pad + i * line_h), ln, font=font, fill=color)
+        ax, ay = style.position if style.position else (self.width // 2, self.height - self.height // 24)
+        x = int(round(ax - w / 2))
+        y = int(ay - h)
+        x = min(max(0, x), self.width - w)
+        y = min(max(0, y), self.height - h)
+        return img, (x, y)
+
+    def _layer_image(self, index: int, state: tuple[int, int, int]) -> tuple[Image.Image, tuple[int, int]] | None:
+        layer = self.layers[index]
+        if layer.kind == "character":
+            return self._character_image(state[0], state[1]), tuple(self.spec.model.character.position)
+        cap = state[2]
+        return self._caption_images[cap] if cap >= 0 else None
+
+    def _relevant(self, members: list[int], state: tuple[int, int, int]) -> tuple:
+        key = []
+        for i in members:
+            key += [state[0], state[1]] if self.layers[i].kind == "character" else [state[2]]
+        return tuple(key)
+
+    # ------------------------------------------------------------------ yuv frames
+
+    def _patch(self, region: int, state: tuple[int, int, int]):
+        box, members = self.regions[region]
+        key = (region, self._relevant(members, state))
+        patch = self._patches.get(key)
+        if patch is None:
+            canvas = self.base_rgba.crop(box)
+            for i in members:
+                got = self._layer_image(i, state)
+                if got is not None:
+                    img, (x, y) = got
+                    canvas.alpha_composite(img, (x - box[0], y - box[1]))
+            patch = rgb_to_yuv420(np.asarray(canvas.convert("RGB")))
+            self._patches[key] = patch
+        return patch
+
+    def state_frame(self, state: tuple[int, int, int]) -> Frame:
+        """The full frame for (mouth, eyes, caption) with the TV off. Do not modify it."""
+        frame = self._frames.get(state)
+        if frame is not None:
+            self._frames.move_to_end(state)
+            return frame
+        frame = Frame.wrap(self.base.data.copy(), self.width, self.height)
+        for r, (box, _) in enumerate(self.regions):
+            frame.paste(self._patch(r, state), box[0], box[1])
+        frame.data.flags.writeable = False
+        self._frames[state] = frame
+        if len(self._frames) > self.max_cached_frames:
+            self._frames.popitem(last=False)
+        return frame
+
+    def above_screen(self, state: tuple[int, int, int]) -> _Blend | None:
+        """What is drawn above the TV screen in this state, ready to blend; None if nothing."""
+        assert self.screen is not None
+        sx0, sy0, sx1, sy1 = self.screen
+        hits = [i for i, layer in enumerate(self.layers) if _intersects(layer.box, self.screen)]
+        key = self._relevant(hits, state)
+        if key in self._above:
+            return self._above[key]
+        size = (sx1 - sx0, sy1 - sy0)
+        canvas = Image.new("RGBA", size, (0, 0, 0, 0))
+        if self._overlay is not None:
+            ov, (ox, oy) = self._overlay
+            canvas.alpha_composite(_shift(ov, ox - sx0, oy - sy0, size))
+        for i in hits:
+            got = self._layer_image(i, state)
+            if got is not None:
+                img, (x, y) = got
+                canvas.alpha_composite(_shift(img, x - sx0, y - sy0, size))
+        arr = np.asarray(canvas)
+        alpha = arr[..., 3]
+        if not alpha.any():
+            self._above[key] = None
+            return None
+        ys, xs = np.nonzero(alpha)
+        bx0, by0, bx1, by1 = _even_box(int(xs.min()), int(ys.min()), int(xs.max()) + 1,
+                                       int(ys.max()) + 1, canvas.width, canvas.height)
+        sub = arr[by0:by1, bx0:bx1]
+        a = sub[..., 3].astype(np.float32) / 255.0
+        y, u, v = (p.astype(np.float32) for p in rgb_to_yuv420(np.ascontiguousarray(sub[..., :3])))
+        # Chroma of premultiplied content: average (colour * alpha) over each 2x2 block.
+        yfull = y * a
+        h, w = a.shape
+        a2 = a.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+        pm = (np.rint(yfull * 255).astype(np.uint32),
+              np.rint(u * a2 * 255).astype(np.uint32),
+              np.rint(v * a2 * 255).astype(np.uint32))
+        inv = (np.rint((1 - a) * 255).astype(np.uint32), np.rint((1 - a2) * 255).astype(np.uint32))
+        blend = _Blend(box=(bx0, by0, bx1, by1), pm=pm, inv=inv)
+        self._above[key] = blend
+        return blend
+
+    def tv_frame(self, out: Frame, state: tuple[int, int, int],
+                 clip: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Frame:
+        """Fill ``out`` with the state frame, the clip frame on the screen, and what is above it."""
+        np.copyto(out.data, self.state_frame(state).data)
+        sx0, sy0, _, _ = self.screen
+        out.paste(clip, sx0, sy0)
+        blend = self.above_screen(state)
+        if blend is not None:
+            bx0, by0, bx1, by1 = blend.box
+            ys = slice(sy0 + by0, sy0 + by1)
+            xs = slice(sx0 + bx0, sx0 + bx1)
+            yc = slice((sy0 + by0) // 2, (sy0 + by1) // 2)
+            xc = slice((sx0 + bx0) // 2, (sx0 + bx1) // 2)
+            out.y[ys, xs] = (out.y[ys, xs] * blend.inv[0] + blend.pm[0] + 127) // 255
+            out.u[yc, xc] = (out.u[yc, xc] * blend.inv[1] + blend.pm[1] + 127) // 255
+            out.v[yc, xc] = (out.v[yc, xc] * blend.inv[1] + blend.pm[2] + 127) // 255
+        return out
+
+
+def _shift(img: Image.Image, x: int, y: int, size: tuple[int, int]) -> Image.Image:
+    """``img`` placed at (x, y) on a transparent canvas of ``size`` (clipped)."""
+    canvas = Image.new("RGBA", size, (0, 0, 0, 0))
+    canvas.paste(img, (x, y))
+    return canvas
+
+
+@functools.lru_cache(maxsize=8)
+def _font(path: str | None, size_px: int) -> ImageFont.FreeTypeFont:
+    if path:
+        try:
+            return ImageFont.truetype(path, size_px)
+        except OSError as exc:
+            raise MediaError(path, "captions.style.font", f"cannot load font: {exc}") from None
+    return ImageFont.load_default(size=size_px)
+
+
+def _wrap(text: str, font: ImageFont.FreeTypeFont, max_w: int) -> list[str]:
+    lines: list[str] = []
+    for para in text.split("\n"):
+        words = para.split()
+        cur = ""
+        for word in words:
+            trial = f"{cur} {word}".strip()
+            if not cur or font.getlength(trial) <= max_w:
+                cur = trial
+            else:
+                lines.append(cur)
+                cur = word
+        if cur:
+            lines.append(cur)
+    return lines or [""]
+

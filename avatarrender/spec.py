@@ -1,0 +1,574 @@
+"""The segment spec: ``segment.yaml`` validated into typed, frozen objects with every path resolved.
+
+Two passes. The YAML is parsed into pydantic models (types, ranges, unknown fields), then
+:func:`load_spec` checks it against the media it names (files exist and decode, sprites and the TV
+fit in the frame, sizes that yuv420p needs even, caption times inside the segment). Every problem
+is raised as :class:`~avatarrender.errors.SpecError` naming the YAML file and the field.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from fractions import Fraction
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import AssetNotFoundError, MediaError, SpecError
+from .timebase import frames_in, parse_fps
+
+__all__ = [
+    "PRESETS_DIR",
+    "Cue",
+    "OutputSettings",
+    "Spec",
+    "load_spec",
+    "load_preset",
+    "parse_color",
+    "parse_cues",
+]
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+
+Blend = Literal["normal", "add", "screen", "multiply"]
+XY = tuple[int, int]
+MOUTH_SHAPES = "XABCDEFGH"
+EYE_STATES = ("open", "half", "closed")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OutputModel(_Model):
+    preset: str = "1080p30"
+    width: int | None = Field(None, ge=16, le=7680)
+    height: int | None = Field(None, ge=16, le=4320)
+    fps: int | float | str | None = None
+    x264_preset: (
+        Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] | None
+    ) = None
+    crf: float | None = Field(None, ge=0, le=51)
+    maxrate_kbps: int | None = Field(None, ge=100)
+    segment_duration_s: float | None = Field(None, gt=0, le=10)
+    segment_type: Literal["mpegts", "fmp4"] | None = None
+    audio_bitrate_kbps: int | None = Field(None, ge=32, le=512)
+
+
+class LayerModel(_Model):
+    image: str
+    blend: Blend = "normal"
+    opacity: float = Field(1.0, ge=0, le=1)
+    position: XY = (0, 0)
+
+
+class SceneModel(_Model):
+    background: str
+    layers: list[LayerModel] = []
+
+
+class CharacterModel(_Model):
+    position: XY = (0, 0)
+    base: str | None = None
+    mouths: dict[str, str] = {}
+    mouth_offset: XY = (0, 0)
+    eyes: dict[str, str] = {}
+    eyes_offset: XY = (0, 0)
+    states: str | None = None
+
+    @field_validator("mouths")
+    @classmethod
+    def _mouth_names(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in v if k not in MOUTH_SHAPES or len(k) != 1]
+        if bad:
+            raise ValueError(f"unknown mouth shape(s) {bad}: use {', '.join(MOUTH_SHAPES)}")
+        return v
+
+    @field_validator("eyes")
+    @classmethod
+    def _eye_names(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in v if k not in EYE_STATES]
+        if bad:
+            raise ValueError(f"unknown eye state(s) {bad}: use open, half, closed")
+        return v
+
+
+class ClipModel(_Model):
+    file: str
+    start_s: float = Field(0.0, ge=0)
+    end_s: float | None = Field(None, gt=0)
+    clip_start_s: float = Field(0.0, ge=0)
+    at_end: Literal["loop", "hold"] = "hold"
+
+
+class TVModel(_Model):
+    screen: tuple[int, int, int, int]
+    overlay: str | None = None
+    overlay_position: XY = (0, 0)
+    off: str | None = None
+    clips: list[ClipModel] = []
+
+
+class SpeechModel(_Model):
+    file: str
+    gain_db: float = Field(0.0, ge=-60, le=40)
+    mouth_track: str | None = None
+
+
+class CueModel(_Model):
+    text: str
+    start_s: float = Field(ge=0)
+    end_s: float = Field(gt=0)
+
+
+class CaptionStyleModel(_Model):
+    font: str | None = None
+    size_px: int = Field(44, ge=6, le=400)
+    color: str = "#ffffff"
+    box_color: str | None = "#000000b4"
+    padding_px: int = Field(14, ge=0, le=200)
+    position: XY | None = None
+    max_width_px: int | None = Field(None, ge=50)
+
+
+class CaptionsModel(_Model):
+    file: str | None = None
+    cues: list[CueModel] = []
+    style: CaptionStyleModel = CaptionStyleModel()
+
+
+class BlinkModel(_Model):
+    seed: int = 0
+    mean_interval_s: float = Field(4.0, gt=0.5, le=60)
+
+
+class SegmentModel(_Model):
+    output: OutputModel = OutputModel()
+    duration_s: float | None = Field(None, gt=0, le=6 * 3600)
+    scene: SceneModel
+    character: CharacterModel
+    tv: TVModel | None = None
+    speech: SpeechModel | None = None
+    captions: CaptionsModel | None = None
+    blink: BlinkModel = BlinkModel()
+
+
+# --------------------------------------------------------------------------- resolved objects
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputSettings:
+    """Encoder and packaging settings, a preset with the spec's overrides applied."""
+
+    width: int
+    height: int
+    fps: Fraction
+    x264_preset: str
+    crf: float
+    maxrate_kbps: int
+    segment_duration_s: Fraction
+    segment_type: str
+    audio_bitrate_kbps: int
+
+    @property
+    def frames_per_segment(self) -> int:
+        return int(self.segment_duration_s * self.fps)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cue:
+    """One caption: text shown from ``start_s`` (inclusive) to ``end_s`` (exclusive)."""
+
+    text: str
+    start_s: float
+    end_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """A validated segment. Paths are absolute; ``model`` keeps the parsed YAML for reference.
+
+    Attributes
+    ----------
+    source : Path
+        The YAML file (for error messages).
+    duration_s : Fraction
+        Length of the segment, whole frames.
+    frame_count : int
+        ``duration_s * fps``.
+    """
+
+    source: Path
+    model: SegmentModel
+    output: OutputSettings
+    duration_s: Fraction
+    frame_count: int
+    cues: tuple[Cue, ...]
+    clip_durations_s: tuple[float, ...]
+    asset_hash: str
+
+    def path(self, rel: str) -> Path:
+        """Resolve a path of the YAML relative to its folder."""
+        return (self.source.parent / rel).resolve()
+
+    @property
+    def spec_hash(self) -> str:
+        """Content hash of everything that decides the output: settings, timing, asset bytes."""
+        doc = {
+            "model": self.model.model_dump(mode="json"),
+            "output": {k: str(v) for k, v in dataclasses.asdict(self.output).items()},
+            "frames": self.frame_count,
+            "cues": [dataclasses.asdict(c) for c in self.cues],
+            "assets": self.asset_hash,
+            "v": 1,
+        }
+        blob = json.dumps(doc, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:20]
+
+    def idle(self, duration_s: float) -> Spec:
+        """The same scene and character with silence, no captions and the TV off (the filler)."""
+        model = self.model.model_copy(
+            update={
+                "speech": None,
+                "captions": None,
+                "duration_s": float(duration_s),
+                "tv": self.model.tv.model_copy(update={"clips": []}) if self.model.tv else None,
+            }
+        )
+        n = frames_in(duration_s, self.output.fps)
+        return dataclasses.replace(
+            self,
+            model=model,
+            duration_s=Fraction(n) / self.output.fps,
+            frame_count=n,
+            cues=(),
+            clip_durations_s=(),
+        )
+
+    def with_output(self, **overrides: Any) -> Spec:
+        """A copy with output settings replaced (for tests and benchmarks: a small render)."""
+        out = dataclasses.replace(self.output, **overrides)
+        n = frames_in(self.duration_s, out.fps)
+        return dataclasses.replace(self, output=out, frame_count=n, duration_s=Fraction(n) / out.fps)
+
+
+# --------------------------------------------------------------------------- helpers
+
+_COLOR = re.compile(r"^#([0-9a-fA-F]{6})([0-9a-fA-F]{2})?$")
+
+
+def parse_color(value: str) -> tuple[int, int, int, int]:
+    """``"#rrggbb"`` or ``"#rrggbbaa"`` -> (r, g, b, a)."""
+    m = _COLOR.match(value.strip())
+    if not m:
+        raise ValueError(f"{value!r} is not a colour: use #rrggbb or #rrggbbaa")
+    rgb = bytes.fromhex(m.group(1))
+    a = int(m.group(2), 16) if m.group(2) else 255
+    return rgb[0], rgb[1], rgb[2], a
+
+
+_TS = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[,.](\d{1,3})")
+
+
+def _ts_s(text: str) -> float:
+    m = _TS.fullmatch(text.strip())
+    if not m:
+        raise ValueError(f"bad timestamp {text!r}")
+    h, mnt, s, ms = m.groups()
+    return int(h or 0) * 3600 + int(mnt) * 60 + int(s) + int(ms.ljust(3, "0")) / 1000
+
+
+def parse_cues(text: str) -> list[Cue]:
+    """Parse SubRip (.srt) or WebVTT (.vtt) text into cues; styling tags are dropped."""
+    cues = []
+    blocks = re.split(r"\r?\n\s*\r?\n", text.replace("\ufeff", "").strip())
+    for block in blocks:
+        lines = [ln for ln in block.splitlines() if ln.strip()]
+        arrow = next((i for i, ln in enumerate(lines) if "-->" in ln), None)
+        if arrow is None:
+            continue  # WEBVTT header, NOTE or STYLE block, or a stray index line
+        start, end = lines[arrow].split("-->", 1)
+        end = end.strip().split()[0]  # VTT cue settings follow the end time
+        body = " ".join(re.sub(r"<[^>]+>", "", ln).strip() for ln in lines[arrow + 1 :])
+        cues.append(Cue(text=body, start_s=_ts_s(start), end_s=_ts_s(end)))
+    return cues
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
+        raise KeyError(f"unknown preset {name!r}: known presets are {known}")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# --------------------------------------------------------------------------- media checks
+
+
+class _Checker:
+    """Checks the media a model names; every failure names the YAML and the field."""
+
+    def __init__(self, source: Path, width: int, height: int):
+        self.source = source
+        self.width = width
+        self.height = height
+        self.hasher = hashlib.sha256()
+
+    def error(self, field: str, message: str) -> SpecError:
+        return SpecError(self.source, field, message)
+
+    def file(self, field: str, rel: str) -> Path:
+        path = (self.source.parent / rel).resolve()
+        if not path.is_file():
+            raise AssetNotFoundError(self.source, field, f"file not found: {path}")
+        self.hasher.update(field.encode())
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                self.hasher.update(block)
+        return path
+
+    def image(self, field: str, rel: str) -> tuple[int, int]:
+        from PIL import Image
+
+        path = self.file(field, rel)
+        try:
+            with Image.open(path) as im:
+                im.load()
+                return im.size
+        except Exception as exc:  # PIL raises many types for a broken file
+            raise MediaError(self.source, field, f"cannot read image {path}: {exc}") from None
+
+    def inside(self, field: str, xy: tuple[int, int], size: tuple[int, int]) -> None:
+        x, y = xy
+        w, h = size
+        if x < 0 or y < 0 or x + w > self.width or y + h > self.height:
+            raise self.error(
+                field,
+                f"{w}x{h} at ({x}, {y}) reaches outside the {self.width}x{self.height} frame",
+            )
+
+
+def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tuple[
+    Fraction, tuple[Cue, ...], tuple[float, ...], str
+]:
+    from .media import audio_duration_s, probe_video
+
+    c = _Checker(source, out.width, out.height)
+    bg = c.image("scene.background", model.scene.background)
+    if bg != (out.width, out.height):
+        raise c.error(
+            "scene.background",
+            f"image is {bg[0]}x{bg[1]}, the output is {out.width}x{out.height}",
+        )
+    for i, layer in enumerate(model.scene.layers):
+        size = c.image(f"scene.layers[{i}].image", layer.image)
+        c.inside(f"scene.layers[{i}].position", layer.position, size)
+
+    ch = model.character
+    if ch.states:
+        if ch.base or ch.mouths or ch.eyes:
+            raise c.error("character.states", "give either states or base/mouths/eyes, not both")
+        found = []
+        for m in MOUTH_SHAPES:
+            for e in EYE_STATES:
+                rel = ch.states.format(mouth=m, eyes=e)
+                if (source.parent / rel).is_file():
+                    found.append((m, e, c.image("character.states", rel)))
+        if not any(m == "X" and e == "open" for m, e, _ in found):
+            raise c.error(
+                "character.states",
+                f"no image for mouth X with eyes open: {ch.states.format(mouth='X', eyes='open')}",
+            )
+        for m, e, size in found:
+            c.inside("character.states", ch.position, size)
+    else:
+        if not ch.base:
+            raise c.error("character.base", "missing: give base, mouths and eyes (or states)")
+        base = c.image("character.base", ch.base)
+        c.inside("character.position", ch.position, base)
+        if "X" not in ch.mouths:
+            raise c.error("character.mouths", "needs at least X (the rest shape)")
+        for e in ("open", "closed"):
+            if e not in ch.eyes:
+                raise c.error("character.eyes", f"needs at least open and closed; {e} is missing")
+        for group, sprites, offset in (
+            ("mouths", ch.mouths, ch.mouth_offset),
+            ("eyes", ch.eyes, ch.eyes_offset),
+        ):
+            for name, rel in sprites.items():
+                size = c.image(f"character.{group}.{name}", rel)
+                ox, oy = offset
+                if ox < 0 or oy < 0 or ox + size[0] > base[0] or oy + size[1] > base[1]:
+                    raise c.error(
+                        f"character.{group}.{name}",
+                        f"{size[0]}x{size[1]} sprite at offset {offset} reaches outside the "
+                        f"{base[0]}x{base[1]} character canvas",
+                    )
+
+    clip_durs: list[float] = []
+    if model.tv:
+        x, y, w, h = model.tv.screen
+        if w <= 0 or h <= 0:
+            raise c.error("tv.screen", "width and height must be positive")
+        if x % 2 or y % 2 or w % 2 or h % 2:
+            raise c.error("tv.screen", f"{[x, y, w, h]} has odd numbers: yuv420p needs even ones")
+        c.inside("tv.screen", (x, y), (w, h))
+        if model.tv.overlay:
+            size = c.image("tv.overlay", model.tv.overlay)
+            c.inside("tv.overlay_position", model.tv.overlay_position, size)
+        if model.tv.off:
+            c.image("tv.off", model.tv.off)
+        for i, clip in enumerate(model.tv.clips):
+            field = f"tv.clips[{i}].file"
+            path = c.file(field, clip.file)
+            try:
+                info = probe_video(path)
+            except MediaError as exc:
+                raise MediaError(source, field, exc.message) from None
+            if clip.clip_start_s >= info.duration_s:
+                raise c.error(
+                    f"tv.clips[{i}].clip_start_s",
+                    f"{clip.clip_start_s} s is past the clip's end ({info.duration_s:.3f} s)",
+                )
+            if clip.end_s is not None and clip.end_s <= clip.start_s:
+                raise c.error(f"tv.clips[{i}].end_s", "must be after start_s")
+            clip_durs.append(info.duration_s)
+
+    speech_s = None
+    if model.speech:
+        path = c.file("speech.file", model.speech.file)
+        try:
+            speech_s = audio_duration_s(path)
+        except MediaError as exc:
+            raise MediaError(source, "speech.file", exc.message) from None
+        if model.speech.mouth_track:
+            c.file("speech.mouth_track", model.speech.mouth_track)
+    if model.duration_s is not None:
+        duration = Fraction(model.duration_s)
+    elif speech_s is not None:
+        duration = Fraction(speech_s)
+    else:
+        raise c.error("duration_s", "missing: a segment without speech needs duration_s")
+    n = frames_in(duration, out.fps)
+    if n < 1:
+        raise c.error("duration_s", "shorter than one frame")
+    duration = Fraction(n) / out.fps
+
+    cues: list[Cue] = []
+    if model.captions:
+        cap = model.captions
+        if cap.file:
+            path = c.file("captions.file", cap.file)
+            try:
+                cues = parse_cues(path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise MediaError(source, "captions.file", f"{path}: {exc}") from None
+        cues += [Cue(q.text, q.start_s, q.end_s) for q in cap.cues]
+        for i, q in enumerate(cues):
+            where = f"captions.cues[{i}]" if not cap.file else f"captions.file (cue {i + 1})"
+            if q.end_s <= q.start_s:
+                raise c.error(where, f"ends ({q.end_s} s) before it starts ({q.start_s} s)")
+            if q.start_s >= float(duration) or q.end_s > float(duration) + 0.5:
+                raise c.error(
+                    where,
+                    f"{q.start_s}-{q.end_s} s lies outside the segment (0-{float(duration):.3f} s)",
+                )
+        if cap.style.font:
+            c.file("captions.style.font", cap.style.font)
+        for key in ("color", "box_color"):
+            val = getattr(cap.style, key)
+            if val is not None:
+                try:
+                    parse_color(val)
+                except ValueError as exc:
+                    raise c.error(f"captions.style.{key}", str(exc)) from None
+    return duration, tuple(cues), tuple(clip_durs), c.hasher.hexdigest()[:20]
+
+
+def _output(model: OutputModel, source: Path) -> OutputSettings:
+    try:
+        values = load_preset(model.preset)
+    except KeyError as exc:
+        raise SpecError(source, "output.preset", exc.args[0]) from None
+    values.update(model.model_dump(exclude_none=True, exclude={"preset"}))
+    try:
+        fps = parse_fps(values["fps"])
+    except (ValueError, ZeroDivisionError):
+        raise SpecError(source, "output.fps", f"{values['fps']!r} is not a frame rate") from None
+    w, h = int(values["width"]), int(values["height"])
+    if w % 2 or h % 2:
+        raise SpecError(source, "output.width" if w % 2 else "output.height",
+                        f"{w}x{h}: yuv420p needs even sizes")
+    seg = Fraction(values["segment_duration_s"]).limit_denominator(1000)
+    if (seg * fps).denominator != 1:
+        raise SpecError(source, "output.segment_duration_s",
+                        f"{float(seg)} s is not a whole number of frames at {fps} fps")
+    return OutputSettings(
+        width=w, height=h, fps=fps, x264_preset=str(values["x264_preset"]),
+        crf=float(values["crf"]), maxrate_kbps=int(values["maxrate_kbps"]),
+        segment_duration_s=seg, segment_type=str(values["segment_type"]),
+        audio_bitrate_kbps=int(values["audio_bitrate_kbps"]),
+    )
+
+
+def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> Spec:
+    """Read, validate and resolve a ``segment.yaml``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The YAML file. Relative paths inside it are resolved against its folder.
+    overrides : dict, optional
+        Values merged into the ``output`` mapping before validation (e.g. ``{"preset": "720p30"}``).
+
+    Raises
+    ------
+    SpecError
+        For any problem, with the file and the field in its message.
+    """
+    source = Path(path).resolve()
+    if not source.is_file():
+        raise AssetNotFoundError(source, None, "segment file not found")
+    try:
+        doc = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else None
+        raise SpecError(source, where, f"malformed YAML: {getattr(exc, 'problem', exc)}") from None
+    except UnicodeDecodeError:
+        raise SpecError(source, None, "not UTF-8 text") from None
+    if not isinstance(doc, dict):
+        raise SpecError(source, None, "expected a mapping at the top (scene:, character:, ...)")
+    if overrides:
+        doc = {**doc, "output": {**(doc.get("output") or {}), **overrides}}
+    try:
+        model = SegmentModel.model_validate(doc)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (a typo?)"
+        raise SpecError(source, _field(err["loc"]) or None, msg) from None
+    out = _output(model.output, source)
+    duration, cues, clip_durs, asset_hash = _check_media(model, out, source)
+    return Spec(
+        source=source,
+        model=model,
+        output=out,
+        duration_s=duration,
+        frame_count=frames_in(duration, out.fps),
+        cues=cues,
+        clip_durations_s=clip_durs,
+        asset_hash=asset_hash,
+    )
