@@ -13,7 +13,7 @@ from .errors import FFmpegError
 from .media import FFmpegProcess
 from .spec import OutputSettings
 
-__all__ = ["TVReader", "ChunkEncoder", "x264_args"]
+__all__ = ["TVReader", "SegmentEncoder", "x264_args"]
 
 
 def x264_args(out: OutputSettings, *, threads: int | None) -> list[str]:
@@ -130,25 +130,20 @@ class TVReader:
             self._proc = None
 
 
-class ChunkEncoder:
-    """One ffmpeg per chunk: x264 on piped frames + copied AAC frames -> MPEG-TS media segments.
+class SegmentEncoder:
+    """One ffmpeg per media segment: x264 on piped frames + the segment's AAC frames -> one .ts.
 
-    Timestamps continue across chunks: the chunk's first frame is stamped ``t0_s`` (plus the
-    mpegts muxer's constant delay), its audio at the AAC frames' own presentation times.
+    A fresh encoder per media segment makes each segment depend on its own frames only (x264's
+    rate control carries state from frame to frame), so the decoded output is the same whatever
+    the chunk size or worker count. Timestamps are offset to the segment's place in the whole:
+    the first frame is stamped ``t0_s`` (plus the mpegts muxer's constant 1.4 s), the audio at
+    its AAC frames' own presentation times.
     """
 
-    def __init__(self, out: OutputSettings, *, out_dir: Path, first_segment: int,
-                 segment_frames: tuple[int, ...], t0_s: Fraction, audio_path: Path,
+    def __init__(self, out: OutputSettings, *, path: Path, t0_s: Fraction, audio_path: Path,
                  audio_offset_s: Fraction, threads: int | None):
-        splits = np.cumsum(segment_frames)[:-1]
-        seg_args = ["-f", "segment", "-segment_format", "mpegts",
-                    "-segment_format_options", "avoid_negative_ts=disabled",
-                    "-segment_start_number", str(first_segment)]
-        if len(splits):
-            seg_args += ["-segment_frames", ",".join(str(int(s)) for s in splits)]
-        else:
-            seg_args += ["-segment_time", "86400"]
-        self.out_dir = out_dir
+        self.path = path
+        self._done = False
         self.proc = FFmpegProcess(
             ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{out.width}x{out.height}",
              "-framerate", f"{out.fps.numerator}/{out.fps.denominator}", "-i", "-",
@@ -156,18 +151,27 @@ class ChunkEncoder:
              "-map", "0:v", "-map", "1:a",
              *x264_args(out, threads=threads), "-c:a", "copy",
              "-output_ts_offset", f"{float(t0_s):.9f}", "-avoid_negative_ts", "disabled",
-             *seg_args, str(out_dir / "seg_%05d.ts")],
-            stdin=True, what="video encoder",
+             "-f", "mpegts", str(path)],
+            stdin=True, what=f"video encoder ({path.name})",
         )
 
     def write(self, data: np.ndarray) -> None:
         self.proc.write(memoryview(data))
 
+    def close_input(self) -> None:
+        """Send end-of-stream; x264 drains its lookahead while the caller starts the next one."""
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+
     def finish(self) -> None:
-        self.proc.finish()
+        """Wait for the segment (idempotent); ``FFmpegError`` if ffmpeg failed."""
+        if not self._done:
+            self.proc.finish()
+            self._done = True
+            self.proc.__exit__(None, None, None)
 
-    def __enter__(self) -> ChunkEncoder:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.proc.__exit__(*exc)
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.__exit__(None, None, None)

@@ -193,10 +193,7 @@ class FFmpegProcess:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            if exc_type is not None:
-                self.kill()
-            elif self.proc.poll() is None:
-                self.kill()
+            self.kill()  # a no-op when ffmpeg has already exited
         finally:
             self._err.close()
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from .analysis import Timeline, analyse, segment_audio
 from .audio import AdtsStream, encode_aac
-from .encode import ChunkEncoder, TVReader
+from .encode import SegmentEncoder, TVReader
 from .errors import AvatarRenderError, RenderLockedError
 from .hls import atomic_write, codecs_string, continue_cc, dump_json, media_playlist, sha256_file
 from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
@@ -113,30 +113,48 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
     try:
         spec, chunk = task.spec, task.chunk
         fps = spec.output.fps
-        t0 = Fraction(chunk.frame_start) / fps
         last = chunk.frame_end >= spec.frame_count
-        t1 = None if last else Fraction(chunk.frame_end) / fps
         adts = _ADTS.get(task.audio_path)
         if adts is None:
             _ADTS.clear()
             adts = _ADTS[task.audio_path] = AdtsStream.read(Path(task.audio_path))
-        k0, k1 = adts.frames_for(t0, t1)
-        (tmp / "audio.aac").write_bytes(adts.slice(k0, k1))
         started = time.perf_counter()
         scene = _scene(spec)
-        with ChunkEncoder(
-            spec.output, out_dir=tmp, first_segment=chunk.first_segment,
-            segment_frames=chunk.segment_frames, t0_s=t0, audio_path=tmp / "audio.aac",
-            audio_offset_s=adts.pts_s(k0) - t0, threads=task.threads,
-        ) as enc:
-            for data in compose_frames(spec, task.timeline, scene):
-                enc.write(data)
-            enc.finish()
+        frames = compose_frames(spec, task.timeline, scene)
+        encoders: list[SegmentEncoder] = []
+        try:
+            frame_index = chunk.frame_start
+            for i, n in enumerate(chunk.segment_frames):
+                s0 = Fraction(frame_index) / fps
+                s1 = None if (last and i == len(chunk.segment_frames) - 1) else Fraction(
+                    frame_index + n) / fps
+                k0, k1 = adts.frames_for(s0, s1)
+                apath = tmp / f"audio{i}.aac"
+                apath.write_bytes(adts.slice(k0, k1))
+                enc = SegmentEncoder(
+                    spec.output, path=tmp / f"seg_{chunk.first_segment + i:05d}.ts", t0_s=s0,
+                    audio_path=apath, audio_offset_s=adts.pts_s(k0) - s0, threads=task.threads)
+                encoders.append(enc)
+                for _ in range(n):
+                    enc.write(next(frames))
+                enc.close_input()
+                if len(encoders) >= 2:  # keep at most one encoder draining behind the current one
+                    encoders[-2].finish()
+                frame_index += n
+            for enc in encoders:
+                enc.finish()
+        except BaseException:
+            for enc in encoders:
+                enc.kill()
+            raise
+        finally:
+            frames.close()
         names = [f"seg_{chunk.first_segment + i:05d}.ts" for i in range(len(chunk.segment_frames))]
         missing = [n for n in names if not (tmp / n).is_file()]
         if missing:
             raise AvatarRenderError(f"chunk {chunk.index}: ffmpeg wrote no {missing[0]}")
-        (tmp / "audio.aac").unlink()
+        for apath in tmp.glob("audio*.aac"):
+            apath.unlink()
         result = {
             "index": chunk.index, "key": task.key, "dir": str(final),
             "segments": [{"uri": n, "frames": f} for n, f in zip(names, chunk.segment_frames)],
@@ -157,8 +175,8 @@ def _slice(tl: Timeline, a: int, b: int) -> Timeline:
     )
 
 
-def _chunk_key(spec: Spec, chunk: Chunk, audio_hash: str) -> str:
-    doc = json.dumps([spec.spec_hash, audio_hash, chunk.frame_start, chunk.frame_end,
+def _chunk_key(spec: Spec, chunk: Chunk, audio_hash: str, threads: int | None) -> str:
+    doc = json.dumps([spec.spec_hash, audio_hash, threads, chunk.frame_start, chunk.frame_end,
                       chunk.first_segment, list(chunk.segment_frames)])
     return hashlib.sha256(doc.encode()).hexdigest()[:24]
 
@@ -266,9 +284,10 @@ def read_manifest(out_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def default_threads(jobs: int) -> int | None:
-    """x264 threads per worker: the cores shared out between the workers."""
-    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+# x264 threads per encoder. Fixed, not derived from --jobs: x264's output depends on its thread
+# count, and the decoded frames must not depend on how many workers ran. Parallelism comes from
+# the workers (one encoder each), which keeps every core busy without frame-threading ramps.
+DEFAULT_X264_THREADS = 1
 
 
 def render(
@@ -294,7 +313,7 @@ def render(
     chunk_segments : int
         Media segments per chunk.
     threads : int, optional
-        x264 threads per worker; default ``cores // jobs``.
+        x264 threads per encoder (default 1; the bitstream depends on it, the worker count not).
     hidden_partial : bool
         Name the in-progress folder ``.NAME.partial`` (for spools that others list).
     force : bool
@@ -307,7 +326,7 @@ def render(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     jobs = jobs or os.cpu_count() or 1
     if threads is None:
-        threads = default_threads(jobs)
+        threads = DEFAULT_X264_THREADS
     lock = _lock(out_dir, wait_lock)
     try:
         old = read_manifest(out_dir)
@@ -341,7 +360,7 @@ def render(
         if progress:
             progress(frames_done, spec.frame_count)
         tasks = [
-            ChunkTask(spec=spec, chunk=c, key=_chunk_key(spec, c, audio_hash), work_root=str(work),
+            ChunkTask(spec=spec, chunk=c, key=_chunk_key(spec, c, audio_hash, threads), work_root=str(work),
                       audio_path=str(audio_path),
                       timeline=_slice(timeline, c.frame_start, c.frame_end), threads=threads)
             for c in todo

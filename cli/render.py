@@ -1,8 +1,189 @@
-"""`avatarrender render` (placeholder until its module lands)."""
+"""``avatarrender render``, ``preview`` and ``validate``."""
 from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+from avatarrender.errors import AvatarRenderError, SpecError
+
+__all__ = ["register"]
+
+
+class _Bar:
+    """A progress line on stderr: frames, fps and ETA. Redrawn in place on a terminal."""
+
+    def __init__(self, total: int, *, enabled: bool):
+        self.total = total
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.start = time.perf_counter()
+        self.first: tuple[float, int] | None = None
+        self.last_print = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = (now, done)  # frames already done (resumed) do not count toward fps
+        t0, d0 = self.first
+        fps = (done - d0) / (now - t0) if now > t0 and done > d0 else 0.0
+        eta = (total - done) / fps if fps else float("nan")
+        width = 30
+        fill = int(width * done / max(total, 1))
+        line = (f"[{'#' * fill}{'.' * (width - fill)}] {done}/{total} frames  "
+                f"{fps:6.1f} fps  ETA {eta:5.1f} s")
+        if self.tty:
+            sys.stderr.write("\r" + line + ("\n" if done >= total else ""))
+        elif done >= total or now - self.last_print > 5:
+            sys.stderr.write(line + "\n")
+            self.last_print = now
+        sys.stderr.flush()
+
+
+def _overrides(preset: Optional[str], x264_preset: Optional[str]) -> dict:
+    out = {}
+    if preset:
+        out["preset"] = preset
+    if x264_preset:
+        out["x264_preset"] = x264_preset
+    return out
+
+
+def render_cmd(
+    segment: Path = typer.Argument(..., help="The segment.yaml to render."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                          help="Output folder (default: out/<yaml stem>)."),
+    into: Optional[Path] = typer.Option(None, "--into", help="Publish into this spool folder "
+                                        "as <name>/ (in progress: .<name>.partial/)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Name in the spool (default: "
+                                       "<yaml stem>-<UTC time>)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Parallel chunk workers "
+                                       "(default: cores)."),
+    chunk_segments: int = typer.Option(4, "--chunk-segments", min=1, help="Media segments per chunk."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="x264 threads per worker."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Output preset (overrides the YAML)."),
+    x264_preset: Optional[str] = typer.Option(None, "--x264-preset", help="x264 preset override."),
+    backend: str = typer.Option("loky", "--backend", help="joblib backend: loky, or dask."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler",
+                                            help="dask scheduler address (tcp://HOST:PORT)."),
+    force: bool = typer.Option(False, "--force", help="Render even if the output is up to date."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for another render of the same output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (for cron)."),
+) -> None:
+    """Render a segment into HLS (1080p30 H.264/AAC by default), in parallel chunks."""
+    from avatarrender.render import render
+    from avatarrender.spec import load_spec
+
+    spec = load_spec(segment, overrides=_overrides(preset, x264_preset))
+    if into is not None and output is not None:
+        raise SpecError(None, "--into", "give either -o/--output or --into, not both")
+    if into is not None:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        out_dir = into / (name or f"{segment.stem}-{stamp}")
+    else:
+        out_dir = output or Path("out") / segment.stem
+    bar = _Bar(spec.frame_count, enabled=not quiet and not as_json)
+    kwargs = dict(jobs=jobs, chunk_segments=chunk_segments, threads=threads, force=force,
+                  wait_lock=wait, hidden_partial=into is not None, progress=bar)
+    if backend == "dask":
+        manifest = _render_on_dask(spec, out_dir, scheduler, kwargs)
+    elif backend == "loky":
+        manifest = render(spec, out_dir, **kwargs)
+    else:
+        raise SpecError(None, "--backend", f"unknown backend {backend!r}: use loky or dask")
+    stats = manifest.get("render", {})
+    summary = {
+        "output": str(Path(out_dir).resolve()),
+        "up_to_date": bool(manifest.get("up_to_date")),
+        "duration_s": manifest["duration_s"], "frames": manifest["frame_count"],
+        "segments": len(manifest["segments"]),
+        **{k: stats.get(k) for k in ("wall_s", "fps", "realtime_factor", "first_segment_s")},
+    }
+    if as_json:
+        print(json.dumps(summary))
+    elif not quiet:
+        if summary["up_to_date"]:
+            print(f"{summary['output']}: up to date ({summary['segments']} media segments)")
+        else:
+            print(f"{summary['output']}/index.m3u8: {summary['frames']} frames, "
+                  f"{summary['segments']} media segments in {summary['wall_s']:.1f} s "
+                  f"({summary['fps']:.1f} fps, {summary['realtime_factor']:.2f}x real time)")
+
+
+def _render_on_dask(spec, out_dir: Path, scheduler: Optional[str], kwargs: dict) -> dict:
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise AvatarRenderError("--backend dask needs dask.distributed: "
+                                "pip install 'avatarrender[cluster]'") from None
+    from joblib import parallel_config
+
+    from avatarrender.render import render
+
+    if not scheduler:
+        raise SpecError(None, "--scheduler", "--backend dask needs --scheduler tcp://HOST:PORT")
+    with Client(scheduler, timeout="20s") as client:
+        workers = len(client.scheduler_info().get("workers", {})) or 1
+        kwargs = {**kwargs, "jobs": kwargs.get("jobs") or workers}
+        with parallel_config(backend="dask"):
+            return render(spec, out_dir, **kwargs)
+
+
+def preview_cmd(
+    segment: Path = typer.Argument(..., help="The segment.yaml."),
+    at: float = typer.Option(0.0, "--at", min=0, help="Time in the segment, seconds."),
+    output: Path = typer.Option(Path("frame.png"), "-o", "--output", help="PNG to write."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Output preset override."),
+) -> None:
+    """Write one composited frame as PNG (no encode): exactly what the render would encode."""
+    from PIL import Image
+
+    from avatarrender.hls import atomic_write
+    from avatarrender.render import preview_frame
+    from avatarrender.spec import load_spec
+    import io
+
+    spec = load_spec(segment, overrides=_overrides(preset, None))
+    if at > float(spec.duration_s):
+        raise SpecError(None, "--at", f"{at} s is past the segment's end ({float(spec.duration_s):.3f} s)")
+    buf = io.BytesIO()
+    Image.fromarray(preview_frame(spec, at)).save(buf, format="PNG")
+    atomic_write(output, buf.getvalue())
+    print(f"{output}: frame at {at:.3f} s ({spec.output.width}x{spec.output.height})")
+
+
+def validate_cmd(
+    segment: Path = typer.Argument(..., help="The segment.yaml."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Output preset override."),
+) -> None:
+    """Check a segment like a render would (files, media, geometry, times); write nothing."""
+    from avatarrender import lipsync
+    from avatarrender.plan import plan_chunks
+    from avatarrender.spec import load_spec
+
+    spec = load_spec(segment, overrides=_overrides(preset, None))
+    sp = spec.model.speech
+    if sp and sp.mouth_track:
+        lipsync.read_track(spec.path(sp.mouth_track), fps=spec.output.fps, n_frames=spec.frame_count)
+    plan = plan_chunks(spec)
+    out = spec.output
+    clips = len(spec.model.tv.clips) if spec.model.tv else 0
+    print(f"{segment}: ok: {float(spec.duration_s):.3f} s, {spec.frame_count} frames at "
+          f"{out.width}x{out.height} {out.fps} fps, {plan.segment_count} media segments in "
+          f"{len(plan.chunks)} chunks, {len(spec.cues)} captions, {clips} TV clips, "
+          f"spec {spec.spec_hash}")
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to ``app``."""
+    """Add render, preview and validate to ``app``."""
+    app.command("render")(render_cmd)
+    app.command("preview")(preview_cmd)
+    app.command("validate")(validate_cmd)
