@@ -106,7 +106,7 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
     final = root / task.key
     done = final / "done.json"
     if done.is_file():
-        return json.loads(done.read_text())
+        return {**json.loads(done.read_text()), "reused": True}
     tmp = root / f"{task.key}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -367,6 +367,7 @@ def render(
         ]
         first_segment_s: float | None = None
         attempts = 0
+        rendered = reused = 0
         while tasks:
             attempts += 1
             try:
@@ -374,6 +375,8 @@ def render(
                     delayed(render_chunk)(t) for t in tasks)
                 for task, result in zip(tasks, results):
                     pub.publish(result)
+                    reused += bool(result.get("reused"))
+                    rendered += not result.get("reused")
                     frames_done += task.chunk.frame_count
                     if first_segment_s is None:
                         first_segment_s = time.perf_counter() - started
@@ -396,6 +399,8 @@ def render(
             "realtime_factor": round(float(spec.duration_s) / wall_s, 3),
             "first_segment_s": round(first_segment_s, 3) if first_segment_s else None,
             "jobs": jobs, "chunk_segments": chunk_segments, "x264_threads": threads,
+            "chunks": len(plan.chunks), "chunks_rendered": rendered,
+            "chunks_reused": reused + len(plan.chunks) - len(todo), "attempts": attempts,
             "finished_at": _now_iso(),
         }
         manifest = pub.write(complete=True, stats=stats)

@@ -78,7 +78,7 @@ def make_tiny_segment(folder: Path, *, width: int = 320, height: int = 180,
                                for x in (2, ew - ew // 4 - 2)]).save(a / "eyes_closed.png")
     make_speech(a / "speech.wav", duration_s=speech_s)
     doc: dict = {
-        "output": {"preset": "720p30", "width": width, "height": height, "x264_preset": "ultrafast"},
+        "output": {"preset": "720p30", "width": width, "height": height, "x264_preset": "veryfast"},
         "scene": {"background": "assets/room.png",
                   "layers": [{"image": "assets/glow.png", "blend": "add", "opacity": 0.7,
                               "position": [width // 4, 0]}]},

@@ -1,0 +1,22 @@
+# The two commands of the README. Both set the machine up first (idempotent, quick the second time).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup setup-test demo test bench
+setup:
+	bash scripts/setup.sh
+
+setup-test:
+	bash scripts/setup.sh --test
+
+# Sets up, makes the demo's assets (drawn, synthesized, generated) and renders them to out/demo/.
+demo: setup
+	$(PY) examples/demo/make_assets.py
+	$(VENV)/bin/avatarrender render examples/demo/segment.yaml -o out/demo
+
+# Sets up with the test extras (chromium, Playwright, dask) and runs the whole suite.
+test: setup-test
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m benchmarks.render_speed

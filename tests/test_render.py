@@ -1,0 +1,165 @@
+"""The render end to end, checked on what a player gets: HLS facts and decoded pixels."""
+from __future__ import annotations
+
+import json
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avatarrender.analysis import analyse, segment_audio
+from avatarrender.media import ffmpeg_exe
+from avatarrender.render import preview_frame
+from avatarrender.scene import Scene
+from avatarrender.spec import load_spec
+
+from conftest import run_cli
+from media_check import (decode_audio, decode_video, first_packet_is_keyframe, parse_playlist, sha256,
+                         stream_facts, ts_info)
+
+
+def test_hls_stream_facts(rendered_tiny):
+    yml, out = rendered_tiny
+    facts = stream_facts(out / "index.m3u8")
+    assert facts["codec"] == "h264" and facts["profile"] == "High"
+    assert (facts["width"], facts["height"]) == (320, 180)
+    assert facts["pix_fmt"] == "yuv420p" and facts["fps"] == 30
+    assert facts["audio_codec"] == "aac" and facts["audio_profile"] == "LC"
+    assert facts["sample_rate"] == 48000 and facts["channels"] == 2
+    assert facts["video_frames"] == 120
+    # a keyframe at every media segment start and nowhere else
+    t0 = facts["video_start_s"]
+    assert [round(t - t0, 3) for t in facts["keyframe_times_s"]] == [0.0, 1.0, 2.0, 3.0]
+    # audio and video last equally long (within one frame), priming included
+    assert abs((facts["audio_end_s"] - facts["audio_start_s"]) - 4.0) < 1 / 30 + 1024 / 48000
+    assert abs(facts["audio_end_s"] - facts["video_end_s"]) < 1 / 30
+    assert "bt709" in ts_info(out / "seg_00000.ts")
+
+
+def test_playlist_and_manifest(rendered_tiny):
+    yml, out = rendered_tiny
+    pl = parse_playlist(out / "index.m3u8")
+    assert pl["tags"]["EXT-X-PLAYLIST-TYPE"] == "VOD" and "EXT-X-ENDLIST" in pl["tags"]
+    assert pl["tags"]["EXT-X-TARGETDURATION"] == "1"
+    assert [u for u, _ in pl["segments"]] == [f"seg_{i:05d}.ts" for i in range(4)]
+    assert sum(d for _, d in pl["segments"]) == pytest.approx(4.0)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["complete"] and man["frame_count"] == 120 and man["planned_segments"] == 4
+    assert man["spec_hash"] == load_spec(yml).spec_hash
+    assert man["codecs"].startswith("avc1.64") and man["codecs"].endswith(",mp4a.40.2")
+    for seg in man["segments"]:
+        assert sha256(out / seg["uri"]) == seg["sha256"]
+        assert first_packet_is_keyframe(out / seg["uri"])
+    assert not any(p.name.startswith(".") or p.name.endswith(".partial") for p in out.parent.iterdir()
+                   if p.name != "seg")
+    # ffmpeg reads the whole rendition without a single warning (continuity counters included)
+    proc = subprocess.run([ffmpeg_exe(), "-v", "warning", "-i", str(out / "index.m3u8"), "-f", "null", "-"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr.strip() == "", proc.stderr
+
+
+def _clip_frame(clip: Path, t_s: float, size: tuple[int, int]) -> np.ndarray:
+    w, h = size
+    raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-ss", f"{t_s:.4f}", "-i", str(clip), "-frames:v", "1",
+                          "-vf", f"scale={w}:{h}", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                         capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(h, w, 3).astype(np.int16)
+
+
+def test_decoded_tv_shows_the_clip_frame_for_that_time(rendered_tiny):
+    yml, out = rendered_tiny
+    spec = load_spec(yml)
+    frames = decode_video(out / "index.m3u8").astype(np.int16)
+    x, y, w, h = spec.model.tv.screen
+    clip = spec.path(spec.model.tv.clips[0].file)
+    tl = analyse(spec)
+    for f in (35, 50, 80, 100):  # 1.0 s in: clip starts; 3.0 s on: it has looped (2 s clip)
+        assert tl.tv_clip[f] == 0
+        got = frames[f, y + h // 3 : y + h, x + w // 3 : x + w]  # away from the glare corner
+        errs = {}
+        for d in (-3, 0, 3):
+            want = _clip_frame(clip, tl.tv_time_s[f] + d / 30, (w, h))[h // 3 :, w // 3 :]
+            errs[d] = np.abs(got - want).mean()
+        assert errs[0] < 8 and errs[0] < min(errs[-3], errs[3]) / 2, (f, errs)
+    # outside the clip's interval the screen shows the off look, and it does not change
+    off = frames[:25, y + 8 : y + h - 8, x + 8 : x + w - 8]
+    assert off.std(axis=0).max() < 6 and off.mean() < 60
+
+
+def test_decoded_mouth_follows_speech_and_captions_their_interval(rendered_tiny):
+    yml, out = rendered_tiny
+    spec = load_spec(yml)
+    frames = decode_video(out / "index.m3u8").astype(np.int16)
+    ch = spec.model.character
+    mx, my = ch.position[0] + ch.mouth_offset[0], ch.position[1] + ch.mouth_offset[1]
+    from PIL import Image
+    mw, mh = Image.open(spec.path(ch.mouths["X"])).size
+    mouth = frames[:, my : my + mh, mx : mx + mw]
+    rest = mouth[5]  # 0.17 s: silence
+    diff = np.abs(mouth - rest).mean(axis=(1, 2, 3))
+    t = np.arange(120) / 30
+    silence = (t < 0.4) | ((t > 1.9) & (t < 2.1)) | (t > 3.7)
+    speech = ((t > 0.7) & (t < 1.5)) | ((t > 2.4) & (t < 3.3))
+    assert diff[silence].max() < 6, diff[silence]
+    assert (diff[speech] > 15).mean() > 0.5, diff[speech]
+
+    scene = Scene(spec)
+    img, (cx, cy) = scene._caption_images[0]
+    region = frames[:, cy : cy + img.height, cx : cx + img.width]
+    base = region[int(0.2 * 30)]
+    cdiff = np.abs(region - base).mean(axis=(1, 2, 3))
+    shown = (t >= 0.5) & (t < 1.8)
+    hidden = (t < 0.45) | ((t > 1.85) & (t < 1.95)) | (t > 3.05)
+    assert cdiff[shown].min() > 20, cdiff[shown]
+    assert cdiff[hidden].max() < 6, cdiff[hidden]
+
+
+def test_preview_is_the_rendered_frame(rendered_tiny, tmp_path):
+    yml, out = rendered_tiny
+    spec = load_spec(yml)
+    frames = decode_video(out / "index.m3u8").astype(np.int16)
+    for at in (0.2, 1.5, 2.5):
+        pv = preview_frame(spec, at).astype(np.int16)
+        assert np.abs(pv - frames[int(at * 30)]).mean() < 4
+    png = tmp_path / "f.png"
+    proc = run_cli("preview", str(yml), "--at", "1.5", "-o", str(png))
+    assert proc.returncode == 0, proc.stderr
+    from PIL import Image
+    assert Image.open(png).size == (320, 180)
+
+
+def test_audio_is_the_speech(rendered_tiny):
+    """Decoded HLS audio against the source: one global alignment, then sample-level agreement."""
+    yml, out = rendered_tiny
+    spec = load_spec(yml)
+    src = segment_audio(spec)
+    got = decode_audio(out / "index.m3u8")
+    # global alignment by cross-correlation over the first second of speech
+    a = src[int(0.5 * 48000) : int(1.5 * 48000)]
+    best = max(range(0, 4096), key=lambda lag: float(np.dot(got[int(0.5 * 48000) + lag - 2048:][: a.size], a)))
+    lag = best - 2048
+    assert abs(lag) <= 1100  # at most the encoder's priming
+    aligned = got[max(0, lag):][: src.size - 2048]
+    ref = src[: aligned.size]
+    err = aligned - ref
+    snr = 10 * np.log10(np.sum(ref**2) / np.sum(err**2))
+    assert snr > 15, snr
+    # around every media segment boundary: no gap, no repeat
+    for b in range(1, 4):
+        s = b * 48000
+        win = slice(s - 960, s + 960)
+        e = np.sum((aligned[win] - ref[win]) ** 2)
+        r = np.sum(ref[win] ** 2) + 1e-9
+        assert e <= max(r * 0.1, 1e-4), (b, e, r)
+
+
+def test_render_is_idempotent_and_reports_up_to_date(rendered_tiny):
+    yml, out = rendered_tiny
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    proc = run_cli("render", str(yml), "-o", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["up_to_date"] is True and summary["frames"] == 120
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before

@@ -1,0 +1,125 @@
+"""segment.yaml validation: good specs resolve, bad ones fail with file + field, exit 2, no output."""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import yaml
+
+from avatarrender.errors import AssetNotFoundError, MediaError, SpecError
+from avatarrender.spec import load_spec, parse_cues
+
+from conftest import run_cli
+
+
+def _edit(yml: Path, fn) -> Path:
+    doc = yaml.safe_load(yml.read_text())
+    fn(doc)
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return yml
+
+
+def test_tiny_spec_resolves(tiny_segment: Path):
+    spec = load_spec(tiny_segment)
+    assert spec.output.width == 320 and spec.output.height == 180
+    assert spec.output.fps == Fraction(30)
+    assert spec.frame_count == 120  # 4 s of speech
+    assert spec.output.frames_per_segment == 30
+    assert spec.path(spec.model.scene.background).is_absolute()
+    assert len(spec.cues) == 2 and spec.clip_durations_s[0] == pytest.approx(2.0, abs=0.05)
+    # the hash follows content: touching an asset's bytes changes it
+    before = spec.spec_hash
+    (tiny_segment.parent / "assets" / "speech.wav").open("ab").write(b"\0\0")
+    assert load_spec(tiny_segment).spec_hash != before
+
+
+@pytest.mark.parametrize("preset,size,fps", [("1080p30", (1920, 1080), 30), ("720p30", (1280, 720), 30),
+                                             ("720p15", (1280, 720), 15)])
+def test_presets(tiny_segment: Path, preset, size, fps):
+    # the tiny assets are 320x180, so only the preset's fields other than size are checked here
+    doc = yaml.safe_load(tiny_segment.read_text())
+    doc["output"] = {"preset": preset, "width": 320, "height": 180}
+    tiny_segment.write_text(yaml.safe_dump(doc))
+    spec = load_spec(tiny_segment)
+    assert spec.output.fps == fps
+    from avatarrender.spec import load_preset
+    p = load_preset(preset)
+    assert (p["width"], p["height"]) == size
+
+
+def test_exact_fps_and_cues():
+    assert parse_cues("1\n00:00:01,500 --> 00:00:02,000\nHi <i>there</i>\n\n2\n00:01:00.250 --> 00:01:01.000\nB\n") \
+        [0].text == "Hi there"
+    vtt = parse_cues("WEBVTT\n\nNOTE x\n\n00:01.000 --> 00:02.500 align:start\nHello\nworld\n")
+    assert (vtt[0].start_s, vtt[0].end_s, vtt[0].text) == (1.0, 2.5, "Hello world")
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"not really a file of this type" * 10)
+
+
+BAD = {
+    "missing background": (lambda d, a: d["scene"].__setitem__("background", "assets/nope.png"),
+                           "scene.background", AssetNotFoundError),
+    "unreadable image": (lambda d, a: _garbage(a / "base.png"), "character.base", MediaError),
+    "unreadable audio": (lambda d, a: _garbage(a / "speech.wav"), "speech.file", MediaError),
+    "unreadable clip": (lambda d, a: _garbage(a / "clip.mp4"), "tv.clips[0].file", MediaError),
+    "sprite outside frame": (lambda d, a: d["character"].__setitem__("position", [300, 10]),
+                             "character.position", SpecError),
+    "tv outside frame": (lambda d, a: d["tv"].__setitem__("screen", [300, 100, 64, 36]),
+                         "tv.screen", SpecError),
+    "odd tv rect": (lambda d, a: d["tv"].__setitem__("screen", [11, 10, 64, 36]), "tv.screen", SpecError),
+    "odd size": (lambda d, a: d["output"].__setitem__("width", 321), "output.width", SpecError),
+    "unknown preset": (lambda d, a: d["output"].__setitem__("preset", "4k120"), "output.preset", SpecError),
+    "caption outside": (lambda d, a: d["captions"]["cues"].append({"text": "late", "start_s": 9, "end_s": 10}),
+                        "captions.cues[2]", SpecError),
+    "caption reversed": (lambda d, a: d["captions"]["cues"][0].update(end_s=0.1),
+                         "captions.cues[0]", SpecError),
+    "unknown field": (lambda d, a: d["character"].__setitem__("mouht_offset", [0, 0]),
+                      "character.mouht_offset", SpecError),
+    "bad colour": (lambda d, a: d["captions"]["style"].__setitem__("color", "white"),
+                   "captions.style.color", SpecError),
+    "wrong type": (lambda d, a: d["blink"].__setitem__("seed", "abc"), "blink.seed", SpecError),
+    "unknown mouth": (lambda d, a: d["character"]["mouths"].__setitem__("Q", "assets/mouth_X.png"),
+                      "character.mouths", SpecError),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_names_file_and_field(tiny_segment: Path, case: str):
+    change, field, exc_type = BAD[case]
+    _edit(tiny_segment, lambda d: change(d, tiny_segment.parent / "assets"))
+    with pytest.raises(exc_type) as info:
+        load_spec(tiny_segment)
+    assert info.value.field == field
+    assert str(tiny_segment) in str(info.value)
+
+
+def test_malformed_yaml(tiny_segment: Path):
+    tiny_segment.write_text("scene:\n  background: [unclosed\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(tiny_segment)
+    assert "malformed YAML" in str(info.value) and str(tiny_segment) in str(info.value)
+
+
+@pytest.mark.parametrize("case", ["unreadable clip", "caption outside", "unknown preset"])
+def test_cli_bad_input_exit_2_and_nothing_written(tiny_segment: Path, tmp_path: Path, case: str):
+    change, field, _ = BAD[case]
+    _edit(tiny_segment, lambda d: change(d, tiny_segment.parent / "assets"))
+    out = tmp_path / "out"
+    for args in (["validate", str(tiny_segment)], ["render", str(tiny_segment), "-o", str(out), "-q"]):
+        proc = run_cli(*args)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert str(tiny_segment) in lines[0] and field in lines[0]
+    assert not out.exists() and not list(tmp_path.glob("out*")) and not list(tmp_path.glob(".out*"))
+
+
+def test_cli_validate_ok_writes_nothing(tiny_segment: Path):
+    before = sorted(p.name for p in tiny_segment.parent.rglob("*"))
+    proc = run_cli("validate", str(tiny_segment))
+    assert proc.returncode == 0, proc.stderr
+    assert "120 frames" in proc.stdout and "4 media segments" in proc.stdout
+    assert sorted(p.name for p in tiny_segment.parent.rglob("*")) == before
