@@ -56,9 +56,10 @@ class TVReader:
 
     def _start(self, clip: int, t_s: float, frames: int) -> None:
         self.close()
+        # No colour-matrix conversion: swscale's bt601->bt709 path shifts dark greys by 2 levels;
+        # clips keep their own YUV values (HD clips are bt709 already). Full range becomes tv.
         vf = (f"fps={self.fps.numerator}/{self.fps.denominator},"
-              f"scale={self.w}:{self.h}:flags=bicubic:out_color_matrix=bt709:out_range=tv,"
-              "format=yuv420p")
+              f"scale={self.w}:{self.h}:flags=bicubic:out_range=tv,format=yuv420p")
         self._proc = FFmpegProcess(
             ["-ss", f"{t_s:.6f}", "-i", str(self.clip_paths[clip]), "-map", "0:v:0", "-an",
              "-vf", vf, "-frames:v", str(frames), "-f", "rawvideo", "-"],

@@ -34,11 +34,18 @@ def make_speech(path: Path, *, duration_s: float = 4.0, sample_rate_hz: int = 22
     soundfile.write(path, y, sample_rate_hz)
 
 
-def make_clip(path: Path, *, duration_s: float = 3.0, size: str = "160x90", fps: int = 30) -> None:
+def clip_luma(frame_index: int) -> int:
+    """The flat luma (Y) of frame ``frame_index`` of a :func:`make_clip` clip: tells frames apart."""
+    return 20 + 3 * frame_index
+
+
+def make_clip(path: Path, *, duration_s: float = 2.0, size: str = "160x90", fps: int = 30) -> None:
+    """A clip whose every frame is flat grey at :func:`clip_luma` of its index (up to 60 frames)."""
     subprocess.run(
         [ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
-         f"testsrc2=s={size}:r={fps}:d={duration_s}", "-c:v", "libx264", "-preset", "ultrafast",
-         "-g", "10", "-pix_fmt", "yuv420p", str(path)],
+         f"color=c=gray:s={size}:r={fps}:d={duration_s},format=yuv420p,"
+         "geq=lum='20+3*N':cb=128:cr=128", "-c:v", "libx264", "-preset", "ultrafast",
+         "-qp", "0", "-g", "10", "-pix_fmt", "yuv420p", str(path)],
         check=True,
     )
 

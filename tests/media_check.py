@@ -35,12 +35,15 @@ def parse_playlist(path: Path) -> dict:
     return {"tags": tags, "segments": segments, "text": text}
 
 
-def decode_video(path: Path) -> np.ndarray:
-    """All frames as RGB [shape=(n, h, w, 3)], in presentation order."""
+def decode_video(path: Path, fmt: str = "rgb24") -> np.ndarray:
+    """All frames [shape=(n, h, w, channels)] in presentation order: rgb24, or gray (the Y plane)."""
     frames = []
     with av.open(str(path)) as c:
         for f in c.decode(video=0):
-            frames.append(f.to_ndarray(format="rgb24"))
+            if fmt == "gray":
+                frames.append(f.to_ndarray(format="yuv420p")[: f.height, :, None])
+            else:
+                frames.append(f.to_ndarray(format=fmt))
     return np.stack(frames)
 
 
