@@ -155,10 +155,10 @@ class FFmpegProcess:
         """Write to ffmpeg's stdin; a dead ffmpeg raises ``FFmpegError`` with its stderr."""
         try:
             self.stdin.write(data)
-        except (BrokenPipeError, OSError) as exc:
-            self.proc.wait(timeout=30)
-            raise FFmpegError(f"{self.what}: ffmpeg stopped reading ({exc})", cmd=self.cmd,
-                              stderr=self.stderr_text()) from None
+        except (BrokenPipeError, OSError):
+            rc = self.proc.wait(timeout=30)
+            raise FFmpegError(f"{self.what}: ffmpeg exited with {rc} while reading frames",
+                              cmd=self.cmd, stderr=self.stderr_text()) from None
 
     def finish(self, timeout_s: float = 600) -> None:
         """Close stdin, wait, and raise ``FFmpegError`` on a non-zero exit."""

@@ -22,7 +22,11 @@ _playout.register(app)
 def main() -> None:
     """Entry point: errors of ours become one line on stderr and their exit code."""
     try:
-        app(standalone_mode=False)
+        rv = app(standalone_mode=False)
+        if isinstance(rv, int) and rv:  # typer returns 130 for Ctrl-C when not standalone
+            if rv == 130:
+                print("avatarrender: interrupted", file=sys.stderr)
+            sys.exit(rv)
     except AvatarRenderError as exc:
         print(f"avatarrender: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

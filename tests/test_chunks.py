@@ -26,6 +26,18 @@ def long_segment(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def slow_segment(tmp_path_factory) -> tuple[Path, list[str]]:
+    """A segment that takes a few seconds (720p, x264 medium), so it can be interrupted;
+    with the frame hashes of a plain one-process render."""
+    yml = make_tiny_segment(tmp_path_factory.mktemp("slow") / "seg", speech_s=10.0, width=1280, height=720,
+                            extra={"output": {"preset": "720p30", "width": 1280, "height": 720,
+                                              "x264_preset": "medium"}})
+    out = tmp_path_factory.mktemp("slowref") / "out"
+    render(load_spec(yml), out, jobs=2, chunk_segments=2)
+    return yml, frame_hashes(out / "index.m3u8")
+
+
+@pytest.fixture(scope="module")
 def reference(long_segment, tmp_path_factory) -> tuple[Path, list[str]]:
     out = tmp_path_factory.mktemp("ref") / "out"
     render(load_spec(long_segment), out, jobs=1, chunk_segments=10)
@@ -102,7 +114,8 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def test_killed_render_resumes_with_only_missing_chunks(long_segment, reference, tmp_path):
+def test_killed_render_resumes_with_only_missing_chunks(slow_segment, tmp_path):
+    long_segment, ref_hashes = slow_segment
     out = tmp_path / "out"
     part = partial_path(out)
     proc = subprocess.Popen(_cli("render", str(long_segment), "-o", str(out), "-q", "--jobs", "1",
@@ -124,10 +137,11 @@ def test_killed_render_resumes_with_only_missing_chunks(long_segment, reference,
     final = json.loads((out / "manifest.json").read_text())
     assert final["render"]["chunks_reused"] >= done_before
     assert final["render"]["chunks_rendered"] <= 10 - done_before
-    assert frame_hashes(out / "index.m3u8") == reference[1]
+    assert frame_hashes(out / "index.m3u8") == ref_hashes
 
 
-def test_worker_killed_mid_render_is_retried(long_segment, reference, tmp_path):
+def test_worker_killed_mid_render_is_retried(slow_segment, tmp_path):
+    long_segment, ref_hashes = slow_segment
     out = tmp_path / "out"
     part = partial_path(out)
     proc = subprocess.Popen(_cli("render", str(long_segment), "-o", str(out), "--json", "--jobs", "2",
@@ -145,14 +159,17 @@ def test_worker_killed_mid_render_is_retried(long_segment, reference, tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0
-    assert frame_hashes(out / "index.m3u8") == reference[1]
+    assert frame_hashes(out / "index.m3u8") == ref_hashes
 
 
-def test_ctrl_c_reaps_every_process(long_segment, tmp_path):
+def test_ctrl_c_reaps_every_process(slow_segment, tmp_path):
+    long_segment, ref_hashes = slow_segment
     out = tmp_path / "out"
     part = partial_path(out)
+    # a shell's background jobs inherit SIGINT ignored; a terminal's foreground job does not
     proc = subprocess.Popen(_cli("render", str(long_segment), "-o", str(out), "-q", "--jobs", "2",
-                                 "--chunk-segments", "1"), start_new_session=True)
+                                 "--chunk-segments", "1"), start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for(lambda: _published(part) >= 1, what="a first segment")
     tree = _descendants(proc.pid)
     assert tree
@@ -182,15 +199,13 @@ def test_second_render_of_same_output_is_refused(long_segment, tmp_path):
 def test_ffmpeg_failure_carries_its_stderr(long_segment, tmp_path):
     out = tmp_path / "out"
     spec = load_spec(long_segment)
-    # an x264 preset name that passes our model but not x264: simulate with a bad crf via replace
-    import dataclasses
-    bad = spec.with_output(x264_preset="nosuchpreset")
+    bad = spec.with_output(x264_preset="nosuchpreset")  # past our model, refused by x264 itself
     from avatarrender.errors import FFmpegError
     with pytest.raises(FFmpegError) as info:
         render(bad, out, jobs=1)
-    assert "ffmpeg exited" in str(info.value) and "ffmpeg said" in str(info.value)
+    msg = str(info.value)
+    assert "ffmpeg exited with" in msg and "ffmpeg said" in msg and "x264 [error]" in msg
     assert not out.exists()
-    _ = dataclasses
 
 
 def test_dask_cluster_gives_the_same_frames(long_segment, reference, tmp_path):
