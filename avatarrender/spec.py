@@ -510,6 +510,11 @@ def _output(model: OutputModel, source: Path) -> OutputSettings:
     if w % 2 or h % 2:
         raise SpecError(source, "output.width" if w % 2 else "output.height",
                         f"{w}x{h}: yuv420p needs even sizes")
+    if values["segment_type"] != "mpegts":
+        # fMP4 needs one shared init segment and per-fragment decode times across our
+        # per-segment encoders; until that exists, refuse it rather than write TS silently.
+        raise SpecError(source, "output.segment_type",
+                        f"{values['segment_type']} is not supported yet: use mpegts")
     seg = Fraction(values["segment_duration_s"]).limit_denominator(1000)
     if (seg * fps).denominator != 1:
         raise SpecError(source, "output.segment_duration_s",
