@@ -42,19 +42,28 @@ class ChunkPlan:
         return [n for c in self.chunks for n in c.segment_frames]
 
 
-def plan_chunks(spec: Spec, *, chunk_segments: int = DEFAULT_CHUNK_SEGMENTS) -> ChunkPlan:
+def plan_chunks(spec: Spec, *, chunk_segments: int = DEFAULT_CHUNK_SEGMENTS,
+                ramp: bool = True) -> ChunkPlan:
     """Cut ``spec.frame_count`` frames into media segments, and those into chunks.
 
-    Every media segment has ``frames_per_segment`` frames except possibly the last.
+    Every media segment has ``frames_per_segment`` frames except possibly the last. With
+    ``ramp`` the first chunks are short (1, then 2 media segments) so the first media segment
+    is published early for render-ahead streaming; the output does not depend on chunking.
     """
     if chunk_segments < 1:
         raise ValueError("chunk_segments must be at least 1")
     per = spec.output.frames_per_segment
     n = spec.frame_count
     seg_frames = [min(per, n - s) for s in range(0, n, per)]
+    sizes = [min(1, chunk_segments), min(2, chunk_segments)] if ramp else []
+    starts, first = [], 0
+    while first < len(seg_frames):
+        starts.append(first)
+        first += sizes[len(starts) - 1] if len(starts) <= len(sizes) else chunk_segments
     chunks = []
-    for c, first in enumerate(range(0, len(seg_frames), chunk_segments)):
-        frames = tuple(seg_frames[first : first + chunk_segments])
+    for c, first in enumerate(starts):
+        end = starts[c + 1] if c + 1 < len(starts) else len(seg_frames)
+        frames = tuple(seg_frames[first:end])
         start = first * per
         chunks.append(Chunk(index=c, frame_start=start, frame_end=start + sum(frames),
                             first_segment=first, segment_frames=frames))

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from avatarrender.plan import plan_chunks
 from avatarrender.render import partial_path, render
 from avatarrender.spec import load_spec
 
@@ -48,7 +49,7 @@ def reference(long_segment, tmp_path_factory) -> tuple[Path, list[str]]:
 def test_same_frames_whatever_jobs_and_chunk_size(long_segment, reference, tmp_path, jobs, chunk_segments):
     out = tmp_path / "out"
     man = render(load_spec(long_segment), out, jobs=jobs, chunk_segments=chunk_segments)
-    assert man["render"]["chunks"] == -(-10 // chunk_segments)
+    assert man["render"]["chunks"] == len(plan_chunks(load_spec(long_segment), chunk_segments=chunk_segments).chunks)
     hashes = frame_hashes(out / "index.m3u8")
     assert len(hashes) == 300
     assert hashes == reference[1]
@@ -72,8 +73,11 @@ def test_event_playlist_grows_while_rendering(long_segment, tmp_path):
         for uri, _ in pl["segments"]:  # every listed segment is whole under its final name
             assert (part / uri).stat().st_size % 188 == 0
 
-    render(load_spec(long_segment), out, jobs=2, chunk_segments=2, on_publish=on_publish)
-    assert [s[2] for s in seen] == [2, 4, 6, 8, 10]
+    spec = load_spec(long_segment)
+    render(spec, out, jobs=2, chunk_segments=2, on_publish=on_publish)
+    plan = plan_chunks(spec, chunk_segments=2)
+    assert [len(c.segment_frames) for c in plan.chunks] == [1, 2, 2, 2, 2, 1]  # short first chunks
+    assert [s[2] for s in seen] == [1, 3, 5, 7, 9, 10]
     assert all(s[0] == "EVENT" and not s[1] and s[3] is False and not s[4] for s in seen)
     assert parse_playlist(out / "index.m3u8")["tags"]["EXT-X-PLAYLIST-TYPE"] == "VOD"
     assert not partial_path(out).exists()
@@ -218,3 +222,13 @@ def test_dask_cluster_gives_the_same_frames(long_segment, reference, tmp_path):
                              capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert frame_hashes(out / "index.m3u8") == reference[1]
+
+
+@pytest.mark.parametrize("chunk_segments", [1, 2, 4, 7])
+def test_plan_covers_every_frame_once(long_segment, chunk_segments):
+    spec = load_spec(long_segment)
+    plan = plan_chunks(spec, chunk_segments=chunk_segments)
+    frames = [f for c in plan.chunks for f in range(c.frame_start, c.frame_end)]
+    assert frames == list(range(spec.frame_count))
+    assert all(len(c.segment_frames) <= chunk_segments for c in plan.chunks)
+    assert [c.first_segment for c in plan.chunks] == sorted({c.first_segment for c in plan.chunks})
