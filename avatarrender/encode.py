@@ -13,7 +13,18 @@ from .errors import FFmpegError
 from .media import FFmpegProcess
 from .spec import OutputSettings
 
-__all__ = ["TVReader", "SegmentEncoder", "x264_args"]
+__all__ = ["TVReader", "ChunkEncoder", "x264_args", "rawvideo_input_args"]
+
+
+_BT709 = ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
+          "-color_range", "tv"]
+
+
+def rawvideo_input_args(out: OutputSettings) -> list[str]:
+    """Our raw yuv420p frames, tagged BT.709 limited range *as input*: tagged only on the
+    output, ffmpeg inserts a colour conversion that costs about a third of x264's time."""
+    return ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{out.width}x{out.height}",
+            "-framerate", f"{out.fps.numerator}/{out.fps.denominator}", *_BT709]
 
 
 def x264_args(out: OutputSettings, *, threads: int | None) -> list[str]:
@@ -23,9 +34,7 @@ def x264_args(out: OutputSettings, *, threads: int | None) -> list[str]:
         "-c:v", "libx264", "-preset", out.x264_preset, "-profile:v", "high",
         "-crf", f"{out.crf:g}", "-maxrate", f"{out.maxrate_kbps}k",
         "-bufsize", f"{out.maxrate_kbps * 2}k", "-pix_fmt", "yuv420p",
-        "-g", g, "-keyint_min", g, "-sc_threshold", "0",
-        "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
-        "-color_range", "tv",
+        "-g", g, "-keyint_min", g, "-sc_threshold", "0", *_BT709,
     ]
     if threads:
         args += ["-threads", str(threads)]
@@ -131,48 +140,53 @@ class TVReader:
             self._proc = None
 
 
-class SegmentEncoder:
-    """One ffmpeg per media segment: x264 on piped frames + the segment's AAC frames -> one .ts.
+class ChunkEncoder:
+    """One ffmpeg per chunk, with one x264 encoder (one output) per media segment.
 
     A fresh encoder per media segment makes each segment depend on its own frames only (x264's
     rate control carries state from frame to frame), so the decoded output is the same whatever
-    the chunk size or worker count. Timestamps are offset to the segment's place in the whole:
-    the first frame is stamped ``t0_s`` (plus the mpegts muxer's constant 1.4 s), the audio at
-    its AAC frames' own presentation times.
+    the chunk size or worker count. Sharing one ffmpeg process between them avoids a process
+    start and a fresh address space per segment (measured: 20-25 % of the CPU at 1080p).
+
+    Each segment's timestamps are offset to its place in the whole: its first frame is stamped
+    at its start time (plus the mpegts muxer's constant 1.4 s), its audio at its AAC frames'
+    own presentation times.
+
+    Parameters
+    ----------
+    segments : list of (path, frames, t0_s, audio_path, audio_offset_s)
     """
 
-    def __init__(self, out: OutputSettings, *, path: Path, t0_s: Fraction, audio_path: Path,
-                 audio_offset_s: Fraction, threads: int | None):
-        self.path = path
-        self._done = False
-        self.proc = FFmpegProcess(
-            ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{out.width}x{out.height}",
-             "-framerate", f"{out.fps.numerator}/{out.fps.denominator}", "-i", "-",
-             "-itsoffset", f"{float(audio_offset_s):.9f}", "-f", "aac", "-i", str(audio_path),
-             "-map", "0:v", "-map", "1:a",
-             *x264_args(out, threads=threads), "-c:a", "copy",
-             "-output_ts_offset", f"{float(t0_s):.9f}", "-avoid_negative_ts", "disabled",
-             "-f", "mpegts", str(path)],
-            stdin=True, what=f"video encoder ({path.name})",
-        )
+    def __init__(self, out: OutputSettings,
+                 segments: list[tuple[Path, int, Fraction, Path, Fraction]], *,
+                 threads: int | None):
+        args = [*rawvideo_input_args(out), "-i", "-"]
+        for _, _, _, apath, aoff in segments:
+            args += ["-itsoffset", f"{float(aoff):.9f}", "-f", "aac", "-i", str(apath)]
+        n = len(segments)
+        graph, first = [], 0
+        if n > 1:
+            graph.append("[0:v]split=%d%s" % (n, "".join(f"[s{i}]" for i in range(n))))
+        for i, (_, frames, _, _, _) in enumerate(segments):
+            src = f"[s{i}]" if n > 1 else "[0:v]"
+            graph.append(f"{src}trim=start_frame={first}:end_frame={first + frames},"
+                         f"setpts=PTS-STARTPTS[v{i}]")
+            first += frames
+        args += ["-filter_complex", ";".join(graph)]
+        for i, (path, _, t0, _, _) in enumerate(segments):
+            args += ["-map", f"[v{i}]", "-map", f"{i + 1}:a", *x264_args(out, threads=threads),
+                     "-c:a", "copy", "-output_ts_offset", f"{float(t0):.9f}",
+                     "-avoid_negative_ts", "disabled", "-f", "mpegts", str(path)]
+        self.proc = FFmpegProcess(args, stdin=True, what=f"video encoder ({segments[0][0].name}..)")
 
     def write(self, data: np.ndarray) -> None:
         self.proc.write(memoryview(data))
 
-    def close_input(self) -> None:
-        """Send end-of-stream; x264 drains its lookahead while the caller starts the next one."""
-        try:
-            self.proc.stdin.close()
-        except BrokenPipeError:
-            pass
-
     def finish(self) -> None:
-        """Wait for the segment (idempotent); ``FFmpegError`` if ffmpeg failed."""
-        if not self._done:
-            self.proc.finish()
-            self._done = True
-            self.proc.__exit__(None, None, None)
+        self.proc.finish()
 
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.__exit__(None, None, None)
+    def __enter__(self) -> ChunkEncoder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.__exit__(*exc)

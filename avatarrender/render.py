@@ -28,7 +28,7 @@ import numpy as np
 
 from .analysis import Timeline, analyse, segment_audio
 from .audio import AdtsStream, encode_aac
-from .encode import SegmentEncoder, TVReader
+from .encode import ChunkEncoder, TVReader
 from .errors import AvatarRenderError, RenderLockedError
 from .hls import atomic_write, codecs_string, continue_cc, dump_json, media_playlist, sha256_file
 from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
@@ -120,35 +120,22 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
             adts = _ADTS[task.audio_path] = AdtsStream.read(Path(task.audio_path))
         started = time.perf_counter()
         scene = _scene(spec)
-        frames = compose_frames(spec, task.timeline, scene)
-        encoders: list[SegmentEncoder] = []
-        try:
-            frame_index = chunk.frame_start
-            for i, n in enumerate(chunk.segment_frames):
-                s0 = Fraction(frame_index) / fps
-                s1 = None if (last and i == len(chunk.segment_frames) - 1) else Fraction(
-                    frame_index + n) / fps
-                k0, k1 = adts.frames_for(s0, s1)
-                apath = tmp / f"audio{i}.aac"
-                apath.write_bytes(adts.slice(k0, k1))
-                enc = SegmentEncoder(
-                    spec.output, path=tmp / f"seg_{chunk.first_segment + i:05d}.ts", t0_s=s0,
-                    audio_path=apath, audio_offset_s=adts.pts_s(k0) - s0, threads=task.threads)
-                encoders.append(enc)
-                for _ in range(n):
-                    enc.write(next(frames))
-                enc.close_input()
-                if len(encoders) >= 2:  # keep at most one encoder draining behind the current one
-                    encoders[-2].finish()
-                frame_index += n
-            for enc in encoders:
-                enc.finish()
-        except BaseException:
-            for enc in encoders:
-                enc.kill()
-            raise
-        finally:
-            frames.close()
+        segments = []
+        frame_index = chunk.frame_start
+        for i, n in enumerate(chunk.segment_frames):
+            s0 = Fraction(frame_index) / fps
+            s1 = None if (last and i == len(chunk.segment_frames) - 1) else Fraction(
+                frame_index + n) / fps
+            k0, k1 = adts.frames_for(s0, s1)
+            apath = tmp / f"audio{i}.aac"
+            apath.write_bytes(adts.slice(k0, k1))
+            segments.append((tmp / f"seg_{chunk.first_segment + i:05d}.ts", n, s0, apath,
+                             adts.pts_s(k0) - s0))
+            frame_index += n
+        with ChunkEncoder(spec.output, segments, threads=task.threads) as enc:
+            for data in compose_frames(spec, task.timeline, scene):
+                enc.write(data)
+            enc.finish()
         names = [f"seg_{chunk.first_segment + i:05d}.ts" for i in range(len(chunk.segment_frames))]
         missing = [n for n in names if not (tmp / n).is_file()]
         if missing:

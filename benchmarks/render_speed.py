@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from avatarrender.analysis import analyse, segment_audio  # noqa: E402
-from avatarrender.encode import x264_args  # noqa: E402
+from avatarrender.encode import rawvideo_input_args, x264_args  # noqa: E402
 from avatarrender.media import ffmpeg_exe  # noqa: E402
 from avatarrender.render import compose_frames, render  # noqa: E402
 from avatarrender.scene import Scene  # noqa: E402
@@ -107,8 +107,7 @@ def floor(spec, work: Path) -> tuple[float, float]:
         for data in compose_frames(spec, timeline, scene):
             fh.write(memoryview(data))
     out = spec.output
-    cmd = [ffmpeg_exe(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "yuv420p",
-           "-s", f"{out.width}x{out.height}", "-framerate", str(out.fps), "-i", str(raw),
+    cmd = [ffmpeg_exe(), "-v", "error", "-y", *rawvideo_input_args(out), "-i", str(raw),
            *x264_args(out, threads=None), "-f", "mpegts", str(work / "floor.ts")]
     t = time.perf_counter()
     with TreeRSS() as mem:
