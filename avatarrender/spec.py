@@ -527,6 +527,24 @@ def _output(model: OutputModel, source: Path) -> OutputSettings:
     )
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 also reads on/off/yes/no as booleans, which
+    would turn ``tv: {off: ...}`` into a ``False`` key."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file with YAML 1.2 booleans (also for schedules)."""
+    return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_Yaml12Loader)
+
+
 def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> Spec:
     """Read, validate and resolve a ``segment.yaml``.
 
@@ -546,7 +564,7 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
     if not source.is_file():
         raise AssetNotFoundError(source, None, "segment file not found")
     try:
-        doc = yaml.safe_load(source.read_text(encoding="utf-8"))
+        doc = read_yaml(source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else None

@@ -123,3 +123,10 @@ def test_cli_validate_ok_writes_nothing(tiny_segment: Path):
     assert proc.returncode == 0, proc.stderr
     assert "120 frames" in proc.stdout and "4 media segments" in proc.stdout
     assert sorted(p.name for p in tiny_segment.parent.rglob("*")) == before
+
+
+def test_bare_off_key_is_a_key_not_false(tiny_segment: Path):
+    text = tiny_segment.read_text().replace("  overlay: assets/bezel.png", "  off: assets/room.png\n  overlay: assets/bezel.png")
+    tiny_segment.write_text(text)
+    spec = load_spec(tiny_segment)
+    assert spec.model.tv.off == "assets/room.png"
