@@ -58,9 +58,10 @@ EYES_OFFSET = (190, 240)
 EYES_SIZE = (220, 90)
 MOUTH_SHAPES = ("X", "A", "B", "C", "D", "E", "F", "G", "H")
 EYE_STATES = ("open", "half", "closed")
-LAMP_CENTER = (1130, 330)  # centre of the floor lamp's shade in the frame
+WINDOW_RECT = (950, 110, 1150, 540)  # x0, y0, x1, y1 of the glass
+LAMP_CENTER = (1250, 330)  # centre of the floor lamp's shade in the frame
 LAMP_LAYER_SIZE = (900, 800)
-LAMP_LAYER_POSITION = (680, 0)  # the glow layer must lie inside the frame
+LAMP_LAYER_POSITION = (800, 0)  # the glow layer must lie inside the frame
 
 CLIP_SIZE = (640, 360)
 CLIP_FPS = 30
@@ -71,7 +72,7 @@ CLIP_CODE_CELL = (64, 28)  # width, height of one code cell in clip pixels, on t
 SENTENCES = (
     "Hello, and welcome back to Avatar TV!",
     "I'm Pip, your host for this little corner of the internet.",
-    "Tonight on the big screen, we have fractal weather and some very busy cells.",
+    "Tonight on the big screen, we have sunset colors and some very busy little cells.",
     "While that plays, let me tell you what's coming up.",
     "After the break, we'll visit a tiny robot who only speaks in colors.",
     "Thanks for hanging out with me. Grab a snack, and stay cozy!",
@@ -173,54 +174,80 @@ def make_room(path: Path) -> None:
     d.ellipse(_s(1000, 930, 1960, 1120), fill=(178, 86, 80))
     d.ellipse(_s(1040, 950, 1920, 1100), outline=(226, 176, 120), width=5 * SS)
 
-    # window: evening sky, frame, curtains
-    wx0, wy0, wx1, wy1 = 960, 110, 1240, 560
-    sky = _vgradient(((wx1 - wx0) * SS, (wy1 - wy0) * SS), (92, 120, 190), (250, 178, 130))
+    # window: evening sky with a low sun and hills, white frame, curtains on a rod
+    wx0, wy0, wx1, wy1 = WINDOW_RECT
+    wm, hm = (wx0 + wx1) / 2, (wy0 + wy1) / 2
+    sky = _vgradient(((wx1 - wx0) * SS, (wy1 - wy0) * SS), (84, 112, 186), (252, 184, 132))
     img.paste(Image.fromarray(sky, "RGB"), (wx0 * SS, wy0 * SS))
-    d.ellipse(_s(1150, 380, 1210, 440), fill=(255, 226, 160))  # low sun
-    d.polygon(_s(wx0, 500, 1020, 470, 1090, 490, 1160, 460, wx1, 490, wx1, wy1, wx0, wy1), fill=(96, 104, 150))  # hills
-    d.rectangle(_s(wx0 - 14, wy0 - 14, wx1 + 14, wy1 + 14), outline=(250, 244, 232), width=16 * SS)
-    d.line(_s((wx0 + wx1) / 2, wy0, (wx0 + wx1) / 2, wy1), fill=(250, 244, 232), width=10 * SS)
-    d.line(_s(wx0, 330, wx1, 330), fill=(250, 244, 232), width=10 * SS)
+    d.ellipse(_s(wx1 - 80, wy1 - 170, wx1 - 24, wy1 - 114), fill=(255, 230, 168))  # low sun
+    for k, (cy, col) in enumerate(((140, (236, 228, 236)), (220, (244, 214, 210)))):  # two small clouds
+        cx = wx0 + 50 + k * 80
+        for dx, r in ((0, 16), (20, 22), (42, 15)):
+            d.ellipse(_s(cx + dx - r, wy0 + cy - r, cx + dx + r, wy0 + cy + r * 0.7), fill=col)
+    w = wx1 - wx0
+    d.polygon(_s(wx0, wy1 - 60, wx0 + w * 0.25, wy1 - 92, wx0 + w * 0.55, wy1 - 66, wx0 + w * 0.8, wy1 - 100,
+                 wx1, wy1 - 76, wx1, wy1, wx0, wy1), fill=(112, 110, 160))  # far hills
+    d.polygon(_s(wx0, wy1 - 30, wx0 + w * 0.4, wy1 - 54, wx0 + w * 0.7, wy1 - 36, wx1, wy1 - 50,
+                 wx1, wy1, wx0, wy1), fill=(84, 92, 138))  # near hills
+    frame_col = (250, 244, 232)
+    d.rectangle(_s(wx0 - 14, wy0 - 14, wx1 + 14, wy1 + 14), outline=frame_col, width=16 * SS)
+    d.line(_s(wm, wy0, wm, wy1), fill=frame_col, width=10 * SS)
+    d.line(_s(wx0, hm, wx1, hm), fill=frame_col, width=10 * SS)
     d.rectangle(_s(wx0 - 34, wy1 + 10, wx1 + 34, wy1 + 30), fill=(244, 236, 222))  # sill
-    for cx, sgn in ((wx0 - 40, 1), (wx1 + 40, -1)):  # curtains
-        pts = [(cx - 40 * sgn, 70), (cx + 40 * sgn, 70), (cx + 20 * sgn, 330), (cx + 46 * sgn, 600), (cx - 40 * sgn, 600)]
+    d.rectangle(_s(wx0 - 30, wy1 + 30, wx1 + 30, wy1 + 36), fill=(206, 184, 160))
+    for edge, sgn in ((wx0 - 16, 1), (wx1 + 16, -1)):  # curtains, gathered at the sill
+        pts = [(edge - 70 * sgn, 70), (edge + 36 * sgn, 70), (edge + 10 * sgn, hm), (edge + 40 * sgn, wy1 + 60),
+               (edge - 70 * sgn, wy1 + 60)]
         d.polygon(_s(*[v for p in pts for v in p]), fill=(206, 96, 86))
-        for k in (0, 20, 40):
-            d.line(_s(cx - 30 * sgn + k * sgn, 80, cx - 20 * sgn + k * sgn, 590), fill=(186, 80, 72), width=3 * SS)
+        for k in (12, 34, 56):
+            d.line(_s(edge - 70 * sgn + k * sgn, 80, edge - 66 * sgn + k * sgn, wy1 + 56), fill=(184, 80, 72),
+                   width=3 * SS)
+        d.rounded_rectangle(_s(min(edge - 74 * sgn, edge + 30 * sgn), hm + 30, max(edge - 74 * sgn, edge + 30 * sgn),
+                               hm + 44), radius=6 * SS, fill=(236, 190, 110))  # tie-back
     d.rounded_rectangle(_s(wx0 - 110, 60, wx1 + 110, 74), radius=6 * SS, fill=(120, 84, 60))  # rod
+    for ex in (wx0 - 112, wx1 + 112):
+        d.ellipse(_s(ex - 10, 57, ex + 10, 77), fill=(120, 84, 60))
 
-    # framed picture above the sofa... a small shelf with books and a plant instead
-    sx0, sx1, sy = 1380, 1800, 250
+    # shelf above the sofa: books, a leaning book, a potted plant; a clock on the wall
+    sx0, sx1, sy = 1400, 1820, 250
     d.rectangle(_s(sx0, sy, sx1, sy + 16), fill=(140, 96, 64))
+    d.rectangle(_s(sx0, sy + 16, sx1, sy + 20), fill=(112, 76, 50))
     d.polygon(_s(sx0 + 30, sy + 16, sx0 + 50, sy + 16, sx0 + 40, sy + 50), fill=(120, 82, 56))
     d.polygon(_s(sx1 - 50, sy + 16, sx1 - 30, sy + 16, sx1 - 40, sy + 50), fill=(120, 82, 56))
-    x = sx0 + 20
+    x = sx0 + 24
     for bw, bh, col in ((26, 120, (70, 110, 160)), (22, 100, (220, 170, 70)), (30, 130, (180, 80, 80)),
                         (24, 110, (90, 150, 110)), (20, 96, (240, 230, 210))):
         d.rectangle(_s(x, sy - bh, x + bw, sy), fill=col)
-        d.rectangle(_s(x + 4, sy - bh + 14, x + bw - 4, sy - bh + 20), fill=(255, 255, 255, 120))
+        d.rectangle(_s(x + 4, sy - bh + 14, x + bw - 4, sy - bh + 20), fill=(250, 244, 230))
+        d.rectangle(_s(x + 4, sy - 24, x + bw - 4, sy - 18), fill=(250, 244, 230))
         x += bw + 3
     d.polygon(_s(x + 6, sy, x + 30, sy - 112, x + 56, sy - 104, x + 32, sy), fill=(120, 150, 180))  # leaning book
-    # potted plant on the shelf
-    px = 1690
+    px = 1750
     for ang, ln in ((-60, 70), (-100, 86), (-130, 66), (-30, 60), (-80, 96), (-150, 56)):
         a = math.radians(ang)
         tip = (px + ln * math.cos(a), sy - 50 + ln * math.sin(a))
-        d.ellipse(_s(tip[0] - 16, tip[1] - 9, tip[0] + 16, tip[1] + 9), fill=(86, 150, 90))
         d.line(_s(px, sy - 46, *tip), fill=(70, 120, 72), width=3 * SS)
+        d.ellipse(_s(tip[0] - 16, tip[1] - 9, tip[0] + 16, tip[1] + 9), fill=(86, 150, 90))
     d.polygon(_s(px - 34, sy - 56, px + 34, sy - 56, px + 24, sy, px - 24, sy), fill=(214, 120, 84))
-    # clock on the wall
-    d.ellipse(_s(1440, 90, 1530, 180), fill=(250, 246, 236), outline=(120, 84, 60), width=6 * SS)
-    d.line(_s(1485, 135, 1485, 104), fill=(60, 50, 50), width=4 * SS)
-    d.line(_s(1485, 135, 1508, 146), fill=(60, 50, 50), width=4 * SS)
+    d.rectangle(_s(px - 36, sy - 60, px + 36, sy - 50), fill=(196, 104, 72))
+    ccx, ccy = 1620, 110
+    d.ellipse(_s(ccx - 46, ccy - 46, ccx + 46, ccy + 46), fill=(250, 246, 236), outline=(120, 84, 60), width=7 * SS)
+    for k in range(12):
+        a = math.radians(k * 30)
+        d.line(_s(ccx + 34 * math.cos(a), ccy + 34 * math.sin(a), ccx + 38 * math.cos(a), ccy + 38 * math.sin(a)),
+               fill=(120, 84, 60), width=2 * SS)
+    d.line(_s(ccx, ccy, ccx, ccy - 30), fill=(60, 50, 50), width=4 * SS)
+    d.line(_s(ccx, ccy, ccx + 20, ccy + 10), fill=(60, 50, 50), width=5 * SS)
+    d.ellipse(_s(ccx - 5, ccy - 5, ccx + 5, ccy + 5), fill=(200, 90, 80))
 
-    # floor lamp between window and sofa
+    # floor lamp between the window and the sofa (its pole disappears behind the sofa)
     lx, ly = LAMP_CENTER
     d.line(_s(lx, ly + 40, lx, 900), fill=(70, 60, 56), width=8 * SS)
     d.ellipse(_s(lx - 50, 890, lx + 50, 912), fill=(70, 60, 56))
-    d.polygon(_s(lx - 40, ly - 50, lx + 40, ly - 50, lx + 70, ly + 45, lx - 70, ly + 45), fill=(250, 222, 160))
+    d.polygon(_s(lx - 40, ly - 50, lx + 40, ly - 50, lx + 70, ly + 45, lx - 70, ly + 45), fill=(252, 226, 164))
+    d.polygon(_s(lx - 40, ly - 50, lx - 20, ly - 50, lx - 40, ly + 45, lx - 70, ly + 45), fill=(240, 208, 142))
     d.line(_s(lx - 70, ly + 45, lx + 70, ly + 45), fill=(232, 190, 120), width=6 * SS)
+    d.line(_s(lx - 40, ly - 50, lx + 40, ly - 50), fill=(232, 190, 120), width=4 * SS)
 
     # sofa behind the character
     so0, so1 = 1170, 1960
@@ -262,14 +289,15 @@ def make_lighting(folder: Path) -> None:
     cx, cy = LAMP_CENTER[0] - LAMP_LAYER_POSITION[0], LAMP_CENTER[1] - LAMP_LAYER_POSITION[1]
     f = _radial((lw, lh), (cx, cy), lw / 2, power=2.2)
     rgb = np.empty((lh, lw, 3), np.uint8)
-    rgb[:] = (120, 76, 28)
+    rgb[:] = (150, 98, 40)
     _rgba(rgb, f).save(folder / "light_lamp.png", optimize=True)
 
     # window light: a soft slanted beam from the window onto the floor, plus a halo around the glass
     img = Image.new("L", (W, H), 0)
     d = ImageDraw.Draw(img)
-    d.polygon([(960, 110), (1240, 110), (1240, 560), (1500, 1080), (700, 1080), (960, 560)], fill=110)
-    d.rectangle((940, 90, 1260, 580), fill=170)
+    wx0, wy0, wx1, wy1 = WINDOW_RECT
+    d.polygon([(wx0, wy0), (wx1, wy0), (wx1, wy1), (wx1 + 300, H), (wx0 - 200, H), (wx0, wy1)], fill=110)
+    d.rectangle((wx0 - 20, wy0 - 20, wx1 + 20, wy1 + 20), fill=170)
     alpha = np.asarray(img.filter(ImageFilter.GaussianBlur(60)), np.float32) / 255.0
     rgb = np.empty((H, W, 3), np.uint8)
     rgb[:] = (255, 226, 190)
@@ -294,30 +322,36 @@ def make_character(folder: Path) -> None:
     W, H = CHARACTER_SIZE
     img, d = _canvas((W, H))
     cx = W / 2
-    # hair behind the head
-    d.ellipse(_s(cx - 175, 80, cx + 175, 440), fill=HAIR)
-    d.rounded_rectangle(_s(cx - 175, 250, cx + 175, 470), radius=60 * SS, fill=HAIR)
+    # hair behind the head: a bob that ends at the jaw
+    d.ellipse(_s(cx - 178, 78, cx + 178, 430), fill=HAIR)
+    d.rounded_rectangle(_s(cx - 178, 240, cx + 178, 476), radius=70 * SS, fill=HAIR)
     # body: shoulders and sweater
-    d.ellipse(_s(40, 520, W - 40, 980), fill=SWEATER)
-    d.line(_s(170, 600, 150, H), fill=SWEATER_DARK, width=5 * SS)
-    d.line(_s(W - 170, 600, W - 150, H), fill=SWEATER_DARK, width=5 * SS)
+    d.ellipse(_s(22, 526, W - 22, 990), fill=SWEATER)
+    d.arc(_s(96, 620, 300, 1080), 180, 260, fill=SWEATER_DARK, width=5 * SS)  # arm creases
+    d.arc(_s(W - 300, 620, W - 96, 1080), 280, 360, fill=SWEATER_DARK, width=5 * SS)
+    d.regular_polygon((_s(cx + 120)[0], _s(620)[0], 20 * SS), 5, rotation=0, fill=(246, 200, 96))  # badge
     # neck with a shadow under the chin
     d.rounded_rectangle(_s(cx - 46, 420, cx + 46, 560), radius=20 * SS, fill=SKIN)
-    d.ellipse(_s(cx - 50, 410, cx + 50, 470), fill=SKIN_SHADE)
-    # collar
-    d.chord(_s(cx - 84, 500, cx + 84, 600), 0, 180, fill=SWEATER_DARK)
-    d.chord(_s(cx - 62, 500, cx + 62, 572), 0, 180, fill=SKIN)
+    d.ellipse(_s(cx - 52, 420, cx + 52, 482), fill=SKIN_SHADE)
+    # crew-neck collar
+    d.chord(_s(cx - 96, 500, cx + 96, 606), 180, 360, fill=SWEATER)
+    d.chord(_s(cx - 78, 472, cx + 78, 584), 0, 180, fill=SWEATER_DARK)
+    d.chord(_s(cx - 60, 472, cx + 60, 560), 0, 180, fill=SKIN)
     # ears
-    for ex in (cx - 150, cx + 150):
+    for ex in (cx - 148, cx + 148):
         d.ellipse(_s(ex - 24, 268, ex + 24, 340), fill=SKIN)
         d.ellipse(_s(ex - 11, 284, ex + 11, 324), fill=SKIN_SHADE)
     # face
     d.ellipse(_s(cx - 145, 130, cx + 145, 462), fill=SKIN)
-    # fringe: a swoop across the forehead
-    d.chord(_s(cx - 160, 86, cx + 160, 330), 180, 360, fill=HAIR)
-    d.polygon(_s(cx - 150, 210, cx - 60, 208, cx - 110, 262, cx - 150, 290), fill=HAIR)
-    d.polygon(_s(cx + 150, 210, cx + 10, 208, cx + 120, 250, cx + 152, 300), fill=HAIR)
-    d.arc(_s(cx - 120, 110, cx + 60, 260), 200, 300, fill=HAIR_LIGHT, width=6 * SS)
+    # fringe: the top of the head minus a face-shaped window, swept to one side
+    fringe = Image.new("L", img.size, 0)
+    fd = ImageDraw.Draw(fringe)
+    fd.ellipse(_s(cx - 162, 82, cx + 162, 400), fill=255)
+    fd.ellipse(_s(cx - 190, 180, cx + 220, 600), fill=0)
+    fd.rectangle(_s(0, 330, W, H), fill=0)
+    img.paste(HAIR + (255,), (0, 0, img.width, img.height), fringe)
+    d.arc(_s(cx - 128, 104, cx + 120, 300), 200, 262, fill=HAIR_LIGHT, width=7 * SS)  # shine
+    d.arc(_s(cx - 60, 96, cx + 150, 260), 250, 300, fill=HAIR_LIGHT, width=5 * SS)
     # eyebrows
     for ex, sgn in ((EYES_OFFSET[0] + 55, -1), (EYES_OFFSET[0] + 165, 1)):
         d.arc(_s(ex - 34, 226, ex + 34, 262), 200 if sgn < 0 else 210, 330 if sgn < 0 else 340, fill=HAIR, width=8 * SS)
@@ -404,29 +438,32 @@ def _mouth(shape: str) -> Image.Image:
 def _eyes(state: str) -> Image.Image:
     """Both eyes, 220x90 RGBA; eye centres at (55, 48) and (165, 48)."""
     img, d = _canvas(EYES_SIZE)
-    for ex in (55, 165):
+    for ex, out in ((55, -1), (165, 1)):
         ey = 48
-        if state == "closed":  # a gentle downward curve with lashes
-            d.arc(_s(ex - 26, ey - 18, ex + 26, ey + 12), 20, 160, fill=OUTLINE, width=5 * SS)
-            d.line(_s(ex - 24, ey - 2, ex - 32, ey + 2), fill=OUTLINE, width=3 * SS)
-            d.line(_s(ex + 24, ey - 2, ex + 32, ey + 2), fill=OUTLINE, width=3 * SS)
+        if state == "closed":  # a gentle downward curve with a lash at the outer corner
+            d.arc(_s(ex - 26, ey - 20, ex + 26, ey + 12), 15, 165, fill=OUTLINE, width=5 * SS)
+            d.line(_s(ex + 24 * out, ey + 1, ex + 33 * out, ey - 3), fill=OUTLINE, width=4 * SS)
             continue
+        eye = Image.new("RGBA", img.size, (0, 0, 0, 0))
+        ed = ImageDraw.Draw(eye)
         box = _s(ex - 24, ey - 28, ex + 24, ey + 28)
-        d.ellipse(box, fill=(255, 255, 255), outline=OUTLINE, width=3 * SS)
-        d.ellipse(_s(ex - 16, ey - 14, ex + 16, ey + 18), fill=(110, 74, 50))
-        d.ellipse(_s(ex - 9, ey - 6, ex + 9, ey + 12), fill=(30, 20, 20))
-        d.ellipse(_s(ex - 11, ey - 11, ex - 2, ey - 2), fill=(255, 255, 255))
-        d.ellipse(_s(ex + 5, ey + 5, ex + 9, ey + 9), fill=(255, 255, 255))
-        if state == "half":  # the upper lid (skin) covers the top half
-            lid = Image.new("L", img.size, 0)  # the eye's outline, upper half only
-            ImageDraw.Draw(lid).ellipse(_s(ex - 26, ey - 30, ex + 26, ey + 30), fill=255)
-            ImageDraw.Draw(lid).rectangle(_s(ex - 30, ey + 2, ex + 30, ey + 34), fill=0)
-            img.paste(SKIN + (255,), (0, 0, img.width, img.height), lid)
-            d.line(_s(ex - 25, ey + 2, ex + 25, ey + 2), fill=OUTLINE, width=5 * SS)
+        ed.ellipse(box, fill=(255, 255, 255), outline=OUTLINE, width=3 * SS)
+        ed.ellipse(_s(ex - 16, ey - 14, ex + 16, ey + 18), fill=(110, 74, 50))
+        ed.ellipse(_s(ex - 9, ey - 6, ex + 9, ey + 12), fill=(30, 20, 20))
+        ed.ellipse(_s(ex - 11, ey - 11, ex - 2, ey - 2), fill=(255, 255, 255))
+        ed.ellipse(_s(ex + 5, ey + 5, ex + 9, ey + 9), fill=(255, 255, 255))
+        if state == "half":  # the lid hides the top half: cut the eye there and draw the lid's edge
+            lid_y = ey - 1
+            ed.rectangle(_s(ex - 30, ey - 32, ex + 30, lid_y), fill=(0, 0, 0, 0))
+            img.alpha_composite(eye)
+            d.arc(_s(ex - 25, lid_y - 8, ex + 25, lid_y + 10), 180, 360, fill=OUTLINE, width=5 * SS)
+            d.line(_s(ex - 25, lid_y + 1, ex + 25, lid_y + 1), fill=OUTLINE, width=5 * SS)
+            d.arc(_s(ex - 24, lid_y - 22, ex + 24, lid_y + 4), 200, 340, fill=SKIN_SHADE, width=3 * SS)  # crease
+            d.line(_s(ex + 24 * out, lid_y + 1, ex + 33 * out, lid_y - 3), fill=OUTLINE, width=4 * SS)
         else:
+            img.alpha_composite(eye)
             d.arc(box, 200, 340, fill=OUTLINE, width=6 * SS)  # upper lash line
-        d.line(_s(ex + 20, ey - 16 if state == "open" else ey + 2, ex + 30, ey - 22 if state == "open" else ey - 2),
-               fill=OUTLINE, width=3 * SS)
+            d.line(_s(ex + 20 * out, ey - 17, ex + 31 * out, ey - 23), fill=OUTLINE, width=4 * SS)
     return _down(img)
 
 
