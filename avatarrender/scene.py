@@ -194,14 +194,29 @@ class Scene:
                 base.alpha_composite(ov, tuple(m.tv.overlay_position))
         self.base_rgba = base
         self.base = Frame.empty(self.width, self.height)
-        self.base.paste(rgb_to_yuv420(np.asarray(base.convert("RGB"))), 0, 0)
 
-        self._char_cache: dict[tuple[int, int], Image.Image] = {}
         self._caption_images = [self._render_caption(c) for c in spec.cues]
+        self._images: dict[str, Image.Image] = {}
+        # State-dependent layers, in z-order. With sprites, the character's base is static:
+        # it goes into the base, and only the eye and mouth boxes change from state to state.
+        ch = m.character
+        cx, cy = ch.position
         self.layers: list[_Layer] = []
-        cpos = tuple(m.character.position)
-        cw, ch = self._character_image(0, 0).size
-        self.layers.append(_Layer("character", (cpos[0], cpos[1], cpos[0] + cw, cpos[1] + ch)))
+        self._static_above: list[tuple[Image.Image, tuple[int, int]]] = (
+            [self._overlay] if self._overlay else [])
+        if ch.states:
+            w, h = self._character_image(0, 0).size
+            self.layers.append(_Layer("character", (cx, cy, cx + w, cy + h)))
+        else:
+            body = self._image(ch.base)
+            base.alpha_composite(body, (cx, cy))
+            self._static_above.append((body, (cx, cy)))
+            for kind, sprites, (ox, oy) in (("eyes", ch.eyes, ch.eyes_offset),
+                                            ("mouth", ch.mouths, ch.mouth_offset)):
+                sizes = [self._image(p).size for p in sprites.values()]
+                w, h = max(s[0] for s in sizes), max(s[1] for s in sizes)
+                self.layers.append(_Layer(kind, (cx + ox, cy + oy, cx + ox + w, cy + oy + h)))
+        self.base.paste(rgb_to_yuv420(np.asarray(base.convert("RGB"))), 0, 0)
         if self._caption_images:
             box = None
             for img, (x, y) in self._caption_images:
@@ -227,20 +242,16 @@ class Scene:
 
     # ------------------------------------------------------------------ layers (RGBA, PIL)
 
-    def _character_image(self, mouth: int, eyes: int) -> Image.Image:
-        key = (mouth, eyes)
-        img = self._char_cache.get(key)
+    def _image(self, rel: str) -> Image.Image:
+        img = self._images.get(rel)
         if img is None:
-            ch = self.spec.model.character
-            m, e = MOUTH_SHAPES[mouth], EYE_STATES[eyes]
-            if ch.states:
-                img = _open_rgba(self.spec.path(ch.states.format(mouth=m, eyes=e)))
-            else:
-                img = _open_rgba(self.spec.path(ch.base)).copy()
-                img.alpha_composite(_open_rgba(self.spec.path(ch.eyes[e])), tuple(ch.eyes_offset))
-                img.alpha_composite(_open_rgba(self.spec.path(ch.mouths[m])), tuple(ch.mouth_offset))
-            self._char_cache[key] = img
+            img = self._images[rel] = _open_rgba(self.spec.path(rel))
         return img
+
+    def _character_image(self, mouth: int, eyes: int) -> Image.Image:
+        """A pre-drawn state image (``character.states``)."""
+        ch = self.spec.model.character
+        return self._image(ch.states.format(mouth=MOUTH_SHAPES[mouth], eyes=EYE_STATES[eyes]))
 
     def _render_caption(self, cue: Cue) -> tuple[Image.Image, tuple[int, int]]:
         style = self.spec.model.captions.style
@@ -268,18 +279,27 @@ class Scene:
         y = min(max(0, y), self.height - h)
         return img, (x, y)
 
-    def _layer_image(self, index: int, state: tuple[int, int, int]) -> tuple[Image.Image, tuple[int, int]] | None:
-        layer = self.layers[index]
-        if layer.kind == "character":
-            return self._character_image(state[0], state[1]), tuple(self.spec.model.character.position)
+    def _layer_image(self, index: int, state: tuple[int, int, int]
+                     ) -> tuple[Image.Image, tuple[int, int]] | None:
+        kind = self.layers[index].kind
+        ch = self.spec.model.character
+        cx, cy = ch.position
+        if kind == "character":
+            return self._character_image(state[0], state[1]), (cx, cy)
+        if kind == "eyes":
+            ox, oy = ch.eyes_offset
+            return self._image(ch.eyes[EYE_STATES[state[1]]]), (cx + ox, cy + oy)
+        if kind == "mouth":
+            ox, oy = ch.mouth_offset
+            return self._image(ch.mouths[MOUTH_SHAPES[state[0]]]), (cx + ox, cy + oy)
         cap = state[2]
         return self._caption_images[cap] if cap >= 0 else None
 
+    _KEY = {"character": (0, 1), "mouth": (0,), "eyes": (1,), "caption": (2,)}
+
     def _relevant(self, members: list[int], state: tuple[int, int, int]) -> tuple:
-        key = []
-        for i in members:
-            key += [state[0], state[1]] if self.layers[i].kind == "character" else [state[2]]
-        return tuple(key)
+        """The parts of the state that the given layers depend on."""
+        return tuple(state[k] for i in members for k in self._KEY[self.layers[i].kind])
 
     # ------------------------------------------------------------------ yuv frames
 
@@ -323,9 +343,9 @@ class Scene:
             return self._above[key]
         size = (sx1 - sx0, sy1 - sy0)
         canvas = Image.new("RGBA", size, (0, 0, 0, 0))
-        if self._overlay is not None:
-            ov, (ox, oy) = self._overlay
-            canvas.alpha_composite(_shift(ov, ox - sx0, oy - sy0, size))
+        for img, (ox, oy) in self._static_above:  # bezel, and a character body over the screen
+            if _intersects((ox, oy, ox + img.width, oy + img.height), self.screen):
+                canvas.alpha_composite(_shift(img, ox - sx0, oy - sy0, size))
         for i in hits:
             got = self._layer_image(i, state)
             if got is not None:
