@@ -1,0 +1,563 @@
+"""The playout loop: clock, catalog of rendered folders, filler, publishing files, saved state.
+
+Output folder layout (what the HTTP server or nginx serves)::
+
+    OUT/master.m3u8      one-rendition master playlist (BANDWIDTH, CODECS, RESOLUTION)
+    OUT/live.m3u8        the live sliding-window media playlist
+    OUT/media/NNNNNNNNN.ts   aired media segments, hard links to the rendered ones (copy fallback)
+    OUT/status.json      what is on air, next, render-ahead, errors (also at /status)
+    OUT/index.html, monitor.js, vendor/hls.min.js   the monitor page
+    OUT/.state.json      saved state for a restart (dot files are never served)
+    OUT/.filler/         the idle loop rendered from the schedule's filler spec
+    OUT/.renders/NAME/   render-ahead of entries given as a segment.yaml
+
+A media segment of slot [t, t + d) is published when the clock reaches t + d, as a live encoder
+would, so PROGRAM-DATE-TIME is wall-clock time and the on-air latency is the player's hold-back.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable
+
+from avatarrender.errors import AvatarRenderError, MediaError
+from avatarrender.playout.playlist import LivePlaylist, format_pdt, master_playlist
+from avatarrender.playout.schedule import (
+    FILLER,
+    Availability,
+    Decision,
+    Entry,
+    Schedule,
+    Scheduler,
+)
+from avatarrender.playout.source import RenderedSegment, read_rendered, verify_media_file
+
+__all__ = ["Playout", "FolderCatalog", "prepare_filler", "write_atomic", "WEB_DIR"]
+
+log = logging.getLogger("avatarrender.playout")
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+STATE_NAME = ".state.json"
+MEDIA_PLAYLIST = "live.m3u8"
+MASTER_PLAYLIST = "master.m3u8"
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Temp file beside ``path`` then rename: readers see the old file or the new one, never half.
+
+    Raises
+    ------
+    OSError
+        From the write (ENOSPC on a full disk); the old file is then untouched.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+
+
+def partial_of(folder: Path, *, hidden: bool) -> Path:
+    """The in-progress name of a rendered folder (``X.partial``, or ``.X.partial`` in a spool)."""
+    return folder.with_name(f".{folder.name}.partial" if hidden else f"{folder.name}.partial")
+
+
+class FolderCatalog:
+    """The scheduler's view of rendered folders on disk (see :class:`~.schedule.Catalog`).
+
+    Parameters
+    ----------
+    width, height, target_duration_s : int
+        The channel's format: a rendered segment of another size or longer media segments is
+        refused (one rendition; constant TARGETDURATION).
+    """
+
+    def __init__(self, *, width: int, height: int, target_duration_s: int):
+        self.width, self.height, self.target_duration_s = width, height, target_duration_s
+        self.folders: dict[str, tuple[Path, Path]] = {}   # key -> (complete, partial)
+        self.rendered: dict[str, RenderedSegment] = {}
+        self._verified: dict[tuple[str, int], tuple[int, int, int]] = {}  # -> (dev, ino, size)
+        self.bandwidth_bps = 0
+        self.bad: dict[str, str] = {}   # key -> why it was refused at publication
+
+    def add(self, key: str, folder: Path, *, hidden_partial: bool = False) -> None:
+        self.folders[key] = (folder, partial_of(folder, hidden=hidden_partial))
+
+    def forget(self, key: str) -> None:
+        self.folders.pop(key, None)
+        self.rendered.pop(key, None)
+        self.bad.pop(key, None)
+        self._verified = {k: v for k, v in self._verified.items() if k[0] != key}
+
+    def _read(self, key: str) -> RenderedSegment | None:
+        complete, partial = self.folders[key]
+        if complete.is_dir():
+            r = read_rendered(complete)
+            if not r.complete:
+                raise MediaError(complete / "manifest.json", "complete",
+                                 "a finished folder whose manifest says incomplete")
+        elif partial.is_dir():
+            try:
+                r = read_rendered(partial)
+            except MediaError:
+                return None  # a render still starting: not ready yet (the late policy applies)
+        else:
+            return None
+        if (r.width, r.height) != (self.width, self.height):
+            raise MediaError(r.folder, "width/height", f"{r.width}x{r.height} on a "
+                             f"{self.width}x{self.height} channel")
+        longest = max((s.duration_s for s in r.segments), default=Fraction(0))
+        if round(longest) > self.target_duration_s:
+            raise MediaError(r.folder, "segments", f"media segments of {float(longest):.2f} s on a "
+                             f"channel with target duration {self.target_duration_s} s")
+        self.bandwidth_bps = max(self.bandwidth_bps, r.bandwidth_bps)
+        return r
+
+    def availability(self, key: str) -> Availability:
+        if key in self.bad:
+            return Availability(error=self.bad[key])
+        if key not in self.folders:
+            return Availability(error="unknown entry")
+        try:
+            r = self._read(key)
+        except MediaError as exc:
+            return Availability(error=str(exc))
+        if r is None:
+            self.rendered.pop(key, None)
+            return Availability()
+        self.rendered[key] = r
+        return Availability(durations_s=tuple(s.duration_s for s in r.segments), complete=r.complete)
+
+    def verify(self, key: str, index: int) -> str | None:
+        r = self.rendered.get(key)
+        if r is None or index >= len(r.segments):
+            return "not listed"
+        info = r.segments[index]
+        try:
+            st = os.stat(info.path)
+            ident = (st.st_dev, st.st_ino, st.st_size)
+            if self._verified.get((key, index)) == ident:
+                return None
+            verify_media_file(info.path, info)
+        except FileNotFoundError:
+            # the partial folder was just renamed to its final name: look again
+            self.availability(key)
+            r2 = self.rendered.get(key)
+            if r2 is None or index >= len(r2.segments) or r2.segments[index].path == info.path:
+                return f"{info.path}: media segment missing"
+            return self.verify(key, index)
+        except MediaError as exc:
+            return str(exc)
+        self._verified[(key, index)] = ident
+        return None
+
+    def publish(self, key: str, index: int, dest: Path) -> None:
+        """Hard-link (or copy) media segment ``index`` of ``key`` to ``dest``, checked.
+
+        Raises
+        ------
+        MediaError
+            The file changed since it was verified.
+        OSError
+            Linking and copying failed (a full disk).
+        """
+        info = self.rendered[key].segments[index]
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        try:
+            os.link(info.path, tmp)
+        except FileNotFoundError:
+            self.availability(key)
+            info = self.rendered[key].segments[index]
+            os.link(info.path, tmp)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+            shutil.copyfile(info.path, tmp)
+        st = os.stat(tmp)
+        if (st.st_dev, st.st_ino, st.st_size) != self._verified.get((key, index)):
+            try:
+                verify_media_file(tmp, info)  # a copy, or a renamed partial: check the bytes
+            except MediaError:
+                tmp.unlink()
+                raise
+        os.replace(tmp, dest)
+
+
+def prepare_filler(schedule: Schedule, out_dir: Path, *, filler_dir: Path | None = None,
+                   filler_spec: Path | None = None) -> Path:
+    """The filler's rendered folder: given, or rendered once (idle loop) from a segment.yaml.
+
+    Raises
+    ------
+    SpecError, MediaError
+        No filler configured, or the render fails.
+    """
+    from avatarrender.errors import SpecError
+
+    folder = filler_dir or (None if filler_spec else schedule.filler_dir)
+    spec_path = filler_spec or (None if filler_dir else schedule.filler_spec)
+    if folder is not None:
+        return Path(folder)
+    if spec_path is None:
+        raise SpecError(schedule.path, "filler", "no filler: give 'filler:' in the schedule, "
+                        "--filler DIR or --filler-spec segment.yaml")
+    from avatarrender.render import render
+    from avatarrender.spec import load_spec
+
+    duration_s = schedule.model.filler.duration_s if schedule.model.filler else 10.0
+    spec = load_spec(spec_path).idle(duration_s)
+    dest = out_dir / ".filler" / f"idle-{spec.spec_hash}"
+    log.info("rendering the filler (%.1f s idle loop) into %s", duration_s, dest)
+    render(spec, dest)
+    return dest
+
+
+class Playout:
+    """The live channel: call :meth:`tick` with the clock (or :meth:`run` for real time).
+
+    Parameters
+    ----------
+    schedule : Schedule
+        Entries, settings, spool.
+    out_dir : Path
+        The served folder.
+    filler : Path
+        A complete rendered folder looped when nothing else is ready.
+    """
+
+    def __init__(self, schedule: Schedule, out_dir: str | Path, *, filler: Path):
+        self.schedule = schedule
+        self.out = Path(out_dir)
+        self.media = self.out / "media"
+        self.media.mkdir(parents=True, exist_ok=True)
+        m = schedule.model
+        filler_r = read_rendered(filler)
+        if not filler_r.complete:
+            raise MediaError(filler / "manifest.json", "complete", "the filler must be a finished render")
+        for info in filler_r.segments:
+            verify_media_file(info.path, info)
+        self.catalog = FolderCatalog(width=filler_r.width, height=filler_r.height,
+                                     target_duration_s=m.target_duration_s)
+        self.catalog.add(FILLER, Path(filler))
+        if self.catalog.availability(FILLER).error:
+            raise MediaError(filler, None, self.catalog.availability(FILLER).error or "")
+        for i in range(len(filler_r.segments)):
+            self.catalog.verify(FILLER, i)
+        self.filler = filler_r
+        self.codecs = filler_r.codecs
+        for e in schedule.entries:
+            self.catalog.add(e.key, e.folder)
+        self.playlist = LivePlaylist(target_duration_s=m.target_duration_s, window_s=m.window_s,
+                                     hold_back_s=m.hold_back_s)
+        self.scheduler: Scheduler | None = None
+        self.errors: list[dict[str, str]] = []
+        self.render_proc: subprocess.Popen[bytes] | None = None
+        self.render_key: str | None = None
+        self.renders_failed: set[str] = set()
+        self.on_air: dict[str, Any] = {}
+        self.disk_error: str | None = None
+        self._resume_pdt_s: Fraction | None = None
+        self._last_status_s = Fraction(0)
+        self._now_s = Fraction(0)   # the clock of the current tick (for error dates)
+        self._master_bandwidth = 0
+
+    # ------------------------------------------------------------------ start and state
+
+    def start(self, now_s: float | Fraction) -> None:
+        """Load saved state (or start fresh), write the master playlist and the monitor page."""
+        now = Fraction(now_s)
+        self._now_s = now
+        self.scheduler = Scheduler(self.schedule.entries,
+                                   filler_durations_s=[s.duration_s for s in self.filler.segments],
+                                   max_late_s=self.schedule.max_late_s, start_s=now)
+        state_path = self.out / STATE_NAME
+        state = None
+        if state_path.exists():
+            try:
+                state = json.loads(state_path.read_text())
+            except (OSError, ValueError) as exc:
+                raise MediaError(state_path, None, f"unreadable saved state ({exc}); move it away "
+                                 "to start a new channel") from exc
+        if state:
+            self.playlist.restore(state["playlist"])
+            self.scheduler.restore(state["scheduler"])
+            self.on_air = state.get("on_air", {})
+            for key in self.scheduler.spool_known | {k for k, _ in self.scheduler.spool_queue}:
+                if key.startswith("spool/") and self.schedule.spool:
+                    self.catalog.add(key, self.schedule.spool / key[6:], hidden_partial=True)
+            edge = self.playlist.next_pdt_s or now
+            gap = now - edge
+            if gap > 2 * self.playlist.target_duration_s:
+                # down for a while: continue the sequences, jump PROGRAM-DATE-TIME to the clock
+                self._resume_pdt_s = max(edge, now - self.playlist.target_duration_s)
+                self.scheduler.catch_up(self._resume_pdt_s - edge, self.catalog)
+                log.warning("restarted after %.1f s: media sequence %d, discontinuity sequence %d",
+                            float(gap), self.playlist.next_sequence,
+                            self.playlist.discontinuity_sequence)
+        else:
+            # a fresh channel starts with a window's worth of filler so the playlist is never empty
+            start = self._existing_max_sequence() + 1
+            self.playlist.next_sequence = self.playlist.media_sequence = start
+            self.playlist.next_pdt_s = now - self.playlist.window_s
+        self._clean_orphans()
+        self._install_web()
+        self._write_master()
+
+    def _existing_max_sequence(self) -> int:
+        seqs = [int(p.stem) for p in self.media.glob("*.ts") if p.stem.isdigit()]
+        return max(seqs, default=-1)
+
+    def _clean_orphans(self) -> None:
+        keep = {Path(s.uri).name for s in self.playlist.segments}
+        keep |= {Path(u).name for u, _ in self.playlist.retired}
+        for p in self.media.iterdir():
+            if p.name not in keep:
+                p.unlink(missing_ok=True)
+
+    def _install_web(self) -> None:
+        for name in ("index.html", "monitor.js"):
+            shutil.copyfile(WEB_DIR / name, self.out / name)
+        hls = WEB_DIR / "vendor" / "hls.min.js"
+        if hls.exists():
+            (self.out / "vendor").mkdir(exist_ok=True)
+            shutil.copyfile(hls, self.out / "vendor" / "hls.min.js")
+        else:
+            log.warning("hls.js missing (%s): run scripts/setup.sh; the monitor page will not play", hls)
+
+    def _write_master(self) -> None:
+        bw = max(self.catalog.bandwidth_bps, self.filler.bandwidth_bps, 1)
+        if bw <= self._master_bandwidth:
+            return
+        try:
+            doc = json.loads((self.filler.folder / "manifest.json").read_text())
+            fps = Fraction(str(doc.get("fps", "30/1")))
+        except (OSError, ValueError):
+            fps = Fraction(30)
+        write_atomic(self.out / MASTER_PLAYLIST, master_playlist(
+            media_uri=MEDIA_PLAYLIST, bandwidth_bps=bw, width=self.filler.width,
+            height=self.filler.height, codecs=self.codecs, frame_rate=float(fps)))
+        self._master_bandwidth = bw
+
+    # ------------------------------------------------------------------ inputs
+
+    def _poll_spool(self, now: Fraction) -> None:
+        spool = self.schedule.spool
+        if spool is None or self.scheduler is None:
+            return
+        try:
+            names = sorted(os.listdir(spool))
+        except FileNotFoundError:
+            return
+        present = set()
+        found = []
+        for n in names:
+            if n.startswith(".") and n.endswith(".partial"):
+                name = n[1:-len(".partial")]
+            elif not n.startswith(".") and (spool / n).is_dir():
+                name = n
+            else:
+                continue
+            key = f"spool/{name}"
+            present.add(key)
+            found.append((n.startswith("."), key, name))
+        for _, key, name in found:
+            if key not in self.scheduler.spool_known:
+                self.catalog.add(key, spool / name, hidden_partial=True)
+                self.scheduler.add_spool(key, discovered_s=now)
+                log.info("spool: %s queued", name)
+        self.scheduler.forget_spool(present)
+        for key in list(self.catalog.folders):
+            if key.startswith("spool/") and key not in self.scheduler.spool_known:
+                self.catalog.forget(key)
+
+    def _poll_renders(self, now: Fraction) -> None:
+        """Render ahead entries given as a segment.yaml, one at a time, in schedule order."""
+        if self.render_proc is not None:
+            rc = self.render_proc.poll()
+            if rc is None:
+                return
+            if rc != 0:
+                self._error(f"{self.render_key}: render failed (exit {rc})")
+                self.renders_failed.add(self.render_key or "")
+            self.render_proc = None
+            self.render_key = None
+        assert self.scheduler is not None
+        lead = Fraction(self.schedule.model.render_lead_s)
+        for i, e in enumerate(self.schedule.entries):
+            if i < self.scheduler.next_entry or e.spec is None or e.key in self.renders_failed:
+                continue
+            if e.key == self.scheduler.current or e.folder is None:
+                continue
+            if (e.folder / "manifest.json").exists():
+                continue
+            if e.at_s is not None and e.at_s - now > lead:
+                break
+            e.folder.parent.mkdir(parents=True, exist_ok=True)
+            cmd = [sys.executable, "-c", "from cli.main import main; main()", "render",
+                   str(e.spec), "--output", str(e.folder), "--quiet"]
+            log.info("%s: rendering ahead: %s", e.key, " ".join(cmd[3:]))
+            self.render_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+            self.render_key = e.key
+            return
+
+    # ------------------------------------------------------------------ the tick
+
+    def _error(self, message: str, level: str = "error") -> None:
+        getattr(log, level if level in ("error", "warning", "info") else "error")(message)
+        if level in ("error", "warning"):
+            self.errors.append({"at": format_pdt(self._now_s), "level": level,
+                                "message": message})
+            del self.errors[:-20]
+
+    def tick(self, now_s: float | Fraction) -> int:
+        """Publish every media segment whose slot has ended by ``now_s``; returns how many."""
+        assert self.scheduler is not None, "call start() first"
+        now = Fraction(now_s)
+        self._now_s = now
+        self._poll_spool(now)
+        self._poll_renders(now)
+        published = 0
+        while published < 10_000:
+            slot = self._resume_pdt_s if self._resume_pdt_s is not None else self.playlist.next_pdt_s
+            assert slot is not None
+            d = self.scheduler.peek(slot, self.catalog)
+            self._drain_events()
+            if now < slot + d.duration_s:
+                break
+            seq = self.playlist.next_sequence
+            dest = self.out / self.playlist.uri_for(seq)
+            try:
+                self.catalog.publish(d.key, d.index, dest)
+            except MediaError as exc:
+                if d.key == FILLER:
+                    raise
+                self.catalog.bad[d.key] = str(exc)  # the next peek refuses the entry
+                continue
+            except OSError as exc:
+                self._disk_error(f"cannot publish media segment {seq}: {exc}")
+                break
+            self.playlist.append(duration_s=d.duration_s, discontinuity=d.discontinuity or
+                                 self._resume_pdt_s is not None, program=d.key, now_s=now,
+                                 pdt_s=self._resume_pdt_s)
+            self._resume_pdt_s = None
+            self.scheduler.commit(d)
+            if self.on_air.get("key") != d.key:
+                self.on_air = {"key": d.key, "since": format_pdt(self.playlist.segments[-1].pdt_s)}
+            published += 1
+        if published:
+            self._save_and_publish(now)
+        for uri in self.playlist.due_deletions(now):
+            (self.out / uri).unlink(missing_ok=True)
+        if published or now - self._last_status_s >= 1:
+            self._write_status(now)
+        return published
+
+    def _drain_events(self) -> None:
+        assert self.scheduler is not None
+        for level, msg in self.scheduler.events:
+            self._error(msg, level)
+        self.scheduler.events.clear()
+        for ev in self.scheduler.aired:
+            log.info("%s %s at %s", ev["key"], ev["event"], format_pdt(ev["at_s"]))
+        self.scheduler.aired.clear()
+
+    def _disk_error(self, message: str) -> None:
+        if self.disk_error != message:
+            self._error(message + " (disk full?): the playlist stays as it was")
+        self.disk_error = message
+
+    def _save_and_publish(self, now: Fraction) -> None:
+        assert self.scheduler is not None
+        state = {"format": "avatarrender.playout-state/1", "saved_at": format_pdt(now),
+                 "playlist": self.playlist.to_json(), "scheduler": self.scheduler.to_json(),
+                 "on_air": self.on_air}
+        try:
+            # state before playlist: a restart never reuses a sequence number a player has seen
+            write_atomic(self.out / STATE_NAME, json.dumps(state))
+            write_atomic(self.out / MEDIA_PLAYLIST, self.playlist.render())
+            self._write_master()
+            self.disk_error = None
+        except OSError as exc:
+            self._disk_error(f"cannot write the playlist: {exc}")
+
+    # ------------------------------------------------------------------ status
+
+    def status(self, now_s: float | Fraction) -> dict[str, Any]:
+        """What is on air, what is next, how far rendering is ahead, recent errors."""
+        assert self.scheduler is not None
+        now = Fraction(now_s)
+        sch = self.scheduler
+        ahead = Fraction(0)
+        if sch.current is not None:
+            av = self.catalog.availability(sch.current)
+            ahead = sum(av.durations_s[sch.cursor:], Fraction(0))
+        nxt = sch.upcoming(now)
+        if nxt is not None:
+            av = self.catalog.availability(nxt["key"])
+            nxt["ready_s"] = round(float(sum(av.durations_s, Fraction(0))), 3)
+            nxt["complete"] = av.complete
+            nxt["error"] = av.error
+        edge = self.playlist.next_pdt_s
+        return {
+            "now": format_pdt(now),
+            "live_edge": format_pdt(edge) if edge is not None else None,
+            "on_air": {**self.on_air, "index": sch.cursor if sch.current else sch.filler_index,
+                       "render_ahead_s": round(float(ahead), 3)},
+            "next": nxt,
+            "media_sequence": self.playlist.media_sequence,
+            "discontinuity_sequence": self.playlist.discontinuity_sequence,
+            "next_sequence": self.playlist.next_sequence,
+            "target_duration_s": self.playlist.target_duration_s,
+            "spool_queue": [k for k, _ in sch.spool_queue],
+            "rendering": self.render_key,
+            "disk_error": self.disk_error,
+            "errors": self.errors[-10:],
+        }
+
+    def _write_status(self, now: Fraction) -> None:
+        self._last_status_s = now
+        try:
+            write_atomic(self.out / "status.json", json.dumps(self.status(now), indent=1))
+        except OSError:
+            pass  # the disk error is reported by the playlist write
+
+    # ------------------------------------------------------------------ real time
+
+    def run(self, *, stop: threading.Event | None = None, clock: Callable[[], float] = time.time,
+            interval_s: float = 0.05) -> None:
+        """Tick on the real clock until ``stop`` is set; a child render is stopped on exit."""
+        stop = stop or threading.Event()
+        self.start(clock())
+        try:
+            while not stop.is_set():
+                try:
+                    self.tick(clock())
+                except AvatarRenderError as exc:
+                    self._error(str(exc))
+                stop.wait(interval_s)
+        finally:
+            if self.render_proc is not None and self.render_proc.poll() is None:
+                self.render_proc.terminate()
+                try:
+                    self.render_proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.render_proc.kill()

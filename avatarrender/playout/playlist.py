@@ -1,0 +1,244 @@
+"""The live sliding-window media playlist: a pure state machine driven by times you pass in.
+
+Times are exact: seconds since the Unix epoch as :class:`~fractions.Fraction`, so
+PROGRAM-DATE-TIME is the sum of exact frame durations and never drifts or goes backwards.
+Nothing here reads the clock or touches files; the engine does both.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+from collections import deque
+from fractions import Fraction
+from typing import Any
+
+__all__ = [
+    "LiveSegment",
+    "LivePlaylist",
+    "format_pdt",
+    "parse_pdt",
+    "master_playlist",
+]
+
+
+def format_pdt(t_s: Fraction) -> str:
+    """Epoch seconds -> ISO-8601 UTC with milliseconds (``2026-11-24T11:30:00.123Z``)."""
+    ms = round(t_s * 1000)
+    dt = _dt.datetime.fromtimestamp(ms // 1000, tz=_dt.timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
+
+
+def parse_pdt(text: str) -> Fraction:
+    """ISO-8601 date-time (with zone, or UTC if none) -> epoch seconds, exact to the microsecond."""
+    dt = _dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=_dt.timezone.utc)
+    delta = dt - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+    return Fraction(delta.days * 86400 + delta.seconds) + Fraction(delta.microseconds, 1_000_000)
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveSegment:
+    """One media segment of the live playlist.
+
+    Attributes
+    ----------
+    sequence : int
+        Media sequence number (unique for the life of the channel, also the file name).
+    uri : str
+        Relative to the playlist, e.g. ``media/000000042.ts``.
+    duration_s : Fraction
+        Exact duration in seconds.
+    pdt_s : Fraction
+        PROGRAM-DATE-TIME of its first frame, epoch seconds.
+    discontinuity : bool
+        Preceded by EXT-X-DISCONTINUITY (a change of program or of filler loop).
+    program : str
+        What it belongs to (a schedule entry's name, or ``filler``); for status and tests.
+    """
+
+    sequence: int
+    uri: str
+    duration_s: Fraction
+    pdt_s: Fraction
+    discontinuity: bool
+    program: str
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["duration_s"] = str(self.duration_s)
+        d["pdt_s"] = str(self.pdt_s)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> LiveSegment:
+        return cls(sequence=int(d["sequence"]), uri=str(d["uri"]),
+                   duration_s=Fraction(d["duration_s"]), pdt_s=Fraction(d["pdt_s"]),
+                   discontinuity=bool(d["discontinuity"]), program=str(d["program"]))
+
+
+class LivePlaylist:
+    """Sliding-window live media playlist (RFC 8216 section 6.2.2).
+
+    Parameters
+    ----------
+    target_duration_s : int
+        EXT-X-TARGETDURATION, constant for the life of the channel; every appended segment's
+        duration rounded to the nearest second must not exceed it.
+    window_s : float
+        Keep at least this much media in the playlist (raised to 3 target durations if less).
+    hold_back_s : float
+        EXT-X-SERVER-CONTROL HOLD-BACK (raised to 3 target durations if less, as RFC 8216 asks).
+    media_dir : str
+        Folder of the media segments, relative to the playlist.
+    """
+
+    def __init__(self, *, target_duration_s: int = 1, window_s: float = 6.0,
+                 hold_back_s: float = 3.0, media_dir: str = "media"):
+        if target_duration_s < 1:
+            raise ValueError("target_duration_s must be >= 1")
+        self.target_duration_s = int(target_duration_s)
+        self.window_s = Fraction(max(float(window_s), 3.0 * target_duration_s)).limit_denominator(1000)
+        self.hold_back_s = max(float(hold_back_s), 3.0 * target_duration_s)
+        self.media_dir = media_dir
+        self.segments: deque[LiveSegment] = deque()
+        self.media_sequence = 0            # sequence of the first segment in the window
+        self.discontinuity_sequence = 0    # discontinuity tags removed from the head so far
+        self.next_sequence = 0
+        self.next_pdt_s: Fraction | None = None
+        self.retired: list[tuple[str, Fraction]] = []   # (uri, delete at epoch s)
+
+    # ------------------------------------------------------------------ state changes
+
+    def uri_for(self, sequence: int) -> str:
+        """The URI a segment of sequence number ``sequence`` gets."""
+        return f"{self.media_dir}/{sequence:09d}.ts"
+
+    def append(self, *, duration_s: Fraction, discontinuity: bool, program: str,
+               now_s: Fraction, pdt_s: Fraction | None = None) -> LiveSegment:
+        """Add a media segment at the live edge and slide the window.
+
+        Parameters
+        ----------
+        duration_s : Fraction
+            Exact duration, seconds.
+        discontinuity : bool
+            Whether a timestamp/format discontinuity precedes it.
+        program : str
+            Label for status.
+        now_s : Fraction
+            Wall clock (epoch s) at publication: dates the deletion of segments leaving the window.
+        pdt_s : Fraction, optional
+            Force a PROGRAM-DATE-TIME (after a gap); must not be earlier than the live edge, and a
+            gap needs ``discontinuity``.
+        """
+        duration_s = Fraction(duration_s)
+        if duration_s <= 0:
+            raise ValueError("duration must be positive")
+        if round(duration_s) > self.target_duration_s:
+            raise ValueError(f"segment of {float(duration_s):.3f} s exceeds the target duration "
+                             f"{self.target_duration_s} s")
+        if pdt_s is None:
+            if self.next_pdt_s is None:
+                raise ValueError("first segment needs pdt_s")
+            pdt_s = self.next_pdt_s
+        else:
+            pdt_s = Fraction(pdt_s)
+            if self.next_pdt_s is not None:
+                if pdt_s < self.next_pdt_s:
+                    raise ValueError("PROGRAM-DATE-TIME would go backwards")
+                if pdt_s != self.next_pdt_s and not discontinuity:
+                    raise ValueError("a gap in PROGRAM-DATE-TIME needs a discontinuity")
+        seg = LiveSegment(sequence=self.next_sequence, uri=self.uri_for(self.next_sequence),
+                          duration_s=duration_s, pdt_s=pdt_s,
+                          discontinuity=bool(discontinuity),
+                          program=program)
+        if not self.segments:
+            self.media_sequence = seg.sequence
+        self.segments.append(seg)
+        self.next_sequence += 1
+        self.next_pdt_s = pdt_s + duration_s
+        self._slide(Fraction(now_s))
+        return seg
+
+    def _slide(self, now_s: Fraction) -> None:
+        total = sum((s.duration_s for s in self.segments), Fraction(0))
+        # RFC 8216 6.2.2: never shorter than 3 target durations; the grace period is the
+        # segment's duration plus the longest playlist that contained it.
+        longest_playlist_s = self.window_s + self.target_duration_s
+        while len(self.segments) > 1 and total - self.segments[0].duration_s >= self.window_s:
+            head = self.segments.popleft()
+            total -= head.duration_s
+            self.media_sequence = head.sequence + 1
+            if head.discontinuity:
+                self.discontinuity_sequence += 1
+            self.retired.append((head.uri, now_s + head.duration_s + longest_playlist_s + 1))
+
+    def due_deletions(self, now_s: Fraction) -> list[str]:
+        """Pop and return the URIs of retired segments whose grace period has passed."""
+        due = [u for u, t in self.retired if t <= now_s]
+        self.retired = [(u, t) for u, t in self.retired if t > now_s]
+        return due
+
+    # ------------------------------------------------------------------ output
+
+    @property
+    def duration_s(self) -> Fraction:
+        """Media in the window, seconds."""
+        return sum((s.duration_s for s in self.segments), Fraction(0))
+
+    def render(self) -> str:
+        """The media playlist text (empty window: ValueError; the engine never writes one)."""
+        if not self.segments:
+            raise ValueError("empty playlist")
+        lines = [
+            "#EXTM3U",
+            "#EXT-X-VERSION:6",
+            f"#EXT-X-TARGETDURATION:{self.target_duration_s}",
+            f"#EXT-X-SERVER-CONTROL:HOLD-BACK={self.hold_back_s:.3f}",
+            f"#EXT-X-MEDIA-SEQUENCE:{self.media_sequence}",
+            f"#EXT-X-DISCONTINUITY-SEQUENCE:{self.discontinuity_sequence}",
+            "#EXT-X-INDEPENDENT-SEGMENTS",
+        ]
+        for s in self.segments:
+            if s.discontinuity:
+                lines.append("#EXT-X-DISCONTINUITY")
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{format_pdt(s.pdt_s)}")
+            lines.append(f"#EXTINF:{float(s.duration_s):.5f},")
+            lines.append(s.uri)
+        return "\n".join(lines) + "\n"
+
+    # ------------------------------------------------------------------ persistence
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target_duration_s": self.target_duration_s,
+            "media_sequence": self.media_sequence,
+            "discontinuity_sequence": self.discontinuity_sequence,
+            "next_sequence": self.next_sequence,
+            "next_pdt_s": None if self.next_pdt_s is None else str(self.next_pdt_s),
+            "segments": [s.to_json() for s in self.segments],
+            "retired": [[u, str(t)] for u, t in self.retired],
+        }
+
+    def restore(self, d: dict[str, Any]) -> None:
+        """Load state saved by :meth:`to_json` (same target duration required)."""
+        if int(d["target_duration_s"]) != self.target_duration_s:
+            raise ValueError(f"saved state has target duration {d['target_duration_s']} s, "
+                             f"not {self.target_duration_s} s")
+        self.media_sequence = int(d["media_sequence"])
+        self.discontinuity_sequence = int(d["discontinuity_sequence"])
+        self.next_sequence = int(d["next_sequence"])
+        self.next_pdt_s = None if d["next_pdt_s"] is None else Fraction(d["next_pdt_s"])
+        self.segments = deque(LiveSegment.from_json(s) for s in d["segments"])
+        self.retired = [(str(u), Fraction(t)) for u, t in d["retired"]]
+
+
+def master_playlist(*, media_uri: str, bandwidth_bps: int, width: int, height: int,
+                    codecs: str, frame_rate: float = 30.0) -> str:
+    """A one-rendition master playlist with BANDWIDTH, CODECS, RESOLUTION and FRAME-RATE."""
+    return (
+        "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n"
+        f'#EXT-X-STREAM-INF:BANDWIDTH={int(bandwidth_bps)},CODECS="{codecs}",'
+        f"RESOLUTION={width}x{height},FRAME-RATE={frame_rate:.3f}\n{media_uri}\n"
+    )

@@ -1,0 +1,486 @@
+"""The schedule (what airs when) and the scheduler (what airs in the next media-segment slot).
+
+The scheduler is pure: it asks a :class:`Catalog` what is ready, is told the slot's
+PROGRAM-DATE-TIME, and answers with a :class:`Decision`. The engine gives it a catalog over real
+folders; the soak test gives it a synthetic one and a clock it controls.
+
+Late policy (documented in the README):
+
+* An entry airs at the first media-segment boundary at or after its air time (``at``), or right
+  after the previous entry ends (``after: previous``), or, for a spool item, as soon as the
+  channel is free after it appears.
+* If it is not ready then (no finished media segment yet), filler airs until it is. If it is still
+  not ready ``max_late_s`` after it became due, it is skipped (an error is logged); an absolute
+  entry that could not start within ``max_late_s`` of its air time is skipped even if ready later.
+* A program rendering ahead (partial) whose next media segment is not finished when needed: filler,
+  then it resumes where it stopped; after ``max_late_s`` of waiting the rest is skipped.
+* A corrupt or incomplete rendered segment (bad manifest, missing file, size or sha256 mismatch,
+  not MPEG-TS) is refused before it airs: filler instead, an error logged, the next entry follows.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from avatarrender.errors import SpecError
+from avatarrender.playout.playlist import format_pdt, parse_pdt
+
+__all__ = [
+    "EntryModel",
+    "FillerModel",
+    "ScheduleModel",
+    "Entry",
+    "Schedule",
+    "load_schedule",
+    "Availability",
+    "Catalog",
+    "Decision",
+    "Scheduler",
+    "FILLER",
+]
+
+FILLER = "filler"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FillerModel(_Strict):
+    """``filler:``: a pre-rendered folder, or a segment.yaml to render once as an idle loop."""
+
+    dir: str | None = None
+    spec: str | None = None
+    duration_s: float = Field(10.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _one(self) -> FillerModel:
+        if (self.dir is None) == (self.spec is None):
+            raise ValueError("give exactly one of 'dir' (rendered folder) or 'spec' (segment.yaml)")
+        return self
+
+
+class EntryModel(_Strict):
+    """One ``entries:`` item."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    at: _dt.datetime | None = None
+    after: Literal["previous"] | None = None
+    segment: str | None = None
+    spec: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> EntryModel:
+        if (self.segment is None) == (self.spec is None):
+            raise ValueError("give exactly one of 'segment' (rendered folder) or 'spec' (segment.yaml)")
+        if self.at is not None and self.after is not None:
+            raise ValueError("give 'at' or 'after', not both")
+        return self
+
+
+class LateModel(_Strict):
+    max_late_s: float = Field(30.0, ge=0)
+
+
+class ScheduleModel(_Strict):
+    """The schedule YAML."""
+
+    target_duration_s: int = Field(1, ge=1, le=10)
+    window_s: float = Field(6.0, gt=0)
+    hold_back_s: float = Field(3.0, ge=0)
+    late: LateModel = LateModel()
+    filler: FillerModel | None = None
+    spool: str | None = None
+    render_lead_s: float = Field(600.0, ge=0)
+    entries: list[EntryModel] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> ScheduleModel:
+        names = [e.name for e in self.entries]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"entry names must be unique: {sorted(dup)}")
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """A schedule entry with paths resolved and time exact.
+
+    Attributes
+    ----------
+    key : str
+        Stable identity (``entry/NAME`` or ``spool/NAME``), used in the saved state.
+    name : str
+        The entry's name.
+    at_s : Fraction or None
+        Absolute air time, epoch seconds; None: after the previous entry.
+    folder : Path or None
+        The rendered folder (complete name; the partial one is derived from it).
+    spec : Path or None
+        A segment.yaml to render ahead into ``folder``.
+    """
+
+    key: str
+    name: str
+    at_s: Fraction | None
+    folder: Path | None
+    spec: Path | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """A loaded schedule: settings, entries, filler and spool paths."""
+
+    path: Path | None
+    model: ScheduleModel
+    entries: tuple[Entry, ...]
+    filler_dir: Path | None
+    filler_spec: Path | None
+    spool: Path | None
+
+    @property
+    def max_late_s(self) -> Fraction:
+        return Fraction(self.model.late.max_late_s).limit_denominator(1000)
+
+
+def load_schedule(path: str | Path, *, renders_dir: str | Path | None = None) -> Schedule:
+    """Read a schedule YAML; relative paths are relative to its folder.
+
+    Parameters
+    ----------
+    renders_dir : path, optional
+        Where entries given as ``spec:`` are rendered to (``renders_dir/NAME``).
+
+    Raises
+    ------
+    SpecError
+        Unreadable YAML or an invalid field (the message names it).
+    """
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise SpecError(path, None, "schedule not found") from exc
+    except yaml.YAMLError as exc:
+        raise SpecError(path, None, f"not valid YAML: {exc}") from exc
+    try:
+        model = ScheduleModel.model_validate(doc)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or None
+        raise SpecError(path, field, err["msg"]) from exc
+    base = path.resolve().parent
+    renders = Path(renders_dir) if renders_dir else base / ".renders"
+
+    def rel(p: str | None) -> Path | None:
+        return None if p is None else (base / p).resolve()
+
+    entries = []
+    for e in model.entries:
+        at_s = None
+        if e.at is not None:
+            at_s = parse_pdt(e.at.isoformat())
+        folder = rel(e.segment) if e.segment else (renders / e.name)
+        entries.append(Entry(key=f"entry/{e.name}", name=e.name, at_s=at_s, folder=folder,
+                             spec=rel(e.spec)))
+    f = model.filler
+    return Schedule(path=path, model=model, entries=tuple(entries),
+                    filler_dir=rel(f.dir) if f else None, filler_spec=rel(f.spec) if f else None,
+                    spool=rel(model.spool))
+
+
+# ---------------------------------------------------------------------------- scheduler
+
+
+@dataclasses.dataclass(frozen=True)
+class Availability:
+    """What a catalog knows of an entry's media right now.
+
+    Attributes
+    ----------
+    durations_s : tuple of Fraction
+        Durations of the finished media segments (a prefix while rendering).
+    complete : bool
+        No more media segments will come.
+    error : str or None
+        Why the entry is refused (corrupt, malformed); None when fine so far.
+    """
+
+    durations_s: tuple[Fraction, ...] = ()
+    complete: bool = False
+    error: str | None = None
+
+
+class Catalog(Protocol):
+    """Where the scheduler learns about media. Real folders in the engine; synthetic in tests."""
+
+    def availability(self, key: str) -> Availability: ...
+
+    def verify(self, key: str, index: int) -> str | None:
+        """Check media segment ``index`` of ``key`` before it airs: None if good, else why not."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """What airs in the next slot.
+
+    Attributes
+    ----------
+    key : str
+        Entry key, or ``FILLER``.
+    index : int
+        Media segment index within it.
+    duration_s : Fraction
+        Its exact duration, seconds.
+    discontinuity : bool
+        Whether it does not follow the previously aired media segment.
+    """
+
+    key: str
+    index: int
+    duration_s: Fraction
+    discontinuity: bool
+
+
+class Scheduler:
+    """Decides, slot by slot, which media segment airs next.
+
+    Parameters
+    ----------
+    entries : sequence of Entry
+        The scheduled entries in order.
+    filler_durations_s : sequence of Fraction
+        Durations of the filler loop's media segments.
+    max_late_s : Fraction
+        The late policy's limit (see the module docstring).
+    start_s : Fraction
+        Wall clock (epoch s) when the channel starts: the due time of a first ``after`` entry.
+    """
+
+    def __init__(self, entries: Sequence[Entry], *, filler_durations_s: Sequence[Fraction],
+                 max_late_s: Fraction, start_s: Fraction):
+        if not filler_durations_s:
+            raise ValueError("the filler needs at least one media segment")
+        self.entries = list(entries)
+        self.filler_durations_s = [Fraction(d) for d in filler_durations_s]
+        self.max_late_s = Fraction(max_late_s)
+        self.next_entry = 0
+        self.prev_end_s = Fraction(start_s)
+        self.spool_queue: list[tuple[str, Fraction]] = []   # (key, due)
+        self.spool_known: set[str] = set()
+        self.current: str | None = None
+        self.current_due_s: Fraction | None = None
+        self.cursor = 0
+        self.stall_since_s: Fraction | None = None
+        self.filler_index = 0
+        self.last_aired: tuple[str, int] | None = None
+        self.events: list[tuple[str, str]] = []           # (level, message), drained by the engine
+        self.aired: list[dict[str, Any]] = []             # program starts/ends, drained by the engine
+
+    # ---------------------------------------------------------------- inputs
+
+    def add_spool(self, key: str, *, discovered_s: Fraction) -> bool:
+        """Queue a spool item (once per key). Returns whether it was new."""
+        if key in self.spool_known:
+            return False
+        self.spool_known.add(key)
+        self.spool_queue.append((key, Fraction(discovered_s)))
+        return True
+
+    def forget_spool(self, present: set[str]) -> None:
+        """Drop memory of spool keys no longer in the spool folder and not queued (bounded state)."""
+        queued = {k for k, _ in self.spool_queue} | {self.current}
+        self.spool_known = {k for k in self.spool_known if k in present or k in queued}
+
+    # ---------------------------------------------------------------- decisions
+
+    def _log(self, level: str, msg: str) -> None:
+        self.events.append((level, msg))
+
+    def _finish(self, slot_s: Fraction, how: str) -> None:
+        self.aired.append({"key": self.current, "event": how, "at_s": slot_s})
+        self.current = None
+        self.current_due_s = None
+        self.cursor = 0
+        self.stall_since_s = None
+        self.prev_end_s = slot_s
+
+    def _next_due(self, slot_s: Fraction) -> tuple[str, Fraction, bool] | None:
+        """The next entry due at ``slot_s``: (key, due_s, is_absolute), or None."""
+        if self.next_entry < len(self.entries):
+            e = self.entries[self.next_entry]
+            due = e.at_s if e.at_s is not None else self.prev_end_s
+            if due <= slot_s:
+                return e.key, due, e.at_s is not None
+            if e.at_s is None:
+                return None
+        if self.spool_queue:
+            key, due = self.spool_queue[0]
+            return key, max(due, self.prev_end_s), False
+        return None
+
+    def _pop_due(self, key: str, *, dropped_at_s: Fraction | None = None) -> None:
+        if dropped_at_s is not None:  # an entry that never aired: the next 'after' one is due now
+            self.prev_end_s = dropped_at_s
+        if self.next_entry < len(self.entries) and self.entries[self.next_entry].key == key:
+            self.next_entry += 1
+        else:
+            self.spool_queue = [(k, d) for k, d in self.spool_queue if k != key]
+
+    def peek(self, slot_s: Fraction, catalog: Catalog) -> Decision:
+        """What airs in the slot starting at ``slot_s`` (epoch s).
+
+        Time-determined changes (starting, finishing or skipping an entry) happen here and are
+        idempotent for a given ``slot_s``; :meth:`commit` advances past the returned segment.
+        """
+        slot_s = Fraction(slot_s)
+        for _ in range(10_000):  # each pass retires an entry; bounded for safety
+            if self.current is not None:
+                key = self.current
+                av = catalog.availability(key)
+                if av.error:
+                    self._log("error", f"{key}: refused mid-air: {av.error}")
+                    self._finish(slot_s, "refused")
+                    continue
+                if self.cursor < len(av.durations_s):
+                    why = catalog.verify(key, self.cursor)
+                    if why:
+                        self._log("error", f"{key}: media segment {self.cursor} refused: {why}")
+                        self._finish(slot_s, "refused")
+                        continue
+                    self.stall_since_s = None
+                    return self._decision(key, self.cursor, av.durations_s[self.cursor])
+                if av.complete:
+                    self._finish(slot_s, "ended")
+                    continue
+                if self.stall_since_s is None:
+                    self._log("warning", f"{key}: media segment {self.cursor} not rendered in time: filler")
+                    self.stall_since_s = slot_s
+                if slot_s - self.stall_since_s > self.max_late_s:
+                    self._log("error", f"{key}: stalled over {float(self.max_late_s):g} s: rest skipped")
+                    self._finish(slot_s, "skipped")
+                    continue
+                return self._filler_decision()
+            nxt = self._next_due(slot_s)
+            if nxt is None:
+                return self._filler_decision()
+            key, due_s, absolute = nxt
+            late_s = slot_s - due_s
+            av = catalog.availability(key)
+            if av.error:
+                self._log("error", f"{key}: refused: {av.error}")
+                self._pop_due(key, dropped_at_s=slot_s)
+                self.aired.append({"key": key, "event": "refused", "at_s": slot_s})
+                continue
+            if absolute and late_s > self.max_late_s:
+                self._log("error", f"{key}: could not start within {float(self.max_late_s):g} s "
+                          "of its air time: skipped")
+                self._pop_due(key, dropped_at_s=slot_s)
+                self.aired.append({"key": key, "event": "skipped", "at_s": slot_s})
+                continue
+            if av.durations_s:
+                bad = next((why for i in range(len(av.durations_s))
+                            if (why := catalog.verify(key, i))), None)
+                if bad:
+                    self._log("error", f"{key}: refused: {bad}")
+                    self._pop_due(key, dropped_at_s=slot_s)
+                    self.aired.append({"key": key, "event": "refused", "at_s": slot_s})
+                    continue
+                self._pop_due(key)
+                self.current, self.current_due_s, self.cursor = key, due_s, 0
+                self.aired.append({"key": key, "event": "started", "at_s": slot_s, "due_s": due_s})
+                continue
+            if av.complete:  # complete and empty cannot air
+                self._log("error", f"{key}: refused: no media segments")
+                self._pop_due(key, dropped_at_s=slot_s)
+                continue
+            if late_s > self.max_late_s:
+                self._log("error", f"{key}: not ready {float(self.max_late_s):g} s after due: skipped")
+                self._pop_due(key, dropped_at_s=slot_s)
+                self.aired.append({"key": key, "event": "skipped", "at_s": slot_s})
+                continue
+            return self._filler_decision()
+        raise RuntimeError("scheduler did not settle")  # pragma: no cover
+
+    def _decision(self, key: str, index: int, duration_s: Fraction) -> Decision:
+        disc = self.last_aired != (key, index - 1)
+        return Decision(key=key, index=index, duration_s=Fraction(duration_s), discontinuity=disc)
+
+    def _filler_decision(self) -> Decision:
+        i = self.filler_index % len(self.filler_durations_s)
+        return self._decision(FILLER, i, self.filler_durations_s[i])
+
+    def commit(self, decision: Decision) -> None:
+        """The segment of ``decision`` was published: move past it."""
+        if decision.key == FILLER:
+            self.filler_index = (decision.index + 1) % len(self.filler_durations_s)
+        else:
+            self.cursor = decision.index + 1
+        self.last_aired = (decision.key, decision.index)
+
+    def catch_up(self, gap_s: Fraction, catalog: Catalog) -> None:
+        """After downtime of ``gap_s``: move the current program on by as much as was missed."""
+        if self.current is None or gap_s <= 0:
+            return
+        av = catalog.availability(self.current)
+        left = Fraction(gap_s)
+        while self.cursor < len(av.durations_s) and left >= av.durations_s[self.cursor]:
+            left -= av.durations_s[self.cursor]
+            self.cursor += 1
+        self._log("info", f"{self.current}: resumed at media segment {self.cursor} after "
+                  f"{float(gap_s):.1f} s down")
+
+    # ---------------------------------------------------------------- status and persistence
+
+    def upcoming(self, slot_s: Fraction) -> dict[str, Any] | None:
+        """The next entry after the current one: key and due time (None if none known)."""
+        if self.next_entry < len(self.entries):
+            e = self.entries[self.next_entry]
+            return {"key": e.key, "due": format_pdt(e.at_s) if e.at_s is not None else "after current"}
+        if self.spool_queue:
+            return {"key": self.spool_queue[0][0], "due": "next"}
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "next_entry_key": (self.entries[self.next_entry].key
+                               if self.next_entry < len(self.entries) else None),
+            "next_entry": self.next_entry,
+            "prev_end_s": str(self.prev_end_s),
+            "spool_queue": [[k, str(d)] for k, d in self.spool_queue],
+            "spool_known": sorted(self.spool_known),
+            "current": self.current,
+            "current_due_s": None if self.current_due_s is None else str(self.current_due_s),
+            "cursor": self.cursor,
+            "stall_since_s": None if self.stall_since_s is None else str(self.stall_since_s),
+            "filler_index": self.filler_index,
+            "last_aired": list(self.last_aired) if self.last_aired else None,
+        }
+
+    def restore(self, d: dict[str, Any]) -> None:
+        """Load saved state. Entries are matched by key, so an edited schedule resumes sensibly."""
+        keys = [e.key for e in self.entries]
+        nk = d.get("next_entry_key")
+        if nk in keys:
+            self.next_entry = keys.index(nk)
+        else:
+            self.next_entry = min(int(d.get("next_entry", 0)), len(self.entries))
+        self.prev_end_s = Fraction(d["prev_end_s"])
+        self.spool_queue = [(str(k), Fraction(t)) for k, t in d.get("spool_queue", [])]
+        self.spool_known = set(d.get("spool_known", []))
+        self.current = d.get("current")
+        self.current_due_s = None if d.get("current_due_s") is None else Fraction(d["current_due_s"])
+        self.cursor = int(d.get("cursor", 0))
+        self.stall_since_s = None if d.get("stall_since_s") is None else Fraction(d["stall_since_s"])
+        self.filler_index = int(d.get("filler_index", 0)) % len(self.filler_durations_s)
+        la = d.get("last_aired")
+        self.last_aired = (str(la[0]), int(la[1])) if la else None
