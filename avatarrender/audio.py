@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .media import run_ffmpeg
+from .media import FFmpegProcess
 from .timebase import AUDIO_RATE_HZ
 
 __all__ = ["AAC_FRAME_SAMPLES", "PRIMING_SAMPLES", "encode_aac", "AdtsStream"]
@@ -25,16 +25,13 @@ PRIMING_SAMPLES = 1024
 
 def encode_aac(samples: np.ndarray, out_path: Path, *, bitrate_kbps: int) -> None:
     """Encode mono float32 samples at 48 kHz to stereo AAC-LC in an ADTS file."""
-    tmp = out_path.with_suffix(".f32")
-    np.asarray(samples, dtype="<f4").tofile(tmp)
-    try:
-        run_ffmpeg(
-            ["-f", "f32le", "-ar", str(AUDIO_RATE_HZ), "-ac", "1", "-i", str(tmp),
-             "-ac", "2", "-c:a", "aac", "-b:a", f"{bitrate_kbps}k", "-f", "adts", str(out_path)],
-            what="audio encoder",
-        )
-    finally:
-        tmp.unlink(missing_ok=True)
+    with FFmpegProcess(
+        ["-f", "f32le", "-ar", str(AUDIO_RATE_HZ), "-ac", "1", "-i", "-",
+         "-ac", "2", "-c:a", "aac", "-b:a", f"{bitrate_kbps}k", "-f", "adts", str(out_path)],
+        stdin=True, what="audio encoder",
+    ) as ff:
+        ff.write(memoryview(np.ascontiguousarray(samples, dtype="<f4")).cast("B"))
+        ff.finish()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,7 @@ __all__ = [
     "FFmpegError",
     "AssetNotFoundError",
     "RenderLockedError",
+    "DiskFullError",
 ]
 
 
@@ -58,3 +59,9 @@ class RenderLockedError(AvatarRenderError):
     """Another render of the same output holds the lock."""
 
     exit_code = 3
+
+
+class DiskFullError(AvatarRenderError, OSError):
+    """The output's file system is full. What was finished before stays valid."""
+
+    exit_code = 1

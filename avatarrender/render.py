@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
@@ -29,7 +30,7 @@ import numpy as np
 from .analysis import Timeline, analyse, segment_audio
 from .audio import AdtsStream, encode_aac
 from .encode import ChunkEncoder, TVReader
-from .errors import AvatarRenderError, RenderLockedError
+from .errors import AvatarRenderError, DiskFullError, FFmpegError, RenderLockedError
 from .hls import atomic_write, codecs_string, continue_cc, dump_json, media_playlist, sha256_file
 from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
 from .scene import Frame, Scene
@@ -315,13 +316,13 @@ def render(
     if threads is None:
         threads = DEFAULT_X264_THREADS
     lock = _lock(out_dir, wait_lock)
+    partial = partial_path(out_dir, hidden=hidden_partial)
     try:
         old = read_manifest(out_dir)
         if (not force and old and old.get("complete") and old.get("spec_hash") == spec.spec_hash):
             if progress:
                 progress(spec.frame_count, spec.frame_count)
             return {**old, "up_to_date": True}
-        partial = partial_path(out_dir, hidden=hidden_partial)
         stale = read_manifest(partial)
         if stale is None or stale.get("spec_hash") != spec.spec_hash:
             shutil.rmtree(partial, ignore_errors=True)
@@ -374,6 +375,12 @@ def render(
                 tasks = []
             except (KeyboardInterrupt, AvatarRenderError):
                 raise
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise
+                tasks = [t for t in tasks if t.chunk.first_segment >= pub.published]
+                if attempts >= 2 or not tasks:
+                    raise
             except Exception:
                 # A worker died (or a chunk failed for a passing reason): retry what is left once.
                 tasks = [t for t in tasks if t.chunk.first_segment >= pub.published]
@@ -401,8 +408,23 @@ def render(
         else:
             os.replace(partial, out_dir)
         return manifest
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise _disk_full(partial, exc.filename or partial) from None
+        raise
+    except FFmpegError as exc:
+        if "No space left on device" in exc.stderr:
+            raise _disk_full(partial, partial) from None
+        raise
     finally:
         lock.release()  # the lock file stays: unlinking it would let a waiter lock a dead inode
+
+
+def _disk_full(partial: Path, where: str | Path) -> DiskFullError:
+    man = read_manifest(partial) or {}
+    done = len(man.get("segments", []))
+    return DiskFullError(f"{where}: no space left on device; the {done} media segments finished "
+                         f"so far stay valid in {partial} and a new render resumes from there")
 
 
 def preview_frame(spec: Spec, at_s: float) -> np.ndarray:

@@ -232,3 +232,29 @@ def test_plan_covers_every_frame_once(long_segment, chunk_segments):
     assert frames == list(range(spec.frame_count))
     assert all(len(c.segment_frames) <= chunk_segments for c in plan.chunks)
     assert [c.first_segment for c in plan.chunks] == sorted({c.first_segment for c in plan.chunks})
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 160 kB tmpfs: the 10 s render needs about 250 kB with its work files (the tests run as root on a machine of our own)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mnt)], check=True)
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_full_disk_is_a_clear_error_and_finished_segments_stay_valid(long_segment, tiny_disk):
+    out = tiny_disk / "out"
+    res = subprocess.run(_cli("render", str(long_segment), "-o", str(out), "-q", "--jobs", "1",
+                              "--chunk-segments", "1"), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1, res.stderr
+    line = res.stderr.strip().splitlines()[-1]
+    assert "no space left on device" in line and str(partial_path(out)) in line, res.stderr
+    assert not out.exists()
+    man = json.loads((partial_path(out) / "manifest.json").read_text())
+    assert 0 < len(man["segments"]) < 10
+    for seg in man["segments"]:
+        assert sha256(partial_path(out) / seg["uri"]) == seg["sha256"]
+    pl = parse_playlist(partial_path(out) / "index.m3u8")
+    assert [u for u, _ in pl["segments"]] == [s["uri"] for s in man["segments"]]
