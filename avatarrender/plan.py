@@ -8,9 +8,11 @@ from .spec import Spec
 
 __all__ = ["Chunk", "ChunkPlan", "plan_chunks", "DEFAULT_CHUNK_SEGMENTS"]
 
-# Measured (benchmarks/render_speed.py): 4 s chunks keep both workers busy with little
-# start-up cost per chunk (one ffmpeg, one TV decoder) and make render-ahead streaming quick.
-DEFAULT_CHUNK_SEGMENTS = 4
+# Measured on 2 cores, 1080p demo with TV (encoder CPU-s for 20 s): 1 segment/chunk 6.5-7.4,
+# 2: 7.5, 4: 8.0, 8: 9.8. Every media segment has its own x264 instance, and one ffmpeg keeps
+# all of a chunk's alive until it exits, so big chunks cost memory (about 200 MB per 1080p
+# instance) and page faults. 2 keeps the TV decoder's seek per chunk cheap and memory low.
+DEFAULT_CHUNK_SEGMENTS = 2
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from avatarrender.analysis import analyse, segment_audio  # noqa: E402
 from avatarrender.encode import rawvideo_input_args, x264_args  # noqa: E402
 from avatarrender.media import ffmpeg_exe  # noqa: E402
+from avatarrender.plan import DEFAULT_CHUNK_SEGMENTS  # noqa: E402
 from avatarrender.render import compose_frames, render  # noqa: E402
 from avatarrender.scene import Scene  # noqa: E402
 from avatarrender.spec import load_spec  # noqa: E402
@@ -132,7 +133,7 @@ def main() -> None:
     ap.add_argument("--seconds", default="20", help="segment lengths, e.g. 20,60,120 (the floor "
                     "is measured up to 30 s: its raw file is 3 MB a frame)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--chunk-segments", type=int, default=4)
+    ap.add_argument("--chunk-segments", type=int, default=DEFAULT_CHUNK_SEGMENTS)
     ap.add_argument("--cases", default="tv,speech")
     ap.add_argument("--preset", default="1080p30")
     args = ap.parse_args()

@@ -66,7 +66,7 @@ def render_cmd(
                                        "<yaml stem>-<UTC time>)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Parallel chunk workers "
                                        "(default: cores)."),
-    chunk_segments: int = typer.Option(4, "--chunk-segments", min=1, help="Media segments per chunk."),
+    chunk_segments: int = typer.Option(2, "--chunk-segments", min=1, help="Media segments per chunk."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="x264 threads per worker."),
     preset: Optional[str] = typer.Option(None, "--preset", help="Output preset (overrides the YAML)."),
     x264_preset: Optional[str] = typer.Option(None, "--x264-preset", help="x264 preset override."),
