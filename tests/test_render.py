@@ -153,3 +153,20 @@ def test_render_is_idempotent_and_reports_up_to_date(rendered_tiny):
     summary = json.loads(proc.stdout)
     assert summary["up_to_date"] is True and summary["frames"] == 120
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_render_into_spool_publishes_atomically(tiny_segment, tmp_path):
+    spool = tmp_path / "spool"
+
+    proc = run_cli("render", str(tiny_segment), "--into", str(spool), "--name", "show1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["output"] == str((spool / "show1").resolve())
+    assert summary["frames"] == 120 and summary["segments"] == 4 and summary["realtime_factor"] > 0
+    names = sorted(p.name for p in spool.iterdir())
+    assert names == [".show1.lock", "show1"], names  # no partial left behind, the lock is hidden
+    assert json.loads((spool / "show1" / "manifest.json").read_text())["complete"] is True
+    # a default name carries the YAML's stem and a UTC time stamp, so cron runs do not collide
+    proc = run_cli("render", str(tiny_segment), "--into", str(spool), "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert any(p.name.startswith("segment-") and p.name.endswith("Z") for p in spool.iterdir())
