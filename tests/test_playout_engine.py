@@ -1,0 +1,290 @@
+"""The playout engine on real rendered folders (small ffmpeg-made media) and a clock the test drives."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from avatarrender.errors import MediaError, SpecError
+from avatarrender.playout.engine import Playout
+from avatarrender.playout.schedule import load_schedule
+from playout_check import check_transition, parse_live
+from playout_media import make_partial, make_rendered, write_manifest
+
+T0 = Fraction(1_800_000_000)  # 2027-01-15T08:00:00Z
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def at(offset_s: float) -> str:
+    return dt.datetime.fromtimestamp(float(T0) + offset_s, tz=dt.timezone.utc).isoformat()
+
+
+@pytest.fixture()
+def media(tmp_path: Path) -> Path:
+    make_rendered(tmp_path / "filler", pattern="green", seconds=3)
+    make_rendered(tmp_path / "a", pattern="testsrc", seconds=3.5)
+    make_rendered(tmp_path / "b", pattern="bars", seconds=2)
+    return tmp_path
+
+
+def schedule(folder: Path, body: str) -> Path:
+    p = folder / "schedule.yaml"
+    p.write_text("filler: {dir: filler}\nlate: {max_late_s: 5}\n" + textwrap.dedent(body))
+    return p
+
+
+class Driver:
+    """Ticks a Playout on a fake clock and checks every published playlist."""
+
+    def __init__(self, folder: Path, sched: Path, *, out: str = "out"):
+        self.out = folder / out
+        self.playout = Playout(load_schedule(sched), self.out, filler=folder / "filler")
+        self.prev = None
+        self.aired: list[tuple[int, str, bool]] = []
+
+    def start(self, now: Fraction) -> None:
+        self.playout.start(now)
+        self.now = now
+        self.tick(Fraction(0))
+
+    def tick(self, step: Fraction = Fraction(1, 4)) -> None:
+        self.now += step
+        self.playout.tick(self.now)
+        text = (self.out / "live.m3u8").read_text()
+        cur = parse_live(text)
+        check_transition(self.prev, cur)
+        known = {a[0] for a in self.aired}
+        for s in cur.segments:
+            if s["seq"] not in known:
+                prog = next(x.program for x in self.playout.playlist.segments if x.sequence == s["seq"])
+                self.aired.append((s["seq"], prog, s["disc"]))
+                assert (self.out / s["uri"]).exists()
+        self.prev = cur
+
+    def run(self, seconds: float) -> None:
+        for _ in range(int(seconds * 4)):
+            self.tick()
+
+    def programs(self) -> list[str]:
+        out = []
+        for _, prog, disc in self.aired:
+            if not out or out[-1] != prog:
+                out.append(prog)
+        return out
+
+    def status(self) -> dict:
+        return json.loads((self.out / "status.json").read_text())
+
+
+def test_schedule_airs_in_order_with_filler_and_bounded_disk(media: Path) -> None:
+    sched = schedule(media, f"""
+        entries:
+          - {{name: a, at: "{at(5)}", segment: a}}
+          - {{name: b, segment: b}}
+          - {{name: a2, at: "{at(12)}", segment: a}}
+        """)
+    d = Driver(media, sched)
+    d.start(T0)
+    d.run(40)
+    assert d.programs() == ["filler", "entry/a", "entry/b", "filler", "entry/a2", "filler"]
+    first_a = next(x for x in d.playout.playlist.segments) if False else None  # noqa: F841
+    # media copied under the playout's own names: sources can go, what is on air stays
+    master = (d.out / "master.m3u8").read_text()
+    assert 'CODECS="avc1.640028,mp4a.40.2"' in master and "RESOLUTION=320x180" in master
+    n_files = len(list((d.out / "media").iterdir()))
+    assert n_files <= 6 + 9, f"{n_files} media files kept"
+    # sources are hard links: same inode, no copy
+    st = d.status()
+    assert st["on_air"]["key"] == "filler" and st["media_sequence"] > 30
+    assert not st["errors"]
+
+
+def _corrupt(folder: Path, how: str) -> None:
+    seg = folder / "seg_00001.ts"
+    if how == "flip":
+        data = bytearray(seg.read_bytes())
+        data[5000] ^= 0xFF
+        seg.write_bytes(bytes(data))
+    elif how == "missing":
+        seg.unlink()
+    elif how == "truncated":
+        seg.write_bytes(seg.read_bytes()[:-188])
+    elif how == "manifest":
+        (folder / "manifest.json").write_text("{not json")
+    elif how == "incomplete":
+        doc = json.loads((folder / "manifest.json").read_text())
+        doc["complete"] = False
+        (folder / "manifest.json").write_text(json.dumps(doc))
+    elif how == "not-ts":
+        doc = json.loads((folder / "manifest.json").read_text())
+        data = b"\x00" * 188 * 10
+        seg.write_bytes(data)
+        import hashlib
+        doc["segments"][1].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+        (folder / "manifest.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("how", ["flip", "missing", "truncated", "manifest", "incomplete", "not-ts"])
+def test_corrupt_segment_is_refused_before_air(media: Path, how: str) -> None:
+    _corrupt(media / "a", how)
+    sched = schedule(media, f"""
+        entries:
+          - {{name: a, at: "{at(3)}", segment: a}}
+          - {{name: b, segment: b}}
+        """)
+    d = Driver(media, sched)
+    d.start(T0)
+    d.run(10)
+    assert d.programs() == ["filler", "entry/b", "filler"]
+    errors = d.status()["errors"]
+    assert any("entry/a" in e["message"] and "refused" in e["message"] for e in errors), errors
+
+
+def test_render_ahead_partial_airs_while_rendering(media: Path) -> None:
+    """A partial folder airs as its media segments finish, then continues after the rename."""
+    src = media / "a"
+    live = media / "live_a"
+    sched = schedule(media, f"""
+        entries:
+          - {{name: a, at: "{at(2)}", segment: live_a}}
+        """)
+    d = Driver(media, sched)
+    d.start(T0)
+    partial = make_partial(src, media / "live_a.partial", finished=1)
+    d.run(4.5)                                # a0 airs, a1 not ready: filler
+    doc = json.loads((src / "manifest.json").read_text())
+    segs = [{"uri": s["uri"], "frames": s["frames"]} for s in doc["segments"]]
+    for s in segs[1:3]:
+        shutil.copyfile(src / s["uri"], partial / s["uri"])
+    write_manifest(partial, segs[:3], complete=False, planned=4, width=320, height=180)
+    d.run(1.5)
+    shutil.copyfile(src / segs[3]["uri"], partial / segs[3]["uri"])
+    write_manifest(partial, segs, complete=True, planned=4, width=320, height=180)
+    shutil.rmtree(partial / ".work")
+    partial.rename(live)                      # the renderer's final rename, mid-air
+    d.run(6)
+    a = [(prog, disc) for _, prog, disc in d.aired if prog == "entry/a"]
+    assert len(a) == 4, d.aired
+    idx = [i for i, (_, prog, _) in enumerate(d.aired) if prog == "entry/a"]
+    assert d.aired[idx[1] - 1][1] == "filler", "waited on filler for the late media segment"
+    assert [disc for _, disc in a] == [True, True, False, False]
+    assert not [e for e in d.status()["errors"] if e["level"] == "error"]
+
+
+def test_spool_airs_in_order_of_arrival(media: Path) -> None:
+    spool = media / "spool"
+    spool.mkdir()
+    sched = schedule(media, "spool: spool\n")
+    d = Driver(media, sched)
+    d.start(T0)
+    d.run(2)
+    shutil.copytree(media / "b", spool / "zz-first")
+    d.run(0.5)
+    make_partial(media / "a", spool / ".aa-second.partial", finished=4)   # hidden while rendering
+    (spool / ".aa-second.partial" / ".work").rmdir()
+    d.run(0.5)
+    shutil.copytree(media / "b", spool / ".junk")                         # dot files are ignored
+    d.run(10)
+    assert d.programs() == ["filler", "spool/zz-first", "spool/aa-second", "filler"]
+    # a second playout restarted on the same folder does not air them again
+    d.run(2)
+    d2 = Driver(media, sched)
+    d2.prev = d.prev
+    d2.aired = list(d.aired)
+    d2.start(d.now + 1)
+    d2.run(5)
+    assert d2.programs() == ["filler", "spool/zz-first", "spool/aa-second", "filler"]
+
+
+def test_restart_continues_sequences_and_schedule(media: Path) -> None:
+    long = make_rendered(media / "long", pattern="testsrc", seconds=20)
+    assert long.exists()
+    sched = schedule(media, f"""
+        entries:
+          - {{name: long, at: "{at(4)}", segment: long}}
+        """)
+    d = Driver(media, sched)
+    d.start(T0)
+    d.run(8)
+    before = parse_live((d.out / "live.m3u8").read_text())
+    cursor = d.playout.scheduler.cursor
+    # down for 6 s; a new process takes over the same folder
+    d2 = Driver(media, sched)
+    d2.prev, d2.aired = d.prev, list(d.aired)
+    d2.start(d.now + 6)
+    d2.run(2)
+    after = parse_live((d2.out / "live.m3u8").read_text())
+    check_transition(before, after)
+    new = [s for s in after.segments if s["seq"] > before.segments[-1]["seq"]]
+    assert new[0]["seq"] == before.segments[-1]["seq"] + 1
+    assert new[0]["disc"], "a gap in time is a discontinuity"
+    assert new[0]["pdt_s"] >= d.now + 6 - 1
+    # resumed where the clock is: about 6 s of the program skipped
+    resumed = d2.playout.scheduler.cursor - 2
+    assert resumed - cursor in (5, 6, 7), (cursor, resumed)
+
+
+def test_filler_and_format_checks(media: Path, tmp_path: Path) -> None:
+    make_rendered(media / "small", pattern="red", seconds=2, size="160x90")
+    sched = schedule(media, f"""
+        entries:
+          - {{name: small, at: "{at(2)}", segment: small}}
+        """)
+    d = Driver(media, sched)
+    d.start(T0)
+    d.run(5)
+    assert "entry/small" not in d.programs()
+    assert any("160x90" in e["message"] for e in d.status()["errors"])
+    _corrupt(media / "filler", "flip")
+    with pytest.raises(MediaError):
+        Playout(load_schedule(sched), tmp_path / "out2", filler=media / "filler")
+    bad = media / "bad.yaml"
+    bad.write_text("entries:\n  - {name: x, segment: a, spec: b.yaml}\n")
+    with pytest.raises(SpecError, match="entries.0"):
+        load_schedule(bad)
+
+
+def test_full_disk_keeps_the_playlist_valid(media: Path) -> None:
+    """Writes fail with EFBIG (a file-size limit stands in for a full disk): error, valid playlist."""
+    sched = schedule(media, "")
+    script = textwrap.dedent(f"""
+        import resource, signal, sys, json
+        from fractions import Fraction
+        from pathlib import Path
+        sys.path.insert(0, {str(ROOT / 'tests')!r})
+        from avatarrender.playout.engine import Playout
+        from avatarrender.playout.schedule import load_schedule
+        from playout_check import parse_live, check_transition
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        out = Path({str(media / 'out')!r})
+        p = Playout(load_schedule({str(sched)!r}), out, filler=Path({str(media / 'filler')!r}))
+        t = Fraction({int(T0)})
+        p.start(t)
+        for i in range(20):
+            t += Fraction(1, 2); p.tick(t)
+        before = parse_live((out / "live.m3u8").read_text())
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200, resource.RLIM_INFINITY))
+        for i in range(10):
+            t += Fraction(1, 2); p.tick(t)
+        during = parse_live((out / "live.m3u8").read_text())
+        assert during.segments == before.segments, "the old playlist stays"
+        assert p.disk_error and "disk full" in p.errors[-1]["message"], p.errors
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        for i in range(4):
+            t += Fraction(1, 2); p.tick(t)
+        after = parse_live((out / "live.m3u8").read_text())
+        check_transition(before, after)
+        assert after.segments[-1]["seq"] > before.segments[-1]["seq"] and p.disk_error is None
+        print("ok", p.errors[-1]["message"])
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "ok" in r.stdout
