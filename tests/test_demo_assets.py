@@ -24,7 +24,7 @@ DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
 def _load_module():
     spec = importlib.util.spec_from_file_location("demo_make_assets", DEMO / "make_assets.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclass-free, but keep it importable by name for pickling
+    sys.modules[spec.name] = module  # examples/ is not a package: load the script by path
     spec.loader.exec_module(module)
     return module
 
