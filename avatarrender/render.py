@@ -81,8 +81,8 @@ def compose_frames(spec: Spec, timeline: Timeline, scene: Scene) -> Any:
     tv = spec.model.tv
     reader = None
     if tv and tv.clips:
-        x, y, w, h = tv.screen
-        reader = TVReader([spec.path(c.file) for c in tv.clips], (w, h), spec.output.fps)
+        x0, y0, x1, y1 = scene.screen  # in output pixels
+        reader = TVReader([spec.path(c.file) for c in tv.clips], (x1 - x0, y1 - y0), spec.output.fps)
     buf = Frame.empty(spec.output.width, spec.output.height)
     clips = reader.frames(timeline.tv_clip, timeline.tv_time_s) if reader else None
     try:

@@ -174,14 +174,19 @@ class Scene:
         out = spec.output
         self.width, self.height = out.width, out.height
         m = spec.model
-        base = _open_rgba(spec.path(m.scene.background))
+        bg = _open_rgba(spec.path(m.scene.background))
+        # The YAML's coordinates are the background's pixels; everything scales to the output.
+        self.k = self.width / bg.width
+        self._images: dict[str, Image.Image] = {}
+        base = bg if bg.size == (self.width, self.height) else bg.resize(
+            (self.width, self.height), Image.LANCZOS)
         for layer in m.scene.layers:
-            img = _open_rgba(spec.path(layer.image))
-            base = _blend_layer(base, img, layer.blend, layer.opacity, tuple(layer.position))
+            img = self._image(layer.image)
+            base = _blend_layer(base, img, layer.blend, layer.opacity, self._pt(layer.position))
         self.screen: Box | None = None
         self._overlay: tuple[Image.Image, tuple[int, int]] | None = None
         if m.tv:
-            x, y, w, h = m.tv.screen
+            x, y, w, h = (2 * round(v * self.k / 2) for v in m.tv.screen)
             self.screen = (x, y, x + w, y + h)
             if m.tv.off:
                 off = _open_rgba(spec.path(m.tv.off)).resize((w, h), Image.LANCZOS)
@@ -189,18 +194,17 @@ class Scene:
                 off = Image.new("RGBA", (w, h), (28, 30, 34, 255))
             base.alpha_composite(off, (x, y))
             if m.tv.overlay:
-                ov = _open_rgba(spec.path(m.tv.overlay))
-                self._overlay = (ov, tuple(m.tv.overlay_position))
-                base.alpha_composite(ov, tuple(m.tv.overlay_position))
+                ov = self._image(m.tv.overlay)
+                self._overlay = (ov, self._pt(m.tv.overlay_position))
+                base.paste(*_clip_paste(base, ov, self._overlay[1]))
         self.base_rgba = base
         self.base = Frame.empty(self.width, self.height)
 
         self._caption_images = [self._render_caption(c) for c in spec.cues]
-        self._images: dict[str, Image.Image] = {}
         # State-dependent layers, in z-order. With sprites, the character's base is static:
         # it goes into the base, and only the eye and mouth boxes change from state to state.
         ch = m.character
-        cx, cy = ch.position
+        cx, cy = self._pt(ch.position)
         self.layers: list[_Layer] = []
         self._static_above: list[tuple[Image.Image, tuple[int, int]]] = (
             [self._overlay] if self._overlay else [])
@@ -209,13 +213,14 @@ class Scene:
             self.layers.append(_Layer("character", (cx, cy, cx + w, cy + h)))
         else:
             body = self._image(ch.base)
-            base.alpha_composite(body, (cx, cy))
+            base.paste(*_clip_paste(base, body, (cx, cy)))
             self._static_above.append((body, (cx, cy)))
-            for kind, sprites, (ox, oy) in (("eyes", ch.eyes, ch.eyes_offset),
-                                            ("mouth", ch.mouths, ch.mouth_offset)):
+            for kind, sprites, offset in (("eyes", ch.eyes, ch.eyes_offset),
+                                          ("mouth", ch.mouths, ch.mouth_offset)):
                 sizes = [self._image(p).size for p in sprites.values()]
                 w, h = max(s[0] for s in sizes), max(s[1] for s in sizes)
-                self.layers.append(_Layer(kind, (cx + ox, cy + oy, cx + ox + w, cy + oy + h)))
+                x, y = self._sprite_xy(offset)
+                self.layers.append(_Layer(kind, (x, y, x + w, y + h)))
         self.base.paste(rgb_to_yuv420(np.asarray(base.convert("RGB"))), 0, 0)
         if self._caption_images:
             box = None
@@ -242,10 +247,23 @@ class Scene:
 
     # ------------------------------------------------------------------ layers (RGBA, PIL)
 
+    def _pt(self, xy: tuple[int, int]) -> tuple[int, int]:
+        """A point of the YAML (background pixels) in output pixels."""
+        return round(xy[0] * self.k), round(xy[1] * self.k)
+
+    def _sprite_xy(self, offset: tuple[int, int]) -> tuple[int, int]:
+        ch = self.spec.model.character
+        return self._pt((ch.position[0] + offset[0], ch.position[1] + offset[1]))
+
     def _image(self, rel: str) -> Image.Image:
+        """An image of the spec, scaled to the output once."""
         img = self._images.get(rel)
         if img is None:
-            img = self._images[rel] = _open_rgba(self.spec.path(rel))
+            img = _open_rgba(self.spec.path(rel))
+            if self.k != 1:
+                img = img.resize((max(1, round(img.width * self.k)), max(1, round(img.height * self.k))),
+                                 Image.LANCZOS)
+            self._images[rel] = img
         return img
 
     def _character_image(self, mouth: int, eyes: int) -> Image.Image:
@@ -255,9 +273,10 @@ class Scene:
 
     def _render_caption(self, cue: Cue) -> tuple[Image.Image, tuple[int, int]]:
         style = self.spec.model.captions.style
-        font = _font(str(self.spec.path(style.font)) if style.font else None, style.size_px)
-        max_w = style.max_width_px or int(self.width * 0.8)
-        pad = style.padding_px
+        font = _font(str(self.spec.path(style.font)) if style.font else None,
+                     max(6, round(style.size_px * self.k)))
+        max_w = round(style.max_width_px * self.k) if style.max_width_px else int(self.width * 0.8)
+        pad = round(style.padding_px * self.k)
         lines = _wrap(cue.text, font, max_w - 2 * pad)
         ascent, descent = font.getmetrics()
         line_h = int((ascent + descent) * 1.15)
@@ -272,7 +291,8 @@ class Scene:
         for i, ln in enumerate(lines):
             lw = font.getlength(ln)
             draw.text(((w - lw) / 2, pad + i * line_h), ln, font=font, fill=color)
-        ax, ay = style.position if style.position else (self.width // 2, self.height - self.height // 24)
+        ax, ay = (self._pt(style.position) if style.position
+                  else (self.width // 2, self.height - self.height // 24))
         x = int(round(ax - w / 2))
         y = int(ay - h)
         x = min(max(0, x), self.width - w)
@@ -283,15 +303,12 @@ class Scene:
                      ) -> tuple[Image.Image, tuple[int, int]] | None:
         kind = self.layers[index].kind
         ch = self.spec.model.character
-        cx, cy = ch.position
         if kind == "character":
-            return self._character_image(state[0], state[1]), (cx, cy)
+            return self._character_image(state[0], state[1]), self._pt(ch.position)
         if kind == "eyes":
-            ox, oy = ch.eyes_offset
-            return self._image(ch.eyes[EYE_STATES[state[1]]]), (cx + ox, cy + oy)
+            return self._image(ch.eyes[EYE_STATES[state[1]]]), self._sprite_xy(ch.eyes_offset)
         if kind == "mouth":
-            ox, oy = ch.mouth_offset
-            return self._image(ch.mouths[MOUTH_SHAPES[state[0]]]), (cx + ox, cy + oy)
+            return self._image(ch.mouths[MOUTH_SHAPES[state[0]]]), self._sprite_xy(ch.mouth_offset)
         cap = state[2]
         return self._caption_images[cap] if cap >= 0 else None
 
@@ -391,6 +408,14 @@ class Scene:
             out.u[yc, xc] = (out.u[yc, xc] * blend.inv[1] + blend.pm[1] + 127) // 255
             out.v[yc, xc] = (out.v[yc, xc] * blend.inv[1] + blend.pm[2] + 127) // 255
         return out
+
+
+def _clip_paste(base: Image.Image, img: Image.Image, xy: tuple[int, int]):
+    """Arguments for ``base.paste`` that alpha-composite ``img`` at ``xy`` (clipped to ``base``)."""
+    x, y = xy
+    region = base.crop((x, y, x + img.width, y + img.height))
+    region.alpha_composite(img)
+    return region, (x, y)
 
 
 def _shift(img: Image.Image, x: int, y: int, size: tuple[int, int]) -> Image.Image:

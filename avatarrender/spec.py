@@ -366,11 +366,14 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
 
     c = _Checker(source, out.width, out.height)
     bg = c.image("scene.background", model.scene.background)
-    if bg != (out.width, out.height):
+    if abs(bg[0] * out.height - bg[1] * out.width) > max(bg[0], bg[1]) // 100:
         raise c.error(
             "scene.background",
-            f"image is {bg[0]}x{bg[1]}, the output is {out.width}x{out.height}",
+            f"image is {bg[0]}x{bg[1]}, not the shape of the {out.width}x{out.height} output "
+            "(the scene is drawn in the background's pixels and scaled to the output)",
         )
+    # Positions and sizes in the YAML are the background's pixels; the scene scales them.
+    c.width, c.height = bg
     for i, layer in enumerate(model.scene.layers):
         size = c.image(f"scene.layers[{i}].image", layer.image)
         c.inside(f"scene.layers[{i}].position", layer.position, size)

@@ -170,3 +170,22 @@ def test_render_into_spool_publishes_atomically(tiny_segment, tmp_path):
     proc = run_cli("render", str(tiny_segment), "--into", str(spool), "-q")
     assert proc.returncode == 0, proc.stderr
     assert any(p.name.startswith("segment-") and p.name.endswith("Z") for p in spool.iterdir())
+
+
+def test_scene_drawn_at_one_size_renders_at_another(tiny_segment):
+    """Coordinates are the background's pixels; a 320x180 scene previews at 160x90 (and 640x360)."""
+    for size in ((160, 90), (640, 360)):
+        spec = load_spec(tiny_segment, overrides={"width": size[0], "height": size[1]})
+        rgb = preview_frame(spec, 2.0).astype(np.float64)
+        assert rgb.shape == (size[1], size[0], 3)
+        k = size[0] / 320
+        x, y, w, h = (v * k for v in spec.model.tv.screen)
+        centre = rgb[int(y + h * 0.6) : int(y + h * 0.9), int(x + w * 0.6) : int(x + w * 0.9)]
+        grey = centre.mean()
+        # clip frame 30 (1 s into the clip) is flat luma 110: about 110 in RGB too
+        assert abs(grey - (clip_luma(30) - 16) * 255 / 219) < 4, (size, grey)
+    bad = tiny_segment.read_text().replace("width: 320", "width: 300")
+    tiny_segment.write_text(bad)
+    with pytest.raises(Exception) as info:
+        load_spec(tiny_segment)
+    assert "scene.background" in str(info.value) and "shape" in str(info.value)
