@@ -169,7 +169,7 @@ class Scene:
         How many full state frames to keep (LRU). 1080p frames are 3 MB each.
     """
 
-    def __init__(self, spec: Spec, *, max_cached_frames: int = 48):
+    def __init__(self, spec: Spec, *, max_cached_frames: int = 32):
         self.spec = spec
         out = spec.output
         self.width, self.height = out.width, out.height
