@@ -1,0 +1,387 @@
+"""Lip sync and blinks: a mouth shape per frame from the speech alone, and a seeded blink track.
+
+Shapes are Rhubarb Lip Sync's / Preston Blair's: ``X`` rest, ``A`` closed (p b m), ``B`` slightly
+open with teeth (most consonants), ``C`` open (eh, ae), ``D`` wide (aa, ay), ``E`` rounded (ao, er),
+``F`` puckered (oo, w), ``G`` upper teeth on lower lip (f, v), ``H`` tongue (l).
+
+We render ahead of time, so the whole audio is known: :func:`mouth_track` classifies every frame
+from a few spectral features, then an animation pass over the whole segment looks ahead
+(anticipation), holds shapes for at least two frames, handles pauses and puts in-betweens on big
+jumps. :func:`baseline_mouth_track` is the RMS + zero-crossing method of the system we replace.
+"""
+from __future__ import annotations
+
+import json
+import math
+from fractions import Fraction
+from pathlib import Path
+from typing import IO, Iterable
+
+import numpy as np
+
+from .errors import MediaError, SpecError
+
+__all__ = [
+    "SHAPES",
+    "OPENNESS",
+    "load_audio",
+    "mouth_track",
+    "baseline_mouth_track",
+    "read_track",
+    "write_track",
+    "fallback_map",
+    "blink_track",
+    "frame_features",
+]
+
+SHAPES = "XABCDEFGH"
+_IDX = {s: i for i, s in enumerate(SHAPES)}
+# How open each shape is (0 closed .. 1 wide): for in-betweens and for evaluation.
+OPENNESS = {"X": 0.05, "A": 0.0, "B": 0.3, "C": 0.6, "D": 1.0, "E": 0.55, "F": 0.25, "G": 0.2, "H": 0.45}
+_ANALYSIS_RATE_HZ = 16_000
+
+# Nearest drawn shape, in order of preference (a three-mouth character: X/A closed, C half, D open).
+_FALLBACK = {
+    "X": "XAB", "A": "AXBF", "B": "BCGXA", "C": "CBDEX", "D": "DCEBX",
+    "E": "ECDFBX", "F": "FEBAX", "G": "GBAX", "H": "HCBDX",
+}
+
+
+def fallback_map(available: Iterable[str]) -> dict[str, str]:
+    """Map every shape to one the character draws.
+
+    Each shape falls back along a fixed order of look-alikes (``D`` -> ``C`` -> ``E`` -> ``B`` ->
+    ``X``; ``F`` -> ``E`` -> ``B`` -> ``A`` -> ``X``; ...), ending at ``X``, which every character
+    must draw. A three-mouth character (X, C, D) shows A/X closed, B/C/E/F/G/H half, D open.
+    """
+    have = set(available)
+    if "X" not in have:
+        raise ValueError("a character must draw at least the X (rest) mouth")
+    out = {}
+    for s in SHAPES:
+        out[s] = next((c for c in _FALLBACK[s] + "XABCDEFGH" if c in have), "X")
+    return out
+
+
+def load_audio(path: str | Path, *, sample_rate_hz: int | None = None) -> tuple[np.ndarray, int]:
+    """Decode any audio file to mono float32 (at ``sample_rate_hz``, default 16 kHz)."""
+    from .media import read_audio
+
+    sr = sample_rate_hz or _ANALYSIS_RATE_HZ
+    try:
+        return read_audio(path, sample_rate_hz=sr), sr
+    except MediaError as exc:
+        raise MediaError(path, None, exc.message) from None
+
+
+def _frames(y: np.ndarray, sample_rate_hz: int, fps: Fraction, n_frames: int | None) -> int:
+    if n_frames is None:
+        n_frames = max(1, math.ceil(len(y) * fps / sample_rate_hz))
+    return int(n_frames)
+
+
+def frame_features(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
+                   n_frames: int | None = None) -> dict[str, np.ndarray]:
+    """Per-frame features, each ``np.ndarray [shape=(n_frames,)]``.
+
+    ``rms_db`` (dB re full scale), ``zcr`` (crossings per sample), ``centroid_hz``, ``flatness``
+    (0 tonal .. 1 noise), ``low``/``mid``/``high`` (band energy shares of 100-900, 900-2500 and
+    2500-8000 Hz), computed on a window centred on each frame.
+    """
+    import librosa
+
+    n = _frames(y, sample_rate_hz, fps, n_frames)
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim > 1:
+        y = y.mean(axis=0 if y.shape[0] <= 8 else 1)
+    if sample_rate_hz != _ANALYSIS_RATE_HZ and len(y):
+        y = librosa.resample(y, orig_sr=sample_rate_hz, target_sr=_ANALYSIS_RATE_HZ, res_type="soxr_hq")
+    sr = _ANALYSIS_RATE_HZ
+    y = np.nan_to_num(np.clip(y, -1.0, 1.0))
+    hop = sr / float(fps)
+    win = 1024
+    # frame i covers [i/fps, (i+1)/fps): centre the window on its middle
+    centres = ((np.arange(n) + 0.5) * hop).astype(np.int64)
+    pad = np.pad(y, (win, win))
+    idx = centres[:, None] + np.arange(-win // 2, win // 2)[None, :] + win
+    idx = np.clip(idx, 0, len(pad) - 1)
+    frames = pad[idx] * np.hanning(win).astype(np.float32)[None, :]
+    spec = np.abs(np.fft.rfft(frames, axis=1)) ** 2 + 1e-12
+    freqs = np.fft.rfftfreq(win, 1.0 / sr)
+    raw = pad[idx]
+    rms = np.sqrt(np.mean(raw[:, win // 4 : 3 * win // 4] ** 2, axis=1)) + 1e-9
+    zcr = np.mean(np.abs(np.diff(np.sign(raw[:, win // 4 : 3 * win // 4]), axis=1)) > 0, axis=1)
+    band = lambda lo, hi: spec[:, (freqs >= lo) & (freqs < hi)].sum(axis=1)  # noqa: E731
+    total = band(100, 8000)
+    centroid = (spec * freqs[None, :]).sum(axis=1) / spec.sum(axis=1)
+    geo = np.exp(np.mean(np.log(spec[:, (freqs >= 100) & (freqs < 8000)]), axis=1))
+    flat = geo / np.mean(spec[:, (freqs >= 100) & (freqs < 8000)], axis=1)
+    return {
+        "rms_db": 20 * np.log10(rms), "zcr": zcr, "centroid_hz": centroid, "flatness": flat,
+        "low": band(100, 900) / total, "mid": band(900, 2500) / total, "high": band(2500, 8000) / total,
+    }
+
+
+def _activity(rms_db: np.ndarray) -> np.ndarray:
+    """Speech activity with hysteresis, relative to this recording's floor and peaks."""
+    if not len(rms_db):
+        return np.zeros(0, bool)
+    floor = np.percentile(rms_db, 10)
+    peak = np.percentile(rms_db, 95)
+    if peak < -55 or peak - floor < 10:  # silence, or a steady noise with nothing on top
+        return np.zeros(len(rms_db), bool)
+    start = max(floor + 0.45 * (peak - floor), -50.0)
+    keep = max(floor + 0.25 * (peak - floor), -56.0)
+    quiet_frames_to_stop = 4
+    on = np.zeros(len(rms_db), bool)
+    talking, quiet = False, 0
+    for i, level in enumerate(rms_db):
+        if not talking and level >= start:
+            talking, quiet = True, 0
+        elif talking:
+            quiet = quiet + 1 if level < keep else 0
+            if quiet >= quiet_frames_to_stop:
+                talking = False
+                on[i - quiet + 1 : i] = False
+        on[i] = talking
+    return on
+
+
+def _classify(f: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
+    """A raw shape per frame (before the animation pass)."""
+    n = len(active)
+    out = np.full(n, _IDX["X"], dtype=np.int8)
+    if not active.any():
+        return out
+    level = f["rms_db"]
+    speech_levels = level[active]
+    lo, hi = np.percentile(speech_levels, 10), np.percentile(speech_levels, 95)
+    loud = np.clip((level - lo) / max(hi - lo, 1e-6), 0, 1)
+    noisy = (f["flatness"] > 0.25) | (f["zcr"] > 0.25)
+    for i in np.nonzero(active)[0]:
+        if noisy[i] and f["high"][i] > 0.45:
+            shape = "G" if f["centroid_hz"][i] < 3500 and loud[i] < 0.45 else "B"  # f/v vs s/sh
+        elif loud[i] < 0.18:
+            shape = "A" if f["low"][i] > 0.75 else "B"  # nasal murmur (m) is low-band and weak
+        elif f["low"][i] > 0.8 and f["mid"][i] < 0.12:
+            shape = "F" if loud[i] < 0.6 else "E"  # rounded: energy held low (oo, ao)
+        elif loud[i] > 0.72 and f["mid"][i] > 0.2:
+            shape = "D"
+        elif loud[i] > 0.4:
+            shape = "C"
+        else:
+            shape = "B"
+        out[i] = _IDX[shape]
+    # closures: a dip in level inside speech (the stop before p/b, the murmur of m)
+    for i in range(1, n - 1):
+        if active[i] and level[i] < min(level[i - 1], level[i + 1]) - 6 and loud[i] < 0.35:
+            out[i] = _IDX["A"]
+    return out
+
+
+def _animate(raw: np.ndarray, active: np.ndarray, fps: Fraction) -> np.ndarray:
+    """The animation pass over the whole segment: anticipation, holds, pauses, in-betweens."""
+    n = len(raw)
+    out = raw.copy()
+    per_s = float(fps)
+    # pauses: short ones hold the last shape, medium relax to B, long rest at X
+    i = 0
+    while i < n:
+        if active[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and not active[j]:
+            j += 1
+        gap_s = (j - i) / per_s
+        if 0 < i and j < n:
+            if gap_s < 0.15:
+                out[i:j] = out[i - 1] if out[i - 1] != _IDX["A"] else _IDX["B"]
+            elif gap_s < 0.4:
+                out[i:j] = _IDX["B"]
+        i = j
+    # anticipation: the mouth takes its shape a frame before the sound
+    shift = max(1, int(round(per_s / 30)))
+    ahead = out.copy()
+    ahead[:-shift] = out[shift:]
+    onset = np.zeros(n, bool)
+    onset[:-shift] = (out[shift:] != out[:-shift])
+    out = np.where(onset, ahead, out)
+    # minimum hold of two frames: a one-frame shape takes its longer neighbour's shape
+    min_hold = max(2, int(round(per_s / 15)))
+    for _ in range(3):
+        runs = _runs(out)
+        changed = False
+        for k, (s, e, v) in enumerate(runs):
+            if e - s >= min_hold or len(runs) == 1:
+                continue
+            if v == _IDX["A"] and e - s >= 1 and k not in (0, len(runs) - 1):
+                # keep closures visible: stretch them over the next frame instead
+                if e < n:
+                    out[e] = v
+                    changed = True
+                continue
+            prev_len = runs[k - 1][1] - runs[k - 1][0] if k > 0 else -1
+            next_len = runs[k + 1][1] - runs[k + 1][0] if k + 1 < len(runs) else -1
+            out[s:e] = runs[k - 1][2] if prev_len >= next_len else runs[k + 1][2]
+            changed = True
+        if not changed:
+            break
+    # in-betweens: a jump from closed to wide goes through C for a frame
+    for s, e, v in _runs(out)[1:]:
+        prev = out[s - 1]
+        if {SHAPES[prev], SHAPES[v]} in ({"A", "D"}, {"X", "D"}) and e - s >= 3:
+            out[s] = _IDX["C"]
+    # long static stretches inside speech: alternate C/B every half second to keep it alive
+    for s, e, v in _runs(out):
+        if v in (_IDX["C"], _IDX["B"]) and (e - s) / per_s > 0.8 and active[s:e].all():
+            step = int(per_s * 0.4)
+            for k in range(s + step, e - 2, 2 * step):
+                out[k : min(k + step, e - 2)] = _IDX["B"] if v == _IDX["C"] else _IDX["C"]
+    return out
+
+
+def _runs(track: np.ndarray) -> list[tuple[int, int, int]]:
+    """(start, end, value) of each run of equal values."""
+    if not len(track):
+        return []
+    edges = np.nonzero(np.diff(track))[0] + 1
+    starts = np.concatenate([[0], edges])
+    ends = np.concatenate([edges, [len(track)]])
+    return [(int(s), int(e), int(track[s])) for s, e in zip(starts, ends)]
+
+
+def mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
+                n_frames: int | None = None) -> np.ndarray:
+    """The mouth shape per frame, from the audio alone.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n_samples,) or (channels, n_samples)]
+        Speech, any sample rate, mono or multichannel.
+    sample_rate_hz : int
+    fps : Fraction
+        Frames per second of the track.
+    n_frames : int, optional
+        Length of the track; default: as many frames as the audio covers.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_frames,), dtype=int8]
+        Indices into :data:`SHAPES`. Silence rests (``X``).
+    """
+    fps = Fraction(fps)
+    n = _frames(np.atleast_1d(y), sample_rate_hz, fps, n_frames)
+    y = np.asarray(y, dtype=np.float32)
+    if y.size == 0:
+        return np.zeros(n, dtype=np.int8)
+    f = frame_features(y, sample_rate_hz, fps=fps, n_frames=n)
+    active = _activity(f["rms_db"])
+    return _animate(_classify(f, active), active, fps).astype(np.int8)
+
+
+def baseline_mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
+                         n_frames: int | None = None) -> np.ndarray:
+    """The method of the system we replace: RMS and zero-crossing rate per frame, no look-ahead."""
+    fps = Fraction(fps)
+    n = _frames(np.atleast_1d(y), sample_rate_hz, fps, n_frames)
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim > 1:
+        y = y.mean(axis=0 if y.shape[0] <= 8 else 1)
+    hop = sample_rate_hz / float(fps)
+    out = np.zeros(n, dtype=np.int8)
+    for i in range(n):
+        seg = y[int(i * hop) : int((i + 1) * hop)]
+        if not len(seg):
+            continue
+        rms = float(np.sqrt(np.mean(seg**2)))
+        zcr = float(np.mean(np.abs(np.diff(np.sign(seg))) > 0)) if len(seg) > 1 else 0.0
+        if rms < 0.01:
+            shape = "X"
+        elif zcr > 0.3:
+            shape = "B"
+        elif rms > 0.15:
+            shape = "D"
+        elif rms > 0.06:
+            shape = "C"
+        else:
+            shape = "B"
+        out[i] = _IDX[shape]
+    return out
+
+
+def blink_track(*, seed: int, n_frames: int, fps: Fraction, mean_interval_s: float = 4.0) -> np.ndarray:
+    """Eye state per frame: 0 open, 1 half, 2 closed.
+
+    Intervals between blinks are drawn from a gamma distribution around ``mean_interval_s``
+    (clipped to 1.5-3x the mean), one blink in eight is a double blink; a blink is half, closed
+    (two frames at 30 fps), half. Deterministic for a seed.
+    """
+    rng = np.random.default_rng(seed)
+    per_s = float(fps)
+    out = np.zeros(n_frames, dtype=np.int8)
+    closed = max(1, int(round(per_s / 15)))
+    half = max(1, int(round(per_s / 30)))
+    t = rng.uniform(0.5, mean_interval_s) * per_s
+    while True:
+        start = int(t)
+        blinks = 2 if rng.random() < 0.125 else 1
+        for b in range(blinks):
+            s = start + b * (2 * half + closed + int(0.12 * per_s))
+            for k, v in ([(i, 1) for i in range(half)] + [(half + i, 2) for i in range(closed)]
+                         + [(half + closed + i, 1) for i in range(half)]):
+                if 0 <= s + k < n_frames:
+                    out[s + k] = v
+        interval = rng.gamma(4.0, mean_interval_s / 4.0)
+        t += per_s * float(np.clip(interval, mean_interval_s * 0.4, mean_interval_s * 2.5))
+        if t >= n_frames:
+            return out
+
+
+def read_track(path: str | Path, *, fps: Fraction, n_frames: int) -> np.ndarray:
+    """Read a Rhubarb Lip Sync track (JSON with ``mouthCues``, or TSV ``start<TAB>shape``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(path, None, f"cannot read mouth track: {exc}") from None
+    cues: list[tuple[float, str]] = []
+    try:
+        if text.lstrip().startswith("{"):
+            for k, cue in enumerate(json.loads(text)["mouthCues"]):
+                cues.append((float(cue["start"]), str(cue["value"]).strip()))
+        else:
+            for k, line in enumerate(ln for ln in text.splitlines() if ln.strip()):
+                start, shape = line.split("\t")[:2] if "\t" in line else line.split()[:2]
+                cues.append((float(start), shape.strip()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SpecError(path, None, f"not a Rhubarb JSON or TSV mouth track ({exc})") from None
+    bad = [s for _, s in cues if s not in _IDX]
+    if bad:
+        raise SpecError(path, None, f"unknown mouth shape {bad[0]!r}: use {', '.join(SHAPES)}")
+    out = np.zeros(n_frames, dtype=np.int8)
+    t = np.arange(n_frames) / float(fps)
+    for start, shape in sorted(cues):
+        out[t >= start - 1e-6] = _IDX[shape]
+    return out
+
+
+def write_track(track: np.ndarray, path_or_file: str | Path | IO[str], *, fps: Fraction,
+                fmt: str = "json", metadata: dict | None = None) -> None:
+    """Write a track in Rhubarb Lip Sync's JSON or TSV format (cues at run starts)."""
+    fps = Fraction(fps)
+    runs = _runs(np.asarray(track))
+    if fmt == "json":
+        doc = {"metadata": {**(metadata or {}), "duration": round(len(track) / float(fps), 2)},
+               "mouthCues": [{"start": round(s / float(fps), 2), "end": round(e / float(fps), 2),
+                              "value": SHAPES[v]} for s, e, v in runs]}
+        text = json.dumps(doc, indent=2) + "\n"
+    elif fmt == "tsv":
+        text = "".join(f"{s / float(fps):.2f}\t{SHAPES[v]}\n" for s, _, v in runs)
+        text += f"{len(track) / float(fps):.2f}\tX\n"
+    else:
+        raise ValueError(f"unknown format {fmt!r}: json or tsv")
+    if hasattr(path_or_file, "write"):
+        path_or_file.write(text)
+    else:
+        Path(path_or_file).write_text(text)
