@@ -1,0 +1,97 @@
+"""Per-frame scores of a mouth track against espeak-ng's truth.
+
+- activity: share of frames where "mouth moving" (not X) agrees with "a phoneme sounds";
+- openness_r: Pearson correlation of predicted and true openness, over frames *within speech*;
+- closure: share of p/b/m whose frames (one frame of slack each side) show a closed mouth (A);
+- one_frame: share of shape runs that last a single frame;
+- lag: the shift (frames) that best aligns predicted openness with the truth (positive = late);
+- accuracy: share of frames within speech whose shape is exactly the true one.
+"""
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+from typing import Callable
+
+import numpy as np
+
+from ..lipsync import OPENNESS, SHAPES
+from .espeak import synthesize, truth_track
+
+__all__ = ["Scores", "score_track", "evaluate", "CORPUS", "VOICES"]
+
+CORPUS = (
+    "Bob picked a big bumpy apple, and maybe a plum.",
+    "Please bring my brown umbrella before the bus arrives.",
+    "The painter mixed a pale blue paint for the boat.",
+    "Members of the public may bid for the vintage map.",
+    "Five brave people moved the piano up the main stairs.",
+    "We will go home when the big moon comes up.",
+)
+VOICES = (("en-us", 150), ("en", 175), ("en-us+m3", 130), ("en-gb-x-rp", 165))
+
+
+@dataclasses.dataclass
+class Scores:
+    activity: float
+    openness_r: float
+    closure: float
+    one_frame: float
+    lag: int
+    accuracy: float
+
+    @classmethod
+    def mean(cls, items: list[Scores]) -> Scores:
+        lags = [s.lag for s in items]
+        return cls(*(float(np.mean([getattr(s, f.name) for s in items]))
+                     for f in dataclasses.fields(cls) if f.name != "lag"),
+                   lag=int(np.median(lags))) if False else cls(
+            activity=float(np.mean([s.activity for s in items])),
+            openness_r=float(np.mean([s.openness_r for s in items])),
+            closure=float(np.mean([s.closure for s in items])),
+            one_frame=float(np.mean([s.one_frame for s in items])),
+            lag=int(np.median(lags)),
+            accuracy=float(np.mean([s.accuracy for s in items])),
+        )
+
+
+def score_track(pred: np.ndarray, truth: np.ndarray, closures: list[tuple[int, int]]) -> Scores:
+    """Scores of ``pred`` (indices into SHAPES) against ``truth`` (letters)."""
+    letters = np.array([SHAPES[i] for i in pred])
+    speech = truth != "X"
+    moving = letters != "X"
+    activity = float(np.mean(speech == moving))
+    po = np.array([OPENNESS[s] for s in letters])
+    to = np.array([OPENNESS[s] for s in truth])
+    within = speech
+    r = float(np.corrcoef(po[within], to[within])[0, 1]) if within.sum() > 2 and po[within].std() > 0 else 0.0
+    hit = 0
+    for f0, f1 in closures:
+        lo, hi = max(0, f0 - 1), min(len(letters), f1 + 2)
+        hit += bool((letters[lo:hi] == "A").any())
+    closure = hit / len(closures) if closures else 1.0
+    edges = np.nonzero(letters[1:] != letters[:-1])[0] + 1
+    lengths = np.diff(np.concatenate([[0], edges, [len(letters)]]))
+    one_frame = float(np.mean(lengths == 1)) if len(lengths) else 0.0
+    best, lag = -np.inf, 0
+    for d in range(-4, 5):
+        a = po[max(0, d): len(po) + min(0, d)]
+        b = to[max(0, -d): len(to) + min(0, -d)]
+        c = float(np.dot(a - a.mean(), b - b.mean()))
+        if c > best:
+            best, lag = c, d
+    accuracy = float(np.mean(letters[speech] == truth[speech])) if speech.any() else 1.0
+    return Scores(activity, r, closure, one_frame, lag, accuracy)
+
+
+def evaluate(method: Callable[..., np.ndarray], *, fps: Fraction = Fraction(30),
+             voices=VOICES, corpus=CORPUS) -> tuple[Scores, list[Scores]]:
+    """Score ``method(y, sr, fps=, n_frames=)`` on every sentence in every voice."""
+    each = []
+    for voice, rate in voices:
+        for text in corpus:
+            utt = synthesize(text, voice=voice, rate_wpm=rate)
+            truth, closures = truth_track(utt, fps=fps)
+            pred = method(utt.samples, utt.sample_rate_hz, fps=fps, n_frames=len(truth))
+            each.append(score_track(np.asarray(pred), truth, closures))
+    return Scores.mean(each), each
