@@ -116,10 +116,47 @@ def frame_features(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
     centroid = (spec * freqs[None, :]).sum(axis=1) / spec.sum(axis=1)
     geo = np.exp(np.mean(np.log(spec[:, (freqs >= 100) & (freqs < 8000)]), axis=1))
     flat = geo / np.mean(spec[:, (freqs >= 100) & (freqs < 8000)], axis=1)
+    mel = librosa.filters.mel(sr=sr, n_fft=win, n_mels=40, fmin=50, fmax=8000)
+    from scipy.fft import dct
+
+    mfcc = dct(np.log(spec @ mel.T + 1e-10), type=2, norm="ortho", axis=1)[:, :13]
     return {
         "rms_db": 20 * np.log10(rms), "zcr": zcr, "centroid_hz": centroid, "flatness": flat,
         "low": band(100, 900) / total, "mid": band(900, 2500) / total, "high": band(2500, 8000) / total,
+        "mfcc": mfcc,
     }
+
+
+_CONTEXT = (-2, -1, 0, 1, 2)  # frames around each frame the classifier sees (two ahead)
+
+
+def context_features(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
+                     n_frames: int | None = None) -> np.ndarray:
+    """The classifier's input: per-recording-normalised features of the frames around each frame.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_frames, 5 * 20)]
+    """
+    f = frame_features(y, sample_rate_hz, fps=fps, n_frames=n_frames)
+    return _context(f)
+
+
+def _context(f: dict[str, np.ndarray]) -> np.ndarray:
+    level = f["rms_db"]
+    lo, hi = np.percentile(level, 20), np.percentile(level, 98)
+    loud = np.clip((level - lo) / max(hi - lo, 1e-6), -0.5, 1.2)
+    mfcc = f["mfcc"]
+    voiced = loud > 0.3
+    mfcc = mfcc - (mfcc[voiced].mean(axis=0) if voiced.sum() > 3 else mfcc.mean(axis=0))  # CMN
+    base = np.column_stack([mfcc, loud, np.gradient(loud), f["zcr"], np.log(f["flatness"] + 1e-6),
+                            f["low"], f["mid"], f["high"]])
+    n = len(base)
+    cols = []
+    for d in _CONTEXT:
+        idx = np.clip(np.arange(n) + d, 0, n - 1)
+        cols.append(base[idx])
+    return np.concatenate(cols, axis=1).astype(np.float64)
 
 
 def _activity(rms_db: np.ndarray) -> np.ndarray:
@@ -200,13 +237,7 @@ def _animate(raw: np.ndarray, active: np.ndarray, fps: Fraction) -> np.ndarray:
             elif gap_s < 0.4:
                 out[i:j] = _IDX["B"]
         i = j
-    # anticipation: the mouth takes its shape a frame before the sound
-    shift = max(1, int(round(per_s / 30)))
-    ahead = out.copy()
-    ahead[:-shift] = out[shift:]
-    onset = np.zeros(n, bool)
-    onset[:-shift] = (out[shift:] != out[:-shift])
-    out = np.where(onset, ahead, out)
+    # anticipation is in the classifier: it sees two frames ahead of each frame
     # minimum hold of two frames: a one-frame shape takes its longer neighbour's shape
     min_hold = max(2, int(round(per_s / 15)))
     for _ in range(3):
@@ -227,17 +258,46 @@ def _animate(raw: np.ndarray, active: np.ndarray, fps: Fraction) -> np.ndarray:
             changed = True
         if not changed:
             break
-    # in-betweens: a jump from closed to wide goes through C for a frame
-    for s, e, v in _runs(out)[1:]:
-        prev = out[s - 1]
-        if {SHAPES[prev], SHAPES[v]} in ({"A", "D"}, {"X", "D"}) and e - s >= 3:
-            out[s] = _IDX["C"]
-    # long static stretches inside speech: alternate C/B every half second to keep it alive
-    for s, e, v in _runs(out):
-        if v in (_IDX["C"], _IDX["B"]) and (e - s) / per_s > 0.8 and active[s:e].all():
-            step = int(per_s * 0.4)
-            for k in range(s + step, e - 2, 2 * step):
-                out[k : min(k + step, e - 2)] = _IDX["B"] if v == _IDX["C"] else _IDX["C"]
+    # in-betweens: a jump from closed to wide opens through C for two frames
+    for s_, e, v in _runs(out)[1:]:
+        if {SHAPES[out[s_ - 1]], SHAPES[v]} in ({"A", "D"}, {"X", "D"}) and e - s_ >= 4:
+            out[s_ : s_ + 2] = _IDX["C"]
+    # long static stretches inside speech: alternate C/B every 0.4 s to keep it alive
+    for s_, e, v in _runs(out):
+        if v in (_IDX["C"], _IDX["B"]) and (e - s_) / per_s > 0.8 and active[s_:e].all():
+            step = max(2, int(per_s * 0.4))
+            for k in range(s_ + step, e - step, 2 * step):
+                out[k : k + step] = _IDX["B"] if v == _IDX["C"] else _IDX["C"]
+    return _min_hold(out, max(2, int(round(per_s / 15))))
+
+
+def _min_hold(out: np.ndarray, min_hold: int) -> np.ndarray:
+    """No shape shorter than ``min_hold`` frames: a closure borrows frames from a neighbour,
+    anything else takes the longer neighbour's shape."""
+    out = out.copy()
+    for _ in range(20):
+        runs = _runs(out)
+        short = [k for k, (s_, e, _) in enumerate(runs) if e - s_ < min_hold]
+        if not short or len(runs) == 1:
+            break
+        for k in short:
+            s_, e, v = _runs(out)[k] if k < len(_runs(out)) else (0, 0, 0)
+            runs = _runs(out)
+            if k >= len(runs) or runs[k][1] - runs[k][0] >= min_hold:
+                continue
+            s_, e, v = runs[k]
+            prev = runs[k - 1] if k > 0 else None
+            nxt = runs[k + 1] if k + 1 < len(runs) else None
+            need = min_hold - (e - s_)
+            if v == _IDX["A"] and nxt and nxt[1] - nxt[0] - need >= min_hold:
+                out[e : e + need] = v
+            elif v == _IDX["A"] and prev and prev[1] - prev[0] - need >= min_hold:
+                out[s_ - need : s_] = v
+            else:
+                plen = prev[1] - prev[0] if prev else -1
+                nlen = nxt[1] - nxt[0] if nxt else -1
+                out[s_:e] = prev[2] if plen >= nlen else nxt[2]
+            break
     return out
 
 
@@ -251,9 +311,40 @@ def _runs(track: np.ndarray) -> list[tuple[int, int, int]]:
     return [(int(s), int(e), int(track[s])) for s, e in zip(starts, ends)]
 
 
+def _viterbi(logp: np.ndarray, switch_cost: float) -> np.ndarray:
+    """The best shape path: per-frame log-probabilities minus a cost for every change."""
+    n, k = logp.shape
+    score = logp[0].copy()
+    back = np.zeros((n, k), dtype=np.int16)
+    stay = np.eye(k, dtype=bool)
+    for t in range(1, n):
+        cand = score[:, None] - np.where(stay, 0.0, switch_cost)  # [from, to]
+        back[t] = np.argmax(cand, axis=0)
+        score = cand[back[t], np.arange(k)] + logp[t]
+    path = np.zeros(n, dtype=np.int64)
+    path[-1] = int(np.argmax(score))
+    for t in range(n - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return path
+
+
+def _frame_logp(f: dict[str, np.ndarray]) -> np.ndarray:
+    from . import _lipsync_model as m
+
+    z = (_context(f) - m.MU) / m.SD
+    logits = z @ m.W.T + m.B
+    logits -= logits.max(axis=1, keepdims=True)
+    return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+
+
 def mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
                 n_frames: int | None = None) -> np.ndarray:
     """The mouth shape per frame, from the audio alone.
+
+    A linear classifier over spectral features of five frames around each frame (two frames of
+    look-ahead) gives each shape's probability; the best path through them with a cost per
+    change (Viterbi) avoids flicker; frames outside speech activity rest; then the animation
+    pass (pauses, minimum hold, in-betweens) over the whole segment.
 
     Parameters
     ----------
@@ -277,7 +368,19 @@ def mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
         return np.zeros(n, dtype=np.int8)
     f = frame_features(y, sample_rate_hz, fps=fps, n_frames=n)
     active = _activity(f["rms_db"])
-    return _animate(_classify(f, active), active, fps).astype(np.int8)
+    if not active.any():
+        return np.zeros(n, dtype=np.int8)
+    logp = _frame_logp(f)
+    logp[~active, :] = -50.0
+    logp[~active, _IDX["X"]] = 0.0
+    logp[active, _IDX["X"]] -= 3.0  # inside speech the mouth moves
+    logp[:, _IDX["A"]] += _CLOSURE_BIAS  # closures are short: make them worth a change
+    path = _viterbi(logp, switch_cost=_SWITCH_COST * 30 / float(fps))
+    return _animate(path.astype(np.int8), active, fps).astype(np.int8)
+
+
+_SWITCH_COST = 2.0
+_CLOSURE_BIAS = 0.0
 
 
 def baseline_mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,

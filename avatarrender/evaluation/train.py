@@ -1,0 +1,86 @@
+"""Fit the lip-sync frame classifier on espeak-ng speech and write ``avatarrender/_lipsync_model.py``.
+
+    .venv/bin/python -m avatarrender.evaluation.train
+
+A linear discriminant (class means and a pooled covariance) over per-recording-normalised
+features of five frames around each frame (two of look-ahead): small, fast, deterministic. The
+training sentences and voices are disjoint from the evaluation corpus in ``metrics.py``.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from ..lipsync import SHAPES, context_features
+from .espeak import synthesize, truth_track
+
+TRAIN_TEXT = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Pack my box with five dozen liquor jugs.",
+    "A big black bug bit a big black bear.",
+    "Peter Piper picked a peck of pickled peppers.",
+    "How much wood would a woodchuck chuck?",
+    "She sells sea shells by the sea shore.",
+    "Laura loves lovely yellow lilies in the valley.",
+    "My mother made marmalade on Monday morning.",
+    "Good afternoon, and thank you for watching our show.",
+    "Oh, I thought you already knew about the weather.",
+    "Father saw a large dog barking at the car.",
+    "Who knew the blue balloon would float so far away?",
+    "Every evening we eat fresh bread with butter and jam.",
+    "Valerie found five very fine violins in a van.",
+)
+TRAIN_VOICES = (("en-us", 140), ("en-us", 185), ("en", 160), ("en+m3", 150), ("en-us+m2", 170),
+                ("en-gb-scotland", 155))
+
+
+def collect(fps: Fraction = Fraction(30)) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = [], []
+    for voice, rate in TRAIN_VOICES:
+        for text in TRAIN_TEXT:
+            utt = synthesize(text, voice=voice, rate_wpm=rate)
+            truth, _ = truth_track(utt, fps=fps)
+            feats = context_features(utt.samples, utt.sample_rate_hz, fps=fps, n_frames=len(truth))
+            xs.append(feats)
+            ys.append(np.array([SHAPES.index(s) for s in truth]))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def fit(x: np.ndarray, y: np.ndarray, *, shrink: float = 0.1) -> dict:
+    mu = x.mean(axis=0)
+    sd = x.std(axis=0) + 1e-6
+    z = (x - mu) / sd
+    classes = np.arange(len(SHAPES))
+    means = np.stack([z[y == c].mean(axis=0) if (y == c).any() else np.zeros(z.shape[1]) for c in classes])
+    resid = z - means[y]
+    cov = resid.T @ resid / len(z)
+    cov = (1 - shrink) * cov + shrink * np.eye(len(cov))
+    inv = np.linalg.inv(cov)
+    w = means @ inv
+    counts = np.bincount(y, minlength=len(SHAPES)) + 1
+    b = -0.5 * np.einsum("ij,ij->i", means @ inv, means) + np.log(counts / counts.sum())
+    return {"mu": mu, "sd": sd, "w": w, "b": b}
+
+
+def main() -> None:
+    x, y = collect()
+    model = fit(x, y)
+    pred = np.argmax(((x - model["mu"]) / model["sd"]) @ model["w"].T + model["b"], axis=1)
+    print(f"{len(y)} frames, training accuracy {np.mean(pred == y):.3f}")
+    out = Path(__file__).resolve().parent.parent / "_lipsync_model.py"
+    fmt = lambda a: np.array2string(np.round(a, 5), separator=", ", threshold=10**6, max_line_width=100)  # noqa: E731
+    out.write_text(
+        '"""Lip-sync frame classifier, written by ``python -m avatarrender.evaluation.train``."""\n'
+        "import numpy as np\n\n"
+        f"MU = np.array({fmt(model['mu'])})\n"
+        f"SD = np.array({fmt(model['sd'])})\n"
+        f"W = np.array({fmt(model['w'])})\n"
+        f"B = np.array({fmt(model['b'])})\n"
+    )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
