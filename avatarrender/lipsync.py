@@ -39,11 +39,12 @@ _IDX = {s: i for i, s in enumerate(SHAPES)}
 # How open each shape is (0 closed .. 1 wide): for in-betweens and for evaluation.
 OPENNESS = {"X": 0.05, "A": 0.0, "B": 0.3, "C": 0.6, "D": 1.0, "E": 0.55, "F": 0.25, "G": 0.2, "H": 0.45}
 _ANALYSIS_RATE_HZ = 16_000
+_TOP_HZ = 3800
 
 # Nearest drawn shape, in order of preference (a three-mouth character: X/A closed, C half, D open).
 _FALLBACK = {
     "X": "XAB", "A": "AXBF", "B": "BCGXA", "C": "CBDEX", "D": "DCEBX",
-    "E": "ECDFBX", "F": "FEBAX", "G": "GBAX", "H": "HCBDX",
+    "E": "ECDFBX", "F": "FEBCAX", "G": "GBAX", "H": "HCBDX",
 }
 
 
@@ -51,8 +52,9 @@ def fallback_map(available: Iterable[str]) -> dict[str, str]:
     """Map every shape to one the character draws.
 
     Each shape falls back along a fixed order of look-alikes (``D`` -> ``C`` -> ``E`` -> ``B`` ->
-    ``X``; ``F`` -> ``E`` -> ``B`` -> ``A`` -> ``X``; ...), ending at ``X``, which every character
-    must draw. A three-mouth character (X, C, D) shows A/X closed, B/C/E/F/G/H half, D open.
+    ``X``; ``F`` -> ``E`` -> ``B`` -> ``C`` -> ``A`` -> ``X``; ...), ending at ``X``, which every
+    character must draw. A three-mouth character (X, C, D) shows A/G/X closed (f and v barely
+    part the lips), B/C/E/F/H half, D open.
     """
     have = set(available)
     if "X" not in have:
@@ -86,7 +88,7 @@ def frame_features(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
 
     ``rms_db`` (dB re full scale), ``zcr`` (crossings per sample), ``centroid_hz``, ``flatness``
     (0 tonal .. 1 noise), ``low``/``mid``/``high`` (band energy shares of 100-900, 900-2500 and
-    2500-8000 Hz), computed on a window centred on each frame.
+    2500-3800 Hz), ``mfcc`` [shape=(n_frames, 13)], on a window centred on each frame.
     """
     import librosa
 
@@ -111,18 +113,21 @@ def frame_features(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
     raw = pad[idx]
     rms = np.sqrt(np.mean(raw[:, win // 4 : 3 * win // 4] ** 2, axis=1)) + 1e-9
     zcr = np.mean(np.abs(np.diff(np.sign(raw[:, win // 4 : 3 * win // 4]), axis=1)) > 0, axis=1)
+    # Only 100 Hz - 3.8 kHz is used, so 8 kHz telephone audio gives the same features as 48 kHz.
+    top = _TOP_HZ
     band = lambda lo, hi: spec[:, (freqs >= lo) & (freqs < hi)].sum(axis=1)  # noqa: E731
-    total = band(100, 8000)
-    centroid = (spec * freqs[None, :]).sum(axis=1) / spec.sum(axis=1)
-    geo = np.exp(np.mean(np.log(spec[:, (freqs >= 100) & (freqs < 8000)]), axis=1))
-    flat = geo / np.mean(spec[:, (freqs >= 100) & (freqs < 8000)], axis=1)
-    mel = librosa.filters.mel(sr=sr, n_fft=win, n_mels=40, fmin=50, fmax=8000)
+    total = band(100, top)
+    inband = (freqs >= 100) & (freqs < top)
+    centroid = (spec[:, inband] * freqs[None, inband]).sum(axis=1) / spec[:, inband].sum(axis=1)
+    geo = np.exp(np.mean(np.log(spec[:, inband]), axis=1))
+    flat = geo / np.mean(spec[:, inband], axis=1)
+    mel = librosa.filters.mel(sr=sr, n_fft=win, n_mels=32, fmin=50, fmax=top)
     from scipy.fft import dct
 
     mfcc = dct(np.log(spec @ mel.T + 1e-10), type=2, norm="ortho", axis=1)[:, :13]
     return {
         "rms_db": 20 * np.log10(rms), "zcr": zcr, "centroid_hz": centroid, "flatness": flat,
-        "low": band(100, 900) / total, "mid": band(900, 2500) / total, "high": band(2500, 8000) / total,
+        "low": band(100, 900) / total, "mid": band(900, 2500) / total, "high": band(2500, top) / total,
         "mfcc": mfcc,
     }
 
@@ -167,9 +172,9 @@ def _activity(rms_db: np.ndarray) -> np.ndarray:
     peak = np.percentile(rms_db, 95)
     if peak < -55 or peak - floor < 10:  # silence, or a steady noise with nothing on top
         return np.zeros(len(rms_db), bool)
-    start = max(floor + 0.45 * (peak - floor), -50.0)
-    keep = max(floor + 0.25 * (peak - floor), -56.0)
-    quiet_frames_to_stop = 4
+    start = max(floor + _START * (peak - floor), -50.0)
+    keep = max(floor + _KEEP * (peak - floor), -56.0)
+    quiet_frames_to_stop = _STOP_FRAMES
     on = np.zeros(len(rms_db), bool)
     talking, quiet = False, 0
     for i, level in enumerate(rms_db):
@@ -221,7 +226,7 @@ def _animate(raw: np.ndarray, active: np.ndarray, fps: Fraction) -> np.ndarray:
     n = len(raw)
     out = raw.copy()
     per_s = float(fps)
-    # pauses: short ones hold the last shape, medium relax to B, long rest at X
+    # pauses: short ones hold the last shape, medium ones relax (B, then rest), long ones rest
     i = 0
     while i < n:
         if active[i]:
@@ -231,11 +236,12 @@ def _animate(raw: np.ndarray, active: np.ndarray, fps: Fraction) -> np.ndarray:
         while j < n and not active[j]:
             j += 1
         gap_s = (j - i) / per_s
-        if 0 < i and j < n:
-            if gap_s < 0.15:
-                out[i:j] = out[i - 1] if out[i - 1] != _IDX["A"] else _IDX["B"]
-            elif gap_s < 0.4:
-                out[i:j] = _IDX["B"]
+        if 0 < i and j < n and gap_s < _HOLD_PAUSE_S:
+            out[i:j] = out[i - 1] if out[i - 1] != _IDX["A"] else _IDX["B"]  # short: hold
+        elif 0 < i and j < n and gap_s < _RELAX_PAUSE_S:
+            out[i:j] = _IDX["B"]  # medium: relax to slightly open
+        elif 0 < i and j - i >= 4:
+            out[i : i + 2] = _IDX["B"]  # long: ease out, then rest
         i = j
     # anticipation is in the classifier: it sees two frames ahead of each frame
     # minimum hold of two frames: a one-frame shape takes its longer neighbour's shape
@@ -379,8 +385,11 @@ def mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
     return _animate(path.astype(np.int8), active, fps).astype(np.int8)
 
 
-_SWITCH_COST = 2.0
-_CLOSURE_BIAS = 0.0
+_SWITCH_COST = 1.0
+_START, _KEEP, _STOP_FRAMES = 0.3, 0.15, 4  # activity hysteresis (share of floor..peak), hangover
+_HOLD_PAUSE_S = 0.15
+_RELAX_PAUSE_S = 0.22
+_CLOSURE_BIAS = 2.0
 
 
 def baseline_mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
@@ -463,9 +472,9 @@ def read_track(path: str | Path, *, fps: Fraction, n_frames: int) -> np.ndarray:
     if bad:
         raise SpecError(path, None, f"unknown mouth shape {bad[0]!r}: use {', '.join(SHAPES)}")
     out = np.zeros(n_frames, dtype=np.int8)
-    t = np.arange(n_frames) / float(fps)
+    mids = (np.arange(n_frames) + 0.5) / float(fps)  # cue times are rounded to 10 ms
     for start, shape in sorted(cues):
-        out[t >= start - 1e-6] = _IDX[shape]
+        out[mids >= start] = _IDX[shape]
     return out
 
 

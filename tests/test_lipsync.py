@@ -1,0 +1,155 @@
+"""Lip sync against espeak-ng's own phoneme timings, blinks, Rhubarb formats and bad audio."""
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import yaml
+
+from avatarrender import lipsync
+from avatarrender.errors import MediaError, SpecError
+from avatarrender.evaluation import score_track
+from avatarrender.evaluation.espeak import synthesize, truth_track
+
+from conftest import run_cli
+
+FPS = Fraction(30)
+# not in the classifier's training set (evaluation/train.py) nor in the benchmark's corpus
+HELD_OUT = [("en-us", 155, "Bring the paper map, please; the bus stops by the bridge."),
+            ("en+m3", 140, "Maybe my brother will buy both of the blue bikes.")]
+
+
+@pytest.fixture(scope="module")
+def utterances():
+    out = []
+    for voice, rate, text in HELD_OUT:
+        utt = synthesize(text, voice=voice, rate_wpm=rate)
+        truth, closures = truth_track(utt, fps=FPS)
+        out.append((utt, truth, closures))
+    return out
+
+
+def test_beats_the_rms_zcr_baseline_on_held_out_speech(utterances):
+    ours, base = [], []
+    for utt, truth, closures in utterances:
+        for method, sink in ((lipsync.mouth_track, ours), (lipsync.baseline_mouth_track, base)):
+            pred = method(utt.samples, utt.sample_rate_hz, fps=FPS, n_frames=len(truth))
+            sink.append(score_track(pred, truth, closures))
+    mean = lambda xs, f: float(np.mean([getattr(x, f) for x in xs]))  # noqa: E731
+    assert mean(ours, "activity") >= 0.9
+    assert mean(ours, "openness_r") >= 0.5 and mean(ours, "openness_r") > mean(base, "openness_r")
+    assert mean(ours, "closure") >= 0.6 > mean(base, "closure")
+    assert mean(ours, "one_frame") == 0.0 < mean(base, "one_frame")
+    assert all(s.lag == 0 for s in ours)
+    assert mean(ours, "accuracy") > mean(base, "accuracy") + 0.1
+
+
+def test_silence_and_steady_noise_rest():
+    for y in (np.zeros(48000, np.float32),
+              (np.random.default_rng(1).standard_normal(48000) * 0.05).astype(np.float32)):
+        track = lipsync.mouth_track(y, 48000, fps=FPS)
+        assert len(track) == 30 and (track == 0).all()
+
+
+def test_any_rate_stereo_clipped_and_tiny_audio(utterances):
+    utt, truth, _ = utterances[0]
+    import librosa
+
+    ref = lipsync.mouth_track(utt.samples, utt.sample_rate_hz, fps=FPS, n_frames=len(truth))
+    for sr in (8000, 44100, 48000):
+        y = librosa.resample(utt.samples, orig_sr=utt.sample_rate_hz, target_sr=sr)
+        got = lipsync.mouth_track(y, sr, fps=FPS, n_frames=len(truth))
+        assert np.mean(got == ref) > 0.7, sr
+    stereo = np.stack([utt.samples, utt.samples * 0.5])
+    got = lipsync.mouth_track(stereo, utt.sample_rate_hz, fps=FPS, n_frames=len(truth))
+    assert np.mean(got == ref) > 0.8
+    clipped = np.clip(utt.samples * 8, -1, 1)
+    got = lipsync.mouth_track(clipped, utt.sample_rate_hz, fps=FPS, n_frames=len(truth))
+    assert np.mean((got != 0) == (truth != "X")) > 0.85
+    assert lipsync.mouth_track(np.ones(10, np.float32) * 0.1, 48000, fps=FPS).shape == (1,)
+    assert lipsync.mouth_track(np.zeros(0, np.float32), 48000, fps=FPS, n_frames=3).tolist() == [0, 0, 0]
+
+
+def test_corrupt_audio_names_the_file(tmp_path):
+    bad = tmp_path / "speech.wav"
+    bad.write_bytes(b"RIFF....WAVEfmt garbage" * 4)
+    with pytest.raises(MediaError) as info:
+        lipsync.load_audio(bad)
+    assert str(bad) in str(info.value)
+    proc = run_cli("lipsync", str(bad))
+    assert proc.returncode == 2 and str(bad) in proc.stderr and proc.stdout == ""
+
+
+def test_rhubarb_json_and_tsv_round_trip(tmp_path, utterances):
+    utt, truth, _ = utterances[1]
+    track = lipsync.mouth_track(utt.samples, utt.sample_rate_hz, fps=FPS, n_frames=len(truth))
+    for fmt in ("json", "tsv"):
+        path = tmp_path / f"t.{fmt}"
+        lipsync.write_track(track, path, fps=FPS, fmt=fmt)
+        assert (lipsync.read_track(path, fps=FPS, n_frames=len(track)) == track).all()
+    doc = json.loads((tmp_path / "t.json").read_text())
+    cues = doc["mouthCues"]
+    assert cues[0]["start"] == 0.0 and all(a["end"] == b["start"] for a, b in zip(cues, cues[1:]))
+    assert {c["value"] for c in cues} <= set(lipsync.SHAPES)
+    (tmp_path / "bad.tsv").write_text("0.00\tX\n0.50\tQ\n")
+    with pytest.raises(SpecError):
+        lipsync.read_track(tmp_path / "bad.tsv", fps=FPS, n_frames=30)
+
+
+def test_fallback_for_a_three_mouth_character():
+    m = lipsync.fallback_map({"X", "C", "D"})
+    assert m["A"] == m["G"] == m["X"] == "X" and m["D"] == "D"
+    assert {m[s] for s in "BCEFH"} == {"C"}
+    assert lipsync.fallback_map(set(lipsync.SHAPES)) == {s: s for s in lipsync.SHAPES}
+    with pytest.raises(ValueError):
+        lipsync.fallback_map({"A", "D"})
+
+
+def test_blinks_are_natural_and_seeded():
+    n = 30 * 600
+    track = lipsync.blink_track(seed=4, n_frames=n, fps=FPS, mean_interval_s=4.0)
+    assert (track == lipsync.blink_track(seed=4, n_frames=n, fps=FPS, mean_interval_s=4.0)).all()
+    assert not (track == lipsync.blink_track(seed=5, n_frames=n, fps=FPS, mean_interval_s=4.0)).all()
+    starts = np.nonzero((track[1:] > 0) & (track[:-1] == 0))[0] + 1
+    gaps_s = np.diff(starts) / 30
+    singles = gaps_s[gaps_s > 1.0]
+    assert 3.0 < singles.mean() < 5.5 and singles.min() >= 1.5 and singles.max() <= 10.5
+    assert (gaps_s < 1.0).sum() >= 3  # some double blinks
+    # each blink: half-closed, closed, half-closed
+    first = starts[0]
+    assert track[first] == 1 and 2 in track[first : first + 4]
+
+
+def test_cli_writes_rhubarb_json_and_a_plot(tmp_path, utterances):
+    utt = utterances[0][0]
+    wav = tmp_path / "s.wav"
+    soundfile.write(wav, utt.samples, utt.sample_rate_hz)
+    out, png = tmp_path / "s.json", tmp_path / "s.png"
+    proc = run_cli("lipsync", str(wav), "-o", str(out), "--fps", "25", "--plot", str(png))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["mouthCues"][-1]["end"] == pytest.approx(utt.duration_s, abs=0.05)
+    from PIL import Image
+
+    assert Image.open(png).format == "PNG"
+
+
+def test_segment_may_name_a_precomputed_track(tiny_segment):
+    from avatarrender.analysis import analyse
+    from avatarrender.spec import load_spec
+
+    track = np.zeros(120, np.int8)
+    track[30:60] = lipsync.SHAPES.index("D")
+    track[60:90] = lipsync.SHAPES.index("A")
+    path = tiny_segment.parent / "assets" / "mouth.tsv"
+    lipsync.write_track(track, path, fps=FPS, fmt="tsv")
+    doc = yaml.safe_load(tiny_segment.read_text())
+    doc["speech"]["mouth_track"] = "assets/mouth.tsv"
+    tiny_segment.write_text(yaml.safe_dump(doc))
+    tl = analyse(load_spec(tiny_segment))
+    assert tl.mouth[45] == lipsync.SHAPES.index("D") and tl.mouth[75] == lipsync.SHAPES.index("A")
+    assert tl.mouth[10] == 0
