@@ -338,7 +338,7 @@ def _frame_logp(f: dict[str, np.ndarray]) -> np.ndarray:
     from . import _lipsync_model as m
 
     z = (_context(f) - m.MU) / m.SD
-    logits = z @ m.W.T + m.B
+    logits = np.maximum(z @ m.W1 + m.B1, 0.0) @ m.W2 + m.B2
     logits -= logits.max(axis=1, keepdims=True)
     return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
 
@@ -347,8 +347,9 @@ def mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
                 n_frames: int | None = None) -> np.ndarray:
     """The mouth shape per frame, from the audio alone.
 
-    A linear classifier over spectral features of five frames around each frame (two frames of
-    look-ahead) gives each shape's probability; the best path through them with a cost per
+    A small classifier (one hidden layer, trained on espeak-ng speech by
+    ``avatarrender.evaluation.train``) over spectral features of five frames around each frame (two
+    frames of look-ahead) gives each shape's probability; the best path through them with a cost per
     change (Viterbi) avoids flicker; frames outside speech activity rest; then the animation
     pass (pauses, minimum hold, in-betweens) over the whole segment.
 

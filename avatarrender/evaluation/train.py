@@ -2,9 +2,11 @@
 
     .venv/bin/python -m avatarrender.evaluation.train
 
-A linear discriminant (class means and a pooled covariance) over per-recording-normalised
-features of five frames around each frame (two of look-ahead): small, fast, deterministic. The
-training sentences and voices are disjoint from the evaluation corpus in ``metrics.py``.
+A small neural network (one hidden layer of 64 ReLU units, softmax over the nine shapes) over
+per-recording-normalised features of five frames around each frame (two of look-ahead), trained
+with Adam from a fixed seed: deterministic, about 7 000 weights, microseconds a frame. It beats a
+linear discriminant (``fit_lda``) by about 0.12 exact-shape accuracy on voices it never heard.
+The training sentences and voices are disjoint from the evaluation corpus in ``metrics.py``.
 """
 from __future__ import annotations
 
@@ -83,7 +85,8 @@ TRAIN_TEXT = (
     "Would you believe me if I told you it was a bear?",
 )
 TRAIN_VOICES = (("en-us", 140), ("en-us", 185), ("en", 160), ("en+m3", 150), ("en-us+m2", 170),
-                ("en-gb-scotland", 155), ("en-029", 165), ("en-us+m1", 120))
+                ("en-gb-scotland", 155), ("en-029", 165), ("en-us+m1", 120), ("en+f5", 160),
+                ("en-us+m4", 175))
 
 
 def collect(fps: Fraction = Fraction(30)) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +101,8 @@ def collect(fps: Fraction = Fraction(30)) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def fit(x: np.ndarray, y: np.ndarray, *, shrink: float = 0.1) -> dict:
+def fit_lda(x: np.ndarray, y: np.ndarray, *, shrink: float = 0.1) -> dict:
+    """A linear discriminant (the previous model, kept for comparison)."""
     mu = x.mean(axis=0)
     sd = x.std(axis=0) + 1e-6
     z = (x - mu) / sd
@@ -114,21 +118,71 @@ def fit(x: np.ndarray, y: np.ndarray, *, shrink: float = 0.1) -> dict:
     return {"mu": mu, "sd": sd, "w": w, "b": b}
 
 
+def fit_mlp(x: np.ndarray, y: np.ndarray, *, hidden: int = 64, epochs: int = 30, lr: float = 3e-3,
+            weight_decay: float = 1e-3, batch: int = 256, seed: int = 0) -> dict:
+    """Softmax network with one ReLU layer, minibatch Adam; deterministic for a seed.
+
+    Parameters
+    ----------
+    x : np.ndarray [shape=(n_frames, n_features)]
+    y : np.ndarray [shape=(n_frames,)]
+        Indices into ``SHAPES``.
+    """
+    mu = x.mean(axis=0)
+    sd = x.std(axis=0) + 1e-6
+    z = (x - mu) / sd
+    rng = np.random.default_rng(seed)
+    w1 = rng.standard_normal((z.shape[1], hidden)) * np.sqrt(2 / z.shape[1])
+    w2 = rng.standard_normal((hidden, len(SHAPES))) * np.sqrt(1 / hidden)
+    params = [w1, np.zeros(hidden), w2, np.zeros(len(SHAPES))]
+    m1 = [np.zeros_like(p) for p in params]
+    m2 = [np.zeros_like(p) for p in params]
+    step = 0
+    for _ in range(epochs):
+        order = rng.permutation(len(z))
+        for k in range(0, len(z), batch):
+            b = order[k : k + batch]
+            w1, b1, w2, b2 = params
+            h = np.maximum(z[b] @ w1 + b1, 0)
+            logits = h @ w2 + b2
+            logits -= logits.max(axis=1, keepdims=True)
+            g = np.exp(logits)
+            g /= g.sum(axis=1, keepdims=True)
+            g[np.arange(len(b)), y[b]] -= 1
+            g /= len(b)
+            gh = g @ w2.T
+            gh[h <= 0] = 0
+            grads = [z[b].T @ gh + weight_decay * w1, gh.sum(0), h.T @ g + weight_decay * w2, g.sum(0)]
+            step += 1
+            for i, (p, gp) in enumerate(zip(params, grads)):
+                m1[i] = 0.9 * m1[i] + 0.1 * gp
+                m2[i] = 0.999 * m2[i] + 0.001 * gp * gp
+                p -= lr * (m1[i] / (1 - 0.9**step)) / (np.sqrt(m2[i] / (1 - 0.999**step)) + 1e-8)
+    return {"MU": mu, "SD": sd, "W1": params[0], "B1": params[1], "W2": params[2], "B2": params[3]}
+
+
 def main() -> None:
+    import base64
+
     x, y = collect()
-    model = fit(x, y)
-    pred = np.argmax(((x - model["mu"]) / model["sd"]) @ model["w"].T + model["b"], axis=1)
+    model = fit_mlp(x, y)
+    h = np.maximum(((x - model["MU"]) / model["SD"]) @ model["W1"] + model["B1"], 0)
+    pred = np.argmax(h @ model["W2"] + model["B2"], axis=1)
     print(f"{len(y)} frames, training accuracy {np.mean(pred == y):.3f}")
     out = Path(__file__).resolve().parent.parent / "_lipsync_model.py"
-    fmt = lambda a: np.array2string(np.round(a, 5), separator=", ", threshold=10**6, max_line_width=100)  # noqa: E731
-    out.write_text(
-        '"""Lip-sync frame classifier, written by ``python -m avatarrender.evaluation.train``."""\n'
-        "import numpy as np\n\n"
-        f"MU = np.array({fmt(model['mu'])})\n"
-        f"SD = np.array({fmt(model['sd'])})\n"
-        f"W = np.array({fmt(model['w'])})\n"
-        f"B = np.array({fmt(model['b'])})\n"
-    )
+    lines = ['"""Lip-sync frame classifier (one ReLU layer), written by'
+             ' ``python -m avatarrender.evaluation.train``."""',
+             "import base64", "", "import numpy as np", "",
+             "", "def _a(shape, data):",
+             "    return np.frombuffer(base64.b64decode(data), dtype='<f4').reshape(shape).astype(np.float64)",
+             ""]
+    for name, a in model.items():
+        a = np.asarray(a, dtype="<f4")
+        data = base64.b64encode(a.tobytes()).decode()
+        chunks = [data[i : i + 96] for i in range(0, len(data), 96)]
+        body = "\n".join(f'    "{c}"' for c in chunks)
+        lines.append(f"{name} = _a({a.shape}, (\n{body}\n))")
+    out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
 
 
