@@ -135,6 +135,9 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--chunk-segments", type=int, default=DEFAULT_CHUNK_SEGMENTS)
     ap.add_argument("--cases", default="tv,speech")
+    ap.add_argument("--repeat", type=int, default=2,
+                    help="alternate ours and the floor this many times; keep the best of each "
+                    "(the machine is shared: the best run is the least disturbed one)")
     ap.add_argument("--preset", default="1080p30")
     args = ap.parse_args()
     print(f"{args.preset} veryfast, jobs={args.jobs}, chunk={args.chunk_segments} segments, "
@@ -144,10 +147,17 @@ def main() -> None:
     for seconds in (float(x) for x in args.seconds.split(",")):
         for case in args.cases.split(","):
             spec = demo_spec(seconds, tv=case == "tv", preset=args.preset)
-            with tempfile.TemporaryDirectory(prefix="avr-bench-") as tmp:
-                work = Path(tmp)
-                r = ours(spec, work, args.jobs, args.chunk_segments)
-                f_fps, f_rss = floor(spec, work) if seconds <= 30 else (float("nan"),) * 2
+            r, f_fps, f_rss = None, float("nan"), float("nan")
+            for _ in range(args.repeat):
+                with tempfile.TemporaryDirectory(prefix="avr-bench-") as tmp:
+                    work = Path(tmp)
+                    got = ours(spec, work, args.jobs, args.chunk_segments)
+                    if r is None or got["fps"] > r["fps"]:
+                        r = got
+                    if seconds <= 30:
+                        fps_, rss_ = floor(spec, work)
+                        if not fps_ <= f_fps:
+                            f_fps, f_rss = fps_, rss_
             print(f"{case:8} {seconds:6.0f}s {r['fps']:9.1f} {f_fps:10.1f} {r['fps'] / f_fps:6.2f} "
                   f"{r['rtf']:8.2f}x {r['first_s']:9.2f}s {r['rss_mib']:8.0f}M {f_rss:9.0f}M",
                   flush=True)
