@@ -373,11 +373,19 @@ def mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
     y = np.asarray(y, dtype=np.float32)
     if y.size == 0:
         return np.zeros(n, dtype=np.int8)
-    f = frame_features(y, sample_rate_hz, fps=fps, n_frames=n)
-    active = _activity(f["rms_db"])
-    if not active.any():
+    # the classifier was trained on 30 fps frames: analyse on that grid, then resample in time
+    n_grid = max(1, math.ceil(n * _GRID_FPS / fps))
+    f = frame_features(y, sample_rate_hz, fps=_GRID_FPS, n_frames=n_grid)
+    grid_active = _activity(f["rms_db"])
+    if not grid_active.any():
         return np.zeros(n, dtype=np.int8)
-    logp = _frame_logp(f)
+    grid_logp = _frame_logp(f)
+    pos = np.clip((np.arange(n) + 0.5) * float(_GRID_FPS / fps) - 0.5, 0, n_grid - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, n_grid - 1)
+    frac = (pos - lo)[:, None]
+    logp = (1 - frac) * grid_logp[lo] + frac * grid_logp[hi]
+    active = grid_active[np.clip(np.rint(pos).astype(np.int64), 0, n_grid - 1)]
     logp[~active, :] = -50.0
     logp[~active, _IDX["X"]] = 0.0
     logp[active, _IDX["X"]] -= 3.0  # inside speech the mouth moves
@@ -387,6 +395,7 @@ def mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
 
 
 _SWITCH_COST = 1.0
+_GRID_FPS = Fraction(30)  # the frame rate the classifier was trained at
 _START, _KEEP, _STOP_FRAMES = 0.3, 0.15, 4  # activity hysteresis (share of floor..peak), hangover
 _HOLD_PAUSE_S = 0.15
 _RELAX_PAUSE_S = 0.22
