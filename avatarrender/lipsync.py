@@ -149,8 +149,8 @@ def context_features(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
 
 def _context(f: dict[str, np.ndarray]) -> np.ndarray:
     level = f["rms_db"]
-    lo, hi = np.percentile(level, 20), np.percentile(level, 98)
-    loud = np.clip((level - lo) / max(hi - lo, 1e-6), -0.5, 1.2)
+    _, peak = _levels(level)
+    loud = np.clip((level - (peak - 45.0)) / 45.0, -0.5, 1.2)  # 0 at 45 dB below the speech peak
     mfcc = f["mfcc"]
     voiced = loud > 0.3
     mfcc = mfcc - (mfcc[voiced].mean(axis=0) if voiced.sum() > 3 else mfcc.mean(axis=0))  # CMN
@@ -164,16 +164,27 @@ def _context(f: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate(cols, axis=1).astype(np.float64)
 
 
+def _levels(rms_db: np.ndarray) -> tuple[float, float]:
+    """(noise floor, speech peak) in dBFS, whatever the share of silence in the recording.
+
+    The peak is taken among frames within 30 dB of the loudest, so three seconds of speech in a
+    minute of silence (a padded segment) read the same as the three seconds alone.
+    """
+    if not len(rms_db):
+        return -200.0, -200.0
+    near_top = rms_db[rms_db >= rms_db.max() - 30.0]
+    return float(np.percentile(rms_db, 10)), float(np.percentile(near_top, 90))
+
+
 def _activity(rms_db: np.ndarray) -> np.ndarray:
     """Speech activity with hysteresis, relative to this recording's floor and peaks."""
     if not len(rms_db):
         return np.zeros(0, bool)
-    floor = np.percentile(rms_db, 10)
-    peak = np.percentile(rms_db, 95)
+    floor, peak = _levels(rms_db)
     if peak < -55 or peak - floor < 10:  # silence, or a steady noise with nothing on top
         return np.zeros(len(rms_db), bool)
-    start = max(floor + _START * (peak - floor), -50.0)
-    keep = max(floor + _KEEP * (peak - floor), -56.0)
+    start = max(floor + _START * (peak - floor), peak - 40.0)
+    keep = max(floor + _KEEP * (peak - floor), peak - 46.0)
     quiet_frames_to_stop = _STOP_FRAMES
     on = np.zeros(len(rms_db), bool)
     talking, quiet = False, 0
