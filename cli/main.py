@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from avatarrender.errors import AvatarRenderError
@@ -33,8 +32,12 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         print("avatarrender: aborted", file=sys.stderr)
         sys.exit(130)
-    except click.ClickException as exc:  # usage errors: click's own message and exit code 2
-        exc.show()
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+    except Exception as exc:
+        # Usage errors (typer's vendored click): they print themselves and carry exit code 2.
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            sys.exit(code)
+        raise
