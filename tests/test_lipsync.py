@@ -153,3 +153,26 @@ def test_segment_may_name_a_precomputed_track(tiny_segment):
     tl = analyse(load_spec(tiny_segment))
     assert tl.mouth[45] == lipsync.SHAPES.index("D") and tl.mouth[75] == lipsync.SHAPES.index("A")
     assert tl.mouth[10] == 0
+
+
+def test_speech_padded_with_silence_moves_the_mouth(utterances):
+    # the renderer pads the speech with silence to the segment length: levels must not depend on it
+    utt, truth, closures = utterances[0]
+    sr, n = utt.sample_rate_hz, len(truth)
+    alone = lipsync.mouth_track(utt.samples, sr, fps=FPS, n_frames=n)
+    padded = np.zeros(sr * 40 + len(utt.samples), np.float32)
+    padded[sr * 20 : sr * 20 + len(utt.samples)] = utt.samples
+    track = lipsync.mouth_track(padded, sr, fps=FPS)
+    assert (track[: 19 * 30] == 0).all() and (track[-19 * 30 :] == 0).all()
+    inside = track[20 * 30 : 20 * 30 + n]
+    assert np.mean(inside == alone) > 0.9
+    assert score_track(inside, truth, closures).accuracy > 0.6
+
+
+@pytest.mark.parametrize("fps", [Fraction(25), Fraction(60)])
+def test_other_frame_rates(utterances, fps):
+    utt, _, _ = utterances[1]
+    truth, closures = truth_track(utt, fps=fps)
+    s = score_track(lipsync.mouth_track(utt.samples, utt.sample_rate_hz, fps=fps, n_frames=len(truth)),
+                    truth, closures)
+    assert s.one_frame == 0 and s.activity > 0.9 and s.accuracy > 0.5 and s.openness_r > 0.4
