@@ -59,7 +59,8 @@ def playout_cmd(
     server = None
     if serve:
         host, port = _address(serve)
-        server, _ = serve_in_thread(out, host=host, port=port, verbose=verbose)
+        server, _ = serve_in_thread(out, host=host, port=port, verbose=verbose,
+                                    playlist_gate=playout.hold_for_next)
         logging.info("monitor page: %s/  (playlist %s/master.m3u8)", server.url, server.url)
 
     def _stop(signum: int, frame: object) -> None:

@@ -4,7 +4,8 @@ Output folder layout (what the HTTP server or nginx serves)::
 
     OUT/master.m3u8      one-rendition master playlist (BANDWIDTH, CODECS, RESOLUTION)
     OUT/live.m3u8        the live sliding-window media playlist
-    OUT/media/NNNNNNNNN.ts   aired media segments, hard links to the rendered ones (copy fallback)
+    OUT/media/NNNNNNNNN.ts   aired media segments: copies of the rendered ones on one continuous
+                         channel clock (PTS/DTS/PCR shifted, continuity counters continued)
     OUT/status.json      what is on air, next, render-ahead, errors (also at /status)
     OUT/index.html, monitor.js, vendor/hls.min.js   the monitor page
     OUT/.state.json      saved state for a restart (dot files are never served)
@@ -16,7 +17,7 @@ would, so PROGRAM-DATE-TIME is wall-clock time and the on-air latency is the pla
 """
 from __future__ import annotations
 
-import errno
+import hashlib
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ from avatarrender.playout.schedule import (
     Scheduler,
 )
 from avatarrender.playout.source import RenderedSegment, read_rendered, verify_media_file
+from avatarrender.playout.tsrewrite import TimestampRewriter
 
 __all__ = ["Playout", "FolderCatalog", "prepare_filler", "write_atomic", "WEB_DIR"]
 
@@ -166,40 +168,26 @@ class FolderCatalog:
         self._verified[(key, index)] = ident
         return None
 
-    def publish(self, key: str, index: int, dest: Path) -> None:
-        """Hard-link (or copy) media segment ``index`` of ``key`` to ``dest``, checked.
+    def read_checked(self, key: str, index: int) -> bytes:
+        """The bytes of media segment ``index`` of ``key``, checked against the manifest.
 
         Raises
         ------
         MediaError
-            The file changed since it was verified.
+            The file changed since it was verified (size, sha256 or sync bytes).
         OSError
-            Linking and copying failed (a full disk).
+            It cannot be read.
         """
         info = self.rendered[key].segments[index]
-        tmp = dest.with_name(f".{dest.name}.tmp")
         try:
-            tmp.unlink()
+            data = info.path.read_bytes()
         except FileNotFoundError:
-            pass
-        try:
-            os.link(info.path, tmp)
-        except FileNotFoundError:
-            self.availability(key)
+            self.availability(key)  # renamed from .partial to its final name meanwhile
             info = self.rendered[key].segments[index]
-            os.link(info.path, tmp)
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                raise
-            shutil.copyfile(info.path, tmp)
-        st = os.stat(tmp)
-        if (st.st_dev, st.st_ino, st.st_size) != self._verified.get((key, index)):
-            try:
-                verify_media_file(tmp, info)  # a copy, or a renamed partial: check the bytes
-            except MediaError:
-                tmp.unlink()
-                raise
-        os.replace(tmp, dest)
+            data = info.path.read_bytes()
+        if len(data) != info.size_bytes or hashlib.sha256(data).hexdigest() != info.sha256:
+            raise MediaError(info.path, "sha256", "changed after it was checked")
+        return data
 
 
 def prepare_filler(schedule: Schedule, out_dir: Path, *, filler_dir: Path | None = None,
@@ -269,6 +257,7 @@ class Playout:
         self.playlist = LivePlaylist(target_duration_s=m.target_duration_s, window_s=m.window_s,
                                      hold_back_s=m.hold_back_s)
         self.scheduler: Scheduler | None = None
+        self.rewriter = TimestampRewriter(video_frame_90k=round(90000 / self._fps()))
         self.errors: list[dict[str, str]] = []
         self.render_proc: subprocess.Popen[bytes] | None = None
         self.render_key: str | None = None
@@ -278,6 +267,8 @@ class Playout:
         self._resume_pdt_s: Fraction | None = None
         self._last_status_s = Fraction(0)
         self._now_s = Fraction(0)   # the clock of the current tick (for error dates)
+        self.next_due_s: Fraction | None = None   # when the next media segment will be published
+        self._published = threading.Condition()
         self._master_bandwidth = 0
 
     # ------------------------------------------------------------------ start and state
@@ -301,6 +292,8 @@ class Playout:
             self.playlist.restore(state["playlist"])
             self.scheduler.restore(state["scheduler"])
             self.on_air = state.get("on_air", {})
+            if state.get("rewriter"):
+                self.rewriter.restore(state["rewriter"])
             for key in self.scheduler.spool_known | {k for k, _ in self.scheduler.spool_queue}:
                 if key.startswith("spool/") and self.schedule.spool:
                     self.catalog.add(key, self.schedule.spool / key[6:], hidden_partial=True)
@@ -343,15 +336,18 @@ class Playout:
         else:
             log.warning("hls.js missing (%s): run scripts/setup.sh; the monitor page will not play", hls)
 
+    def _fps(self) -> Fraction:
+        try:
+            doc = json.loads((self.filler.folder / "manifest.json").read_text())
+            return Fraction(str(doc.get("fps", "30/1")))
+        except (OSError, ValueError):
+            return Fraction(30)
+
     def _write_master(self) -> None:
         bw = max(self.catalog.bandwidth_bps, self.filler.bandwidth_bps, 1)
         if bw <= self._master_bandwidth:
             return
-        try:
-            doc = json.loads((self.filler.folder / "manifest.json").read_text())
-            fps = Fraction(str(doc.get("fps", "30/1")))
-        except (OSError, ValueError):
-            fps = Fraction(30)
+        fps = self._fps()
         write_atomic(self.out / MASTER_PLAYLIST, master_playlist(
             media_uri=MEDIA_PLAYLIST, bandwidth_bps=bw, width=self.filler.width,
             height=self.filler.height, codecs=self.codecs, frame_rate=float(fps)))
@@ -441,12 +437,20 @@ class Playout:
             assert slot is not None
             d = self.scheduler.peek(slot, self.catalog)
             self._drain_events()
-            if now < slot + d.duration_s:
+            self.next_due_s = slot + d.duration_s
+            if now < self.next_due_s:
                 break
             seq = self.playlist.next_sequence
             dest = self.out / self.playlist.uri_for(seq)
+            rebase = d.discontinuity or self._resume_pdt_s is not None
             try:
-                self.catalog.publish(d.key, d.index, dest)
+                data = self.catalog.read_checked(d.key, d.index)
+                saved = self.rewriter.to_json()
+                try:
+                    write_atomic(dest, self.rewriter.rewrite(data, rebase=rebase))
+                except OSError:
+                    self.rewriter.restore(saved)  # not aired: the channel clock stays put
+                    raise
             except MediaError as exc:
                 if d.key == FILLER:
                     raise
@@ -455,8 +459,7 @@ class Playout:
             except OSError as exc:
                 self._disk_error(f"cannot publish media segment {seq}: {exc}")
                 break
-            self.playlist.append(duration_s=d.duration_s, discontinuity=d.discontinuity or
-                                 self._resume_pdt_s is not None, program=d.key, now_s=now,
+            self.playlist.append(duration_s=d.duration_s, discontinuity=rebase, program=d.key, now_s=now,
                                  pdt_s=self._resume_pdt_s)
             self._resume_pdt_s = None
             self.scheduler.commit(d)
@@ -465,6 +468,8 @@ class Playout:
             published += 1
         if published:
             self._save_and_publish(now)
+            with self._published:
+                self._published.notify_all()
         for uri in self.playlist.due_deletions(now):
             (self.out / uri).unlink(missing_ok=True)
         if published or now - self._last_status_s >= 1:
@@ -489,7 +494,7 @@ class Playout:
         assert self.scheduler is not None
         state = {"format": "avatarrender.playout-state/1", "saved_at": format_pdt(now),
                  "playlist": self.playlist.to_json(), "scheduler": self.scheduler.to_json(),
-                 "on_air": self.on_air}
+                 "on_air": self.on_air, "rewriter": self.rewriter.to_json()}
         try:
             # state before playlist: a restart never reuses a sequence number a player has seen
             write_atomic(self.out / STATE_NAME, json.dumps(state))
@@ -542,6 +547,23 @@ class Playout:
 
     # ------------------------------------------------------------------ real time
 
+    def hold_for_next(self, max_hold_s: float, *, clock: Callable[[], float] = time.time) -> None:
+        """Block a playlist request until the next media segment is published, if that is soon.
+
+        A player reloads the playlist once per target duration at a phase of its own; answering
+        a request that arrives just before a publication with the new playlist locks that phase
+        to ours, which saves the player up to a target duration of latency.
+        """
+        due = self.next_due_s
+        if due is None:
+            return
+        wait_s = float(due) - clock()
+        if not 0 < wait_s <= max_hold_s:
+            return
+        seq = self.playlist.next_sequence
+        with self._published:
+            self._published.wait_for(lambda: self.playlist.next_sequence > seq, timeout=wait_s + 0.1)
+
     def run(self, *, stop: threading.Event | None = None, clock: Callable[[], float] = time.time,
             interval_s: float = 0.05) -> None:
         """Tick on the real clock until ``stop`` is set; a child render is stopped on exit."""
@@ -553,7 +575,9 @@ class Playout:
                     self.tick(clock())
                 except AvatarRenderError as exc:
                     self._error(str(exc))
-                stop.wait(interval_s)
+                # wake at the next publication, not up to an interval after it
+                due = float(self.next_due_s) - clock() if self.next_due_s is not None else interval_s
+                stop.wait(min(interval_s, max(0.002, due)))
         finally:
             if self.render_proc is not None and self.render_proc.poll() is None:
                 self.render_proc.terminate()

@@ -15,6 +15,7 @@ import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 
 __all__ = ["PlayoutServer", "serve_in_thread", "MIME_TYPES", "MAX_REQUEST_LINE_BYTES"]
 
@@ -39,7 +40,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "avatarrender-playout"
     sys_version = ""
-    timeout = 15  # idle connections (and slow senders) are dropped
+    timeout = 65  # idle keep-alive connections (and slow senders) are dropped, as nginx does at 75 s
 
     def handle_one_request(self) -> None:
         # like the stdlib's, with a smaller bound on the request line
@@ -111,6 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
         if target is None:
             self.send_error(HTTPStatus.NOT_FOUND)
             return
+        self._hold(target)
         try:
             f = open(target, "rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
@@ -130,6 +132,11 @@ class _Handler(BaseHTTPRequestHandler):
             if not head:
                 shutil.copyfileobj(f, self.wfile, 256 * 1024)
 
+    def _hold(self, target: Path) -> None:
+        gate = self.server.playlist_gate
+        if gate is not None and target.name == self.server.live_playlist:
+            gate(self.server.max_hold_s)
+
 
 class PlayoutServer(ThreadingHTTPServer):
     """Serves ``root`` (the playout folder) and nothing else.
@@ -140,14 +147,22 @@ class PlayoutServer(ThreadingHTTPServer):
         Host and port; port 0 picks a free one (see ``server_address``).
     root : Path
         The folder to serve.
+    playlist_gate : callable, optional
+        Called with ``max_hold_s`` before the live playlist is read: the playout holds a request
+        that arrives just before its next publication (see ``Playout.hold_for_next``).
     """
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], root: str | Path, *, verbose: bool = False):
+    def __init__(self, address: tuple[str, int], root: str | Path, *, verbose: bool = False,
+                 playlist_gate: Callable[[float], None] | None = None, max_hold_s: float = 0.5,
+                 live_playlist: str = "live.m3u8"):
         self.root = Path(os.path.realpath(root))
         self.verbose = verbose
+        self.playlist_gate = playlist_gate
+        self.max_hold_s = max_hold_s
+        self.live_playlist = live_playlist
         super().__init__(address, _Handler)
 
     @property
@@ -157,9 +172,10 @@ class PlayoutServer(ThreadingHTTPServer):
 
 
 def serve_in_thread(root: str | Path, *, host: str = "127.0.0.1", port: int = 0,
-                    verbose: bool = False) -> tuple[PlayoutServer, threading.Thread]:
+                    verbose: bool = False, playlist_gate: Callable[[float], None] | None = None,
+                    ) -> tuple[PlayoutServer, threading.Thread]:
     """Start a :class:`PlayoutServer` in a daemon thread; call ``server.shutdown()`` to stop."""
-    server = PlayoutServer((host, port), root, verbose=verbose)
+    server = PlayoutServer((host, port), root, verbose=verbose, playlist_gate=playlist_gate)
     thread = threading.Thread(target=server.serve_forever, name="playout-http", daemon=True)
     thread.start()
     return server, thread

@@ -26,10 +26,16 @@
   function start() {
     if (window.Hls && Hls.isSupported()) {
       hls = new Hls({
-        lowLatencyMode: false,          // no LL-HLS parts: whole 1 s segments
-        liveSyncDurationCount: 1,       // overrides the playlist's HOLD-BACK (3 target durations)
+        // Our playlists have no LL-HLS parts and no CAN-BLOCK-RELOAD, so hls.js loads whole 1 s
+        // segments either way; lowLatencyMode only enables its playback-rate catch-up
+        // (hls.js 1.7 ignores maxLiveSyncPlaybackRate without it).
+        lowLatencyMode: true,
+        // 1.2 s behind the live edge (overrides the playlist's HOLD-BACK of 3 target durations):
+        // a segment is published at its end and fetched at once, so this leaves about 0.2 s of
+        // margin for the fetch and the append.
+        liveSyncDuration: 1.2,
         maxLiveSyncPlaybackRate: 1.5,   // catch up by playing faster instead of seeking
-        liveMaxLatencyDurationCount: 6,
+        liveMaxLatencyDuration: 6,      // (hls.js refuses a mix of *Count and seconds settings)
         backBufferLength: 10,
         manifestLoadingMaxRetry: 10,
         levelLoadingMaxRetry: 10,

@@ -1,0 +1,188 @@
+"""MPEG-TS timestamp and continuity rewriting, so the live stream's clock never jumps back.
+
+Every rendered segment's timestamps start at 1.4 s. The playlist marks each change of program with
+EXT-X-DISCONTINUITY (hls.js needs it), but clients that ignore the tag (ffmpeg, some TVs) would see
+timestamps go backwards and continuity counters jump. So the playout shifts PTS, DTS and PCR of
+every aired media segment by a per-program offset that continues the previous program's clock, and
+renumbers continuity counters: the channel is one continuous transport stream.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from avatarrender.hls import continue_cc
+
+__all__ = ["TimestampRewriter", "read_pts", "WRAP_90K"]
+
+WRAP_90K = 1 << 33          # PTS/DTS/PCR base wrap (about 26.5 h)
+_PACKET = 188
+
+
+def _get_ts(b: bytes | bytearray | np.ndarray, i: int) -> int:
+    b0, b1, b2, b3, b4 = (int(x) for x in b[i:i + 5])  # Python ints: uint8 shifts would overflow
+    return (((b0 >> 1) & 7) << 30) | (b1 << 22) | ((b2 >> 1) << 15) | (b3 << 7) | (b4 >> 1)
+
+
+def _put_ts(b: np.ndarray, i: int, value: int) -> None:
+    v = value % WRAP_90K
+    b[i] = (int(b[i]) & 0xF0) | (((v >> 30) & 7) << 1) | 1
+    b[i + 1] = (v >> 22) & 0xFF
+    b[i + 2] = (((v >> 15) & 0x7F) << 1) | 1
+    b[i + 3] = (v >> 7) & 0xFF
+    b[i + 4] = ((v & 0x7F) << 1) | 1
+
+
+def _pes_rows(a: np.ndarray) -> list[tuple[int, int, int, int | None]]:
+    """(row, stream_id, pts offset in row, dts offset in row or None) of every PES header."""
+    afc = (a[:, 3] >> 4) & 3
+    pusi = (a[:, 1] & 0x40) != 0
+    rows = np.nonzero(pusi & ((afc & 1) != 0))[0]
+    out = []
+    for r in rows:
+        row = a[r]
+        po = 4 + (1 + int(row[4]) if afc[r] & 2 else 0)
+        if po + 14 > _PACKET or row[po] != 0 or row[po + 1] != 0 or row[po + 2] != 1:
+            continue
+        sid = int(row[po + 3])
+        if not (0xC0 <= sid <= 0xEF):  # audio and video streams only
+            continue
+        flags = row[po + 7] >> 6
+        if flags & 2:
+            out.append((int(r), sid, po + 9, po + 14 if flags == 3 else None))
+    return out
+
+
+_ADTS_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+
+
+def _payload(row: np.ndarray) -> np.ndarray:
+    afc = (int(row[3]) >> 4) & 3
+    if not afc & 1:
+        return row[:0]
+    return row[4 + (1 + int(row[4]) if afc & 2 else 0):]
+
+
+def _audio_end(a: np.ndarray, start_row: int, pts: int) -> int:
+    """End (90 kHz) of the audio PES starting at ``start_row``: its PTS plus its ADTS frames."""
+    pid = ((int(a[start_row, 1]) & 0x1F) << 8) | int(a[start_row, 2])
+    pids = ((a[:, 1].astype(np.int32) & 0x1F) << 8) | a[:, 2]
+    rows = [start_row] + [int(r) for r in np.nonzero(pids[start_row + 1:] == pid)[0] + start_row + 1]
+    parts = []
+    for k, r in enumerate(rows):
+        if k and a[r, 1] & 0x40:  # the next PES begins
+            break
+        parts.append(_payload(a[r]).tobytes())
+    data = b"".join(parts)
+    if len(data) < 9:
+        return pts
+    i = 9 + data[8]
+    end = pts
+    while i + 7 <= len(data) and data[i] == 0xFF and (data[i + 1] & 0xF0) == 0xF0:
+        rate = _ADTS_RATES[min((data[i + 2] >> 2) & 0x0F, len(_ADTS_RATES) - 1)]
+        length = ((data[i + 3] & 3) << 11) | (data[i + 4] << 3) | (data[i + 5] >> 5)
+        if length < 7:
+            break
+        end += round(1024 * 90000 / rate) * ((data[i + 6] & 3) + 1)
+        i += length
+    return end
+
+
+def read_pts(data: bytes) -> dict[str, list[int]]:
+    """PTS (90 kHz, as stored) of every video and audio PES in ``data``: {"video": [...], "audio": [...]}."""
+    a = np.frombuffer(data, np.uint8).reshape(-1, _PACKET)
+    out: dict[str, list[int]] = {"video": [], "audio": []}
+    for r, sid, pi, _ in _pes_rows(a):
+        out["video" if sid >= 0xE0 else "audio"].append(_get_ts(a[r], pi))
+    return out
+
+
+class TimestampRewriter:
+    """Shifts each aired media segment onto one continuous channel clock.
+
+    Parameters
+    ----------
+    video_frame_90k : int
+        A video frame's duration in 90 kHz ticks (3000 at 30 fps).
+    audio_frame_90k : int
+        An AAC frame's duration in 90 kHz ticks (1920 for 1024 samples at 48 kHz).
+    """
+
+    def __init__(self, *, video_frame_90k: int = 3000, audio_frame_90k: int = 1920):
+        self.video_frame_90k = video_frame_90k
+        self.audio_frame_90k = audio_frame_90k
+        self.offset_90k: int | None = None      # added to the current program's timestamps
+        self.end_90k = {"video": None, "audio": None}   # unwrapped end of what has aired
+        self.last_dts_90k = {"video": None, "audio": None}
+        self.cc: dict[str, int] = {}
+
+    def rewrite(self, data: bytes, *, rebase: bool) -> bytes:
+        """Return ``data`` with timestamps shifted and continuity counters continued.
+
+        Parameters
+        ----------
+        data : bytes [shape=(188 * n,)]
+            One media segment (whole TS packets).
+        rebase : bool
+            A new program (or a jump within one) starts here: choose a new offset so that its
+            first video and audio timestamps follow what has aired. Otherwise keep the offset.
+        """
+        if len(data) % _PACKET:
+            raise ValueError(f"{len(data)} bytes is not a whole number of TS packets")
+        a = np.frombuffer(data, np.uint8).reshape(-1, _PACKET).copy()
+        pes = _pes_rows(a)
+        first_pts: dict[str, int] = {}
+        first_dts: dict[str, int] = {}
+        for r, sid, pi, di in pes:
+            kind = "video" if sid >= 0xE0 else "audio"
+            p = _get_ts(a[r], pi)
+            d = _get_ts(a[r], di) if di is not None else p
+            first_pts[kind] = min(first_pts.get(kind, p), p)
+            first_dts[kind] = min(first_dts.get(kind, d), d)
+        if rebase or self.offset_90k is None:
+            # presentation continues where the last program ended; decoding order stays monotonic
+            cands = [self.end_90k[k] - first_pts[k] for k in first_pts if self.end_90k[k] is not None]
+            cands += [self.last_dts_90k[k] + 1 - first_dts[k] for k in first_dts
+                      if self.last_dts_90k[k] is not None]
+            # no stream may overlap what aired: a gap of under one audio frame is the price
+            self.offset_90k = max(cands) if cands else 0
+        off = self.offset_90k
+        for r, sid, pi, di in pes:
+            kind = "video" if sid >= 0xE0 else "audio"
+            pts = _get_ts(a[r], pi) + off
+            _put_ts(a[r], pi, pts)
+            dts = pts
+            if di is not None:
+                dts = _get_ts(a[r], di) + off
+                _put_ts(a[r], di, dts)
+            if self.last_dts_90k[kind] is None or dts > self.last_dts_90k[kind]:
+                self.last_dts_90k[kind] = dts
+            end = pts + self.video_frame_90k if kind == "video" else _audio_end(a, r, pts)
+            if self.end_90k[kind] is None or end > self.end_90k[kind]:
+                self.end_90k[kind] = end
+        # PCR (adaptation field, flag 0x10): same shift on its 33-bit base
+        afc = (a[:, 3] >> 4) & 3
+        has_pcr = np.nonzero(((afc & 2) != 0) & (a[:, 4] >= 7) & ((a[:, 5] & 0x10) != 0))[0]
+        for r in has_pcr:
+            row = a[r]
+            base = (int(row[6]) << 25) | (int(row[7]) << 17) | (int(row[8]) << 9) | \
+                (int(row[9]) << 1) | (int(row[10]) >> 7)
+            base = (base + off) % WRAP_90K
+            row[6] = (base >> 25) & 0xFF
+            row[7] = (base >> 17) & 0xFF
+            row[8] = (base >> 9) & 0xFF
+            row[9] = (base >> 1) & 0xFF
+            row[10] = ((base & 1) << 7) | (int(row[10]) & 0x7F)
+        return continue_cc(a.tobytes(), self.cc)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"offset_90k": self.offset_90k, "end_90k": dict(self.end_90k),
+                "last_dts_90k": dict(self.last_dts_90k), "cc": dict(self.cc)}
+
+    def restore(self, d: dict[str, Any]) -> None:
+        self.offset_90k = d.get("offset_90k")
+        self.end_90k = {"video": d["end_90k"].get("video"), "audio": d["end_90k"].get("audio")}
+        last = d.get("last_dts_90k", {})
+        self.last_dts_90k = {"video": last.get("video"), "audio": last.get("audio")}
+        self.cc = {str(k): int(v) for k, v in d.get("cc", {}).items()}

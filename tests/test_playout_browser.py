@@ -1,0 +1,134 @@
+"""The live channel in real players: hls.js in Debian's chromium (latency, frames) and ffmpeg.
+
+One playout process (the real ``avatarrender playout`` command, serving over HTTP) airs filler, two
+programs back to back, a late entry that never arrives (filler, then skipped) and filler again,
+while chromium plays the monitor page and ffmpeg reads the live playlist, side by side.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from avatarrender.media import ffmpeg_exe
+from playout_media import make_rendered
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--autoplay-policy=no-user-gesture-required"]
+PLAY_S = 32
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def channel(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("channel")
+    make_rendered(tmp / "filler", pattern="green", seconds=5)
+    make_rendered(tmp / "a", pattern="testsrc", seconds=7)
+    make_rendered(tmp / "b", pattern="bars", seconds=5.5)   # a short last media segment
+    start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=12)
+    (tmp / "schedule.yaml").write_text(f"""
+filler: {{dir: filler}}
+late: {{max_late_s: 3}}
+entries:
+  - {{name: a, at: "{start.isoformat()}", segment: a}}
+  - {{name: b, segment: b}}
+  - {{name: never, segment: not-rendered}}
+""")
+    port = _free_port()
+    log = open(tmp / "playout.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from cli.main import main; main()", "playout", "--schedule",
+         str(tmp / "schedule.yaml"), "--out", str(tmp / "out"), "--serve", f"127.0.0.1:{port}"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url + "/live.m3u8", timeout=1).read()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError((tmp / "playout.log").read_text())
+            time.sleep(0.1)
+    yield url, tmp, start
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+def _ffmpeg_reads(url: str, seconds: int, result: dict) -> None:
+    r = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "warning", "-i",
+                        url + "/master.m3u8", "-t", str(seconds), "-map", "0:v", "-map", "0:a",
+                        "-f", "null", "-"], capture_output=True, text=True, timeout=seconds + 60)
+    result.update(rc=r.returncode, stderr=r.stderr)
+
+
+def test_live_latency_frames_and_ffmpeg(channel) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, tmp, start = channel
+    ff: dict = {}
+    ff_thread = threading.Thread(target=_ffmpeg_reads, args=(url, 30, ff))
+    ff_thread.start()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page()
+            page.goto(url + "/")
+            page.wait_for_function("window.__monitor && window.__monitor.playingAt !== null",
+                                   timeout=20_000)
+            page.wait_for_timeout(3000)  # let hls.js settle at its live sync point
+            f0 = page.evaluate("window.__monitor.frames()")
+            t_start = time.time()
+            page.wait_for_timeout(PLAY_S * 1000)
+            f1 = page.evaluate("window.__monitor.frames()")
+            mon = page.evaluate("({lat: window.__monitor.latencies, errors: window.__monitor.errors,"
+                                " waiting: window.__monitor.waiting, ended: window.__monitor.ended,"
+                                " fatal: window.__monitor.fatal})")
+            shown = page.inner_text("#onair")
+        finally:
+            browser.close()
+    ff_thread.join()
+    print("ffmpeg:", ff.get("rc"), ff.get("stderr", "")[-1500:])
+    lat_s = [v / 1000 for t, v in mon["lat"] if t >= f0["wall"]]
+    median, p95 = statistics.median(lat_s), sorted(lat_s)[int(0.95 * len(lat_s))]
+    wall_s = (f1["wall"] - f0["wall"]) / 1000
+    media_s = f1["currentTime"] - f0["currentTime"]
+    frames = f1["total"] - f0["total"]
+    log = (tmp / "playout.log").read_text()
+    print(f"\nlatency median {median:.2f} s, p95 {p95:.2f} s over {len(lat_s)} samples; "
+          f"{frames} frames decoded for {media_s:.2f} s of media played in {wall_s:.2f} s "
+          f"(expected {media_s * 30:.0f}); dropped {f1['dropped'] - f0['dropped']}")
+    # the window crossed filler -> a -> b -> filler (late entry) -> skipped -> filler
+    for needle in ("entry/a started", "entry/a ended", "entry/b ended", "entry/never skipped"):
+        assert needle in log, log
+    assert not mon["fatal"] and not mon["ended"], mon["errors"]
+    assert mon["waiting"] == 0, "playback stalled"
+    assert media_s >= wall_s - 0.5, "playback fell behind the clock (a stall)"
+    assert abs(frames - media_s * 30) <= 0.02 * media_s * 30 + 3, "frames decoded != time aired"
+    assert len(lat_s) > PLAY_S * 3
+    assert median <= 2.0 and p95 <= 2.5, (median, p95)
+    assert "filler" in shown or "entry/" in shown
+    # ffmpeg as an HLS client (it ignores PDT and discontinuities, so it only proves readability)
+    assert ff["rc"] == 0, ff["stderr"][-2000:]
+    errors = [ln for ln in ff["stderr"].splitlines() if re.search(r"error|invalid|corrupt", ln, re.I)]
+    assert not errors, ff["stderr"][-2000:]
+    status = json.loads(urllib.request.urlopen(url + "/status").read())
+    assert status["media_sequence"] > 30 and status["discontinuity_sequence"] >= 3
