@@ -254,7 +254,14 @@ def _animate(raw: np.ndarray, active: np.ndarray, fps: Fraction) -> np.ndarray:
         elif 0 < i and j - i >= 4:
             out[i : i + 2] = _IDX["B"]  # long: ease out, then rest
         i = j
-    # anticipation is in the classifier: it sees two frames ahead of each frame
+    # anticipation: inside speech the classifier sees two frames ahead; out of a rest the mouth
+    # takes the first shape ~67 ms (two frames at 30 fps) before the sound, as animators advance it
+    lead = max(1, int(round(_ONSET_LEAD_S * per_s)))
+    runs = _runs(out)
+    for k in range(len(runs) - 1):
+        s_, e, v = runs[k]
+        if v == _IDX["X"] and runs[k + 1][2] != _IDX["X"] and e - s_ >= lead + 2:
+            out[e - lead : e] = runs[k + 1][2]
     # minimum hold of two frames: a one-frame shape takes its longer neighbour's shape
     min_hold = max(2, int(round(per_s / 15)))
     for _ in range(3):
@@ -407,6 +414,7 @@ def mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
 
 _SWITCH_COST = 1.0
 _GRID_FPS = Fraction(30)  # the frame rate the classifier was trained at
+_ONSET_LEAD_S = 0.067  # the mouth leaves rest this much before the sound
 _START, _KEEP, _STOP_FRAMES = 0.3, 0.15, 4  # activity hysteresis (share of floor..peak), hangover
 _HOLD_PAUSE_S = 0.15
 _RELAX_PAUSE_S = 0.22
