@@ -423,30 +423,33 @@ _CLOSURE_BIAS = 2.0
 
 def baseline_mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
                          n_frames: int | None = None) -> np.ndarray:
-    """The method of the system we replace: RMS and zero-crossing rate per frame, no look-ahead."""
+    """The method of the system we replace: RMS and zero-crossing rate per frame, no look-ahead.
+
+    Each frame's RMS relative to the loudest frame picks X (< 2 %), A (< 10 %), B (< 25 %),
+    C (< 50 %) or D; a zero-crossing rate above 0.3 (a fricative) gives B. No smoothing.
+    """
     fps = Fraction(fps)
     n = _frames(np.atleast_1d(y), sample_rate_hz, fps, n_frames)
     y = np.asarray(y, dtype=np.float32)
     if y.ndim > 1:
         y = y.mean(axis=0 if y.shape[0] <= 8 else 1)
     hop = sample_rate_hz / float(fps)
-    out = np.zeros(n, dtype=np.int8)
+    rms = np.zeros(n)
+    zcr = np.zeros(n)
     for i in range(n):
         seg = y[int(i * hop) : int((i + 1) * hop)]
-        if not len(seg):
-            continue
-        rms = float(np.sqrt(np.mean(seg**2)))
-        zcr = float(np.mean(np.abs(np.diff(np.sign(seg))) > 0)) if len(seg) > 1 else 0.0
-        if rms < 0.01:
+        if len(seg) > 1:
+            rms[i] = float(np.sqrt(np.mean(seg**2)))
+            zcr[i] = float(np.mean(np.abs(np.diff(np.sign(seg))) > 0))
+    rel = rms / max(float(rms.max()), 1e-9)
+    out = np.zeros(n, dtype=np.int8)
+    for i in range(n):
+        if rms[i] < 1e-3 or rel[i] < 0.02:
             shape = "X"
-        elif zcr > 0.3:
+        elif zcr[i] > 0.3:
             shape = "B"
-        elif rms > 0.15:
-            shape = "D"
-        elif rms > 0.06:
-            shape = "C"
         else:
-            shape = "B"
+            shape = "A" if rel[i] < 0.1 else "B" if rel[i] < 0.25 else "C" if rel[i] < 0.5 else "D"
         out[i] = _IDX[shape]
     return out
 

@@ -3,6 +3,8 @@
 - activity: share of frames where "mouth moving" (not X) agrees with "a phoneme sounds";
 - openness_r: Pearson correlation of predicted and true openness, over frames *within speech*;
 - closure: share of p/b/m whose frames (one frame of slack each side) show a closed mouth (A);
+- closure_precision: share of closed-mouth (A) runs that meet a p/b/m (one frame of slack), so
+  closing the mouth everywhere does not buy a good closure score;
 - one_frame: share of shape runs that last a single frame;
 - lag: the shift (frames) that best aligns predicted openness with the truth (positive = late);
 - accuracy: share of frames within speech whose shape is exactly the true one.
@@ -39,20 +41,14 @@ class Scores:
     one_frame: float
     lag: int
     accuracy: float
+    closure_precision: float = 0.0
 
     @classmethod
     def mean(cls, items: list[Scores]) -> Scores:
-        lags = [s.lag for s in items]
-        return cls(*(float(np.mean([getattr(s, f.name) for s in items]))
-                     for f in dataclasses.fields(cls) if f.name != "lag"),
-                   lag=int(np.median(lags))) if False else cls(
-            activity=float(np.mean([s.activity for s in items])),
-            openness_r=float(np.mean([s.openness_r for s in items])),
-            closure=float(np.mean([s.closure for s in items])),
-            one_frame=float(np.mean([s.one_frame for s in items])),
-            lag=int(np.median(lags)),
-            accuracy=float(np.mean([s.accuracy for s in items])),
-        )
+        """Mean of every score over ``items``; the median of the lags."""
+        return cls(**{f.name: int(np.median([s.lag for s in items])) if f.name == "lag"
+                      else float(np.mean([getattr(s, f.name) for s in items]))
+                      for f in dataclasses.fields(cls)})
 
 
 def score_track(pred: np.ndarray, truth: np.ndarray, closures: list[tuple[int, int]]) -> Scores:
@@ -81,7 +77,14 @@ def score_track(pred: np.ndarray, truth: np.ndarray, closures: list[tuple[int, i
         if c > best:
             best, lag = c, d
     accuracy = float(np.mean(letters[speech] == truth[speech])) if speech.any() else 1.0
-    return Scores(activity, r, closure, one_frame, lag, accuracy)
+    near = np.zeros(len(letters), bool)
+    for f0, f1 in closures:
+        near[max(0, f0 - 1) : f1 + 2] = True
+    closed_runs = [bool(near[s:e].any()) for s, e in zip(np.concatenate([[0], edges]),
+                                                        np.concatenate([edges, [len(letters)]]))
+                   if letters[s] == "A"]
+    precision = float(np.mean(closed_runs)) if closed_runs else 1.0
+    return Scores(activity, r, closure, one_frame, lag, accuracy, precision)
 
 
 def evaluate(method: Callable[..., np.ndarray], *, fps: Fraction = Fraction(30),
