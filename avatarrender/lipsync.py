@@ -232,8 +232,10 @@ def _classify(f: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
     return out
 
 
-def _animate(raw: np.ndarray, active: np.ndarray, fps: Fraction) -> np.ndarray:
-    """The animation pass over the whole segment: anticipation, holds, pauses, in-betweens."""
+def _animate(raw: np.ndarray, active: np.ndarray, fps: Fraction,
+             level_db: np.ndarray | None = None) -> np.ndarray:
+    """The animation pass over the whole segment: anticipation, holds, pauses, in-betweens,
+    long static stretches broken at the syllable peaks of ``level_db`` [shape=(n,), dBFS]."""
     n = len(raw)
     out = raw.copy()
     per_s = float(fps)
@@ -286,13 +288,40 @@ def _animate(raw: np.ndarray, active: np.ndarray, fps: Fraction) -> np.ndarray:
     for s_, e, v in _runs(out)[1:]:
         if {SHAPES[out[s_ - 1]], SHAPES[v]} in ({"A", "D"}, {"X", "D"}) and e - s_ >= 4:
             out[s_ : s_ + 2] = _IDX["C"]
-    # long static stretches inside speech: alternate C/B every 0.4 s to keep it alive
+    # long static stretches inside speech: open (or relax) the mouth on each syllable peak, so a
+    # held hum or vowel still moves; a closure held longer than a real m opens the soonest
+    beat = max(2, int(round(0.1 * per_s)))
     for s_, e, v in _runs(out):
-        if v in (_IDX["C"], _IDX["B"]) and (e - s_) / per_s > 0.8 and active[s_:e].all():
+        limit_s = _STATIC_A_S if v == _IDX["A"] else _STATIC_S
+        if v == _IDX["X"] or (e - s_) / per_s <= limit_s or active[s_:e].mean() < 0.8:
+            continue
+        alt = _IDX["B"] if SHAPES[v] in "CDE" else _IDX["C"]
+        peaks = _syllable_peaks(level_db[s_:e], per_s) if level_db is not None else []
+        if not peaks:  # no syllables to follow: alternate every 0.4 s
             step = max(2, int(per_s * 0.4))
-            for k in range(s_ + step, e - step, 2 * step):
-                out[k : k + step] = _IDX["B"] if v == _IDX["C"] else _IDX["C"]
+            peaks = list(range(step, e - s_ - step, 2 * step))
+        for p in peaks:
+            lo, hi = s_ + max(p - beat // 2, 2), min(s_ + p - beat // 2 + beat, e - 2)
+            if hi - lo >= 2:
+                out[lo:hi] = alt
     return _min_hold(out, max(2, int(round(per_s / 15))))
+
+
+def _syllable_peaks(level_db: np.ndarray, per_s: float) -> list[int]:
+    """Frame offsets of the level's local maxima at least 0.2 s apart and 3 dB above the dips
+    around them (syllable nuclei)."""
+    gap = max(2, int(round(0.2 * per_s)))
+    peaks: list[int] = []
+    for i in range(1, len(level_db) - 1):
+        if level_db[i] < level_db[i - 1] or level_db[i] < level_db[i + 1]:
+            continue
+        around = level_db[max(0, i - gap) : i + gap + 1]
+        if level_db[i] - around.min() < 3.0 or level_db[i] < around.max():
+            continue
+        if peaks and i - peaks[-1] < gap:
+            continue
+        peaks.append(i)
+    return peaks
 
 
 def _min_hold(out: np.ndarray, min_hold: int) -> np.ndarray:
@@ -352,6 +381,17 @@ def _viterbi(logp: np.ndarray, switch_cost: float) -> np.ndarray:
     return path
 
 
+def _loudness_prior(logp: np.ndarray, level_db: np.ndarray) -> np.ndarray:
+    """Log-weights [shape=(n, 9)] favouring the shape whose openness matches the loudness,
+    scaled by how unsure the classifier is (0 when its best shape has probability >= 0.7)."""
+    _, peak = _levels(level_db)
+    target = np.clip((level_db - (peak - 30.0)) / 24.0, 0.0, 1.0)  # 0 at -30 dB, 1 at -6 dB
+    openness = np.array([OPENNESS[c] for c in SHAPES])
+    prior = -((openness[None, :] - target[:, None]) ** 2) / (2 * 0.15**2)
+    unsure = np.clip((_SURE - np.exp(logp.max(axis=1))) / 0.4, 0.0, 1.0)
+    return unsure[:, None] * prior
+
+
 def _frame_logp(f: dict[str, np.ndarray]) -> np.ndarray:
     from . import _lipsync_model as m
 
@@ -404,17 +444,32 @@ def mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
     frac = (pos - lo)[:, None]
     logp = (1 - frac) * grid_logp[lo] + frac * grid_logp[hi]
     active = grid_active[np.clip(np.rint(pos).astype(np.int64), 0, n_grid - 1)]
+    # where the classifier is unsure (voices unlike its training: singing, cartoon voices, hums),
+    # lean on loudness: louder opens wider, as an RMS mouth would, so the mouth still moves
+    level = f["rms_db"][np.clip(np.rint(pos).astype(np.int64), 0, n_grid - 1)]
+    logp = logp + _loudness_prior(logp, level)
     logp[~active, :] = -50.0
     logp[~active, _IDX["X"]] = 0.0
     logp[active, _IDX["X"]] -= 3.0  # inside speech the mouth moves
     logp[:, _IDX["A"]] += _CLOSURE_BIAS  # closures are short: make them worth a change
-    path = _viterbi(logp, switch_cost=_SWITCH_COST * 30 / float(fps))
-    return _animate(path.astype(np.int8), active, fps).astype(np.int8)
+    switch_cost = _SWITCH_COST * 30 / float(fps)
+    path = _viterbi(logp, switch_cost=switch_cost)
+    # a closure held longer than an m is a hum or a misread vowel: let it close only briefly
+    keep = max(2, int(round(0.1 * float(fps))))
+    too_long = [(s_, e) for s_, e, v in _runs(path) if v == _IDX["A"]
+                and (e - s_) / float(fps) > _STATIC_A_S and active[s_:e].mean() >= 0.8]
+    if too_long:
+        for s_, e in too_long:
+            logp[s_ + keep : e, _IDX["A"]] = -50.0
+        path = _viterbi(logp, switch_cost=switch_cost)
+    return _animate(path.astype(np.int8), active, fps, level).astype(np.int8)
 
 
 _SWITCH_COST = 1.0
 _GRID_FPS = Fraction(30)  # the frame rate the classifier was trained at
 _ONSET_LEAD_S = 0.067  # the mouth leaves rest this much before the sound
+_SURE = 0.55  # classifier confidence above which loudness is ignored
+_STATIC_S, _STATIC_A_S = 0.6, 0.3  # longer holds inside speech are broken up (A: longer than an m)
 _START, _KEEP, _STOP_FRAMES = 0.3, 0.15, 4  # activity hysteresis (share of floor..peak), hangover
 _HOLD_PAUSE_S = 0.15
 _RELAX_PAUSE_S = 0.22
