@@ -407,9 +407,13 @@ def mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
 
     A small classifier (one hidden layer, trained on espeak-ng speech by
     ``avatarrender.evaluation.train``) over spectral features of five frames around each frame (two
-    frames of look-ahead) gives each shape's probability; the best path through them with a cost per
-    change (Viterbi) avoids flicker; frames outside speech activity rest; then the animation
-    pass (pauses, minimum hold, in-betweens) over the whole segment.
+    frames of look-ahead), on a 30 fps grid, gives each shape's probability; where it is unsure a
+    loudness prior (louder opens wider) is blended in. Frames outside speech activity (level
+    hysteresis) rest. The best path through the probabilities with a cost per change (Viterbi)
+    avoids flicker; closures longer than an m are reopened. Then the animation pass over the
+    whole segment: onset anticipation, pauses (short hold, medium relax, long rest), a minimum
+    hold of two frames at 30 fps, two-frame in-betweens on closed-to-wide jumps, and long holds
+    broken at syllable peaks.
 
     Parameters
     ----------
