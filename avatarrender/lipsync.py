@@ -76,6 +76,20 @@ def load_audio(path: str | Path, *, sample_rate_hz: int | None = None) -> tuple[
         raise MediaError(path, None, exc.message) from None
 
 
+def _mono(y: np.ndarray) -> np.ndarray:
+    """Any audio array as mono float32 in [-1, 1]: channels [shape=(c, n) or (n, c)] averaged,
+    integer samples scaled, NaN and infinities replaced."""
+    y = np.asarray(y)
+    if np.issubdtype(y.dtype, np.integer):
+        y = y.astype(np.float32) / float(-np.iinfo(y.dtype).min)
+    y = np.atleast_1d(y.astype(np.float32, copy=False))
+    if y.ndim == 2:
+        y = y.mean(axis=0 if y.shape[0] <= y.shape[1] else 1)
+    elif y.ndim > 2:
+        raise ValueError(f"audio must be [n] or [channels, n], not shape {y.shape}")
+    return np.clip(np.nan_to_num(y, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+
+
 def _frames(y: np.ndarray, sample_rate_hz: int, fps: Fraction, n_frames: int | None) -> int:
     if n_frames is None:
         n_frames = max(1, math.ceil(len(y) * fps / sample_rate_hz))
@@ -93,9 +107,7 @@ def frame_features(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
     import librosa
 
     n = _frames(y, sample_rate_hz, fps, n_frames)
-    y = np.asarray(y, dtype=np.float32)
-    if y.ndim > 1:
-        y = y.mean(axis=0 if y.shape[0] <= 8 else 1)
+    y = _mono(y)
     if sample_rate_hz != _ANALYSIS_RATE_HZ and len(y):
         y = librosa.resample(y, orig_sr=sample_rate_hz, target_sr=_ANALYSIS_RATE_HZ, res_type="soxr_hq")
     sr = _ANALYSIS_RATE_HZ
@@ -431,8 +443,8 @@ def mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
         Indices into :data:`SHAPES`. Silence rests (``X``).
     """
     fps = Fraction(fps)
-    n = _frames(np.atleast_1d(y), sample_rate_hz, fps, n_frames)
-    y = np.asarray(y, dtype=np.float32)
+    y = _mono(y)
+    n = _frames(y, sample_rate_hz, fps, n_frames)
     if y.size == 0:
         return np.zeros(n, dtype=np.int8)
     # the classifier was trained on 30 fps frames: analyse on that grid, then resample in time
@@ -488,10 +500,8 @@ def baseline_mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
     C (< 50 %) or D; a zero-crossing rate above 0.3 (a fricative) gives B. No smoothing.
     """
     fps = Fraction(fps)
-    n = _frames(np.atleast_1d(y), sample_rate_hz, fps, n_frames)
-    y = np.asarray(y, dtype=np.float32)
-    if y.ndim > 1:
-        y = y.mean(axis=0 if y.shape[0] <= 8 else 1)
+    y = _mono(y)
+    n = _frames(y, sample_rate_hz, fps, n_frames)
     hop = sample_rate_hz / float(fps)
     rms = np.zeros(n)
     zcr = np.zeros(n)
@@ -500,7 +510,7 @@ def baseline_mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
         if len(seg) > 1:
             rms[i] = float(np.sqrt(np.mean(seg**2)))
             zcr[i] = float(np.mean(np.abs(np.diff(np.sign(seg))) > 0))
-    rel = rms / max(float(rms.max()), 1e-9)
+    rel = rms / max(float(rms.max(initial=0.0)), 1e-9)
     out = np.zeros(n, dtype=np.int8)
     for i in range(n):
         if rms[i] < 1e-3 or rel[i] < 0.02:

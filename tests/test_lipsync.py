@@ -187,3 +187,19 @@ def test_a_voice_unlike_the_training_still_moves_the_mouth(tmp_path):
     track = lipsync.mouth_track(y, sr, fps=FPS)
     inside = np.array([lipsync.OPENNESS[lipsync.SHAPES[i]] for i in track[12:50]])
     assert (inside >= 0.5).mean() > 0.4 and (inside < 0.5).mean() > 0.1  # opens, and not only
+
+
+def test_array_layouts_integers_and_non_finite_samples(utterances):
+    utt, truth, _ = utterances[0]
+    y, sr = utt.samples, utt.sample_rate_hz
+    ref = lipsync.mouth_track(y, sr, fps=FPS)
+    assert len(ref) == len(truth)
+    for other in (np.stack([y, y]), np.stack([y, y], axis=1), (y * 32000).astype(np.int16)):
+        got = lipsync.mouth_track(other, sr, fps=FPS)  # length from the samples, not the channels
+        assert got.shape == ref.shape and np.mean(got == ref) > 0.95
+        assert lipsync.baseline_mouth_track(other, sr, fps=FPS).shape == ref.shape
+    holes = y.copy()
+    holes[::500] = np.nan
+    holes[1::700] = np.inf
+    assert np.mean(lipsync.mouth_track(holes, sr, fps=FPS) == ref) > 0.7
+    assert lipsync.mouth_track(y, sr, fps=FPS, n_frames=0).shape == (0,)
