@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -251,6 +252,54 @@ class _Publisher:
         return man
 
 
+def _encode_audio(samples: np.ndarray, path: Path, bitrate_kbps: int) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    encode_aac(samples, tmp, bitrate_kbps=bitrate_kbps)
+    os.replace(tmp, path)
+
+
+class _Background:
+    """Run a function in a thread; ``result()`` joins it and re-raises its exception."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any):
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                fn(*args)
+            except BaseException as exc:  # handed to the caller by result()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def result(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def _ready() -> int:
+    """A task that only imports what chunk workers need (see :func:`_warm_up_workers`)."""
+    return os.getpid()
+
+
+def _warm_up_workers(jobs: int) -> None:
+    """Start joblib's local worker processes in the background while the main process analyses.
+
+    Only for the default loky backend: under ``parallel_config(backend="dask")`` the workers
+    are the cluster's and already running. The pool is reused by the render's ``Parallel``.
+    """
+    from joblib import Parallel, delayed
+    from joblib.parallel import get_active_backend
+
+    backend, _ = get_active_backend()
+    if type(backend).__name__ != "LokyBackend" or jobs < 2:
+        return
+    threading.Thread(target=lambda: Parallel(n_jobs=jobs)(delayed(_ready)() for _ in range(jobs)),
+                     daemon=True, name="avatarrender-warm-up").start()
+
+
 def _lock(out_dir: Path, wait: bool):
     from filelock import FileLock, Timeout
 
@@ -331,14 +380,17 @@ def render(
         for leftover in work.glob("*.tmp*"):  # from a killed run; the lock says none is live
             shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
 
+        _warm_up_workers(jobs)  # worker start-up overlaps the analysis below
         samples = segment_audio(spec)
         audio_hash = hashlib.sha256(samples.tobytes()).hexdigest()[:16]
         audio_path = work / f"audio-{audio_hash}-{spec.output.audio_bitrate_kbps}k.aac"
+        encoding = None
         if not audio_path.is_file():
-            tmp = audio_path.with_name(audio_path.name + f".tmp{os.getpid()}")
-            encode_aac(samples, tmp, bitrate_kbps=spec.output.audio_bitrate_kbps)
-            os.replace(tmp, audio_path)
+            # the AAC encoder (its own process) runs while this process analyses the speech
+            encoding = _Background(_encode_audio, samples, audio_path, spec.output.audio_bitrate_kbps)
         timeline = analyse(spec, samples)
+        if encoding is not None:
+            encoding.result()
         analysed_s = time.perf_counter() - started
         plan = plan_chunks(spec, chunk_segments=chunk_segments)
         pub = _Publisher(spec, partial, plan)
