@@ -11,6 +11,7 @@ jumps. :func:`baseline_mouth_track` is the RMS + zero-crossing method of the sys
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from fractions import Fraction
@@ -96,6 +97,39 @@ def _frames(y: np.ndarray, sample_rate_hz: int, fps: Fraction, n_frames: int | N
     return int(n_frames)
 
 
+@functools.lru_cache(maxsize=4)
+def mel_filters(*, sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """``librosa.filters.mel`` (Slaney scale and area norm, its defaults), in numpy.
+
+    Importing librosa's filters module costs about half a second, which every render would pay
+    before its first chunk starts; a test checks that both give the same matrix.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_mels, 1 + n_fft // 2)]
+    """
+    def hz_to_mel(f):
+        f = np.asarray(f, dtype=np.float64)
+        lin = f / (200.0 / 3)
+        log_at = 1000.0 / (200.0 / 3)
+        return np.where(f >= 1000.0, log_at + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0), lin)
+
+    def mel_to_hz(m):
+        m = np.asarray(m, dtype=np.float64)
+        log_at = 1000.0 / (200.0 / 3)
+        return np.where(m >= log_at, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - log_at)), m * (200.0 / 3))
+
+    fft_hz = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    mel_hz = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_hz)
+    ramps = mel_hz[:, None] - fft_hz[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_hz[2 : n_mels + 2] - mel_hz[:n_mels]))[:, None]
+    return weights.astype(np.float32)
+
+
 def frame_features(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
                    n_frames: int | None = None) -> dict[str, np.ndarray]:
     """Per-frame features, each ``np.ndarray [shape=(n_frames,)]``.
@@ -104,12 +138,12 @@ def frame_features(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
     (0 tonal .. 1 noise), ``low``/``mid``/``high`` (band energy shares of 100-900, 900-2500 and
     2500-3800 Hz), ``mfcc`` [shape=(n_frames, 13)], on a window centred on each frame.
     """
-    import librosa
-
     n = _frames(y, sample_rate_hz, fps, n_frames)
     y = _mono(y)
     if sample_rate_hz != _ANALYSIS_RATE_HZ and len(y):
-        y = librosa.resample(y, orig_sr=sample_rate_hz, target_sr=_ANALYSIS_RATE_HZ, res_type="soxr_hq")
+        import soxr  # what librosa.resample(res_type="soxr_hq") calls, without its import time
+
+        y = soxr.resample(y, sample_rate_hz, _ANALYSIS_RATE_HZ, quality="HQ").astype(np.float32)
     sr = _ANALYSIS_RATE_HZ
     y = np.nan_to_num(np.clip(y, -1.0, 1.0))
     hop = sr / float(fps)
@@ -133,7 +167,7 @@ def frame_features(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
     centroid = (spec[:, inband] * freqs[None, inband]).sum(axis=1) / spec[:, inband].sum(axis=1)
     geo = np.exp(np.mean(np.log(spec[:, inband]), axis=1))
     flat = geo / np.mean(spec[:, inband], axis=1)
-    mel = librosa.filters.mel(sr=sr, n_fft=win, n_mels=32, fmin=50, fmax=top)
+    mel = mel_filters(sr=sr, n_fft=win, n_mels=32, fmin=50, fmax=top)
     from scipy.fft import dct
 
     mfcc = dct(np.log(spec @ mel.T + 1e-10), type=2, norm="ortho", axis=1)[:, :13]

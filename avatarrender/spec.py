@@ -482,7 +482,7 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
             where = f"captions.cues[{i}]" if not cap.file else f"captions.file (cue {i + 1})"
             if q.end_s <= q.start_s:
                 raise c.error(where, f"ends ({q.end_s} s) before it starts ({q.start_s} s)")
-            if q.start_s >= float(duration) or q.end_s > float(duration) + 0.5:
+            if q.start_s >= float(duration):  # one that runs past the end is cut there
                 raise c.error(
                     where,
                     f"{q.start_s}-{q.end_s} s lies outside the segment (0-{float(duration):.3f} s)",

@@ -203,3 +203,13 @@ def test_array_layouts_integers_and_non_finite_samples(utterances):
     holes[1::700] = np.inf
     assert np.mean(lipsync.mouth_track(holes, sr, fps=FPS) == ref) > 0.7
     assert lipsync.mouth_track(y, sr, fps=FPS, n_frames=0).shape == (0,)
+
+
+@pytest.mark.parametrize("sr,n_fft,n_mels,fmin,fmax", [(16000, 1024, 32, 50, 3800), (22050, 2048, 40, 0, 8000)])
+def test_mel_filters_are_librosas(sr, n_fft, n_mels, fmin, fmax):
+    import librosa
+
+    ours = lipsync.mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    assert ours.shape == ref.shape
+    assert np.abs(ours - ref).max() <= 1e-6 * np.abs(ref).max()
