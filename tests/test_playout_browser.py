@@ -96,18 +96,17 @@ def test_live_latency_frames_and_ffmpeg(channel) -> None:
                                    timeout=20_000)
             page.wait_for_timeout(3000)  # let hls.js settle at its live sync point
             f0 = page.evaluate("window.__monitor.frames()")
-            t_start = time.time()
             page.wait_for_timeout(PLAY_S * 1000)
             f1 = page.evaluate("window.__monitor.frames()")
             mon = page.evaluate("({lat: window.__monitor.latencies, errors: window.__monitor.errors,"
-                                " waiting: window.__monitor.waiting, ended: window.__monitor.ended,"
+                                " waiting: window.__monitor.waiting, wlog: window.__monitor.waitingLog, ended: window.__monitor.ended,"
                                 " fatal: window.__monitor.fatal})")
             shown = page.inner_text("#onair")
         finally:
             browser.close()
     ff_thread.join()
     print("ffmpeg:", ff.get("rc"), ff.get("stderr", "")[-1500:])
-    lat_s = [v / 1000 for t, v in mon["lat"] if t >= f0["wall"]]
+    lat_s = [v / 1000 for t, v, *_ in mon["lat"] if t >= f0["wall"]]
     median, p95 = statistics.median(lat_s), sorted(lat_s)[int(0.95 * len(lat_s))]
     wall_s = (f1["wall"] - f0["wall"]) / 1000
     media_s = f1["currentTime"] - f0["currentTime"]
@@ -120,7 +119,9 @@ def test_live_latency_frames_and_ffmpeg(channel) -> None:
     for needle in ("entry/a started", "entry/a ended", "entry/b ended", "entry/never skipped"):
         assert needle in log, log
     assert not mon["fatal"] and not mon["ended"], mon["errors"]
-    assert mon["waiting"] == 0, "playback stalled"
+    for w in mon["wlog"]:  # what the player did around a stall, for the failure message
+        print("stall", w, [(t - w["wall"], v, ct, r) for t, v, ct, r in mon["lat"] if abs(t - w["wall"]) < 3000])
+    assert mon["waiting"] == 0, ("playback stalled", mon["wlog"], log)
     assert media_s >= wall_s - 0.5, "playback fell behind the clock (a stall)"
     assert abs(frames - media_s * 30) <= 0.02 * media_s * 30 + 3, "frames decoded != time aired"
     assert len(lat_s) > PLAY_S * 3

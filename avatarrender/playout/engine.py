@@ -547,22 +547,31 @@ class Playout:
 
     # ------------------------------------------------------------------ real time
 
-    def hold_for_next(self, max_hold_s: float, *, clock: Callable[[], float] = time.time) -> None:
-        """Block a playlist request until the next media segment is published, if that is soon.
+    def hold_for_next(self, max_hold_s: float, *, seen_sequence: int | None = None,
+                      clock: Callable[[], float] = time.time) -> int:
+        """Hold a playlist request until the next media segment is published, if that is soon.
 
         A player reloads the playlist once per target duration at a phase of its own; answering
-        a request that arrives just before a publication with the new playlist locks that phase
-        to ours, which saves the player up to a target duration of latency.
+        a reload that arrives shortly before a publication with the new playlist locks that phase
+        to ours and saves the player up to a target duration of latency. A client that has not
+        seen the newest playlist yet (``seen_sequence`` older, from the server) gets it at once;
+        a new client (None) waits too, so that it starts from a fresh live edge.
+
+        Returns
+        -------
+        int
+            The playlist version (next media sequence number) the client will be served.
         """
+        seq = self.playlist.next_sequence
         due = self.next_due_s
-        if due is None:
-            return
+        if due is None or (seen_sequence is not None and seen_sequence < seq):
+            return seq
         wait_s = float(due) - clock()
         if not 0 < wait_s <= max_hold_s:
-            return
-        seq = self.playlist.next_sequence
+            return seq
         with self._published:
             self._published.wait_for(lambda: self.playlist.next_sequence > seq, timeout=wait_s + 0.1)
+        return self.playlist.next_sequence
 
     def run(self, *, stop: threading.Event | None = None, clock: Callable[[], float] = time.time,
             interval_s: float = 0.05) -> None:

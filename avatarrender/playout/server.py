@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import posixpath
 import shutil
+from collections import OrderedDict
 import threading
 import urllib.parse
 from http import HTTPStatus
@@ -133,9 +134,19 @@ class _Handler(BaseHTTPRequestHandler):
                 shutil.copyfileobj(f, self.wfile, 256 * 1024)
 
     def _hold(self, target: Path) -> None:
-        gate = self.server.playlist_gate
-        if gate is not None and target.name == self.server.live_playlist:
-            gate(self.server.max_hold_s)
+        srv = self.server
+        if srv.playlist_gate is None or target.name != srv.live_playlist:
+            return
+        # a client is known by address and user agent: what matters is which version it has
+        client = (self.client_address[0], self.headers.get("User-Agent", ""))
+        with srv.clients_lock:
+            seen = srv.clients.get(client)
+        version = srv.playlist_gate(srv.max_hold_s, seen)
+        with srv.clients_lock:
+            srv.clients[client] = version
+            srv.clients.move_to_end(client)
+            while len(srv.clients) > 4096:
+                srv.clients.popitem(last=False)
 
 
 class PlayoutServer(ThreadingHTTPServer):
@@ -148,21 +159,25 @@ class PlayoutServer(ThreadingHTTPServer):
     root : Path
         The folder to serve.
     playlist_gate : callable, optional
-        Called with ``max_hold_s`` before the live playlist is read: the playout holds a request
-        that arrives just before its next publication (see ``Playout.hold_for_next``).
+        ``gate(max_hold_s, seen_version) -> version``, called before the live playlist is read:
+        the playout holds a request from a client that already has the newest playlist when the
+        next publication is near (see ``Playout.hold_for_next``).
     """
 
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], root: str | Path, *, verbose: bool = False,
-                 playlist_gate: Callable[[float], None] | None = None, max_hold_s: float = 0.5,
+                 playlist_gate: Callable[[float, int | None], int] | None = None,
+                 max_hold_s: float = 1.0,
                  live_playlist: str = "live.m3u8"):
         self.root = Path(os.path.realpath(root))
         self.verbose = verbose
         self.playlist_gate = playlist_gate
         self.max_hold_s = max_hold_s
         self.live_playlist = live_playlist
+        self.clients: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self.clients_lock = threading.Lock()
         super().__init__(address, _Handler)
 
     @property
@@ -172,10 +187,12 @@ class PlayoutServer(ThreadingHTTPServer):
 
 
 def serve_in_thread(root: str | Path, *, host: str = "127.0.0.1", port: int = 0,
-                    verbose: bool = False, playlist_gate: Callable[[float], None] | None = None,
-                    ) -> tuple[PlayoutServer, threading.Thread]:
+                    verbose: bool = False,
+                    playlist_gate: Callable[[float, int | None], int] | None = None,
+                    max_hold_s: float = 1.0) -> tuple[PlayoutServer, threading.Thread]:
     """Start a :class:`PlayoutServer` in a daemon thread; call ``server.shutdown()`` to stop."""
-    server = PlayoutServer((host, port), root, verbose=verbose, playlist_gate=playlist_gate)
+    server = PlayoutServer((host, port), root, verbose=verbose, playlist_gate=playlist_gate,
+                           max_hold_s=max_hold_s)
     thread = threading.Thread(target=server.serve_forever, name="playout-http", daemon=True)
     thread.start()
     return server, thread

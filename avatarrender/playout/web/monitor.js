@@ -11,6 +11,7 @@
     errors: [],           // hls.js errors {type, details, fatal}
     fatal: false,
     waiting: 0,           // 'waiting' events after the first 'playing' (stalls)
+    waitingLog: [],       // {wall, currentTime, buffered} of each
     playingAt: null,      // wall ms of the first 'playing'
     ended: false,
     frames() {
@@ -30,10 +31,10 @@
         // segments either way; lowLatencyMode only enables its playback-rate catch-up
         // (hls.js 1.7 ignores maxLiveSyncPlaybackRate without it).
         lowLatencyMode: true,
-        // 1.2 s behind the live edge (overrides the playlist's HOLD-BACK of 3 target durations):
-        // a segment is published at its end and fetched at once, so this leaves about 0.2 s of
-        // margin for the fetch and the append.
-        liveSyncDuration: 1.2,
+        // 1.3 s behind the live edge (overrides the playlist's HOLD-BACK of 3 target durations):
+        // the built-in server answers playlist reloads the moment a segment is published, so
+        // this leaves about 0.3 s for fetching and appending it.
+        liveSyncDuration: 1.3,
         maxLiveSyncPlaybackRate: 1.5,   // catch up by playing faster instead of seeking
         liveMaxLatencyDuration: 6,      // (hls.js refuses a mix of *Count and seconds settings)
         backBufferLength: 10,
@@ -57,7 +58,13 @@
       $("player").textContent = "this browser cannot play HLS";
     }
     video.addEventListener("playing", () => { if (mon.playingAt === null) mon.playingAt = Date.now(); });
-    video.addEventListener("waiting", () => { if (mon.playingAt !== null) mon.waiting += 1; });
+    video.addEventListener("waiting", () => {
+      if (mon.playingAt === null) return;
+      mon.waiting += 1;
+      const b = video.buffered, ranges = [];
+      for (let i = 0; i < b.length; i++) ranges.push([b.start(i), b.end(i)]);
+      mon.waitingLog.push({ wall: Date.now(), currentTime: video.currentTime, buffered: ranges });
+    });
     video.addEventListener("ended", () => { mon.ended = true; });
     video.play().catch(() => {});
   }
@@ -65,7 +72,7 @@
   function sample() {
     if (hls && hls.playingDate && !video.paused) {
       const lat = Date.now() - hls.playingDate.getTime();
-      mon.latencies.push([Date.now(), lat]);
+      mon.latencies.push([Date.now(), lat, video.currentTime, video.playbackRate]);
       if (mon.latencies.length > 20000) mon.latencies.splice(0, 10000);
       $("latency").textContent = (lat / 1000).toFixed(2) + " s";
     }
