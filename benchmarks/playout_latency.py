@@ -1,0 +1,154 @@
+"""Live playout figures in a real browser (headless Debian chromium + hls.js, the monitor page).
+
+    .venv/bin/python benchmarks/playout_latency.py latency [--size 1920x1080] [--seconds 40]
+        on-air latency (wall clock - hls.js playingDate) on media made by ffmpeg: median, p95
+    .venv/bin/python benchmarks/playout_latency.py submit [--preset 720p30]
+        submit-to-screen: ``avatarrender render examples/demo/segment.yaml --into SPOOL`` on a
+        running playout with nothing queued, to the first frame of it on screen in the browser
+
+Run one at a time: 1080p decoding in chromium takes about a core.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--autoplay-policy=no-user-gesture-required"]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _playout(args: list[str], tmp: Path) -> tuple[subprocess.Popen, str]:
+    port = _port()
+    proc = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", "playout",
+                             *args, "--out", str(tmp / "out"), "--serve", f"127.0.0.1:{port}"],
+                            cwd=ROOT, stdout=open(tmp / "playout.log", "w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(url + "/live.m3u8", timeout=1).read()
+            return proc, url
+        except OSError:
+            if proc.poll() is not None:
+                sys.exit((tmp / "playout.log").read_text())
+            time.sleep(0.1)
+    sys.exit("playout did not start")
+
+
+def latency(size: str, seconds: int) -> None:
+    from playout_media import make_rendered
+    from playwright.sync_api import sync_playwright
+
+    tmp = Path(tempfile.mkdtemp(prefix="playout-latency-"))
+    make_rendered(tmp / "filler", pattern="testsrc", seconds=10, size=size, cache_root=tmp / "cache")
+    (tmp / "schedule.yaml").write_text("filler: {dir: filler}\n")
+    proc, url = _playout(["--schedule", str(tmp / "schedule.yaml")], tmp)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page()
+            page.goto(url + "/")
+            page.wait_for_function("window.__monitor && window.__monitor.playingAt !== null", timeout=30_000)
+            page.wait_for_timeout(3000)
+            f0 = page.evaluate("window.__monitor.frames()")
+            page.wait_for_timeout(seconds * 1000)
+            f1 = page.evaluate("window.__monitor.frames()")
+            mon = page.evaluate("({lat: window.__monitor.latencies, waiting: window.__monitor.waiting})")
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    lat = sorted(v / 1000 for t, v, *_ in mon["lat"] if t >= f0["wall"])
+    media_s = f1["currentTime"] - f0["currentTime"]
+    print(json.dumps({"size": size, "samples": len(lat), "median_s": round(statistics.median(lat), 3),
+                      "p95_s": round(lat[int(0.95 * len(lat))], 3), "max_s": round(lat[-1], 3),
+                      "stalls": mon["waiting"], "frames": f1["total"] - f0["total"],
+                      "frames_expected": round(media_s * 30),
+                      "dropped": f1["dropped"] - f0["dropped"]}, indent=1))
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def submit(preset: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from avatarrender.render import render
+    from avatarrender.spec import load_spec
+
+    yml = ROOT / "examples" / "demo" / "segment.yaml"
+    tmp = Path(tempfile.mkdtemp(prefix="playout-submit-"))
+    spool = tmp / "spool"
+    spool.mkdir()
+    t = time.time()
+    render(load_spec(yml, overrides={"preset": preset}).idle(10.0), tmp / "filler")
+    print(f"filler rendered in {time.time() - t:.1f} s", file=sys.stderr)
+    proc, url = _playout(["--spool", str(spool), "--filler", str(tmp / "filler")], tmp)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page()
+            page.goto(url + "/")
+            page.wait_for_function("window.__monitor && window.__monitor.playingAt !== null", timeout=30_000)
+            page.wait_for_timeout(4000)
+            t_submit = time.time()
+            render_proc = subprocess.Popen(
+                [sys.executable, "-c", "from cli.main import main; main()", "render", str(yml),
+                 "--preset", preset, "--into", str(spool), "--name", "submitted", "--quiet"],
+                cwd=ROOT)
+            since = None
+            while since is None and time.time() - t_submit < 60:
+                st = json.loads(urllib.request.urlopen(url + "/status").read())
+                if st["on_air"].get("key") == "spool/submitted":
+                    since = st["on_air"]["since"]
+                time.sleep(0.05)
+            t_published = time.time()
+            page.wait_for_function(
+                f"window.__hls && window.__hls.playingDate && window.__hls.playingDate >= new Date('{since}')",
+                timeout=30_000, polling=20)
+            t_screen = time.time()
+            mon = page.evaluate("({waiting: window.__monitor.waiting})")
+            browser.close()
+            render_proc.wait()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    print(json.dumps({"preset": preset, "submit_to_playlist_s": round(t_published - t_submit, 2),
+                      "submit_to_screen_s": round(t_screen - t_submit, 2),
+                      "stalls": mon["waiting"]}, indent=1))
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("latency")
+    a.add_argument("--size", default="1920x1080")
+    a.add_argument("--seconds", type=int, default=40)
+    b = sub.add_parser("submit")
+    b.add_argument("--preset", default="720p30")
+    args = ap.parse_args()
+    if args.cmd == "latency":
+        latency(args.size, args.seconds)
+    else:
+        submit(args.preset)
+
+
+if __name__ == "__main__":
+    main()
