@@ -364,3 +364,38 @@ def test_aired_media_is_one_continuous_stream(media: Path) -> None:
     r = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "warning", "-i", str(vod),
                         "-f", "null", "-"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr
+
+
+def test_real_renderer_filler_and_render_ahead(tmp_path: Path) -> None:
+    """With the real renderer: the filler is rendered from a segment.yaml, an entry given as a
+    segment.yaml is rendered ahead by the playout, and both air (their media validated)."""
+    import time
+
+    from avatarrender.playout.engine import prepare_filler
+    from conftest import make_tiny_segment
+
+    yml = make_tiny_segment(tmp_path / "seg", speech_s=3.0)
+    sched_path = tmp_path / "schedule.yaml"
+    sched_path.write_text(f"filler: {{spec: {yml}, duration_s: 2}}\nlate: {{max_late_s: 120}}\n"
+                          f"entries:\n  - {{name: talk, spec: {yml}}}\n")
+    out = tmp_path / "out"
+    sched = load_schedule(sched_path, renders_dir=out / ".renders")
+    filler = prepare_filler(sched, out)
+    assert filler.parent == out / ".filler"
+    p = Playout(sched, out, filler=filler)
+    p.start(time.time())
+    prev, aired = None, []
+    deadline = time.time() + 90
+    while time.time() < deadline and aired.count("entry/talk") < 3:
+        p.tick(time.time())
+        cur = parse_live((out / "live.m3u8").read_text())
+        check_transition(prev, cur)
+        seen = {s["seq"] for s in prev.segments} if prev else set()
+        aired += [x.program for x in p.playlist.segments if x.sequence not in seen
+                  and x.sequence >= (max(seen) + 1 if seen else 0)]
+        prev = cur
+        time.sleep(0.05)
+    p.tick(time.time())
+    assert aired.count("entry/talk") >= 3, (aired, p.errors)
+    assert (out / ".renders" / "talk" / "manifest.json").exists()
+    assert not [e for e in p.errors if e["level"] == "error"], p.errors
