@@ -363,8 +363,7 @@ class Scheduler:
                     self._finish(slot_s, "ended")
                     continue
                 if self.stall_since_s is None:
-                    self._log("warning", f"{key}: media segment {self.cursor} not rendered in time: filler")
-                    self.stall_since_s = slot_s
+                    self.stall_since_s = slot_s  # logged when filler actually airs (commit)
                 if slot_s - self.stall_since_s > self.max_late_s:
                     self._log("error", f"{key}: stalled over {float(self.max_late_s):g} s: rest skipped")
                     self._finish(slot_s, "skipped")
@@ -423,6 +422,9 @@ class Scheduler:
         """The segment of ``decision`` was published: move past it."""
         if decision.key == FILLER:
             self.filler_index = (decision.index + 1) % len(self.filler_durations_s)
+            if self.current is not None and self.last_aired and self.last_aired[0] == self.current:
+                self._log("warning", f"{self.current}: media segment {self.cursor} not rendered "
+                          "in time: filler until it is")
         else:
             self.cursor = decision.index + 1
         self.last_aired = (decision.key, decision.index)
