@@ -29,6 +29,8 @@ from typing import Any, Literal, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from avatarrender.spec import read_yaml
+
 from avatarrender.errors import SpecError
 from avatarrender.playout.playlist import format_pdt, parse_pdt
 
@@ -166,7 +168,7 @@ def load_schedule(path: str | Path, *, renders_dir: str | Path | None = None) ->
     """
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
+        doc = read_yaml(path) or {}  # YAML 1.2 booleans, as segment.yaml
     except FileNotFoundError as exc:
         raise SpecError(path, None, "schedule not found") from exc
     except yaml.YAMLError as exc:
