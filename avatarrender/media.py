@@ -90,6 +90,8 @@ def audio_duration_s(path: str | Path) -> float:
         pass
     text = _probe_text(path)
     d = _DURATION.search(text)
+    if "Stream #" in text and "Audio:" not in text:
+        raise MediaError(path, None, "not an audio file: it has no audio stream")
     if "Audio:" not in text or not d:
         last = text.strip().splitlines()[-1] if text.strip() else "no output"
         raise MediaError(path, None, f"not a readable audio file ({last})")
