@@ -53,6 +53,15 @@ def _playout(args: list[str], tmp: Path) -> tuple[subprocess.Popen, str]:
     sys.exit("playout did not start")
 
 
+def _monitor(p, url: str):
+    """Chromium on the monitor page, once its player is playing: (browser, page)."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    page = browser.new_page()
+    page.goto(url + "/")
+    page.wait_for_function("window.__monitor && window.__monitor.playingAt !== null", timeout=30_000)
+    return browser, page
+
+
 def latency(size: str, seconds: int) -> None:
     from playout_media import make_rendered
     from playwright.sync_api import sync_playwright
@@ -63,10 +72,7 @@ def latency(size: str, seconds: int) -> None:
     proc, url = _playout(["--schedule", str(tmp / "schedule.yaml")], tmp)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page()
-            page.goto(url + "/")
-            page.wait_for_function("window.__monitor && window.__monitor.playingAt !== null", timeout=30_000)
+            browser, page = _monitor(p, url)
             page.wait_for_timeout(3000)
             f0 = page.evaluate("window.__monitor.frames()")
             page.wait_for_timeout(seconds * 1000)
@@ -102,10 +108,7 @@ def submit(preset: str) -> None:
     proc, url = _playout(["--spool", str(spool), "--filler", str(tmp / "filler")], tmp)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page()
-            page.goto(url + "/")
-            page.wait_for_function("window.__monitor && window.__monitor.playingAt !== null", timeout=30_000)
+            browser, page = _monitor(p, url)
             page.wait_for_timeout(4000)
             t_submit = time.time()
             render_proc = subprocess.Popen(
