@@ -1,7 +1,6 @@
 """Packaging: media segments published in air order, playlists and manifest written atomically."""
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -16,7 +15,6 @@ __all__ = [
     "atomic_write",
     "media_playlist",
     "codecs_string",
-    "sha256_file",
 ]
 
 TS_PACKET = 188
@@ -86,14 +84,6 @@ def codecs_string(first_segment: Path) -> str:
         profile, flags, level = data[i + 4], data[i + 5], data[i + 6]
         avc = f"avc1.{profile:02x}{flags:02x}{level:02x}"
     return f"{avc},mp4a.40.2"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def dump_json(obj: Any) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import re
 import signal
 import subprocess
@@ -26,7 +25,6 @@ __all__ = [
     "audio_duration_s",
     "read_audio",
     "FFmpegProcess",
-    "run_ffmpeg",
 ]
 
 
@@ -212,14 +210,3 @@ class FFmpegProcess:
             self.kill()  # a no-op when ffmpeg has already exited
         finally:
             self._err.close()
-
-
-def run_ffmpeg(args: Sequence[str], *, what: str = "ffmpeg", timeout_s: float = 600) -> None:
-    """Run ffmpeg to completion; ``FFmpegError`` with its stderr tail on failure."""
-    with FFmpegProcess(args, what=what) as ff:
-        ff.finish(timeout_s)
-
-
-def ensure_dir(path: Path) -> Path:
-    os.makedirs(path, exist_ok=True)
-    return path

@@ -32,7 +32,7 @@ from .analysis import Timeline, analyse, segment_audio
 from .audio import AdtsStream, encode_aac
 from .encode import ChunkEncoder, TVReader
 from .errors import AvatarRenderError, DiskFullError, FFmpegError, RenderLockedError
-from .hls import atomic_write, codecs_string, continue_cc, dump_json, media_playlist, sha256_file
+from .hls import atomic_write, codecs_string, continue_cc, dump_json, media_playlist
 from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
 from .scene import Frame, Scene
 from .spec import Spec

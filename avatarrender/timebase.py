@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-__all__ = ["parse_fps", "frame_time_s", "frames_in", "sample_of_frame", "AUDIO_RATE_HZ"]
+__all__ = ["parse_fps", "frames_in", "AUDIO_RATE_HZ"]
 
 AUDIO_RATE_HZ = 48_000
 
@@ -23,16 +23,6 @@ def parse_fps(value: int | float | str | Fraction) -> Fraction:
     return fps
 
 
-def frame_time_s(frame_index: int, fps: Fraction) -> Fraction:
-    """Start time of frame ``frame_index`` in seconds."""
-    return Fraction(frame_index) / fps
-
-
 def frames_in(duration_s: float | Fraction, fps: Fraction) -> int:
     """Number of whole frames that start before ``duration_s`` (rounding to the nearest frame)."""
     return int(round(Fraction(duration_s) * fps))
-
-
-def sample_of_frame(frame_index: int, fps: Fraction, sample_rate_hz: int = AUDIO_RATE_HZ) -> int:
-    """First audio sample of frame ``frame_index`` (floor)."""
-    return int(Fraction(frame_index) * sample_rate_hz / fps)

@@ -35,8 +35,6 @@ from avatarrender.playout.playlist import LivePlaylist, format_pdt, master_playl
 from avatarrender.playout.schedule import (
     FILLER,
     Availability,
-    Decision,
-    Entry,
     Schedule,
     Scheduler,
 )
