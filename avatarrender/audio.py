@@ -24,10 +24,12 @@ PRIMING_SAMPLES = 1024
 
 
 def encode_aac(samples: np.ndarray, out_path: Path, *, bitrate_kbps: int) -> None:
-    """Encode mono float32 samples at 48 kHz to stereo AAC-LC in an ADTS file."""
+    """Encode mono float32 samples at 48 kHz to stereo AAC-LC in an ADTS file, written out frame
+    by frame as the encoder goes (readers may follow it with ``AdtsStream.parse(complete=False)``)."""
     with FFmpegProcess(
         ["-f", "f32le", "-ar", str(AUDIO_RATE_HZ), "-ac", "1", "-i", "-",
-         "-ac", "2", "-c:a", "aac", "-b:a", f"{bitrate_kbps}k", "-f", "adts", str(out_path)],
+         "-ac", "2", "-c:a", "aac", "-b:a", f"{bitrate_kbps}k",
+         "-flush_packets", "1", "-f", "adts", str(out_path)],  # frame by frame: chunks read it
         stdin=True, what="audio encoder",
     ) as ff:
         ff.write(memoryview(np.ascontiguousarray(samples, dtype="<f4")).cast("B"))
@@ -43,13 +45,20 @@ class AdtsStream:
 
     @classmethod
     def read(cls, path: Path) -> AdtsStream:
-        data = Path(path).read_bytes()
+        return cls.parse(Path(path).read_bytes(), name=str(path))
+
+    @classmethod
+    def parse(cls, data: bytes, *, name: str = "ADTS", complete: bool = True) -> AdtsStream:
+        """Split ``data`` into frames; with ``complete=False`` (a file still being written)
+        a last frame not wholly there yet is left out."""
         offsets = [0]
         i = 0
         while i + 7 <= len(data):
             if data[i] != 0xFF or data[i + 1] & 0xF6 != 0xF0:
-                raise ValueError(f"{path}: lost ADTS sync at byte {i}")
+                raise ValueError(f"{name}: lost ADTS sync at byte {i}")
             length = ((data[i + 3] & 3) << 11) | (data[i + 4] << 3) | (data[i + 5] >> 5)
+            if not complete and i + length > len(data):
+                break
             i += length
             offsets.append(i)
         return cls(data=data, offsets=np.asarray(offsets, dtype=np.int64))
@@ -61,17 +70,21 @@ class AdtsStream:
     def frames_for(self, t0_s: Fraction, t1_s: Fraction | None) -> tuple[int, int]:
         """AAC frames whose first presented sample lies in [t0, t1); the first chunk also takes
         the priming frame, the last chunk (``t1=None``) takes all that remain."""
-        def first_at(t: Fraction) -> int:
-            # smallest k with k*1024 - priming >= t * rate
-            return max(0, math.ceil((t * AUDIO_RATE_HZ + PRIMING_SAMPLES) / AAC_FRAME_SAMPLES))
-
-        k0 = 0 if t0_s == 0 else first_at(t0_s)
-        k1 = self.frame_count if t1_s is None else min(self.frame_count, first_at(t1_s))
+        k0 = 0 if t0_s == 0 else self.first_frame_at(t0_s)
+        k1 = self.frame_count if t1_s is None else min(self.frame_count, self.first_frame_at(t1_s))
         return k0, k1
+
+    @staticmethod
+    def first_frame_at(t_s: Fraction) -> int:
+        """The first frame whose first presented sample lies at or after ``t_s``."""
+        return max(0, math.ceil((t_s * AUDIO_RATE_HZ + PRIMING_SAMPLES) / AAC_FRAME_SAMPLES))
 
     def pts_s(self, k: int) -> Fraction:
         """Presentation time of frame ``k``'s first sample (negative for the priming frame)."""
         return Fraction(k * AAC_FRAME_SAMPLES - PRIMING_SAMPLES, AUDIO_RATE_HZ)
+
+    def frame(self, k: int) -> bytes:
+        return self.data[int(self.offsets[k]) : int(self.offsets[k + 1])]
 
     def slice(self, k0: int, k1: int) -> bytes:
         return self.data[int(self.offsets[k0]) : int(self.offsets[k1])]

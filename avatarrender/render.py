@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import threading
 import time
 from fractions import Fraction
@@ -30,7 +31,7 @@ import numpy as np
 
 from .analysis import Timeline, analyse, segment_audio
 from .audio import AdtsStream, encode_aac
-from .encode import ChunkEncoder, TVReader
+from .encode import ChunkEncoder, SegmentJob, TVReader
 from .errors import AvatarRenderError, DiskFullError, FFmpegError, RenderLockedError
 from .hls import atomic_write, codecs_string, continue_cc, dump_json, media_playlist
 from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
@@ -101,9 +102,67 @@ def compose_frames(spec: Spec, timeline: Timeline, scene: Scene) -> Any:
 
 _ADTS: dict[str, AdtsStream] = {}
 
+# A chunk waiting for the AAC track gives up when the file has not grown for this long.
+AUDIO_STALL_S = 120.0
+
+
+def _audio_part(path: Path) -> Path:
+    return path.with_name(path.name + ".part")
+
+
+def _audio_failed(path: Path) -> Path:
+    return path.with_name(path.name + ".failed")
+
+
+class _AudioSource:
+    """A chunk's view of the segment's AAC track, which may still be being encoded.
+
+    The main process encodes the track once into ``NAME.part`` frame by frame while the first
+    chunks render, then renames it to ``NAME``; a media segment waits (at the end of its
+    video) until the frames it needs are written. On shared storage the same works for
+    cluster workers.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def _until(self, frames: int | None) -> AdtsStream:
+        key = str(self.path)
+        if key in _ADTS:
+            return _ADTS[key]
+        size, since = -1, time.monotonic()
+        while True:
+            if self.path.is_file():
+                _ADTS.clear()
+                adts = _ADTS[key] = AdtsStream.read(self.path)
+                return adts
+            if _audio_failed(self.path).exists():
+                raise AvatarRenderError(f"{self.path.name}: the audio encoder failed")
+            try:
+                data = _audio_part(self.path).read_bytes()
+            except FileNotFoundError:
+                data = b""  # not started yet, or renamed just now
+            if frames is not None:
+                adts = AdtsStream.parse(data, name=str(self.path), complete=False)
+                if adts.frame_count >= frames:
+                    return adts
+            if len(data) != size:
+                size, since = len(data), time.monotonic()
+            elif time.monotonic() - since > AUDIO_STALL_S:
+                raise AvatarRenderError(f"{self.path}: the audio track stopped growing "
+                                        f"({size} bytes for {AUDIO_STALL_S:.0f} s)")
+            time.sleep(0.01)
+
+    def __call__(self, job: SegmentJob) -> tuple[list[bytes], Fraction]:
+        needed = None if job.end_s is None else AdtsStream.first_frame_at(job.end_s)
+        adts = self._until(needed)
+        k0, k1 = adts.frames_for(job.start_s, job.end_s)
+        return [adts.frame(k) for k in range(k0, k1)], adts.pts_s(k0)
+
 
 def render_chunk(task: ChunkTask) -> dict[str, Any]:
     """Render one chunk into ``work_root/KEY/`` (atomically) and return its small manifest."""
+    _tolerate_kept_memory()
     root = Path(task.work_root)
     final = root / task.key
     done = final / "done.json"
@@ -116,10 +175,6 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         spec, chunk = task.spec, task.chunk
         fps = spec.output.fps
         last = chunk.frame_end >= spec.frame_count
-        adts = _ADTS.get(task.audio_path)
-        if adts is None:
-            _ADTS.clear()
-            adts = _ADTS[task.audio_path] = AdtsStream.read(Path(task.audio_path))
         started = time.perf_counter()
         scene = _scene(spec)
         segments = []
@@ -128,13 +183,11 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
             s0 = Fraction(frame_index) / fps
             s1 = None if (last and i == len(chunk.segment_frames) - 1) else Fraction(
                 frame_index + n) / fps
-            k0, k1 = adts.frames_for(s0, s1)
-            apath = tmp / f"audio{i}.aac"
-            apath.write_bytes(adts.slice(k0, k1))
-            segments.append((tmp / f"seg_{chunk.first_segment + i:05d}.ts", n, s0, apath,
-                             adts.pts_s(k0) - s0))
+            segments.append(SegmentJob(path=tmp / f"seg_{chunk.first_segment + i:05d}.ts",
+                                       frames=n, start_s=s0, end_s=s1))
             frame_index += n
-        with ChunkEncoder(spec.output, segments, threads=task.threads) as enc:
+        with ChunkEncoder(spec.output, segments, audio=_AudioSource(Path(task.audio_path)),
+                          threads=task.threads) as enc:
             for data in compose_frames(spec, task.timeline, scene):
                 enc.write(data)
             enc.finish()
@@ -142,8 +195,6 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         missing = [n for n in names if not (tmp / n).is_file()]
         if missing:
             raise AvatarRenderError(f"chunk {chunk.index}: ffmpeg wrote no {missing[0]}")
-        for apath in tmp.glob("audio*.aac"):
-            apath.unlink()
         result = {
             "index": chunk.index, "key": task.key, "dir": str(final),
             "segments": [{"uri": n, "frames": f} for n, f in zip(names, chunk.segment_frames)],
@@ -253,9 +304,17 @@ class _Publisher:
 
 
 def _encode_audio(samples: np.ndarray, path: Path, bitrate_kbps: int) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    encode_aac(samples, tmp, bitrate_kbps=bitrate_kbps)
-    os.replace(tmp, path)
+    """Encode into ``NAME.part`` (chunks follow it as it grows), then rename to ``NAME``; on
+    failure leave ``NAME.failed`` so that waiting chunks stop."""
+    try:
+        encode_aac(samples, _audio_part(path), bitrate_kbps=bitrate_kbps)
+        os.replace(_audio_part(path), path)
+    except BaseException:
+        try:
+            _audio_failed(path).touch()
+        except OSError:
+            pass
+        raise
 
 
 class _Background:
@@ -281,7 +340,21 @@ class _Background:
 
 def _ready() -> int:
     """A task that only imports what chunk workers need (see :func:`_warm_up_workers`)."""
+    _tolerate_kept_memory()
     return os.getpid()
+
+
+def _tolerate_kept_memory() -> None:
+    """In a loky worker, let the encoder's kept memory be (see ``encode.keep_freed_memory``).
+
+    loky restarts a worker whose RSS grew 300 MB past its size after its first task, taking
+    it for a leak; a worker holding a 1080p x264 frame pool looks like that, and a new process
+    would fault every page in again. The limit is raised, not removed: a real leak still ends
+    the worker. (A private constant: joblib has no setting for it.)
+    """
+    executor = sys.modules.get("joblib.externals.loky.process_executor")
+    if executor is not None and isinstance(getattr(executor, "_MAX_MEMORY_LEAK_SIZE", None), int):
+        executor._MAX_MEMORY_LEAK_SIZE = max(executor._MAX_MEMORY_LEAK_SIZE, 4 << 30)
 
 
 def _warm_up_workers(jobs: int) -> None:
@@ -377,7 +450,8 @@ def render(
             shutil.rmtree(partial, ignore_errors=True)
         work = partial / ".work"
         work.mkdir(parents=True, exist_ok=True)
-        for leftover in work.glob("*.tmp*"):  # from a killed run; the lock says none is live
+        for leftover in [*work.glob("*.tmp*"), *work.glob("*.part"), *work.glob("*.failed")]:
+            # from a killed run; the lock says none is live
             shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
 
         _warm_up_workers(jobs)  # worker start-up overlaps the analysis below
@@ -387,10 +461,9 @@ def render(
         encoding = None
         if not audio_path.is_file():
             # the AAC encoder (its own process) runs while this process analyses the speech
+            # and the first chunks render
             encoding = _Background(_encode_audio, samples, audio_path, spec.output.audio_bitrate_kbps)
-        timeline = analyse(spec, samples)
-        if encoding is not None:
-            encoding.result()
+        timeline = analyse(spec, samples)  # chunks start now; they wait for audio only if ahead
         analysed_s = time.perf_counter() - started
         plan = plan_chunks(spec, chunk_segments=chunk_segments)
         pub = _Publisher(spec, partial, plan)
@@ -438,6 +511,8 @@ def render(
                 tasks = [t for t in tasks if t.chunk.first_segment >= pub.published]
                 if attempts >= 2 or not tasks:
                     raise
+        if encoding is not None:
+            encoding.result()  # done when the last chunk took its audio; raises what it raised
         wall_s = time.perf_counter() - started
         stats = {
             "wall_s": round(wall_s, 3), "analysis_s": round(analysed_s, 3),

@@ -1,0 +1,139 @@
+"""The in-process encoder against bare ffmpeg, and chunks following an AAC track still being written."""
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from avatarrender.audio import AdtsStream, encode_aac
+from avatarrender.encode import ChunkEncoder, SegmentJob, rawvideo_input_args, x264_args
+from avatarrender.errors import AvatarRenderError
+from avatarrender.media import ffmpeg_exe
+from avatarrender.render import _AudioSource, _audio_failed, _audio_part
+from avatarrender.spec import load_spec
+
+from conftest import make_tiny_segment
+
+
+def _frames(n: int, w: int, h: int) -> np.ndarray:
+    """Moving, textured yuv420p frames (flat buffers): x264 has real decisions to make."""
+    rng = np.random.default_rng(7)
+    tex = rng.integers(16, 235, size=(h * 2, w * 2), dtype=np.uint8)
+    out = np.empty((n, w * h * 3 // 2), dtype=np.uint8)
+    for i in range(n):
+        y = tex[i % h : i % h + h, (3 * i) % w : (3 * i) % w + w]
+        out[i, : w * h] = y.ravel()
+        out[i, w * h :] = 128 + (i % 7)
+    return out
+
+
+def _h264_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(c.streams.video[0]) if p.size]
+
+
+def test_same_bitstream_as_bare_ffmpeg(tmp_path):
+    """ChunkEncoder's x264 (PyAV's libavcodec) writes exactly what ``ffmpeg -c:v libx264`` writes
+    from the same frames with the same options, so the speed benchmark's floor is this encoder."""
+    yml = make_tiny_segment(tmp_path / "seg", speech_s=4.0, width=320, height=180)
+    out = load_spec(yml).output
+    frames = _frames(out.frames_per_segment, out.width, out.height)
+    raw = tmp_path / "frames.yuv"
+    raw.write_bytes(frames.tobytes())
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", *rawvideo_input_args(out), "-i", str(raw),
+                    *x264_args(out, threads=1), "-f", "mpegts", str(tmp_path / "bare.ts")], check=True)
+    aac = tmp_path / "a.aac"
+    encode_aac(np.zeros(48000, np.float32), aac, bitrate_kbps=out.audio_bitrate_kbps)
+    adts = AdtsStream.read(aac)
+    ours = tmp_path / "ours.ts"
+    job = SegmentJob(path=ours, frames=len(frames), start_s=Fraction(0), end_s=None)
+    with ChunkEncoder(out, [job], audio=lambda j: ([adts.frame(k) for k in range(adts.frame_count)],
+                                                   adts.pts_s(0)), threads=1) as enc:
+        for f in frames:
+            enc.write(f)
+        enc.finish()
+    bare, mine = _h264_packets(tmp_path / "bare.ts"), _h264_packets(ours)
+    assert len(mine) == len(frames)
+    assert mine == bare
+    with av.open(str(ours)) as c:
+        assert c.streams.audio[0].codec_context.name == "aac"
+        assert sum(1 for p in c.demux(c.streams.audio[0]) if p.size) == adts.frame_count
+
+
+def test_encoder_refuses_too_many_or_too_few_frames(tmp_path):
+    yml = make_tiny_segment(tmp_path / "seg", speech_s=4.0, width=64, height=36)
+    out = load_spec(yml).output
+    frames = _frames(3, out.width, out.height)
+    silent = (lambda j: ([], Fraction(0)))
+    with ChunkEncoder(out, [SegmentJob(tmp_path / "x.ts", 2, Fraction(0), None)], audio=silent,
+                      threads=1) as enc:
+        enc.write(frames[0])
+        with pytest.raises(ValueError, match="1 of its 1|0 of its 1"):
+            enc.finish()
+    assert not (tmp_path / "x.ts").exists()  # nothing half-written
+
+
+def _adts_bytes(tmp_path: Path, seconds: float) -> bytes:
+    aac = tmp_path / "src.aac"
+    t = np.arange(int(48000 * seconds)) / 48000
+    encode_aac((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), aac, bitrate_kbps=96)
+    return aac.read_bytes()
+
+
+def test_partial_adts_leaves_out_an_unfinished_frame(tmp_path):
+    data = _adts_bytes(tmp_path, 1.0)
+    whole = AdtsStream.parse(data)
+    cut = int(whole.offsets[10]) + 5  # five bytes into frame 10
+    part = AdtsStream.parse(data[:cut], complete=False)
+    assert part.frame_count == 10
+    assert part.frame(9) == whole.frame(9)
+
+
+def test_chunk_waits_for_the_audio_it_needs(tmp_path):
+    """A segment's audio is taken from the growing NAME.part once its frames are there; the last
+    segment waits for the finished file."""
+    data = _adts_bytes(tmp_path, 3.0)
+    whole = AdtsStream.parse(data)
+    path = tmp_path / "audio.aac"
+    src = _AudioSource(path)
+    written = threading.Event()
+
+    def writer():
+        with open(_audio_part(path), "wb") as fh:
+            for i in range(0, len(data), 700):
+                fh.write(data[i : i + 700])
+                fh.flush()
+                time.sleep(0.01)
+        written.set()
+        time.sleep(0.2)
+        _audio_part(path).rename(path)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        first = SegmentJob(tmp_path / "a.ts", 30, Fraction(0), Fraction(1))
+        frames, start = src(first)
+        k0, k1 = whole.frames_for(Fraction(0), Fraction(1))
+        assert frames == [whole.frame(k) for k in range(k0, k1)] and start == whole.pts_s(k0)
+        assert not written.is_set()  # it did not wait for the whole track
+        last = SegmentJob(tmp_path / "b.ts", 30, Fraction(2), None)
+        frames, start = src(last)
+        assert path.is_file()  # the last one waited for the finished file
+        k0, k1 = whole.frames_for(Fraction(2), None)
+        assert frames == [whole.frame(k) for k in range(k0, k1)] and k1 == whole.frame_count
+    finally:
+        t.join()
+
+
+def test_chunk_stops_waiting_when_the_audio_encoder_failed(tmp_path):
+    path = tmp_path / "audio.aac"
+    _audio_part(path).write_bytes(b"")
+    _audio_failed(path).touch()
+    with pytest.raises(AvatarRenderError, match="audio encoder failed"):
+        _AudioSource(path)(SegmentJob(tmp_path / "a.ts", 30, Fraction(0), Fraction(1)))
