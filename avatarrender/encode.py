@@ -7,16 +7,17 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import io
+import math
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import av
+import av.filter
 import av.logging
 import numpy as np
 
-from .errors import FFmpegError
-from .media import FFmpegProcess
+from .errors import FFmpegError, MediaError
 from .spec import OutputSettings
 from .audio import AAC_FRAME_SAMPLES
 from .timebase import AUDIO_RATE_HZ
@@ -58,7 +59,12 @@ def x264_args(out: OutputSettings, *, threads: int | None) -> list[str]:
 
 
 class TVReader:
-    """Decodes the TV clips a chunk shows, one ffmpeg per contiguous run.
+    """Decodes the TV clips a chunk shows, in this process (PyAV), scaled to the screen.
+
+    Each contiguous run is decoded as ``ffmpeg -ss T -i CLIP -vf fps=R,scale=W:H:flags=bicubic:
+    out_range=tv,format=yuv420p`` would decode it (same filters, same seek and trim; tested
+    frame for frame against the ffmpeg command), without a process, a pipe or fresh memory
+    per chunk.
 
     Parameters
     ----------
@@ -76,38 +82,77 @@ class TVReader:
         self._planes = (self._buf[:n].reshape(self.h, self.w),
                         self._buf[n:n + q].reshape(self.h // 2, self.w // 2),
                         self._buf[n + q:].reshape(self.h // 2, self.w // 2))
-        self._proc: FFmpegProcess | None = None
+        self._run: Iterator[Any] | None = None
+        self._container: Any = None
+        self._clip = -1
         self._last_ok = False
 
-    def _start(self, clip: int, t_s: float, frames: int) -> None:
-        self.close()
-        # No colour-matrix conversion: swscale's bt601->bt709 path shifts dark greys by 2 levels;
-        # clips keep their own YUV values (HD clips are bt709 already). Full range becomes tv.
-        vf = (f"fps={self.fps.numerator}/{self.fps.denominator},"
-              f"scale={self.w}:{self.h}:flags=bicubic:out_range=tv,format=yuv420p")
-        self._proc = FFmpegProcess(
-            ["-ss", f"{t_s:.6f}", "-i", str(self.clip_paths[clip]), "-map", "0:v:0", "-an",
-             "-vf", vf, "-frames:v", str(frames), "-f", "rawvideo", "-"],
-            stdout=True, what=f"TV clip decoder ({self.clip_paths[clip].name})",
-        )
-        self._proc.__enter__()
+    def _decoded(self, clip: int, t_s: float, frames: int) -> Iterator[Any]:
+        """The run's output frames: decoded from the keyframe before ``t_s``, frames before it
+        dropped, the rest re-timed from it (as ffmpeg's accurate -ss), then the filters."""
+        if clip != self._clip:
+            if self._container is not None:
+                self._container.close()
+            self._container = av.open(str(self.clip_paths[clip]))
+            self._clip = clip
+            self._container.streams.video[0].codec_context.thread_count = 1  # the core is busy
+        container = self._container
+        stream = container.streams.video[0]
+        # t counts from the file's start time (an MPEG-TS clip's may be 1.4 s), as with -ss
+        t_us = round(t_s * 1_000_000) + (container.start_time or 0)
+        container.seek(t_us, backward=True)  # to the keyframe at or before t (any earlier one
+        # would do: frames before t are decoded and dropped); PyAV flushes the decoder
+        shift = math.floor(Fraction(t_us, 1_000_000) / stream.time_base + Fraction(1, 2))
+        graph = av.filter.Graph()
+        chain = [graph.add_buffer(template=stream),
+                 graph.add("fps", f"{self.fps.numerator}/{self.fps.denominator}"),
+                 graph.add("scale", f"{self.w}:{self.h}:flags=bicubic:out_range=tv"),
+                 graph.add("format", "yuv420p"), graph.add("buffersink")]
+        for a, b in zip(chain, chain[1:]):
+            a.link_to(b)
+        graph.configure()
+        given = 0
+
+        def pulled() -> Iterator[Any]:
+            nonlocal given
+            while given < frames:
+                try:
+                    out = graph.vpull()
+                except (av.error.BlockingIOError, av.error.EOFError):
+                    return
+                given += 1
+                yield out
+
+        for packet in container.demux(stream):
+            for frame in packet.decode():
+                if frame.pts is None or frame.pts - shift < 0:
+                    continue
+                frame.pts -= shift
+                graph.vpush(frame)
+                yield from pulled()
+                if given >= frames:
+                    return
+        graph.vpush(None)  # the clip ended: the fps filter gives what it still holds
+        yield from pulled()
 
     def _read(self) -> None:
-        view = memoryview(self._buf)
-        got = 0
-        while got < len(view):
-            n = self._proc.stdout.readinto(view[got:])
-            if not n:
-                break
-            got += n
-        if got < len(view):
-            if got == 0 and self._last_ok:
+        try:
+            frame = next(self._run, None) if self._run is not None else None
+        except av.error.FFmpegError as exc:
+            raise MediaError(self.clip_paths[self._clip], None, f"cannot decode the TV clip: {exc}") from None
+        if frame is None:
+            if self._last_ok:
                 return  # clip ended a frame early (rounding of its duration): hold the last frame
-            proc = self._proc
-            proc.proc.wait(timeout=30)
-            raise FFmpegError("TV clip decoder gave a short frame", cmd=proc.cmd,
-                              stderr=proc.stderr_text())
+            raise MediaError(self.clip_paths[self._clip], None, "the TV clip gave no frame to show")
+        w, h = self.w, self.h
+        y, u, v = self._planes
+        for dst, plane, pw, ph in ((y, frame.planes[0], w, h), (u, frame.planes[1], w // 2, h // 2),
+                                   (v, frame.planes[2], w // 2, h // 2)):
+            dst[:] = np.frombuffer(plane, np.uint8).reshape(ph, plane.line_size)[:, :pw]
         self._last_ok = True
+
+    def _start(self, clip: int, t_s: float, frames: int) -> None:
+        self._run = self._decoded(clip, t_s, frames)  # opened, sought, decoded at the first read
 
     def frames(self, clip: np.ndarray, time_s: np.ndarray) -> Iterator[tuple[np.ndarray, ...] | None]:
         """For each frame: the clip's yuv planes (a reused buffer), or None when the TV is off.
@@ -150,10 +195,11 @@ class TVReader:
             self.close()
 
     def close(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.__exit__(None, None, None)
-            self._proc = None
+        self._run = None
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+            self._clip = -1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -137,3 +137,32 @@ def test_chunk_stops_waiting_when_the_audio_encoder_failed(tmp_path):
     _audio_failed(path).touch()
     with pytest.raises(AvatarRenderError, match="audio encoder failed"):
         _AudioSource(path)(SegmentJob(tmp_path / "a.ts", 30, Fraction(0), Fraction(1)))
+
+
+def _cli_tv(path: Path, t_s: float, n: int, w: int, h: int, fps: Fraction) -> np.ndarray:
+    vf = f"fps={fps.numerator}/{fps.denominator},scale={w}:{h}:flags=bicubic:out_range=tv,format=yuv420p"
+    out = subprocess.run([ffmpeg_exe(), "-v", "error", "-ss", f"{t_s:.6f}", "-i", str(path), "-map", "0:v:0",
+                          "-an", "-vf", vf, "-frames:v", str(n), "-f", "rawvideo", "-"],
+                         capture_output=True, check=True).stdout
+    return np.frombuffer(out, np.uint8).reshape(-1, w * h * 3 // 2)
+
+
+@pytest.mark.parametrize("clip_fps", [25, 30])
+@pytest.mark.parametrize("out_fps", [Fraction(30), Fraction(30000, 1001), Fraction(25)])
+def test_tv_reader_decodes_what_the_ffmpeg_command_decodes(tmp_path, clip_fps, out_fps):
+    """The in-process TV decoder picks, scales and converts exactly the frames of ``ffmpeg -ss T
+    -i CLIP -vf fps,scale,format``: same seek, same frame-rate conversion, same pixels."""
+    from avatarrender.encode import TVReader
+    from conftest import make_clip
+
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, duration_s=2.0, fps=clip_fps)
+    w, h, n = 96, 54, 20
+    for t_s in (0.0, 0.5, 31 / 30, 0.9, 1.7):
+        want = _cli_tv(clip, t_s, n, w, h, out_fps)
+        reader = TVReader([clip], (w, h), out_fps)
+        got = np.array([np.concatenate([p.ravel() for p in planes])
+                        for planes in reader.frames(np.zeros(n, np.int16), t_s + np.arange(n) / float(out_fps))])
+        assert len(want) > 0
+        assert np.array_equal(got[: len(want)], want), (t_s, got[:, 0], want[:, 0])
+        assert all(np.array_equal(g, want[-1]) for g in got[len(want):])  # past the clip's end: held
