@@ -19,6 +19,7 @@ import errno
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import sys
 import threading
@@ -63,19 +64,41 @@ class ChunkTask:
     audio_path: str
     timeline: Timeline  # this chunk's slice
     threads: int | None
+    scene_path: str | None = None  # the Scene the main process built, pickled
 
 
 _SCENES: dict[str, Scene] = {}
 
 
-def _scene(spec: Spec) -> Scene:
-    """One Scene per spec per worker process: built for the first chunk, reused after."""
+def _scene(spec: Spec, path: str | None = None) -> Scene:
+    """One Scene per spec per worker process: for the first chunk loaded from ``path`` (built
+    once by the main process while it analysed the speech) or built, then reused."""
     key = spec.spec_hash
     scene = _SCENES.get(key)
     if scene is None:
         _SCENES.clear()
-        scene = _SCENES[key] = Scene(spec)
+        if path and os.path.isfile(path):
+            with open(path, "rb") as fh:
+                scene = pickle.load(fh)  # our own file, in the render's own work folder
+        else:
+            scene = Scene(spec)
+        _SCENES[key] = scene
     return scene
+
+
+def _build_scene(spec: Spec, path: Path) -> None:
+    """Build the Scene once for all workers (images decoded, layers blended, captions drawn:
+    0.2-0.3 s at 1080p, which each worker would otherwise spend before its first frame)."""
+    scene = Scene(spec)
+    _SCENES.clear()
+    _SCENES[spec.spec_hash] = scene  # for chunks rendered in this process (--jobs 1)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            pickle.dump(scene, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError:  # a full disk, say: only a saving lost, each worker builds its own
+        tmp.unlink(missing_ok=True)
 
 
 def compose_frames(spec: Spec, timeline: Timeline, scene: Scene) -> Any:
@@ -176,7 +199,7 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         fps = spec.output.fps
         last = chunk.frame_end >= spec.frame_count
         started = time.perf_counter()
-        scene = _scene(spec)
+        scene = _scene(spec, task.scene_path)
         segments = []
         frame_index = chunk.frame_start
         for i, n in enumerate(chunk.segment_frames):
@@ -357,6 +380,12 @@ def _tolerate_kept_memory() -> None:
         executor._MAX_MEMORY_LEAK_SIZE = max(executor._MAX_MEMORY_LEAK_SIZE, 4 << 30)
 
 
+def start_workers(jobs: int) -> None:
+    """Start joblib's local worker processes in the background (for a caller that has other
+    work before :func:`render`, such as checking the spec); ``render`` does it too."""
+    _warm_up_workers(jobs)
+
+
 def _warm_up_workers(jobs: int) -> None:
     """Start joblib's local worker processes in the background while the main process analyses.
 
@@ -455,6 +484,8 @@ def render(
             shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
 
         _warm_up_workers(jobs)  # worker start-up overlaps the analysis below
+        scene_path = work / f"scene-{spec.spec_hash}.pkl"
+        building = _Background(_build_scene, spec, scene_path)  # PIL and numpy: mostly off the GIL
         samples = segment_audio(spec)
         audio_hash = hashlib.sha256(samples.tobytes()).hexdigest()[:16]
         audio_path = work / f"audio-{audio_hash}-{spec.output.audio_bitrate_kbps}k.aac"
@@ -464,6 +495,7 @@ def render(
             # and the first chunks render
             encoding = _Background(_encode_audio, samples, audio_path, spec.output.audio_bitrate_kbps)
         timeline = analyse(spec, samples)  # chunks start now; they wait for audio only if ahead
+        building.result()
         analysed_s = time.perf_counter() - started
         plan = plan_chunks(spec, chunk_segments=chunk_segments)
         pub = _Publisher(spec, partial, plan)
@@ -475,7 +507,8 @@ def render(
         tasks = [
             ChunkTask(spec=spec, chunk=c, key=_chunk_key(spec, c, audio_hash, threads), work_root=str(work),
                       audio_path=str(audio_path),
-                      timeline=_slice(timeline, c.frame_start, c.frame_end), threads=threads)
+                      timeline=_slice(timeline, c.frame_start, c.frame_end), threads=threads,
+                      scene_path=str(scene_path))
             for c in todo
         ]
         first_segment_s: float | None = None

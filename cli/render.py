@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -79,9 +80,11 @@ def render_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (for cron)."),
 ) -> None:
     """Render a segment into HLS (1080p30 H.264/AAC by default), in parallel chunks."""
-    from avatarrender.render import render
+    from avatarrender.render import render, start_workers
     from avatarrender.spec import load_spec
 
+    if backend == "loky":
+        start_workers(jobs or os.cpu_count() or 1)  # they start while the spec is checked
     spec = load_spec(segment, overrides=_overrides(preset, x264_preset))
     if into is not None and output is not None:
         raise SpecError(None, "--into", "give either -o/--output or --into, not both")
