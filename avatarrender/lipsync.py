@@ -88,7 +88,10 @@ def _mono(y: np.ndarray) -> np.ndarray:
         y = y.mean(axis=0 if y.shape[0] <= y.shape[1] else 1)
     elif y.ndim > 2:
         raise ValueError(f"audio must be [n] or [channels, n], not shape {y.shape}")
-    return np.clip(np.nan_to_num(y, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+    if y.size and -1.0 <= y.min() and y.max() <= 1.0:  # (False with a NaN)
+        return y  # already clean: no copy of a long track (read only from here on)
+    y = np.nan_to_num(y, nan=0.0, posinf=1.0, neginf=-1.0)  # a copy: the caller's stays as it was
+    return np.clip(y, -1.0, 1.0, out=y)
 
 
 def _frames(y: np.ndarray, sample_rate_hz: int, fps: Fraction, n_frames: int | None) -> int:
@@ -151,12 +154,26 @@ def frame_features(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
     # frame i covers [i/fps, (i+1)/fps): centre the window on its middle
     centres = ((np.arange(n) + 0.5) * hop).astype(np.int64)
     pad = np.pad(y, (win, win))
+    mel = mel_filters(sr=sr, n_fft=win, n_mels=32, fmin=50, fmax=_TOP_HZ)
+    # Frames are independent: a block at a time keeps the windows and spectra (about 40 kB per
+    # frame) from growing with the segment's length.
+    blocks = [_block_features(pad, centres[a : a + _BLOCK_FRAMES], sr=sr, win=win, mel=mel)
+              for a in range(0, n, _BLOCK_FRAMES)] or [_block_features(
+                  pad, centres, sr=sr, win=win, mel=mel)]
+    return {k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]}
+
+
+_BLOCK_FRAMES = 512
+
+
+def _block_features(pad: np.ndarray, centres: np.ndarray, *, sr: int, win: int,
+                    mel: np.ndarray) -> dict[str, np.ndarray]:
     idx = centres[:, None] + np.arange(-win // 2, win // 2)[None, :] + win
     idx = np.clip(idx, 0, len(pad) - 1)
-    frames = pad[idx] * np.hanning(win).astype(np.float32)[None, :]
+    raw = pad[idx]
+    frames = raw * np.hanning(win).astype(np.float32)[None, :]
     spec = np.abs(np.fft.rfft(frames, axis=1)) ** 2 + 1e-12
     freqs = np.fft.rfftfreq(win, 1.0 / sr)
-    raw = pad[idx]
     rms = np.sqrt(np.mean(raw[:, win // 4 : 3 * win // 4] ** 2, axis=1)) + 1e-9
     zcr = np.mean(np.abs(np.diff(np.sign(raw[:, win // 4 : 3 * win // 4]), axis=1)) > 0, axis=1)
     # Only 100 Hz - 3.8 kHz is used, so 8 kHz telephone audio gives the same features as 48 kHz.
@@ -167,7 +184,6 @@ def frame_features(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
     centroid = (spec[:, inband] * freqs[None, inband]).sum(axis=1) / spec[:, inband].sum(axis=1)
     geo = np.exp(np.mean(np.log(spec[:, inband]), axis=1))
     flat = geo / np.mean(spec[:, inband], axis=1)
-    mel = mel_filters(sr=sr, n_fft=win, n_mels=32, fmin=50, fmax=top)
     from scipy.fft import dct
 
     mfcc = dct(np.log(spec @ mel.T + 1e-10), type=2, norm="ortho", axis=1)[:, :13]
