@@ -8,10 +8,10 @@ from .spec import Spec
 
 __all__ = ["Chunk", "ChunkPlan", "plan_chunks", "DEFAULT_CHUNK_SEGMENTS"]
 
-# Measured on 2 cores, 1080p demo with TV (encoder CPU-s for 20 s): 1 segment/chunk 6.5-7.4,
-# 2: 7.5, 4: 8.0, 8: 9.8. Every media segment has its own x264 instance, and one ffmpeg keeps
-# all of a chunk's alive until it exits, so big chunks cost memory (about 200 MB per 1080p
-# instance) and page faults. 2 keeps the TV decoder's seek per chunk cheap and memory low.
+# Measured on 2 cores, 1080p demo with TV, 20 s, whole command (benchmarks/render_speed): 1, 2,
+# 4 and 8 segments per chunk all gave 127-128 fps, since a worker's encoder now reuses its memory
+# from segment to segment and a chunk costs no process. 2 keeps the first chunks short (the first
+# media segment is listed sooner), a lost worker loses little, and resuming is fine-grained.
 DEFAULT_CHUNK_SEGMENTS = 2
 
 

@@ -217,7 +217,7 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         names = [f"seg_{chunk.first_segment + i:05d}.ts" for i in range(len(chunk.segment_frames))]
         missing = [n for n in names if not (tmp / n).is_file()]
         if missing:
-            raise AvatarRenderError(f"chunk {chunk.index}: ffmpeg wrote no {missing[0]}")
+            raise AvatarRenderError(f"chunk {chunk.index}: the encoder wrote no {missing[0]}")
         result = {
             "index": chunk.index, "key": task.key, "dir": str(final),
             "segments": [{"uri": n, "frames": f} for n, f in zip(names, chunk.segment_frames)],

@@ -62,7 +62,7 @@ def yuv420_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class Frame:
-    """A yuv420p frame in one flat buffer, with plane views. ``data`` is what goes to ffmpeg."""
+    """A yuv420p frame in one flat buffer, with plane views. ``data`` is what goes to x264."""
 
     data: np.ndarray
     y: np.ndarray
