@@ -103,14 +103,7 @@ class TVReader:
         container.seek(t_us, backward=True)  # to the keyframe at or before t (any earlier one
         # would do: frames before t are decoded and dropped); PyAV flushes the decoder
         shift = math.floor(Fraction(t_us, 1_000_000) / stream.time_base + Fraction(1, 2))
-        graph = av.filter.Graph()
-        chain = [graph.add_buffer(template=stream),
-                 graph.add("fps", f"{self.fps.numerator}/{self.fps.denominator}"),
-                 graph.add("scale", f"{self.w}:{self.h}:flags=bicubic:out_range=tv"),
-                 graph.add("format", "yuv420p"), graph.add("buffersink")]
-        for a, b in zip(chain, chain[1:]):
-            a.link_to(b)
-        graph.configure()
+        graph: Any = None
         given = 0
 
         def pulled() -> Iterator[Any]:
@@ -127,13 +120,34 @@ class TVReader:
             for frame in packet.decode():
                 if frame.pts is None or frame.pts - shift < 0:
                     continue
+                if graph is None:
+                    graph = self._graph(stream, frame.rotation)
                 frame.pts -= shift
                 graph.vpush(frame)
                 yield from pulled()
                 if given >= frames:
                     return
-        graph.vpush(None)  # the clip ended: the fps filter gives what it still holds
-        yield from pulled()
+        if graph is not None:
+            graph.vpush(None)  # the clip ended: the fps filter gives what it still holds
+            yield from pulled()
+
+    # A phone clip's display matrix, turned upright as ffmpeg's autorotate does (checked against it)
+    _UPRIGHT = {90: ["transpose=cclock"], -90: ["transpose=clock"], 270: ["transpose=clock"],
+                180: ["hflip", "vflip"], -180: ["hflip", "vflip"]}
+
+    def _graph(self, stream: Any, rotation: float) -> Any:
+        """rotation, fps, scale bicubic to the screen with TV range, yuv420p."""
+        graph = av.filter.Graph()
+        turn = self._UPRIGHT.get(int(round(rotation or 0)), [])
+        chain = [graph.add_buffer(template=stream),
+                 *(graph.add(*f.split("=", 1)) for f in turn),
+                 graph.add("fps", f"{self.fps.numerator}/{self.fps.denominator}"),
+                 graph.add("scale", f"{self.w}:{self.h}:flags=bicubic:out_range=tv"),
+                 graph.add("format", "yuv420p"), graph.add("buffersink")]
+        for a, b in zip(chain, chain[1:]):
+            a.link_to(b)
+        graph.configure()
+        return graph
 
     def _read(self) -> None:
         try:

@@ -166,3 +166,22 @@ def test_tv_reader_decodes_what_the_ffmpeg_command_decodes(tmp_path, clip_fps, o
         assert len(want) > 0
         assert np.array_equal(got[: len(want)], want), (t_s, got[:, 0], want[:, 0])
         assert all(np.array_equal(g, want[-1]) for g in got[len(want):])  # past the clip's end: held
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_tv_reader_turns_a_rotated_clip_upright_like_ffmpeg(tmp_path, rotation):
+    """A phone clip carries its rotation as a display matrix; ffmpeg turns it upright, so do we."""
+    from avatarrender.encode import TVReader
+
+    src, clip = tmp_path / "src.mp4", tmp_path / "rotated.mp4"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=s=160x90:r=30:d=2",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "10", str(src)], check=True)
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-display_rotation", str(rotation), "-i", str(src),
+                    "-c", "copy", str(clip)], check=True)
+    w, h, n, fps = 96, 54, 5, Fraction(30)
+    want = _cli_tv(clip, 0.5, n, w, h, fps)
+    got = np.array([np.concatenate([p.ravel() for p in planes]) for planes in
+                    TVReader([clip], (w, h), fps).frames(np.zeros(n, np.int16), 0.5 + np.arange(n) / 30)])
+    assert np.array_equal(got, want)
+    unturned = _cli_tv(src, 0.5, n, w, h, fps)
+    assert not np.array_equal(got, unturned)  # it was turned
