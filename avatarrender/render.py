@@ -162,15 +162,19 @@ class _AudioSource:
             if _audio_failed(self.path).exists():
                 raise AvatarRenderError(f"{self.path.name}: the audio encoder failed")
             try:
-                data = _audio_part(self.path).read_bytes()
+                now = _audio_part(self.path).stat().st_size
             except FileNotFoundError:
-                data = b""  # not started yet, or renamed just now
-            if frames is not None:
-                adts = AdtsStream.parse(data, name=str(self.path), complete=False)
-                if adts.frame_count >= frames:
-                    return adts
-            if len(data) != size:
-                size, since = len(data), time.monotonic()
+                now = 0  # not started yet, or renamed just now
+            if now != size:  # grown: are the frames it needs there yet?
+                size, since = now, time.monotonic()
+                if frames is not None and now:
+                    try:
+                        data = _audio_part(self.path).read_bytes()
+                    except FileNotFoundError:
+                        continue  # renamed meanwhile: the finished file is there
+                    adts = AdtsStream.parse(data, name=str(self.path), complete=False)
+                    if adts.frame_count >= frames:
+                        return adts
             elif time.monotonic() - since > AUDIO_STALL_S:
                 raise AvatarRenderError(f"{self.path}: the audio track stopped growing "
                                         f"({size} bytes for {AUDIO_STALL_S:.0f} s)")
