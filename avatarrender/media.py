@@ -1,7 +1,8 @@
 """ffmpeg at the edges: the bundled binary, probing, audio decoding and reaped processes.
 
-The only ffmpeg is imageio-ffmpeg's static binary; there is no ffprobe, so probing parses
-``ffmpeg -i``. Every process started here is waited for, and killed if it will not stop.
+The ffmpeg binary is imageio-ffmpeg's; there is no ffprobe, so an audio file is probed by
+parsing ``ffmpeg -i`` and a video with PyAV (the libraries that decode it in the render).
+Every process started here is waited for, and killed if it will not stop.
 """
 from __future__ import annotations
 
@@ -45,8 +46,6 @@ class VideoInfo:
 
 
 _DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
-_VIDEO = re.compile(r"Stream #\S+.*?: Video: .*?(\d{2,5})x(\d{2,5})")
-_FPS = re.compile(r"(\d+(?:\.\d+)?) (?:fps|tbr)")
 
 
 def _probe_text(path: Path) -> str:
@@ -58,21 +57,32 @@ def _probe_text(path: Path) -> str:
 
 
 def probe_video(path: str | Path) -> VideoInfo:
-    """Size, rate and duration of the first video stream; ``MediaError`` if there is none."""
+    """Size, rate and duration of the first video stream, once its first frame has decoded with
+    the libraries the render decodes it with (PyAV's); ``MediaError`` if it has none or it does
+    not decode."""
+    import av
+
     path = Path(path)
-    text = _probe_text(path)
-    v = _VIDEO.search(text)
-    d = _DURATION.search(text)
-    if not v or not d:
-        last = text.strip().splitlines()[-1] if text.strip() else "no output"
-        raise MediaError(path, None, f"not a readable video ({last})")
-    h, m, s = d.groups()
-    fps = _FPS.search(text[v.start():])
-    return VideoInfo(
-        width=int(v.group(1)), height=int(v.group(2)),
-        fps=float(fps.group(1)) if fps else 0.0,
-        duration_s=int(h) * 3600 + int(m) * 60 + float(s),
-    )
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(path, None, "not a video: it has no video stream")
+            stream = container.streams.video[0]
+            if next(container.decode(stream), None) is None:
+                raise MediaError(path, None, "not a readable video: no frame decodes")
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            if container.duration:
+                duration_s = container.duration / 1_000_000
+            elif stream.duration and stream.time_base:
+                duration_s = float(stream.duration * stream.time_base)
+            else:
+                duration_s = 0.0
+            if duration_s <= 0:
+                raise MediaError(path, None, "not a video: it has no duration (a still image?)")
+            return VideoInfo(width=stream.codec_context.width, height=stream.codec_context.height,
+                             fps=float(rate) if rate else 0.0, duration_s=duration_s)
+    except av.error.FFmpegError as exc:
+        raise MediaError(path, None, f"not a readable video ({exc.strerror or exc})") from None
 
 
 def audio_duration_s(path: str | Path) -> float:

@@ -402,8 +402,14 @@ def _warm_up_workers(jobs: int) -> None:
     backend, _ = get_active_backend()
     if type(backend).__name__ != "LokyBackend" or jobs < 2:
         return
-    threading.Thread(target=lambda: Parallel(n_jobs=jobs)(delayed(_ready)() for _ in range(jobs)),
-                     daemon=True, name="avatarrender-warm-up").start()
+
+    def warm_up() -> None:
+        try:
+            Parallel(n_jobs=jobs)(delayed(_ready)() for _ in range(jobs))
+        except BaseException:  # only a head start: the process may be ending (a bad spec)
+            pass
+
+    threading.Thread(target=warm_up, daemon=True, name="avatarrender-warm-up").start()
 
 
 def _lock(out_dir: Path, wait: bool):
