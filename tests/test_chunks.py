@@ -258,3 +258,27 @@ def test_full_disk_is_a_clear_error_and_finished_segments_stay_valid(long_segmen
         assert sha256(partial_path(out) / seg["uri"]) == seg["sha256"]
     pl = parse_playlist(partial_path(out) / "index.m3u8")
     assert [u for u, _ in pl["segments"]] == [s["uri"] for s in man["segments"]]
+
+
+@pytest.mark.parametrize("fps,segment_s", [("30000/1001", 1.001), ("25", 1.0)])
+def test_other_frame_rates_stay_continuous_across_chunks(tmp_path, fps, segment_s):
+    """29.97 and 25 fps: every media segment starts on a keyframe at its place, frame timestamps
+    run on across chunk boundaries, and audio ends with the video."""
+    from fractions import Fraction
+
+    yml = make_tiny_segment(tmp_path / "seg", speech_s=6.0, width=128, height=72,
+                            extra={"output": {"fps": fps, "segment_duration_s": segment_s}})
+    spec = load_spec(yml)
+    out = tmp_path / "out"
+    man = render(spec, out, jobs=2, chunk_segments=2)
+    rate = Fraction(fps)
+    facts = stream_facts(out / "index.m3u8")
+    assert facts["video_frames"] == spec.frame_count == man["frame_count"]
+    assert facts["fps"] == rate
+    assert abs(facts["video_end_s"] - facts["video_start_s"] - spec.frame_count / rate) < 1e-3
+    assert abs(facts["audio_end_s"] - facts["video_end_s"]) < 1 / rate
+    starts = [facts["video_start_s"]]
+    for seg in man["segments"][:-1]:
+        starts.append(starts[-1] + seg["frames"] / rate)
+    assert len(facts["keyframe_times_s"]) == len(man["segments"])
+    assert all(abs(k - s) < 1e-3 for k, s in zip(facts["keyframe_times_s"], starts))

@@ -185,3 +185,21 @@ def test_tv_reader_turns_a_rotated_clip_upright_like_ffmpeg(tmp_path, rotation):
     assert np.array_equal(got, want)
     unturned = _cli_tv(src, 0.5, n, w, h, fps)
     assert not np.array_equal(got, unturned)  # it was turned
+
+
+def test_tv_reader_counts_time_from_an_mpegts_clips_start(tmp_path):
+    """An MPEG-TS clip starts at 1.4 s (or anywhere): times count from its start, as with -ss."""
+    from avatarrender.encode import TVReader
+    from conftest import make_clip
+
+    mp4, ts = tmp_path / "clip.mp4", tmp_path / "clip.ts"
+    make_clip(mp4, duration_s=2.0, fps=30)
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(mp4), "-c", "copy", str(ts)], check=True)
+    with av.open(str(ts)) as c:
+        assert c.start_time > 0
+    w, h, n, fps = 96, 54, 10, Fraction(30)
+    for t_s in (0.0, 0.5, 0.9):
+        want = _cli_tv(ts, t_s, n, w, h, fps)
+        got = np.array([np.concatenate([p.ravel() for p in planes]) for planes in
+                        TVReader([ts], (w, h), fps).frames(np.zeros(n, np.int16), t_s + np.arange(n) / 30)])
+        assert len(want) == n and np.array_equal(got, want), t_s
