@@ -109,6 +109,7 @@ def compose_frames(spec: Spec, timeline: Timeline, scene: Scene) -> Any:
         x0, y0, x1, y1 = scene.screen  # in output pixels
         reader = TVReader([spec.path(c.file) for c in tv.clips], (x1 - x0, y1 - y0), spec.output.fps)
     buf = Frame.empty(spec.output.width, spec.output.height)
+    filled = False  # buf holds a TV frame already (then only the state regions are refreshed)
     clips = reader.frames(timeline.tv_clip, timeline.tv_time_s) if reader else None
     try:
         for i in range(timeline.frame_count):
@@ -117,7 +118,8 @@ def compose_frames(spec: Spec, timeline: Timeline, scene: Scene) -> Any:
             if planes is None:
                 yield scene.state_frame(state).data
             else:
-                yield scene.tv_frame(buf, state, planes).data
+                yield scene.tv_frame(buf, state, planes, full=not filled).data
+                filled = True
     finally:
         if clips is not None:
             clips.close()

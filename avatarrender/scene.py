@@ -392,9 +392,21 @@ class Scene:
         return blend
 
     def tv_frame(self, out: Frame, state: tuple[int, int, int],
-                 clip: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Frame:
-        """Fill ``out`` with the state frame, the clip frame on the screen, and what is above it."""
-        np.copyto(out.data, self.state_frame(state).data)
+                 clip: tuple[np.ndarray, np.ndarray, np.ndarray], *, full: bool = True) -> Frame:
+        """Fill ``out`` with the state frame, the clip frame on the screen, and what is above it.
+
+        ``full=False`` when ``out`` already holds a frame made here: outside the state regions
+        and the screen every state frame is the base, so only the regions are copied (a few
+        hundred kB instead of the whole frame).
+        """
+        src = self.state_frame(state)
+        if full:
+            np.copyto(out.data, src.data)
+        else:
+            for (x0, y0, x1, y1), _ in self.regions:  # even boxes: chroma halves are exact
+                out.y[y0:y1, x0:x1] = src.y[y0:y1, x0:x1]
+                out.u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = src.u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]
+                out.v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = src.v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]
         sx0, sy0, _, _ = self.screen
         out.paste(clip, sx0, sy0)
         blend = self.above_screen(state)

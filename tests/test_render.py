@@ -187,3 +187,25 @@ def test_scene_drawn_at_one_size_renders_at_another(tiny_segment):
     with pytest.raises(Exception) as info:
         load_spec(tiny_segment)
     assert "scene.background" in str(info.value) and "shape" in str(info.value)
+
+
+def test_tv_frame_refreshing_only_the_state_regions_equals_a_full_copy(tiny_segment):
+    """A TV frame built on the previous one (only the state regions refreshed) is the frame a
+    full copy of the state frame gives, whatever the sequence of states."""
+    from avatarrender.scene import Frame
+
+    spec = load_spec(tiny_segment)
+    scene = Scene(spec)
+    tl = analyse(spec, segment_audio(spec))
+    states = sorted({tl.state_key(i) for i in range(tl.frame_count)})
+    assert len(states) > 3
+    x0, y0, x1, y1 = scene.screen
+    rng = np.random.default_rng(3)
+    running = Frame.empty(spec.output.width, spec.output.height)
+    for i in range(40):
+        state = states[rng.integers(len(states))]
+        clip = tuple(rng.integers(16, 235, size=s, dtype=np.uint8)
+                     for s in ((y1 - y0, x1 - x0), ((y1 - y0) // 2, (x1 - x0) // 2), ((y1 - y0) // 2, (x1 - x0) // 2)))
+        want = scene.tv_frame(Frame.empty(spec.output.width, spec.output.height), state, clip).data.copy()
+        got = scene.tv_frame(running, state, clip, full=(i == 0)).data
+        assert np.array_equal(got, want), (i, state)
