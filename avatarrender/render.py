@@ -102,24 +102,21 @@ def _build_scene(spec: Spec, path: Path) -> None:
 
 
 def compose_frames(spec: Spec, timeline: Timeline, scene: Scene) -> Any:
-    """Yield each frame's flat yuv420p buffer (cached or reused: consume before the next)."""
+    """Yield each frame's flat yuv420p buffer (one reused buffer: consume before the next)."""
     tv = spec.model.tv
     reader = None
     if tv and tv.clips:
         x0, y0, x1, y1 = scene.screen  # in output pixels
         reader = TVReader([spec.path(c.file) for c in tv.clips], (x1 - x0, y1 - y0), spec.output.fps)
     buf = Frame.empty(spec.output.width, spec.output.height)
-    filled = False  # buf holds a TV frame already (then only the state regions are refreshed)
+    fresh, screen_dirty = True, False  # one buffer, refreshed where frames can differ
     clips = reader.frames(timeline.tv_clip, timeline.tv_time_s) if reader else None
     try:
         for i in range(timeline.frame_count):
             state = timeline.state_key(i)
             planes = next(clips) if clips is not None else None
-            if planes is None:
-                yield scene.state_frame(state).data
-            else:
-                yield scene.tv_frame(buf, state, planes, full=not filled).data
-                filled = True
+            yield scene.compose(buf, state, planes, fresh=fresh, screen_dirty=screen_dirty).data
+            fresh, screen_dirty = False, planes is not None
     finally:
         if clips is not None:
             clips.close()

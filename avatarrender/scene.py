@@ -392,21 +392,43 @@ class Scene:
         return blend
 
     def tv_frame(self, out: Frame, state: tuple[int, int, int],
-                 clip: tuple[np.ndarray, np.ndarray, np.ndarray], *, full: bool = True) -> Frame:
-        """Fill ``out`` with the state frame, the clip frame on the screen, and what is above it.
+                 clip: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Frame:
+        """Fill ``out`` with the state frame, the clip frame on the screen, and what is above it."""
+        np.copyto(out.data, self.state_frame(state).data)
+        return self._on_screen(out, state, clip)
 
-        ``full=False`` when ``out`` already holds a frame made here: outside the state regions
-        and the screen every state frame is the base, so only the regions are copied (a few
-        hundred kB instead of the whole frame).
+    def compose(self, out: Frame, state: tuple[int, int, int],
+                clip: tuple[np.ndarray, np.ndarray, np.ndarray] | None, *, fresh: bool,
+                screen_dirty: bool) -> Frame:
+        """Make in ``out`` the frame :meth:`state_frame` / :meth:`tv_frame` would give, by
+        refreshing only what can differ from the frame ``out`` holds: the state regions (eyes,
+        mouth, caption: their patches are cached) and the screen. No full frame is copied or
+        cached per state, so a worker touches no new memory as states come and go.
+
+        Parameters
+        ----------
+        fresh : ``out`` holds nothing of ours yet (the base is copied in first)
+        screen_dirty : ``out``'s screen shows a clip frame (it goes back to the base when the
+            TV is off in this frame)
         """
-        src = self.state_frame(state)
-        if full:
-            np.copyto(out.data, src.data)
-        else:
-            for (x0, y0, x1, y1), _ in self.regions:  # even boxes: chroma halves are exact
-                out.y[y0:y1, x0:x1] = src.y[y0:y1, x0:x1]
-                out.u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = src.u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]
-                out.v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = src.v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]
+        if fresh:
+            np.copyto(out.data, self.base.data)
+        elif clip is None and screen_dirty and self.screen is not None:
+            self._copy_box(out, self.base, self.screen)
+        for r, (box, _) in enumerate(self.regions):  # disjoint: the state frame's patches
+            out.paste(self._patch(r, state), box[0], box[1])
+        return out if clip is None else self._on_screen(out, state, clip)
+
+    @staticmethod
+    def _copy_box(out: Frame, src: Frame, box: Box) -> None:
+        x0, y0, x1, y1 = box  # even
+        out.y[y0:y1, x0:x1] = src.y[y0:y1, x0:x1]
+        out.u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = src.u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]
+        out.v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = src.v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]
+
+    def _on_screen(self, out: Frame, state: tuple[int, int, int],
+                   clip: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Frame:
+        """The clip frame on the screen, and what lies above the screen blended over it."""
         sx0, sy0, _, _ = self.screen
         out.paste(clip, sx0, sy0)
         blend = self.above_screen(state)

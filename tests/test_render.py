@@ -189,9 +189,9 @@ def test_scene_drawn_at_one_size_renders_at_another(tiny_segment):
     assert "scene.background" in str(info.value) and "shape" in str(info.value)
 
 
-def test_tv_frame_refreshing_only_the_state_regions_equals_a_full_copy(tiny_segment):
-    """A TV frame built on the previous one (only the state regions refreshed) is the frame a
-    full copy of the state frame gives, whatever the sequence of states."""
+def test_composing_in_one_buffer_equals_the_full_state_and_tv_frames(tiny_segment):
+    """Frames made in one buffer, refreshing only the state regions and the screen, are the
+    frames a full copy of the state frame gives, for any sequence of states with the TV on and off."""
     from avatarrender.scene import Frame
 
     spec = load_spec(tiny_segment)
@@ -202,10 +202,15 @@ def test_tv_frame_refreshing_only_the_state_regions_equals_a_full_copy(tiny_segm
     x0, y0, x1, y1 = scene.screen
     rng = np.random.default_rng(3)
     running = Frame.empty(spec.output.width, spec.output.height)
-    for i in range(40):
+    tv_before = False
+    for i in range(60):
         state = states[rng.integers(len(states))]
+        tv_on = bool(rng.integers(2))
         clip = tuple(rng.integers(16, 235, size=s, dtype=np.uint8)
-                     for s in ((y1 - y0, x1 - x0), ((y1 - y0) // 2, (x1 - x0) // 2), ((y1 - y0) // 2, (x1 - x0) // 2)))
-        want = scene.tv_frame(Frame.empty(spec.output.width, spec.output.height), state, clip).data.copy()
-        got = scene.tv_frame(running, state, clip, full=(i == 0)).data
-        assert np.array_equal(got, want), (i, state)
+                     for s in ((y1 - y0, x1 - x0), ((y1 - y0) // 2, (x1 - x0) // 2), ((y1 - y0) // 2, (x1 - x0) // 2))
+                     ) if tv_on else None
+        want = (scene.tv_frame(Frame.empty(spec.output.width, spec.output.height), state, clip).data
+                if tv_on else scene.state_frame(state).data)
+        got = scene.compose(running, state, clip, fresh=(i == 0), screen_dirty=tv_before).data
+        assert np.array_equal(got, want), (i, state, tv_on)
+        tv_before = tv_on
