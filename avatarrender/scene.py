@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections import OrderedDict
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -200,7 +201,9 @@ class Scene:
         self.base_rgba = base
         self.base = Frame.empty(self.width, self.height)
 
-        self._caption_images = [self._render_caption(c) for c in spec.cues]
+        # captions are laid out now (the region is the union of their boxes), drawn when shown
+        self._caption_boxes = [self._caption_box(c) for c in spec.cues]
+        self._captions_drawn: OrderedDict[int, tuple[Image.Image, tuple[int, int]]] = OrderedDict()
         # State-dependent layers, in z-order. With sprites, the character's base is static:
         # it goes into the base, and only the eye and mouth boxes change from state to state.
         ch = m.character
@@ -222,10 +225,9 @@ class Scene:
                 x, y = self._sprite_xy(offset)
                 self.layers.append(_Layer(kind, (x, y, x + w, y + h)))
         self.base.paste(rgb_to_yuv420(np.asarray(base.convert("RGB"))), 0, 0)
-        if self._caption_images:
+        if self._caption_boxes:
             box = None
-            for img, (x, y) in self._caption_images:
-                b = (x, y, x + img.width, y + img.height)
+            for b in self._caption_boxes:
                 box = b if box is None else _union(box, b)
             self.layers.append(_Layer("caption", box))
         # Disjoint regions of the frame that states change; overlapping layers share one.
@@ -240,9 +242,10 @@ class Scene:
                     members += r[1]
             regions.append((box, sorted(members)))
         self.regions = regions
-        self._patches: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        # per (region, the state it depends on); bounded, since each caption makes its own
+        self._patches: OrderedDict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
         self._frames: OrderedDict[tuple[int, int, int], Frame] = OrderedDict()
-        self._above: dict[tuple, _Blend | None] = {}
+        self._above: OrderedDict[tuple, _Blend | None] = OrderedDict()
         self.max_cached_frames = max_cached_frames
 
     # ------------------------------------------------------------------ layers (RGBA, PIL)
@@ -271,7 +274,9 @@ class Scene:
         ch = self.spec.model.character
         return self._image(ch.states.format(mouth=MOUTH_SHAPES[mouth], eyes=EYE_STATES[eyes]))
 
-    def _render_caption(self, cue: Cue) -> tuple[Image.Image, tuple[int, int]]:
+    def _caption_layout(self, cue: Cue) -> tuple[Any, list[str], int, int, int, int, int]:
+        """Font, wrapped lines, line height, padding, box size and where it goes: (font, lines,
+        line_h, pad, w, h, (x, y)) without drawing anything."""
         style = self.spec.model.captions.style
         font = _font(str(self.spec.path(style.font)) if style.font else None,
                      max(6, round(style.size_px * self.k)))
@@ -282,6 +287,21 @@ class Scene:
         line_h = int((ascent + descent) * 1.15)
         text_w = max(int(font.getlength(ln)) for ln in lines) if lines else 0
         w, h = text_w + 2 * pad, line_h * len(lines) + 2 * pad
+        ax, ay = (self._pt(style.position) if style.position
+                  else (self.width // 2, self.height - self.height // 24))
+        x = int(round(ax - w / 2))
+        y = int(ay - h)
+        x = min(max(0, x), self.width - w)
+        y = min(max(0, y), self.height - h)
+        return font, lines, line_h, pad, w, h, (x, y)
+
+    def _caption_box(self, cue: Cue) -> Box:
+        *_, w, h, (x, y) = self._caption_layout(cue)
+        return x, y, x + w, y + h
+
+    def _render_caption(self, cue: Cue) -> tuple[Image.Image, tuple[int, int]]:
+        style = self.spec.model.captions.style
+        font, lines, line_h, pad, w, h, xy = self._caption_layout(cue)
         img = Image.new("RGBA", (w, h), (0, 0, 0, 0))
         draw = ImageDraw.Draw(img)
         if style.box_color:
@@ -291,13 +311,15 @@ class Scene:
         for i, ln in enumerate(lines):
             lw = font.getlength(ln)
             draw.text(((w - lw) / 2, pad + i * line_h), ln, font=font, fill=color)
-        ax, ay = (self._pt(style.position) if style.position
-                  else (self.width // 2, self.height - self.height // 24))
-        x = int(round(ax - w / 2))
-        y = int(ay - h)
-        x = min(max(0, x), self.width - w)
-        y = min(max(0, y), self.height - h)
-        return img, (x, y)
+        return img, xy
+
+    def _caption_image(self, cap: int) -> tuple[Image.Image, tuple[int, int]]:
+        """Cue ``cap`` drawn (a few kept: a cue's frames come together)."""
+        got = _lru_get(self._captions_drawn, cap)
+        if got is None:
+            got = _lru_put(self._captions_drawn, cap, self._render_caption(self.spec.cues[cap]),
+                           _KEEP_CAPTIONS)
+        return got
 
     def _layer_image(self, index: int, state: tuple[int, int, int]
                      ) -> tuple[Image.Image, tuple[int, int]] | None:
@@ -310,7 +332,7 @@ class Scene:
         if kind == "mouth":
             return self._image(ch.mouths[MOUTH_SHAPES[state[0]]]), self._sprite_xy(ch.mouth_offset)
         cap = state[2]
-        return self._caption_images[cap] if cap >= 0 else None
+        return self._caption_image(cap) if cap >= 0 else None
 
     _KEY = {"character": (0, 1), "mouth": (0,), "eyes": (1,), "caption": (2,)}
 
@@ -323,7 +345,7 @@ class Scene:
     def _patch(self, region: int, state: tuple[int, int, int]):
         box, members = self.regions[region]
         key = (region, self._relevant(members, state))
-        patch = self._patches.get(key)
+        patch = _lru_get(self._patches, key)
         if patch is None:
             canvas = self.base_rgba.crop(box)
             for i in members:
@@ -332,7 +354,7 @@ class Scene:
                     img, (x, y) = got
                     canvas.alpha_composite(img, (x - box[0], y - box[1]))
             patch = rgb_to_yuv420(np.asarray(canvas.convert("RGB")))
-            self._patches[key] = patch
+            _lru_put(self._patches, key, patch, _KEEP_PATCHES)
         return patch
 
     def state_frame(self, state: tuple[int, int, int]) -> Frame:
@@ -357,6 +379,7 @@ class Scene:
         hits = [i for i, layer in enumerate(self.layers) if _intersects(layer.box, self.screen)]
         key = self._relevant(hits, state)
         if key in self._above:
+            self._above.move_to_end(key)
             return self._above[key]
         size = (sx1 - sx0, sy1 - sy0)
         canvas = Image.new("RGBA", size, (0, 0, 0, 0))
@@ -371,7 +394,7 @@ class Scene:
         arr = np.asarray(canvas)
         alpha = arr[..., 3]
         if not alpha.any():
-            self._above[key] = None
+            _lru_put(self._above, key, None, _KEEP_PATCHES)
             return None
         ys, xs = np.nonzero(alpha)
         bx0, by0, bx1, by1 = _even_box(int(xs.min()), int(ys.min()), int(xs.max()) + 1,
@@ -388,7 +411,7 @@ class Scene:
               np.rint(v * a2 * 255).astype(np.uint32))
         inv = (np.rint((1 - a) * 255).astype(np.uint32), np.rint((1 - a2) * 255).astype(np.uint32))
         blend = _Blend(box=(bx0, by0, bx1, by1), pm=pm, inv=inv)
-        self._above[key] = blend
+        _lru_put(self._above, key, blend, _KEEP_PATCHES)
         return blend
 
     def tv_frame(self, out: Frame, state: tuple[int, int, int],
@@ -442,6 +465,26 @@ class Scene:
             out.u[yc, xc] = (out.u[yc, xc] * blend.inv[1] + blend.pm[1] + 127) // 255
             out.v[yc, xc] = (out.v[yc, xc] * blend.inv[1] + blend.pm[2] + 127) // 255
         return out
+
+
+# Kept per Scene: patches and blends (eyes x mouth states are at most 27 per region) and drawn
+# captions. Bounded so that a long segment with many captions does not grow a worker.
+_KEEP_PATCHES = 96
+_KEEP_CAPTIONS = 8
+
+
+def _lru_get(cache: OrderedDict, key: Any) -> Any:
+    got = cache.get(key)
+    if got is not None:
+        cache.move_to_end(key)
+    return got
+
+
+def _lru_put(cache: OrderedDict, key: Any, value: Any, keep: int) -> Any:
+    cache[key] = value
+    if len(cache) > keep:
+        cache.popitem(last=False)
+    return value
 
 
 def _clip_paste(base: Image.Image, img: Image.Image, xy: tuple[int, int]):

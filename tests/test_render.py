@@ -94,7 +94,7 @@ def test_decoded_mouth_follows_speech_and_captions_their_interval(rendered_tiny)
     assert (diff[speech] > 15).mean() > 0.5, diff[speech]
 
     scene = Scene(spec)
-    img, (cx, cy) = scene._caption_images[0]
+    img, (cx, cy) = scene._caption_image(0)
     region = frames[:, cy : cy + img.height, cx : cx + img.width]
     base = region[int(0.2 * 30)]
     cdiff = np.abs(region - base).mean(axis=(1, 2, 3))
@@ -214,3 +214,28 @@ def test_composing_in_one_buffer_equals_the_full_state_and_tv_frames(tiny_segmen
         got = scene.compose(running, state, clip, fresh=(i == 0), screen_dirty=tv_before).data
         assert np.array_equal(got, want), (i, state, tv_on)
         tv_before = tv_on
+
+
+def test_scene_memory_does_not_grow_with_the_number_of_captions(tmp_path):
+    """A long segment with a caption every half second: the Scene keeps a bounded number of drawn
+    captions and patches, so a worker's memory stays flat; frames stay right (captions change)."""
+    from avatarrender import scene as scene_mod
+    from avatarrender.scene import Frame
+    from conftest import make_tiny_segment
+
+    cues = [{"text": f"Caption number {i}", "start_s": i * 0.5, "end_s": i * 0.5 + 0.45} for i in range(200)]
+    yml = make_tiny_segment(tmp_path / "seg", speech_s=100.5, width=160, height=90,
+                            extra={"captions": {"cues": cues, "style": {"size_px": 8}}})
+    spec = load_spec(yml)
+    sc = Scene(spec)
+    tl = analyse(spec, segment_audio(spec))
+    buf = Frame.empty(spec.output.width, spec.output.height)
+    seen = set()
+    for i in range(0, tl.frame_count, 3):
+        state = tl.state_key(i)
+        data = sc.compose(buf, state, None, fresh=(i == 0), screen_dirty=False).data
+        assert np.array_equal(data, sc.state_frame(state).data)
+        seen.add(state[2])
+    assert len(seen) > 150  # the captions did come and go
+    assert len(sc._captions_drawn) <= scene_mod._KEEP_CAPTIONS
+    assert len(sc._patches) <= scene_mod._KEEP_PATCHES
