@@ -5,6 +5,8 @@ baked lighting, TV off-look and overlay) is converted to yuv420p once; each stat
 patches (the character's canvas, the caption box), each converted once per distinct content.
 With the TV on, a frame is its state frame with the screen rectangle replaced by the clip
 frame and whatever lies above the screen (bezel glare, a character's shoulder) blended back on.
+The render composes in one buffer (:meth:`Scene.compose`), refreshing only the state regions and
+the screen; full state frames (:meth:`Scene.state_frame`) are for previews and tests.
 """
 from __future__ import annotations
 
@@ -161,13 +163,15 @@ def _blend_layer(base: Image.Image, layer: Image.Image, mode: str, opacity: floa
 
 
 class Scene:
-    """Per-spec cache of state frames in yuv420p. Build once per worker; cheap to query.
+    """Per-spec cache of the base, state patches and state frames in yuv420p. Build once (the
+    render builds it in the main process and hands it to the workers); cheap to query.
 
     Parameters
     ----------
     spec : Spec
     max_cached_frames : int
-        How many full state frames to keep (LRU). 1080p frames are 3 MB each.
+        How many full state frames :meth:`state_frame` keeps (LRU; 3 MB each at 1080p). The
+        render does not use them: :meth:`compose` works from the patches.
     """
 
     def __init__(self, spec: Spec, *, max_cached_frames: int = 32):
