@@ -6,7 +6,7 @@ patches (the character's canvas, the caption box), each converted once per disti
 With the TV on, a frame is its state frame with the screen rectangle replaced by the clip
 frame and whatever lies above the screen (bezel glare, a character's shoulder) blended back on.
 The render composes in one buffer (:meth:`Scene.compose`), refreshing only the state regions and
-the screen; full state frames (:meth:`Scene.state_frame`) are for previews and tests.
+the screen.
 """
 from __future__ import annotations
 
@@ -163,18 +163,15 @@ def _blend_layer(base: Image.Image, layer: Image.Image, mode: str, opacity: floa
 
 
 class Scene:
-    """Per-spec cache of the base, state patches and state frames in yuv420p. Build once (the
-    render builds it in the main process and hands it to the workers); cheap to query.
+    """Per-spec cache of the base and the state patches in yuv420p. Build once (the render builds
+    it in the main process and hands it to the workers); cheap to query.
 
     Parameters
     ----------
     spec : Spec
-    max_cached_frames : int
-        How many full state frames :meth:`state_frame` keeps (LRU; 3 MB each at 1080p). The
-        render does not use them: :meth:`compose` works from the patches.
     """
 
-    def __init__(self, spec: Spec, *, max_cached_frames: int = 32):
+    def __init__(self, spec: Spec):
         self.spec = spec
         out = spec.output
         self.width, self.height = out.width, out.height
@@ -248,9 +245,7 @@ class Scene:
         self.regions = regions
         # per (region, the state it depends on); bounded, since each caption makes its own
         self._patches: OrderedDict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
-        self._frames: OrderedDict[tuple[int, int, int], Frame] = OrderedDict()
         self._above: OrderedDict[tuple, _Blend | None] = OrderedDict()
-        self.max_cached_frames = max_cached_frames
 
     # ------------------------------------------------------------------ layers (RGBA, PIL)
 
@@ -362,19 +357,9 @@ class Scene:
         return patch
 
     def state_frame(self, state: tuple[int, int, int]) -> Frame:
-        """The full frame for (mouth, eyes, caption) with the TV off. Do not modify it."""
-        frame = self._frames.get(state)
-        if frame is not None:
-            self._frames.move_to_end(state)
-            return frame
-        frame = Frame.wrap(self.base.data.copy(), self.width, self.height)
-        for r, (box, _) in enumerate(self.regions):
-            frame.paste(self._patch(r, state), box[0], box[1])
-        frame.data.flags.writeable = False
-        self._frames[state] = frame
-        if len(self._frames) > self.max_cached_frames:
-            self._frames.popitem(last=False)
-        return frame
+        """The full frame for (mouth, eyes, caption) with the TV off, made afresh."""
+        return self.compose(Frame.empty(self.width, self.height), state, None, fresh=True,
+                            screen_dirty=False)
 
     def above_screen(self, state: tuple[int, int, int]) -> _Blend | None:
         """What is drawn above the TV screen in this state, ready to blend; None if nothing."""
@@ -421,8 +406,7 @@ class Scene:
     def tv_frame(self, out: Frame, state: tuple[int, int, int],
                  clip: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Frame:
         """Fill ``out`` with the state frame, the clip frame on the screen, and what is above it."""
-        np.copyto(out.data, self.state_frame(state).data)
-        return self._on_screen(out, state, clip)
+        return self.compose(out, state, clip, fresh=True, screen_dirty=False)
 
     def compose(self, out: Frame, state: tuple[int, int, int],
                 clip: tuple[np.ndarray, np.ndarray, np.ndarray] | None, *, fresh: bool,
