@@ -88,6 +88,3 @@ class AdtsStream:
 
     def frame(self, k: int) -> bytes:
         return self.data[int(self.offsets[k]) : int(self.offsets[k + 1])]
-
-    def slice(self, k0: int, k1: int) -> bytes:
-        return self.data[int(self.offsets[k0]) : int(self.offsets[k1])]
