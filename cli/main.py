@@ -15,6 +15,7 @@ from avatarrender.errors import AvatarRenderError  # noqa: E402
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 from cli import lipsync as _lipsync  # noqa: E402
+from cli import new as _new  # noqa: E402
 from cli import playout as _playout  # noqa: E402
 from cli import render as _render  # noqa: E402
 from cli import schema as _schema  # noqa: E402
@@ -23,6 +24,7 @@ _render.register(app)
 _lipsync.register(app)
 _playout.register(app)
 _schema.register(app)
+_new.register(app)
 
 
 def main() -> None:
