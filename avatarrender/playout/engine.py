@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from avatarrender.errors import AvatarRenderError, MediaError
+from avatarrender.playout.metrics import Counters
 from avatarrender.playout.playlist import LivePlaylist, format_pdt, master_playlist
 from avatarrender.playout.schedule import (
     FILLER,
@@ -257,6 +258,7 @@ class Playout:
         self.scheduler: Scheduler | None = None
         self.rewriter = TimestampRewriter(video_frame_90k=round(90000 / self._fps()))
         self.errors: list[dict[str, str]] = []
+        self.counters = Counters()   # for /metrics; the server counts its requests here too
         self.render_proc: subprocess.Popen[bytes] | None = None
         self.render_key: str | None = None
         self.renders_failed: set[str] = set()
@@ -418,6 +420,7 @@ class Playout:
     def _error(self, message: str, level: str = "error") -> None:
         getattr(log, level if level in ("error", "warning", "info") else "error")(message)
         if level in ("error", "warning"):
+            self.counters.error(level)
             self.errors.append({"at": format_pdt(self._now_s), "level": level,
                                 "message": message})
             del self.errors[:-20]
@@ -460,6 +463,8 @@ class Playout:
             self.playlist.append(duration_s=d.duration_s, discontinuity=rebase, program=d.key, now_s=now,
                                  pdt_s=self._resume_pdt_s)
             self._resume_pdt_s = None
+            self.counters.published(d.key, d.duration_s,
+                                    stalled=d.key == FILLER and self.scheduler.current is not None)
             self.scheduler.commit(d)
             if self.on_air.get("key") != d.key:
                 self.on_air = {"key": d.key, "since": format_pdt(self.playlist.segments[-1].pdt_s)}
@@ -481,9 +486,11 @@ class Playout:
         self.scheduler.events.clear()
         for ev in self.scheduler.aired:
             log.info("%s %s at %s", ev["key"], ev["event"], format_pdt(ev["at_s"]))
+            self.counters.aired(ev, target_duration_s=self.playlist.target_duration_s)
         self.scheduler.aired.clear()
 
     def _disk_error(self, message: str) -> None:
+        self.counters.error("disk")
         if self.disk_error != message:
             self._error(message + " (disk full?): the playlist stays as it was")
         self.disk_error = message
