@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import SpecError
 
-__all__ = ["new_channel", "NAME_PATTERN"]
+__all__ = ["new_channel", "draw_assets", "segment_yaml", "NAME_PATTERN"]
 
 #: the folder's name becomes the schedule entry's name, which the schedule restricts to this
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -131,6 +131,32 @@ def _executable() -> str:
     return str(exe) if exe.is_file() else (shutil.which("avatarrender") or "avatarrender")
 
 
+def draw_assets(assets: Path, *, clip_s: float = 12.0) -> None:
+    """Draw the placeholder art under ``assets`` (room, lighting, character, TV bezel, a
+    ``clip_s`` long TV clip) in the layout :func:`segment_yaml` expects."""
+    from . import art
+
+    assets.mkdir(parents=True, exist_ok=True)
+    art.make_room(assets / "room.png")
+    art.make_lighting(assets)
+    art.make_character(assets / "character")
+    art.make_bezel(assets / "tv_bezel.png")
+    art.make_clip(assets / "clip.mp4", duration_s=clip_s)
+
+
+def segment_yaml(name: str, *, duration_s: float, shown_path: str | Path = "segment.yaml") -> str:
+    """The text of a placeholder ``segment.yaml`` over :func:`draw_assets`'s files: silent,
+    ``duration_s`` long, the TV clip looping from 1 s to the end, two captions."""
+    from .art import MOUTH_SHAPES
+    from .schema import SCHEMA_FILES, modeline
+
+    mouths = "\n".join(f"    {m}: assets/character/mouth_{m}.png" for m in MOUTH_SHAPES)
+    return _SEGMENT.format(
+        modeline=modeline(SCHEMA_FILES["segment"]), name=name, yaml=shown_path,
+        duration_s=f"{float(duration_s):g}", mouths=mouths,
+        clip_start_s=f"{min(1.0, duration_s / 4):g}", cue1_end_s=f"{float(duration_s) / 2:g}")
+
+
 def new_channel(folder: str | Path, *, duration_s: float = 20.0) -> Path:
     """Create a channel folder that renders and airs as it is.
 
@@ -151,7 +177,6 @@ def new_channel(folder: str | Path, *, duration_s: float = 20.0) -> Path:
     SpecError
         The folder exists, its name is not a valid entry name, or ``duration_s`` is too short.
     """
-    from . import art
     from .schema import SCHEMA_FILES, modeline, write_schemas
 
     folder = Path(folder).absolute()
@@ -170,20 +195,11 @@ def new_channel(folder: str | Path, *, duration_s: float = 20.0) -> Path:
     if partial.exists():  # left by a crashed run of ours: it was never the user's folder
         shutil.rmtree(partial)
     try:
-        assets = partial / "assets"
-        assets.mkdir(parents=True)
-        art.make_room(assets / "room.png")
-        art.make_lighting(assets)
-        art.make_character(assets / "character")
-        art.make_bezel(assets / "tv_bezel.png")
-        art.make_clip(assets / "clip.mp4", duration_s=min(art.CLIP_DURATION_S, duration_s))
+        draw_assets(partial / "assets", clip_s=min(12.0, duration_s))
         write_schemas(partial)
-        duration_txt = f"{float(duration_s):g}"
-        mouths = "\n".join(f"    {m}: assets/character/mouth_{m}.png" for m in art.MOUTH_SHAPES)
-        (partial / "segment.yaml").write_text(_SEGMENT.format(
-            modeline=modeline(SCHEMA_FILES["segment"]), name=name, yaml=folder / "segment.yaml",
-            duration_s=duration_txt, mouths=mouths, clip_start_s=f"{min(1.0, duration_s / 4):g}",
-            cue1_end_s=f"{float(duration_s) / 2:g}"), encoding="utf-8")
+        (partial / "segment.yaml").write_text(
+            segment_yaml(name, duration_s=duration_s, shown_path=folder / "segment.yaml"),
+            encoding="utf-8")
         (partial / "schedule.yaml").write_text(_SCHEDULE.format(
             modeline=modeline(SCHEMA_FILES["schedule"]), name=name,
             schedule=folder / "schedule.yaml", live=folder / "live",

@@ -14,6 +14,7 @@ from avatarrender.errors import AvatarRenderError  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
+from cli import doctor as _doctor  # noqa: E402
 from cli import epg as _epg  # noqa: E402
 from cli import lipsync as _lipsync  # noqa: E402
 from cli import new as _new  # noqa: E402
@@ -27,6 +28,7 @@ _playout.register(app)
 _schema.register(app)
 _new.register(app)
 _epg.register(app)
+_doctor.register(app)
 
 
 def main() -> None:
