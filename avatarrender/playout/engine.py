@@ -259,6 +259,8 @@ class Playout:
         self.rewriter = TimestampRewriter(video_frame_90k=round(90000 / self._fps()))
         self.errors: list[dict[str, str]] = []
         self.counters = Counters()   # for /metrics; the server counts its requests here too
+        self.publish_hooks: list[Callable[[Path], None]] = []  # called with each published file
+        self.status_extras: dict[str, Callable[[], Any]] = {}  # more /status keys (the restream)
         self.render_proc: subprocess.Popen[bytes] | None = None
         self.render_key: str | None = None
         self.renders_failed: set[str] = set()
@@ -466,6 +468,8 @@ class Playout:
             self.counters.published(d.key, d.duration_s,
                                     stalled=d.key == FILLER and self.scheduler.current is not None)
             self.scheduler.commit(d)
+            for hook in self.publish_hooks:  # must not block: the restream only queues the path
+                hook(dest)
             if self.on_air.get("key") != d.key:
                 self.on_air = {"key": d.key, "since": format_pdt(self.playlist.segments[-1].pdt_s)}
             published += 1
@@ -541,6 +545,7 @@ class Playout:
             "rendering": self.render_key,
             "disk_error": self.disk_error,
             "errors": self.errors[-10:],
+            **{k: f() for k, f in self.status_extras.items()},
         }
 
     def _write_status(self, now: Fraction) -> None:
