@@ -248,3 +248,37 @@ def test_unreachable_ingest_never_holds_up_the_caller(tmp_path: Path, caplog) ->
         pusher.stop()
     assert all(KEY not in r.getMessage() for r in caplog.records)
     assert any("reconnecting" in r.getMessage() for r in caplog.records)
+
+
+def test_push_over_srt_to_an_ffmpeg_listener(tmp_path: Path) -> None:
+    """srt:// goes out as MPEG-TS, not re-encoded: an ffmpeg SRT listener receives every frame."""
+    src = make_rendered(tmp_path / "src", pattern="testsrc", seconds=3)
+    port = _free_port()
+    got = tmp_path / "got.ts"
+    listener = subprocess.Popen([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-f",
+                                 "mpegts", "-i", f"srt://127.0.0.1:{port}?mode=listener&timeout=30000000",
+                                 "-c", "copy", "-f", "mpegts", str(got)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 20  # SRT is UDP: wait until the listener's socket is bound
+    while time.time() < deadline and f":{port:04X} " not in Path("/proc/net/udp").read_text():
+        assert listener.poll() is None
+        time.sleep(0.05)
+    pusher = Pusher(f"srt://127.0.0.1:{port}?streamid={KEY}", backoff_s=(0.3,)).start()
+    try:
+        for seg in sorted(src.glob("*.ts")):
+            pusher.offer(seg)
+        deadline = time.time() + 30
+        while time.time() < deadline and not (pusher.sent == 3 and pusher.state == "live"):
+            time.sleep(0.1)
+        assert pusher.sent == 3 and pusher.restarts == 0, pusher.status()
+        assert KEY not in json.dumps(pusher.status())
+    finally:
+        pusher.stop()  # closes ffmpeg's input: the stream ends cleanly
+        try:
+            listener.wait(30)
+        except subprocess.TimeoutExpired:
+            listener.kill()
+            listener.wait()
+    pts, tb = _frames(got, "v")
+    # continuous (90 kHz, 30 fps); closing the SRT connection at stop may cut the last frames
+    assert len(pts) >= 85 and {b - a for a, b in zip(pts, pts[1:])} == {3000}, len(pts)
