@@ -97,10 +97,13 @@ filler:                   # the idle loop of the segment (silence, no captions, 
   duration_s: {filler_s}
 spool: spool              # what the crontab line renders airs from here, in order of arrival
 render_lead_s: 600
+channel: {name}             # its name in the programme guide (avatarrender epg)
 entries:
   - name: {name}            # rendered ahead by the playout, aired as soon as its first media segments exist
     after: previous
     spec: segment.yaml
+    title: Hello from {name}
+    description: The placeholder segment made by avatarrender new.
 """
 
 _CRONTAB = """\

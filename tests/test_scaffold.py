@@ -46,6 +46,10 @@ def test_new_channel_renders_and_airs_as_it_is(tmp_path: Path) -> None:
 
     proc = run_cli("validate", str(chan / "segment.yaml"))
     assert proc.returncode == 0 and "2.000 s, 60 frames at 1920x1080" in proc.stdout, proc.stderr
+    proc = run_cli("epg", "--schedule", str(chan / "schedule.yaml"), "-o", "-", "--hours", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "<display-name>mychan</display-name>" in proc.stdout
+    assert "<title>Hello from mychan</title>" in proc.stdout
 
     # the crontab line, run as cron would (a shell), renders into the spool
     line = [ln for ln in (chan / "crontab").read_text().splitlines()
