@@ -24,6 +24,7 @@ from avatarrender.playout.playlist import parse_pdt
 from avatarrender.playout.schedule import FILLER, Schedule
 
 __all__ = [
+    "CONTENT_TYPE",
     "FILLER_TITLE",
     "GuideEntry",
     "Programme",
@@ -35,6 +36,8 @@ __all__ = [
     "channel_id_for",
 ]
 
+#: the Content-Type a server should send with :func:`epg_xml`
+CONTENT_TYPE = "application/xml; charset=utf-8"
 FILLER_TITLE = "Filler"
 FILLER_DESC = "The idle loop, aired between programmes."
 DAY_S = Fraction(24 * 3600)
