@@ -17,10 +17,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 from cli import lipsync as _lipsync  # noqa: E402
 from cli import playout as _playout  # noqa: E402
 from cli import render as _render  # noqa: E402
+from cli import serve as _serve  # noqa: E402
 
 _render.register(app)
 _lipsync.register(app)
 _playout.register(app)
+_serve.register(app)
 
 
 def main() -> None:
