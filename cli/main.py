@@ -21,10 +21,12 @@ from cli import new as _new  # noqa: E402
 from cli import playout as _playout  # noqa: E402
 from cli import render as _render  # noqa: E402
 from cli import schema as _schema  # noqa: E402
+from cli import serve as _serve  # noqa: E402
 
 _render.register(app)
 _lipsync.register(app)
 _playout.register(app)
+_serve.register(app)
 _schema.register(app)
 _new.register(app)
 _epg.register(app)
