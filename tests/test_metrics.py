@@ -116,3 +116,34 @@ def test_requests_by_kind_and_http_errors() -> None:
     assert value(m, "avatarrender_errors_total", source="http", kind="epg") == 1
     kinds = {dict(k[1]).get("kind") for k in m if k[0] == "avatarrender_http_requests_total"}
     assert kinds == {"playlist", "master", "media", "status", "epg", "metrics", "page", "other"}
+
+
+def test_render_service_metrics_from_its_status(tmp_path: Path) -> None:
+    """`avatarrender metrics --service INBOX`: the render service's status as Prometheus text."""
+    from avatarrender.service import RenderService, submit
+    from conftest import make_tiny_segment, run_cli
+
+    inbox, spool = tmp_path / "inbox", tmp_path / "spool"
+    yml = make_tiny_segment(tmp_path / "seg", tv=False, captions=False, speech_s=1.0,
+                            duration_s=1.0)
+    submit(yml, inbox, name="good")
+    (inbox / "broken.yaml").write_text("scene: [unclosed\n")
+    service = RenderService(inbox, spool, jobs=1)
+    for path in service.pending():
+        service.render_one(path)
+    submit(yml, inbox, name="waiting")
+    service._write_status()  # as the service does after each event
+    prom = tmp_path / "textfile" / "avatarrender.prom"
+    prom.parent.mkdir()
+    proc = run_cli("metrics", "--service", str(inbox), "-o", str(prom))
+    assert proc.returncode == 0, proc.stderr
+    m = parse(prom.read_text())
+    assert value(m, "avatarrender_service_rendering") == 0
+    assert value(m, "avatarrender_service_pending_submissions") == 1
+    assert value(m, "avatarrender_service_workers") == 1
+    assert value(m, "avatarrender_service_recent_failures") == 1
+    assert value(m, "avatarrender_service_last_failure_timestamp_seconds") > 1.7e9
+    assert value(m, "avatarrender_service_last_render_seconds") > 0
+    assert value(m, "avatarrender_service_last_render_realtime_factor") > 0
+    missing = run_cli("metrics", "--service", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "nowhere" in missing.stderr

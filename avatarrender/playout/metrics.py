@@ -1,5 +1,8 @@
 """``/metrics``: the playout's state in the Prometheus text exposition format (version 0.0.4).
 
+Also :func:`service_metrics_text`, the same format for the render service (``avatarrender
+serve``) from its status (``INBOX/.status.json``), for ``avatarrender metrics --service``.
+
 :class:`Counters` is the one place the engine and the HTTP server count things (published media
 segments, programme starts/ends/skips/refusals, late starts, requests and errors by kind); it is
 thread-safe because the server counts from its own threads. :func:`metrics_text` renders the
@@ -14,7 +17,7 @@ from collections import Counter
 from fractions import Fraction
 from typing import Any
 
-__all__ = ["Counters", "metrics_text", "request_kind", "CONTENT_TYPE"]
+__all__ = ["Counters", "metrics_text", "service_metrics_text", "request_kind", "CONTENT_TYPE"]
 
 #: the Content-Type a server should send with :func:`metrics_text`
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -200,4 +203,66 @@ def metrics_text(playout: Any, *, now_s: float | Fraction | None = None,
              [({"kind": k, "code": code}, n) for (k, code), n in sorted(c["requests"].items())])
     w.metric("avatarrender_errors_total", "counter", "Errors by source and kind.",
              [({"source": s, "kind": k}, n) for (s, k), n in sorted(c["errors"].items())])
+    return "\n".join(w.lines) + "\n"
+
+
+def _epoch_s(iso: str | None) -> float | None:
+    import datetime as _dt
+
+    if not iso:
+        return None
+    try:
+        t = _dt.datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=_dt.timezone.utc)
+    return t.timestamp()
+
+
+def service_metrics_text(status: dict[str, Any], *, fps: float = 30.0) -> str:
+    """The render service's status (:meth:`avatarrender.service.RenderService.status`, or its
+    ``.status.json``) as Prometheus text: what it renders, how many wait, how fast the last
+    render went, recent failures.
+
+    Parameters
+    ----------
+    status : dict
+        The service's status document.
+    fps : float
+        The channel's frame rate, to turn the last render's frames per second into a factor of
+        air time.
+    """
+    w = _Writer()
+    cur = status.get("rendering")
+    w.metric("avatarrender_service_started_timestamp_seconds", "gauge",
+             "When the render service started, epoch seconds.",
+             [({}, _epoch_s(status.get("started_at")) or 0.0)])
+    w.metric("avatarrender_service_workers", "gauge", "Render workers the service keeps warm.",
+             [({}, int(status.get("jobs") or 0))])
+    w.metric("avatarrender_service_rendering", "gauge", "1 while a submission renders.",
+             [({}, int(cur is not None))])
+    w.metric("avatarrender_service_pending_submissions", "gauge",
+             "Submissions waiting in the inbox (the one rendering included).",
+             [({}, len(status.get("pending") or []))])
+    done = status.get("done") or []
+    last = done[-1] if done else None
+    if last:
+        wall = float(last.get("wall_s") or 0)
+        frames = int(last.get("frames") or 0)
+        w.metric("avatarrender_service_last_render_seconds", "gauge",
+                 "Wall time of the last finished render, seconds.", [({}, wall)])
+        w.metric("avatarrender_service_last_first_segment_seconds", "gauge",
+                 "Submission to first published media segment in the last render, seconds.",
+                 [({}, float(last.get("first_segment_s") or 0))])
+        w.metric("avatarrender_service_last_render_realtime_factor", "gauge",
+                 "Air time rendered per second of wall time in the last render.",
+                 [({}, frames / fps / wall if wall > 0 else 0.0)])
+    failed = status.get("failed") or []
+    w.metric("avatarrender_service_recent_failures", "gauge",
+             "Failed submissions among the recent ones the status keeps.", [({}, len(failed))])
+    last_fail = max((_epoch_s(f.get("at")) or 0.0 for f in failed), default=0.0)
+    w.metric("avatarrender_service_last_failure_timestamp_seconds", "gauge",
+             "When the last submission failed, epoch seconds (0: none recently).",
+             [({}, last_fail)])
     return "\n".join(w.lines) + "\n"
