@@ -34,7 +34,7 @@ def test_systemd_analyze_verify_is_silent(tmp_path: Path) -> None:
     for unit in list(UNITS.glob("*.service")) + list(UNITS.glob("*.timer")):
         (tmp_path / unit.name).write_text(unit.read_text().replace(VENV_EXE, str(exe)))
     files = sorted(str(p) for p in tmp_path.iterdir())
-    assert len(files) == 3
+    assert len(files) == 4
     r = subprocess.run(["systemd-analyze", "verify", "--man=no", *files], capture_output=True,
                        text=True, timeout=60, cwd=tmp_path)
     assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), r.stdout + r.stderr
@@ -47,6 +47,7 @@ def test_systemd_analyze_verify_is_silent(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name,writes", [("avatarrender-playout.service", ["/srv/live", "/srv/spool"]),
+                                         ("avatarrender-serve.service", ["/srv/spool"]),
                                          ("avatarrender-render.service", ["/srv/spool"])])
 def test_units_have_what_a_channel_needs(name: str, writes: list[str]) -> None:
     svc = _parse(UNITS / name)["Service"]
@@ -66,6 +67,10 @@ def test_units_have_what_a_channel_needs(name: str, writes: list[str]) -> None:
         assert cmd[1:] == ["playout", "--schedule", "/srv/avatarrender/schedule.yaml", "--out",
                            "/srv/live", "--serve", "127.0.0.1:8080"]
         assert _parse(UNITS / name)["Install"]["WantedBy"] == "multi-user.target"
+    elif "serve" in name:
+        assert cmd[1:] == ["serve", "--inbox", "/var/lib/avatarrender/inbox", "--spool", "/srv/spool"]
+        assert svc["StateDirectory"] == "avatarrender"  # /var/lib/avatarrender: the inbox's parent
+        assert svc["KillMode"] == "mixed" and "143" in svc["SuccessExitStatus"].split()
     else:
         assert cmd[1:3] == ["render", "/srv/segments/next.yaml"] and "--into" in cmd
         timer = _parse(UNITS / "avatarrender-render.timer")
@@ -78,7 +83,8 @@ def test_the_command_lines_parse() -> None:
 
     from cli.main import app
 
-    for name in ("avatarrender-playout.service", "avatarrender-render.service"):
+    for name in ("avatarrender-playout.service", "avatarrender-serve.service",
+                 "avatarrender-render.service"):
         args = shlex.split(_parse(UNITS / name)["Service"]["ExecStart"])[1:]
         r = CliRunner().invoke(app, [args[0], "--help"])
         assert r.exit_code == 0
