@@ -99,7 +99,7 @@ def test_schedule_airs_in_order_with_filler_and_bounded_disk(media: Path) -> Non
     master = (d.out / "master.m3u8").read_text()
     assert 'CODECS="avc1.640028,mp4a.40.2"' in master and "RESOLUTION=320x180" in master
     n_files = len(list((d.out / "media").iterdir()))
-    assert n_files <= 6 + 9, f"{n_files} media files kept"
+    assert n_files <= 6 + 9 + 1, f"{n_files} media files kept"  # + the one on air (written whole)
     # sources are hard links: same inode, no copy
     st = d.status()
     assert st["on_air"]["key"] == "filler" and st["media_sequence"] > 30
@@ -398,3 +398,33 @@ def test_real_renderer_filler_and_render_ahead(tmp_path: Path) -> None:
     assert aired.count("entry/talk") >= 3, (aired, p.errors)
     assert (out / ".renders" / "talk" / "manifest.json").exists()
     assert not [e for e in p.errors if e["level"] == "error"], p.errors
+
+
+def test_program_starts_at_the_next_part_boundary(media: Path) -> None:
+    """A spool item that is ready while filler airs starts at the next LL-HLS part boundary: the
+    filler's media segment is cut short there, as a clean shorter file; every playlist on the way
+    obeys the part rules (the Driver checks each one)."""
+    from avatarrender.media import ffmpeg_exe
+
+    spool = media / "spool"
+    spool.mkdir()
+    d = Driver(media, schedule(media, "spool: spool\npart_frames: 8\n"))
+    d.start(T0)
+    d.run(2)                      # T0 + 2 s: a filler segment [2, 3) on air, no part out yet
+    shutil.copytree(media / "b", spool / "prog")
+    d.run(3)                      # seen at the tick of T0 + 2.25 s
+    segs = list(d.playout.playlist.segments)
+    i = next(k for k, s in enumerate(segs) if s.program == "spool/prog")
+    cut, first = segs[i - 1], segs[i]
+    part_s = Fraction(8, 30)
+    assert cut.program == "filler" and cut.pdt_s == T0 + 2
+    assert cut.duration_s == part_s and len(cut.parts) == 1, "cut at the first part boundary after"
+    assert first.discontinuity and first.pdt_s == cut.pdt_s + cut.duration_s
+    assert first.parts[0].independent and first.duration_s == 1
+    assert (d.out / cut.uri).stat().st_size == cut.parts[-1].offset_bytes + cut.parts[-1].size_bytes
+    r = subprocess.run([ffmpeg_exe(), "-v", "warning", "-i", str(d.out / cut.uri), "-map", "0:v",
+                        "-f", "framemd5", "-"], capture_output=True, text=True, check=True)
+    assert sum(1 for ln in r.stdout.splitlines() if ln and not ln.startswith("#")) == 8
+    assert not r.stderr.strip(), r.stderr
+    # programs are never cut: every segment of the program keeps its rendered length
+    assert [s.duration_s for s in segs if s.program == "spool/prog"] == [1, 1]
