@@ -36,9 +36,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
-from avatarrender.errors import AvatarRenderError, MediaError
+from avatarrender.errors import AvatarRenderError, MediaError, SpecError
 from avatarrender.playout.feed import LiveFeed, Snapshot
-from avatarrender.playout.parts import Part, cut_parts, shorten
+from avatarrender.playout.parts import Part, cut_parts, shorten, video_frames
 from avatarrender.playout.playlist import LivePart, LivePlaylist, format_pdt, master_playlist
 from avatarrender.playout.schedule import (
     FILLER,
@@ -298,7 +298,6 @@ class Playout:
         fps = self._fps()
         self.part_target_s = Fraction(m.part_frames) / fps if m.part_frames else None
         if self.part_target_s is not None and self.part_target_s > m.target_duration_s:
-            from avatarrender.errors import SpecError
             raise SpecError(schedule.path, "part_frames", f"{m.part_frames} frames at {fps} fps "
                             f"is longer than the target duration {m.target_duration_s} s")
         self.playlist = LivePlaylist(target_duration_s=m.target_duration_s, window_s=m.window_s,
@@ -559,8 +558,6 @@ class Playout:
         """Parts of an aired media segment, each at most PART-TARGET; None: publish it whole."""
         if self.part_target_s is None:
             return None, Fraction(0)
-        from avatarrender.playout.parts import video_frames
-
         n_frames = len(video_frames(aired))
         if not n_frames:
             return None, Fraction(0)
