@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from avatarrender.media import ffmpeg_exe
+from avatarrender.playout.playlist import parse_pdt
 from nginx_front import NGINX, free_port, served_dir, start_nginx
 from playout_media import make_rendered
 
@@ -90,6 +91,7 @@ def test_hls_js_defaults_through_nginx_across_a_program_change(channel) -> None:
             # a program arrives in the spool while filler airs (renamed in: never half there)
             shutil.copytree(tmp / "prog", spool / ".incoming")
             os.rename(spool / ".incoming", spool / "prog")
+            t_drop = time.time()
             page.wait_for_timeout((PLAY_S - 4) * 1000)
             f1 = page.evaluate("window.__monitor.frames()")
             mon = page.evaluate("({lat: window.__monitor.latencies, errors: window.__monitor.errors,"
@@ -109,14 +111,42 @@ def test_hls_js_defaults_through_nginx_across_a_program_change(channel) -> None:
           f"p95 {lat_s[int(0.95 * len(lat_s))]:.2f} s; {frames} frames for {media_s:.2f} s played "
           f"in {wall_s:.2f} s; ffmpeg rc {ff.get('rc')}")
     assert "spool/prog started" in log and "spool/prog ended" in log, log
-    assert re.search(r"filler media segment \d+ cut after \d+ parts", log), "not at a part boundary"
+    started = parse_pdt(re.search(r"spool/prog started at (\S+)", log).group(1))
+    # at the next part boundary (the engine test checks exactly which one): for information
+    print(f"program on air {float(started) - t_drop:.2f} s after it appeared in the spool")
     assert ll, "hls.js did not play the parts (lowLatencyMode, partList)"
     assert re.search(r'"GET /live\.m3u8\?_HLS_msn=\d+&_HLS_part=\d+ HTTP/1\.1" 200', access), \
         "no blocking reload through nginx"
     assert re.search(r'"GET /media/\d+\.ts HTTP/1\.1" 206', access), "no part (byte range) through nginx"
     assert not mon["fatal"] and not mon["ended"], mon["errors"]
     assert mon["waiting"] == 0, ("playback stalled", mon["wlog"])
-    assert media_s >= wall_s - 0.5, "playback fell behind the clock"
+    # a stuck player falls far behind; headless chromium's clock itself runs a few % slow when the
+    # machine is starved of CPU (measured: up to 4 % with the load at 5x the cores)
+    assert media_s >= wall_s - max(0.5, 0.05 * wall_s), "playback fell behind the clock"
     assert abs(frames - media_s * 30) <= 0.02 * media_s * 30 + 3, "frames decoded != time aired"
     assert ff["rc"] == 0, ff["stderr"][-2000:]
     assert not ff["stderr"].strip(), ff["stderr"][-2000:]
+
+
+def test_headers_through_nginx(channel) -> None:
+    """CORS once per response, byte ranges, blocking-reload refusals passed through."""
+    import urllib.error
+
+    url, _, _ = channel
+    r = urllib.request.urlopen(url + "/live.m3u8")
+    text = r.read().decode()
+    assert r.headers.get_all("Access-Control-Allow-Origin") == ["*"]
+    assert "no-cache" in r.headers["Cache-Control"]
+    seq = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", text).group(1))
+    r = urllib.request.urlopen(urllib.request.Request(f"{url}/media/{seq:09d}.ts",
+                                                      headers={"Range": "bytes=0-187"}))
+    assert r.status == 206 and len(r.read()) == 188
+    assert r.headers.get_all("Access-Control-Allow-Origin") == ["*"]
+    assert r.headers["Content-Range"].startswith("bytes 0-187/")
+    for bad in ("_HLS_part=1", "_HLS_msn=x", f"_HLS_msn={seq + 1000}"):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"{url}/live.m3u8?{bad}")
+        assert e.value.code == 400, bad
+    r = urllib.request.urlopen(urllib.request.Request(url + "/media/x.ts", method="OPTIONS"))
+    assert r.status == 204 and r.headers.get_all("Access-Control-Allow-Origin") == ["*"]
+    assert "Range" in r.headers["Access-Control-Allow-Headers"]
