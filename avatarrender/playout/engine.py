@@ -349,6 +349,9 @@ class Playout:
                     self.catalog.add(key, self.schedule.spool / key[6:], hidden_partial=True)
             if self.playlist.open is not None:
                 self._close_after_restart(state.get("air"), now)
+            elif state.get("air"):
+                # the segment on air had no part out yet: it is chosen and rewritten again
+                self.rewriter.restore(state["air"]["rewriter_before"])
             edge = self.playlist.next_pdt_s or now
             gap = now - edge
             if gap > 2 * self.playlist.target_duration_s:
