@@ -156,7 +156,8 @@ def shorten(data: bytes, parts: tuple[Part, ...], keep: int, *,
     kept = data[:end]
     if carry_audio and keep < len(parts):
         a = np.frombuffer(data, np.uint8).reshape(-1, _PACKET)
-        cut_pts = next(p for r, p, _ in video_frames(data) if r * _PACKET >= end)
+        # the first frame shown after the cut (with B-frames not the first one decoded)
+        cut_pts = min(p for r, p, _ in video_frames(data) if r * _PACKET >= end)
         pid = ((a[:, 1].astype(np.int32) & 0x1F) << 8) | a[:, 2]
         carried = []
         take = False
