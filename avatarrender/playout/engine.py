@@ -589,6 +589,9 @@ class Playout:
         air.published += 1
         self._resume_pdt_s = None
         self._set_hint()
+        op = self.playlist.open
+        if op is not None and self.on_air.get("key") != air.decision.key:  # on air from its first part
+            self.on_air = {"key": air.decision.key, "since": format_pdt(op.pdt_s)}
 
     def _close(self, air: _OnAir, now: Fraction) -> None:
         """The segment's last part is out: list it whole and move the scheduler past it."""
