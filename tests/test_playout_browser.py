@@ -124,7 +124,9 @@ def test_live_latency_frames_and_ffmpeg(channel) -> None:
     for w in mon["wlog"]:  # what the player did around a stall, for the failure message
         print("stall", w, [(t - w["wall"], v, ct, r) for t, v, ct, r in mon["lat"] if abs(t - w["wall"]) < 3000])
     assert mon["waiting"] == 0, ("playback stalled", mon["wlog"], log)
-    assert media_s >= wall_s - 0.5, "playback fell behind the clock (a stall)"
+    # a stuck player falls far behind; headless chromium's clock itself runs a few % slow when the
+    # machine is starved of CPU (measured: up to 4 % with the load at 5x the cores)
+    assert media_s >= wall_s - max(0.5, 0.05 * wall_s), "playback fell behind the clock (a stall)"
     assert abs(frames - media_s * 30) <= 0.02 * media_s * 30 + 3, "frames decoded != time aired"
     assert len(lat_s) > PLAY_S * 3
     assert ll, "hls.js did not play LL-HLS parts with blocking reloads"
