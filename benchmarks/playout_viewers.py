@@ -103,12 +103,18 @@ async def _parked(host: str, port: int, n: int, pid: int, seq: int) -> dict:
     await asyncio.gather(*(w.drain() for _, w in conns))
     await asyncio.sleep(0.5)
     parked = _proc_stats(pid)
+    r, w = await asyncio.open_connection(host, port)
+    _, body = await _request(r, w, "/status")
+    w.close()
+    parked["server_counts"] = json.loads(body)["http"]
     for _, w in conns:
         w.transport.abort()  # hang up while parked
     await asyncio.sleep(1.0)
     after = _proc_stats(pid)
     r, w = await asyncio.open_connection(host, port)
     status, _ = await _request(r, w, "/live.m3u8")
+    _, body = await _request(r, w, "/status")
+    after["server_counts"] = json.loads(body)["http"]
     w.close()
     return {"parked": n, "while_parked": parked, "after_hang_up": after, "then_status": status}
 

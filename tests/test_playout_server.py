@@ -295,6 +295,8 @@ def test_parked_client_that_leaves_frees_its_slot(live) -> None:
             break
         time.sleep(0.02)
     assert server.parked == 0 and server.connections == 0
+    status, text = _get(server, "/status")
+    assert json.loads(text)["http"]["parked"] == 0
 
 
 def test_blocked_too_long_is_503(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import os
 import posixpath
@@ -413,7 +414,14 @@ class PlayoutServer:
             await self._send(writer, HTTPStatus.NOT_FOUND, keep=keep)
             return keep, b""
         if self.feed is not None and resolved == self.root / "status.json":
-            await self._send(writer, HTTPStatus.OK, keep=keep, body=self.feed.status, head=head,
+            try:  # the engine's document, with the server's own counts
+                doc = json.loads(self.feed.status)
+                doc["http"] = {"connections": self.connections, "parked": self.parked,
+                               "max_connections": self.max_connections}
+                body = json.dumps(doc, indent=1).encode()
+            except ValueError:
+                body = self.feed.status
+            await self._send(writer, HTTPStatus.OK, keep=keep, body=body, head=head,
                              ctype=MIME_TYPES[".json"], no_cache=True)
             return keep, b""
         if resolved == self.root / self.live_playlist:
