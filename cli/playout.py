@@ -71,9 +71,13 @@ def playout_cmd(
     server = None
     if serve:
         host, port = _address(serve)
-        server, _ = serve_in_thread(out, host=host, port=port, verbose=verbose,
-                                    playlist_gate=lambda hold_s, seen: playout.hold_for_next(hold_s, seen_sequence=seen),
-                                    max_hold_s=float(sched.model.target_duration_s))
+        from avatarrender.playout import epg, metrics
+
+        routes = {"/metrics": lambda: (metrics.metrics_text(playout).encode(), metrics.CONTENT_TYPE),
+                  "/epg.xml": lambda: (epg.epg_xml(playout).encode(), epg.CONTENT_TYPE)}
+        server, _ = serve_in_thread(
+            out, host=host, port=port, verbose=verbose, feed=playout.feed, routes=routes,
+            on_request=lambda path, status: playout.counters.request(metrics.request_kind(path), status))
         logging.info("monitor page: %s/  (playlist %s/master.m3u8)", server.url, server.url)
 
     def _stop(signum: int, frame: object) -> None:

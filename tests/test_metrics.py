@@ -147,3 +147,58 @@ def test_render_service_metrics_from_its_status(tmp_path: Path) -> None:
     assert value(m, "avatarrender_service_last_render_realtime_factor") > 0
     missing = run_cli("metrics", "--service", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "nowhere" in missing.stderr
+
+
+def test_playout_serves_metrics_and_epg_and_counts_requests(tmp_path: Path) -> None:
+    """The real command: /metrics parses and counts the requests before it; /epg.xml validates."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    from lxml import etree
+
+    from conftest import ROOT
+
+    make_rendered(tmp_path / "filler", pattern="green", seconds=3)
+    (tmp_path / "schedule.yaml").write_text("filler: {dir: filler}\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("avatarrender")), "playout",
+                             "--schedule", str(tmp_path / "schedule.yaml"), "--out", str(tmp_path / "out"),
+                             "--serve", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url + "/live.m3u8", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        for _ in range(3):
+            urllib.request.urlopen(url + "/live.m3u8", timeout=5).read()
+        try:
+            urllib.request.urlopen(url + "/nothing-here.ts", timeout=5)
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404
+        with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+            assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            m = parse(r.read().decode())
+        with urllib.request.urlopen(url + "/epg.xml", timeout=10) as r:
+            guide = etree.fromstring(r.read())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    requests = {dict(labels).get("kind"): v for (name, labels), v in m.items()
+                if name.startswith("avatarrender_http_requests") and dict(labels).get("code", "200") == "200"}
+    assert requests.get("playlist", 0) >= 4, m
+    assert any(name.startswith("avatarrender_http_requests") and dict(labels).get("code") == "404"
+               for (name, labels) in m), m
+    dtd = etree.DTD(str(ROOT / "tests/data/xmltv.dtd"))
+    assert dtd.validate(guide), dtd.error_log.filter_from_errors()
+    assert guide.findall("programme"), "the filler is in the guide"

@@ -12,11 +12,17 @@ Output folder layout (what the HTTP server or nginx serves)::
     OUT/.filler/         the idle loop rendered from the schedule's filler spec
     OUT/.renders/NAME/   render-ahead of entries given as a segment.yaml
 
-A media segment of slot [t, t + d) is published when the clock reaches t + d, as a live encoder
-would, so PROGRAM-DATE-TIME is wall-clock time and the on-air latency is the player's hold-back.
+A media segment of slot [t, t + d) is rewritten onto the channel clock and written whole when its
+slot starts (so the preload hint names a file that exists); each LL-HLS part of it (a byte range,
+see parts.py) is published when the clock reaches the part's end, and the segment when the clock
+reaches t + d, as a live encoder would: PROGRAM-DATE-TIME is wall-clock time and the on-air
+latency is the player's hold-back. While filler airs, a program that becomes ready starts at the
+next part boundary: the filler's segment is cut short there (rewritten as the prefix of its
+published parts, which is a clean shorter media segment).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -30,12 +36,15 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
-from avatarrender.errors import AvatarRenderError, MediaError
+from avatarrender.errors import AvatarRenderError, MediaError, SpecError
+from avatarrender.playout.feed import LiveFeed, Snapshot
 from avatarrender.playout.metrics import Counters
-from avatarrender.playout.playlist import LivePlaylist, format_pdt, master_playlist
+from avatarrender.playout.parts import Part, cut_parts, shorten, video_frames
+from avatarrender.playout.playlist import LivePart, LivePlaylist, format_pdt, master_playlist
 from avatarrender.playout.schedule import (
     FILLER,
     Availability,
+    Decision,
     Schedule,
     Scheduler,
 )
@@ -218,6 +227,40 @@ def prepare_filler(schedule: Schedule, out_dir: Path, *, filler_dir: Path | None
     return dest
 
 
+@dataclasses.dataclass
+class _OnAir:
+    """The media segment being aired part by part (already written to its file)."""
+
+    decision: Decision
+    sequence: int
+    pdt_s: Fraction | None            # forced PROGRAM-DATE-TIME (after downtime), else None
+    rebase: bool                      # aired with a discontinuity
+    original: bytes                   # as rendered: a shortened prefix is rewritten from it
+    rewriter_before: dict[str, Any]   # the rewriter's state before this segment
+    parts: tuple[Part, ...] | None    # None: published whole, without parts
+    frame_s: Fraction                 # one video frame, seconds
+    published: int = 0                # parts published (or 1 once published whole)
+
+    @property
+    def count(self) -> int:
+        return len(self.parts) if self.parts else 1
+
+    def end_s(self, k: int) -> Fraction:
+        """Seconds from the segment's start to the end of part ``k``."""
+        if not self.parts:
+            return self.decision.duration_s
+        return sum((p.frames for p in self.parts[:k + 1]), 0) * self.frame_s
+
+    def to_json(self) -> dict[str, Any]:
+        d = self.decision
+        return {"key": d.key, "index": d.index, "duration_s": str(d.duration_s),
+                "discontinuity": d.discontinuity, "sequence": self.sequence,
+                "pdt_s": None if self.pdt_s is None else str(self.pdt_s), "rebase": self.rebase,
+                "rewriter_before": self.rewriter_before, "frame_s": str(self.frame_s),
+                "parts": None if self.parts is None else [p.to_json() for p in self.parts],
+                "published": self.published}
+
+
 class Playout:
     """The live channel: call :meth:`tick` with the clock (or :meth:`run` for real time).
 
@@ -253,8 +296,17 @@ class Playout:
         self.codecs = filler_r.codecs
         for e in schedule.entries:
             self.catalog.add(e.key, e.folder)
+        fps = self._fps()
+        self.part_target_s = Fraction(m.part_frames) / fps if m.part_frames else None
+        if self.part_target_s is not None and self.part_target_s > m.target_duration_s:
+            raise SpecError(schedule.path, "part_frames", f"{m.part_frames} frames at {fps} fps "
+                            f"is longer than the target duration {m.target_duration_s} s")
         self.playlist = LivePlaylist(target_duration_s=m.target_duration_s, window_s=m.window_s,
-                                     hold_back_s=m.hold_back_s)
+                                     hold_back_s=m.hold_back_s, part_target_s=self.part_target_s,
+                                     part_hold_back_s=m.part_hold_back_s)
+        self.feed = LiveFeed()   # playlist and status in memory, for the built-in server
+        self._air: _OnAir | None = None
+        self._force_rebase = False   # the last segment was cut short: the next one rebases
         self.scheduler: Scheduler | None = None
         self.rewriter = TimestampRewriter(video_frame_90k=round(90000 / self._fps()))
         self.errors: list[dict[str, str]] = []
@@ -269,8 +321,7 @@ class Playout:
         self._resume_pdt_s: Fraction | None = None
         self._last_status_s = Fraction(0)
         self._now_s = Fraction(0)   # the clock of the current tick (for error dates)
-        self.next_due_s: Fraction | None = None   # when the next media segment will be published
-        self._published = threading.Condition()
+        self.next_due_s: Fraction | None = None   # when the next part (or segment) is published
         self._master_bandwidth = 0
 
     # ------------------------------------------------------------------ start and state
@@ -296,9 +347,15 @@ class Playout:
             self.on_air = state.get("on_air", {})
             if state.get("rewriter"):
                 self.rewriter.restore(state["rewriter"])
+            self._force_rebase = bool(state.get("force_rebase"))
             for key in self.scheduler.spool_known | {k for k, _ in self.scheduler.spool_queue}:
                 if key.startswith("spool/") and self.schedule.spool:
                     self.catalog.add(key, self.schedule.spool / key[6:], hidden_partial=True)
+            if self.playlist.open is not None:
+                self._close_after_restart(state.get("air"), now)
+            elif state.get("air"):
+                # the segment on air had no part out yet: it is chosen and rewritten again
+                self.rewriter.restore(state["air"]["rewriter_before"])
             edge = self.playlist.next_pdt_s or now
             gap = now - edge
             if gap > 2 * self.playlist.target_duration_s:
@@ -323,6 +380,8 @@ class Playout:
 
     def _clean_orphans(self) -> None:
         keep = {Path(s.uri).name for s in self.playlist.segments}
+        if self.playlist.open is not None:
+            keep.add(Path(self.playlist.open.uri).name)
         keep |= {Path(u).name for u, _ in self.playlist.retired}
         for p in self.media.iterdir():
             if p.name not in keep:
@@ -428,60 +487,187 @@ class Playout:
             del self.errors[:-20]
 
     def tick(self, now_s: float | Fraction) -> int:
-        """Publish every media segment whose slot has ended by ``now_s``; returns how many."""
+        """Publish every part and media segment whose end the clock has reached; returns how many
+        parts (or whole segments) were published."""
         assert self.scheduler is not None, "call start() first"
         now = Fraction(now_s)
         self._now_s = now
         self._poll_spool(now)
         self._poll_renders(now)
         published = 0
-        while published < 10_000:
-            slot = self._resume_pdt_s if self._resume_pdt_s is not None else self.playlist.next_pdt_s
-            assert slot is not None
-            d = self.scheduler.peek(slot, self.catalog)
-            self._drain_events()
-            self.next_due_s = slot + d.duration_s
+        while published < 100_000:
+            if self._air is None and not self._open_next():
+                break
+            air = self._air
+            assert air is not None
+            op = self.playlist.open
+            start = op.pdt_s if op is not None else (
+                air.pdt_s if air.pdt_s is not None else self.playlist.next_pdt_s)
+            assert start is not None
+            self.next_due_s = start + air.end_s(air.published)
             if now < self.next_due_s:
                 break
+            if (air.decision.key == FILLER and air.published + 1 < air.count
+                    and self._program_due(self.next_due_s)):
+                # a program is ready: the filler ends with this part, the program starts after it
+                self._shorten(air, keep=air.published + 1, carry_audio=True)
+                log.info("filler media segment %d cut after %d parts for the next program",
+                         air.sequence, air.count)
+            self._publish_part(air)
+            published += 1
+            if air.published == air.count:
+                self._close(air, now)
+        if published:
+            self._save_and_publish(now)
+        for uri in self.playlist.due_deletions(now):
+            (self.out / uri).unlink(missing_ok=True)
+        if published or now - self._last_status_s >= 1:
+            self._write_status(now)
+        return published
+
+    def _open_next(self) -> bool:
+        """Choose, rewrite and write the next media segment (whole); False on a disk error."""
+        assert self.scheduler is not None
+        slot = self._resume_pdt_s if self._resume_pdt_s is not None else self.playlist.next_pdt_s
+        assert slot is not None
+        for _ in range(10_000):
+            d = self.scheduler.peek(slot, self.catalog)
+            self._drain_events()
             seq = self.playlist.next_sequence
             dest = self.out / self.playlist.uri_for(seq)
-            rebase = d.discontinuity or self._resume_pdt_s is not None
+            rebase = d.discontinuity or self._resume_pdt_s is not None or self._force_rebase
             try:
                 data = self.catalog.read_checked(d.key, d.index)
-                saved = self.rewriter.to_json()
-                try:
-                    write_atomic(dest, self.rewriter.rewrite(data, rebase=rebase))
-                except OSError:
-                    self.rewriter.restore(saved)  # not aired: the channel clock stays put
-                    raise
             except MediaError as exc:
                 if d.key == FILLER:
                     raise
                 self.catalog.bad[d.key] = str(exc)  # the next peek refuses the entry
                 continue
             except OSError as exc:
+                self._disk_error(f"cannot read media segment {d.index} of {d.key}: {exc}")
+                return False
+            saved = self.rewriter.to_json()
+            aired = self.rewriter.rewrite(data, rebase=rebase)
+            parts, frame_s = self._cut_plan(aired, d)
+            try:
+                write_atomic(dest, aired)
+            except OSError as exc:
+                self.rewriter.restore(saved)  # not aired: the channel clock stays put
                 self._disk_error(f"cannot publish media segment {seq}: {exc}")
-                break
-            self.playlist.append(duration_s=d.duration_s, discontinuity=rebase, program=d.key, now_s=now,
-                                 pdt_s=self._resume_pdt_s)
-            self._resume_pdt_s = None
-            self.counters.published(d.key, d.duration_s,
-                                    stalled=d.key == FILLER and self.scheduler.current is not None)
-            self.scheduler.commit(d)
-            for hook in self.publish_hooks:  # must not block: the restream only queues the path
-                hook(dest)
-            if self.on_air.get("key") != d.key:
-                self.on_air = {"key": d.key, "since": format_pdt(self.playlist.segments[-1].pdt_s)}
-            published += 1
-        if published:
-            self._save_and_publish(now)
-            with self._published:
-                self._published.notify_all()
-        for uri in self.playlist.due_deletions(now):
-            (self.out / uri).unlink(missing_ok=True)
-        if published or now - self._last_status_s >= 1:
-            self._write_status(now)
-        return published
+                return False
+            self._air = _OnAir(decision=d, sequence=seq, pdt_s=self._resume_pdt_s, rebase=rebase,
+                               original=data, rewriter_before=saved, parts=parts, frame_s=frame_s)
+            self._force_rebase = False
+            self._set_hint()
+            return True
+        raise RuntimeError("no media segment could be opened")  # pragma: no cover
+
+    def _cut_plan(self, aired: bytes, d: Decision) -> tuple[tuple[Part, ...] | None, Fraction]:
+        """Parts of an aired media segment, each at most PART-TARGET; None: publish it whole."""
+        if self.part_target_s is None:
+            return None, Fraction(0)
+        n_frames = len(video_frames(aired))
+        if not n_frames:
+            return None, Fraction(0)
+        frame_s = d.duration_s / n_frames
+        parts = cut_parts(aired, part_frames=max(1, int(self.part_target_s / frame_s)))
+        if parts is None:
+            self._error(f"{d.key}: media segment {d.index} cannot be cut into parts of "
+                        f"{float(self.part_target_s):.3f} s: published whole", "warning")
+        return parts, frame_s
+
+    def _set_hint(self) -> None:
+        air = self._air
+        if air is None or not air.parts or air.published >= len(air.parts):
+            self.playlist.preload_hint = None
+            return
+        p = air.parts[air.published]
+        self.playlist.preload_hint = (self.playlist.uri_for(air.sequence), p.offset_bytes, p.size_bytes)
+
+    def _publish_part(self, air: _OnAir) -> None:
+        if air.parts:
+            p = air.parts[air.published]
+            self.playlist.add_part(
+                LivePart(duration_s=p.frames * air.frame_s, offset_bytes=p.offset_bytes,
+                         size_bytes=p.size_bytes, independent=p.independent),
+                discontinuity=air.rebase, program=air.decision.key, pdt_s=air.pdt_s)
+        air.published += 1
+        self._resume_pdt_s = None
+        self._set_hint()
+        op = self.playlist.open
+        if op is not None and self.on_air.get("key") != air.decision.key:  # on air from its first part
+            self.on_air = {"key": air.decision.key, "since": format_pdt(op.pdt_s)}
+
+    def _close(self, air: _OnAir, now: Fraction) -> None:
+        """The segment's last part is out: list it whole and move the scheduler past it."""
+        assert self.scheduler is not None
+        duration_s = air.end_s(air.count - 1)
+        self.playlist.append(duration_s=duration_s, discontinuity=air.rebase,
+                             program=air.decision.key, now_s=now,
+                             pdt_s=None if air.parts else air.pdt_s)
+        self.counters.published(air.decision.key, duration_s,
+                                stalled=air.decision.key == FILLER and self.scheduler.current is not None)
+        self.scheduler.commit(air.decision)
+        for hook in self.publish_hooks:  # must not block: the restream only queues the path
+            hook(self.out / self.playlist.uri_for(air.sequence))
+        if self.on_air.get("key") != air.decision.key:
+            self.on_air = {"key": air.decision.key,
+                           "since": format_pdt(self.playlist.segments[-1].pdt_s)}
+        self._air = None
+        self.playlist.preload_hint = None
+
+    def _program_due(self, at_s: Fraction) -> bool:
+        """Would something other than filler air from ``at_s`` (a part boundary)?"""
+        assert self.scheduler is not None
+        d = self.scheduler.peek(at_s, self.catalog)
+        self._drain_events()
+        return d.key != FILLER
+
+    def _shorten(self, air: _OnAir, *, keep: int, carry_audio: bool) -> None:
+        """Rewrite the segment's file as its first ``keep`` parts (see parts.shorten)."""
+        assert air.parts is not None
+        data, air.parts = shorten(air.original, air.parts, keep, carry_audio=carry_audio)
+        self.rewriter.restore(air.rewriter_before)
+        aired = self.rewriter.rewrite(data, rebase=air.rebase)
+        self._force_rebase = True   # what follows does not continue the cut-away frames
+        self._set_hint()
+        try:
+            write_atomic(self.out / self.playlist.uri_for(air.sequence), aired)
+        except OSError as exc:
+            self._disk_error(f"cannot shorten media segment {air.sequence}: {exc}")
+
+    def _close_after_restart(self, air_state: dict[str, Any] | None, now: Fraction) -> None:
+        """A segment was on air when the playout stopped: close it after its published parts."""
+        assert self.scheduler is not None and self.playlist.open is not None
+        op = self.playlist.open
+        if not op.parts or not air_state:
+            self.playlist.open = None
+            return
+        d = Decision(key=air_state["key"], index=int(air_state["index"]),
+                     duration_s=Fraction(air_state["duration_s"]),
+                     discontinuity=bool(air_state["discontinuity"]))
+        parts = tuple(Part.from_json(p) for p in air_state["parts"] or ())
+        air = _OnAir(decision=d, sequence=op.sequence, pdt_s=None, rebase=op.discontinuity,
+                     original=b"", rewriter_before=air_state["rewriter_before"], parts=parts,
+                     frame_s=Fraction(air_state["frame_s"]), published=len(op.parts))
+        try:
+            self.catalog.availability(d.key)
+            air.original = self.catalog.read_checked(d.key, d.index)
+            self._shorten(air, keep=len(op.parts), carry_audio=False)
+        except (MediaError, OSError, KeyError, IndexError):
+            # the rendered file is gone: keep the aired prefix as it is, rebase what follows
+            path = self.out / self.playlist.uri_for(op.sequence)
+            end = parts[len(op.parts) - 1].offset_bytes + parts[len(op.parts) - 1].size_bytes
+            try:
+                write_atomic(path, path.read_bytes()[:end])
+            except OSError:
+                pass
+            air.parts = parts[:len(op.parts)]
+            self._force_rebase = True
+        if len(air.parts or ()) < len(parts):
+            log.warning("media segment %d (%s) cut after %d parts at restart", op.sequence,
+                        d.key, len(op.parts))
+        self._close(air, now)
 
     def _drain_events(self) -> None:
         assert self.scheduler is not None
@@ -503,13 +689,23 @@ class Playout:
         assert self.scheduler is not None
         state = {"format": "avatarrender.playout-state/1", "saved_at": format_pdt(now),
                  "playlist": self.playlist.to_json(), "scheduler": self.scheduler.to_json(),
-                 "on_air": self.on_air, "rewriter": self.rewriter.to_json()}
+                 "on_air": self.on_air, "rewriter": self.rewriter.to_json(),
+                 "air": None if self._air is None else self._air.to_json(),
+                 "force_rebase": self._force_rebase}
         try:
             # state before playlist: a restart never reuses a sequence number a player has seen
             write_atomic(self.out / STATE_NAME, json.dumps(state))
-            write_atomic(self.out / MEDIA_PLAYLIST, self.playlist.render())
+            text = self.playlist.render()
+            write_atomic(self.out / MEDIA_PLAYLIST, text)
             self._write_master()
             self.disk_error = None
+            seq, parts = self.playlist.position()
+            self.feed.publish(Snapshot(
+                playlist=text.encode(), next_sequence=seq, parts_published=parts,
+                part_counts={s.sequence: len(s.parts) for s in list(self.playlist.segments)[-8:]
+                             if s.parts},
+                target_duration_s=self.playlist.target_duration_s,
+                part_target_s=None if self.part_target_s is None else float(self.part_target_s)))
         except OSError as exc:
             self._disk_error(f"cannot write the playlist: {exc}")
 
@@ -530,7 +726,8 @@ class Playout:
             nxt["ready_s"] = round(float(sum(av.durations_s, Fraction(0))), 3)
             nxt["complete"] = av.complete
             nxt["error"] = av.error
-        edge = self.playlist.next_pdt_s
+        edge = self.playlist.edge_s
+        _, parts = self.playlist.position()
         return {
             "now": format_pdt(now),
             "live_edge": format_pdt(edge) if edge is not None else None,
@@ -540,6 +737,8 @@ class Playout:
             "media_sequence": self.playlist.media_sequence,
             "discontinuity_sequence": self.playlist.discontinuity_sequence,
             "next_sequence": self.playlist.next_sequence,
+            "parts_published": parts,
+            "part_target_s": None if self.part_target_s is None else round(float(self.part_target_s), 5),
             "target_duration_s": self.playlist.target_duration_s,
             "spool_queue": [k for k, _ in sch.spool_queue],
             "rendering": self.render_key,
@@ -550,38 +749,14 @@ class Playout:
 
     def _write_status(self, now: Fraction) -> None:
         self._last_status_s = now
+        doc = json.dumps(self.status(now), indent=1)
+        self.feed.set_status(doc.encode())
         try:
-            write_atomic(self.out / "status.json", json.dumps(self.status(now), indent=1))
+            write_atomic(self.out / "status.json", doc)
         except OSError:
             pass  # the disk error is reported by the playlist write
 
     # ------------------------------------------------------------------ real time
-
-    def hold_for_next(self, max_hold_s: float, *, seen_sequence: int | None = None,
-                      clock: Callable[[], float] = time.time) -> int:
-        """Hold a playlist request until the next media segment is published, if that is soon.
-
-        A player reloads the playlist once per target duration at a phase of its own; answering
-        a reload that arrives shortly before a publication with the new playlist locks that phase
-        to ours and saves the player up to a target duration of latency. A client that has not
-        seen the newest playlist yet (``seen_sequence`` older, from the server) gets it at once;
-        a new client (None) waits too, so that it starts from a fresh live edge.
-
-        Returns
-        -------
-        int
-            The playlist version (next media sequence number) the client will be served.
-        """
-        seq = self.playlist.next_sequence
-        due = self.next_due_s
-        if due is None or (seen_sequence is not None and seen_sequence < seq):
-            return seq
-        wait_s = float(due) - clock()
-        if not 0 < wait_s <= max_hold_s:
-            return seq
-        with self._published:
-            self._published.wait_for(lambda: self.playlist.next_sequence > seq, timeout=wait_s + 0.1)
-        return self.playlist.next_sequence
 
     def run(self, *, stop: threading.Event | None = None, clock: Callable[[], float] = time.time,
             interval_s: float = 0.05) -> None:
