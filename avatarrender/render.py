@@ -34,23 +34,14 @@ from .analysis import Timeline, analyse, segment_audio
 from .audio import AdtsStream, encode_aac
 from .encode import ChunkEncoder, SegmentJob, TVReader
 from .errors import AvatarRenderError, DiskFullError, FFmpegError, RenderLockedError
-from .hls import atomic_write, codecs_string, continue_cc, dump_json, media_playlist
 from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
+from .rendition import Manifest, Publisher, partial_path, read_manifest, utc_now_iso
 from .scene import Frame, Scene
 from .spec import Spec
 
-__all__ = ["render", "render_chunk", "partial_path", "ChunkTask", "Progress", "MANIFEST_FORMAT"]
-
-MANIFEST_FORMAT = "avatarrender.segment/1"
+__all__ = ["render", "render_chunk", "ChunkTask", "Progress"]
 
 Progress = Callable[[int, int], None]  # (frames done, frames total)
-
-
-def partial_path(out_dir: Path, *, hidden: bool = False) -> Path:
-    """Where a render of ``out_dir`` lives until it is complete."""
-    out_dir = Path(out_dir)
-    name = f".{out_dir.name}.partial" if hidden else f"{out_dir.name}.partial"
-    return out_dir.with_name(name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,86 +239,16 @@ def _chunk_key(spec: Spec, chunk: Chunk, audio_hash: str, threads: int | None) -
     return hashlib.sha256(doc.encode()).hexdigest()[:24]
 
 
-def _now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class _Publisher:
-    """Moves finished chunks into the partial folder in air order and keeps playlist + manifest."""
-
-    def __init__(self, spec: Spec, partial: Path, plan: ChunkPlan):
-        self.spec = spec
-        self.partial = partial
-        self.plan = plan
-        self.manifest_path = partial / "manifest.json"
-        self.segments: list[dict[str, Any]] = []
-        self.cc: dict[str, int] = {}
-        self.created_at = _now_iso()
-        old = self._read()
-        if old and old.get("spec_hash") == spec.spec_hash and not old.get("complete"):
-            self.segments = [s for s in old["segments"] if (partial / s["uri"]).is_file()]
-            self.cc = old.get("render", {}).get("cc_state", {}) if len(self.segments) == len(
-                old["segments"]) else {}
-            if not self.cc:
-                self.segments = []
-            self.created_at = old.get("created_at", self.created_at)
-
-    def _read(self) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.manifest_path.read_text())
-        except (OSError, ValueError):
-            return None
-
-    @property
-    def published(self) -> int:
-        return len(self.segments)
-
-    def publish(self, result: dict[str, Any]) -> None:
-        src = Path(result["dir"])
-        fps = self.spec.output.fps
-        for seg in result["segments"]:
-            data = continue_cc((src / seg["uri"]).read_bytes(), self.cc)
-            atomic_write(self.partial / seg["uri"], data)
-            self.segments.append({
-                "uri": seg["uri"], "frames": seg["frames"],
-                "duration_s": float(Fraction(seg["frames"]) / fps),
-                "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-            })
-        self.write(complete=False, stats={})
-        shutil.rmtree(src, ignore_errors=True)
-
-    def manifest(self, *, complete: bool, stats: dict[str, Any]) -> dict[str, Any]:
-        out = self.spec.output
-        total_bytes = sum(s["bytes"] for s in self.segments)
-        dur = sum(s["duration_s"] for s in self.segments) or 1.0
-        peak = max((s["bytes"] * 8 / s["duration_s"] for s in self.segments), default=0)
-        return {
-            "format": MANIFEST_FORMAT,
-            "complete": complete,
-            "spec_hash": self.spec.spec_hash,
-            "source": str(self.spec.source),
-            "width": out.width, "height": out.height,
-            "fps": f"{out.fps.numerator}/{out.fps.denominator}",
-            "duration_s": float(self.spec.duration_s),
-            "frame_count": self.spec.frame_count,
-            "segment_type": out.segment_type,
-            "target_duration_s": int(-(-out.segment_duration_s // 1)),
-            "codecs": codecs_string(self.partial / self.segments[0]["uri"]) if self.segments
-            else "avc1.640028,mp4a.40.2",
-            "bandwidth_bps": int(max(peak, total_bytes * 8 / dur)),
-            "average_bandwidth_bps": int(total_bytes * 8 / dur),
-            "planned_segments": self.plan.segment_count,
-            "segments": self.segments,
-            "created_at": self.created_at,
-            "render": {**stats, "cc_state": dict(self.cc)},
-        }
-
-    def write(self, *, complete: bool, stats: dict[str, Any]) -> dict[str, Any]:
-        man = self.manifest(complete=complete, stats=stats)
-        atomic_write(self.partial / "index.m3u8", media_playlist(
-            self.segments, target_duration_s=man["target_duration_s"], complete=complete))
-        atomic_write(self.manifest_path, dump_json(man))
-        return man
+def _planned_manifest(spec: Spec, plan: ChunkPlan) -> Manifest:
+    """What the rendition of ``spec`` will be; the publisher fills in segments and bit rates."""
+    out = spec.output
+    return Manifest(
+        complete=False, width=out.width, height=out.height, fps=out.fps, segments=(),
+        planned_segments=plan.segment_count,
+        target_duration_s=int(-(-out.segment_duration_s // 1)), segment_type=out.segment_type,
+        spec_hash=spec.spec_hash, source=str(spec.source), duration_s=spec.duration_s,
+        frame_count=spec.frame_count,
+    )
 
 
 def _encode_audio(samples: np.ndarray, path: Path, bitrate_kbps: int) -> None:
@@ -426,13 +347,6 @@ def _lock(out_dir: Path, wait: bool):
     return lock
 
 
-def read_manifest(out_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((Path(out_dir) / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
 # x264 threads per encoder. Fixed, not derived from --jobs: x264's output depends on its thread
 # count, and the decoded frames must not depend on how many workers ran. Parallelism comes from
 # the workers (one encoder each), which keeps every core busy without frame-threading ramps.
@@ -480,12 +394,12 @@ def render(
     partial = partial_path(out_dir, hidden=hidden_partial)
     try:
         old = read_manifest(out_dir)
-        if (not force and old and old.get("complete") and old.get("spec_hash") == spec.spec_hash):
+        if not force and old and old.complete and old.spec_hash == spec.spec_hash:
             if progress:
                 progress(spec.frame_count, spec.frame_count)
-            return {**old, "up_to_date": True}
+            return {**old.to_json(), "up_to_date": True}
         stale = read_manifest(partial)
-        if stale is None or stale.get("spec_hash") != spec.spec_hash:
+        if stale is None or stale.spec_hash != spec.spec_hash:
             shutil.rmtree(partial, ignore_errors=True)
         work = partial / ".work"
         work.mkdir(parents=True, exist_ok=True)
@@ -508,7 +422,7 @@ def render(
         building.result()
         analysed_s = time.perf_counter() - started
         plan = plan_chunks(spec, chunk_segments=chunk_segments)
-        pub = _Publisher(spec, partial, plan)
+        pub = Publisher(partial, _planned_manifest(spec, plan))
         # Chunks whose segments are all published are done; a chunk is published whole or not.
         todo = [c for c in plan.chunks if c.first_segment >= pub.published]
         frames_done = sum(c.frame_count for c in plan.chunks if c.first_segment < pub.published)
@@ -537,7 +451,7 @@ def render(
                     if first_segment_s is None:
                         first_segment_s = time.perf_counter() - started
                     if on_publish:
-                        on_publish(pub.manifest(complete=False, stats={}))
+                        on_publish(pub.manifest(complete=False, stats={}).to_json())
                     if progress:
                         progress(frames_done, spec.frame_count)
                 tasks = []
@@ -565,9 +479,9 @@ def render(
             "jobs": jobs, "chunk_segments": chunk_segments, "x264_threads": threads,
             "chunks": len(plan.chunks), "chunks_rendered": rendered,
             "chunks_reused": reused + len(plan.chunks) - len(todo), "attempts": attempts,
-            "finished_at": _now_iso(),
+            "finished_at": utc_now_iso(),
         }
-        manifest = pub.write(complete=True, stats=stats)
+        manifest = pub.write(complete=True, stats=stats).to_json()
         shutil.rmtree(work, ignore_errors=True)
         # Swap into place; an older render of the same name is replaced only now.
         if out_dir.exists():
@@ -591,8 +505,8 @@ def render(
 
 
 def _disk_full(partial: Path, where: str | Path) -> DiskFullError:
-    man = read_manifest(partial) or {}
-    done = len(man.get("segments", []))
+    man = read_manifest(partial)
+    done = len(man.segments) if man else 0
     return DiskFullError(f"{where}: no space left on device; the {done} media segments finished "
                          f"so far stay valid in {partial} and a new render resumes from there")
 

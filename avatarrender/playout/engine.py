@@ -38,10 +38,16 @@ from avatarrender.playout.schedule import (
     Schedule,
     Scheduler,
 )
-from avatarrender.playout.source import RenderedSegment, read_rendered, verify_media_file
 from avatarrender.playout.tsrewrite import TimestampRewriter
+from avatarrender.rendition import (
+    RenderedSegment,
+    partial_path,
+    read_rendered,
+    verify_media_file,
+)
+from avatarrender.rendition import atomic_write as write_atomic  # the package's one atomic write
 
-__all__ = ["Playout", "FolderCatalog", "prepare_filler", "write_atomic", "WEB_DIR"]
+__all__ = ["Playout", "FolderCatalog", "prepare_filler", "WEB_DIR"]
 
 log = logging.getLogger("avatarrender.playout")
 
@@ -49,32 +55,6 @@ WEB_DIR = Path(__file__).resolve().parent / "web"
 STATE_NAME = ".state.json"
 MEDIA_PLAYLIST = "live.m3u8"
 MASTER_PLAYLIST = "master.m3u8"
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Temp file beside ``path`` then rename: readers see the old file or the new one, never half.
-
-    Raises
-    ------
-    OSError
-        From the write (ENOSPC on a full disk); the old file is then untouched.
-    """
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-
-
-def partial_of(folder: Path, *, hidden: bool) -> Path:
-    """The in-progress name of a rendered folder (``X.partial``, or ``.X.partial`` in a spool)."""
-    return folder.with_name(f".{folder.name}.partial" if hidden else f"{folder.name}.partial")
 
 
 class FolderCatalog:
@@ -96,7 +76,7 @@ class FolderCatalog:
         self.bad: dict[str, str] = {}   # key -> why it was refused at publication
 
     def add(self, key: str, folder: Path, *, hidden_partial: bool = False) -> None:
-        self.folders[key] = (folder, partial_of(folder, hidden=hidden_partial))
+        self.folders[key] = (folder, partial_path(folder, hidden=hidden_partial))
 
     def forget(self, key: str) -> None:
         self.folders.pop(key, None)
@@ -335,11 +315,7 @@ class Playout:
             log.warning("hls.js missing (%s): run scripts/setup.sh; the monitor page will not play", hls)
 
     def _fps(self) -> Fraction:
-        try:
-            doc = json.loads((self.filler.folder / "manifest.json").read_text())
-            return Fraction(str(doc.get("fps", "30/1")))
-        except (OSError, ValueError):
-            return Fraction(30)
+        return self.filler.fps  # the channel's frame rate: every entry is checked against it
 
     def _write_master(self) -> None:
         bw = max(self.catalog.bandwidth_bps, self.filler.bandwidth_bps, 1)
