@@ -251,6 +251,35 @@ def test_filler_and_format_checks(media: Path, tmp_path: Path) -> None:
         load_schedule(bad)
 
 
+def test_entry_at_another_frame_rate_is_refused_while_filler_airs(tmp_path: Path) -> None:
+    """A segment really rendered at 25 fps on a 30 fps channel (the filler's rate): refused with
+    an error naming the manifest and both rates, on status and in the entry's availability."""
+    from avatarrender.render import render
+    from avatarrender.spec import load_spec
+    from conftest import make_tiny_segment
+
+    make_rendered(tmp_path / "filler", pattern="green", seconds=3)
+    yml = make_tiny_segment(tmp_path / "seg", speech_s=2.0, tv=False, captions=False, extra={
+        "output": {"preset": "720p30", "width": 320, "height": 180, "fps": 25,
+                   "x264_preset": "ultrafast"}})
+    man = render(load_spec(yml), tmp_path / "pal", jobs=1)
+    assert man["fps"] == "25/1" and (man["width"], man["height"]) == (320, 180)
+    sched = schedule(tmp_path, f"""
+        entries:
+          - {{name: pal, at: "{at(2)}", segment: pal}}
+        """)
+    d = Driver(tmp_path, sched)
+    d.start(T0)
+    d.run(6)
+    assert d.programs() == ["filler"]
+    assert d.playout.rewriter.video_frame_90k == 3000  # the channel keeps the filler's 30 fps
+    why = d.playout.catalog.availability("entry/pal").error
+    assert why and "manifest.json: fps: rendered at 25 fps on a 30 fps channel" in why, why
+    errors = d.status()["errors"]
+    assert any("entry/pal" in e["message"] and "refused" in e["message"]
+               and "25 fps on a 30 fps channel" in e["message"] for e in errors), errors
+
+
 def test_full_disk_keeps_the_playlist_valid(media: Path) -> None:
     """Writes fail with EFBIG (a file-size limit stands in for a full disk): error, valid playlist."""
     sched = schedule(media, "")

@@ -57,6 +57,11 @@ MEDIA_PLAYLIST = "live.m3u8"
 MASTER_PLAYLIST = "master.m3u8"
 
 
+def _rate(fps: Fraction) -> str:
+    """``30``, ``29.97`` (30000/1001): a frame rate as people write it."""
+    return str(fps.numerator) if fps.denominator == 1 else f"{float(fps):.3f}".rstrip("0")
+
+
 class FolderCatalog:
     """The scheduler's view of rendered folders on disk (see :class:`~.schedule.Catalog`).
 
@@ -65,10 +70,15 @@ class FolderCatalog:
     width, height, target_duration_s : int
         The channel's format: a rendered segment of another size or longer media segments is
         refused (one rendition; constant TARGETDURATION).
+    fps : Fraction
+        The channel's frame rate: a rendered segment of another rate is refused (its frames
+        would be stamped at the channel's frame length).
     """
 
-    def __init__(self, *, width: int, height: int, target_duration_s: int):
+    def __init__(self, *, width: int, height: int, target_duration_s: int,
+                 fps: Fraction = Fraction(30)):
         self.width, self.height, self.target_duration_s = width, height, target_duration_s
+        self.fps = fps
         self.folders: dict[str, tuple[Path, Path]] = {}   # key -> (complete, partial)
         self.rendered: dict[str, RenderedSegment] = {}
         self._verified: dict[tuple[str, int], tuple[int, int, int]] = {}  # -> (dev, ino, size)
@@ -101,6 +111,9 @@ class FolderCatalog:
         if (r.width, r.height) != (self.width, self.height):
             raise MediaError(r.folder, "width/height", f"{r.width}x{r.height} on a "
                              f"{self.width}x{self.height} channel")
+        if r.fps != self.fps:
+            raise MediaError(r.folder / "manifest.json", "fps", f"rendered at {_rate(r.fps)} fps "
+                             f"on a {_rate(self.fps)} fps channel; render it at the channel's rate")
         longest = max((s.duration_s for s in r.segments), default=Fraction(0))
         if round(longest) > self.target_duration_s:
             raise MediaError(r.folder, "segments", f"media segments of {float(longest):.2f} s on a "
@@ -222,7 +235,7 @@ class Playout:
         for info in filler_r.segments:
             verify_media_file(info.path, info)
         self.catalog = FolderCatalog(width=filler_r.width, height=filler_r.height,
-                                     target_duration_s=m.target_duration_s)
+                                     target_duration_s=m.target_duration_s, fps=filler_r.fps)
         self.catalog.add(FILLER, Path(filler))
         if self.catalog.availability(FILLER).error:
             raise MediaError(filler, None, self.catalog.availability(FILLER).error or "")
