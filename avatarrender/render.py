@@ -39,7 +39,7 @@ from .rendition import Manifest, Publisher, partial_path, read_manifest, utc_now
 from .scene import Frame, Scene
 from .spec import Spec
 
-__all__ = ["render", "render_chunk", "ChunkTask", "Progress"]
+__all__ = ["render", "render_chunk", "ChunkTask", "Progress", "ProcessRenderer", "RenderProcess"]
 
 Progress = Callable[[int, int], None]  # (frames done, frames total)
 
@@ -525,3 +525,111 @@ def preview_frame(spec: Spec, at_s: float) -> np.ndarray:
     data = next(iter(compose_frames(spec, one, scene)))
     frame = Frame.wrap(np.array(data), spec.output.width, spec.output.height)
     return frame.to_rgb()
+
+
+# ---------------------------------------------------------------------------------- background
+
+
+def _error_line(exc: BaseException) -> str:
+    """What the CLI would print for ``exc``: its message's first line (ffmpeg's tail follows)."""
+    if isinstance(exc, AvatarRenderError):
+        lines = str(exc).strip().splitlines()
+        return lines[0] if lines else type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _render_ahead_main(spec_path: str, out_dir: str) -> int:
+    """The body of a render-ahead process: render, print the outcome as one JSON line on stdout
+    (``{"error": null}`` or the error line), return the exit code."""
+    import signal
+
+    from .spec import load_spec
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # joblib then stops the workers; the lock is released
+
+    signal.signal(signal.SIGTERM, stop)
+    code, error = 0, None
+    try:
+        render(load_spec(spec_path), out_dir)
+    except KeyboardInterrupt:
+        code, error = 130, "stopped"
+    except AvatarRenderError as exc:
+        code, error = exc.exit_code, _error_line(exc)  # the line says it all: no traceback
+    except BaseException as exc:
+        import traceback
+
+        traceback.print_exc()
+        code, error = 1, _error_line(exc)
+    print(json.dumps({"error": error}), flush=True)
+    return code
+
+
+class RenderProcess:
+    """One render in a process of its own (see :class:`ProcessRenderer`); a
+    :class:`~avatarrender.playout.render_ahead.RenderJob`.
+
+    A new interpreter runs :func:`_render_ahead_main` (not a fork: the caller runs threads, and
+    not multiprocessing's spawn, which would run the caller's ``__main__`` again). Its stderr is
+    the caller's; its stdout carries the outcome.
+    """
+
+    def __init__(self, spec_path: Path, out_dir: Path):
+        import subprocess
+
+        self.spec_path, self.out_dir = Path(spec_path), Path(out_dir)
+        code = ("import sys; from avatarrender.render import _render_ahead_main; "
+                "sys.exit(_render_ahead_main(sys.argv[1], sys.argv[2]))")
+        # as the CLI does: OpenBLAS threads would spin against the render's workers
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
+        self._proc = subprocess.Popen([sys.executable, "-c", code, str(spec_path), str(out_dir)],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env)
+        self._error: str | None = None
+        self._done = False
+
+    def poll(self) -> bool:
+        return self._proc.poll() is not None
+
+    def result(self) -> None:
+        if not self._done:
+            out = self._proc.communicate()[0].decode(errors="replace").strip().splitlines()
+            try:
+                self._error = json.loads(out[-1])["error"] if out else None
+            except (ValueError, KeyError, TypeError):
+                self._error = out[-1]
+            self._done = True
+        code = self._proc.returncode
+        if self._error is None and code == 0:
+            return
+        why = self._error or (f"the render process was killed by signal {-code}" if code < 0
+                              else f"the render process ended with exit code {code}")
+        raise AvatarRenderError(why if str(self.spec_path) in why else f"{self.spec_path}: {why}")
+
+    def terminate(self) -> None:
+        import subprocess
+
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+
+class ProcessRenderer:
+    """The renderer the ``playout`` command hands to the playout
+    (:class:`~avatarrender.playout.render_ahead.Renderer`): each render-ahead runs :func:`render`
+    in a process of its own, so the playout's loop never waits on it; the filler is rendered in
+    this process, before the channel starts."""
+
+    def render_ahead(self, spec_path: Path, out_dir: Path) -> RenderProcess:
+        return RenderProcess(spec_path, out_dir)
+
+    def render_filler(self, spec_path: Path, duration_s: float, root: Path) -> Path:
+        from .spec import load_spec
+
+        spec = load_spec(spec_path).idle(duration_s)
+        dest = Path(root) / f"idle-{spec.spec_hash}"
+        render(spec, dest)
+        return dest

@@ -41,6 +41,7 @@ def playout_cmd(
     from avatarrender.playout.engine import Playout, prepare_filler
     from avatarrender.playout.schedule import Schedule, ScheduleModel, load_schedule
     from avatarrender.playout.server import serve_in_thread
+    from avatarrender.render import ProcessRenderer
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
@@ -53,8 +54,10 @@ def playout_cmd(
     if spool is not None:
         import dataclasses
         sched = dataclasses.replace(sched, spool=spool.resolve())
-    filler_dir = prepare_filler(sched, out, filler_dir=filler, filler_spec=filler_spec)
-    playout = Playout(sched, out, filler=filler_dir)
+    renderer = ProcessRenderer()  # the playout renders ahead only through this
+    filler_dir = prepare_filler(sched, out, filler_dir=filler, filler_spec=filler_spec,
+                                renderer=renderer)
+    playout = Playout(sched, out, filler=filler_dir, renderer=renderer)
     stop = threading.Event()
     server = None
     if serve:

@@ -43,9 +43,10 @@ def schedule(folder: Path, body: str) -> Path:
 class Driver:
     """Ticks a Playout on a fake clock and checks every published playlist."""
 
-    def __init__(self, folder: Path, sched: Path, *, out: str = "out"):
+    def __init__(self, folder: Path, sched: Path, *, out: str = "out", renderer=None):
         self.out = folder / out
-        self.playout = Playout(load_schedule(sched), self.out, filler=folder / "filler")
+        self.playout = Playout(load_schedule(sched), self.out, filler=folder / "filler",
+                               renderer=renderer)
         self.prev = None
         self.aired: list[tuple[int, str, bool]] = []
 
@@ -400,6 +401,7 @@ def test_real_renderer_filler_and_render_ahead(tmp_path: Path) -> None:
     import time
 
     from avatarrender.playout.engine import prepare_filler
+    from avatarrender.render import ProcessRenderer
     from conftest import make_tiny_segment
 
     yml = make_tiny_segment(tmp_path / "seg", speech_s=3.0)
@@ -408,9 +410,10 @@ def test_real_renderer_filler_and_render_ahead(tmp_path: Path) -> None:
                           f"entries:\n  - {{name: talk, spec: {yml}}}\n")
     out = tmp_path / "out"
     sched = load_schedule(sched_path, renders_dir=out / ".renders")
-    filler = prepare_filler(sched, out)
+    renderer = ProcessRenderer()
+    filler = prepare_filler(sched, out, renderer=renderer)
     assert filler.parent == out / ".filler"
-    p = Playout(sched, out, filler=filler)
+    p = Playout(sched, out, filler=filler, renderer=renderer)
     p.start(time.time())
     prev, aired = None, []
     deadline = time.time() + 90
@@ -427,3 +430,42 @@ def test_real_renderer_filler_and_render_ahead(tmp_path: Path) -> None:
     assert aired.count("entry/talk") >= 3, (aired, p.errors)
     assert (out / ".renders" / "talk" / "manifest.json").exists()
     assert not [e for e in p.errors if e["level"] == "error"], p.errors
+
+
+def test_failed_render_ahead_shows_its_error_line(media: Path) -> None:
+    """An entry whose segment.yaml cannot render: the render's own error line on status (not an
+    exit code), filler airs, and the playout itself imports nothing of the renderer."""
+    import time
+
+    from avatarrender.render import ProcessRenderer
+    from conftest import make_tiny_segment
+
+    yml = make_tiny_segment(media / "seg", speech_s=2.0, tv=False, captions=False)
+    (yml.parent / "assets" / "room.png").unlink()
+    sched = schedule(media, f"""
+        entries:
+          - {{name: broken, spec: {yml}}}
+        """)
+    d = Driver(media, sched, renderer=ProcessRenderer())
+    d.start(T0)
+    deadline = time.monotonic() + 120
+    while d.playout.render_key is None and time.monotonic() < deadline:
+        d.tick()
+    assert d.playout.render_key == "entry/broken"
+    while d.playout.render_key is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        d.tick()
+    d.run(2)
+    errors = [e["message"] for e in d.status()["errors"]]
+    line = next((m for m in errors if m.startswith("entry/broken: render failed: ")), None)
+    assert line and "segment.yaml: scene.background: file not found" in line, errors
+    assert "entry/broken" not in d.programs() and d.programs() == ["filler"]
+    # the channel side stays independent of the renderer and the CLI
+    import ast
+
+    for path in (ROOT / "avatarrender" / "playout").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not [m for m in names if m == "avatarrender.render" or m.split(".")[0] == "cli"], path
+        assert "cli.main" not in path.read_text(), path

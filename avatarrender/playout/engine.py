@@ -10,7 +10,8 @@ Output folder layout (what the HTTP server or nginx serves)::
     OUT/index.html, monitor.js, vendor/hls.min.js   the monitor page
     OUT/.state.json      saved state for a restart (dot files are never served)
     OUT/.filler/         the idle loop rendered from the schedule's filler spec
-    OUT/.renders/NAME/   render-ahead of entries given as a segment.yaml
+    OUT/.renders/NAME/   render-ahead of entries given as a segment.yaml (by the renderer the
+                         caller hands in, see render_ahead.py: the playout never renders itself)
 
 A media segment of slot [t, t + d) is published when the clock reaches t + d, as a live encoder
 would, so PROGRAM-DATE-TIME is wall-clock time and the on-air latency is the player's hold-back.
@@ -22,8 +23,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from fractions import Fraction
@@ -32,6 +31,7 @@ from typing import Any, Callable
 
 from avatarrender.errors import AvatarRenderError, MediaError
 from avatarrender.playout.playlist import LivePlaylist, format_pdt, master_playlist
+from avatarrender.playout.render_ahead import Renderer, RenderJob
 from avatarrender.playout.schedule import (
     FILLER,
     Availability,
@@ -182,13 +182,18 @@ class FolderCatalog:
 
 
 def prepare_filler(schedule: Schedule, out_dir: Path, *, filler_dir: Path | None = None,
-                   filler_spec: Path | None = None) -> Path:
+                   filler_spec: Path | None = None, renderer: Renderer | None = None) -> Path:
     """The filler's rendered folder: given, or rendered once (idle loop) from a segment.yaml.
+
+    Parameters
+    ----------
+    renderer : Renderer, optional
+        Renders the idle loop when the filler is given as a segment.yaml.
 
     Raises
     ------
     SpecError, MediaError
-        No filler configured, or the render fails.
+        No filler configured, no renderer for a filler spec, or the render fails.
     """
     from avatarrender.errors import SpecError
 
@@ -199,15 +204,13 @@ def prepare_filler(schedule: Schedule, out_dir: Path, *, filler_dir: Path | None
     if spec_path is None:
         raise SpecError(schedule.path, "filler", "no filler: give 'filler:' in the schedule, "
                         "--filler DIR or --filler-spec segment.yaml")
-    from avatarrender.render import render
-    from avatarrender.spec import load_spec
-
+    if renderer is None:
+        raise SpecError(schedule.path, "filler", f"the filler is a segment.yaml ({spec_path}) "
+                        "but no renderer was given: give a rendered folder instead")
     duration_s = schedule.model.filler.duration_s if schedule.model.filler else 10.0
-    spec = load_spec(spec_path).idle(duration_s)
-    dest = out_dir / ".filler" / f"idle-{spec.spec_hash}"
-    log.info("rendering the filler (%.1f s idle loop) into %s", duration_s, dest)
-    render(spec, dest)
-    return dest
+    log.info("filler: the %.1f s idle loop of %s, under %s", duration_s, spec_path,
+             out_dir / ".filler")
+    return renderer.render_filler(Path(spec_path), duration_s, out_dir / ".filler")
 
 
 class Playout:
@@ -221,9 +224,13 @@ class Playout:
         The served folder.
     filler : Path
         A complete rendered folder looped when nothing else is ready.
+    renderer : Renderer, optional
+        Renders ahead the entries given as a segment.yaml (without one, such entries are
+        refused with an error).
     """
 
-    def __init__(self, schedule: Schedule, out_dir: str | Path, *, filler: Path):
+    def __init__(self, schedule: Schedule, out_dir: str | Path, *, filler: Path,
+                 renderer: Renderer | None = None):
         self.schedule = schedule
         self.out = Path(out_dir)
         self.media = self.out / "media"
@@ -250,7 +257,8 @@ class Playout:
         self.scheduler: Scheduler | None = None
         self.rewriter = TimestampRewriter(video_frame_90k=round(90000 / self._fps()))
         self.errors: list[dict[str, str]] = []
-        self.render_proc: subprocess.Popen[bytes] | None = None
+        self.renderer = renderer
+        self.render_job: RenderJob | None = None
         self.render_key: str | None = None
         self.renders_failed: set[str] = set()
         self.on_air: dict[str, Any] = {}
@@ -374,14 +382,15 @@ class Playout:
 
     def _poll_renders(self, now: Fraction) -> None:
         """Render ahead entries given as a segment.yaml, one at a time, in schedule order."""
-        if self.render_proc is not None:
-            rc = self.render_proc.poll()
-            if rc is None:
+        if self.render_job is not None:
+            if not self.render_job.poll():
                 return
-            if rc != 0:
-                self._error(f"{self.render_key}: render failed (exit {rc})")
+            try:
+                self.render_job.result()
+            except AvatarRenderError as exc:
+                self._error(f"{self.render_key}: render failed: {exc}")
                 self.renders_failed.add(self.render_key or "")
-            self.render_proc = None
+            self.render_job = None
             self.render_key = None
         assert self.scheduler is not None
         lead = Fraction(self.schedule.model.render_lead_s)
@@ -394,11 +403,19 @@ class Playout:
                 continue
             if e.at_s is not None and e.at_s - now > lead:
                 break
+            if self.renderer is None:
+                self._error(f"{e.key}: given as a segment.yaml ({e.spec}) but this playout has "
+                            "no renderer: render it first and give its folder")
+                self.renders_failed.add(e.key)
+                continue
             e.folder.parent.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, "-c", "from cli.main import main; main()", "render",
-                   str(e.spec), "--output", str(e.folder), "--quiet"]
-            log.info("%s: rendering ahead: %s", e.key, " ".join(cmd[3:]))
-            self.render_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+            log.info("%s: rendering ahead: %s into %s", e.key, e.spec, e.folder)
+            try:
+                self.render_job = self.renderer.render_ahead(e.spec, e.folder)
+            except (AvatarRenderError, OSError) as exc:
+                self._error(f"{e.key}: render failed to start: {exc}")
+                self.renders_failed.add(e.key)
+                continue
             self.render_key = e.key
             return
 
@@ -562,7 +579,7 @@ class Playout:
 
     def run(self, *, stop: threading.Event | None = None, clock: Callable[[], float] = time.time,
             interval_s: float = 0.05) -> None:
-        """Tick on the real clock until ``stop`` is set; a child render is stopped on exit."""
+        """Tick on the real clock until ``stop`` is set; a render-ahead is stopped on exit."""
         stop = stop or threading.Event()
         self.start(clock())
         try:
@@ -575,9 +592,5 @@ class Playout:
                 due = float(self.next_due_s) - clock() if self.next_due_s is not None else interval_s
                 stop.wait(min(interval_s, max(0.002, due)))
         finally:
-            if self.render_proc is not None and self.render_proc.poll() is None:
-                self.render_proc.terminate()
-                try:
-                    self.render_proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.render_proc.kill()
+            if self.render_job is not None:
+                self.render_job.terminate()
