@@ -1,11 +1,9 @@
 """Chunked render: analyse once, render chunks in parallel (joblib), publish in air order.
 
-Output protocol (what playout reads):
-
-- ``OUT.partial/`` (or ``SPOOL/.NAME.partial/``) while rendering: media segments appear there
-  atomically in air order; ``index.m3u8`` is an EVENT playlist and ``manifest.json`` has
-  ``"complete": false``, both listing the contiguous finished prefix.
-- On success the folder is renamed to ``OUT`` with a VOD playlist and ``"complete": true``.
+The output is a rendition (:mod:`avatarrender.rendition` owns its layout): an in-progress
+folder that grows in air order, renamed to ``OUT`` when complete. Frames are composed by
+:mod:`avatarrender.compose` and the audio track comes from :mod:`avatarrender.audiotrack`; this
+module runs the chunks in parallel (joblib workers), under a lock per output.
 
 Chunks are content-addressed (spec hash, frame range, encoder settings, audio), rendered into
 ``.work/KEY.tmpPID`` and renamed to ``.work/KEY`` when whole, so a render killed at any point
@@ -14,12 +12,10 @@ and started again renders only what is missing.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import errno
 import hashlib
 import json
 import os
-import pickle
 import shutil
 import sys
 import threading
@@ -28,15 +24,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from .analysis import Timeline, analyse, segment_audio
-from .audio import AdtsStream, encode_aac
-from .encode import ChunkEncoder, SegmentJob, TVReader
+from .audiotrack import AudioSource, encode_track
+from .compose import build_scene, compose_frames, scene_for, slice_timeline
+from .encode import ChunkEncoder, SegmentJob
 from .errors import AvatarRenderError, DiskFullError, FFmpegError, RenderLockedError
 from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
 from .rendition import Manifest, Publisher, partial_path, read_manifest, utc_now_iso
-from .scene import Frame, Scene
 from .spec import Spec
 
 __all__ = ["render", "render_chunk", "ChunkTask", "Progress", "ProcessRenderer", "RenderProcess"]
@@ -58,126 +52,6 @@ class ChunkTask:
     scene_path: str | None = None  # the Scene the main process built, pickled
 
 
-_SCENES: dict[str, Scene] = {}
-
-
-def _scene(spec: Spec, path: str | None = None) -> Scene:
-    """One Scene per spec per worker process: for the first chunk loaded from ``path`` (built
-    once by the main process while it analysed the speech) or built, then reused."""
-    key = spec.spec_hash
-    scene = _SCENES.get(key)
-    if scene is None:
-        _SCENES.clear()
-        if path and os.path.isfile(path):
-            with open(path, "rb") as fh:
-                scene = pickle.load(fh)  # our own file, in the render's own work folder
-        else:
-            scene = Scene(spec)
-        _SCENES[key] = scene
-    return scene
-
-
-def _build_scene(spec: Spec, path: Path) -> None:
-    """Build the Scene once for all workers (images decoded and scaled, layers blended,
-    captions laid out: 0.2-0.3 s at 1080p, which each worker would otherwise spend before its
-    first frame)."""
-    scene = Scene(spec)
-    _SCENES.clear()
-    _SCENES[spec.spec_hash] = scene  # for chunks rendered in this process (--jobs 1)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            pickle.dump(scene, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except OSError:  # a full disk, say: only a saving lost, each worker builds its own
-        tmp.unlink(missing_ok=True)
-
-
-def compose_frames(spec: Spec, timeline: Timeline, scene: Scene) -> Any:
-    """Yield each frame's flat yuv420p buffer (one reused buffer: consume before the next)."""
-    tv = spec.model.tv
-    reader = None
-    if tv and tv.clips:
-        x0, y0, x1, y1 = scene.screen  # in output pixels
-        reader = TVReader([spec.path(c.file) for c in tv.clips], (x1 - x0, y1 - y0), spec.output.fps)
-    buf = Frame.empty(spec.output.width, spec.output.height)
-    fresh, screen_dirty = True, False  # one buffer, refreshed where frames can differ
-    clips = reader.frames(timeline.tv_clip, timeline.tv_time_s) if reader else None
-    try:
-        for i in range(timeline.frame_count):
-            state = timeline.state_key(i)
-            planes = next(clips) if clips is not None else None
-            yield scene.compose(buf, state, planes, fresh=fresh, screen_dirty=screen_dirty).data
-            fresh, screen_dirty = False, planes is not None
-    finally:
-        if clips is not None:
-            clips.close()
-
-
-_ADTS: dict[str, AdtsStream] = {}
-
-# A chunk waiting for the AAC track gives up when the file has not grown for this long.
-AUDIO_STALL_S = 120.0
-
-
-def _audio_part(path: Path) -> Path:
-    return path.with_name(path.name + ".part")
-
-
-def _audio_failed(path: Path) -> Path:
-    return path.with_name(path.name + ".failed")
-
-
-class _AudioSource:
-    """A chunk's view of the segment's AAC track, which may still be being encoded.
-
-    The main process encodes the track once into ``NAME.part`` frame by frame while the first
-    chunks render, then renames it to ``NAME``; a media segment waits (at the end of its
-    video) until the frames it needs are written. On shared storage the same works for
-    cluster workers.
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def _until(self, frames: int | None) -> AdtsStream:
-        key = str(self.path)
-        if key in _ADTS:
-            return _ADTS[key]
-        size, since = -1, time.monotonic()
-        while True:
-            if self.path.is_file():
-                _ADTS.clear()
-                adts = _ADTS[key] = AdtsStream.read(self.path)
-                return adts
-            if _audio_failed(self.path).exists():
-                raise AvatarRenderError(f"{self.path.name}: the audio encoder failed")
-            try:
-                now = _audio_part(self.path).stat().st_size
-            except FileNotFoundError:
-                now = 0  # not started yet, or renamed just now
-            if now != size:  # grown: are the frames it needs there yet?
-                size, since = now, time.monotonic()
-                if frames is not None and now:
-                    try:
-                        data = _audio_part(self.path).read_bytes()
-                    except FileNotFoundError:
-                        continue  # renamed meanwhile: the finished file is there
-                    adts = AdtsStream.parse(data, name=str(self.path), complete=False)
-                    if adts.frame_count >= frames:
-                        return adts
-            elif time.monotonic() - since > AUDIO_STALL_S:
-                raise AvatarRenderError(f"{self.path}: the audio track stopped growing "
-                                        f"({size} bytes for {AUDIO_STALL_S:.0f} s)")
-            time.sleep(0.01)
-
-    def __call__(self, job: SegmentJob) -> tuple[list[bytes], Fraction]:
-        needed = None if job.end_s is None else AdtsStream.first_frame_at(job.end_s)
-        adts = self._until(needed)
-        k0, k1 = adts.frames_for(job.start_s, job.end_s)
-        return [adts.frame(k) for k in range(k0, k1)], adts.pts_s(k0)
-
-
 def render_chunk(task: ChunkTask) -> dict[str, Any]:
     """Render one chunk into ``work_root/KEY/`` (atomically) and return its small manifest."""
     _tolerate_kept_memory()
@@ -194,7 +68,7 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         fps = spec.output.fps
         last = chunk.frame_end >= spec.frame_count
         started = time.perf_counter()
-        scene = _scene(spec, task.scene_path)
+        scene = scene_for(spec, task.scene_path)
         segments = []
         frame_index = chunk.frame_start
         for i, n in enumerate(chunk.segment_frames):
@@ -204,7 +78,7 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
             segments.append(SegmentJob(path=tmp / f"seg_{chunk.first_segment + i:05d}.ts",
                                        frames=n, start_s=s0, end_s=s1))
             frame_index += n
-        with ChunkEncoder(spec.output, segments, audio=_AudioSource(Path(task.audio_path)),
+        with ChunkEncoder(spec.output, segments, audio=AudioSource(Path(task.audio_path)),
                           threads=task.threads) as enc:
             for data in compose_frames(spec, task.timeline, scene):
                 enc.write(data)
@@ -226,13 +100,6 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         raise
 
 
-def _slice(tl: Timeline, a: int, b: int) -> Timeline:
-    return dataclasses.replace(
-        tl, mouth=tl.mouth[a:b], eyes=tl.eyes[a:b], caption=tl.caption[a:b],
-        tv_clip=tl.tv_clip[a:b], tv_time_s=tl.tv_time_s[a:b],
-    )
-
-
 def _chunk_key(spec: Spec, chunk: Chunk, audio_hash: str, threads: int | None) -> str:
     doc = json.dumps([spec.spec_hash, audio_hash, threads, chunk.frame_start, chunk.frame_end,
                       chunk.first_segment, list(chunk.segment_frames)])
@@ -249,20 +116,6 @@ def _planned_manifest(spec: Spec, plan: ChunkPlan) -> Manifest:
         spec_hash=spec.spec_hash, source=str(spec.source), duration_s=spec.duration_s,
         frame_count=spec.frame_count,
     )
-
-
-def _encode_audio(samples: np.ndarray, path: Path, bitrate_kbps: int) -> None:
-    """Encode into ``NAME.part`` (chunks follow it as it grows), then rename to ``NAME``; on
-    failure leave ``NAME.failed`` so that waiting chunks stop."""
-    try:
-        encode_aac(samples, _audio_part(path), bitrate_kbps=bitrate_kbps)
-        os.replace(_audio_part(path), path)
-    except BaseException:
-        try:
-            _audio_failed(path).touch()
-        except OSError:
-            pass
-        raise
 
 
 class _Background:
@@ -409,7 +262,7 @@ def render(
 
         _warm_up_workers(jobs)  # worker start-up overlaps the analysis below
         scene_path = work / f"scene-{spec.spec_hash}.pkl"
-        building = _Background(_build_scene, spec, scene_path)  # PIL and numpy: mostly off the GIL
+        building = _Background(build_scene, spec, scene_path)  # PIL and numpy: mostly off the GIL
         samples = segment_audio(spec)
         audio_hash = hashlib.sha256(samples.tobytes()).hexdigest()[:16]
         audio_path = work / f"audio-{audio_hash}-{spec.output.audio_bitrate_kbps}k.aac"
@@ -417,7 +270,7 @@ def render(
         if not audio_path.is_file():
             # the AAC encoder (its own process) runs while this process analyses the speech
             # and the first chunks render
-            encoding = _Background(_encode_audio, samples, audio_path, spec.output.audio_bitrate_kbps)
+            encoding = _Background(encode_track, samples, audio_path, spec.output.audio_bitrate_kbps)
         timeline = analyse(spec, samples)  # chunks start now; they wait for audio only if ahead
         building.result()
         analysed_s = time.perf_counter() - started
@@ -431,7 +284,7 @@ def render(
         tasks = [
             ChunkTask(spec=spec, chunk=c, key=_chunk_key(spec, c, audio_hash, threads), work_root=str(work),
                       audio_path=str(audio_path),
-                      timeline=_slice(timeline, c.frame_start, c.frame_end), threads=threads,
+                      timeline=slice_timeline(timeline, c.frame_start, c.frame_end), threads=threads,
                       scene_path=str(scene_path))
             for c in todo
         ]
@@ -509,22 +362,6 @@ def _disk_full(partial: Path, where: str | Path) -> DiskFullError:
     done = len(man.segments) if man else 0
     return DiskFullError(f"{where}: no space left on device; the {done} media segments finished "
                          f"so far stay valid in {partial} and a new render resumes from there")
-
-
-def preview_frame(spec: Spec, at_s: float) -> np.ndarray:
-    """One composited frame as RGB (no encode): the same yuv the render would send to x264.
-
-    Returns
-    -------
-    np.ndarray [shape=(height, width, 3), dtype=uint8]
-    """
-    n = min(spec.frame_count - 1, max(0, int(Fraction(at_s) * spec.output.fps)))
-    timeline = analyse(spec, segment_audio(spec))
-    scene = Scene(spec)
-    one = _slice(timeline, n, n + 1)
-    data = next(iter(compose_frames(spec, one, scene)))
-    frame = Frame.wrap(np.array(data), spec.output.width, spec.output.height)
-    return frame.to_rgb()
 
 
 # ---------------------------------------------------------------------------------- background

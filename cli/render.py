@@ -150,7 +150,7 @@ def preview_cmd(
     from PIL import Image
 
     from avatarrender.rendition import atomic_write
-    from avatarrender.render import preview_frame
+    from avatarrender.compose import preview_frame
     from avatarrender.spec import load_spec
     import io
 
