@@ -45,7 +45,7 @@ from avatarrender.rendition import (
     read_rendered,
     verify_media_file,
 )
-from avatarrender.rendition import atomic_write as write_atomic  # the package's one atomic write
+from avatarrender.rendition import atomic_write
 
 __all__ = ["Playout", "FolderCatalog", "prepare_filler", "WEB_DIR"]
 
@@ -55,6 +55,12 @@ WEB_DIR = Path(__file__).resolve().parent / "web"
 STATE_NAME = ".state.json"
 MEDIA_PLAYLIST = "live.m3u8"
 MASTER_PLAYLIST = "master.m3u8"
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """The package's atomic write, without fsync: what the playout writes is rewritten every
+    second and rebuilt after a restart, and an fsync on the publication path costs latency."""
+    atomic_write(path, data, durable=False)
 
 
 def _rate(fps: Fraction) -> str:
