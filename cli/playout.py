@@ -36,6 +36,10 @@ def playout_cmd(
                                          "next, in order of arrival (overrides the schedule)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every published segment "
                                  "and HTTP request."),
+    push: Optional[list[str]] = typer.Option(None, "--push", help="Also send the channel, as "
+                                             "aired and not re-encoded, to this ingest: "
+                                             "rtmp://HOST/APP/KEY or srt://HOST:PORT?streamid=KEY "
+                                             "(repeatable). The key is never logged."),
 ) -> None:
     """Publish a live low-latency HLS channel from rendered segments; never renders frames live."""
     from avatarrender.playout.engine import Playout, prepare_filler
@@ -54,10 +58,18 @@ def playout_cmd(
     if spool is not None:
         import dataclasses
         sched = dataclasses.replace(sched, spool=spool.resolve())
+    from avatarrender.playout.push import Pusher
+
+    pushers = [Pusher(url) for url in push or ()]  # URLs checked before the filler renders
     renderer = ProcessRenderer()  # the playout renders ahead only through this
     filler_dir = prepare_filler(sched, out, filler_dir=filler, filler_spec=filler_spec,
                                 renderer=renderer)
     playout = Playout(sched, out, filler=filler_dir, renderer=renderer)
+    for i, pusher in enumerate(pushers):
+        playout.publish_hooks.append(pusher.offer)
+        playout.status_extras[f"push{i or ''}"] = pusher.status
+        pusher.start()
+        logging.info("restreaming to %s", pusher.shown_url)
     stop = threading.Event()
     server = None
     if serve:
@@ -75,6 +87,8 @@ def playout_cmd(
     try:
         playout.run(stop=stop)
     finally:
+        for pusher in pushers:
+            pusher.stop()
         if server is not None:
             server.shutdown()
 

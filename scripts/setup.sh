@@ -13,7 +13,7 @@ py=${PYTHON:-python3}
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 apt_pkgs=(espeak-ng libespeak-ng1 libjpeg-dev zlib1g-dev libfreetype-dev libpng-dev)
-[ $want_test = 1 ] && apt_pkgs+=(chromium)
+[ $want_test = 1 ] && apt_pkgs+=(chromium nginx libnginx-mod-rtmp)  # nginx-rtmp: the --push test's ingest
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from avatarrender.errors import AvatarRenderError, MediaError
+from avatarrender.playout.metrics import Counters
 from avatarrender.playout.playlist import LivePlaylist, format_pdt, master_playlist
 from avatarrender.playout.render_ahead import Renderer, RenderJob
 from avatarrender.playout.schedule import (
@@ -263,6 +264,9 @@ class Playout:
         self.scheduler: Scheduler | None = None
         self.rewriter = TimestampRewriter(video_frame_90k=round(90000 / self._fps()))
         self.errors: list[dict[str, str]] = []
+        self.counters = Counters()   # for /metrics; the server counts its requests here too
+        self.publish_hooks: list[Callable[[Path], None]] = []  # called with each published file
+        self.status_extras: dict[str, Callable[[], Any]] = {}  # more /status keys (the restream)
         self.renderer = renderer
         self.render_job: RenderJob | None = None
         self.render_key: str | None = None
@@ -430,6 +434,7 @@ class Playout:
     def _error(self, message: str, level: str = "error") -> None:
         getattr(log, level if level in ("error", "warning", "info") else "error")(message)
         if level in ("error", "warning"):
+            self.counters.error(level)
             self.errors.append({"at": format_pdt(self._now_s), "level": level,
                                 "message": message})
             del self.errors[:-20]
@@ -472,7 +477,11 @@ class Playout:
             self.playlist.append(duration_s=d.duration_s, discontinuity=rebase, program=d.key, now_s=now,
                                  pdt_s=self._resume_pdt_s)
             self._resume_pdt_s = None
+            self.counters.published(d.key, d.duration_s,
+                                    stalled=d.key == FILLER and self.scheduler.current is not None)
             self.scheduler.commit(d)
+            for hook in self.publish_hooks:  # must not block: the restream only queues the path
+                hook(dest)
             if self.on_air.get("key") != d.key:
                 self.on_air = {"key": d.key, "since": format_pdt(self.playlist.segments[-1].pdt_s)}
             published += 1
@@ -493,9 +502,11 @@ class Playout:
         self.scheduler.events.clear()
         for ev in self.scheduler.aired:
             log.info("%s %s at %s", ev["key"], ev["event"], format_pdt(ev["at_s"]))
+            self.counters.aired(ev, target_duration_s=self.playlist.target_duration_s)
         self.scheduler.aired.clear()
 
     def _disk_error(self, message: str) -> None:
+        self.counters.error("disk")
         if self.disk_error != message:
             self._error(message + " (disk full?): the playlist stays as it was")
         self.disk_error = message
@@ -546,6 +557,7 @@ class Playout:
             "rendering": self.render_key,
             "disk_error": self.disk_error,
             "errors": self.errors[-10:],
+            **{k: f() for k, f in self.status_extras.items()},
         }
 
     def _write_status(self, now: Fraction) -> None:

@@ -77,6 +77,8 @@ class EntryModel(_Strict):
     after: Literal["previous"] | None = None
     segment: str | None = None
     spec: str | None = None
+    title: str | None = Field(None, min_length=1, max_length=500)        # programme guide
+    description: str | None = Field(None, min_length=1, max_length=5000)  # programme guide
 
     @model_validator(mode="after")
     def _check(self) -> EntryModel:
@@ -101,6 +103,7 @@ class ScheduleModel(_Strict):
     filler: FillerModel | None = None
     spool: str | None = None
     render_lead_s: float = Field(600.0, ge=0)
+    channel: str | None = Field(None, min_length=1, max_length=200)  # its name in the programme guide
     entries: list[EntryModel] = []
 
     @model_validator(mode="after")
