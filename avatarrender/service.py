@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import AvatarRenderError, SpecError
+from .rendition import atomic_write
 
 __all__ = ["RenderService", "Submission", "submit", "STATUS_NAME"]
 
@@ -59,12 +60,7 @@ class Submission:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, text)  # the package's one atomic write (fsync'd)
 
 
 def _check_name(name: str, where: str | Path | None) -> str:

@@ -45,6 +45,7 @@ def playout_cmd(
     from avatarrender.playout.engine import Playout, prepare_filler
     from avatarrender.playout.schedule import Schedule, ScheduleModel, load_schedule
     from avatarrender.playout.server import serve_in_thread
+    from avatarrender.render import ProcessRenderer
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
@@ -60,8 +61,10 @@ def playout_cmd(
     from avatarrender.playout.push import Pusher
 
     pushers = [Pusher(url) for url in push or ()]  # URLs checked before the filler renders
-    filler_dir = prepare_filler(sched, out, filler_dir=filler, filler_spec=filler_spec)
-    playout = Playout(sched, out, filler=filler_dir)
+    renderer = ProcessRenderer()  # the playout renders ahead only through this
+    filler_dir = prepare_filler(sched, out, filler_dir=filler, filler_spec=filler_spec,
+                                renderer=renderer)
+    playout = Playout(sched, out, filler=filler_dir, renderer=renderer)
     for i, pusher in enumerate(pushers):
         playout.publish_hooks.append(pusher.offer)
         playout.status_extras[f"push{i or ''}"] = pusher.status

@@ -43,9 +43,10 @@ def schedule(folder: Path, body: str) -> Path:
 class Driver:
     """Ticks a Playout on a fake clock and checks every published playlist."""
 
-    def __init__(self, folder: Path, sched: Path, *, out: str = "out"):
+    def __init__(self, folder: Path, sched: Path, *, out: str = "out", renderer=None):
         self.out = folder / out
-        self.playout = Playout(load_schedule(sched), self.out, filler=folder / "filler")
+        self.playout = Playout(load_schedule(sched), self.out, filler=folder / "filler",
+                               renderer=renderer)
         self.prev = None
         self.aired: list[tuple[int, str, bool]] = []
 
@@ -251,6 +252,35 @@ def test_filler_and_format_checks(media: Path, tmp_path: Path) -> None:
         load_schedule(bad)
 
 
+def test_entry_at_another_frame_rate_is_refused_while_filler_airs(tmp_path: Path) -> None:
+    """A segment really rendered at 25 fps on a 30 fps channel (the filler's rate): refused with
+    an error naming the manifest and both rates, on status and in the entry's availability."""
+    from avatarrender.render import render
+    from avatarrender.spec import load_spec
+    from conftest import make_tiny_segment
+
+    make_rendered(tmp_path / "filler", pattern="green", seconds=3)
+    yml = make_tiny_segment(tmp_path / "seg", speech_s=2.0, tv=False, captions=False, extra={
+        "output": {"preset": "720p30", "width": 320, "height": 180, "fps": 25,
+                   "x264_preset": "ultrafast"}})
+    man = render(load_spec(yml), tmp_path / "pal", jobs=1)
+    assert man["fps"] == "25/1" and (man["width"], man["height"]) == (320, 180)
+    sched = schedule(tmp_path, f"""
+        entries:
+          - {{name: pal, at: "{at(2)}", segment: pal}}
+        """)
+    d = Driver(tmp_path, sched)
+    d.start(T0)
+    d.run(6)
+    assert d.programs() == ["filler"]
+    assert d.playout.rewriter.video_frame_90k == 3000  # the channel keeps the filler's 30 fps
+    why = d.playout.catalog.availability("entry/pal").error
+    assert why and "manifest.json: fps: rendered at 25 fps on a 30 fps channel" in why, why
+    errors = d.status()["errors"]
+    assert any("entry/pal" in e["message"] and "refused" in e["message"]
+               and "25 fps on a 30 fps channel" in e["message"] for e in errors), errors
+
+
 def test_full_disk_keeps_the_playlist_valid(media: Path) -> None:
     """Writes fail with EFBIG (a file-size limit stands in for a full disk): error, valid playlist."""
     sched = schedule(media, "")
@@ -332,6 +362,7 @@ def test_real_renderer_filler_and_render_ahead(tmp_path: Path) -> None:
     import time
 
     from avatarrender.playout.engine import prepare_filler
+    from avatarrender.render import ProcessRenderer
     from conftest import make_tiny_segment
 
     yml = make_tiny_segment(tmp_path / "seg", speech_s=3.0)
@@ -340,9 +371,10 @@ def test_real_renderer_filler_and_render_ahead(tmp_path: Path) -> None:
                           f"entries:\n  - {{name: talk, spec: {yml}}}\n")
     out = tmp_path / "out"
     sched = load_schedule(sched_path, renders_dir=out / ".renders")
-    filler = prepare_filler(sched, out)
+    renderer = ProcessRenderer()
+    filler = prepare_filler(sched, out, renderer=renderer)
     assert filler.parent == out / ".filler"
-    p = Playout(sched, out, filler=filler)
+    p = Playout(sched, out, filler=filler, renderer=renderer)
     p.start(time.time())
     prev, aired = None, []
     deadline = time.time() + 90
@@ -421,3 +453,42 @@ def test_restart_mid_segment_keeps_one_clean_stream(media: Path, stop_after_s: f
     r = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "warning", "-i", str(vod),
                         "-f", "null", "-"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr
+
+
+def test_failed_render_ahead_shows_its_error_line(media: Path) -> None:
+    """An entry whose segment.yaml cannot render: the render's own error line on status (not an
+    exit code), filler airs, and the playout itself imports nothing of the renderer."""
+    import time
+
+    from avatarrender.render import ProcessRenderer
+    from conftest import make_tiny_segment
+
+    yml = make_tiny_segment(media / "seg", speech_s=2.0, tv=False, captions=False)
+    (yml.parent / "assets" / "room.png").unlink()
+    sched = schedule(media, f"""
+        entries:
+          - {{name: broken, spec: {yml}}}
+        """)
+    d = Driver(media, sched, renderer=ProcessRenderer())
+    d.start(T0)
+    deadline = time.monotonic() + 120
+    while d.playout.render_key is None and time.monotonic() < deadline:
+        d.tick()
+    assert d.playout.render_key == "entry/broken"
+    while d.playout.render_key is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        d.tick()
+    d.run(2)
+    errors = [e["message"] for e in d.status()["errors"]]
+    line = next((m for m in errors if m.startswith("entry/broken: render failed: ")), None)
+    assert line and "segment.yaml: scene.background: file not found" in line, errors
+    assert "entry/broken" not in d.programs() and d.programs() == ["filler"]
+    # the channel side stays independent of the renderer and the CLI
+    import ast
+
+    for path in (ROOT / "avatarrender" / "playout").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not [m for m in names if m == "avatarrender.render" or m.split(".")[0] == "cli"], path
+        assert "cli.main" not in path.read_text(), path

@@ -13,6 +13,7 @@ from PIL import Image
 from avatarrender.media import ffmpeg_exe
 from avatarrender.playout.engine import Playout, prepare_filler
 from avatarrender.playout.schedule import load_schedule
+from avatarrender.render import ProcessRenderer
 from avatarrender.spec import read_yaml
 from conftest import run_cli
 from playout_check import check_transition, parse_live
@@ -65,7 +66,8 @@ def test_new_channel_renders_and_airs_as_it_is(tmp_path: Path) -> None:
     # airs: filler (the idle loop), the schedule's entry rendered ahead, then the spool item
     out = chan / "live"
     sched = load_schedule(chan / "schedule.yaml", renders_dir=out / ".renders")
-    p = Playout(sched, out, filler=prepare_filler(sched, out))
+    renderer = ProcessRenderer()
+    p = Playout(sched, out, filler=prepare_filler(sched, out, renderer=renderer), renderer=renderer)
     p.start(time.time())
     prev, aired = None, []
     deadline = time.time() + 240
@@ -80,9 +82,8 @@ def test_new_channel_renders_and_airs_as_it_is(tmp_path: Path) -> None:
             prev = cur
             time.sleep(0.05)
     finally:
-        if p.render_proc is not None and p.render_proc.poll() is None:
-            p.render_proc.kill()
-            p.render_proc.wait()
+        if p.render_job is not None:
+            p.render_job.terminate()
     assert aired.count("entry/mychan") >= 2, (aired, p.errors)
     assert any(a.startswith("spool/") for a in aired), (aired, p.errors)
     assert not [e for e in p.errors if e["level"] == "error"], p.errors

@@ -10,7 +10,8 @@ Output folder layout (what the HTTP server or nginx serves)::
     OUT/index.html, monitor.js, vendor/hls.min.js   the monitor page
     OUT/.state.json      saved state for a restart (dot files are never served)
     OUT/.filler/         the idle loop rendered from the schedule's filler spec
-    OUT/.renders/NAME/   render-ahead of entries given as a segment.yaml
+    OUT/.renders/NAME/   render-ahead of entries given as a segment.yaml (by the renderer the
+                         caller hands in, see render_ahead.py: the playout never renders itself)
 
 A media segment of slot [t, t + d) is rewritten onto the channel clock and written whole when its
 slot starts (so the preload hint names a file that exists); each LL-HLS part of it (a byte range,
@@ -28,8 +29,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from fractions import Fraction
@@ -41,6 +40,7 @@ from avatarrender.playout.feed import LiveFeed, Snapshot
 from avatarrender.playout.metrics import Counters
 from avatarrender.playout.parts import Part, cut_parts, shorten, video_frames
 from avatarrender.playout.playlist import LivePart, LivePlaylist, format_pdt, master_playlist
+from avatarrender.playout.render_ahead import Renderer, RenderJob
 from avatarrender.playout.schedule import (
     FILLER,
     Availability,
@@ -48,10 +48,16 @@ from avatarrender.playout.schedule import (
     Schedule,
     Scheduler,
 )
-from avatarrender.playout.source import RenderedSegment, read_rendered, verify_media_file
 from avatarrender.playout.tsrewrite import TimestampRewriter
+from avatarrender.rendition import (
+    RenderedSegment,
+    partial_path,
+    read_rendered,
+    verify_media_file,
+)
+from avatarrender.rendition import atomic_write
 
-__all__ = ["Playout", "FolderCatalog", "prepare_filler", "write_atomic", "WEB_DIR"]
+__all__ = ["Playout", "FolderCatalog", "prepare_filler", "WEB_DIR"]
 
 log = logging.getLogger("avatarrender.playout")
 
@@ -62,29 +68,14 @@ MASTER_PLAYLIST = "master.m3u8"
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Temp file beside ``path`` then rename: readers see the old file or the new one, never half.
-
-    Raises
-    ------
-    OSError
-        From the write (ENOSPC on a full disk); the old file is then untouched.
-    """
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
+    """The package's atomic write, without fsync: what the playout writes is rewritten every
+    second and rebuilt after a restart, and an fsync on the publication path costs latency."""
+    atomic_write(path, data, durable=False)
 
 
-def partial_of(folder: Path, *, hidden: bool) -> Path:
-    """The in-progress name of a rendered folder (``X.partial``, or ``.X.partial`` in a spool)."""
-    return folder.with_name(f".{folder.name}.partial" if hidden else f"{folder.name}.partial")
+def _rate(fps: Fraction) -> str:
+    """``30``, ``29.97`` (30000/1001): a frame rate as people write it."""
+    return str(fps.numerator) if fps.denominator == 1 else f"{float(fps):.3f}".rstrip("0")
 
 
 class FolderCatalog:
@@ -95,10 +86,15 @@ class FolderCatalog:
     width, height, target_duration_s : int
         The channel's format: a rendered segment of another size or longer media segments is
         refused (one rendition; constant TARGETDURATION).
+    fps : Fraction
+        The channel's frame rate: a rendered segment of another rate is refused (its frames
+        would be stamped at the channel's frame length).
     """
 
-    def __init__(self, *, width: int, height: int, target_duration_s: int):
+    def __init__(self, *, width: int, height: int, target_duration_s: int,
+                 fps: Fraction = Fraction(30)):
         self.width, self.height, self.target_duration_s = width, height, target_duration_s
+        self.fps = fps
         self.folders: dict[str, tuple[Path, Path]] = {}   # key -> (complete, partial)
         self.rendered: dict[str, RenderedSegment] = {}
         self._verified: dict[tuple[str, int], tuple[int, int, int]] = {}  # -> (dev, ino, size)
@@ -106,7 +102,7 @@ class FolderCatalog:
         self.bad: dict[str, str] = {}   # key -> why it was refused at publication
 
     def add(self, key: str, folder: Path, *, hidden_partial: bool = False) -> None:
-        self.folders[key] = (folder, partial_of(folder, hidden=hidden_partial))
+        self.folders[key] = (folder, partial_path(folder, hidden=hidden_partial))
 
     def forget(self, key: str) -> None:
         self.folders.pop(key, None)
@@ -131,6 +127,9 @@ class FolderCatalog:
         if (r.width, r.height) != (self.width, self.height):
             raise MediaError(r.folder, "width/height", f"{r.width}x{r.height} on a "
                              f"{self.width}x{self.height} channel")
+        if r.fps != self.fps:
+            raise MediaError(r.folder / "manifest.json", "fps", f"rendered at {_rate(r.fps)} fps "
+                             f"on a {_rate(self.fps)} fps channel; render it at the channel's rate")
         longest = max((s.duration_s for s in r.segments), default=Fraction(0))
         if round(longest) > self.target_duration_s:
             raise MediaError(r.folder, "segments", f"media segments of {float(longest):.2f} s on a "
@@ -199,13 +198,18 @@ class FolderCatalog:
 
 
 def prepare_filler(schedule: Schedule, out_dir: Path, *, filler_dir: Path | None = None,
-                   filler_spec: Path | None = None) -> Path:
+                   filler_spec: Path | None = None, renderer: Renderer | None = None) -> Path:
     """The filler's rendered folder: given, or rendered once (idle loop) from a segment.yaml.
+
+    Parameters
+    ----------
+    renderer : Renderer, optional
+        Renders the idle loop when the filler is given as a segment.yaml.
 
     Raises
     ------
     SpecError, MediaError
-        No filler configured, or the render fails.
+        No filler configured, no renderer for a filler spec, or the render fails.
     """
     from avatarrender.errors import SpecError
 
@@ -216,15 +220,13 @@ def prepare_filler(schedule: Schedule, out_dir: Path, *, filler_dir: Path | None
     if spec_path is None:
         raise SpecError(schedule.path, "filler", "no filler: give 'filler:' in the schedule, "
                         "--filler DIR or --filler-spec segment.yaml")
-    from avatarrender.render import render
-    from avatarrender.spec import load_spec
-
+    if renderer is None:
+        raise SpecError(schedule.path, "filler", f"the filler is a segment.yaml ({spec_path}) "
+                        "but no renderer was given: give a rendered folder instead")
     duration_s = schedule.model.filler.duration_s if schedule.model.filler else 10.0
-    spec = load_spec(spec_path).idle(duration_s)
-    dest = out_dir / ".filler" / f"idle-{spec.spec_hash}"
-    log.info("rendering the filler (%.1f s idle loop) into %s", duration_s, dest)
-    render(spec, dest)
-    return dest
+    log.info("filler: the %.1f s idle loop of %s, under %s", duration_s, spec_path,
+             out_dir / ".filler")
+    return renderer.render_filler(Path(spec_path), duration_s, out_dir / ".filler")
 
 
 @dataclasses.dataclass
@@ -272,9 +274,13 @@ class Playout:
         The served folder.
     filler : Path
         A complete rendered folder looped when nothing else is ready.
+    renderer : Renderer, optional
+        Renders ahead the entries given as a segment.yaml (without one, such entries are
+        refused with an error).
     """
 
-    def __init__(self, schedule: Schedule, out_dir: str | Path, *, filler: Path):
+    def __init__(self, schedule: Schedule, out_dir: str | Path, *, filler: Path,
+                 renderer: Renderer | None = None):
         self.schedule = schedule
         self.out = Path(out_dir)
         self.media = self.out / "media"
@@ -286,7 +292,7 @@ class Playout:
         for info in filler_r.segments:
             verify_media_file(info.path, info)
         self.catalog = FolderCatalog(width=filler_r.width, height=filler_r.height,
-                                     target_duration_s=m.target_duration_s)
+                                     target_duration_s=m.target_duration_s, fps=filler_r.fps)
         self.catalog.add(FILLER, Path(filler))
         if self.catalog.availability(FILLER).error:
             raise MediaError(filler, None, self.catalog.availability(FILLER).error or "")
@@ -313,7 +319,8 @@ class Playout:
         self.counters = Counters()   # for /metrics; the server counts its requests here too
         self.publish_hooks: list[Callable[[Path], None]] = []  # called with each published file
         self.status_extras: dict[str, Callable[[], Any]] = {}  # more /status keys (the restream)
-        self.render_proc: subprocess.Popen[bytes] | None = None
+        self.renderer = renderer
+        self.render_job: RenderJob | None = None
         self.render_key: str | None = None
         self.renders_failed: set[str] = set()
         self.on_air: dict[str, Any] = {}
@@ -398,11 +405,7 @@ class Playout:
             log.warning("hls.js missing (%s): run scripts/setup.sh; the monitor page will not play", hls)
 
     def _fps(self) -> Fraction:
-        try:
-            doc = json.loads((self.filler.folder / "manifest.json").read_text())
-            return Fraction(str(doc.get("fps", "30/1")))
-        except (OSError, ValueError):
-            return Fraction(30)
+        return self.filler.fps  # the channel's frame rate: every entry is checked against it
 
     def _write_master(self) -> None:
         bw = max(self.catalog.bandwidth_bps, self.filler.bandwidth_bps, 1)
@@ -448,14 +451,15 @@ class Playout:
 
     def _poll_renders(self, now: Fraction) -> None:
         """Render ahead entries given as a segment.yaml, one at a time, in schedule order."""
-        if self.render_proc is not None:
-            rc = self.render_proc.poll()
-            if rc is None:
+        if self.render_job is not None:
+            if not self.render_job.poll():
                 return
-            if rc != 0:
-                self._error(f"{self.render_key}: render failed (exit {rc})")
+            try:
+                self.render_job.result()
+            except AvatarRenderError as exc:
+                self._error(f"{self.render_key}: render failed: {exc}")
                 self.renders_failed.add(self.render_key or "")
-            self.render_proc = None
+            self.render_job = None
             self.render_key = None
         assert self.scheduler is not None
         lead = Fraction(self.schedule.model.render_lead_s)
@@ -468,11 +472,19 @@ class Playout:
                 continue
             if e.at_s is not None and e.at_s - now > lead:
                 break
+            if self.renderer is None:
+                self._error(f"{e.key}: given as a segment.yaml ({e.spec}) but this playout has "
+                            "no renderer: render it first and give its folder")
+                self.renders_failed.add(e.key)
+                continue
             e.folder.parent.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, "-c", "from cli.main import main; main()", "render",
-                   str(e.spec), "--output", str(e.folder), "--quiet"]
-            log.info("%s: rendering ahead: %s", e.key, " ".join(cmd[3:]))
-            self.render_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+            log.info("%s: rendering ahead: %s into %s", e.key, e.spec, e.folder)
+            try:
+                self.render_job = self.renderer.render_ahead(e.spec, e.folder)
+            except (AvatarRenderError, OSError) as exc:
+                self._error(f"{e.key}: render failed to start: {exc}")
+                self.renders_failed.add(e.key)
+                continue
             self.render_key = e.key
             return
 
@@ -760,7 +772,7 @@ class Playout:
 
     def run(self, *, stop: threading.Event | None = None, clock: Callable[[], float] = time.time,
             interval_s: float = 0.05) -> None:
-        """Tick on the real clock until ``stop`` is set; a child render is stopped on exit."""
+        """Tick on the real clock until ``stop`` is set; a render-ahead is stopped on exit."""
         stop = stop or threading.Event()
         self.start(clock())
         try:
@@ -773,9 +785,5 @@ class Playout:
                 due = float(self.next_due_s) - clock() if self.next_due_s is not None else interval_s
                 stop.wait(min(interval_s, max(0.002, due)))
         finally:
-            if self.render_proc is not None and self.render_proc.poll() is None:
-                self.render_proc.terminate()
-                try:
-                    self.render_proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.render_proc.kill()
+            if self.render_job is not None:
+                self.render_job.terminate()

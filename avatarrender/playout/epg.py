@@ -230,7 +230,7 @@ def schedule_guide(schedule: Schedule, *, now_s: Fraction, horizon_s: Fraction =
                    channel_id: str | None = None) -> str:
     """XMLTV for a schedule file alone (no playout running): lengths from the rendered
     folders' manifests, or from the segment.yaml of entries the playout renders ahead."""
-    from avatarrender.playout.source import read_rendered
+    from avatarrender.rendition import read_rendered
 
     durations: dict[str, Fraction | None] = {}
     for e in schedule.entries:
