@@ -45,28 +45,38 @@ class ChunkPlan:
 
 
 def plan_chunks(spec: Spec, *, chunk_segments: int = DEFAULT_CHUNK_SEGMENTS,
-                ramp: bool = True) -> ChunkPlan:
+                ramp: bool = True, lead_frames: int | None = None) -> ChunkPlan:
     """Cut ``spec.frame_count`` frames into media segments, and those into chunks.
 
     Every media segment has ``frames_per_segment`` frames except possibly the last. With
     ``ramp`` the first chunks are short (1, then 2 media segments) so the first media segment
     is published early for render-ahead streaming; the output does not depend on chunking.
+
+    ``lead_frames`` (fewer than a segment's frames) splits the first media segment in two:
+    ``lead_frames`` frames, then the rest, so that every later boundary stays where it was. A
+    live channel can air a short first media segment (one LL-HLS part, say) a fraction of a
+    second after the render starts, instead of waiting for a whole segment to be encoded.
     """
     if chunk_segments < 1:
         raise ValueError("chunk_segments must be at least 1")
     per = spec.output.frames_per_segment
     n = spec.frame_count
     seg_frames = [min(per, n - s) for s in range(0, n, per)]
+    if lead_frames is not None and 0 < lead_frames < seg_frames[0]:
+        seg_frames[:1] = [lead_frames, seg_frames[0] - lead_frames]
     sizes = [min(1, chunk_segments), min(2, chunk_segments)] if ramp else []
     starts, first = [], 0
     while first < len(seg_frames):
         starts.append(first)
         first += sizes[len(starts) - 1] if len(starts) <= len(sizes) else chunk_segments
     chunks = []
+    offsets = [0]
+    for f in seg_frames:
+        offsets.append(offsets[-1] + f)
     for c, first in enumerate(starts):
         end = starts[c + 1] if c + 1 < len(starts) else len(seg_frames)
         frames = tuple(seg_frames[first:end])
-        start = first * per
+        start = offsets[first]
         chunks.append(Chunk(index=c, frame_start=start, frame_end=start + sum(frames),
                             first_segment=first, segment_frames=frames))
     return ChunkPlan(fps=spec.output.fps, frames_per_segment=per, chunks=tuple(chunks))

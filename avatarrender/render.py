@@ -218,6 +218,7 @@ def render(
     wait_lock: bool = False,
     progress: Progress | None = None,
     on_publish: Callable[[dict[str, Any]], None] | None = None,
+    lead_frames: int | None = None,
 ) -> dict[str, Any]:
     """Render ``spec`` into the HLS folder ``out_dir``; return its manifest.
 
@@ -234,6 +235,10 @@ def render(
         Name the in-progress folder ``.NAME.partial`` (for spools that others list).
     force : bool
         Render again even if ``out_dir`` holds a complete render of the same spec.
+    lead_frames : int, optional
+        Split the first media segment into this many frames and the rest (see
+        :func:`~avatarrender.plan.plan_chunks`): the render service's first media segment is
+        then ready after a fraction of a second.
     """
     from joblib import Parallel, delayed
 
@@ -251,9 +256,12 @@ def render(
             if progress:
                 progress(spec.frame_count, spec.frame_count)
             return {**old.to_json(), "up_to_date": True}
+        plan = plan_chunks(spec, chunk_segments=chunk_segments, lead_frames=lead_frames)
         stale = read_manifest(partial)
-        if stale is None or stale.spec_hash != spec.spec_hash:
-            shutil.rmtree(partial, ignore_errors=True)
+        planned = plan.segment_frames()
+        if (stale is None or stale.spec_hash != spec.spec_hash
+                or [s.frames for s in stale.segments] != planned[:len(stale.segments)]):
+            shutil.rmtree(partial, ignore_errors=True)  # another spec, or cut otherwise
         work = partial / ".work"
         work.mkdir(parents=True, exist_ok=True)
         for leftover in [*work.glob("*.tmp*"), *work.glob("*.part"), *work.glob("*.failed")]:
@@ -274,7 +282,6 @@ def render(
         timeline = analyse(spec, samples)  # chunks start now; they wait for audio only if ahead
         building.result()
         analysed_s = time.perf_counter() - started
-        plan = plan_chunks(spec, chunk_segments=chunk_segments)
         pub = Publisher(partial, _planned_manifest(spec, plan))
         # Chunks whose segments are all published are done; a chunk is published whole or not.
         todo = [c for c in plan.chunks if c.first_segment >= pub.published]

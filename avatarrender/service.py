@@ -157,11 +157,16 @@ class RenderService:
         Output overrides applied to every spec (``{"preset": "720p30"}``).
     poll_s : float
         How often the inbox is looked at.
+    lead_frames : int, optional
+        The first media segment of every render holds only this many frames (then the rest of
+        a segment): with the playout's LL-HLS parts of the same length, the new program can go
+        on air a fraction of a second after the render starts. None: whole segments.
     """
 
     def __init__(self, inbox: str | Path, spool: str | Path, *, jobs: int | None = None,
                  chunk_segments: int | None = None, scheduler: str | None = None,
-                 overrides: dict[str, Any] | None = None, poll_s: float = 0.02):
+                 overrides: dict[str, Any] | None = None, poll_s: float = 0.02,
+                 lead_frames: int | None = 8):
         self.inbox = Path(inbox).resolve()
         self.spool = Path(spool).resolve()
         self.jobs = jobs or os.cpu_count() or 1
@@ -169,6 +174,7 @@ class RenderService:
         self.scheduler = scheduler
         self.overrides = dict(overrides or {})
         self.poll_s = poll_s
+        self.lead_frames = lead_frames
         self.current: Submission | None = None
         self.done: list[dict[str, Any]] = []
         self.failed: list[dict[str, Any]] = []
@@ -235,7 +241,8 @@ class RenderService:
             self.current = sub
             self._write_status()
             spec = load_spec(sub.spec, overrides=self.overrides or None)
-            kwargs: dict[str, Any] = dict(jobs=self.jobs, hidden_partial=True, progress=progress)
+            kwargs: dict[str, Any] = dict(jobs=self.jobs, hidden_partial=True, progress=progress,
+                                          lead_frames=self.lead_frames)
             if self.chunk_segments:
                 kwargs["chunk_segments"] = self.chunk_segments
             with self._parallel_config():

@@ -33,6 +33,9 @@ def serve_cmd(
     preset: Optional[str] = typer.Option(None, "--preset", help="Output preset for every submission."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Render on a Dask cluster "
                                             "(tcp://HOST:PORT) instead of local workers."),
+    lead_frames: int = typer.Option(8, "--lead-frames", min=0, help="Frames of each render's "
+                                    "first media segment (0: a whole segment); match the "
+                                    "playout's part_frames so a new program airs sooner."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
 ) -> None:
     """Keep render workers warm and render every submitted segment into a playout spool."""
@@ -41,7 +44,8 @@ def serve_cmd(
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
     service = RenderService(inbox, spool, jobs=jobs, chunk_segments=chunk_segments,
-                            scheduler=scheduler, overrides={"preset": preset} if preset else None)
+                            scheduler=scheduler, overrides={"preset": preset} if preset else None,
+                            lead_frames=lead_frames or None)
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: object) -> None:
