@@ -30,7 +30,7 @@ from .compose import build_scene, compose_frames, scene_for, slice_timeline
 from .encode import ChunkEncoder, SegmentJob
 from .errors import AvatarRenderError, DiskFullError, FFmpegError, RenderLockedError
 from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
-from .rendition import Manifest, Publisher, partial_path, read_manifest, utc_now_iso
+from .rendition import Manifest, Publisher, clear_failed, partial_path, read_manifest, utc_now_iso
 from .spec import Spec
 
 __all__ = ["render", "render_chunk", "ChunkTask", "Progress", "ProcessRenderer", "RenderProcess"]
@@ -262,6 +262,7 @@ def render(
         if (stale is None or stale.spec_hash != spec.spec_hash
                 or [s.frames for s in stale.segments] != planned[:len(stale.segments)]):
             shutil.rmtree(partial, ignore_errors=True)  # another spec, or cut otherwise
+        clear_failed(partial)  # a render that failed before is tried again
         work = partial / ".work"
         work.mkdir(parents=True, exist_ok=True)
         for leftover in [*work.glob("*.tmp*"), *work.glob("*.part"), *work.glob("*.failed")]:

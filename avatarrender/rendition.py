@@ -34,6 +34,11 @@ import numpy as np
 from .errors import MediaError
 
 __all__ = [
+    "FAILED_NAME",
+    "RenditionFailed",
+    "mark_failed",
+    "clear_failed",
+    "check_not_failed",
     "MANIFEST_FORMAT",
     "MANIFEST_NAME",
     "PLAYLIST_NAME",
@@ -703,3 +708,39 @@ class Publisher:
         write_rendition(self.partial, man)
         return man
 
+
+
+# ---------------------------------------------------------------------------------- failure
+
+FAILED_NAME = "FAILED"
+
+
+class RenditionFailed(MediaError):
+    """An in-progress rendition whose render failed: it will not grow; air something else."""
+
+
+def mark_failed(folder: str | Path, message: str) -> None:
+    """Tell readers of an in-progress ``folder`` that its render failed, and why (one line).
+
+    A render that starts again over the folder clears it (:func:`clear_failed`).
+    """
+    folder = Path(folder)
+    if folder.is_dir():
+        atomic_write(folder / FAILED_NAME, message.strip().splitlines()[0] + "\n" if message.strip() else "failed\n")
+
+
+def clear_failed(folder: str | Path) -> None:
+    """Remove a failure mark (a new render of the folder is starting)."""
+    Path(folder, FAILED_NAME).unlink(missing_ok=True)
+
+
+def check_not_failed(folder: str | Path) -> None:
+    """Raise :class:`RenditionFailed` with the render's error line if ``folder`` is marked failed."""
+    path = Path(folder, FAILED_NAME)
+    try:
+        why = path.read_text().strip()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        why = str(exc)
+    raise RenditionFailed(path, None, f"the render failed: {why}")

@@ -236,6 +236,7 @@ class RenderService:
         from .spec import load_spec
 
         t0 = time.perf_counter()
+        sub: Submission | None = None
         try:
             sub = read_submission(path)
             self.current = sub
@@ -248,14 +249,14 @@ class RenderService:
             with self._parallel_config():
                 manifest = render(spec, self.spool / sub.name, **kwargs)
         except AvatarRenderError as exc:
-            self._fail(path, str(exc))
+            self._fail(path, str(exc), sub)
             return None
         except OSError as exc:
-            self._fail(path, f"{exc.filename or path}: {exc.strerror or exc}")
+            self._fail(path, f"{exc.filename or path}: {exc.strerror or exc}", sub)
             return None
         except Exception as exc:  # noqa: BLE001  (a lost worker, a bug: the service goes on)
             log.debug("render of %s failed", path, exc_info=True)
-            self._fail(path, f"{path}: render failed: {type(exc).__name__}: {exc}")
+            self._fail(path, f"{path}: render failed: {type(exc).__name__}: {exc}", sub)
             return None
         finally:
             self.current = None
@@ -271,8 +272,16 @@ class RenderService:
         self._write_status()
         return manifest
 
-    def _fail(self, path: Path, message: str) -> None:
+    def _fail(self, path: Path, message: str, sub: Submission | None = None) -> None:
         log.error("%s", message)
+        if sub is not None:
+            # what it published so far may be on air: the playout refuses the rest at once
+            from .rendition import mark_failed, partial_path
+
+            try:
+                mark_failed(partial_path(self.spool / sub.name, hidden=True), message)
+            except OSError as exc:
+                log.error("%s: cannot mark the failed render: %s", sub.name, exc)
         failed = self.inbox / ".failed"
         try:
             failed.mkdir(exist_ok=True)

@@ -492,3 +492,28 @@ def test_failed_render_ahead_shows_its_error_line(media: Path) -> None:
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         assert not [m for m in names if m == "avatarrender.render" or m.split(".")[0] == "cli"], path
         assert "cli.main" not in path.read_text(), path
+
+
+def test_spool_item_whose_render_failed_is_refused_at_once(media: Path) -> None:
+    """A render that gives up midway marks its partial folder (rendition.mark_failed): the playout
+    airs what it had, then refuses the rest at once with the render's error line, not after
+    max_late_s of filler; the next spool item follows."""
+    from avatarrender.rendition import mark_failed
+
+    spool = media / "spool"
+    spool.mkdir()
+    d = Driver(media, schedule(media, "spool: spool\nlate: {max_late_s: 30}\n"))
+    d.start(T0)
+    d.run(2)
+    part = make_partial(media / "a", spool / ".aa-broken.partial", finished=2)
+    d.run(1.5)
+    mark_failed(part, "talk.yaml: tv.clips[0].file: clip.mp4 cannot be decoded at 3.2 s\nmore")
+    d.run(1)
+    shutil.copytree(media / "b", spool / "bb-next")
+    d.run(5)
+    progs = d.programs()
+    assert "spool/aa-broken" in progs and "spool/bb-next" in progs
+    errors = [e["message"] for e in d.playout.errors]
+    assert any("aa-broken" in m and "FAILED" in m and "cannot be decoded at 3.2 s" in m for m in errors), errors
+    aired_broken = [s for s in d.playout.playlist.segments if s.program == "spool/aa-broken"]
+    assert len(aired_broken) <= 2, "nothing past what was published before the failure"

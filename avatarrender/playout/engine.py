@@ -51,6 +51,7 @@ from avatarrender.playout.schedule import (
 from avatarrender.playout.tsrewrite import TimestampRewriter
 from avatarrender.rendition import (
     RenderedSegment,
+    check_not_failed,
     partial_path,
     read_rendered,
     verify_media_file,
@@ -118,6 +119,7 @@ class FolderCatalog:
                 raise MediaError(complete / "manifest.json", "complete",
                                  "a finished folder whose manifest says incomplete")
         elif partial.is_dir():
+            check_not_failed(partial)  # its render gave up: refuse it now, not after max_late_s
             try:
                 r = read_rendered(partial)
             except MediaError:
