@@ -63,7 +63,8 @@ def atomic_write(path: Path, data: bytes | str) -> None:
 def media_playlist(segments: list[dict[str, Any]], *, target_duration_s: float,
                    complete: bool) -> str:
     """A VOD playlist when ``complete``, else an EVENT playlist of the finished prefix."""
-    target = max(1, math.ceil(max([target_duration_s] + [s["duration_s"] for s in segments]) - 1e-9))
+    # RFC 8216 4.3.3.1: no EXTINF, rounded to the nearest integer, above it (1.001 s gives 1)
+    target = max(1, math.floor(max([target_duration_s] + [s["duration_s"] for s in segments]) + 0.5))
     lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{target}",
              "#EXT-X-MEDIA-SEQUENCE:0",
              f"#EXT-X-PLAYLIST-TYPE:{'VOD' if complete else 'EVENT'}",

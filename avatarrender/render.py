@@ -311,7 +311,8 @@ class _Publisher:
             "duration_s": float(self.spec.duration_s),
             "frame_count": self.spec.frame_count,
             "segment_type": out.segment_type,
-            "target_duration_s": int(-(-out.segment_duration_s // 1)),
+            # RFC 8216: each EXTINF rounded to the nearest integer (1.001 s at NTSC rates: 1)
+            "target_duration_s": max(1, int(out.segment_duration_s + Fraction(1, 2))),
             "codecs": codecs_string(self.partial / self.segments[0]["uri"]) if self.segments
             else "avc1.640028,mp4a.40.2",
             "bandwidth_bps": int(max(peak, total_bytes * 8 / dur)),

@@ -41,7 +41,8 @@ EYE_STATES = ("open", "half", "closed")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan compare false with every bound, so they would pass ge/le checks unnoticed
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class OutputModel(_Model):
@@ -213,7 +214,7 @@ class Spec:
 
     def path(self, rel: str) -> Path:
         """Resolve a path of the YAML relative to its folder."""
-        return (self.source.parent / rel).resolve()
+        return resolve_asset(self.source, None, rel)
 
     @property
     def spec_hash(self) -> str:
@@ -306,14 +307,78 @@ def load_preset(name: str) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) or {}
 
 
+def _first_problem(errors: list[dict[str, Any]]) -> tuple[str | None, str]:
+    """The one problem to report from pydantic's list: an unknown field before anything else,
+    since a misspelt key (``charcter``) also makes the real one (``character``) look missing;
+    the message then names the field it was probably meant to be."""
+    import difflib
+
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    err = unknown[0] if unknown else errors[0]
+    field = _field(err["loc"]) or None
+    if not unknown:
+        return field, err["msg"]
+    parent, name = err["loc"][:-1], str(err["loc"][-1])
+    missing = [str(e["loc"][-1]) for e in errors
+               if e["type"] == "missing" and tuple(e["loc"][:-1]) == tuple(parent)]
+    model = _model_at(SegmentModel, parent)
+    known = list(model.model_fields) if model is not None else missing
+    guess = difflib.get_close_matches(name, missing or known, n=1, cutoff=0.6)
+    if guess:
+        return field, f"unknown field: did you mean {guess[0]!r}?"
+    if known:
+        return field, f"unknown field (a typo?): known fields here are {', '.join(known)}"
+    return field, "unknown field (a typo?)"
+
+
+def _model_at(model: Any, loc: tuple[Any, ...]) -> Any:
+    """The pydantic model class found at ``loc`` inside ``model`` (None if not a model)."""
+    import typing
+
+    for part in loc:
+        if isinstance(part, int):
+            continue  # a list index: the item type was taken at the list's field
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        while True:  # unwrap Optional[...] and list[...] to the model inside
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                break
+            if not args:
+                return None
+            ann = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)),
+                       args[0])
+        model = ann
+    return model
+
+
+# pydantic puts the member type of a union into an error's location (output.fps.int)
+_TYPE_TAGS = {"int", "float", "str", "bool", "none", "list", "dict", "tuple", "function-after",
+              "function-before", "function-plain", "function-wrap"}
+
+
 def _field(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
+        if isinstance(part, str) and (part in _TYPE_TAGS or "[" in part):
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
 
 # --------------------------------------------------------------------------- media checks
+
+
+def resolve_asset(source: Path, field: str | None, rel: str) -> Path:
+    """``rel`` (a path of the YAML) made absolute; a symlink loop or an unusable path is a
+    :class:`SpecError` naming the field, not a ``RuntimeError``."""
+    try:
+        return (source.parent / rel).resolve()
+    except (RuntimeError, OSError, ValueError) as exc:  # RuntimeError: "Symlink loop from ..."
+        reason = "a symlink loop" if "loop" in str(exc).lower() else str(exc)
+        raise SpecError(source, field, f"cannot resolve {rel!r}: {reason}") from None
 
 
 class _Checker:
@@ -329,7 +394,7 @@ class _Checker:
         return SpecError(self.source, field, message)
 
     def file(self, field: str, rel: str) -> Path:
-        path = (self.source.parent / rel).resolve()
+        path = resolve_asset(self.source, field, rel)
         if not path.is_file():
             raise AssetNotFoundError(self.source, field, f"file not found: {path}")
         self.hasher.update(field.encode())
@@ -383,10 +448,15 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
         if ch.base or ch.mouths or ch.eyes:
             raise c.error("character.states", "give either states or base/mouths/eyes, not both")
         found = []
+        try:
+            ch.states.format(mouth="X", eyes="open")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise c.error("character.states", f"{ch.states!r} is not a pattern with {{mouth}} and "
+                          f"{{eyes}} ({type(exc).__name__}: {exc})") from None
         for m in MOUTH_SHAPES:
             for e in EYE_STATES:
                 rel = ch.states.format(mouth=m, eyes=e)
-                if (source.parent / rel).is_file():
+                if resolve_asset(source, "character.states", rel).is_file():
                     found.append((m, e, c.image("character.states", rel)))
         if not any(m == "X" and e == "open" for m, e, _ in found):
             raise c.error(
@@ -507,8 +577,11 @@ def _output(model: OutputModel, source: Path) -> OutputSettings:
     values.update(model.model_dump(exclude_none=True, exclude={"preset"}))
     try:
         fps = parse_fps(values["fps"])
-    except (ValueError, ZeroDivisionError):
-        raise SpecError(source, "output.fps", f"{values['fps']!r} is not a frame rate") from None
+        if not 1 <= fps <= 240:
+            raise ValueError(fps)
+    except (ValueError, ZeroDivisionError, OverflowError, TypeError):
+        raise SpecError(source, "output.fps", f"{values['fps']!r} is not a frame rate: use a "
+                        "number of frames per second from 1 to 240, such as 30 or 30000/1001") from None
     w, h = int(values["width"]), int(values["height"])
     if w % 2 or h % 2:
         raise SpecError(source, "output.width" if w % 2 else "output.height",
@@ -520,8 +593,15 @@ def _output(model: OutputModel, source: Path) -> OutputSettings:
                         f"{values['segment_type']} is not supported yet: use mpegts")
     seg = Fraction(values["segment_duration_s"]).limit_denominator(1000)
     if (seg * fps).denominator != 1:
-        raise SpecError(source, "output.segment_duration_s",
-                        f"{float(seg)} s is not a whole number of frames at {fps} fps")
+        whole = max(1, round(seg * fps))
+        if model.segment_duration_s is None:
+            # the preset's length (1 s) at an NTSC rate: the nearest whole frames (30 frames,
+            # 1.001 s at 30000/1001), so that the documented rates work as they are
+            seg = Fraction(whole) / fps
+        else:
+            raise SpecError(source, "output.segment_duration_s",
+                            f"{float(seg)} s is not a whole number of frames at {fps} fps: use "
+                            f"{float(Fraction(whole) / fps):.6g} ({whole} frames) or leave it out")
     return OutputSettings(
         width=w, height=h, fps=fps, x264_preset=str(values["x264_preset"]),
         crf=float(values["crf"]), maxrate_kbps=int(values["maxrate_kbps"]),
@@ -532,7 +612,27 @@ def _output(model: OutputModel, source: Path) -> OutputSettings:
 
 class _Yaml12Loader(yaml.SafeLoader):
     """YAML 1.2 booleans: only true/false. YAML 1.1 also reads on/off/yes/no as booleans, which
-    would turn ``tv: {off: ...}`` into a ``False`` key."""
+    would turn ``tv: {off: ...}`` into a ``False`` key. A key given twice in one mapping is an
+    error (YAML 1.2 says keys are unique; PyYAML would silently keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:  # as written: keys merged in by << may be overridden
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:
+                    continue  # an unhashable key: PyYAML's own check reports it
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None,
+                        f"duplicate key {key!r} (first given at line {first.line + 1})",
+                        key_node.start_mark)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
 
 
 _Yaml12Loader.yaml_implicit_resolvers = {
@@ -563,7 +663,10 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
     SpecError
         For any problem, with the file and the field in its message.
     """
-    source = Path(path).resolve()
+    try:
+        source = Path(path).resolve()
+    except (RuntimeError, OSError) as exc:
+        raise SpecError(path, None, f"cannot resolve the segment file's path: {exc}") from None
     if not source.is_file():
         raise AssetNotFoundError(source, None, "segment file not found")
     try:
@@ -581,11 +684,8 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
     try:
         model = SegmentModel.model_validate(doc)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field (a typo?)"
-        raise SpecError(source, _field(err["loc"]) or None, msg) from None
+        field, msg = _first_problem(exc.errors())
+        raise SpecError(source, field, msg) from None
     out = _output(model.output, source)
     duration, cues, clip_durs, asset_hash = _check_media(model, out, source)
     return Spec(

@@ -1,0 +1,182 @@
+"""Bad input and faults: every one gives one clear line naming the file and the field, the
+documented exit code, and nothing half-written (issue 14, render and validate)."""
+from __future__ import annotations
+
+import inspect
+import pickle
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import yaml
+
+from avatarrender import errors
+from avatarrender.errors import AssetNotFoundError, AvatarRenderError, SpecError
+from avatarrender.spec import load_spec
+
+from conftest import run_cli
+
+
+def _edit(yml: Path, fn) -> Path:
+    doc = yaml.safe_load(yml.read_text())
+    fn(doc)
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return yml
+
+
+def _one_line(proc, code: int) -> str:
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- the error family
+
+
+def _error_classes() -> list[type]:
+    found, todo = [], [AvatarRenderError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo += cls.__subclasses__()
+    return found
+
+
+def _example(cls: type) -> BaseException:
+    params = inspect.signature(cls.__init__).parameters
+    if "field" in params:
+        return cls("/x/segment.yaml", "tv.clips[0].file", "cannot decode")
+    if "stderr" in params:
+        return cls("encoder failed", cmd=["ffmpeg", "-i", "x"], stderr="line 1\nline 2")
+    return cls("/x/out: something went wrong")
+
+
+@pytest.mark.parametrize("cls", _error_classes(), ids=lambda c: c.__name__)
+def test_every_error_class_survives_pickling(cls):
+    # how a worker's error travels to the parent on loky and Dask
+    err = _example(cls)
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is cls
+    assert str(back) == str(err)
+    assert back.__dict__ == err.__dict__
+    assert back.exit_code == err.exit_code
+    assert isinstance(back, OSError) == isinstance(err, OSError)
+
+
+def test_error_family_is_listed():
+    assert {c.__name__ for c in _error_classes()} >= set(errors.__all__)
+
+
+# --------------------------------------------------------------------------- spec loading
+
+
+def test_symlink_loop_in_an_asset_path(tiny_segment: Path):
+    a = tiny_segment.parent / "assets"
+    (a / "loop1").symlink_to("loop2")
+    (a / "loop2").symlink_to("loop1")
+    _edit(tiny_segment, lambda d: d["scene"].__setitem__("background", "assets/loop1"))
+    with pytest.raises(SpecError) as info:
+        load_spec(tiny_segment)
+    assert info.value.field == "scene.background" and "symlink loop" in str(info.value)
+    line = _one_line(run_cli("validate", str(tiny_segment)), 2)
+    assert str(tiny_segment) in line and "scene.background" in line
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", "0", "-30", "abc", "1/0"])
+def test_fps_that_is_not_a_rate(tiny_segment: Path, value: str):
+    text = tiny_segment.read_text().replace("  x264_preset: veryfast", f"  x264_preset: veryfast\n  fps: {value}")
+    tiny_segment.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_spec(tiny_segment)
+    assert info.value.field == "output.fps", str(info.value)
+
+
+@pytest.mark.parametrize("field,value", [("duration_s", ".inf"), ("duration_s", ".nan"),
+                                         ("blink.mean_interval_s", ".nan")])
+def test_inf_and_nan_are_refused_everywhere(tiny_segment: Path, field: str, value: str):
+    top, _, sub = field.partition(".")
+    doc = yaml.safe_load(tiny_segment.read_text())
+    (doc[top] if sub else doc)[sub or top] = "@@"
+    tiny_segment.write_text(yaml.safe_dump(doc, sort_keys=False).replace("'@@'", value))
+    with pytest.raises(SpecError) as info:
+        load_spec(tiny_segment)
+    assert info.value.field == field
+
+
+def test_clip_end_at_infinity_is_refused(tiny_segment: Path):
+    text = tiny_segment.read_text().replace("end_s: 3.5", "end_s: .inf")
+    tiny_segment.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_spec(tiny_segment)
+    assert info.value.field == "tv.clips[0].end_s"
+
+
+@pytest.mark.parametrize("where", ["top", "nested"])
+def test_duplicate_keys_name_the_key_and_line(tiny_segment: Path, where: str):
+    lines = tiny_segment.read_text().splitlines()
+    if where == "top":
+        lines.append("blink: {seed: 9}")
+        key, first = "blink", next(i for i, ln in enumerate(lines) if ln.startswith("blink:")) + 1
+    else:
+        i = next(i for i, ln in enumerate(lines) if ln.startswith("  x264_preset:"))
+        lines.insert(i + 1, "  x264_preset: slow")
+        key, first = "x264_preset", i + 1
+    dup = len(lines) if where == "top" else first + 1
+    tiny_segment.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(tiny_segment)
+    msg = str(info.value)
+    assert f"duplicate key '{key}'" in msg and f"line {dup}" in msg and f"line {first}" in msg, msg
+
+
+def test_merge_keys_are_not_duplicates(tiny_segment: Path):
+    text = tiny_segment.read_text().replace("blink:", "blink_defaults: &b {seed: 1}\nblink:\n  <<: *b", 1)
+    tiny_segment.write_text(text)
+    with pytest.raises(SpecError) as info:  # an unknown top-level key, not a duplicate
+        load_spec(tiny_segment)
+    assert info.value.field == "blink_defaults"
+
+
+@pytest.mark.parametrize("fps,frames_per_segment", [("30000/1001", 30), ("24000/1001", 24),
+                                                    ("60000/1001", 60), ("29.97", 30)])
+def test_ntsc_rates_work_with_the_default_segment_length(tiny_segment: Path, fps, frames_per_segment):
+    _edit(tiny_segment, lambda d: d["output"].__setitem__("fps", fps))
+    spec = load_spec(tiny_segment)
+    assert spec.output.frames_per_segment == frames_per_segment
+    assert spec.output.segment_duration_s * spec.output.fps == frames_per_segment
+    assert spec.output.segment_duration_s == Fraction(1001, 1000)
+
+
+def test_explicit_segment_length_that_is_not_whole_frames_says_what_to_set(tiny_segment: Path):
+    _edit(tiny_segment, lambda d: d["output"].update(fps="30000/1001", segment_duration_s=1))
+    with pytest.raises(SpecError) as info:
+        load_spec(tiny_segment)
+    assert info.value.field == "output.segment_duration_s"
+    assert "1.001 (30 frames)" in str(info.value)
+
+
+@pytest.mark.parametrize("typo,meant", [("charcter", "character"), ("scene", None)])
+def test_top_level_typo_names_the_unknown_key(tiny_segment: Path, typo: str, meant):
+    if meant:
+        _edit(tiny_segment, lambda d: d.__setitem__(typo, d.pop(meant)))
+        with pytest.raises(SpecError) as info:
+            load_spec(tiny_segment)
+        assert info.value.field == typo and f"did you mean '{meant}'" in str(info.value)
+    else:
+        _edit(tiny_segment, lambda d: d["scene"].__setitem__("backgorund", d["scene"].pop("background")))
+        with pytest.raises(SpecError) as info:
+            load_spec(tiny_segment)
+        assert info.value.field == "scene.backgorund" and "'background'" in str(info.value)
+
+
+def test_states_pattern_that_does_not_format(tiny_segment: Path):
+    def change(d):
+        ch = d["character"]
+        for k in ("base", "mouths", "eyes", "mouth_offset", "eyes_offset"):
+            ch.pop(k, None)
+        ch["states"] = "assets/{mouht}_{eyes}.png"
+    _edit(tiny_segment, change)
+    with pytest.raises(SpecError) as info:
+        load_spec(tiny_segment)
+    assert info.value.field == "character.states"
