@@ -12,6 +12,7 @@ __all__ = [
     "AssetNotFoundError",
     "RenderLockedError",
     "DiskFullError",
+    "OutputError",
 ]
 
 
@@ -84,3 +85,10 @@ class DiskFullError(AvatarRenderError, OSError):
     """The output's file system is full. What was finished before stays valid."""
 
     exit_code = 1
+
+
+class OutputError(AvatarRenderError, OSError):
+    """The output path cannot be used: it is a file or a folder that is not a render (refused
+    unless forced, exit 2), or it cannot be written (read-only, no permission: exit 1)."""
+
+    exit_code = 2

@@ -33,7 +33,8 @@ import numpy as np
 from .analysis import Timeline, analyse, segment_audio
 from .audio import AdtsStream, encode_aac
 from .encode import ChunkEncoder, SegmentJob, TVReader
-from .errors import AvatarRenderError, DiskFullError, FFmpegError, RenderLockedError
+from .errors import (AvatarRenderError, DiskFullError, FFmpegError, OutputError,
+                     RenderLockedError)
 from .hls import atomic_write, codecs_string, continue_cc, dump_json, media_playlist
 from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
 from .scene import Frame, Scene
@@ -472,12 +473,14 @@ def render(
     from joblib import Parallel, delayed
 
     started = time.perf_counter()
-    out_dir = Path(out_dir).resolve()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    out_dir = _usable_output(Path(out_dir), force=force)
     jobs = jobs or os.cpu_count() or 1
     if threads is None:
         threads = DEFAULT_X264_THREADS
-    lock = _lock(out_dir, wait_lock)
+    try:
+        lock = _lock(out_dir, wait_lock)
+    except OSError as exc:
+        raise _not_writable(out_dir, exc) from None
     partial = partial_path(out_dir, hidden=hidden_partial)
     try:
         old = read_manifest(out_dir)
@@ -571,6 +574,8 @@ def render(
         manifest = pub.write(complete=True, stats=stats)
         shutil.rmtree(work, ignore_errors=True)
         # Swap into place; an older render of the same name is replaced only now.
+        if out_dir.is_file() or out_dir.is_symlink():
+            out_dir.unlink()  # only with --force (_usable_output refused it otherwise)
         if out_dir.exists():
             old_dir = out_dir.with_name(f".{out_dir.name}.old{os.getpid()}")
             os.replace(out_dir, old_dir)
@@ -582,6 +587,9 @@ def render(
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise _disk_full(partial, exc.filename or partial) from None
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and not isinstance(
+                exc, AvatarRenderError):
+            raise _not_writable(Path(exc.filename or partial), exc) from None
         raise
     except FFmpegError as exc:
         if "No space left on device" in exc.stderr:
@@ -589,6 +597,33 @@ def render(
         raise
     finally:
         lock.release()  # the lock file stays: unlinking it would let a waiter lock a dead inode
+
+
+def _usable_output(out_dir: Path, *, force: bool) -> Path:
+    """``out_dir`` made absolute, with its parent made; an existing file, or a folder that is
+    not a render of ours, is refused unless ``force`` (the render would replace it)."""
+    try:
+        out_dir = out_dir.resolve()
+    except (RuntimeError, OSError) as exc:
+        raise OutputError(f"{out_dir}: cannot resolve the output path: {exc}") from None
+    if not force:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise OutputError(f"{out_dir}: exists and is not a folder; the render would replace "
+                              "it: choose another -o, or pass --force to replace it")
+        if out_dir.is_dir() and read_manifest(out_dir) is None and any(out_dir.iterdir()):
+            raise OutputError(f"{out_dir}: a folder that is not a render (no manifest.json); "
+                              "the render would replace it: choose another -o, or pass --force")
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _not_writable(out_dir.parent, exc) from None
+    return out_dir
+
+
+def _not_writable(where: Path, exc: OSError) -> OutputError:
+    err = OutputError(f"{where}: cannot write the output here ({exc.strerror or exc})")
+    err.exit_code = 1  # the machine's state, not the input
+    return err
 
 
 def _disk_full(partial: Path, where: str | Path) -> DiskFullError:

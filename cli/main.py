@@ -45,4 +45,19 @@ def main() -> None:
         if callable(show) and isinstance(code, int):
             show()
             sys.exit(code)
-        raise
+        if os.environ.get("AVATARRENDER_TRACEBACK"):
+            raise
+        # Anything else is still one line (the operator's log stays readable); the
+        # traceback is there for a bug report with AVATARRENDER_TRACEBACK=1.
+        if isinstance(exc, OSError):
+            what = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+            print(f"avatarrender: error: {what}", file=sys.stderr)
+        else:
+            print(f"avatarrender: internal error: {type(exc).__name__}: {_first_line(exc)} "
+                  "(AVATARRENDER_TRACEBACK=1 shows where)", file=sys.stderr)
+        sys.exit(1)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"

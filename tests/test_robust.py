@@ -180,3 +180,41 @@ def test_states_pattern_that_does_not_format(tiny_segment: Path):
     with pytest.raises(SpecError) as info:
         load_spec(tiny_segment)
     assert info.value.field == "character.states"
+
+
+# --------------------------------------------------------------------------- output paths
+
+
+def test_output_that_is_a_file_is_refused_and_kept(tiny_segment: Path, tmp_path: Path):
+    target = tmp_path / "notes.txt"
+    target.write_text("the user's own file\n")
+    line = _one_line(run_cli("render", str(tiny_segment), "-o", str(target), "-q"), 2)
+    assert str(target) in line and "--force" in line
+    assert target.read_text() == "the user's own file\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["notes.txt", "seg"]
+
+
+def test_output_that_is_someone_elses_folder_is_refused(tiny_segment: Path, tmp_path: Path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "thesis.tex").write_text("x")
+    line = _one_line(run_cli("render", str(tiny_segment), "-o", str(docs), "-q"), 2)
+    assert str(docs) in line
+    assert [p.name for p in docs.iterdir()] == ["thesis.tex"]
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A read-only file system (the tests run as root, which permission bits do not stop)."""
+    import subprocess
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mnt)], check=True)
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize("sub", ["out", "deeper/out"])
+def test_read_only_output_folder_is_one_line(tiny_segment: Path, read_only_dir: Path, sub: str):
+    line = _one_line(run_cli("render", str(tiny_segment), "-o", str(read_only_dir / sub), "-q"), 1)
+    assert "Read-only file system" in line and str(read_only_dir) in line
