@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 from .errors import MediaError
+from .images import open_rgba
 from .spec import EYE_STATES, MOUTH_SHAPES, Cue, Spec, parse_color
 
 __all__ = ["Scene", "rgb_to_yuv420", "yuv420_to_rgb", "Frame"]
@@ -133,11 +134,7 @@ class _Blend:
 
 
 def _open_rgba(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGBA")
-    except Exception as exc:
-        raise MediaError(path, None, f"cannot read image: {exc}") from None
+    return open_rgba(path)  # every mode scaled to 8 bits and upright, as the spec check saw it
 
 
 def _blend_layer(base: Image.Image, layer: Image.Image, mode: str, opacity: float,

@@ -404,15 +404,11 @@ class _Checker:
         return path
 
     def image(self, field: str, rel: str) -> tuple[int, int]:
-        from PIL import Image
+        from .images import open_rgba
 
-        path = self.file(field, rel)
-        try:
-            with Image.open(path) as im:
-                im.load()
-                return im.size
-        except Exception as exc:  # PIL raises many types for a broken file
-            raise MediaError(self.source, field, f"cannot read image {path}: {exc}") from None
+        # decoded and converted as the scene will (upright, 8-bit): what it cannot use is
+        # refused here, and the size is the upright one
+        return open_rgba(self.file(field, rel), field=field, source=self.source).size
 
     def inside(self, field: str, xy: tuple[int, int], size: tuple[int, int]) -> None:
         x, y = xy

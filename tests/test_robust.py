@@ -218,3 +218,83 @@ def read_only_dir(tmp_path):
 def test_read_only_output_folder_is_one_line(tiny_segment: Path, read_only_dir: Path, sub: str):
     line = _one_line(run_cli("render", str(tiny_segment), "-o", str(read_only_dir / sub), "-q"), 1)
     assert "Read-only file system" in line and str(read_only_dir) in line
+
+
+# --------------------------------------------------------------------------- image modes
+
+
+def _grey_image(mode: str, fmt: str, level: int, size=(320, 180)):
+    """An image of ``mode`` whose every pixel means the 8-bit grey ``level`` (fully opaque)."""
+    import numpy as np
+    from PIL import Image
+    w, h = size
+    if mode in ("I;16", "I"):
+        return Image.fromarray(np.full((h, w), level * 257, np.uint16 if mode == "I;16" else np.int32))
+    if mode == "F":
+        return Image.fromarray(np.full((h, w), level / 255.0, np.float32), "F")
+    if mode == "1":
+        return Image.new("1", size, 1 if level > 127 else 0)
+    if mode == "P":
+        im = Image.new("P", size, 1)
+        im.putpalette([255, 0, 0] + [level] * 3 + [0, 0, 0] * 254)
+        im.info["transparency"] = 0  # index 0 transparent, the one used (1) opaque
+        return im
+    if mode == "CMYK":
+        return Image.new("CMYK", size, (0, 0, 0, 255 - level))
+    return Image.new("RGBA", size, (level, level, level, 255)).convert(mode)
+
+
+IMAGE_MODES = [("1", "png"), ("L", "png"), ("LA", "png"), ("P", "png"), ("I;16", "png"), ("I", "tiff"),
+               ("RGB", "png"), ("RGBA", "png"), ("L", "jpeg"), ("RGB", "jpeg"), ("CMYK", "jpeg"),
+               ("F", "tiff")]
+
+
+@pytest.mark.parametrize("mode,fmt", IMAGE_MODES, ids=lambda v: str(v))
+def test_every_image_mode_composites_as_its_grey(tiny_segment: Path, mode: str, fmt: str):
+    import numpy as np
+    from PIL import Image
+    from avatarrender.scene import Scene
+    level = 255 if mode == "1" else 100
+    path = tiny_segment.parent / "assets" / f"bg.{fmt}"
+    _grey_image(mode, fmt, level).save(path, format=fmt.upper())
+    with Image.open(path) as im:  # what the user has: check the file kept its mode
+        saved_mode = im.mode
+    assert saved_mode == mode, saved_mode
+    _edit(tiny_segment, lambda d: (d["scene"].__setitem__("background", f"assets/bg.{fmt}"),
+                                   d["scene"].__setitem__("layers", [])))
+    scene = Scene(load_spec(tiny_segment))
+    px = np.asarray(scene.base_rgba)[2:20, 2:20]  # a corner with no sprite, TV or caption
+    assert abs(int(np.median(px[..., :3])) - level) <= 3, (mode, np.median(px[..., :3]))
+    assert (px[..., 3] == 255).all()
+
+
+def test_sixteen_bit_grey_keeps_its_gradient(tiny_segment: Path):
+    import numpy as np
+    from PIL import Image
+    from avatarrender.images import open_rgba
+    ramp = np.tile(np.linspace(0, 65535, 320).astype(np.uint16), (180, 1))
+    path = tiny_segment.parent / "assets" / "ramp.png"
+    Image.fromarray(ramp).save(path)
+    rgb = np.asarray(open_rgba(path))[0, :, 0].astype(int)
+    assert rgb[0] == 0 and rgb[-1] == 255 and np.all(np.diff(rgb) >= 0)
+    assert abs(rgb[160] - 128) <= 2  # not clipped to white
+
+
+def test_jpeg_exif_orientation_is_applied(tmp_path: Path):
+    from PIL import Image
+    from avatarrender.images import open_rgba
+    im = Image.new("RGB", (40, 20), (200, 30, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    im.save(tmp_path / "phone.jpg", exif=exif)
+    assert open_rgba(tmp_path / "phone.jpg").size == (20, 40)
+
+
+def test_palette_transparency_is_kept(tmp_path: Path):
+    import numpy as np
+    from avatarrender.images import open_rgba
+    im = _grey_image("P", "png", 100, size=(8, 8))
+    im.putpixel((0, 0), 0)
+    im.save(tmp_path / "p.png", transparency=0)
+    a = np.asarray(open_rgba(tmp_path / "p.png"))
+    assert a[0, 0, 3] == 0 and a[1, 1, 3] == 255 and a[1, 1, 0] == 100
