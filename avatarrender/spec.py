@@ -523,6 +523,10 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
             raise MediaError(source, "speech.file", exc.message) from None
         if model.speech.mouth_track:
             c.file("speech.mouth_track", model.speech.mouth_track)
+    if model.speech and model.speech.mouth_track:
+        mouth_track_path = resolve_asset(source, "speech.mouth_track", model.speech.mouth_track)
+    else:
+        mouth_track_path = None
     if model.duration_s is not None:
         duration = Fraction(model.duration_s)
     elif speech_s is not None:
@@ -533,6 +537,13 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
     if n < 1:
         raise c.error("duration_s", "shorter than one frame")
     duration = Fraction(n) / out.fps
+    if mouth_track_path is not None:
+        from . import lipsync  # parsed now, as the analysis will: a bad track stops before any output
+
+        try:
+            lipsync.read_track(mouth_track_path, fps=out.fps, n_frames=n)
+        except SpecError as exc:
+            raise SpecError(source, "speech.mouth_track", f"{mouth_track_path}: {exc.message}") from None
 
     cues: list[Cue] = []
     if model.captions:

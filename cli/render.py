@@ -168,14 +168,10 @@ def validate_cmd(
     preset: Optional[str] = typer.Option(None, "--preset", help="Output preset override."),
 ) -> None:
     """Check a segment like a render would (files, media, geometry, times); write nothing."""
-    from avatarrender import lipsync
     from avatarrender.plan import plan_chunks
     from avatarrender.spec import load_spec
 
-    spec = load_spec(segment, overrides=_overrides(preset, None))
-    sp = spec.model.speech
-    if sp and sp.mouth_track:
-        lipsync.read_track(spec.path(sp.mouth_track), fps=spec.output.fps, n_frames=spec.frame_count)
+    spec = load_spec(segment, overrides=_overrides(preset, None))  # mouth track included
     plan = plan_chunks(spec)
     out = spec.output
     clips = len(spec.model.tv.clips) if spec.model.tv else 0

@@ -298,3 +298,46 @@ def test_palette_transparency_is_kept(tmp_path: Path):
     im.save(tmp_path / "p.png", transparency=0)
     a = np.asarray(open_rgba(tmp_path / "p.png"))
     assert a[0, 0, 3] == 0 and a[1, 1, 3] == 255 and a[1, 1, 0] == 100
+
+
+# --------------------------------------------------------------------------- mouth track
+
+BAD_TRACKS = {
+    "not json": "{not json",
+    "no cues key": '{"metadata": {}}',
+    "cues not a list": '{"mouthCues": 3}',
+    "cue not a mapping": '{"mouthCues": ["A"]}',
+    "cue without value": '{"mouthCues": [{"start": 0.0}]}',
+    "unknown shape": '{"mouthCues": [{"start": 0.0, "end": 1.0, "value": "Q"}]}',
+    "time not a number": "zero\tA\n",
+    "negative time": "-1.0\tA\n",
+    "nan time": "nan\tA\n",
+    "empty": "",
+    "binary": b"\xff\xfe\x00garbage",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TRACKS))
+def test_bad_mouth_track_names_the_field_before_any_output(tiny_segment: Path, tmp_path: Path, case: str):
+    track = tiny_segment.parent / "assets" / "mouth.json"
+    data = BAD_TRACKS[case]
+    track.write_bytes(data if isinstance(data, bytes) else data.encode())
+    _edit(tiny_segment, lambda d: d["speech"].__setitem__("mouth_track", "assets/mouth.json"))
+    with pytest.raises(SpecError) as info:
+        load_spec(tiny_segment)
+    assert info.value.field == "speech.mouth_track" and str(track) in str(info.value)
+    if case in ("unknown shape", "negative time"):
+        out = tmp_path / "out"
+        for args in (["validate", str(tiny_segment)], ["render", str(tiny_segment), "-o", str(out), "-q"]):
+            line = _one_line(run_cli(*args), 2)
+            assert "speech.mouth_track" in line and str(tiny_segment) in line
+        assert not [p for p in tmp_path.iterdir() if p.name != "seg"]
+
+
+def test_good_mouth_track_is_used(tiny_segment: Path):
+    from avatarrender.analysis import analyse
+    track = tiny_segment.parent / "assets" / "mouth.tsv"
+    track.write_text("0.00\tX\n1.00\tD\n2.00\tX\n")
+    _edit(tiny_segment, lambda d: d["speech"].__setitem__("mouth_track", "assets/mouth.tsv"))
+    tl = analyse(load_spec(tiny_segment))
+    assert set(tl.mouth[30:60].tolist()) == {"XABCDEFGH".index("D")}
