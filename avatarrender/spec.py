@@ -423,7 +423,7 @@ class _Checker:
 def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tuple[
     Fraction, tuple[Cue, ...], tuple[float, ...], str
 ]:
-    from .media import audio_duration_s, probe_video
+    from .media import audio_duration_s, check_video_decodes, probe_video
 
     c = _Checker(source, out.width, out.height)
     bg = c.image("scene.background", model.scene.background)
@@ -503,6 +503,7 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
             path = c.file(field, clip.file)
             try:
                 info = probe_video(path)
+                check_video_decodes(path)
             except MediaError as exc:
                 raise MediaError(source, field, exc.message) from None
             if clip.clip_start_s >= info.duration_s:
@@ -565,7 +566,14 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
                     f"{q.start_s}-{q.end_s} s lies outside the segment (0-{float(duration):.3f} s)",
                 )
         if cap.style.font:
-            c.file("captions.style.font", cap.style.font)
+            from PIL import ImageFont
+
+            font_path = c.file("captions.style.font", cap.style.font)
+            try:
+                ImageFont.truetype(str(font_path), cap.style.size_px)
+            except Exception as exc:  # OSError "unknown file format", and others for odd files
+                raise MediaError(source, "captions.style.font",
+                                 f"cannot load font {font_path}: {exc}") from None
         for key in ("color", "box_color"):
             val = getattr(cap.style, key)
             if val is not None:

@@ -341,3 +341,74 @@ def test_good_mouth_track_is_used(tiny_segment: Path):
     _edit(tiny_segment, lambda d: d["speech"].__setitem__("mouth_track", "assets/mouth.tsv"))
     tl = analyse(load_spec(tiny_segment))
     assert set(tl.mouth[30:60].tolist()) == {"XABCDEFGH".index("D")}
+
+
+# --------------------------------------------------------------------------- broken clips
+
+
+def _cut_clip(a: Path, *, keep: float = 0.6) -> Path:
+    """``clip.mp4`` with its index first (as a phone or a web download has it), cut at ``keep``
+    of its bytes: it opens and probes, then breaks partway through."""
+    import subprocess
+    from avatarrender.media import ffmpeg_exe
+    from conftest import make_clip
+    make_clip(a / "whole.mp4", duration_s=4.0)
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(a / "whole.mp4"), "-c", "copy",
+                    "-movflags", "+faststart", str(a / "fast.mp4")], check=True)
+    data = (a / "fast.mp4").read_bytes()
+    (a / "clip.mp4").write_bytes(data[: int(len(data) * keep)])
+    return a / "clip.mp4"
+
+
+def test_clip_that_breaks_partway_fails_validate_and_render(tiny_segment: Path, tmp_path: Path):
+    _cut_clip(tiny_segment.parent / "assets")
+    _edit(tiny_segment, lambda d: d["tv"]["clips"][0].update(start_s=0.0, end_s=3.9))
+    out = tmp_path / "out"
+    for args in (["validate", str(tiny_segment)], ["render", str(tiny_segment), "-o", str(out), "-q"]):
+        line = _one_line(run_cli(*args), 2)
+        assert "tv.clips[0].file" in line and "breaks at" in line, line
+    assert not [p for p in tmp_path.iterdir() if p.name != "seg"]
+
+
+def test_font_that_is_not_a_font_fails_validate(tiny_segment: Path):
+    fake = tiny_segment.parent / "assets" / "font.ttf"
+    fake.write_text("this is not a font\n")
+    _edit(tiny_segment, lambda d: d["captions"]["style"].__setitem__("font", "assets/font.ttf"))
+    line = _one_line(run_cli("validate", str(tiny_segment)), 2)
+    assert "captions.style.font" in line and str(tiny_segment) in line
+
+
+def _error_in_a_worker(yml: Path, out: Path, **kw) -> BaseException:
+    """Render a spec whose clip was broken after it was checked: the chunk's worker fails."""
+    from avatarrender.render import render
+    from conftest import make_clip
+    make_clip(yml.parent / "assets" / "clip.mp4", duration_s=4.0)
+    spec = load_spec(yml)
+    _cut_clip(yml.parent / "assets", keep=0.5)
+    with pytest.raises(AvatarRenderError) as info:
+        render(spec, out, **kw)
+    return info.value
+
+
+@pytest.fixture
+def clip_segment(tmp_path: Path) -> Path:
+    from conftest import make_tiny_segment
+    yml = make_tiny_segment(tmp_path / "seg", width=160, height=90, speech_s=4.0)
+    _edit(yml, lambda d: d["tv"]["clips"][0].update(start_s=0.0, end_s=3.9))
+    return yml
+
+
+def test_worker_errors_are_the_in_process_error_on_loky_and_dask(clip_segment: Path, tmp_path: Path):
+    import distributed
+    from joblib import parallel_config
+    from avatarrender.errors import MediaError
+    here = _error_in_a_worker(clip_segment, tmp_path / "a", jobs=1)
+    loky = _error_in_a_worker(clip_segment, tmp_path / "b", jobs=2, chunk_segments=1)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster):
+        with parallel_config(backend="dask"):
+            dask = _error_in_a_worker(clip_segment, tmp_path / "c", jobs=2, chunk_segments=1)
+    for err in (here, loky, dask):
+        assert type(err) is MediaError, repr(err)
+        assert "clip.mp4" in str(err) and "\n" not in str(err)
+    assert str(loky) == str(here) and str(dask) == str(here)
