@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import interrupt
 from .analysis import Timeline, analyse, segment_audio
 from .audio import AdtsStream, encode_aac
 from .encode import ChunkEncoder, SegmentJob, TVReader
@@ -406,8 +407,12 @@ def _warm_up_workers(jobs: int) -> None:
         return
 
     def warm_up() -> None:
+        # Workers inherit this thread's signal mask: a Ctrl-C sent to the whole process group
+        # does not hit them mid-import (a traceback each); the main process handles it and
+        # ends them (see interrupt.end_children).
         try:
-            Parallel(n_jobs=jobs)(delayed(_ready)() for _ in range(jobs))
+            with interrupt.children_shielded():
+                Parallel(n_jobs=jobs)(delayed(_ready)() for _ in range(jobs))
         except BaseException:  # only a head start: the process may be ending (a bad spec)
             pass
 
@@ -531,10 +536,12 @@ def render(
         while tasks:
             attempts += 1
             try:
-                results = Parallel(n_jobs=min(jobs, len(tasks)), return_as="generator")(
-                    delayed(render_chunk)(t) for t in tasks)
+                with interrupt.children_shielded():  # workers (re)started here ignore Ctrl-C
+                    results = Parallel(n_jobs=min(jobs, len(tasks)), return_as="generator")(
+                        delayed(render_chunk)(t) for t in tasks)
                 for task, result in zip(tasks, results):
-                    pub.publish(result)
+                    with interrupt.deferred():  # a stop signal waits for the manifest to agree
+                        pub.publish(result)
                     reused += bool(result.get("reused"))
                     rendered += not result.get("reused")
                     frames_done += task.chunk.frame_count
@@ -571,18 +578,19 @@ def render(
             "chunks_reused": reused + len(plan.chunks) - len(todo), "attempts": attempts,
             "finished_at": _now_iso(),
         }
-        manifest = pub.write(complete=True, stats=stats)
-        shutil.rmtree(work, ignore_errors=True)
-        # Swap into place; an older render of the same name is replaced only now.
-        if out_dir.is_file() or out_dir.is_symlink():
-            out_dir.unlink()  # only with --force (_usable_output refused it otherwise)
-        if out_dir.exists():
-            old_dir = out_dir.with_name(f".{out_dir.name}.old{os.getpid()}")
-            os.replace(out_dir, old_dir)
-            os.replace(partial, out_dir)
-            shutil.rmtree(old_dir, ignore_errors=True)
-        else:
-            os.replace(partial, out_dir)
+        with interrupt.deferred():  # finished: the swap is not cut in half by a stop signal
+            manifest = pub.write(complete=True, stats=stats)
+            shutil.rmtree(work, ignore_errors=True)
+            # Swap into place; an older render of the same name is replaced only now.
+            if out_dir.is_file() or out_dir.is_symlink():
+                out_dir.unlink()  # only with --force (_usable_output refused it otherwise)
+            if out_dir.exists():
+                old_dir = out_dir.with_name(f".{out_dir.name}.old{os.getpid()}")
+                os.replace(out_dir, old_dir)
+                os.replace(partial, out_dir)
+                shutil.rmtree(old_dir, ignore_errors=True)
+            else:
+                os.replace(partial, out_dir)
         return manifest
     except OSError as exc:
         if exc.errno == errno.ENOSPC:

@@ -80,9 +80,11 @@ def render_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (for cron)."),
 ) -> None:
     """Render a segment into HLS (1080p30 H.264/AAC by default), in parallel chunks."""
-    from avatarrender.render import render, start_workers
+    from avatarrender import interrupt
+    from avatarrender.render import partial_path, render, start_workers
     from avatarrender.spec import load_spec
 
+    interrupt.install()  # SIGINT, SIGTERM, SIGHUP: children ended, one line, 130/143/129
     if backend == "loky":
         start_workers(jobs or os.cpu_count() or 1)  # they start while the spec is checked
     spec = load_spec(segment, overrides=_overrides(preset, x264_preset))
@@ -93,6 +95,8 @@ def render_cmd(
         out_dir = into / (name or f"{segment.stem}-{stamp}")
     else:
         out_dir = output or Path("out") / segment.stem
+    interrupt.resume_hint = (f"what is finished stays in {partial_path(out_dir.absolute(), hidden=into is not None)} "
+                             "and a new render resumes from there")
     bar = _Bar(spec.frame_count, enabled=not quiet and not as_json)
     kwargs = dict(jobs=jobs, chunk_segments=chunk_segments, threads=threads, force=force,
                   wait_lock=wait, hidden_partial=into is not None, progress=bar)
@@ -171,6 +175,9 @@ def validate_cmd(
     from avatarrender.plan import plan_chunks
     from avatarrender.spec import load_spec
 
+    from avatarrender import interrupt
+
+    interrupt.install()
     spec = load_spec(segment, overrides=_overrides(preset, None))  # mouth track included
     plan = plan_chunks(spec)
     out = spec.output

@@ -412,3 +412,101 @@ def test_worker_errors_are_the_in_process_error_on_loky_and_dask(clip_segment: P
         assert type(err) is MediaError, repr(err)
         assert "clip.mp4" in str(err) and "\n" not in str(err)
     assert str(loky) == str(here) and str(dask) == str(here)
+
+
+# --------------------------------------------------------------------------- signals
+
+
+@pytest.fixture(scope="module")
+def slow_render(tmp_path_factory) -> tuple[Path, list[str]]:
+    """A render that takes seconds (720p, x264 medium, 10 s), with the frame hashes of a
+    render that was not interrupted."""
+    from avatarrender.render import render
+    from conftest import make_tiny_segment
+    from media_check import frame_hashes
+    yml = make_tiny_segment(tmp_path_factory.mktemp("slow") / "seg", speech_s=10.0, width=1280, height=720,
+                            extra={"output": {"preset": "720p30", "width": 1280, "height": 720,
+                                              "x264_preset": "medium"}})
+    out = tmp_path_factory.mktemp("slowref") / "out"
+    render(load_spec(yml), out, jobs=2, chunk_segments=1)
+    return yml, frame_hashes(out / "index.m3u8")
+
+
+def _published(part: Path) -> int:
+    import json
+    try:
+        return len(json.loads((part / "manifest.json").read_text())["segments"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _tree(pid: int) -> list[int]:
+    from avatarrender.interrupt import _children_of
+    return _children_of(pid)
+
+
+def _running(pid: int) -> bool:
+    from avatarrender.interrupt import _alive
+    return _alive(pid)
+
+
+# Moments of a render, told apart by what its partial folder holds (no sleeps)
+MOMENTS = {
+    "analysis": lambda part: (part / ".work").is_dir() and not list((part / ".work").glob("*.tmp*")),
+    "first chunk": lambda part: bool(list((part / ".work").glob("*.tmp*"))) and _published(part) == 0,
+    "mid-render": lambda part: _published(part) >= 4,
+    "publishing": lambda part: _published(part) >= 8,
+}
+
+
+@pytest.mark.parametrize("moment", list(MOMENTS))
+@pytest.mark.parametrize("signame,code", [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)])
+def test_stop_signal_ends_every_process_and_leaves_a_resumable_render(slow_render, tmp_path, signame,
+                                                                      code, moment):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from avatarrender.render import partial_path
+    from media_check import frame_hashes
+    yml, ref = slow_render
+    out = tmp_path / "out"
+    part = partial_path(out)
+    exe = str(Path(sys.executable).with_name("avatarrender"))
+    # its own process group, as a terminal's foreground job; SIGINT not inherited ignored
+    proc = subprocess.Popen([exe, "render", str(yml), "-o", str(out), "-q", "--jobs", "2",
+                             "--chunk-segments", "1"], start_new_session=True, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        end = time.monotonic() + 300
+        while not MOMENTS[moment](part) and proc.poll() is None and time.monotonic() < end:
+            time.sleep(0.005)
+        tree = _tree(proc.pid)
+        sig = getattr(signal, signame)
+        # SIGINT as a terminal sends it (to the group); SIGTERM and SIGHUP as systemd (the group)
+        # and as timeout or a closed ssh session (the process alone)
+        if signame == "SIGTERM" and moment in ("first chunk", "publishing"):
+            os.kill(proc.pid, sig)
+        else:
+            os.killpg(proc.pid, sig)
+        _, err = proc.communicate(timeout=60)
+        stopped_at = time.monotonic()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    while any(_running(p) for p in tree) and time.monotonic() < stopped_at + 2.0:
+        time.sleep(0.02)
+    assert [p for p in tree if _running(p)] == [], "children alive 2 s after the exit"
+    if proc.returncode == 0:  # finished before the signal was handled: a whole render
+        assert moment == "publishing" and out.is_dir() and not part.exists()
+    else:
+        assert proc.returncode == code, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and f"stopped by {signame}" in lines[0], err
+        assert not out.exists()
+    if moment == "mid-render" or (moment == "publishing" and proc.returncode):
+        res = subprocess.run([exe, "render", str(yml), "-o", str(out), "--json", "--chunk-segments", "1"],
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        assert frame_hashes(out / "index.m3u8") == ref
