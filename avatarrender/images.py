@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 
 from .errors import MediaError
 
-__all__ = ["open_rgba", "to_rgba"]
+__all__ = ["open_rgba", "to_rgba", "upright_size"]
 
 # Modes convert("RGBA") handles right (palette and grey transparency included)
 _DIRECT = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB",
@@ -71,3 +71,11 @@ def open_rgba(path: str | Path, *, field: str | None = None, source: Path | None
         where = source if source is not None else path
         what = f"cannot read image {path}: {exc}" if source is not None else f"cannot read image: {exc}"
         raise MediaError(where, field, what) from None
+
+
+def upright_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of the image as :func:`open_rgba` gives it, from its header only."""
+    with Image.open(path) as im:
+        w, h = im.size
+        orientation = im.getexif().get(0x0112, 1)
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)

@@ -134,6 +134,7 @@ class CaptionStyleModel(_Model):
     padding_px: int = Field(14, ge=0, le=200)
     position: XY | None = None
     max_width_px: int | None = Field(None, ge=50)
+    max_lines: int = Field(3, ge=1, le=20)  # a longer caption is cut, with an ellipsis and a warning
 
 
 class CaptionsModel(_Model):
@@ -211,6 +212,7 @@ class Spec:
     cues: tuple[Cue, ...]
     clip_durations_s: tuple[float, ...]
     asset_hash: str
+    warnings: tuple[str, ...] = ()  # "FIELD: what": rendered anyway, told to the user
 
     def path(self, rel: str) -> Path:
         """Resolve a path of the YAML relative to its folder."""
@@ -703,6 +705,7 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
         raise SpecError(source, field, msg) from None
     out = _output(model.output, source)
     duration, cues, clip_durs, asset_hash = _check_media(model, out, source)
+    warnings = _caption_warnings(model, out, source, cues)
     return Spec(
         source=source,
         model=model,
@@ -712,4 +715,29 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
         cues=cues,
         clip_durations_s=clip_durs,
         asset_hash=asset_hash,
+        warnings=warnings,
     )
+
+
+def _caption_warnings(model: SegmentModel, out: OutputSettings, source: Path,
+                      cues: tuple[Cue, ...]) -> tuple[str, ...]:
+    """Captions that the render cuts (more lines than ``max_lines`` or the frame holds), laid
+    out as the scene will lay them out."""
+    if not cues or model.captions is None:
+        return ()
+    from .images import upright_size
+    from .text import layout_caption
+
+    style = model.captions.style
+    bg_w, _ = upright_size(resolve_asset(source, "scene.background", model.scene.background))
+    font = str(resolve_asset(source, "captions.style.font", style.font)) if style.font else None
+    found = []
+    for i, cue in enumerate(cues):
+        lay = layout_caption(cue.text, style, k=out.width / bg_w, frame_px=(out.width, out.height),
+                             font_path=font)
+        if lay.wanted_lines > len(lay.lines):
+            where = f"captions.cues[{i}]" if not model.captions.file else f"captions.file (cue {i + 1})"
+            found.append(f"{where}: {len(cue.text)} characters need {lay.wanted_lines} lines; "
+                         f"cut to {len(lay.lines)} with an ellipsis (shorten the cue, split it, "
+                         "or raise captions.style.max_lines)")
+    return tuple(found)

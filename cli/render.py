@@ -48,6 +48,12 @@ class _Bar:
         sys.stderr.flush()
 
 
+def _warn(spec) -> None:
+    """What the spec check found that renders anyway (a caption cut short): a line each."""
+    for w in spec.warnings:
+        print(f"avatarrender: warning: {spec.source}: {w}", file=sys.stderr)
+
+
 def _overrides(preset: Optional[str], x264_preset: Optional[str]) -> dict:
     out = {}
     if preset:
@@ -95,6 +101,7 @@ def render_cmd(
         out_dir = into / (name or f"{segment.stem}-{stamp}")
     else:
         out_dir = output or Path("out") / segment.stem
+    _warn(spec)
     interrupt.resume_hint = (f"what is finished stays in {partial_path(out_dir.absolute(), hidden=into is not None)} "
                              "and a new render resumes from there")
     bar = _Bar(spec.frame_count, enabled=not quiet and not as_json)
@@ -179,6 +186,7 @@ def validate_cmd(
 
     interrupt.install()
     spec = load_spec(segment, overrides=_overrides(preset, None))  # mouth track included
+    _warn(spec)
     plan = plan_chunks(spec)
     out = spec.output
     clips = len(spec.model.tv.clips) if spec.model.tv else 0

@@ -14,8 +14,8 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 # libraqm-dev: Pillow's text layout that shapes Arabic and orders right-to-left captions (it must
 # be there when Pillow-SIMD is built). Fonts the captions fall back to, the smallest set found that
-# covers Chinese, Japanese and Korean (Droid Sans Fallback, 7 MB), Arabic and Hebrew (DejaVu Sans)
-# and emoji (Symbola, 3 MB); Noto CJK alone is 91 MB.
+# covers Chinese and Japanese (Droid Sans Fallback, 7 MB), Arabic and Hebrew (DejaVu Sans) and
+# emoji (Symbola, 3 MB); Noto CJK alone is 91 MB. Korean is not covered (fonts-nanum, 33 MB).
 apt_pkgs=(espeak-ng libespeak-ng1 libjpeg-dev zlib1g-dev libfreetype-dev libpng-dev libraqm-dev
           fonts-dejavu-core fonts-droid-fallback fonts-symbola)
 [ $want_test = 1 ] && apt_pkgs+=(chromium)

@@ -510,3 +510,100 @@ def test_stop_signal_ends_every_process_and_leaves_a_resumable_render(slow_rende
                              capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, res.stderr
         assert frame_hashes(out / "index.m3u8") == ref
+
+
+# --------------------------------------------------------------------------- captions
+
+
+def _ink(text: str, size_px: int = 40, *, basic: bool = False):
+    """``text`` drawn by the caption font chain (or Pillow's unshaped layout) as a grey array."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+    from avatarrender.text import font_chain
+    chain = font_chain(None, size_px)
+    img = Image.new("L", (size_px * (len(text) + 2), size_px * 2), 0)
+    draw = ImageDraw.Draw(img)
+    if basic:  # the same font and place, laid out left to right with no shaping
+        font = ImageFont.truetype(chain.paths[0], size_px, layout_engine=ImageFont.Layout.BASIC)
+        draw.text((size_px // 2, size_px // 4 + chain.ascent_px), text, font=font, fill=255,
+                  anchor="ls")
+    else:
+        chain.draw(draw, (size_px // 2, size_px // 4), text, 255)
+    return np.asarray(img)
+
+
+TOFU = "\u0378"  # unassigned: no font has it, so every chain draws its missing-glyph box
+
+
+@pytest.mark.parametrize("script,text", [("Chinese", "你好世界"), ("Japanese", "こんにちはカタカナ漢字"),
+                                         ("Arabic", "مرحبا"), ("emoji", "😀🎉👍🔥")])
+def test_caption_characters_are_glyphs_not_boxes(script: str, text: str):
+    import numpy as np
+    tofu = _ink(TOFU)
+    seen = []
+    for ch in text:
+        ink = _ink(ch)
+        assert ink.any(), f"{ch!r} drew nothing"
+        assert not np.array_equal(ink, tofu), f"{ch!r} is drawn as the missing-glyph box"
+        seen.append(ink.tobytes())
+    assert len(set(seen)) == len(set(text)), "different characters drawn alike (boxes?)"
+
+
+def test_raqm_layout_is_installed():
+    from PIL import features
+    assert features.check("raqm"), "Pillow-SIMD built without libraqm: run scripts/setup.sh"
+
+
+def _where(line, glyph_text: str) -> int:
+    """The x where the glyph of ``glyph_text`` (drawn alone) best matches inside ``line``."""
+    import numpy as np
+    alone = _ink(glyph_text).astype(int)
+    cols = np.nonzero(alone.any(axis=0))[0]
+    t = alone[:, cols[0]:cols[-1] + 1]
+    w = t.shape[1]
+    sad = [np.abs(line[:, x:x + w].astype(int) - t).sum() for x in range(line.shape[1] - w)]
+    return int(np.argmin(sad))
+
+
+def test_right_to_left_text_is_ordered_and_shaped():
+    import numpy as np
+    # Hebrew has no joining: the first letter is drawn rightmost
+    line = _ink("אבג")
+    assert _where(line, "א") > _where(line, "ב") > _where(line, "ג")
+    assert not np.array_equal(line, _ink("אבג", basic=True))
+    # Arabic letters join: the shaped word is not its isolated letters in reverse order
+    assert not np.array_equal(_ink("سلام"), _ink("مالس", basic=True))
+
+
+def test_right_to_left_line_puts_its_first_word_on_the_right():
+    # a Hebrew word, then an emoji from another font of the chain: the emoji goes to the left
+    line = _ink("אב 😀")
+    assert _where(line, "😀") < _where(line, "ב") < _where(line, "א")
+    line = _ink("ab 😀")  # and left to right as usual
+    assert _where(line, "a") < _where(line, "b") < _where(line, "😀")
+
+
+@pytest.mark.parametrize("text", ["word " * 200, "Pneumonoultramicroscopicsilicovolcanoconiosis" * 8,
+                                  "这是一个非常长的中文句子没有空格" * 12])
+def test_long_captions_wrap_inside_the_frame_then_are_cut(text: str):
+    from types import SimpleNamespace
+    from avatarrender.text import ELLIPSIS, layout_caption
+    style = SimpleNamespace(size_px=40, padding_px=10, max_width_px=None, max_lines=3, position=None)
+    lay = layout_caption(text, style, k=1.0, frame_px=(640, 360), font_path=None)
+    assert len(lay.lines) == 3 and lay.wanted_lines > 3 and lay.lines[-1].endswith(ELLIPSIS)
+    for ln in lay.lines:
+        assert lay.chain.length(ln) <= 640 * 0.8 - 20
+    x, y = lay.xy_px
+    w, h = lay.size_px
+    assert 0 <= x and x + w <= 640 and 0 <= y and y + h <= 360
+    joined = "".join(lay.lines).replace(" ", "")[:-1]
+    assert text.replace(" ", "").startswith(joined)  # nothing dropped before the cut
+
+
+def test_long_caption_is_a_warning_and_renders(tiny_segment: Path):
+    _edit(tiny_segment, lambda d: d["captions"]["cues"].__setitem__(0, {"text": "blah " * 200, "start_s": 0.5,
+                                                                        "end_s": 1.8}))
+    proc = run_cli("validate", str(tiny_segment))
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stderr.strip()
+    assert line.count("\n") == 0 and "warning" in line and "captions.cues[0]" in line and "cut to" in line
