@@ -6,6 +6,7 @@ rather than at 3 a.m. in a render.
 from __future__ import annotations
 
 import importlib.metadata as md
+import os
 import sys
 
 __all__ = ["check_pillow_simd", "main"]
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from .text import FALLBACK_FONTS
 
     print(f"Pillow-SIMD {version}; ffmpeg {imageio_ffmpeg.get_ffmpeg_exe()}")
-    missing = [p for p in FALLBACK_FONTS if not __import__("os").path.isfile(p)]
+    missing = [p for p in FALLBACK_FONTS if not os.path.isfile(p)]
     if not features.check("raqm"):
         print("avatarrender doctor: Pillow-SIMD has no libraqm: right-to-left captions are not "
               "shaped (install libraqm-dev and run scripts/setup.sh again)", file=sys.stderr)

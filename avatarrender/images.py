@@ -28,9 +28,12 @@ def to_rgba(im: Image.Image) -> Image.Image:
     when the values fit in 8 bits), float grey (``F``) by 1.0 when its values lie in 0..1,
     else by 255.
     """
-    im = ImageOps.exif_transpose(im) or im
+    if im.getexif().get(0x0112, 1) != 1:  # (exif_transpose copies even an upright image)
+        im = ImageOps.exif_transpose(im) or im
     if im.mode in _DIRECT:
-        if im.mode == "CMYK" or im.mode in ("LAB", "HSV", "YCbCr"):
+        if im.mode == "RGBA":
+            return im  # loaded: usable after its file is closed
+        if im.mode in ("CMYK", "LAB", "HSV", "YCbCr"):
             im = im.convert("RGB")
         return im.convert("RGBA")
     if im.mode.startswith("I") or im.mode == "F":

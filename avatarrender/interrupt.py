@@ -56,12 +56,14 @@ def _handler(signum: int, frame) -> None:
     raise Interrupted(signum)
 
 
-def install() -> None:
-    """Route SIGINT, SIGTERM and SIGHUP to :class:`Interrupted` (main thread only)."""
+def install(*, workers: bool = True) -> None:
+    """Route SIGINT, SIGTERM and SIGHUP to :class:`Interrupted` (main thread only); with
+    ``workers``, start joblib's resource trackers quietly now, before any thread or child."""
     if threading.current_thread() is not threading.main_thread():
         return
+    if workers:
+        _start_resource_trackers()
     # joblib counts the chunks it dropped when we stop: not news to the one who stopped it
-    _start_resource_trackers()  # before any thread or child exists
     warnings.filterwarnings("ignore", message=r".*tasks which were still being processed")
     # loky's resource tracker, hit by the same Ctrl-C, is restarted by joblib with a warning
     warnings.filterwarnings("ignore", message=r"resource_tracker: process died unexpectedly")

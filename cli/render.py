@@ -90,7 +90,7 @@ def render_cmd(
     from avatarrender.render import partial_path, render, start_workers
     from avatarrender.spec import load_spec
 
-    interrupt.install()  # SIGINT, SIGTERM, SIGHUP: children ended, one line, 130/143/129
+    interrupt.install(workers=backend == "loky")  # SIGINT, SIGTERM, SIGHUP: one line, 130/143/129
     if backend == "loky":
         start_workers(jobs or os.cpu_count() or 1)  # they start while the spec is checked
     spec = load_spec(segment, overrides=_overrides(preset, x264_preset))
@@ -184,8 +184,16 @@ def validate_cmd(
 
     from avatarrender import interrupt
 
-    interrupt.install()
+    interrupt.install(workers=False)
     spec = load_spec(segment, overrides=_overrides(preset, None))  # mouth track included
+    if spec.model.speech is not None:  # decoded whole, as the render's analysis will
+        from avatarrender.analysis import segment_audio
+        from avatarrender.errors import MediaError
+
+        try:
+            segment_audio(spec)
+        except MediaError as exc:
+            raise MediaError(spec.source, "speech.file", exc.message) from None
     _warn(spec)
     plan = plan_chunks(spec)
     out = spec.output

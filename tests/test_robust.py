@@ -402,7 +402,7 @@ def test_worker_errors_are_the_in_process_error_on_loky_and_dask(clip_segment: P
     import distributed
     from joblib import parallel_config
     from avatarrender.errors import MediaError
-    here = _error_in_a_worker(clip_segment, tmp_path / "a", jobs=1)
+    here = _error_in_a_worker(clip_segment, tmp_path / "a", jobs=1, chunk_segments=1)
     loky = _error_in_a_worker(clip_segment, tmp_path / "b", jobs=2, chunk_segments=1)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None) as cluster, distributed.Client(cluster):
