@@ -29,6 +29,8 @@ def _stopped(stop: interrupt.Interrupted) -> None:
     interpreter's exit would wait for joblib's threads, which wait for workers now gone."""
     interrupt.end_children()
     hint = f"; {interrupt.resume_hint}" if interrupt.resume_hint else ""
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")  # over the progress bar, not after it
     print(f"avatarrender: stopped by {stop.name}{hint}", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
