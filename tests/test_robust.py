@@ -412,7 +412,7 @@ def test_worker_errors_are_the_in_process_error_on_loky_and_dask(clip_segment: P
             dask = _error_in_a_worker(clip_segment, tmp_path / "c", jobs=2, chunk_segments=1)
     for err in (here, loky, dask):
         assert type(err) is MediaError, repr(err)
-        assert "clip.mp4" in str(err) and "\n" not in str(err)
+        assert "clip.mp4: tv.clips[0].file: " in str(err) and "\n" not in str(err)
     assert str(loky) == str(here) and str(dask) == str(here)
 
 
