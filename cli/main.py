@@ -68,8 +68,19 @@ def _fail(exc: BaseException) -> None:
         sys.exit(exc.exit_code)
     if isinstance(exc, SystemExit) or not isinstance(exc, Exception):
         raise exc
-    # Usage errors (typer's vendored click): they print themselves and carry exit code 2.
-    show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+    if isinstance(exc, BrokenPipeError):  # `avatarrender ... | head`: the reader has gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)  # 128 + SIGPIPE, as a shell tool would
+    # Usage errors (typer's click): one line too, with the command they concern
+    code = getattr(exc, "exit_code", None)
+    message = getattr(exc, "format_message", None)
+    if callable(message) and isinstance(code, int):
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "avatarrender"
+        if message():  # (no message: the help was asked for by giving no arguments, and shown)
+            print(f"{where}: {message()} (see {where} --help)", file=sys.stderr)
+        sys.exit(code)
+    show = getattr(exc, "show", None)
     if callable(show) and isinstance(code, int):
         show()
         sys.exit(code)

@@ -609,3 +609,10 @@ def test_long_caption_is_a_warning_and_renders(tiny_segment: Path):
     assert proc.returncode == 0, proc.stderr
     line = proc.stderr.strip()
     assert line.count("\n") == 0 and "warning" in line and "captions.cues[0]" in line and "cut to" in line
+
+
+@pytest.mark.parametrize("args", [["render", "x.yaml", "--jobs", "0"], ["render"], ["render", "x.yaml", "--bogus"],
+                                  ["nosuch"]])
+def test_usage_errors_are_one_line(args):
+    line = _one_line(run_cli(*args), 2)
+    assert "--help" in line
