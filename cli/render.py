@@ -165,6 +165,9 @@ def preview_cmd(
     from avatarrender.spec import load_spec
     import io
 
+    from avatarrender import interrupt
+
+    interrupt.install(workers=False)
     spec = load_spec(segment, overrides=_overrides(preset, None))
     if at > float(spec.duration_s):
         raise SpecError(None, "--at", f"{at} s is past the segment's end ({float(spec.duration_s):.3f} s)")
