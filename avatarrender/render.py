@@ -1,11 +1,9 @@
 """Chunked render: analyse once, render chunks in parallel (joblib), publish in air order.
 
-Output protocol (what playout reads):
-
-- ``OUT.partial/`` (or ``SPOOL/.NAME.partial/``) while rendering: media segments appear there
-  atomically in air order; ``index.m3u8`` is an EVENT playlist and ``manifest.json`` has
-  ``"complete": false``, both listing the contiguous finished prefix.
-- On success the folder is renamed to ``OUT`` with a VOD playlist and ``"complete": true``.
+The output is a rendition (:mod:`avatarrender.rendition` owns its layout): an in-progress
+folder that grows in air order, renamed to ``OUT`` when complete. Frames are composed by
+:mod:`avatarrender.compose` and the audio track comes from :mod:`avatarrender.audiotrack`; this
+module runs the chunks in parallel (joblib workers), under a lock per output.
 
 Chunks are content-addressed (spec hash, frame range, encoder settings, audio), rendered into
 ``.work/KEY.tmpPID`` and renamed to ``.work/KEY`` when whole, so a render killed at any point
@@ -14,12 +12,10 @@ and started again renders only what is missing.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import errno
 import hashlib
 import json
 import os
-import pickle
 import shutil
 import sys
 import threading
@@ -28,31 +24,20 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from . import interrupt
 from .analysis import Timeline, analyse, segment_audio
-from .audio import AdtsStream, encode_aac
-from .encode import ChunkEncoder, SegmentJob, TVReader
+from .audiotrack import AudioSource, encode_track
+from .compose import build_scene, compose_frames, scene_for, slice_timeline
+from .encode import ChunkEncoder, SegmentJob
 from .errors import (AvatarRenderError, DiskFullError, FFmpegError, OutputError,
                      RenderLockedError)
-from .hls import atomic_write, codecs_string, continue_cc, dump_json, media_playlist
 from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
-from .scene import Frame, Scene
+from .rendition import Manifest, Publisher, partial_path, read_manifest, utc_now_iso
 from .spec import Spec
 
-__all__ = ["render", "render_chunk", "partial_path", "ChunkTask", "Progress", "MANIFEST_FORMAT"]
-
-MANIFEST_FORMAT = "avatarrender.segment/1"
+__all__ = ["render", "render_chunk", "ChunkTask", "Progress", "ProcessRenderer", "RenderProcess"]
 
 Progress = Callable[[int, int], None]  # (frames done, frames total)
-
-
-def partial_path(out_dir: Path, *, hidden: bool = False) -> Path:
-    """Where a render of ``out_dir`` lives until it is complete."""
-    out_dir = Path(out_dir)
-    name = f".{out_dir.name}.partial" if hidden else f"{out_dir.name}.partial"
-    return out_dir.with_name(name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,126 +52,6 @@ class ChunkTask:
     timeline: Timeline  # this chunk's slice
     threads: int | None
     scene_path: str | None = None  # the Scene the main process built, pickled
-
-
-_SCENES: dict[str, Scene] = {}
-
-
-def _scene(spec: Spec, path: str | None = None) -> Scene:
-    """One Scene per spec per worker process: for the first chunk loaded from ``path`` (built
-    once by the main process while it analysed the speech) or built, then reused."""
-    key = spec.spec_hash
-    scene = _SCENES.get(key)
-    if scene is None:
-        _SCENES.clear()
-        if path and os.path.isfile(path):
-            with open(path, "rb") as fh:
-                scene = pickle.load(fh)  # our own file, in the render's own work folder
-        else:
-            scene = Scene(spec)
-        _SCENES[key] = scene
-    return scene
-
-
-def _build_scene(spec: Spec, path: Path) -> None:
-    """Build the Scene once for all workers (images decoded and scaled, layers blended,
-    captions laid out: 0.2-0.3 s at 1080p, which each worker would otherwise spend before its
-    first frame)."""
-    scene = Scene(spec)
-    _SCENES.clear()
-    _SCENES[spec.spec_hash] = scene  # for chunks rendered in this process (--jobs 1)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            pickle.dump(scene, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except OSError:  # a full disk, say: only a saving lost, each worker builds its own
-        tmp.unlink(missing_ok=True)
-
-
-def compose_frames(spec: Spec, timeline: Timeline, scene: Scene) -> Any:
-    """Yield each frame's flat yuv420p buffer (one reused buffer: consume before the next)."""
-    tv = spec.model.tv
-    reader = None
-    if tv and tv.clips:
-        x0, y0, x1, y1 = scene.screen  # in output pixels
-        reader = TVReader([spec.path(c.file) for c in tv.clips], (x1 - x0, y1 - y0), spec.output.fps)
-    buf = Frame.empty(spec.output.width, spec.output.height)
-    fresh, screen_dirty = True, False  # one buffer, refreshed where frames can differ
-    clips = reader.frames(timeline.tv_clip, timeline.tv_time_s) if reader else None
-    try:
-        for i in range(timeline.frame_count):
-            state = timeline.state_key(i)
-            planes = next(clips) if clips is not None else None
-            yield scene.compose(buf, state, planes, fresh=fresh, screen_dirty=screen_dirty).data
-            fresh, screen_dirty = False, planes is not None
-    finally:
-        if clips is not None:
-            clips.close()
-
-
-_ADTS: dict[str, AdtsStream] = {}
-
-# A chunk waiting for the AAC track gives up when the file has not grown for this long.
-AUDIO_STALL_S = 120.0
-
-
-def _audio_part(path: Path) -> Path:
-    return path.with_name(path.name + ".part")
-
-
-def _audio_failed(path: Path) -> Path:
-    return path.with_name(path.name + ".failed")
-
-
-class _AudioSource:
-    """A chunk's view of the segment's AAC track, which may still be being encoded.
-
-    The main process encodes the track once into ``NAME.part`` frame by frame while the first
-    chunks render, then renames it to ``NAME``; a media segment waits (at the end of its
-    video) until the frames it needs are written. On shared storage the same works for
-    cluster workers.
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def _until(self, frames: int | None) -> AdtsStream:
-        key = str(self.path)
-        if key in _ADTS:
-            return _ADTS[key]
-        size, since = -1, time.monotonic()
-        while True:
-            if self.path.is_file():
-                _ADTS.clear()
-                adts = _ADTS[key] = AdtsStream.read(self.path)
-                return adts
-            if _audio_failed(self.path).exists():
-                raise AvatarRenderError(f"{self.path.name}: the audio encoder failed")
-            try:
-                now = _audio_part(self.path).stat().st_size
-            except FileNotFoundError:
-                now = 0  # not started yet, or renamed just now
-            if now != size:  # grown: are the frames it needs there yet?
-                size, since = now, time.monotonic()
-                if frames is not None and now:
-                    try:
-                        data = _audio_part(self.path).read_bytes()
-                    except FileNotFoundError:
-                        continue  # renamed meanwhile: the finished file is there
-                    adts = AdtsStream.parse(data, name=str(self.path), complete=False)
-                    if adts.frame_count >= frames:
-                        return adts
-            elif time.monotonic() - since > AUDIO_STALL_S:
-                raise AvatarRenderError(f"{self.path}: the audio track stopped growing "
-                                        f"({size} bytes for {AUDIO_STALL_S:.0f} s)")
-            time.sleep(0.01)
-
-    def __call__(self, job: SegmentJob) -> tuple[list[bytes], Fraction]:
-        needed = None if job.end_s is None else AdtsStream.first_frame_at(job.end_s)
-        adts = self._until(needed)
-        k0, k1 = adts.frames_for(job.start_s, job.end_s)
-        return [adts.frame(k) for k in range(k0, k1)], adts.pts_s(k0)
 
 
 def render_chunk(task: ChunkTask) -> dict[str, Any]:
@@ -205,7 +70,7 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         fps = spec.output.fps
         last = chunk.frame_end >= spec.frame_count
         started = time.perf_counter()
-        scene = _scene(spec, task.scene_path)
+        scene = scene_for(spec, task.scene_path)
         segments = []
         frame_index = chunk.frame_start
         for i, n in enumerate(chunk.segment_frames):
@@ -215,7 +80,7 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
             segments.append(SegmentJob(path=tmp / f"seg_{chunk.first_segment + i:05d}.ts",
                                        frames=n, start_s=s0, end_s=s1))
             frame_index += n
-        with ChunkEncoder(spec.output, segments, audio=_AudioSource(Path(task.audio_path)),
+        with ChunkEncoder(spec.output, segments, audio=AudioSource(Path(task.audio_path)),
                           threads=task.threads) as enc:
             for data in compose_frames(spec, task.timeline, scene):
                 enc.write(data)
@@ -237,114 +102,24 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         raise
 
 
-def _slice(tl: Timeline, a: int, b: int) -> Timeline:
-    return dataclasses.replace(
-        tl, mouth=tl.mouth[a:b], eyes=tl.eyes[a:b], caption=tl.caption[a:b],
-        tv_clip=tl.tv_clip[a:b], tv_time_s=tl.tv_time_s[a:b],
-    )
-
-
 def _chunk_key(spec: Spec, chunk: Chunk, audio_hash: str, threads: int | None) -> str:
     doc = json.dumps([spec.spec_hash, audio_hash, threads, chunk.frame_start, chunk.frame_end,
                       chunk.first_segment, list(chunk.segment_frames)])
     return hashlib.sha256(doc.encode()).hexdigest()[:24]
 
 
-def _now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class _Publisher:
-    """Moves finished chunks into the partial folder in air order and keeps playlist + manifest."""
-
-    def __init__(self, spec: Spec, partial: Path, plan: ChunkPlan):
-        self.spec = spec
-        self.partial = partial
-        self.plan = plan
-        self.manifest_path = partial / "manifest.json"
-        self.segments: list[dict[str, Any]] = []
-        self.cc: dict[str, int] = {}
-        self.created_at = _now_iso()
-        old = self._read()
-        if old and old.get("spec_hash") == spec.spec_hash and not old.get("complete"):
-            self.segments = [s for s in old["segments"] if (partial / s["uri"]).is_file()]
-            self.cc = old.get("render", {}).get("cc_state", {}) if len(self.segments) == len(
-                old["segments"]) else {}
-            if not self.cc:
-                self.segments = []
-            self.created_at = old.get("created_at", self.created_at)
-
-    def _read(self) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.manifest_path.read_text())
-        except (OSError, ValueError):
-            return None
-
-    @property
-    def published(self) -> int:
-        return len(self.segments)
-
-    def publish(self, result: dict[str, Any]) -> None:
-        src = Path(result["dir"])
-        fps = self.spec.output.fps
-        for seg in result["segments"]:
-            data = continue_cc((src / seg["uri"]).read_bytes(), self.cc)
-            atomic_write(self.partial / seg["uri"], data)
-            self.segments.append({
-                "uri": seg["uri"], "frames": seg["frames"],
-                "duration_s": float(Fraction(seg["frames"]) / fps),
-                "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-            })
-        self.write(complete=False, stats={})
-        shutil.rmtree(src, ignore_errors=True)
-
-    def manifest(self, *, complete: bool, stats: dict[str, Any]) -> dict[str, Any]:
-        out = self.spec.output
-        total_bytes = sum(s["bytes"] for s in self.segments)
-        dur = sum(s["duration_s"] for s in self.segments) or 1.0
-        peak = max((s["bytes"] * 8 / s["duration_s"] for s in self.segments), default=0)
-        return {
-            "format": MANIFEST_FORMAT,
-            "complete": complete,
-            "spec_hash": self.spec.spec_hash,
-            "source": str(self.spec.source),
-            "width": out.width, "height": out.height,
-            "fps": f"{out.fps.numerator}/{out.fps.denominator}",
-            "duration_s": float(self.spec.duration_s),
-            "frame_count": self.spec.frame_count,
-            "segment_type": out.segment_type,
-            # RFC 8216: each EXTINF rounded to the nearest integer (1.001 s at NTSC rates: 1)
-            "target_duration_s": max(1, int(out.segment_duration_s + Fraction(1, 2))),
-            "codecs": codecs_string(self.partial / self.segments[0]["uri"]) if self.segments
-            else "avc1.640028,mp4a.40.2",
-            "bandwidth_bps": int(max(peak, total_bytes * 8 / dur)),
-            "average_bandwidth_bps": int(total_bytes * 8 / dur),
-            "planned_segments": self.plan.segment_count,
-            "segments": self.segments,
-            "created_at": self.created_at,
-            "render": {**stats, "cc_state": dict(self.cc)},
-        }
-
-    def write(self, *, complete: bool, stats: dict[str, Any]) -> dict[str, Any]:
-        man = self.manifest(complete=complete, stats=stats)
-        atomic_write(self.partial / "index.m3u8", media_playlist(
-            self.segments, target_duration_s=man["target_duration_s"], complete=complete))
-        atomic_write(self.manifest_path, dump_json(man))
-        return man
-
-
-def _encode_audio(samples: np.ndarray, path: Path, bitrate_kbps: int) -> None:
-    """Encode into ``NAME.part`` (chunks follow it as it grows), then rename to ``NAME``; on
-    failure leave ``NAME.failed`` so that waiting chunks stop."""
-    try:
-        encode_aac(samples, _audio_part(path), bitrate_kbps=bitrate_kbps)
-        os.replace(_audio_part(path), path)
-    except BaseException:
-        try:
-            _audio_failed(path).touch()
-        except OSError:
-            pass
-        raise
+def _planned_manifest(spec: Spec, plan: ChunkPlan) -> Manifest:
+    """What the rendition of ``spec`` will be; the publisher fills in segments and bit rates."""
+    out = spec.output
+    return Manifest(
+        complete=False, width=out.width, height=out.height, fps=out.fps, segments=(),
+        planned_segments=plan.segment_count,
+        # RFC 8216: each EXTINF rounded to the nearest integer (1.001 s at NTSC rates: 1)
+        target_duration_s=max(1, int(out.segment_duration_s + Fraction(1, 2))),
+        segment_type=out.segment_type,
+        spec_hash=spec.spec_hash, source=str(spec.source), duration_s=spec.duration_s,
+        frame_count=spec.frame_count,
+    )
 
 
 class _Background:
@@ -433,13 +208,6 @@ def _lock(out_dir: Path, wait: bool):
     return lock
 
 
-def read_manifest(out_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((Path(out_dir) / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
 # x264 threads per encoder. Fixed, not derived from --jobs: x264's output depends on its thread
 # count, and the decoded frames must not depend on how many workers ran. Parallelism comes from
 # the workers (one encoder each), which keeps every core busy without frame-threading ramps.
@@ -489,12 +257,12 @@ def render(
     partial = partial_path(out_dir, hidden=hidden_partial)
     try:
         old = read_manifest(out_dir)
-        if (not force and old and old.get("complete") and old.get("spec_hash") == spec.spec_hash):
+        if not force and old and old.complete and old.spec_hash == spec.spec_hash:
             if progress:
                 progress(spec.frame_count, spec.frame_count)
-            return {**old, "up_to_date": True}
+            return {**old.to_json(), "up_to_date": True}
         stale = read_manifest(partial)
-        if stale is None or stale.get("spec_hash") != spec.spec_hash:
+        if stale is None or stale.spec_hash != spec.spec_hash:
             shutil.rmtree(partial, ignore_errors=True)
         work = partial / ".work"
         work.mkdir(parents=True, exist_ok=True)
@@ -504,7 +272,7 @@ def render(
 
         _warm_up_workers(jobs)  # worker start-up overlaps the analysis below
         scene_path = work / f"scene-{spec.spec_hash}.pkl"
-        building = _Background(_build_scene, spec, scene_path)  # PIL and numpy: mostly off the GIL
+        building = _Background(build_scene, spec, scene_path)  # PIL and numpy: mostly off the GIL
         samples = segment_audio(spec)
         audio_hash = hashlib.sha256(samples.tobytes()).hexdigest()[:16]
         audio_path = work / f"audio-{audio_hash}-{spec.output.audio_bitrate_kbps}k.aac"
@@ -512,12 +280,12 @@ def render(
         if not audio_path.is_file():
             # the AAC encoder (its own process) runs while this process analyses the speech
             # and the first chunks render
-            encoding = _Background(_encode_audio, samples, audio_path, spec.output.audio_bitrate_kbps)
+            encoding = _Background(encode_track, samples, audio_path, spec.output.audio_bitrate_kbps)
         timeline = analyse(spec, samples)  # chunks start now; they wait for audio only if ahead
         building.result()
         analysed_s = time.perf_counter() - started
         plan = plan_chunks(spec, chunk_segments=chunk_segments)
-        pub = _Publisher(spec, partial, plan)
+        pub = Publisher(partial, _planned_manifest(spec, plan))
         # Chunks whose segments are all published are done; a chunk is published whole or not.
         todo = [c for c in plan.chunks if c.first_segment >= pub.published]
         frames_done = sum(c.frame_count for c in plan.chunks if c.first_segment < pub.published)
@@ -526,7 +294,7 @@ def render(
         tasks = [
             ChunkTask(spec=spec, chunk=c, key=_chunk_key(spec, c, audio_hash, threads), work_root=str(work),
                       audio_path=str(audio_path),
-                      timeline=_slice(timeline, c.frame_start, c.frame_end), threads=threads,
+                      timeline=slice_timeline(timeline, c.frame_start, c.frame_end), threads=threads,
                       scene_path=str(scene_path))
             for c in todo
         ]
@@ -548,7 +316,7 @@ def render(
                     if first_segment_s is None:
                         first_segment_s = time.perf_counter() - started
                     if on_publish:
-                        on_publish(pub.manifest(complete=False, stats={}))
+                        on_publish(pub.manifest(complete=False, stats={}).to_json())
                     if progress:
                         progress(frames_done, spec.frame_count)
                 tasks = []
@@ -576,10 +344,10 @@ def render(
             "jobs": jobs, "chunk_segments": chunk_segments, "x264_threads": threads,
             "chunks": len(plan.chunks), "chunks_rendered": rendered,
             "chunks_reused": reused + len(plan.chunks) - len(todo), "attempts": attempts,
-            "finished_at": _now_iso(),
+            "finished_at": utc_now_iso(),
         }
         with interrupt.deferred():  # finished: the swap is not cut in half by a stop signal
-            manifest = pub.write(complete=True, stats=stats)
+            manifest = pub.write(complete=True, stats=stats).to_json()
             shutil.rmtree(work, ignore_errors=True)
             # Swap into place; an older render of the same name is replaced only now.
             if out_dir.is_file() or out_dir.is_symlink():
@@ -635,23 +403,115 @@ def _not_writable(where: Path, exc: OSError) -> OutputError:
 
 
 def _disk_full(partial: Path, where: str | Path) -> DiskFullError:
-    man = read_manifest(partial) or {}
-    done = len(man.get("segments", []))
+    man = read_manifest(partial)
+    done = len(man.segments) if man else 0
     return DiskFullError(f"{where}: no space left on device; the {done} media segments finished "
                          f"so far stay valid in {partial} and a new render resumes from there")
 
 
-def preview_frame(spec: Spec, at_s: float) -> np.ndarray:
-    """One composited frame as RGB (no encode): the same yuv the render would send to x264.
+# ---------------------------------------------------------------------------------- background
 
-    Returns
-    -------
-    np.ndarray [shape=(height, width, 3), dtype=uint8]
+
+def _error_line(exc: BaseException) -> str:
+    """What the CLI would print for ``exc``: its message's first line (ffmpeg's tail follows)."""
+    if isinstance(exc, AvatarRenderError):
+        lines = str(exc).strip().splitlines()
+        return lines[0] if lines else type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _render_ahead_main(spec_path: str, out_dir: str) -> int:
+    """The body of a render-ahead process: render, print the outcome as one JSON line on stdout
+    (``{"error": null}`` or the error line), return the exit code."""
+    import signal
+
+    from .spec import load_spec
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # joblib then stops the workers; the lock is released
+
+    signal.signal(signal.SIGTERM, stop)
+    code, error = 0, None
+    try:
+        render(load_spec(spec_path), out_dir)
+    except KeyboardInterrupt:
+        code, error = 130, "stopped"
+    except AvatarRenderError as exc:
+        code, error = exc.exit_code, _error_line(exc)  # the line says it all: no traceback
+    except BaseException as exc:
+        import traceback
+
+        traceback.print_exc()
+        code, error = 1, _error_line(exc)
+    print(json.dumps({"error": error}), flush=True)
+    return code
+
+
+class RenderProcess:
+    """One render in a process of its own (see :class:`ProcessRenderer`); a
+    :class:`~avatarrender.playout.render_ahead.RenderJob`.
+
+    A new interpreter runs :func:`_render_ahead_main` (not a fork: the caller runs threads, and
+    not multiprocessing's spawn, which would run the caller's ``__main__`` again). Its stderr is
+    the caller's; its stdout carries the outcome.
     """
-    n = min(spec.frame_count - 1, max(0, int(Fraction(at_s) * spec.output.fps)))
-    timeline = analyse(spec, segment_audio(spec))
-    scene = Scene(spec)
-    one = _slice(timeline, n, n + 1)
-    data = next(iter(compose_frames(spec, one, scene)))
-    frame = Frame.wrap(np.array(data), spec.output.width, spec.output.height)
-    return frame.to_rgb()
+
+    def __init__(self, spec_path: Path, out_dir: Path):
+        import subprocess
+
+        self.spec_path, self.out_dir = Path(spec_path), Path(out_dir)
+        code = ("import sys; from avatarrender.render import _render_ahead_main; "
+                "sys.exit(_render_ahead_main(sys.argv[1], sys.argv[2]))")
+        # as the CLI does: OpenBLAS threads would spin against the render's workers
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
+        self._proc = subprocess.Popen([sys.executable, "-c", code, str(spec_path), str(out_dir)],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env)
+        self._error: str | None = None
+        self._done = False
+
+    def poll(self) -> bool:
+        return self._proc.poll() is not None
+
+    def result(self) -> None:
+        if not self._done:
+            out = self._proc.communicate()[0].decode(errors="replace").strip().splitlines()
+            try:
+                self._error = json.loads(out[-1])["error"] if out else None
+            except (ValueError, KeyError, TypeError):
+                self._error = out[-1]
+            self._done = True
+        code = self._proc.returncode
+        if self._error is None and code == 0:
+            return
+        why = self._error or (f"the render process was killed by signal {-code}" if code < 0
+                              else f"the render process ended with exit code {code}")
+        raise AvatarRenderError(why if str(self.spec_path) in why else f"{self.spec_path}: {why}")
+
+    def terminate(self) -> None:
+        import subprocess
+
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+
+class ProcessRenderer:
+    """The renderer the ``playout`` command hands to the playout
+    (:class:`~avatarrender.playout.render_ahead.Renderer`): each render-ahead runs :func:`render`
+    in a process of its own, so the playout's loop never waits on it; the filler is rendered in
+    this process, before the channel starts."""
+
+    def render_ahead(self, spec_path: Path, out_dir: Path) -> RenderProcess:
+        return RenderProcess(spec_path, out_dir)
+
+    def render_filler(self, spec_path: Path, duration_s: float, root: Path) -> Path:
+        from .spec import load_spec
+
+        spec = load_spec(spec_path).idle(duration_s)
+        dest = Path(root) / f"idle-{spec.spec_hash}"
+        render(spec, dest)
+        return dest

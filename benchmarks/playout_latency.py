@@ -1,7 +1,11 @@
 """Live playout figures in a real browser (headless Debian chromium + hls.js, the monitor page).
 
-    .venv/bin/python benchmarks/playout_latency.py latency [--size 1920x1080] [--seconds 40]
-        on-air latency (wall clock - hls.js playingDate) on media made by ffmpeg: median, p95
+    .venv/bin/python benchmarks/playout_latency.py latency [--size 1920x1080] [--seconds 20]
+                                                   [--joins 5] [--via builtin|nginx]
+        on-air latency (wall clock - hls.js playingDate) of the monitor page (hls.js defaults,
+        ``new Hls()``) on media made by ffmpeg, over several viewers joining one after the other
+        (where a viewer joins within a media segment sets its latency: hls.js starts at the
+        segment's independent part): median, p95 over all samples, and per join
     .venv/bin/python benchmarks/playout_latency.py submit [--preset 720p30]
         submit-to-screen: ``avatarrender render examples/demo/segment.yaml --into SPOOL`` on a
         running playout with nothing queued, to the first frame of it on screen in the browser
@@ -36,10 +40,11 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _playout(args: list[str], tmp: Path) -> tuple[subprocess.Popen, str]:
+def _playout(args: list[str], tmp: Path, *, out: Path | None = None) -> tuple[subprocess.Popen, str]:
     port = _port()
+    out = out or tmp / "out"
     proc = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", "playout",
-                             *args, "--out", str(tmp / "out"), "--serve", f"127.0.0.1:{port}"],
+                             *args, "--out", str(out), "--serve", f"127.0.0.1:{port}"],
                             cwd=ROOT, stdout=open(tmp / "playout.log", "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
@@ -62,34 +67,51 @@ def _monitor(p, url: str):
     return browser, page
 
 
-def latency(size: str, seconds: int) -> None:
+def latency(size: str, seconds: int, joins: int, via: str, part_frames: int, gop: int) -> None:
+    from nginx_front import served_dir, start_nginx
     from playout_media import make_rendered
     from playwright.sync_api import sync_playwright
 
     tmp = Path(tempfile.mkdtemp(prefix="playout-latency-"))
-    make_rendered(tmp / "filler", pattern="testsrc", seconds=10, size=size, cache_root=tmp / "cache")
-    (tmp / "schedule.yaml").write_text("filler: {dir: filler}\n")
-    proc, url = _playout(["--schedule", str(tmp / "schedule.yaml")], tmp)
+    make_rendered(tmp / "filler", pattern="testsrc", seconds=10, size=size, cache_root=tmp / "cache",
+                  gop=gop)
+    (tmp / "schedule.yaml").write_text(f"filler: {{dir: filler}}\npart_frames: {part_frames}\n")
+    out = served_dir()
+    proc, url = _playout(["--schedule", str(tmp / "schedule.yaml")], tmp, out=out)
+    ng = None
+    if via == "nginx":
+        ng, url = start_nginx(out, playout_port=int(url.rsplit(":", 1)[1]), work=tmp / "nginx")
+    per_join, lat_all, stalls, frames, expected = [], [], 0, 0, 0
     try:
         with sync_playwright() as p:
-            browser, page = _monitor(p, url)
-            page.wait_for_timeout(3000)
-            f0 = page.evaluate("window.__monitor.frames()")
-            page.wait_for_timeout(seconds * 1000)
-            f1 = page.evaluate("window.__monitor.frames()")
-            mon = page.evaluate("({lat: window.__monitor.latencies, waiting: window.__monitor.waiting})")
-            browser.close()
+            for _ in range(joins):
+                browser, page = _monitor(p, url)
+                page.wait_for_timeout(2000)
+                f0 = page.evaluate("window.__monitor.frames()")
+                page.wait_for_timeout(seconds * 1000)
+                f1 = page.evaluate("window.__monitor.frames()")
+                mon = page.evaluate("({lat: window.__monitor.latencies, waiting: window.__monitor.waiting})")
+                browser.close()
+                lat = sorted(v / 1000 for t, v, *_ in mon["lat"] if t >= f0["wall"])
+                per_join.append(round(statistics.median(lat), 3) if lat else None)
+                lat_all += lat
+                stalls += mon["waiting"]
+                frames += f1["total"] - f0["total"]
+                expected += round((f1["currentTime"] - f0["currentTime"]) * 30)
     finally:
+        if ng is not None:
+            ng.terminate()
         proc.terminate()
         proc.wait(10)
-    lat = sorted(v / 1000 for t, v, *_ in mon["lat"] if t >= f0["wall"])
-    media_s = f1["currentTime"] - f0["currentTime"]
-    print(json.dumps({"size": size, "samples": len(lat), "median_s": round(statistics.median(lat), 3),
-                      "p95_s": round(lat[int(0.95 * len(lat))], 3), "max_s": round(lat[-1], 3),
-                      "stalls": mon["waiting"], "frames": f1["total"] - f0["total"],
-                      "frames_expected": round(media_s * 30),
-                      "dropped": f1["dropped"] - f0["dropped"]}, indent=1))
+    lat_all.sort()
+    print(json.dumps({"via": via, "size": size, "part_frames": part_frames, "gop": gop, "joins": joins,
+                      "seconds_per_join": seconds, "samples": len(lat_all),
+                      "median_s": round(statistics.median(lat_all), 3),
+                      "p95_s": round(lat_all[int(0.95 * len(lat_all))], 3),
+                      "max_s": round(lat_all[-1], 3), "median_per_join_s": per_join,
+                      "stalls": stalls, "frames": frames, "frames_expected": expected}, indent=1))
     shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
 
 
 def submit(preset: str) -> None:
@@ -143,12 +165,17 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("latency")
     a.add_argument("--size", default="1920x1080")
-    a.add_argument("--seconds", type=int, default=40)
+    a.add_argument("--seconds", type=int, default=20)
+    a.add_argument("--joins", type=int, default=5)
+    a.add_argument("--via", choices=["builtin", "nginx"], default="builtin")
+    a.add_argument("--part-frames", type=int, default=8)
+    a.add_argument("--gop", type=int, default=30, help="keyframe every N frames (30: one per "
+                   "media segment, as the renderer's presets; = part frames: every part independent)")
     b = sub.add_parser("submit")
     b.add_argument("--preset", default="720p30")
     args = ap.parse_args()
     if args.cmd == "latency":
-        latency(args.size, args.seconds)
+        latency(args.size, args.seconds, args.joins, args.via, args.part_frames, args.gop)
     else:
         submit(args.preset)
 

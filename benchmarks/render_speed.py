@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from avatarrender.analysis import analyse, segment_audio  # noqa: E402
+from avatarrender.compose import compose_frames  # noqa: E402
 from avatarrender.encode import rawvideo_input_args, x264_args  # noqa: E402
 from avatarrender.media import ffmpeg_exe  # noqa: E402
 from avatarrender.plan import DEFAULT_CHUNK_SEGMENTS  # noqa: E402
-from avatarrender.render import compose_frames  # noqa: E402
 from avatarrender.scene import Scene  # noqa: E402
 from avatarrender.spec import load_spec, parse_cues  # noqa: E402
 

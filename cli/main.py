@@ -15,13 +15,25 @@ from avatarrender.errors import AvatarRenderError  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
+from cli import doctor as _doctor  # noqa: E402
+from cli import epg as _epg  # noqa: E402
 from cli import lipsync as _lipsync  # noqa: E402
+from cli import metrics as _metrics  # noqa: E402
+from cli import new as _new  # noqa: E402
 from cli import playout as _playout  # noqa: E402
 from cli import render as _render  # noqa: E402
+from cli import schema as _schema  # noqa: E402
+from cli import serve as _serve  # noqa: E402
 
 _render.register(app)
 _lipsync.register(app)
 _playout.register(app)
+_serve.register(app)
+_schema.register(app)
+_new.register(app)
+_epg.register(app)
+_doctor.register(app)
+_metrics.register(app)
 
 
 def _stopped(stop: interrupt.Interrupted) -> None:

@@ -36,11 +36,16 @@ def playout_cmd(
                                          "next, in order of arrival (overrides the schedule)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every published segment "
                                  "and HTTP request."),
+    push: Optional[list[str]] = typer.Option(None, "--push", help="Also send the channel, as "
+                                             "aired and not re-encoded, to this ingest: "
+                                             "rtmp://HOST/APP/KEY or srt://HOST:PORT?streamid=KEY "
+                                             "(repeatable). The key is never logged."),
 ) -> None:
     """Publish a live low-latency HLS channel from rendered segments; never renders frames live."""
     from avatarrender.playout.engine import Playout, prepare_filler
     from avatarrender.playout.schedule import Schedule, ScheduleModel, load_schedule
     from avatarrender.playout.server import serve_in_thread
+    from avatarrender.render import ProcessRenderer
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
@@ -53,15 +58,29 @@ def playout_cmd(
     if spool is not None:
         import dataclasses
         sched = dataclasses.replace(sched, spool=spool.resolve())
-    filler_dir = prepare_filler(sched, out, filler_dir=filler, filler_spec=filler_spec)
-    playout = Playout(sched, out, filler=filler_dir)
+    from avatarrender.playout.push import Pusher
+
+    pushers = [Pusher(url) for url in push or ()]  # URLs checked before the filler renders
+    renderer = ProcessRenderer()  # the playout renders ahead only through this
+    filler_dir = prepare_filler(sched, out, filler_dir=filler, filler_spec=filler_spec,
+                                renderer=renderer)
+    playout = Playout(sched, out, filler=filler_dir, renderer=renderer)
+    for i, pusher in enumerate(pushers):
+        playout.publish_hooks.append(pusher.offer)
+        playout.status_extras[f"push{i or ''}"] = pusher.status
+        pusher.start()
+        logging.info("restreaming to %s", pusher.shown_url)
     stop = threading.Event()
     server = None
     if serve:
         host, port = _address(serve)
-        server, _ = serve_in_thread(out, host=host, port=port, verbose=verbose,
-                                    playlist_gate=lambda hold_s, seen: playout.hold_for_next(hold_s, seen_sequence=seen),
-                                    max_hold_s=float(sched.model.target_duration_s))
+        from avatarrender.playout import epg, metrics
+
+        routes = {"/metrics": lambda: (metrics.metrics_text(playout).encode(), metrics.CONTENT_TYPE),
+                  "/epg.xml": lambda: (epg.epg_xml(playout).encode(), epg.CONTENT_TYPE)}
+        server, _ = serve_in_thread(
+            out, host=host, port=port, verbose=verbose, feed=playout.feed, routes=routes,
+            on_request=lambda path, status: playout.counters.request(metrics.request_kind(path), status))
         logging.info("monitor page: %s/  (playlist %s/master.m3u8)", server.url, server.url)
 
     def _stop(signum: int, frame: object) -> None:
@@ -72,6 +91,8 @@ def playout_cmd(
     try:
         playout.run(stop=stop)
     finally:
+        for pusher in pushers:
+            pusher.stop()
         if server is not None:
             server.shutdown()
 

@@ -160,8 +160,8 @@ def preview_cmd(
     """Write one composited frame as PNG (no encode): exactly what the render would encode."""
     from PIL import Image
 
-    from avatarrender.hls import atomic_write
-    from avatarrender.render import preview_frame
+    from avatarrender.rendition import atomic_write
+    from avatarrender.compose import preview_frame
     from avatarrender.spec import load_spec
     import io
 

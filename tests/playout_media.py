@@ -24,7 +24,7 @@ _PATTERNS = {
     "blue": "color=c=0x3040c0:s={size}:r=30:d={d}",
     "green": "color=c=0x30a040:s={size}:r=30:d={d}",
 }
-_CACHE: dict[tuple[str, float, str], Path] = {}
+_CACHE: dict[tuple[str, float, str, int], Path] = {}
 
 
 def write_manifest(folder: Path, segments: list[dict], *, complete: bool, planned: int,
@@ -56,11 +56,11 @@ def write_manifest(folder: Path, segments: list[dict], *, complete: bool, planne
     return doc
 
 
-def _encode(pattern: str, seconds: float, size: str, cache_root: Path) -> Path:
-    key = (pattern, seconds, size)
+def _encode(pattern: str, seconds: float, size: str, cache_root: Path, gop: int = 30) -> Path:
+    key = (pattern, seconds, size, gop)
     if key in _CACHE and (_CACHE[key] / "manifest.json").exists():
         return _CACHE[key]
-    folder = cache_root / f"{pattern}-{seconds:g}-{size}"
+    folder = cache_root / (f"{pattern}-{seconds:g}-{size}" + (f"-g{gop}" if gop != 30 else ""))
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     src = _PATTERNS[pattern].format(size=size, d=seconds)
@@ -69,6 +69,7 @@ def _encode(pattern: str, seconds: float, size: str, cache_root: Path) -> Path:
          "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
          "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast",
          "-profile:v", "high", "-pix_fmt", "yuv420p", "-g", "30", "-keyint_min", "30",
+         *(["-force_key_frames", f"expr:eq(mod(mod(n,30),{gop}),0)"] if gop != 30 else []),
          "-sc_threshold", "0", "-c:a", "aac", "-ar", "48000", "-ac", "2", "-b:a", "64k",
          "-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod",
          "-hls_segment_filename", str(folder / "seg_%05d.ts"), str(folder / "ffmpeg.m3u8")],
@@ -88,10 +89,13 @@ def _encode(pattern: str, seconds: float, size: str, cache_root: Path) -> Path:
 
 
 def make_rendered(dest: Path, *, pattern: str = "testsrc", seconds: float = 3.0,
-                  size: str = "320x180", cache_root: Path | None = None) -> Path:
-    """A complete rendered folder at ``dest`` (files copied from a per-session cache)."""
+                  size: str = "320x180", cache_root: Path | None = None, gop: int = 30) -> Path:
+    """A complete rendered folder at ``dest`` (files copied from a per-session cache).
+
+    ``gop``: a keyframe every ``gop`` frames of each 1 s media segment (and at its start).
+    """
     cache_root = cache_root or Path("/tmp/avatarrender-playout-media")
-    src = _encode(pattern, seconds, size, cache_root)
+    src = _encode(pattern, seconds, size, cache_root, gop)
     shutil.copytree(src, dest)
     return dest
 

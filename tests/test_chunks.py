@@ -13,7 +13,8 @@ import pytest
 from filelock import FileLock
 
 from avatarrender.plan import plan_chunks
-from avatarrender.render import partial_path, render
+from avatarrender.render import render
+from avatarrender.rendition import partial_path
 from avatarrender.spec import load_spec
 
 from conftest import make_tiny_segment

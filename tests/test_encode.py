@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from avatarrender.audio import AdtsStream, encode_aac
+from avatarrender.audiotrack import AudioSource, failed_path, part_path
 from avatarrender.encode import ChunkEncoder, SegmentJob, rawvideo_input_args, x264_args
 from avatarrender.errors import AvatarRenderError
 from avatarrender.media import ffmpeg_exe
-from avatarrender.render import _AudioSource, _audio_failed, _audio_part
 from avatarrender.spec import load_spec
 
 from conftest import make_tiny_segment
@@ -101,18 +101,18 @@ def test_chunk_waits_for_the_audio_it_needs(tmp_path):
     data = _adts_bytes(tmp_path, 3.0)
     whole = AdtsStream.parse(data)
     path = tmp_path / "audio.aac"
-    src = _AudioSource(path)
+    src = AudioSource(path)
     written = threading.Event()
 
     def writer():
-        with open(_audio_part(path), "wb") as fh:
+        with open(part_path(path), "wb") as fh:
             for i in range(0, len(data), 700):
                 fh.write(data[i : i + 700])
                 fh.flush()
                 time.sleep(0.01)
         written.set()
         time.sleep(0.2)
-        _audio_part(path).rename(path)
+        part_path(path).rename(path)
 
     t = threading.Thread(target=writer)
     t.start()
@@ -133,10 +133,10 @@ def test_chunk_waits_for_the_audio_it_needs(tmp_path):
 
 def test_chunk_stops_waiting_when_the_audio_encoder_failed(tmp_path):
     path = tmp_path / "audio.aac"
-    _audio_part(path).write_bytes(b"")
-    _audio_failed(path).touch()
+    part_path(path).write_bytes(b"")
+    failed_path(path).touch()
     with pytest.raises(AvatarRenderError, match="audio encoder failed"):
-        _AudioSource(path)(SegmentJob(tmp_path / "a.ts", 30, Fraction(0), Fraction(1)))
+        AudioSource(path)(SegmentJob(tmp_path / "a.ts", 30, Fraction(0), Fraction(1)))
 
 
 def _cli_tv(path: Path, t_s: float, n: int, w: int, h: int, fps: Fraction) -> np.ndarray:

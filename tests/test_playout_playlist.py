@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from avatarrender.playout.playlist import LivePlaylist, format_pdt, master_playlist, parse_pdt
+from avatarrender.playout.playlist import LivePart, LivePlaylist, format_pdt, master_playlist, parse_pdt
 from avatarrender.playout.schedule import FILLER, Availability, Entry, Scheduler
 from playout_check import check_transition, parse_live
 
@@ -67,6 +67,67 @@ def test_state_round_trip() -> None:
     assert pl2.render() == pl.render() and pl2.next_pdt_s == pl.next_pdt_s
     with pytest.raises(ValueError):
         LivePlaylist(target_duration_s=2).restore(pl.to_json())
+
+
+def _ll_playlist() -> LivePlaylist:
+    pl = LivePlaylist(target_duration_s=1, window_s=4, part_target_s=F30 * 8)
+    pl.next_pdt_s = T0
+    return pl
+
+
+def _air_segment(pl: LivePlaylist, frames: list[int], *, disc: bool = False, close: bool = True,
+                 now_s: Fraction = T0) -> None:
+    off = 0
+    for k, n in enumerate(frames):
+        pl.add_part(LivePart(duration_s=F30 * n, offset_bytes=off, size_bytes=188 * n,
+                             independent=k == 0), discontinuity=disc, program="p")
+        off += 188 * n
+    if close:
+        pl.append(duration_s=F30 * sum(frames), discontinuity=disc, program="p", now_s=now_s)
+
+
+def test_parts_rendered_by_the_rules() -> None:
+    """LL-HLS tags: PART-INF, SERVER-CONTROL, parts of the last 3 target durations only, the parts of
+    the segment on air after its PDT, the preload hint; parse_live checks every rule."""
+    pl = _ll_playlist()
+    assert pl.part_target_text == "0.26667" and pl.part_hold_back_s >= 3 * 0.26667
+    prev = None
+    for i in range(8):
+        _air_segment(pl, [8, 8, 8, 6], disc=i == 5, now_s=T0 + i)
+        cur = parse_live(pl.render())
+        check_transition(prev, cur)
+        prev = cur
+    _air_segment(pl, [8, 8], close=False)
+    pl.preload_hint = (pl.uri_for(pl.next_sequence), 188 * 16, 188 * 8)
+    text = pl.render()
+    cur = parse_live(text)
+    check_transition(prev, cur)
+    assert "#EXT-X-PART-INF:PART-TARGET=0.26667" in text
+    assert "CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.801,HOLD-BACK=3.000" in text
+    # 4.53 s listed: parts for what starts within the last 3 s only
+    assert [bool(s["parts"]) for s in cur.segments] == [False, False, True, True]
+    assert cur.position == (pl.next_sequence, 2) and cur.has_part(pl.next_sequence, 1)
+    assert not cur.has_part(pl.next_sequence, 2)
+    assert cur.has_part(pl.next_sequence - 1, 4)   # past the last part: part 0 of the next
+    assert text.rstrip().endswith(f'BYTERANGE-START={188 * 16},BYTERANGE-LENGTH={188 * 8}')
+    # saved and restored with the segment on air
+    pl2 = LivePlaylist(target_duration_s=1, window_s=4, part_target_s=F30 * 8)
+    pl2.restore(pl.to_json())
+    pl2.preload_hint = pl.preload_hint
+    assert pl2.render() == text
+
+
+def test_part_rules_enforced() -> None:
+    pl = _ll_playlist()
+    with pytest.raises(ValueError, match="PART-TARGET"):
+        pl.add_part(LivePart(F30 * 9, 0, 188, True), discontinuity=False, program="p")
+    _air_segment(pl, [8, 8], close=False)
+    with pytest.raises(ValueError, match="add up"):
+        pl.append(duration_s=Fraction(1), discontinuity=False, program="p", now_s=T0)
+    with pytest.raises(ValueError, match="no parts"):
+        LivePlaylist().add_part(LivePart(F30, 0, 188, True), discontinuity=False, program="p")
+    with pytest.raises(ValueError, match="part_target_s"):
+        LivePlaylist(target_duration_s=1, part_target_s=Fraction(2))
 
 
 def test_master_playlist() -> None:

@@ -6,6 +6,7 @@ import json
 import socket
 
 import pytest
+from pathlib import Path
 
 from avatarrender.playout.server import MAX_REQUEST_LINE_BYTES, serve_in_thread
 
@@ -72,14 +73,21 @@ def test_monitor_page_and_status(site) -> None:
     assert r.status == 200 and json.loads(data)["on_air"]["key"] == "filler"
     assert r.getheader("Content-Type") == "application/json"
     assert "no-cache" in r.getheader("Cache-Control")
-    r, _ = req(site, "GET", "/live.m3u8?_HLS_msn=3")  # query strings are ignored
+    r, _ = req(site, "GET", "/live.m3u8?_HLS_msn=3")  # no live feed: answered at once
+    assert r.status == 200
+    r, _ = req(site, "GET", "/media/000000001.ts?_HLS_msn=3&_HLS_part=1")  # ignored on media
     assert r.status == 200
 
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "TRACE"])
 def test_only_get_and_head(site, method: str) -> None:
     r, _ = req(site, method, "/live.m3u8")
-    assert r.status == 405 and r.getheader("Allow") == "GET, HEAD"
+    assert r.status == 405 and r.getheader("Allow") == "GET, HEAD, OPTIONS"
+    r, _ = req(site, "OPTIONS", "/media/000000001.ts", headers={
+        "Origin": "http://example.test", "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "range"})
+    assert r.status == 204 and "Range" in r.getheader("Access-Control-Allow-Headers")
+    assert r.getheader("Access-Control-Allow-Origin") == "*"
 
 
 @pytest.mark.parametrize("path", [
@@ -108,3 +116,199 @@ def test_bounded_request(site) -> None:
         idle.sendall(b"GET /live.m3u8 HTTP/1.1\r\n")
         r, _ = req(site, "GET", "/live.m3u8")
         assert r.status == 200
+
+
+def test_byte_ranges(site) -> None:
+    whole = (188 * 4)
+    r, data = req(site, "GET", "/media/000000001.ts", headers={"Range": "bytes=188-375"})
+    assert r.status == 206 and len(data) == 188
+    assert r.getheader("Content-Range") == f"bytes 188-375/{whole}"
+    assert r.getheader("Content-Length") == "188" and r.getheader("Accept-Ranges") == "bytes"
+    r, data = req(site, "GET", "/media/000000001.ts", headers={"Range": "bytes=700-"})
+    assert r.status == 206 and len(data) == whole - 700
+    r, data = req(site, "GET", "/media/000000001.ts", headers={"Range": "bytes=-100"})
+    assert r.status == 206 and r.getheader("Content-Range") == f"bytes {whole - 100}-{whole - 1}/{whole}"
+    r, data = req(site, "GET", "/media/000000001.ts", headers={"Range": "bytes=0-99999"})
+    assert r.status == 206 and len(data) == whole
+    r, data = req(site, "GET", "/media/000000001.ts", headers={"Range": f"bytes={whole}-"})
+    assert r.status == 416 and r.getheader("Content-Range") == f"bytes */{whole}"
+    for ignored in ("bytes=0-1,4-5", "bytes=5-1", "items=0-1", "bytes=x-y"):
+        r, data = req(site, "GET", "/media/000000001.ts", headers={"Range": ignored})
+        assert r.status == 200 and len(data) == whole, ignored
+    r, data = req(site, "HEAD", "/media/000000001.ts", headers={"Range": "bytes=0-187"})
+    assert r.status == 206 and data == b"" and r.getheader("Content-Length") == "188"
+
+
+def test_cors_once_and_http09(site) -> None:
+    host, port = site.server_address[:2]
+    with socket.create_connection((host, port), timeout=5) as s:
+        s.sendall(b"GET /media/000000001.ts HTTP/1.1\r\nHost: x\r\nRange: bytes=0-0\r\n"
+                  b"Connection: close\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(4096)
+    assert head.lower().count(b"access-control-allow-origin") == 1
+    with socket.create_connection((host, port), timeout=5) as s:
+        s.sendall(b"GET /live.m3u8\r\n")          # HTTP/0.9: answered and closed at once
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 400")
+
+
+def test_keep_alive_and_pipelining(site) -> None:
+    host, port = site.server_address[:2]
+    with socket.create_connection((host, port), timeout=5) as s:
+        s.sendall(b"GET /master.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n" * 2 +
+                  b"GET /master.m3u8 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    assert data.count(b"HTTP/1.1 200 OK") == 3 and data.count(b"#EXTM3U") == 3
+
+
+# ---------------------------------------------------------------- blocking reload (RFC 8216bis)
+
+from fractions import Fraction  # noqa: E402
+
+from avatarrender.playout.feed import LiveFeed, Snapshot, advance_part_limit, reload_state  # noqa: E402
+from playout_check import check_transition, parse_live  # noqa: E402
+
+
+def _snap(next_seq: int, parts: int, counts: dict[int, int]) -> Snapshot:
+    return Snapshot(playlist=b"#EXTM3U\n", next_sequence=next_seq, parts_published=parts,
+                    part_counts=counts, target_duration_s=1, part_target_s=8 / 30)
+
+
+def test_reload_state_rules() -> None:
+    s = _snap(10, 2, {8: 4, 9: 4})
+    assert advance_part_limit(8 / 30) == 12 and advance_part_limit(2.0) == 3
+    assert reload_state(s, 9, None) == "ready" and reload_state(s, 10, None) == "wait"
+    assert reload_state(s, 10, 1) == "ready" and reload_state(s, 10, 2) == "wait"
+    assert reload_state(s, 9, 3) == "ready"
+    assert reload_state(s, 8, 4) == "ready"      # past segment 8's last part: part 0 of 9
+    assert reload_state(s, 9, 4) == "ready"      # part 0 of 10, published
+    assert reload_state(s, 9, 7) == "ready"      # beyond the last part: part 0 of 10
+    assert reload_state(s, 11, 0) == "wait" and reload_state(s, 11, None) == "wait"
+    # the last complete segment is 9: up to 9 + 2 may be asked for, more is refused
+    assert reload_state(s, 12, None) == "refuse" and reload_state(s, 12, 0) == "refuse"
+    assert reload_state(s, 10, 1 + 13) == "refuse"  # more than the Advance Part Limit ahead
+    assert reload_state(s, 10, 1 + 12) == "wait"
+    assert reload_state(s, 3, 0) == "ready"       # long gone: the current playlist at once
+
+
+@pytest.fixture()
+def live(tmp_path: Path):
+    """A real Playout on the real clock with the asyncio server in front of it."""
+    import threading
+
+    from avatarrender.playout.engine import Playout
+    from avatarrender.playout.schedule import load_schedule
+    from playout_media import make_rendered
+
+    make_rendered(tmp_path / "filler", pattern="green", seconds=3)
+    (tmp_path / "schedule.yaml").write_text("filler: {dir: filler}\n")
+    p = Playout(load_schedule(tmp_path / "schedule.yaml"), tmp_path / "out", filler=tmp_path / "filler")
+    stop = threading.Event()
+    runner = threading.Thread(target=p.run, kwargs={"stop": stop}, daemon=True)
+    runner.start()
+    server, _ = serve_in_thread(tmp_path / "out", feed=p.feed)
+    for _ in range(200):
+        if p.feed.snapshot is not None:
+            break
+        threading.Event().wait(0.05)
+    yield server, p
+    server.shutdown()
+    stop.set()
+    runner.join(10)
+
+
+def _get(server, path: str):
+    r, data = req(server, "GET", path)
+    return r.status, data.decode()
+
+
+def test_blocking_reload_holds_until_the_part(live) -> None:
+    server, p = live
+    status, text = _get(server, "/live.m3u8")
+    assert status == 200
+    prev = parse_live(text)
+    assert prev.can_block_reload and prev.part_target_s is not None
+    for _ in range(14):   # about 3.7 s: across segment boundaries
+        msn, part = prev.position    # the next part, not out yet
+        status, text = _get(server, f"/live.m3u8?_HLS_msn={msn}&_HLS_part={part}")
+        assert status == 200
+        cur = parse_live(text)
+        assert cur.has_part(msn, part), (msn, part, cur.position)
+        check_transition(prev, cur)
+        prev = cur
+    nxt = prev.position[0]
+    status, text = _get(server, f"/live.m3u8?_HLS_msn={nxt}")   # the whole segment
+    cur = parse_live(text)
+    assert status == 200 and cur.segments[-1]["seq"] >= nxt
+    # a part past the last of a complete segment is part 0 of the next one
+    last = cur.segments[-1]
+    status, text = _get(server, f"/live.m3u8?_HLS_msn={last['seq']}&_HLS_part={len(last['parts'])}")
+    assert status == 200 and parse_live(text).has_part(last["seq"] + 1, 0)
+    # old requests are answered at once with the current playlist
+    status, text = _get(server, f"/live.m3u8?_HLS_msn={cur.media_sequence}&_HLS_part=0")
+    assert status == 200 and parse_live(text).position >= cur.position
+    status, text = _get(server, "/status")
+    assert status == 200 and '"parts_published"' in text
+
+
+@pytest.mark.parametrize("query", [
+    "_HLS_msn=abc", "_HLS_msn=-1", "_HLS_msn=1.5", "_HLS_msn=", "_HLS_part=1", "_HLS_msn=1&_HLS_msn=2",
+    "_HLS_msn=1&_HLS_part=x", "_HLS_msn=1&_HLS_part=-2", "_HLS_msn=99999999", "FAR_PART",
+])
+def test_blocking_reload_refused(live, query: str) -> None:
+    server, p = live
+    if query == "FAR_PART":
+        msn, parts = p.feed.snapshot.next_sequence, p.feed.snapshot.parts_published
+        query = f"_HLS_msn={msn}&_HLS_part={parts + 20}"
+    status, text = _get(server, f"/live.m3u8?{query}")
+    assert status == 400, (query, status, text)
+    assert "Traceback" not in text
+
+
+def test_parked_client_that_leaves_frees_its_slot(live) -> None:
+    import time
+
+    server, p = live
+    snap = p.feed.snapshot
+    host, port = server.server_address[:2]
+    far = snap.next_sequence + 1            # allowed (last complete + 2), over 1 s away
+    socks = []
+    for _ in range(20):
+        s = socket.create_connection((host, port))
+        s.sendall(f"GET /live.m3u8?_HLS_msn={far} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        socks.append(s)
+    for _ in range(100):
+        if server.parked == 20:
+            break
+        time.sleep(0.02)
+    assert server.parked == 20 and server.connections >= 20
+    for s in socks:
+        s.close()
+    for _ in range(100):
+        if server.parked == 0 and server.connections == 0:
+            break
+        time.sleep(0.02)
+    assert server.parked == 0 and server.connections == 0
+    status, text = _get(server, "/status")
+    assert json.loads(text)["http"]["parked"] == 0
+
+
+def test_blocked_too_long_is_503(tmp_path: Path) -> None:
+    """A playlist that stops moving: a blocked reload gets 503 after 3 target durations."""
+    feed = LiveFeed()
+    (tmp_path / "live.m3u8").write_text("#EXTM3U\n")
+    feed.publish(_snap(10, 1, {}))
+    server, _ = serve_in_thread(tmp_path, feed=feed)
+    try:
+        status, _ = _get(server, "/live.m3u8?_HLS_msn=10&_HLS_part=1")
+        assert status == 503
+        status, text = _get(server, "/live.m3u8?_HLS_msn=10&_HLS_part=0")
+        assert status == 200 and text == "#EXTM3U\n"
+    finally:
+        server.shutdown()

@@ -9,7 +9,7 @@ import pytest
 
 from avatarrender.analysis import analyse, segment_audio
 from avatarrender.media import ffmpeg_exe
-from avatarrender.render import preview_frame
+from avatarrender.compose import preview_frame
 from avatarrender.scene import Scene
 from avatarrender.spec import load_spec
 

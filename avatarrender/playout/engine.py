@@ -10,38 +10,54 @@ Output folder layout (what the HTTP server or nginx serves)::
     OUT/index.html, monitor.js, vendor/hls.min.js   the monitor page
     OUT/.state.json      saved state for a restart (dot files are never served)
     OUT/.filler/         the idle loop rendered from the schedule's filler spec
-    OUT/.renders/NAME/   render-ahead of entries given as a segment.yaml
+    OUT/.renders/NAME/   render-ahead of entries given as a segment.yaml (by the renderer the
+                         caller hands in, see render_ahead.py: the playout never renders itself)
 
-A media segment of slot [t, t + d) is published when the clock reaches t + d, as a live encoder
-would, so PROGRAM-DATE-TIME is wall-clock time and the on-air latency is the player's hold-back.
+A media segment of slot [t, t + d) is rewritten onto the channel clock and written whole when its
+slot starts (so the preload hint names a file that exists); each LL-HLS part of it (a byte range,
+see parts.py) is published when the clock reaches the part's end, and the segment when the clock
+reaches t + d, as a live encoder would: PROGRAM-DATE-TIME is wall-clock time and the on-air
+latency is the player's hold-back. While filler airs, a program that becomes ready starts at the
+next part boundary: the filler's segment is cut short there (rewritten as the prefix of its
+published parts, which is a clean shorter media segment).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
-from avatarrender.errors import AvatarRenderError, MediaError
-from avatarrender.playout.playlist import LivePlaylist, format_pdt, master_playlist
+from avatarrender.errors import AvatarRenderError, MediaError, SpecError
+from avatarrender.playout.feed import LiveFeed, Snapshot
+from avatarrender.playout.metrics import Counters
+from avatarrender.playout.parts import Part, cut_parts, shorten, video_frames
+from avatarrender.playout.playlist import LivePart, LivePlaylist, format_pdt, master_playlist
+from avatarrender.playout.render_ahead import Renderer, RenderJob
 from avatarrender.playout.schedule import (
     FILLER,
     Availability,
+    Decision,
     Schedule,
     Scheduler,
 )
-from avatarrender.playout.source import RenderedSegment, read_rendered, verify_media_file
 from avatarrender.playout.tsrewrite import TimestampRewriter
+from avatarrender.rendition import (
+    RenderedSegment,
+    partial_path,
+    read_rendered,
+    verify_media_file,
+)
+from avatarrender.rendition import atomic_write
 
-__all__ = ["Playout", "FolderCatalog", "prepare_filler", "write_atomic", "WEB_DIR"]
+__all__ = ["Playout", "FolderCatalog", "prepare_filler", "WEB_DIR"]
 
 log = logging.getLogger("avatarrender.playout")
 
@@ -52,29 +68,14 @@ MASTER_PLAYLIST = "master.m3u8"
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Temp file beside ``path`` then rename: readers see the old file or the new one, never half.
-
-    Raises
-    ------
-    OSError
-        From the write (ENOSPC on a full disk); the old file is then untouched.
-    """
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
+    """The package's atomic write, without fsync: what the playout writes is rewritten every
+    second and rebuilt after a restart, and an fsync on the publication path costs latency."""
+    atomic_write(path, data, durable=False)
 
 
-def partial_of(folder: Path, *, hidden: bool) -> Path:
-    """The in-progress name of a rendered folder (``X.partial``, or ``.X.partial`` in a spool)."""
-    return folder.with_name(f".{folder.name}.partial" if hidden else f"{folder.name}.partial")
+def _rate(fps: Fraction) -> str:
+    """``30``, ``29.97`` (30000/1001): a frame rate as people write it."""
+    return str(fps.numerator) if fps.denominator == 1 else f"{float(fps):.3f}".rstrip("0")
 
 
 class FolderCatalog:
@@ -85,10 +86,15 @@ class FolderCatalog:
     width, height, target_duration_s : int
         The channel's format: a rendered segment of another size or longer media segments is
         refused (one rendition; constant TARGETDURATION).
+    fps : Fraction
+        The channel's frame rate: a rendered segment of another rate is refused (its frames
+        would be stamped at the channel's frame length).
     """
 
-    def __init__(self, *, width: int, height: int, target_duration_s: int):
+    def __init__(self, *, width: int, height: int, target_duration_s: int,
+                 fps: Fraction = Fraction(30)):
         self.width, self.height, self.target_duration_s = width, height, target_duration_s
+        self.fps = fps
         self.folders: dict[str, tuple[Path, Path]] = {}   # key -> (complete, partial)
         self.rendered: dict[str, RenderedSegment] = {}
         self._verified: dict[tuple[str, int], tuple[int, int, int]] = {}  # -> (dev, ino, size)
@@ -96,7 +102,7 @@ class FolderCatalog:
         self.bad: dict[str, str] = {}   # key -> why it was refused at publication
 
     def add(self, key: str, folder: Path, *, hidden_partial: bool = False) -> None:
-        self.folders[key] = (folder, partial_of(folder, hidden=hidden_partial))
+        self.folders[key] = (folder, partial_path(folder, hidden=hidden_partial))
 
     def forget(self, key: str) -> None:
         self.folders.pop(key, None)
@@ -121,6 +127,9 @@ class FolderCatalog:
         if (r.width, r.height) != (self.width, self.height):
             raise MediaError(r.folder, "width/height", f"{r.width}x{r.height} on a "
                              f"{self.width}x{self.height} channel")
+        if r.fps != self.fps:
+            raise MediaError(r.folder / "manifest.json", "fps", f"rendered at {_rate(r.fps)} fps "
+                             f"on a {_rate(self.fps)} fps channel; render it at the channel's rate")
         longest = max((s.duration_s for s in r.segments), default=Fraction(0))
         if round(longest) > self.target_duration_s:
             raise MediaError(r.folder, "segments", f"media segments of {float(longest):.2f} s on a "
@@ -189,13 +198,18 @@ class FolderCatalog:
 
 
 def prepare_filler(schedule: Schedule, out_dir: Path, *, filler_dir: Path | None = None,
-                   filler_spec: Path | None = None) -> Path:
+                   filler_spec: Path | None = None, renderer: Renderer | None = None) -> Path:
     """The filler's rendered folder: given, or rendered once (idle loop) from a segment.yaml.
+
+    Parameters
+    ----------
+    renderer : Renderer, optional
+        Renders the idle loop when the filler is given as a segment.yaml.
 
     Raises
     ------
     SpecError, MediaError
-        No filler configured, or the render fails.
+        No filler configured, no renderer for a filler spec, or the render fails.
     """
     from avatarrender.errors import SpecError
 
@@ -206,15 +220,47 @@ def prepare_filler(schedule: Schedule, out_dir: Path, *, filler_dir: Path | None
     if spec_path is None:
         raise SpecError(schedule.path, "filler", "no filler: give 'filler:' in the schedule, "
                         "--filler DIR or --filler-spec segment.yaml")
-    from avatarrender.render import render
-    from avatarrender.spec import load_spec
-
+    if renderer is None:
+        raise SpecError(schedule.path, "filler", f"the filler is a segment.yaml ({spec_path}) "
+                        "but no renderer was given: give a rendered folder instead")
     duration_s = schedule.model.filler.duration_s if schedule.model.filler else 10.0
-    spec = load_spec(spec_path).idle(duration_s)
-    dest = out_dir / ".filler" / f"idle-{spec.spec_hash}"
-    log.info("rendering the filler (%.1f s idle loop) into %s", duration_s, dest)
-    render(spec, dest)
-    return dest
+    log.info("filler: the %.1f s idle loop of %s, under %s", duration_s, spec_path,
+             out_dir / ".filler")
+    return renderer.render_filler(Path(spec_path), duration_s, out_dir / ".filler")
+
+
+@dataclasses.dataclass
+class _OnAir:
+    """The media segment being aired part by part (already written to its file)."""
+
+    decision: Decision
+    sequence: int
+    pdt_s: Fraction | None            # forced PROGRAM-DATE-TIME (after downtime), else None
+    rebase: bool                      # aired with a discontinuity
+    original: bytes                   # as rendered: a shortened prefix is rewritten from it
+    rewriter_before: dict[str, Any]   # the rewriter's state before this segment
+    parts: tuple[Part, ...] | None    # None: published whole, without parts
+    frame_s: Fraction                 # one video frame, seconds
+    published: int = 0                # parts published (or 1 once published whole)
+
+    @property
+    def count(self) -> int:
+        return len(self.parts) if self.parts else 1
+
+    def end_s(self, k: int) -> Fraction:
+        """Seconds from the segment's start to the end of part ``k``."""
+        if not self.parts:
+            return self.decision.duration_s
+        return sum((p.frames for p in self.parts[:k + 1]), 0) * self.frame_s
+
+    def to_json(self) -> dict[str, Any]:
+        d = self.decision
+        return {"key": d.key, "index": d.index, "duration_s": str(d.duration_s),
+                "discontinuity": d.discontinuity, "sequence": self.sequence,
+                "pdt_s": None if self.pdt_s is None else str(self.pdt_s), "rebase": self.rebase,
+                "rewriter_before": self.rewriter_before, "frame_s": str(self.frame_s),
+                "parts": None if self.parts is None else [p.to_json() for p in self.parts],
+                "published": self.published}
 
 
 class Playout:
@@ -228,9 +274,13 @@ class Playout:
         The served folder.
     filler : Path
         A complete rendered folder looped when nothing else is ready.
+    renderer : Renderer, optional
+        Renders ahead the entries given as a segment.yaml (without one, such entries are
+        refused with an error).
     """
 
-    def __init__(self, schedule: Schedule, out_dir: str | Path, *, filler: Path):
+    def __init__(self, schedule: Schedule, out_dir: str | Path, *, filler: Path,
+                 renderer: Renderer | None = None):
         self.schedule = schedule
         self.out = Path(out_dir)
         self.media = self.out / "media"
@@ -242,7 +292,7 @@ class Playout:
         for info in filler_r.segments:
             verify_media_file(info.path, info)
         self.catalog = FolderCatalog(width=filler_r.width, height=filler_r.height,
-                                     target_duration_s=m.target_duration_s)
+                                     target_duration_s=m.target_duration_s, fps=filler_r.fps)
         self.catalog.add(FILLER, Path(filler))
         if self.catalog.availability(FILLER).error:
             raise MediaError(filler, None, self.catalog.availability(FILLER).error or "")
@@ -252,12 +302,25 @@ class Playout:
         self.codecs = filler_r.codecs
         for e in schedule.entries:
             self.catalog.add(e.key, e.folder)
+        fps = self._fps()
+        self.part_target_s = Fraction(m.part_frames) / fps if m.part_frames else None
+        if self.part_target_s is not None and self.part_target_s > m.target_duration_s:
+            raise SpecError(schedule.path, "part_frames", f"{m.part_frames} frames at {fps} fps "
+                            f"is longer than the target duration {m.target_duration_s} s")
         self.playlist = LivePlaylist(target_duration_s=m.target_duration_s, window_s=m.window_s,
-                                     hold_back_s=m.hold_back_s)
+                                     hold_back_s=m.hold_back_s, part_target_s=self.part_target_s,
+                                     part_hold_back_s=m.part_hold_back_s)
+        self.feed = LiveFeed()   # playlist and status in memory, for the built-in server
+        self._air: _OnAir | None = None
+        self._force_rebase = False   # the last segment was cut short: the next one rebases
         self.scheduler: Scheduler | None = None
         self.rewriter = TimestampRewriter(video_frame_90k=round(90000 / self._fps()))
         self.errors: list[dict[str, str]] = []
-        self.render_proc: subprocess.Popen[bytes] | None = None
+        self.counters = Counters()   # for /metrics; the server counts its requests here too
+        self.publish_hooks: list[Callable[[Path], None]] = []  # called with each published file
+        self.status_extras: dict[str, Callable[[], Any]] = {}  # more /status keys (the restream)
+        self.renderer = renderer
+        self.render_job: RenderJob | None = None
         self.render_key: str | None = None
         self.renders_failed: set[str] = set()
         self.on_air: dict[str, Any] = {}
@@ -265,8 +328,7 @@ class Playout:
         self._resume_pdt_s: Fraction | None = None
         self._last_status_s = Fraction(0)
         self._now_s = Fraction(0)   # the clock of the current tick (for error dates)
-        self.next_due_s: Fraction | None = None   # when the next media segment will be published
-        self._published = threading.Condition()
+        self.next_due_s: Fraction | None = None   # when the next part (or segment) is published
         self._master_bandwidth = 0
 
     # ------------------------------------------------------------------ start and state
@@ -292,9 +354,15 @@ class Playout:
             self.on_air = state.get("on_air", {})
             if state.get("rewriter"):
                 self.rewriter.restore(state["rewriter"])
+            self._force_rebase = bool(state.get("force_rebase"))
             for key in self.scheduler.spool_known | {k for k, _ in self.scheduler.spool_queue}:
                 if key.startswith("spool/") and self.schedule.spool:
                     self.catalog.add(key, self.schedule.spool / key[6:], hidden_partial=True)
+            if self.playlist.open is not None:
+                self._close_after_restart(state.get("air"), now)
+            elif state.get("air"):
+                # the segment on air had no part out yet: it is chosen and rewritten again
+                self.rewriter.restore(state["air"]["rewriter_before"])
             edge = self.playlist.next_pdt_s or now
             gap = now - edge
             if gap > 2 * self.playlist.target_duration_s:
@@ -319,6 +387,8 @@ class Playout:
 
     def _clean_orphans(self) -> None:
         keep = {Path(s.uri).name for s in self.playlist.segments}
+        if self.playlist.open is not None:
+            keep.add(Path(self.playlist.open.uri).name)
         keep |= {Path(u).name for u, _ in self.playlist.retired}
         for p in self.media.iterdir():
             if p.name not in keep:
@@ -335,11 +405,7 @@ class Playout:
             log.warning("hls.js missing (%s): run scripts/setup.sh; the monitor page will not play", hls)
 
     def _fps(self) -> Fraction:
-        try:
-            doc = json.loads((self.filler.folder / "manifest.json").read_text())
-            return Fraction(str(doc.get("fps", "30/1")))
-        except (OSError, ValueError):
-            return Fraction(30)
+        return self.filler.fps  # the channel's frame rate: every entry is checked against it
 
     def _write_master(self) -> None:
         bw = max(self.catalog.bandwidth_bps, self.filler.bandwidth_bps, 1)
@@ -385,14 +451,15 @@ class Playout:
 
     def _poll_renders(self, now: Fraction) -> None:
         """Render ahead entries given as a segment.yaml, one at a time, in schedule order."""
-        if self.render_proc is not None:
-            rc = self.render_proc.poll()
-            if rc is None:
+        if self.render_job is not None:
+            if not self.render_job.poll():
                 return
-            if rc != 0:
-                self._error(f"{self.render_key}: render failed (exit {rc})")
+            try:
+                self.render_job.result()
+            except AvatarRenderError as exc:
+                self._error(f"{self.render_key}: render failed: {exc}")
                 self.renders_failed.add(self.render_key or "")
-            self.render_proc = None
+            self.render_job = None
             self.render_key = None
         assert self.scheduler is not None
         lead = Fraction(self.schedule.model.render_lead_s)
@@ -405,11 +472,19 @@ class Playout:
                 continue
             if e.at_s is not None and e.at_s - now > lead:
                 break
+            if self.renderer is None:
+                self._error(f"{e.key}: given as a segment.yaml ({e.spec}) but this playout has "
+                            "no renderer: render it first and give its folder")
+                self.renders_failed.add(e.key)
+                continue
             e.folder.parent.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, "-c", "from cli.main import main; main()", "render",
-                   str(e.spec), "--output", str(e.folder), "--quiet"]
-            log.info("%s: rendering ahead: %s", e.key, " ".join(cmd[3:]))
-            self.render_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+            log.info("%s: rendering ahead: %s into %s", e.key, e.spec, e.folder)
+            try:
+                self.render_job = self.renderer.render_ahead(e.spec, e.folder)
+            except (AvatarRenderError, OSError) as exc:
+                self._error(f"{e.key}: render failed to start: {exc}")
+                self.renders_failed.add(e.key)
+                continue
             self.render_key = e.key
             return
 
@@ -418,61 +493,193 @@ class Playout:
     def _error(self, message: str, level: str = "error") -> None:
         getattr(log, level if level in ("error", "warning", "info") else "error")(message)
         if level in ("error", "warning"):
+            self.counters.error(level)
             self.errors.append({"at": format_pdt(self._now_s), "level": level,
                                 "message": message})
             del self.errors[:-20]
 
     def tick(self, now_s: float | Fraction) -> int:
-        """Publish every media segment whose slot has ended by ``now_s``; returns how many."""
+        """Publish every part and media segment whose end the clock has reached; returns how many
+        parts (or whole segments) were published."""
         assert self.scheduler is not None, "call start() first"
         now = Fraction(now_s)
         self._now_s = now
         self._poll_spool(now)
         self._poll_renders(now)
         published = 0
-        while published < 10_000:
-            slot = self._resume_pdt_s if self._resume_pdt_s is not None else self.playlist.next_pdt_s
-            assert slot is not None
-            d = self.scheduler.peek(slot, self.catalog)
-            self._drain_events()
-            self.next_due_s = slot + d.duration_s
+        while published < 100_000:
+            if self._air is None and not self._open_next():
+                break
+            air = self._air
+            assert air is not None
+            op = self.playlist.open
+            start = op.pdt_s if op is not None else (
+                air.pdt_s if air.pdt_s is not None else self.playlist.next_pdt_s)
+            assert start is not None
+            self.next_due_s = start + air.end_s(air.published)
             if now < self.next_due_s:
                 break
+            if (air.decision.key == FILLER and air.published + 1 < air.count
+                    and self._program_due(self.next_due_s)):
+                # a program is ready: the filler ends with this part, the program starts after it
+                self._shorten(air, keep=air.published + 1, carry_audio=True)
+                log.info("filler media segment %d cut after %d parts for the next program",
+                         air.sequence, air.count)
+            self._publish_part(air)
+            published += 1
+            if air.published == air.count:
+                self._close(air, now)
+        if published:
+            self._save_and_publish(now)
+        for uri in self.playlist.due_deletions(now):
+            (self.out / uri).unlink(missing_ok=True)
+        if published or now - self._last_status_s >= 1:
+            self._write_status(now)
+        return published
+
+    def _open_next(self) -> bool:
+        """Choose, rewrite and write the next media segment (whole); False on a disk error."""
+        assert self.scheduler is not None
+        slot = self._resume_pdt_s if self._resume_pdt_s is not None else self.playlist.next_pdt_s
+        assert slot is not None
+        for _ in range(10_000):
+            d = self.scheduler.peek(slot, self.catalog)
+            self._drain_events()
             seq = self.playlist.next_sequence
             dest = self.out / self.playlist.uri_for(seq)
-            rebase = d.discontinuity or self._resume_pdt_s is not None
+            rebase = d.discontinuity or self._resume_pdt_s is not None or self._force_rebase
             try:
                 data = self.catalog.read_checked(d.key, d.index)
-                saved = self.rewriter.to_json()
-                try:
-                    write_atomic(dest, self.rewriter.rewrite(data, rebase=rebase))
-                except OSError:
-                    self.rewriter.restore(saved)  # not aired: the channel clock stays put
-                    raise
             except MediaError as exc:
                 if d.key == FILLER:
                     raise
                 self.catalog.bad[d.key] = str(exc)  # the next peek refuses the entry
                 continue
             except OSError as exc:
+                self._disk_error(f"cannot read media segment {d.index} of {d.key}: {exc}")
+                return False
+            saved = self.rewriter.to_json()
+            aired = self.rewriter.rewrite(data, rebase=rebase)
+            parts, frame_s = self._cut_plan(aired, d)
+            try:
+                write_atomic(dest, aired)
+            except OSError as exc:
+                self.rewriter.restore(saved)  # not aired: the channel clock stays put
                 self._disk_error(f"cannot publish media segment {seq}: {exc}")
-                break
-            self.playlist.append(duration_s=d.duration_s, discontinuity=rebase, program=d.key, now_s=now,
-                                 pdt_s=self._resume_pdt_s)
-            self._resume_pdt_s = None
-            self.scheduler.commit(d)
-            if self.on_air.get("key") != d.key:
-                self.on_air = {"key": d.key, "since": format_pdt(self.playlist.segments[-1].pdt_s)}
-            published += 1
-        if published:
-            self._save_and_publish(now)
-            with self._published:
-                self._published.notify_all()
-        for uri in self.playlist.due_deletions(now):
-            (self.out / uri).unlink(missing_ok=True)
-        if published or now - self._last_status_s >= 1:
-            self._write_status(now)
-        return published
+                return False
+            self._air = _OnAir(decision=d, sequence=seq, pdt_s=self._resume_pdt_s, rebase=rebase,
+                               original=data, rewriter_before=saved, parts=parts, frame_s=frame_s)
+            self._force_rebase = False
+            self._set_hint()
+            return True
+        raise RuntimeError("no media segment could be opened")  # pragma: no cover
+
+    def _cut_plan(self, aired: bytes, d: Decision) -> tuple[tuple[Part, ...] | None, Fraction]:
+        """Parts of an aired media segment, each at most PART-TARGET; None: publish it whole."""
+        if self.part_target_s is None:
+            return None, Fraction(0)
+        n_frames = len(video_frames(aired))
+        if not n_frames:
+            return None, Fraction(0)
+        frame_s = d.duration_s / n_frames
+        parts = cut_parts(aired, part_frames=max(1, int(self.part_target_s / frame_s)))
+        if parts is None:
+            self._error(f"{d.key}: media segment {d.index} cannot be cut into parts of "
+                        f"{float(self.part_target_s):.3f} s: published whole", "warning")
+        return parts, frame_s
+
+    def _set_hint(self) -> None:
+        air = self._air
+        if air is None or not air.parts or air.published >= len(air.parts):
+            self.playlist.preload_hint = None
+            return
+        p = air.parts[air.published]
+        self.playlist.preload_hint = (self.playlist.uri_for(air.sequence), p.offset_bytes, p.size_bytes)
+
+    def _publish_part(self, air: _OnAir) -> None:
+        if air.parts:
+            p = air.parts[air.published]
+            self.playlist.add_part(
+                LivePart(duration_s=p.frames * air.frame_s, offset_bytes=p.offset_bytes,
+                         size_bytes=p.size_bytes, independent=p.independent),
+                discontinuity=air.rebase, program=air.decision.key, pdt_s=air.pdt_s)
+        air.published += 1
+        self._resume_pdt_s = None
+        self._set_hint()
+        op = self.playlist.open
+        if op is not None and self.on_air.get("key") != air.decision.key:  # on air from its first part
+            self.on_air = {"key": air.decision.key, "since": format_pdt(op.pdt_s)}
+
+    def _close(self, air: _OnAir, now: Fraction) -> None:
+        """The segment's last part is out: list it whole and move the scheduler past it."""
+        assert self.scheduler is not None
+        duration_s = air.end_s(air.count - 1)
+        self.playlist.append(duration_s=duration_s, discontinuity=air.rebase,
+                             program=air.decision.key, now_s=now,
+                             pdt_s=None if air.parts else air.pdt_s)
+        self.counters.published(air.decision.key, duration_s,
+                                stalled=air.decision.key == FILLER and self.scheduler.current is not None)
+        self.scheduler.commit(air.decision)
+        for hook in self.publish_hooks:  # must not block: the restream only queues the path
+            hook(self.out / self.playlist.uri_for(air.sequence))
+        if self.on_air.get("key") != air.decision.key:
+            self.on_air = {"key": air.decision.key,
+                           "since": format_pdt(self.playlist.segments[-1].pdt_s)}
+        self._air = None
+        self.playlist.preload_hint = None
+
+    def _program_due(self, at_s: Fraction) -> bool:
+        """Would something other than filler air from ``at_s`` (a part boundary)?"""
+        assert self.scheduler is not None
+        d = self.scheduler.peek(at_s, self.catalog)
+        self._drain_events()
+        return d.key != FILLER
+
+    def _shorten(self, air: _OnAir, *, keep: int, carry_audio: bool) -> None:
+        """Rewrite the segment's file as its first ``keep`` parts (see parts.shorten)."""
+        assert air.parts is not None
+        data, air.parts = shorten(air.original, air.parts, keep, carry_audio=carry_audio)
+        self.rewriter.restore(air.rewriter_before)
+        aired = self.rewriter.rewrite(data, rebase=air.rebase)
+        self._force_rebase = True   # what follows does not continue the cut-away frames
+        self._set_hint()
+        try:
+            write_atomic(self.out / self.playlist.uri_for(air.sequence), aired)
+        except OSError as exc:
+            self._disk_error(f"cannot shorten media segment {air.sequence}: {exc}")
+
+    def _close_after_restart(self, air_state: dict[str, Any] | None, now: Fraction) -> None:
+        """A segment was on air when the playout stopped: close it after its published parts."""
+        assert self.scheduler is not None and self.playlist.open is not None
+        op = self.playlist.open
+        if not op.parts or not air_state:
+            self.playlist.open = None
+            return
+        d = Decision(key=air_state["key"], index=int(air_state["index"]),
+                     duration_s=Fraction(air_state["duration_s"]),
+                     discontinuity=bool(air_state["discontinuity"]))
+        parts = tuple(Part.from_json(p) for p in air_state["parts"] or ())
+        air = _OnAir(decision=d, sequence=op.sequence, pdt_s=None, rebase=op.discontinuity,
+                     original=b"", rewriter_before=air_state["rewriter_before"], parts=parts,
+                     frame_s=Fraction(air_state["frame_s"]), published=len(op.parts))
+        try:
+            self.catalog.availability(d.key)
+            air.original = self.catalog.read_checked(d.key, d.index)
+            self._shorten(air, keep=len(op.parts), carry_audio=False)
+        except (MediaError, OSError, KeyError, IndexError):
+            # the rendered file is gone: keep the aired prefix as it is, rebase what follows
+            path = self.out / self.playlist.uri_for(op.sequence)
+            end = parts[len(op.parts) - 1].offset_bytes + parts[len(op.parts) - 1].size_bytes
+            try:
+                write_atomic(path, path.read_bytes()[:end])
+            except OSError:
+                pass
+            air.parts = parts[:len(op.parts)]
+            self._force_rebase = True
+        if len(air.parts or ()) < len(parts):
+            log.warning("media segment %d (%s) cut after %d parts at restart", op.sequence,
+                        d.key, len(op.parts))
+        self._close(air, now)
 
     def _drain_events(self) -> None:
         assert self.scheduler is not None
@@ -481,9 +688,11 @@ class Playout:
         self.scheduler.events.clear()
         for ev in self.scheduler.aired:
             log.info("%s %s at %s", ev["key"], ev["event"], format_pdt(ev["at_s"]))
+            self.counters.aired(ev, target_duration_s=self.playlist.target_duration_s)
         self.scheduler.aired.clear()
 
     def _disk_error(self, message: str) -> None:
+        self.counters.error("disk")
         if self.disk_error != message:
             self._error(message + " (disk full?): the playlist stays as it was")
         self.disk_error = message
@@ -492,13 +701,23 @@ class Playout:
         assert self.scheduler is not None
         state = {"format": "avatarrender.playout-state/1", "saved_at": format_pdt(now),
                  "playlist": self.playlist.to_json(), "scheduler": self.scheduler.to_json(),
-                 "on_air": self.on_air, "rewriter": self.rewriter.to_json()}
+                 "on_air": self.on_air, "rewriter": self.rewriter.to_json(),
+                 "air": None if self._air is None else self._air.to_json(),
+                 "force_rebase": self._force_rebase}
         try:
             # state before playlist: a restart never reuses a sequence number a player has seen
             write_atomic(self.out / STATE_NAME, json.dumps(state))
-            write_atomic(self.out / MEDIA_PLAYLIST, self.playlist.render())
+            text = self.playlist.render()
+            write_atomic(self.out / MEDIA_PLAYLIST, text)
             self._write_master()
             self.disk_error = None
+            seq, parts = self.playlist.position()
+            self.feed.publish(Snapshot(
+                playlist=text.encode(), next_sequence=seq, parts_published=parts,
+                part_counts={s.sequence: len(s.parts) for s in list(self.playlist.segments)[-8:]
+                             if s.parts},
+                target_duration_s=self.playlist.target_duration_s,
+                part_target_s=None if self.part_target_s is None else float(self.part_target_s)))
         except OSError as exc:
             self._disk_error(f"cannot write the playlist: {exc}")
 
@@ -519,7 +738,8 @@ class Playout:
             nxt["ready_s"] = round(float(sum(av.durations_s, Fraction(0))), 3)
             nxt["complete"] = av.complete
             nxt["error"] = av.error
-        edge = self.playlist.next_pdt_s
+        edge = self.playlist.edge_s
+        _, parts = self.playlist.position()
         return {
             "now": format_pdt(now),
             "live_edge": format_pdt(edge) if edge is not None else None,
@@ -529,51 +749,30 @@ class Playout:
             "media_sequence": self.playlist.media_sequence,
             "discontinuity_sequence": self.playlist.discontinuity_sequence,
             "next_sequence": self.playlist.next_sequence,
+            "parts_published": parts,
+            "part_target_s": None if self.part_target_s is None else round(float(self.part_target_s), 5),
             "target_duration_s": self.playlist.target_duration_s,
             "spool_queue": [k for k, _ in sch.spool_queue],
             "rendering": self.render_key,
             "disk_error": self.disk_error,
             "errors": self.errors[-10:],
+            **{k: f() for k, f in self.status_extras.items()},
         }
 
     def _write_status(self, now: Fraction) -> None:
         self._last_status_s = now
+        doc = json.dumps(self.status(now), indent=1)
+        self.feed.set_status(doc.encode())
         try:
-            write_atomic(self.out / "status.json", json.dumps(self.status(now), indent=1))
+            write_atomic(self.out / "status.json", doc)
         except OSError:
             pass  # the disk error is reported by the playlist write
 
     # ------------------------------------------------------------------ real time
 
-    def hold_for_next(self, max_hold_s: float, *, seen_sequence: int | None = None,
-                      clock: Callable[[], float] = time.time) -> int:
-        """Hold a playlist request until the next media segment is published, if that is soon.
-
-        A player reloads the playlist once per target duration at a phase of its own; answering
-        a reload that arrives shortly before a publication with the new playlist locks that phase
-        to ours and saves the player up to a target duration of latency. A client that has not
-        seen the newest playlist yet (``seen_sequence`` older, from the server) gets it at once;
-        a new client (None) waits too, so that it starts from a fresh live edge.
-
-        Returns
-        -------
-        int
-            The playlist version (next media sequence number) the client will be served.
-        """
-        seq = self.playlist.next_sequence
-        due = self.next_due_s
-        if due is None or (seen_sequence is not None and seen_sequence < seq):
-            return seq
-        wait_s = float(due) - clock()
-        if not 0 < wait_s <= max_hold_s:
-            return seq
-        with self._published:
-            self._published.wait_for(lambda: self.playlist.next_sequence > seq, timeout=wait_s + 0.1)
-        return self.playlist.next_sequence
-
     def run(self, *, stop: threading.Event | None = None, clock: Callable[[], float] = time.time,
             interval_s: float = 0.05) -> None:
-        """Tick on the real clock until ``stop`` is set; a child render is stopped on exit."""
+        """Tick on the real clock until ``stop`` is set; a render-ahead is stopped on exit."""
         stop = stop or threading.Event()
         self.start(clock())
         try:
@@ -586,9 +785,5 @@ class Playout:
                 due = float(self.next_due_s) - clock() if self.next_due_s is not None else interval_s
                 stop.wait(min(interval_s, max(0.002, due)))
         finally:
-            if self.render_proc is not None and self.render_proc.poll() is None:
-                self.render_proc.terminate()
-                try:
-                    self.render_proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.render_proc.kill()
+            if self.render_job is not None:
+                self.render_job.terminate()

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import math
 from collections import deque
 from fractions import Fraction
 from typing import Any
 
 __all__ = [
+    "LivePart",
     "LiveSegment",
+    "OpenSegment",
     "LivePlaylist",
     "format_pdt",
     "parse_pdt",
@@ -38,6 +41,60 @@ def parse_pdt(text: str) -> Fraction:
 
 
 @dataclasses.dataclass(frozen=True)
+class LivePart:
+    """One LL-HLS partial segment: a byte range of its parent media segment's file.
+
+    Attributes
+    ----------
+    duration_s : Fraction
+        Exact duration in seconds (whole frames).
+    offset_bytes, size_bytes : int
+        The byte range in the parent's file.
+    independent : bool
+        Starts with a keyframe (``INDEPENDENT=YES``).
+    """
+
+    duration_s: Fraction
+    offset_bytes: int
+    size_bytes: int
+    independent: bool
+
+    def to_json(self) -> list[Any]:
+        return [str(self.duration_s), self.offset_bytes, self.size_bytes, int(self.independent)]
+
+    @classmethod
+    def from_json(cls, v: list[Any]) -> LivePart:
+        return cls(Fraction(v[0]), int(v[1]), int(v[2]), bool(v[3]))
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenSegment:
+    """The media segment on air: its parts published so far (no EXTINF yet)."""
+
+    sequence: int
+    uri: str
+    pdt_s: Fraction
+    discontinuity: bool
+    program: str
+    parts: tuple[LivePart, ...] = ()
+
+    @property
+    def duration_s(self) -> Fraction:
+        return sum((p.duration_s for p in self.parts), Fraction(0))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sequence": self.sequence, "uri": self.uri, "pdt_s": str(self.pdt_s),
+                "discontinuity": self.discontinuity, "program": self.program,
+                "parts": [p.to_json() for p in self.parts]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> OpenSegment:
+        return cls(sequence=int(d["sequence"]), uri=str(d["uri"]), pdt_s=Fraction(d["pdt_s"]),
+                   discontinuity=bool(d["discontinuity"]), program=str(d["program"]),
+                   parts=tuple(LivePart.from_json(p) for p in d["parts"]))
+
+
+@dataclasses.dataclass(frozen=True)
 class LiveSegment:
     """One media segment of the live playlist.
 
@@ -55,6 +112,8 @@ class LiveSegment:
         Preceded by EXT-X-DISCONTINUITY (a change of program or of filler loop).
     program : str
         What it belongs to (a schedule entry's name, or ``filler``); for status and tests.
+    parts : tuple of LivePart
+        Its LL-HLS parts (empty when published whole); they add up to ``duration_s``.
     """
 
     sequence: int
@@ -63,18 +122,19 @@ class LiveSegment:
     pdt_s: Fraction
     discontinuity: bool
     program: str
+    parts: tuple[LivePart, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["duration_s"] = str(self.duration_s)
-        d["pdt_s"] = str(self.pdt_s)
-        return d
+        return {"sequence": self.sequence, "uri": self.uri, "duration_s": str(self.duration_s),
+                "pdt_s": str(self.pdt_s), "discontinuity": self.discontinuity,
+                "program": self.program, "parts": [p.to_json() for p in self.parts]}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> LiveSegment:
         return cls(sequence=int(d["sequence"]), uri=str(d["uri"]),
                    duration_s=Fraction(d["duration_s"]), pdt_s=Fraction(d["pdt_s"]),
-                   discontinuity=bool(d["discontinuity"]), program=str(d["program"]))
+                   discontinuity=bool(d["discontinuity"]), program=str(d["program"]),
+                   parts=tuple(LivePart.from_json(p) for p in d.get("parts", ())))
 
 
 class LivePlaylist:
@@ -91,17 +151,33 @@ class LivePlaylist:
         EXT-X-SERVER-CONTROL HOLD-BACK (raised to 3 target durations if less, as RFC 8216 asks).
     media_dir : str
         Folder of the media segments, relative to the playlist.
+    part_target_s : Fraction, optional
+        LL-HLS PART-TARGET (RFC 8216bis 4.4.3.7); None: no parts, no blocking reload.
+    part_hold_back_s : float
+        PART-HOLD-BACK (raised to 3 PART-TARGETs if less).
     """
 
     def __init__(self, *, target_duration_s: int = 1, window_s: float = 6.0,
-                 hold_back_s: float = 3.0, media_dir: str = "media"):
+                 hold_back_s: float = 3.0, media_dir: str = "media",
+                 part_target_s: Fraction | None = None, part_hold_back_s: float = 0.0):
         if target_duration_s < 1:
             raise ValueError("target_duration_s must be >= 1")
         self.target_duration_s = int(target_duration_s)
         self.window_s = Fraction(max(float(window_s), 3.0 * target_duration_s)).limit_denominator(1000)
         self.hold_back_s = max(float(hold_back_s), 3.0 * target_duration_s)
         self.media_dir = media_dir
+        self.part_target_s = None if part_target_s is None else Fraction(part_target_s)
+        if self.part_target_s is not None and not 0 < self.part_target_s <= self.target_duration_s:
+            raise ValueError("part_target_s must be in (0, target duration]")
+        # PART-TARGET as printed: rounded up, so that no part's printed DURATION exceeds it
+        self.part_target_text = ("" if self.part_target_s is None else
+                                 f"{math.ceil(self.part_target_s * 100000) / 100000:.5f}")
+        # RFC 8216bis 4.4.3.8: PART-HOLD-BACK at least 2x PART-TARGET, 3x recommended (enforced)
+        self.part_hold_back_s = (max(float(part_hold_back_s), 3.0 * float(self.part_target_text))
+                                 if self.part_target_s is not None else 0.0)
         self.segments: deque[LiveSegment] = deque()
+        self.open: OpenSegment | None = None   # the segment on air, its parts published so far
+        self.preload_hint: tuple[str, int, int] | None = None   # (uri, offset, size) of the next part
         self.media_sequence = 0            # sequence of the first segment in the window
         self.discontinuity_sequence = 0    # discontinuity tags removed from the head so far
         self.next_sequence = 0
@@ -113,6 +189,40 @@ class LivePlaylist:
     def uri_for(self, sequence: int) -> str:
         """The URI a segment of sequence number ``sequence`` gets."""
         return f"{self.media_dir}/{sequence:09d}.ts"
+
+    def _check_pdt(self, pdt_s: Fraction | None, discontinuity: bool) -> Fraction:
+        if pdt_s is None:
+            if self.next_pdt_s is None:
+                raise ValueError("first segment needs pdt_s")
+            return self.next_pdt_s
+        pdt_s = Fraction(pdt_s)
+        if self.next_pdt_s is not None:
+            if pdt_s < self.next_pdt_s:
+                raise ValueError("PROGRAM-DATE-TIME would go backwards")
+            if pdt_s != self.next_pdt_s and not discontinuity:
+                raise ValueError("a gap in PROGRAM-DATE-TIME needs a discontinuity")
+        return pdt_s
+
+    def add_part(self, part: LivePart, *, discontinuity: bool, program: str,
+                 pdt_s: Fraction | None = None) -> OpenSegment:
+        """Publish the next part of the media segment on air (opening it at the live edge).
+
+        ``discontinuity``, ``program`` and ``pdt_s`` are those of the parent segment and count
+        for its first part only (as in :meth:`append`).
+        """
+        if self.part_target_s is None:
+            raise ValueError("this playlist has no parts (part_target_s not set)")
+        if part.duration_s <= 0 or part.duration_s > self.part_target_s:
+            raise ValueError(f"part of {float(part.duration_s):.5f} s outside (0, PART-TARGET "
+                             f"{float(self.part_target_s):.5f} s]")
+        if self.open is None:
+            self.open = OpenSegment(sequence=self.next_sequence, uri=self.uri_for(self.next_sequence),
+                                    pdt_s=self._check_pdt(pdt_s, discontinuity),
+                                    discontinuity=bool(discontinuity), program=program)
+        if self.open.duration_s + part.duration_s > self.target_duration_s + Fraction(1, 2):
+            raise ValueError("parts exceed the target duration")
+        self.open = dataclasses.replace(self.open, parts=self.open.parts + (part,))
+        return self.open
 
     def append(self, *, duration_s: Fraction, discontinuity: bool, program: str,
                now_s: Fraction, pdt_s: Fraction | None = None) -> LiveSegment:
@@ -138,21 +248,19 @@ class LivePlaylist:
         if round(duration_s) > self.target_duration_s:
             raise ValueError(f"segment of {float(duration_s):.3f} s exceeds the target duration "
                              f"{self.target_duration_s} s")
-        if pdt_s is None:
-            if self.next_pdt_s is None:
-                raise ValueError("first segment needs pdt_s")
-            pdt_s = self.next_pdt_s
+        parts: tuple[LivePart, ...] = ()
+        if self.open is not None:  # the segment whose parts are out: its tags were fixed then
+            if self.open.duration_s != duration_s:
+                raise ValueError(f"parts add up to {float(self.open.duration_s):.5f} s, "
+                                 f"not the segment's {float(duration_s):.5f} s")
+            pdt_s, discontinuity, parts = self.open.pdt_s, self.open.discontinuity, self.open.parts
+            self.open = None
         else:
-            pdt_s = Fraction(pdt_s)
-            if self.next_pdt_s is not None:
-                if pdt_s < self.next_pdt_s:
-                    raise ValueError("PROGRAM-DATE-TIME would go backwards")
-                if pdt_s != self.next_pdt_s and not discontinuity:
-                    raise ValueError("a gap in PROGRAM-DATE-TIME needs a discontinuity")
+            pdt_s = self._check_pdt(pdt_s, discontinuity)
         seg = LiveSegment(sequence=self.next_sequence, uri=self.uri_for(self.next_sequence),
                           duration_s=duration_s, pdt_s=pdt_s,
                           discontinuity=bool(discontinuity),
-                          program=program)
+                          program=program, parts=parts)
         if not self.segments:
             self.media_sequence = seg.sequence
         self.segments.append(seg)
@@ -187,26 +295,72 @@ class LivePlaylist:
         """Media in the window, seconds."""
         return sum((s.duration_s for s in self.segments), Fraction(0))
 
+    @property
+    def edge_s(self) -> Fraction | None:
+        """PROGRAM-DATE-TIME of the end of the last published media (part or segment)."""
+        if self.open is not None:
+            return self.open.pdt_s + self.open.duration_s
+        return self.next_pdt_s
+
+    def position(self) -> tuple[int, int]:
+        """(sequence of the segment on air, parts of it published): what blocking reloads wait for."""
+        return self.next_sequence, len(self.open.parts) if self.open is not None else 0
+
     def render(self) -> str:
         """The media playlist text (empty window: ValueError; the engine never writes one)."""
         if not self.segments:
             raise ValueError("empty playlist")
+        control = f"HOLD-BACK={self.hold_back_s:.3f}"
+        if self.part_target_s is not None:
+            control = (f"CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK="
+                       f"{math.ceil(self.part_hold_back_s * 1000) / 1000:.3f},{control}")
         lines = [
             "#EXTM3U",
             "#EXT-X-VERSION:6",
             f"#EXT-X-TARGETDURATION:{self.target_duration_s}",
-            f"#EXT-X-SERVER-CONTROL:HOLD-BACK={self.hold_back_s:.3f}",
+            f"#EXT-X-SERVER-CONTROL:{control}",
+        ]
+        if self.part_target_s is not None:
+            lines.append(f"#EXT-X-PART-INF:PART-TARGET={self.part_target_text}")
+        lines += [
             f"#EXT-X-MEDIA-SEQUENCE:{self.media_sequence}",
             f"#EXT-X-DISCONTINUITY-SEQUENCE:{self.discontinuity_sequence}",
             "#EXT-X-INDEPENDENT-SEGMENTS",
         ]
+        # RFC 8216bis 6.2.2: parts listed only while within 3 target durations of the end
+        end_s = self.open.duration_s if self.open is not None else Fraction(0)
+        end_s += self.duration_s
+        parts_from_s = end_s - 3 * self.target_duration_s
+        t = Fraction(0)
         for s in self.segments:
             if s.discontinuity:
                 lines.append("#EXT-X-DISCONTINUITY")
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{format_pdt(s.pdt_s)}")
+            t = self._part_lines(lines, s.uri, s.parts, t, parts_from_s, s.duration_s)
             lines.append(f"#EXTINF:{float(s.duration_s):.5f},")
             lines.append(s.uri)
+        if self.open is not None and self.open.parts:
+            if self.open.discontinuity:
+                lines.append("#EXT-X-DISCONTINUITY")
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{format_pdt(self.open.pdt_s)}")
+            self._part_lines(lines, self.open.uri, self.open.parts, t, Fraction(-1), None)
+        if self.preload_hint is not None and self.part_target_s is not None:
+            uri, off, size = self.preload_hint
+            lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{uri}",BYTERANGE-START={off},'
+                         f"BYTERANGE-LENGTH={size}")
         return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _part_lines(lines: list[str], uri: str, parts: tuple[LivePart, ...], t: Fraction,
+                    from_s: Fraction, duration_s: Fraction | None) -> Fraction:
+        start = t
+        for p in parts:
+            if start >= from_s:  # a segment's parts are listed all or none
+                lines.append(f'#EXT-X-PART:DURATION={float(p.duration_s):.5f},URI="{uri}",'
+                             f'BYTERANGE="{p.size_bytes}@{p.offset_bytes}"'
+                             + (",INDEPENDENT=YES" if p.independent else ""))
+            t += p.duration_s
+        return start + duration_s if duration_s is not None else t
 
     # ------------------------------------------------------------------ persistence
 
@@ -219,6 +373,7 @@ class LivePlaylist:
             "next_pdt_s": None if self.next_pdt_s is None else str(self.next_pdt_s),
             "segments": [s.to_json() for s in self.segments],
             "retired": [[u, str(t)] for u, t in self.retired],
+            "open": None if self.open is None else self.open.to_json(),
         }
 
     def restore(self, d: dict[str, Any]) -> None:
@@ -232,6 +387,7 @@ class LivePlaylist:
         self.next_pdt_s = None if d["next_pdt_s"] is None else Fraction(d["next_pdt_s"])
         self.segments = deque(LiveSegment.from_json(s) for s in d["segments"])
         self.retired = [(str(u), Fraction(t)) for u, t in d["retired"]]
+        self.open = OpenSegment.from_json(d["open"]) if d.get("open") else None
 
 
 def master_playlist(*, media_uri: str, bandwidth_bps: int, width: int, height: int,

@@ -8,7 +8,8 @@ Late policy (documented in the README):
 
 * An entry airs at the first media-segment boundary at or after its air time (``at``), or right
   after the previous entry ends (``after: previous``), or, for a spool item, as soon as the
-  channel is free after it appears.
+  channel is free after it appears. While filler airs, that boundary is the next LL-HLS part
+  boundary: the filler's media segment is cut short there (programs are never cut).
 * If it is not ready then (no finished media segment yet), filler airs until it is. If it is still
   not ready ``max_late_s`` after it became due, it is skipped (an error is logged); an absolute
   entry that could not start within ``max_late_s`` of its air time is skipped even if ready later.
@@ -77,6 +78,8 @@ class EntryModel(_Strict):
     after: Literal["previous"] | None = None
     segment: str | None = None
     spec: str | None = None
+    title: str | None = Field(None, min_length=1, max_length=500)        # programme guide
+    description: str | None = Field(None, min_length=1, max_length=5000)  # programme guide
 
     @model_validator(mode="after")
     def _check(self) -> EntryModel:
@@ -97,10 +100,15 @@ class ScheduleModel(_Strict):
     target_duration_s: int = Field(1, ge=1, le=10)
     window_s: float = Field(6.0, gt=0)
     hold_back_s: float = Field(3.0, ge=0)
+    # LL-HLS PART-TARGET in frames (8 at 30 fps: 0.267 s, Apple asks for parts of at least
+    # 0.2 s); 0 publishes whole media segments only, without parts or blocking reload
+    part_frames: int = Field(8, ge=0, le=600)
+    part_hold_back_s: float = Field(0.0, ge=0)   # raised to 3 PART-TARGETs if less
     late: LateModel = LateModel()
     filler: FillerModel | None = None
     spool: str | None = None
     render_lead_s: float = Field(600.0, ge=0)
+    channel: str | None = Field(None, min_length=1, max_length=200)  # its name in the programme guide
     entries: list[EntryModel] = []
 
     @model_validator(mode="after")

@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from avatarrender.hls import continue_cc
+from avatarrender.rendition import TS_PACKET_BYTES, continue_cc
 
 __all__ = ["TimestampRewriter", "read_pts", "WRAP_90K"]
 
 WRAP_90K = 1 << 33          # PTS/DTS/PCR base wrap (about 26.5 h)
-_PACKET = 188
+_PACKET = TS_PACKET_BYTES
 
 
 def _get_ts(b: bytes | bytearray | np.ndarray, i: int) -> int:

@@ -1,4 +1,4 @@
-// Monitor page: plays the live channel with hls.js tuned for low latency, shows /status.
+// Monitor page: plays the live channel with hls.js (its defaults: LL-HLS), shows /status.
 // Latency = wall clock - hls.playingDate (needs PROGRAM-DATE-TIME), sampled every 250 ms and
 // exposed on window.__monitor for tests.
 "use strict";
@@ -26,22 +26,9 @@
 
   function start() {
     if (window.Hls && Hls.isSupported()) {
-      hls = new Hls({
-        // Our playlists have no LL-HLS parts and no CAN-BLOCK-RELOAD, so hls.js loads whole 1 s
-        // segments either way; lowLatencyMode only enables its playback-rate catch-up
-        // (hls.js 1.7 ignores maxLiveSyncPlaybackRate without it).
-        lowLatencyMode: true,
-        // 1.3 s behind the live edge (overrides the playlist's HOLD-BACK of 3 target durations):
-        // the built-in server answers playlist reloads the moment a segment is published, so
-        // this leaves about 0.3 s for fetching and appending it.
-        liveSyncDuration: 1.3,
-        maxLiveSyncPlaybackRate: 1.5,   // catch up by playing faster instead of seeking
-        liveMaxLatencyDuration: 6,      // (hls.js refuses a mix of *Count and seconds settings)
-        backBufferLength: 10,
-        manifestLoadingMaxRetry: 10,
-        levelLoadingMaxRetry: 10,
-        fragLoadingMaxRetry: 10,
-      });
+      // hls.js defaults, as any page embedding the channel would use: the playlist's LL-HLS parts,
+      // PART-HOLD-BACK and blocking reloads (CAN-BLOCK-RELOAD) keep it about a second behind air.
+      hls = new Hls();
       window.__hls = hls;
       hls.on(Hls.Events.ERROR, (ev, data) => {
         mon.errors.push({ type: data.type, details: data.details, fatal: !!data.fatal, at: Date.now() });

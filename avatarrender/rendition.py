@@ -1,0 +1,706 @@
+"""The rendered folder: the one contract between the renderer and the playout.
+
+A rendition is a folder of MPEG-TS media segments with a playlist and a manifest::
+
+    OUT/manifest.json    the typed manifest (:class:`Manifest`): format, frame rate, picture size,
+                         codecs, bandwidth, and every media segment with its frames, bytes, sha256
+    OUT/index.m3u8       VOD playlist (EVENT while rendering: the finished prefix)
+    OUT/seg_NNNNN.ts     media segments, each starting on a keyframe
+
+While rendering it is ``OUT.partial/`` (``.OUT.partial/`` in a spool others list, see
+:func:`partial_path`): media segments appear there atomically in air order, the manifest says
+``"complete": false`` and lists the contiguous finished prefix, and ``.work/`` holds the chunks in
+progress. On success the folder is renamed to ``OUT``.
+
+This module is the only one that knows that layout. The renderer writes through
+:class:`Publisher`; the playout reads through :func:`read_rendered` and :func:`verify_media_file`.
+Every file is replaced with :func:`atomic_write`, so a reader sees the old file or the new one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import shutil
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .errors import MediaError
+
+__all__ = [
+    "MANIFEST_FORMAT",
+    "MANIFEST_NAME",
+    "PLAYLIST_NAME",
+    "TS_PACKET_BYTES",
+    "TS_SYNC_BYTE",
+    "TS_NULL_PID",
+    "Loudness",
+    "SubtitleRendition",
+    "AudioRendition",
+    "MediaSegmentInfo",
+    "Manifest",
+    "RenderedSegment",
+    "Publisher",
+    "atomic_write",
+    "partial_path",
+    "parse_manifest",
+    "read_manifest",
+    "read_rendered",
+    "verify_media_file",
+    "write_rendition",
+    "media_playlist",
+    "codecs_string",
+    "continue_cc",
+    "utc_now_iso",
+]
+
+MANIFEST_FORMAT = "avatarrender.segment/1"
+MANIFEST_NAME = "manifest.json"
+PLAYLIST_NAME = "index.m3u8"
+
+# MPEG-TS (ISO/IEC 13818-1): fixed-size packets, each starting with the sync byte.
+TS_PACKET_BYTES = 188
+TS_SYNC_BYTE = 0x47
+TS_NULL_PID = 0x1FFF  # stuffing packets: no continuity counter
+
+DEFAULT_CODECS = "avc1.640028,mp4a.40.2"  # High 4.0 + AAC-LC, when no SPS tells otherwise
+DEFAULT_FPS = Fraction(30)  # manifests written before "fps" was recorded were all 30 fps
+
+
+# ---------------------------------------------------------------------------------- files
+
+
+def atomic_write(path: str | Path, data: bytes | str, *, durable: bool = True) -> None:
+    """Write to a temp file beside ``path``, fsync, rename: readers see old or new, never half.
+
+    Parameters
+    ----------
+    durable : bool
+        fsync before the rename, so that after a power loss the file is the old or the new one
+        (not empty). Files rewritten every second and rebuilt after a restart (the playout's
+        live playlist and status) may skip it: under load an fsync here took 4-9 ms (median)
+        and up to 115 ms, against 1-2 ms without.
+
+    Raises
+    ------
+    OSError
+        From the write (ENOSPC on a full disk); the old file is then untouched and the temp
+        file removed.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, or killed mid-write: no temp file left behind
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+
+
+def partial_path(out_dir: str | Path, *, hidden: bool = False) -> Path:
+    """Where a rendition of ``out_dir`` lives until it is complete.
+
+    ``NAME.partial`` beside it, or ``.NAME.partial`` (``hidden``) in a spool whose other readers
+    list only finished folders.
+    """
+    out_dir = Path(out_dir)
+    name = f".{out_dir.name}.partial" if hidden else f"{out_dir.name}.partial"
+    return out_dir.with_name(name)
+
+
+def utc_now_iso() -> str:
+    """The wall clock as ISO 8601 UTC with milliseconds (``2027-01-15T08:00:00.000Z``)."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# ---------------------------------------------------------------------------------- MPEG-TS
+
+
+def continue_cc(data: bytes, state: dict[str, int]) -> bytes:
+    """Rewrite MPEG-TS continuity counters so they run on from the previous media segment.
+
+    Each chunk's muxer starts its counters at 0; a player (and ffmpeg's HLS reader) would see a
+    discontinuity at every chunk boundary. ``state`` maps PID -> last counter and is updated.
+    """
+    if len(data) % TS_PACKET_BYTES:
+        raise ValueError(f"{len(data)} bytes is not a whole number of TS packets")
+    a = np.frombuffer(data, np.uint8).reshape(-1, TS_PACKET_BYTES).copy()
+    if a.size and not (a[:, 0] == TS_SYNC_BYTE).all():
+        raise ValueError("lost MPEG-TS sync")
+    pid = ((a[:, 1].astype(np.int32) & 0x1F) << 8) | a[:, 2]
+    has_payload = (a[:, 3] & 0x10) != 0
+    for p in np.unique(pid):
+        if p == TS_NULL_PID:
+            continue
+        idx = np.nonzero(pid == p)[0]
+        pay = has_payload[idx]
+        key = str(int(p))
+        if key in state:
+            start = state[key]
+        else:
+            start = (int(a[idx[0], 3]) & 0x0F) - int(pay[0])
+        cc = (start + np.cumsum(pay)) & 0x0F
+        a[idx, 3] = (a[idx, 3] & 0xF0) | cc.astype(np.uint8)
+        state[key] = int(cc[-1])
+    return a.tobytes()
+
+
+def codecs_string(first_segment: str | Path) -> str:
+    """RFC 6381 CODECS of a media segment: H.264 profile/level read from its SPS, and AAC-LC."""
+    data = Path(first_segment).read_bytes()[: 64 * 1024]
+    i = data.find(b"\x00\x00\x01\x67")
+    avc = DEFAULT_CODECS.split(",")[0]  # if no SPS is found in the first packets
+    if i >= 0 and i + 7 <= len(data):
+        profile, flags, level = data[i + 4], data[i + 5], data[i + 6]
+        avc = f"avc1.{profile:02x}{flags:02x}{level:02x}"
+    return f"{avc},mp4a.40.2"
+
+
+def verify_media_file(path: str | Path, info: MediaSegmentInfo) -> None:
+    """Check that ``path`` holds exactly the media segment ``info`` describes.
+
+    Size, sha256, and an MPEG-TS sync byte at every 188-byte packet start.
+
+    Raises
+    ------
+    MediaError
+        Missing, truncated, altered, or not MPEG-TS.
+    """
+    path = Path(path)
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError as exc:
+        raise MediaError(path, None, "media segment missing") from exc
+    if size != info.size_bytes:
+        raise MediaError(path, "bytes", f"size {size} != {info.size_bytes} in the manifest")
+    if size == 0 or size % TS_PACKET_BYTES:
+        raise MediaError(path, None, f"size {size} is not a whole number of TS packets")
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(TS_PACKET_BYTES * 4096)
+            if not block:
+                break
+            if any(b != TS_SYNC_BYTE for b in block[::TS_PACKET_BYTES]):
+                raise MediaError(path, None, "not MPEG-TS (sync byte 0x47 missing)")
+            h.update(block)
+    if h.hexdigest() != info.sha256:
+        raise MediaError(path, "sha256", "content does not match the manifest's sha256")
+
+
+# ---------------------------------------------------------------------------------- manifest
+
+
+@dataclasses.dataclass(frozen=True)
+class Loudness:
+    """Programme loudness of the rendition's audio (EBU R 128 / ITU-R BS.1770).
+
+    Attributes
+    ----------
+    integrated_lufs : float
+        Integrated loudness, LUFS.
+    true_peak_dbtp : float, optional
+        Maximum true peak, dBTP.
+    range_lu : float, optional
+        Loudness range, LU.
+    """
+
+    integrated_lufs: float
+    true_peak_dbtp: float | None = None
+    range_lu: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SubtitleRendition:
+    """A subtitle track beside the media segments (an ``EXT-X-MEDIA TYPE=SUBTITLES`` entry).
+
+    Attributes
+    ----------
+    uri : str
+        Its media playlist, a plain file name inside the folder.
+    language : str
+        BCP 47 tag (``en``, ``pt-BR``).
+    name : str
+        Human-readable name shown by players.
+    default : bool
+        Selected when the player has no preference.
+    """
+
+    uri: str
+    language: str
+    name: str
+    default: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioRendition:
+    """An alternative audio track (an ``EXT-X-MEDIA TYPE=AUDIO`` entry).
+
+    Attributes
+    ----------
+    uri : str
+        Its media playlist, a plain file name inside the folder.
+    language : str
+        BCP 47 tag.
+    name : str
+        Human-readable name shown by players.
+    codecs : str
+        RFC 6381 codecs string (``mp4a.40.2``).
+    default : bool
+        Selected when the player has no preference.
+    """
+
+    uri: str
+    language: str
+    name: str
+    codecs: str = "mp4a.40.2"
+    default: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaSegmentInfo:
+    """One media segment listed in a manifest.
+
+    Attributes
+    ----------
+    index : int
+        Position in the rendition (0-based).
+    uri : str
+        Its file name inside the folder.
+    frames : int or None
+        Video frames it holds (None in manifests that gave only a duration).
+    duration_s : Fraction
+        Exact duration in seconds (``frames / fps``).
+    size_bytes : int
+        Size the manifest promises.
+    sha256 : str
+        Hex digest the manifest promises.
+    path : Path
+        Where the file is now (inside the complete or the partial folder).
+    """
+
+    index: int
+    uri: str
+    frames: int | None
+    duration_s: Fraction
+    size_bytes: int
+    sha256: str
+    path: Path
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"uri": self.uri}
+        if self.frames is not None:
+            doc["frames"] = self.frames
+        doc.update(duration_s=float(self.duration_s), bytes=self.size_bytes, sha256=self.sha256)
+        return doc
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """``manifest.json``: what a rendition holds, typed.
+
+    Attributes
+    ----------
+    complete : bool
+        True for a finished render; False while rendering (``segments`` is the finished prefix).
+    width, height : int
+        Picture size in pixels.
+    fps : Fraction
+        Video frame rate, frames per second (written as ``"30/1"``, ``"30000/1001"``).
+    segments : tuple of MediaSegmentInfo
+        The media segments listed so far, in air order.
+    planned_segments : int
+        How many media segments the rendition has when complete.
+    codecs : str
+        RFC 6381 codecs string of the media segments.
+    target_duration_s : int
+        The playlist's EXT-X-TARGETDURATION, seconds.
+    bandwidth_bps, average_bandwidth_bps : int
+        Peak and average bit rates, bits per second (0 when unknown).
+    segment_type : str
+        Container of the media segments (``mpegts``).
+    spec_hash : str
+        Content hash of the spec rendered (the renderer's up-to-date check).
+    source : str
+        The segment.yaml rendered.
+    duration_s : Fraction
+        Planned length of the rendition, seconds.
+    frame_count : int
+        Planned number of video frames.
+    created_at : str
+        ISO 8601 UTC time the render started.
+    render : Mapping
+        The renderer's statistics and resume state (free-form).
+    loudness : Loudness, optional
+        Programme loudness of the audio, when measured.
+    subtitles, audio : tuple, optional
+        Subtitle and alternative audio renditions in the folder, when any.
+    format : str
+        :data:`MANIFEST_FORMAT`.
+    """
+
+    complete: bool
+    width: int
+    height: int
+    fps: Fraction
+    segments: tuple[MediaSegmentInfo, ...]
+    planned_segments: int
+    codecs: str = DEFAULT_CODECS
+    target_duration_s: int = 1
+    bandwidth_bps: int = 0
+    average_bandwidth_bps: int = 0
+    segment_type: str = "mpegts"
+    spec_hash: str = ""
+    source: str = ""
+    duration_s: Fraction = Fraction(0)
+    frame_count: int = 0
+    created_at: str = ""
+    render: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)
+    loudness: Loudness | None = None
+    subtitles: tuple[SubtitleRendition, ...] | None = None
+    audio: tuple[AudioRendition, ...] | None = None
+    format: str = MANIFEST_FORMAT
+
+    @property
+    def listed_duration_s(self) -> Fraction:
+        """Duration of the listed media segments, in seconds."""
+        return sum((s.duration_s for s in self.segments), Fraction(0))
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document (keys in the order ``manifest.json`` has always had them)."""
+        doc: dict[str, Any] = {
+            "format": self.format,
+            "complete": self.complete,
+            "spec_hash": self.spec_hash,
+            "source": self.source,
+            "width": self.width, "height": self.height,
+            "fps": f"{self.fps.numerator}/{self.fps.denominator}",
+            "duration_s": float(self.duration_s),
+            "frame_count": self.frame_count,
+            "segment_type": self.segment_type,
+            "target_duration_s": self.target_duration_s,
+            "codecs": self.codecs,
+            "bandwidth_bps": self.bandwidth_bps,
+            "average_bandwidth_bps": self.average_bandwidth_bps,
+            "planned_segments": self.planned_segments,
+            "segments": [s.to_json() for s in self.segments],
+            "created_at": self.created_at,
+            "render": dict(self.render),
+        }
+        if self.loudness is not None:
+            doc["loudness"] = dataclasses.asdict(self.loudness)
+        if self.subtitles is not None:
+            doc["subtitles"] = [dataclasses.asdict(s) for s in self.subtitles]
+        if self.audio is not None:
+            doc["audio"] = [dataclasses.asdict(a) for a in self.audio]
+        return doc
+
+
+def _fps(value: object, manifest: Path) -> Fraction:
+    try:
+        fps = Fraction(str(value))
+    except (ValueError, ZeroDivisionError) as exc:
+        raise MediaError(manifest, "fps", f"not a frame rate: {value!r}") from exc
+    if fps <= 0:
+        raise MediaError(manifest, "fps", f"must be positive, got {value!r}")
+    return fps
+
+
+def _plain_name(uri: object, manifest: Path, field: str) -> str:
+    uri = str(uri)
+    if not uri or "/" in uri or "\\" in uri or uri.startswith("."):
+        raise MediaError(manifest, field, f"must be a plain file name: {uri!r}")
+    return uri
+
+
+def _renditions(doc: dict[str, Any], key: str, cls: type, manifest: Path) -> tuple | None:
+    items = doc.get(key)
+    if items is None:
+        return None
+    out = []
+    for i, item in enumerate(items):
+        item = dict(item)
+        item["uri"] = _plain_name(item.get("uri"), manifest, f"{key}[{i}].uri")
+        out.append(cls(**item))
+    return tuple(out)
+
+
+def parse_manifest(doc: Any, folder: Path) -> Manifest:
+    """Check and type a manifest document read from ``folder``.
+
+    Manifests written before a field existed read with its default (``fps`` 30/1).
+
+    Raises
+    ------
+    MediaError
+        Another format, or inconsistent (a segment without a duration, a complete manifest with
+        fewer segments than planned, a file name that leaves the folder, ...).
+    """
+    manifest = folder / MANIFEST_NAME
+    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+        raise MediaError(manifest, "format", f"expected {MANIFEST_FORMAT!r}")
+    fps = _fps(doc.get("fps", f"{DEFAULT_FPS}/1"), manifest)
+    segs = []
+    try:
+        for i, s in enumerate(doc["segments"]):
+            uri = _plain_name(s["uri"], manifest, f"segments[{i}].uri")
+            frames = int(s["frames"]) if "frames" in s else None
+            if frames is not None:
+                dur = Fraction(frames) / fps
+            else:
+                dur = Fraction(str(s["duration_s"])).limit_denominator(90000)
+            if dur <= 0:
+                raise MediaError(manifest, f"segments[{i}]", "duration must be positive")
+            segs.append(MediaSegmentInfo(index=i, uri=uri, frames=frames, duration_s=dur,
+                                         size_bytes=int(s["bytes"]), sha256=str(s["sha256"]).lower(),
+                                         path=folder / uri))
+        complete = bool(doc.get("complete"))
+        planned = int(doc.get("planned_segments", len(segs)))
+        listed_s = sum((s.duration_s for s in segs), Fraction(0))
+        loudness = doc.get("loudness")
+        man = Manifest(
+            complete=complete, width=int(doc["width"]), height=int(doc["height"]), fps=fps,
+            segments=tuple(segs), planned_segments=planned,
+            codecs=str(doc.get("codecs", DEFAULT_CODECS)),
+            target_duration_s=int(doc.get("target_duration_s", 1)),
+            bandwidth_bps=int(doc.get("bandwidth_bps", 0)),
+            average_bandwidth_bps=int(doc.get("average_bandwidth_bps", 0)),
+            segment_type=str(doc.get("segment_type", "mpegts")),
+            spec_hash=str(doc.get("spec_hash", "")), source=str(doc.get("source", "")),
+            duration_s=(Fraction(str(doc["duration_s"])).limit_denominator(90000)
+                        if "duration_s" in doc else listed_s),
+            frame_count=int(doc.get("frame_count", sum(s.frames or 0 for s in segs))),
+            created_at=str(doc.get("created_at", "")),
+            render=dict(doc.get("render") or {}),
+            loudness=Loudness(**loudness) if loudness is not None else None,
+            subtitles=_renditions(doc, "subtitles", SubtitleRendition, manifest),
+            audio=_renditions(doc, "audio", AudioRendition, manifest),
+        )
+    except MediaError:
+        raise  # already names its field (MediaError is a ValueError too)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MediaError(manifest, None, f"malformed manifest: {exc!r}") from exc
+    if complete and len(segs) != planned:
+        raise MediaError(manifest, "segments",
+                         f"complete but lists {len(segs)} of {planned} planned media segments")
+    if complete and not segs:
+        raise MediaError(manifest, "segments", "complete but empty")
+    return man
+
+
+def _load(folder: Path) -> Manifest:
+    manifest = folder / MANIFEST_NAME
+    try:
+        doc = json.loads(manifest.read_text())
+    except FileNotFoundError as exc:
+        raise MediaError(manifest, None, "no manifest.json: not a rendered segment") from exc
+    except (OSError, ValueError) as exc:
+        raise MediaError(manifest, None, f"unreadable manifest: {exc}") from exc
+    return parse_manifest(doc, folder)
+
+
+def read_manifest(folder: str | Path) -> Manifest | None:
+    """The manifest of ``folder``, or None when there is none that reads (for the renderer's
+    up-to-date and resume checks, where anything unreadable is simply rendered again)."""
+    try:
+        return _load(Path(folder))
+    except MediaError:
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderedSegment:
+    """A rendition as the playout sees it: its folder and its checked manifest.
+
+    Attributes
+    ----------
+    folder : Path
+        The folder the manifest was read from (complete or partial).
+    manifest : Manifest
+        Its manifest, shape-checked (the media files are checked by :func:`verify_media_file`).
+    """
+
+    folder: Path
+    manifest: Manifest
+
+    @property
+    def complete(self) -> bool:
+        return self.manifest.complete
+
+    @property
+    def segments(self) -> tuple[MediaSegmentInfo, ...]:
+        return self.manifest.segments
+
+    @property
+    def planned_segments(self) -> int:
+        return self.manifest.planned_segments
+
+    @property
+    def width(self) -> int:
+        return self.manifest.width
+
+    @property
+    def height(self) -> int:
+        return self.manifest.height
+
+    @property
+    def fps(self) -> Fraction:
+        return self.manifest.fps
+
+    @property
+    def target_duration_s(self) -> int:
+        return self.manifest.target_duration_s
+
+    @property
+    def bandwidth_bps(self) -> int:
+        return self.manifest.bandwidth_bps
+
+    @property
+    def codecs(self) -> str:
+        return self.manifest.codecs
+
+    @property
+    def duration_s(self) -> Fraction:
+        """Duration of the listed media segments, in seconds."""
+        return self.manifest.listed_duration_s
+
+
+def read_rendered(folder: str | Path) -> RenderedSegment:
+    """Read and shape-check ``folder/manifest.json`` for airing.
+
+    Raises
+    ------
+    MediaError
+        The manifest is missing, not JSON, of another format, not MPEG-TS, or inconsistent (a
+        segment without a duration, a complete manifest with fewer segments than planned, ...).
+    """
+    folder = Path(folder)
+    man = _load(folder)
+    if man.segment_type != "mpegts":
+        raise MediaError(folder / MANIFEST_NAME, "segment_type",
+                         "the playout airs MPEG-TS segments only")
+    return RenderedSegment(folder=folder, manifest=man)
+
+
+# ---------------------------------------------------------------------------------- writing
+
+
+def media_playlist(segments: Sequence[MediaSegmentInfo], *, target_duration_s: float,
+                   complete: bool) -> str:
+    """A VOD playlist when ``complete``, else an EVENT playlist of the finished prefix."""
+    durations_s = [float(s.duration_s) for s in segments]
+    # RFC 8216 4.3.3.1: no EXTINF, rounded to the nearest integer, above it (1.001 s gives 1)
+    target = max(1, math.floor(max([target_duration_s] + durations_s) + 0.5))
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{target}",
+             "#EXT-X-MEDIA-SEQUENCE:0",
+             f"#EXT-X-PLAYLIST-TYPE:{'VOD' if complete else 'EVENT'}",
+             "#EXT-X-INDEPENDENT-SEGMENTS"]
+    for s, d in zip(segments, durations_s):
+        lines += [f"#EXTINF:{d:.5f},", s.uri]
+    if complete:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+def _dump_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False) + "\n"
+
+
+def write_rendition(folder: Path, manifest: Manifest) -> None:
+    """Write ``index.m3u8`` then ``manifest.json`` of ``folder``, each atomically.
+
+    The playlist goes first: a reader that trusts the manifest finds every segment it lists in
+    the playlist too.
+    """
+    atomic_write(folder / PLAYLIST_NAME, media_playlist(
+        manifest.segments, target_duration_s=manifest.target_duration_s,
+        complete=manifest.complete))
+    atomic_write(folder / MANIFEST_NAME, _dump_json(manifest.to_json()))
+
+
+class Publisher:
+    """Moves finished chunks into the partial folder in air order and keeps playlist + manifest.
+
+    Parameters
+    ----------
+    partial : Path
+        The in-progress folder (:func:`partial_path`).
+    planned : Manifest
+        What the rendition will be: format, size, rate, spec hash, planned segments (its
+        ``segments``, ``complete``, ``codecs`` and bandwidths are filled in here).
+
+    A partial folder left by an interrupted render of the same spec is taken over: its listed
+    media segments that are on disk stay published (when the continuity counters they ended on
+    are known; otherwise all are published again).
+    """
+
+    def __init__(self, partial: Path, planned: Manifest):
+        self.partial = partial
+        self.planned = planned
+        self.segments: list[MediaSegmentInfo] = []
+        self.cc: dict[str, int] = {}
+        self.created_at = utc_now_iso()
+        old = read_manifest(partial)
+        if old and old.spec_hash == planned.spec_hash and not old.complete:
+            self.segments = [s for s in old.segments if s.path.is_file()]
+            self.cc = dict(old.render.get("cc_state", {})) if len(self.segments) == len(
+                old.segments) else {}
+            if not self.cc:
+                self.segments = []
+            self.created_at = old.created_at or self.created_at
+
+    @property
+    def published(self) -> int:
+        """How many media segments are published (a contiguous prefix)."""
+        return len(self.segments)
+
+    def publish(self, result: Mapping[str, Any]) -> None:
+        """Publish a finished chunk: ``result["dir"]`` holds ``result["segments"]`` (uri, frames)."""
+        src = Path(result["dir"])
+        fps = self.planned.fps
+        for seg in result["segments"]:
+            data = continue_cc((src / seg["uri"]).read_bytes(), self.cc)
+            atomic_write(self.partial / seg["uri"], data)
+            self.segments.append(MediaSegmentInfo(
+                index=len(self.segments), uri=seg["uri"], frames=seg["frames"],
+                duration_s=Fraction(seg["frames"]) / fps, size_bytes=len(data),
+                sha256=hashlib.sha256(data).hexdigest(), path=self.partial / seg["uri"]))
+        self.write(complete=False, stats={})
+        shutil.rmtree(src, ignore_errors=True)
+
+    def manifest(self, *, complete: bool, stats: Mapping[str, Any]) -> Manifest:
+        """The manifest as it stands, with the renderer's ``stats``."""
+        durations_s = [float(s.duration_s) for s in self.segments]
+        total_bytes = sum(s.size_bytes for s in self.segments)
+        dur = sum(durations_s) or 1.0
+        peak = max((s.size_bytes * 8 / d for s, d in zip(self.segments, durations_s)), default=0)
+        return dataclasses.replace(
+            self.planned,
+            complete=complete,
+            codecs=codecs_string(self.segments[0].path) if self.segments else DEFAULT_CODECS,
+            bandwidth_bps=int(max(peak, total_bytes * 8 / dur)),
+            average_bandwidth_bps=int(total_bytes * 8 / dur),
+            segments=tuple(self.segments),
+            created_at=self.created_at,
+            render={**stats, "cc_state": dict(self.cc)},
+        )
+
+    def write(self, *, complete: bool, stats: Mapping[str, Any]) -> Manifest:
+        """Write playlist and manifest as they stand; return the manifest."""
+        man = self.manifest(complete=complete, stats=stats)
+        write_rendition(self.partial, man)
+        return man
+

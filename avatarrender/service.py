@@ -1,0 +1,320 @@
+"""The render service: warm workers that render every submitted segment into a playout spool.
+
+``avatarrender render`` pays its start-up (Python and its imports, two worker interpreters, the
+Scene, each worker's first x264 faulting in its memory) on every run: about a second before the
+first media segment. A channel that must put new content on screen within two seconds of its
+submission cannot pay that each time, so this long-running process pays it once:
+
+* the worker pool is started at launch and kept (loky's reusable executor with a long idle
+  timeout, or the workers of a Dask cluster with ``scheduler``);
+* each worker runs a small warm-up encode at the output size, so its x264 frame pool is already
+  in memory (see ``encode.keep_freed_memory``);
+* Scenes are built in the service process, whose caches (decoded and blended images) outlive a
+  submission.
+
+Submissions arrive in an *inbox* folder, oldest first:
+
+* ``NAME.submit``: JSON ``{"spec": "/abs/path/segment.yaml", "name": "NAME"}`` written atomically
+  by ``avatarrender submit`` (the spec's relative paths stay relative to its own folder);
+* ``NAME.yaml``: a segment.yaml dropped in the inbox itself (its paths are relative to the inbox).
+
+Each is rendered exactly as ``avatarrender render SPEC --into SPOOL --name NAME`` would (same
+chunks, locks, outputs); the submission stays in the inbox until its render is complete, so a
+service killed mid-render and started again resumes the chunks that are missing. A submission
+that fails is moved to ``INBOX/.failed/`` with ``INBOX/NAME.error`` (one line) beside it; the
+service goes on with the next one. What it is doing is in ``INBOX/.status.json``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import re
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import AvatarRenderError, SpecError
+from .rendition import atomic_write
+
+__all__ = ["RenderService", "Submission", "submit", "STATUS_NAME"]
+
+log = logging.getLogger("avatarrender.service")
+
+STATUS_NAME = ".status.json"
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SUFFIXES = (".submit", ".yaml", ".yml")
+
+
+@dataclasses.dataclass(frozen=True)
+class Submission:
+    """One file of the inbox: what to render and under which name in the spool."""
+
+    path: Path       # the inbox file
+    spec: Path       # the segment.yaml
+    name: str        # the folder's name in the spool
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    atomic_write(path, text)  # the package's one atomic write (fsync'd)
+
+
+def _check_name(name: str, where: str | Path | None) -> str:
+    if not _NAME_OK.match(name) or name.endswith(".partial"):
+        raise SpecError(where, "name", f"{name!r} is not a usable spool name: letters, digits, "
+                        "'.', '_' and '-', starting with a letter or digit")
+    return name
+
+
+def submit(spec: str | Path, inbox: str | Path, *, name: str | None = None) -> Path:
+    """Hand ``spec`` to a render service watching ``inbox``; returns the submission file.
+
+    The name defaults to the YAML's stem and the UTC time (``talk-20261130T101500Z``), as
+    ``render --into`` names it.
+
+    Raises
+    ------
+    SpecError
+        The spec is not a file, or the name is not usable.
+    """
+    spec = Path(spec).resolve()
+    if not spec.is_file():
+        raise SpecError(spec, None, "no such segment.yaml")
+    inbox = Path(inbox)
+    inbox.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    name = _check_name(name or f"{spec.stem}-{stamp}", "--name")
+    path = inbox / f"{name}.submit"
+    if path.exists():
+        raise SpecError(path, "name", "a submission of this name is already waiting")
+    _write_atomic(path, json.dumps({"spec": str(spec), "name": name}) + "\n")
+    return path
+
+
+def read_submission(path: Path) -> Submission:
+    """The submission a file of the inbox stands for.
+
+    Raises
+    ------
+    SpecError
+        A ``.submit`` file that is not the JSON ``submit`` writes, or an unusable name.
+    """
+    if path.suffix == ".submit":
+        try:
+            doc = json.loads(path.read_text())
+            spec, name = Path(doc["spec"]), str(doc.get("name") or path.stem)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SpecError(path, None, f"not a submission written by 'avatarrender submit' ({exc})") from None
+        if not spec.is_absolute():
+            spec = path.parent / spec
+        return Submission(path=path, spec=spec, name=_check_name(name, path))
+    return Submission(path=path, spec=path, name=_check_name(path.stem, path))
+
+
+def _warm_encoder(width: int, height: int, options: dict[str, str], frames: int) -> int:
+    """In a worker: encode a few frames at the output size, so this process's malloc holds a
+    warm x264 frame pool for the first real segment (see ``encode.keep_freed_memory``)."""
+    import av
+    import numpy as np
+
+    from .encode import keep_freed_memory
+
+    keep_freed_memory()
+    av.logging.set_level(av.logging.ERROR)
+    ctx = av.CodecContext.create("libx264", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+    ctx.time_base = Fraction(1, 30)
+    ctx.options = dict(options)
+    ctx.open()
+    data = np.full(width * height * 3 // 2, 16, np.uint8)
+    for i in range(frames):
+        data[: width * height : 4099] = i  # not identical frames: x264 does its real work
+        frame = av.VideoFrame.from_numpy_buffer(data.reshape(height * 3 // 2, width), format="yuv420p")
+        frame.pts = i
+        ctx.encode(frame)
+    ctx.encode(None)
+    time.sleep(0.2)  # hold this worker a moment so the next warm-up goes to another one
+    return os.getpid()
+
+
+class RenderService:
+    """Watch ``inbox``; render each submission into ``spool`` with warm workers.
+
+    Parameters
+    ----------
+    inbox, spool : Path
+        Where submissions arrive; where renders are published (``SPOOL/NAME/``, in progress
+        ``SPOOL/.NAME.partial/``: what ``avatarrender playout --spool`` airs).
+    jobs : int, optional
+        Workers (default: cores; with ``scheduler``, the cluster's workers).
+    scheduler : str, optional
+        A Dask scheduler address (``tcp://HOST:PORT``): chunks run on that cluster.
+    overrides : dict, optional
+        Output overrides applied to every spec (``{"preset": "720p30"}``).
+    poll_s : float
+        How often the inbox is looked at.
+    """
+
+    def __init__(self, inbox: str | Path, spool: str | Path, *, jobs: int | None = None,
+                 chunk_segments: int | None = None, scheduler: str | None = None,
+                 overrides: dict[str, Any] | None = None, poll_s: float = 0.02):
+        self.inbox = Path(inbox).resolve()
+        self.spool = Path(spool).resolve()
+        self.jobs = jobs or os.cpu_count() or 1
+        self.chunk_segments = chunk_segments
+        self.scheduler = scheduler
+        self.overrides = dict(overrides or {})
+        self.poll_s = poll_s
+        self.current: Submission | None = None
+        self.done: list[dict[str, Any]] = []
+        self.failed: list[dict[str, Any]] = []
+        self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+        self._client: Any = None
+
+    # ------------------------------------------------------------------ the pool
+
+    def _parallel_config(self) -> Any:
+        from joblib import parallel_config
+
+        if self.scheduler:
+            return parallel_config(backend="dask")
+        # loky's reusable executor stays up between renders (its default idle timeout is 300 s;
+        # a week is about the longest its poll() takes)
+        return parallel_config(backend="loky", idle_worker_timeout=7 * 86400)
+
+    def warm_up(self) -> None:
+        """Start the workers and warm each one's encoder at the output size."""
+        from joblib import Parallel, delayed
+
+        from .encode import x264_options
+        from .render import DEFAULT_X264_THREADS, _ready
+        from .spec import OutputModel, _output
+
+        t0 = time.perf_counter()
+        out = _output(OutputModel(**self.overrides), self.inbox)
+        options = x264_options(out, threads=DEFAULT_X264_THREADS)
+        with self._parallel_config():
+            Parallel(n_jobs=self.jobs)(delayed(_ready)() for _ in range(self.jobs))
+            Parallel(n_jobs=self.jobs)(
+                delayed(_warm_encoder)(out.width, out.height, options, 8) for _ in range(self.jobs))
+        log.info("%d workers warm in %.2f s", self.jobs, time.perf_counter() - t0)
+
+    # ------------------------------------------------------------------ the inbox
+
+    def pending(self) -> list[Path]:
+        """Submission files of the inbox, oldest first (then by name)."""
+        try:
+            entries = list(os.scandir(self.inbox))
+        except FileNotFoundError:
+            return []
+        files = []
+        for e in entries:
+            if e.name.startswith(".") or not e.name.endswith(_SUFFIXES) or not e.is_file():
+                continue
+            if Path(e.name).with_suffix(".error").name in {x.name for x in entries}:
+                continue  # already failed; the operator removes the .error to try again
+            try:
+                files.append((e.stat().st_mtime_ns, e.name, Path(e.path)))
+            except FileNotFoundError:
+                continue
+        return [p for _, _, p in sorted(files)]
+
+    def render_one(self, path: Path, *, progress: Callable[[int, int], None] | None = None
+                   ) -> dict[str, Any] | None:
+        """Render one submission; on failure record it and return None (never raises ours)."""
+        from .render import render
+        from .spec import load_spec
+
+        t0 = time.perf_counter()
+        try:
+            sub = read_submission(path)
+            self.current = sub
+            self._write_status()
+            spec = load_spec(sub.spec, overrides=self.overrides or None)
+            kwargs: dict[str, Any] = dict(jobs=self.jobs, hidden_partial=True, progress=progress)
+            if self.chunk_segments:
+                kwargs["chunk_segments"] = self.chunk_segments
+            with self._parallel_config():
+                manifest = render(spec, self.spool / sub.name, **kwargs)
+        except AvatarRenderError as exc:
+            self._fail(path, str(exc))
+            return None
+        except OSError as exc:
+            self._fail(path, f"{exc.filename or path}: {exc.strerror or exc}")
+            return None
+        except Exception as exc:  # noqa: BLE001  (a lost worker, a bug: the service goes on)
+            log.debug("render of %s failed", path, exc_info=True)
+            self._fail(path, f"{path}: render failed: {type(exc).__name__}: {exc}")
+            return None
+        finally:
+            self.current = None
+        done = self.inbox / ".done"
+        done.mkdir(exist_ok=True)
+        os.replace(path, done / path.name)
+        stats = manifest.get("render", {})
+        entry = {"name": sub.name, "spec": str(sub.spec), "wall_s": round(time.perf_counter() - t0, 3),
+                 "first_segment_s": stats.get("first_segment_s"), "frames": manifest.get("frame_count")}
+        self.done = (self.done + [entry])[-20:]
+        log.info("%s: rendered into %s in %.2f s (first media segment after %s s)", sub.name,
+                 self.spool / sub.name, entry["wall_s"], entry["first_segment_s"])
+        self._write_status()
+        return manifest
+
+    def _fail(self, path: Path, message: str) -> None:
+        log.error("%s", message)
+        failed = self.inbox / ".failed"
+        try:
+            failed.mkdir(exist_ok=True)
+            _write_atomic(path.with_suffix(".error"), message + "\n")
+            os.replace(path, failed / path.name)
+        except OSError as exc:
+            log.error("%s: cannot record the failure: %s", path, exc)
+        self.failed = (self.failed + [{"file": str(path), "error": message,
+                                       "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}])[-20:]
+        self._write_status()
+
+    def status(self) -> dict[str, Any]:
+        """What the service is doing: the render in progress, recent renders and failures."""
+        cur = self.current
+        return {"started_at": self.started_at, "inbox": str(self.inbox), "spool": str(self.spool),
+                "jobs": self.jobs, "scheduler": self.scheduler,
+                "rendering": None if cur is None else {"name": cur.name, "spec": str(cur.spec)},
+                "pending": [p.name for p in self.pending()], "done": self.done[-10:],
+                "failed": self.failed[-10:]}
+
+    def _write_status(self) -> None:
+        try:
+            _write_atomic(self.inbox / STATUS_NAME, json.dumps(self.status(), indent=1) + "\n")
+        except OSError:
+            pass
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Warm up, then render submissions as they arrive until ``stop`` is set."""
+        stop = stop or threading.Event()
+        self.inbox.mkdir(parents=True, exist_ok=True)
+        self.spool.mkdir(parents=True, exist_ok=True)
+        client = None
+        if self.scheduler:
+            from dask.distributed import Client
+
+            client = Client(self.scheduler, timeout="20s")
+            self.jobs = len(client.scheduler_info().get("workers", {})) or self.jobs
+        try:
+            self.warm_up()
+            self._write_status()
+            log.info("watching %s, publishing into %s", self.inbox, self.spool)
+            while not stop.is_set():
+                todo = self.pending()
+                if not todo:
+                    stop.wait(self.poll_s)
+                    continue
+                self.render_one(todo[0])
+        finally:
+            if client is not None:
+                client.close()

@@ -1,0 +1,93 @@
+"""``avatarrender serve`` (the warm render service) and ``avatarrender submit``."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+__all__ = ["register"]
+
+_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+
+
+class _Stopped(BaseException):
+    """Raised in the main thread by a signal: ends the render in progress (it stays resumable)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def serve_cmd(
+    inbox: Path = typer.Option(..., "--inbox", help="Folder to watch for submissions "
+                               "(NAME.submit from 'avatarrender submit', or NAME.yaml)."),
+    spool: Path = typer.Option(..., "--spool", help="The playout's spool: renders are published "
+                               "there as NAME/ (.NAME.partial/ while rendering)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Workers (default: cores)."),
+    chunk_segments: Optional[int] = typer.Option(None, "--chunk-segments", min=1,
+                                                 help="Media segments per chunk."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Output preset for every submission."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Render on a Dask cluster "
+                                            "(tcp://HOST:PORT) instead of local workers."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
+) -> None:
+    """Keep render workers warm and render every submitted segment into a playout spool."""
+    from avatarrender.service import RenderService
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    service = RenderService(inbox, spool, jobs=jobs, chunk_segments=chunk_segments,
+                            scheduler=scheduler, overrides={"preset": preset} if preset else None)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: object) -> None:
+        stop.set()
+        raise _Stopped(signum)
+
+    for sig in _EXIT_CODES:
+        signal.signal(sig, _on_signal)
+    try:
+        service.run(stop)
+    except _Stopped as exc:
+        logging.info("stopping on %s", signal.Signals(exc.signum).name)
+        code = _EXIT_CODES[exc.signum]
+    else:
+        code = 0
+    finally:
+        for sig in _EXIT_CODES:
+            signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the clean-up short
+        _stop_workers()
+    raise typer.Exit(code)
+
+
+def _stop_workers() -> None:
+    """End the warm local workers (loky keeps them for the next render otherwise)."""
+    try:
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=True, kill_workers=True)
+    except Exception:  # noqa: BLE001  (nothing was started)
+        pass
+
+
+def submit_cmd(
+    segment: Path = typer.Argument(..., help="The segment.yaml to render."),
+    inbox: Path = typer.Option(..., "--inbox", help="The inbox a render service watches."),
+    name: Optional[str] = typer.Option(None, "--name", help="Name in the spool (default: "
+                                       "<yaml stem>-<UTC time>)."),
+) -> None:
+    """Hand a segment to a running render service ('avatarrender serve'); returns at once."""
+    from avatarrender.service import submit
+
+    path = submit(segment, inbox, name=name)
+    print(path.stem)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` and ``submit`` to ``app``."""
+    app.command("serve")(serve_cmd)
+    app.command("submit")(submit_cmd)

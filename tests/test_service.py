@@ -1,0 +1,111 @@
+"""The warm render service: submissions rendered into a spool, bad ones reported, signals, resume."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from avatarrender.service import read_submission, submit
+from avatarrender.errors import SpecError
+
+from conftest import make_tiny_segment
+from media_check import frame_hashes
+from test_chunks import _cli, _descendants, _published, _wait_for
+
+
+def _serve(inbox: Path, spool: Path, *extra: str) -> subprocess.Popen:
+    log = open(inbox.parent / f"serve-{time.monotonic_ns()}.log", "w")
+    return subprocess.Popen(_cli("serve", "--inbox", str(inbox), "--spool", str(spool), "--jobs", "2", *extra),
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _alive(pids: list[int]) -> list[int]:
+    return [p for p in pids if Path(f"/proc/{p}").exists()
+            and b"zombie" not in Path(f"/proc/{p}/status").read_bytes().lower()]
+
+
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
+    tree = _descendants(proc.pid)
+    os.kill(proc.pid, sig)
+    try:
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 2.0
+    while _alive(tree) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _alive(tree) == [], "processes left behind"
+    return code
+
+
+def test_submission_file_names_spec_and_spool_name(tmp_path):
+    yml = make_tiny_segment(tmp_path / "seg", tv=False, captions=False)
+    path = submit(yml, tmp_path / "inbox", name="talk-1")
+    sub = read_submission(path)
+    assert sub.spec == yml.resolve() and sub.name == "talk-1"
+    with pytest.raises(SpecError, match="already waiting"):
+        submit(yml, tmp_path / "inbox", name="talk-1")
+    with pytest.raises(SpecError, match="name"):
+        submit(yml, tmp_path / "inbox", name="../escape")
+    with pytest.raises(SpecError, match="no such segment.yaml"):
+        submit(tmp_path / "missing.yaml", tmp_path / "inbox")
+
+
+def test_service_renders_submissions_and_goes_on_after_a_bad_one(tmp_path, rendered_tiny):
+    inbox, spool = tmp_path / "inbox", tmp_path / "spool"
+    inbox.mkdir()
+    (inbox / "broken.yaml").write_text("scene: [unclosed\n")
+    proc = _serve(inbox, spool)
+    try:
+        err = _wait_for(lambda: (inbox / "broken.error").is_file() and (inbox / "broken.error").read_text(),
+                        what="the bad submission's .error")
+        assert "broken.yaml" in err and len(err.strip().splitlines()) == 1, err
+        assert (inbox / ".failed" / "broken.yaml").is_file()
+        assert not (spool / "broken").exists()
+        # the service goes on: a good submission renders into the spool, as render --into would
+        yml = make_tiny_segment(tmp_path / "seg")
+        res = subprocess.run(_cli("submit", str(yml), "--inbox", str(inbox), "--name", "good"),
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        _wait_for(lambda: (spool / "good" / "manifest.json").is_file(), what="the render in the spool")
+        status = _wait_for(lambda: json.loads((inbox / ".status.json").read_text())["done"],
+                           what="status listing the render")
+        assert status[-1]["name"] == "good"
+        failed = json.loads((inbox / ".status.json").read_text())["failed"]
+        assert "broken.yaml" in failed[-1]["error"]
+    finally:
+        code = _stop(proc)
+    assert code == 143
+    assert json.loads((spool / "good" / "manifest.json").read_text())["complete"] is True
+    assert frame_hashes(spool / "good" / "index.m3u8") == frame_hashes(rendered_tiny[1] / "index.m3u8")
+    assert (inbox / ".done" / "good.submit").is_file() and not (inbox / "good.submit").exists()
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
+def test_service_stopped_mid_render_leaves_no_process_and_resumes(tmp_path, sig, code):
+    yml = make_tiny_segment(tmp_path / "seg", speech_s=8.0, width=1280, height=720,
+                            extra={"output": {"preset": "720p30", "width": 1280, "height": 720,
+                                              "x264_preset": "medium"}})
+    inbox, spool = tmp_path / "inbox", tmp_path / "spool"
+    submit(yml, inbox, name="slow")
+    proc = _serve(inbox, spool, "--chunk-segments", "1")
+    part = spool / ".slow.partial"
+    try:
+        _wait_for(lambda: _published(part) >= 2, what="2 published segments")
+    finally:
+        assert _stop(proc, sig) == code
+    done_before = _published(part)
+    assert (inbox / "slow.submit").is_file()  # still waiting: it is resumed
+    proc = _serve(inbox, spool, "--chunk-segments", "1")
+    try:
+        _wait_for(lambda: (spool / "slow" / "manifest.json").is_file(), what="the resumed render")
+    finally:
+        _stop(proc)
+    man = json.loads((spool / "slow" / "manifest.json").read_text())
+    assert man["complete"] and man["render"]["chunks_reused"] >= done_before
