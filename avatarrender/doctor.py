@@ -474,7 +474,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     import imageio_ffmpeg
 
+    from PIL import features
+
+    from .text import FALLBACK_FONTS
+
     print(f"Pillow-SIMD {version}; ffmpeg {imageio_ffmpeg.get_ffmpeg_exe()}")
+    missing = [p for p in FALLBACK_FONTS if not os.path.isfile(p)]
+    if not features.check("raqm"):
+        print("avatarrender doctor: Pillow-SIMD has no libraqm: right-to-left captions are not "
+              "shaped (install libraqm-dev and run scripts/setup.sh again)", file=sys.stderr)
+    if missing:
+        print(f"avatarrender doctor: caption fallback fonts missing: {', '.join(missing)}",
+              file=sys.stderr)
     return 0
 
 

@@ -85,6 +85,7 @@ class TVReader:
         self._run: Iterator[Any] | None = None
         self._container: Any = None
         self._clip = -1
+        self._reading = 0
         self._last_ok = False
 
     def _decoded(self, clip: int, t_s: float, frames: int) -> Iterator[Any]:
@@ -149,15 +150,21 @@ class TVReader:
         graph.configure()
         return graph
 
+    def _field(self) -> str:
+        """The spec field of the clip being read (for errors: the file and the field)."""
+        return f"tv.clips[{self._reading}].file"
+
     def _read(self) -> None:
         try:
             frame = next(self._run, None) if self._run is not None else None
         except av.error.FFmpegError as exc:
-            raise MediaError(self.clip_paths[self._clip], None, f"cannot decode the TV clip: {exc}") from None
+            raise MediaError(self.clip_paths[self._reading], self._field(),
+                             f"cannot decode the TV clip: {exc}") from None
         if frame is None:
             if self._last_ok:
                 return  # clip ended a frame early (rounding of its duration): hold the last frame
-            raise MediaError(self.clip_paths[self._clip], None, "the TV clip gave no frame to show")
+            raise MediaError(self.clip_paths[self._reading], self._field(),
+                             "the TV clip gave no frame to show")
         w, h = self.w, self.h
         y, u, v = self._planes
         for dst, plane, pw, ph in ((y, frame.planes[0], w, h), (u, frame.planes[1], w // 2, h // 2),
@@ -166,6 +173,7 @@ class TVReader:
         self._last_ok = True
 
     def _start(self, clip: int, t_s: float, frames: int) -> None:
+        self._reading = clip  # (for errors: the clip may fail to open, _clip is the last opened)
         self._run = self._decoded(clip, t_s, frames)  # opened, sought, decoded at the first read
 
     def frames(self, clip: np.ndarray, time_s: np.ndarray) -> Iterator[tuple[np.ndarray, ...] | None]:

@@ -12,13 +12,33 @@ __all__ = [
     "AssetNotFoundError",
     "RenderLockedError",
     "DiskFullError",
+    "OutputError",
 ]
 
 
+def _rebuild(cls: type, args: tuple, state: dict) -> BaseException:
+    """Unpickle an error of ours without calling its ``__init__`` (whose signature differs from
+    ``args``): the same message, class and attributes as the one raised in the worker."""
+    # OSError's __new__ for the OSError kinds: the first __new__ in their MRO is ValueError's,
+    # which refuses a class whose layout is OSError's
+    new = OSError.__new__ if issubclass(cls, OSError) else cls.__new__
+    exc = new(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
 class AvatarRenderError(Exception):
-    """Base of every error avatarrender raises on purpose. CLI exit code 2 for input errors."""
+    """Base of every error avatarrender raises on purpose. CLI exit code 2 for input errors.
+
+    Picklable whatever a subclass's ``__init__`` takes: an error raised in a worker process
+    (loky, Dask) is rebuilt in the parent as itself, not as a broken pool.
+    """
 
     exit_code = 2
+
+    def __reduce__(self):
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
 
 
 class SpecError(AvatarRenderError, ValueError):
@@ -65,3 +85,10 @@ class DiskFullError(AvatarRenderError, OSError):
     """The output's file system is full. What was finished before stays valid."""
 
     exit_code = 1
+
+
+class OutputError(AvatarRenderError, OSError):
+    """The output path cannot be used: it is a file or a folder that is not a render (refused
+    unless forced, exit 2), or it cannot be written (read-only, no permission: exit 1)."""
+
+    exit_code = 2

@@ -609,6 +609,7 @@ def read_track(path: str | Path, *, fps: Fraction, n_frames: int) -> np.ndarray:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(path, None, f"cannot read mouth track: {exc}") from None
     cues: list[tuple[float, str]] = []
+    k = -1
     try:
         if text.lstrip().startswith("{"):
             for k, cue in enumerate(json.loads(text)["mouthCues"]):
@@ -617,8 +618,15 @@ def read_track(path: str | Path, *, fps: Fraction, n_frames: int) -> np.ndarray:
             for k, line in enumerate(ln for ln in text.splitlines() if ln.strip()):
                 start, shape = line.split("\t")[:2] if "\t" in line else line.split()[:2]
                 cues.append((float(start), shape.strip()))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SpecError(path, None, f"not a Rhubarb JSON or TSV mouth track ({exc})") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        at = f" at cue {k + 1}" if k >= 0 else ""
+        raise SpecError(path, None, f"not a Rhubarb JSON or TSV mouth track{at} "
+                        f"({type(exc).__name__}: {exc})") from None
+    if not cues:
+        raise SpecError(path, None, "the mouth track has no cues")
+    odd = [t for t, _ in cues if not math.isfinite(t) or t < 0]
+    if odd:
+        raise SpecError(path, None, f"cue start {odd[0]} s: times must be finite and not negative")
     bad = [s for _, s in cues if s not in _IDX]
     if bad:
         raise SpecError(path, None, f"unknown mouth shape {bad[0]!r}: use {', '.join(SHAPES)}")

@@ -23,6 +23,7 @@ __all__ = [
     "ffmpeg_exe",
     "VideoInfo",
     "probe_video",
+    "check_video_decodes",
     "audio_duration_s",
     "read_audio",
     "FFmpegProcess",
@@ -83,6 +84,42 @@ def probe_video(path: str | Path) -> VideoInfo:
                              fps=float(rate) if rate else 0.0, duration_s=duration_s)
     except av.error.FFmpegError as exc:
         raise MediaError(path, None, f"not a readable video ({exc.strerror or exc})") from None
+
+
+def check_video_decodes(path: str | Path) -> None:
+    """Check that a clip decodes to its end, cheaply: every packet is read, every keyframe
+    decoded, and the last group of pictures decoded frame by frame (a clip cut short breaks
+    there). ``MediaError`` says at what time it breaks.
+
+    Cost: about 0.05 s for the demo's 12 s 640x360 clip (decoding every frame: 0.5 s).
+    """
+    import av
+
+    path = Path(path)
+    at_s = 0.0
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            ctx = stream.codec_context
+            ctx.thread_count = 1  # the render's workers are starting meanwhile
+            ctx.skip_frame = "NONKEY"
+            last_key_pts = None
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.time_base is not None:
+                    at_s = max(at_s, float(packet.pts * packet.time_base))
+                if packet.is_keyframe and packet.pts is not None:
+                    last_key_pts = packet.pts
+                packet.decode()
+            if last_key_pts is None:
+                return  # nothing more to look at: probe_video decoded the first frame
+            ctx.skip_frame = "DEFAULT"
+            container.seek(last_key_pts, stream=stream, backward=True)
+            for frame in container.decode(stream):
+                if frame.time is not None:
+                    at_s = frame.time
+    except av.error.FFmpegError as exc:
+        raise MediaError(path, None, f"the clip breaks at about {at_s:.2f} s: "
+                         f"{exc.strerror or exc}") from None
 
 
 def audio_duration_s(path: str | Path) -> float:

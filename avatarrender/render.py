@@ -24,11 +24,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
+from . import interrupt
 from .analysis import Timeline, analyse, segment_audio
 from .audiotrack import AudioSource, encode_track
 from .compose import build_scene, compose_frames, scene_for, slice_timeline
 from .encode import ChunkEncoder, SegmentJob
-from .errors import AvatarRenderError, DiskFullError, FFmpegError, RenderLockedError
+from .errors import (AvatarRenderError, DiskFullError, FFmpegError, OutputError,
+                     RenderLockedError)
 from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
 from .rendition import Manifest, Publisher, clear_failed, partial_path, read_manifest, utc_now_iso
 from .spec import Spec
@@ -112,7 +114,9 @@ def _planned_manifest(spec: Spec, plan: ChunkPlan) -> Manifest:
     return Manifest(
         complete=False, width=out.width, height=out.height, fps=out.fps, segments=(),
         planned_segments=plan.segment_count,
-        target_duration_s=int(-(-out.segment_duration_s // 1)), segment_type=out.segment_type,
+        # RFC 8216: each EXTINF rounded to the nearest integer (1.001 s at NTSC rates: 1)
+        target_duration_s=max(1, int(out.segment_duration_s + Fraction(1, 2))),
+        segment_type=out.segment_type,
         spec_hash=spec.spec_hash, source=str(spec.source), duration_s=spec.duration_s,
         frame_count=spec.frame_count,
     )
@@ -178,8 +182,12 @@ def _warm_up_workers(jobs: int) -> None:
         return
 
     def warm_up() -> None:
+        # Workers inherit this thread's signal mask: a Ctrl-C sent to the whole process group
+        # does not hit them mid-import (a traceback each); the main process handles it and
+        # ends them (see interrupt.end_children).
         try:
-            Parallel(n_jobs=jobs)(delayed(_ready)() for _ in range(jobs))
+            with interrupt.children_shielded():
+                Parallel(n_jobs=jobs)(delayed(_ready)() for _ in range(jobs))
         except BaseException:  # only a head start: the process may be ending (a bad spec)
             pass
 
@@ -243,12 +251,14 @@ def render(
     from joblib import Parallel, delayed
 
     started = time.perf_counter()
-    out_dir = Path(out_dir).resolve()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    out_dir = _usable_output(Path(out_dir), force=force)
     jobs = jobs or os.cpu_count() or 1
     if threads is None:
         threads = DEFAULT_X264_THREADS
-    lock = _lock(out_dir, wait_lock)
+    try:
+        lock = _lock(out_dir, wait_lock)
+    except OSError as exc:
+        raise _not_writable(out_dir, exc) from None
     partial = partial_path(out_dir, hidden=hidden_partial)
     try:
         old = read_manifest(out_dir)
@@ -302,10 +312,12 @@ def render(
         while tasks:
             attempts += 1
             try:
-                results = Parallel(n_jobs=min(jobs, len(tasks)), return_as="generator")(
-                    delayed(render_chunk)(t) for t in tasks)
+                with interrupt.children_shielded():  # workers (re)started here ignore Ctrl-C
+                    results = Parallel(n_jobs=min(jobs, len(tasks)), return_as="generator")(
+                        delayed(render_chunk)(t) for t in tasks)
                 for task, result in zip(tasks, results):
-                    pub.publish(result)
+                    with interrupt.deferred():  # a stop signal waits for the manifest to agree
+                        pub.publish(result)
                     reused += bool(result.get("reused"))
                     rendered += not result.get("reused")
                     frames_done += task.chunk.frame_count
@@ -342,20 +354,26 @@ def render(
             "chunks_reused": reused + len(plan.chunks) - len(todo), "attempts": attempts,
             "finished_at": utc_now_iso(),
         }
-        manifest = pub.write(complete=True, stats=stats).to_json()
-        shutil.rmtree(work, ignore_errors=True)
-        # Swap into place; an older render of the same name is replaced only now.
-        if out_dir.exists():
-            old_dir = out_dir.with_name(f".{out_dir.name}.old{os.getpid()}")
-            os.replace(out_dir, old_dir)
-            os.replace(partial, out_dir)
-            shutil.rmtree(old_dir, ignore_errors=True)
-        else:
-            os.replace(partial, out_dir)
+        with interrupt.deferred():  # finished: the swap is not cut in half by a stop signal
+            manifest = pub.write(complete=True, stats=stats).to_json()
+            shutil.rmtree(work, ignore_errors=True)
+            # Swap into place; an older render of the same name is replaced only now.
+            if out_dir.is_file() or out_dir.is_symlink():
+                out_dir.unlink()  # only with --force (_usable_output refused it otherwise)
+            if out_dir.exists():
+                old_dir = out_dir.with_name(f".{out_dir.name}.old{os.getpid()}")
+                os.replace(out_dir, old_dir)
+                os.replace(partial, out_dir)
+                shutil.rmtree(old_dir, ignore_errors=True)
+            else:
+                os.replace(partial, out_dir)
         return manifest
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise _disk_full(partial, exc.filename or partial) from None
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and not isinstance(
+                exc, AvatarRenderError):
+            raise _not_writable(Path(exc.filename or partial), exc) from None
         raise
     except FFmpegError as exc:
         if "No space left on device" in exc.stderr:
@@ -363,6 +381,33 @@ def render(
         raise
     finally:
         lock.release()  # the lock file stays: unlinking it would let a waiter lock a dead inode
+
+
+def _usable_output(out_dir: Path, *, force: bool) -> Path:
+    """``out_dir`` made absolute, with its parent made; an existing file, or a folder that is
+    not a render of ours, is refused unless ``force`` (the render would replace it)."""
+    try:
+        out_dir = out_dir.resolve()
+    except (RuntimeError, OSError) as exc:
+        raise OutputError(f"{out_dir}: cannot resolve the output path: {exc}") from None
+    if not force:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise OutputError(f"{out_dir}: exists and is not a folder; the render would replace "
+                              "it: choose another -o, or pass --force to replace it")
+        if out_dir.is_dir() and read_manifest(out_dir) is None and any(out_dir.iterdir()):
+            raise OutputError(f"{out_dir}: a folder that is not a render (no manifest.json); "
+                              "the render would replace it: choose another -o, or pass --force")
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _not_writable(out_dir.parent, exc) from None
+    return out_dir
+
+
+def _not_writable(where: Path, exc: OSError) -> OutputError:
+    err = OutputError(f"{where}: cannot write the output here ({exc.strerror or exc})")
+    err.exit_code = 1  # the machine's state, not the input
+    return err
 
 
 def _disk_full(partial: Path, where: str | Path) -> DiskFullError:

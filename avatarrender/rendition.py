@@ -607,7 +607,8 @@ def media_playlist(segments: Sequence[MediaSegmentInfo], *, target_duration_s: f
                    complete: bool) -> str:
     """A VOD playlist when ``complete``, else an EVENT playlist of the finished prefix."""
     durations_s = [float(s.duration_s) for s in segments]
-    target = max(1, math.ceil(max([target_duration_s] + durations_s) - 1e-9))
+    # RFC 8216 4.3.3.1: no EXTINF, rounded to the nearest integer, above it (1.001 s gives 1)
+    target = max(1, math.floor(max([target_duration_s] + durations_s) + 0.5))
     lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{target}",
              "#EXT-X-MEDIA-SEQUENCE:0",
              f"#EXT-X-PLAYLIST-TYPE:{'VOD' if complete else 'EVENT'}",

@@ -11,15 +11,15 @@ the screen.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections import OrderedDict
 from typing import Any
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageChops, ImageDraw, ImageFont
+from PIL import Image, ImageChops, ImageDraw
 
-from .errors import MediaError
+from .images import open_rgba
+from .text import CaptionLayout, layout_caption
 from .spec import EYE_STATES, MOUTH_SHAPES, Cue, Spec, parse_color
 
 __all__ = ["Scene", "rgb_to_yuv420", "yuv420_to_rgb", "Frame"]
@@ -133,11 +133,7 @@ class _Blend:
 
 
 def _open_rgba(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGBA")
-    except Exception as exc:
-        raise MediaError(path, None, f"cannot read image: {exc}") from None
+    return open_rgba(path)  # every mode scaled to 8 bits and upright, as the spec check saw it
 
 
 def _blend_layer(base: Image.Image, layer: Image.Image, mode: str, opacity: float,
@@ -273,44 +269,33 @@ class Scene:
         ch = self.spec.model.character
         return self._image(ch.states.format(mouth=MOUTH_SHAPES[mouth], eyes=EYE_STATES[eyes]))
 
-    def _caption_layout(self, cue: Cue) -> tuple[Any, list[str], int, int, int, int, int]:
-        """Font, wrapped lines, line height, padding, box size and where it goes: (font, lines,
-        line_h, pad, w, h, (x, y)) without drawing anything."""
+    def _caption_layout(self, cue: Cue) -> CaptionLayout:
+        """Font chain, wrapped and capped lines, box size and place, without drawing anything
+        (the spec check laid it out the same way to warn about a cut caption)."""
         style = self.spec.model.captions.style
-        font = _font(str(self.spec.path(style.font)) if style.font else None,
-                     max(6, round(style.size_px * self.k)))
-        max_w = round(style.max_width_px * self.k) if style.max_width_px else int(self.width * 0.8)
-        pad = round(style.padding_px * self.k)
-        lines = _wrap(cue.text, font, max_w - 2 * pad)
-        ascent, descent = font.getmetrics()
-        line_h = int((ascent + descent) * 1.15)
-        text_w = max(int(font.getlength(ln)) for ln in lines) if lines else 0
-        w, h = text_w + 2 * pad, line_h * len(lines) + 2 * pad
-        ax, ay = (self._pt(style.position) if style.position
-                  else (self.width // 2, self.height - self.height // 24))
-        x = int(round(ax - w / 2))
-        y = int(ay - h)
-        x = min(max(0, x), self.width - w)
-        y = min(max(0, y), self.height - h)
-        return font, lines, line_h, pad, w, h, (x, y)
+        return layout_caption(cue.text, style, k=self.k, frame_px=(self.width, self.height),
+                              font_path=str(self.spec.path(style.font)) if style.font else None)
 
     def _caption_box(self, cue: Cue) -> Box:
-        *_, w, h, (x, y) = self._caption_layout(cue)
+        lay = self._caption_layout(cue)
+        (x, y), (w, h) = lay.xy_px, lay.size_px
         return x, y, x + w, y + h
 
     def _render_caption(self, cue: Cue) -> tuple[Image.Image, tuple[int, int]]:
         style = self.spec.model.captions.style
-        font, lines, line_h, pad, w, h, xy = self._caption_layout(cue)
+        lay = self._caption_layout(cue)
+        w, h = lay.size_px
+        pad = lay.pad_px
         img = Image.new("RGBA", (w, h), (0, 0, 0, 0))
         draw = ImageDraw.Draw(img)
         if style.box_color:
             draw.rounded_rectangle((0, 0, w - 1, h - 1), radius=min(pad, h // 2),
                                    fill=parse_color(style.box_color))
         color = parse_color(style.color)
-        for i, ln in enumerate(lines):
-            lw = font.getlength(ln)
-            draw.text(((w - lw) / 2, pad + i * line_h), ln, font=font, fill=color)
-        return img, xy
+        for i, ln in enumerate(lay.lines):
+            lw = lay.chain.length(ln)
+            lay.chain.draw(draw, ((w - lw) / 2, pad + i * lay.line_h_px), ln, color)
+        return img, lay.xy_px
 
     def _caption_image(self, cap: int) -> tuple[Image.Image, tuple[int, int]]:
         """Cue ``cap`` drawn (a few kept: a cue's frames come together)."""
@@ -488,31 +473,3 @@ def _shift(img: Image.Image, x: int, y: int, size: tuple[int, int]) -> Image.Ima
     canvas = Image.new("RGBA", size, (0, 0, 0, 0))
     canvas.paste(img, (x, y))
     return canvas
-
-
-@functools.lru_cache(maxsize=8)
-def _font(path: str | None, size_px: int) -> ImageFont.FreeTypeFont:
-    if path:
-        try:
-            return ImageFont.truetype(path, size_px)
-        except OSError as exc:
-            raise MediaError(path, "captions.style.font", f"cannot load font: {exc}") from None
-    return ImageFont.load_default(size=size_px)
-
-
-def _wrap(text: str, font: ImageFont.FreeTypeFont, max_w: int) -> list[str]:
-    lines: list[str] = []
-    for para in text.split("\n"):
-        words = para.split()
-        cur = ""
-        for word in words:
-            trial = f"{cur} {word}".strip()
-            if not cur or font.getlength(trial) <= max_w:
-                cur = trial
-            else:
-                lines.append(cur)
-                cur = word
-        if cur:
-            lines.append(cur)
-    return lines or [""]
-

@@ -41,7 +41,8 @@ EYE_STATES = ("open", "half", "closed")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan compare false with every bound, so they would pass ge/le checks unnoticed
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class OutputModel(_Model):
@@ -133,6 +134,7 @@ class CaptionStyleModel(_Model):
     padding_px: int = Field(14, ge=0, le=200)
     position: XY | None = None
     max_width_px: int | None = Field(None, ge=50)
+    max_lines: int = Field(3, ge=1, le=20)  # a longer caption is cut, with an ellipsis and a warning
 
 
 class CaptionsModel(_Model):
@@ -210,10 +212,11 @@ class Spec:
     cues: tuple[Cue, ...]
     clip_durations_s: tuple[float, ...]
     asset_hash: str
+    warnings: tuple[str, ...] = ()  # "FIELD: what": rendered anyway, told to the user
 
     def path(self, rel: str) -> Path:
         """Resolve a path of the YAML relative to its folder."""
-        return (self.source.parent / rel).resolve()
+        return resolve_asset(self.source, None, rel)
 
     @property
     def spec_hash(self) -> str:
@@ -306,14 +309,78 @@ def load_preset(name: str) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) or {}
 
 
+def _first_problem(errors: list[dict[str, Any]]) -> tuple[str | None, str]:
+    """The one problem to report from pydantic's list: an unknown field before anything else,
+    since a misspelt key (``charcter``) also makes the real one (``character``) look missing;
+    the message then names the field it was probably meant to be."""
+    import difflib
+
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    err = unknown[0] if unknown else errors[0]
+    field = _field(err["loc"]) or None
+    if not unknown:
+        return field, err["msg"]
+    parent, name = err["loc"][:-1], str(err["loc"][-1])
+    missing = [str(e["loc"][-1]) for e in errors
+               if e["type"] == "missing" and tuple(e["loc"][:-1]) == tuple(parent)]
+    model = _model_at(SegmentModel, parent)
+    known = list(model.model_fields) if model is not None else missing
+    guess = difflib.get_close_matches(name, missing or known, n=1, cutoff=0.6)
+    if guess:
+        return field, f"unknown field: did you mean {guess[0]!r}?"
+    if known:
+        return field, f"unknown field (a typo?): known fields here are {', '.join(known)}"
+    return field, "unknown field (a typo?)"
+
+
+def _model_at(model: Any, loc: tuple[Any, ...]) -> Any:
+    """The pydantic model class found at ``loc`` inside ``model`` (None if not a model)."""
+    import typing
+
+    for part in loc:
+        if isinstance(part, int):
+            continue  # a list index: the item type was taken at the list's field
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        while True:  # unwrap Optional[...] and list[...] to the model inside
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                break
+            if not args:
+                return None
+            ann = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)),
+                       args[0])
+        model = ann
+    return model
+
+
+# pydantic puts the member type of a union into an error's location (output.fps.int)
+_TYPE_TAGS = {"int", "float", "str", "bool", "none", "list", "dict", "tuple", "function-after",
+              "function-before", "function-plain", "function-wrap"}
+
+
 def _field(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
+        if isinstance(part, str) and (part in _TYPE_TAGS or "[" in part):
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
 
 # --------------------------------------------------------------------------- media checks
+
+
+def resolve_asset(source: Path, field: str | None, rel: str) -> Path:
+    """``rel`` (a path of the YAML) made absolute; a symlink loop or an unusable path is a
+    :class:`SpecError` naming the field, not a ``RuntimeError``."""
+    try:
+        return (source.parent / rel).resolve()
+    except (RuntimeError, OSError, ValueError) as exc:  # RuntimeError: "Symlink loop from ..."
+        reason = "a symlink loop" if "loop" in str(exc).lower() else str(exc)
+        raise SpecError(source, field, f"cannot resolve {rel!r}: {reason}") from None
 
 
 class _Checker:
@@ -329,7 +396,7 @@ class _Checker:
         return SpecError(self.source, field, message)
 
     def file(self, field: str, rel: str) -> Path:
-        path = (self.source.parent / rel).resolve()
+        path = resolve_asset(self.source, field, rel)
         if not path.is_file():
             raise AssetNotFoundError(self.source, field, f"file not found: {path}")
         self.hasher.update(field.encode())
@@ -339,15 +406,11 @@ class _Checker:
         return path
 
     def image(self, field: str, rel: str) -> tuple[int, int]:
-        from PIL import Image
+        from .images import open_rgba
 
-        path = self.file(field, rel)
-        try:
-            with Image.open(path) as im:
-                im.load()
-                return im.size
-        except Exception as exc:  # PIL raises many types for a broken file
-            raise MediaError(self.source, field, f"cannot read image {path}: {exc}") from None
+        # decoded and converted as the scene will (upright, 8-bit): what it cannot use is
+        # refused here, and the size is the upright one
+        return open_rgba(self.file(field, rel), field=field, source=self.source).size
 
     def inside(self, field: str, xy: tuple[int, int], size: tuple[int, int]) -> None:
         x, y = xy
@@ -362,7 +425,7 @@ class _Checker:
 def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tuple[
     Fraction, tuple[Cue, ...], tuple[float, ...], str
 ]:
-    from .media import audio_duration_s, probe_video
+    from .media import audio_duration_s, check_video_decodes, probe_video
 
     c = _Checker(source, out.width, out.height)
     bg = c.image("scene.background", model.scene.background)
@@ -383,10 +446,15 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
         if ch.base or ch.mouths or ch.eyes:
             raise c.error("character.states", "give either states or base/mouths/eyes, not both")
         found = []
+        try:
+            ch.states.format(mouth="X", eyes="open")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise c.error("character.states", f"{ch.states!r} is not a pattern with {{mouth}} and "
+                          f"{{eyes}} ({type(exc).__name__}: {exc})") from None
         for m in MOUTH_SHAPES:
             for e in EYE_STATES:
                 rel = ch.states.format(mouth=m, eyes=e)
-                if (source.parent / rel).is_file():
+                if resolve_asset(source, "character.states", rel).is_file():
                     found.append((m, e, c.image("character.states", rel)))
         if not any(m == "X" and e == "open" for m, e, _ in found):
             raise c.error(
@@ -437,6 +505,7 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
             path = c.file(field, clip.file)
             try:
                 info = probe_video(path)
+                check_video_decodes(path)
             except MediaError as exc:
                 raise MediaError(source, field, exc.message) from None
             if clip.clip_start_s >= info.duration_s:
@@ -457,6 +526,10 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
             raise MediaError(source, "speech.file", exc.message) from None
         if model.speech.mouth_track:
             c.file("speech.mouth_track", model.speech.mouth_track)
+    if model.speech and model.speech.mouth_track:
+        mouth_track_path = resolve_asset(source, "speech.mouth_track", model.speech.mouth_track)
+    else:
+        mouth_track_path = None
     if model.duration_s is not None:
         duration = Fraction(model.duration_s)
     elif speech_s is not None:
@@ -467,6 +540,13 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
     if n < 1:
         raise c.error("duration_s", "shorter than one frame")
     duration = Fraction(n) / out.fps
+    if mouth_track_path is not None:
+        from . import lipsync  # parsed now, as the analysis will: a bad track stops before any output
+
+        try:
+            lipsync.read_track(mouth_track_path, fps=out.fps, n_frames=n)
+        except SpecError as exc:
+            raise SpecError(source, "speech.mouth_track", f"{mouth_track_path}: {exc.message}") from None
 
     cues: list[Cue] = []
     if model.captions:
@@ -488,7 +568,14 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
                     f"{q.start_s}-{q.end_s} s lies outside the segment (0-{float(duration):.3f} s)",
                 )
         if cap.style.font:
-            c.file("captions.style.font", cap.style.font)
+            from PIL import ImageFont
+
+            font_path = c.file("captions.style.font", cap.style.font)
+            try:
+                ImageFont.truetype(str(font_path), cap.style.size_px)
+            except Exception as exc:  # OSError "unknown file format", and others for odd files
+                raise MediaError(source, "captions.style.font",
+                                 f"cannot load font {font_path}: {exc}") from None
         for key in ("color", "box_color"):
             val = getattr(cap.style, key)
             if val is not None:
@@ -507,8 +594,11 @@ def _output(model: OutputModel, source: Path) -> OutputSettings:
     values.update(model.model_dump(exclude_none=True, exclude={"preset"}))
     try:
         fps = parse_fps(values["fps"])
-    except (ValueError, ZeroDivisionError):
-        raise SpecError(source, "output.fps", f"{values['fps']!r} is not a frame rate") from None
+        if not 1 <= fps <= 240:
+            raise ValueError(fps)
+    except (ValueError, ZeroDivisionError, OverflowError, TypeError):
+        raise SpecError(source, "output.fps", f"{values['fps']!r} is not a frame rate: use a "
+                        "number of frames per second from 1 to 240, such as 30 or 30000/1001") from None
     w, h = int(values["width"]), int(values["height"])
     if w % 2 or h % 2:
         raise SpecError(source, "output.width" if w % 2 else "output.height",
@@ -520,8 +610,15 @@ def _output(model: OutputModel, source: Path) -> OutputSettings:
                         f"{values['segment_type']} is not supported yet: use mpegts")
     seg = Fraction(values["segment_duration_s"]).limit_denominator(1000)
     if (seg * fps).denominator != 1:
-        raise SpecError(source, "output.segment_duration_s",
-                        f"{float(seg)} s is not a whole number of frames at {fps} fps")
+        whole = max(1, round(seg * fps))
+        if model.segment_duration_s is None:
+            # the preset's length (1 s) at an NTSC rate: the nearest whole frames (30 frames,
+            # 1.001 s at 30000/1001), so that the documented rates work as they are
+            seg = Fraction(whole) / fps
+        else:
+            raise SpecError(source, "output.segment_duration_s",
+                            f"{float(seg)} s is not a whole number of frames at {fps} fps: use "
+                            f"{float(Fraction(whole) / fps):.6g} ({whole} frames) or leave it out")
     return OutputSettings(
         width=w, height=h, fps=fps, x264_preset=str(values["x264_preset"]),
         crf=float(values["crf"]), maxrate_kbps=int(values["maxrate_kbps"]),
@@ -532,7 +629,27 @@ def _output(model: OutputModel, source: Path) -> OutputSettings:
 
 class _Yaml12Loader(yaml.SafeLoader):
     """YAML 1.2 booleans: only true/false. YAML 1.1 also reads on/off/yes/no as booleans, which
-    would turn ``tv: {off: ...}`` into a ``False`` key."""
+    would turn ``tv: {off: ...}`` into a ``False`` key. A key given twice in one mapping is an
+    error (YAML 1.2 says keys are unique; PyYAML would silently keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:  # as written: keys merged in by << may be overridden
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:
+                    continue  # an unhashable key: PyYAML's own check reports it
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None,
+                        f"duplicate key {key!r} (first given at line {first.line + 1})",
+                        key_node.start_mark)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
 
 
 _Yaml12Loader.yaml_implicit_resolvers = {
@@ -563,7 +680,10 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
     SpecError
         For any problem, with the file and the field in its message.
     """
-    source = Path(path).resolve()
+    try:
+        source = Path(path).resolve()
+    except (RuntimeError, OSError) as exc:
+        raise SpecError(path, None, f"cannot resolve the segment file's path: {exc}") from None
     if not source.is_file():
         raise AssetNotFoundError(source, None, "segment file not found")
     try:
@@ -581,13 +701,11 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
     try:
         model = SegmentModel.model_validate(doc)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field (a typo?)"
-        raise SpecError(source, _field(err["loc"]) or None, msg) from None
+        field, msg = _first_problem(exc.errors())
+        raise SpecError(source, field, msg) from None
     out = _output(model.output, source)
     duration, cues, clip_durs, asset_hash = _check_media(model, out, source)
+    warnings = _caption_warnings(model, out, source, cues)
     return Spec(
         source=source,
         model=model,
@@ -597,4 +715,29 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
         cues=cues,
         clip_durations_s=clip_durs,
         asset_hash=asset_hash,
+        warnings=warnings,
     )
+
+
+def _caption_warnings(model: SegmentModel, out: OutputSettings, source: Path,
+                      cues: tuple[Cue, ...]) -> tuple[str, ...]:
+    """Captions that the render cuts (more lines than ``max_lines`` or the frame holds), laid
+    out as the scene will lay them out."""
+    if not cues or model.captions is None:
+        return ()
+    from .images import upright_size
+    from .text import layout_caption
+
+    style = model.captions.style
+    bg_w, _ = upright_size(resolve_asset(source, "scene.background", model.scene.background))
+    font = str(resolve_asset(source, "captions.style.font", style.font)) if style.font else None
+    found = []
+    for i, cue in enumerate(cues):
+        lay = layout_caption(cue.text, style, k=out.width / bg_w, frame_px=(out.width, out.height),
+                             font_path=font)
+        if lay.wanted_lines > len(lay.lines):
+            where = f"captions.cues[{i}]" if not model.captions.file else f"captions.file (cue {i + 1})"
+            found.append(f"{where}: {len(cue.text)} characters need {lay.wanted_lines} lines; "
+                         f"cut to {len(lay.lines)} with an ellipsis (shorten the cue, split it, "
+                         "or raise captions.style.max_lines)")
+    return tuple(found)

@@ -1,6 +1,7 @@
 """Frame index <-> seconds <-> samples, exactly. Time is ``Fraction``; floats only at the edges."""
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 __all__ = ["parse_fps", "frames_in", "AUDIO_RATE_HZ"]
@@ -12,10 +13,16 @@ def parse_fps(value: int | float | str | Fraction) -> Fraction:
     """``30``, ``"30000/1001"``, ``29.97`` -> an exact ``Fraction`` (29.97 means 30000/1001)."""
     if isinstance(value, Fraction):
         fps = value
+    elif isinstance(value, str) and "/" not in value:
+        return parse_fps(float(value))  # "29.97" means what 29.97 means
     elif isinstance(value, str):
         fps = Fraction(value.strip())
     elif isinstance(value, float):
-        fps = Fraction(value).limit_denominator(1001)
+        ntsc = Fraction(round(value * 1.001) * 1000, 1001) if math.isfinite(value) else None
+        if ntsc and value != int(value) and abs(value - ntsc) < 0.005:
+            fps = ntsc  # 29.97, 23.976, 59.94: the NTSC rate, not 2997/100
+        else:
+            fps = Fraction(value).limit_denominator(1001)
     else:
         fps = Fraction(int(value))
     if fps <= 0:

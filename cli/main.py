@@ -10,6 +10,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import typer  # noqa: E402
 
+from avatarrender import interrupt  # noqa: E402
 from avatarrender.errors import AvatarRenderError  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -35,26 +36,79 @@ _doctor.register(app)
 _metrics.register(app)
 
 
+def _stopped(stop: interrupt.Interrupted) -> None:
+    """A stop signal: every child process ends, one line, exit 128 + signal. ``os._exit``: the
+    interpreter's exit would wait for joblib's threads, which wait for workers now gone."""
+    interrupt.end_children()
+    hint = f"; {interrupt.resume_hint}" if interrupt.resume_hint else ""
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")  # over the progress bar, not after it
+    print(f"avatarrender: stopped by {stop.name}{hint}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(stop.exit_code)
+
+
 def main() -> None:
-    """Entry point: errors of ours become one line on stderr and their exit code."""
+    """Entry point: errors of ours become one line on stderr and their exit code; a stop
+    signal (SIGINT, SIGTERM, SIGHUP) becomes one line and 128 + its number, whatever error it
+    caused on its way (an ffmpeg child killed by the same Ctrl-C, say)."""
     try:
         rv = app(standalone_mode=False)
-        if isinstance(rv, int) and rv:  # typer returns 130 for Ctrl-C when not standalone
-            if rv == 130:
-                print("avatarrender: interrupted", file=sys.stderr)
-            sys.exit(rv)
-    except AvatarRenderError as exc:
+    except BaseException as exc:  # noqa: BLE001 - every way out is decided here
+        stop = interrupt.received()
+        if stop is not None:
+            _stopped(stop)
+        _fail(exc)
+    stop = interrupt.received()
+    if stop is not None:
+        _stopped(stop)
+    if isinstance(rv, int) and rv:  # typer returns 130 for Ctrl-C when not standalone
+        if rv == 130:
+            print("avatarrender: interrupted", file=sys.stderr)
+        sys.exit(rv)
+
+
+def _fail(exc: BaseException) -> None:
+    if isinstance(exc, AvatarRenderError):
         print(f"avatarrender: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
+    if isinstance(exc, (typer.Abort, KeyboardInterrupt)):
         print("avatarrender: aborted", file=sys.stderr)
         sys.exit(130)
-    except typer.Exit as exc:
+    if isinstance(exc, typer.Exit):
         sys.exit(exc.exit_code)
-    except Exception as exc:
-        # Usage errors (typer's vendored click): they print themselves and carry exit code 2.
-        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
-        if callable(show) and isinstance(code, int):
-            show()
-            sys.exit(code)
-        raise
+    if isinstance(exc, SystemExit) or not isinstance(exc, Exception):
+        raise exc
+    if isinstance(exc, BrokenPipeError):  # `avatarrender ... | head`: the reader has gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)  # 128 + SIGPIPE, as a shell tool would
+    # Usage errors (typer's click): one line too, with the command they concern
+    code = getattr(exc, "exit_code", None)
+    message = getattr(exc, "format_message", None)
+    if callable(message) and isinstance(code, int):
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "avatarrender"
+        if message():  # (no message: the help was asked for by giving no arguments, and shown)
+            print(f"{where}: {message()} (see {where} --help)", file=sys.stderr)
+        sys.exit(code)
+    show = getattr(exc, "show", None)
+    if callable(show) and isinstance(code, int):
+        show()
+        sys.exit(code)
+    if os.environ.get("AVATARRENDER_TRACEBACK"):
+        raise exc
+    # Anything else is still one line (the operator's log stays readable); the
+    # traceback is there for a bug report with AVATARRENDER_TRACEBACK=1.
+    if isinstance(exc, OSError):
+        what = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+        print(f"avatarrender: error: {what}", file=sys.stderr)
+    else:
+        print(f"avatarrender: internal error: {type(exc).__name__}: {_first_line(exc)} "
+              "(AVATARRENDER_TRACEBACK=1 shows where)", file=sys.stderr)
+    sys.exit(1)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"

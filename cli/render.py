@@ -48,6 +48,12 @@ class _Bar:
         sys.stderr.flush()
 
 
+def _warn(spec) -> None:
+    """What the spec check found that renders anyway (a caption cut short): a line each."""
+    for w in spec.warnings:
+        print(f"avatarrender: warning: {spec.source}: {w}", file=sys.stderr)
+
+
 def _overrides(preset: Optional[str], x264_preset: Optional[str]) -> dict:
     out = {}
     if preset:
@@ -80,9 +86,11 @@ def render_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (for cron)."),
 ) -> None:
     """Render a segment into HLS (1080p30 H.264/AAC by default), in parallel chunks."""
-    from avatarrender.render import render, start_workers
+    from avatarrender import interrupt
+    from avatarrender.render import partial_path, render, start_workers
     from avatarrender.spec import load_spec
 
+    interrupt.install(workers=backend == "loky")  # SIGINT, SIGTERM, SIGHUP: one line, 130/143/129
     if backend == "loky":
         start_workers(jobs or os.cpu_count() or 1)  # they start while the spec is checked
     spec = load_spec(segment, overrides=_overrides(preset, x264_preset))
@@ -93,6 +101,9 @@ def render_cmd(
         out_dir = into / (name or f"{segment.stem}-{stamp}")
     else:
         out_dir = output or Path("out") / segment.stem
+    _warn(spec)
+    interrupt.resume_hint = (f"what is finished stays in {partial_path(out_dir.absolute(), hidden=into is not None)} "
+                             "and a new render resumes from there")
     bar = _Bar(spec.frame_count, enabled=not quiet and not as_json)
     kwargs = dict(jobs=jobs, chunk_segments=chunk_segments, threads=threads, force=force,
                   wait_lock=wait, hidden_partial=into is not None, progress=bar)
@@ -154,6 +165,9 @@ def preview_cmd(
     from avatarrender.spec import load_spec
     import io
 
+    from avatarrender import interrupt
+
+    interrupt.install(workers=False)
     spec = load_spec(segment, overrides=_overrides(preset, None))
     if at > float(spec.duration_s):
         raise SpecError(None, "--at", f"{at} s is past the segment's end ({float(spec.duration_s):.3f} s)")
@@ -168,14 +182,22 @@ def validate_cmd(
     preset: Optional[str] = typer.Option(None, "--preset", help="Output preset override."),
 ) -> None:
     """Check a segment like a render would (files, media, geometry, times); write nothing."""
-    from avatarrender import lipsync
     from avatarrender.plan import plan_chunks
     from avatarrender.spec import load_spec
 
-    spec = load_spec(segment, overrides=_overrides(preset, None))
-    sp = spec.model.speech
-    if sp and sp.mouth_track:
-        lipsync.read_track(spec.path(sp.mouth_track), fps=spec.output.fps, n_frames=spec.frame_count)
+    from avatarrender import interrupt
+
+    interrupt.install(workers=False)
+    spec = load_spec(segment, overrides=_overrides(preset, None))  # mouth track included
+    if spec.model.speech is not None:  # decoded whole, as the render's analysis will
+        from avatarrender.analysis import segment_audio
+        from avatarrender.errors import MediaError
+
+        try:
+            segment_audio(spec)
+        except MediaError as exc:
+            raise MediaError(spec.source, "speech.file", exc.message) from None
+    _warn(spec)
     plan = plan_chunks(spec)
     out = spec.output
     clips = len(spec.model.tv.clips) if spec.model.tv else 0

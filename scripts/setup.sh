@@ -12,7 +12,12 @@ venv=${AVATARRENDER_VENV:-$here/.venv}
 py=${PYTHON:-python3}
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
-apt_pkgs=(espeak-ng libespeak-ng1 libjpeg-dev zlib1g-dev libfreetype-dev libpng-dev)
+# libraqm-dev: Pillow's text layout that shapes Arabic and orders right-to-left captions (it must
+# be there when Pillow-SIMD is built). Fonts the captions fall back to, the smallest set found that
+# covers Chinese and Japanese (Droid Sans Fallback, 7 MB), Arabic and Hebrew (DejaVu Sans) and
+# emoji (Symbola, 3 MB); Noto CJK alone is 91 MB. Korean is not covered (fonts-nanum, 33 MB).
+apt_pkgs=(espeak-ng libespeak-ng1 libjpeg-dev zlib1g-dev libfreetype-dev libpng-dev libraqm-dev
+          fonts-dejavu-core fonts-droid-fallback fonts-symbola)
 [ $want_test = 1 ] && apt_pkgs+=(chromium nginx libnginx-mod-rtmp)  # nginx: the LL-HLS test behind examples/nginx.conf; nginx-rtmp: the --push test's ingest
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -32,11 +37,15 @@ pip=("$venv/bin/pip" install -q --disable-pip-version-check)
 
 # Pillow-SIMD first, built from source (AVX2 when the CPU has it). Stock pillow installs the same PIL/
 # folder under another name: the constraint below makes any dependency that asks for it fail loudly.
-if ! "$venv/bin/python" -c 'import importlib.metadata as m; m.distribution("pillow-simd")' 2>/dev/null; then
+# Built again when an older build lacks raqm (libraqm-dev was missing then); --no-cache-dir, or pip
+# would reinstall the wheel it built without raqm.
+if ! "$venv/bin/python" -c 'import importlib.metadata as m; m.distribution("pillow-simd")
+from PIL import features; assert features.check("raqm")' 2>/dev/null; then
   cc_flags="cc"
   grep -qw avx2 /proc/cpuinfo && cc_flags="cc -mavx2"
   log "building Pillow-SIMD with CC='$cc_flags' (about a minute)"
-  CC="$cc_flags" "${pip[@]}" --no-binary pillow-simd "pillow-simd==12.1.1.post0"
+  CC="$cc_flags" "${pip[@]}" --no-cache-dir --force-reinstall --no-deps --no-binary pillow-simd \
+    "pillow-simd==12.1.1.post0"
 fi
 extras="."
 [ $want_test = 1 ] && extras=".[test]"

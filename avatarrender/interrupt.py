@@ -1,0 +1,209 @@
+"""Signals for one-shot commands: SIGINT, SIGTERM and SIGHUP stop a render the same way.
+
+The first signal raises :class:`Interrupted` in the main thread (a ``KeyboardInterrupt``, so
+cleanup written for Ctrl-C runs for all three); :func:`deferred` holds it back while a step
+that must not be cut in half runs (publishing a media segment, swapping the finished folder
+into place). The caller then ends every child process (:func:`end_children`: joblib's workers,
+ffmpeg) and exits with ``128 + signal``: 130, 143 or 129. Signals that follow the first are
+noted, not raised, so cleanup is not itself interrupted.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+import warnings
+from typing import Iterator
+
+__all__ = ["Interrupted", "install", "received", "deferred", "children_shielded", "end_children",
+           "SIGNALS"]
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+_received: int | None = None
+resume_hint: str | None = None  # what the one line says about the partial output
+_depth = 0  # nesting of deferred() blocks
+_pending = False
+_lock = threading.Lock()
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal arrived; ``exit_code`` is 128 + its number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    def __reduce__(self):
+        return type(self), (self.signum,)
+
+
+def _handler(signum: int, frame) -> None:
+    global _received, _pending
+    if _received is not None:
+        return  # cleaning up already
+    _received = signum
+    if _depth:
+        _pending = True
+        return
+    raise Interrupted(signum)
+
+
+def install(*, workers: bool = True) -> None:
+    """Route SIGINT, SIGTERM and SIGHUP to :class:`Interrupted` (main thread only); with
+    ``workers``, start joblib's resource trackers quietly now, before any thread or child."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if workers:
+        _start_resource_trackers()
+    # joblib counts the chunks it dropped when we stop: not news to the one who stopped it
+    warnings.filterwarnings("ignore", message=r".*tasks which were still being processed")
+    # loky's resource tracker, hit by the same Ctrl-C, is restarted by joblib with a warning
+    warnings.filterwarnings("ignore", message=r"resource_tracker: process died unexpectedly")
+    for sig in SIGNALS:
+        signal.signal(sig, _handler)
+
+
+def received() -> Interrupted | None:
+    """The stop signal received so far, if any (whatever error it then caused elsewhere, such
+    as an ffmpeg child killed by the same Ctrl-C)."""
+    return Interrupted(_received) if _received is not None else None
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Hold a stop signal back until the block ends (then raise it)."""
+    global _depth, _pending
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+        if _depth == 0 and _pending:
+            _pending = False
+            raise Interrupted(_received or signal.SIGINT)
+
+
+@contextlib.contextmanager
+def children_shielded() -> Iterator[None]:
+    """Block the stop signals in this thread while it starts child processes, which inherit
+    the mask: a Ctrl-C sent to the whole process group does not kill them mid-start (with a
+    traceback each); the main process receives it when the block ends and ends them."""
+    _start_resource_trackers()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _start_resource_trackers() -> None:
+    """Start loky's and multiprocessing's resource trackers now, if they are not running, with
+    their stderr on /dev/null. They outlive a stopped render by a moment, cleaning up after
+    its killed workers, and would print warnings and tracebacks under our one line. And the
+    code that starts them unblocks SIGINT and SIGTERM in the calling thread afterwards, which
+    would undo :func:`children_shielded` for the workers started after them."""
+    import importlib
+
+    modules = []
+    for name in ("joblib.externals.loky.backend.resource_tracker", "multiprocessing.resource_tracker"):
+        with contextlib.suppress(Exception):  # only a precaution: the render works without it
+            modules.append(importlib.import_module(name))
+    if all(getattr(getattr(m, "_resource_tracker", None), "_pid", None) for m in modules):
+        return  # running
+    with _lock:
+        import sys
+
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)  # what the trackers inherit; other threads' messages wait a moment
+        # and a SIGHUP to the group must not kill them either (they block only INT and TERM)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        try:
+            for m in modules:
+                with contextlib.suppress(Exception):
+                    m.ensure_running()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+
+
+def _children_of(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (from /proc), parents before their children."""
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue  # gone meanwhile
+        # the command name is in parentheses and may hold spaces: the ppid follows the last ')'
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for k in kids.get(todo.pop(0), []):
+            found.append(k)
+            todo.append(k)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except OSError:
+        return False
+
+
+def end_children(grace_s: float = 0.5) -> list[int]:
+    """Stop every descendant process: SIGTERM, then SIGKILL for those alive after ``grace_s``.
+    Direct children are reaped. Returns the pids that were found."""
+    # Not the resource trackers: they leave by themselves once this process has gone, after
+    # removing what the killed workers left in /dev/shm (killed, joblib would start new ones)
+    pids = [p for p in _children_of(os.getpid()) if b"resource_tracker" not in _cmdline(p)]
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        _reap()
+        time.sleep(0.02)
+    for pid in pids + _children_of(os.getpid()):  # and any started meanwhile
+        if _alive(pid) and b"resource_tracker" not in _cmdline(pid):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    time.sleep(0.05)
+    _reap()
+    return pids
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return

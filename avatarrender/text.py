@@ -1,0 +1,241 @@
+"""Caption text: fonts that fall back for the characters a font lacks, right-to-left lines,
+wrapping that breaks words too long for a line, and a cap on the number of lines.
+
+A caption is drawn run by run: each run is the longest stretch of characters the first font of
+the chain covers (the caption's own font, then DejaVu Sans for Latin, Greek, Cyrillic, Arabic and
+Hebrew, Droid Sans Fallback for Chinese and Japanese, Symbola for emoji and symbols: the Debian
+packages scripts/setup.sh installs; Korean needs a font added, e.g. fonts-nanum, through
+``AVATARRENDER_FALLBACK_FONTS``). With Pillow's libraqm layout each run is shaped
+(Arabic letters join) and ordered; a line whose first strong character is right-to-left lays its
+runs out from the right. Without libraqm text is drawn unshaped, left to right.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import unicodedata
+from typing import Any
+
+from PIL import ImageDraw, ImageFont, features
+
+__all__ = ["FALLBACK_FONTS", "FontChain", "font_chain", "wrap", "CaptionLayout", "layout_caption",
+           "ELLIPSIS"]
+
+# Debian paths; AVATARRENDER_FALLBACK_FONTS (paths joined by ":") goes before them.
+FALLBACK_FONTS = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+    "/usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf",
+)
+ELLIPSIS = "\u2026"
+_RAQM = features.check("raqm")
+
+
+def _fallback_paths() -> list[str]:
+    extra = [p for p in os.environ.get("AVATARRENDER_FALLBACK_FONTS", "").split(":") if p]
+    return [p for p in extra + list(FALLBACK_FONTS) if os.path.isfile(p)]
+
+
+@functools.lru_cache(maxsize=16)
+def _coverage(path: str) -> frozenset[int]:
+    """The code points a font file maps to glyphs (its cmap)."""
+    from fontTools.ttLib import TTFont
+
+    try:
+        with TTFont(path, lazy=True, fontNumber=0) as font:
+            return frozenset(font.getBestCmap() or ())
+    except Exception:  # not a font fontTools reads: then it covers nothing it can vouch for
+        return frozenset()
+
+
+def _sticky(ch: str) -> bool:
+    """Characters that go with the run before them: spaces, combining marks, joiners,
+    variation selectors, emoji skin tones."""
+    cp = ord(ch)
+    return (ch.isspace() or unicodedata.category(ch) in ("Mn", "Mc", "Me", "Cf")
+            or 0xFE00 <= cp <= 0xFE0F or 0x1F3FB <= cp <= 0x1F3FF)
+
+
+@dataclasses.dataclass(frozen=True)
+class FontChain:
+    """A caption's font and its fallbacks, at one size (px)."""
+
+    paths: tuple[str | None, ...]  # None: Pillow's built-in font
+    size_px: int
+
+    @functools.cached_property
+    def fonts(self) -> list[Any]:
+        engine = ImageFont.Layout.RAQM if _RAQM else ImageFont.Layout.BASIC
+        out = []
+        for p in self.paths:
+            if p is None:
+                out.append(ImageFont.load_default(size=self.size_px))
+            else:
+                out.append(ImageFont.truetype(p, self.size_px, layout_engine=engine))
+        return out
+
+    def _covers(self, i: int, cp: int) -> bool:
+        path = self.paths[i]
+        if path is None:
+            return 0x20 <= cp < 0x7F  # the built-in font: ASCII
+        return cp in _coverage(path)
+
+    def runs(self, text: str) -> list[tuple[Any, str]]:
+        """``text`` cut into (font, run) in logical order: each run in the first font of the
+        chain that has its characters (the first font when none has one)."""
+        out: list[tuple[int, str]] = []
+        for ch in text:
+            if out and _sticky(ch):
+                out[-1] = (out[-1][0], out[-1][1] + ch)
+                continue
+            cp = ord(ch)
+            k = next((i for i in range(len(self.paths)) if self._covers(i, cp)), 0)
+            if out and out[-1][0] == k:
+                out[-1] = (k, out[-1][1] + ch)
+            else:
+                out.append((k, ch))
+        return [(self.fonts[k], s) for k, s in out]
+
+    def length(self, text: str) -> float:
+        """Advance width of ``text`` in px."""
+        return sum(font.getlength(s) for font, s in self.runs(text))
+
+    @property
+    def line_height_px(self) -> int:
+        ascent, descent = self.fonts[0].getmetrics()
+        return int((ascent + descent) * 1.15)
+
+    @property
+    def ascent_px(self) -> int:
+        return self.fonts[0].getmetrics()[0]
+
+    def draw(self, draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, fill: Any) -> None:
+        """Draw one line with its top-left at ``xy`` (the baseline one ascent below)."""
+        x, y = xy
+        runs = self.runs(text)
+        if _right_to_left(text):
+            runs = runs[::-1]
+        baseline = y + self.ascent_px
+        for font, s in runs:
+            draw.text((x, baseline), s, font=font, fill=fill, anchor="ls")
+            x += font.getlength(s)
+
+
+def _right_to_left(text: str) -> bool:
+    """The paragraph direction of ``text``: its first strong character's (Unicode bidi, P2)."""
+    for ch in text:
+        d = unicodedata.bidirectional(ch)
+        if d in ("R", "AL"):
+            return True
+        if d == "L":
+            return False
+    return False
+
+
+@functools.lru_cache(maxsize=16)
+def font_chain(path: str | None, size_px: int) -> FontChain:
+    """The chain for a caption font (None: the default, DejaVu Sans where installed)."""
+    fallbacks = _fallback_paths()
+    first: str | None = path
+    if first is None:
+        first = fallbacks[0] if fallbacks else None
+    rest = tuple(p for p in fallbacks if p != first)
+    return FontChain(paths=(first, *rest), size_px=size_px)
+
+
+def _clusters(word: str) -> list[str]:
+    """``word`` cut where a line may break inside it: before each character that does not
+    stick to the one before it (combining marks, joiners and the like stay attached)."""
+    out: list[str] = []
+    for ch in word:
+        if out and (_sticky(ch) or out[-1].endswith("\u200d")):
+            out[-1] += ch
+        else:
+            out.append(ch)
+    return out
+
+
+def wrap(text: str, chain: FontChain, max_w_px: float) -> list[str]:
+    """Lines of ``text`` no wider than ``max_w_px`` (but for a single character wider than
+    that): broken between words, and inside a word that is wider than a line (text without
+    spaces, such as Chinese or Japanese, breaks between any two characters)."""
+    lines: list[str] = []
+    for para in text.split("\n"):
+        cur = ""
+        for word in para.split():
+            sep = " " if cur else ""
+            if chain.length(cur + sep + word) <= max_w_px:
+                cur += sep + word
+                continue
+            if chain.length(word) <= max_w_px:
+                lines.append(cur)
+                cur = word
+                continue
+            for i, piece in enumerate(_clusters(word)):  # too long for a line: cut it
+                trial = cur + (sep if i == 0 else "") + piece
+                if not cur or chain.length(trial) <= max_w_px:
+                    cur = trial
+                else:
+                    lines.append(cur)
+                    cur = piece
+        if cur:
+            lines.append(cur)
+    return [ln for ln in lines if ln] or [""]
+
+
+def _ellipsize(line: str, chain: FontChain, max_w_px: float) -> str:
+    pieces = _clusters(line)
+    while pieces and chain.length("".join(pieces).rstrip() + ELLIPSIS) > max_w_px:
+        pieces.pop()
+    return "".join(pieces).rstrip() + ELLIPSIS
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionLayout:
+    """Where and how a caption is drawn, in output pixels."""
+
+    chain: FontChain
+    lines: tuple[str, ...]
+    line_h_px: int
+    pad_px: int
+    size_px: tuple[int, int]  # the box, w x h
+    xy_px: tuple[int, int]  # its top-left
+    wanted_lines: int  # before the cap: more than len(lines) when the caption was cut
+
+
+def layout_caption(text: str, style: Any, *, k: float, frame_px: tuple[int, int],
+                   font_path: str | None) -> CaptionLayout:
+    """Lay out one caption: wrap, then cap to ``style.max_lines`` and to what fits in the
+    frame (the last line kept ends with an ellipsis).
+
+    Parameters
+    ----------
+    style : the spec's caption style (size_px, padding_px, max_width_px, max_lines, position)
+    k : scale from the spec's pixels (the background's) to output pixels
+    frame_px : (width, height) of the output
+    font_path : the caption font's absolute path, or None for the default
+    """
+    width, height = frame_px
+    chain = font_chain(font_path, max(6, round(style.size_px * k)))
+    max_w = round(style.max_width_px * k) if style.max_width_px else int(width * 0.8)
+    max_w = min(max_w, width)
+    pad = round(style.padding_px * k)
+    inner_w = max(1, max_w - 2 * pad)
+    lines = wrap(text, chain, inner_w)
+    line_h = chain.line_height_px
+    fit = max(1, (height - 2 * pad) // max(1, line_h))
+    cap = max(1, min(getattr(style, "max_lines", 3) or 3, fit))
+    wanted = len(lines)
+    if wanted > cap:
+        lines = lines[:cap - 1] + [_ellipsize(lines[cap - 1], chain, inner_w)]
+    text_w = max(int(chain.length(ln)) for ln in lines) if lines else 0
+    w, h = min(width, text_w + 2 * pad), min(height, line_h * len(lines) + 2 * pad)
+    if style.position:
+        ax, ay = round(style.position[0] * k), round(style.position[1] * k)
+    else:
+        ax, ay = width // 2, height - height // 24
+    x = min(max(0, int(round(ax - w / 2))), width - w)
+    y = min(max(0, int(ay - h)), height - h)
+    return CaptionLayout(chain=chain, lines=tuple(lines), line_h_px=line_h, pad_px=pad,
+                         size_px=(w, h), xy_px=(x, y), wanted_lines=wanted)

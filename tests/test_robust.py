@@ -1,0 +1,618 @@
+"""Bad input and faults: every one gives one clear line naming the file and the field, the
+documented exit code, and nothing half-written (issue 14, render and validate)."""
+from __future__ import annotations
+
+import inspect
+import pickle
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import yaml
+
+from avatarrender import errors
+from avatarrender.errors import AssetNotFoundError, AvatarRenderError, SpecError
+from avatarrender.spec import load_spec
+
+from conftest import run_cli
+
+
+def _edit(yml: Path, fn) -> Path:
+    doc = yaml.safe_load(yml.read_text())
+    fn(doc)
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return yml
+
+
+def _one_line(proc, code: int) -> str:
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- the error family
+
+
+def _error_classes() -> list[type]:
+    found, todo = [], [AvatarRenderError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo += cls.__subclasses__()
+    return found
+
+
+def _example(cls: type) -> BaseException:
+    params = inspect.signature(cls.__init__).parameters
+    if "field" in params:
+        return cls("/x/segment.yaml", "tv.clips[0].file", "cannot decode")
+    if "stderr" in params:
+        return cls("encoder failed", cmd=["ffmpeg", "-i", "x"], stderr="line 1\nline 2")
+    return cls("/x/out: something went wrong")
+
+
+@pytest.mark.parametrize("cls", _error_classes(), ids=lambda c: c.__name__)
+def test_every_error_class_survives_pickling(cls):
+    # how a worker's error travels to the parent on loky and Dask
+    err = _example(cls)
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is cls
+    assert str(back) == str(err)
+    assert back.__dict__ == err.__dict__
+    assert back.exit_code == err.exit_code
+    assert isinstance(back, OSError) == isinstance(err, OSError)
+
+
+def test_error_family_is_listed():
+    assert {c.__name__ for c in _error_classes()} >= set(errors.__all__)
+
+
+# --------------------------------------------------------------------------- spec loading
+
+
+def test_symlink_loop_in_an_asset_path(tiny_segment: Path):
+    a = tiny_segment.parent / "assets"
+    (a / "loop1").symlink_to("loop2")
+    (a / "loop2").symlink_to("loop1")
+    _edit(tiny_segment, lambda d: d["scene"].__setitem__("background", "assets/loop1"))
+    with pytest.raises(SpecError) as info:
+        load_spec(tiny_segment)
+    assert info.value.field == "scene.background" and "symlink loop" in str(info.value)
+    line = _one_line(run_cli("validate", str(tiny_segment)), 2)
+    assert str(tiny_segment) in line and "scene.background" in line
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", "0", "-30", "abc", "1/0"])
+def test_fps_that_is_not_a_rate(tiny_segment: Path, value: str):
+    text = tiny_segment.read_text().replace("  x264_preset: veryfast", f"  x264_preset: veryfast\n  fps: {value}")
+    tiny_segment.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_spec(tiny_segment)
+    assert info.value.field == "output.fps", str(info.value)
+
+
+@pytest.mark.parametrize("field,value", [("duration_s", ".inf"), ("duration_s", ".nan"),
+                                         ("blink.mean_interval_s", ".nan")])
+def test_inf_and_nan_are_refused_everywhere(tiny_segment: Path, field: str, value: str):
+    top, _, sub = field.partition(".")
+    doc = yaml.safe_load(tiny_segment.read_text())
+    (doc[top] if sub else doc)[sub or top] = "@@"
+    tiny_segment.write_text(yaml.safe_dump(doc, sort_keys=False).replace("'@@'", value))
+    with pytest.raises(SpecError) as info:
+        load_spec(tiny_segment)
+    assert info.value.field == field
+
+
+def test_clip_end_at_infinity_is_refused(tiny_segment: Path):
+    text = tiny_segment.read_text().replace("end_s: 3.5", "end_s: .inf")
+    tiny_segment.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_spec(tiny_segment)
+    assert info.value.field == "tv.clips[0].end_s"
+
+
+@pytest.mark.parametrize("where", ["top", "nested"])
+def test_duplicate_keys_name_the_key_and_line(tiny_segment: Path, where: str):
+    lines = tiny_segment.read_text().splitlines()
+    if where == "top":
+        lines.append("blink: {seed: 9}")
+        key, first = "blink", next(i for i, ln in enumerate(lines) if ln.startswith("blink:")) + 1
+    else:
+        i = next(i for i, ln in enumerate(lines) if ln.startswith("  x264_preset:"))
+        lines.insert(i + 1, "  x264_preset: slow")
+        key, first = "x264_preset", i + 1
+    dup = len(lines) if where == "top" else first + 1
+    tiny_segment.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(tiny_segment)
+    msg = str(info.value)
+    assert f"duplicate key '{key}'" in msg and f"line {dup}" in msg and f"line {first}" in msg, msg
+
+
+def test_merge_keys_are_not_duplicates(tiny_segment: Path):
+    text = tiny_segment.read_text().replace("blink:", "blink_defaults: &b {seed: 1}\nblink:\n  <<: *b", 1)
+    tiny_segment.write_text(text)
+    with pytest.raises(SpecError) as info:  # an unknown top-level key, not a duplicate
+        load_spec(tiny_segment)
+    assert info.value.field == "blink_defaults"
+
+
+@pytest.mark.parametrize("fps,frames_per_segment", [("30000/1001", 30), ("24000/1001", 24),
+                                                    ("60000/1001", 60), ("29.97", 30)])
+def test_ntsc_rates_work_with_the_default_segment_length(tiny_segment: Path, fps, frames_per_segment):
+    _edit(tiny_segment, lambda d: d["output"].__setitem__("fps", fps))
+    spec = load_spec(tiny_segment)
+    assert spec.output.frames_per_segment == frames_per_segment
+    assert spec.output.segment_duration_s * spec.output.fps == frames_per_segment
+    assert spec.output.segment_duration_s == Fraction(1001, 1000)
+
+
+def test_explicit_segment_length_that_is_not_whole_frames_says_what_to_set(tiny_segment: Path):
+    _edit(tiny_segment, lambda d: d["output"].update(fps="30000/1001", segment_duration_s=1))
+    with pytest.raises(SpecError) as info:
+        load_spec(tiny_segment)
+    assert info.value.field == "output.segment_duration_s"
+    assert "1.001 (30 frames)" in str(info.value)
+
+
+@pytest.mark.parametrize("typo,meant", [("charcter", "character"), ("scene", None)])
+def test_top_level_typo_names_the_unknown_key(tiny_segment: Path, typo: str, meant):
+    if meant:
+        _edit(tiny_segment, lambda d: d.__setitem__(typo, d.pop(meant)))
+        with pytest.raises(SpecError) as info:
+            load_spec(tiny_segment)
+        assert info.value.field == typo and f"did you mean '{meant}'" in str(info.value)
+    else:
+        _edit(tiny_segment, lambda d: d["scene"].__setitem__("backgorund", d["scene"].pop("background")))
+        with pytest.raises(SpecError) as info:
+            load_spec(tiny_segment)
+        assert info.value.field == "scene.backgorund" and "'background'" in str(info.value)
+
+
+def test_states_pattern_that_does_not_format(tiny_segment: Path):
+    def change(d):
+        ch = d["character"]
+        for k in ("base", "mouths", "eyes", "mouth_offset", "eyes_offset"):
+            ch.pop(k, None)
+        ch["states"] = "assets/{mouht}_{eyes}.png"
+    _edit(tiny_segment, change)
+    with pytest.raises(SpecError) as info:
+        load_spec(tiny_segment)
+    assert info.value.field == "character.states"
+
+
+# --------------------------------------------------------------------------- output paths
+
+
+def test_output_that_is_a_file_is_refused_and_kept(tiny_segment: Path, tmp_path: Path):
+    target = tmp_path / "notes.txt"
+    target.write_text("the user's own file\n")
+    line = _one_line(run_cli("render", str(tiny_segment), "-o", str(target), "-q"), 2)
+    assert str(target) in line and "--force" in line
+    assert target.read_text() == "the user's own file\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["notes.txt", "seg"]
+
+
+def test_output_that_is_someone_elses_folder_is_refused(tiny_segment: Path, tmp_path: Path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "thesis.tex").write_text("x")
+    line = _one_line(run_cli("render", str(tiny_segment), "-o", str(docs), "-q"), 2)
+    assert str(docs) in line
+    assert [p.name for p in docs.iterdir()] == ["thesis.tex"]
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A read-only file system (the tests run as root, which permission bits do not stop)."""
+    import subprocess
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mnt)], check=True)
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize("sub", ["out", "deeper/out"])
+def test_read_only_output_folder_is_one_line(tiny_segment: Path, read_only_dir: Path, sub: str):
+    line = _one_line(run_cli("render", str(tiny_segment), "-o", str(read_only_dir / sub), "-q"), 1)
+    assert "Read-only file system" in line and str(read_only_dir) in line
+
+
+# --------------------------------------------------------------------------- image modes
+
+
+def _grey_image(mode: str, fmt: str, level: int, size=(320, 180)):
+    """An image of ``mode`` whose every pixel means the 8-bit grey ``level`` (fully opaque)."""
+    import numpy as np
+    from PIL import Image
+    w, h = size
+    if mode in ("I;16", "I"):
+        return Image.fromarray(np.full((h, w), level * 257, np.uint16 if mode == "I;16" else np.int32))
+    if mode == "F":
+        return Image.fromarray(np.full((h, w), level / 255.0, np.float32), "F")
+    if mode == "1":
+        return Image.new("1", size, 1 if level > 127 else 0)
+    if mode == "P":
+        im = Image.new("P", size, 1)
+        im.putpalette([255, 0, 0] + [level] * 3 + [0, 0, 0] * 254)
+        im.info["transparency"] = 0  # index 0 transparent, the one used (1) opaque
+        return im
+    if mode == "CMYK":
+        return Image.new("CMYK", size, (0, 0, 0, 255 - level))
+    return Image.new("RGBA", size, (level, level, level, 255)).convert(mode)
+
+
+IMAGE_MODES = [("1", "png"), ("L", "png"), ("LA", "png"), ("P", "png"), ("I;16", "png"), ("I", "tiff"),
+               ("RGB", "png"), ("RGBA", "png"), ("L", "jpeg"), ("RGB", "jpeg"), ("CMYK", "jpeg"),
+               ("F", "tiff")]
+
+
+@pytest.mark.parametrize("mode,fmt", IMAGE_MODES, ids=lambda v: str(v))
+def test_every_image_mode_composites_as_its_grey(tiny_segment: Path, mode: str, fmt: str):
+    import numpy as np
+    from PIL import Image
+    from avatarrender.scene import Scene
+    level = 255 if mode == "1" else 100
+    path = tiny_segment.parent / "assets" / f"bg.{fmt}"
+    _grey_image(mode, fmt, level).save(path, format=fmt.upper())
+    with Image.open(path) as im:  # what the user has: check the file kept its mode
+        saved_mode = im.mode
+    assert saved_mode == mode, saved_mode
+    _edit(tiny_segment, lambda d: (d["scene"].__setitem__("background", f"assets/bg.{fmt}"),
+                                   d["scene"].__setitem__("layers", [])))
+    scene = Scene(load_spec(tiny_segment))
+    px = np.asarray(scene.base_rgba)[2:20, 2:20]  # a corner with no sprite, TV or caption
+    assert abs(int(np.median(px[..., :3])) - level) <= 3, (mode, np.median(px[..., :3]))
+    assert (px[..., 3] == 255).all()
+
+
+def test_sixteen_bit_grey_keeps_its_gradient(tiny_segment: Path):
+    import numpy as np
+    from PIL import Image
+    from avatarrender.images import open_rgba
+    ramp = np.tile(np.linspace(0, 65535, 320).astype(np.uint16), (180, 1))
+    path = tiny_segment.parent / "assets" / "ramp.png"
+    Image.fromarray(ramp).save(path)
+    rgb = np.asarray(open_rgba(path))[0, :, 0].astype(int)
+    assert rgb[0] == 0 and rgb[-1] == 255 and np.all(np.diff(rgb) >= 0)
+    assert abs(rgb[160] - 128) <= 2  # not clipped to white
+
+
+def test_jpeg_exif_orientation_is_applied(tmp_path: Path):
+    from PIL import Image
+    from avatarrender.images import open_rgba
+    im = Image.new("RGB", (40, 20), (200, 30, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    im.save(tmp_path / "phone.jpg", exif=exif)
+    assert open_rgba(tmp_path / "phone.jpg").size == (20, 40)
+
+
+def test_palette_transparency_is_kept(tmp_path: Path):
+    import numpy as np
+    from avatarrender.images import open_rgba
+    im = _grey_image("P", "png", 100, size=(8, 8))
+    im.putpixel((0, 0), 0)
+    im.save(tmp_path / "p.png", transparency=0)
+    a = np.asarray(open_rgba(tmp_path / "p.png"))
+    assert a[0, 0, 3] == 0 and a[1, 1, 3] == 255 and a[1, 1, 0] == 100
+
+
+# --------------------------------------------------------------------------- mouth track
+
+BAD_TRACKS = {
+    "not json": "{not json",
+    "no cues key": '{"metadata": {}}',
+    "cues not a list": '{"mouthCues": 3}',
+    "cue not a mapping": '{"mouthCues": ["A"]}',
+    "cue without value": '{"mouthCues": [{"start": 0.0}]}',
+    "unknown shape": '{"mouthCues": [{"start": 0.0, "end": 1.0, "value": "Q"}]}',
+    "time not a number": "zero\tA\n",
+    "negative time": "-1.0\tA\n",
+    "nan time": "nan\tA\n",
+    "empty": "",
+    "binary": b"\xff\xfe\x00garbage",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TRACKS))
+def test_bad_mouth_track_names_the_field_before_any_output(tiny_segment: Path, tmp_path: Path, case: str):
+    track = tiny_segment.parent / "assets" / "mouth.json"
+    data = BAD_TRACKS[case]
+    track.write_bytes(data if isinstance(data, bytes) else data.encode())
+    _edit(tiny_segment, lambda d: d["speech"].__setitem__("mouth_track", "assets/mouth.json"))
+    with pytest.raises(SpecError) as info:
+        load_spec(tiny_segment)
+    assert info.value.field == "speech.mouth_track" and str(track) in str(info.value)
+    if case in ("unknown shape", "negative time"):
+        out = tmp_path / "out"
+        for args in (["validate", str(tiny_segment)], ["render", str(tiny_segment), "-o", str(out), "-q"]):
+            line = _one_line(run_cli(*args), 2)
+            assert "speech.mouth_track" in line and str(tiny_segment) in line
+        assert not [p for p in tmp_path.iterdir() if p.name != "seg"]
+
+
+def test_good_mouth_track_is_used(tiny_segment: Path):
+    from avatarrender.analysis import analyse
+    track = tiny_segment.parent / "assets" / "mouth.tsv"
+    track.write_text("0.00\tX\n1.00\tD\n2.00\tX\n")
+    _edit(tiny_segment, lambda d: d["speech"].__setitem__("mouth_track", "assets/mouth.tsv"))
+    tl = analyse(load_spec(tiny_segment))
+    assert set(tl.mouth[30:60].tolist()) == {"XABCDEFGH".index("D")}
+
+
+# --------------------------------------------------------------------------- broken clips
+
+
+def _cut_clip(a: Path, *, keep: float = 0.6) -> Path:
+    """``clip.mp4`` with its index first (as a phone or a web download has it), cut at ``keep``
+    of its bytes: it opens and probes, then breaks partway through."""
+    import subprocess
+    from avatarrender.media import ffmpeg_exe
+    from conftest import make_clip
+    make_clip(a / "whole.mp4", duration_s=4.0)
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(a / "whole.mp4"), "-c", "copy",
+                    "-movflags", "+faststart", str(a / "fast.mp4")], check=True)
+    data = (a / "fast.mp4").read_bytes()
+    (a / "clip.mp4").write_bytes(data[: int(len(data) * keep)])
+    return a / "clip.mp4"
+
+
+def test_clip_that_breaks_partway_fails_validate_and_render(tiny_segment: Path, tmp_path: Path):
+    _cut_clip(tiny_segment.parent / "assets")
+    _edit(tiny_segment, lambda d: d["tv"]["clips"][0].update(start_s=0.0, end_s=3.9))
+    out = tmp_path / "out"
+    for args in (["validate", str(tiny_segment)], ["render", str(tiny_segment), "-o", str(out), "-q"]):
+        line = _one_line(run_cli(*args), 2)
+        assert "tv.clips[0].file" in line and "breaks at" in line, line
+    assert not [p for p in tmp_path.iterdir() if p.name != "seg"]
+
+
+def test_font_that_is_not_a_font_fails_validate(tiny_segment: Path):
+    fake = tiny_segment.parent / "assets" / "font.ttf"
+    fake.write_text("this is not a font\n")
+    _edit(tiny_segment, lambda d: d["captions"]["style"].__setitem__("font", "assets/font.ttf"))
+    line = _one_line(run_cli("validate", str(tiny_segment)), 2)
+    assert "captions.style.font" in line and str(tiny_segment) in line
+
+
+def _error_in_a_worker(yml: Path, out: Path, **kw) -> BaseException:
+    """Render a spec whose clip was broken after it was checked: the chunks' workers fail."""
+    from avatarrender.render import render
+    from conftest import make_clip
+    make_clip(yml.parent / "assets" / "clip.mp4", duration_s=4.0)
+    spec = load_spec(yml)
+    # every chunk meets the same fault (with a clip cut partway, which chunk fails first, and
+    # so which of two messages comes, depends on timing)
+    (yml.parent / "assets" / "clip.mp4").write_bytes(bytes(range(256)) * 64)
+    with pytest.raises(AvatarRenderError) as info:
+        render(spec, out, **kw)
+    return info.value
+
+
+@pytest.fixture
+def clip_segment(tmp_path: Path) -> Path:
+    from conftest import make_tiny_segment
+    yml = make_tiny_segment(tmp_path / "seg", width=160, height=90, speech_s=4.0)
+    _edit(yml, lambda d: d["tv"]["clips"][0].update(start_s=0.0, end_s=3.9))
+    return yml
+
+
+def test_worker_errors_are_the_in_process_error_on_loky_and_dask(clip_segment: Path, tmp_path: Path):
+    import distributed
+    from joblib import parallel_config
+    from avatarrender.errors import MediaError
+    here = _error_in_a_worker(clip_segment, tmp_path / "a", jobs=1, chunk_segments=1)
+    loky = _error_in_a_worker(clip_segment, tmp_path / "b", jobs=2, chunk_segments=1)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster):
+        with parallel_config(backend="dask"):
+            dask = _error_in_a_worker(clip_segment, tmp_path / "c", jobs=2, chunk_segments=1)
+    for err in (here, loky, dask):
+        assert type(err) is MediaError, repr(err)
+        assert "clip.mp4: tv.clips[0].file: " in str(err) and "\n" not in str(err)
+    assert str(loky) == str(here) and str(dask) == str(here)
+
+
+# --------------------------------------------------------------------------- signals
+
+
+@pytest.fixture(scope="module")
+def slow_render(tmp_path_factory) -> tuple[Path, list[str]]:
+    """A render that takes seconds (720p, x264 medium, 10 s), with the frame hashes of a
+    render that was not interrupted."""
+    from avatarrender.render import render
+    from conftest import make_tiny_segment
+    from media_check import frame_hashes
+    yml = make_tiny_segment(tmp_path_factory.mktemp("slow") / "seg", speech_s=10.0, width=1280, height=720,
+                            extra={"output": {"preset": "720p30", "width": 1280, "height": 720,
+                                              "x264_preset": "medium"}})
+    out = tmp_path_factory.mktemp("slowref") / "out"
+    render(load_spec(yml), out, jobs=2, chunk_segments=1)
+    return yml, frame_hashes(out / "index.m3u8")
+
+
+def _published(part: Path) -> int:
+    import json
+    try:
+        return len(json.loads((part / "manifest.json").read_text())["segments"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _tree(pid: int) -> list[int]:
+    from avatarrender.interrupt import _children_of
+    return _children_of(pid)
+
+
+def _running(pid: int) -> bool:
+    from avatarrender.interrupt import _alive
+    return _alive(pid)
+
+
+# Moments of a render, told apart by what its partial folder holds (no sleeps)
+MOMENTS = {
+    "analysis": lambda part: (part / ".work").is_dir() and not list((part / ".work").glob("*.tmp*")),
+    "first chunk": lambda part: bool(list((part / ".work").glob("*.tmp*"))) and _published(part) == 0,
+    "mid-render": lambda part: _published(part) >= 4,
+    "publishing": lambda part: _published(part) >= 8,
+}
+
+
+@pytest.mark.parametrize("moment", list(MOMENTS))
+@pytest.mark.parametrize("signame,code", [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)])
+def test_stop_signal_ends_every_process_and_leaves_a_resumable_render(slow_render, tmp_path, signame,
+                                                                      code, moment):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from avatarrender.render import partial_path
+    from media_check import frame_hashes
+    yml, ref = slow_render
+    out = tmp_path / "out"
+    part = partial_path(out)
+    exe = str(Path(sys.executable).with_name("avatarrender"))
+    # its own process group, as a terminal's foreground job; SIGINT not inherited ignored
+    proc = subprocess.Popen([exe, "render", str(yml), "-o", str(out), "-q", "--jobs", "2",
+                             "--chunk-segments", "1"], start_new_session=True, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        end = time.monotonic() + 300
+        while not MOMENTS[moment](part) and proc.poll() is None and time.monotonic() < end:
+            time.sleep(0.005)
+        tree = _tree(proc.pid)
+        sig = getattr(signal, signame)
+        # SIGINT as a terminal sends it (to the group); SIGTERM and SIGHUP as systemd (the group)
+        # and as timeout or a closed ssh session (the process alone)
+        if signame == "SIGTERM" and moment in ("first chunk", "publishing"):
+            os.kill(proc.pid, sig)
+        else:
+            os.killpg(proc.pid, sig)
+        _, err = proc.communicate(timeout=60)
+        stopped_at = time.monotonic()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    while any(_running(p) for p in tree) and time.monotonic() < stopped_at + 2.0:
+        time.sleep(0.02)
+    assert [p for p in tree if _running(p)] == [], "children alive 2 s after the exit"
+    if proc.returncode == 0:  # finished before the signal was handled: a whole render
+        assert moment == "publishing" and out.is_dir() and not part.exists()
+    else:
+        assert proc.returncode == code, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and f"stopped by {signame}" in lines[0], err
+        assert not out.exists()
+    if moment == "mid-render" or (moment == "publishing" and proc.returncode):
+        res = subprocess.run([exe, "render", str(yml), "-o", str(out), "--json", "--chunk-segments", "1"],
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        assert frame_hashes(out / "index.m3u8") == ref
+
+
+# --------------------------------------------------------------------------- captions
+
+
+def _ink(text: str, size_px: int = 40, *, basic: bool = False):
+    """``text`` drawn by the caption font chain (or Pillow's unshaped layout) as a grey array."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+    from avatarrender.text import font_chain
+    chain = font_chain(None, size_px)
+    img = Image.new("L", (size_px * (len(text) + 2), size_px * 2), 0)
+    draw = ImageDraw.Draw(img)
+    if basic:  # the same font and place, laid out left to right with no shaping
+        font = ImageFont.truetype(chain.paths[0], size_px, layout_engine=ImageFont.Layout.BASIC)
+        draw.text((size_px // 2, size_px // 4 + chain.ascent_px), text, font=font, fill=255,
+                  anchor="ls")
+    else:
+        chain.draw(draw, (size_px // 2, size_px // 4), text, 255)
+    return np.asarray(img)
+
+
+TOFU = "\u0378"  # unassigned: no font has it, so every chain draws its missing-glyph box
+
+
+@pytest.mark.parametrize("script,text", [("Chinese", "你好世界"), ("Japanese", "こんにちはカタカナ漢字"),
+                                         ("Arabic", "مرحبا"), ("emoji", "😀🎉👍🔥")])
+def test_caption_characters_are_glyphs_not_boxes(script: str, text: str):
+    import numpy as np
+    tofu = _ink(TOFU)
+    seen = []
+    for ch in text:
+        ink = _ink(ch)
+        assert ink.any(), f"{ch!r} drew nothing"
+        assert not np.array_equal(ink, tofu), f"{ch!r} is drawn as the missing-glyph box"
+        seen.append(ink.tobytes())
+    assert len(set(seen)) == len(set(text)), "different characters drawn alike (boxes?)"
+
+
+def test_raqm_layout_is_installed():
+    from PIL import features
+    assert features.check("raqm"), "Pillow-SIMD built without libraqm: run scripts/setup.sh"
+
+
+def _where(line, glyph_text: str) -> int:
+    """The x where the glyph of ``glyph_text`` (drawn alone) best matches inside ``line``."""
+    import numpy as np
+    alone = _ink(glyph_text).astype(int)
+    cols = np.nonzero(alone.any(axis=0))[0]
+    t = alone[:, cols[0]:cols[-1] + 1]
+    w = t.shape[1]
+    sad = [np.abs(line[:, x:x + w].astype(int) - t).sum() for x in range(line.shape[1] - w)]
+    return int(np.argmin(sad))
+
+
+def test_right_to_left_text_is_ordered_and_shaped():
+    import numpy as np
+    # Hebrew has no joining: the first letter is drawn rightmost
+    line = _ink("אבג")
+    assert _where(line, "א") > _where(line, "ב") > _where(line, "ג")
+    assert not np.array_equal(line, _ink("אבג", basic=True))
+    # Arabic letters join: the shaped word is not its isolated letters in reverse order
+    assert not np.array_equal(_ink("سلام"), _ink("مالس", basic=True))
+
+
+def test_right_to_left_line_puts_its_first_word_on_the_right():
+    # a Hebrew word, then an emoji from another font of the chain: the emoji goes to the left
+    line = _ink("אב 😀")
+    assert _where(line, "😀") < _where(line, "ב") < _where(line, "א")
+    line = _ink("ab 😀")  # and left to right as usual
+    assert _where(line, "a") < _where(line, "b") < _where(line, "😀")
+
+
+@pytest.mark.parametrize("text", ["word " * 200, "Pneumonoultramicroscopicsilicovolcanoconiosis" * 8,
+                                  "这是一个非常长的中文句子没有空格" * 12])
+def test_long_captions_wrap_inside_the_frame_then_are_cut(text: str):
+    from types import SimpleNamespace
+    from avatarrender.text import ELLIPSIS, layout_caption
+    style = SimpleNamespace(size_px=40, padding_px=10, max_width_px=None, max_lines=3, position=None)
+    lay = layout_caption(text, style, k=1.0, frame_px=(640, 360), font_path=None)
+    assert len(lay.lines) == 3 and lay.wanted_lines > 3 and lay.lines[-1].endswith(ELLIPSIS)
+    for ln in lay.lines:
+        assert lay.chain.length(ln) <= 640 * 0.8 - 20
+    x, y = lay.xy_px
+    w, h = lay.size_px
+    assert 0 <= x and x + w <= 640 and 0 <= y and y + h <= 360
+    joined = "".join(lay.lines).replace(" ", "")[:-1]
+    assert text.replace(" ", "").startswith(joined)  # nothing dropped before the cut
+
+
+def test_long_caption_is_a_warning_and_renders(tiny_segment: Path):
+    _edit(tiny_segment, lambda d: d["captions"]["cues"].__setitem__(0, {"text": "blah " * 200, "start_s": 0.5,
+                                                                        "end_s": 1.8}))
+    proc = run_cli("validate", str(tiny_segment))
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stderr.strip()
+    assert line.count("\n") == 0 and "warning" in line and "captions.cues[0]" in line and "cut to" in line
+
+
+@pytest.mark.parametrize("args", [["render", "x.yaml", "--jobs", "0"], ["render"], ["render", "x.yaml", "--bogus"],
+                                  ["nosuch"]])
+def test_usage_errors_are_one_line(args):
+    line = _one_line(run_cli(*args), 2)
+    assert "--help" in line
