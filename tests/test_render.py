@@ -13,7 +13,7 @@ from avatarrender.compose import preview_frame
 from avatarrender.scene import Scene
 from avatarrender.spec import load_spec
 
-from conftest import clip_luma, run_cli
+from conftest import clip_luma, make_tiny_segment, run_cli
 from media_check import (decode_audio, decode_video, first_packet_is_keyframe, parse_playlist, sha256,
                          stream_facts, ts_info)
 
@@ -239,3 +239,27 @@ def test_scene_memory_does_not_grow_with_the_number_of_captions(tmp_path):
     assert len(seen) > 150  # the captions did come and go
     assert len(sc._captions_drawn) <= scene_mod._KEEP_CAPTIONS
     assert len(sc._patches) <= scene_mod._KEEP_PATCHES
+
+
+def test_scene_static_part_is_reused_only_while_its_files_are_the_same(tmp_path):
+    """A render service builds a Scene per submission: the room's static part is built once and
+    reused while its images are unchanged, and frames are what a fresh build gives."""
+    import os
+
+    from PIL import Image
+
+    from avatarrender import scene as scene_mod
+
+    yml = make_tiny_segment(tmp_path / "seg", tv=False)
+    spec = load_spec(yml)
+    scene_mod._STATIC.clear()
+    fresh = preview_frame(spec, 1.0)
+    assert len(scene_mod._STATIC) == 1
+    again = preview_frame(spec, 1.0)           # from the cache: the same frame, one caption layer
+    assert np.array_equal(fresh, again)
+    assert [layer.kind for layer in scene_mod.Scene(spec).layers].count("caption") == 1
+    bg = tmp_path / "seg" / "assets" / "room.png"
+    Image.new("RGB", Image.open(bg).size, (200, 10, 10)).save(bg)
+    os.utime(bg, ns=(1, 1))                    # even with an old time: the size or inode differs
+    red = preview_frame(load_spec(yml), 1.0)
+    assert abs(int(red[2, 2, 0]) - 200) < 4 and abs(int(fresh[2, 2, 0]) - 200) > 50
