@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import _profile
 from .analysis import Timeline, analyse, segment_audio
 from .audio import AdtsStream, encode_aac
 from .encode import ChunkEncoder, SegmentJob, TVReader
@@ -203,7 +204,10 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         fps = spec.output.fps
         last = chunk.frame_end >= spec.frame_count
         started = time.perf_counter()
+        started_at = time.time()
         scene = _scene(spec, task.scene_path)
+        if _profile.ENABLED:
+            _profile.add("scene_load", started)
         segments = []
         frame_index = chunk.frame_start
         for i, n in enumerate(chunk.segment_frames):
@@ -226,6 +230,7 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
             "index": chunk.index, "key": task.key, "dir": str(final),
             "segments": [{"uri": n, "frames": f} for n, f in zip(names, chunk.segment_frames)],
             "seconds": time.perf_counter() - started, "pid": os.getpid(),
+            "started_at": started_at, **({"profile": _profile.take()} if _profile.ENABLED else {}),
         }
         (tmp / "done.json").write_text(json.dumps(result))
         os.replace(tmp, final)
@@ -333,9 +338,12 @@ class _Publisher:
 def _encode_audio(samples: np.ndarray, path: Path, bitrate_kbps: int) -> None:
     """Encode into ``NAME.part`` (chunks follow it as it grows), then rename to ``NAME``; on
     failure leave ``NAME.failed`` so that waiting chunks stop."""
+    started = time.perf_counter()
     try:
         encode_aac(samples, _audio_part(path), bitrate_kbps=bitrate_kbps)
         os.replace(_audio_part(path), path)
+        if _profile.ENABLED:
+            _profile.add("audio_encode", started)
     except BaseException:
         try:
             _audio_failed(path).touch()
@@ -471,6 +479,7 @@ def render(
     from joblib import Parallel, delayed
 
     started = time.perf_counter()
+    entered_at = time.time()
     out_dir = Path(out_dir).resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     jobs = jobs or os.cpu_count() or 1
@@ -496,7 +505,10 @@ def render(
         _warm_up_workers(jobs)  # worker start-up overlaps the analysis below
         scene_path = work / f"scene-{spec.spec_hash}.pkl"
         building = _Background(_build_scene, spec, scene_path)  # PIL and numpy: mostly off the GIL
+        t0 = time.perf_counter()
         samples = segment_audio(spec)
+        if _profile.ENABLED:
+            _profile.add("speech_read", t0)
         audio_hash = hashlib.sha256(samples.tobytes()).hexdigest()[:16]
         audio_path = work / f"audio-{audio_hash}-{spec.output.audio_bitrate_kbps}k.aac"
         encoding = None
@@ -504,8 +516,14 @@ def render(
             # the AAC encoder (its own process) runs while this process analyses the speech
             # and the first chunks render
             encoding = _Background(_encode_audio, samples, audio_path, spec.output.audio_bitrate_kbps)
+        t0 = time.perf_counter()
         timeline = analyse(spec, samples)  # chunks start now; they wait for audio only if ahead
+        if _profile.ENABLED:
+            _profile.add("analyse", t0)
+            t0 = time.perf_counter()
         building.result()
+        if _profile.ENABLED:
+            _profile.add("scene_build_wait", t0)
         analysed_s = time.perf_counter() - started
         plan = plan_chunks(spec, chunk_segments=chunk_segments)
         pub = _Publisher(spec, partial, plan)
@@ -522,6 +540,7 @@ def render(
             for c in todo
         ]
         first_segment_s: float | None = None
+        profiles: list[dict[str, Any]] = []
         attempts = 0
         rendered = reused = 0
         while tasks:
@@ -530,7 +549,11 @@ def render(
                 results = Parallel(n_jobs=min(jobs, len(tasks)), return_as="generator")(
                     delayed(render_chunk)(t) for t in tasks)
                 for task, result in zip(tasks, results):
+                    t0 = time.perf_counter()
                     pub.publish(result)
+                    if _profile.ENABLED:
+                        _profile.add("publish", t0)
+                        profiles.append(result)
                     reused += bool(result.get("reused"))
                     rendered += not result.get("reused")
                     frames_done += task.chunk.frame_count
@@ -567,6 +590,8 @@ def render(
             "chunks_reused": reused + len(plan.chunks) - len(todo), "attempts": attempts,
             "finished_at": _now_iso(),
         }
+        if _profile.ENABLED:
+            stats["profile"] = _profile_stats(entered_at, profiles)
         manifest = pub.write(complete=True, stats=stats)
         shutil.rmtree(work, ignore_errors=True)
         # Swap into place; an older render of the same name is replaced only now.
@@ -588,6 +613,18 @@ def render(
         raise
     finally:
         lock.release()  # the lock file stays: unlinking it would let a waiter lock a dead inode
+
+
+def _profile_stats(entered_at: float, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The render's per-stage profile (``AVATARRENDER_PROFILE=1``): the main process's own
+    sums, the workers' summed over chunks (s of one core each), and when the first chunk began."""
+    workers: dict[str, float] = {}
+    for r in results:
+        for k, v in r.get("profile", {}).items():
+            workers[k] = round(workers.get(k, 0.0) + v, 4)
+    return {"entered_at": entered_at, "main": _profile.take(), "workers": workers,
+            "first_chunk_at": min((r["started_at"] for r in results), default=None),
+            "pids": sorted({r["pid"] for r in results})}
 
 
 def _disk_full(partial: Path, where: str | Path) -> DiskFullError:

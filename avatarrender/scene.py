@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from collections import OrderedDict
 from typing import Any
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
+from . import _profile
 from .errors import MediaError
 from .spec import EYE_STATES, MOUTH_SHAPES, Cue, Spec, parse_color
 
@@ -422,13 +424,18 @@ class Scene:
         screen_dirty : ``out``'s screen shows a clip frame (it goes back to the base when the
             TV is off in this frame)
         """
+        t0 = time.perf_counter() if _profile.ENABLED else 0.0
         if fresh:
             np.copyto(out.data, self.base.data)
         elif clip is None and screen_dirty and self.screen is not None:
             self._copy_box(out, self.base, self.screen)
         for r, (box, _) in enumerate(self.regions):  # disjoint: the state frame's patches
             out.paste(self._patch(r, state), box[0], box[1])
-        return out if clip is None else self._on_screen(out, state, clip)
+        if clip is not None:
+            self._on_screen(out, state, clip)
+        if _profile.ENABLED:
+            _profile.add("compose", t0)
+        return out
 
     @staticmethod
     def _copy_box(out: Frame, src: Frame, box: Box) -> None:
