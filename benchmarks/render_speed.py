@@ -16,12 +16,14 @@ speech only) it times, interleaved, ``--repeat`` times each, and prints the medi
 - **bare x264**: one ffmpeg encoding our very frames (dumped raw beforehand) with the same x264
   settings: the floor.
 
-Throughput ratios are ours over theirs (above 1: ours is faster). Peak RSS is of each process tree.
+Throughput ratios are ours over theirs (above 1: ours is faster). Peak RSS is of each process tree;
+CPU s is user + system time of each command with all its processes (robust to a busy machine).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import os
 import shutil
@@ -104,6 +106,12 @@ class TreeRSS:
 FLOOR_MAX_S = 30.0
 
 
+def _cpu_s() -> float:
+    """User + system CPU seconds of this process's waited-for descendants so far."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def demo_yaml(seconds: float, *, tv: bool, preset: str, folder: Path) -> Path:
     """The demo, ``seconds`` long, with the TV playing throughout (``tv``) or off, in ``folder``."""
     demo = ROOT / "examples" / "demo"
@@ -148,15 +156,16 @@ def floor(spec: Spec, raw: Path, work: Path) -> dict:
     out = spec.output
     cmd = [ffmpeg_exe(), "-v", "error", "-y", *rawvideo_input_args(out), "-i", str(raw),
            *x264_args(out, threads=None), "-f", "mpegts", str(work / "floor.ts")]
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _cpu_s()
     proc = subprocess.Popen(cmd)
     with TreeRSS(proc.pid) as mem:
         proc.wait()
     elapsed = time.perf_counter() - t
+    cpu = _cpu_s() - cpu
     if proc.returncode:
         raise SystemExit("the floor's ffmpeg failed")
     return {"s": elapsed, "frames": raw.stat().st_size // (out.width * out.height * 3 // 2),
-            "rss_mib": mem.peak_kib / 1024}
+            "rss_mib": mem.peak_kib / 1024, "cpu_s": cpu}
 
 
 def filtergraph_command(spec: Spec, work: Path) -> list[str]:
@@ -263,16 +272,17 @@ def filtergraph_command(spec: Spec, work: Path) -> list[str]:
 
 
 def filtergraph(cmd: list[str], frames: int, work: Path) -> dict:
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _cpu_s()
     proc = subprocess.Popen(cmd)
     with TreeRSS(proc.pid) as mem:
         proc.wait()
     elapsed = time.perf_counter() - t
+    cpu = _cpu_s() - cpu
     if proc.returncode:
         raise SystemExit(f"the filtergraph failed: {' '.join(cmd)}")
     shutil.rmtree(work / "hls", ignore_errors=True)
     (work / "hls").mkdir()
-    return {"s": elapsed, "frames": frames, "rss_mib": mem.peak_kib / 1024}
+    return {"s": elapsed, "frames": frames, "rss_mib": mem.peak_kib / 1024, "cpu_s": cpu}
 
 
 def _watch_first_segment(partial: Path, t0: float, done: threading.Event) -> list[float]:
@@ -301,7 +311,7 @@ def ours(yml: Path, work: Path, jobs: int | None, chunk_segments: int, frames: i
     done = threading.Event()
     env = {**os.environ, "AVATARRENDER_PROFILE": "1"}
     t_wall = time.time()
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _cpu_s()
     cmd = [str(exe), "render", str(yml), "-o", str(work / "out"), "--json",
            "--chunk-segments", str(chunk_segments)] + (["--jobs", str(jobs)] if jobs else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
@@ -309,6 +319,7 @@ def ours(yml: Path, work: Path, jobs: int | None, chunk_segments: int, frames: i
     with TreeRSS(proc.pid) as mem:
         stdout, _ = proc.communicate()
     elapsed = time.perf_counter() - t
+    cpu = _cpu_s() - cpu
     done.set()
     if proc.returncode:
         raise SystemExit(f"render failed with {proc.returncode}")
@@ -318,7 +329,7 @@ def ours(yml: Path, work: Path, jobs: int | None, chunk_segments: int, frames: i
     stats = manifest["render"]
     prof = stats.get("profile", {})
     return {"s": elapsed, "frames": frames, "first_s": first[0] if first else elapsed,
-            "rss_mib": mem.peak_kib / 1024, "segments": summary["segments"],
+            "rss_mib": mem.peak_kib / 1024, "segments": summary["segments"], "cpu_s": cpu,
             "profile": _stages(prof, stats, t_wall, elapsed)}
 
 
@@ -338,7 +349,11 @@ def _stages(prof: dict, stats: dict, t_wall: float, elapsed: float) -> dict:
         "audio": m.get("audio_encode", 0.0) + w.get("audio_wait", 0.0),
         "publish": m.get("publish", 0.0),
         "scene load": w.get("scene_load", 0.0),
+        "tail idle": w.get("tail_idle", 0.0),  # a worker done before the other (wall)
         "after render": elapsed - (stats.get("wall_s", 0.0) + entered),  # exit, rename
+        "CPU main": m.get("cpu", 0.0),  # the command's process (not its ffmpeg children)
+        "CPU workers": w.get("cpu", 0.0),  # both workers, start-up included
+        "CPU wk start": w.get("cpu_start", 0.0),  # the workers' own start-up (imports)
         "wall": elapsed,
     }
 
@@ -365,7 +380,7 @@ def main() -> None:
           "interleaved; times are whole commands")
     print(f"{'scene':6} {'case':7} {'len':>4} {'ours s':>7} {'fgraph s':>8} {'x264 s':>7} "
           f"{'ours fps':>8} {'/fgraph':>7} {'/x264':>6} {'1st seg':>7} {'RSS ours':>8} "
-          f"{'fgraph':>7} {'x264':>6}")
+          f"{'fgraph':>7} {'x264':>6} {'CPU s ours':>10} {'fgraph':>7} {'x264':>6}")
     profiles = []
     for seconds in (float(x) for x in args.seconds.split(",")):
         for scene in args.scenes.split(","):
@@ -390,11 +405,13 @@ def main() -> None:
                        for k, v in runs.items()}
                 sec = {k: _median(v, "s") if v else float("nan") for k, v in runs.items()}
                 rss = {k: _median(v, "rss_mib") if v else float("nan") for k, v in runs.items()}
+                cpu = {k: _median(v, "cpu_s") if v else float("nan") for k, v in runs.items()}
                 mark = "*" if seconds > FLOOR_MAX_S else " "
                 print(f"{scene:6} {case:7} {seconds:3.0f}s {sec['ours']:7.2f} {sec['fg']:8.2f} "
                       f"{sec['x264']:6.2f}{mark} {fps['ours']:8.1f} {fps['ours'] / fps['fg']:7.2f} "
                       f"{fps['ours'] / fps['x264']:6.2f} {_median(runs['ours'], 'first_s'):6.2f}s "
-                      f"{rss['ours']:7.0f}M {rss['fg']:6.0f}M {rss['x264']:5.0f}M", flush=True)
+                      f"{rss['ours']:7.0f}M {rss['fg']:6.0f}M {rss['x264']:5.0f}M "
+                      f"{cpu['ours']:10.1f} {cpu['fg']:7.1f} {cpu['x264']:6.1f}", flush=True)
                 prof = {k: statistics.median(r["profile"][k] for r in runs["ours"])
                         for k in runs["ours"][0]["profile"]}
                 profiles.append((f"{scene} {case} {seconds:g}s", prof))
