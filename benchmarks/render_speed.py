@@ -265,7 +265,7 @@ def filtergraph_command(spec: Spec, work: Path) -> list[str]:
     hls.mkdir(exist_ok=True)
     return [ffmpeg_exe(), "-v", "error", "-y", *(a for args in inputs for a in args),
             "-filter_complex", ";".join(graph), "-map", f"[{last}]", *audio,
-            *x264_args(out, threads=None), "-frames:v", str(spec.frame_count),
+            *x264_args(out, threads=None), "-r", fps, "-frames:v", str(spec.frame_count),
             "-t", f"{float(spec.duration_s):.6f}",
             "-f", "hls", "-hls_time", f"{float(out.segment_duration_s):g}", "-hls_playlist_type", "vod",
             "-hls_segment_filename", str(hls / "seg_%05d.ts"), str(hls / "index.m3u8")]
