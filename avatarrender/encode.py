@@ -8,6 +8,7 @@ import ctypes
 import dataclasses
 import io
 import math
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -17,6 +18,7 @@ import av.filter
 import av.logging
 import numpy as np
 
+from . import _profile
 from .errors import FFmpegError, MediaError
 from .spec import OutputSettings
 from .audio import AAC_FRAME_SAMPLES
@@ -197,11 +199,11 @@ class TVReader:
                     i += 1
                     continue
                 t = float(time_s[i])
+                t0 = time.perf_counter() if _profile.ENABLED else 0.0
                 if prev is not None and prev[0] == c and abs(t - prev[1]) < step / 2:
-                    yield self._planes  # hold: the same clip frame again
+                    pass  # hold: the same clip frame again
                 elif prev is not None and prev[0] == c and abs(t - prev[1] - step) < step / 2:
                     self._read()
-                    yield self._planes
                 else:
                     # a new run: count the frames that advance one step at a time
                     j = i + 1
@@ -210,7 +212,9 @@ class TVReader:
                     self._last_ok = False
                     self._start(c, t, j - i)
                     self._read()
-                    yield self._planes
+                if _profile.ENABLED:
+                    _profile.add("tv_decode", t0)
+                yield self._planes
                 prev = (c, t)
                 i += 1
         finally:
@@ -339,9 +343,16 @@ class ChunkEncoder:
     def _close(self) -> None:
         job = self.segments[self._next]
         mux = self._mux
+        t0 = time.perf_counter() if _profile.ENABLED else 0.0
         try:
             self._packets += self._video.encode(None)
+            if _profile.ENABLED:
+                _profile.add("encode", t0)
+                t0 = time.perf_counter()
             aac, aac_start_s = self.audio(job)
+            if _profile.ENABLED:
+                _profile.add("audio_wait", t0)
+                t0 = time.perf_counter()
             # the header is written at the first mux(): the audio stream may still join
             audio = mux.add_stream_from_template(_aac_template(bytes(aac[0])))
             tick = Fraction(AAC_FRAME_SAMPLES, AUDIO_RATE_HZ)
@@ -361,12 +372,15 @@ class ChunkEncoder:
         finally:
             self._end_capture()
         job.path.write_bytes(self._buf.getbuffer())
+        if _profile.ENABLED:
+            _profile.add("mux", t0)
         self._mux = self._buf = self._video = None
         self._packets = []
         self._next += 1
 
     def write(self, data: np.ndarray) -> None:
         """Encode one flat yuv420p frame (the buffer may be reused once this returns)."""
+        t0 = time.perf_counter() if _profile.ENABLED else 0.0
         if self._video is None:
             if self._next >= len(self.segments):
                 raise ValueError("more frames than the chunk's segments hold")
@@ -379,6 +393,8 @@ class ChunkEncoder:
             self._packets += self._video.encode(frame)  # x264 copies the picture before returning
         except av.error.FFmpegError as exc:
             raise self._fail(exc, self.segments[self._next]) from None
+        if _profile.ENABLED:
+            _profile.add("encode", t0)
         if self._pts == self.segments[self._next].frames:
             self._close()
 

@@ -24,7 +24,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
-from . import interrupt
+from . import _profile, interrupt
 from .analysis import Timeline, analyse, segment_audio
 from .audiotrack import AudioSource, encode_track
 from .compose import build_scene, compose_frames, scene_for, slice_timeline
@@ -70,7 +70,11 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         fps = spec.output.fps
         last = chunk.frame_end >= spec.frame_count
         started = time.perf_counter()
+        started_at = time.time()
+        cpu_at_start = time.process_time()  # this worker's CPU so far (its start-up, if first)
         scene = scene_for(spec, task.scene_path)
+        if _profile.ENABLED:
+            _profile.add("scene_load", started)
         segments = []
         frame_index = chunk.frame_start
         for i, n in enumerate(chunk.segment_frames):
@@ -93,6 +97,8 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
             "index": chunk.index, "key": task.key, "dir": str(final),
             "segments": [{"uri": n, "frames": f} for n, f in zip(names, chunk.segment_frames)],
             "seconds": time.perf_counter() - started, "pid": os.getpid(),
+            "started_at": started_at, **({"profile": _profile.take(), "cpu_s": time.process_time(),
+                                          "cpu_at_start_s": cpu_at_start} if _profile.ENABLED else {}),
         }
         (tmp / "done.json").write_text(json.dumps(result))
         os.replace(tmp, final)
@@ -160,6 +166,30 @@ def _tolerate_kept_memory() -> None:
     executor = sys.modules.get("joblib.externals.loky.process_executor")
     if executor is not None and isinstance(getattr(executor, "_MAX_MEMORY_LEAK_SIZE", None), int):
         executor._MAX_MEMORY_LEAK_SIZE = max(executor._MAX_MEMORY_LEAK_SIZE, 4 << 30)
+        _quick_exit_in_loky_worker()
+
+
+_QUICK_EXIT = False
+
+
+def _quick_exit_in_loky_worker() -> None:
+    """Let a loky worker end without tearing its interpreter down.
+
+    When the pool shuts down (the command's exit waits for it), a worker that has returned its
+    last result would spend 0.2-0.3 s unloading numpy, PyAV's libraries and freeing its caches,
+    nothing of which outlives it. Registered last, this ``atexit`` handler runs first and ends
+    the process on the spot. Only in loky's own worker processes (named ``LokyProcess-N``): a
+    Dask worker, say, has exit handlers of its own that must run.
+    """
+    global _QUICK_EXIT
+    import multiprocessing
+
+    if _QUICK_EXIT or not multiprocessing.current_process().name.startswith("LokyProcess"):
+        return
+    import atexit
+
+    _QUICK_EXIT = True
+    atexit.register(os._exit, 0)
 
 
 def start_workers(jobs: int) -> None:
@@ -251,6 +281,7 @@ def render(
     from joblib import Parallel, delayed
 
     started = time.perf_counter()
+    entered_at = time.time()
     out_dir = _usable_output(Path(out_dir), force=force)
     jobs = jobs or os.cpu_count() or 1
     if threads is None:
@@ -282,16 +313,26 @@ def render(
         _warm_up_workers(jobs)  # worker start-up overlaps the analysis below
         scene_path = work / f"scene-{spec.spec_hash}.pkl"
         building = _Background(build_scene, spec, scene_path)  # PIL and numpy: mostly off the GIL
+        t0 = time.perf_counter()
         samples = segment_audio(spec)
+        if _profile.ENABLED:
+            _profile.add("speech_read", t0)
         audio_hash = hashlib.sha256(samples.tobytes()).hexdigest()[:16]
         audio_path = work / f"audio-{audio_hash}-{spec.output.audio_bitrate_kbps}k.aac"
         encoding = None
         if not audio_path.is_file():
             # the AAC encoder (its own process) runs while this process analyses the speech
             # and the first chunks render
-            encoding = _Background(encode_track, samples, audio_path, spec.output.audio_bitrate_kbps)
+            encoding = _Background(_profile.timed("audio_encode", encode_track), samples, audio_path,
+                                   spec.output.audio_bitrate_kbps)
+        t0 = time.perf_counter()
         timeline = analyse(spec, samples)  # chunks start now; they wait for audio only if ahead
+        if _profile.ENABLED:
+            _profile.add("analyse", t0)
+            t0 = time.perf_counter()
         building.result()
+        if _profile.ENABLED:
+            _profile.add("scene_build_wait", t0)
         analysed_s = time.perf_counter() - started
         pub = Publisher(partial, _planned_manifest(spec, plan))
         # Chunks whose segments are all published are done; a chunk is published whole or not.
@@ -307,6 +348,7 @@ def render(
             for c in todo
         ]
         first_segment_s: float | None = None
+        profiles: list[dict[str, Any]] = []
         attempts = 0
         rendered = reused = 0
         while tasks:
@@ -316,8 +358,12 @@ def render(
                     results = Parallel(n_jobs=min(jobs, len(tasks)), return_as="generator")(
                         delayed(render_chunk)(t) for t in tasks)
                 for task, result in zip(tasks, results):
+                    t0 = time.perf_counter()
                     with interrupt.deferred():  # a stop signal waits for the manifest to agree
                         pub.publish(result)
+                    if _profile.ENABLED:
+                        _profile.add("publish", t0)
+                        profiles.append(result)
                     reused += bool(result.get("reused"))
                     rendered += not result.get("reused")
                     frames_done += task.chunk.frame_count
@@ -354,6 +400,8 @@ def render(
             "chunks_reused": reused + len(plan.chunks) - len(todo), "attempts": attempts,
             "finished_at": utc_now_iso(),
         }
+        if _profile.ENABLED:
+            stats["profile"] = _profile_stats(entered_at, profiles)
         with interrupt.deferred():  # finished: the swap is not cut in half by a stop signal
             manifest = pub.write(complete=True, stats=stats).to_json()
             shutil.rmtree(work, ignore_errors=True)
@@ -408,6 +456,27 @@ def _not_writable(where: Path, exc: OSError) -> OutputError:
     err = OutputError(f"{where}: cannot write the output here ({exc.strerror or exc})")
     err.exit_code = 1  # the machine's state, not the input
     return err
+
+
+def _profile_stats(entered_at: float, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The render's per-stage profile (``AVATARRENDER_PROFILE=1``): the main process's own
+    sums, the workers' summed over chunks (s of one core each), and when the first chunk began."""
+    workers: dict[str, float] = {}
+    for r in results:
+        for k, v in r.get("profile", {}).items():
+            workers[k] = round(workers.get(k, 0.0) + v, 4)
+    by_pid: dict[int, list[dict[str, Any]]] = {}
+    for r in results:
+        by_pid.setdefault(r["pid"], []).append(r)
+    workers["cpu_start"] = round(sum(min(x["cpu_at_start_s"] for x in rs) for rs in by_pid.values()
+                                     if rs[0]["pid"] != os.getpid()), 3)
+    workers["cpu"] = round(sum(max(x["cpu_s"] for x in rs) for rs in by_pid.values()), 3)
+    ends = [max(x["started_at"] + x["seconds"] for x in rs) for rs in by_pid.values()]
+    workers["tail_idle"] = round(max(ends) - min(ends), 3) if ends else 0.0  # the first done waits
+    return {"entered_at": entered_at, "main": {**_profile.take(), "cpu": time.process_time()},
+            "workers": workers,
+            "first_chunk_at": min((r["started_at"] for r in results), default=None),
+            "pids": sorted({r["pid"] for r in results})}
 
 
 def _disk_full(partial: Path, where: str | Path) -> DiskFullError:
