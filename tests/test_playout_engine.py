@@ -502,7 +502,9 @@ def test_spool_item_whose_render_failed_is_refused_at_once(media: Path) -> None:
 
     spool = media / "spool"
     spool.mkdir()
-    d = Driver(media, schedule(media, "spool: spool\nlate: {max_late_s: 30}\n"))
+    sched = media / "schedule.yaml"   # a long wait: without the mark, filler would air 30 s
+    sched.write_text("filler: {dir: filler}\nlate: {max_late_s: 30}\nspool: spool\n")
+    d = Driver(media, sched)
     d.start(T0)
     d.run(2)
     part = make_partial(media / "a", spool / ".aa-broken.partial", finished=2)
