@@ -1,0 +1,253 @@
+"""Lip sync from the script: the known words aligned to the speech.
+
+When the words are known (the segment's captions, ``speech.text``, ``--dialog``), espeak-ng turns
+them into phonemes (:func:`avatarrender.phonemes.phonemize`), and a left-to-right Viterbi lays the
+chain of phonemes over the audio, scored by the lip-sync classifier's phone-class probabilities
+per frame. The mouth then shows each phoneme's shape where the alignment is sure of it and the
+audio-only track elsewhere; the same animation pass follows (anticipation, holds, in-betweens).
+
+Text and audio may disagree (words missing or extra, ad-libs, another language). The chain lets
+the alignment skip a phoneme or a whole word, and between words a *filler* state takes any sound
+(scored as the classifier's best class, less a penalty) or silence. Words whose frames score badly
+against their phonemes are dropped; if too little matches, a :class:`LipsyncWarning` says so and
+the audio-only track is returned.
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from fractions import Fraction
+
+import numpy as np
+
+from . import lipsync
+from .lipsync import SHAPES, _animate, analyse_audio
+from .phonemes import CLASS_SHAPE, CLASSES, EspeakUnavailable, Word, phonemize
+
+__all__ = ["LipsyncWarning", "Alignment", "align", "text_mouth_track"]
+
+_SIL = CLASSES.index("sil")
+_BILABIAL = CLASSES.index("bilabial")
+_GRID_FPS = lipsync._GRID_FPS
+_SHAPE_OF_CLASS = np.array([SHAPES.index(c) for c in CLASS_SHAPE], dtype=np.int8)
+
+# Costs (natural log units per transition or frame), tuned on held-out espeak and flite speech
+_FILLER_PENALTY = 1.2  # per frame a filler spends on sound rather than silence
+_SKIP_PHONE = 2.5  # leaving a phoneme out (it fell between two 30 fps frames)
+_SKIP_BILABIAL = 5.0  # closures last long enough to be seen: skip them reluctantly
+_SKIP_WORD = 6.0  # a word in the text that is not spoken
+_WORD_OK = -1.6  # mean (aligned - best) log-probability over a word's frames for it to count
+_MIN_MATCH = 0.35  # share of speech frames the text must explain, or audio alone is used
+_MAX_PHONES_PER_S = 30.0  # more phonemes than this per second of speech: not this speech
+_ANCHOR_SLACK_S = 0.5  # caption times are loose anchors
+
+
+class LipsyncWarning(UserWarning):
+    """The text could not be used for the mouth track; the audio-only track stands in."""
+
+
+@dataclasses.dataclass
+class Alignment:
+    """The phone class per 30 fps grid frame (-1 where the audio-only track holds), and how much
+    of the speech the text explained."""
+    grid_class: np.ndarray  # [shape=(n_grid,)]
+    matched_words: int
+    words: int
+    match_share: float  # share of speech frames inside matched words
+
+
+def align(class_logp: np.ndarray, active: np.ndarray, words: list[Word], *,
+          cue_spans_s: list[tuple[float, float]] | None = None, fps: Fraction = _GRID_FPS) -> Alignment:
+    """Align ``words`` to frame posteriors.
+
+    Parameters
+    ----------
+    class_logp : np.ndarray [shape=(n, 11)]
+        Phone-class log-probabilities per frame.
+    active : np.ndarray [shape=(n,)]
+        Speech activity per frame.
+    fps : Fraction
+        Frame rate of ``class_logp``.
+    words : list of Word
+    cue_spans_s : list of (start_s, end_s), optional
+        Caption times by cue index: a word's phonemes stay within its cue's span, +-0.5 s.
+    """
+    n = len(class_logp)
+    # states: filler F_0, word 0's phonemes, F_1, word 1's phonemes, ..., F_W
+    cls, word_of, is_filler = [], [], []
+    first_of_word, last_of_word, filler_idx = [], [], []
+    for w, word in enumerate(words):
+        filler_idx.append(len(cls))
+        cls.append(-1); word_of.append(-1); is_filler.append(True)
+        first_of_word.append(len(cls))
+        for c in word.classes:
+            cls.append(c); word_of.append(w); is_filler.append(False)
+        last_of_word.append(len(cls) - 1)
+    filler_idx.append(len(cls))
+    cls.append(-1); word_of.append(-1); is_filler.append(True)
+    n_states = len(cls)
+    cls_a = np.array(cls)
+    filler = np.array(is_filler)
+    word_a = np.array(word_of)
+
+    # emissions [n, S]: scaled likelihoods (posterior over a share of the prior), so frequent
+    # classes do not push the boundaries of rare ones
+    import os
+    alpha = float(os.environ.get("AL_PRIOR", "0.5"))
+    speech = active if active.any() else np.ones(n, bool)
+    prior = np.log(np.exp(class_logp[speech]).mean(axis=0) + 1e-4)
+    class_logp = class_logp - alpha * prior[None, :]
+    best = class_logp.max(axis=1)
+    filler_em = np.maximum(class_logp[:, _SIL], best - _FILLER_PENALTY)
+    emit = np.where(filler[None, :], filler_em[:, None], class_logp[:, np.maximum(cls_a, 0)])
+    emit *= float(_GRID_FPS / Fraction(fps))  # overlapping windows: finer frames add no evidence
+    if cue_spans_s:
+        t_s = (np.arange(n) + 0.5) / float(fps)
+        for w, word in enumerate(words):
+            if word.cue < len(cue_spans_s):
+                a, b = cue_spans_s[word.cue]
+                outside = (t_s < a - _ANCHOR_SLACK_S) | (t_s > b + _ANCHOR_SLACK_S)
+                cols = np.arange(first_of_word[w], last_of_word[w] + 1)
+                emit[np.ix_(outside, cols)] = -1e4
+
+    # predecessors [S, 4] (self, previous, two back, word skip) and their costs
+    pred = np.tile(np.arange(n_states)[:, None], (1, 4))
+    cost = np.full((n_states, 4), -np.inf)
+    cost[:, 0] = 0.0
+    idx = np.arange(n_states)
+    pred[1:, 1] = idx[:-1]
+    cost[1:, 1] = 0.0
+    # skip one phoneme inside a word, or pass from a word's last phoneme straight into the next word
+    for s in range(2, n_states):
+        mid = s - 1
+        if not filler[mid] and not filler[s] and word_a[mid] == word_a[s]:
+            pred[s, 2] = s - 2
+            cost[s, 2] = -(_SKIP_BILABIAL if cls_a[mid] == _BILABIAL else _SKIP_PHONE)
+        elif filler[mid] and not filler[s] and not filler[s - 2]:
+            pred[s, 2] = s - 2  # no pause between words
+            cost[s, 2] = 0.0
+    for w in range(len(words)):
+        f_next = filler_idx[w + 1]
+        pred[f_next, 3] = filler_idx[w]
+        cost[f_next, 3] = -(_SKIP_WORD + 0.5 * len(words[w].classes))
+
+    score = np.full(n_states, -np.inf)
+    score[0] = emit[0, 0]
+    if n_states > 1:
+        score[1] = emit[0, 1]
+    back = np.zeros((n, n_states), dtype=np.int8)
+    for t in range(1, n):
+        cand = score[pred] + cost
+        k = np.argmax(cand, axis=1)
+        back[t] = k
+        score = cand[idx, k] + emit[t]
+    # end in the last filler or the last word's last phoneme
+    ends = [n_states - 1] + ([n_states - 2] if n_states > 1 else [])
+    s = max(ends, key=lambda e: score[e])
+    path = np.empty(n, dtype=np.int64)
+    for t in range(n - 1, -1, -1):
+        path[t] = s
+        if t:
+            s = pred[s, back[t, s]]
+
+    grid_class = np.where(filler[path], -1, cls_a[path])
+    # keep the words whose frames fit their phonemes
+    frame_word = word_a[path]
+    matched = 0
+    for w in range(len(words)):
+        on = frame_word == w
+        if not on.any():
+            continue
+        fit = float(np.mean(class_logp[on, grid_class[on]] - best[on]))
+        if fit >= _WORD_OK:
+            matched += 1
+        else:
+            grid_class[on] = -1
+    speech = active.sum()
+    share = float(((grid_class >= 0) & active).sum() / speech) if speech else 0.0
+    return Alignment(grid_class, matched, len(words), share)
+
+
+def text_mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction, texts: list[str] | str,
+                     cue_spans_s: list[tuple[float, float]] | None = None, language: str = "en-us",
+                     n_frames: int | None = None, model=None, source: str = "text") -> np.ndarray:
+    """The mouth shape per frame from the audio and the words spoken.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n_samples,) or (channels, n_samples)]
+    sample_rate_hz : int
+    fps : Fraction
+    texts : list of str, or str
+        The words, one item per caption cue (or the whole dialog as one).
+    cue_spans_s : list of (start_s, end_s), optional
+        Each item's caption time, a loose anchor (+-0.5 s).
+    language : str
+        espeak-ng language of the words (``en-us``, ``es``, ``de``, ...).
+    source : str
+        Where the words came from, for warnings (``captions``, ``speech.text``, a file name).
+
+    Returns
+    -------
+    np.ndarray [shape=(n_frames,), dtype=int8]
+        Indices into :data:`avatarrender.lipsync.SHAPES`. Where the text cannot be used (empty,
+        another language, far longer than the speech, nothing espeak can say), a
+        :class:`LipsyncWarning` and the audio-only track.
+    """
+    fps = Fraction(fps)
+    a = analyse_audio(y, sample_rate_hz, fps=fps, n_frames=n_frames, model=model)
+    if a.raw is None:
+        return np.zeros(a.n_frames, dtype=np.int8)
+    audio_only = lambda why: (warnings.warn(f"{source}: {why}; using the audio-only mouth track",  # noqa: E731
+                                            LipsyncWarning, stacklevel=3),
+                              _animate(a.raw, a.active, fps, a.level_db).astype(np.int8))[1]
+    try:
+        words = phonemize(texts, language=language)
+    except ValueError as exc:
+        return audio_only(str(exc))
+    except EspeakUnavailable as exc:
+        return audio_only(str(exc))
+    if not words:
+        return audio_only("no words espeak-ng can speak in the text")
+    n_phones = sum(len(w.classes) for w in words)
+    speech_s = float(a.grid_active.sum()) / float(_GRID_FPS)
+    if n_phones > _MAX_PHONES_PER_S * max(speech_s, 0.2):
+        return audio_only(f"{n_phones} phonemes for {speech_s:.1f} s of speech: the text is far "
+                          f"longer than the speech")
+    al = align_audio(y, sample_rate_hz, a, words, cue_spans_s=cue_spans_s, model=model)
+    if al.match_share < _MIN_MATCH:
+        return audio_only(f"the text matches only {al.match_share:.0%} of the speech (another "
+                          f"language, or other words?)")
+    return _combine(a, al.grid_class)
+
+
+_STRIDE = 3
+_FINE_FPS = _GRID_FPS * _STRIDE
+
+
+def _fine_posteriors(y, sample_rate_hz: int, a, model) -> tuple[np.ndarray, np.ndarray]:
+    """Phone-class log-probabilities [shape=(3 * n_grid, 11)] and activity on the 90 fps grid."""
+    n_grid = len(a.grid_active)
+    f = lipsync.frame_features(lipsync._mono(y), sample_rate_hz, fps=_FINE_FPS, n_frames=_STRIDE * n_grid)
+    return lipsync.class_logp(f, model, stride=_STRIDE), np.repeat(a.grid_active, _STRIDE)
+
+
+def align_audio(y: np.ndarray, sample_rate_hz: int, a, words: list[Word], *,
+                cue_spans_s=None, model=None) -> Alignment:
+    """:func:`align` on a 90 fps grid (phonemes are often shorter than a 30 fps frame; the
+    classifier sees the same 5 x 33 ms context there), read back on the 30 fps grid of ``a``
+    (an :class:`~avatarrender.lipsync.AudioAnalysis`): every third fine frame is centred on one."""
+    fine_lp, fine_active = _fine_posteriors(y, sample_rate_hz, a, model)
+    al = align(fine_lp, fine_active, words, cue_spans_s=cue_spans_s, fps=_FINE_FPS)
+    al.grid_class = al.grid_class[1::_STRIDE][: len(a.grid_active)]
+    return al
+
+
+def _combine(a, grid_class: np.ndarray) -> np.ndarray:
+    """Text shapes where the alignment holds, the audio-only path elsewhere, then the
+    animation pass."""
+    cls = grid_class[a.grid_of_frame]
+    raw = a.raw.copy()
+    known = (cls >= 0) & a.active
+    raw[known] = _SHAPE_OF_CLASS[cls[known]]
+    return _animate(raw, a.active, a.fps, a.level_db, known=known).astype(np.int8)
