@@ -32,11 +32,11 @@ _GRID_FPS = lipsync._GRID_FPS
 _SHAPE_OF_CLASS = np.array([SHAPES.index(c) for c in CLASS_SHAPE], dtype=np.int8)
 
 # Costs (natural log units per transition or frame), tuned on held-out espeak and flite speech
-_FILLER_PENALTY = 1.2  # per frame a filler spends on sound rather than silence
+_FILLER_PENALTY = float(__import__("os").environ.get("AL_FILL", "1.2"))  # per frame a filler spends on sound rather than silence
 _SKIP_PHONE = 2.5  # leaving a phoneme out (it fell between two 30 fps frames)
 _SKIP_BILABIAL = 5.0  # closures last long enough to be seen: skip them reluctantly
 _SKIP_WORD = 6.0  # a word in the text that is not spoken
-_WORD_OK = -1.6  # mean (aligned - best) log-probability over a word's frames for it to count
+_WORD_OK = float(__import__("os").environ.get("AL_WORD_OK", "-1.6"))  # mean (aligned - best) log-probability over a word's frames for it to count
 _MIN_MATCH = 0.35  # share of speech frames the text must explain, or audio alone is used
 _MAX_PHONES_PER_S = 30.0  # more phonemes than this per second of speech: not this speech
 _ANCHOR_SLACK_S = 0.5  # caption times are loose anchors
@@ -239,8 +239,32 @@ def align_audio(y: np.ndarray, sample_rate_hz: int, a, words: list[Word], *,
     (an :class:`~avatarrender.lipsync.AudioAnalysis`): every third fine frame is centred on one."""
     fine_lp, fine_active = _fine_posteriors(y, sample_rate_hz, a, model)
     al = align(fine_lp, fine_active, words, cue_spans_s=cue_spans_s, fps=_FINE_FPS)
-    al.grid_class = al.grid_class[1::_STRIDE][: len(a.grid_active)]
+    al.grid_class = _read_back(al.grid_class, len(a.grid_active))
     return al
+
+
+def _read_back(fine: np.ndarray, n_grid: int) -> np.ndarray:
+    """The 30 fps classes of a 90 fps class path: the class at each frame's middle, except that
+    a closure no frame's middle falls in still gets its frame (lips that close must be seen),
+    and a closure before a pause holds up to two more frames (the silent hold of a final p)."""
+    grid = fine[1::_STRIDE][:n_grid].copy()
+    is_b = fine == _BILABIAL
+    if not is_b.any():
+        return grid
+    edges = np.flatnonzero(np.diff(is_b.astype(np.int8))) + 1
+    starts = np.concatenate([[0], edges])
+    ends = np.concatenate([edges, [len(fine)]])
+    for s, e in zip(starts, ends):
+        if not is_b[s]:
+            continue
+        g0, g1 = s // _STRIDE, min((e - 1) // _STRIDE, n_grid - 1)
+        if not (grid[g0 : g1 + 1] == _BILABIAL).any():
+            grid[min((s + e - 1) // 2 // _STRIDE, n_grid - 1)] = _BILABIAL
+        k = g1 + 1
+        while k < min(g1 + 3, n_grid) and grid[k] == -1:
+            grid[k] = _BILABIAL
+            k += 1
+    return grid
 
 
 def _combine(a, grid_class: np.ndarray) -> np.ndarray:
@@ -248,6 +272,7 @@ def _combine(a, grid_class: np.ndarray) -> np.ndarray:
     animation pass."""
     cls = grid_class[a.grid_of_frame]
     raw = a.raw.copy()
-    known = (cls >= 0) & a.active
+    # a phoneme aligned to a quiet frame is still spoken: the silent closure of a p, a faint f
+    known = cls >= 0
     raw[known] = _SHAPE_OF_CLASS[cls[known]]
-    return _animate(raw, a.active, a.fps, a.level_db, known=known).astype(np.int8)
+    return _animate(raw, a.active | known, a.fps, a.level_db, known=known).astype(np.int8)

@@ -219,6 +219,10 @@ def _context(f: dict[str, np.ndarray], stride: int = 1) -> np.ndarray:
     mfcc = f["mfcc"]
     voiced = loud > 0.3
     mfcc = mfcc - (mfcc[voiced].mean(axis=0) if voiced.sum() > 3 else mfcc.mean(axis=0))  # CMN
+    import os
+    if os.environ.get("LS_CMVN"):  # variance too: voices differ in how far their spectra move
+        sd = mfcc[voiced].std(axis=0) if voiced.sum() > 3 else mfcc.std(axis=0)
+        mfcc = mfcc / (sd + 1e-3) * _MFCC_SD
     base = np.column_stack([mfcc, loud, np.gradient(loud), f["zcr"], np.log(f["flatness"] + 1e-6),
                             f["low"], f["mid"], f["high"]])
     n = len(base)
@@ -227,6 +231,9 @@ def _context(f: dict[str, np.ndarray], stride: int = 1) -> np.ndarray:
         idx = np.clip(np.arange(n) + d * stride, 0, n - 1)
         cols.append(base[idx])
     return np.concatenate(cols, axis=1).astype(np.float64)
+
+
+_MFCC_SD = np.array([1.0] * 13)
 
 
 def _levels(rms_db: np.ndarray) -> tuple[float, float]:
@@ -355,7 +362,8 @@ def _animate(raw: np.ndarray, active: np.ndarray, fps: Fraction,
             break
     # in-betweens: a jump from closed to wide opens through C for two frames
     for s_, e, v in _runs(out)[1:]:
-        if {SHAPES[out[s_ - 1]], SHAPES[v]} in ({"A", "D"}, {"X", "D"}) and e - s_ >= 4:
+        if {SHAPES[out[s_ - 1]], SHAPES[v]} in ({"A", "D"}, {"X", "D"}) and e - s_ >= (
+                6 if known is not None and known[s_:e].all() else 4):  # text: only long vowels
             out[s_ : s_ + 2] = _IDX["C"]
     # long static stretches inside speech: open (or relax) the mouth on each syllable peak, so a
     # held hum or vowel still moves; a closure held longer than a real m opens the soonest
