@@ -15,6 +15,7 @@ the audio-only track is returned.
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from fractions import Fraction
 
@@ -32,14 +33,22 @@ _GRID_FPS = lipsync._GRID_FPS
 _SHAPE_OF_CLASS = np.array([SHAPES.index(c) for c in CLASS_SHAPE], dtype=np.int8)
 
 # Costs (natural log units per transition or frame), tuned on held-out espeak and flite speech
-_FILLER_PENALTY = float(__import__("os").environ.get("AL_FILL", "1.2"))  # per frame a filler spends on sound rather than silence
+_FILLER_PENALTY = 1.2  # per frame a filler spends on sound rather than silence
 _SKIP_PHONE = 2.5  # leaving a phoneme out (it fell between two 30 fps frames)
 _SKIP_BILABIAL = 5.0  # closures last long enough to be seen: skip them reluctantly
 _SKIP_WORD = 6.0  # a word in the text that is not spoken
-_WORD_OK = float(__import__("os").environ.get("AL_WORD_OK", "-1.6"))  # mean (aligned - best) log-probability over a word's frames for it to count
+_WORD_OK = -1.6  # mean (aligned - best) log-probability over a word's frames for it to count
 _MIN_MATCH = 0.35  # share of speech frames the text must explain, or audio alone is used
+# below this agreement (see Alignment.agreement) the text is not what is said: measured on held-out
+# espeak-ng and flite speech, right texts -0.66..-0.04 (flite's median -0.4), other sentences
+# and German text on English speech -1.04..-0.56 (median -0.8)
+_MIN_AGREEMENT = -0.62
+# between these, the text must also fit clearly better than its own phonemes backwards
+_UNSURE_AGREEMENT, _MIN_GAIN = -0.4, 0.15
+_PRIOR_SHARE = 0.5  # emissions are posteriors over prior ** 0.5: +0.02 shape accuracy over 0 or 1
 _MAX_PHONES_PER_S = 30.0  # more phonemes than this per second of speech: not this speech
 _ANCHOR_SLACK_S = 0.5  # caption times are loose anchors
+_BEAM = 15.0  # states this far (log units) below the best at a frame are dropped
 
 
 class LipsyncWarning(UserWarning):
@@ -48,12 +57,20 @@ class LipsyncWarning(UserWarning):
 
 @dataclasses.dataclass
 class Alignment:
-    """The phone class per 30 fps grid frame (-1 where the audio-only track holds), and how much
-    of the speech the text explained."""
-    grid_class: np.ndarray  # [shape=(n_grid,)]
+    """The phone class per frame (-1 where the audio-only track holds), and how well the text
+    fits the speech."""
+    grid_class: np.ndarray  # [shape=(n,)]
     matched_words: int
     words: int
     match_share: float  # share of speech frames inside matched words
+    fit: float = 0.0  # mean (aligned - best class) log-probability over the aligned frames
+    visited: float = 1.0  # share of the text's phonemes that got at least one frame
+    word_fits: list = dataclasses.field(default_factory=list)  # ``fit`` of each word (NaN: skipped)
+
+    @property
+    def agreement(self) -> float:
+        """One figure for "is this text what is said": 0 for a perfect fit, lower is worse."""
+        return self.fit + 0.5 * (self.match_share - 1.0) + (self.visited - 1.0)
 
 
 def align(class_logp: np.ndarray, active: np.ndarray, words: list[Word], *,
@@ -90,25 +107,23 @@ def align(class_logp: np.ndarray, active: np.ndarray, words: list[Word], *,
     filler = np.array(is_filler)
     word_a = np.array(word_of)
 
-    # emissions [n, S]: scaled likelihoods (posterior over a share of the prior), so frequent
-    # classes do not push the boundaries of rare ones
-    import os
-    alpha = float(os.environ.get("AL_PRIOR", "0.5"))
+    # emissions: scaled likelihoods (posterior over a share of the prior), so frequent classes do
+    # not push the boundaries of rare ones; fillers take silence, or any sound at a penalty
     speech = active if active.any() else np.ones(n, bool)
     prior = np.log(np.exp(class_logp[speech]).mean(axis=0) + 1e-4)
-    class_logp = class_logp - alpha * prior[None, :]
+    class_logp = class_logp - _PRIOR_SHARE * prior[None, :]
     best = class_logp.max(axis=1)
-    filler_em = np.maximum(class_logp[:, _SIL], best - _FILLER_PENALTY)
-    emit = np.where(filler[None, :], filler_em[:, None], class_logp[:, np.maximum(cls_a, 0)])
-    emit *= float(_GRID_FPS / Fraction(fps))  # overlapping windows: finer frames add no evidence
+    scale = float(_GRID_FPS / Fraction(fps))  # overlapping windows: finer frames add no evidence
+    table = np.column_stack([class_logp, np.maximum(class_logp[:, _SIL], best - _FILLER_PENALTY)]) * scale
+    col = np.where(filler, table.shape[1] - 1, cls_a)  # each state's column of ``table``
+    t_min = np.zeros(n_states, dtype=np.int64)
+    t_max = np.full(n_states, n, dtype=np.int64)
     if cue_spans_s:
-        t_s = (np.arange(n) + 0.5) / float(fps)
         for w, word in enumerate(words):
             if word.cue < len(cue_spans_s):
                 a, b = cue_spans_s[word.cue]
-                outside = (t_s < a - _ANCHOR_SLACK_S) | (t_s > b + _ANCHOR_SLACK_S)
-                cols = np.arange(first_of_word[w], last_of_word[w] + 1)
-                emit[np.ix_(outside, cols)] = -1e4
+                t_min[first_of_word[w] : last_of_word[w] + 1] = int((a - _ANCHOR_SLACK_S) * float(fps))
+                t_max[first_of_word[w] : last_of_word[w] + 1] = int(math.ceil((b + _ANCHOR_SLACK_S) * float(fps)))
 
     # predecessors [S, 4] (self, previous, two back, word skip) and their costs
     pred = np.tile(np.arange(n_states)[:, None], (1, 4))
@@ -130,20 +145,37 @@ def align(class_logp: np.ndarray, active: np.ndarray, words: list[Word], *,
         f_next = filler_idx[w + 1]
         pred[f_next, 3] = filler_idx[w]
         cost[f_next, 3] = -(_SKIP_WORD + 0.5 * len(words[w].classes))
+    reach = int((idx[:, None] - pred).max())  # the longest step forward in one frame
+
+    # Viterbi over a window of live states (a beam): the chain only moves forward, so each frame
+    # touches a few dozen states, not all of them (60 s of speech: ~1000 states, 5400 frames)
+    def emit(t: int, lo: int, hi: int) -> np.ndarray:
+        e = table[t, col[lo:hi]]
+        if cue_spans_s:
+            e[(t < t_min[lo:hi]) | (t > t_max[lo:hi])] = -1e4
+        return e
 
     score = np.full(n_states, -np.inf)
-    score[0] = emit[0, 0]
-    if n_states > 1:
-        score[1] = emit[0, 1]
+    lo, hi = 0, min(2, n_states)
+    score[lo:hi] = emit(0, lo, hi)
     back = np.zeros((n, n_states), dtype=np.int8)
+    rows = np.arange(n_states)
     for t in range(1, n):
-        cand = score[pred] + cost
-        k = np.argmax(cand, axis=1)
-        back[t] = k
-        score = cand[idx, k] + emit[t]
-    # end in the last filler or the last word's last phoneme
-    ends = [n_states - 1] + ([n_states - 2] if n_states > 1 else [])
-    s = max(ends, key=lambda e: score[e])
+        hi = min(hi + reach, n_states)
+        cand = score[pred[lo:hi]]
+        cand += cost[lo:hi]
+        k = cand.argmax(axis=1)
+        back[t, lo:hi] = k
+        new = cand[rows[: hi - lo], k]
+        new += emit(t, lo, hi)
+        keep = np.flatnonzero(new > new.max() - _BEAM)
+        k0, k1 = int(keep[0]), int(keep[-1]) + 1
+        score[lo:hi] = -np.inf
+        score[lo + k0 : lo + k1] = new[k0:k1]
+        lo, hi = lo + k0, lo + k1
+    # end in the last filler or the last word's last phoneme (the best live state if neither is)
+    ends = [e for e in (n_states - 1, n_states - 2) if e >= 0 and np.isfinite(score[e])]
+    s = max(ends, key=lambda e: score[e]) if ends else int(np.argmax(score))
     path = np.empty(n, dtype=np.int64)
     for t in range(n - 1, -1, -1):
         path[t] = s
@@ -154,18 +186,24 @@ def align(class_logp: np.ndarray, active: np.ndarray, words: list[Word], *,
     # keep the words whose frames fit their phonemes
     frame_word = word_a[path]
     matched = 0
+    word_fits = []
     for w in range(len(words)):
         on = frame_word == w
         if not on.any():
+            word_fits.append(np.nan)
             continue
         fit = float(np.mean(class_logp[on, grid_class[on]] - best[on]))
+        word_fits.append(fit)
         if fit >= _WORD_OK:
             matched += 1
         else:
             grid_class[on] = -1
     speech = active.sum()
     share = float(((grid_class >= 0) & active).sum() / speech) if speech else 0.0
-    return Alignment(grid_class, matched, len(words), share)
+    on = grid_class >= 0
+    fit = float(np.mean(class_logp[on, grid_class[on]] - best[on])) if on.any() else -99.0
+    visited = len(set(path[~filler[path]].tolist())) / max(1, sum(len(w.classes) for w in words))
+    return Alignment(grid_class, matched, len(words), share, fit, visited, word_fits)
 
 
 def text_mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction, texts: list[str] | str,
@@ -214,10 +252,13 @@ def text_mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction, texts
     if n_phones > _MAX_PHONES_PER_S * max(speech_s, 0.2):
         return audio_only(f"{n_phones} phonemes for {speech_s:.1f} s of speech: the text is far "
                           f"longer than the speech")
-    al = align_audio(y, sample_rate_hz, a, words, cue_spans_s=cue_spans_s, model=model)
-    if al.match_share < _MIN_MATCH:
-        return audio_only(f"the text matches only {al.match_share:.0%} of the speech (another "
-                          f"language, or other words?)")
+    fine = _fine_posteriors(y, sample_rate_hz, a, model)
+    al = align_audio(y, sample_rate_hz, a, words, cue_spans_s=cue_spans_s, model=model, fine=fine)
+    if al.match_share < _MIN_MATCH or al.agreement < _MIN_AGREEMENT or (
+            al.agreement < _UNSURE_AGREEMENT and al.agreement - _null_agreement(fine, words, cue_spans_s)
+            < _MIN_GAIN):
+        return audio_only(f"the text does not fit the speech (it explains {al.match_share:.0%} of "
+                          f"it, agreement {al.agreement:.2f}): another language, or other words?")
     return _combine(a, al.grid_class)
 
 
@@ -232,12 +273,18 @@ def _fine_posteriors(y, sample_rate_hz: int, a, model) -> tuple[np.ndarray, np.n
     return lipsync.class_logp(f, model, stride=_STRIDE), np.repeat(a.grid_active, _STRIDE)
 
 
+def _null_agreement(fine, words: list[Word], cue_spans_s) -> float:
+    """The agreement of the same phonemes backwards: what a text that is not spoken scores."""
+    backwards = [Word(tuple(reversed(w.classes)), w.cue) for w in reversed(words)]
+    return align(*fine, backwards, cue_spans_s=cue_spans_s, fps=_FINE_FPS).agreement
+
+
 def align_audio(y: np.ndarray, sample_rate_hz: int, a, words: list[Word], *,
-                cue_spans_s=None, model=None) -> Alignment:
+                cue_spans_s=None, model=None, fine=None) -> Alignment:
     """:func:`align` on a 90 fps grid (phonemes are often shorter than a 30 fps frame; the
     classifier sees the same 5 x 33 ms context there), read back on the 30 fps grid of ``a``
     (an :class:`~avatarrender.lipsync.AudioAnalysis`): every third fine frame is centred on one."""
-    fine_lp, fine_active = _fine_posteriors(y, sample_rate_hz, a, model)
+    fine_lp, fine_active = fine or _fine_posteriors(y, sample_rate_hz, a, model)
     al = align(fine_lp, fine_active, words, cue_spans_s=cue_spans_s, fps=_FINE_FPS)
     al.grid_class = _read_back(al.grid_class, len(a.grid_active))
     return al

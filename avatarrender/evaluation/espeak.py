@@ -87,8 +87,8 @@ class _Espeak:
         if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise ValueError(f"espeak-ng has no voice {voice!r}")
         self.lib.espeak_SetParameter(_RATE, int(rate_wpm), 0)
-        if pitch is not None:  # 0-100, the voice's own default is about 50
-            self.lib.espeak_SetParameter(_PITCH, int(pitch), 0)
+        # 0-100 around the voice's own pitch (50); set every time, as the engine keeps it
+        self.lib.espeak_SetParameter(_PITCH, 50 if pitch is None else int(pitch), 0)
         self._chunks, self._events = [], []
         data = text.encode()
         self.lib.espeak_Synth(data, len(data) + 1, 0, 1, 0, _CHARS_UTF8, None, None)
