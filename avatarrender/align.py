@@ -48,6 +48,9 @@ _UNSURE_AGREEMENT, _MIN_GAIN = -0.4, 0.15
 _PRIOR_SHARE = 0.5  # emissions are posteriors over prior ** 0.5: +0.02 shape accuracy over 0 or 1
 _MAX_PHONES_PER_S = 30.0  # more phonemes than this per second of speech: not this speech
 _ANCHOR_SLACK_S = 0.5  # caption times are loose anchors
+# longest plausible word (s per phoneme, plus 0.15 s) and phonemes: longer ones cover other words
+_WORD_S_PER_PHONE, _VOWEL_MAX_S, _CONSONANT_MAX_S = 0.12, 0.45, 0.25
+_VOWELS = {CLASSES.index(c) for c in ("round", "midround", "open", "front")}
 _BEAM = 15.0  # states this far (log units) below the best at a frame are dropped
 
 
@@ -194,7 +197,12 @@ def align(class_logp: np.ndarray, active: np.ndarray, words: list[Word], *,
             continue
         fit = float(np.mean(class_logp[on, grid_class[on]] - best[on]))
         word_fits.append(fit)
-        if fit >= _WORD_OK:
+        # a word stretched over far more time than its phonemes take is covering other words
+        held_s = [(path[on] == st).sum() / float(fps) for st in np.unique(path[on])]
+        limit_s = [_VOWEL_MAX_S if cls_a[st] in _VOWELS else _CONSONANT_MAX_S for st in np.unique(path[on])]
+        too_long = (on.sum() / float(fps) > _WORD_S_PER_PHONE * len(words[w].classes) + 0.15
+                    or any(h > m for h, m in zip(held_s, limit_s)))
+        if fit >= _WORD_OK and not too_long:
             matched += 1
         else:
             grid_class[on] = -1
