@@ -305,13 +305,15 @@ def _classify(f: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
 
 
 def _animate(raw: np.ndarray, active: np.ndarray, fps: Fraction,
-             level_db: np.ndarray | None = None, known: np.ndarray | None = None) -> np.ndarray:
+             level_db: np.ndarray | None = None, known: np.ndarray | None = None,
+             soft: np.ndarray | None = None) -> np.ndarray:
     """The animation pass over the whole segment: anticipation, holds, pauses, in-betweens,
     long static stretches broken at the syllable peaks of ``level_db`` [shape=(n,), dBFS].
 
     ``known`` [shape=(n,), bool] marks frames whose shape comes from aligned text: their long
     holds are real (a held vowel) and stay, and the minimum hold is the one that changes the
-    fewest frames (:func:`_best_holds`) rather than a greedy merge."""
+    fewest frames (:func:`_best_holds`) rather than a greedy merge; ``soft`` [shape=(n, 9)] adds
+    how much of each frame each shape covers, so that boundaries move onto frames that are split."""
     n = len(raw)
     out = raw.copy()
     per_s = float(fps)
@@ -384,18 +386,24 @@ def _animate(raw: np.ndarray, active: np.ndarray, fps: Fraction,
             if hi - lo >= 2:
                 out[lo:hi] = alt
     if known is not None:
-        return _best_holds(out, min_hold)
+        return _best_holds(out, min_hold, soft)
     return _min_hold(out, max(2, int(round(per_s / 15))))
 
 
-def _best_holds(track: np.ndarray, min_hold: int) -> np.ndarray:
-    """The track nearest ``track`` (fewest frames changed, a closure frame counting double) in
-    which every shape holds at least ``min_hold`` frames: a Viterbi over (shape, frames held)."""
+def _best_holds(track: np.ndarray, min_hold: int, soft: np.ndarray | None = None) -> np.ndarray:
+    """The track nearest ``track`` (fewest frames changed, a closure frame counting double, plus
+    ``soft`` [shape=(n, 9)] when given) in which every shape holds at least ``min_hold`` frames:
+    a Viterbi over (shape, frames held)."""
     n, k, m = len(track), len(SHAPES), min_hold
     if n < m:
         return track.copy()
     gain = np.zeros((n, k))
     gain[np.arange(n), track] = np.where(track == _IDX["A"], 2.0, 1.0)
+    if soft is not None:
+        gain += soft
+        # a frame that must change takes the shape nearest in openness (D -> C, not D -> A)
+        opening = np.array([OPENNESS[c] for c in SHAPES])
+        gain += _NEAR_OPEN * (1.0 - np.abs(opening[None, :] - opening[track][:, None]))
     # state = shape * m + (held - 1), the last held level meaning "m or more"
     score = np.full(k * m, -np.inf)
     score[0::m] = gain[0]
@@ -646,6 +654,7 @@ def analyse_audio(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction, n_frames
 
 
 _SWITCH_COST = 1.0
+_NEAR_OPEN = 0.5  # text-driven holds: +0.01 openness r within speech
 _GRID_FPS = Fraction(30)  # the frame rate the classifier was trained at
 _ONSET_LEAD_S = 0.067  # the mouth leaves rest this much before the sound
 _SURE = 0.55  # classifier confidence above which loudness is ignored
