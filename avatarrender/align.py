@@ -72,6 +72,7 @@ class Alignment:
     fit: float = 0.0  # mean (aligned - best class) log-probability over the aligned frames
     visited: float = 1.0  # share of the text's phonemes that got at least one frame
     word_fits: list = dataclasses.field(default_factory=list)  # ``fit`` of each word (NaN: skipped)
+    frame_word: np.ndarray | None = None  # [shape=(n,)] word index per frame, -1 in fillers
 
     @property
     def agreement(self) -> float:
@@ -214,7 +215,8 @@ def align(class_logp: np.ndarray, active: np.ndarray, words: list[Word], *,
     on = grid_class >= 0
     fit = float(np.mean(class_logp[on, grid_class[on]] - best[on])) if on.any() else -99.0
     visited = len(set(path[~filler[path]].tolist())) / max(1, sum(len(w.classes) for w in words))
-    return Alignment(grid_class, matched, len(words), share, fit, visited, word_fits)
+    return Alignment(grid_class, matched, len(words), share, fit, visited, word_fits,
+                     np.where(filler[path], -1, word_a[path]))
 
 
 def text_mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction, texts: list[str] | str,
