@@ -3,8 +3,9 @@
 When the words are known (the segment's captions, ``speech.text``, ``--dialog``), espeak-ng turns
 them into phonemes (:func:`avatarrender.phonemes.phonemize`), and a left-to-right Viterbi lays the
 chain of phonemes over the audio, scored by the lip-sync classifier's phone-class probabilities
-per frame. The mouth then shows each phoneme's shape where the alignment is sure of it and the
-audio-only track elsewhere; the same animation pass follows (anticipation, holds, in-betweens).
+on a 90 fps grid (a beam keeps it to the few dozen live states of each frame: about 0.15 s for a
+minute of speech). The mouth then shows each phoneme's shape where the alignment is sure of it and
+the audio-only track elsewhere; the same animation pass follows (anticipation, holds, in-betweens).
 
 Text and audio may disagree (words missing or extra, ad-libs, another language). The chain lets
 the alignment skip a phoneme or a whole word, and between words a *filler* state takes any sound

@@ -229,3 +229,15 @@ def test_a_tiny_training_run_is_deterministic():
     assert a["W2"].shape == (8, 11) and all(np.array_equal(a[k], b[k]) for k in a)
     lp = lipsync.class_logp(lipsync.frame_features(np.zeros(1600, np.float32), 16000, fps=FPS), a)
     assert lp.shape == (3, 11) and np.allclose(np.exp(lp).sum(axis=1), 1)
+
+
+@pytest.mark.parametrize("fps", [Fraction(25), Fraction(60)])
+def test_text_track_at_other_frame_rates(utterances, fps):
+    text, utt, _, _ = utterances[1]
+    truth, closures = truth_track(utt, fps=fps)
+    got = score_track(text_mouth_track(utt.samples, utt.sample_rate_hz, fps=fps, n_frames=len(truth),
+                                       texts=text), truth, closures)
+    audio = score_track(lipsync.mouth_track(utt.samples, utt.sample_rate_hz, fps=fps, n_frames=len(truth)),
+                        truth, closures)
+    assert got.one_frame == 0 and got.lag == 0 and got.closure >= 0.9
+    assert got.accuracy >= audio.accuracy

@@ -93,7 +93,12 @@ TRAIN_TEXT = (
 )
 TRAIN_VOICES = (("en-us", 140), ("en-us", 185), ("en", 160), ("en+m3", 150), ("en-us+m2", 170),
                 ("en-gb-scotland", 155), ("en-029", 165), ("en-us+m1", 120), ("en+f5", 160),
-                ("en-us+m4", 175), ("en+anika", 150), ("en-us+linda", 165), ("en+belinda", 155))
+                ("en-us+m4", 175), ("en+anika", 150), ("en-us+linda", 165), ("en+belinda", 155),
+                # more sources and vocal tracts: the Klatt synthesizer's and named variants
+                ("en-us+klatt", 150), ("en+klatt2", 165), ("en-us+klatt3", 140), ("en+klatt4", 170),
+                ("en-us+klatt6", 155), ("en+Andy", 160), ("en-us+Annie", 150), ("en+Michael", 170),
+                ("en-us+Steph", 145), ("en+grandma", 135), ("en-us+victor", 175), ("en+shelby", 160),
+                ("en-us-nyc", 165))
 
 
 FAMILIES = ("espeak", "flite")
