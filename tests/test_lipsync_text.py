@@ -239,11 +239,13 @@ def test_a_tiny_training_run_is_deterministic():
 
 @pytest.mark.parametrize("fps", [Fraction(25), Fraction(60)])
 def test_text_track_at_other_frame_rates(utterances, fps):
-    text, utt, _, _ = utterances[1]
-    truth, closures = truth_track(utt, fps=fps)
-    got = score_track(text_mouth_track(utt.samples, utt.sample_rate_hz, fps=fps, n_frames=len(truth),
-                                       texts=text), truth, closures)
-    audio = score_track(lipsync.mouth_track(utt.samples, utt.sample_rate_hz, fps=fps, n_frames=len(truth)),
-                        truth, closures)
-    assert got.one_frame == 0 and got.lag == 0 and got.closure >= 0.9
-    assert got.accuracy >= audio.accuracy
+    got, audio = [], []
+    for text, utt, _, _ in utterances:
+        truth, closures = truth_track(utt, fps=fps)
+        got.append(score_track(text_mouth_track(utt.samples, utt.sample_rate_hz, fps=fps,
+                                                n_frames=len(truth), texts=text), truth, closures))
+        audio.append(score_track(lipsync.mouth_track(utt.samples, utt.sample_rate_hz, fps=fps,
+                                                     n_frames=len(truth)), truth, closures))
+    assert all(s.one_frame == 0 and s.closure >= 0.9 for s in got)
+    assert np.median([s.lag for s in got]) == 0
+    assert np.mean([s.accuracy for s in got]) >= np.mean([s.accuracy for s in audio]) + 0.05
