@@ -89,6 +89,25 @@ def _drawn_eyes(spec: Spec) -> list[int]:
     return [EYE_STATES.index(next(e for e in order[s] if e in have)) for s in EYE_STATES]
 
 
+def _mouth_track(spec: Spec, audio: np.ndarray, *, fps, n_frames: int) -> np.ndarray:
+    """The mouth track from the speech and, when known, its words: ``speech.text``, else the
+    captions (their times as loose anchors), else the audio alone."""
+    speech = spec.model.speech
+    if speech is not None and speech.text is not None:
+        texts, spans, source = [speech.text], None, f"{spec.source}: speech.text"
+    elif spec.cues:
+        texts = [c.text for c in spec.cues]
+        spans = [(c.start_s, c.end_s) for c in spec.cues]
+        source = f"{spec.source}: captions"
+    else:
+        return lipsync.mouth_track(audio, AUDIO_RATE_HZ, fps=fps, n_frames=n_frames)
+    from .align import text_mouth_track
+
+    return text_mouth_track(audio, AUDIO_RATE_HZ, fps=fps, n_frames=n_frames, texts=texts,
+                            cue_spans_s=spans, language=speech.language if speech else "en-us",
+                            source=source)
+
+
 def analyse(spec: Spec, audio: np.ndarray | None = None) -> Timeline:
     """Build the segment's timeline.
 
@@ -105,7 +124,7 @@ def analyse(spec: Spec, audio: np.ndarray | None = None) -> Timeline:
     else:
         if audio is None:
             audio = segment_audio(spec)
-        shapes = lipsync.mouth_track(audio, AUDIO_RATE_HZ, fps=fps, n_frames=n)
+        shapes = _mouth_track(spec, audio, fps=fps, n_frames=n)
     fallback = lipsync.fallback_map(drawn_mouths(spec))
     lut = np.array([MOUTH_SHAPES.index(fallback[s]) for s in MOUTH_SHAPES], dtype=np.int8)
     mouth = lut[np.asarray(shapes, dtype=np.int64)]

@@ -118,6 +118,8 @@ class SpeechModel(_Model):
     file: str
     gain_db: float = Field(0.0, ge=-60, le=40)
     mouth_track: str | None = None
+    text: str | None = None  # the words spoken (default: the captions'), aligned for the mouth
+    language: str = "en-us"  # espeak-ng language of the words
 
 
 class CueModel(_Model):

@@ -73,8 +73,14 @@ def lipsync_cmd(
     fmt: str = typer.Option("json", "--format", help="json (Rhubarb's mouthCues) or tsv."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw waveform, features and track as PNG."),
     baseline: bool = typer.Option(False, "--baseline", help="Use the old RMS+ZCR method (for comparison)."),
+    dialog: Optional[Path] = typer.Option(None, "--dialog", "-d",
+                                          help="A text file of the words spoken: aligned to the audio."),
+    language: str = typer.Option("en-us", "--language", help="espeak-ng language of the --dialog words."),
 ) -> None:
-    """Write the mouth track of AUDIO in Rhubarb Lip Sync's JSON or TSV format."""
+    """Write the mouth track of AUDIO in Rhubarb Lip Sync's JSON or TSV format.
+
+    With --dialog, the words are turned into phonemes and aligned to the speech; where they do
+    not match it (or cannot be used at all: a warning says why) the track comes from the audio."""
     from avatarrender import lipsync
     from avatarrender.hls import atomic_write
     from avatarrender.timebase import parse_fps
@@ -87,11 +93,34 @@ def lipsync_cmd(
         raise SpecError(None, "--fps", f"{fps!r} is not a frame rate") from None
     if not audio.is_file():
         raise AssetNotFoundError(audio, None, "file not found")
+    words = None
+    if dialog is not None:
+        if baseline:
+            raise SpecError(None, "--dialog", "the RMS+ZCR baseline cannot use the words: drop --baseline")
+        try:
+            words = dialog.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise AssetNotFoundError(dialog, "--dialog", "file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(dialog, "--dialog", f"cannot read the dialog text: {exc}") from None
     y, sr = lipsync.load_audio(audio)
-    method = lipsync.baseline_mouth_track if baseline else lipsync.mouth_track
-    track = method(y, sr, fps=rate)
+    if words is not None:
+        import warnings
+
+        from avatarrender.align import LipsyncWarning, text_mouth_track
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", LipsyncWarning)
+            track = text_mouth_track(y, sr, fps=rate, texts=words, language=language, source=str(dialog))
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+    else:
+        method = lipsync.baseline_mouth_track if baseline else lipsync.mouth_track
+        track = method(y, sr, fps=rate)
     meta = {"soundFile": str(audio.resolve()), "fps": str(rate),
             "method": "rms-zcr" if baseline else "avatarrender"}
+    if dialog is not None:
+        meta["dialogFile"] = str(dialog.resolve())
     buf = io.StringIO()
     lipsync.write_track(track, buf, fps=rate, fmt=fmt, metadata=meta)
     if output:

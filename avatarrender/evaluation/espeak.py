@@ -13,13 +13,15 @@ from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["Phoneme", "Utterance", "synthesize", "truth_track", "PHONEME_SHAPE", "shape_of"]
+__all__ = ["Phoneme", "Utterance", "synthesize", "truth_track", "truth_classes", "PHONEME_SHAPE", "shape_of",
+           "class_of"]
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_PHONEME_EVENTS = 0x0001
 _INITIALIZE_DONT_EXIT = 0x8000
 _EVENT_LIST_TERMINATED, _EVENT_PHONEME, _EVENT_END, _EVENT_MSG_TERMINATED = 0, 7, 5, 6
 _RATE = 1
+_PITCH = 3
 _CHARS_UTF8 = 1
 
 
@@ -49,6 +51,7 @@ class Utterance:
     samples: np.ndarray  # float32 mono
     sample_rate_hz: int
     phonemes: tuple[Phoneme, ...]
+    alphabet: str = "espeak"  # how the phoneme names are written: "espeak" mnemonics or "arpabet"
 
     @property
     def duration_s(self) -> float:
@@ -57,12 +60,10 @@ class Utterance:
 
 class _Espeak:
     def __init__(self) -> None:
-        name = ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
-        self.lib = ctypes.CDLL(name)
-        self.rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 200, None,
-                                               _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT)
-        if self.rate <= 0:
-            raise RuntimeError("espeak_Initialize failed (is espeak-ng-data installed?)")
+        from ..phonemes import libespeak
+
+        # one initialisation per process, shared with the text-to-phonemes of the runtime
+        self.lib, self.rate = libespeak()
         self._chunks: list[np.ndarray] = []
         self._events: list[tuple[str, int]] = []
         self._cb = _CALLBACK(self._callback)
@@ -82,10 +83,12 @@ class _Espeak:
             i += 1
         return 0
 
-    def say(self, text: str, voice: str, rate_wpm: int) -> Utterance:
+    def say(self, text: str, voice: str, rate_wpm: int, pitch: int | None = None) -> Utterance:
         if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise ValueError(f"espeak-ng has no voice {voice!r}")
         self.lib.espeak_SetParameter(_RATE, int(rate_wpm), 0)
+        # 0-100 around the voice's own pitch (50); set every time, as the engine keeps it
+        self.lib.espeak_SetParameter(_PITCH, 50 if pitch is None else int(pitch), 0)
         self._chunks, self._events = [], []
         data = text.encode()
         self.lib.espeak_Synth(data, len(data) + 1, 0, 1, 0, _CHARS_UTF8, None, None)
@@ -100,9 +103,12 @@ def _engine() -> _Espeak:
     return _Espeak()
 
 
-def synthesize(text: str, *, voice: str = "en-us", rate_wpm: int = 160) -> Utterance:
-    """Speak ``text`` with espeak-ng; the phonemes carry their start times."""
-    return _engine().say(text, voice, rate_wpm)
+def synthesize(text: str, *, voice: str = "en-us", rate_wpm: int = 160, pitch: int | None = None) -> Utterance:
+    """Speak ``text`` with espeak-ng; the phonemes carry their start times. ``pitch`` 0-100."""
+    from ..phonemes import _LOCK
+
+    with _LOCK:
+        return _engine().say(text, voice, rate_wpm, pitch)
 
 
 # espeak-ng's English phoneme mnemonics -> Rhubarb / Preston Blair shapes.
@@ -118,8 +124,19 @@ PHONEME_SHAPE = {
 }
 
 
-def shape_of(phoneme: str) -> str:
+def class_of(phoneme: str, alphabet: str = "espeak") -> int:
+    """The phone class (index into ``phonemes.CLASSES``) of a phoneme name."""
+    from ..phonemes import arpabet_class, mnemonic_class
+
+    return arpabet_class(phoneme) if alphabet == "arpabet" else mnemonic_class(phoneme)
+
+
+def shape_of(phoneme: str, alphabet: str = "espeak") -> str:
     """The mouth shape of an espeak phoneme: pauses rest (X), unlisted consonants are B."""
+    if alphabet == "arpabet":
+        from ..phonemes import CLASS_SHAPE
+
+        return CLASS_SHAPE[class_of(phoneme, alphabet)]
     if not phoneme or phoneme.startswith("_"):
         return "X"
     base = phoneme.rstrip("#;:/!")
@@ -139,9 +156,23 @@ def truth_track(utt: Utterance, *, fps: Fraction, n_frames: int | None = None) -
     for k, name in enumerate(names):
         s, e = starts[k], starts[k + 1]
         on = (mids >= s) & (mids < e)
-        out[on] = shape_of(name)
-        if name in ("p", "b", "m"):
+        out[on] = shape_of(name, utt.alphabet)
+        if name in ("p", "b", "m", "em"):
             f0, f1 = int(s * float(fps)), max(int(s * float(fps)), int(np.ceil(e * float(fps))) - 1)
             closures.append((f0, f1))
     # espeak's trailing silence after the last phoneme rests
     return out, closures
+
+
+def truth_classes(utt: Utterance, *, fps: Fraction, n_frames: int | None = None) -> np.ndarray:
+    """The true phone class per frame [shape=(n,)]: the phoneme sounding at the frame's middle."""
+    fps = Fraction(fps)
+    n = n_frames or int(np.ceil(utt.duration_s * fps))
+    mids = (np.arange(n) + 0.5) / float(fps)
+    starts = np.array([p.start_s for p in utt.phonemes] + [max(utt.duration_s, 1e9)])
+    out = np.zeros(n, dtype=np.int64)
+    k = np.searchsorted(starts, mids, side="right") - 1
+    cls = np.array([class_of(p.name, utt.alphabet) for p in utt.phonemes] + [0])
+    ok = k >= 0
+    out[ok] = cls[k[ok]]
+    return out

@@ -2,6 +2,7 @@
 
 - activity: share of frames where "mouth moving" (not X) agrees with "a phoneme sounds";
 - openness_r: Pearson correlation of predicted and true openness, over frames *within speech*;
+- openness_r_all: the same over every frame (pauses and the silence around speech included);
 - closure: share of p/b/m whose frames (one frame of slack each side) show a closed mouth (A);
 - closure_precision: share of closed-mouth (A) runs that meet a p/b/m (one frame of slack), so
   closing the mouth everywhere does not buy a good closure score;
@@ -20,7 +21,7 @@ import numpy as np
 from ..lipsync import OPENNESS, SHAPES
 from .espeak import synthesize, truth_track
 
-__all__ = ["Scores", "score_track", "evaluate", "CORPUS", "VOICES"]
+__all__ = ["Scores", "score_track", "evaluate", "score_utterances", "corrupt", "CORPUS", "VOICES"]
 
 CORPUS = (
     "Bob picked a big bumpy apple, and maybe a plum.",
@@ -42,6 +43,7 @@ class Scores:
     lag: int
     accuracy: float
     closure_precision: float = 0.0
+    openness_r_all: float = 0.0
 
     @classmethod
     def mean(cls, items: list[Scores]) -> Scores:
@@ -84,7 +86,8 @@ def score_track(pred: np.ndarray, truth: np.ndarray, closures: list[tuple[int, i
                                                         np.concatenate([edges, [len(letters)]]))
                    if letters[s] == "A"]
     precision = float(np.mean(closed_runs)) if closed_runs else 1.0
-    return Scores(activity, r, closure, one_frame, lag, accuracy, precision)
+    r_all = float(np.corrcoef(po, to)[0, 1]) if len(po) > 2 and po.std() > 0 and to.std() > 0 else 0.0
+    return Scores(activity, r, closure, one_frame, lag, accuracy, precision, r_all)
 
 
 def evaluate(method: Callable[..., np.ndarray], *, fps: Fraction = Fraction(30),
@@ -98,3 +101,34 @@ def evaluate(method: Callable[..., np.ndarray], *, fps: Fraction = Fraction(30),
             pred = method(utt.samples, utt.sample_rate_hz, fps=fps, n_frames=len(truth))
             each.append(score_track(np.asarray(pred), truth, closures))
     return Scores.mean(each), each
+
+
+def score_utterances(method: Callable[..., np.ndarray], items, *, fps: Fraction = Fraction(30)
+                     ) -> tuple[Scores, list[Scores]]:
+    """Score ``method(y, sr, fps=, n_frames=, text=)`` on ``items``, ``(text, Utterance)`` pairs
+    from any synthesizer (``Utterance.alphabet`` says how its phonemes are written)."""
+    each = []
+    for text, utt in items:
+        truth, closures = truth_track(utt, fps=fps)
+        pred = method(utt.samples, utt.sample_rate_hz, fps=fps, n_frames=len(truth), text=text)
+        each.append(score_track(np.asarray(pred), truth, closures))
+    return Scores.mean(each), each
+
+
+_OTHER_WORDS = ("table", "seven", "quickly", "orange", "yesterday", "window", "happy", "music",
+                "garden", "silver", "number", "forest", "little", "coffee", "station", "paper")
+
+
+def corrupt(text: str, *, share: float = 0.2, seed: int = 0) -> str:
+    """``text`` with ``share`` of its words replaced by other words or dropped (half each),
+    the way a script drifts from what was said."""
+    rng = np.random.default_rng(seed)
+    words = text.split()
+    k = max(1, int(round(share * len(words))))
+    out = list(words)
+    for i in sorted(rng.choice(len(words), size=k, replace=False), reverse=True):
+        if rng.random() < 0.5:
+            del out[i]
+        else:
+            out[i] = str(rng.choice(_OTHER_WORDS))
+    return " ".join(out)

@@ -1,0 +1,353 @@
+"""Lip sync from the script: the known words aligned to the speech.
+
+When the words are known (the segment's captions, ``speech.text``, ``--dialog``), espeak-ng turns
+them into phonemes (:func:`avatarrender.phonemes.phonemize`), and a left-to-right Viterbi lays the
+chain of phonemes over the audio, scored by the lip-sync classifier's phone-class probabilities
+on a 90 fps grid (a beam keeps it to the few dozen live states of each frame: about 0.15 s for a
+minute of speech). The mouth then shows each phoneme's shape where the alignment is sure of it and
+the audio-only track elsewhere; the same animation pass follows (anticipation, holds, in-betweens).
+
+Text and audio may disagree (words missing or extra, ad-libs, another language). The chain lets
+the alignment skip a phoneme or a whole word, and between words a *filler* state takes any sound
+(scored as the classifier's best class, less a penalty) or silence. Words whose frames score badly
+against their phonemes are dropped; if too little matches, a :class:`LipsyncWarning` says so and
+the audio-only track is returned.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from fractions import Fraction
+
+import numpy as np
+
+from . import lipsync
+from .lipsync import SHAPES, _animate, analyse_audio
+from .phonemes import CLASS_SHAPE, CLASSES, EspeakUnavailable, Word, phonemize
+
+__all__ = ["LipsyncWarning", "Alignment", "align", "text_mouth_track"]
+
+_SIL = CLASSES.index("sil")
+_BILABIAL = CLASSES.index("bilabial")
+_GRID_FPS = lipsync._GRID_FPS
+_SHAPE_OF_CLASS = np.array([SHAPES.index(c) for c in CLASS_SHAPE], dtype=np.int8)
+
+# Costs (natural log units per transition or frame), tuned on held-out espeak and flite speech
+_FILLER_PENALTY = 1.2  # per frame a filler spends on sound rather than silence
+_SKIP_PHONE = 2.5  # leaving a phoneme out (it fell between two 30 fps frames)
+_SKIP_BILABIAL = 5.0  # closures last long enough to be seen: skip them reluctantly
+_SKIP_WORD = 6.0  # a word in the text that is not spoken
+_WORD_OK = -1.6  # mean (aligned - best) log-probability over a word's frames for it to count
+_MIN_MATCH = 0.35  # share of speech frames the text must explain, or audio alone is used
+# below this agreement (see Alignment.agreement) the text is not what is said: measured on held-out
+# espeak-ng and flite speech, right texts -0.66..-0.04 (flite's median -0.4), other sentences
+# and German text on English speech -1.04..-0.56 (median -0.8)
+_MIN_AGREEMENT = -0.62
+# between these, the text must also fit clearly better than its own phonemes backwards
+_UNSURE_AGREEMENT, _MIN_GAIN = -0.4, 0.15
+_PRIOR_SHARE = 0.5  # emissions are posteriors over prior ** 0.5: +0.02 shape accuracy over 0 or 1
+_MAX_PHONES_PER_S = 30.0  # more phonemes than this per second of speech: not this speech
+_ANCHOR_SLACK_S = 0.5  # caption times are loose anchors
+# longest plausible word (s per phoneme, plus 0.15 s) and phonemes: longer ones cover other words
+_WORD_S_PER_PHONE, _VOWEL_MAX_S, _CONSONANT_MAX_S = 0.12, 0.45, 0.25
+_VOWELS = {CLASSES.index(c) for c in ("round", "midround", "open", "front")}
+_BEAM = 15.0  # states this far (log units) below the best at a frame are dropped
+# a shape's share of a frame counts this much in the minimum-hold pass, against 1 for the shape at
+# the frame's middle: boundaries land where the alignment put them (+0.02 shape accuracy)
+_COVER_WEIGHT = 3.0
+
+
+class LipsyncWarning(UserWarning):
+    """The text could not be used for the mouth track; the audio-only track stands in."""
+
+
+@dataclasses.dataclass
+class Alignment:
+    """The phone class per frame (-1 where the audio-only track holds), and how well the text
+    fits the speech."""
+    grid_class: np.ndarray  # [shape=(n,)]
+    matched_words: int
+    words: int
+    match_share: float  # share of speech frames inside matched words
+    fit: float = 0.0  # mean (aligned - best class) log-probability over the aligned frames
+    visited: float = 1.0  # share of the text's phonemes that got at least one frame
+    word_fits: list = dataclasses.field(default_factory=list)  # ``fit`` of each word (NaN: skipped)
+    frame_word: np.ndarray | None = None  # [shape=(n,)] word index per frame, -1 in fillers
+
+    @property
+    def agreement(self) -> float:
+        """One figure for "is this text what is said": 0 for a perfect fit, lower is worse."""
+        return self.fit + 0.5 * (self.match_share - 1.0) + (self.visited - 1.0)
+
+
+def align(class_logp: np.ndarray, active: np.ndarray, words: list[Word], *,
+          cue_spans_s: list[tuple[float, float]] | None = None, fps: Fraction = _GRID_FPS) -> Alignment:
+    """Align ``words`` to frame posteriors.
+
+    Parameters
+    ----------
+    class_logp : np.ndarray [shape=(n, 11)]
+        Phone-class log-probabilities per frame.
+    active : np.ndarray [shape=(n,)]
+        Speech activity per frame.
+    fps : Fraction
+        Frame rate of ``class_logp``.
+    words : list of Word
+    cue_spans_s : list of (start_s, end_s), optional
+        Caption times by cue index: a word's phonemes stay within its cue's span, +-0.5 s.
+    """
+    n = len(class_logp)
+    # states: filler F_0, word 0's phonemes, F_1, word 1's phonemes, ..., F_W
+    cls, word_of, is_filler = [], [], []
+    first_of_word, last_of_word, filler_idx = [], [], []
+    for w, word in enumerate(words):
+        filler_idx.append(len(cls))
+        cls.append(-1); word_of.append(-1); is_filler.append(True)
+        first_of_word.append(len(cls))
+        for c in word.classes:
+            cls.append(c); word_of.append(w); is_filler.append(False)
+        last_of_word.append(len(cls) - 1)
+    filler_idx.append(len(cls))
+    cls.append(-1); word_of.append(-1); is_filler.append(True)
+    n_states = len(cls)
+    cls_a = np.array(cls)
+    filler = np.array(is_filler)
+    word_a = np.array(word_of)
+
+    # emissions: scaled likelihoods (posterior over a share of the prior), so frequent classes do
+    # not push the boundaries of rare ones; fillers take silence, or any sound at a penalty
+    speech = active if active.any() else np.ones(n, bool)
+    prior = np.log(np.exp(class_logp[speech]).mean(axis=0) + 1e-4)
+    class_logp = class_logp - _PRIOR_SHARE * prior[None, :]
+    best = class_logp.max(axis=1)
+    scale = float(_GRID_FPS / Fraction(fps))  # overlapping windows: finer frames add no evidence
+    table = np.column_stack([class_logp, np.maximum(class_logp[:, _SIL], best - _FILLER_PENALTY)]) * scale
+    col = np.where(filler, table.shape[1] - 1, cls_a)  # each state's column of ``table``
+    t_min = np.zeros(n_states, dtype=np.int64)
+    t_max = np.full(n_states, n, dtype=np.int64)
+    if cue_spans_s:
+        for w, word in enumerate(words):
+            if word.cue < len(cue_spans_s):
+                a, b = cue_spans_s[word.cue]
+                t_min[first_of_word[w] : last_of_word[w] + 1] = int((a - _ANCHOR_SLACK_S) * float(fps))
+                t_max[first_of_word[w] : last_of_word[w] + 1] = int(math.ceil((b + _ANCHOR_SLACK_S) * float(fps)))
+
+    # predecessors [S, 4] (self, previous, two back, word skip) and their costs
+    pred = np.tile(np.arange(n_states)[:, None], (1, 4))
+    cost = np.full((n_states, 4), -np.inf)
+    cost[:, 0] = 0.0
+    idx = np.arange(n_states)
+    pred[1:, 1] = idx[:-1]
+    cost[1:, 1] = 0.0
+    # skip one phoneme inside a word, or pass from a word's last phoneme straight into the next word
+    for s in range(2, n_states):
+        mid = s - 1
+        if not filler[mid] and not filler[s] and word_a[mid] == word_a[s]:
+            pred[s, 2] = s - 2
+            cost[s, 2] = -(_SKIP_BILABIAL if cls_a[mid] == _BILABIAL else _SKIP_PHONE)
+        elif filler[mid] and not filler[s] and not filler[s - 2]:
+            pred[s, 2] = s - 2  # no pause between words
+            cost[s, 2] = 0.0
+    for w in range(len(words)):
+        f_next = filler_idx[w + 1]
+        pred[f_next, 3] = filler_idx[w]
+        cost[f_next, 3] = -(_SKIP_WORD + 0.5 * len(words[w].classes))
+    reach = int((idx[:, None] - pred).max())  # the longest step forward in one frame
+
+    # Viterbi over a window of live states (a beam): the chain only moves forward, so each frame
+    # touches a few dozen states, not all of them (60 s of speech: ~1000 states, 5400 frames)
+    def emit(t: int, lo: int, hi: int) -> np.ndarray:
+        e = table[t, col[lo:hi]]
+        if cue_spans_s:
+            e[(t < t_min[lo:hi]) | (t > t_max[lo:hi])] = -1e4
+        return e
+
+    score = np.full(n_states, -np.inf)
+    lo, hi = 0, min(2, n_states)
+    score[lo:hi] = emit(0, lo, hi)
+    back = np.zeros((n, n_states), dtype=np.int8)
+    rows = np.arange(n_states)
+    for t in range(1, n):
+        hi = min(hi + reach, n_states)
+        cand = score[pred[lo:hi]]
+        cand += cost[lo:hi]
+        k = cand.argmax(axis=1)
+        back[t, lo:hi] = k
+        new = cand[rows[: hi - lo], k]
+        new += emit(t, lo, hi)
+        keep = np.flatnonzero(new > new.max() - _BEAM)
+        k0, k1 = int(keep[0]), int(keep[-1]) + 1
+        score[lo:hi] = -np.inf
+        score[lo + k0 : lo + k1] = new[k0:k1]
+        lo, hi = lo + k0, lo + k1
+    # end in the last filler or the last word's last phoneme (the best live state if neither is)
+    ends = [e for e in (n_states - 1, n_states - 2) if e >= 0 and np.isfinite(score[e])]
+    s = max(ends, key=lambda e: score[e]) if ends else int(np.argmax(score))
+    path = np.empty(n, dtype=np.int64)
+    for t in range(n - 1, -1, -1):
+        path[t] = s
+        if t:
+            s = pred[s, back[t, s]]
+
+    grid_class = np.where(filler[path], -1, cls_a[path])
+    # keep the words whose frames fit their phonemes
+    frame_word = word_a[path]
+    matched = 0
+    word_fits = []
+    for w in range(len(words)):
+        on = frame_word == w
+        if not on.any():
+            word_fits.append(np.nan)
+            continue
+        fit = float(np.mean(class_logp[on, grid_class[on]] - best[on]))
+        word_fits.append(fit)
+        # a word stretched over far more time than its phonemes take is covering other words
+        held_s = [(path[on] == st).sum() / float(fps) for st in np.unique(path[on])]
+        limit_s = [_VOWEL_MAX_S if cls_a[st] in _VOWELS else _CONSONANT_MAX_S for st in np.unique(path[on])]
+        too_long = (on.sum() / float(fps) > _WORD_S_PER_PHONE * len(words[w].classes) + 0.15
+                    or any(h > m for h, m in zip(held_s, limit_s)))
+        if fit >= _WORD_OK and not too_long:
+            matched += 1
+        else:
+            grid_class[on] = -1
+    speech = active.sum()
+    share = float(((grid_class >= 0) & active).sum() / speech) if speech else 0.0
+    on = grid_class >= 0
+    fit = float(np.mean(class_logp[on, grid_class[on]] - best[on])) if on.any() else -99.0
+    visited = len(set(path[~filler[path]].tolist())) / max(1, sum(len(w.classes) for w in words))
+    return Alignment(grid_class, matched, len(words), share, fit, visited, word_fits,
+                     np.where(filler[path], -1, word_a[path]))
+
+
+def text_mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction, texts: list[str] | str,
+                     cue_spans_s: list[tuple[float, float]] | None = None, language: str = "en-us",
+                     n_frames: int | None = None, model=None, source: str = "text") -> np.ndarray:
+    """The mouth shape per frame from the audio and the words spoken.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n_samples,) or (channels, n_samples)]
+    sample_rate_hz : int
+    fps : Fraction
+    texts : list of str, or str
+        The words, one item per caption cue (or the whole dialog as one).
+    cue_spans_s : list of (start_s, end_s), optional
+        Each item's caption time, a loose anchor (+-0.5 s).
+    language : str
+        espeak-ng language of the words (``en-us``, ``es``, ``de``, ...).
+    source : str
+        Where the words came from, for warnings (``captions``, ``speech.text``, a file name).
+
+    Returns
+    -------
+    np.ndarray [shape=(n_frames,), dtype=int8]
+        Indices into :data:`avatarrender.lipsync.SHAPES`. Where the text cannot be used (empty,
+        another language, far longer than the speech, nothing espeak can say), a
+        :class:`LipsyncWarning` and the audio-only track.
+    """
+    fps = Fraction(fps)
+    a = analyse_audio(y, sample_rate_hz, fps=fps, n_frames=n_frames, model=model)
+    if a.raw is None:
+        return np.zeros(a.n_frames, dtype=np.int8)
+    audio_only = lambda why: (warnings.warn(f"{source}: {why}; using the audio-only mouth track",  # noqa: E731
+                                            LipsyncWarning, stacklevel=3),
+                              _animate(a.raw, a.active, fps, a.level_db).astype(np.int8))[1]
+    try:
+        words = phonemize(texts, language=language)
+    except ValueError as exc:
+        return audio_only(str(exc))
+    except EspeakUnavailable as exc:
+        return audio_only(str(exc))
+    if not words:
+        return audio_only("no words espeak-ng can speak in the text")
+    n_phones = sum(len(w.classes) for w in words)
+    speech_s = float(a.grid_active.sum()) / float(_GRID_FPS)
+    if n_phones > _MAX_PHONES_PER_S * max(speech_s, 0.2):
+        return audio_only(f"{n_phones} phonemes for {speech_s:.1f} s of speech: the text is far "
+                          f"longer than the speech")
+    fine = _fine_posteriors(y, sample_rate_hz, a, model)
+    al = align_audio(y, sample_rate_hz, a, words, cue_spans_s=cue_spans_s, model=model, fine=fine)
+    if al.match_share < _MIN_MATCH or al.agreement < _MIN_AGREEMENT or (
+            al.agreement < _UNSURE_AGREEMENT and al.agreement - _null_agreement(fine, words, cue_spans_s)
+            < _MIN_GAIN):
+        return audio_only(f"the text does not fit the speech (it explains {al.match_share:.0%} of "
+                          f"it, agreement {al.agreement:.2f}): another language, or other words?")
+    return _combine(a, al.grid_class, al.cover)
+
+
+_STRIDE = 3
+_FINE_FPS = _GRID_FPS * _STRIDE
+
+
+def _fine_posteriors(y, sample_rate_hz: int, a, model) -> tuple[np.ndarray, np.ndarray]:
+    """Phone-class log-probabilities [shape=(3 * n_grid, 11)] and activity on the 90 fps grid."""
+    n_grid = len(a.grid_active)
+    f = lipsync.frame_features(lipsync._mono(y), sample_rate_hz, fps=_FINE_FPS, n_frames=_STRIDE * n_grid)
+    return lipsync.class_logp(f, model, stride=_STRIDE), np.repeat(a.grid_active, _STRIDE)
+
+
+def _null_agreement(fine, words: list[Word], cue_spans_s) -> float:
+    """The agreement of the same phonemes backwards: what a text that is not spoken scores."""
+    backwards = [Word(tuple(reversed(w.classes)), w.cue) for w in reversed(words)]
+    return align(*fine, backwards, cue_spans_s=cue_spans_s, fps=_FINE_FPS).agreement
+
+
+def align_audio(y: np.ndarray, sample_rate_hz: int, a, words: list[Word], *,
+                cue_spans_s=None, model=None, fine=None) -> Alignment:
+    """:func:`align` on a 90 fps grid (phonemes are often shorter than a 30 fps frame; the
+    classifier sees the same 5 x 33 ms context there), read back on the 30 fps grid of ``a``
+    (an :class:`~avatarrender.lipsync.AudioAnalysis`): every third fine frame is centred on one."""
+    fine_lp, fine_active = fine or _fine_posteriors(y, sample_rate_hz, a, model)
+    al = align(fine_lp, fine_active, words, cue_spans_s=cue_spans_s, fps=_FINE_FPS)
+    n_grid = len(a.grid_active)
+    fine_shape = np.where(al.grid_class >= 0, _SHAPE_OF_CLASS[np.maximum(al.grid_class, 0)], -1)
+    al.grid_class = _read_back(al.grid_class, n_grid)
+    # how much of each 30 fps frame each shape covers (its three 90 fps frames)
+    cover = np.zeros((n_grid, len(SHAPES)))
+    for j in range(_STRIDE):
+        sh = fine_shape[j::_STRIDE][:n_grid]
+        ok = sh >= 0
+        cover[np.flatnonzero(ok), sh[ok]] += 1.0 / _STRIDE
+    al.cover = cover
+    return al
+
+
+def _read_back(fine: np.ndarray, n_grid: int) -> np.ndarray:
+    """The 30 fps classes of a 90 fps class path: the class at each frame's middle, except that
+    a closure no frame's middle falls in still gets its frame (lips that close must be seen),
+    and a closure before a pause holds up to two more frames (the silent hold of a final p)."""
+    grid = fine[1::_STRIDE][:n_grid].copy()
+    is_b = fine == _BILABIAL
+    if not is_b.any():
+        return grid
+    edges = np.flatnonzero(np.diff(is_b.astype(np.int8))) + 1
+    starts = np.concatenate([[0], edges])
+    ends = np.concatenate([edges, [len(fine)]])
+    for s, e in zip(starts, ends):
+        if not is_b[s]:
+            continue
+        g0, g1 = s // _STRIDE, min((e - 1) // _STRIDE, n_grid - 1)
+        if not (grid[g0 : g1 + 1] == _BILABIAL).any():
+            grid[min((s + e - 1) // 2 // _STRIDE, n_grid - 1)] = _BILABIAL
+        k = g1 + 1
+        while k < min(g1 + 3, n_grid) and grid[k] == -1:
+            grid[k] = _BILABIAL
+            k += 1
+    return grid
+
+
+def _combine(a, grid_class: np.ndarray, cover: np.ndarray | None = None) -> np.ndarray:
+    """Text shapes where the alignment holds, the audio-only path elsewhere, then the
+    animation pass (``cover``: each shape's share of each 30 fps frame, for its holds)."""
+    cls = grid_class[a.grid_of_frame]
+    raw = a.raw.copy()
+    # a phoneme aligned to a quiet frame is still spoken: the silent closure of a p, a faint f
+    known = cls >= 0
+    raw[known] = _SHAPE_OF_CLASS[cls[known]]
+    soft = None
+    if cover is not None:
+        soft = _COVER_WEIGHT * cover[a.grid_of_frame] * known[:, None]
+        closed = raw == SHAPES.index("A")  # closures the read-back kept count in full
+        soft[closed, SHAPES.index("A")] = 3 * _COVER_WEIGHT
+    return _animate(raw, a.active | known, a.fps, a.level_db, known=known, soft=soft).astype(np.int8)

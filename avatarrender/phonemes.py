@@ -1,0 +1,216 @@
+"""Phone classes, and text to phonemes with libespeak-ng (through ctypes).
+
+The lip-sync classifier (:mod:`avatarrender.lipsync`) scores eleven *phone classes* per frame,
+finer than the nine mouth shapes so that text can be aligned to them: the three kinds of ``B``
+consonant (stops, fricatives, sonorants) sound unlike each other, though the mouth shows them
+alike. Every class has one shape (:data:`CLASS_SHAPE`).
+
+:func:`phonemize` turns text into words of phone classes with espeak-ng, in any of its languages;
+numbers, abbreviations and punctuation are espeak's business (``12`` -> "twelve", ``Dr.`` ->
+"doctor"). Phonemes are mapped through their IPA symbols (:func:`ipa_class`), and for English
+through espeak's own mnemonics, which the training truth uses.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import dataclasses
+import functools
+import threading
+import unicodedata
+
+__all__ = ["CLASSES", "CLASS_SHAPE", "Word", "phonemize", "ipa_class", "mnemonic_class",
+           "arpabet_class", "libespeak", "EspeakUnavailable"]
+
+# name, mouth shape
+_CLASS_TABLE = (
+    ("sil", "X"),
+    ("bilabial", "A"),    # p b m (and Spanish b/v between vowels, lips almost touching)
+    ("labiodental", "G"),  # f v
+    ("lateral", "H"),     # l
+    ("round", "F"),       # w, oo, uh, ü
+    ("midround", "E"),    # aw, oh, er, ow, oy
+    ("open", "D"),        # ah, ae, ay, uh (cup)
+    ("front", "C"),       # eh, ih, ee, ey, schwa
+    ("stop", "B"),        # t d k g
+    ("fricative", "B"),   # s z sh zh th dh h ch j x
+    ("sonorant", "B"),    # n ng r y
+)
+CLASSES = tuple(name for name, _ in _CLASS_TABLE)
+CLASS_SHAPE = "".join(shape for _, shape in _CLASS_TABLE)
+_C = {name: i for i, name in enumerate(CLASSES)}
+
+# espeak-ng mnemonics (English) -> class; the shapes agree with evaluation.espeak.PHONEME_SHAPE
+_MNEMONIC = {
+    **dict.fromkeys(["p", "b", "m"], "bilabial"),
+    **dict.fromkeys(["f", "v"], "labiodental"),
+    **dict.fromkeys(["l", "l/", "L", "l#"], "lateral"),
+    **dict.fromkeys(["w", "u:", "U", "u", "U@", "w#"], "round"),
+    **dict.fromkeys(["O:", "O", "3:", "@U", "oU", "OI", "o@", "O@", "0", "aU", "3", "r-"], "midround"),
+    **dict.fromkeys(["A:", "aI", "a", "A@", "V", "aa", "a#", "A", "a2"], "open"),
+    **dict.fromkeys(["E", "e", "eI", "e@", "I", "i", "i:", "@", "@2", "@5", "a@", "I2", "I#",
+                     "i@", "e#", "E2"], "front"),
+    **dict.fromkeys(["t", "d", "k", "g", "t#", "d#", "?", "t2", "d2", "k#", "g#", "c", "x#"], "stop"),
+    **dict.fromkeys(["s", "z", "S", "Z", "T", "D", "h", "x", "C", "tS", "dZ", "s#", "z#", "S;", "Z;",
+                     "ts", "dz"], "fricative"),
+}
+
+# ARPAbet (flite, CMUdict) -> class, in step with the espeak table above
+_ARPABET = {
+    "pau": "sil", "h#": "sil", "sil": "sil",
+    **dict.fromkeys(["p", "b", "m", "em"], "bilabial"),
+    **dict.fromkeys(["f", "v"], "labiodental"),
+    **dict.fromkeys(["l", "el"], "lateral"),
+    **dict.fromkeys(["w", "uw", "uh"], "round"),
+    **dict.fromkeys(["ao", "ow", "oy", "aw", "er", "axr"], "midround"),
+    **dict.fromkeys(["aa", "ay", "ae", "ah"], "open"),
+    **dict.fromkeys(["eh", "ey", "ih", "iy", "ax", "ix"], "front"),
+    **dict.fromkeys(["t", "d", "k", "g", "dx"], "stop"),
+    **dict.fromkeys(["s", "z", "sh", "zh", "th", "dh", "hh", "ch", "jh"], "fricative"),
+    **dict.fromkeys(["n", "ng", "en", "r", "y"], "sonorant"),
+}
+
+# IPA symbols (after stress and length marks are removed) -> class
+_IPA_MULTI = {"aʊ": "midround", "oʊ": "midround", "ɔɪ": "midround", "əʊ": "midround",
+              "aɪ": "open", "eɪ": "front", "əl": "lateral", "tʃ": "fricative", "dʒ": "fricative",
+              "ts": "fricative", "dz": "fricative", "pf": "labiodental"}
+_IPA_FIRST = {
+    **dict.fromkeys("pbmɸβʙ", "bilabial"),
+    **dict.fromkeys("fvʋɱ", "labiodental"),
+    **dict.fromkeys("lɫʎɬɭɮʟ", "lateral"),
+    **dict.fromkeys("wuʊɥʍyʏɯ", "round"),
+    **dict.fromkeys("oɔɒɜɝɚøœɵɞɤ", "midround"),
+    **dict.fromkeys("aɑæʌɐɶ", "open"),
+    **dict.fromkeys("eɛiɪəɨɘ", "front"),
+    **dict.fromkeys("tdkgɡqʔcɟʈɖɢ", "stop"),
+    **dict.fromkeys("szʃʒʂʐɕʑçxχʝɣhɦθðħʕ", "fricative"),
+    **dict.fromkeys("nŋɲɳɴrɾɹɻʁʀjɰ", "sonorant"),
+}
+_MARKS = "ˈˌːˑ'ˌ‿̯̩̃̆͡"
+
+
+def mnemonic_class(name: str) -> int:
+    """The class of an espeak-ng phoneme mnemonic; pauses (``_``...) are silence, unlisted
+    consonants sonorants."""
+    if not name or name.startswith("_"):
+        return _C["sil"]
+    base = name.rstrip("#;:/!")
+    return _C[_MNEMONIC.get(name, _MNEMONIC.get(base, "sonorant"))]
+
+
+def arpabet_class(name: str) -> int:
+    """The class of an ARPAbet phone (flite's segment names, stress digits allowed)."""
+    return _C[_ARPABET.get(name.lower().rstrip("012"), "sonorant")]
+
+
+def ipa_class(symbol: str) -> int | None:
+    """The class of one IPA phoneme as espeak-ng writes it (``ˈɑː``, ``aɪ``, ``t͡ʃ``), or
+    ``None`` for a symbol with no letter of the table."""
+    s = "".join(c for c in unicodedata.normalize("NFD", symbol) if c not in _MARKS)
+    if not s:
+        return None
+    for k in (s[:2],):
+        if k in _IPA_MULTI:
+            return _C[_IPA_MULTI[k]]
+    for ch in s:
+        if ch in _IPA_FIRST:
+            return _C[_IPA_FIRST[ch]]
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Word:
+    """One spoken word as espeak-ng reads it: its phone classes, and the caption cue (the index
+    given to :func:`phonemize`) it came from."""
+    classes: tuple[int, ...]
+    cue: int = 0
+
+
+class EspeakUnavailable(RuntimeError):
+    """libespeak-ng cannot be loaded or initialised."""
+
+
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_PHONEME_EVENTS = 0x0001
+_INITIALIZE_DONT_EXIT = 0x8000
+_CHARS_UTF8 = 1
+_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def libespeak() -> tuple[ctypes.CDLL, int]:
+    """libespeak-ng, initialised once per process for synchronous synthesis with phoneme
+    events: ``(library, sample rate in Hz)``. Raises :class:`EspeakUnavailable`."""
+    name = ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError as exc:
+        raise EspeakUnavailable(f"cannot load libespeak-ng ({exc}): install espeak-ng") from None
+    rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 200, None,
+                                 _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT)
+    if rate <= 0:
+        raise EspeakUnavailable("espeak_Initialize failed (is espeak-ng-data installed?)")
+    lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+    lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+    lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+    return lib, rate
+
+
+def _phoneme_strings(text: str, language: str, ipa: bool) -> list[str]:
+    """espeak-ng's phonemes of ``text``, one string per clause, phonemes separated by ``|`` and
+    words by spaces."""
+    lib, _ = libespeak()
+    if lib.espeak_SetVoiceByName(language.encode()) != 0:
+        raise ValueError(f"espeak-ng has no language {language!r}")
+    buf = ctypes.create_string_buffer(text.encode("utf-8", errors="replace"))
+    ptr = ctypes.c_void_p(ctypes.addressof(buf))
+    mode = (2 if ipa else 0) | (ord("|") << 8)
+    out = []
+    for _ in range(10_000):  # one clause per call; the pointer becomes NULL at the end
+        if not ptr.value:
+            break
+        res = lib.espeak_TextToPhonemes(ctypes.byref(ptr), _CHARS_UTF8, mode)
+        if res:
+            out.append(res.decode("utf-8", errors="replace"))
+    return out
+
+
+def phonemize(texts: list[str] | str, *, language: str = "en-us") -> list[Word]:
+    """The words of ``texts`` (caption cues, in order) as phone classes.
+
+    Parameters
+    ----------
+    texts : list of str, or str
+        The words spoken; each item's words carry its index as :attr:`Word.cue`.
+    language : str
+        An espeak-ng voice or language name (``en-us``, ``es``, ``de``, ...).
+
+    Raises
+    ------
+    ValueError
+        espeak-ng has no such language.
+    EspeakUnavailable
+    """
+    if isinstance(texts, str):
+        texts = [texts]
+    english = language.lower().startswith("en")
+    words: list[Word] = []
+    with _LOCK:
+        for cue, text in enumerate(texts):
+            ipa = " ".join(_phoneme_strings(text, language, True)).split()
+            mnem = " ".join(_phoneme_strings(text, language, False)).split() if english else []
+            for k, w in enumerate(ipa):
+                syms = [p for p in w.split("|") if p]
+                names = [p.lstrip("'\",=%") for p in mnem[k].split("|") if p] \
+                    if len(mnem) == len(ipa) else []
+                if len(names) != len(syms):
+                    names = []
+                classes = []
+                for j, sym in enumerate(syms):
+                    known = names and names[j].rstrip("#;:/!") in _MNEMONIC or names and names[j] in _MNEMONIC
+                    c = mnemonic_class(names[j]) if known else ipa_class(sym)
+                    if c is not None and c != _C["sil"]:
+                        classes.append(c)
+                if classes:
+                    words.append(Word(tuple(classes), cue))
+    return words
