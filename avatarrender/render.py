@@ -470,3 +470,48 @@ class ProcessRenderer:
         dest = Path(root) / f"idle-{spec.spec_hash}"
         render(spec, dest)
         return dest
+
+
+class _RenderModule(type(sys)):
+    """This module, callable: ``avatarrender.render("segment.yaml", "out/")`` is the public entry
+    point, and ``avatarrender.render`` stays the module for its parts (a function of that name in
+    the package would be replaced by the module as soon as anything imports it)."""
+
+    def __call__(self, spec: str | Path | Spec, out_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
+        """Render a segment into the HLS folder ``out_dir`` (complete, or an error and nothing
+        half-written under that name); return its manifest.
+
+        Parameters
+        ----------
+        spec : str, Path or Spec
+            A segment.yaml, or a spec already loaded by :func:`avatarrender.load_spec`.
+        out_dir : str or Path
+            The rendition's folder (``index.m3u8``, MPEG-TS media segments, ``manifest.json``);
+            while rendering it grows as ``OUT.partial``, renamed to ``OUT`` when complete.
+        **kwargs
+            ``jobs``, ``chunk_segments``, ``force``, ``wait_lock``, ``progress`` ... as
+            :func:`avatarrender.render.render`.
+
+        Returns
+        -------
+        dict
+            The manifest (``manifest.json``): segments with their durations (s), fps, codecs,
+            ``up_to_date`` when an identical render was already there.
+
+        Raises
+        ------
+        SpecError, AssetNotFoundError
+            The YAML or a file it names is wrong (the message names the file and the field).
+        RenderLockedError
+            Another render of ``out_dir`` is running (and ``wait_lock`` is false).
+        MediaError, FFmpegError, DiskFullError
+            An input could not be decoded, the encoder failed, the disk filled up.
+        """
+        if not isinstance(spec, Spec):
+            from .spec import load_spec
+
+            spec = load_spec(spec)
+        return render(spec, out_dir, **kwargs)
+
+
+sys.modules[__name__].__class__ = _RenderModule
