@@ -492,3 +492,22 @@ def test_failed_render_ahead_shows_its_error_line(media: Path) -> None:
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         assert not [m for m in names if m == "avatarrender.render" or {"cli", "_cli"} & set(m.split("."))], path
         assert "cli.main" not in path.read_text() and "_cli" not in path.read_text(), path
+
+
+def test_fresh_channel_backfills_filler_and_starts_programs_from_now(media: Path) -> None:
+    """The playlist opens with a window of filler (never empty), but a program waiting at start-up
+    starts at the start time, not a window earlier where a viewer joining now would miss its
+    opening; and the channel's first media segment carries no discontinuity."""
+    spool = media / "spool"
+    spool.mkdir()
+    shutil.copytree(media / "b", spool / "ready")  # there before the channel starts
+    d = Driver(media, schedule(media, "spool: spool\n"))
+    d.start(T0)
+    segs = d.playout.playlist.segments
+    assert segs and all(s.program == "filler" for s in segs)  # the backfilled window
+    assert segs[0].pdt_s < T0
+    d.run(6)
+    first = next(s for s in d.playout.playlist.segments if s.program == "spool/ready")
+    assert first.pdt_s >= T0
+    assert d.programs() == ["filler", "spool/ready", "filler"]
+    assert d.aired[0][2] is False, "the first media segment follows nothing: no discontinuity"
