@@ -186,18 +186,52 @@ def _warm_up_workers(jobs: int) -> None:
     threading.Thread(target=warm_up, daemon=True, name="avatarrender-warm-up").start()
 
 
-def _lock(out_dir: Path, wait: bool):
-    from filelock import FileLock, Timeout
+class _OutputLock:
+    """An exclusive ``flock`` on ``.OUT.lock`` beside the output, removed when released.
 
-    lock = FileLock(str(out_dir.with_name(f".{out_dir.name}.lock")))
-    try:
-        lock.acquire(timeout=-1 if wait else 0)
-    except Timeout:
-        raise RenderLockedError(
-            f"{out_dir}: another render of this output is running (lock {lock.lock_file}); "
-            "pass --wait to wait for it"
-        ) from None
-    return lock
+    Removing a lock file is safe only because every taker checks, once it holds the lock, that the
+    file it locked is still the one at that path: a waiter that opened the file before the holder
+    removed it finds another inode (or none) and tries again on the current file. (filelock's
+    lock leaves the file behind for that reason; this one leaves nothing beside finished outputs.)
+    """
+
+    def __init__(self, out_dir: Path, wait: bool):
+        import fcntl
+
+        path = out_dir.with_name(f".{out_dir.name}.lock")
+        self.lock_file = str(path)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                os.close(fd)
+                raise RenderLockedError(
+                    f"{out_dir}: another render of this output is running "
+                    f"(lock {path}); pass --wait to wait for it"
+                ) from None
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                self._fd: int | None = fd
+                return
+            os.close(fd)  # the holder we waited for removed it: lock the file now at that path
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.unlink(self.lock_file)  # still holding it: a waiter then sees the inode change
+        except FileNotFoundError:
+            pass
+        os.close(self._fd)  # closing the last descriptor releases the flock
+        self._fd = None
+
+
+def _lock(out_dir: Path, wait: bool) -> _OutputLock:
+    return _OutputLock(out_dir, wait)
 
 
 # x264 threads per encoder. Fixed, not derived from --jobs: x264's output depends on its thread
@@ -354,7 +388,7 @@ def render(
             raise _disk_full(partial, partial) from None
         raise
     finally:
-        lock.release()  # the lock file stays: unlinking it would let a waiter lock a dead inode
+        lock.release()  # and removes the lock file (safe: see _OutputLock)
 
 
 def _disk_full(partial: Path, where: str | Path) -> DiskFullError:
