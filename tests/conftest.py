@@ -147,3 +147,19 @@ def run_cli(*args: str, **kw) -> subprocess.CompletedProcess:
     """Run the installed ``avatarrender`` entry point as a user would."""
     exe = Path(sys.executable).with_name("avatarrender")
     return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=600, **kw)
+
+
+# Tiers (markers registered in pyproject.toml): whole modules by what they need; `make check`
+# runs `-m "not slow"`. A test elsewhere that renders for seconds carries @pytest.mark.slow itself.
+_MODULE_MARKS = {
+    "test_browser_vod": ("browser", "slow"),
+    "test_playout_browser": ("browser", "slow"),
+    "test_playout_nginx": ("nginx", "slow"),
+    "test_push": ("nginx", "slow"),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for name in _MODULE_MARKS.get(item.module.__name__.rpartition(".")[2], ()):
+            item.add_marker(getattr(pytest.mark, name))
