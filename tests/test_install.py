@@ -216,7 +216,7 @@ def test_installed_wheel_renders_from_another_folder(wheel, tmp_path):
     assert res.returncode == 0, res.stderr
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     elsewhere = tmp_path / "elsewhere"
-    yml = make_tiny_segment(elsewhere / "seg", duration_s=1.0)
+    yml = make_tiny_segment(elsewhere / "seg")
     where = subprocess.run([str(py), "-c", "import avatarrender, importlib.util as u; "
                             "print(avatarrender.__file__); print(u.find_spec('cli'))"],
                            cwd=elsewhere, env=env, capture_output=True, text=True, check=True).stdout.split()
