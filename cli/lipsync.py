@@ -24,8 +24,9 @@ PLOT_SIZE_PX = (1600, 500)
 
 
 def _mel_db(y, sample_rate_hz: int, n_mels: int):
-    """Mel spectrogram in dB for the plot (librosa: its import and first call, ~1 s, are paid only
-    by ``--plot``, never by a render). Returns (S_db [shape=(n_mels, t)], band edges in Hz)."""
+    """Mel spectrogram in dB for the plot (librosa: its lazy imports and numba set-up on the first
+    call, ~2.5 s of CPU, are paid only by ``--plot``, never by a render).
+    Returns (S_db [shape=(n_mels, t)], band edges in Hz [shape=(n_mels + 2,)])."""
     import librosa
     import numpy as np
 
