@@ -228,3 +228,15 @@ def test_installed_wheel_renders_from_another_folder(wheel, tmp_path):
     manifest = read_manifest(elsewhere / "out")
     assert manifest is not None and manifest.complete and manifest.segments
     assert not list(elsewhere.glob("*.lock")) and not list(elsewhere.glob(".*.lock"))
+
+
+def test_help_is_for_users():
+    from typer.testing import CliRunner
+
+    from avatarrender._cli.main import app
+
+    top = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "100"})
+    assert top.exit_code == 0 and "Render 2D avatar segments" in top.output
+    assert "typer" not in top.output and "``" not in top.output  # not the module's docstring
+    render = CliRunner().invoke(app, ["render", "--help"], env={"COLUMNS": "100"})
+    assert render.exit_code == 0 and "-q, --quiet" in render.output and "<bool>" not in render.output
