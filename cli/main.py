@@ -8,7 +8,7 @@ import typer
 # (importing avatarrender first sets OPENBLAS_NUM_THREADS=1 before numpy loads: see its __init__)
 from avatarrender.errors import AvatarRenderError
 
-# Plain click help (no rich panels): flags read `--quiet, -q  No progress bar.`, without a
+# Plain click help (no rich panels): flags read `-q, --quiet  No progress bar.`, without a
 # `<bool>` type column beside every flag.
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Render 2D avatar segments into HLS ahead of air time, and play them out live.")
