@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup setup-test demo test bench
+.PHONY: setup setup-test demo test check lint bench
 setup:
 	bash scripts/setup.sh
 
@@ -14,9 +14,16 @@ demo: setup
 	$(PY) examples/demo/make_assets.py
 	$(VENV)/bin/avatarrender render examples/demo/segment.yaml -o out/demo
 
-# Sets up with the test extras (chromium, Playwright, dask) and runs the whole suite.
-test: setup-test
+# Sets up with the test extras (chromium, Playwright, dask), lints, and runs the whole suite.
+test: setup-test lint
 	$(PY) -m pytest -q
+
+# The unit tier: under a minute, no setup, browser, nginx or network (an existing .venv).
+check:
+	$(PY) -m pytest -q -m "not slow"
+
+lint:
+	$(VENV)/bin/ruff check avatarrender cli tests benchmarks examples
 
 bench: setup
 	$(PY) -m benchmarks.render_speed

@@ -436,7 +436,7 @@ def report_text(report: dict[str, Any]) -> str:
               else "not measured")
            + (f", busy {cpu['busy_pct']:.0f} % (others)" if cpu.get("busy_pct") is not None
               else "")]
-    out.append(f"Pillow    " + (f"Pillow-SIMD {pil['version']}" if pil.get("version") else
+    out.append("Pillow    " + (f"Pillow-SIMD {pil['version']}" if pil.get("version") else
                                 "NOT Pillow-SIMD")
                + (f", 1080p alpha_composite {pil['alpha_composite_1080p_ms']:.1f} ms"
                   if pil.get("alpha_composite_1080p_ms") is not None else ""))

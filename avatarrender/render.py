@@ -224,18 +224,52 @@ def _warm_up_workers(jobs: int) -> None:
     threading.Thread(target=warm_up, daemon=True, name="avatarrender-warm-up").start()
 
 
-def _lock(out_dir: Path, wait: bool):
-    from filelock import FileLock, Timeout
+class _OutputLock:
+    """An exclusive ``flock`` on ``.OUT.lock`` beside the output, removed when released.
 
-    lock = FileLock(str(out_dir.with_name(f".{out_dir.name}.lock")))
-    try:
-        lock.acquire(timeout=-1 if wait else 0)
-    except Timeout:
-        raise RenderLockedError(
-            f"{out_dir}: another render of this output is running (lock {lock.lock_file}); "
-            "pass --wait to wait for it"
-        ) from None
-    return lock
+    Removing a lock file is safe only because every taker checks, once it holds the lock, that the
+    file it locked is still the one at that path: a waiter that opened the file before the holder
+    removed it finds another inode (or none) and tries again on the current file. (filelock's
+    lock leaves the file behind for that reason; this one leaves nothing beside finished outputs.)
+    """
+
+    def __init__(self, out_dir: Path, wait: bool):
+        import fcntl
+
+        path = out_dir.with_name(f".{out_dir.name}.lock")
+        self.lock_file = str(path)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                os.close(fd)
+                raise RenderLockedError(
+                    f"{out_dir}: another render of this output is running "
+                    f"(lock {path}); pass --wait to wait for it"
+                ) from None
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                self._fd: int | None = fd
+                return
+            os.close(fd)  # the holder we waited for removed it: lock the file now at that path
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.unlink(self.lock_file)  # still holding it: a waiter then sees the inode change
+        except FileNotFoundError:
+            pass
+        os.close(self._fd)  # closing the last descriptor releases the flock
+        self._fd = None
+
+
+def _lock(out_dir: Path, wait: bool) -> _OutputLock:
+    return _OutputLock(out_dir, wait)
 
 
 # x264 threads per encoder. Fixed, not derived from --jobs: x264's output depends on its thread
@@ -428,7 +462,7 @@ def render(
             raise _disk_full(partial, partial) from None
         raise
     finally:
-        lock.release()  # the lock file stays: unlinking it would let a waiter lock a dead inode
+        lock.release()  # and removes the lock file (safe: see _OutputLock)
 
 
 def _usable_output(out_dir: Path, *, force: bool) -> Path:
@@ -592,3 +626,48 @@ class ProcessRenderer:
         dest = Path(root) / f"idle-{spec.spec_hash}"
         render(spec, dest)
         return dest
+
+
+class _RenderModule(type(sys)):
+    """This module, callable: ``avatarrender.render("segment.yaml", "out/")`` is the public entry
+    point, and ``avatarrender.render`` stays the module for its parts (a function of that name in
+    the package would be replaced by the module as soon as anything imports it)."""
+
+    def __call__(self, spec: str | Path | Spec, out_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
+        """Render a segment into the HLS folder ``out_dir`` (complete, or an error and nothing
+        half-written under that name); return its manifest.
+
+        Parameters
+        ----------
+        spec : str, Path or Spec
+            A segment.yaml, or a spec already loaded by :func:`avatarrender.load_spec`.
+        out_dir : str or Path
+            The rendition's folder (``index.m3u8``, MPEG-TS media segments, ``manifest.json``);
+            while rendering it grows as ``OUT.partial``, renamed to ``OUT`` when complete.
+        **kwargs
+            ``jobs``, ``chunk_segments``, ``force``, ``wait_lock``, ``progress`` ... as
+            :func:`avatarrender.render.render`.
+
+        Returns
+        -------
+        dict
+            The manifest (``manifest.json``): segments with their durations (s), fps, codecs,
+            ``up_to_date`` when an identical render was already there.
+
+        Raises
+        ------
+        SpecError, AssetNotFoundError
+            The YAML or a file it names is wrong (the message names the file and the field).
+        RenderLockedError
+            Another render of ``out_dir`` is running (and ``wait_lock`` is false).
+        MediaError, FFmpegError, DiskFullError
+            An input could not be decoded, the encoder failed, the disk filled up.
+        """
+        if not isinstance(spec, Spec):
+            from .spec import load_spec
+
+            spec = load_spec(spec)
+        return render(spec, out_dir, **kwargs)
+
+
+sys.modules[__name__].__class__ = _RenderModule

@@ -11,7 +11,6 @@ the screen.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import time
@@ -212,7 +211,6 @@ class Scene:
         self.spec = spec
         out = spec.output
         self.width, self.height = out.width, out.height
-        m = spec.model
         key = _static_key(spec)
         static = _STATIC.get(key) if key is not None else None
         if static is not None:

@@ -76,6 +76,20 @@ def submit(spec: str | Path, inbox: str | Path, *, name: str | None = None) -> P
     The name defaults to the YAML's stem and the UTC time (``talk-20261130T101500Z``), as
     ``render --into`` names it.
 
+    Parameters
+    ----------
+    spec : str or Path
+        The segment.yaml (not read here: the service validates it when it takes it).
+    inbox : str or Path
+        The folder a :class:`RenderService` watches; made if missing.
+    name : str, optional
+        The rendition's name in the service's spool.
+
+    Returns
+    -------
+    Path
+        The submission file written (atomically) into ``inbox``.
+
     Raises
     ------
     SpecError

@@ -32,7 +32,7 @@ __all__ = [
     "parse_cues",
 ]
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"  # in a checkout: a link to ../presets
 
 Blend = Literal["normal", "add", "screen", "multiply"]
 XY = tuple[int, int]

@@ -47,7 +47,7 @@ def _port() -> int:
 def _playout(args: list[str], tmp: Path, *, out: Path | None = None) -> tuple[subprocess.Popen, str]:
     port = _port()
     out = out or tmp / "out"
-    proc = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", "playout",
+    proc = subprocess.Popen([sys.executable, "-c", "from avatarrender._cli.main import main; main()", "playout",
                              *args, "--out", str(out), "--serve", f"127.0.0.1:{port}"],
                             cwd=ROOT, stdout=open(tmp / "playout.log", "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -138,7 +138,7 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", "playout",
+    proc = subprocess.Popen([sys.executable, "-c", "from avatarrender._cli.main import main; main()", "playout",
                              "--schedule", str(tmp / "schedule.yaml"), "--out", str(tmp / "out"),
                              "--serve", f"127.0.0.1:{port}"], cwd=ROOT,
                             stdout=open(tmp / "playout.log", "w"), stderr=subprocess.STDOUT)

@@ -16,10 +16,31 @@ __all__ = ["register", "plot_track"]
 _COLOURS = {"X": (120, 120, 130), "A": (200, 60, 60), "B": (230, 150, 60), "C": (230, 210, 80),
             "D": (90, 190, 90), "E": (70, 160, 210), "F": (110, 90, 200), "G": (200, 90, 180),
             "H": (60, 190, 180)}
+# Rhubarb Lip Sync's shapes, for the plot's key
+_MEANING = {"X": "rest", "A": "closed (P B M)", "B": "slightly open (K S T)", "C": "open (EH AE)",
+            "D": "wide (AA)", "E": "rounded (AO ER)", "F": "puckered (UW W)", "G": "teeth on lip (F V)",
+            "H": "tongue (L)"}
+PLOT_SIZE_PX = (1600, 500)
+
+
+def _mel_db(y, sample_rate_hz: int, n_mels: int):
+    """Mel spectrogram in dB for the plot (librosa: its lazy imports and numba set-up on the first
+    call, ~2.5 s of CPU, are paid only by ``--plot``, never by a render).
+    Returns (S_db [shape=(n_mels, t)], band edges in Hz [shape=(n_mels + 2,)])."""
+    import librosa
+    import numpy as np
+
+    y = np.asarray(y, dtype=np.float32).reshape(-1)
+    hop = max(1, sample_rate_hz // 100)  # 10 ms columns
+    S = librosa.feature.melspectrogram(y=y, sr=sample_rate_hz, n_fft=1024, hop_length=hop,
+                                       n_mels=n_mels, fmax=sample_rate_hz / 2)
+    edges_hz = librosa.mel_frequencies(n_mels + 2, fmax=sample_rate_hz / 2)
+    return librosa.power_to_db(S, ref=np.max, top_db=80.0), edges_hz
 
 
 def plot_track(y, sample_rate_hz: int, track, *, fps: Fraction, features: dict, path: Path) -> None:
-    """Waveform, level and brightness, and the mouth track over time, drawn with Pillow."""
+    """Waveform, mel spectrogram, level, brightness and the mouth track over time, as a PNG of
+    :data:`PLOT_SIZE_PX` with a scale on every lane, a time axis in seconds and a key to the shapes."""
     import numpy as np
     from PIL import Image, ImageDraw, ImageFont
 
@@ -27,17 +48,32 @@ def plot_track(y, sample_rate_hz: int, track, *, fps: Fraction, features: dict, 
     from avatarrender.lipsync import SHAPES, _runs
 
     n = len(track)
-    width = max(800, min(4000, n * 6))
-    lanes = [("waveform", 140), ("level (dB)", 90), ("centroid (Hz)", 90), ("mouth", 60)]
-    height = sum(h for _, h in lanes) + 40
-    img = Image.new("RGB", (width + 110, height), (250, 250, 252))
+    duration_s = n / float(fps) if n else 1.0
+    W, H = PLOT_SIZE_PX
+    x0, x1 = 150, W - 20  # plot area, px
+    width = x1 - x0
+    lanes = [("waveform", 90), ("mel spectrogram", 120), ("level (dB)", 70), ("centroid (Hz)", 70),
+             ("mouth", 50)]
+    img = Image.new("RGB", (W, H), (250, 250, 252))
     d = ImageDraw.Draw(img)
     font = ImageFont.load_default(size=13)
-    x0, top = 100, 10
-    xs = lambda frame: x0 + int(frame / max(n, 1) * width)  # noqa: E731
+    small = ImageFont.load_default(size=11)
+    ink, grid = (40, 40, 50), (225, 225, 232)
+
+    def xs(frame: float) -> int:
+        return x0 + int(frame / max(n, 1) * width)
+
+    def yticks(top: int, h: int, lo: float, hi: float, fmt: str) -> None:
+        for v, yy in ((hi, top + 2), (lo, top + h - 12)):
+            label = fmt.format(v)
+            d.text((x0 - 6 - d.textlength(label, font=small), yy), label, fill=(90, 90, 100), font=small)
+
+    top = 10
+    tick_s = next(t for t in (1, 2, 5, 10, 30, 60, 300, 600) if duration_s / t <= 16)
+    plot_top = top
     for name, h in lanes:
-        d.rectangle((x0, top, x0 + width, top + h), outline=(200, 200, 210))
-        d.text((6, top + h // 2 - 7), name, fill=(40, 40, 50), font=font)
+        d.rectangle((x0, top, x1, top + h), outline=(200, 200, 210))
+        d.text((6, top + h // 2 - 7), name, fill=ink, font=font)
         if name == "waveform":
             mono = np.asarray(y, dtype=np.float32).reshape(-1)
             cols = np.array_split(mono, width) if len(mono) >= width else [mono]
@@ -46,12 +82,22 @@ def plot_track(y, sample_rate_hz: int, track, *, fps: Fraction, features: dict, 
                     lo, hi = float(c.min()), float(c.max())
                     d.line((x0 + i, top + h / 2 - hi * h / 2, x0 + i, top + h / 2 - lo * h / 2),
                            fill=(60, 90, 160))
+            yticks(top, h, -1.0, 1.0, "{:+.0f}")
+        elif name == "mel spectrogram":
+            S_db, edges_hz = _mel_db(y, sample_rate_hz, n_mels=h)
+            t_cols = np.linspace(0, S_db.shape[1] - 1, width).round().astype(int) if S_db.shape[1] else []
+            if len(t_cols):
+                v = (S_db[::-1, t_cols] + 80.0) / 80.0  # low bands at the bottom, 0..1
+                rgb = np.stack([40 + 215 * v, 30 + 120 * v ** 2, 90 + 60 * (1 - v)], -1)
+                img.paste(Image.fromarray(rgb.clip(0, 255).astype(np.uint8)), (x0, top))
+            yticks(top, h, float(edges_hz[0]), float(edges_hz[-1]), "{:.0f} Hz")
         elif name in ("level (dB)", "centroid (Hz)"):
             v = features["rms_db"] if name.startswith("level") else features["centroid_hz"]
             lo, hi = float(np.min(v)), float(np.max(v)) + 1e-9
             pts = [(xs(i), top + h - (float(v[i]) - lo) / (hi - lo) * (h - 4) - 2) for i in range(len(v))]
             if len(pts) > 1:
                 d.line(pts, fill=(200, 80, 60), width=1)
+            yticks(top, h, lo, hi, "{:.0f}")
         else:
             for s, e, v in _runs(np.asarray(track)):
                 shape = SHAPES[v]
@@ -59,8 +105,23 @@ def plot_track(y, sample_rate_hz: int, track, *, fps: Fraction, features: dict, 
                 if xs(e) - xs(s) > 10:
                     d.text((xs(s) + 2, top + h // 2 - 7), shape, fill=(20, 20, 20), font=font)
         top += h + 5
-    for sec in range(int(n / float(fps)) + 1):
-        d.text((xs(sec * float(fps)), top), f"{sec}s", fill=(90, 90, 100), font=font)
+    for k in range(int(duration_s // tick_s) + 1):  # time axis: ticks, gridlines, labels
+        x = xs(k * tick_s * float(fps))
+        d.line((x, plot_top, x, top - 5), fill=grid)
+        d.line((x, top - 5, x, top), fill=ink)
+        label = f"{k * tick_s} s"
+        d.text((x - d.textlength(label, font=small) / 2, top + 2), label, fill=(90, 90, 100), font=small)
+    top += 24
+    x = x0  # the key to the mouth shapes
+    d.text((6, top), "mouth shapes", fill=ink, font=font)
+    for shape in SHAPES:
+        label = f"{shape} {_MEANING.get(shape, '')}"
+        w = int(d.textlength(label, font=small)) + 26
+        if x + w > x1:
+            x, top = x0, top + 18
+        d.rectangle((x, top + 1, x + 14, top + 13), fill=_COLOURS[shape], outline=(90, 90, 100))
+        d.text((x + 18, top + 1), label, fill=ink, font=small)
+        x += w
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     atomic_write(path, buf.getvalue())

@@ -4,26 +4,27 @@ from __future__ import annotations
 import os
 import sys
 
-# Before numpy loads: its OpenBLAS would start a thread per core that spins after each small
-# product of the analysis, taking CPU from the render's workers (2-3 % of a render here).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import typer
 
-import typer  # noqa: E402
+# (importing avatarrender first sets OPENBLAS_NUM_THREADS=1 before numpy loads: see its __init__)
+from avatarrender import interrupt
+from avatarrender.errors import AvatarRenderError
 
-from avatarrender import interrupt  # noqa: E402
-from avatarrender.errors import AvatarRenderError  # noqa: E402
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+# Plain click help (no rich panels): flags read `-q, --quiet  No progress bar.`, without a
+# `<bool>` type column beside every flag.
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Render 2D avatar segments into HLS ahead of air time, and play them out live.")
 
-from cli import doctor as _doctor  # noqa: E402
-from cli import epg as _epg  # noqa: E402
-from cli import lipsync as _lipsync  # noqa: E402
-from cli import metrics as _metrics  # noqa: E402
-from cli import new as _new  # noqa: E402
-from cli import playout as _playout  # noqa: E402
-from cli import render as _render  # noqa: E402
-from cli import schema as _schema  # noqa: E402
-from cli import serve as _serve  # noqa: E402
+from . import doctor as _doctor  # noqa: E402
+from . import epg as _epg  # noqa: E402
+from . import lipsync as _lipsync  # noqa: E402
+from . import metrics as _metrics  # noqa: E402
+from . import new as _new  # noqa: E402
+from . import playout as _playout  # noqa: E402
+from . import render as _render  # noqa: E402
+from . import schema as _schema  # noqa: E402
+from . import serve as _serve  # noqa: E402
 
 _render.register(app)
 _lipsync.register(app)

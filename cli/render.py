@@ -35,11 +35,11 @@ class _Bar:
             self.first = (now, done)  # frames already done (resumed) do not count toward fps
         t0, d0 = self.first
         fps = (done - d0) / (now - t0) if now > t0 and done > d0 else 0.0
-        eta = (total - done) / fps if fps else float("nan")
+        # no rate measured yet (the first call, or nothing rendered since): say so, not "nan"
+        eta = f"ETA {(total - done) / fps:5.1f} s" if fps else ("done" if done >= total else "ETA   ...")
         width = 30
         fill = int(width * done / max(total, 1))
-        line = (f"[{'#' * fill}{'.' * (width - fill)}] {done}/{total} frames  "
-                f"{fps:6.1f} fps  ETA {eta:5.1f} s")
+        line = f"[{'#' * fill}{'.' * (width - fill)}] {done}/{total} frames  {fps:6.1f} fps  {eta}"
         if self.tty:
             sys.stderr.write("\r" + line + ("\n" if done >= total else ""))
         elif done >= total or now - self.last_print > 5:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine for avatarrender: system packages, a virtualenv in .venv with
 # Pillow-SIMD built from source, the package itself, and (with --test) what the tests need:
-# espeak-ng, flite, Debian's chromium and nginx, Playwright, dask.distributed and hls.js.
+# espeak-ng, flite, Debian's chromium and nginx, Playwright, dask.distributed. hls.js is vendored in
+# the repo (avatarrender/playout/web/vendor/, with its licence), so no npm is needed.
 # Idempotent: a second run only checks.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -56,14 +57,4 @@ log "installing avatarrender ($extras)"
 "${pip[@]}" -c scripts/constraints.txt -e "$extras"
 "$venv/bin/python" -m avatarrender.doctor --pil
 
-# hls.js for the playout monitor page, served locally so the page works offline.
-vendor=avatarrender/playout/web/vendor
-if [ ! -s "$vendor/hls.min.js" ]; then
-  log "npm install hls.js"
-  tmp=$(mktemp -d)
-  (cd "$tmp" && npm install --silent --no-audit --no-fund hls.js@1.7.4 >/dev/null)
-  mkdir -p "$vendor"
-  cp "$tmp/node_modules/hls.js/dist/hls.min.js" "$vendor/hls.min.js"
-  rm -rf "$tmp"
-fi
 log "ready: $venv/bin/avatarrender"

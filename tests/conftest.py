@@ -147,3 +147,44 @@ def run_cli(*args: str, **kw) -> subprocess.CompletedProcess:
     """Run the installed ``avatarrender`` entry point as a user would."""
     exe = Path(sys.executable).with_name("avatarrender")
     return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=600, **kw)
+
+
+# Tiers (markers registered in pyproject.toml); `make check` runs `-m "not slow"`. Measured on the
+# shared 2-core machine (`pytest --durations=0`): a test over ~1 s there renders, encodes, runs a
+# CLI process or waits on a timeout, and is slow; whole modules where most tests are.
+_MODULE_MARKS = {
+    "test_browser_vod": ("browser", "slow"),
+    "test_playout_browser": ("browser", "slow"),
+    "test_playout_nginx": ("nginx", "slow"),
+    "test_push": ("nginx", "slow"),
+    "test_chunks": ("slow",),          # long renders, killed workers, dask
+    "test_service": ("slow",),         # the render service's processes
+    "test_scaffold": ("slow",),        # renders and airs a new channel
+    "test_demo_assets": ("slow",),     # espeak-ng and a 12 s clip
+    "test_doctor": ("slow",),          # probes the machine for seconds
+    "test_metrics": ("slow",),         # a playout and a service
+    "test_playout_engine": ("slow",),  # ffmpeg-made renditions per test
+    "test_render": ("slow",),          # full renders
+}
+_SLOW_TESTS = {
+    "test_chunk_waits_for_the_audio_it_needs", "test_same_bitstream_as_bare_ffmpeg",
+    "test_tv_reader_decodes_what_the_ffmpeg_command_decodes",
+    "test_tv_reader_turns_a_rotated_clip_upright_like_ffmpeg",
+    "test_cli_writes_a_valid_guide",
+    "test_constraints_refuse_stock_pillow", "test_doctor_command", "test_wheel_contents",
+    "test_any_rate_stereo_clipped_and_tiny_audio", "test_cli_writes_rhubarb_json_and_a_plot",
+    "test_corrupt_audio_names_the_file",
+    "test_soak_24_hours_random_late_missing_corrupt",
+    "test_blocked_too_long_is_503", "test_blocking_reload_holds_until_the_part",
+    "test_examples_validate", "test_print_one_and_bad_kind",
+    "test_cli_bad_input_exit_2_and_nothing_written", "test_cli_validate_ok_writes_nothing",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        marks = list(_MODULE_MARKS.get(item.module.__name__.rpartition(".")[2], ()))
+        if getattr(item, "originalname", item.name) in _SLOW_TESTS:
+            marks.append("slow")
+        for name in dict.fromkeys(marks):
+            item.add_marker(getattr(pytest.mark, name))

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 
 from avatarrender.plan import plan_chunks
 from avatarrender.render import render
@@ -194,7 +193,10 @@ def test_ctrl_c_reaps_every_process(slow_segment, tmp_path):
 
 def test_second_render_of_same_output_is_refused(long_segment, tmp_path):
     out = tmp_path / "out"
-    with FileLock(str(out.with_name(f".{out.name}.lock"))):
+    import fcntl
+
+    with open(out.with_name(f".{out.name}.lock"), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a running render holds it
         res = subprocess.run(_cli("render", str(long_segment), "-o", str(out), "-q"),
                              capture_output=True, text=True, timeout=60)
     assert res.returncode == 3

@@ -134,7 +134,8 @@ def test_cli_writes_rhubarb_json_and_a_plot(tmp_path, utterances):
     assert doc["mouthCues"][-1]["end"] == pytest.approx(utt.duration_s, abs=0.05)
     from PIL import Image
 
-    assert Image.open(png).format == "PNG"
+    img = Image.open(png)
+    assert img.format == "PNG" and img.size == (1600, 500)  # readable: not one pixel column per frame
 
 
 def test_segment_may_name_a_precomputed_track(tiny_segment):

@@ -3,7 +3,6 @@ prometheus_client's own parser, on a playout driven by a clock the test controls
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shutil
 import textwrap
 from fractions import Fraction

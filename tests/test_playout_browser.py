@@ -55,7 +55,7 @@ entries:
     port = _free_port()
     log = open(tmp / "playout.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from cli.main import main; main()", "playout", "--schedule",
+        [sys.executable, "-c", "from avatarrender._cli.main import main; main()", "playout", "--schedule",
          str(tmp / "schedule.yaml"), "--out", str(tmp / "out"), "--serve", f"127.0.0.1:{port}"],
         stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"

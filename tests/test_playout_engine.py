@@ -490,8 +490,8 @@ def test_failed_render_ahead_shows_its_error_line(media: Path) -> None:
         tree = ast.parse(path.read_text())
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-        assert not [m for m in names if m == "avatarrender.render" or m.split(".")[0] == "cli"], path
-        assert "cli.main" not in path.read_text(), path
+        assert not [m for m in names if m == "avatarrender.render" or {"cli", "_cli"} & set(m.split("."))], path
+        assert "cli.main" not in path.read_text() and "_cli" not in path.read_text(), path
 
 
 def test_spool_item_whose_render_failed_is_refused_at_once(media: Path) -> None:
@@ -519,3 +519,22 @@ def test_spool_item_whose_render_failed_is_refused_at_once(media: Path) -> None:
     assert any("aa-broken" in m and "FAILED" in m and "cannot be decoded at 3.2 s" in m for m in errors), errors
     aired_broken = [s for s in d.playout.playlist.segments if s.program == "spool/aa-broken"]
     assert len(aired_broken) <= 2, "nothing past what was published before the failure"
+
+
+def test_fresh_channel_backfills_filler_and_starts_programs_from_now(media: Path) -> None:
+    """The playlist opens with a window of filler (never empty), but a program waiting at start-up
+    starts at the start time, not a window earlier where a viewer joining now would miss its
+    opening; and the channel's first media segment carries no discontinuity."""
+    spool = media / "spool"
+    spool.mkdir()
+    shutil.copytree(media / "b", spool / "ready")  # there before the channel starts
+    d = Driver(media, schedule(media, "spool: spool\n"))
+    d.start(T0)
+    segs = d.playout.playlist.segments
+    assert segs and all(s.program == "filler" for s in segs)  # the backfilled window
+    assert segs[0].pdt_s < T0
+    d.run(6)
+    first = next(s for s in d.playout.playlist.segments if s.program == "spool/ready")
+    assert first.pdt_s >= T0
+    assert d.programs() == ["filler", "spool/ready", "filler"]
+    assert d.aired[0][2] is False, "the first media segment follows nothing: no discontinuity"

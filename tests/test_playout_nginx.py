@@ -43,7 +43,7 @@ def channel(tmp_path_factory: pytest.TempPathFactory):
     port = free_port()
     log = open(tmp / "playout.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from cli.main import main; main()", "playout", "--filler",
+        [sys.executable, "-c", "from avatarrender._cli.main import main; main()", "playout", "--filler",
          str(tmp / "filler"), "--spool", str(spool), "--out", str(out), "--serve", f"127.0.0.1:{port}"],
         stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     for _ in range(100):

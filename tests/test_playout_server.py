@@ -169,7 +169,6 @@ def test_keep_alive_and_pipelining(site) -> None:
 
 # ---------------------------------------------------------------- blocking reload (RFC 8216bis)
 
-from fractions import Fraction  # noqa: E402
 
 from avatarrender.playout.feed import LiveFeed, Snapshot, advance_part_limit, reload_state  # noqa: E402
 from playout_check import check_transition, parse_live  # noqa: E402

@@ -50,8 +50,9 @@ def test_playlist_and_manifest(rendered_tiny):
     for seg in man["segments"]:
         assert sha256(out / seg["uri"]) == seg["sha256"]
         assert first_packet_is_keyframe(out / seg["uri"])
+    # nothing else beside the output: no partial, no lock file
     assert not any(p.name.startswith(".") or p.name.endswith(".partial") for p in out.parent.iterdir()
-                   if p.name != "seg" and not p.name.endswith(".lock"))
+                   if p.name != "seg")
     # ffmpeg reads the whole rendition without a single warning (continuity counters included)
     proc = subprocess.run([ffmpeg_exe(), "-v", "warning", "-i", str(out / "index.m3u8"), "-f", "null", "-"],
                           capture_output=True, text=True)
@@ -162,7 +163,7 @@ def test_render_into_spool_publishes_atomically(tiny_segment, tmp_path):
     assert summary["output"] == str((spool / "show1").resolve())
     assert summary["frames"] == 120 and summary["segments"] == 4 and summary["realtime_factor"] > 0
     names = sorted(p.name for p in spool.iterdir())
-    assert names == [".show1.lock", "show1"], names  # no partial left behind, the lock is hidden
+    assert names == ["show1"], names  # no partial left behind, nor the lock file
     assert json.loads((spool / "show1" / "manifest.json").read_text())["complete"] is True
     # a default name carries the YAML's stem and a UTC time stamp, so cron runs do not collide
     proc = run_cli("render", str(tiny_segment), "--into", str(spool), "-q")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from avatarrender import errors
-from avatarrender.errors import AssetNotFoundError, AvatarRenderError, SpecError
+from avatarrender.errors import AvatarRenderError, SpecError
 from avatarrender.spec import load_spec
 
 from conftest import run_cli

@@ -81,7 +81,7 @@ def test_the_command_lines_parse() -> None:
     """The ExecStart command lines are ones our CLI accepts (--help after them fails otherwise)."""
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from avatarrender._cli.main import app
 
     for name in ("avatarrender-playout.service", "avatarrender-serve.service",
                  "avatarrender-render.service"):

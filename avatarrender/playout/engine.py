@@ -379,6 +379,7 @@ class Playout:
             start = self._existing_max_sequence() + 1
             self.playlist.next_sequence = self.playlist.media_sequence = start
             self.playlist.next_pdt_s = now - self.playlist.window_s
+            self.scheduler.hold_until_s = now  # that window is filler: programs start from now on
         self._clean_orphans()
         self._install_web()
         self._write_master()

@@ -293,6 +293,9 @@ class Scheduler:
         self.stall_since_s: Fraction | None = None
         self.filler_index = 0
         self.last_aired: tuple[str, int] | None = None
+        # a fresh channel backfills its first window with filler: nothing starts before this
+        # (else the first program would start a window in the past, its opening seconds unseen)
+        self.hold_until_s: Fraction | None = None
         self.events: list[tuple[str, str]] = []           # (level, message), drained by the engine
         self.aired: list[dict[str, Any]] = []             # program starts/ends, drained by the engine
 
@@ -353,6 +356,8 @@ class Scheduler:
         idempotent for a given ``slot_s``; :meth:`commit` advances past the returned segment.
         """
         slot_s = Fraction(slot_s)
+        if self.current is None and self.hold_until_s is not None and slot_s < self.hold_until_s:
+            return self._filler_decision()
         for _ in range(10_000):  # each pass retires an entry; bounded for safety
             if self.current is not None:
                 key = self.current
@@ -421,7 +426,8 @@ class Scheduler:
         raise RuntimeError("scheduler did not settle")  # pragma: no cover
 
     def _decision(self, key: str, index: int, duration_s: Fraction) -> Decision:
-        disc = self.last_aired != (key, index - 1)
+        # the channel's very first media segment follows nothing: no discontinuity to announce
+        disc = self.last_aired is not None and self.last_aired != (key, index - 1)
         return Decision(key=key, index=index, duration_s=Fraction(duration_s), discontinuity=disc)
 
     def _filler_decision(self) -> Decision:

@@ -1,0 +1,125 @@
+"""The public functions that are not a module's own: :func:`preview` and :func:`run_playout`.
+
+``avatarrender.render``, ``avatarrender.load_spec`` and ``avatarrender.lipsync`` are handed on by
+the package from their modules; this module only adds what the command line did by hand.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .spec import Spec, load_spec
+
+__all__ = ["preview", "run_playout"]
+
+
+def _spec(spec: str | Path | Spec) -> Spec:
+    return spec if isinstance(spec, Spec) else load_spec(spec)
+
+
+def preview(spec: str | Path | Spec, at_s: float = 0.0) -> np.ndarray:
+    """One composited frame of a segment, exactly as the render would encode it (no encode).
+
+    Parameters
+    ----------
+    spec : str, Path or Spec
+        A segment.yaml, or a spec already loaded by :func:`avatarrender.load_spec`.
+    at_s : float
+        Time in the segment, seconds; clamped to the segment's frames.
+
+    Returns
+    -------
+    np.ndarray [shape=(height_px, width_px, 3), dtype=uint8]
+        RGB at the output's size.
+
+    Raises
+    ------
+    SpecError, AssetNotFoundError
+        The YAML or a file it names is wrong (the message names the file and the field).
+    MediaError, FFmpegError
+        An input could not be decoded.
+    """
+    from .compose import preview_frame
+
+    return preview_frame(_spec(spec), at_s)
+
+
+def run_playout(
+    schedule: str | Path | None,
+    out_dir: str | Path,
+    *,
+    filler: str | Path | None = None,
+    filler_spec: str | Path | None = None,
+    spool: str | Path | None = None,
+    serve: tuple[str, int] | None = None,
+    stop: threading.Event | None = None,
+    on_ready: Callable[[object], None] | None = None,
+) -> None:
+    """Publish a live LL-HLS channel into ``out_dir`` until ``stop`` is set (what
+    ``avatarrender playout`` runs, without its signal handling, push and logging set-up).
+
+    Parameters
+    ----------
+    schedule : str, Path or None
+        A schedule.yaml; None airs the spool (or only the filler).
+    out_dir : str or Path
+        The served folder: ``master.m3u8``, media, the monitor page.
+    filler, filler_spec : str or Path, optional
+        A rendered folder to loop when nothing is ready, or a segment.yaml whose idle loop is
+        rendered once as filler (each overrides the schedule's).
+    spool : str or Path, optional
+        Air whatever finished render appears in this folder next, in order of arrival.
+    serve : (host, port), optional
+        Also serve ``out_dir`` over HTTP (blocking playlist reloads, ``/metrics``, ``/epg.xml``).
+    stop : threading.Event, optional
+        Set it (from another thread) to end the channel; default: run until the process ends.
+    on_ready : callable, optional
+        Called with the :class:`~avatarrender.playout.engine.Playout` before its first tick.
+
+    Raises
+    ------
+    SpecError, AssetNotFoundError
+        The schedule, a segment or the filler is wrong.
+    MediaError
+        The filler is not a finished render.
+    """
+    import dataclasses
+
+    from .playout.engine import Playout, prepare_filler
+    from .playout.schedule import Schedule, ScheduleModel, load_schedule
+    from .render import ProcessRenderer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if schedule is not None:
+        sched = load_schedule(Path(schedule), renders_dir=out / ".renders")
+    else:
+        sched = Schedule(path=None, model=ScheduleModel(), entries=(), filler_dir=None,
+                         filler_spec=None, spool=None)
+    if spool is not None:
+        sched = dataclasses.replace(sched, spool=Path(spool).resolve())
+    renderer = ProcessRenderer()
+    filler_dir = prepare_filler(sched, out, filler_dir=Path(filler) if filler else None,
+                                filler_spec=Path(filler_spec) if filler_spec else None,
+                                renderer=renderer)
+    playout = Playout(sched, out, filler=filler_dir, renderer=renderer)
+    server = None
+    if serve is not None:
+        from .playout import epg, metrics
+        from .playout.server import serve_in_thread
+
+        routes = {"/metrics": lambda: (metrics.metrics_text(playout).encode(), metrics.CONTENT_TYPE),
+                  "/epg.xml": lambda: (epg.epg_xml(playout).encode(), epg.CONTENT_TYPE)}
+        server, _ = serve_in_thread(
+            out, host=serve[0], port=serve[1], feed=playout.feed, routes=routes,
+            on_request=lambda path, status: playout.counters.request(metrics.request_kind(path), status))
+    if on_ready is not None:
+        on_ready(playout)
+    try:
+        playout.run(stop=stop or threading.Event())
+    finally:
+        if server is not None:
+            server.shutdown()
