@@ -205,10 +205,8 @@ class FolderCatalog:
             or between it and the previous media segment of the same rendition.
         """
         frame_90k = Fraction(90000) / self.fps
-        facts = inspect_segment(info.path.read_bytes(), info.path, frame_90k=frame_90k)
-        if info.frames is not None and facts.frames != info.frames:
-            raise MediaError(info.path, "frames", f"holds {facts.frames} video frames, the "
-                             f"manifest lists {info.frames}")
+        facts = inspect_segment(info.path.read_bytes(), info.path, frame_90k=frame_90k,
+                                frames=info.frames)
         prev = self._facts.get((key, index - 1))
         if prev is not None and abs(facts.first_pts_90k - prev.end_pts_90k) > 1:
             raise MediaError(info.path, "video PTS", f"starts {facts.first_pts_90k - prev.end_pts_90k}"

@@ -89,7 +89,30 @@ def packets(data: bytes | bytearray, where: str | Path | None = None) -> np.ndar
         r = int(bad[0])
         raise MediaError(where, f"packet {r}.adaptation_field_length",
                          f"{af_len[r]} does not fit the packet")
+    for r in np.nonzero((afc & 2) != 0)[0]:
+        _check_adaptation_field(a[r], int(r), where)
     return a
+
+
+def _check_adaptation_field(row: np.ndarray, r: int, where: str | Path | None) -> None:
+    """The fields the flags announce fit the adaptation field, and the rest is 0xFF stuffing
+    (13818-1 2.4.3.5): a wrong length moves the payload's start, which nothing else shows."""
+    length = int(row[4])
+    if length == 0:
+        return   # one byte of stuffing: the length field alone
+    flags = int(row[5])
+    need = 1 + 6 * bool(flags & 0x10) + 6 * bool(flags & 0x08) + bool(flags & 0x04)
+    if flags & 0x02 and 5 + need < PACKET_BYTES:   # transport_private_data
+        need += 1 + int(row[5 + need])
+    if flags & 0x01 and 5 + need < PACKET_BYTES:   # adaptation_field_extension
+        need += 1 + int(row[5 + need])
+    if need > length:
+        raise MediaError(where, f"packet {r}.adaptation_field_length",
+                         f"{length} is shorter than the fields its flags announce ({need})")
+    stuffing = row[5 + need:5 + length]
+    if stuffing.size and not (stuffing == 0xFF).all():
+        raise MediaError(where, f"packet {r}.adaptation_field_length",
+                         f"{length} does not end where the stuffing ends")
 
 
 def _pids(a: np.ndarray) -> np.ndarray:
@@ -276,7 +299,8 @@ class SegmentFacts:
 
 
 def _check_cc(a: np.ndarray, where: str | Path | None) -> None:
-    """Continuity counters run on by one per payload packet of each PID: no packet is missing."""
+    """Continuity counters run on by one per payload packet of each PID: no packet is missing
+    or repeated."""
     pid = _pids(a)
     has_payload = (a[:, 3] & 0x10) != 0
     cc = a[:, 3] & 0x0F
@@ -287,28 +311,33 @@ def _check_cc(a: np.ndarray, where: str | Path | None) -> None:
         if idx.size < 2:
             continue
         step = (cc[idx[1:]].astype(np.int32) - cc[idx[:-1]]) & 0x0F
-        # 1: the next packet; 0: a duplicate (allowed once, 13818-1 2.4.3.3)
-        bad = np.nonzero(step > 1)[0]
+        # 13818-1 allows a packet sent twice (step 0), but the channel renumbers the counters
+        # (continue_cc), which would turn a repeat into a second copy of its data: refused
+        bad = np.nonzero(step != 1)[0]
         if bad.size:
             r = int(idx[bad[0] + 1])
-            raise MediaError(where, f"packet {r}.continuity_counter",
-                             f"PID {p} skips {int(step[bad[0]]) - 1} packet(s): data is missing")
+            what = "repeats a packet" if step[bad[0]] == 0 else \
+                f"skips {int(step[bad[0]]) - 1} packet(s): data is missing"
+            raise MediaError(where, f"packet {r}.continuity_counter", f"PID {p} {what}")
 
 
 def inspect_segment(data: bytes, where: str | Path | None = None, *,
-                    frame_90k: Fraction) -> SegmentFacts:
+                    frame_90k: Fraction, frames: int | None = None) -> SegmentFacts:
     """Check a rendered media segment whole and count what it holds.
 
     Parameters
     ----------
     frame_90k : Fraction
         One video frame in 90 kHz ticks (3000 at 30 fps, 3003 at 30000/1001).
+    frames : int, optional
+        The video frames the manifest lists for it.
 
     Raises
     ------
     MediaError
         Anything :func:`packets` and :func:`pes_starts` refuse, a packet missing (continuity
-        counter), no video, or video timestamps that do not step by one frame (a hole).
+        counter), no video, another frame count than ``frames``, or video timestamps that do
+        not step by one frame (a hole).
     """
     a = packets(data, where)
     starts = pes_starts(a, where)
@@ -316,6 +345,9 @@ def inspect_segment(data: bytes, where: str | Path | None = None, *,
     pts = sorted(get_ts(a[s.row], s.pts_at) for s in starts if s.video and s.pts_at is not None)
     if not pts:
         raise MediaError(where, "video", "no video frames")
+    if frames is not None and len(pts) != frames:
+        raise MediaError(where, "frames", f"holds {len(pts)} video frames, the manifest lists "
+                         f"{frames}")
     steps = np.diff(np.asarray(pts, dtype=np.int64))
     # a muxer rounds a frame to whole ticks (3753.75 at 24000/1001): allow one tick either way
     bad = np.nonzero(np.abs(steps - float(frame_90k)) > 1)[0]
