@@ -371,6 +371,8 @@ class Playout:
         self._now_s = Fraction(0)   # the clock of the current tick (for error dates)
         self.next_due_s: Fraction | None = None   # when the next part (or segment) is published
         self._master_bandwidth = 0
+        self._wrote = self._write_failed = False   # this tick's writes (see _disk_error)
+        self._undeleted: list[str] = []     # media files left the window but not yet deleted
         self._topics: dict[str, str] = {}   # lasting conditions already logged (see _error)
         self.quarantined: dict[str, str] = {}  # key -> why it was refused; kept in the saved state
         self._check_filler()
@@ -516,7 +518,9 @@ class Playout:
         for key in list(self.catalog.folders):
             if key.startswith("spool/") and key not in self.scheduler.spool_known:
                 self.catalog.forget(key)
-                self.quarantined.pop(key, None)   # gone (or moved aside): a new one may come
+                if not (spool / f".{key[6:]}.refused").exists():
+                    # the operator removed the refused folder: a new one of that name may come
+                    self.quarantined.pop(key, None)
 
     def _poll_renders(self, now: Fraction) -> None:
         """Render ahead entries given as a segment.yaml, one at a time, in schedule order."""
@@ -589,11 +593,14 @@ class Playout:
         assert self.scheduler is not None, "call start() first"
         now = Fraction(now_s)
         self._now_s = now
+        self._wrote = self._write_failed = False
         self._poll_spool(now)
         self._poll_renders(now)
         published = 0
         while published < 100_000:
             if self._air is None and not self._open_next():
+                # a disk error: try again in a quarter second, not on every loop (run() would spin)
+                self.next_due_s = now + Fraction(1, 4)
                 break
             air = self._air
             assert air is not None
@@ -616,8 +623,19 @@ class Playout:
                 self._close(air, now)
         if published:
             self._save_and_publish(now)
-        for uri in self.playlist.due_deletions(now):
-            (self.out / uri).unlink(missing_ok=True)
+        self._undeleted += self.playlist.due_deletions(now)
+        for i, uri in enumerate(self._undeleted):
+            try:
+                (self.out / uri).unlink(missing_ok=True)
+            except OSError as exc:   # a read-only or failing disk: kept to try again
+                self._disk_error(f"cannot delete {uri}: {exc}")
+                del self._undeleted[:i]
+                break
+        else:
+            self._undeleted.clear()
+        if self.disk_error is not None and self._wrote and not self._write_failed:
+            self._clear("disk", "writes work again: the playlist moves on")
+            self.disk_error = None
         if published or now - self._last_status_s >= 1:
             self._write_status(now)
         return published
@@ -634,6 +652,7 @@ class Playout:
             dest = self.out / self.playlist.uri_for(seq)
             rebase = d.discontinuity or self._resume_pdt_s is not None or self._force_rebase
             saved = self.rewriter.to_json()
+            where: Path | None = None
             try:
                 data = self.catalog.read_checked(d.key, d.index)
                 where = self.catalog.rendered[d.key].segments[d.index].path
@@ -654,7 +673,7 @@ class Playout:
                 if d.key == FILLER:
                     raise MediaError(self.filler.folder, None, f"the filler is unusable: {exc}") from exc
                 why = str(exc) if isinstance(exc, AvatarRenderError) else \
-                    f"media segment {d.index}: {type(exc).__name__}: {exc}"
+                    f"{where or f'media segment {d.index}'}: {type(exc).__name__}: {exc}"
                 self._quarantine(d.key, why)
                 continue   # the next peek refuses the entry: filler or the next entry airs
             try:
@@ -819,7 +838,9 @@ class Playout:
         self.scheduler.aired.clear()
 
     def _disk_error(self, message: str) -> None:
-        """A write failed: logged once until writes work again (twice a second otherwise)."""
+        """A write failed: logged once until a tick writes without a failure (the playlist in
+        one folder may still be writable while media files in another are not: no flapping)."""
+        self._write_failed = True
         self.counters.error("disk")
         self._error(message + " (disk full?): the playlist stays as it was", topic="disk")
         self.disk_error = message
@@ -837,9 +858,7 @@ class Playout:
             text = self.playlist.render()
             write_atomic(self.out / MEDIA_PLAYLIST, text)
             self._write_master()
-            if self.disk_error is not None:
-                self._clear("disk", "writes work again: the playlist moves on")
-            self.disk_error = None
+            self._wrote = True
             seq, parts = self.playlist.position()
             self.feed.publish(Snapshot(
                 playlist=text.encode(), next_sequence=seq, parts_published=parts,

@@ -180,7 +180,15 @@ def load_schedule(path: str | Path, *, renders_dir: str | Path | None = None) ->
     except FileNotFoundError as exc:
         raise SpecError(path, None, "schedule not found") from exc
     except yaml.YAMLError as exc:
-        raise SpecError(path, None, f"not valid YAML: {exc}") from exc
+        # one line: where and what (PyYAML's own message spans 5-7 lines with a source excerpt)
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else None
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(path, where, f"not valid YAML: {what}") from None
+    except UnicodeDecodeError:
+        raise SpecError(path, None, "not UTF-8 text") from None
+    except IsADirectoryError:
+        raise SpecError(path, None, "a folder, not a schedule file") from None
     try:
         model = ScheduleModel.model_validate(doc)
     except ValidationError as exc:
