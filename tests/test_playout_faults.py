@@ -260,3 +260,108 @@ def test_lasting_faults_are_logged_once_per_change_of_state(media: Path, caplog)
         assert d.playout.counters is not None
         back = lines_during(2)
         assert not back, back
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 2 MB tmpfs, filled to the last byte by the test (we run as root on a machine of our own)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], check=True)
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(folder: Path) -> Path:
+    """Fill the file system of ``folder`` until a write fails with ENOSPC."""
+    import os
+
+    ballast = folder / "ballast"
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return ballast
+
+
+def test_full_disk_status_stays_current_from_memory_and_is_logged_once(media: Path, tiny_disk: Path,
+                                                                       caplog) -> None:
+    """A real full file system under the output: /status (from the server, served from memory)
+    says what is on air now and that the disk is full, every second; the error is logged once
+    and the recovery once; the playlist then moves on."""
+    import urllib.request
+
+    from avatarrender.playout.playlist import format_pdt
+    from avatarrender.playout.server import serve_in_thread
+
+    sched = schedule(media, "")
+    d = Driver(media, sched, out="disk/out")
+    d.start(T0)
+    d.run(4)
+    server, _ = serve_in_thread(d.out, feed=d.playout.feed)
+    try:
+        def status() -> dict:
+            with urllib.request.urlopen(server.url + "/status", timeout=5) as r:
+                return json.loads(r.read())
+
+        before = d.playout.playlist.next_sequence
+        ballast = _fill(tiny_disk)
+        step = Fraction(1, 20)
+        stale = []
+        with caplog.at_level(logging.INFO, logger="avatarrender.playout"):
+            caplog.clear()
+            for i in range(int(5 / step)):
+                d.now += step
+                d.playout.tick(d.now)
+                st = status()
+                stale.append(float(d.now) - _epoch(st["now"]))
+            lines = [r.getMessage() for r in caplog.records]
+            st = status()
+            assert st["disk_error"] and "No space left on device" in st["disk_error"], st
+            assert d.playout.playlist.next_sequence <= before + 1, "nothing new could be written"
+            assert max(stale) <= 1.0, f"/status up to {max(stale):.2f} s behind the clock"
+            assert len(lines) == 1 and "disk full?" in lines[0], lines
+            caplog.clear()
+            ballast.unlink()
+            d.run(3)
+            lines = [r.getMessage() for r in caplog.records]
+            assert lines == ["writes work again: the playlist moves on"], lines
+        assert d.playout.playlist.next_sequence > before + 2 and status()["disk_error"] is None
+        assert format_pdt(d.now)[:19] == status()["now"][:19]
+    finally:
+        server.shutdown()
+
+
+def _epoch(iso: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def test_filler_render_leaves_no_workers_behind(tmp_path: Path) -> None:
+    """The filler is rendered before the channel starts; its render's loky workers (idle for
+    300 s, about 650 MB at 1080p, when it ran in the playout's process) end with it."""
+    import psutil
+
+    from avatarrender.playout.engine import prepare_filler
+    from avatarrender.render import ProcessRenderer
+    from conftest import make_tiny_segment
+
+    yml = make_tiny_segment(tmp_path / "seg", speech_s=3.0, width=128, height=72, captions=False)
+    sched_path = tmp_path / "schedule.yaml"
+    sched_path.write_text(f"filler: {{spec: {yml}, duration_s: 2}}\n")
+    out = tmp_path / "out"
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    filler = prepare_filler(load_schedule(sched_path), out, renderer=ProcessRenderer())
+    assert json.loads((filler / "manifest.json").read_text())["complete"]
+    left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    assert not left, [(p.pid, p.cmdline()[:3]) for p in left]
+    # rendered again: found, not rendered twice; a broken spec is one line, before any process
+    assert prepare_filler(load_schedule(sched_path), out, renderer=ProcessRenderer()) == filler
+    (yml.parent / "assets" / "room.png").unlink()
+    with pytest.raises(SpecError, match="segment.yaml: scene.background: file not found"):
+        prepare_filler(load_schedule(sched_path), tmp_path / "out2", renderer=ProcessRenderer())
