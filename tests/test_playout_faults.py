@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from playout_media import make_rendered, write_manifest
+from test_playout_engine import T0, Driver, at, schedule
 
 from avatarrender.errors import SpecError
 from avatarrender.playout.engine import STATE_NAME
 from avatarrender.playout.schedule import load_schedule
-from playout_media import make_rendered, write_manifest
-from test_playout_engine import T0, Driver, at, schedule
 
 P = 188
 
@@ -346,10 +346,10 @@ def test_filler_render_leaves_no_workers_behind(tmp_path: Path) -> None:
     """The filler is rendered before the channel starts; its render's loky workers (idle for
     300 s, about 650 MB at 1080p, when it ran in the playout's process) end with it."""
     import psutil
+    from conftest import make_tiny_segment
 
     from avatarrender.playout.engine import prepare_filler
     from avatarrender.render import ProcessRenderer
-    from conftest import make_tiny_segment
 
     yml = make_tiny_segment(tmp_path / "seg", speech_s=3.0, width=128, height=72, captions=False)
     sched_path = tmp_path / "schedule.yaml"

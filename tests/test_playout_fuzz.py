@@ -11,7 +11,6 @@ from __future__ import annotations
 import subprocess
 from collections import Counter
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest

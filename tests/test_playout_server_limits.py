@@ -47,7 +47,8 @@ def test_listen_backlog_holds_a_burst(root: Path) -> None:
     server = _start(root)
     try:
         port = server.server_address[1]
-        out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True)
+        out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True,
+                             check=True)
         somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
         backlog = int(out.stdout.split()[2])  # Send-Q of a listening socket is its backlog
         assert backlog == min(4096, somaxconn) and backlog >= 512, out.stdout

@@ -611,12 +611,12 @@ class Playout:
             self.next_due_s = start + air.end_s(air.published)
             if now < self.next_due_s:
                 break
+            # a program is ready: the filler ends with this part, the program starts after it
             if (air.decision.key == FILLER and air.published + 1 < air.count
-                    and self._program_due(self.next_due_s)):
-                # a program is ready: the filler ends with this part, the program starts after it
-                if self._shorten(air, keep=air.published + 1, carry_audio=True):
-                    log.info("filler media segment %d cut after %d parts for the next program",
-                             air.sequence, air.count)
+                    and self._program_due(self.next_due_s)
+                    and self._shorten(air, keep=air.published + 1, carry_audio=True)):
+                log.info("filler media segment %d cut after %d parts for the next program",
+                         air.sequence, air.count)
             self._publish_part(air)
             published += 1
             if air.published == air.count:
@@ -668,7 +668,7 @@ class Playout:
                 self.rewriter.restore(saved)
                 self._disk_error(f"cannot read media segment {d.index} of {d.key}: {exc}")
                 return False
-            except Exception as exc:  # noqa: BLE001 - no item may stop the channel
+            except Exception as exc:  # no item may stop the channel
                 self.rewriter.restore(saved)
                 if d.key == FILLER:
                     raise MediaError(self.filler.folder, None, f"the filler is unusable: {exc}") from exc
@@ -928,7 +928,7 @@ class Playout:
                 try:
                     self.tick(clock())
                     self._clear("tick", "the playout ticks again")
-                except Exception as exc:  # noqa: BLE001 - the channel stays up; said once
+                except Exception as exc:  # the channel stays up; said once
                     log.debug("tick failed", exc_info=True)
                     self._error(str(exc) if isinstance(exc, AvatarRenderError)
                                 else f"{type(exc).__name__}: {exc}", topic="tick")

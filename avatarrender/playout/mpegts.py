@@ -22,8 +22,17 @@ import numpy as np
 
 from avatarrender.errors import MediaError
 
-__all__ = ["PACKET_BYTES", "Program", "PesStart", "SegmentFacts", "packets", "program",
-           "pes_starts", "inspect_segment", "get_ts"]
+__all__ = [
+    "PACKET_BYTES",
+    "PesStart",
+    "Program",
+    "SegmentFacts",
+    "get_ts",
+    "inspect_segment",
+    "packets",
+    "pes_starts",
+    "program",
+]
 
 PACKET_BYTES = 188
 _SYNC = 0x47

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 from fractions import Fraction
-
 from pathlib import Path
 
 import numpy as np
 
 from avatarrender.playout.mpegts import get_ts, packets, pes_starts
 
-__all__ = ["Part", "cut_parts", "video_frames", "shorten"]
+__all__ = ["Part", "cut_parts", "shorten", "video_frames"]
 
 _PACKET = 188
 
