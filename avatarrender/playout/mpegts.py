@@ -216,6 +216,8 @@ class PesStart:
         Offsets in the packet of the 5-byte PTS and DTS (None: absent).
     data_at : int
         Offset in the packet where the PES payload (the elementary stream) begins.
+    length_bytes : int
+        PES_packet_length: its bytes after the length field (0: unbounded, as for video).
     """
 
     row: int
@@ -224,6 +226,7 @@ class PesStart:
     pts_at: int | None
     dts_at: int | None
     data_at: int
+    length_bytes: int = 0
 
     @property
     def video(self) -> bool:
@@ -279,13 +282,22 @@ def pes_starts(a: np.ndarray, where: str | Path | None = None, *,
             raise MediaError(where, f"{field}_header_data_length",
                              f"{header_len} bytes at offset {po + 9} run past the packet or "
                              f"hold no {'PTS and DTS' if flags == 3 else 'PTS'}")
+        f7 = int(row[po + 7])
+        if not f7 & 0x01:   # without a PES extension the fields are fixed: the rest is stuffing
+            fixed = need + 6 * bool(f7 & 0x20) + 3 * bool(f7 & 0x10) + bool(f7 & 0x08) \
+                + bool(f7 & 0x04) + 2 * bool(f7 & 0x02)
+            pad = row[po + 9 + fixed:data_at]
+            if fixed > header_len or (pad.size and not (pad == 0xFF).all()):
+                raise MediaError(where, f"{field}_header_data_length",
+                                 f"{header_len} does not end where the header's fields end")
         pts_at = po + 9
         dts_at = po + 14 if flags == 3 else None
         if not _check_ts_field(row, pts_at, 3 if flags == 3 else 2) or (
                 dts_at is not None and not _check_ts_field(row, dts_at, 1)):
             raise MediaError(where, f"{field}.PTS", "timestamp marker bits are wrong")
         out.append(PesStart(row=r, pid=int(pid[r]), stream_id=sid, pts_at=pts_at, dts_at=dts_at,
-                            data_at=data_at))
+                            data_at=data_at,
+                            length_bytes=(int(row[po + 4]) << 8) | int(row[po + 5])))
     return out
 
 
@@ -330,6 +342,28 @@ def _check_cc(a: np.ndarray, where: str | Path | None) -> None:
             raise MediaError(where, f"packet {r}.continuity_counter", f"PID {p} {what}")
 
 
+def _check_pes_lengths(a: np.ndarray, starts: list[PesStart], where: str | Path | None) -> None:
+    """A PES that gives its length (audio) has exactly that many bytes before the next one on
+    its PID: a file cut short at a packet boundary loses the end of one (a frame count alone does
+    not see it)."""
+    pid = _pids(a)
+    sizes = PACKET_BYTES - _payload_offsets(a)
+    by_pid: dict[int, list[PesStart]] = {}
+    for s in starts:
+        by_pid.setdefault(s.pid, []).append(s)
+    for p, group in by_pid.items():
+        rows = np.nonzero(pid == p)[0]
+        ends = [g.row for g in group[1:]] + [len(a)]
+        for g, end in zip(group, ends):
+            if not g.length_bytes:
+                continue
+            inside = rows[(rows >= g.row) & (rows < end)]
+            have = int(sizes[inside].sum()) - 6   # from the start code; 6: up to the length
+            if have != g.length_bytes:
+                raise MediaError(where, f"packet {g.row}.PES_packet_length",
+                                 f"{g.length_bytes} bytes announced, {have} present")
+
+
 def inspect_segment(data: bytes, where: str | Path | None = None, *,
                     frame_90k: Fraction, frames: int | None = None) -> SegmentFacts:
     """Check a rendered media segment whole and count what it holds.
@@ -351,6 +385,7 @@ def inspect_segment(data: bytes, where: str | Path | None = None, *,
     a = packets(data, where)
     starts = pes_starts(a, where)
     _check_cc(a, where)
+    _check_pes_lengths(a, starts, where)
     pts = sorted(get_ts(a[s.row], s.pts_at) for s in starts if s.video and s.pts_at is not None)
     if not pts:
         raise MediaError(where, "video", "no video frames")
