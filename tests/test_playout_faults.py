@@ -188,11 +188,13 @@ def test_missing_folder_is_said_at_once_with_its_path(media: Path, caplog) -> No
     assert any(str(media / "nowhere" / "gone") in r.getMessage() and "not found" in r.getMessage()
                for r in caplog.records), "warned at start"
     d.start(T0)
-    d.run(3.75)   # due at 3 s: refused in the first slot at or after it, b follows at once
-    line = next(m for m in _errors(d) if m.startswith("entry/gone"))
-    assert line == f"entry/gone: refused: {media / 'nowhere' / 'gone'}: rendered folder not found " \
-                   f"(nor gone.partial)", line
-    assert not any("could not start within" in m for m in _errors(d))
+    d.run(3.75)   # due at 3 s: said in the first slot at or after it, with the path
+    gone = media / "nowhere" / "gone"
+    assert _errors(d) == [f"entry/gone: {gone}: rendered folder not found (nor gone.partial): "
+                          "filler until it appears, for at most 5 s"], _errors(d)
+    d.run(6)      # the late policy: skipped 5 s after its air time, saying why; b follows
+    assert _errors(d)[-1] == ("entry/gone: could not start within 5 s of its air time: skipped "
+                              f"({gone}: rendered folder not found (nor gone.partial))"), _errors(d)
     d.run(3)
     assert d.programs() == ["filler", "entry/b", "filler"]
 
@@ -365,3 +367,79 @@ def test_filler_render_leaves_no_workers_behind(tmp_path: Path) -> None:
     (yml.parent / "assets" / "room.png").unlink()
     with pytest.raises(SpecError, match="segment.yaml: scene.background: file not found"):
         prepare_filler(load_schedule(sched_path), tmp_path / "out2", renderer=ProcessRenderer())
+
+
+def test_the_command_stays_on_air_through_a_bad_spool_item_and_restarts(media: Path) -> None:
+    """The probe, as an operator meets it: `avatarrender playout --spool` with an item whose TS
+    is malformed (sha256 rewritten to match) dropped in; the process stays up, /status names the
+    file, SIGKILL and a restart with the item still there: up again, filler on air, no loop."""
+    import os
+    import signal
+    import socket
+    import sys
+    import time
+    import urllib.request
+
+    spool = media / "spool"
+    spool.mkdir()
+    bad = media / "bad"
+    shutil.copytree(media / "a", bad)
+    _bad_af_length(bad / "seg_00001.ts")
+    _rehash(bad)
+    out = media / "out"
+
+    def start() -> tuple[subprocess.Popen, int]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        exe = Path(sys.executable).with_name("avatarrender")
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        proc = subprocess.Popen([str(exe), "playout", "--spool", str(spool), "--filler",
+                                 str(media / "filler"), "--out", str(out), "--serve",
+                                 f"127.0.0.1:{port}"], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=env)
+        return proc, port
+
+    def status(port: int) -> dict | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2) as r:
+                return json.loads(r.read())
+        except OSError:
+            return None
+
+    def until(cond, timeout_s: float = 60) -> bool:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if cond():
+                return True
+            time.sleep(0.2)
+        return False
+
+    proc, port = start()
+    try:
+        assert until(lambda: (status(port) or {}).get("on_air", {}).get("key") == "filler")
+        shutil.copytree(bad, spool / "bad")
+        assert until(lambda: any("spool/bad" in e["message"]
+                                 for e in (status(port) or {}).get("errors", [])))
+        errors = [e["message"] for e in status(port)["errors"]]
+        line = next(m for m in errors if "spool/bad" in m)
+        assert f"{spool / 'bad' / 'seg_00001.ts'}: packet " in line, line
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    # the item is still in the spool (as a probe leaves it) for the restart
+    if (spool / ".bad.refused").exists():
+        (spool / ".bad.refused").rename(spool / "bad")
+    proc, port = start()
+    try:
+        assert until(lambda: (status(port) or {}).get("on_air", {}).get("key") == "filler")
+        time.sleep(3)
+        st = status(port)
+        assert proc.poll() is None and st["on_air"]["key"] == "filler", st
+        state = json.loads((out / STATE_NAME).read_text())
+        assert "spool/bad" in state["quarantine"]
+    finally:
+        proc.terminate()
+        text = proc.communicate(timeout=20)[0]
+    assert "Traceback" not in text, text[-3000:]

@@ -129,11 +129,8 @@ class FolderCatalog:
                 r = read_rendered(partial)
             except MediaError:
                 return None  # a render still starting: not ready yet (the late policy applies)
-        elif key in self.rendered_ahead or key == FILLER:
-            return None   # its render has not started yet
         else:
-            # said at once, with the path, rather than after max_late_s of filler as "late"
-            raise MediaError(complete, None, f"rendered folder not found (nor {partial.name})")
+            return None   # not there yet (see availability)
         if (r.width, r.height) != (self.width, self.height):
             raise MediaError(r.folder, "width/height", f"{r.width}x{r.height} on a "
                              f"{self.width}x{self.height} channel")
@@ -161,7 +158,12 @@ class FolderCatalog:
             return Availability(error=f"{complete}: unreadable: {type(exc).__name__}: {exc}")
         if r is None:
             self.rendered.pop(key, None)
-            return Availability()
+            complete, partial = self.folders[key]
+            if key in self.rendered_ahead or key == FILLER or partial.is_dir() or complete.is_dir():
+                return Availability()   # its render has not started, or not finished a segment
+            # said when it is due, with the path, not only "late" after max_late_s of filler
+            return Availability(waiting_for=f"{complete}: rendered folder not found "
+                                            f"(nor {partial.name})")
         self.rendered[key] = r
         return Availability(durations_s=tuple(s.duration_s for s in r.segments), complete=r.complete)
 
@@ -829,12 +831,18 @@ class Playout:
 
     def _drain_events(self) -> None:
         assert self.scheduler is not None
-        for level, msg in self.scheduler.events:
+        events = list(self.scheduler.events)
+        for level, msg in events:
             self._error(msg, level)
         self.scheduler.events.clear()
         for ev in self.scheduler.aired:
             log.info("%s %s at %s", ev["key"], ev["event"], format_pdt(ev["at_s"]))
             self.counters.aired(ev, target_duration_s=self.playlist.target_duration_s)
+            if ev["event"] == "refused" and ev["key"] not in self.quarantined:
+                # whatever refused it (manifest, check, rewrite), a restart does not try it again
+                key = ev["key"]
+                why = next((m for _, m in reversed(events) if m.startswith(f"{key}: ")), "refused")
+                self._quarantine(key, why)
         self.scheduler.aired.clear()
 
     def _disk_error(self, message: str) -> None:

@@ -16,7 +16,10 @@ Late policy (documented in the README):
 * A program rendering ahead (partial) whose next media segment is not finished when needed: filler,
   then it resumes where it stopped; after ``max_late_s`` of waiting the rest is skipped.
 * A corrupt or incomplete rendered segment (bad manifest, missing file, size or sha256 mismatch,
-  not MPEG-TS) is refused before it airs: filler instead, an error logged, the next entry follows.
+  malformed MPEG-TS, frames other than the manifest's, a PTS hole) is refused before it airs:
+  filler instead, an error logged, the next entry follows.
+* An entry whose folder does not exist at all when it is due (neither it nor its partial form)
+  is said at once, with the path; the late policy then applies (it may still appear).
 """
 from __future__ import annotations
 
@@ -230,11 +233,14 @@ class Availability:
         No more media segments will come.
     error : str or None
         Why the entry is refused (corrupt, malformed); None when fine so far.
+    waiting_for : str or None
+        Why nothing is ready yet when that deserves saying (its folder does not exist).
     """
 
     durations_s: tuple[Fraction, ...] = ()
     complete: bool = False
     error: str | None = None
+    waiting_for: str | None = None
 
 
 class Catalog(Protocol):
@@ -303,6 +309,7 @@ class Scheduler:
         self.last_aired: tuple[str, int] | None = None
         self.events: list[tuple[str, str]] = []           # (level, message), drained by the engine
         self.aired: list[dict[str, Any]] = []             # program starts/ends, drained by the engine
+        self._told: set[str] = set()                      # keys whose waiting_for was logged
 
     # ---------------------------------------------------------------- inputs
 
@@ -347,6 +354,7 @@ class Scheduler:
         return None
 
     def _pop_due(self, key: str, *, dropped_at_s: Fraction | None = None) -> None:
+        self._told.discard(key)
         if dropped_at_s is not None:  # an entry that never aired: the next 'after' one is due now
             self.prev_end_s = dropped_at_s
         if self.next_entry < len(self.entries) and self.entries[self.next_entry].key == key:
@@ -398,9 +406,14 @@ class Scheduler:
                 self._pop_due(key, dropped_at_s=slot_s)
                 self.aired.append({"key": key, "event": "refused", "at_s": slot_s})
                 continue
+            because = f" ({av.waiting_for})" if av.waiting_for else ""
+            if av.waiting_for and key not in self._told and late_s <= self.max_late_s:
+                self._told.add(key)   # at once, not after max_late_s of filler
+                self._log("error", f"{key}: {av.waiting_for}: filler until it appears, for at "
+                          f"most {float(self.max_late_s):g} s")
             if absolute and late_s > self.max_late_s:
                 self._log("error", f"{key}: could not start within {float(self.max_late_s):g} s "
-                          "of its air time: skipped")
+                          f"of its air time: skipped{because}")
                 self._pop_due(key, dropped_at_s=slot_s)
                 self.aired.append({"key": key, "event": "skipped", "at_s": slot_s})
                 continue
@@ -421,7 +434,8 @@ class Scheduler:
                 self._pop_due(key, dropped_at_s=slot_s)
                 continue
             if late_s > self.max_late_s:
-                self._log("error", f"{key}: not ready {float(self.max_late_s):g} s after due: skipped")
+                self._log("error", f"{key}: not ready {float(self.max_late_s):g} s after due: "
+                          f"skipped{because}")
                 self._pop_due(key, dropped_at_s=slot_s)
                 self.aired.append({"key": key, "event": "skipped", "at_s": slot_s})
                 continue
