@@ -101,6 +101,7 @@ class FolderCatalog:
         self.rendered: dict[str, RenderedSegment] = {}
         self._verified: dict[tuple[str, int], tuple[int, int, int]] = {}  # -> (dev, ino, size)
         self._facts: dict[tuple[str, int], SegmentFacts] = {}   # what each verified file holds
+        self._failed: dict[tuple[str, int], tuple[tuple[int, int, int], str]] = {}  # -> (ident, why)
         self.bandwidth_bps = 0
         self.bad: dict[str, str] = {}   # key -> why it was refused at publication
 
@@ -116,6 +117,11 @@ class FolderCatalog:
         self.bad.pop(key, None)
         self._verified = {k: v for k, v in self._verified.items() if k[0] != key}
         self._facts = {k: v for k, v in self._facts.items() if k[0] != key}
+        self._failed = {k: v for k, v in self._failed.items() if k[0] != key}
+
+    def verified(self, key: str, index: int) -> bool:
+        """Whether media segment ``index`` of ``key`` was checked already (good or bad)."""
+        return (key, index) in self._verified or (key, index) in self._failed
 
     def _read(self, key: str) -> RenderedSegment | None:
         complete, partial = self.folders[key]
@@ -177,8 +183,15 @@ class FolderCatalog:
             ident = (st.st_dev, st.st_ino, st.st_size)
             if self._verified.get((key, index)) == ident:
                 return None
-            verify_media_file(info.path, info)
-            self._check_frames(key, index, info)
+            failed = self._failed.get((key, index))
+            if failed is not None and failed[0] == ident:
+                return failed[1]
+            try:
+                verify_media_file(info.path, info)
+                self._check_frames(key, index, info)
+            except (MediaError, ValueError) as exc:
+                self._failed[(key, index)] = (ident, str(exc))
+                raise
         except FileNotFoundError:
             # the partial folder was just renamed to its final name: look again
             self.availability(key)
@@ -640,7 +653,28 @@ class Playout:
             self.disk_error = None
         if published or now - self._last_status_s >= 1:
             self._write_status(now)
+        self._verify_ahead()
         return published
+
+    def _verify_ahead(self, budget_s: float = 0.02) -> None:
+        """Check the media segments of the program on air and of the next one ahead of their
+        turn, a few per tick (about 3 ms each at 1080p): a long program is not checked all at
+        once in the tick that starts it (1800 segments would hold publication for seconds)."""
+        sch = self.scheduler
+        if sch is None:
+            return
+        keys = [k for k in (sch.current, (sch.upcoming(self._now_s) or {}).get("key")) if k]
+        deadline = time.perf_counter() + budget_s
+        for key in keys:
+            r = self.catalog.rendered.get(key)   # read by the scheduler or the status, if at all
+            if r is None or key in self.catalog.bad:
+                continue
+            for i in range(len(r.segments)):
+                if self.catalog.verified(key, i):
+                    continue
+                self.catalog.verify(key, i)
+                if time.perf_counter() > deadline:
+                    return
 
     def _open_next(self) -> bool:
         """Choose, rewrite and write the next media segment (whole); False on a disk error."""
