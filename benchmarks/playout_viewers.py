@@ -170,6 +170,8 @@ def main() -> None:
             return peak
 
         peak = asyncio.run(viewers())
+        time.sleep(3)   # the viewers have hung up: what the server still holds (issue 14: < 50 MB)
+        after = _proc_stats(proc.pid)
         lat.sort()
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/live.m3u8", timeout=5).read().decode()
         seq, _, _ = _edge(text)
@@ -180,7 +182,9 @@ def main() -> None:
             "after_publication_s": {"median": round(statistics.median(lat), 4),
                                     "p99": round(lat[int(0.99 * (len(lat) - 1))], 4),
                                     "max": round(lat[-1], 4)} if lat else None,
-            "server_idle": idle, "server_peak_with_viewers": peak, **parked,
+            "server_idle": idle, "server_peak_with_viewers": peak,
+            "server_after_viewers": after,
+            "rss_kept_after_viewers_mb": round(after["rss_mb"] - idle["rss_mb"], 1), **parked,
         }, indent=1))
     finally:
         proc.terminate()

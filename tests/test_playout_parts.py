@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from avatarrender.errors import MediaError
 from avatarrender.media import ffmpeg_exe
 from avatarrender.playout.parts import cut_parts, shorten, video_frames
 
@@ -70,7 +71,9 @@ def test_shortened_segment_is_clean(tmp_path: Path, bframes: int, carry_audio: b
         assert r.returncode == 0 and not r.stderr.strip(), r.stderr
 
 
-def test_uncuttable_is_published_whole() -> None:
-    assert cut_parts(b"\x47" + b"\x00" * 187, part_frames=8) is None
-    with pytest.raises(ValueError):
+def test_malformed_is_refused_not_cut() -> None:
+    # a packet that is no program at all, and bytes that are not whole packets
+    with pytest.raises(MediaError, match="adaptation_field_control"):
+        cut_parts(b"\x47" + b"\x00" * 187, part_frames=8)
+    with pytest.raises(MediaError, match="not a whole number of TS packets"):
         cut_parts(b"\x47" * 100, part_frames=8)

@@ -38,6 +38,7 @@ from typing import Any, Callable
 from avatarrender.errors import AvatarRenderError, MediaError, SpecError
 from avatarrender.playout.feed import LiveFeed, Snapshot
 from avatarrender.playout.metrics import Counters
+from avatarrender.playout.mpegts import SegmentFacts, inspect_segment
 from avatarrender.playout.parts import Part, cut_parts, shorten, video_frames
 from avatarrender.playout.playlist import LivePart, LivePlaylist, format_pdt, master_playlist
 from avatarrender.playout.render_ahead import Renderer, RenderJob
@@ -97,19 +98,31 @@ class FolderCatalog:
         self.width, self.height, self.target_duration_s = width, height, target_duration_s
         self.fps = fps
         self.folders: dict[str, tuple[Path, Path]] = {}   # key -> (complete, partial)
+        self.rendered_ahead: set[str] = set()  # keys whose folder a render-ahead will create
         self.rendered: dict[str, RenderedSegment] = {}
         self._verified: dict[tuple[str, int], tuple[int, int, int]] = {}  # -> (dev, ino, size)
+        self._facts: dict[tuple[str, int], SegmentFacts] = {}   # what each verified file holds
+        self._failed: dict[tuple[str, int], tuple[tuple[int, int, int], str]] = {}  # -> (ident, why)
         self.bandwidth_bps = 0
         self.bad: dict[str, str] = {}   # key -> why it was refused at publication
 
-    def add(self, key: str, folder: Path, *, hidden_partial: bool = False) -> None:
+    def add(self, key: str, folder: Path, *, hidden_partial: bool = False,
+            rendered_ahead: bool = False) -> None:
         self.folders[key] = (folder, partial_path(folder, hidden=hidden_partial))
+        if rendered_ahead:
+            self.rendered_ahead.add(key)
 
     def forget(self, key: str) -> None:
         self.folders.pop(key, None)
         self.rendered.pop(key, None)
         self.bad.pop(key, None)
         self._verified = {k: v for k, v in self._verified.items() if k[0] != key}
+        self._facts = {k: v for k, v in self._facts.items() if k[0] != key}
+        self._failed = {k: v for k, v in self._failed.items() if k[0] != key}
+
+    def verified(self, key: str, index: int) -> bool:
+        """Whether media segment ``index`` of ``key`` was checked already (good or bad)."""
+        return (key, index) in self._verified or (key, index) in self._failed
 
     def _read(self, key: str) -> RenderedSegment | None:
         complete, partial = self.folders[key]
@@ -125,7 +138,7 @@ class FolderCatalog:
             except MediaError:
                 return None  # a render still starting: not ready yet (the late policy applies)
         else:
-            return None
+            return None   # not there yet (see availability)
         if (r.width, r.height) != (self.width, self.height):
             raise MediaError(r.folder, "width/height", f"{r.width}x{r.height} on a "
                              f"{self.width}x{self.height} channel")
@@ -148,9 +161,17 @@ class FolderCatalog:
             r = self._read(key)
         except MediaError as exc:
             return Availability(error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - whatever a folder holds, it refuses only itself
+            complete, _ = self.folders[key]
+            return Availability(error=f"{complete}: unreadable: {type(exc).__name__}: {exc}")
         if r is None:
             self.rendered.pop(key, None)
-            return Availability()
+            complete, partial = self.folders[key]
+            if key in self.rendered_ahead or key == FILLER or partial.is_dir() or complete.is_dir():
+                return Availability()   # its render has not started, or not finished a segment
+            # said when it is due, with the path, not only "late" after max_late_s of filler
+            return Availability(waiting_for=f"{complete}: rendered folder not found "
+                                            f"(nor {partial.name})")
         self.rendered[key] = r
         return Availability(durations_s=tuple(s.duration_s for s in r.segments), complete=r.complete)
 
@@ -164,7 +185,15 @@ class FolderCatalog:
             ident = (st.st_dev, st.st_ino, st.st_size)
             if self._verified.get((key, index)) == ident:
                 return None
-            verify_media_file(info.path, info)
+            failed = self._failed.get((key, index))
+            if failed is not None and failed[0] == ident:
+                return failed[1]
+            try:
+                verify_media_file(info.path, info)
+                self._check_frames(key, index, info)
+            except (MediaError, ValueError) as exc:
+                self._failed[(key, index)] = (ident, str(exc))
+                raise
         except FileNotFoundError:
             # the partial folder was just renamed to its final name: look again
             self.availability(key)
@@ -174,8 +203,33 @@ class FolderCatalog:
             return self.verify(key, index)
         except MediaError as exc:
             return str(exc)
+        except Exception as exc:  # noqa: BLE001 - an unreadable file refuses only its entry
+            return f"{info.path}: {type(exc).__name__}: {exc}"
         self._verified[(key, index)] = ident
         return None
+
+    def _check_frames(self, key: str, index: int, info: Any) -> None:
+        """The file holds the frames its manifest lists, on one clock with the one before.
+
+        The sha256 only proves the file is the one the manifest was written for: a render cut
+        short, or a segment copied from elsewhere, carries a matching hash and would air with a
+        hole in its timestamps (no discontinuity tag covers a hole inside a program).
+
+        Raises
+        ------
+        MediaError
+            Malformed TS, a frame count other than the manifest's, a PTS hole inside the file
+            or between it and the previous media segment of the same rendition.
+        """
+        frame_90k = Fraction(90000) / self.fps
+        facts = inspect_segment(info.path.read_bytes(), info.path, frame_90k=frame_90k,
+                                frames=info.frames)
+        prev = self._facts.get((key, index - 1))
+        if prev is not None and abs(facts.first_pts_90k - prev.end_pts_90k) > 1:
+            raise MediaError(info.path, "video PTS", f"starts {facts.first_pts_90k - prev.end_pts_90k}"
+                             " ticks (90 kHz) away from where the previous media segment ends: "
+                             "frames are missing between them")
+        self._facts[(key, index)] = facts
 
     def read_checked(self, key: str, index: int) -> bytes:
         """The bytes of media segment ``index`` of ``key``, checked against the manifest.
@@ -298,12 +352,14 @@ class Playout:
         self.catalog.add(FILLER, Path(filler))
         if self.catalog.availability(FILLER).error:
             raise MediaError(filler, None, self.catalog.availability(FILLER).error or "")
-        for i in range(len(filler_r.segments)):
-            self.catalog.verify(FILLER, i)
         self.filler = filler_r
         self.codecs = filler_r.codecs
         for e in schedule.entries:
-            self.catalog.add(e.key, e.folder)
+            self.catalog.add(e.key, e.folder, rendered_ahead=e.spec is not None)
+            if e.spec is None and e.folder is not None and not e.folder.is_dir() \
+                    and not partial_path(e.folder).is_dir():
+                log.warning("%s: rendered folder %s not found (yet): it is refused if still "
+                            "missing when due", e.key, e.folder)
         fps = self._fps()
         self.part_target_s = Fraction(m.part_frames) / fps if m.part_frames else None
         if self.part_target_s is not None and self.part_target_s > m.target_duration_s:
@@ -332,6 +388,11 @@ class Playout:
         self._now_s = Fraction(0)   # the clock of the current tick (for error dates)
         self.next_due_s: Fraction | None = None   # when the next part (or segment) is published
         self._master_bandwidth = 0
+        self._wrote = self._write_failed = False   # this tick's writes (see _disk_error)
+        self._undeleted: list[str] = []     # media files left the window but not yet deleted
+        self._topics: dict[str, str] = {}   # lasting conditions already logged (see _error)
+        self.quarantined: dict[str, str] = {}  # key -> why it was refused; kept in the saved state
+        self._check_filler()
 
     # ------------------------------------------------------------------ start and state
 
@@ -357,6 +418,10 @@ class Playout:
             if state.get("rewriter"):
                 self.rewriter.restore(state["rewriter"])
             self._force_rebase = bool(state.get("force_rebase"))
+            # what failed before is not tried again (it could fail the same way on every start)
+            self.quarantined = {str(k): str(v) for k, v in (state.get("quarantine") or {}).items()}
+            for key, why in self.quarantined.items():
+                self.catalog.bad[key] = why
             for key in self.scheduler.spool_known | {k for k, _ in self.scheduler.spool_queue}:
                 if key.startswith("spool/") and self.schedule.spool:
                     self.catalog.add(key, self.schedule.spool / key[6:], hidden_partial=True)
@@ -407,6 +472,24 @@ class Playout:
         else:
             log.warning("hls.js missing (%s): run scripts/setup.sh; the monitor page will not play", hls)
 
+    def _check_filler(self) -> None:
+        """Every filler media segment is checked, rewritten and cut once before the channel
+        starts: the filler is what airs when anything else fails, so it must not fail itself.
+
+        Raises
+        ------
+        MediaError
+            Naming the file and what is wrong with it.
+        """
+        trial = TimestampRewriter(video_frame_90k=self.rewriter.video_frame_90k)
+        for i, info in enumerate(self.filler.segments):
+            why = self.catalog.verify(FILLER, i)
+            if why:
+                raise MediaError(self.filler.folder, "filler", why)
+            d = Decision(key=FILLER, index=i, duration_s=info.duration_s, discontinuity=True)
+            aired = trial.rewrite(info.path.read_bytes(), rebase=True, where=info.path)
+            self._cut_plan(aired, d, info.path)
+
     def _fps(self) -> Fraction:
         return self.filler.fps  # the channel's frame rate: every entry is checked against it
 
@@ -445,12 +528,17 @@ class Playout:
         for _, key, name in found:
             if key not in self.scheduler.spool_known:
                 self.catalog.add(key, spool / name, hidden_partial=True)
+                if key in self.quarantined:   # refused before a restart: not tried again
+                    self.catalog.bad[key] = self.quarantined[key]
                 self.scheduler.add_spool(key, discovered_s=now)
                 log.info("spool: %s queued", name)
         self.scheduler.forget_spool(present)
         for key in list(self.catalog.folders):
             if key.startswith("spool/") and key not in self.scheduler.spool_known:
                 self.catalog.forget(key)
+                if not (spool / f".{key[6:]}.refused").exists():
+                    # the operator removed the refused folder: a new one of that name may come
+                    self.quarantined.pop(key, None)
 
     def _poll_renders(self, now: Fraction) -> None:
         """Render ahead entries given as a segment.yaml, one at a time, in schedule order."""
@@ -493,13 +581,29 @@ class Playout:
 
     # ------------------------------------------------------------------ the tick
 
-    def _error(self, message: str, level: str = "error") -> None:
-        getattr(log, level if level in ("error", "warning", "info") else "error")(message)
+    def _error(self, message: str, level: str = "error", *, topic: str | None = None) -> None:
+        """Log ``message`` and list it on /status.
+
+        With a ``topic`` (a lasting condition: the disk is full, a program's segments cannot be
+        cut, the tick keeps failing) it is logged once when the condition starts and not again
+        until :meth:`_clear` ends it; each repeat is still counted for /metrics.
+        """
         if level in ("error", "warning"):
             self.counters.error(level)
+        if topic is not None:
+            if topic in self._topics:
+                return
+            self._topics[topic] = message
+        getattr(log, level if level in ("error", "warning", "info") else "error")(message)
+        if level in ("error", "warning"):
             self.errors.append({"at": format_pdt(self._now_s), "level": level,
                                 "message": message})
             del self.errors[:-20]
+
+    def _clear(self, topic: str, message: str | None = None) -> None:
+        """The condition ``topic`` is over: log ``message`` once (if given)."""
+        if self._topics.pop(topic, None) is not None and message:
+            log.info(message)
 
     def tick(self, now_s: float | Fraction) -> int:
         """Publish every part and media segment whose end the clock has reached; returns how many
@@ -507,11 +611,14 @@ class Playout:
         assert self.scheduler is not None, "call start() first"
         now = Fraction(now_s)
         self._now_s = now
+        self._wrote = self._write_failed = False
         self._poll_spool(now)
         self._poll_renders(now)
         published = 0
         while published < 100_000:
             if self._air is None and not self._open_next():
+                # a disk error: try again in a quarter second, not on every loop (run() would spin)
+                self.next_due_s = now + Fraction(1, 4)
                 break
             air = self._air
             assert air is not None
@@ -522,10 +629,10 @@ class Playout:
             self.next_due_s = start + air.end_s(air.published)
             if now < self.next_due_s:
                 break
+            # a program is ready: the filler ends with this part, the program starts after it
             if (air.decision.key == FILLER and air.published + 1 < air.count
-                    and self._program_due(self.next_due_s)):
-                # a program is ready: the filler ends with this part, the program starts after it
-                self._shorten(air, keep=air.published + 1, carry_audio=True)
+                    and self._program_due(self.next_due_s)
+                    and self._shorten(air, keep=air.published + 1, carry_audio=True)):
                 log.info("filler media segment %d cut after %d parts for the next program",
                          air.sequence, air.count)
             self._publish_part(air)
@@ -534,11 +641,43 @@ class Playout:
                 self._close(air, now)
         if published:
             self._save_and_publish(now)
-        for uri in self.playlist.due_deletions(now):
-            (self.out / uri).unlink(missing_ok=True)
+        self._undeleted += self.playlist.due_deletions(now)
+        for i, uri in enumerate(self._undeleted):
+            try:
+                (self.out / uri).unlink(missing_ok=True)
+            except OSError as exc:   # a read-only or failing disk: kept to try again
+                self._disk_error(f"cannot delete {uri}: {exc}")
+                del self._undeleted[:i]
+                break
+        else:
+            self._undeleted.clear()
+        if self.disk_error is not None and self._wrote and not self._write_failed:
+            self._clear("disk", "writes work again: the playlist moves on")
+            self.disk_error = None
         if published or now - self._last_status_s >= 1:
             self._write_status(now)
+        self._verify_ahead()
         return published
+
+    def _verify_ahead(self, budget_s: float = 0.02) -> None:
+        """Check the media segments of the program on air and of the next one ahead of their
+        turn, a few per tick (about 3 ms each at 1080p): a long program is not checked all at
+        once in the tick that starts it (1800 segments would hold publication for seconds)."""
+        sch = self.scheduler
+        if sch is None:
+            return
+        keys = [k for k in (sch.current, (sch.upcoming(self._now_s) or {}).get("key")) if k]
+        deadline = time.perf_counter() + budget_s
+        for key in keys:
+            r = self.catalog.rendered.get(key)   # read by the scheduler or the status, if at all
+            if r is None or key in self.catalog.bad:
+                continue
+            for i in range(len(r.segments)):
+                if self.catalog.verified(key, i):
+                    continue
+                self.catalog.verify(key, i)
+                if time.perf_counter() > deadline:
+                    return
 
     def _open_next(self) -> bool:
         """Choose, rewrite and write the next media segment (whole); False on a disk error."""
@@ -551,19 +690,31 @@ class Playout:
             seq = self.playlist.next_sequence
             dest = self.out / self.playlist.uri_for(seq)
             rebase = d.discontinuity or self._resume_pdt_s is not None or self._force_rebase
+            saved = self.rewriter.to_json()
+            where: Path | None = None
             try:
                 data = self.catalog.read_checked(d.key, d.index)
-            except MediaError as exc:
+                where = self.catalog.rendered[d.key].segments[d.index].path
+                aired = self.rewriter.rewrite(data, rebase=rebase, where=where)
+                parts, frame_s = self._cut_plan(aired, d, where)
+            except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+                self.rewriter.restore(saved)
                 if d.key == FILLER:
-                    raise
-                self.catalog.bad[d.key] = str(exc)  # the next peek refuses the entry
+                    raise MediaError(exc.filename, None, f"the filler cannot be read: {exc}") from exc
+                self._quarantine(d.key, f"{exc.filename}: {exc.strerror}")
                 continue
             except OSError as exc:
+                self.rewriter.restore(saved)
                 self._disk_error(f"cannot read media segment {d.index} of {d.key}: {exc}")
                 return False
-            saved = self.rewriter.to_json()
-            aired = self.rewriter.rewrite(data, rebase=rebase)
-            parts, frame_s = self._cut_plan(aired, d)
+            except Exception as exc:  # no item may stop the channel
+                self.rewriter.restore(saved)
+                if d.key == FILLER:
+                    raise MediaError(self.filler.folder, None, f"the filler is unusable: {exc}") from exc
+                why = str(exc) if isinstance(exc, AvatarRenderError) else \
+                    f"{where or f'media segment {d.index}'}: {type(exc).__name__}: {exc}"
+                self._quarantine(d.key, why)
+                continue   # the next peek refuses the entry: filler or the next entry airs
             try:
                 write_atomic(dest, aired)
             except OSError as exc:
@@ -577,19 +728,39 @@ class Playout:
             return True
         raise RuntimeError("no media segment could be opened")  # pragma: no cover
 
-    def _cut_plan(self, aired: bytes, d: Decision) -> tuple[tuple[Part, ...] | None, Fraction]:
+    def _cut_plan(self, aired: bytes, d: Decision,
+                  where: Path | None = None) -> tuple[tuple[Part, ...] | None, Fraction]:
         """Parts of an aired media segment, each at most PART-TARGET; None: publish it whole."""
         if self.part_target_s is None:
             return None, Fraction(0)
-        n_frames = len(video_frames(aired))
+        n_frames = len(video_frames(aired, where))
         if not n_frames:
             return None, Fraction(0)
         frame_s = d.duration_s / n_frames
         parts = cut_parts(aired, part_frames=max(1, int(self.part_target_s / frame_s)))
         if parts is None:
-            self._error(f"{d.key}: media segment {d.index} cannot be cut into parts of "
-                        f"{float(self.part_target_s):.3f} s: published whole", "warning")
+            # once per program, not once per media segment
+            self._error(f"{d.key}: media segments cannot be cut into parts of "
+                        f"{float(self.part_target_s):.3f} s: published whole", "warning",
+                        topic=f"uncut:{d.key}")
         return parts, frame_s
+
+    def _quarantine(self, key: str, why: str) -> None:
+        """Refuse ``key`` for good: the scheduler drops it at its next peek, the saved state
+        remembers it (a restart does not try it again), and a finished spool folder is renamed
+        to a hidden ``.NAME.refused`` (the spool ignores it; the operator finds it)."""
+        self.catalog.bad[key] = why
+        self.quarantined[key] = why
+        while len(self.quarantined) > 200:   # bounded: the oldest go first
+            del self.quarantined[next(iter(self.quarantined))]
+        folder, _ = self.catalog.folders.get(key, (None, None))
+        if key.startswith("spool/") and folder is not None and folder.is_dir():
+            try:
+                folder.rename(folder.with_name(f".{folder.name}.refused"))
+                why += f" (moved to .{folder.name}.refused)"
+                self.catalog.bad[key] = why
+            except OSError as exc:
+                log.warning("%s: could not move the refused folder aside: %s", key, exc)
 
     def _set_hint(self) -> None:
         air = self._air
@@ -638,18 +809,28 @@ class Playout:
         self._drain_events()
         return d.key != FILLER
 
-    def _shorten(self, air: _OnAir, *, keep: int, carry_audio: bool) -> None:
-        """Rewrite the segment's file as its first ``keep`` parts (see parts.shorten)."""
+    def _shorten(self, air: _OnAir, *, keep: int, carry_audio: bool) -> bool:
+        """Rewrite the segment's file as its first ``keep`` parts (see parts.shorten); False
+        (and the segment airs whole) if its bytes cannot be cut."""
         assert air.parts is not None
-        data, air.parts = shorten(air.original, air.parts, keep, carry_audio=carry_audio)
-        self.rewriter.restore(air.rewriter_before)
-        aired = self.rewriter.rewrite(data, rebase=air.rebase)
+        state = self.rewriter.to_json()
+        try:
+            data, parts = shorten(air.original, air.parts, keep, carry_audio=carry_audio)
+            self.rewriter.restore(air.rewriter_before)
+            aired = self.rewriter.rewrite(data, rebase=air.rebase)
+        except Exception as exc:  # noqa: BLE001 - checked before air; if not, it airs whole
+            self.rewriter.restore(state)
+            self._error(f"{air.decision.key}: media segment {air.decision.index} could not be "
+                        f"cut short ({exc}): it airs whole", "warning")
+            return False
+        air.parts = parts
         self._force_rebase = True   # what follows does not continue the cut-away frames
         self._set_hint()
         try:
             write_atomic(self.out / self.playlist.uri_for(air.sequence), aired)
         except OSError as exc:
             self._disk_error(f"cannot shorten media segment {air.sequence}: {exc}")
+        return True
 
     def _close_after_restart(self, air_state: dict[str, Any] | None, now: Fraction) -> None:
         """A segment was on air when the playout stopped: close it after its published parts."""
@@ -668,8 +849,9 @@ class Playout:
         try:
             self.catalog.availability(d.key)
             air.original = self.catalog.read_checked(d.key, d.index)
-            self._shorten(air, keep=len(op.parts), carry_audio=False)
-        except (MediaError, OSError, KeyError, IndexError):
+            if not self._shorten(air, keep=len(op.parts), carry_audio=False):
+                raise MediaError(None, None, "cannot be cut")
+        except Exception:  # noqa: BLE001 - whatever the saved state or the file, restart
             # the rendered file is gone: keep the aired prefix as it is, rebase what follows
             path = self.out / self.playlist.uri_for(op.sequence)
             end = parts[len(op.parts) - 1].offset_bytes + parts[len(op.parts) - 1].size_bytes
@@ -686,18 +868,26 @@ class Playout:
 
     def _drain_events(self) -> None:
         assert self.scheduler is not None
-        for level, msg in self.scheduler.events:
+        events = list(self.scheduler.events)
+        for level, msg in events:
             self._error(msg, level)
         self.scheduler.events.clear()
         for ev in self.scheduler.aired:
             log.info("%s %s at %s", ev["key"], ev["event"], format_pdt(ev["at_s"]))
             self.counters.aired(ev, target_duration_s=self.playlist.target_duration_s)
+            if ev["event"] == "refused" and ev["key"] not in self.quarantined:
+                # whatever refused it (manifest, check, rewrite), a restart does not try it again
+                key = ev["key"]
+                why = next((m for _, m in reversed(events) if m.startswith(f"{key}: ")), "refused")
+                self._quarantine(key, why)
         self.scheduler.aired.clear()
 
     def _disk_error(self, message: str) -> None:
+        """A write failed: logged once until a tick writes without a failure (the playlist in
+        one folder may still be writable while media files in another are not: no flapping)."""
+        self._write_failed = True
         self.counters.error("disk")
-        if self.disk_error != message:
-            self._error(message + " (disk full?): the playlist stays as it was")
+        self._error(message + " (disk full?): the playlist stays as it was", topic="disk")
         self.disk_error = message
 
     def _save_and_publish(self, now: Fraction) -> None:
@@ -706,14 +896,14 @@ class Playout:
                  "playlist": self.playlist.to_json(), "scheduler": self.scheduler.to_json(),
                  "on_air": self.on_air, "rewriter": self.rewriter.to_json(),
                  "air": None if self._air is None else self._air.to_json(),
-                 "force_rebase": self._force_rebase}
+                 "force_rebase": self._force_rebase, "quarantine": self.quarantined}
         try:
             # state before playlist: a restart never reuses a sequence number a player has seen
             write_atomic(self.out / STATE_NAME, json.dumps(state))
             text = self.playlist.render()
             write_atomic(self.out / MEDIA_PLAYLIST, text)
             self._write_master()
-            self.disk_error = None
+            self._wrote = True
             seq, parts = self.playlist.position()
             self.feed.publish(Snapshot(
                 playlist=text.encode(), next_sequence=seq, parts_published=parts,
@@ -782,8 +972,12 @@ class Playout:
             while not stop.is_set():
                 try:
                     self.tick(clock())
-                except AvatarRenderError as exc:
-                    self._error(str(exc))
+                    self._clear("tick", "the playout ticks again")
+                except Exception as exc:  # the channel stays up; said once
+                    log.debug("tick failed", exc_info=True)
+                    self._error(str(exc) if isinstance(exc, AvatarRenderError)
+                                else f"{type(exc).__name__}: {exc}", topic="tick")
+                    self.next_due_s = Fraction(clock()) + Fraction(1, 2)  # retry, not spin
                 # wake at the next publication, not up to an interval after it
                 due = float(self.next_due_s) - clock() if self.next_due_s is not None else interval_s
                 stop.wait(min(interval_s, max(0.002, due)))

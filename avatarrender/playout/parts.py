@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Part", "cut_parts", "video_frames", "shorten"]
+from avatarrender.playout.mpegts import get_ts, packets, pes_starts
+
+__all__ = ["Part", "cut_parts", "shorten", "video_frames"]
 
 _PACKET = 188
 
@@ -57,32 +60,27 @@ class Part:
         return cls(int(v[0]), int(v[1]), int(v[2]), bool(v[3]))
 
 
-def _get_ts(row: np.ndarray, i: int) -> int:
-    b0, b1, b2, b3, b4 = (int(x) for x in row[i:i + 5])
-    return (((b0 >> 1) & 7) << 30) | (b1 << 22) | ((b2 >> 1) << 15) | (b3 << 7) | (b4 >> 1)
-
-
-def video_frames(data: bytes) -> list[tuple[int, int, bool]]:
+def video_frames(data: bytes, where: str | Path | None = None) -> list[tuple[int, int, bool]]:
     """(packet row, PTS in 90 kHz, keyframe) of every video PES start, in file (decode) order.
 
     A keyframe is a PES whose first packet has the adaptation field's random_access_indicator,
     which ffmpeg's and PyAV's muxers set on every keyframe.
+
+    Raises
+    ------
+    MediaError
+        Malformed MPEG-TS (see :mod:`.mpegts`).
     """
-    a = np.frombuffer(data, np.uint8).reshape(-1, _PACKET)
-    afc = (a[:, 3] >> 4) & 3
-    pusi = (a[:, 1] & 0x40) != 0
+    a = packets(data, where)
     out = []
-    for r in np.nonzero(pusi & ((afc & 1) != 0))[0]:
-        row = a[r]
-        has_af = bool(afc[r] & 2)
-        po = 4 + (1 + int(row[4]) if has_af else 0)
-        if po + 14 > _PACKET or row[po] != 0 or row[po + 1] != 0 or row[po + 2] != 1:
+    for s in pes_starts(a, where):
+        if not s.video:
             continue
-        if not 0xE0 <= int(row[po + 3]) <= 0xEF:  # video streams only
-            continue
+        row = a[s.row]
+        has_af = bool((int(row[3]) >> 4) & 2)
         key = has_af and int(row[4]) > 0 and bool(int(row[5]) & 0x40)
-        pts = _get_ts(row, po + 9) if int(row[po + 7]) & 0x80 else -1
-        out.append((int(r), pts, key))
+        pts = get_ts(row, s.pts_at) if s.pts_at is not None else -1
+        out.append((s.row, pts, key))
     return out
 
 
@@ -103,11 +101,14 @@ def cut_parts(data: bytes, *, part_frames: int) -> tuple[Part, ...] | None:
         Covering ``data`` from byte 0 to its end, in order; None when it cannot be cut within
         ``part_frames`` (no video, or a run of B-frames longer than a part): the caller then
         publishes the segment whole, without parts.
+
+    Raises
+    ------
+    MediaError
+        Malformed MPEG-TS (see :mod:`.mpegts`).
     """
     if part_frames < 1:
         raise ValueError("part_frames must be >= 1")
-    if len(data) % _PACKET:
-        raise ValueError(f"{len(data)} bytes is not a whole number of TS packets")
     frames = video_frames(data)
     n = len(frames)
     if n == 0 or any(pts < 0 for _, pts, _ in frames):
@@ -155,26 +156,25 @@ def shorten(data: bytes, parts: tuple[Part, ...], keep: int, *,
     end = last.offset_bytes + last.size_bytes
     kept = data[:end]
     if carry_audio and keep < len(parts):
-        a = np.frombuffer(data, np.uint8).reshape(-1, _PACKET)
+        a = packets(data)
         # the first frame shown after the cut (with B-frames not the first one decoded)
-        cut_pts = min(p for r, p, _ in video_frames(data) if r * _PACKET >= end)
-        pid = ((a[:, 1].astype(np.int32) & 0x1F) << 8) | a[:, 2]
+        after = [p for r, p, _ in video_frames(data) if r * _PACKET >= end]
+        cut_pts = min(after) if after else None
+        audio = [st for st in pes_starts(a) if not st.video and st.row * _PACKET >= end]
         carried = []
-        take = False
-        for r in range(end // _PACKET, len(a)):
-            row = a[r]
-            afc = (int(row[3]) >> 4) & 3
-            if not afc & 1:
-                continue
-            po = 4 + (1 + int(row[4]) if afc & 2 else 0)
-            if row[1] & 0x40:   # a PES starts: audio before the cut is carried, the rest not
-                take = False
-                if (po + 14 <= _PACKET and row[po] == 0 and row[po + 1] == 0 and row[po + 2] == 1
-                        and 0xC0 <= int(row[po + 3]) <= 0xDF and int(row[po + 7]) & 0x80):
-                    take = _get_ts(row, po + 9) < cut_pts
-                    audio_pid = int(pid[r])
-            if take and int(pid[r]) == audio_pid:
-                carried.append(row.tobytes())
+        if cut_pts is not None and audio:
+            pids = ((a[:, 1].astype(np.int32) & 0x1F) << 8) | a[:, 2]
+            audio_pid = audio[0].pid
+            starts = {st.row: get_ts(a[st.row], st.pts_at) < cut_pts for st in audio
+                      if st.pid == audio_pid and st.pts_at is not None}
+            take = False
+            for r in range(end // _PACKET, len(a)):
+                if int(pids[r]) != audio_pid:
+                    continue
+                if a[r, 1] & 0x40:   # a PES starts: audio before the cut is carried, the rest not
+                    take = starts.get(r, False)
+                if take and (int(a[r, 3]) >> 4) & 1:
+                    carried.append(a[r].tobytes())
         kept += b"".join(carried)
     new_last = dataclasses.replace(last, size_bytes=len(kept) - last.offset_bytes)
     return kept, parts[:keep - 1] + (new_last,)

@@ -16,7 +16,10 @@ Late policy (documented in the README):
 * A program rendering ahead (partial) whose next media segment is not finished when needed: filler,
   then it resumes where it stopped; after ``max_late_s`` of waiting the rest is skipped.
 * A corrupt or incomplete rendered segment (bad manifest, missing file, size or sha256 mismatch,
-  not MPEG-TS) is refused before it airs: filler instead, an error logged, the next entry follows.
+  malformed MPEG-TS, frames other than the manifest's, a PTS hole) is refused before it airs:
+  filler instead, an error logged, the next entry follows.
+* An entry whose folder does not exist at all when it is due (neither it nor its partial form)
+  is said at once, with the path; the late policy then applies (it may still appear).
 """
 from __future__ import annotations
 
@@ -180,7 +183,15 @@ def load_schedule(path: str | Path, *, renders_dir: str | Path | None = None) ->
     except FileNotFoundError as exc:
         raise SpecError(path, None, "schedule not found") from exc
     except yaml.YAMLError as exc:
-        raise SpecError(path, None, f"not valid YAML: {exc}") from exc
+        # one line: where and what (PyYAML's own message spans 5-7 lines with a source excerpt)
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else None
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(path, where, f"not valid YAML: {what}") from None
+    except UnicodeDecodeError:
+        raise SpecError(path, None, "not UTF-8 text") from None
+    except IsADirectoryError:
+        raise SpecError(path, None, "a folder, not a schedule file") from None
     try:
         model = ScheduleModel.model_validate(doc)
     except ValidationError as exc:
@@ -222,11 +233,14 @@ class Availability:
         No more media segments will come.
     error : str or None
         Why the entry is refused (corrupt, malformed); None when fine so far.
+    waiting_for : str or None
+        Why nothing is ready yet when that deserves saying (its folder does not exist).
     """
 
     durations_s: tuple[Fraction, ...] = ()
     complete: bool = False
     error: str | None = None
+    waiting_for: str | None = None
 
 
 class Catalog(Protocol):
@@ -298,6 +312,7 @@ class Scheduler:
         self.hold_until_s: Fraction | None = None
         self.events: list[tuple[str, str]] = []           # (level, message), drained by the engine
         self.aired: list[dict[str, Any]] = []             # program starts/ends, drained by the engine
+        self._told: set[str] = set()                      # keys whose waiting_for was logged
 
     # ---------------------------------------------------------------- inputs
 
@@ -342,6 +357,7 @@ class Scheduler:
         return None
 
     def _pop_due(self, key: str, *, dropped_at_s: Fraction | None = None) -> None:
+        self._told.discard(key)
         if dropped_at_s is not None:  # an entry that never aired: the next 'after' one is due now
             self.prev_end_s = dropped_at_s
         if self.next_entry < len(self.entries) and self.entries[self.next_entry].key == key:
@@ -395,9 +411,14 @@ class Scheduler:
                 self._pop_due(key, dropped_at_s=slot_s)
                 self.aired.append({"key": key, "event": "refused", "at_s": slot_s})
                 continue
+            because = f" ({av.waiting_for})" if av.waiting_for else ""
+            if av.waiting_for and key not in self._told and late_s <= self.max_late_s:
+                self._told.add(key)   # at once, not after max_late_s of filler
+                self._log("error", f"{key}: {av.waiting_for}: filler until it appears, for at "
+                          f"most {float(self.max_late_s):g} s")
             if absolute and late_s > self.max_late_s:
                 self._log("error", f"{key}: could not start within {float(self.max_late_s):g} s "
-                          "of its air time: skipped")
+                          f"of its air time: skipped{because}")
                 self._pop_due(key, dropped_at_s=slot_s)
                 self.aired.append({"key": key, "event": "skipped", "at_s": slot_s})
                 continue
@@ -418,7 +439,8 @@ class Scheduler:
                 self._pop_due(key, dropped_at_s=slot_s)
                 continue
             if late_s > self.max_late_s:
-                self._log("error", f"{key}: not ready {float(self.max_late_s):g} s after due: skipped")
+                self._log("error", f"{key}: not ready {float(self.max_late_s):g} s after due: "
+                          f"skipped{because}")
                 self._pop_due(key, dropped_at_s=slot_s)
                 self.aired.append({"key": key, "event": "skipped", "at_s": slot_s})
                 continue

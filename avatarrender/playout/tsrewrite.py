@@ -8,21 +8,19 @@ renumbers continuity counters: the channel is one continuous transport stream.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from avatarrender.playout.mpegts import get_ts as _get_ts
+from avatarrender.playout.mpegts import packets, pes_starts
 from avatarrender.rendition import TS_PACKET_BYTES, continue_cc
 
 __all__ = ["TimestampRewriter", "read_pts", "WRAP_90K"]
 
 WRAP_90K = 1 << 33          # PTS/DTS/PCR base wrap (about 26.5 h)
 _PACKET = TS_PACKET_BYTES
-
-
-def _get_ts(b: bytes | bytearray | np.ndarray, i: int) -> int:
-    b0, b1, b2, b3, b4 = (int(x) for x in b[i:i + 5])  # Python ints: uint8 shifts would overflow
-    return (((b0 >> 1) & 7) << 30) | (b1 << 22) | ((b2 >> 1) << 15) | (b3 << 7) | (b4 >> 1)
 
 
 def _put_ts(b: np.ndarray, i: int, value: int) -> None:
@@ -34,24 +32,11 @@ def _put_ts(b: np.ndarray, i: int, value: int) -> None:
     b[i + 4] = ((v & 0x7F) << 1) | 1
 
 
-def _pes_rows(a: np.ndarray) -> list[tuple[int, int, int, int | None]]:
-    """(row, stream_id, pts offset in row, dts offset in row or None) of every PES header."""
-    afc = (a[:, 3] >> 4) & 3
-    pusi = (a[:, 1] & 0x40) != 0
-    rows = np.nonzero(pusi & ((afc & 1) != 0))[0]
-    out = []
-    for r in rows:
-        row = a[r]
-        po = 4 + (1 + int(row[4]) if afc[r] & 2 else 0)
-        if po + 14 > _PACKET or row[po] != 0 or row[po + 1] != 0 or row[po + 2] != 1:
-            continue
-        sid = int(row[po + 3])
-        if not (0xC0 <= sid <= 0xEF):  # audio and video streams only
-            continue
-        flags = row[po + 7] >> 6
-        if flags & 2:
-            out.append((int(r), sid, po + 9, po + 14 if flags == 3 else None))
-    return out
+def _pes_rows(a: np.ndarray, where: str | Path | None = None) -> list[tuple[int, int, int, int | None]]:
+    """(row, stream_id, pts offset in row, dts offset in row or None) of every PES header
+    (audio and video), bounds checked (see mpegts.pes_starts)."""
+    return [(s.row, s.stream_id, s.pts_at, s.dts_at) for s in pes_starts(a, where)
+            if s.pts_at is not None]
 
 
 _ADTS_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
@@ -90,8 +75,14 @@ def _audio_end(a: np.ndarray, start_row: int, pts: int) -> int:
 
 
 def read_pts(data: bytes) -> dict[str, list[int]]:
-    """PTS (90 kHz, as stored) of every video and audio PES in ``data``: {"video": [...], "audio": [...]}."""
-    a = np.frombuffer(data, np.uint8).reshape(-1, _PACKET)
+    """PTS (90 kHz, as stored) of every video and audio PES in ``data``: {"video": [...], "audio": [...]}.
+
+    Raises
+    ------
+    MediaError
+        Malformed MPEG-TS (see :mod:`.mpegts`).
+    """
+    a = packets(data)
     out: dict[str, list[int]] = {"video": [], "audio": []}
     for r, sid, pi, _ in _pes_rows(a):
         out["video" if sid >= 0xE0 else "audio"].append(_get_ts(a[r], pi))
@@ -117,7 +108,7 @@ class TimestampRewriter:
         self.last_dts_90k = {"video": None, "audio": None}
         self.cc: dict[str, int] = {}
 
-    def rewrite(self, data: bytes, *, rebase: bool) -> bytes:
+    def rewrite(self, data: bytes, *, rebase: bool, where: str | Path | None = None) -> bytes:
         """Return ``data`` with timestamps shifted and continuity counters continued.
 
         Parameters
@@ -127,11 +118,16 @@ class TimestampRewriter:
         rebase : bool
             A new program (or a jump within one) starts here: choose a new offset so that its
             first video and audio timestamps follow what has aired. Otherwise keep the offset.
+        where : path, optional
+            The file, for error messages.
+
+        Raises
+        ------
+        MediaError
+            Malformed MPEG-TS (see :mod:`.mpegts`); the rewriter's state is then unchanged.
         """
-        if len(data) % _PACKET:
-            raise ValueError(f"{len(data)} bytes is not a whole number of TS packets")
-        a = np.frombuffer(data, np.uint8).reshape(-1, _PACKET).copy()
-        pes = _pes_rows(a)
+        a = packets(data, where).copy()
+        pes = _pes_rows(a, where)
         first_pts: dict[str, int] = {}
         first_dts: dict[str, int] = {}
         for r, sid, pi, di in pes:
