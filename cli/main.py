@@ -50,10 +50,20 @@ def _stopped(stop: interrupt.Interrupted) -> None:
     os._exit(stop.exit_code)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """A warning is one line for the user (``avatarrender: warning: ...``), not Python's two
+    with a source line: our warnings name the file and the field themselves."""
+    text = " ".join(str(message).split())
+    print(f"avatarrender: warning: {text}", file=file or sys.stderr)
+
+
 def main() -> None:
     """Entry point: errors of ours become one line on stderr and their exit code; a stop
     signal (SIGINT, SIGTERM, SIGHUP) becomes one line and 128 + its number, whatever error it
     caused on its way (an ffmpeg child killed by the same Ctrl-C, say)."""
+    import warnings
+
+    warnings.showwarning = _show_warning
     try:
         rv = app(standalone_mode=False)
     except BaseException as exc:  # noqa: BLE001 - every way out is decided here

@@ -12,7 +12,7 @@ import yaml
 from avatarrender import lipsync
 from avatarrender.errors import MediaError, SpecError
 from avatarrender.evaluation import score_track
-from avatarrender.evaluation.espeak import synthesize, truth_track
+from avatarrender.evaluation.espeak import truth_track
 
 from conftest import run_cli
 
@@ -22,11 +22,26 @@ HELD_OUT = [("en-us", 155, "Bring the paper map, please; the bus stops by the br
             ("en+m3", 140, "Maybe my brother will buy both of the blue bikes.")]
 
 
+def _fresh_synthesis(items):
+    """``synthesize`` each (voice, rate, text) in a new process: espeak-ng's filters keep state
+    from one utterance to the next, so speech made in this process after other tests' speech
+    differs by a few samples from one run order to another, and the scores with it."""
+    import pickle
+    import subprocess
+    import sys
+
+    code = ("import pickle, sys; from avatarrender.evaluation.espeak import synthesize; "
+            "items = pickle.loads(sys.stdin.buffer.read()); "
+            "sys.stdout.buffer.write(pickle.dumps([synthesize(t, voice=v, rate_wpm=r) for v, r, t in items]))")
+    res = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(items), capture_output=True,
+                         check=True, timeout=120)
+    return pickle.loads(res.stdout)  # our own child's output
+
+
 @pytest.fixture(scope="module")
 def utterances():
     out = []
-    for voice, rate, text in HELD_OUT:
-        utt = synthesize(text, voice=voice, rate_wpm=rate)
+    for utt in _fresh_synthesis(HELD_OUT):
         truth, closures = truth_track(utt, fps=FPS)
         out.append((utt, truth, closures))
     return out
