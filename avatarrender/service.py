@@ -26,6 +26,7 @@ service goes on with the next one. What it is doing is in ``INBOX/.status.json``
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -194,6 +195,7 @@ class RenderService:
         self.failed: list[dict[str, Any]] = []
         self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
         self._client: Any = None
+        self._touched = time.monotonic()
 
     # ------------------------------------------------------------------ the pool
 
@@ -202,9 +204,22 @@ class RenderService:
 
         if self.scheduler:
             return parallel_config(backend="dask")
-        # loky's reusable executor stays up between renders (its default idle timeout is 300 s;
-        # a week is about the longest its poll() takes)
-        return parallel_config(backend="loky", idle_worker_timeout=7 * 86400)
+        # loky's default backend, as the render's own calls use it: its reusable executor is kept
+        # only while every call asks for the same settings (the render also calls Parallel from a
+        # thread, where a parallel_config does not reach), so the pool is kept warm by keep_warm()
+        # rather than by a longer idle timeout
+        return contextlib.nullcontext()
+
+    def keep_warm(self) -> None:
+        """Touch the local workers (loky ends workers idle for 300 s), at most once a minute."""
+        if self.scheduler or time.monotonic() - self._touched < 60:
+            return
+        from joblib import Parallel, delayed
+
+        from .render import _ready
+
+        Parallel(n_jobs=self.jobs)(delayed(_ready)() for _ in range(self.jobs))
+        self._touched = time.monotonic()
 
     def warm_up(self) -> None:
         """Start the workers and warm each one's encoder at the output size."""
@@ -281,6 +296,7 @@ class RenderService:
         entry = {"name": sub.name, "spec": str(sub.spec), "wall_s": round(time.perf_counter() - t0, 3),
                  "first_segment_s": stats.get("first_segment_s"), "frames": manifest.get("frame_count")}
         self.done = (self.done + [entry])[-20:]
+        self._touched = time.monotonic()
         log.info("%s: rendered into %s in %.2f s (first media segment after %s s)", sub.name,
                  self.spool / sub.name, entry["wall_s"], entry["first_segment_s"])
         self._write_status()
@@ -342,6 +358,7 @@ class RenderService:
             while not stop.is_set():
                 todo = self.pending()
                 if not todo:
+                    self.keep_warm()
                     stop.wait(self.poll_s)
                     continue
                 self.render_one(todo[0])
