@@ -31,7 +31,9 @@ from .encode import ChunkEncoder, SegmentJob
 from .errors import AvatarRenderError, DiskFullError, FFmpegError, RenderLockedError
 from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
 from .rendition import Manifest, Publisher, partial_path, read_manifest, utc_now_iso
+from .soundtrack import manifest_loudness, soundtrack
 from .spec import Spec
+from .subtitles import write_subtitles
 
 __all__ = ["render", "render_chunk", "ChunkTask", "Progress", "ProcessRenderer", "RenderProcess"]
 
@@ -263,7 +265,10 @@ def render(
         _warm_up_workers(jobs)  # worker start-up overlaps the analysis below
         scene_path = work / f"scene-{spec.spec_hash}.pkl"
         building = _Background(build_scene, spec, scene_path)  # PIL and numpy: mostly off the GIL
-        samples = segment_audio(spec)
+        speech = segment_audio(spec)
+        # TV sound mixed under the speech, loudness on target: on the whole array, before the
+        # one AAC encode, so chunks stay seamless
+        samples, loudness = soundtrack(spec, speech)
         audio_hash = hashlib.sha256(samples.tobytes()).hexdigest()[:16]
         audio_path = work / f"audio-{audio_hash}-{spec.output.audio_bitrate_kbps}k.aac"
         encoding = None
@@ -271,11 +276,13 @@ def render(
             # the AAC encoder (its own process) runs while this process analyses the speech
             # and the first chunks render
             encoding = _Background(encode_track, samples, audio_path, spec.output.audio_bitrate_kbps)
-        timeline = analyse(spec, samples)  # chunks start now; they wait for audio only if ahead
+        timeline = analyse(spec, speech)  # chunks start now; they wait for audio only if ahead
         building.result()
         analysed_s = time.perf_counter() - started
         plan = plan_chunks(spec, chunk_segments=chunk_segments)
-        pub = Publisher(partial, _planned_manifest(spec, plan))
+        pub = Publisher(partial, dataclasses.replace(
+            _planned_manifest(spec, plan), loudness=manifest_loudness(loudness),
+            subtitles=write_subtitles(spec, plan, partial) or None))
         # Chunks whose segments are all published are done; a chunk is published whole or not.
         todo = [c for c in plan.chunks if c.first_segment >= pub.published]
         frames_done = sum(c.frame_count for c in plan.chunks if c.first_segment < pub.published)

@@ -203,7 +203,8 @@ class Scene:
         self.base = Frame.empty(self.width, self.height)
 
         # captions are laid out now (the region is the union of their boxes), drawn when shown
-        self._caption_boxes = [self._caption_box(c) for c in spec.cues]
+        burned = m.captions is None or m.captions.burn  # burn: false -> subtitle track only
+        self._caption_boxes = [self._caption_box(c) for c in spec.cues] if burned else []
         self._captions_drawn: OrderedDict[int, tuple[Image.Image, tuple[int, int]]] = OrderedDict()
         # State-dependent layers, in z-order. With sprites, the character's base is static:
         # it goes into the base, and only the eye and mouth boxes change from state to state.
