@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .analysis import Timeline, analyse, segment_audio
-from .audiotrack import AudioSource, encode_track
+from .audiotrack import AudioSource, encode_track, failed_path
 from .compose import build_scene, compose_frames, scene_for, slice_timeline
 from .encode import ChunkEncoder, SegmentJob
 from .errors import AvatarRenderError, DiskFullError, FFmpegError, RenderLockedError
@@ -100,6 +100,22 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+_SOUNDTRACK_V = b"soundtrack/1"  # bump when the mixing or the normalisation changes
+
+
+def _make_track(spec: Spec, speech: Any, audio_path: Path, sound: dict[str, Any]) -> None:
+    """Mix and normalise the segment's audio, record its loudness in ``sound``, and encode it
+    to ``audio_path`` unless a resumed render already has it."""
+    try:
+        samples, report = soundtrack(spec, speech)
+    except BaseException:
+        failed_path(audio_path).touch()  # the chunks waiting for the track stop
+        raise
+    sound["loudness"] = manifest_loudness(report)
+    if not audio_path.is_file():
+        encode_track(samples, audio_path, spec.output.audio_bitrate_kbps)
 
 
 def _chunk_key(spec: Spec, chunk: Chunk, audio_hash: str, threads: int | None) -> str:
@@ -266,23 +282,21 @@ def render(
         scene_path = work / f"scene-{spec.spec_hash}.pkl"
         building = _Background(build_scene, spec, scene_path)  # PIL and numpy: mostly off the GIL
         speech = segment_audio(spec)
-        # TV sound mixed under the speech, loudness on target: on the whole array, before the
-        # one AAC encode, so chunks stay seamless
-        samples, loudness = soundtrack(spec, speech)
-        audio_hash = hashlib.sha256(samples.tobytes()).hexdigest()[:16]
+        # the track is a pure function of the speech and the spec (whose hash covers the clips'
+        # bytes and the loudness settings): its name needs no mixing first
+        audio_hash = hashlib.sha256(speech.tobytes() + _SOUNDTRACK_V).hexdigest()[:16]
         audio_path = work / f"audio-{audio_hash}-{spec.output.audio_bitrate_kbps}k.aac"
-        encoding = None
-        if not audio_path.is_file():
-            # the AAC encoder (its own process) runs while this process analyses the speech
-            # and the first chunks render
-            encoding = _Background(encode_track, samples, audio_path, spec.output.audio_bitrate_kbps)
+        # TV sound mixed under the speech and loudness on target (on the whole array, before the
+        # one AAC encode, so chunks stay seamless), then the AAC encoder (its own process): in
+        # the background while this process analyses the speech and the first chunks render
+        sound: dict[str, Any] = {}
+        encoding = _Background(_make_track, spec, speech, audio_path, sound)
         timeline = analyse(spec, speech)  # chunks start now; they wait for audio only if ahead
         building.result()
         analysed_s = time.perf_counter() - started
         plan = plan_chunks(spec, chunk_segments=chunk_segments)
         pub = Publisher(partial, dataclasses.replace(
-            _planned_manifest(spec, plan), loudness=manifest_loudness(loudness),
-            subtitles=write_subtitles(spec, plan, partial) or None))
+            _planned_manifest(spec, plan), subtitles=write_subtitles(spec, plan, partial) or None))
         # Chunks whose segments are all published are done; a chunk is published whole or not.
         todo = [c for c in plan.chunks if c.first_segment >= pub.published]
         frames_done = sum(c.frame_count for c in plan.chunks if c.first_segment < pub.published)
@@ -328,8 +342,8 @@ def render(
                 tasks = [t for t in tasks if t.chunk.first_segment >= pub.published]
                 if attempts >= 2 or not tasks:
                     raise
-        if encoding is not None:
-            encoding.result()  # done when the last chunk took its audio; raises what it raised
+        encoding.result()  # done when the last chunk took its audio; raises what it raised
+        pub.planned = dataclasses.replace(pub.planned, loudness=sound["loudness"])
         wall_s = time.perf_counter() - started
         stats = {
             "wall_s": round(wall_s, 3), "analysis_s": round(analysed_s, 3),
