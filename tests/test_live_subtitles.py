@@ -145,3 +145,115 @@ entries:
             got = ebur128(prog)
             assert abs(got["I"] - TARGET_LUFS) <= 0.5 and got["Peak"] < CEILING_DBTP, (name, got)
     assert read_by_ffmpeg, "no window held program b"
+
+
+# ------------------------------------------------------------------ hls.js in chromium, live
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--autoplay-policy=no-user-gesture-required"]
+
+LIVE_PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body>
+<video id=v muted autoplay playsinline></video>
+<script src="vendor/hls.min.js"></script><script>
+window.__r = {errors: [], frags: [], cues: {}};
+const v = document.getElementById('v');
+const hls = new Hls({lowLatencyMode: true});
+hls.on(Hls.Events.ERROR, (e, d) => window.__r.errors.push(d.type + ':' + d.details + ':' + d.fatal));
+hls.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, () => { hls.subtitleDisplay = true; hls.subtitleTrack = 0; });
+// each main fragment as buffered: its place on the element's timeline and its date
+hls.on(Hls.Events.FRAG_BUFFERED, (e, d) => { if (d.frag.type === 'main')
+  window.__r.frags.push({sn: d.frag.sn, start: d.frag.start, pdt: d.frag.programDateTime}); });
+hls.loadSource('master.m3u8'); hls.attachMedia(v);
+v.play().catch(e => window.__r.errors.push('play:' + e));
+setInterval(() => { for (const t of v.textTracks) { if (!t.cues) continue;
+  for (const c of t.cues) { const text = c.getCueAsHTML().textContent;
+    window.__r.cues[t.label + '|' + c.startTime.toFixed(3) + '|' + text] =
+      {label: t.label, language: t.language, start: c.startTime, end: c.endTime, text}; } } }, 50);
+window.tracks = () => Array.from(v.textTracks).map(t => ({kind: t.kind, label: t.label, language: t.language}));
+</script></body></html>"""
+
+
+def test_hlsjs_live_subtitles_across_a_program_change(tmp_path_factory) -> None:
+    import datetime as dt
+    import socket
+    import sys
+    import time
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    from avatarrender.playout.playlist import parse_pdt
+
+    media = render_channel_media(tmp_path_factory.mktemp("live_browser"))
+    start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=10)
+    (media / "schedule.yaml").write_text(f"""filler: {{dir: filler}}
+late: {{max_late_s: 3}}
+subtitles: [{{language: en, name: English}}]
+entries:
+  - {{name: a, at: "{start.isoformat()}", segment: a}}
+  - {{name: b, segment: b}}
+""")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parent.parent
+    log_path = media / "playout.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from cli.main import main; main()", "playout", "--schedule",
+             str(media / "schedule.yaml"), "--out", str(media / "out"), "--serve", f"127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=root)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            for _ in range(200):
+                try:
+                    urllib.request.urlopen(url + "/live.m3u8", timeout=1).read()
+                    break
+                except OSError:
+                    assert proc.poll() is None, log_path.read_text()
+                    time.sleep(0.1)
+            (media / "out" / "subs_page.html").write_text(LIVE_PAGE, encoding="utf-8")
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+                try:
+                    page = browser.new_page()
+                    page.goto(url + "/subs_page.html")
+                    deadline = time.time() + 60
+                    while "entry/b ended" not in log_path.read_text() and time.time() < deadline:
+                        page.wait_for_timeout(500)
+                    page.wait_for_timeout(4000)  # the player is a few seconds behind the edge
+                    r = page.evaluate("window.__r")
+                    tracks = page.evaluate("window.tracks()")
+                finally:
+                    browser.close()
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    text = log_path.read_text()
+    assert "entry/b ended" in text, text
+    assert not [e for e in r["errors"] if e.endswith(":true")], r["errors"]
+    subs = [t for t in tracks if t["kind"] in ("subtitles", "captions")]
+    assert [(t["label"], t["language"]) for t in subs] == [("English", "en")], tracks
+    started = {k: parse_pdt(m) for k, m in re.findall(r"entry/(\w) started at (\S+)", text)}
+    assert set(started) == {"a", "b"}, text
+    frags = [f for f in r["frags"] if f["pdt"]]
+    assert frags, r
+
+    def element_time(pdt_s: float) -> float:
+        """Where the frame dated ``pdt_s`` sits on the element's timeline (from the nearest
+        fragment the player buffered before it)."""
+        f = max((f for f in frags if f["pdt"] / 1000 <= pdt_s + 1e-6), key=lambda f: f["pdt"])
+        return f["start"] + (pdt_s - f["pdt"] / 1000)
+
+    seen = list(r["cues"].values())
+    frame = 1 / 30
+    for key in ("a", "b"):
+        for cue in CAPTIONS[key]:
+            got = [c for c in seen if c["text"] == cue["text"]]
+            assert len(got) == 1, (cue, seen)
+            want0 = element_time(float(started[key]) + cue["start_s"])
+            want1 = element_time(float(started[key]) + min(cue["end_s"], 3.0))
+            assert abs(got[0]["start"] - want0) <= frame, (cue, got[0], want0)
+            assert abs(got[0]["end"] - want1) <= frame, (cue, got[0], want1)
