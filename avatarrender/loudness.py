@@ -40,6 +40,9 @@ _UPMIX = 1 / math.sqrt(2)
 _CODEC_MARGIN_DB = 0.6
 # Look-ahead of the limiter: its gain moves over 2 x this, before and after each peak.
 _LOOKAHEAD_S = 0.005
+# Good enough for the limiter's loudness loss (the target tolerance of EBU R 128 is +-0.5 LU,
+# and every round costs a measurement).
+_TOLERANCE_LU = 0.2
 _RELEASE_S = 0.06
 
 
@@ -129,37 +132,26 @@ def measure(samples: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE_HZ,
 
 
 # Between samples a band-limited signal peaks at most a few dB above them (3.5 dB covers
-# speech and music; a full-scale square wave's overshoot is ~2 dB): blocks whose sample peak
-# stays this far under the ceiling are not oversampled.
+# speech and music; a full-scale square wave's overshoot is ~2 dB): a signal whose sample peak
+# stays this far under the ceiling is not oversampled at all.
 _INTERSAMPLE_DB = 4.0
-_BLOCK = 4800  # samples per block checked (100 ms)
-_PAD = 64      # context each side for the resampling filter
 
 
-def _true_peak_per_sample(x: np.ndarray, floor: float = 0.0) -> np.ndarray:
+def _true_peak_per_sample(x: np.ndarray) -> np.ndarray:
     """|x| with 4x oversampling (BS.1770 annex 2): per input sample, the largest magnitude of the
-    oversampled signal around it, computed only in blocks whose sample peak reaches ``floor``
-    (elsewhere |x|). [shape=(n,)]"""
+    oversampled signal around it. [shape=(n,)]
+
+    It scales with the signal, so it is computed once, before any gain."""
     from scipy.signal import resample_poly
 
     n = x.shape[0]
-    out = np.abs(x)
-    n_blocks = -(-n // _BLOCK)
-    padded = np.zeros(n_blocks * _BLOCK)
-    padded[:n] = out
-    hot = np.nonzero(padded.reshape(n_blocks, _BLOCK).max(axis=1) >= floor)[0]
-    for b in hot.tolist():
-        a0, a1 = b * _BLOCK, min(n, (b + 1) * _BLOCK)
-        c0, c1 = max(0, a0 - _PAD), min(n, a1 + _PAD)
-        up = np.abs(resample_poly(x[c0:c1].astype(np.float64), 4, 1))
-        m = c1 - c0
-        up = up[: m * 4].reshape(m, 4).max(axis=1)
-        out[a0:a1] = np.maximum(up[a0 - c0: a1 - c0], out[a0:a1])
-    return out
+    up = np.abs(resample_poly(x.astype(np.float64), 4, 1))
+    return np.maximum(up[: n * 4].reshape(n, 4).max(axis=1), np.abs(x))
 
 
-def _limiter_gain(x: np.ndarray, ceiling: float, sample_rate_hz: int) -> np.ndarray:
-    """A look-ahead gain envelope <= 1 keeping the true peak of ``x * gain`` under ``ceiling``.
+def _limiter_gain(peak: np.ndarray, ceiling: float, sample_rate_hz: int) -> np.ndarray:
+    """A look-ahead gain envelope <= 1 keeping a signal whose true peak per sample is ``peak``
+    under ``ceiling``.
 
     The gain each sample needs is spread by a minimum filter over the look-ahead + release
     window and smoothed by two box filters whose support fits inside it, so the smoothed gain
@@ -167,9 +159,6 @@ def _limiter_gain(x: np.ndarray, ceiling: float, sample_rate_hz: int) -> np.ndar
     """
     from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
-    if np.abs(x).max(initial=0.0) * 10 ** (_INTERSAMPLE_DB / 20) < ceiling:
-        return np.ones_like(x)  # nothing can reach the ceiling: no oversampling needed
-    peak = _true_peak_per_sample(x, floor=ceiling * 10 ** (-_INTERSAMPLE_DB / 20))
     need = np.minimum(1.0, ceiling / np.maximum(peak, 1e-12))
     if need.min() >= 1.0:
         return need
@@ -213,24 +202,30 @@ def normalise(samples: np.ndarray, target: LoudnessTarget, *, name: str = "audio
     # Limiting lowers the loudness a little: raise the gain by what it lost and limit again
     # (converges in two or three rounds; each is deterministic). Without limiting the gain is
     # exact: loudness, range and peak move by it, and nothing is measured again.
-    for _ in range(4):
-        y = x * 10 ** (gain_db / 20)
-        env = _limiter_gain(y, ceiling, sample_rate_hz)
+    sample_peak = float(np.abs(x).max(initial=0.0))
+    peak: np.ndarray | None = None
+    after: Measurement | None = None
+    for round_ in range(4):
+        g = 10 ** (gain_db / 20)
+        y = x * g
+        if sample_peak * g * 10 ** (_INTERSAMPLE_DB / 20) < ceiling:
+            out, limited = y, np.zeros(0, dtype=bool)  # nothing can reach the ceiling
+            break
+        if peak is None:
+            peak = _true_peak_per_sample(x)
+        env = _limiter_gain(peak * g, ceiling, sample_rate_hz)
         out = y * env
         limited = env < 0.9999
         if not limited.any():
             break
-        got = measure(out.astype(np.float32), sample_rate_hz=sample_rate_hz, true_peak=False)
-        if got.integrated_lufs is None:
-            break
-        miss = target.integrated_lufs - got.integrated_lufs
-        if abs(miss) < 0.1:
+        got = measure(out.astype(np.float32), sample_rate_hz=sample_rate_hz)
+        miss = 0.0 if got.integrated_lufs is None else target.integrated_lufs - got.integrated_lufs
+        if abs(miss) < _TOLERANCE_LU or round_ == 3:
+            after = got  # what is returned is what was measured
             break
         gain_db += miss
     out32 = out.astype(np.float32)
-    if limited.any():
-        after = measure(out32, sample_rate_hz=sample_rate_hz)
-    else:
+    if after is None:  # not limited: the one gain moved everything by exactly that much
         after = Measurement(
             integrated_lufs=round(before.integrated_lufs + gain_db, 1), range_lu=before.range_lu,
             true_peak_dbtp=(None if before.true_peak_dbtp is None
