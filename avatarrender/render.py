@@ -33,7 +33,7 @@ from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
 from .rendition import Manifest, Publisher, partial_path, read_manifest, utc_now_iso
 from .soundtrack import manifest_loudness, soundtrack
 from .spec import Spec
-from .subtitles import write_subtitles
+from .subtitles import SubtitleWriter
 
 __all__ = ["render", "render_chunk", "ChunkTask", "Progress", "ProcessRenderer", "RenderProcess"]
 
@@ -295,8 +295,11 @@ def render(
         building.result()
         analysed_s = time.perf_counter() - started
         plan = plan_chunks(spec, chunk_segments=chunk_segments)
-        pub = Publisher(partial, dataclasses.replace(
-            _planned_manifest(spec, plan), subtitles=write_subtitles(spec, plan, partial) or None))
+        # WebVTT subtitle tracks: written as their media segments are published
+        subs = SubtitleWriter(spec, plan, partial)
+        pub = Publisher(partial, dataclasses.replace(_planned_manifest(spec, plan),
+                                                     subtitles=subs.renditions or None))
+        subs.write_upto(pub.published)  # those a resumed render has already
         # Chunks whose segments are all published are done; a chunk is published whole or not.
         todo = [c for c in plan.chunks if c.first_segment >= pub.published]
         frames_done = sum(c.frame_count for c in plan.chunks if c.first_segment < pub.published)
@@ -319,6 +322,7 @@ def render(
                     delayed(render_chunk)(t) for t in tasks)
                 for task, result in zip(tasks, results):
                     pub.publish(result)
+                    subs.write_upto(pub.published)
                     reused += bool(result.get("reused"))
                     rendered += not result.get("reused")
                     frames_done += task.chunk.frame_count

@@ -637,15 +637,17 @@ def media_playlist(segments: Sequence[MediaSegmentInfo], *, target_duration_s: f
 
 
 def subtitle_playlist(uris: Sequence[str], durations_s: Sequence[Fraction], *,
-                      target_duration_s: float) -> str:
-    """The VOD media playlist of a WebVTT subtitle rendition (its segments match the video's)."""
+                      target_duration_s: float, complete: bool = True) -> str:
+    """The media playlist of a WebVTT subtitle rendition (its segments match the video's): VOD
+    when ``complete``, else an EVENT playlist of what is written so far."""
     target = max(1, math.ceil(max([float(target_duration_s)] + [float(d) for d in durations_s])
                               - 1e-9))
     lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{target}",
-             "#EXT-X-MEDIA-SEQUENCE:0", "#EXT-X-PLAYLIST-TYPE:VOD"]
+             "#EXT-X-MEDIA-SEQUENCE:0", f"#EXT-X-PLAYLIST-TYPE:{'VOD' if complete else 'EVENT'}"]
     for uri, d in zip(uris, durations_s):
         lines += [f"#EXTINF:{float(d):.5f},", uri]
-    lines.append("#EXT-X-ENDLIST")
+    if complete:
+        lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
 
 

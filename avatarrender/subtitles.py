@@ -18,7 +18,7 @@ from .rendition import SubtitleRendition, atomic_write, subtitle_playlist
 from .spec import Cue, Spec, parse_cues
 
 __all__ = ["TS_START_90K", "escape", "vtt_segment", "caption_tracks", "write_subtitles",
-           "timestamp_map"]
+           "SubtitleWriter", "timestamp_map"]
 
 # The mpegts muxer's constant offset (max_delay 0.7 s x 2): the first frame's PTS.
 TS_START_90K = 126000
@@ -67,34 +67,68 @@ def caption_tracks(spec: Spec) -> list[tuple[str, str, tuple[Cue, ...]]]:
     return out
 
 
-def write_subtitles(spec: Spec, plan: ChunkPlan, folder: Path) -> tuple[SubtitleRendition, ...]:
-    """Write every track's WebVTT segments and media playlist into ``folder``.
+class SubtitleWriter:
+    """Writes every track's WebVTT segments and media playlist into a rendition's folder, in
+    step with its media segments: a subtitle segment appears when its media segment is
+    published (a full disk then stops both at the same place), and the playlists list what is
+    written (with ENDLIST once all is).
 
-    Returns
-    -------
-    tuple of SubtitleRendition
+    Parameters
+    ----------
+    spec : Spec
+    plan : ChunkPlan
+        The media segments' frames.
+    folder : Path
+        The (partial) rendition folder.
+
+    Attributes
+    ----------
+    renditions : tuple of SubtitleRendition
         For the manifest (empty when the segment has no captions).
     """
-    fps = spec.output.fps
-    frames = plan.segment_frames()
-    out = []
-    used: set[str] = set()
-    for k, (language, name, cues) in enumerate(caption_tracks(spec)):
-        stem = f"sub_{language}"
-        while stem in used:  # two tracks of one language
-            stem += "_"
-        used.add(stem)
-        start, names, durations = 0, [], []
-        for i, n in enumerate(frames):
-            uri = f"{stem}_{i:05d}.vtt"
-            atomic_write(folder / uri, vtt_segment(cues, Fraction(start) / fps,
-                                                   Fraction(start + n) / fps,
-                                                   duration_s=spec.duration_s))
-            names.append(uri)
-            durations.append(Fraction(n) / fps)
-            start += n
-        uri = f"{stem}.m3u8"
-        atomic_write(folder / uri, subtitle_playlist(
-            names, durations, target_duration_s=spec.output.segment_duration_s))
-        out.append(SubtitleRendition(uri=uri, language=language, name=name, default=k == 0))
-    return tuple(out)
+
+    def __init__(self, spec: Spec, plan: ChunkPlan, folder: Path):
+        self.spec, self.folder = spec, Path(folder)
+        fps = spec.output.fps
+        self._frames = plan.segment_frames()
+        starts = [0]
+        for n in self._frames:
+            starts.append(starts[-1] + n)
+        self._bounds = [(Fraction(a) / fps, Fraction(b) / fps) for a, b in zip(starts, starts[1:])]
+        self._tracks: list[tuple[str, tuple[Cue, ...]]] = []
+        out, used = [], set()
+        for k, (language, name, cues) in enumerate(caption_tracks(spec)):
+            stem = f"sub_{language}"
+            while stem in used:  # two tracks of one language
+                stem += "_"
+            used.add(stem)
+            self._tracks.append((stem, cues))
+            out.append(SubtitleRendition(uri=f"{stem}.m3u8", language=language, name=name,
+                                         default=k == 0))
+        self.renditions = tuple(out)
+        self.written = 0
+
+    def write_upto(self, count: int) -> None:
+        """Write the subtitle segments of media segments ``[written, count)`` and the playlists."""
+        if not self._tracks:
+            return
+        count = min(count, len(self._frames))
+        for stem, cues in self._tracks:
+            for i in range(self.written, count):
+                start_s, end_s = self._bounds[i]
+                atomic_write(self.folder / f"{stem}_{i:05d}.vtt", vtt_segment(
+                    cues, start_s, end_s, duration_s=self.spec.duration_s))
+        for stem, _ in self._tracks:
+            atomic_write(self.folder / f"{stem}.m3u8", subtitle_playlist(
+                [f"{stem}_{i:05d}.vtt" for i in range(count)],
+                [Fraction(n) / self.spec.output.fps for n in self._frames[:count]],
+                target_duration_s=self.spec.output.segment_duration_s,
+                complete=count == len(self._frames)))
+        self.written = count
+
+
+def write_subtitles(spec: Spec, plan: ChunkPlan, folder: Path) -> tuple[SubtitleRendition, ...]:
+    """Write every track's WebVTT segments and media playlist into ``folder`` at once."""
+    writer = SubtitleWriter(spec, plan, folder)
+    writer.write_upto(len(plan.segment_frames()))
+    return writer.renditions
