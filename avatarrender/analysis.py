@@ -28,7 +28,8 @@ class Timeline:
     eyes : np.ndarray [shape=(n,), dtype=int8]
         0 open, 1 half, 2 closed (a drawn state; fallbacks applied).
     caption : np.ndarray [shape=(n,), dtype=int16]
-        Index into ``spec.cues`` or -1.
+        Index into ``spec.cues`` of the caption burned in, or -1 (none, or ``captions.burn``
+        false: then they are only a subtitle track).
     tv_clip : np.ndarray [shape=(n,), dtype=int16]
         Index into ``spec.model.tv.clips`` or -1 (TV off).
     tv_time_s : np.ndarray [shape=(n,), dtype=float64]
@@ -136,7 +137,8 @@ def analyse(spec: Spec, audio: np.ndarray | None = None) -> Timeline:
 
     t = np.arange(n, dtype=np.float64) / float(fps)
     caption = np.full(n, -1, dtype=np.int16)
-    for i, cue in enumerate(spec.cues):
+    burned = spec.model.captions is None or spec.model.captions.burn
+    for i, cue in enumerate(spec.cues if burned else ()):
         caption[(t >= cue.start_s) & (t < cue.end_s)] = i
 
     tv_clip = np.full(n, -1, dtype=np.int16)

@@ -542,9 +542,15 @@ def make_clip(path: Path, *, duration_s: float = CLIP_DURATION_S) -> None:
         "-f", "lavfi", "-i", f"life=s=96x56:r={CLIP_FPS}:mold=8:life_color=#ffffff:death_color=#224466"
                              ":mold_color=#112233:seed=5,scale=288:168:flags=neighbor",
         "-f", "lavfi", "-i", f"color=c=red:s=4x6:r={CLIP_FPS}",
+        # its own sound (a soft two-note chord with a slow swell), for the TV sound under the
+        # speech (segment.yaml tv.clips[].audio)
+        "-f", "lavfi", "-i", "aevalsrc='0.15*(sin(2*PI*220*t)+0.7*sin(2*PI*277.2*t))"
+                             "*(0.6+0.4*sin(2*PI*0.25*t))':s=48000",
         "-filter_complex", graph,
+        "-map", "3:a", "-t", f"{duration_s}",
         "-frames:v", str(int(round(duration_s * CLIP_FPS))),
         "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-b:a", "128k",
         "-g", str(CLIP_FPS), "-movflags", "+faststart", str(path),
     ]
     _run(cmd)

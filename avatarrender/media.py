@@ -45,6 +45,7 @@ class VideoInfo:
     height: int
     fps: float
     duration_s: float
+    has_audio: bool = False  # the file also carries an audio stream
 
 
 _DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
@@ -82,7 +83,8 @@ def probe_video(path: str | Path) -> VideoInfo:
             if duration_s <= 0:
                 raise MediaError(path, None, "not a video: it has no duration (a still image?)")
             return VideoInfo(width=stream.codec_context.width, height=stream.codec_context.height,
-                             fps=float(rate) if rate else 0.0, duration_s=duration_s)
+                             fps=float(rate) if rate else 0.0, duration_s=duration_s,
+                             has_audio=bool(container.streams.audio))
     except av.error.FFmpegError as exc:
         raise MediaError(path, None, f"not a readable video ({exc.strerror or exc})") from None
 

@@ -26,14 +26,16 @@ from typing import Any, Callable
 
 from . import _profile, interrupt
 from .analysis import Timeline, analyse, segment_audio
-from .audiotrack import AudioSource, encode_track
+from .audiotrack import AudioSource, encode_track, failed_path
 from .compose import build_scene, compose_frames, scene_for, slice_timeline
 from .encode import ChunkEncoder, SegmentJob
 from .errors import (AvatarRenderError, DiskFullError, FFmpegError, OutputError,
                      RenderLockedError)
 from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
 from .rendition import Manifest, Publisher, clear_failed, partial_path, read_manifest, utc_now_iso
+from .soundtrack import manifest_loudness, soundtrack
 from .spec import Spec
+from .subtitles import SubtitleWriter
 
 __all__ = ["render", "render_chunk", "ChunkTask", "Progress", "ProcessRenderer", "RenderProcess"]
 
@@ -106,6 +108,22 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+_SOUNDTRACK_V = b"soundtrack/1"  # bump when the mixing or the normalisation changes
+
+
+def _make_track(spec: Spec, speech: Any, audio_path: Path, sound: dict[str, Any]) -> None:
+    """Mix and normalise the segment's audio, record its loudness in ``sound``, and encode it
+    to ``audio_path`` unless a resumed render already has it."""
+    try:
+        samples, report = soundtrack(spec, speech)
+    except BaseException:
+        failed_path(audio_path).touch()  # the chunks waiting for the track stop
+        raise
+    sound["loudness"] = manifest_loudness(report)
+    if not audio_path.is_file():
+        encode_track(samples, audio_path, spec.output.audio_bitrate_kbps)
 
 
 def _chunk_key(spec: Spec, chunk: Chunk, audio_hash: str, threads: int | None) -> str:
@@ -348,19 +366,20 @@ def render(
         scene_path = work / f"scene-{spec.spec_hash}.pkl"
         building = _Background(build_scene, spec, scene_path)  # PIL and numpy: mostly off the GIL
         t0 = time.perf_counter()
-        samples = segment_audio(spec)
+        speech = segment_audio(spec)
         if _profile.ENABLED:
             _profile.add("speech_read", t0)
-        audio_hash = hashlib.sha256(samples.tobytes()).hexdigest()[:16]
+        # the track is a pure function of the speech and the spec (whose hash covers the clips'
+        # bytes and the loudness settings): its name needs no mixing first
+        audio_hash = hashlib.sha256(speech.tobytes() + _SOUNDTRACK_V).hexdigest()[:16]
         audio_path = work / f"audio-{audio_hash}-{spec.output.audio_bitrate_kbps}k.aac"
-        encoding = None
-        if not audio_path.is_file():
-            # the AAC encoder (its own process) runs while this process analyses the speech
-            # and the first chunks render
-            encoding = _Background(_profile.timed("audio_encode", encode_track), samples, audio_path,
-                                   spec.output.audio_bitrate_kbps)
+        # TV sound mixed under the speech and loudness on target (on the whole array, before the
+        # one AAC encode, so chunks stay seamless), then the AAC encoder (its own process): in
+        # the background while this process analyses the speech and the first chunks render
+        sound: dict[str, Any] = {}
+        encoding = _Background(_profile.timed("audio_encode", _make_track), spec, speech, audio_path, sound)
         t0 = time.perf_counter()
-        timeline = analyse(spec, samples)  # chunks start now; they wait for audio only if ahead
+        timeline = analyse(spec, speech)  # chunks start now; they wait for audio only if ahead
         if _profile.ENABLED:
             _profile.add("analyse", t0)
             t0 = time.perf_counter()
@@ -368,7 +387,11 @@ def render(
         if _profile.ENABLED:
             _profile.add("scene_build_wait", t0)
         analysed_s = time.perf_counter() - started
-        pub = Publisher(partial, _planned_manifest(spec, plan))
+        # WebVTT subtitle tracks: written as their media segments are published
+        subs = SubtitleWriter(spec, plan, partial)
+        pub = Publisher(partial, dataclasses.replace(_planned_manifest(spec, plan),
+                                                     subtitles=subs.renditions or None))
+        subs.write_upto(pub.published)  # those a resumed render has already
         # Chunks whose segments are all published are done; a chunk is published whole or not.
         todo = [c for c in plan.chunks if c.first_segment >= pub.published]
         frames_done = sum(c.frame_count for c in plan.chunks if c.first_segment < pub.published)
@@ -395,6 +418,7 @@ def render(
                     t0 = time.perf_counter()
                     with interrupt.deferred():  # a stop signal waits for the manifest to agree
                         pub.publish(result)
+                        subs.write_upto(pub.published)
                     if _profile.ENABLED:
                         _profile.add("publish", t0)
                         profiles.append(result)
@@ -421,8 +445,8 @@ def render(
                 tasks = [t for t in tasks if t.chunk.first_segment >= pub.published]
                 if attempts >= 2 or not tasks:
                     raise
-        if encoding is not None:
-            encoding.result()  # done when the last chunk took its audio; raises what it raised
+        encoding.result()  # done when the last chunk took its audio; raises what it raised
+        pub.planned = dataclasses.replace(pub.planned, loudness=sound["loudness"])
         wall_s = time.perf_counter() - started
         stats = {
             "wall_s": round(wall_s, 3), "analysis_s": round(analysed_s, 3),

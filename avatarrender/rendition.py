@@ -6,6 +6,9 @@ A rendition is a folder of MPEG-TS media segments with a playlist and a manifest
                          codecs, bandwidth, and every media segment with its frames, bytes, sha256
     OUT/index.m3u8       VOD playlist (EVENT while rendering: the finished prefix)
     OUT/seg_NNNNN.ts     media segments, each starting on a keyframe
+    OUT/master.m3u8      master playlist naming index.m3u8 and the subtitle tracks (when any)
+    OUT/sub_LANG.m3u8    a subtitle track's media playlist, and its WebVTT files
+    OUT/sub_LANG_NNNNN.vtt  (one per media segment, mapped onto the MPEG-TS clock)
 
 While rendering it is ``OUT.partial/`` (``.OUT.partial/`` in a spool others list, see
 :func:`partial_path`): media segments appear there atomically in air order, the manifest says
@@ -60,6 +63,9 @@ __all__ = [
     "verify_media_file",
     "write_rendition",
     "media_playlist",
+    "subtitle_playlist",
+    "master_playlist",
+    "MASTER_PLAYLIST_NAME",
     "codecs_string",
     "continue_cc",
     "utc_now_iso",
@@ -68,6 +74,7 @@ __all__ = [
 MANIFEST_FORMAT = "avatarrender.segment/1"
 MANIFEST_NAME = "manifest.json"
 PLAYLIST_NAME = "index.m3u8"
+MASTER_PLAYLIST_NAME = "master.m3u8"  # written when the rendition has subtitle tracks
 
 # MPEG-TS (ISO/IEC 13818-1): fixed-size packets, each starting with the sync byte.
 TS_PACKET_BYTES = 188
@@ -215,17 +222,32 @@ class Loudness:
 
     Attributes
     ----------
-    integrated_lufs : float
-        Integrated loudness, LUFS.
+    integrated_lufs : float or None
+        Integrated loudness of the audio as rendered, LUFS (None: silent).
     true_peak_dbtp : float, optional
-        Maximum true peak, dBTP.
+        Maximum true peak as rendered, dBTP.
     range_lu : float, optional
-        Loudness range, LU.
+        Loudness range as rendered, LU.
+    input_integrated_lufs, input_true_peak_dbtp, input_range_lu : float, optional
+        The same, measured before normalisation.
+    target_lufs, target_true_peak_dbtp : float, optional
+        What it was normalised to (None: not normalised).
+    gain_db : float, optional
+        The one gain applied, dB.
+    limited_s : float, optional
+        How long the true-peak limiter lowered the gain, seconds.
     """
 
-    integrated_lufs: float
+    integrated_lufs: float | None
     true_peak_dbtp: float | None = None
     range_lu: float | None = None
+    input_integrated_lufs: float | None = None
+    input_true_peak_dbtp: float | None = None
+    input_range_lu: float | None = None
+    target_lufs: float | None = None
+    target_true_peak_dbtp: float | None = None
+    gain_db: float | None = None
+    limited_s: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -620,6 +642,47 @@ def media_playlist(segments: Sequence[MediaSegmentInfo], *, target_duration_s: f
     return "\n".join(lines) + "\n"
 
 
+def subtitle_playlist(uris: Sequence[str], durations_s: Sequence[Fraction], *,
+                      target_duration_s: float, complete: bool = True) -> str:
+    """The media playlist of a WebVTT subtitle rendition (its segments match the video's): VOD
+    when ``complete``, else an EVENT playlist of what is written so far."""
+    target = max(1, math.ceil(max([float(target_duration_s)] + [float(d) for d in durations_s])
+                              - 1e-9))
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{target}",
+             "#EXT-X-MEDIA-SEQUENCE:0", f"#EXT-X-PLAYLIST-TYPE:{'VOD' if complete else 'EVENT'}"]
+    for uri, d in zip(uris, durations_s):
+        lines += [f"#EXTINF:{float(d):.5f},", uri]
+    if complete:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+def _quoted(value: str) -> str:
+    # a quoted-string may not hold " or a line break (RFC 8216 4.2)
+    return '"' + value.replace('"', "'").replace("\n", " ").replace("\r", " ") + '"'
+
+
+def master_playlist(manifest: Manifest, *, variant_uri: str = PLAYLIST_NAME,
+                    subtitles_group: str = "subs") -> str:
+    """A master playlist: the one variant plus its subtitle renditions (EXT-X-MEDIA)."""
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    for sub in manifest.subtitles or ():
+        lines.append(
+            f"#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID={_quoted(subtitles_group)},"
+            f"LANGUAGE={_quoted(sub.language)},NAME={_quoted(sub.name)},"
+            f"DEFAULT={'YES' if sub.default else 'NO'},AUTOSELECT=YES,URI={_quoted(sub.uri)}")
+    fps = float(manifest.fps)
+    attrs = [f"BANDWIDTH={max(1, manifest.bandwidth_bps)}"]
+    if manifest.average_bandwidth_bps:
+        attrs.append(f"AVERAGE-BANDWIDTH={manifest.average_bandwidth_bps}")
+    attrs += [f"CODECS={_quoted(manifest.codecs)}",
+              f"RESOLUTION={manifest.width}x{manifest.height}", f"FRAME-RATE={fps:.3f}"]
+    if manifest.subtitles:
+        attrs.append(f"SUBTITLES={_quoted(subtitles_group)}")
+    lines += ["#EXT-X-STREAM-INF:" + ",".join(attrs), variant_uri]
+    return "\n".join(lines) + "\n"
+
+
 def _dump_json(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=False) + "\n"
 
@@ -633,6 +696,8 @@ def write_rendition(folder: Path, manifest: Manifest) -> None:
     atomic_write(folder / PLAYLIST_NAME, media_playlist(
         manifest.segments, target_duration_s=manifest.target_duration_s,
         complete=manifest.complete))
+    if manifest.subtitles:
+        atomic_write(folder / MASTER_PLAYLIST_NAME, master_playlist(manifest))
     atomic_write(folder / MANIFEST_NAME, _dump_json(manifest.to_json()))
 
 

@@ -227,7 +227,8 @@ class Scene:
                 while len(_STATIC) > _KEEP_STATIC:
                     _STATIC.popitem(last=False)
         # captions are laid out now (the region is the union of their boxes), drawn when shown
-        self._caption_boxes = [self._caption_box(c) for c in spec.cues]
+        burned = spec.model.captions is None or spec.model.captions.burn  # burn: false -> subtitle track only
+        self._caption_boxes = [self._caption_box(c) for c in spec.cues] if burned else []
         self._captions_drawn: OrderedDict[int, tuple[Image.Image, tuple[int, int]]] = OrderedDict()
         if self._caption_boxes:
             box = None

@@ -58,6 +58,8 @@ class OutputModel(_Model):
     segment_duration_s: float | None = Field(None, gt=0, le=10)
     segment_type: Literal["mpegts", "fmp4"] | None = None
     audio_bitrate_kbps: int | None = Field(None, ge=32, le=512)
+    loudness_lufs: float | None = Field(None, ge=-70, le=0)  # EBU R 128 integrated target
+    true_peak_dbtp: float | None = Field(None, ge=-20, le=0)  # true-peak ceiling
 
 
 class LayerModel(_Model):
@@ -98,12 +100,22 @@ class CharacterModel(_Model):
         return v
 
 
+class ClipAudioModel(_Model):
+    """The clip's own sound, mixed under the speech (absent: the TV is silent)."""
+
+    gain_db: float = Field(-12.0, ge=-60, le=20)
+    duck_db: float = Field(-10.0, ge=-60, le=0)  # extra gain while the character speaks
+    attack_s: float = Field(0.08, ge=0.001, le=5)  # how fast the duck goes down
+    release_s: float = Field(0.4, ge=0.001, le=10)  # how fast it comes back
+
+
 class ClipModel(_Model):
     file: str
     start_s: float = Field(0.0, ge=0)
     end_s: float | None = Field(None, gt=0)
     clip_start_s: float = Field(0.0, ge=0)
     at_end: Literal["loop", "hold"] = "hold"
+    audio: ClipAudioModel | None = None
 
 
 class TVModel(_Model):
@@ -139,10 +151,30 @@ class CaptionStyleModel(_Model):
     max_lines: int = Field(3, ge=1, le=20)  # a longer caption is cut, with an ellipsis and a warning
 
 
+class CaptionTrackModel(_Model):
+    """A further subtitle track (another language): WebVTT only, never burned in."""
+
+    file: str
+    language: str = Field(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
+    name: str | None = None
+
+
 class CaptionsModel(_Model):
     file: str | None = None
     cues: list[CueModel] = []
     style: CaptionStyleModel = CaptionStyleModel()
+    burn: bool = True  # draw them into the picture (the WebVTT track is written either way)
+    language: str = Field("en", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")  # BCP 47
+    name: str | None = None  # shown by players; default: the language tag
+    tracks: list[CaptionTrackModel] = []
+
+
+class AudioModel(_Model):
+    """Loudness of the segment's audio; unset values come from the output preset."""
+
+    normalise: bool = True
+    loudness_lufs: float | None = Field(None, ge=-70, le=0)
+    true_peak_dbtp: float | None = Field(None, ge=-20, le=0)
 
 
 class BlinkModel(_Model):
@@ -159,6 +191,7 @@ class SegmentModel(_Model):
     speech: SpeechModel | None = None
     captions: CaptionsModel | None = None
     blink: BlinkModel = BlinkModel()
+    audio: AudioModel = AudioModel()
 
 
 # --------------------------------------------------------------------------- resolved objects
@@ -177,6 +210,8 @@ class OutputSettings:
     segment_duration_s: Fraction
     segment_type: str
     audio_bitrate_kbps: int
+    loudness_lufs: float = -16.0
+    true_peak_dbtp: float = -1.5
 
     @property
     def frames_per_segment(self) -> int:
@@ -517,6 +552,9 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
                 )
             if clip.end_s is not None and clip.end_s <= clip.start_s:
                 raise c.error(f"tv.clips[{i}].end_s", "must be after start_s")
+            if clip.audio is not None and not info.has_audio:
+                raise c.error(f"tv.clips[{i}].audio",
+                              f"{path.name} has no audio stream: remove audio: or use a clip with sound")
             clip_durs.append(info.duration_s)
 
     speech_s = None
@@ -578,6 +616,12 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
             except Exception as exc:  # OSError "unknown file format", and others for odd files
                 raise MediaError(source, "captions.style.font",
                                  f"cannot load font {font_path}: {exc}") from None
+        for i, track in enumerate(cap.tracks):
+            path = c.file(f"captions.tracks[{i}].file", track.file)
+            try:
+                parse_cues(path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise MediaError(source, f"captions.tracks[{i}].file", f"{path}: {exc}") from None
         for key in ("color", "box_color"):
             val = getattr(cap.style, key)
             if val is not None:
@@ -626,6 +670,8 @@ def _output(model: OutputModel, source: Path) -> OutputSettings:
         crf=float(values["crf"]), maxrate_kbps=int(values["maxrate_kbps"]),
         segment_duration_s=seg, segment_type=str(values["segment_type"]),
         audio_bitrate_kbps=int(values["audio_bitrate_kbps"]),
+        loudness_lufs=float(values.get("loudness_lufs", -16.0)),
+        true_peak_dbtp=float(values.get("true_peak_dbtp", -1.5)),
     )
 
 

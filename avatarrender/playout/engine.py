@@ -49,6 +49,7 @@ from avatarrender.playout.schedule import (
     Schedule,
     Scheduler,
 )
+from avatarrender.playout.subtitles import LiveSubtitles
 from avatarrender.playout.tsrewrite import TimestampRewriter
 from avatarrender.rendition import (
     RenderedSegment,
@@ -373,6 +374,9 @@ class Playout:
         self._force_rebase = False   # the last segment was cut short: the next one rebases
         self.scheduler: Scheduler | None = None
         self.rewriter = TimestampRewriter(video_frame_90k=round(90000 / self._fps()))
+        # subtitle tracks in step with the video (subtitles.py); none unless the schedule asks
+        self.subtitles = LiveSubtitles(self.out, [(t.language, t.name or t.language)
+                                                  for t in m.subtitles])
         self.errors: list[dict[str, str]] = []
         self.counters = Counters()   # for /metrics; the server counts its requests here too
         self.publish_hooks: list[Callable[[Path], None]] = []  # called with each published file
@@ -500,7 +504,8 @@ class Playout:
         fps = self._fps()
         write_atomic(self.out / MASTER_PLAYLIST, master_playlist(
             media_uri=MEDIA_PLAYLIST, bandwidth_bps=bw, width=self.filler.width,
-            height=self.filler.height, codecs=self.codecs, frame_rate=float(fps)))
+            height=self.filler.height, codecs=self.codecs, frame_rate=float(fps),
+            subtitles=self.subtitles.media()))
         self._master_bandwidth = bw
 
     # ------------------------------------------------------------------ inputs
@@ -645,6 +650,7 @@ class Playout:
         for i, uri in enumerate(self._undeleted):
             try:
                 (self.out / uri).unlink(missing_ok=True)
+                self.subtitles.delete(uri)
             except OSError as exc:   # a read-only or failing disk: kept to try again
                 self._disk_error(f"cannot delete {uri}: {exc}")
                 del self._undeleted[:i]
@@ -721,6 +727,11 @@ class Playout:
                 self.rewriter.restore(saved)  # not aired: the channel clock stays put
                 self._disk_error(f"cannot publish media segment {seq}: {exc}")
                 return False
+            try:  # its WebVTT, moved onto the channel clock by the same offset as its PTS
+                self.subtitles.write_segment(seq, self.catalog.rendered.get(d.key), d.index,
+                                             self.rewriter.offset_90k or 0)
+            except OSError as exc:
+                self._error(f"cannot write the subtitles of media segment {seq}: {exc}", "warning")
             self._air = _OnAir(decision=d, sequence=seq, pdt_s=self._resume_pdt_s, rebase=rebase,
                                original=data, rewriter_before=saved, parts=parts, frame_s=frame_s)
             self._force_rebase = False
@@ -902,6 +913,7 @@ class Playout:
             write_atomic(self.out / STATE_NAME, json.dumps(state))
             text = self.playlist.render()
             write_atomic(self.out / MEDIA_PLAYLIST, text)
+            self.subtitles.publish(self.playlist)
             self._write_master()
             self._wrote = True
             seq, parts = self.playlist.position()

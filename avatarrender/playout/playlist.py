@@ -11,7 +11,7 @@ import datetime as _dt
 import math
 from collections import deque
 from fractions import Fraction
-from typing import Any
+from typing import Any, Sequence
 
 __all__ = [
     "LivePart",
@@ -391,10 +391,17 @@ class LivePlaylist:
 
 
 def master_playlist(*, media_uri: str, bandwidth_bps: int, width: int, height: int,
-                    codecs: str, frame_rate: float = 30.0) -> str:
-    """A one-rendition master playlist with BANDWIDTH, CODECS, RESOLUTION and FRAME-RATE."""
+                    codecs: str, frame_rate: float = 30.0,
+                    subtitles: Sequence[tuple[str, str, str]] = ()) -> str:
+    """A one-rendition master playlist with BANDWIDTH, CODECS, RESOLUTION and FRAME-RATE, and
+    its subtitle tracks: ``subtitles`` is (language, name, playlist uri), the first the default."""
+    media = "".join(
+        f'#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",LANGUAGE="{lang}",NAME="{name}",'
+        f'DEFAULT={"YES" if i == 0 else "NO"},AUTOSELECT=YES,URI="{uri}"\n'
+        for i, (lang, name, uri) in enumerate(subtitles))
     return (
-        "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n"
+        f"#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n{media}"
         f'#EXT-X-STREAM-INF:BANDWIDTH={int(bandwidth_bps)},CODECS="{codecs}",'
-        f"RESOLUTION={width}x{height},FRAME-RATE={frame_rate:.3f}\n{media_uri}\n"
+        f"RESOLUTION={width}x{height},FRAME-RATE={frame_rate:.3f}"
+        + (',SUBTITLES="subs"' if subtitles else "") + f"\n{media_uri}\n"
     )

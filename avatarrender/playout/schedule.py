@@ -93,6 +93,14 @@ class EntryModel(_Strict):
         return self
 
 
+class SubtitleTrackModel(_Strict):
+    """One ``subtitles:`` item: a subtitle track the channel carries (the programs' WebVTT
+    captions of that language; empty while a program has none, or the filler airs)."""
+
+    language: str = Field(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")  # BCP 47
+    name: str | None = Field(None, min_length=1, max_length=100)  # shown by players
+
+
 class LateModel(_Strict):
     max_late_s: float = Field(30.0, ge=0)
 
@@ -112,6 +120,7 @@ class ScheduleModel(_Strict):
     spool: str | None = None
     render_lead_s: float = Field(600.0, ge=0)
     channel: str | None = Field(None, min_length=1, max_length=200)  # its name in the programme guide
+    subtitles: list[SubtitleTrackModel] = []  # the channel's subtitle tracks, the first the default
     entries: list[EntryModel] = []
 
     @model_validator(mode="after")

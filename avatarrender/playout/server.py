@@ -55,6 +55,7 @@ MIME_TYPES = {
     ".js": "text/javascript; charset=utf-8",
     ".json": "application/json",
     ".css": "text/css; charset=utf-8",
+    ".vtt": "text/vtt; charset=utf-8",
 }
 _NO_CACHE = {".m3u8", ".json", ".html", ".js", ".css"}
 MAX_REQUEST_LINE_BYTES = 4096

@@ -1,0 +1,185 @@
+"""The segment's final audio: speech, the TV clip's own sound ducked under it, loudness on target.
+
+Everything happens on the whole segment's sample array before the single AAC encode
+(:mod:`avatarrender.audiotrack`), so chunk boundaries never see a seam and the result does not
+depend on how the render is chunked or how many workers run it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .loudness import LoudnessReport, LoudnessTarget, normalise
+from .rendition import Loudness
+from .spec import Spec
+from .timebase import AUDIO_RATE_HZ
+
+__all__ = ["soundtrack", "tv_sound", "speech_activity", "loudness_target", "manifest_loudness",
+           "CONTROL_RATE_HZ", "FADE_S"]
+
+# Ducking is computed at this rate, then interpolated to samples (smooth, and cheap in Python).
+CONTROL_RATE_HZ = 200
+# Fade length at a loop point and where the clip comes on or goes off screen: no click.
+FADE_S = 0.005
+# Speech counts as present where its 10 ms RMS is within this of its loudest (and above
+# the floor), and stays so for the hold after it (the gaps between words do not un-duck).
+_SPEECH_RANGE_DB = 35.0
+_SPEECH_FLOOR_DBFS = -55.0
+_SPEECH_HOLD_S = 0.25
+
+
+def loudness_target(spec: Spec) -> LoudnessTarget:
+    """The segment's ``audio:`` block over its output preset."""
+    block = spec.model.audio
+    return LoudnessTarget(
+        integrated_lufs=(block.loudness_lufs if block.loudness_lufs is not None
+                         else spec.output.loudness_lufs),
+        true_peak_dbtp=(block.true_peak_dbtp if block.true_peak_dbtp is not None
+                        else spec.output.true_peak_dbtp),
+        enabled=block.normalise)
+
+
+def speech_activity(speech: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE_HZ) -> np.ndarray:
+    """Where the character speaks, at :data:`CONTROL_RATE_HZ`.
+
+    Returns
+    -------
+    np.ndarray [shape=(ceil(n / (sample_rate_hz / CONTROL_RATE_HZ)),), dtype=bool]
+    """
+    hop = sample_rate_hz // CONTROL_RATE_HZ
+    n_ctl = -(-speech.shape[0] // hop)
+    if n_ctl == 0:
+        return np.zeros(0, dtype=bool)
+    padded = np.zeros(n_ctl * hop, dtype=np.float64)
+    padded[: speech.shape[0]] = speech
+    # 10 ms windows centred on each control point
+    power = (padded.reshape(n_ctl, hop) ** 2).mean(axis=1)
+    win = max(1, int(round(0.010 * CONTROL_RATE_HZ)))
+    power = np.convolve(power, np.ones(win) / win, mode="same")
+    level_db = 10 * np.log10(np.maximum(power, 1e-20))
+    loudest = level_db.max()
+    active = level_db > max(_SPEECH_FLOOR_DBFS, loudest - _SPEECH_RANGE_DB)
+    hold = int(round(_SPEECH_HOLD_S * CONTROL_RATE_HZ))
+    if hold and active.any():
+        from scipy.ndimage import maximum_filter1d
+
+        # hold forward only: a pause after a word keeps the duck for the hold
+        active = maximum_filter1d(active.astype(np.uint8), size=hold + 1, origin=-(hold // 2),
+                                  mode="constant") > 0
+    return active
+
+
+def _duck_gain_db(active: np.ndarray, duck_db: float, attack_s: float, release_s: float) -> np.ndarray:
+    """The duck in dB at the control rate: one-pole towards ``duck_db`` while speech is on
+    (``attack_s`` time constant), back towards 0 when it stops (``release_s``)."""
+    a_att = 1 - math.exp(-1 / (attack_s * CONTROL_RATE_HZ))
+    a_rel = 1 - math.exp(-1 / (release_s * CONTROL_RATE_HZ))
+    out = np.empty(active.shape[0], dtype=np.float64)
+    g = 0.0
+    for k, on in enumerate(active.tolist()):
+        goal = duck_db if on else 0.0
+        g += (goal - g) * (a_att if on else a_rel)
+        out[k] = g
+    return out
+
+
+def _clip_samples(spec: Spec, i: int, n: int, sr: int) -> tuple[slice, np.ndarray] | None:
+    """Clip ``i``'s sound where it is on screen, faded at every loop point and edge."""
+    from .media import read_audio
+
+    clip = spec.model.tv.clips[i]
+    clip_len_s = spec.clip_durations_s[i]
+    sound = read_audio(spec.path(clip.file), sample_rate_hz=sr)
+    end_s = clip.end_s if clip.end_s is not None else clip.start_s + clip_len_s - clip.clip_start_s
+    n0 = min(n, int(round(clip.start_s * sr)))
+    n1 = min(n, int(round(end_s * sr)))
+    if n1 <= n0:
+        return None
+    first = int(round(clip.clip_start_s * sr))
+    span = max(1, int(round(clip_len_s * sr)) - first)  # the picture's length: sound stays in sync
+    pos = np.arange(n1 - n0, dtype=np.int64)  # samples since the clip came on
+    if clip.at_end == "loop":
+        pos = pos % span
+    inside = pos < min(span, max(0, sound.shape[0] - first))  # held last frame: no sound
+    y = np.zeros(n1 - n0, dtype=np.float64)
+    y[inside] = sound[first + pos[inside]]
+    fade_n = max(1, int(round(FADE_S * sr)))
+    edge = np.minimum.reduce([
+        pos,                                   # a loop starts (or the clip comes on)
+        span - 1 - pos,                        # a loop ends
+        np.arange(n1 - n0)[::-1],              # the clip goes off screen
+        np.minimum(sound.shape[0] - first, span) - 1 - pos,  # its sound ends
+    ])
+    y *= np.clip((edge + 0.5) / fade_n, 0.0, 1.0)
+    gain = 10 ** (clip.audio.gain_db / 20)
+    return slice(n0, n1), y * gain
+
+
+def tv_sound(spec: Spec, speech: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE_HZ) -> np.ndarray | None:
+    """The TV clips' sound for the whole segment, ducked under the speech; None when no clip
+    asks for sound.
+
+    Returns
+    -------
+    np.ndarray [shape=speech.shape, dtype=float64] or None
+    """
+    tv = spec.model.tv
+    if not tv or not any(c.audio is not None for c in tv.clips):
+        return None
+    n = speech.shape[0]
+    out = np.zeros(n, dtype=np.float64)
+    duck_db = np.zeros(n, dtype=np.float64)
+    active = speech_activity(speech, sample_rate_hz=sample_rate_hz)
+    hop = sample_rate_hz // CONTROL_RATE_HZ
+    ctl_t = (np.arange(active.shape[0]) + 0.5) * hop  # control points, in samples
+    sample_t = np.arange(n, dtype=np.float64)
+    for i, clip in enumerate(tv.clips):
+        # a later clip takes the screen from an earlier one (as the picture does), sound or not
+        end_s = clip.end_s if clip.end_s is not None else (
+            clip.start_s + spec.clip_durations_s[i] - clip.clip_start_s)
+        on = slice(min(n, int(round(clip.start_s * sample_rate_hz))),
+                   min(n, int(round(end_s * sample_rate_hz))))
+        if clip.audio is None:
+            out[on] = 0.0
+            continue
+        got = _clip_samples(spec, i, n, sample_rate_hz)
+        if got is None:
+            continue
+        where, y = got
+        out[where] = y
+        duck = _duck_gain_db(active, clip.audio.duck_db, clip.audio.attack_s, clip.audio.release_s)
+        duck_db[where] = np.interp(sample_t[where], ctl_t, duck)
+    return out * 10 ** (duck_db / 20)
+
+
+def soundtrack(spec: Spec, speech: np.ndarray) -> tuple[np.ndarray, LoudnessReport]:
+    """Speech plus TV sound, normalised: the samples the AAC track is encoded from.
+
+    Parameters
+    ----------
+    speech : np.ndarray [shape=(n,), dtype=float32]
+        :func:`avatarrender.analysis.segment_audio`'s output.
+
+    Returns
+    -------
+    samples : np.ndarray [shape=(n,), dtype=float32]
+    report : LoudnessReport
+    """
+    mix = speech
+    tv = tv_sound(spec, speech)
+    if tv is not None:
+        mix = (speech.astype(np.float64) + tv).astype(np.float32)
+    return normalise(mix, loudness_target(spec), name=str(spec.source))
+
+
+def manifest_loudness(report: LoudnessReport) -> Loudness:
+    """The manifest's record of ``report``."""
+    return Loudness(
+        integrated_lufs=report.after.integrated_lufs, true_peak_dbtp=report.after.true_peak_dbtp,
+        range_lu=report.after.range_lu,
+        input_integrated_lufs=report.before.integrated_lufs,
+        input_true_peak_dbtp=report.before.true_peak_dbtp, input_range_lu=report.before.range_lu,
+        target_lufs=report.target.integrated_lufs if report.target.enabled else None,
+        target_true_peak_dbtp=report.target.true_peak_dbtp if report.target.enabled else None,
+        gain_db=report.gain_db, limited_s=report.limited_s)

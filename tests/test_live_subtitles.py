@@ -1,0 +1,259 @@
+"""The live channel carries the programs' loudness and subtitles: rendered segments (with
+captions and normalised audio) aired by the playout engine on a driven clock."""
+from __future__ import annotations
+
+import re
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+import yaml
+
+from avatarrender.media import ffmpeg_exe
+from avatarrender.playout.engine import Playout
+from avatarrender.playout.schedule import load_schedule
+from avatarrender.render import render
+from avatarrender.spec import load_spec
+
+from conftest import make_tiny_segment
+from playout_check import check_transition, parse_live
+from test_sound import CEILING_DBTP, TARGET_LUFS, ebur128
+from test_playout_engine import T0, at
+
+CAPTIONS = {
+    "a": [{"text": "Alpha & one", "start_s": 0.2, "end_s": 1.5},
+          {"text": "Alpha two ليلة سعيدة", "start_s": 1.6, "end_s": 2.9}],
+    "b": [{"text": "Bravo 你好", "start_s": 0.4, "end_s": 2.5}],
+}
+
+
+def render_channel_media(root: Path) -> Path:
+    """Filler (the idle loop of a segment.yaml) and two programs with captions, rendered."""
+    for name, gain in (("a", 0.0), ("b", -20.0)):  # b is 20 dB quieter before normalisation
+        yml = make_tiny_segment(root / f"seg_{name}", duration_s=3.0, tv=False)
+        doc = yaml.safe_load(yml.read_text())
+        doc["captions"] = {"cues": CAPTIONS[name], "burn": False, "language": "en"}
+        doc["speech"]["gain_db"] = gain
+        yml.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        render(load_spec(yml), root / name, jobs=2)
+    render(load_spec(root / "seg_a" / "segment.yaml").idle(3.0), root / "filler", jobs=2)
+    return root
+
+
+@pytest.fixture(scope="module")
+def channel_media(tmp_path_factory) -> Path:
+    return render_channel_media(tmp_path_factory.mktemp("live_subs"))
+
+
+def _first_video_pts(path: Path) -> int:
+    with av.open(str(path)) as c:
+        return min(p.pts for p in c.demux(video=0) if p.pts is not None)
+
+
+def _ffmpeg_reads(out: Path) -> bool:
+    """ffmpeg reads the live subtitle playlist as it stands (closed: a live one it would poll)."""
+    closed = out / "subs_closed.m3u8"
+    closed.write_text((out / "subs_en.m3u8").read_text(encoding="utf-8") + "#EXT-X-ENDLIST\n",
+                      encoding="utf-8")
+    proc = subprocess.run([ffmpeg_exe(), "-v", "warning", "-i", str(closed), "-f", "webvtt", "-"],
+                          capture_output=True, text=True, encoding="utf-8")
+    closed.unlink()
+    other = [ln for ln in proc.stderr.splitlines() if ln.strip() and "duplicated subtitle" not in ln]
+    assert proc.returncode == 0 and not other, proc.stderr
+    assert "Bravo 你好" in proc.stdout or "Alpha" in proc.stdout, proc.stdout
+    return True
+
+
+def test_live_subtitles_follow_the_video_and_loudness_holds(channel_media: Path, tmp_path: Path):
+    sched = channel_media / "schedule.yaml"
+    sched.write_text(f"""filler: {{dir: filler}}
+late: {{max_late_s: 5}}
+subtitles: [{{language: en, name: English}}]
+entries:
+  - {{name: a, at: "{at(4)}", segment: a}}
+  - {{name: b, segment: b}}
+""")
+    out = tmp_path / "out"
+    p = Playout(load_schedule(sched), out, filler=channel_media / "filler")
+    p.start(T0)
+    now, prev = T0, None
+    aired: dict[int, dict] = {}  # sequence -> what aired (kept: files leave the window)
+    read_by_ffmpeg = False
+    for _ in range(4 * 16):
+        now += Fraction(1, 4)
+        p.tick(now)
+        cur = parse_live((out / "live.m3u8").read_text())
+        check_transition(prev, cur)
+        prev = cur
+        if not p.playlist.segments:
+            continue
+        subs = (out / "subs_en.m3u8").read_text(encoding="utf-8")
+        # in step: the same window, sequence numbers, dates and discontinuities
+        video = [s for s in p.playlist.segments]
+        assert f"#EXT-X-MEDIA-SEQUENCE:{p.playlist.media_sequence}\n" in subs
+        assert f"#EXT-X-DISCONTINUITY-SEQUENCE:{p.playlist.discontinuity_sequence}\n" in subs
+        listed = re.findall(r"#EXT-X-PROGRAM-DATE-TIME:(\S+)\n#EXTINF:([\d.]+),\n(\S+)", subs)
+        assert [u for _, _, u in listed] == [f"subs/en/{s.sequence:09d}.vtt" for s in video]
+        assert [t for t, _, _ in listed] == re.findall(
+            r"#EXT-X-PROGRAM-DATE-TIME:(\S+)", (out / "live.m3u8").read_text())[:len(video)]
+        assert subs.count("#EXT-X-DISCONTINUITY\n") == sum(s.discontinuity for s in video)
+        if not read_by_ffmpeg and any(s.program == "entry/b" for s in video):
+            read_by_ffmpeg = _ffmpeg_reads(out)
+        for s in video:
+            if s.sequence not in aired:
+                aired[s.sequence] = {"program": s.program, "disc": s.discontinuity,
+                                     "ts": (out / s.uri).read_bytes(),
+                                     "vtt": (out / f"subs/en/{s.sequence:09d}.vtt").read_text(
+                                         encoding="utf-8")}
+    programs = []
+    for seq in sorted(aired):
+        if not programs or programs[-1][0] != aired[seq]["program"]:
+            programs.append((aired[seq]["program"], []))
+        programs[-1][1].append(seq)
+    assert [name for name, _ in programs] == ["filler", "entry/a", "entry/b", "filler"], programs
+    master = (out / "master.m3u8").read_text()
+    assert ('#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",LANGUAGE="en",NAME="English",DEFAULT=YES,'
+            'AUTOSELECT=YES,URI="subs_en.m3u8"') in master and 'SUBTITLES="subs"' in master
+    for name, seqs in programs:
+        for k, seq in enumerate(seqs):
+            a = aired[seq]
+            ts = tmp_path / f"{seq}.ts"
+            ts.write_bytes(a["ts"])
+            mpegts = int(re.search(r"X-TIMESTAMP-MAP=MPEGTS:(\d+),LOCAL:00:00:00.000", a["vtt"])[1])
+            if name == "filler":
+                assert "-->" not in a["vtt"]  # empty WebVTT segments while filler airs
+                continue
+            # the map follows the playout's PTS rewriting: local time k s is the aired segment's
+            # first video frame
+            assert (mpegts + k * 90000) % (1 << 33) == _first_video_pts(ts), (name, k)
+            key = name.split("/")[1]
+            for cue in CAPTIONS[key]:
+                shown = cue["start_s"] < k + 1 and cue["end_s"] > k
+                text = cue["text"].replace("&", "&amp;")
+                assert (text in a["vtt"]) == shown, (name, k, a["vtt"])
+    # loudness across the program changes and the filler (silence is gated out by R 128)
+    whole = tmp_path / "aired.ts"
+    whole.write_bytes(b"".join(aired[s]["ts"] for s in sorted(aired)))
+    got = ebur128(whole)
+    assert abs(got["I"] - TARGET_LUFS) <= 0.5 and got["Peak"] < CEILING_DBTP, got
+    for name, seqs in programs:
+        if name != "filler":
+            prog = tmp_path / f"{name.split('/')[1]}.ts"
+            prog.write_bytes(b"".join(aired[s]["ts"] for s in seqs))
+            got = ebur128(prog)
+            assert abs(got["I"] - TARGET_LUFS) <= 0.5 and got["Peak"] < CEILING_DBTP, (name, got)
+    assert read_by_ffmpeg, "no window held program b"
+
+
+# ------------------------------------------------------------------ hls.js in chromium, live
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--autoplay-policy=no-user-gesture-required"]
+
+LIVE_PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body>
+<video id=v muted autoplay playsinline></video>
+<script src="vendor/hls.min.js"></script><script>
+window.__r = {errors: [], frags: [], cues: {}};
+const v = document.getElementById('v');
+const hls = new Hls({lowLatencyMode: true});
+hls.on(Hls.Events.ERROR, (e, d) => window.__r.errors.push(d.type + ':' + d.details + ':' + d.fatal));
+hls.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, () => { hls.subtitleDisplay = true; hls.subtitleTrack = 0; });
+// each main fragment as buffered: its place on the element's timeline and its date
+hls.on(Hls.Events.FRAG_BUFFERED, (e, d) => { if (d.frag.type === 'main')
+  window.__r.frags.push({sn: d.frag.sn, start: d.frag.start, pdt: d.frag.programDateTime}); });
+hls.loadSource('master.m3u8'); hls.attachMedia(v);
+v.play().catch(e => window.__r.errors.push('play:' + e));
+setInterval(() => { for (const t of v.textTracks) { if (!t.cues) continue;
+  for (const c of t.cues) { const text = c.getCueAsHTML().textContent;
+    window.__r.cues[t.label + '|' + c.startTime.toFixed(3) + '|' + text] =
+      {label: t.label, language: t.language, start: c.startTime, end: c.endTime, text}; } } }, 50);
+window.tracks = () => Array.from(v.textTracks).map(t => ({kind: t.kind, label: t.label, language: t.language}));
+</script></body></html>"""
+
+
+def test_hlsjs_live_subtitles_across_a_program_change(tmp_path_factory) -> None:
+    import datetime as dt
+    import socket
+    import sys
+    import time
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    from avatarrender.playout.playlist import parse_pdt
+
+    media = render_channel_media(tmp_path_factory.mktemp("live_browser"))
+    start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=10)
+    (media / "schedule.yaml").write_text(f"""filler: {{dir: filler}}
+late: {{max_late_s: 3}}
+subtitles: [{{language: en, name: English}}]
+entries:
+  - {{name: a, at: "{start.isoformat()}", segment: a}}
+  - {{name: b, segment: b}}
+""")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parent.parent
+    log_path = media / "playout.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from cli.main import main; main()", "playout", "--schedule",
+             str(media / "schedule.yaml"), "--out", str(media / "out"), "--serve", f"127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=root)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            for _ in range(200):
+                try:
+                    urllib.request.urlopen(url + "/live.m3u8", timeout=1).read()
+                    break
+                except OSError:
+                    assert proc.poll() is None, log_path.read_text()
+                    time.sleep(0.1)
+            (media / "out" / "subs_page.html").write_text(LIVE_PAGE, encoding="utf-8")
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+                try:
+                    page = browser.new_page()
+                    page.goto(url + "/subs_page.html")
+                    deadline = time.time() + 60
+                    while "entry/b ended" not in log_path.read_text() and time.time() < deadline:
+                        page.wait_for_timeout(500)
+                    page.wait_for_timeout(4000)  # the player is a few seconds behind the edge
+                    r = page.evaluate("window.__r")
+                    tracks = page.evaluate("window.tracks()")
+                finally:
+                    browser.close()
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    text = log_path.read_text()
+    assert "entry/b ended" in text, text
+    assert not [e for e in r["errors"] if e.endswith(":true")], r["errors"]
+    subs = [t for t in tracks if t["kind"] in ("subtitles", "captions")]
+    assert [(t["label"], t["language"]) for t in subs] == [("English", "en")], tracks
+    started = {k: parse_pdt(m) for k, m in re.findall(r"entry/(\w) started at (\S+)", text)}
+    assert set(started) == {"a", "b"}, text
+    frags = [f for f in r["frags"] if f["pdt"]]
+    assert frags, r
+
+    def element_time(pdt_s: float) -> float:
+        """Where the frame dated ``pdt_s`` sits on the element's timeline (from the nearest
+        fragment the player buffered before it)."""
+        f = max((f for f in frags if f["pdt"] / 1000 <= pdt_s + 1e-6), key=lambda f: f["pdt"])
+        return f["start"] + (pdt_s - f["pdt"] / 1000)
+
+    seen = list(r["cues"].values())
+    frame = 1 / 30
+    for key in ("a", "b"):
+        for cue in CAPTIONS[key]:
+            got = [c for c in seen if c["text"] == cue["text"]]
+            assert len(got) == 1, (cue, seen)
+            want0 = element_time(float(started[key]) + cue["start_s"])
+            want1 = element_time(float(started[key]) + min(cue["end_s"], 3.0))
+            assert abs(got[0]["start"] - want0) <= frame, (cue, got[0], want0)
+            assert abs(got[0]["end"] - want1) <= frame, (cue, got[0], want1)

@@ -1,0 +1,183 @@
+"""Loudness on target and the TV's own sound, checked on the decoded output with ffmpeg."""
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import yaml
+
+from avatarrender.audio import PRIMING_SAMPLES
+from avatarrender.errors import SpecError
+from avatarrender.media import ffmpeg_exe
+from avatarrender.render import render
+from avatarrender.spec import load_spec
+
+from conftest import make_speech, make_tiny_segment
+from media_check import decode_audio
+
+TARGET_LUFS, CEILING_DBTP = -16.0, -1.5
+
+
+def ebur128(path: Path) -> dict[str, float]:
+    """ffmpeg's own EBU R 128 reading of the decoded audio: I (LUFS), LRA (LU), Peak (dBTP)."""
+    err = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostats", "-i", str(path), "-map", "0:a",
+                          "-af", "ebur128=peak=true:framelog=quiet", "-f", "null", "-"],
+                         capture_output=True, text=True, check=True).stderr
+    summary = err[err.rfind("Summary:"):]
+    return {k: float(v) for k, v in re.findall(r"^\s*(I|LRA|Peak):\s+(-?[\d.]+|-?inf)", summary, re.M)}
+
+
+def _edit(yml: Path, **changes) -> None:
+    doc = yaml.safe_load(yml.read_text())
+    for key, value in changes.items():
+        node = doc
+        *path, last = key.split("__")
+        for p in path:
+            node = node[p]
+        node[last] = value
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def _input_lufs(wav: Path) -> float:
+    return ebur128(wav)["I"]
+
+
+@pytest.mark.parametrize("kind", ["demo-like", "quiet", "hot-clipped"])
+def test_loudness_on_target(tmp_path, kind):
+    yml = make_tiny_segment(tmp_path / "seg", width=64, height=36, speech_s=6.0)
+    wav = yml.parent / "assets" / "speech.wav"
+    if kind == "quiet":  # around -35 LUFS with a few plosive-like peaks at -8 dBFS: the
+        # +19 dB gain would take them to +11 dBTP, so the limiter must catch them
+        y, sr = soundfile.read(wav, dtype="float32")
+        y = y * np.float32(10 ** ((-35 - _input_lufs(wav)) / 20))
+        for t in (0.7, 2.5, 3.1):
+            i = int(t * sr)
+            y[i: i + 40] += np.float32(0.4) * np.hanning(40).astype(np.float32)
+        soundfile.write(wav, y, sr, subtype="FLOAT")
+    elif kind == "hot-clipped":  # driven far into clipping, written as 16-bit PCM
+        y, sr = soundfile.read(wav, dtype="float32")
+        soundfile.write(wav, np.clip(y * 8, -1, 1), sr, subtype="PCM_16")
+    out = tmp_path / "out"
+    man = render(load_spec(yml), out, jobs=2, chunk_segments=2)
+    got = ebur128(out / "index.m3u8")
+    assert abs(got["I"] - TARGET_LUFS) <= 0.5, got
+    assert got["Peak"] < CEILING_DBTP, got
+    loud = man["loudness"]
+    assert loud["target_lufs"] == TARGET_LUFS and loud["target_true_peak_dbtp"] == CEILING_DBTP
+    assert abs(loud["integrated_lufs"] - got["I"]) <= 0.5
+    assert loud["true_peak_dbtp"] < CEILING_DBTP and loud["range_lu"] is not None
+    if kind == "quiet":
+        assert abs(loud["input_integrated_lufs"] + 35) <= 1.5  # the peaks add a little
+        assert loud["limited_s"] > 0  # the peaks needed it
+    if kind == "hot-clipped":
+        assert loud["input_integrated_lufs"] > -10 and loud["gain_db"] < -5
+
+
+def test_loudness_settings_from_segment_and_preset(tmp_path):
+    yml = make_tiny_segment(tmp_path / "seg", width=64, height=36, tv=False, captions=False)
+    _edit(yml, audio={"loudness_lufs": -23.0, "true_peak_dbtp": -3.0})
+    spec = load_spec(yml)
+    from avatarrender.soundtrack import loudness_target
+
+    t = loudness_target(spec)
+    assert (t.integrated_lufs, t.true_peak_dbtp, t.enabled) == (-23.0, -3.0, True)
+    _edit(yml, audio={"normalise": False}, output__loudness_lufs=-20.0)
+    t = loudness_target(load_spec(yml))
+    assert (t.integrated_lufs, t.true_peak_dbtp, t.enabled) == (-20.0, -1.5, False)
+    man = render(load_spec(yml), tmp_path / "out", jobs=1)
+    assert man["loudness"]["target_lufs"] is None
+    assert man["loudness"]["integrated_lufs"] == man["loudness"]["input_integrated_lufs"]
+
+
+def test_silence_gets_no_gain_and_a_warning(tmp_path, caplog):
+    yml = make_tiny_segment(tmp_path / "seg", width=64, height=36, tv=False, captions=False,
+                            duration_s=2.0)
+    _edit(yml, speech=None)
+    with caplog.at_level("WARNING", logger="avatarrender.loudness"):
+        man = render(load_spec(yml), tmp_path / "out", jobs=1)
+    assert man["loudness"]["integrated_lufs"] is None and man["loudness"]["gain_db"] == 0.0
+    assert any("silent" in r.getMessage() and "segment.yaml" in r.getMessage() for r in caplog.records)
+    assert np.abs(decode_audio(tmp_path / "out" / "index.m3u8")).max() == 0.0
+
+
+# ------------------------------------------------------------------------------- TV sound
+
+TONE_HZ = 4999.7  # far above the test speech's harmonics; not whole cycles per loop: a cut
+# without a fade would be a step
+
+
+def make_clip_with_sound(path: Path, *, duration_s: float = 2.0) -> None:
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
+                    f"color=c=gray:s=160x90:r=30:d={duration_s}", "-f", "lavfi", "-i",
+                    f"sine=f={TONE_HZ}:d={duration_s}:sample_rate=48000", "-shortest",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+                    "-c:a", "aac", "-b:a", "192k", str(path)], check=True)
+
+
+def _tv_segment(tmp_path: Path, **audio) -> Path:
+    yml = make_tiny_segment(tmp_path / "seg", width=64, height=36, speech_s=5.0, captions=False)
+    a = yml.parent / "assets"
+    make_speech(a / "speech.wav", duration_s=5.0, bursts=[(1.05, 1.95)])
+    make_clip_with_sound(a / "clip.mp4")
+    doc = yaml.safe_load(yml.read_text())
+    doc["tv"]["clips"] = [{"file": "assets/clip.mp4", "start_s": 0.5, "end_s": 4.5, "at_end": "loop",
+                           "clip_start_s": 0.3,
+                           "audio": {"gain_db": -12, "duck_db": -10, **audio}}]
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return yml
+
+
+def _tone_db(y: np.ndarray, t0: float, t1: float, sr: int = 48000) -> float:
+    seg = y[int(t0 * sr): int(t1 * sr)].astype(np.float64)
+    win = np.hanning(seg.size)
+    spec = np.abs(np.fft.rfft(seg * win)) * 2 / win.sum()  # the tone's amplitude
+    k = int(round(TONE_HZ * seg.size / sr))
+    return 20 * np.log10(spec[k - 2: k + 3].max() + 1e-12)
+
+
+def test_tv_sound_ducked_under_speech_and_seamless(tmp_path):
+    yml = _tv_segment(tmp_path, attack_s=0.03, release_s=0.1)
+    spec = load_spec(yml)
+    out1, out2 = tmp_path / "a", tmp_path / "b"
+    render(spec, out1, jobs=2, chunk_segments=1)
+    render(spec, out2, jobs=1, chunk_segments=3)
+    y = decode_audio(out1 / "index.m3u8")
+    # deterministic whatever the chunking and the worker count
+    assert np.array_equal(y, decode_audio(out2 / "index.m3u8"))
+    y = y[PRIMING_SAMPLES:]  # the first AAC frame (1024 samples) presents before time 0
+    # the TV is silent while off screen, ducked ~10 dB while the character speaks
+    off = _tone_db(y, 4.6, 4.95)
+    speech = _tone_db(y, 1.3, 1.9)
+    pause = _tone_db(y, 2.6, 3.6)
+    depth = pause - speech
+    assert 8.5 <= depth <= 11.5, (speech, pause)
+    assert off < pause - 40, (off, pause)
+    # no click at any chunk boundary (every 1 s), loop point (0.5 + 1.7 k s) or on/off edge:
+    # above 8 kHz (where the tone and the speech's voicing have nothing) the signal there is
+    # no louder than just before and after it
+    from scipy.signal import butter, sosfiltfilt
+
+    hp = np.abs(sosfiltfilt(butter(8, 8000, "highpass", fs=48000, output="sos"), y.astype(np.float64)))
+    sr = 48000
+    for t in [1.0, 2.0, 3.0, 4.0, 0.5, 2.2, 3.9, 4.5]:
+        i = int(t * sr)
+        at = hp[i - sr // 200: i + sr // 200].max()
+        around = max(hp[i - sr // 25: i - sr // 100].max(), hp[i + sr // 100: i + sr // 25].max())
+        assert at <= 2 * around + 1e-4, (t, at, around)
+    got = ebur128(out1 / "index.m3u8")
+    assert abs(got["I"] - TARGET_LUFS) <= 0.5 and got["Peak"] < CEILING_DBTP
+
+
+def test_tv_sound_without_an_audio_stream_is_refused(tmp_path):
+    yml = make_tiny_segment(tmp_path / "seg", width=64, height=36)
+    doc = yaml.safe_load(yml.read_text())
+    doc["tv"]["clips"][0]["audio"] = {"gain_db": -12}
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(SpecError) as err:
+        load_spec(yml)
+    msg = str(err.value)
+    assert "tv.clips[0].audio" in msg and "segment.yaml" in msg and "clip.mp4" in msg
