@@ -150,6 +150,20 @@ def _products(out: Path):
     ]
 
 
+def _silent_clip(outputs: list[Path]) -> bool:
+    """A clip made before the demo's clip had sound (segment.yaml now mixes it): make it again."""
+    from avatarrender.errors import MediaError
+    from avatarrender.media import probe_video
+
+    clip = next((p for p in outputs if p.name == "clip.mp4"), None)
+    if clip is None or not clip.is_file():
+        return False
+    try:
+        return not probe_video(clip).has_audio
+    except MediaError:
+        return True
+
+
 def make_assets(out: str | Path, *, force: bool = False) -> list[Path]:
     """Make every demo asset under ``out``; return the files written (empty if all existed)."""
     out = Path(out)
@@ -158,7 +172,7 @@ def make_assets(out: str | Path, *, force: bool = False) -> list[Path]:
         raise RuntimeError("espeak-ng is not installed (scripts/setup.sh installs it)")
     written: list[Path] = []
     for make, outputs in _products(out):
-        if force or not all(p.is_file() for p in outputs):
+        if force or not all(p.is_file() for p in outputs) or _silent_clip(outputs):
             make()
             written += outputs
     return written
