@@ -165,6 +165,12 @@ _MODULE_MARKS = {
     "test_metrics": ("slow",),         # a playout and a service
     "test_playout_engine": ("slow",),  # ffmpeg-made renditions per test
     "test_render": ("slow",),          # full renders
+    "test_live_subtitles": ("browser", "slow"),  # a live channel with subtitles in chromium
+    "test_subtitles": ("slow",),       # renders, and hls.js in chromium
+    "test_sound": ("slow",),           # renders measured with ffmpeg's ebur128
+    "test_playout_faults": ("slow",),  # playouts, tmpfs, the command with restarts
+    "test_playout_fuzz": ("slow",),    # 1360 corrupted segments
+    "test_playout_server_limits": ("slow",),  # bursts, slow clients, timeouts
 }
 _SLOW_TESTS = {
     "test_chunk_waits_for_the_audio_it_needs", "test_same_bitstream_as_bare_ffmpeg",
@@ -178,6 +184,14 @@ _SLOW_TESTS = {
     "test_blocked_too_long_is_503", "test_blocking_reload_holds_until_the_part",
     "test_examples_validate", "test_print_one_and_bad_kind",
     "test_cli_bad_input_exit_2_and_nothing_written", "test_cli_validate_ok_writes_nothing",
+    # test_robust: processes stopped by signals, renders into read-only folders, worker errors
+    "test_stop_signal_ends_every_process_and_leaves_a_resumable_render",
+    "test_worker_errors_are_the_in_process_error_on_loky_and_dask",
+    "test_clip_that_breaks_partway_fails_validate_and_render",
+    "test_bad_mouth_track_names_the_field_before_any_output", "test_read_only_output_folder_is_one_line",
+    "test_output_that_is_someone_elses_folder_is_refused", "test_output_that_is_a_file_is_refused_and_kept",
+    "test_font_that_is_not_a_font_fails_validate", "test_long_caption_is_a_warning_and_renders",
+    "test_cli_dialog_option", "test_mel_filters_are_librosas", "test_a_tiny_training_run_is_deterministic",
 }
 
 
