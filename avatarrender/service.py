@@ -156,6 +156,31 @@ def _warm_encoder(width: int, height: int, options: dict[str, str], frames: int)
     return os.getpid()
 
 
+def _warm_analysis() -> None:
+    """In the service: what a first submission would otherwise pay before its first media
+    segment (measured: 2.35 s against 0.64 s for the next ones): the lip-sync model, espeak-ng's
+    phonemizer, and the imports behind the soundtrack's loudness and true-peak limiter."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    from . import lipsync, loudness, soundtrack  # noqa: F401  (imported to be warm)
+    from .align import text_mouth_track
+
+    import warnings
+
+    try:
+        t = np.arange(48000) / 48000.0
+        y = (0.1 * np.sin(2 * np.pi * 180 * t) * (t % 0.5 < 0.3)).astype(np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a tone is no speech for the text; that is fine here
+            lipsync.mouth_track(y, 48000, fps=Fraction(30))
+            text_mouth_track(y, 48000, fps=Fraction(30), texts=["hello"])
+            loudness.normalise(y, loudness.LoudnessTarget(), name="warm-up")
+    except Exception:  # noqa: BLE001  (only a head start: the first render pays it instead)
+        log.debug("analysis warm-up failed", exc_info=True)
+
+
 class RenderService:
     """Watch ``inbox``; render each submission into ``spool`` with warm workers.
 
@@ -236,6 +261,7 @@ class RenderService:
             Parallel(n_jobs=self.jobs)(delayed(_ready)() for _ in range(self.jobs))
             Parallel(n_jobs=self.jobs)(
                 delayed(_warm_encoder)(out.width, out.height, options, 8) for _ in range(self.jobs))
+        _warm_analysis()
         log.info("%d workers warm in %.2f s", self.jobs, time.perf_counter() - t0)
 
     # ------------------------------------------------------------------ the inbox
