@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .hls import atomic_write
+from .rendition import atomic_write
 
 __all__ = ["SCHEMA_FILES", "segment_schema", "schedule_schema", "write_schemas", "modeline"]
 

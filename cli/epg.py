@@ -24,7 +24,7 @@ def epg_cmd(
                                              "(default: from the schedule's channel name)."),
 ) -> None:
     """Write the programme guide of a schedule as XMLTV: titles, descriptions, filler gaps."""
-    from avatarrender.hls import atomic_write
+    from avatarrender.rendition import atomic_write
     from avatarrender.playout.epg import schedule_guide
     from avatarrender.playout.playlist import parse_pdt
     from avatarrender.playout.schedule import load_schedule

@@ -44,7 +44,7 @@ def plot_track(y, sample_rate_hz: int, track, *, fps: Fraction, features: dict, 
     import numpy as np
     from PIL import Image, ImageDraw, ImageFont
 
-    from avatarrender.hls import atomic_write
+    from avatarrender.rendition import atomic_write
     from avatarrender.lipsync import SHAPES, _runs
 
     n = len(track)
@@ -143,7 +143,7 @@ def lipsync_cmd(
     With --dialog, the words are turned into phonemes and aligned to the speech; where they do
     not match it (or cannot be used at all: a warning says why) the track comes from the audio."""
     from avatarrender import lipsync
-    from avatarrender.hls import atomic_write
+    from avatarrender.rendition import atomic_write
     from avatarrender.timebase import parse_fps
 
     if fmt not in ("json", "tsv"):

@@ -25,7 +25,7 @@ def metrics_cmd(
     The playout serves its own on /metrics; the render service has no HTTP server, so run this
     from a timer into node_exporter's textfile collector.
     """
-    from avatarrender.hls import atomic_write
+    from avatarrender.rendition import atomic_write
     from avatarrender.playout.metrics import service_metrics_text
     from avatarrender.service import STATUS_NAME
 
