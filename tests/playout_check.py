@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
 from fractions import Fraction
 
+from avatarrender.media import ffmpeg_exe
 from avatarrender.playout.playlist import parse_pdt
 
 __all__ = ["Parsed", "parse_live", "check_transition"]
@@ -201,3 +203,12 @@ def check_transition(prev: Parsed | None, cur: Parsed) -> None:
         last = prev.segments[-1]
         assert first_new["seq"] == last["seq"] + 1 or cur.media_sequence > last["seq"] + 1
         assert first_new["pdt_s"] >= last["pdt_s"], "PROGRAM-DATE-TIME went backwards"
+
+
+def ffmpeg_reads_live(url: str, seconds: int, result: dict) -> None:
+    """ffmpeg reads the channel's master playlist for ``seconds`` (in a thread beside a browser):
+    ``result`` gets its exit code and what it printed at warning level."""
+    r = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "warning", "-i",
+                        url + "/master.m3u8", "-t", str(seconds), "-map", "0:v", "-map", "0:a",
+                        "-f", "null", "-"], capture_output=True, text=True, timeout=seconds + 60)
+    result.update(rc=r.returncode, stderr=r.stderr)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from avatarrender.media import ffmpeg_exe
+from playout_check import ffmpeg_reads_live
 from playout_media import make_rendered
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,19 +73,12 @@ entries:
     log.close()
 
 
-def _ffmpeg_reads(url: str, seconds: int, result: dict) -> None:
-    r = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "warning", "-i",
-                        url + "/master.m3u8", "-t", str(seconds), "-map", "0:v", "-map", "0:a",
-                        "-f", "null", "-"], capture_output=True, text=True, timeout=seconds + 60)
-    result.update(rc=r.returncode, stderr=r.stderr)
-
-
 def test_live_latency_frames_and_ffmpeg(channel) -> None:
     from playwright.sync_api import sync_playwright
 
     url, tmp, start = channel
     ff: dict = {}
-    ff_thread = threading.Thread(target=_ffmpeg_reads, args=(url, 30, ff))
+    ff_thread = threading.Thread(target=ffmpeg_reads_live, args=(url, 30, ff))
     ff_thread.start()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)

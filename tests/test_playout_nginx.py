@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from avatarrender.media import ffmpeg_exe
+from playout_check import ffmpeg_reads_live
 from avatarrender.playout.playlist import parse_pdt
 from nginx_front import NGINX, free_port, served_dir, start_nginx
 from playout_media import make_rendered
@@ -64,19 +64,12 @@ def channel(tmp_path_factory: pytest.TempPathFactory):
     shutil.rmtree(out, ignore_errors=True)
 
 
-def _ffmpeg_reads(url: str, seconds: int, result: dict) -> None:
-    r = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "warning", "-i",
-                        url + "/master.m3u8", "-t", str(seconds), "-map", "0:v", "-map", "0:a",
-                        "-f", "null", "-"], capture_output=True, text=True, timeout=seconds + 60)
-    result.update(rc=r.returncode, stderr=r.stderr)
-
-
 def test_hls_js_defaults_through_nginx_across_a_program_change(channel) -> None:
     from playwright.sync_api import sync_playwright
 
     url, tmp, spool = channel
     ff: dict = {}
-    ff_thread = threading.Thread(target=_ffmpeg_reads, args=(url, PLAY_S, ff))
+    ff_thread = threading.Thread(target=ffmpeg_reads_live, args=(url, PLAY_S, ff))
     ff_thread.start()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
