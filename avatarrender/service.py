@@ -60,10 +60,6 @@ class Submission:
     name: str        # the folder's name in the spool
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    atomic_write(path, text)  # the package's one atomic write (fsync'd)
-
-
 def _check_name(name: str, where: str | Path | None) -> str:
     if not _NAME_OK.match(name) or name.endswith(".partial"):
         raise SpecError(where, "name", f"{name!r} is not a usable spool name: letters, digits, "
@@ -106,7 +102,7 @@ def submit(spec: str | Path, inbox: str | Path, *, name: str | None = None) -> P
     path = inbox / f"{name}.submit"
     if path.exists():
         raise SpecError(path, "name", "a submission of this name is already waiting")
-    _write_atomic(path, json.dumps({"spec": str(spec), "name": name}) + "\n")
+    atomic_write(path, json.dumps({"spec": str(spec), "name": name}) + "\n")
     return path
 
 
@@ -341,7 +337,7 @@ class RenderService:
         failed = self.inbox / ".failed"
         try:
             failed.mkdir(exist_ok=True)
-            _write_atomic(path.with_suffix(".error"), message + "\n")
+            atomic_write(path.with_suffix(".error"), message + "\n")
             os.replace(path, failed / path.name)
         except OSError as exc:
             log.error("%s: cannot record the failure: %s", path, exc)
@@ -360,7 +356,7 @@ class RenderService:
 
     def _write_status(self) -> None:
         try:
-            _write_atomic(self.inbox / STATUS_NAME, json.dumps(self.status(), indent=1) + "\n")
+            atomic_write(self.inbox / STATUS_NAME, json.dumps(self.status(), indent=1) + "\n")
         except OSError:
             pass
 
