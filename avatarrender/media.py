@@ -178,6 +178,7 @@ def check_audio_decodes(path: str | Path) -> None:
 # The last file read_audio decoded, by (path, inode, size, mtime, rate), until it is read again:
 # one entry, since only a check followed by the render's own read of the same file gains from it.
 _LAST_AUDIO: dict[tuple, np.ndarray] = {}
+_KEEP_AUDIO_BYTES = 128 << 20  # 11 min at 48 kHz: a longer file is decoded again, not held
 
 
 def read_audio(path: str | Path, *, sample_rate_hz: int) -> np.ndarray:
@@ -198,8 +199,8 @@ def read_audio(path: str | Path, *, sample_rate_hz: int) -> np.ndarray:
     if kept is not None:
         return kept  # handed over, not kept twice: a long segment's samples are large
     y = _decode_audio(path, sample_rate_hz)
-    if ident is not None:
-        _LAST_AUDIO.clear()
+    _LAST_AUDIO.clear()
+    if ident is not None and y.nbytes <= _KEEP_AUDIO_BYTES:
         _LAST_AUDIO[ident] = y.copy()
     return y
 

@@ -191,3 +191,19 @@ def test_spec_type_is_what_the_package_hands_on():
     import avatarrender
 
     assert avatarrender.Spec is Spec and avatarrender.load_spec is load_spec
+
+
+def test_checked_speech_is_handed_to_the_next_read_once(tmp_path: Path):
+    """load_spec decodes the speech to check it; the analysis's read gets those samples (no
+    second decode) as an array of its own, and a later read decodes afresh."""
+    from avatarrender import media
+
+    path = tmp_path / "s.wav"
+    sf.write(path, np.linspace(-0.5, 0.5, 4800, dtype=np.float32), 48000)
+    media.check_audio_decodes(path)
+    assert len(media._LAST_AUDIO) == 1
+    a = media.read_audio(path, sample_rate_hz=48000)
+    assert not media._LAST_AUDIO or next(iter(media._LAST_AUDIO.values())) is not a
+    a[:] = 1.0  # the caller's own array
+    b = media.read_audio(path, sample_rate_hz=48000)
+    assert b.shape == (4800,) and abs(float(b[0]) + 0.5) < 1e-3
