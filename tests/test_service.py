@@ -88,8 +88,11 @@ def test_service_renders_submissions_and_goes_on_after_a_bad_one(tmp_path):
     from avatarrender.render import render
     from avatarrender.spec import load_spec
 
-    ref = render(load_spec(yml), tmp_path / "ref", jobs=1, lead_frames=8)
-    assert [s["frames"] for s in ref["segments"]][0] == 8
+    from avatarrender.service import RenderService
+
+    lead = RenderService(inbox, spool).lead_frames   # the service's default, as started above
+    ref = render(load_spec(yml), tmp_path / "ref", jobs=1, lead_frames=lead)
+    assert [s["frames"] for s in ref["segments"]][0] == lead
     assert frame_hashes(spool / "good" / "index.m3u8") == frame_hashes(tmp_path / "ref" / "index.m3u8")
     assert (inbox / ".done" / "good.submit").is_file() and not (inbox / "good.submit").exists()
 
