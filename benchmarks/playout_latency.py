@@ -10,13 +10,17 @@
                                                   [--seconds 30] [--via service|render]
         submit-to-screen: the demo (cut to --seconds) handed to the warm render service
         (``avatarrender submit``; or a one-shot ``render --into SPOOL``) while the playout airs
-        filler, to the first frame of it on screen in the browser (hls.js defaults)
+        filler, to the first frame of it on screen in the browser (hls.js defaults); each try
+        also says when the first media segment was listed in the spool, when the program starts
+        on the channel clock (its PROGRAM-DATE-TIME), when /status shows it on air, and how far
+        behind that start the viewer showed it
 
 Run one at a time: 1080p decoding in chromium takes about a core.
 """
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import shutil
 import socket
@@ -118,6 +122,17 @@ def latency(size: str, seconds: int, joins: int, via: str, part_frames: int, gop
     shutil.rmtree(out, ignore_errors=True)
 
 
+def _first_listed(spool: Path, name: str) -> bool:
+    """Does the spool list a media segment of ``name`` yet (in progress or complete)?"""
+    for folder in (spool / f".{name}.partial", spool / name):
+        try:
+            if json.loads((folder / "manifest.json").read_text())["segments"]:
+                return True
+        except (OSError, ValueError, KeyError):
+            pass
+    return False
+
+
 def submit(preset: str, tries: int, seconds: float, via: str) -> None:
     """Submit-to-screen, ``tries`` times in one sitting, one viewer watching throughout."""
     from playwright.sync_api import sync_playwright
@@ -171,8 +186,10 @@ def submit(preset: str, tries: int, seconds: float, via: str) -> None:
                     cmd = [exe, "render", str(yml), "--preset", preset, "--into", str(spool),
                            "--name", name, "--quiet"]
                 sub = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-                since = None
+                since = t_first = None
                 while since is None and time.time() - t_submit < 60:
+                    if t_first is None and _first_listed(spool, name):
+                        t_first = time.time()
                     oa = on_air()
                     if oa.get("key") == f"spool/{name}":
                         since = oa["since"]
@@ -184,8 +201,12 @@ def submit(preset: str, tries: int, seconds: float, via: str) -> None:
                     f"window.__hls && window.__hls.playingDate && window.__hls.playingDate >= new Date('{since}')",
                     timeout=30_000, polling=10)
                 t_screen = time.time()
-                results.append({"submit_to_air_s": round(t_published - t_submit, 3),
-                                "submit_to_screen_s": round(t_screen - t_submit, 3)})
+                pdt = dt.datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()
+                results.append({"first_segment_s": round((t_first or t_published) - t_submit, 3),
+                                "program_start_s": round(pdt - t_submit, 3),
+                                "submit_to_air_s": round(t_published - t_submit, 3),
+                                "submit_to_screen_s": round(t_screen - t_submit, 3),
+                                "viewer_behind_s": round(t_screen - pdt, 3)})
                 print(json.dumps(results[-1]), file=sys.stderr)
                 sub.wait()
                 while on_air().get("key") != "filler":  # the program ends; filler again
@@ -202,7 +223,9 @@ def submit(preset: str, tries: int, seconds: float, via: str) -> None:
     print(json.dumps({"preset": preset, "via": via, "seconds": seconds, "tries": results,
                       "median_submit_to_screen_s": statistics.median(screen),
                       "p95_submit_to_screen_s": screen[min(len(screen) - 1, int(0.95 * len(screen)))],
-                      "median_submit_to_air_s": statistics.median(r["submit_to_air_s"] for r in results),
+                      **{f"median_{k}": statistics.median(r[k] for r in results)
+                         for k in ("first_segment_s", "program_start_s", "submit_to_air_s",
+                                   "viewer_behind_s")},
                       "stalls": mon["waiting"], "fatal_errors": [e for e in mon["errors"] if e["fatal"]]},
                      indent=1))
     shutil.rmtree(tmp, ignore_errors=True)
