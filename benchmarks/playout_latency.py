@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/playout_latency.py latency [--size 1920x1080] [--seconds 20]
                                                    [--joins 5] [--via builtin|nginx]
         on-air latency (wall clock - hls.js playingDate) of the monitor page (hls.js defaults,
-        ``new Hls()``) on media made by ffmpeg, over several viewers joining one after the other
+        ``new Hls()``) on the demo's idle filler as the renderer makes it (``--media testsrc``:
+        ffmpeg's test pattern, ten times the bitrate), over several viewers joining one after the other
         (where a viewer joins within a media segment sets its latency: hls.js starts at the
         segment's independent part): median, p95 over all samples, and per join
     .venv/bin/python benchmarks/playout_latency.py submit [--preset 1080p30] [--tries 5]
@@ -75,14 +76,25 @@ def _monitor(p, url: str):
     return browser, page
 
 
-def latency(size: str, seconds: int, joins: int, via: str, part_frames: int, gop: int) -> None:
+def latency(size: str, seconds: int, joins: int, via: str, part_frames: int, gop: int,
+            media: str) -> None:
     from nginx_front import served_dir, start_nginx
     from playout_media import make_rendered
     from playwright.sync_api import sync_playwright
 
     tmp = Path(tempfile.mkdtemp(prefix="playout-latency-"))
-    make_rendered(tmp / "filler", pattern="testsrc", seconds=10, size=size, cache_root=tmp / "cache",
-                  gop=gop)
+    if media == "demo":   # what the channel airs: the renderer's own output (about 1.6 Mbit/s)
+        from avatarrender.render import render
+        from avatarrender.spec import load_spec
+
+        presets = {"1920x1080": "1080p30", "1280x720": "720p30"}
+        if size not in presets:
+            sys.exit(f"--media demo renders at {' or '.join(presets)}")
+        spec = load_spec(ROOT / "examples" / "demo" / "segment.yaml", overrides={"preset": presets[size]})
+        render(spec.idle(10.0), tmp / "filler")
+    else:   # ffmpeg's testsrc, ultrafast: about 16 Mbit/s at 1080p, heavier to load and decode
+        make_rendered(tmp / "filler", pattern="testsrc", seconds=10, size=size,
+                      cache_root=tmp / "cache", gop=gop)
     (tmp / "schedule.yaml").write_text(f"filler: {{dir: filler}}\npart_frames: {part_frames}\n")
     out = served_dir()
     proc, url = _playout(["--schedule", str(tmp / "schedule.yaml")], tmp, out=out)
@@ -112,7 +124,8 @@ def latency(size: str, seconds: int, joins: int, via: str, part_frames: int, gop
         proc.terminate()
         proc.wait(10)
     lat_all.sort()
-    print(json.dumps({"via": via, "size": size, "part_frames": part_frames, "gop": gop, "joins": joins,
+    print(json.dumps({"via": via, "media": media, "size": size, "part_frames": part_frames,
+                      "gop": gop if media == "testsrc" else 30, "joins": joins,
                       "seconds_per_join": seconds, "samples": len(lat_all),
                       "median_s": round(statistics.median(lat_all), 3),
                       "p95_s": round(lat_all[int(0.95 * len(lat_all))], 3),
@@ -239,8 +252,13 @@ def main() -> None:
     a.add_argument("--seconds", type=int, default=20)
     a.add_argument("--joins", type=int, default=5)
     a.add_argument("--via", choices=["builtin", "nginx"], default="builtin")
-    a.add_argument("--part-frames", type=int, default=8)
-    a.add_argument("--gop", type=int, default=30, help="keyframe every N frames (30: one per "
+    from avatarrender.playout.schedule import ScheduleModel
+
+    a.add_argument("--part-frames", type=int, default=ScheduleModel.model_fields["part_frames"].default,
+                   help="LL-HLS part length in frames (default: the schedule's default)")
+    a.add_argument("--media", choices=["demo", "testsrc"], default="demo",
+                   help="the demo's idle filler as the renderer makes it, or ffmpeg's testsrc")
+    a.add_argument("--gop", type=int, default=30, help="testsrc only: keyframe every N frames (30: one per "
                    "media segment, as the renderer's presets; = part frames: every part independent)")
     b = sub.add_parser("submit")
     b.add_argument("--preset", default="1080p30")
@@ -250,7 +268,7 @@ def main() -> None:
                    help="the warm render service (avatarrender submit) or a one-shot render --into")
     args = ap.parse_args()
     if args.cmd == "latency":
-        latency(args.size, args.seconds, args.joins, args.via, args.part_frames, args.gop)
+        latency(args.size, args.seconds, args.joins, args.via, args.part_frames, args.gop, args.media)
     else:
         submit(args.preset, args.tries, args.seconds, args.via)
 
