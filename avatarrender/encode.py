@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _profile
 from .errors import FFmpegError, MediaError
+from .rendition import audio_with_video
 from .spec import OutputSettings
 from .audio import AAC_FRAME_SAMPLES
 from .timebase import AUDIO_RATE_HZ
@@ -386,7 +387,7 @@ class ChunkEncoder:
             raise self._fail(exc, job) from None
         finally:
             self._end_capture()
-        job.path.write_bytes(self._buf.getbuffer())
+        job.path.write_bytes(audio_with_video(self._buf.getvalue()))
         if _profile.ENABLED:
             _profile.add("mux", t0)
         self._mux = self._buf = self._video = None

@@ -65,6 +65,7 @@ __all__ = [
     "master_playlist",
     "MASTER_PLAYLIST_NAME",
     "codecs_string",
+    "audio_with_video",
     "continue_cc",
     "utc_now_iso",
 ]
@@ -168,6 +169,70 @@ def continue_cc(data: bytes, state: dict[str, int]) -> bytes:
         a[idx, 3] = (a[idx, 3] & 0xF0) | cc.astype(np.uint8)
         state[key] = int(cc[-1])
     return a.tobytes()
+
+
+def audio_with_video(data: bytes) -> bytes:
+    """Move each audio PES of a media segment to just before the first video PES presented at or
+    after its start, so the audio of any stretch of time lies in the file no later than its video.
+
+    The MPEG-TS muxer gathers AAC frames into one PES until it holds 170 bytes (its smallest PES:
+    one frame at 128 kbit/s, a dozen frames of silence) and writes it after the video of the
+    same time. An LL-HLS part cut at a video frame then lacked its own audio: hls.js cannot start
+    on such a part (it waits for the next one and maps the stream one part late, a part more
+    latency for the viewer) and a player's buffered range stops short of the live edge. Packets
+    keep their order within each PID (continuity counters stay valid); nothing else moves, and
+    what decodes is unchanged.
+
+    Parameters
+    ----------
+    data : bytes [shape=(188 * n,)]
+        One media segment as the muxer wrote it (audio and video PES with a PTS each).
+    """
+    import numpy as np  # here, not at the top: `avatarrender submit` reads this module, not TS
+
+    if len(data) % TS_PACKET_BYTES:
+        raise ValueError(f"{len(data)} bytes is not a whole number of TS packets")
+    a = np.frombuffer(data, np.uint8).reshape(-1, TS_PACKET_BYTES)
+    pid = ((a[:, 1].astype(np.int32) & 0x1F) << 8) | a[:, 2]
+    payload_at = np.where((a[:, 3] >> 4) & 2, 5 + a[:, 4].astype(np.int32), 4)
+    video: list[tuple[int, int]] = []             # (row, PTS) of each video PES start
+    audio: list[tuple[int, int, int]] = []        # (row, PTS, PID) of each audio PES start
+    for r in np.nonzero((a[:, 1] & 0x40) != 0)[0]:
+        row, po = a[r], int(payload_at[r])
+        if po + 14 > TS_PACKET_BYTES or row[po] or row[po + 1] or row[po + 2] != 1 \
+                or not row[po + 7] & 0x80:
+            continue   # PSI, or a PES without a PTS: stays where it is
+        sid = int(row[po + 3])
+        p = row[po + 9:po + 14].astype(np.int64)
+        pts = ((p[0] >> 1) & 7) << 30 | p[1] << 22 | (p[2] >> 1) << 15 | p[3] << 7 | p[4] >> 1
+        if 0xE0 <= sid <= 0xEF:
+            video.append((int(r), int(pts)))
+        elif 0xC0 <= sid <= 0xDF:
+            audio.append((int(r), int(pts), int(pid[r])))
+    if not video or not audio:
+        return data
+    half = 1 << 32   # PTS differences modulo 2^33, as signed
+    insert: dict[int, list[int]] = {}
+    moved: set[int] = set()
+    ends: dict[int, int] = {}   # each audio PES runs to the next start on its PID
+    nxt: list[int] = [0] * len(audio)
+    for k in range(len(audio) - 1, -1, -1):
+        nxt[k] = ends.get(audio[k][2], len(a))
+        ends[audio[k][2]] = audio[k][0]
+    for k, (start, pts, p) in enumerate(audio):
+        end = nxt[k]
+        rows = [start] + [int(x) for x in np.nonzero(pid[start + 1:end] == p)[0] + start + 1]
+        target = next((vr for vr, vp in video if ((vp - pts + half) % (2 * half)) - half >= 0),
+                      start)
+        target = min(target, start)
+        insert.setdefault(target, []).extend(rows)
+        moved.update(rows)
+    order: list[int] = []
+    for r in range(len(a)):
+        order += insert.get(r, ())
+        if r not in moved:
+            order.append(r)
+    return a[order].tobytes()
 
 
 def codecs_string(first_segment: str | Path) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -99,3 +100,51 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path: Path) -> None:
 def test_partial_names() -> None:
     assert partial_path(Path("/a/show")) == Path("/a/show.partial")
     assert partial_path(Path("/spool/show"), hidden=True) == Path("/spool/.show.partial")
+
+
+def _pes_layout(data: bytes) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(row, PTS) of every video PES start and every audio PES start, as the playout reads them."""
+    from avatarrender.playout.mpegts import get_ts, packets, pes_starts
+
+    a = packets(data)
+    video, audio = [], []
+    for st in pes_starts(a):
+        (video if st.video else audio).append((st.row, get_ts(a[st.row], st.pts_at)))
+    return video, audio
+
+
+def test_audio_moves_next_to_the_video_of_its_time(tmp_path: Path) -> None:
+    """The muxer writes a PES of quiet AAC (13 frames, 0.28 s) after the video of its time;
+    audio_with_video puts each audio PES before the first video frame presented at or after it,
+    so an LL-HLS part cut before a video frame holds the audio of its time. Continuity counters
+    stay valid and every decoded video frame and audio sample is unchanged."""
+    import av
+    import numpy as np
+
+    from avatarrender.media import ffmpeg_exe
+    from avatarrender.playout.mpegts import inspect_segment
+    from avatarrender.rendition import audio_with_video
+    from media_check import decode_audio, frame_hashes
+
+    src = tmp_path / "muxed.ts"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x180:rate=30:d=2",
+                    "-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000:d=2,volume=0.001",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-bf", "0",
+                    "-c:a", "aac", "-b:a", "24k", "-pes_payload_size", "0", "-f", "mpegts", str(src)],
+                   check=True)
+    data = src.read_bytes()
+    video, audio = _pes_layout(data)
+    late = lambda v, au: [p for r, p in au if any(vp >= p and vr < r for vr, vp in v)]  # noqa: E731
+    assert late(video, audio), "the muxer's layout: some audio after the video of its time"
+    moved = audio_with_video(data)
+    assert len(moved) == len(data) and moved != data
+    video2, audio2 = _pes_layout(moved)
+    assert late(video2, audio2) == []
+    assert [p for _, p in audio2] == [p for _, p in audio] and [p for _, p in video2] == [p for _, p in video]
+    inspect_segment(moved, "moved.ts", frame_90k=Fraction(3000))   # counters, PES lengths, program
+    out = tmp_path / "moved.ts"
+    out.write_bytes(moved)
+    assert frame_hashes(out) == frame_hashes(src)
+    assert np.array_equal(decode_audio(out), decode_audio(src))
+    with av.open(str(out)) as c:   # and ffmpeg reads it without a complaint
+        assert sum(1 for _ in c.decode(video=0)) == 60
