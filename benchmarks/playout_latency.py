@@ -101,7 +101,7 @@ def latency(size: str, seconds: int, joins: int, via: str, part_frames: int, gop
     ng = None
     if via == "nginx":
         ng, url = start_nginx(out, playout_port=int(url.rsplit(":", 1)[1]), work=tmp / "nginx")
-    per_join, lat_all, stalls, frames, expected = [], [], 0, 0, 0
+    per_join, lat_all, stalls, frames, expected, stall_log = [], [], 0, 0, 0, []
     try:
         with sync_playwright() as p:
             for _ in range(joins):
@@ -110,12 +110,16 @@ def latency(size: str, seconds: int, joins: int, via: str, part_frames: int, gop
                 f0 = page.evaluate("window.__monitor.frames()")
                 page.wait_for_timeout(seconds * 1000)
                 f1 = page.evaluate("window.__monitor.frames()")
-                mon = page.evaluate("({lat: window.__monitor.latencies, waiting: window.__monitor.waiting})")
+                mon = page.evaluate("({lat: window.__monitor.latencies, waiting: window.__monitor.waiting,"
+                                    " log: window.__monitor.waitingLog})")
                 browser.close()
                 lat = sorted(v / 1000 for t, v, *_ in mon["lat"] if t >= f0["wall"])
                 per_join.append(round(statistics.median(lat), 3) if lat else None)
                 lat_all += lat
                 stalls += mon["waiting"]
+                stall_log += [{"join": len(per_join) - 1, "at_s": round((w["wall"] - f0["wall"]) / 1000, 2),
+                               "currentTime": round(w["currentTime"], 3), "buffered": w["buffered"]}
+                              for w in mon["log"]]
                 frames += f1["total"] - f0["total"]
                 expected += round((f1["currentTime"] - f0["currentTime"]) * 30)
     finally:
@@ -130,7 +134,8 @@ def latency(size: str, seconds: int, joins: int, via: str, part_frames: int, gop
                       "median_s": round(statistics.median(lat_all), 3),
                       "p95_s": round(lat_all[int(0.95 * len(lat_all))], 3),
                       "max_s": round(lat_all[-1], 3), "median_per_join_s": per_join,
-                      "stalls": stalls, "frames": frames, "frames_expected": expected}, indent=1))
+                      "stalls": stalls, "stall_log": stall_log, "frames": frames,
+                      "frames_expected": expected}, indent=1))
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
 
