@@ -110,7 +110,7 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         raise
 
 
-_SOUNDTRACK_V = b"soundtrack/1"  # bump when the mixing or the normalisation changes
+_SOUNDTRACK_V = b"soundtrack/2"  # bump when the mixing or the normalisation changes
 
 
 def _make_track(spec: Spec, speech: Any, audio_path: Path, sound: dict[str, Any]) -> None:

@@ -62,11 +62,10 @@ def speech_activity(speech: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE_HZ) 
     active = level_db > max(_SPEECH_FLOOR_DBFS, loudest - _SPEECH_RANGE_DB)
     hold = int(round(_SPEECH_HOLD_S * CONTROL_RATE_HZ))
     if hold and active.any():
-        from scipy.ndimage import maximum_filter1d
-
-        # hold forward only: a pause after a word keeps the duck for the hold
-        active = maximum_filter1d(active.astype(np.uint8), size=hold + 1, origin=-(hold // 2),
-                                  mode="constant") > 0
+        # hold forward only: a pause after a word keeps the duck for the hold (on at k when
+        # speech was on anywhere in k - hold .. k)
+        c = np.concatenate([np.zeros(hold + 1, dtype=np.int64), np.cumsum(active, dtype=np.int64)])
+        active = c[hold + 1:] - c[: active.shape[0]] > 0
     return active
 
 
