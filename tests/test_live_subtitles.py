@@ -175,8 +175,14 @@ window.tracks = () => Array.from(v.textTracks).map(t => ({kind: t.kind, label: t
 </script></body></html>"""
 
 
-def test_hlsjs_live_subtitles_across_a_program_change(tmp_path_factory) -> None:
+@pytest.mark.parametrize("front", ["built-in", "nginx"])
+def test_hlsjs_live_subtitles_across_a_program_change(tmp_path_factory, front: str) -> None:
+    """hls.js in Chromium, from the playout's own server or through the real nginx of
+    examples/nginx.conf in front of it: the subtitle track is listed and its cues sit on the
+    picture's timeline within one frame, across a program change."""
     import datetime as dt
+    import os
+    import shutil
     import socket
     import sys
     import time
@@ -186,7 +192,13 @@ def test_hlsjs_live_subtitles_across_a_program_change(tmp_path_factory) -> None:
 
     from avatarrender.playout.playlist import parse_pdt
 
+    from nginx_front import NGINX, served_dir, start_nginx
+
+    if front == "nginx" and not os.path.exists(NGINX):
+        pytest.skip("nginx not installed (scripts/setup.sh --test)")
     media = render_channel_media(tmp_path_factory.mktemp("live_browser"))
+    # nginx's workers (www-data) cannot read pytest's 0700 folders
+    out = served_dir() if front == "nginx" else media / "out"
     start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=10)
     (media / "schedule.yaml").write_text(f"""filler: {{dir: filler}}
 late: {{max_late_s: 3}}
@@ -203,8 +215,9 @@ entries:
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-c", "from cli.main import main; main()", "playout", "--schedule",
-             str(media / "schedule.yaml"), "--out", str(media / "out"), "--serve", f"127.0.0.1:{port}"],
+             str(media / "schedule.yaml"), "--out", str(out), "--serve", f"127.0.0.1:{port}"],
             stdout=log, stderr=subprocess.STDOUT, cwd=root)
+        ng = None
         try:
             url = f"http://127.0.0.1:{port}"
             for _ in range(200):
@@ -214,7 +227,9 @@ entries:
                 except OSError:
                     assert proc.poll() is None, log_path.read_text()
                     time.sleep(0.1)
-            (media / "out" / "subs_page.html").write_text(LIVE_PAGE, encoding="utf-8")
+            if front == "nginx":
+                ng, url = start_nginx(out, playout_port=port, work=media / "nginx")
+            (out / "subs_page.html").write_text(LIVE_PAGE, encoding="utf-8")
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
                 try:
@@ -229,10 +244,19 @@ entries:
                 finally:
                     browser.close()
         finally:
+            if ng is not None:
+                ng.terminate()
+                ng.wait(10)
             proc.terminate()
             proc.wait(10)
+            if front == "nginx":
+                shutil.rmtree(out, ignore_errors=True)
     text = log_path.read_text()
     assert "entry/b ended" in text, text
+    if front == "nginx":  # what the player read came through nginx
+        access = (media / "nginx" / "access.log").read_text()
+        assert re.search(r'"GET /subs_en\.m3u8[^"]* HTTP/1\.1" 200', access), access[-2000:]
+        assert re.search(r'"GET /subs/en/\d{9}\.vtt HTTP/1\.1" 200', access), access[-2000:]
     assert not [e for e in r["errors"] if e.endswith(":true")], r["errors"]
     subs = [t for t in tracks if t["kind"] in ("subtitles", "captions")]
     assert [(t["label"], t["language"]) for t in subs] == [("English", "en")], tracks
