@@ -116,11 +116,14 @@ _SOUNDTRACK_V = b"soundtrack/2"  # bump when the mixing or the normalisation cha
 def _make_track(spec: Spec, speech: Any, audio_path: Path, sound: dict[str, Any]) -> None:
     """Mix and normalise the segment's audio, record its loudness in ``sound``, and encode it
     to ``audio_path`` unless a resumed render already has it."""
+    t0 = time.perf_counter()
     try:
         samples, report = soundtrack(spec, speech)
     except BaseException:
         failed_path(audio_path).touch()  # the chunks waiting for the track stop
         raise
+    if _profile.ENABLED:
+        _profile.add("soundtrack", t0)  # mixing and loudness; the rest is the AAC encoder
     sound["loudness"] = manifest_loudness(report)
     if not audio_path.is_file():
         encode_track(samples, audio_path, spec.output.audio_bitrate_kbps)
