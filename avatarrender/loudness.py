@@ -22,7 +22,7 @@ import numpy as np
 from .errors import FFmpegError
 from .timebase import AUDIO_RATE_HZ
 
-__all__ = ["LoudnessTarget", "LoudnessReport", "measure", "normalise", "SILENCE_LUFS",
+__all__ = ["LoudnessTarget", "LoudnessReport", "measure", "normalise", "add_true_peaks", "SILENCE_LUFS",
            "DEFAULT_LOUDNESS_LUFS", "DEFAULT_TRUE_PEAK_DBTP"]
 
 log = logging.getLogger("avatarrender.loudness")
@@ -275,7 +275,8 @@ def _limiter_gain(peak: np.ndarray, ceiling: float, sample_rate_hz: int) -> np.n
 
 
 def normalise(samples: np.ndarray, target: LoudnessTarget, *, name: str = "audio",
-              sample_rate_hz: int = AUDIO_RATE_HZ) -> tuple[np.ndarray, LoudnessReport]:
+              sample_rate_hz: int = AUDIO_RATE_HZ,
+              true_peaks: bool = True) -> tuple[np.ndarray, LoudnessReport]:
     """Bring ``samples`` to ``target``: one gain, then the true-peak limiter where needed.
 
     Parameters
@@ -284,6 +285,10 @@ def normalise(samples: np.ndarray, target: LoudnessTarget, *, name: str = "audio
         The whole segment's mono audio.
     name : str
         For the warning about silence (the spec file).
+    true_peaks : bool
+        Measure the true peaks for the report. False leaves them out (None) for
+        :func:`add_true_peaks` to fill in later: the gain and the limiter do not need them
+        (the limiter oversamples where it must), so a render can start encoding sooner.
 
     Returns
     -------
@@ -292,7 +297,7 @@ def normalise(samples: np.ndarray, target: LoudnessTarget, *, name: str = "audio
 
     Silence (no measurable loudness) gets no gain, and a warning.
     """
-    before = measure(samples, sample_rate_hz=sample_rate_hz)
+    before = measure(samples, sample_rate_hz=sample_rate_hz, true_peak=true_peaks)
     if not target.enabled:
         return samples, LoudnessReport(before, before, target, 0.0, 0.0)
     if before.integrated_lufs is None:
@@ -322,7 +327,7 @@ def normalise(samples: np.ndarray, target: LoudnessTarget, *, name: str = "audio
         limited = env < 0.9999
         if not limited.any():
             break
-        got = measure(out.astype(np.float32), sample_rate_hz=sample_rate_hz)
+        got = measure(out.astype(np.float32), sample_rate_hz=sample_rate_hz, true_peak=true_peaks)
         miss = 0.0 if got.integrated_lufs is None else target.integrated_lufs - got.integrated_lufs
         if abs(miss) < _TOLERANCE_LU or round_ == 3:
             after = got  # what is returned is what was measured
@@ -337,3 +342,23 @@ def normalise(samples: np.ndarray, target: LoudnessTarget, *, name: str = "audio
     return out32, LoudnessReport(
         before=before, after=after, target=target, gain_db=round(gain_db, 2),
         limited_s=round(float(limited.sum()) / sample_rate_hz, 3))
+
+
+def add_true_peaks(report: LoudnessReport, before: np.ndarray, after: np.ndarray, *,
+                   sample_rate_hz: int = AUDIO_RATE_HZ) -> LoudnessReport:
+    """``report`` of ``normalise(..., true_peaks=False)`` with its true peaks measured.
+
+    Parameters
+    ----------
+    before, after : np.ndarray [shape=(n,), dtype=float32]
+        What :func:`normalise` was given, and what it returned.
+    """
+    measured = measure(before, sample_rate_hz=sample_rate_hz)
+    if report.after is report.before:  # left as it was (silence, or normalisation off)
+        return dataclasses.replace(report, before=measured, after=measured)
+    if report.limited_s == 0 and measured.true_peak_dbtp is not None:
+        # one gain, no limiting: the peak moved by exactly the gain
+        return dataclasses.replace(report, before=measured, after=dataclasses.replace(
+            report.after, true_peak_dbtp=round(measured.true_peak_dbtp + report.gain_db, 1)))
+    return dataclasses.replace(report, before=measured,
+                               after=measure(after, sample_rate_hz=sample_rate_hz))

@@ -105,3 +105,29 @@ def test_true_peak_oversampler_is_resample_poly(tmp_path, kind):
         assert abs(20 * math.log10(full.max() / 0.9)) <= 0.2  # (the abrupt start rings)
     else:
         assert abs(tp_db - ffmpeg_ebur128(x.astype(np.float32), tmp_path)["Peak"]) <= 0.2
+
+
+@pytest.mark.parametrize("kind", ["speech", "quiet", "hot-clipped", "silence"])
+def test_true_peaks_measured_later_give_the_same_report(tmp_path, kind):
+    """A render measures the true peaks after the encoder has the samples
+    (``normalise(true_peaks=False)`` then ``add_true_peaks``): the same samples, the same report."""
+    x = _signal(kind, tmp_path)
+    if kind == "quiet":  # peaks the +25 dB gain would take over the ceiling: the limiter works
+        x = x.copy()
+        x[SR: SR + 40] += np.float32(0.3) * np.hanning(40).astype(np.float32)
+    target = loudness.LoudnessTarget()
+    y1, whole = loudness.normalise(x, target)
+    y2, part = loudness.normalise(x, target, true_peaks=False)
+    np.testing.assert_array_equal(y1, y2)
+    assert part.before.true_peak_dbtp is None and part.after.true_peak_dbtp is None
+    later = loudness.add_true_peaks(part, x, y2)
+    assert later.before == whole.before and later.gain_db == whole.gain_db
+    assert later.limited_s == whole.limited_s
+    assert later.after.integrated_lufs == whole.after.integrated_lufs
+    if whole.after.true_peak_dbtp is None:
+        assert later.after.true_peak_dbtp is None
+    else:
+        assert abs(later.after.true_peak_dbtp - whole.after.true_peak_dbtp) <= 0.1
+        assert later.after.true_peak_dbtp < target.true_peak_dbtp
+    if kind == "quiet":
+        assert whole.limited_s > 0
