@@ -31,7 +31,7 @@ class Timeline:
         Index into ``spec.cues`` of the caption burned in, or -1 (none, or ``captions.burn``
         false: then they are only a subtitle track).
     tv_clip : np.ndarray [shape=(n,), dtype=int16]
-        Index into ``spec.model.tv.clips`` or -1 (TV off).
+        Index into ``spec.tv.clips`` or -1 (TV off).
     tv_time_s : np.ndarray [shape=(n,), dtype=float64]
         Time inside the clip file shown at each frame (loop and hold applied); 0 when off.
     """
@@ -64,28 +64,21 @@ def segment_audio(spec: Spec) -> np.ndarray:
 
     n = int(round(spec.duration_s * AUDIO_RATE_HZ))
     out = np.zeros(n, dtype=np.float32)
-    if spec.model.speech is not None:
-        y = read_audio(spec.path(spec.model.speech.file), sample_rate_hz=AUDIO_RATE_HZ)
-        y = y[:n] * np.float32(10 ** (spec.model.speech.gain_db / 20))
+    if spec.speech is not None:
+        y = read_audio(spec.speech.file, sample_rate_hz=AUDIO_RATE_HZ)
+        y = y[:n] * np.float32(10 ** (spec.speech.gain_db / 20))
         out[: y.shape[0]] = y
     return out
 
 
 def drawn_mouths(spec: Spec) -> set[str]:
     """The mouth shapes the character draws."""
-    ch = spec.model.character
-    if ch.states:
-        return {m for m in MOUTH_SHAPES if spec.path(ch.states.format(mouth=m, eyes="open")).is_file()}
-    return set(ch.mouths)
+    return set(spec.character.drawn_mouths)
 
 
 def _drawn_eyes(spec: Spec) -> list[int]:
     """Map eye state index -> the drawn one (half falls back to closed, then open)."""
-    ch = spec.model.character
-    if ch.states:
-        have = {e for e in EYE_STATES if spec.path(ch.states.format(mouth="X", eyes=e)).is_file()}
-    else:
-        have = set(ch.eyes)
+    have = spec.character.drawn_eyes
     order = {"open": ["open"], "half": ["half", "closed", "open"], "closed": ["closed", "half", "open"]}
     return [EYE_STATES.index(next(e for e in order[s] if e in have)) for s in EYE_STATES]
 
@@ -93,7 +86,7 @@ def _drawn_eyes(spec: Spec) -> list[int]:
 def _mouth_track(spec: Spec, audio: np.ndarray, *, fps, n_frames: int) -> np.ndarray:
     """The mouth track from the speech and, when known, its words: ``speech.text``, else the
     captions (their times as loose anchors), else the audio alone."""
-    speech = spec.model.speech
+    speech = spec.speech
     if speech is not None and speech.text is not None:
         texts, spans, source = [speech.text], None, f"{spec.source}: speech.text"
     elif spec.cues:
@@ -120,8 +113,8 @@ def analyse(spec: Spec, audio: np.ndarray | None = None) -> Timeline:
     """
     n = spec.frame_count
     fps = spec.output.fps
-    if spec.model.speech is not None and spec.model.speech.mouth_track:
-        shapes = lipsync.read_track(spec.path(spec.model.speech.mouth_track), fps=fps, n_frames=n)
+    if spec.speech is not None and spec.speech.mouth_track:
+        shapes = lipsync.read_track(spec.speech.mouth_track, fps=fps, n_frames=n)
     else:
         if audio is None:
             audio = segment_audio(spec)
@@ -130,25 +123,24 @@ def analyse(spec: Spec, audio: np.ndarray | None = None) -> Timeline:
     lut = np.array([MOUTH_SHAPES.index(fallback[s]) for s in MOUTH_SHAPES], dtype=np.int8)
     mouth = lut[np.asarray(shapes, dtype=np.int64)]
 
-    blink = spec.model.blink
+    blink = spec.blink
     eyes_raw = lipsync.blink_track(seed=blink.seed, n_frames=n, fps=fps,
                                    mean_interval_s=blink.mean_interval_s)
     eyes = np.array(_drawn_eyes(spec), dtype=np.int8)[np.asarray(eyes_raw, dtype=np.int64)]
 
     t = np.arange(n, dtype=np.float64) / float(fps)
     caption = np.full(n, -1, dtype=np.int16)
-    burned = spec.model.captions is None or spec.model.captions.burn
+    burned = spec.captions is None or spec.captions.burn
     for i, cue in enumerate(spec.cues if burned else ()):
         caption[(t >= cue.start_s) & (t < cue.end_s)] = i
 
     tv_clip = np.full(n, -1, dtype=np.int16)
     tv_time = np.zeros(n, dtype=np.float64)
-    if spec.model.tv:
+    if spec.tv:
         one_frame = 1.0 / float(fps)
-        for i, clip in enumerate(spec.model.tv.clips):
-            clip_len = spec.clip_durations_s[i]
-            end = clip.end_s if clip.end_s is not None else clip.start_s + clip_len - clip.clip_start_s
-            on = (t >= clip.start_s) & (t < end)
+        for i, clip in enumerate(spec.tv.clips):
+            clip_len = clip.file_duration_s
+            on = (t >= clip.start_s) & (t < clip.end_s)
             local = clip.clip_start_s + (t[on] - clip.start_s)
             last = max(clip_len - one_frame, 0.0)
             if clip.at_end == "loop":

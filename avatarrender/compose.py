@@ -60,11 +60,11 @@ def build_scene(spec: Spec, path: Path) -> None:
 
 def compose_frames(spec: Spec, timeline: Timeline, scene: Scene) -> Any:
     """Yield each frame's flat yuv420p buffer (one reused buffer: consume before the next)."""
-    tv = spec.model.tv
+    tv = spec.tv
     reader = None
     if tv and tv.clips:
         x0, y0, x1, y1 = scene.screen  # in output pixels
-        reader = TVReader([spec.path(c.file) for c in tv.clips], (x1 - x0, y1 - y0), spec.output.fps)
+        reader = TVReader([c.file for c in tv.clips], (x1 - x0, y1 - y0), spec.output.fps)
     buf = Frame.empty(spec.output.width, spec.output.height)
     fresh, screen_dirty = True, False  # one buffer, refreshed where frames can differ
     clips = reader.frames(timeline.tv_clip, timeline.tv_time_s) if reader else None

@@ -325,6 +325,12 @@ class ChunkEncoder:
             self._buf = io.BytesIO()
             self._mux = av.open(self._buf, "w", format="mpegts", options={
                 "max_delay": "700000",  # ffmpeg's -muxdelay default: the same 1.4 s TS offset
+                # one PES per AAC frame (the default waits for 2930 bytes, 0.2-0.4 s of audio,
+                # written after the video of that time): each LL-HLS part then carries its own
+                # audio, so a player's buffered range (audio and video) reaches the live edge,
+                # and a segment cut at a part boundary ends with its audio. About 30 kbit/s more
+                # (2 % of the demo's 1.6 Mbit/s: more TS packets for the same AAC).
+                "pes_payload_size": "0",
                 "output_ts_offset": f"{float(job.start_s):.9f}",
                 "avoid_negative_ts": "disabled"})
             video = self._mux.add_stream("libx264", rate=self.out.fps, options=self.options)

@@ -23,8 +23,8 @@ from PIL import Image, ImageChops, ImageDraw
 
 from . import _profile
 from .images import open_rgba
-from .text import CaptionLayout, layout_caption
-from .spec import EYE_STATES, MOUTH_SHAPES, Cue, Spec, parse_color
+from .text import CaptionLayout
+from .spec import EYE_STATES, MOUTH_SHAPES, Spec, plain
 
 __all__ = ["Scene", "rgb_to_yuv420", "yuv420_to_rgb", "Frame"]
 
@@ -168,34 +168,35 @@ def _blend_layer(base: Image.Image, layer: Image.Image, mode: str, opacity: floa
 _STATIC: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
 _KEEP_STATIC = 4
 _STATIC_ATTRS = ("k", "_images", "base_rgba", "base", "screen", "_overlay", "_static_above", "layers")
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 
 
 def _static_key(spec: Spec) -> tuple | None:
-    """The static part's inputs: the model's scene, TV (not its clips) and character, the output
+    """The static part's inputs: the spec's scene, TV (not its clips) and character, the output
     size, and the identity of every image file they name (None if one cannot be stat'ed)."""
-    m = spec.model
-    doc = {"size": [spec.output.width, spec.output.height],
-           "scene": m.scene.model_dump(mode="json"), "character": m.character.model_dump(mode="json"),
-           "tv": m.tv.model_dump(mode="json", exclude={"clips"}) if m.tv else None}
+    tv = dataclasses.replace(spec.tv, clips=()) if spec.tv else None
+    doc = {"size": [spec.output.width, spec.output.height], "scene": plain(spec.scene),
+           "character": plain(spec.character), "tv": plain(tv)}
     files = []
-    for rel in _image_names(doc):
-        path = spec.path(rel)
+    for path in sorted({str(p) for p in _paths((spec.scene, spec.character, tv))}):
         try:
             st = os.stat(path)
         except OSError:
             return None
-        files.append((str(path), st.st_ino, st.st_size, st.st_mtime_ns))
+        files.append((path, st.st_ino, st.st_size, st.st_mtime_ns))
     return json.dumps(doc, sort_keys=True), tuple(files)
 
 
-def _image_names(doc: Any) -> list[str]:
-    """Every string in ``doc`` that names an image file."""
-    if isinstance(doc, dict):
-        return [n for v in doc.values() for n in _image_names(v)]
-    if isinstance(doc, list):
-        return [n for v in doc for n in _image_names(v)]
-    return [doc] if isinstance(doc, str) and doc.lower().endswith(_IMAGE_SUFFIXES) else []
+def _paths(obj: Any) -> list[Path]:
+    """Every path in ``obj`` (resolved spec objects)."""
+    if isinstance(obj, Path):
+        return [obj]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _paths([getattr(obj, f.name) for f in dataclasses.fields(obj)])
+    if isinstance(obj, dict):
+        return _paths(list(obj.values()))
+    if isinstance(obj, (list, tuple)):
+        return [p for v in obj for p in _paths(v)]
+    return []
 
 
 class Scene:
@@ -226,9 +227,9 @@ class Scene:
                                 for k in _STATIC_ATTRS for v in (getattr(self, k),)}
                 while len(_STATIC) > _KEEP_STATIC:
                     _STATIC.popitem(last=False)
-        # captions are laid out now (the region is the union of their boxes), drawn when shown
-        burned = spec.model.captions is None or spec.model.captions.burn  # burn: false -> subtitle track only
-        self._caption_boxes = [self._caption_box(c) for c in spec.cues] if burned else []
+        # captions were laid out by load_spec (the region is the union of their boxes), drawn
+        # when shown; burn: false -> a subtitle track only, no layouts
+        self._caption_boxes = [_box(lay) for lay in spec.captions.layouts] if spec.captions else []
         self._captions_drawn: OrderedDict[int, tuple[Image.Image, tuple[int, int]]] = OrderedDict()
         if self._caption_boxes:
             box = None
@@ -250,36 +251,36 @@ class Scene:
     def _build_static(self, spec: Spec) -> None:
         """What does not depend on the segment's words: the background with its layers, the TV
         when off and its bezel, the character's static parts, in RGBA and yuv420p."""
-        m = spec.model
-        bg = _open_rgba(spec.path(m.scene.background))
+        bg = _open_rgba(spec.scene.background)
         # The YAML's coordinates are the background's pixels; everything scales to the output.
         self.k = self.width / bg.width
         self._images: dict[str, Image.Image] = {}
         base = bg if bg.size == (self.width, self.height) else bg.resize(
             (self.width, self.height), Image.LANCZOS)
-        for layer in m.scene.layers:
+        for layer in spec.scene.layers:
             img = self._image(layer.image)
             base = _blend_layer(base, img, layer.blend, layer.opacity, self._pt(layer.position))
         self.screen: Box | None = None
         self._overlay: tuple[Image.Image, tuple[int, int]] | None = None
-        if m.tv:
-            x, y, w, h = (2 * round(v * self.k / 2) for v in m.tv.screen)
+        tv = spec.tv
+        if tv:
+            x, y, w, h = (2 * round(v * self.k / 2) for v in tv.screen)
             self.screen = (x, y, x + w, y + h)
-            if m.tv.off:
-                off = _open_rgba(spec.path(m.tv.off)).resize((w, h), Image.LANCZOS)
+            if tv.off:
+                off = _open_rgba(tv.off).resize((w, h), Image.LANCZOS)
             else:
                 off = Image.new("RGBA", (w, h), (28, 30, 34, 255))
             base.alpha_composite(off, (x, y))
-            if m.tv.overlay:
-                ov = self._image(m.tv.overlay)
-                self._overlay = (ov, self._pt(m.tv.overlay_position))
+            if tv.overlay:
+                ov = self._image(tv.overlay)
+                self._overlay = (ov, self._pt(tv.overlay_position))
                 base.paste(*_clip_paste(base, ov, self._overlay[1]))
         self.base_rgba = base
         self.base = Frame.empty(self.width, self.height)
 
         # State-dependent layers, in z-order. With sprites, the character's base is static:
         # it goes into the base, and only the eye and mouth boxes change from state to state.
-        ch = m.character
+        ch = spec.character
         cx, cy = self._pt(ch.position)
         self.layers: list[_Layer] = []
         self._static_above: list[tuple[Image.Image, tuple[int, int]]] = (
@@ -306,48 +307,35 @@ class Scene:
         return round(xy[0] * self.k), round(xy[1] * self.k)
 
     def _sprite_xy(self, offset: tuple[int, int]) -> tuple[int, int]:
-        ch = self.spec.model.character
+        ch = self.spec.character
         return self._pt((ch.position[0] + offset[0], ch.position[1] + offset[1]))
 
-    def _image(self, rel: str) -> Image.Image:
+    def _image(self, path: Path) -> Image.Image:
         """An image of the spec, scaled to the output once."""
-        img = self._images.get(rel)
+        img = self._images.get(path)
         if img is None:
-            img = _open_rgba(self.spec.path(rel))
+            img = _open_rgba(path)
             if self.k != 1:
                 img = img.resize((max(1, round(img.width * self.k)), max(1, round(img.height * self.k))),
                                  Image.LANCZOS)
-            self._images[rel] = img
+            self._images[path] = img
         return img
 
     def _character_image(self, mouth: int, eyes: int) -> Image.Image:
         """A pre-drawn state image (``character.states``)."""
-        ch = self.spec.model.character
-        return self._image(ch.states.format(mouth=MOUTH_SHAPES[mouth], eyes=EYE_STATES[eyes]))
+        return self._image(self.spec.character.states[(MOUTH_SHAPES[mouth], EYE_STATES[eyes])])
 
-    def _caption_layout(self, cue: Cue) -> CaptionLayout:
-        """Font chain, wrapped and capped lines, box size and place, without drawing anything
-        (the spec check laid it out the same way to warn about a cut caption)."""
-        style = self.spec.model.captions.style
-        return layout_caption(cue.text, style, k=self.k, frame_px=(self.width, self.height),
-                              font_path=str(self.spec.path(style.font)) if style.font else None)
-
-    def _caption_box(self, cue: Cue) -> Box:
-        lay = self._caption_layout(cue)
-        (x, y), (w, h) = lay.xy_px, lay.size_px
-        return x, y, x + w, y + h
-
-    def _render_caption(self, cue: Cue) -> tuple[Image.Image, tuple[int, int]]:
-        style = self.spec.model.captions.style
-        lay = self._caption_layout(cue)
+    def _render_caption(self, lay: CaptionLayout) -> tuple[Image.Image, tuple[int, int]]:
+        """A caption drawn as load_spec laid it out: its box, its lines, and where it goes."""
+        style = self.spec.captions.style
         w, h = lay.size_px
         pad = lay.pad_px
         img = Image.new("RGBA", (w, h), (0, 0, 0, 0))
         draw = ImageDraw.Draw(img)
         if style.box_color:
             draw.rounded_rectangle((0, 0, w - 1, h - 1), radius=min(pad, h // 2),
-                                   fill=parse_color(style.box_color))
-        color = parse_color(style.color)
+                                   fill=style.box_color)
+        color = style.color
         for i, ln in enumerate(lay.lines):
             lw = lay.chain.length(ln)
             lay.chain.draw(draw, ((w - lw) / 2, pad + i * lay.line_h_px), ln, color)
@@ -357,14 +345,14 @@ class Scene:
         """Cue ``cap`` drawn (a few kept: a cue's frames come together)."""
         got = _lru_get(self._captions_drawn, cap)
         if got is None:
-            got = _lru_put(self._captions_drawn, cap, self._render_caption(self.spec.cues[cap]),
-                           _KEEP_CAPTIONS)
+            got = _lru_put(self._captions_drawn, cap,
+                           self._render_caption(self.spec.captions.layouts[cap]), _KEEP_CAPTIONS)
         return got
 
     def _layer_image(self, index: int, state: tuple[int, int, int]
                      ) -> tuple[Image.Image, tuple[int, int]] | None:
         kind = self.layers[index].kind
-        ch = self.spec.model.character
+        ch = self.spec.character
         if kind == "character":
             return self._character_image(state[0], state[1]), self._pt(ch.position)
         if kind == "eyes":
@@ -555,6 +543,12 @@ def _cells(boxes: list[Box]) -> list[tuple[Box, list[int]]]:
                     done.append((box, cover))
         out += done
     return out
+
+
+def _box(lay: CaptionLayout) -> Box:
+    """The box a caption layout covers, output px."""
+    (x, y), (w, h) = lay.xy_px, lay.size_px
+    return x, y, x + w, y + h
 
 
 def _lru_get(cache: OrderedDict, key: Any) -> Any:

@@ -5,7 +5,7 @@ and checks exactly what :func:`~avatarrender.spec.load_spec` and
 
 The schema covers types, ranges, enumerations and unknown fields. What needs the files themselves
 (images exist and fit in the frame, caption times inside the segment) is only checked by
-``avatarrender validate``.
+:func:`~avatarrender.spec.load_spec` (``avatarrender validate``, and every render).
 """
 from __future__ import annotations
 

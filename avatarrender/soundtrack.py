@@ -30,14 +30,9 @@ _SPEECH_HOLD_S = 0.25
 
 
 def loudness_target(spec: Spec) -> LoudnessTarget:
-    """The segment's ``audio:`` block over its output preset."""
-    block = spec.model.audio
-    return LoudnessTarget(
-        integrated_lufs=(block.loudness_lufs if block.loudness_lufs is not None
-                         else spec.output.loudness_lufs),
-        true_peak_dbtp=(block.true_peak_dbtp if block.true_peak_dbtp is not None
-                        else spec.output.true_peak_dbtp),
-        enabled=block.normalise)
+    """The segment's ``audio:`` block over its output preset (resolved by load_spec)."""
+    return LoudnessTarget(integrated_lufs=spec.audio.loudness_lufs,
+                          true_peak_dbtp=spec.audio.true_peak_dbtp, enabled=spec.audio.normalise)
 
 
 def speech_activity(speech: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE_HZ) -> np.ndarray:
@@ -87,10 +82,10 @@ def _clip_samples(spec: Spec, i: int, n: int, sr: int) -> tuple[slice, np.ndarra
     """Clip ``i``'s sound where it is on screen, faded at every loop point and edge."""
     from .media import read_audio
 
-    clip = spec.model.tv.clips[i]
-    clip_len_s = spec.clip_durations_s[i]
-    sound = read_audio(spec.path(clip.file), sample_rate_hz=sr)
-    end_s = clip.end_s if clip.end_s is not None else clip.start_s + clip_len_s - clip.clip_start_s
+    clip = spec.tv.clips[i]
+    clip_len_s = clip.file_duration_s
+    sound = read_audio(clip.file, sample_rate_hz=sr)
+    end_s = clip.end_s
     n0 = min(n, int(round(clip.start_s * sr)))
     n1 = min(n, int(round(end_s * sr)))
     if n1 <= n0:
@@ -123,7 +118,7 @@ def tv_sound(spec: Spec, speech: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE
     -------
     np.ndarray [shape=speech.shape, dtype=float64] or None
     """
-    tv = spec.model.tv
+    tv = spec.tv
     if not tv or not any(c.audio is not None for c in tv.clips):
         return None
     n = speech.shape[0]
@@ -135,10 +130,8 @@ def tv_sound(spec: Spec, speech: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE
     sample_t = np.arange(n, dtype=np.float64)
     for i, clip in enumerate(tv.clips):
         # a later clip takes the screen from an earlier one (as the picture does), sound or not
-        end_s = clip.end_s if clip.end_s is not None else (
-            clip.start_s + spec.clip_durations_s[i] - clip.clip_start_s)
         on = slice(min(n, int(round(clip.start_s * sample_rate_hz))),
-                   min(n, int(round(end_s * sample_rate_hz))))
+                   min(n, int(round(clip.end_s * sample_rate_hz))))
         if clip.audio is None:
             out[on] = 0.0
             continue

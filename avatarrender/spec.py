@@ -4,12 +4,18 @@ Two passes. The YAML is parsed into pydantic models (types, ranges, unknown fiel
 :func:`load_spec` checks it against the media it names (files exist and decode, sprites and the TV
 fit in the frame, sizes that yuv420p needs even, caption times inside the segment). Every problem
 is raised as :class:`~avatarrender.errors.SpecError` naming the YAML file and the field.
+
+The pydantic models stay in this module: :func:`load_spec` turns them into :class:`Spec`, frozen
+dataclasses with everything resolved once (absolute paths, parsed colours, the caption font
+located, caption cues laid out, clip ends), and that is all a later stage sees.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import os
 import re
 from fractions import Fraction
 from pathlib import Path
@@ -23,9 +29,21 @@ from .timebase import frames_in, parse_fps
 
 __all__ = [
     "PRESETS_DIR",
+    "AudioSettings",
+    "Blink",
+    "CaptionStyle",
+    "Captions",
+    "Character",
+    "Clip",
+    "ClipAudio",
     "Cue",
+    "Layer",
     "OutputSettings",
+    "Room",
     "Spec",
+    "Speech",
+    "SubtitleTrack",
+    "TV",
     "load_spec",
     "load_preset",
     "parse_color",
@@ -227,73 +245,325 @@ class Cue:
     end_s: float
 
 
+RGBA = tuple[int, int, int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """A lighting or decor image blended once into the background (``scene.layers[i]``)."""
+
+    image: Path
+    blend: str  # normal, add, screen or multiply
+    opacity: float  # 0-1
+    position: XY  # top-left, background px
+
+
+@dataclasses.dataclass(frozen=True)
+class Room:
+    """The static scene (``scene:``): the background and its layers.
+
+    Attributes
+    ----------
+    background : Path
+    background_size_px : (int, int)
+        The background's upright size. The YAML's positions and sizes are in these pixels;
+        the render scales them by ``output.width / background_size_px[0]``.
+    layers : tuple of Layer
+    """
+
+    background: Path
+    background_size_px: tuple[int, int]
+    layers: tuple[Layer, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Character:
+    """The character (``character:``): sprites over a base, or one pre-drawn image per state.
+
+    Attributes
+    ----------
+    position : (int, int)
+        Top-left of the character's canvas, background px.
+    base : Path or None
+        The body the sprites go on (None with ``states``).
+    mouths, eyes : dict
+        Shape letter (``X``, ``A``-``H``) or eye state (``open``, ``half``, ``closed``) -> image;
+        empty with ``states``.
+    mouth_offset, eyes_offset : (int, int)
+        Sprite top-left inside the character's canvas, background px.
+    states : dict
+        (mouth, eyes) -> the pre-drawn image of that state, for every state the render can show
+        (``character.states``); empty with sprites.
+    drawn_mouths : frozenset of str
+        The mouth shapes drawn (with states: those that have an image with eyes open).
+    drawn_eyes : frozenset of str
+        The eye states drawn (with states: those that have an image with mouth X).
+    """
+
+    position: XY
+    base: Path | None
+    mouths: dict[str, Path]
+    mouth_offset: XY
+    eyes: dict[str, Path]
+    eyes_offset: XY
+    states: dict[tuple[str, str], Path]
+    drawn_mouths: frozenset[str]
+    drawn_eyes: frozenset[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipAudio:
+    """The clip's own sound under the speech (``tv.clips[i].audio``), in dB and seconds."""
+
+    gain_db: float
+    duck_db: float
+    attack_s: float
+    release_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Clip:
+    """A TV clip (``tv.clips[i]``), with its end resolved.
+
+    Attributes
+    ----------
+    file : Path
+    start_s, end_s : float
+        When it is on screen in the segment; ``end_s`` is the YAML's, or where the file runs out
+        (``start_s + file_duration_s - clip_start_s``) when not given.
+    clip_start_s : float
+        Where in the file it starts.
+    at_end : str
+        ``loop`` or ``hold`` (the last frame).
+    audio : ClipAudio or None
+        None: the TV is silent.
+    file_duration_s : float
+        Length of the file's video.
+    """
+
+    file: Path
+    start_s: float
+    end_s: float
+    clip_start_s: float
+    at_end: str
+    audio: ClipAudio | None
+    file_duration_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class TV:
+    """The TV set (``tv:``). ``screen`` is (x, y, w, h) in background px."""
+
+    screen: tuple[int, int, int, int]
+    overlay: Path | None
+    overlay_position: XY
+    off: Path | None
+    clips: tuple[Clip, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Speech:
+    """The speech (``speech:``): checked to decode to its end at load."""
+
+    file: Path
+    gain_db: float
+    mouth_track: Path | None
+    text: str | None  # the words spoken, aligned for the mouth (None: the captions', if any)
+    language: str  # espeak-ng language of the words
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionStyle:
+    """``captions.style`` with the font located and the colours parsed to (r, g, b, a)."""
+
+    font: Path | None  # None: the default chain (DejaVu Sans where installed)
+    size_px: int
+    color: RGBA
+    box_color: RGBA | None
+    padding_px: int
+    position: XY | None
+    max_width_px: int | None
+    max_lines: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SubtitleTrack:
+    """A further subtitle track (``captions.tracks[i]``), its cues parsed at load."""
+
+    file: Path
+    language: str  # BCP 47
+    name: str  # shown by players (the language tag when not given)
+    cues: tuple[Cue, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Captions:
+    """The captions (``captions:``); their cues are :attr:`Spec.cues`.
+
+    Attributes
+    ----------
+    style : CaptionStyle
+    burn : bool
+        Drawn into the picture (the WebVTT track is written either way).
+    language, name : str
+        Of the captions' own subtitle track (``name`` defaults to the language tag).
+    tracks : tuple of SubtitleTrack
+        Further subtitle tracks, WebVTT only.
+    layouts : tuple of CaptionLayout
+        One per cue of :attr:`Spec.cues`, in output pixels: laid out once at load, drawn by the
+        scene as laid out (empty when ``burn`` is false).
+    """
+
+    style: CaptionStyle
+    burn: bool
+    language: str
+    name: str
+    tracks: tuple[SubtitleTrack, ...]
+    layouts: tuple[Any, ...] = ()  # text.CaptionLayout
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioSettings:
+    """Loudness of the segment's audio (``audio:`` over the output preset), LUFS and dBTP."""
+
+    normalise: bool
+    loudness_lufs: float
+    true_peak_dbtp: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Blink:
+    """Blinks (``blink:``): seeded, so a spec always blinks the same."""
+
+    seed: int
+    mean_interval_s: float
+
+
 @dataclasses.dataclass(frozen=True)
 class Spec:
-    """A validated segment. Paths are absolute; ``model`` keeps the parsed YAML for reference.
+    """A validated segment, fully resolved: what every later stage reads (never the YAML's model).
+
+    Paths are absolute, colours (r, g, b, a), the caption font located and opened once, caption
+    cues laid out, clip ends known. :func:`load_spec` builds it; :meth:`idle` and
+    :meth:`with_output` derive others.
 
     Attributes
     ----------
     source : Path
         The YAML file (for error messages).
+    output : OutputSettings
     duration_s : Fraction
         Length of the segment, whole frames.
     frame_count : int
         ``duration_s * fps``.
+    scene : Room
+    character : Character
+    tv : TV or None
+    speech : Speech or None
+    captions : Captions or None
+    audio : AudioSettings
+    blink : Blink
+    cues : tuple of Cue
+        The captions' cues (file, then inline), in the order the timeline indexes them.
+    asset_hash : str
+        Hash of the bytes of every file named.
+    warnings : tuple of str
+        ``"FIELD: what"``: rendered anyway, told to the user.
     """
 
     source: Path
-    model: SegmentModel
     output: OutputSettings
     duration_s: Fraction
     frame_count: int
+    scene: Room
+    character: Character
+    tv: TV | None
+    speech: Speech | None
+    captions: Captions | None
+    audio: AudioSettings
+    blink: Blink
     cues: tuple[Cue, ...]
-    clip_durations_s: tuple[float, ...]
     asset_hash: str
-    warnings: tuple[str, ...] = ()  # "FIELD: what": rendered anyway, told to the user
-
-    def path(self, rel: str) -> Path:
-        """Resolve a path of the YAML relative to its folder."""
-        return resolve_asset(self.source, None, rel)
+    warnings: tuple[str, ...] = ()
 
     @property
+    def clip_durations_s(self) -> tuple[float, ...]:
+        """Length of each TV clip's file, s."""
+        return tuple(c.file_duration_s for c in self.tv.clips) if self.tv else ()
+
+    @functools.cached_property
     def spec_hash(self) -> str:
-        """Content hash of everything that decides the output: settings, timing, asset bytes."""
+        """Content hash of everything that decides the output: settings, timing, asset bytes.
+
+        Paths count relative to the YAML's folder, so a moved folder keeps its hash.
+        """
         doc = {
-            "model": self.model.model_dump(mode="json"),
+            "spec": plain(self, base=self.source.parent,
+                          skip=("source", "output", "asset_hash", "warnings", "layouts")),
             "output": {k: str(v) for k, v in dataclasses.asdict(self.output).items()},
-            "frames": self.frame_count,
-            "cues": [dataclasses.asdict(c) for c in self.cues],
             "assets": self.asset_hash,
-            "v": 1,
+            "v": 2,
         }
         blob = json.dumps(doc, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:20]
 
     def idle(self, duration_s: float) -> Spec:
-        """The same scene and character with silence, no captions and the TV off (the filler)."""
-        model = self.model.model_copy(
-            update={
-                "speech": None,
-                "captions": None,
-                "duration_s": float(duration_s),
-                "tv": self.model.tv.model_copy(update={"clips": []}) if self.model.tv else None,
-            }
-        )
+        """The same scene and character with silence, no captions and the TV off (the filler).
+
+        Parameters
+        ----------
+        duration_s : float
+            Length wanted, s; rounded to whole frames.
+        """
         n = frames_in(duration_s, self.output.fps)
         return dataclasses.replace(
             self,
-            model=model,
+            speech=None,
+            captions=None,
+            tv=dataclasses.replace(self.tv, clips=()) if self.tv else None,
             duration_s=Fraction(n) / self.output.fps,
             frame_count=n,
             cues=(),
-            clip_durations_s=(),
+            warnings=(),
         )
 
     def with_output(self, **overrides: Any) -> Spec:
-        """A copy with output settings replaced (for tests and benchmarks: a small render)."""
+        """A copy with output settings replaced (for tests and benchmarks: a small render); the
+        captions are laid out again for the new frame size.
+
+        Parameters
+        ----------
+        **overrides
+            Fields of :class:`OutputSettings`.
+        """
         out = dataclasses.replace(self.output, **overrides)
         n = frames_in(self.duration_s, out.fps)
-        return dataclasses.replace(self, output=out, frame_count=n, duration_s=Fraction(n) / out.fps)
+        captions = self.captions
+        if captions is not None and captions.burn:
+            layouts = tuple(lay for lay, _ in _layouts(self.cues, captions.style, self.scene, out))
+            captions = dataclasses.replace(captions, layouts=layouts)
+        return dataclasses.replace(self, output=out, frame_count=n, duration_s=Fraction(n) / out.fps,
+                                   captions=captions)
+
+
+def plain(obj: Any, *, base: Path | None = None, skip: tuple[str, ...] = ()) -> Any:
+    """``obj`` (resolved spec objects) as JSON-able data: dataclasses as dicts without the
+    fields named in ``skip``, paths as text (relative to ``base`` when given), tuple keys
+    joined with ``/``."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: plain(getattr(obj, f.name), base=base, skip=skip)
+                for f in dataclasses.fields(obj) if f.name not in skip}
+    if isinstance(obj, Path):
+        return os.path.relpath(obj, base) if base is not None else str(obj)
+    if isinstance(obj, dict):
+        return {("/".join(k) if isinstance(k, tuple) else str(k)): plain(v, base=base, skip=skip)
+                for k, v in sorted(obj.items())}
+    if isinstance(obj, (tuple, list, frozenset, set)):
+        items = sorted(obj) if isinstance(obj, (frozenset, set)) else obj
+        return [plain(v, base=base, skip=skip) for v in items]
+    if isinstance(obj, Fraction):
+        return str(obj)
+    return obj
 
 
 # --------------------------------------------------------------------------- helpers
@@ -442,12 +712,14 @@ class _Checker:
                 self.hasher.update(block)
         return path
 
-    def image(self, field: str, rel: str) -> tuple[int, int]:
+    def image_at(self, field: str, rel: str) -> tuple[Path, tuple[int, int]]:
+        """The image's absolute path and its size (upright, as the scene will see it)."""
         from .images import open_rgba
 
         # decoded and converted as the scene will (upright, 8-bit): what it cannot use is
         # refused here, and the size is the upright one
-        return open_rgba(self.file(field, rel), field=field, source=self.source).size
+        path = self.file(field, rel)
+        return path, open_rgba(path, field=field, source=self.source).size
 
     def inside(self, field: str, xy: tuple[int, int], size: tuple[int, int]) -> None:
         x, y = xy
@@ -459,13 +731,13 @@ class _Checker:
             )
 
 
-def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tuple[
-    Fraction, tuple[Cue, ...], tuple[float, ...], str
-]:
-    from .media import audio_duration_s, check_video_decodes, probe_video
+def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str, Any]:
+    """Check the media ``model`` names against ``out`` and resolve everything: the keyword
+    arguments of :class:`Spec` but ``source``, ``output`` and ``warnings``."""
+    from .media import audio_duration_s, check_audio_decodes, check_video_decodes, probe_video
 
     c = _Checker(source, out.width, out.height)
-    bg = c.image("scene.background", model.scene.background)
+    bg_path, bg = c.image_at("scene.background", model.scene.background)
     if abs(bg[0] * out.height - bg[1] * out.width) > max(bg[0], bg[1]) // 100:
         raise c.error(
             "scene.background",
@@ -474,11 +746,19 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
         )
     # Positions and sizes in the YAML are the background's pixels; the scene scales them.
     c.width, c.height = bg
+    layers = []
     for i, layer in enumerate(model.scene.layers):
-        size = c.image(f"scene.layers[{i}].image", layer.image)
+        path, size = c.image_at(f"scene.layers[{i}].image", layer.image)
         c.inside(f"scene.layers[{i}].position", layer.position, size)
+        layers.append(Layer(image=path, blend=layer.blend, opacity=layer.opacity,
+                            position=tuple(layer.position)))
+    room = Room(background=bg_path, background_size_px=tuple(bg), layers=tuple(layers))
 
     ch = model.character
+    base_path = None
+    mouths: dict[str, Path] = {}
+    eyes: dict[str, Path] = {}
+    states: dict[tuple[str, str], Path] = {}
     if ch.states:
         if ch.base or ch.mouths or ch.eyes:
             raise c.error("character.states", "give either states or base/mouths/eyes, not both")
@@ -492,7 +772,9 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
             for e in EYE_STATES:
                 rel = ch.states.format(mouth=m, eyes=e)
                 if resolve_asset(source, "character.states", rel).is_file():
-                    found.append((m, e, c.image("character.states", rel)))
+                    path, size = c.image_at("character.states", rel)
+                    found.append((m, e, size))
+                    states[(m, e)] = path
         if not any(m == "X" and e == "open" for m, e, _ in found):
             raise c.error(
                 "character.states",
@@ -500,22 +782,31 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
             )
         for m, e, size in found:
             c.inside("character.states", ch.position, size)
+        drawn_mouths = frozenset(m for m in MOUTH_SHAPES if (m, "open") in states)
+        drawn_eyes = frozenset(e for e in EYE_STATES if ("X", e) in states)
+        for m in MOUTH_SHAPES:  # every pair the timeline can ask for (after fallbacks) is drawn
+            for e in EYE_STATES:
+                if m in drawn_mouths and e in drawn_eyes and (m, e) not in states:
+                    raise c.error("character.states", f"no image for mouth {m} with eyes {e}: "
+                                  f"{ch.states.format(mouth=m, eyes=e)} (mouth {m} is drawn with "
+                                  f"eyes open, eyes {e} with mouth X)")
     else:
         if not ch.base:
             raise c.error("character.base", "missing: give base, mouths and eyes (or states)")
-        base = c.image("character.base", ch.base)
+        base_path, base = c.image_at("character.base", ch.base)
         c.inside("character.position", ch.position, base)
         if "X" not in ch.mouths:
             raise c.error("character.mouths", "needs at least X (the rest shape)")
         for e in ("open", "closed"):
             if e not in ch.eyes:
                 raise c.error("character.eyes", f"needs at least open and closed; {e} is missing")
-        for group, sprites, offset in (
-            ("mouths", ch.mouths, ch.mouth_offset),
-            ("eyes", ch.eyes, ch.eyes_offset),
+        for group, sprites, offset, into in (
+            ("mouths", ch.mouths, ch.mouth_offset, mouths),
+            ("eyes", ch.eyes, ch.eyes_offset, eyes),
         ):
             for name, rel in sprites.items():
-                size = c.image(f"character.{group}.{name}", rel)
+                path, size = c.image_at(f"character.{group}.{name}", rel)
+                into[name] = path
                 ox, oy = offset
                 if ox < 0 or oy < 0 or ox + size[0] > base[0] or oy + size[1] > base[1]:
                     raise c.error(
@@ -523,8 +814,13 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
                         f"{size[0]}x{size[1]} sprite at offset {offset} reaches outside the "
                         f"{base[0]}x{base[1]} character canvas",
                     )
+        drawn_mouths, drawn_eyes = frozenset(mouths), frozenset(eyes)
+    character = Character(position=tuple(ch.position), base=base_path, mouths=mouths,
+                          mouth_offset=tuple(ch.mouth_offset), eyes=eyes,
+                          eyes_offset=tuple(ch.eyes_offset), states=states,
+                          drawn_mouths=drawn_mouths, drawn_eyes=drawn_eyes)
 
-    clip_durs: list[float] = []
+    tv = None
     if model.tv:
         x, y, w, h = model.tv.screen
         if w <= 0 or h <= 0:
@@ -532,11 +828,13 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
         if x % 2 or y % 2 or w % 2 or h % 2:
             raise c.error("tv.screen", f"{[x, y, w, h]} has odd numbers: yuv420p needs even ones")
         c.inside("tv.screen", (x, y), (w, h))
+        overlay = off = None
         if model.tv.overlay:
-            size = c.image("tv.overlay", model.tv.overlay)
+            overlay, size = c.image_at("tv.overlay", model.tv.overlay)
             c.inside("tv.overlay_position", model.tv.overlay_position, size)
         if model.tv.off:
-            c.image("tv.off", model.tv.off)
+            off, _ = c.image_at("tv.off", model.tv.off)
+        clips = []
         for i, clip in enumerate(model.tv.clips):
             field = f"tv.clips[{i}].file"
             path = c.file(field, clip.file)
@@ -555,21 +853,31 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
             if clip.audio is not None and not info.has_audio:
                 raise c.error(f"tv.clips[{i}].audio",
                               f"{path.name} has no audio stream: remove audio: or use a clip with sound")
-            clip_durs.append(info.duration_s)
+            end_s = (clip.end_s if clip.end_s is not None
+                     else clip.start_s + info.duration_s - clip.clip_start_s)
+            sound = None if clip.audio is None else ClipAudio(
+                gain_db=clip.audio.gain_db, duck_db=clip.audio.duck_db,
+                attack_s=clip.audio.attack_s, release_s=clip.audio.release_s)
+            clips.append(Clip(file=path, start_s=clip.start_s, end_s=end_s,
+                              clip_start_s=clip.clip_start_s, at_end=clip.at_end, audio=sound,
+                              file_duration_s=info.duration_s))
+        tv = TV(screen=tuple(model.tv.screen), overlay=overlay,
+                overlay_position=tuple(model.tv.overlay_position), off=off, clips=tuple(clips))
 
+    speech = None
     speech_s = None
     if model.speech:
         path = c.file("speech.file", model.speech.file)
         try:
             speech_s = audio_duration_s(path)
+            check_audio_decodes(path)  # to its end, as the render's analysis will decode it
         except MediaError as exc:
             raise MediaError(source, "speech.file", exc.message) from None
-        if model.speech.mouth_track:
-            c.file("speech.mouth_track", model.speech.mouth_track)
-    if model.speech and model.speech.mouth_track:
-        mouth_track_path = resolve_asset(source, "speech.mouth_track", model.speech.mouth_track)
-    else:
         mouth_track_path = None
+        if model.speech.mouth_track:
+            mouth_track_path = c.file("speech.mouth_track", model.speech.mouth_track)
+        speech = Speech(file=path, gain_db=model.speech.gain_db, mouth_track=mouth_track_path,
+                        text=model.speech.text, language=model.speech.language)
     if model.duration_s is not None:
         duration = Fraction(model.duration_s)
     elif speech_s is not None:
@@ -580,15 +888,17 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
     if n < 1:
         raise c.error("duration_s", "shorter than one frame")
     duration = Fraction(n) / out.fps
-    if mouth_track_path is not None:
+    if speech is not None and speech.mouth_track is not None:
         from . import lipsync  # parsed now, as the analysis will: a bad track stops before any output
 
         try:
-            lipsync.read_track(mouth_track_path, fps=out.fps, n_frames=n)
+            lipsync.read_track(speech.mouth_track, fps=out.fps, n_frames=n)
         except SpecError as exc:
-            raise SpecError(source, "speech.mouth_track", f"{mouth_track_path}: {exc.message}") from None
+            raise SpecError(source, "speech.mouth_track",
+                            f"{speech.mouth_track}: {exc.message}") from None
 
     cues: list[Cue] = []
+    captions = None
     if model.captions:
         cap = model.captions
         if cap.file:
@@ -599,7 +909,7 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
                 raise MediaError(source, "captions.file", f"{path}: {exc}") from None
         cues += [Cue(q.text, q.start_s, q.end_s) for q in cap.cues]
         for i, q in enumerate(cues):
-            where = f"captions.cues[{i}]" if not cap.file else f"captions.file (cue {i + 1})"
+            where = _cue_field(cap, i)
             if q.end_s <= q.start_s:
                 raise c.error(where, f"ends ({q.end_s} s) before it starts ({q.start_s} s)")
             if q.start_s >= float(duration):  # one that runs past the end is cut there
@@ -607,6 +917,7 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
                     where,
                     f"{q.start_s}-{q.end_s} s lies outside the segment (0-{float(duration):.3f} s)",
                 )
+        font_path = None
         if cap.style.font:
             from PIL import ImageFont
 
@@ -616,20 +927,45 @@ def _check_media(model: SegmentModel, out: OutputSettings, source: Path) -> tupl
             except Exception as exc:  # OSError "unknown file format", and others for odd files
                 raise MediaError(source, "captions.style.font",
                                  f"cannot load font {font_path}: {exc}") from None
+        tracks = []
         for i, track in enumerate(cap.tracks):
             path = c.file(f"captions.tracks[{i}].file", track.file)
             try:
-                parse_cues(path.read_text(encoding="utf-8"))
+                track_cues = parse_cues(path.read_text(encoding="utf-8"))
             except (ValueError, UnicodeDecodeError) as exc:
                 raise MediaError(source, f"captions.tracks[{i}].file", f"{path}: {exc}") from None
+            tracks.append(SubtitleTrack(file=path, language=track.language,
+                                        name=track.name or track.language, cues=tuple(track_cues)))
+        colors: dict[str, RGBA | None] = {}
         for key in ("color", "box_color"):
             val = getattr(cap.style, key)
+            colors[key] = None
             if val is not None:
                 try:
-                    parse_color(val)
+                    colors[key] = parse_color(val)
                 except ValueError as exc:
                     raise c.error(f"captions.style.{key}", str(exc)) from None
-    return duration, tuple(cues), tuple(clip_durs), c.hasher.hexdigest()[:20]
+        s = cap.style
+        style = CaptionStyle(font=font_path, size_px=s.size_px, color=colors["color"],
+                             box_color=colors["box_color"], padding_px=s.padding_px,
+                             position=tuple(s.position) if s.position else None,
+                             max_width_px=s.max_width_px, max_lines=s.max_lines)
+        captions = Captions(style=style, burn=cap.burn, language=cap.language,
+                            name=cap.name or cap.language, tracks=tuple(tracks))
+    a = model.audio
+    audio = AudioSettings(
+        normalise=a.normalise,
+        loudness_lufs=a.loudness_lufs if a.loudness_lufs is not None else out.loudness_lufs,
+        true_peak_dbtp=a.true_peak_dbtp if a.true_peak_dbtp is not None else out.true_peak_dbtp)
+    return dict(duration_s=duration, frame_count=frames_in(duration, out.fps), scene=room, character=character, tv=tv,
+                speech=speech, captions=captions, audio=audio,
+                blink=Blink(seed=model.blink.seed, mean_interval_s=model.blink.mean_interval_s),
+                cues=tuple(cues), asset_hash=c.hasher.hexdigest()[:20])
+
+
+def _cue_field(cap: CaptionsModel, i: int) -> str:
+    """The field that gave cue ``i`` (a file's cue counts from 1, as its own numbering does)."""
+    return f"captions.cues[{i}]" if not cap.file else f"captions.file (cue {i + 1})"
 
 
 def _output(model: OutputModel, source: Path) -> OutputSettings:
@@ -714,7 +1050,10 @@ def read_yaml(path: Path) -> Any:
 
 
 def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> Spec:
-    """Read, validate and resolve a ``segment.yaml``.
+    """Read, validate and resolve a ``segment.yaml``: every check a render makes, done here.
+
+    ``avatarrender validate`` is this function; ``render`` calls it first, so both refuse the
+    same inputs with the same message.
 
     Parameters
     ----------
@@ -723,10 +1062,17 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
     overrides : dict, optional
         Values merged into the ``output`` mapping before validation (e.g. ``{"preset": "720p30"}``).
 
+    Returns
+    -------
+    Spec
+        Fully resolved: absolute paths, parsed colours, the caption font located and opened,
+        captions laid out in output pixels; no trace of the YAML's own model.
+
     Raises
     ------
     SpecError
-        For any problem, with the file and the field in its message.
+        For any problem, with the file and the field in its message (``AssetNotFoundError`` for
+        a missing file, ``MediaError`` for one that does not decode).
     """
     try:
         source = Path(path).resolve()
@@ -752,40 +1098,28 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
         field, msg = _first_problem(exc.errors())
         raise SpecError(source, field, msg) from None
     out = _output(model.output, source)
-    duration, cues, clip_durs, asset_hash = _check_media(model, out, source)
-    warnings = _caption_warnings(model, out, source, cues)
-    return Spec(
-        source=source,
-        model=model,
-        output=out,
-        duration_s=duration,
-        frame_count=frames_in(duration, out.fps),
-        cues=cues,
-        clip_durations_s=clip_durs,
-        asset_hash=asset_hash,
-        warnings=warnings,
-    )
+    parts = _resolve(model, out, source)
+    warnings: list[str] = []
+    captions = parts["captions"]
+    if captions is not None and captions.burn:
+        laid = _layouts(parts["cues"], captions.style, parts["scene"], out)
+        parts["captions"] = dataclasses.replace(captions, layouts=tuple(lay for lay, _ in laid))
+        for i, (lay, cue) in enumerate(zip((lay for lay, _ in laid), parts["cues"])):
+            if lay.wanted_lines > len(lay.lines):
+                warnings.append(
+                    f"{_cue_field(model.captions, i)}: {len(cue.text)} characters need "
+                    f"{lay.wanted_lines} lines; cut to {len(lay.lines)} with an ellipsis (shorten "
+                    "the cue, split it, or raise captions.style.max_lines)")
+    return Spec(source=source, output=out, warnings=tuple(warnings), **parts)
 
 
-def _caption_warnings(model: SegmentModel, out: OutputSettings, source: Path,
-                      cues: tuple[Cue, ...]) -> tuple[str, ...]:
-    """Captions that the render cuts (more lines than ``max_lines`` or the frame holds), laid
-    out as the scene will lay them out."""
-    if not cues or model.captions is None:
-        return ()
-    from .images import upright_size
+def _layouts(cues: tuple[Cue, ...], style: CaptionStyle, room: Room,
+             out: OutputSettings) -> list[tuple[Any, Cue]]:
+    """Each cue laid out in output pixels (font chain, wrapped and capped lines, box), once for
+    the whole render: the scene draws these, the spec's warnings come from them."""
     from .text import layout_caption
 
-    style = model.captions.style
-    bg_w, _ = upright_size(resolve_asset(source, "scene.background", model.scene.background))
-    font = str(resolve_asset(source, "captions.style.font", style.font)) if style.font else None
-    found = []
-    for i, cue in enumerate(cues):
-        lay = layout_caption(cue.text, style, k=out.width / bg_w, frame_px=(out.width, out.height),
-                             font_path=font)
-        if lay.wanted_lines > len(lay.lines):
-            where = f"captions.cues[{i}]" if not model.captions.file else f"captions.file (cue {i + 1})"
-            found.append(f"{where}: {len(cue.text)} characters need {lay.wanted_lines} lines; "
-                         f"cut to {len(lay.lines)} with an ellipsis (shorten the cue, split it, "
-                         "or raise captions.style.max_lines)")
-    return tuple(found)
+    k = out.width / room.background_size_px[0]  # the scene's scale from background px
+    font = str(style.font) if style.font else None
+    return [(layout_caption(cue.text, style, k=k, frame_px=(out.width, out.height), font_path=font),
+             cue) for cue in cues]

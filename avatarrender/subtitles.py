@@ -15,7 +15,7 @@ from typing import Sequence
 
 from .plan import ChunkPlan
 from .rendition import SubtitleRendition, atomic_write, subtitle_playlist
-from .spec import Cue, Spec, parse_cues
+from .spec import Cue, Spec
 
 __all__ = ["TS_START_90K", "escape", "vtt_segment", "caption_tracks", "write_subtitles",
            "SubtitleWriter", "timestamp_map"]
@@ -55,15 +55,13 @@ def vtt_segment(cues: Sequence[Cue], start_s: Fraction, end_s: Fraction, *,
 
 def caption_tracks(spec: Spec) -> list[tuple[str, str, tuple[Cue, ...]]]:
     """(language, name, cues) of each subtitle track: the captions, then further tracks."""
-    cap = spec.model.captions
+    cap = spec.captions
     if cap is None:
         return []
     out = []
     if spec.cues:
-        out.append((cap.language, cap.name or cap.language, spec.cues))
-    for track in cap.tracks:
-        cues = tuple(parse_cues(spec.path(track.file).read_text(encoding="utf-8")))
-        out.append((track.language, track.name or track.language, cues))
+        out.append((cap.language, cap.name, spec.cues))
+    out += [(track.language, track.name, track.cues) for track in cap.tracks]
     return out
 
 

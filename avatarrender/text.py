@@ -64,6 +64,11 @@ class FontChain:
     paths: tuple[str | None, ...]  # None: Pillow's built-in font
     size_px: int
 
+    def __getstate__(self) -> dict[str, Any]:
+        # pickled without the opened fonts (the spec carries chains to the workers): each
+        # process opens them once, when it first draws
+        return {"paths": self.paths, "size_px": self.size_px}
+
     @functools.cached_property
     def fonts(self) -> list[Any]:
         engine = ImageFont.Layout.RAQM if _RAQM else ImageFont.Layout.BASIC

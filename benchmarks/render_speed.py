@@ -203,15 +203,14 @@ def filtergraph_command(spec: Spec, work: Path) -> list[str]:
         graph.append(f"[{last}][{src}]overlay=x={x}:y={y}:eof_action=repeat{en}[v{k}]")
         last = f"v{k}"
 
-    tv = spec.model.tv
+    tv = spec.tv
     if tv and tv.clips and scene.screen:
         clip = tv.clips[0]  # the benchmark's cases: one clip, looped, from start_s
         x0, y0, x1, y1 = scene.screen
-        i = add_input(["-stream_loop", "-1", "-ss", f"{clip.clip_start_s}", "-i", str(spec.path(clip.file))])
+        i = add_input(["-stream_loop", "-1", "-ss", f"{clip.clip_start_s}", "-i", str(clip.file)])
         graph.append(f"[{i}:v]fps={fps},scale={x1 - x0}:{y1 - y0}:flags=bicubic:out_range=tv,"
                      f"format=yuv420p,setpts=PTS-STARTPTS+{clip.start_s}/TB[tv]")
-        end = clip.end_s if clip.end_s is not None else float(spec.duration_s)
-        overlay("tv", x0, y0, f"between(t,{clip.start_s},{end})")
+        overlay("tv", x0, y0, f"between(t,{clip.start_s},{clip.end_s})")
         for n, (img, (ox, oy)) in enumerate(scene._static_above):  # the bezel, drawn over the clip
             if ox < x1 and oy < y1 and ox + img.width > x0 and oy + img.height > y0:
                 img.save(work / f"above{n}.png", compress_level=1)
@@ -249,14 +248,14 @@ def filtergraph_command(spec: Spec, work: Path) -> list[str]:
     overlay("ch", box[0], box[1])
 
     for c, cue in enumerate(spec.cues):
-        img, (x, y) = scene._render_caption(cue)
+        img, (x, y) = scene._render_caption(spec.captions.layouts[c])
         img.save(work / f"cap{c}.png", compress_level=1)
         i = add_input(["-i", str(work / f"cap{c}.png")])
         overlay(f"{i}:v", x, y, f"gte(t,{cue.start_s})*lt(t,{cue.end_s})")
 
     audio: list[str] = []
-    if spec.model.speech:
-        i = add_input(["-i", str(spec.path(spec.model.speech.file))])
+    if spec.speech:
+        i = add_input(["-i", str(spec.speech.file)])
         audio = ["-map", f"{i}:a", "-af", "apad", "-ac", "2", "-ar", "48000", "-c:a", "aac",
                  "-aac_coder", "fast", "-b:a", f"{out.audio_bitrate_kbps}k"]
     hls = work / "hls"

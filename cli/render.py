@@ -188,19 +188,11 @@ def validate_cmd(
     from avatarrender import interrupt
 
     interrupt.install(workers=False)
-    spec = load_spec(segment, overrides=_overrides(preset, None))  # mouth track included
-    if spec.model.speech is not None:  # decoded whole, as the render's analysis will
-        from avatarrender.analysis import segment_audio
-        from avatarrender.errors import MediaError
-
-        try:
-            segment_audio(spec)
-        except MediaError as exc:
-            raise MediaError(spec.source, "speech.file", exc.message) from None
+    spec = load_spec(segment, overrides=_overrides(preset, None))  # the render's own checks, all
     _warn(spec)
     plan = plan_chunks(spec)
     out = spec.output
-    clips = len(spec.model.tv.clips) if spec.model.tv else 0
+    clips = len(spec.tv.clips) if spec.tv else 0
     print(f"{segment}: ok: {float(spec.duration_s):.3f} s, {spec.frame_count} frames at "
           f"{out.width}x{out.height} {out.fps} fps, {plan.segment_count} media segments in "
           f"{len(plan.chunks)} chunks, {len(spec.cues)} captions, {clips} TV clips, "

@@ -72,6 +72,7 @@ def _encode(pattern: str, seconds: float, size: str, cache_root: Path, gop: int 
          *(["-force_key_frames", f"expr:eq(mod(mod(n,30),{gop}),0)"] if gop != 30 else []),
          "-sc_threshold", "0", "-c:a", "aac", "-ar", "48000", "-ac", "2", "-b:a", "64k",
          "-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod",
+         "-hls_segment_options", "pes_payload_size=0",  # one PES per AAC frame, as the renderer
          "-hls_segment_filename", str(folder / "seg_%05d.ts"), str(folder / "ffmpeg.m3u8")],
         check=True,
     )

@@ -130,17 +130,17 @@ def _continuous(path: Path) -> int:
 
     The aired stream itself (the playout's timestamp rewriter) leaves steps where programmes and
     filler loops join (no stream may overlap what aired): up to about two frames at a segment
-    boundary, and up to one audio PES (0.2-0.4 s of AAC, carried past the cut) where a program
-    cuts the filler at an LL-HLS part boundary -- a known gap, to be closed by trimming the
-    carried AAC frames. A jump back, a repeat or a longer gap would be a break of another kind.
+    boundary, and up to one AAC frame (21 ms: the media has one PES per AAC frame, and the one
+    that starts before the cut is carried) where a program cuts the filler at an LL-HLS part
+    boundary. A jump back, a repeat or a longer gap would be a break of another kind.
     """
     pts, tb = _frames(path, "v")
     steps_ms = [float((b - a) * tb) * 1000 for a, b in zip(pts, pts[1:])]
-    assert steps_ms and 33 <= min(steps_ms) and max(steps_ms) < 450, (path.name, sorted(set(steps_ms)))
+    assert steps_ms and 33 <= min(steps_ms) and max(steps_ms) < 100, (path.name, sorted(set(steps_ms)))
     assert sum(s > 34 for s in steps_ms) <= len(steps_ms) // 20  # joins only, not everywhere
     apts, atb = _frames(path, "a")
     asteps_ms = [float((b - a) * atb) * 1000 for a, b in zip(apts, apts[1:])]
-    assert min(asteps_ms) > 0 and max(asteps_ms) < 450, (path.name, sorted(set(asteps_ms)))
+    assert min(asteps_ms) > 0 and max(asteps_ms) < 100, (path.name, sorted(set(asteps_ms)))
     assert abs(float((pts[-1] - pts[0]) * tb) - float((apts[-1] - apts[0]) * atb)) < 0.2
     return len(pts)
 

@@ -64,7 +64,7 @@ def test_decoded_tv_shows_the_clip_frame_for_that_time(rendered_tiny):
     yml, out = rendered_tiny
     spec = load_spec(yml)
     luma = decode_video(out / "index.m3u8", fmt="gray").astype(np.float64)[..., 0]
-    x, y, w, h = spec.model.tv.screen
+    x, y, w, h = spec.tv.screen
     tl = analyse(spec)
     t = np.arange(120) / 30
     on = (t >= 1.0) & (t < 3.5)
@@ -81,10 +81,10 @@ def test_decoded_mouth_follows_speech_and_captions_their_interval(rendered_tiny)
     yml, out = rendered_tiny
     spec = load_spec(yml)
     frames = decode_video(out / "index.m3u8").astype(np.int16)
-    ch = spec.model.character
+    ch = spec.character
     mx, my = ch.position[0] + ch.mouth_offset[0], ch.position[1] + ch.mouth_offset[1]
     from PIL import Image
-    mw, mh = Image.open(spec.path(ch.mouths["X"])).size
+    mw, mh = Image.open(ch.mouths["X"]).size
     mouth = frames[:, my : my + mh, mx : mx + mw]
     rest = mouth[5]  # 0.17 s: silence
     diff = np.abs(mouth - rest).mean(axis=(1, 2, 3))
@@ -178,7 +178,7 @@ def test_scene_drawn_at_one_size_renders_at_another(tiny_segment):
         rgb = preview_frame(spec, 2.0).astype(np.float64)
         assert rgb.shape == (size[1], size[0], 3)
         k = size[0] / 320
-        x, y, w, h = (v * k for v in spec.model.tv.screen)
+        x, y, w, h = (v * k for v in spec.tv.screen)
         centre = rgb[int(y + h * 0.6) : int(y + h * 0.9), int(x + w * 0.6) : int(x + w * 0.9)]
         grey = centre.mean()
         # clip frame 30 (1 s into the clip) is flat luma 110: about 110 in RGB too

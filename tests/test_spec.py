@@ -26,7 +26,7 @@ def test_tiny_spec_resolves(tiny_segment: Path):
     assert spec.output.fps == Fraction(30)
     assert spec.frame_count == 120  # 4 s of speech
     assert spec.output.frames_per_segment == 30
-    assert spec.path(spec.model.scene.background).is_absolute()
+    assert spec.scene.background.is_absolute() and spec.scene.background.is_file()
     assert len(spec.cues) == 2 and spec.clip_durations_s[0] == pytest.approx(2.0, abs=0.05)
     # the hash follows content: touching an asset's bytes changes it
     before = spec.spec_hash
@@ -133,4 +133,4 @@ def test_bare_off_key_is_a_key_not_false(tiny_segment: Path):
     text = tiny_segment.read_text().replace("  overlay: assets/bezel.png", "  off: assets/room.png\n  overlay: assets/bezel.png")
     tiny_segment.write_text(text)
     spec = load_spec(tiny_segment)
-    assert spec.model.tv.off == "assets/room.png"
+    assert spec.tv.off == (tiny_segment.parent / "assets/room.png").resolve()

@@ -139,8 +139,9 @@ def shorten(data: bytes, parts: tuple[Part, ...], keep: int, *,
             carry_audio: bool = True) -> tuple[bytes, tuple[Part, ...]]:
     """A media segment cut after its first ``keep`` parts, as a clean shorter media segment.
 
-    The muxer writes an audio PES when it is full (about 0.2-0.4 s of AAC), after the video of
-    the same time, so the audio of the kept frames lies partly beyond the cut. With
+    The audio of the kept frames may lie partly beyond the cut: the renderer writes one PES per
+    AAC frame (21 ms), older renders and other muxers one when it is full (2930 bytes, 0.2-0.4 s
+    of AAC), after the video of the same time. With
     ``carry_audio`` (the last kept part is not published yet) the audio PES that start before
     the first cut-away frame are moved to the end of the last kept part, which grows by them;
     without it (parts already out) the file is just truncated.

@@ -1,0 +1,209 @@
+"""The Spec that rendering gets is resolved once by load_spec: no raw model, nothing laid out
+or parsed again downstream, and every check a render makes (``validate`` is load_spec)."""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+from pydantic import BaseModel
+
+from avatarrender.errors import AssetNotFoundError, MediaError, SpecError
+from avatarrender.scene import Scene
+from avatarrender.spec import Spec, load_spec
+
+from conftest import make_tiny_segment, run_cli
+
+
+def _edit(path: Path, fn) -> None:
+    doc = yaml.safe_load(path.read_text())
+    fn(doc)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def _walk(obj, where: str = "spec"):
+    """(where, value) for ``obj`` and everything inside it."""
+    yield where, obj
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for f in dataclasses.fields(obj):
+            yield from _walk(getattr(obj, f.name), f"{where}.{f.name}")
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _walk(v, f"{where}[{k!r}]")
+    elif isinstance(obj, (tuple, list)):
+        for i, v in enumerate(obj):
+            yield from _walk(v, f"{where}[{i}]")
+
+
+def test_spec_is_resolved_and_holds_no_raw_model(tiny_segment: Path):
+    _edit(tiny_segment, lambda d: d["tv"]["clips"][0].pop("end_s"))
+    spec = load_spec(tiny_segment)
+    assert not hasattr(spec, "model") and not hasattr(spec, "path")
+    values = list(_walk(spec))
+    assert len(values) > 50
+    for where, v in values:
+        assert not isinstance(v, BaseModel), where
+        if isinstance(v, Path):
+            assert v.is_absolute() and v.is_file(), where
+    # colours parsed, the font chain located, cues laid out (one layout each), clip end known
+    style = spec.captions.style
+    assert style.color == (255, 255, 255, 255) and style.box_color == (0, 0, 0, 0xB4)
+    assert len(spec.captions.layouts) == len(spec.cues) == 2
+    assert all(lay.chain.paths for lay in spec.captions.layouts)
+    clip = spec.tv.clips[0]
+    assert clip.end_s == pytest.approx(clip.start_s + clip.file_duration_s - clip.clip_start_s)
+    assert clip.file_duration_s == pytest.approx(2.0, abs=0.05)
+    assert spec.character.drawn_mouths == frozenset("XACD")
+    assert spec.character.drawn_eyes == frozenset({"open", "closed"})
+    # the preset's loudness under the audio block's unset values
+    assert (spec.audio.loudness_lufs, spec.audio.true_peak_dbtp) == (spec.output.loudness_lufs,
+                                                                     spec.output.true_peak_dbtp)
+
+
+def test_scene_draws_without_laying_out_parsing_or_resolving_again(tiny_segment: Path, monkeypatch):
+    """After load_spec, drawing a caption state needs no layout, colour parse or path lookup."""
+    spec = load_spec(tiny_segment)
+    before = Scene(spec).state_frame((0, 0, 0)).to_rgb()  # cue 0 on screen
+
+    def again(*args, **kwargs):
+        raise AssertionError("resolved again after load_spec")
+
+    for name, mod in list(sys.modules.items()):
+        if name.startswith("avatarrender"):
+            for attr in ("layout_caption", "parse_color", "resolve_asset", "parse_cues", "font_chain"):
+                if hasattr(mod, attr):
+                    monkeypatch.setattr(mod, attr, again)
+    after = Scene(spec).state_frame((0, 0, 0)).to_rgb()
+    assert np.array_equal(before, after)
+    assert not np.array_equal(after, Scene(spec).state_frame((0, 0, -1)).to_rgb())  # the caption shows
+
+
+def test_with_output_lays_captions_out_for_the_new_size(tiny_segment: Path):
+    spec = load_spec(tiny_segment)
+    small = spec.with_output(width=160, height=90)
+    assert small.captions.layouts == load_spec(tiny_segment, overrides={"width": 160, "height": 90}
+                                               ).captions.layouts
+    assert small.captions.layouts != spec.captions.layouts
+    idle = spec.idle(2.0)
+    assert idle.captions is None and idle.cues == () and idle.speech is None and idle.tv.clips == ()
+    assert idle.spec_hash != spec.spec_hash and idle.frame_count == 60
+
+
+def test_spec_pickles_without_opened_fonts(tiny_segment: Path):
+    """The spec goes to every worker with each chunk: its font chains travel as paths."""
+    import pickle
+
+    spec = load_spec(tiny_segment)
+    chain = spec.captions.layouts[0].chain
+    assert chain.fonts  # opened by the layout
+    back = pickle.loads(pickle.dumps(spec))
+    assert "fonts" not in back.captions.layouts[0].chain.__dict__
+    assert back.captions.layouts == spec.captions.layouts and back.spec_hash == spec.spec_hash
+    assert back.captions.layouts[0].chain is back.captions.layouts[1].chain
+
+
+def _mat5_speech(a: Path) -> None:
+    """A file libsndfile reads (so its length is known) that ffmpeg cannot decode."""
+    sf.write(a / "speech.wav", np.zeros(22050, np.float32), 22050, format="MAT5", subtype="FLOAT")
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"not really a file of this type" * 10)
+
+
+BAD = {
+    "bad box colour": (lambda d, a: d["captions"]["style"].__setitem__("box_color", "#12345"),
+                       "captions.style.box_color", SpecError),
+    "missing font": (lambda d, a: d["captions"]["style"].__setitem__("font", "assets/nope.ttf"),
+                     "captions.style.font", AssetNotFoundError),
+    "font that is not a font": (lambda d, a: (_garbage(a / "x.ttf"),
+                                              d["captions"]["style"].__setitem__("font", "assets/x.ttf")),
+                                "captions.style.font", MediaError),
+    "missing layer image": (lambda d, a: d["scene"]["layers"][0].__setitem__("image", "assets/no.png"),
+                            "scene.layers[0].image", AssetNotFoundError),
+    "missing subtitle track": (lambda d, a: d["captions"].__setitem__(
+        "tracks", [{"file": "assets/fr.vtt", "language": "fr"}]), "captions.tracks[0].file",
+        AssetNotFoundError),
+    "speech that does not decode": (lambda d, a: _mat5_speech(a), "speech.file", MediaError),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_load_spec_refuses_with_file_and_field(tiny_segment: Path, case: str):
+    change, field, exc_type = BAD[case]
+    _edit(tiny_segment, lambda d: change(d, tiny_segment.parent / "assets"))
+    with pytest.raises(exc_type) as info:
+        load_spec(tiny_segment)
+    assert info.value.field == field and str(tiny_segment) in str(info.value)
+
+
+def _states_segment(folder: Path, states: list[tuple[str, str]]) -> Path:
+    yml = make_tiny_segment(folder, tv=False, captions=False)
+    a = yml.parent / "assets"
+    from PIL import Image
+
+    for m, e in states:
+        Image.new("RGBA", (40, 60), (200, 100, 50, 255)).save(a / f"st_{m}_{e}.png")
+    _edit(yml, lambda d: d.__setitem__("character", {"position": [200, 20],
+                                                     "states": "assets/st_{mouth}_{eyes}.png"}))
+    return yml
+
+
+def test_states_resolved_to_the_images_found(tmp_path: Path):
+    yml = _states_segment(tmp_path / "ok", [("X", "open"), ("X", "closed"), ("A", "open"),
+                                            ("A", "closed")])
+    ch = load_spec(yml).character
+    assert ch.drawn_mouths == frozenset("XA") and ch.drawn_eyes == frozenset({"open", "closed"})
+    assert set(ch.states) == {("X", "open"), ("X", "closed"), ("A", "open"), ("A", "closed")}
+    assert ch.base is None and not ch.mouths and not ch.eyes
+
+
+def test_states_missing_a_pair_the_render_would_draw_is_refused(tmp_path: Path):
+    """Mouth A is drawn (it has eyes open) and eyes closed are drawn (with mouth X): a blink
+    while A shows needs A with eyes closed. The render used to fail on it mid-way."""
+    yml = _states_segment(tmp_path / "bad", [("X", "open"), ("X", "closed"), ("A", "open")])
+    with pytest.raises(SpecError) as info:
+        load_spec(yml)
+    assert info.value.field == "character.states" and "mouth A with eyes closed" in str(info.value)
+
+
+@pytest.mark.slow  # two CLI processes per case
+@pytest.mark.parametrize("case", ["bad box colour", "speech that does not decode"])
+def test_validate_and_render_refuse_alike(tiny_segment: Path, tmp_path: Path, case: str):
+    change, field, _ = BAD[case]
+    _edit(tiny_segment, lambda d: change(d, tiny_segment.parent / "assets"))
+    out = tmp_path / "out"
+    lines = []
+    for args in (["validate", str(tiny_segment)], ["render", str(tiny_segment), "-o", str(out), "-q"]):
+        proc = run_cli(*args)
+        assert proc.returncode == 2, proc.stderr
+        lines.append(proc.stderr.strip())
+    assert lines[0] == lines[1] and len(lines[0].splitlines()) == 1
+    assert str(tiny_segment) in lines[0] and field in lines[0]
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_spec_type_is_what_the_package_hands_on():
+    import avatarrender
+
+    assert avatarrender.Spec is Spec and avatarrender.load_spec is load_spec
+
+
+def test_checked_speech_is_handed_to_the_next_read_once(tmp_path: Path):
+    """load_spec decodes the speech to check it; the analysis's read gets those samples (no
+    second decode) as an array of its own, and a later read decodes afresh."""
+    from avatarrender import media
+
+    path = tmp_path / "s.wav"
+    sf.write(path, np.linspace(-0.5, 0.5, 4800, dtype=np.float32), 48000)
+    media.check_audio_decodes(path)
+    assert len(media._LAST_AUDIO) == 1
+    a = media.read_audio(path, sample_rate_hz=48000)
+    assert not media._LAST_AUDIO or next(iter(media._LAST_AUDIO.values())) is not a
+    a[:] = 1.0  # the caller's own array
+    b = media.read_audio(path, sample_rate_hz=48000)
+    assert b.shape == (4800,) and abs(float(b[0]) + 0.5) < 1e-3
