@@ -41,13 +41,22 @@ def rawvideo_input_args(out: OutputSettings) -> list[str]:
 
 
 def x264_options(out: OutputSettings, *, threads: int | None) -> dict[str, str]:
-    """libx264 High, BT.709, a keyframe exactly on every media segment boundary, as libavcodec
-    options (what ``ffmpeg -c:v libx264 -KEY VALUE ...`` passes to the encoder)."""
+    """libx264 High, BT.709, a keyframe exactly on every media segment boundary, no B-frames, as
+    libavcodec options (what ``ffmpeg -c:v libx264 -KEY VALUE ...`` passes to the encoder).
+
+    No B-frames, as low-latency encoders do: every frame boundary is then a place where the live
+    playout can cut an LL-HLS part (a cut inside a run of B-frames would split what is shown
+    before it from what is decoded before it), so parts are exactly ``part_frames`` long, as
+    RFC 8216bis asks (at least 85 % of PART-TARGET); x264's adaptive runs of 1-3 B-frames made
+    6-frame parts of 4 or 5 frames. Measured on 10 s of the demo at 1080p, veryfast, one thread:
+    9 % more bytes at the same CRF, 10 % less encoder CPU (a fixed run of 2 B-frames: 2 % more
+    bytes, the same CPU, but parts only in multiples of 3 frames).
+    """
     g = str(out.frames_per_segment)
     return {
         "preset": out.x264_preset, "profile": "high", "crf": f"{out.crf:g}",
         "maxrate": f"{out.maxrate_kbps}k", "bufsize": f"{out.maxrate_kbps * 2}k",
-        "g": g, "keyint_min": g, "sc_threshold": "0", **_BT709,
+        "g": g, "keyint_min": g, "sc_threshold": "0", "bf": "0", **_BT709,
         "threads": str(threads) if threads else "auto",
     }
 

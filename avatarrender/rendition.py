@@ -32,8 +32,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
 from .errors import MediaError
 
 __all__ = [
@@ -147,6 +145,8 @@ def continue_cc(data: bytes, state: dict[str, int]) -> bytes:
     Each chunk's muxer starts its counters at 0; a player (and ffmpeg's HLS reader) would see a
     discontinuity at every chunk boundary. ``state`` maps PID -> last counter and is updated.
     """
+    import numpy as np  # here, not at the top: `avatarrender submit` reads this module, not TS
+
     if len(data) % TS_PACKET_BYTES:
         raise ValueError(f"{len(data)} bytes is not a whole number of TS packets")
     a = np.frombuffer(data, np.uint8).reshape(-1, TS_PACKET_BYTES).copy()

@@ -202,7 +202,7 @@ class RenderService:
     def __init__(self, inbox: str | Path, spool: str | Path, *, jobs: int | None = None,
                  chunk_segments: int | None = None, scheduler: str | None = None,
                  overrides: dict[str, Any] | None = None, poll_s: float = 0.02,
-                 lead_frames: int | None = 8):
+                 lead_frames: int | None = 6):
         self.inbox = Path(inbox).resolve()
         self.spool = Path(spool).resolve()
         self.jobs = jobs or os.cpu_count() or 1

@@ -3,20 +3,25 @@
     .venv/bin/python benchmarks/playout_latency.py latency [--size 1920x1080] [--seconds 20]
                                                    [--joins 5] [--via builtin|nginx]
         on-air latency (wall clock - hls.js playingDate) of the monitor page (hls.js defaults,
-        ``new Hls()``) on media made by ffmpeg, over several viewers joining one after the other
+        ``new Hls()``) on the demo's idle filler as the renderer makes it (``--media testsrc``:
+        ffmpeg's test pattern, ten times the bitrate), over several viewers joining one after the other
         (where a viewer joins within a media segment sets its latency: hls.js starts at the
         segment's independent part): median, p95 over all samples, and per join
     .venv/bin/python benchmarks/playout_latency.py submit [--preset 1080p30] [--tries 5]
                                                   [--seconds 30] [--via service|render]
         submit-to-screen: the demo (cut to --seconds) handed to the warm render service
         (``avatarrender submit``; or a one-shot ``render --into SPOOL``) while the playout airs
-        filler, to the first frame of it on screen in the browser (hls.js defaults)
+        filler, to the first frame of it on screen in the browser (hls.js defaults); each try
+        also says when the first media segment was listed in the spool, when the program starts
+        on the channel clock (its PROGRAM-DATE-TIME), when /status shows it on air, and how far
+        behind that start the viewer showed it
 
 Run one at a time: 1080p decoding in chromium takes about a core.
 """
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import shutil
 import socket
@@ -71,14 +76,25 @@ def _monitor(p, url: str):
     return browser, page
 
 
-def latency(size: str, seconds: int, joins: int, via: str, part_frames: int, gop: int) -> None:
+def latency(size: str, seconds: int, joins: int, via: str, part_frames: int, gop: int,
+            media: str) -> None:
     from nginx_front import served_dir, start_nginx
     from playout_media import make_rendered
     from playwright.sync_api import sync_playwright
 
     tmp = Path(tempfile.mkdtemp(prefix="playout-latency-"))
-    make_rendered(tmp / "filler", pattern="testsrc", seconds=10, size=size, cache_root=tmp / "cache",
-                  gop=gop)
+    if media == "demo":   # what the channel airs: the renderer's own output (about 1.6 Mbit/s)
+        from avatarrender.render import render
+        from avatarrender.spec import load_spec
+
+        presets = {"1920x1080": "1080p30", "1280x720": "720p30"}
+        if size not in presets:
+            sys.exit(f"--media demo renders at {' or '.join(presets)}")
+        spec = load_spec(ROOT / "examples" / "demo" / "segment.yaml", overrides={"preset": presets[size]})
+        render(spec.idle(10.0), tmp / "filler")
+    else:   # ffmpeg's testsrc, ultrafast: about 16 Mbit/s at 1080p, heavier to load and decode
+        make_rendered(tmp / "filler", pattern="testsrc", seconds=10, size=size,
+                      cache_root=tmp / "cache", gop=gop)
     (tmp / "schedule.yaml").write_text(f"filler: {{dir: filler}}\npart_frames: {part_frames}\n")
     out = served_dir()
     proc, url = _playout(["--schedule", str(tmp / "schedule.yaml")], tmp, out=out)
@@ -108,7 +124,8 @@ def latency(size: str, seconds: int, joins: int, via: str, part_frames: int, gop
         proc.terminate()
         proc.wait(10)
     lat_all.sort()
-    print(json.dumps({"via": via, "size": size, "part_frames": part_frames, "gop": gop, "joins": joins,
+    print(json.dumps({"via": via, "media": media, "size": size, "part_frames": part_frames,
+                      "gop": gop if media == "testsrc" else 30, "joins": joins,
                       "seconds_per_join": seconds, "samples": len(lat_all),
                       "median_s": round(statistics.median(lat_all), 3),
                       "p95_s": round(lat_all[int(0.95 * len(lat_all))], 3),
@@ -116,6 +133,17 @@ def latency(size: str, seconds: int, joins: int, via: str, part_frames: int, gop
                       "stalls": stalls, "frames": frames, "frames_expected": expected}, indent=1))
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
+
+
+def _first_listed(spool: Path, name: str) -> bool:
+    """Does the spool list a media segment of ``name`` yet (in progress or complete)?"""
+    for folder in (spool / f".{name}.partial", spool / name):
+        try:
+            if json.loads((folder / "manifest.json").read_text())["segments"]:
+                return True
+        except (OSError, ValueError, KeyError):
+            pass
+    return False
 
 
 def submit(preset: str, tries: int, seconds: float, via: str) -> None:
@@ -171,8 +199,10 @@ def submit(preset: str, tries: int, seconds: float, via: str) -> None:
                     cmd = [exe, "render", str(yml), "--preset", preset, "--into", str(spool),
                            "--name", name, "--quiet"]
                 sub = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-                since = None
+                since = t_first = None
                 while since is None and time.time() - t_submit < 60:
+                    if t_first is None and _first_listed(spool, name):
+                        t_first = time.time()
                     oa = on_air()
                     if oa.get("key") == f"spool/{name}":
                         since = oa["since"]
@@ -184,8 +214,12 @@ def submit(preset: str, tries: int, seconds: float, via: str) -> None:
                     f"window.__hls && window.__hls.playingDate && window.__hls.playingDate >= new Date('{since}')",
                     timeout=30_000, polling=10)
                 t_screen = time.time()
-                results.append({"submit_to_air_s": round(t_published - t_submit, 3),
-                                "submit_to_screen_s": round(t_screen - t_submit, 3)})
+                pdt = dt.datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()
+                results.append({"first_segment_s": round((t_first or t_published) - t_submit, 3),
+                                "program_start_s": round(pdt - t_submit, 3),
+                                "submit_to_air_s": round(t_published - t_submit, 3),
+                                "submit_to_screen_s": round(t_screen - t_submit, 3),
+                                "viewer_behind_s": round(t_screen - pdt, 3)})
                 print(json.dumps(results[-1]), file=sys.stderr)
                 sub.wait()
                 while on_air().get("key") != "filler":  # the program ends; filler again
@@ -202,7 +236,9 @@ def submit(preset: str, tries: int, seconds: float, via: str) -> None:
     print(json.dumps({"preset": preset, "via": via, "seconds": seconds, "tries": results,
                       "median_submit_to_screen_s": statistics.median(screen),
                       "p95_submit_to_screen_s": screen[min(len(screen) - 1, int(0.95 * len(screen)))],
-                      "median_submit_to_air_s": statistics.median(r["submit_to_air_s"] for r in results),
+                      **{f"median_{k}": statistics.median(r[k] for r in results)
+                         for k in ("first_segment_s", "program_start_s", "submit_to_air_s",
+                                   "viewer_behind_s")},
                       "stalls": mon["waiting"], "fatal_errors": [e for e in mon["errors"] if e["fatal"]]},
                      indent=1))
     shutil.rmtree(tmp, ignore_errors=True)
@@ -216,8 +252,13 @@ def main() -> None:
     a.add_argument("--seconds", type=int, default=20)
     a.add_argument("--joins", type=int, default=5)
     a.add_argument("--via", choices=["builtin", "nginx"], default="builtin")
-    a.add_argument("--part-frames", type=int, default=8)
-    a.add_argument("--gop", type=int, default=30, help="keyframe every N frames (30: one per "
+    from avatarrender.playout.schedule import ScheduleModel
+
+    a.add_argument("--part-frames", type=int, default=ScheduleModel.model_fields["part_frames"].default,
+                   help="LL-HLS part length in frames (default: the schedule's default)")
+    a.add_argument("--media", choices=["demo", "testsrc"], default="demo",
+                   help="the demo's idle filler as the renderer makes it, or ffmpeg's testsrc")
+    a.add_argument("--gop", type=int, default=30, help="testsrc only: keyframe every N frames (30: one per "
                    "media segment, as the renderer's presets; = part frames: every part independent)")
     b = sub.add_parser("submit")
     b.add_argument("--preset", default="1080p30")
@@ -227,7 +268,7 @@ def main() -> None:
                    help="the warm render service (avatarrender submit) or a one-shot render --into")
     args = ap.parse_args()
     if args.cmd == "latency":
-        latency(args.size, args.seconds, args.joins, args.via, args.part_frames, args.gop)
+        latency(args.size, args.seconds, args.joins, args.via, args.part_frames, args.gop, args.media)
     else:
         submit(args.preset, args.tries, args.seconds, args.via)
 

@@ -33,7 +33,7 @@ def serve_cmd(
     preset: Optional[str] = typer.Option(None, "--preset", help="Output preset for every submission."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Render on a Dask cluster "
                                             "(tcp://HOST:PORT) instead of local workers."),
-    lead_frames: int = typer.Option(8, "--lead-frames", min=0, help="Frames of each render's "
+    lead_frames: int = typer.Option(6, "--lead-frames", min=0, help="Frames of each render's "
                                     "first media segment (0: a whole segment); match the "
                                     "playout's part_frames so a new program airs sooner."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),

@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -87,8 +88,11 @@ def test_service_renders_submissions_and_goes_on_after_a_bad_one(tmp_path):
     from avatarrender.render import render
     from avatarrender.spec import load_spec
 
-    ref = render(load_spec(yml), tmp_path / "ref", jobs=1, lead_frames=8)
-    assert [s["frames"] for s in ref["segments"]][0] == 8
+    from avatarrender.service import RenderService
+
+    lead = RenderService(inbox, spool).lead_frames   # the service's default, as started above
+    ref = render(load_spec(yml), tmp_path / "ref", jobs=1, lead_frames=lead)
+    assert [s["frames"] for s in ref["segments"]][0] == lead
     assert frame_hashes(spool / "good" / "index.m3u8") == frame_hashes(tmp_path / "ref" / "index.m3u8")
     assert (inbox / ".done" / "good.submit").is_file() and not (inbox / "good.submit").exists()
 
@@ -115,3 +119,43 @@ def test_service_stopped_mid_render_leaves_no_process_and_resumes(tmp_path, sig,
         _stop(proc)
     man = json.loads((spool / "slow" / "manifest.json").read_text())
     assert man["complete"] and man["render"]["chunks_reused"] >= done_before
+
+
+_ENTRY = """import sys
+from avatarrender._cli import main
+try:
+    main()
+finally:
+    print(sorted(m for m in ('numpy', 'typer', 'pydantic') if m in sys.modules), file=sys.stderr)
+"""
+
+
+def _entry(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The console script's own entry point (``avatarrender._cli:main``), as installed."""
+    return subprocess.run([sys.executable, "-c", _ENTRY, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_submit_command_is_answered_without_the_cli_framework(tmp_path):
+    """``avatarrender submit`` runs on the way from a new segment to the screen: it writes the
+    same submission as the library call without importing typer, pydantic or numpy, and any
+    usage it does not plainly understand is left to the full CLI's error."""
+    yml = make_tiny_segment(tmp_path / "seg", tv=False, captions=False)
+    inbox = tmp_path / "inbox"
+    r = _entry("submit", str(yml), "--inbox", str(inbox), "--name=quick-1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "quick-1" and r.stderr.strip() == "[]"
+    sub = read_submission(inbox / "quick-1.submit")
+    assert sub.spec == yml.resolve() and sub.name == "quick-1"
+    # the same error line and code as the library's refusal, still without the framework
+    r = _entry("submit", str(yml), "--inbox", str(inbox), "--name", "quick-1", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.splitlines()[0].startswith("avatarrender: error: ")
+    assert "already waiting" in r.stderr and r.stderr.splitlines()[-1] == "[]"
+    # usage errors and --help: the typer app answers (and was loaded to do so)
+    r = _entry("submit", str(yml), cwd=tmp_path)
+    assert r.returncode == 2 and "Missing option '--inbox'" in r.stderr and "typer" in r.stderr
+    r = _entry("submit", "--help", cwd=tmp_path)
+    assert r.returncode == 0 and "--inbox" in r.stdout and "--name" in r.stdout
+    r = _entry("submit", str(yml), "--inbox", str(inbox), "--bogus", cwd=tmp_path)
+    assert r.returncode == 2 and "--bogus" in r.stderr
+    assert sorted(p.name for p in inbox.iterdir()) == ["quick-1.submit"]

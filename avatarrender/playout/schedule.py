@@ -111,9 +111,10 @@ class ScheduleModel(_Strict):
     target_duration_s: int = Field(1, ge=1, le=10)
     window_s: float = Field(6.0, gt=0)
     hold_back_s: float = Field(3.0, ge=0)
-    # LL-HLS PART-TARGET in frames (8 at 30 fps: 0.267 s, Apple asks for parts of at least
-    # 0.2 s); 0 publishes whole media segments only, without parts or blocking reload
-    part_frames: int = Field(8, ge=0, le=600)
+    # LL-HLS PART-TARGET in frames: 6 at 30 fps is 0.2 s, the shortest part Apple advises; a
+    # viewer on hls.js defaults starts PART-HOLD-BACK (3 parts) behind the edge, so the part
+    # sets the latency. 0 publishes whole media segments only, without parts or blocking reload
+    part_frames: int = Field(6, ge=0, le=600)
     part_hold_back_s: float = Field(0.0, ge=0)   # raised to 3 PART-TARGETs if less
     late: LateModel = LateModel()
     filler: FillerModel | None = None
