@@ -6,24 +6,23 @@ the peaks that would cross the ceiling. Nothing here pumps: the gain is one numb
 limiter's envelope reaches each peak's reduction before the peak and returns after it.
 
 The measurement is ffmpeg's ``ebur128`` filter (integrated loudness, loudness range, true
-peak with 4x oversampling), run on the signal exactly as the AAC encoder receives it (mono
-upmixed to stereo by ffmpeg), so that the figures are those of the decoded output.
+peak with 4x oversampling), run in this process through PyAV's libavfilter on the signal the
+AAC encoder receives (mono, upmixed to stereo by the encoder's ffmpeg), so that the figures
+are those of the decoded output. Nothing here imports scipy: it sits on the way to the first
+media segment's audio, where a cold ``scipy.signal`` alone cost 0.7-1.3 s.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import math
-import re
-import subprocess
 
 import numpy as np
 
 from .errors import FFmpegError
-from .media import ffmpeg_exe
 from .timebase import AUDIO_RATE_HZ
 
-__all__ = ["LoudnessTarget", "LoudnessReport", "measure", "normalise", "SILENCE_LUFS",
+__all__ = ["LoudnessTarget", "LoudnessReport", "measure", "normalise", "add_true_peaks", "SILENCE_LUFS",
            "DEFAULT_LOUDNESS_LUFS", "DEFAULT_TRUE_PEAK_DBTP"]
 
 log = logging.getLogger("avatarrender.loudness")
@@ -85,13 +84,14 @@ class LoudnessReport:
     limited_s: float
 
 
-_FIELD = {"I": "integrated", "LRA": "range", "Peak": "peak"}
-_LINE = re.compile(r"^\s*(I|LRA|Peak):\s+(-?inf|-?\d+(?:\.\d+)?)\s", re.M)
-
-
 def measure(samples: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE_HZ,
             true_peak: bool = True) -> Measurement:
     """Measure mono float samples as the AAC track carries them (upmixed to stereo).
+
+    In-process, through PyAV's libavfilter: ffmpeg's own ``ebur128`` filter (BS.1770-4 gated
+    integrated loudness, EBU Tech 3342 loudness range, true peak with 4x oversampling), so the
+    figures are those the ``ffmpeg`` command reads on the decoded output, without starting
+    ffmpeg (a process and a pipe of the whole track: 0.3-0.5 s each time, measured).
 
     Parameters
     ----------
@@ -106,47 +106,154 @@ def measure(samples: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE_HZ,
     Measurement
         ``integrated_lufs`` None when the audio is silent (or shorter than one 400 ms block).
     """
-    data = np.ascontiguousarray(samples, dtype="<f4").tobytes()
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-f", "f32le",
-           "-ar", str(sample_rate_hz), "-ac", "1", "-i", "-",
-           "-af", "aformat=channel_layouts=stereo,ebur128=framelog=quiet"
-           + (":peak=true" if true_peak else ""),
-           "-f", "null", "-"]
-    proc = subprocess.run(cmd, input=data, capture_output=True, timeout=600)
-    text = proc.stderr.decode(errors="replace")
-    if proc.returncode != 0:
-        raise FFmpegError("loudness measurement: ffmpeg failed", cmd=cmd, stderr=text)
-    summary = text[text.rfind("Summary:"):]
-    found = {_FIELD[k]: float(v) for k, v in _LINE.findall(summary)}
-    if not true_peak:
-        found["peak"] = -math.inf
-    if len(found) != 3:
-        raise FFmpegError("loudness measurement: no ebur128 summary", cmd=cmd, stderr=text)
-    integrated = found["integrated"]
-    peak = found["peak"]
+    # Mono is measured as mono: BS.1770 weighs one channel as the two upmixed halves it becomes
+    # (the same loudness), and only the true peak moves, by the upmix's -3 dB.
+    found = _ebur128(np.ascontiguousarray(samples, dtype=np.float32), sample_rate_hz, true_peak)
+    integrated, range_lu, peak = found
     return Measurement(
         integrated_lufs=None if integrated <= SILENCE_LUFS + 1e-9 else integrated,
-        range_lu=found["range"],
-        true_peak_dbtp=None if not math.isfinite(peak) else peak,
+        range_lu=range_lu,
+        true_peak_dbtp=(None if not true_peak or peak <= 0.0
+                        else round(20 * math.log10(peak * _UPMIX), 1)),
     )
 
 
-# Between samples a band-limited signal peaks at most a few dB above them (3.5 dB covers
-# speech and music; a full-scale square wave's overshoot is ~2 dB): a signal whose sample peak
-# stays this far under the ceiling is not oversampled at all.
-_INTERSAMPLE_DB = 4.0
+# Samples per frame pushed into the filter graph (1 s: few Python round trips).
+_GRAPH_FRAME = AUDIO_RATE_HZ
 
 
-def _true_peak_per_sample(x: np.ndarray) -> np.ndarray:
-    """|x| with 4x oversampling (BS.1770 annex 2): per input sample, the largest magnitude of the
-    oversampled signal around it. [shape=(n,)]
+def _ebur128(x: np.ndarray, sample_rate_hz: int, true_peak: bool) -> tuple[float, float, float]:
+    """ffmpeg's ``ebur128`` over mono float32 ``x``: (integrated LUFS, range LU, true peak as a
+    linear magnitude). The filter tags each 100 ms frame it passes with its readings so far;
+    the last frame's are those of the whole signal."""
+    import av
+    from av.filter import Graph
 
-    It scales with the signal, so it is computed once, before any gain."""
-    from scipy.signal import resample_poly
+    graph = Graph()
+    chain = [graph.add_abuffer(format="flt", sample_rate=sample_rate_hz, layout="mono", channels=1),
+             graph.add("ebur128", "metadata=1" + (":peak=true" if true_peak else "")),
+             graph.add("abuffersink")]
+    for a, b in zip(chain, chain[1:]):
+        a.link_to(b)
+    graph.configure()
+    last: dict[str, str] = {}
 
-    n = x.shape[0]
-    up = np.abs(resample_poly(x.astype(np.float64), 4, 1))
-    return np.maximum(up[: n * 4].reshape(n, 4).max(axis=1), np.abs(x))
+    def drain() -> None:
+        nonlocal last
+        while True:
+            try:
+                frame = graph.pull()
+            except (av.BlockingIOError, av.EOFError):
+                return
+            last = frame.metadata or last
+
+    try:
+        for i in range(0, x.shape[0], _GRAPH_FRAME):
+            frame = av.AudioFrame.from_ndarray(x[None, i: i + _GRAPH_FRAME], format="flt",
+                                               layout="mono")
+            frame.sample_rate, frame.pts = sample_rate_hz, i
+            graph.push(frame)
+            drain()
+        graph.push(None)
+        drain()
+    except av.FFmpegError as exc:
+        raise FFmpegError(f"loudness measurement: libavfilter's ebur128 failed: {exc}",
+                          cmd=["ebur128"], stderr=str(exc)) from None
+    if "lavfi.r128.I" not in last:  # nothing long enough to measure: silence
+        return -math.inf, 0.0, 0.0
+    try:
+        return (float(last["lavfi.r128.I"]), float(last["lavfi.r128.LRA"]),
+                float(last["lavfi.r128.true_peak"]) if true_peak else 0.0)
+    except (KeyError, ValueError):
+        raise FFmpegError(f"loudness measurement: unexpected ebur128 readings {last}",
+                          cmd=["ebur128"], stderr="") from None
+
+
+# 4x oversampling interpolator of BS.1770-4 annex 2: the low-pass scipy.signal.resample_poly
+# designs for 4:1 (81 taps, Kaiser beta 5, cut at the input's Nyquist), here in numpy: the
+# limiter then needs no scipy.signal (its import alone took 0.7-1.3 s, measured, on the way
+# to the first media segment's audio). Row p is the polyphase branch for output phase p.
+_TP_TAPS = 81
+_TP_DELAY = (_TP_TAPS - 1) // 8  # the filter's delay in input samples (10)
+
+
+def _tp_filter() -> np.ndarray:
+    m = np.arange(_TP_TAPS) - (_TP_TAPS - 1) / 2
+    h = 0.25 * np.sinc(0.25 * m) * np.kaiser(_TP_TAPS, 5.0)
+    h *= 4 / h.sum()  # unity gain through the zero-stuffed upsampling
+    return np.stack([np.pad(h[p::4], (0, -(-_TP_TAPS // 4) - h[p::4].size)) for p in range(4)])
+
+
+_TP_PHASES = _tp_filter()  # [shape=(4, 21)]
+# No interpolated sample exceeds this many times the largest |x| under its taps.
+_TP_BOUND = float(np.abs(_TP_PHASES).sum(axis=1).max())
+# The true peak is computed per block of this many samples, only where a block could reach
+# the ceiling (speech brought to -16 LUFS: a few percent of the blocks).
+_TP_BLOCK = 4096
+
+
+class _TruePeak:
+    """|x| with 4x oversampling (BS.1770 annex 2), per input sample the largest magnitude of the
+    oversampled signal around it, computed lazily: only blocks whose samples (with the filter's
+    reach) could come within a ceiling are oversampled; elsewhere |x| stands in, which is all
+    the limiter needs there (it leaves a sample alone below the ceiling).
+
+    It scales with the signal, so it is computed for ``x`` once, before any gain.
+    """
+
+    def __init__(self, x: np.ndarray):
+        self.x = x
+        n = x.shape[0]
+        self.peak = np.abs(x)
+        n_blocks = -(-n // _TP_BLOCK)
+        padded = np.zeros(n_blocks * _TP_BLOCK)
+        padded[:n] = self.peak
+        block_max = padded.reshape(n_blocks, _TP_BLOCK).max(axis=1)
+        # the filter reaches _TP_DELAY samples into each neighbouring block
+        near = block_max.copy()
+        near[1:] = np.maximum(near[1:], block_max[:-1])
+        near[:-1] = np.maximum(near[:-1], block_max[1:])
+        self.reach = near * _TP_BOUND  # no true peak in a block exceeds this
+        self.done = np.zeros(n_blocks, dtype=bool)
+
+    def upto(self, level: float) -> np.ndarray:
+        """The per-sample true peak, exact wherever it could reach ``level``. [shape=(n,)]"""
+        todo = np.flatnonzero(~self.done & (self.reach >= level))
+        if todo.size:
+            x, n = self.x, self.x.shape[0]
+            taps = _TP_PHASES.shape[1]
+            for b in todo:
+                i0, i1 = b * _TP_BLOCK, min(n, (b + 1) * _TP_BLOCK)
+                lo, hi = max(0, i0 - taps), min(n, i1 + taps)
+                seg = x[lo:hi]
+                for p in range(4):
+                    y = np.convolve(seg, _TP_PHASES[p])[i0 - lo + _TP_DELAY: i1 - lo + _TP_DELAY]
+                    np.maximum(self.peak[i0:i1], np.abs(y), out=self.peak[i0:i1])
+            self.done[todo] = True
+        return self.peak
+
+
+def _sliding_min(a: np.ndarray, half: int) -> np.ndarray:
+    """Minimum over ``a[i - half: i + half + 1]``, edges held (van Herk / Gil-Werman: three
+    passes whatever the window). [shape=a.shape]"""
+    w = 2 * half + 1
+    n = a.shape[0]
+    n_blocks = -(-(n + 2 * half) // w)
+    padded = np.full(n_blocks * w, a[-1])
+    padded[: n + half] = np.concatenate([np.full(half, a[0]), a])
+    blocks = padded.reshape(n_blocks, w)
+    prefix = np.minimum.accumulate(blocks, axis=1).ravel()
+    suffix = np.minimum.accumulate(blocks[:, ::-1], axis=1)[:, ::-1].ravel()
+    return np.minimum(suffix[:n], prefix[w - 1: w - 1 + n])
+
+
+def _box_below_one(a: np.ndarray, half: int) -> np.ndarray:
+    """Mean over ``a[i - half: i + half + 1]``, edges held, for ``a <= 1``: averaged as the
+    shortfall from 1, so that runs of 1 come out as exactly 1. [shape=a.shape]"""
+    short = np.concatenate([np.full(half, 1 - a[0]), 1 - a, np.full(half, 1 - a[-1])])
+    c = np.concatenate([[0.0], np.cumsum(short)])
+    w = 2 * half + 1
+    return 1 - (c[w:] - c[:-w]) / w
 
 
 def _limiter_gain(peak: np.ndarray, ceiling: float, sample_rate_hz: int) -> np.ndarray:
@@ -157,21 +264,19 @@ def _limiter_gain(peak: np.ndarray, ceiling: float, sample_rate_hz: int) -> np.n
     window and smoothed by two box filters whose support fits inside it, so the smoothed gain
     never exceeds what any sample needs, and it moves over milliseconds, not per sample.
     """
-    from scipy.ndimage import minimum_filter1d, uniform_filter1d
-
     need = np.minimum(1.0, ceiling / np.maximum(peak, 1e-12))
     if need.min() >= 1.0:
         return need
-    half = max(1, int(round((_LOOKAHEAD_S + _RELEASE_S) / 2 * sample_rate_hz)))
-    env = minimum_filter1d(need, size=2 * half + 1, mode="nearest")
-    box = half + 1  # two centred boxes of half+1: support 2*half+1, inside the min window
-    env = uniform_filter1d(env, size=box, mode="nearest")
-    env = uniform_filter1d(env, size=box, mode="nearest")
+    half = max(2, int(round((_LOOKAHEAD_S + _RELEASE_S) / 2 * sample_rate_hz)))
+    env = _sliding_min(need, half)
+    box = half // 2  # two centred boxes of 2*(half//2)+1: support <= 2*half+1, inside the min
+    env = _box_below_one(_box_below_one(env, box), box)
     return np.minimum(env, need)  # float rounding only
 
 
 def normalise(samples: np.ndarray, target: LoudnessTarget, *, name: str = "audio",
-              sample_rate_hz: int = AUDIO_RATE_HZ) -> tuple[np.ndarray, LoudnessReport]:
+              sample_rate_hz: int = AUDIO_RATE_HZ,
+              true_peaks: bool = True) -> tuple[np.ndarray, LoudnessReport]:
     """Bring ``samples`` to ``target``: one gain, then the true-peak limiter where needed.
 
     Parameters
@@ -180,6 +285,10 @@ def normalise(samples: np.ndarray, target: LoudnessTarget, *, name: str = "audio
         The whole segment's mono audio.
     name : str
         For the warning about silence (the spec file).
+    true_peaks : bool
+        Measure the true peaks for the report. False leaves them out (None) for
+        :func:`add_true_peaks` to fill in later: the gain and the limiter do not need them
+        (the limiter oversamples where it must), so a render can start encoding sooner.
 
     Returns
     -------
@@ -188,7 +297,7 @@ def normalise(samples: np.ndarray, target: LoudnessTarget, *, name: str = "audio
 
     Silence (no measurable loudness) gets no gain, and a warning.
     """
-    before = measure(samples, sample_rate_hz=sample_rate_hz)
+    before = measure(samples, sample_rate_hz=sample_rate_hz, true_peak=true_peaks)
     if not target.enabled:
         return samples, LoudnessReport(before, before, target, 0.0, 0.0)
     if before.integrated_lufs is None:
@@ -203,22 +312,22 @@ def normalise(samples: np.ndarray, target: LoudnessTarget, *, name: str = "audio
     # (converges in two or three rounds; each is deterministic). Without limiting the gain is
     # exact: loudness, range and peak move by it, and nothing is measured again.
     sample_peak = float(np.abs(x).max(initial=0.0))
-    peak: np.ndarray | None = None
+    peak: _TruePeak | None = None
     after: Measurement | None = None
     for round_ in range(4):
         g = 10 ** (gain_db / 20)
         y = x * g
-        if sample_peak * g * 10 ** (_INTERSAMPLE_DB / 20) < ceiling:
+        if sample_peak * g * _TP_BOUND < ceiling:
             out, limited = y, np.zeros(0, dtype=bool)  # nothing can reach the ceiling
             break
         if peak is None:
-            peak = _true_peak_per_sample(x)
-        env = _limiter_gain(peak * g, ceiling, sample_rate_hz)
+            peak = _TruePeak(x)
+        env = _limiter_gain(peak.upto(ceiling / g) * g, ceiling, sample_rate_hz)
         out = y * env
         limited = env < 0.9999
         if not limited.any():
             break
-        got = measure(out.astype(np.float32), sample_rate_hz=sample_rate_hz)
+        got = measure(out.astype(np.float32), sample_rate_hz=sample_rate_hz, true_peak=true_peaks)
         miss = 0.0 if got.integrated_lufs is None else target.integrated_lufs - got.integrated_lufs
         if abs(miss) < _TOLERANCE_LU or round_ == 3:
             after = got  # what is returned is what was measured
@@ -233,3 +342,23 @@ def normalise(samples: np.ndarray, target: LoudnessTarget, *, name: str = "audio
     return out32, LoudnessReport(
         before=before, after=after, target=target, gain_db=round(gain_db, 2),
         limited_s=round(float(limited.sum()) / sample_rate_hz, 3))
+
+
+def add_true_peaks(report: LoudnessReport, before: np.ndarray, after: np.ndarray, *,
+                   sample_rate_hz: int = AUDIO_RATE_HZ) -> LoudnessReport:
+    """``report`` of ``normalise(..., true_peaks=False)`` with its true peaks measured.
+
+    Parameters
+    ----------
+    before, after : np.ndarray [shape=(n,), dtype=float32]
+        What :func:`normalise` was given, and what it returned.
+    """
+    measured = measure(before, sample_rate_hz=sample_rate_hz)
+    if report.after is report.before:  # left as it was (silence, or normalisation off)
+        return dataclasses.replace(report, before=measured, after=measured)
+    if report.limited_s == 0 and measured.true_peak_dbtp is not None:
+        # one gain, no limiting: the peak moved by exactly the gain
+        return dataclasses.replace(report, before=measured, after=dataclasses.replace(
+            report.after, true_peak_dbtp=round(measured.true_peak_dbtp + report.gain_db, 1)))
+    return dataclasses.replace(report, before=measured,
+                               after=measure(after, sample_rate_hz=sample_rate_hz))

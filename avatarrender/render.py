@@ -31,9 +31,10 @@ from .compose import build_scene, compose_frames, scene_for, slice_timeline
 from .encode import ChunkEncoder, SegmentJob
 from .errors import (AvatarRenderError, DiskFullError, FFmpegError, OutputError,
                      RenderLockedError)
+from .loudness import add_true_peaks, normalise
 from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
 from .rendition import Manifest, Publisher, clear_failed, partial_path, read_manifest, utc_now_iso
-from .soundtrack import manifest_loudness, soundtrack
+from .soundtrack import loudness_target, manifest_loudness, mix
 from .spec import Spec
 from .subtitles import SubtitleWriter
 
@@ -110,20 +111,29 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         raise
 
 
-_SOUNDTRACK_V = b"soundtrack/1"  # bump when the mixing or the normalisation changes
+_SOUNDTRACK_V = b"soundtrack/2"  # bump when the mixing or the normalisation changes
 
 
 def _make_track(spec: Spec, speech: Any, audio_path: Path, sound: dict[str, Any]) -> None:
-    """Mix and normalise the segment's audio, record its loudness in ``sound``, and encode it
-    to ``audio_path`` unless a resumed render already has it."""
+    """Mix and normalise the segment's audio, encode it to ``audio_path`` unless a resumed render
+    already has it, and record its loudness in ``sound``.
+
+    The chunks wait for the AAC frames, not for the manifest's figures: the true peaks (which
+    neither the gain nor the limiter needs) are measured after the encoder has the samples.
+    """
+    t0 = time.perf_counter()
     try:
-        samples, report = soundtrack(spec, speech)
+        mixed = mix(spec, speech)
+        samples, report = normalise(mixed, loudness_target(spec), name=str(spec.source),
+                                    true_peaks=False)
     except BaseException:
         failed_path(audio_path).touch()  # the chunks waiting for the track stop
         raise
-    sound["loudness"] = manifest_loudness(report)
+    if _profile.ENABLED:
+        _profile.add("soundtrack", t0)  # mixing and loudness; the rest is the AAC encoder
     if not audio_path.is_file():
         encode_track(samples, audio_path, spec.output.audio_bitrate_kbps)
+    sound["loudness"] = manifest_loudness(add_true_peaks(report, mixed, samples))
 
 
 def _chunk_key(spec: Spec, chunk: Chunk, audio_hash: str, threads: int | None) -> str:

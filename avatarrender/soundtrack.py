@@ -15,7 +15,7 @@ from .rendition import Loudness
 from .spec import Spec
 from .timebase import AUDIO_RATE_HZ
 
-__all__ = ["soundtrack", "tv_sound", "speech_activity", "loudness_target", "manifest_loudness",
+__all__ = ["soundtrack", "mix", "tv_sound", "speech_activity", "loudness_target", "manifest_loudness",
            "CONTROL_RATE_HZ", "FADE_S"]
 
 # Ducking is computed at this rate, then interpolated to samples (smooth, and cheap in Python).
@@ -57,11 +57,10 @@ def speech_activity(speech: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE_HZ) 
     active = level_db > max(_SPEECH_FLOOR_DBFS, loudest - _SPEECH_RANGE_DB)
     hold = int(round(_SPEECH_HOLD_S * CONTROL_RATE_HZ))
     if hold and active.any():
-        from scipy.ndimage import maximum_filter1d
-
-        # hold forward only: a pause after a word keeps the duck for the hold
-        active = maximum_filter1d(active.astype(np.uint8), size=hold + 1, origin=-(hold // 2),
-                                  mode="constant") > 0
+        # hold forward only: a pause after a word keeps the duck for the hold (on at k when
+        # speech was on anywhere in k - hold .. k)
+        c = np.concatenate([np.zeros(hold + 1, dtype=np.int64), np.cumsum(active, dtype=np.int64)])
+        active = c[hold + 1:] - c[: active.shape[0]] > 0
     return active
 
 
@@ -146,24 +145,38 @@ def tv_sound(spec: Spec, speech: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE
     return out * 10 ** (duck_db / 20)
 
 
-def soundtrack(spec: Spec, speech: np.ndarray) -> tuple[np.ndarray, LoudnessReport]:
+def mix(spec: Spec, speech: np.ndarray) -> np.ndarray:
+    """Speech plus TV sound, before normalisation.
+
+    Returns
+    -------
+    np.ndarray [shape=speech.shape, dtype=float32]
+    """
+    tv = tv_sound(spec, speech)
+    if tv is None:
+        return speech
+    return (speech.astype(np.float64) + tv).astype(np.float32)
+
+
+def soundtrack(spec: Spec, speech: np.ndarray, *,
+               true_peaks: bool = True) -> tuple[np.ndarray, LoudnessReport]:
     """Speech plus TV sound, normalised: the samples the AAC track is encoded from.
 
     Parameters
     ----------
     speech : np.ndarray [shape=(n,), dtype=float32]
         :func:`avatarrender.analysis.segment_audio`'s output.
+    true_peaks : bool
+        False: the report's true peaks are left out (see
+        :func:`avatarrender.loudness.add_true_peaks`).
 
     Returns
     -------
     samples : np.ndarray [shape=(n,), dtype=float32]
     report : LoudnessReport
     """
-    mix = speech
-    tv = tv_sound(spec, speech)
-    if tv is not None:
-        mix = (speech.astype(np.float64) + tv).astype(np.float32)
-    return normalise(mix, loudness_target(spec), name=str(spec.source))
+    return normalise(mix(spec, speech), loudness_target(spec), name=str(spec.source),
+                     true_peaks=true_peaks)
 
 
 def manifest_loudness(report: LoudnessReport) -> Loudness:

@@ -346,7 +346,10 @@ def _stages(prof: dict, stats: dict, t_wall: float, elapsed: float) -> dict:
         "compose": w.get("compose", 0.0),
         "tv decode": w.get("tv_decode", 0.0),
         "encode": w.get("encode", 0.0) + w.get("mux", 0.0),
-        "audio": m.get("audio_encode", 0.0) + w.get("audio_wait", 0.0),
+        # the soundtrack (TV sound mixed, loudness measured, limiter: main process, in a thread
+        # beside the analysis), and how long the workers' muxers waited for its AAC frames
+        "soundtrack": m.get("soundtrack", 0.0),
+        "audio wait": w.get("audio_wait", 0.0),
         "publish": m.get("publish", 0.0),
         "scene load": w.get("scene_load", 0.0),
         "tail idle": w.get("tail_idle", 0.0),  # a worker done before the other (wall)
@@ -419,7 +422,8 @@ def main() -> None:
     print("\nours, per stage (median, s). Marks from the command's start: start-up (to render(): "
           "imports, spec check), analysis (speech, lip sync, scene build), 1st chunk at. Summed "
           "over the workers (core-seconds): compose, tv decode, encode (x264 + mux), scene load. "
-          "audio: AAC encode (main, overlapped) + workers' wait for it; publish: main process.")
+          "soundtrack: TV sound mixed + loudness (main, overlapped with the analysis); audio "
+          "wait: the workers' muxers waiting for its AAC frames; publish: main process.")
     keys = list(profiles[0][1]) if profiles else []
     print(f"{'case':20} " + " ".join(f"{k:>12}" for k in keys))
     for name, prof in profiles:

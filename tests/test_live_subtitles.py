@@ -175,8 +175,14 @@ window.tracks = () => Array.from(v.textTracks).map(t => ({kind: t.kind, label: t
 </script></body></html>"""
 
 
-def test_hlsjs_live_subtitles_across_a_program_change(tmp_path_factory) -> None:
+@pytest.mark.parametrize("front", ["built-in", "nginx"])
+def test_hlsjs_live_subtitles_across_a_program_change(tmp_path_factory, front: str) -> None:
+    """hls.js in Chromium, from the playout's own server or through the real nginx of
+    examples/nginx.conf in front of it: the subtitle track is listed and its cues sit on the
+    picture's timeline within one frame, across a program change."""
     import datetime as dt
+    import os
+    import shutil
     import socket
     import sys
     import time
@@ -186,7 +192,13 @@ def test_hlsjs_live_subtitles_across_a_program_change(tmp_path_factory) -> None:
 
     from avatarrender.playout.playlist import parse_pdt
 
+    from nginx_front import NGINX, served_dir, start_nginx
+
+    if front == "nginx" and not os.path.exists(NGINX):
+        pytest.skip("nginx not installed (scripts/setup.sh --test)")
     media = render_channel_media(tmp_path_factory.mktemp("live_browser"))
+    # nginx's workers (www-data) cannot read pytest's 0700 folders
+    out = served_dir() if front == "nginx" else media / "out"
     start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=10)
     (media / "schedule.yaml").write_text(f"""filler: {{dir: filler}}
 late: {{max_late_s: 3}}
@@ -203,8 +215,9 @@ entries:
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-c", "from cli.main import main; main()", "playout", "--schedule",
-             str(media / "schedule.yaml"), "--out", str(media / "out"), "--serve", f"127.0.0.1:{port}"],
+             str(media / "schedule.yaml"), "--out", str(out), "--serve", f"127.0.0.1:{port}"],
             stdout=log, stderr=subprocess.STDOUT, cwd=root)
+        ng = None
         try:
             url = f"http://127.0.0.1:{port}"
             for _ in range(200):
@@ -214,7 +227,9 @@ entries:
                 except OSError:
                     assert proc.poll() is None, log_path.read_text()
                     time.sleep(0.1)
-            (media / "out" / "subs_page.html").write_text(LIVE_PAGE, encoding="utf-8")
+            if front == "nginx":
+                ng, url = start_nginx(out, playout_port=port, work=media / "nginx")
+            (out / "subs_page.html").write_text(LIVE_PAGE, encoding="utf-8")
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
                 try:
@@ -229,10 +244,19 @@ entries:
                 finally:
                     browser.close()
         finally:
+            if ng is not None:
+                ng.terminate()
+                ng.wait(10)
             proc.terminate()
             proc.wait(10)
+            if front == "nginx":
+                shutil.rmtree(out, ignore_errors=True)
     text = log_path.read_text()
     assert "entry/b ended" in text, text
+    if front == "nginx":  # what the player read came through nginx
+        access = (media / "nginx" / "access.log").read_text()
+        assert re.search(r'"GET /subs_en\.m3u8[^"]* HTTP/1\.1" 200', access), access[-2000:]
+        assert re.search(r'"GET /subs/en/\d{9}\.vtt HTTP/1\.1" 200', access), access[-2000:]
     assert not [e for e in r["errors"] if e.endswith(":true")], r["errors"]
     subs = [t for t in tracks if t["kind"] in ("subtitles", "captions")]
     assert [(t["label"], t["language"]) for t in subs] == [("English", "en")], tracks
@@ -257,3 +281,136 @@ entries:
             want1 = element_time(float(started[key]) + min(cue["end_s"], 3.0))
             assert abs(got[0]["start"] - want0) <= frame, (cue, got[0], want0)
             assert abs(got[0]["end"] - want1) <= frame, (cue, got[0], want1)
+
+
+# ------------------------------------------------------------------ across a playout restart
+
+LONG_CUES = [{"text": "Charlie one", "start_s": 0.3, "end_s": 1.7},
+             {"text": "Charlie two", "start_s": 2.2, "end_s": 3.4},
+             {"text": "Charlie three", "start_s": 3.6, "end_s": 4.5},
+             {"text": "Charlie four", "start_s": 4.8, "end_s": 5.9}]
+
+
+def _check_in_step(out: Path, playlist) -> str:
+    """The live subtitle playlist lists exactly the video's segments: same window, media and
+    discontinuity sequence, dates and discontinuities. Returns its text."""
+    subs = (out / "subs_en.m3u8").read_text(encoding="utf-8")
+    video = list(playlist.segments)
+    assert f"#EXT-X-MEDIA-SEQUENCE:{playlist.media_sequence}\n" in subs
+    assert f"#EXT-X-DISCONTINUITY-SEQUENCE:{playlist.discontinuity_sequence}\n" in subs
+    listed = re.findall(r"(#EXT-X-DISCONTINUITY\n)?#EXT-X-PROGRAM-DATE-TIME:(\S+)\n#EXTINF:([\d.]+),\n(\S+)",
+                        subs)
+    assert [u for *_, u in listed] == [f"subs/en/{s.sequence:09d}.vtt" for s in video]
+    assert [bool(d) for d, *_ in listed] == [s.discontinuity for s in video]
+    live = (out / "live.m3u8").read_text()
+    assert [t for _, t, _, _ in listed] == re.findall(r"#EXT-X-PROGRAM-DATE-TIME:(\S+)", live)[:len(video)]
+    assert [float(d) for *_, d, _ in listed] == pytest.approx([float(s.duration_s) for s in video], abs=1e-5)
+    return subs
+
+
+def _subs_state(text: str) -> dict:
+    """Media sequence, discontinuity sequence and segments {seq: (uri, pdt, disc)} of a subtitle
+    playlist."""
+    mseq = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", text)[1])
+    dseq = int(re.search(r"#EXT-X-DISCONTINUITY-SEQUENCE:(\d+)", text)[1])
+    listed = re.findall(r"(#EXT-X-DISCONTINUITY\n)?#EXT-X-PROGRAM-DATE-TIME:(\S+)\n#EXTINF:[\d.]+,\n(\S+)",
+                        text)
+    return {"mseq": mseq, "dseq": dseq,
+            "segs": {mseq + i: (u, t, bool(d)) for i, (d, t, u) in enumerate(listed)}}
+
+
+def _check_subs_transition(prev: dict | None, cur: dict) -> None:
+    if prev is None:
+        return
+    assert cur["mseq"] >= prev["mseq"], "subtitle MEDIA-SEQUENCE went backwards"
+    removed = [q for q in prev["segs"] if q < cur["mseq"]]
+    assert cur["dseq"] == prev["dseq"] + sum(prev["segs"][q][2] for q in removed), \
+        "subtitle DISCONTINUITY-SEQUENCE does not count the removed discontinuities"
+    for q, seg in cur["segs"].items():
+        assert prev["segs"].get(q, seg) == seg, f"subtitle segment {q} changed"
+    if prev["segs"] and cur["segs"]:
+        assert max(cur["segs"]) >= max(prev["segs"]), "the subtitle playlist lost its newest segment"
+
+
+def test_live_subtitles_stay_in_step_across_a_playout_restart(tmp_path: Path):
+    """Stopped in the middle of a program and restarted on the same folder 1.5 s later: the
+    subtitle playlist keeps the video's window, dates and discontinuities, its media sequence
+    never goes back, and the WebVTT files aired after the restart hold the cues of the media
+    segment they go with, mapped onto its rewritten PTS."""
+    yml = make_tiny_segment(tmp_path / "seg_c", duration_s=6.0, speech_s=6.0, tv=False)
+    doc = yaml.safe_load(yml.read_text())
+    doc["captions"] = {"cues": LONG_CUES, "burn": False, "language": "en"}
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    render(load_spec(yml), tmp_path / "c", jobs=2)
+    render(load_spec(yml).idle(3.0), tmp_path / "filler", jobs=2)
+    sched = tmp_path / "schedule.yaml"
+    sched.write_text(f"""filler: {{dir: filler}}
+late: {{max_late_s: 5}}
+subtitles: [{{language: en, name: English}}]
+entries:
+  - {{name: c, at: "{at(4)}", segment: c}}
+""")
+    out = tmp_path / "out"
+    aired: dict[int, dict] = {}
+    prev = prev_subs = None
+    restarts = []
+    now = T0
+    p = Playout(load_schedule(sched), out, filler=tmp_path / "filler")
+    p.start(now)
+    for step in range(4 * 14):
+        if step == 4 * 6 + 2:  # 6.5 s: program c's third media segment is on air
+            restarts += [now, set(aired)]  # stopped here, with these aired
+            now += Fraction(3, 2)  # down for 1.5 s; a new process takes over the folder
+            p = Playout(load_schedule(sched), out, filler=tmp_path / "filler")
+            p.start(now)
+        now += Fraction(1, 4)
+        p.tick(now)
+        cur = parse_live((out / "live.m3u8").read_text())
+        check_transition(prev, cur)
+        prev = cur
+        if not p.playlist.segments:
+            continue
+        cur_subs = _subs_state(_check_in_step(out, p.playlist))
+        _check_subs_transition(prev_subs, cur_subs)  # sequences and dates never go back
+        prev_subs = cur_subs
+        for s in p.playlist.segments:
+            if s.sequence not in aired:
+                aired[s.sequence] = {"program": s.program, "disc": s.discontinuity,
+                                     "pdt_s": s.pdt_s, "ts": (out / s.uri).read_bytes(),
+                                     "vtt": (out / f"subs/en/{s.sequence:09d}.vtt").read_text(
+                                         encoding="utf-8")}
+    assert restarts
+    seqs = sorted(aired)
+    assert seqs == list(range(seqs[0], seqs[-1] + 1)), "a sequence number was skipped or reused"
+    # the new process closes the media segment cut at the stop (if it had parts out), then
+    # airs after a discontinuity
+    after = [q for q in seqs if q not in restarts[1]]
+    assert [aired[q]["disc"] for q in after[:2]] in ([True, False], [False, True]), after
+    prog = [q for q in seqs if aired[q]["program"] == "entry/c"]
+    resumed = next(q for q in after if aired[q]["disc"])
+    before_c = [q for q in prog if q < resumed]
+    after_c = [q for q in prog if q >= resumed]
+    assert before_c and after_c, "program c aired on both sides of the restart"
+    c_start = aired[prog[0]]["pdt_s"]  # its first media segment's air time
+    ks = {}
+    for q in prog:
+        a = aired[q]
+        ts = tmp_path / f"{q}.ts"
+        ts.write_bytes(a["ts"])
+        mpegts = int(re.search(r"X-TIMESTAMP-MAP=MPEGTS:(\d+),LOCAL:00:00:00.000", a["vtt"])[1])
+        # which media segment of c this is, from the picture: its rewritten PTS less the map's
+        delta = (_first_video_pts(ts) - mpegts) % (1 << 33)
+        assert delta % 90000 == 0, (q, delta)
+        k = ks[q] = delta // 90000
+        for cue in LONG_CUES:
+            shown = cue["start_s"] < k + 1 and cue["end_s"] > k
+            assert (cue["text"] in a["vtt"]) == shown, (q, k, a["vtt"])
+    # the picture and its cues on the wall clock: before the stop media segment k aired at
+    # c's start + k s; after the restart the program went on from a later media segment,
+    # consecutively, each 1 s after the one before
+    assert [ks[q] for q in before_c] == list(range(len(before_c)))
+    assert all(aired[q]["pdt_s"] == c_start + ks[q] for q in before_c)
+    first = ks[after_c[0]]
+    assert first >= len(before_c) - 1 and [ks[q] for q in after_c] == list(
+        range(first, first + len(after_c))), ks
+    assert all(aired[q]["pdt_s"] - ks[q] == aired[after_c[0]]["pdt_s"] - first for q in after_c)

@@ -181,3 +181,17 @@ def test_tv_sound_without_an_audio_stream_is_refused(tmp_path):
         load_spec(yml)
     msg = str(err.value)
     assert "tv.clips[0].audio" in msg and "segment.yaml" in msg and "clip.mp4" in msg
+
+
+def test_speech_activity_holds_after_the_speech_not_before():
+    """The duck holds through the pauses between words: on from the speech's start until the
+    hold (0.25 s) after its end, never ahead of it."""
+    from avatarrender.soundtrack import CONTROL_RATE_HZ, speech_activity
+
+    sr = 48000
+    y = np.zeros(2 * sr, dtype=np.float32)
+    y[sr // 2: sr // 2 + sr // 10] = 0.3 * np.sin(np.arange(sr // 10) * 0.3)  # 0.5-0.6 s
+    on = np.flatnonzero(speech_activity(y, sample_rate_hz=sr)) / CONTROL_RATE_HZ
+    assert 0.49 <= on[0] <= 0.5, on[0]
+    assert 0.83 <= on[-1] <= 0.86, on[-1]
+    assert on.size == round((on[-1] - on[0]) * CONTROL_RATE_HZ) + 1  # one run, no gap
