@@ -257,6 +257,10 @@ entries:
         access = (media / "nginx" / "access.log").read_text()
         assert re.search(r'"GET /subs_en\.m3u8[^"]* HTTP/1\.1" 200', access), access[-2000:]
         assert re.search(r'"GET /subs/en/\d{9}\.vtt HTTP/1\.1" 200', access), access[-2000:]
+        # hls.js asks for parts by range: a whole-file 200 (a failed If-Range after the filler
+        # segment was cut for program a) would put that file's parts on the picture twice
+        media_answers = re.findall(r'"GET /media/\d{9}\.ts HTTP/1\.1" (\d{3})', access)
+        assert media_answers and set(media_answers) == {"206"}, access[-2000:]
     assert not [e for e in r["errors"] if e.endswith(":true")], r["errors"]
     subs = [t for t in tracks if t["kind"] in ("subtitles", "captions")]
     assert [(t["label"], t["language"]) for t in subs] == [("English", "en")], tracks
