@@ -607,8 +607,9 @@ def mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
     A small classifier (one hidden layer over eleven phone classes, trained on espeak-ng and flite
     speech, rate, pitch, room, band, noise and codec varied, by ``avatarrender.evaluation.train``)
     over spectral features of five frames around each frame (two frames of look-ahead), on a 30 fps
-    grid, gives each shape's probability (the sum of its classes'); where it is unsure a
-    loudness prior (louder opens wider) is blended in. Frames outside speech activity (level
+    grid, gives each shape's probability (the sum of its classes'); where it is sure, a pull
+    towards the mean openness of its classes keeps a lone wrong guess (a closure amid vowels)
+    off the path; where it is unsure a loudness prior (louder opens wider) is blended in. Frames outside speech activity (level
     hysteresis) rest. The best path through the probabilities with a cost per change (Viterbi)
     avoids flicker; closures longer than an m are reopened. Then the animation pass over the
     whole segment: onset anticipation, pauses (short hold, medium relax, long rest), a minimum
