@@ -235,6 +235,17 @@ def test_a_tiny_training_run_is_deterministic():
     assert a["W2"].shape == (8, 11) and all(np.array_equal(a[k], b[k]) for k in a)
     lp = lipsync.class_logp(lipsync.frame_features(np.zeros(1600, np.float32), 16000, fps=FPS), a)
     assert lp.shape == (3, 11) and np.allclose(np.exp(lp).sum(axis=1), 1)
+    # the openness head learns openness itself (a sigmoid on the same hidden layer)
+    true = np.array([lipsync.OPENNESS[CLASS_SHAPE[k]] for k in y[3000:]])
+
+    def r(m):  # on frames it was not fitted on
+        h = np.maximum((x[3000:] - m["MU"]) / m["SD"] @ m["W1"] + m["B1"], 0)
+        return np.corrcoef(1 / (1 + np.exp(-(h @ m["W3"] + m["B3"])[:, 0])), true)[0, 1]
+
+    c = train.fit_mlp(x[:3000], y[:3000], epochs=3, hidden=8, openness_weight=5.0)
+    assert r(c) > 0.4 and r(c) > r(train.fit_mlp(x[:3000], y[:3000], epochs=0, hidden=8, openness_weight=5.0)) + 0.2
+    _, openness = lipsync._network(lipsync.frame_features(np.zeros(1600, np.float32), 16000, fps=FPS), c)
+    assert openness.shape == (3,) and ((openness >= 0) & (openness <= 1)).all()
 
 
 @pytest.mark.parametrize("fps", [Fraction(25), Fraction(60)])

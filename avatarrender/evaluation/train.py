@@ -227,6 +227,10 @@ def speed_perturb(utt: Utterance, factor: float) -> Utterance:
         dataclasses.replace(p, start_s=p.start_s * factor) for p in utt.phonemes))
 
 
+# weight of the openness head's squared error beside the phone classes' cross-entropy (fit_mlp)
+OPENNESS_WEIGHT = 0.0
+
+
 def fit_lda(x: np.ndarray, y: np.ndarray, *, shrink: float = 0.1) -> dict:
     """A linear discriminant (the previous model, kept for comparison)."""
     mu = x.mean(axis=0)
@@ -246,14 +250,18 @@ def fit_lda(x: np.ndarray, y: np.ndarray, *, shrink: float = 0.1) -> dict:
 
 def fit_mlp(x: np.ndarray, y: np.ndarray, *, hidden: int = 64, epochs: int = 30, lr: float = 3e-3,
             weight_decay: float = 1e-3, batch: int = 256, seed: int = 0,
-            input_noise: float = 0.3) -> dict:
+            input_noise: float = 0.3, openness_weight: float = 0.0) -> dict:
     """Softmax network with one ReLU layer, minibatch Adam; deterministic for a seed.
 
     Parameters
     ----------
     x : np.ndarray [shape=(n_frames, n_features)]
     y : np.ndarray [shape=(n_frames,)]
-        Indices into ``SHAPES``.
+        Indices into ``phonemes.CLASSES``.
+    openness_weight : float
+        When above 0, a second head on the same hidden layer (``W3``, ``B3``: a sigmoid) is
+        trained against the true shape's openness (``lipsync.OPENNESS``, 0 closed .. 1 wide)
+        with this weight on its squared error beside the cross-entropy.
     """
     mu = x.mean(axis=0)
     sd = x.std(axis=0) + 1e-6
@@ -262,6 +270,13 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, *, hidden: int = 64, epochs: int = 30,
     w1 = rng.standard_normal((z.shape[1], hidden)) * np.sqrt(2 / z.shape[1])
     w2 = rng.standard_normal((hidden, len(CLASSES))) * np.sqrt(1 / hidden)
     params = [w1, np.zeros(hidden), w2, np.zeros(len(CLASSES))]
+    head = openness_weight > 0
+    if head:
+        from ..lipsync import OPENNESS
+        from ..phonemes import CLASS_SHAPE
+
+        target = np.array([OPENNESS[c] for c in CLASS_SHAPE])[y]
+        params += [rng.standard_normal((hidden, 1)) * np.sqrt(1 / hidden), np.zeros(1)]
     m1 = [np.zeros_like(p) for p in params]
     m2 = [np.zeros_like(p) for p in params]
     step = 0
@@ -269,7 +284,7 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, *, hidden: int = 64, epochs: int = 30,
         order = rng.permutation(len(z))
         for k in range(0, len(z), batch):
             b = order[k : k + batch]
-            w1, b1, w2, b2 = params
+            w1, b1, w2, b2 = params[:4]
             zb = z[b] + rng.standard_normal(z[b].shape) * input_noise if input_noise else z[b]
             h = np.maximum(zb @ w1 + b1, 0)
             logits = h @ w2 + b2
@@ -279,14 +294,23 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, *, hidden: int = 64, epochs: int = 30,
             g[np.arange(len(b)), y[b]] -= 1
             g /= len(b)
             gh = g @ w2.T
+            if head:  # squared error of the sigmoid openness, through the same hidden layer
+                o = 1 / (1 + np.exp(-(h @ params[4] + params[5])))
+                go = openness_weight * 2 * (o[:, 0] - target[b])[:, None] * o * (1 - o) / len(b)
+                gh += go @ params[4].T
             gh[h <= 0] = 0
             grads = [zb.T @ gh + weight_decay * w1, gh.sum(0), h.T @ g + weight_decay * w2, g.sum(0)]
+            if head:
+                grads += [h.T @ go + weight_decay * params[4], go.sum(0)]
             step += 1
             for i, (p, gp) in enumerate(zip(params, grads)):
                 m1[i] = 0.9 * m1[i] + 0.1 * gp
                 m2[i] = 0.999 * m2[i] + 0.001 * gp * gp
                 p -= lr * (m1[i] / (1 - 0.9**step)) / (np.sqrt(m2[i] / (1 - 0.999**step)) + 1e-8)
-    return {"MU": mu, "SD": sd, "W1": params[0], "B1": params[1], "W2": params[2], "B2": params[3]}
+    model = {"MU": mu, "SD": sd, "W1": params[0], "B1": params[1], "W2": params[2], "B2": params[3]}
+    if head:
+        model.update(W3=params[4], B3=params[5])
+    return model
 
 
 def write_module(model: dict, path: Path) -> None:
@@ -308,11 +332,12 @@ def write_module(model: dict, path: Path) -> None:
     Path(path).write_text("\n".join(lines) + "\n")
 
 
-def train(families=FAMILIES, *, texts=None, epochs: int = 25, hidden: int = 128) -> dict:
+def train(families=FAMILIES, *, texts=None, epochs: int = 25, hidden: int = 128,
+          openness_weight: float = OPENNESS_WEIGHT) -> dict:
     """Collect and fit: the model as a dict of arrays (``MU``, ``SD``, ``W1``, ``B1``, ``W2``,
-    ``B2``); deterministic."""
+    ``B2``, and ``W3``, ``B3`` of the openness head); deterministic."""
     x, y = collect(families=families, texts=texts)
-    model = fit_mlp(x, y, epochs=epochs, hidden=hidden)
+    model = fit_mlp(x, y, epochs=epochs, hidden=hidden, openness_weight=openness_weight)
     h = np.maximum(((x - model["MU"]) / model["SD"]) @ model["W1"] + model["B1"], 0)
     pred = np.argmax(h @ model["W2"] + model["B2"], axis=1)
     print(f"{'+'.join(families)}: {len(y)} frames, training accuracy {np.mean(pred == y):.3f}")
@@ -329,10 +354,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, default=25)
     ap.add_argument("--hidden", type=int, default=128, help="hidden units")
     ap.add_argument("--sentences", type=int, default=None, help="train on the first N sentences only")
+    ap.add_argument("--openness-weight", type=float, default=OPENNESS_WEIGHT,
+                    help="weight of the openness head (0: none)")
     args = ap.parse_args(argv)
     families = tuple(f for f in FAMILIES if f != args.hold_out)
     texts = TRAIN_TEXT[: args.sentences] if args.sentences else None
-    model = train(families, texts=texts, epochs=args.epochs, hidden=args.hidden)
+    model = train(families, texts=texts, epochs=args.epochs, hidden=args.hidden,
+                  openness_weight=args.openness_weight)
     out = args.output or Path(__file__).resolve().parent.parent / "_lipsync_model.py"
     if out.suffix == ".npz":
         np.savez(out, **{k: np.asarray(v, dtype=np.float32) for k, v in model.items()})
