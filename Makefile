@@ -24,6 +24,7 @@ check:
 
 lint:
 	$(VENV)/bin/ruff check avatarrender cli tests benchmarks examples
+	$(VENV)/bin/ruff format --check avatarrender cli tests benchmarks examples
 
 bench: setup
 	$(PY) -m benchmarks.render_speed

@@ -12,6 +12,7 @@ The public API (each name is imported on first use, so ``import avatarrender`` s
     avatarrender.run_playout("schedule.yaml", "live/", serve="127.0.0.1:8080")  # until stopped
     avatarrender.submit("segment.yaml", "inbox/")              # to a RenderService's inbox
 """
+
 import logging as _logging
 import os
 from importlib import import_module

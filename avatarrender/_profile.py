@@ -5,6 +5,7 @@ at; each process sums its own (a worker hands its sums back with each chunk's re
 process adds them to the manifest's ``render.profile``). Off, :data:`ENABLED` is False and the
 callers skip the clock entirely.
 """
+
 from __future__ import annotations
 
 import os

@@ -13,6 +13,7 @@ the alignment skip a phoneme or a whole word, and between words a *filler* state
 against their phonemes are dropped; if too little matches, a :class:`LipsyncWarning` says so and
 the audio-only track is returned.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -72,6 +73,7 @@ class LipsyncWarning(UserWarning):
 class Alignment:
     """The phone class per frame (-1 where the audio-only track holds), and how well the text
     fits the speech."""
+
     grid_class: np.ndarray  # [shape=(n,)]
     matched_words: int
     words: int
@@ -87,8 +89,14 @@ class Alignment:
         return self.fit + 0.5 * (self.match_share - 1.0) + (self.visited - 1.0)
 
 
-def align(class_logp: np.ndarray, active: np.ndarray, words: list[Word], *,
-          cue_spans_s: list[tuple[float, float]] | None = None, fps: Fraction = _GRID_FPS) -> Alignment:
+def align(
+    class_logp: np.ndarray,
+    active: np.ndarray,
+    words: list[Word],
+    *,
+    cue_spans_s: list[tuple[float, float]] | None = None,
+    fps: Fraction = _GRID_FPS,
+) -> Alignment:
     """Align ``words`` to frame posteriors.
 
     Parameters
@@ -109,13 +117,19 @@ def align(class_logp: np.ndarray, active: np.ndarray, words: list[Word], *,
     first_of_word, last_of_word, filler_idx = [], [], []
     for w, word in enumerate(words):
         filler_idx.append(len(cls))
-        cls.append(-1); word_of.append(-1); is_filler.append(True)
+        cls.append(-1)
+        word_of.append(-1)
+        is_filler.append(True)
         first_of_word.append(len(cls))
         for c in word.classes:
-            cls.append(c); word_of.append(w); is_filler.append(False)
+            cls.append(c)
+            word_of.append(w)
+            is_filler.append(False)
         last_of_word.append(len(cls) - 1)
     filler_idx.append(len(cls))
-    cls.append(-1); word_of.append(-1); is_filler.append(True)
+    cls.append(-1)
+    word_of.append(-1)
+    is_filler.append(True)
     n_states = len(cls)
     cls_a = np.array(cls)
     filler = np.array(is_filler)
@@ -144,7 +158,9 @@ def align(class_logp: np.ndarray, active: np.ndarray, words: list[Word], *,
             if word.cue < len(cue_spans_s):
                 a, b = cue_spans_s[word.cue]
                 t_min[first_of_word[w] : last_of_word[w] + 1] = int((a - _ANCHOR_SLACK_S) * float(fps))
-                t_max[first_of_word[w] : last_of_word[w] + 1] = int(math.ceil((b + _ANCHOR_SLACK_S) * float(fps)))
+                t_max[first_of_word[w] : last_of_word[w] + 1] = int(
+                    math.ceil((b + _ANCHOR_SLACK_S) * float(fps))
+                )
 
     # predecessors [S, 4] (self, previous, two back, word skip) and their costs
     pred = np.tile(np.arange(n_states)[:, None], (1, 4))
@@ -218,8 +234,9 @@ def align(class_logp: np.ndarray, active: np.ndarray, words: list[Word], *,
         # a word stretched over far more time than its phonemes take is covering other words
         held_s = [(path[on] == st).sum() / float(fps) for st in np.unique(path[on])]
         limit_s = [_VOWEL_MAX_S if cls_a[st] in _VOWELS else _CONSONANT_MAX_S for st in np.unique(path[on])]
-        too_long = (on.sum() / float(fps) > _WORD_S_PER_PHONE * len(words[w].classes) + 0.15
-                    or any(h > m for h, m in zip(held_s, limit_s)))
+        too_long = on.sum() / float(fps) > _WORD_S_PER_PHONE * len(words[w].classes) + 0.15 or any(
+            h > m for h, m in zip(held_s, limit_s)
+        )
         if fit >= _WORD_OK and not too_long:
             matched += 1
         else:
@@ -229,13 +246,30 @@ def align(class_logp: np.ndarray, active: np.ndarray, words: list[Word], *,
     on = grid_class >= 0
     fit = float(np.mean(untempered[on, grid_class[on]] - untempered_best[on])) if on.any() else -99.0
     visited = len(set(path[~filler[path]].tolist())) / max(1, sum(len(w.classes) for w in words))
-    return Alignment(grid_class, matched, len(words), share, fit, visited, word_fits,
-                     np.where(filler[path], -1, word_a[path]))
+    return Alignment(
+        grid_class,
+        matched,
+        len(words),
+        share,
+        fit,
+        visited,
+        word_fits,
+        np.where(filler[path], -1, word_a[path]),
+    )
 
 
-def text_mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction, texts: list[str] | str,
-                     cue_spans_s: list[tuple[float, float]] | None = None, language: str = "en-us",
-                     n_frames: int | None = None, model=None, source: str = "text") -> np.ndarray:
+def text_mouth_track(
+    y: np.ndarray,
+    sample_rate_hz: int,
+    *,
+    fps: Fraction,
+    texts: list[str] | str,
+    cue_spans_s: list[tuple[float, float]] | None = None,
+    language: str = "en-us",
+    n_frames: int | None = None,
+    model=None,
+    source: str = "text",
+) -> np.ndarray:
     """The mouth shape per frame from the audio and the words spoken.
 
     Parameters
@@ -263,9 +297,14 @@ def text_mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction, texts
     a = analyse_audio(y, sample_rate_hz, fps=fps, n_frames=n_frames, model=model)
     if a.raw is None:
         return np.zeros(a.n_frames, dtype=np.int8)
-    audio_only = lambda why: (warnings.warn(f"{source}: {why}; using the audio-only mouth track",  # noqa: E731
-                                            LipsyncWarning, stacklevel=3),
-                              _animate(a.raw, a.active, fps, a.level_db).astype(np.int8))[1]
+    audio_only = lambda why: (
+        warnings.warn(
+            f"{source}: {why}; using the audio-only mouth track",  # noqa: E731
+            LipsyncWarning,
+            stacklevel=3,
+        ),
+        _animate(a.raw, a.active, fps, a.level_db).astype(np.int8),
+    )[1]
     try:
         words = phonemize(texts, language=language)
     except ValueError as exc:
@@ -277,15 +316,23 @@ def text_mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction, texts
     n_phones = sum(len(w.classes) for w in words)
     speech_s = float(a.grid_active.sum()) / float(_GRID_FPS)
     if n_phones > _MAX_PHONES_PER_S * max(speech_s, 0.2):
-        return audio_only(f"{n_phones} phonemes for {speech_s:.1f} s of speech: the text is far "
-                          f"longer than the speech")
+        return audio_only(
+            f"{n_phones} phonemes for {speech_s:.1f} s of speech: the text is far longer than the speech"
+        )
     fine = _fine_posteriors(y, sample_rate_hz, a, model)
     al = align_audio(y, sample_rate_hz, a, words, cue_spans_s=cue_spans_s, model=model, fine=fine)
-    if al.match_share < _MIN_MATCH or al.agreement < _MIN_AGREEMENT or (
-            al.agreement < _UNSURE_AGREEMENT and al.agreement - _null_agreement(fine, words, cue_spans_s)
-            < _MIN_GAIN):
-        return audio_only(f"the text does not fit the speech (it explains {al.match_share:.0%} of "
-                          f"it, agreement {al.agreement:.2f}): another language, or other words?")
+    if (
+        al.match_share < _MIN_MATCH
+        or al.agreement < _MIN_AGREEMENT
+        or (
+            al.agreement < _UNSURE_AGREEMENT
+            and al.agreement - _null_agreement(fine, words, cue_spans_s) < _MIN_GAIN
+        )
+    ):
+        return audio_only(
+            f"the text does not fit the speech (it explains {al.match_share:.0%} of "
+            f"it, agreement {al.agreement:.2f}): another language, or other words?"
+        )
     return _combine(a, al.grid_class, al.cover)
 
 
@@ -306,8 +353,9 @@ def _null_agreement(fine, words: list[Word], cue_spans_s) -> float:
     return align(*fine, backwards, cue_spans_s=cue_spans_s, fps=_FINE_FPS).agreement
 
 
-def align_audio(y: np.ndarray, sample_rate_hz: int, a, words: list[Word], *,
-                cue_spans_s=None, model=None, fine=None) -> Alignment:
+def align_audio(
+    y: np.ndarray, sample_rate_hz: int, a, words: list[Word], *, cue_spans_s=None, model=None, fine=None
+) -> Alignment:
     """:func:`align` on a 90 fps grid (phonemes are often shorter than a 30 fps frame; the
     classifier sees the same 5 x 33 ms context there), read back on the 30 fps grid of ``a``
     (an :class:`~avatarrender.lipsync.AudioAnalysis`): every third fine frame is centred on one."""

@@ -3,6 +3,7 @@
 Pure given the spec and the decoded audio: the same spec gives the same timeline, whatever
 the chunking later does with it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,8 +50,7 @@ class Timeline:
 
     def state_key(self, frame_index: int) -> tuple[int, int, int]:
         """What a frame without TV depends on: (mouth, eyes, caption)."""
-        return (int(self.mouth[frame_index]), int(self.eyes[frame_index]),
-                int(self.caption[frame_index]))
+        return (int(self.mouth[frame_index]), int(self.eyes[frame_index]), int(self.caption[frame_index]))
 
 
 def segment_audio(spec: Spec) -> np.ndarray:
@@ -97,9 +97,16 @@ def _mouth_track(spec: Spec, audio: np.ndarray, *, fps, n_frames: int) -> np.nda
         return lipsync.mouth_track(audio, AUDIO_RATE_HZ, fps=fps, n_frames=n_frames)
     from .align import text_mouth_track
 
-    return text_mouth_track(audio, AUDIO_RATE_HZ, fps=fps, n_frames=n_frames, texts=texts,
-                            cue_spans_s=spans, language=speech.language if speech else "en-us",
-                            source=source)
+    return text_mouth_track(
+        audio,
+        AUDIO_RATE_HZ,
+        fps=fps,
+        n_frames=n_frames,
+        texts=texts,
+        cue_spans_s=spans,
+        language=speech.language if speech else "en-us",
+        source=source,
+    )
 
 
 def analyse(spec: Spec, audio: np.ndarray | None = None) -> Timeline:
@@ -124,8 +131,9 @@ def analyse(spec: Spec, audio: np.ndarray | None = None) -> Timeline:
     mouth = lut[np.asarray(shapes, dtype=np.int64)]
 
     blink = spec.blink
-    eyes_raw = lipsync.blink_track(seed=blink.seed, n_frames=n, fps=fps,
-                                   mean_interval_s=blink.mean_interval_s)
+    eyes_raw = lipsync.blink_track(
+        seed=blink.seed, n_frames=n, fps=fps, mean_interval_s=blink.mean_interval_s
+    )
     eyes = np.array(_drawn_eyes(spec), dtype=np.int8)[np.asarray(eyes_raw, dtype=np.int64)]
 
     t = np.arange(n, dtype=np.float64) / float(fps)
@@ -149,5 +157,4 @@ def analyse(spec: Spec, audio: np.ndarray | None = None) -> Timeline:
             local = np.minimum(local, last)
             tv_clip[on] = i
             tv_time[on] = local
-    return Timeline(fps=fps, mouth=mouth, eyes=eyes, caption=caption, tv_clip=tv_clip,
-                    tv_time_s=tv_time)
+    return Timeline(fps=fps, mouth=mouth, eyes=eyes, caption=caption, tv_clip=tv_clip, tv_time_s=tv_time)

@@ -3,6 +3,7 @@
 ``avatarrender.render``, ``avatarrender.load_spec`` and ``avatarrender.lipsync`` are handed on by
 the package from their modules; this module only adds what the command line did by hand.
 """
+
 from __future__ import annotations
 
 import threading
@@ -97,25 +98,37 @@ def run_playout(
     if schedule is not None:
         sched = load_schedule(Path(schedule), renders_dir=out / ".renders")
     else:
-        sched = Schedule(path=None, model=ScheduleModel(), entries=(), filler_dir=None,
-                         filler_spec=None, spool=None)
+        sched = Schedule(
+            path=None, model=ScheduleModel(), entries=(), filler_dir=None, filler_spec=None, spool=None
+        )
     if spool is not None:
         sched = dataclasses.replace(sched, spool=Path(spool).resolve())
     renderer = ProcessRenderer()
-    filler_dir = prepare_filler(sched, out, filler_dir=Path(filler) if filler else None,
-                                filler_spec=Path(filler_spec) if filler_spec else None,
-                                renderer=renderer)
+    filler_dir = prepare_filler(
+        sched,
+        out,
+        filler_dir=Path(filler) if filler else None,
+        filler_spec=Path(filler_spec) if filler_spec else None,
+        renderer=renderer,
+    )
     playout = Playout(sched, out, filler=filler_dir, renderer=renderer)
     server = None
     if serve is not None:
         from .playout import epg, metrics
         from .playout.server import serve_in_thread
 
-        routes = {"/metrics": lambda: (metrics.metrics_text(playout).encode(), metrics.CONTENT_TYPE),
-                  "/epg.xml": lambda: (epg.epg_xml(playout).encode(), epg.CONTENT_TYPE)}
+        routes = {
+            "/metrics": lambda: (metrics.metrics_text(playout).encode(), metrics.CONTENT_TYPE),
+            "/epg.xml": lambda: (epg.epg_xml(playout).encode(), epg.CONTENT_TYPE),
+        }
         server, _ = serve_in_thread(
-            out, host=serve[0], port=serve[1], feed=playout.feed, routes=routes,
-            on_request=lambda path, status: playout.counters.request(metrics.request_kind(path), status))
+            out,
+            host=serve[0],
+            port=serve[1],
+            feed=playout.feed,
+            routes=routes,
+            on_request=lambda path, status: playout.counters.request(metrics.request_kind(path), status),
+        )
     if on_ready is not None:
         on_ready(playout)
     try:

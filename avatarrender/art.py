@@ -9,6 +9,7 @@ Geometry (frame pixels, 1920x1080):
   sprites 220x90 at ``EYES_OFFSET`` on that canvas.
 - The clip carries its frame index in pixels: see :func:`clip_frame_index`.
 """
+
 from __future__ import annotations
 
 import math
@@ -114,7 +115,9 @@ def _vgradient(size: tuple[int, int], top, bottom) -> np.ndarray:
     return np.broadcast_to(a + (b - a) * t, (h, w, len(top))).round().astype(np.uint8)
 
 
-def _radial(size: tuple[int, int], center: tuple[float, float], radius: float, *, power: float = 2.0) -> np.ndarray:
+def _radial(
+    size: tuple[int, int], center: tuple[float, float], radius: float, *, power: float = 2.0
+) -> np.ndarray:
     """Radial falloff, shape (h, w) float in [0, 1]: 1 at ``center``, 0 at ``radius`` px and beyond."""
     w, h = size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -149,7 +152,9 @@ def make_room(path: Path) -> None:
     # wainscot panel and chair rail
     d.rectangle(_s(0, 620, W, floor_y), fill=(200, 172, 146))
     for x in range(20, W, 190):
-        d.rounded_rectangle(_s(x, 648, x + 160, floor_y - 24), radius=6 * SS, outline=(184, 156, 130), width=3 * SS)
+        d.rounded_rectangle(
+            _s(x, 648, x + 160, floor_y - 24), radius=6 * SS, outline=(184, 156, 130), width=3 * SS
+        )
     d.rectangle(_s(0, 612, W, 626), fill=(178, 146, 118))
     d.rectangle(_s(0, floor_y - 10, W, floor_y + 4), fill=(150, 112, 84))  # skirting board
     # floor planks
@@ -173,10 +178,31 @@ def make_room(path: Path) -> None:
         for dx, r in ((0, 16), (20, 22), (42, 15)):
             d.ellipse(_s(cx + dx - r, wy0 + cy - r, cx + dx + r, wy0 + cy + r * 0.7), fill=col)
     w = wx1 - wx0
-    d.polygon(_s(wx0, wy1 - 60, wx0 + w * 0.25, wy1 - 92, wx0 + w * 0.55, wy1 - 66, wx0 + w * 0.8, wy1 - 100,
-                 wx1, wy1 - 76, wx1, wy1, wx0, wy1), fill=(112, 110, 160))  # far hills
-    d.polygon(_s(wx0, wy1 - 30, wx0 + w * 0.4, wy1 - 54, wx0 + w * 0.7, wy1 - 36, wx1, wy1 - 50,
-                 wx1, wy1, wx0, wy1), fill=(84, 92, 138))  # near hills
+    d.polygon(
+        _s(
+            wx0,
+            wy1 - 60,
+            wx0 + w * 0.25,
+            wy1 - 92,
+            wx0 + w * 0.55,
+            wy1 - 66,
+            wx0 + w * 0.8,
+            wy1 - 100,
+            wx1,
+            wy1 - 76,
+            wx1,
+            wy1,
+            wx0,
+            wy1,
+        ),
+        fill=(112, 110, 160),
+    )  # far hills
+    d.polygon(
+        _s(
+            wx0, wy1 - 30, wx0 + w * 0.4, wy1 - 54, wx0 + w * 0.7, wy1 - 36, wx1, wy1 - 50, wx1, wy1, wx0, wy1
+        ),
+        fill=(84, 92, 138),
+    )  # near hills
     frame_col = (250, 244, 232)
     d.rectangle(_s(wx0 - 14, wy0 - 14, wx1 + 14, wy1 + 14), outline=frame_col, width=16 * SS)
     d.line(_s(wm, wy0, wm, wy1), fill=frame_col, width=10 * SS)
@@ -184,14 +210,27 @@ def make_room(path: Path) -> None:
     d.rectangle(_s(wx0 - 34, wy1 + 10, wx1 + 34, wy1 + 30), fill=(244, 236, 222))  # sill
     d.rectangle(_s(wx0 - 30, wy1 + 30, wx1 + 30, wy1 + 36), fill=(206, 184, 160))
     for edge, sgn in ((wx0 - 16, 1), (wx1 + 16, -1)):  # curtains, gathered at the sill
-        pts = [(edge - 70 * sgn, 70), (edge + 36 * sgn, 70), (edge + 10 * sgn, hm), (edge + 40 * sgn, wy1 + 60),
-               (edge - 70 * sgn, wy1 + 60)]
+        pts = [
+            (edge - 70 * sgn, 70),
+            (edge + 36 * sgn, 70),
+            (edge + 10 * sgn, hm),
+            (edge + 40 * sgn, wy1 + 60),
+            (edge - 70 * sgn, wy1 + 60),
+        ]
         d.polygon(_s(*[v for p in pts for v in p]), fill=(206, 96, 86))
         for k in (12, 34, 56):
-            d.line(_s(edge - 70 * sgn + k * sgn, 80, edge - 66 * sgn + k * sgn, wy1 + 56), fill=(184, 80, 72),
-                   width=3 * SS)
-        d.rounded_rectangle(_s(min(edge - 74 * sgn, edge + 30 * sgn), hm + 30, max(edge - 74 * sgn, edge + 30 * sgn),
-                               hm + 44), radius=6 * SS, fill=(236, 190, 110))  # tie-back
+            d.line(
+                _s(edge - 70 * sgn + k * sgn, 80, edge - 66 * sgn + k * sgn, wy1 + 56),
+                fill=(184, 80, 72),
+                width=3 * SS,
+            )
+        d.rounded_rectangle(
+            _s(
+                min(edge - 74 * sgn, edge + 30 * sgn), hm + 30, max(edge - 74 * sgn, edge + 30 * sgn), hm + 44
+            ),
+            radius=6 * SS,
+            fill=(236, 190, 110),
+        )  # tie-back
     d.rounded_rectangle(_s(wx0 - 110, 60, wx1 + 110, 74), radius=6 * SS, fill=(120, 84, 60))  # rod
     for ex in (wx0 - 112, wx1 + 112):
         d.ellipse(_s(ex - 10, 57, ex + 10, 77), fill=(120, 84, 60))
@@ -203,13 +242,20 @@ def make_room(path: Path) -> None:
     d.polygon(_s(sx0 + 30, sy + 16, sx0 + 50, sy + 16, sx0 + 40, sy + 50), fill=(120, 82, 56))
     d.polygon(_s(sx1 - 50, sy + 16, sx1 - 30, sy + 16, sx1 - 40, sy + 50), fill=(120, 82, 56))
     x = sx0 + 24
-    for bw, bh, col in ((26, 120, (70, 110, 160)), (22, 100, (220, 170, 70)), (30, 130, (180, 80, 80)),
-                        (24, 110, (90, 150, 110)), (20, 96, (240, 230, 210))):
+    for bw, bh, col in (
+        (26, 120, (70, 110, 160)),
+        (22, 100, (220, 170, 70)),
+        (30, 130, (180, 80, 80)),
+        (24, 110, (90, 150, 110)),
+        (20, 96, (240, 230, 210)),
+    ):
         d.rectangle(_s(x, sy - bh, x + bw, sy), fill=col)
         d.rectangle(_s(x + 4, sy - bh + 14, x + bw - 4, sy - bh + 20), fill=(250, 244, 230))
         d.rectangle(_s(x + 4, sy - 24, x + bw - 4, sy - 18), fill=(250, 244, 230))
         x += bw + 3
-    d.polygon(_s(x + 6, sy, x + 30, sy - 112, x + 56, sy - 104, x + 32, sy), fill=(120, 150, 180))  # leaning book
+    d.polygon(
+        _s(x + 6, sy, x + 30, sy - 112, x + 56, sy - 104, x + 32, sy), fill=(120, 150, 180)
+    )  # leaning book
     px = 1750
     for ang, ln in ((-60, 70), (-100, 86), (-130, 66), (-30, 60), (-80, 96), (-150, 56)):
         a = math.radians(ang)
@@ -219,11 +265,18 @@ def make_room(path: Path) -> None:
     d.polygon(_s(px - 34, sy - 56, px + 34, sy - 56, px + 24, sy, px - 24, sy), fill=(214, 120, 84))
     d.rectangle(_s(px - 36, sy - 60, px + 36, sy - 50), fill=(196, 104, 72))
     ccx, ccy = 1620, 110
-    d.ellipse(_s(ccx - 46, ccy - 46, ccx + 46, ccy + 46), fill=(250, 246, 236), outline=(120, 84, 60), width=7 * SS)
+    d.ellipse(
+        _s(ccx - 46, ccy - 46, ccx + 46, ccy + 46), fill=(250, 246, 236), outline=(120, 84, 60), width=7 * SS
+    )
     for k in range(12):
         a = math.radians(k * 30)
-        d.line(_s(ccx + 34 * math.cos(a), ccy + 34 * math.sin(a), ccx + 38 * math.cos(a), ccy + 38 * math.sin(a)),
-               fill=(120, 84, 60), width=2 * SS)
+        d.line(
+            _s(
+                ccx + 34 * math.cos(a), ccy + 34 * math.sin(a), ccx + 38 * math.cos(a), ccy + 38 * math.sin(a)
+            ),
+            fill=(120, 84, 60),
+            width=2 * SS,
+        )
     d.line(_s(ccx, ccy, ccx, ccy - 30), fill=(60, 50, 50), width=4 * SS)
     d.line(_s(ccx, ccy, ccx + 20, ccy + 10), fill=(60, 50, 50), width=5 * SS)
     d.ellipse(_s(ccx - 5, ccy - 5, ccx + 5, ccy + 5), fill=(200, 90, 80))
@@ -232,8 +285,12 @@ def make_room(path: Path) -> None:
     lx, ly = LAMP_CENTER
     d.line(_s(lx, ly + 40, lx, 900), fill=(70, 60, 56), width=8 * SS)
     d.ellipse(_s(lx - 50, 890, lx + 50, 912), fill=(70, 60, 56))
-    d.polygon(_s(lx - 40, ly - 50, lx + 40, ly - 50, lx + 70, ly + 45, lx - 70, ly + 45), fill=(252, 226, 164))
-    d.polygon(_s(lx - 40, ly - 50, lx - 20, ly - 50, lx - 40, ly + 45, lx - 70, ly + 45), fill=(240, 208, 142))
+    d.polygon(
+        _s(lx - 40, ly - 50, lx + 40, ly - 50, lx + 70, ly + 45, lx - 70, ly + 45), fill=(252, 226, 164)
+    )
+    d.polygon(
+        _s(lx - 40, ly - 50, lx - 20, ly - 50, lx - 40, ly + 45, lx - 70, ly + 45), fill=(240, 208, 142)
+    )
     d.line(_s(lx - 70, ly + 45, lx + 70, ly + 45), fill=(232, 190, 120), width=6 * SS)
     d.line(_s(lx - 40, ly - 50, lx + 40, ly - 50), fill=(232, 190, 120), width=4 * SS)
 
@@ -342,7 +399,13 @@ def make_character(folder: Path) -> None:
     d.arc(_s(cx - 60, 96, cx + 150, 260), 250, 300, fill=HAIR_LIGHT, width=5 * SS)
     # eyebrows
     for ex, sgn in ((EYES_OFFSET[0] + 55, -1), (EYES_OFFSET[0] + 165, 1)):
-        d.arc(_s(ex - 34, 226, ex + 34, 262), 200 if sgn < 0 else 210, 330 if sgn < 0 else 340, fill=HAIR, width=8 * SS)
+        d.arc(
+            _s(ex - 34, 226, ex + 34, 262),
+            200 if sgn < 0 else 210,
+            330 if sgn < 0 else 340,
+            fill=HAIR,
+            width=8 * SS,
+        )
     # nose
     d.arc(_s(cx - 16, 314, cx + 16, 346), 20, 160, fill=SKIN_SHADE, width=5 * SS)
     # cheeks
@@ -364,21 +427,34 @@ def _mouth(shape: str) -> Image.Image:
     img, d = _canvas(MOUTH_SIZE)
     cx, cy = 70, 40
 
-    def opening(w: float, h: float, *, teeth_top: float = 0, teeth_bottom: float = 0,
-                tongue: float = 0, tongue_up: bool = False, round_: bool = False) -> None:
+    def opening(
+        w: float,
+        h: float,
+        *,
+        teeth_top: float = 0,
+        teeth_bottom: float = 0,
+        tongue: float = 0,
+        tongue_up: bool = False,
+        round_: bool = False,
+    ) -> None:
         box = _s(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
         inner = Image.new("L", img.size, 0)
         ImageDraw.Draw(inner).ellipse(box, fill=255) if round_ else ImageDraw.Draw(inner).rounded_rectangle(
-            box, radius=int(min(w, h) * SS / 2.2), fill=255)
+            box, radius=int(min(w, h) * SS / 2.2), fill=255
+        )
         fill = Image.new("RGBA", img.size, (0, 0, 0, 0))
         fd = ImageDraw.Draw(fill)
         fd.rectangle(box, fill=MOUTH_IN)
         if tongue:
             if tongue_up:  # tip raised behind the upper teeth ("L")
-                fd.ellipse(_s(cx - w * 0.3, cy - h / 2 + teeth_top, cx + w * 0.3, cy + h / 2 + 8), fill=TONGUE)
+                fd.ellipse(
+                    _s(cx - w * 0.3, cy - h / 2 + teeth_top, cx + w * 0.3, cy + h / 2 + 8), fill=TONGUE
+                )
                 fd.line(_s(cx, cy - h / 2 + teeth_top + 8, cx, cy + h / 2), fill=(200, 90, 100), width=2 * SS)
             else:
-                fd.ellipse(_s(cx - w * 0.38, cy + h / 2 - tongue, cx + w * 0.38, cy + h / 2 + tongue), fill=TONGUE)
+                fd.ellipse(
+                    _s(cx - w * 0.38, cy + h / 2 - tongue, cx + w * 0.38, cy + h / 2 + tongue), fill=TONGUE
+                )
         if teeth_top:
             fd.rectangle(_s(cx - w / 2, cy - h / 2, cx + w / 2, cy - h / 2 + teeth_top), fill=TEETH)
         if teeth_bottom:
@@ -446,7 +522,9 @@ def _eyes(state: str) -> Image.Image:
             img.alpha_composite(eye)
             d.arc(_s(ex - 25, lid_y - 8, ex + 25, lid_y + 10), 180, 360, fill=OUTLINE, width=5 * SS)
             d.line(_s(ex - 25, lid_y + 1, ex + 25, lid_y + 1), fill=OUTLINE, width=5 * SS)
-            d.arc(_s(ex - 24, lid_y - 22, ex + 24, lid_y + 4), 200, 340, fill=SKIN_SHADE, width=3 * SS)  # crease
+            d.arc(
+                _s(ex - 24, lid_y - 22, ex + 24, lid_y + 4), 200, 340, fill=SKIN_SHADE, width=3 * SS
+            )  # crease
             d.line(_s(ex + 24 * out, lid_y + 1, ex + 33 * out, lid_y - 3), fill=OUTLINE, width=4 * SS)
         else:
             img.alpha_composite(eye)
@@ -473,21 +551,25 @@ def make_bezel(path: Path) -> None:
     d.rounded_rectangle(_s(6, 6, W - 7, H - 36), radius=22 * SS, outline=(78, 78, 88), width=4 * SS)
     d.rounded_rectangle(_s(sx - 8, sy - 8, sx + sw + 8, sy + sh + 8), radius=6 * SS, fill=(24, 24, 28))
     # chin: brand plate and power light
-    d.rounded_rectangle(_s(W / 2 - 50, sy + sh + 20, W / 2 + 50, sy + sh + 36), radius=6 * SS, fill=(120, 120, 132))
+    d.rounded_rectangle(
+        _s(W / 2 - 50, sy + sh + 20, W / 2 + 50, sy + sh + 36), radius=6 * SS, fill=(120, 120, 132)
+    )
     d.ellipse(_s(W - 76, sy + sh + 22, W - 64, sy + sh + 34), fill=(90, 230, 120))
     for k in range(6):
         d.line(_s(60 + k * 14, sy + sh + 20, 60 + k * 14, sy + sh + 40), fill=(40, 40, 46), width=4 * SS)
     # cut the screen hole exactly (no supersampling blur on its edge)
     out = _down(img)
     a = np.asarray(out).copy()
-    a[sy:sy + sh, sx:sx + sw] = 0
+    a[sy : sy + sh, sx : sx + sw] = 0
     # glare: a faint diagonal sheen in the top-left of the glass
     yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float32)
-    u = (xx / sw + yy / sh)  # 0 at the top-left corner, 2 at the bottom-right
+    u = xx / sw + yy / sh  # 0 at the top-left corner, 2 at the bottom-right
     sheen = np.clip(1.0 - np.abs(u - 0.45) / 0.18, 0, 1) * np.clip(1.0 - u / 0.8, 0, 1)
-    sheen = np.maximum(sheen, 0.5 * np.clip(1.0 - np.abs(u - 0.72) / 0.05, 0, 1) * np.clip(1.0 - u / 1.0, 0, 1))
-    a[sy:sy + sh, sx:sx + sw, :3] = 255
-    a[sy:sy + sh, sx:sx + sw, 3] = (sheen * 46).round().astype(np.uint8)
+    sheen = np.maximum(
+        sheen, 0.5 * np.clip(1.0 - np.abs(u - 0.72) / 0.05, 0, 1) * np.clip(1.0 - u / 1.0, 0, 1)
+    )
+    a[sy : sy + sh, sx : sx + sw, :3] = 255
+    a[sy : sy + sh, sx : sx + sw, 3] = (sheen * 46).round().astype(np.uint8)
     Image.fromarray(a, "RGBA").save(path, optimize=True)
 
 
@@ -498,8 +580,10 @@ def _ffmpeg() -> str:
 
 
 def _font_file() -> str | None:
-    for p in ("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
-              "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf"):
+    for p in (
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+        "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf",
+    ):
         if Path(p).is_file():
             return p
     return None
@@ -517,41 +601,81 @@ def make_clip(path: Path, *, duration_s: float = CLIP_DURATION_S) -> None:
     cw, chh = CLIP_CODE_CELL
     code_y = h - chh
     bars_y = code_y - 6 - 26
-    filters = ["[0][1]overlay=x=320:y=88:shortest=1",
-               "drawbox=x=316:y=84:w=296:h=176:c=white:t=4"]
-    for i, c in enumerate(("0xc0c0c0", "0xc0c000", "0x00c0c0", "0x00c000", "0xc000c0", "0xc00000", "0x0000c0")):
+    filters = ["[0][1]overlay=x=320:y=88:shortest=1", "drawbox=x=316:y=84:w=296:h=176:c=white:t=4"]
+    for i, c in enumerate(
+        ("0xc0c0c0", "0xc0c000", "0x00c0c0", "0x00c000", "0xc000c0", "0xc00000", "0x0000c0")
+    ):
         filters.append(f"drawbox=x={i * 92}:y={bars_y}:w=92:h=26:c={c}:t=fill")
     filters.append(f"drawbox=x=0:y={code_y - 6}:w={w}:h={chh + 6}:c=black:t=fill")
     filters.append(f"drawbox=x=0:y={code_y}:w={cw}:h={chh}:c=white:t=fill")  # reference cell: always white
     for k in range(CLIP_CODE_BITS):
         bit = CLIP_CODE_BITS - 1 - k  # most significant first
-        filters.append(f"drawbox=x={cw * (k + 1)}:y={code_y}:w={cw}:h={chh}:c=white:t=fill"
-                       f":enable='eq(mod(floor(n/{1 << bit}),2),1)'")
+        filters.append(
+            f"drawbox=x={cw * (k + 1)}:y={code_y}:w={cw}:h={chh}:c=white:t=fill"
+            f":enable='eq(mod(floor(n/{1 << bit}),2),1)'"
+        )
     graph = ",".join(filters) + "[b];[b][2]overlay=x='n':y=" + str(code_y - 6) + ":shortest=1"
     font = _font_file()
     if font:  # drawtext needs a font file; the code cells carry the frame index without one
-        graph += (f",drawtext=fontfile={font}:text='AVATAR TV':x=24:y=22:fontsize=44:fontcolor=white"
-                  ":shadowx=3:shadowy=3"
-                  f",drawtext=fontfile={font}:text='%{{pts\\:hms}}':x=24:y=100:fontsize=30:fontcolor=white"
-                  ":box=1:boxcolor=black@0.5:boxborderw=8"
-                  f",drawtext=fontfile={font}:text='frame %{{frame_num}}':x=24:y=160:fontsize=30"
-                  ":fontcolor=white:box=1:boxcolor=black@0.5:boxborderw=8")
+        graph += (
+            f",drawtext=fontfile={font}:text='AVATAR TV':x=24:y=22:fontsize=44:fontcolor=white"
+            ":shadowx=3:shadowy=3"
+            f",drawtext=fontfile={font}:text='%{{pts\\:hms}}':x=24:y=100:fontsize=30:fontcolor=white"
+            ":box=1:boxcolor=black@0.5:boxborderw=8"
+            f",drawtext=fontfile={font}:text='frame %{{frame_num}}':x=24:y=160:fontsize=30"
+            ":fontcolor=white:box=1:boxcolor=black@0.5:boxborderw=8"
+        )
     cmd = [
-        _ffmpeg(), "-nostdin", "-y", "-hide_banner", "-loglevel", "error",
-        "-f", "lavfi", "-i", f"gradients=s={w}x{h}:r={CLIP_FPS}:speed=0.01:n=3:c0=#1b3a6b:c1=#e96f4a:c2=#f6c85f:seed=3",
-        "-f", "lavfi", "-i", f"life=s=96x56:r={CLIP_FPS}:mold=8:life_color=#ffffff:death_color=#224466"
-                             ":mold_color=#112233:seed=5,scale=288:168:flags=neighbor",
-        "-f", "lavfi", "-i", f"color=c=red:s=4x6:r={CLIP_FPS}",
+        _ffmpeg(),
+        "-nostdin",
+        "-y",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        f"gradients=s={w}x{h}:r={CLIP_FPS}:speed=0.01:n=3:c0=#1b3a6b:c1=#e96f4a:c2=#f6c85f:seed=3",
+        "-f",
+        "lavfi",
+        "-i",
+        f"life=s=96x56:r={CLIP_FPS}:mold=8:life_color=#ffffff:death_color=#224466"
+        ":mold_color=#112233:seed=5,scale=288:168:flags=neighbor",
+        "-f",
+        "lavfi",
+        "-i",
+        f"color=c=red:s=4x6:r={CLIP_FPS}",
         # its own sound (a soft two-note chord with a slow swell), for the TV sound under the
         # speech (segment.yaml tv.clips[].audio)
-        "-f", "lavfi", "-i", "aevalsrc='0.15*(sin(2*PI*220*t)+0.7*sin(2*PI*277.2*t))"
-                             "*(0.6+0.4*sin(2*PI*0.25*t))':s=48000",
-        "-filter_complex", graph,
-        "-map", "3:a", "-t", f"{duration_s}",
-        "-frames:v", str(int(round(duration_s * CLIP_FPS))),
-        "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-b:a", "128k",
-        "-g", str(CLIP_FPS), "-movflags", "+faststart", str(path),
+        "-f",
+        "lavfi",
+        "-i",
+        "aevalsrc='0.15*(sin(2*PI*220*t)+0.7*sin(2*PI*277.2*t))*(0.6+0.4*sin(2*PI*0.25*t))':s=48000",
+        "-filter_complex",
+        graph,
+        "-map",
+        "3:a",
+        "-t",
+        f"{duration_s}",
+        "-frames:v",
+        str(int(round(duration_s * CLIP_FPS))),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "20",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "128k",
+        "-g",
+        str(CLIP_FPS),
+        "-movflags",
+        "+faststart",
+        str(path),
     ]
     _run(cmd)
 

@@ -4,6 +4,7 @@ Independently encoded AAC chunks would each carry encoder priming and click at e
 one continuous stream cut on frame boundaries decodes seamlessly, since the decoder sees every
 frame in order.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,13 +28,34 @@ def encode_aac(samples: np.ndarray, out_path: Path, *, bitrate_kbps: int) -> Non
     """Encode mono float32 samples at 48 kHz to stereo AAC-LC in an ADTS file, written out frame
     by frame as the encoder goes (readers may follow it with ``AdtsStream.parse(complete=False)``)."""
     with FFmpegProcess(
-        ["-f", "f32le", "-ar", str(AUDIO_RATE_HZ), "-ac", "1", "-i", "-",
-         # -aac_coder fast: on speech at 96-128 kbps it is closer to the source than the default
-         # twoloop (demo speech at 128k: SNR 44 vs 27 dB, log-spectral distance 1.4 vs 2.2 dB)
-         # and 2.6x cheaper, CPU the video encoders share
-         "-ac", "2", "-c:a", "aac", "-aac_coder", "fast", "-b:a", f"{bitrate_kbps}k",
-         "-flush_packets", "1", "-f", "adts", str(out_path)],  # frame by frame: chunks read it
-        stdin=True, what="audio encoder",
+        [
+            "-f",
+            "f32le",
+            "-ar",
+            str(AUDIO_RATE_HZ),
+            "-ac",
+            "1",
+            "-i",
+            "-",
+            # -aac_coder fast: on speech at 96-128 kbps it is closer to the source than the default
+            # twoloop (demo speech at 128k: SNR 44 vs 27 dB, log-spectral distance 1.4 vs 2.2 dB)
+            # and 2.6x cheaper, CPU the video encoders share
+            "-ac",
+            "2",
+            "-c:a",
+            "aac",
+            "-aac_coder",
+            "fast",
+            "-b:a",
+            f"{bitrate_kbps}k",
+            "-flush_packets",
+            "1",
+            "-f",
+            "adts",
+            str(out_path),
+        ],  # frame by frame: chunks read it
+        stdin=True,
+        what="audio encoder",
     ) as ff:
         ff.write(memoryview(np.ascontiguousarray(samples, dtype="<f4")).cast("B"))
         ff.finish()

@@ -5,6 +5,7 @@ frame, then renames it to ``NAME``; on failure it leaves ``NAME.failed``. Each c
 through :class:`AudioSource`, which waits until the AAC frames a media segment needs are written.
 Encoding once (not per chunk) keeps AAC priming samples out of the chunk boundaries.
 """
+
 from __future__ import annotations
 
 import os
@@ -75,8 +76,9 @@ class AudioSource:
                     if adts.frame_count >= frames:
                         return adts
             elif time.monotonic() - since > AUDIO_STALL_S:
-                raise AvatarRenderError(f"{self.path}: the audio track stopped growing "
-                                        f"({size} bytes for {AUDIO_STALL_S:.0f} s)")
+                raise AvatarRenderError(
+                    f"{self.path}: the audio track stopped growing ({size} bytes for {AUDIO_STALL_S:.0f} s)"
+                )
             time.sleep(0.01)
 
     def __call__(self, job: SegmentJob) -> tuple[list[bytes], Fraction]:

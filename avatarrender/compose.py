@@ -5,6 +5,7 @@ built once per render by the main process and pickled into the work folder; each
 for its first chunk (:func:`scene_for`). :func:`compose_frames` then writes every frame into one
 buffer, refreshing only what can differ from the previous frame (mouth, eyes, caption, TV).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -82,8 +83,12 @@ def compose_frames(spec: Spec, timeline: Timeline, scene: Scene) -> Any:
 def slice_timeline(tl: Timeline, a: int, b: int) -> Timeline:
     """Frames ``[a, b)`` of ``tl`` (a chunk's part, or one frame for a preview)."""
     return dataclasses.replace(
-        tl, mouth=tl.mouth[a:b], eyes=tl.eyes[a:b], caption=tl.caption[a:b],
-        tv_clip=tl.tv_clip[a:b], tv_time_s=tl.tv_time_s[a:b],
+        tl,
+        mouth=tl.mouth[a:b],
+        eyes=tl.eyes[a:b],
+        caption=tl.caption[a:b],
+        tv_clip=tl.tv_clip[a:b],
+        tv_time_s=tl.tv_time_s[a:b],
     )
 
 

@@ -12,6 +12,7 @@ playing (the hardest case). It then says how many times faster than air time the
 and whether that keeps a channel fed. Measuring is kept apart from judging: :func:`assess` is a
 pure function of the measured facts, so its verdicts and exit codes are tested on any machine.
 """
+
 from __future__ import annotations
 
 import importlib.metadata as md
@@ -51,8 +52,10 @@ ALPHA_COMPOSITE_SLOW_MS = 8.0
 EXIT_OK = 0
 EXIT_CANNOT = 1
 
-PILLOW_FIX = ("pip uninstall -y pillow pillow-simd && CC='cc -mavx2' pip install --no-binary "
-              "pillow-simd pillow-simd==12.1.1.post0 (scripts/setup.sh does this)")
+PILLOW_FIX = (
+    "pip uninstall -y pillow pillow-simd && CC='cc -mavx2' pip install --no-binary "
+    "pillow-simd pillow-simd==12.1.1.post0 (scripts/setup.sh does this)"
+)
 
 
 def check_pillow_simd() -> str:
@@ -86,8 +89,7 @@ def parse_proc_stat(text: str) -> dict[str, int]:
     ``guest`` and ``guest_nice`` are already counted in ``user``/``nice`` (proc(5)), so
     :func:`steal_pct` leaves them out of the total.
     """
-    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest",
-             "guest_nice")
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice")
     for line in text.splitlines():
         parts = line.split()
         if parts and parts[0] == "cpu":
@@ -145,8 +147,7 @@ def _cpu_info() -> dict[str, Any]:
 
 
 def _pillow() -> dict[str, Any]:
-    out: dict[str, Any] = {"version": None, "simd": False, "error": None,
-                           "alpha_composite_1080p_ms": None}
+    out: dict[str, Any] = {"version": None, "simd": False, "error": None, "alpha_composite_1080p_ms": None}
     try:
         out["version"] = check_pillow_simd()
         out["simd"] = True
@@ -178,19 +179,36 @@ def _x264_core(data: bytes) -> int | None:
 
 
 def _ffmpeg() -> dict[str, Any]:
-    out: dict[str, Any] = {"path": None, "version": None, "libx264": False, "x264_core": None,
-                           "error": None}
+    out: dict[str, Any] = {"path": None, "version": None, "libx264": False, "x264_core": None, "error": None}
     try:
         from avatarrender.media import ffmpeg_exe
 
         exe = ffmpeg_exe()
         out["path"] = exe
-        ver = subprocess.run([exe, "-hide_banner", "-version"], capture_output=True, text=True,
-                             timeout=30).stdout
+        ver = subprocess.run(
+            [exe, "-hide_banner", "-version"], capture_output=True, text=True, timeout=30
+        ).stdout
         out["version"] = ver.splitlines()[0].split(" Copyright")[0] if ver else None
-        enc = subprocess.run([exe, "-v", "error", "-f", "lavfi", "-i", "color=s=64x64:d=0.04",
-                              "-frames:v", "1", "-c:v", "libx264", "-f", "h264", "-"],
-                             capture_output=True, timeout=60)
+        enc = subprocess.run(
+            [
+                exe,
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "color=s=64x64:d=0.04",
+                "-frames:v",
+                "1",
+                "-c:v",
+                "libx264",
+                "-f",
+                "h264",
+                "-",
+            ],
+            capture_output=True,
+            timeout=60,
+        )
         out["libx264"] = enc.returncode == 0
         out["x264_core"] = _x264_core(enc.stdout)
         if enc.returncode:
@@ -233,8 +251,14 @@ def _disk(paths: dict[str, Path], maxrate_kbps: int) -> list[dict[str, Any]]:
     for role, path in paths.items():
         usage = shutil.disk_usage(_existing(path))
         hours = usage.free * 8 / (maxrate_kbps * 1000) / 3600 if maxrate_kbps else None
-        out.append({"role": role, "path": str(path), "free_bytes": usage.free,
-                    "hours_at_maxrate": round(hours, 1) if hours is not None else None})
+        out.append(
+            {
+                "role": role,
+                "path": str(path),
+                "free_bytes": usage.free,
+                "hours_at_maxrate": round(hours, 1) if hours is not None else None,
+            }
+        )
     return out
 
 
@@ -260,16 +284,32 @@ def _probe(duration_s: float, preset: str, jobs: int | None) -> dict[str, Any]:
     wall_s, setup_s = stats.get("wall_s"), stats.get("analysis_s")
     if wall_s and setup_s is not None and wall_s > setup_s:
         steady = round(float(spec.duration_s) / (wall_s - setup_s), 3)
-    return {"preset": preset, "width": spec.output.width, "height": spec.output.height,
-            "fps": str(spec.output.fps), "x264_preset": spec.output.x264_preset,
-            "duration_s": float(spec.duration_s), "frames": spec.frame_count,
-            "jobs": stats.get("jobs"), "wall_s": stats.get("wall_s"),
-            "render_fps": stats.get("fps"), "realtime_factor": stats.get("realtime_factor"),
-            "steady_realtime_factor": steady, "steal_pct": steal}
+    return {
+        "preset": preset,
+        "width": spec.output.width,
+        "height": spec.output.height,
+        "fps": str(spec.output.fps),
+        "x264_preset": spec.output.x264_preset,
+        "duration_s": float(spec.duration_s),
+        "frames": spec.frame_count,
+        "jobs": stats.get("jobs"),
+        "wall_s": stats.get("wall_s"),
+        "render_fps": stats.get("fps"),
+        "realtime_factor": stats.get("realtime_factor"),
+        "steady_realtime_factor": steady,
+        "steal_pct": steal,
+    }
 
 
-def gather(*, output: Path, spool: Path | None = None, steal_s: float = 3.0,
-           probe_s: float = 10.0, preset: str = "1080p30", jobs: int | None = None) -> dict[str, Any]:
+def gather(
+    *,
+    output: Path,
+    spool: Path | None = None,
+    steal_s: float = 3.0,
+    probe_s: float = 10.0,
+    preset: str = "1080p30",
+    jobs: int | None = None,
+) -> dict[str, Any]:
     """Measure everything :func:`assess` judges. ``probe_s`` 0 skips the render probe."""
     from avatarrender.spec import load_preset
 
@@ -321,56 +361,98 @@ def assess(facts: dict[str, Any]) -> dict[str, Any]:
     cpu, pil, ff, pyav = facts["cpu"], facts["pillow"], facts["ffmpeg"], facts.get("pyav") or {}
     probe = facts.get("probe")
     if not cpu.get("avx2"):
-        problems.append(_problem(
-            "warning", "avx2", "this CPU has no AVX2: Pillow-SIMD falls back to SSE4 and "
-            "compositing costs about twice as much",
-            "choose a machine or VM plan with AVX2 (x86-64-v3: Intel Haswell, AMD Zen or newer), "
-            "or render elsewhere (--backend dask, or render into the spool from another machine)"))
+        problems.append(
+            _problem(
+                "warning",
+                "avx2",
+                "this CPU has no AVX2: Pillow-SIMD falls back to SSE4 and "
+                "compositing costs about twice as much",
+                "choose a machine or VM plan with AVX2 (x86-64-v3: Intel Haswell, AMD Zen or newer), "
+                "or render elsewhere (--backend dask, or render into the spool from another machine)",
+            )
+        )
     if pil.get("error"):
         problems.append(_problem("error", "pillow", pil["error"], PILLOW_FIX))
     elif (pil.get("alpha_composite_1080p_ms") or 0) > ALPHA_COMPOSITE_SLOW_MS and cpu.get("avx2"):
-        problems.append(_problem(
-            "warning", "pillow", f"alpha_composite of a 1080p frame takes "
-            f"{pil['alpha_composite_1080p_ms']:.1f} ms (Pillow-SIMD with AVX2: about 2 ms): "
-            "this build does not use AVX2", PILLOW_FIX))
+        problems.append(
+            _problem(
+                "warning",
+                "pillow",
+                f"alpha_composite of a 1080p frame takes "
+                f"{pil['alpha_composite_1080p_ms']:.1f} ms (Pillow-SIMD with AVX2: about 2 ms): "
+                "this build does not use AVX2",
+                PILLOW_FIX,
+            )
+        )
     if not ff.get("libx264"):
-        problems.append(_problem("error", "ffmpeg", f"ffmpeg cannot encode with libx264: "
-                                 f"{ff.get('error') or 'no encoder'}",
-                                 "pip install --force-reinstall imageio-ffmpeg (its ffmpeg has "
-                                 "libx264), or run scripts/setup.sh"))
+        problems.append(
+            _problem(
+                "error",
+                "ffmpeg",
+                f"ffmpeg cannot encode with libx264: {ff.get('error') or 'no encoder'}",
+                "pip install --force-reinstall imageio-ffmpeg (its ffmpeg has "
+                "libx264), or run scripts/setup.sh",
+            )
+        )
     if pyav.get("error"):
-        problems.append(_problem("error", "pyav", f"PyAV cannot encode with libx264: "
-                                 f"{pyav['error']}", "pip install -c scripts/constraints.txt av"))
+        problems.append(
+            _problem(
+                "error",
+                "pyav",
+                f"PyAV cannot encode with libx264: {pyav['error']}",
+                "pip install -c scripts/constraints.txt av",
+            )
+        )
     elif ff.get("x264_core") and pyav.get("x264_core") and ff["x264_core"] != pyav["x264_core"]:
-        problems.append(_problem(
-            "warning", "x264", f"PyAV's x264 (core {pyav['x264_core']}) is not ffmpeg's "
-            f"(core {ff['x264_core']}): renders differ between the two and between machines",
-            "install the pinned versions: pip install -c scripts/constraints.txt av imageio-ffmpeg"))
+        problems.append(
+            _problem(
+                "warning",
+                "x264",
+                f"PyAV's x264 (core {pyav['x264_core']}) is not ffmpeg's "
+                f"(core {ff['x264_core']}): renders differ between the two and between machines",
+                "install the pinned versions: pip install -c scripts/constraints.txt av imageio-ffmpeg",
+            )
+        )
     steals = [s for s in (cpu.get("steal_pct"), (probe or {}).get("steal_pct")) if s is not None]
     steal = max(steals) if steals else None
     if steal is not None and steal >= STEAL_WARN_PCT:
-        problems.append(_problem(
-            "warning", "steal", f"CPU steal {steal:.0f} %: the hypervisor gives this VM's CPU "
-            "time to other tenants, and render speed swings with their load",
-            "move to a dedicated-CPU plan or another host; watch the `st` column of `vmstat 5` "
-            "over a day"))
+        problems.append(
+            _problem(
+                "warning",
+                "steal",
+                f"CPU steal {steal:.0f} %: the hypervisor gives this VM's CPU "
+                "time to other tenants, and render speed swings with their load",
+                "move to a dedicated-CPU plan or another host; watch the `st` column of `vmstat 5` "
+                "over a day",
+            )
+        )
     for d in facts.get("disk", []):
         hours = d.get("hours_at_maxrate")
         if hours is not None and hours < DISK_WARN_HOURS:
-            problems.append(_problem(
-                "warning", "disk", f"{d['role']} {d['path']}: {d['free_bytes'] / 1e9:.1f} GB free, "
-                f"{hours:.1f} h of output at the preset's maximum rate",
-                "free space there, or clear aired spool items sooner (examples/crontab)"))
+            problems.append(
+                _problem(
+                    "warning",
+                    "disk",
+                    f"{d['role']} {d['path']}: {d['free_bytes'] / 1e9:.1f} GB free, "
+                    f"{hours:.1f} h of output at the preset's maximum rate",
+                    "free space there, or clear aired spool items sooner (examples/crontab)",
+                )
+            )
 
     # the steady figure when the probe was long enough to have one: a channel renders long
     # segments (or keeps a warm render service), so start-up is not paid per second of air
     factor = (probe or {}).get("steady_realtime_factor") or (probe or {}).get("realtime_factor")
     busy = cpu.get("busy_pct")
     if busy is not None and busy >= 25:
-        problems.append(_problem(
-            "warning", "load", f"other processes kept the CPU {busy:.0f} % busy while the doctor "
-            "was idle: the probe measured what is left for rendering",
-            "run the doctor again when the machine is quiet, or give the channel its own machine"))
+        problems.append(
+            _problem(
+                "warning",
+                "load",
+                f"other processes kept the CPU {busy:.0f} % busy while the doctor "
+                "was idle: the probe measured what is left for rendering",
+                "run the doctor again when the machine is quiet, or give the channel its own machine",
+            )
+        )
     broken = any(p["severity"] == "error" for p in problems)
     if broken:
         verdict = "broken"
@@ -378,9 +460,14 @@ def assess(facts: dict[str, Any]) -> dict[str, Any]:
         verdict = "unknown"
     elif probe.get("error") or not factor:
         verdict = "broken"
-        problems.append(_problem("error", "probe", f"the render probe failed: "
-                                 f"{probe.get('error', 'no figures')}",
-                                 "run `avatarrender render` on a segment to see the full error"))
+        problems.append(
+            _problem(
+                "error",
+                "probe",
+                f"the render probe failed: {probe.get('error', 'no figures')}",
+                "run `avatarrender render` on a segment to see the full error",
+            )
+        )
     elif factor < 1.0:
         verdict = "cannot-keep-up"
     elif factor < OK_FACTOR:
@@ -388,41 +475,61 @@ def assess(facts: dict[str, Any]) -> dict[str, Any]:
     else:
         verdict = "ok"
     if verdict in ("cannot-keep-up", "tight"):
-        problems.append(_problem(
-            "error" if verdict == "cannot-keep-up" else "warning", "speed",
-            f"renders at {factor:.2f}x air time: " + ("slower than the channel airs"
-                                                    if factor < 1 else "too little margin"),
-            "a faster or dedicated-CPU machine, more cores (render workers scale with cores), a "
-            "lighter preset (720p30, or x264_preset superfast), or a cluster (--backend dask)"))
+        problems.append(
+            _problem(
+                "error" if verdict == "cannot-keep-up" else "warning",
+                "speed",
+                f"renders at {factor:.2f}x air time: "
+                + ("slower than the channel airs" if factor < 1 else "too little margin"),
+                "a faster or dedicated-CPU machine, more cores (render workers scale with cores), a "
+                "lighter preset (720p30, or x264_preset superfast), or a cluster (--backend dask)",
+            )
+        )
 
     lines = []
     if factor:
         p = probe
         hours_per_day = 24.0 / factor
-        how = ("steady, start-up left out" if p.get("steady_realtime_factor")
-               else "start-up included")
-        speed = (f"{factor:.2f} times faster than air time" if factor >= 1
-                 else f"at only {factor:.2f}x air time (slower than it airs)")
-        lines.append(f"This machine renders {speed} ({p['width']}x{p['height']} {p['fps']} fps "
-                     f"{p['x264_preset']}, a {p['duration_s']:g} s probe with the TV playing, "
-                     f"{how}): a day of programme takes {hours_per_day:.1f} h to render.")
+        how = "steady, start-up left out" if p.get("steady_realtime_factor") else "start-up included"
+        speed = (
+            f"{factor:.2f} times faster than air time"
+            if factor >= 1
+            else f"at only {factor:.2f}x air time (slower than it airs)"
+        )
+        lines.append(
+            f"This machine renders {speed} ({p['width']}x{p['height']} {p['fps']} fps "
+            f"{p['x264_preset']}, a {p['duration_s']:g} s probe with the TV playing, "
+            f"{how}): a day of programme takes {hours_per_day:.1f} h to render."
+        )
         if verdict == "ok":
-            lines.append(f"It can keep a 24/7 channel fed, with {100 * (1 - 1 / factor):.0f} % "
-                         "of its render time to spare.")
+            lines.append(
+                f"It can keep a 24/7 channel fed, with {100 * (1 - 1 / factor):.0f} % "
+                "of its render time to spare."
+            )
         elif verdict == "tight":
-            lines.append(f"It can keep a 24/7 channel fed, but only just ({100 * (1 - 1 / factor):.0f} "
-                         f"% spare; {100 * (1 - 1 / OK_FACTOR):.0f} % is the least we advise).")
+            lines.append(
+                f"It can keep a 24/7 channel fed, but only just ({100 * (1 - 1 / factor):.0f} "
+                f"% spare; {100 * (1 - 1 / OK_FACTOR):.0f} % is the least we advise)."
+            )
         elif verdict == "cannot-keep-up":
-            lines.append(f"It cannot keep a 24/7 channel fed: it falls "
-                         f"{24 * (1 / factor - 1):.1f} h behind per day of programme.")
+            lines.append(
+                f"It cannot keep a 24/7 channel fed: it falls "
+                f"{24 * (1 / factor - 1):.1f} h behind per day of programme."
+            )
     if verdict == "broken":
         lines.append("The installation is broken: fix the errors below first.")
     elif verdict == "unknown":
         lines.append("No render probe was run (--probe-s 0): no verdict on speed.")
     report = dict(facts)
-    report.update({"verdict": verdict, "ok": verdict in ("ok", "tight", "unknown"),
-                   "exit_code": EXIT_OK if verdict in ("ok", "tight", "unknown") else EXIT_CANNOT,
-                   "summary": " ".join(lines), "problems": problems})
+    report.update(
+        {
+            "verdict": verdict,
+            "ok": verdict in ("ok", "tight", "unknown"),
+            "exit_code": EXIT_OK if verdict in ("ok", "tight", "unknown") else EXIT_CANNOT,
+            "summary": " ".join(lines),
+            "problems": problems,
+        }
+    )
     return report
 
 
@@ -430,33 +537,47 @@ def report_text(report: dict[str, Any]) -> str:
     """The report for a person: the checks, then the verdict, then the problems with fixes."""
     cpu, pil, ff, pyav = report["cpu"], report["pillow"], report["ffmpeg"], report["pyav"]
     steal = cpu.get("steal_pct")
-    out = [f"CPU       {cpu['cores']} cores, {cpu.get('model') or 'unknown model'}, "
-           f"AVX2 {'yes' if cpu.get('avx2') else 'NO'}, steal "
-           + (f"{steal:.1f} % over {cpu['steal_measured_s']:g} s idle" if steal is not None
-              else "not measured")
-           + (f", busy {cpu['busy_pct']:.0f} % (others)" if cpu.get("busy_pct") is not None
-              else "")]
-    out.append("Pillow    " + (f"Pillow-SIMD {pil['version']}" if pil.get("version") else
-                                "NOT Pillow-SIMD")
-               + (f", 1080p alpha_composite {pil['alpha_composite_1080p_ms']:.1f} ms"
-                  if pil.get("alpha_composite_1080p_ms") is not None else ""))
-    out.append(f"ffmpeg    {ff.get('version') or 'missing'}; libx264 "
-               + (f"core {ff['x264_core']}" if ff.get("x264_core") else "MISSING"))
-    out.append(f"PyAV      {pyav.get('version') or 'missing'}; libx264 "
-               + (f"core {pyav['x264_core']}" if pyav.get("x264_core") else "MISSING"))
+    out = [
+        f"CPU       {cpu['cores']} cores, {cpu.get('model') or 'unknown model'}, "
+        f"AVX2 {'yes' if cpu.get('avx2') else 'NO'}, steal "
+        + (f"{steal:.1f} % over {cpu['steal_measured_s']:g} s idle" if steal is not None else "not measured")
+        + (f", busy {cpu['busy_pct']:.0f} % (others)" if cpu.get("busy_pct") is not None else "")
+    ]
+    out.append(
+        "Pillow    "
+        + (f"Pillow-SIMD {pil['version']}" if pil.get("version") else "NOT Pillow-SIMD")
+        + (
+            f", 1080p alpha_composite {pil['alpha_composite_1080p_ms']:.1f} ms"
+            if pil.get("alpha_composite_1080p_ms") is not None
+            else ""
+        )
+    )
+    out.append(
+        f"ffmpeg    {ff.get('version') or 'missing'}; libx264 "
+        + (f"core {ff['x264_core']}" if ff.get("x264_core") else "MISSING")
+    )
+    out.append(
+        f"PyAV      {pyav.get('version') or 'missing'}; libx264 "
+        + (f"core {pyav['x264_core']}" if pyav.get("x264_core") else "MISSING")
+    )
     for d in report.get("disk", []):
-        out.append(f"disk      {d['role']}: {d['path']} {d['free_bytes'] / 1e9:.1f} GB free"
-                   + (f" ({d['hours_at_maxrate']:.0f} h at max rate)"
-                      if d.get("hours_at_maxrate") is not None else ""))
+        out.append(
+            f"disk      {d['role']}: {d['path']} {d['free_bytes'] / 1e9:.1f} GB free"
+            + (
+                f" ({d['hours_at_maxrate']:.0f} h at max rate)"
+                if d.get("hours_at_maxrate") is not None
+                else ""
+            )
+        )
     p = report.get("probe")
     if p and not p.get("error"):
-        out.append(f"probe     {p['frames']} frames {p['width']}x{p['height']} in {p['wall_s']:.1f} s "
-                   f"({p['render_fps']:.1f} fps, {p['realtime_factor']:.2f}x air time with start-up"
-                   + (f", {p['steady_realtime_factor']:.2f}x steady"
-                      if p.get("steady_realtime_factor") else "")
-                   + f", {p['jobs']} workers)"
-                   + (f", steal {p['steal_pct']:.1f} % meanwhile" if p.get("steal_pct") is not None
-                      else ""))
+        out.append(
+            f"probe     {p['frames']} frames {p['width']}x{p['height']} in {p['wall_s']:.1f} s "
+            f"({p['render_fps']:.1f} fps, {p['realtime_factor']:.2f}x air time with start-up"
+            + (f", {p['steady_realtime_factor']:.2f}x steady" if p.get("steady_realtime_factor") else "")
+            + f", {p['jobs']} workers)"
+            + (f", steal {p['steal_pct']:.1f} % meanwhile" if p.get("steal_pct") is not None else "")
+        )
     out.append("")
     out.append(f"verdict   {report['verdict']}: {report['summary']}")
     for prob in report["problems"]:
@@ -481,11 +602,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Pillow-SIMD {version}; ffmpeg {imageio_ffmpeg.get_ffmpeg_exe()}")
     missing = [p for p in FALLBACK_FONTS if not os.path.isfile(p)]
     if not features.check("raqm"):
-        print("avatarrender doctor: Pillow-SIMD has no libraqm: right-to-left captions are not "
-              "shaped (install libraqm-dev and run scripts/setup.sh again)", file=sys.stderr)
+        print(
+            "avatarrender doctor: Pillow-SIMD has no libraqm: right-to-left captions are not "
+            "shaped (install libraqm-dev and run scripts/setup.sh again)",
+            file=sys.stderr,
+        )
     if missing:
-        print(f"avatarrender doctor: caption fallback fonts missing: {', '.join(missing)}",
-              file=sys.stderr)
+        print(f"avatarrender doctor: caption fallback fonts missing: {', '.join(missing)}", file=sys.stderr)
     return 0
 
 

@@ -2,6 +2,7 @@
 the chunk's AAC frames into MPEG-TS media segments; and the TV clip decoded by ffmpeg straight to
 yuv420p at the screen's size.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -25,20 +26,35 @@ from .spec import OutputSettings
 from .audio import AAC_FRAME_SAMPLES
 from .timebase import AUDIO_RATE_HZ
 
-__all__ = ["TVReader", "SegmentJob", "AudioSource", "ChunkEncoder", "keep_freed_memory", "x264_options", "x264_args",
-           "rawvideo_input_args"]
+__all__ = [
+    "TVReader",
+    "SegmentJob",
+    "AudioSource",
+    "ChunkEncoder",
+    "keep_freed_memory",
+    "x264_options",
+    "x264_args",
+    "rawvideo_input_args",
+]
 
 
-_BT709 = {"colorspace": "bt709", "color_primaries": "bt709", "color_trc": "bt709",
-          "color_range": "tv"}
+_BT709 = {"colorspace": "bt709", "color_primaries": "bt709", "color_trc": "bt709", "color_range": "tv"}
 
 
 def rawvideo_input_args(out: OutputSettings) -> list[str]:
     """Our raw yuv420p frames, tagged BT.709 limited range *as input*: tagged only on the
     output, ffmpeg inserts a colour conversion that costs about a third of x264's time."""
-    return ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{out.width}x{out.height}",
-            "-framerate", f"{out.fps.numerator}/{out.fps.denominator}",
-            *(a for k, v in _BT709.items() for a in (f"-{k}", v))]
+    return [
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "yuv420p",
+        "-s",
+        f"{out.width}x{out.height}",
+        "-framerate",
+        f"{out.fps.numerator}/{out.fps.denominator}",
+        *(a for k, v in _BT709.items() for a in (f"-{k}", v)),
+    ]
 
 
 def x264_options(out: OutputSettings, *, threads: int | None) -> dict[str, str]:
@@ -55,9 +71,16 @@ def x264_options(out: OutputSettings, *, threads: int | None) -> dict[str, str]:
     """
     g = str(out.frames_per_segment)
     return {
-        "preset": out.x264_preset, "profile": "high", "crf": f"{out.crf:g}",
-        "maxrate": f"{out.maxrate_kbps}k", "bufsize": f"{out.maxrate_kbps * 2}k",
-        "g": g, "keyint_min": g, "sc_threshold": "0", "bf": "0", **_BT709,
+        "preset": out.x264_preset,
+        "profile": "high",
+        "crf": f"{out.crf:g}",
+        "maxrate": f"{out.maxrate_kbps}k",
+        "bufsize": f"{out.maxrate_kbps * 2}k",
+        "g": g,
+        "keyint_min": g,
+        "sc_threshold": "0",
+        "bf": "0",
+        **_BT709,
         "threads": str(threads) if threads else "auto",
     }
 
@@ -91,9 +114,11 @@ class TVReader:
         self.fps = fps
         self._buf = np.empty(self.w * self.h * 3 // 2, dtype=np.uint8)
         n, q = self.w * self.h, self.w * self.h // 4
-        self._planes = (self._buf[:n].reshape(self.h, self.w),
-                        self._buf[n:n + q].reshape(self.h // 2, self.w // 2),
-                        self._buf[n + q:].reshape(self.h // 2, self.w // 2))
+        self._planes = (
+            self._buf[:n].reshape(self.h, self.w),
+            self._buf[n : n + q].reshape(self.h // 2, self.w // 2),
+            self._buf[n + q :].reshape(self.h // 2, self.w // 2),
+        )
         self._run: Iterator[Any] | None = None
         self._container: Any = None
         self._clip = -1
@@ -145,18 +170,26 @@ class TVReader:
             yield from pulled()
 
     # A phone clip's display matrix, turned upright as ffmpeg's autorotate does (checked against it)
-    _UPRIGHT = {90: ["transpose=cclock"], -90: ["transpose=clock"], 270: ["transpose=clock"],
-                180: ["hflip", "vflip"], -180: ["hflip", "vflip"]}
+    _UPRIGHT = {
+        90: ["transpose=cclock"],
+        -90: ["transpose=clock"],
+        270: ["transpose=clock"],
+        180: ["hflip", "vflip"],
+        -180: ["hflip", "vflip"],
+    }
 
     def _graph(self, stream: Any, rotation: float) -> Any:
         """rotation, fps, scale bicubic to the screen with TV range, yuv420p."""
         graph = av.filter.Graph()
         turn = self._UPRIGHT.get(int(round(rotation or 0)), [])
-        chain = [graph.add_buffer(template=stream),
-                 *(graph.add(*f.split("=", 1)) for f in turn),
-                 graph.add("fps", f"{self.fps.numerator}/{self.fps.denominator}"),
-                 graph.add("scale", f"{self.w}:{self.h}:flags=bicubic:out_range=tv"),
-                 graph.add("format", "yuv420p"), graph.add("buffersink")]
+        chain = [
+            graph.add_buffer(template=stream),
+            *(graph.add(*f.split("=", 1)) for f in turn),
+            graph.add("fps", f"{self.fps.numerator}/{self.fps.denominator}"),
+            graph.add("scale", f"{self.w}:{self.h}:flags=bicubic:out_range=tv"),
+            graph.add("format", "yuv420p"),
+            graph.add("buffersink"),
+        ]
         for a, b in zip(chain, chain[1:]):
             a.link_to(b)
         graph.configure()
@@ -170,17 +203,22 @@ class TVReader:
         try:
             frame = next(self._run, None) if self._run is not None else None
         except av.error.FFmpegError as exc:
-            raise MediaError(self.clip_paths[self._reading], self._field(),
-                             f"cannot decode the TV clip: {exc}") from None
+            raise MediaError(
+                self.clip_paths[self._reading], self._field(), f"cannot decode the TV clip: {exc}"
+            ) from None
         if frame is None:
             if self._last_ok:
                 return  # clip ended a frame early (rounding of its duration): hold the last frame
-            raise MediaError(self.clip_paths[self._reading], self._field(),
-                             "the TV clip gave no frame to show")
+            raise MediaError(
+                self.clip_paths[self._reading], self._field(), "the TV clip gave no frame to show"
+            )
         w, h = self.w, self.h
         y, u, v = self._planes
-        for dst, plane, pw, ph in ((y, frame.planes[0], w, h), (u, frame.planes[1], w // 2, h // 2),
-                                   (v, frame.planes[2], w // 2, h // 2)):
+        for dst, plane, pw, ph in (
+            (y, frame.planes[0], w, h),
+            (u, frame.planes[1], w // 2, h // 2),
+            (v, frame.planes[2], w // 2, h // 2),
+        ):
             dst[:] = np.frombuffer(plane, np.uint8).reshape(ph, plane.line_size)[:, :pw]
         self._last_ok = True
 
@@ -306,8 +344,9 @@ class ChunkEncoder:
     threads : x264 threads (None: x264 decides)
     """
 
-    def __init__(self, out: OutputSettings, segments: list[SegmentJob], *, audio: AudioSource,
-                 threads: int | None):
+    def __init__(
+        self, out: OutputSettings, segments: list[SegmentJob], *, audio: AudioSource, threads: int | None
+    ):
         keep_freed_memory()
         av.logging.set_level(av.logging.ERROR)  # libav's messages reach us, not the terminal
         self.out = out
@@ -333,16 +372,22 @@ class ChunkEncoder:
         self._logs = self._capture.__enter__()
         try:
             self._buf = io.BytesIO()
-            self._mux = av.open(self._buf, "w", format="mpegts", options={
-                "max_delay": "700000",  # ffmpeg's -muxdelay default: the same 1.4 s TS offset
-                # one PES per AAC frame (the default waits for 2930 bytes, 0.2-0.4 s of audio,
-                # written after the video of that time): each LL-HLS part then carries its own
-                # audio, so a player's buffered range (audio and video) reaches the live edge,
-                # and a segment cut at a part boundary ends with its audio. About 30 kbit/s more
-                # (2 % of the demo's 1.6 Mbit/s: more TS packets for the same AAC).
-                "pes_payload_size": "0",
-                "output_ts_offset": f"{float(job.start_s):.9f}",
-                "avoid_negative_ts": "disabled"})
+            self._mux = av.open(
+                self._buf,
+                "w",
+                format="mpegts",
+                options={
+                    "max_delay": "700000",  # ffmpeg's -muxdelay default: the same 1.4 s TS offset
+                    # one PES per AAC frame (the default waits for 2930 bytes, 0.2-0.4 s of audio,
+                    # written after the video of that time): each LL-HLS part then carries its own
+                    # audio, so a player's buffered range (audio and video) reaches the live edge,
+                    # and a segment cut at a part boundary ends with its audio. About 30 kbit/s more
+                    # (2 % of the demo's 1.6 Mbit/s: more TS packets for the same AAC).
+                    "pes_payload_size": "0",
+                    "output_ts_offset": f"{float(job.start_s):.9f}",
+                    "avoid_negative_ts": "disabled",
+                },
+            )
             video = self._mux.add_stream("libx264", rate=self.out.fps, options=self.options)
             video.width, video.height, video.pix_fmt = self.out.width, self.out.height, "yuv420p"
             video.codec_context.open()
@@ -402,7 +447,8 @@ class ChunkEncoder:
                 raise ValueError("more frames than the chunk's segments hold")
             self._open()
         frame = av.VideoFrame.from_numpy_buffer(
-            data.reshape(self.out.height * 3 // 2, self.out.width), format="yuv420p")
+            data.reshape(self.out.height * 3 // 2, self.out.width), format="yuv420p"
+        )
         frame.pts = self._pts
         self._pts += 1
         try:
@@ -416,8 +462,7 @@ class ChunkEncoder:
 
     def finish(self) -> None:
         if self._video is not None or self._next < len(self.segments):
-            raise ValueError(f"the chunk got frames for {self._next} of its "
-                             f"{len(self.segments)} segments")
+            raise ValueError(f"the chunk got frames for {self._next} of its {len(self.segments)} segments")
 
     def __enter__(self) -> ChunkEncoder:
         return self

@@ -1,4 +1,5 @@
 """One exception family. Every message names the file and, where there is one, the field."""
+
 from __future__ import annotations
 
 import builtins

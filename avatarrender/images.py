@@ -5,6 +5,7 @@ white) and ignores a JPEG's EXIF orientation (a phone photo lies on its side). H
 Pillow reads is scaled to 8 bits, turned upright, and given its transparency; anything else is
 refused with a :class:`~avatarrender.errors.MediaError`.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,7 @@ from .errors import MediaError
 __all__ = ["open_rgba", "to_rgba", "upright_size"]
 
 # Modes convert("RGBA") handles right (palette and grey transparency included)
-_DIRECT = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB",
-           "HSV"}
+_DIRECT = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
 
 
 def to_rgba(im: Image.Image) -> Image.Image:
@@ -93,8 +93,7 @@ def _remember(key: tuple, img: Image.Image) -> None:
             _cache_bytes -= old.width * old.height * 4
 
 
-def open_rgba(path: str | Path, *, field: str | None = None, source: Path | None = None
-              ) -> Image.Image:
+def open_rgba(path: str | Path, *, field: str | None = None, source: Path | None = None) -> Image.Image:
     """Decode ``path`` to 8-bit RGBA (see :func:`to_rgba`); a new image the caller may change.
 
     A file decoded before (same path, inode, size and modification time) is not decoded again.

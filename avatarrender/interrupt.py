@@ -7,6 +7,7 @@ into place). The caller then ends every child process (:func:`end_children`: job
 ffmpeg) and exits with ``128 + signal``: 130, 143 or 129. Signals that follow the first are
 noted, not raised, so cleanup is not itself interrupted.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +18,7 @@ import time
 import warnings
 from typing import Iterator
 
-__all__ = ["Interrupted", "install", "received", "deferred", "children_shielded", "end_children",
-           "SIGNALS"]
+__all__ = ["Interrupted", "install", "received", "deferred", "children_shielded", "end_children", "SIGNALS"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -150,7 +150,7 @@ def _children_of(pid: int) -> list[int]:
         except OSError:
             continue  # gone meanwhile
         # the command name is in parentheses and may hold spaces: the ppid follows the last ')'
-        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
         kids.setdefault(ppid, []).append(int(entry))
     found, todo = [], [pid]
     while todo:

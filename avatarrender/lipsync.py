@@ -11,6 +11,7 @@ jumps. :func:`baseline_mouth_track` is the RMS + zero-crossing method of the sys
 When the words are known, :mod:`avatarrender.align` aligns their phonemes to the same
 classifier's phone-class probabilities and feeds the same animation pass.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,8 +48,15 @@ _TOP_HZ = 3800
 
 # Nearest drawn shape, in order of preference (a three-mouth character: X/A closed, C half, D open).
 _FALLBACK = {
-    "X": "XAB", "A": "AXBF", "B": "BCGXA", "C": "CBDEX", "D": "DCEBX",
-    "E": "ECDFBX", "F": "FEBCAX", "G": "GBAX", "H": "HCBDX",
+    "X": "XAB",
+    "A": "AXBF",
+    "B": "BCGXA",
+    "C": "CBDEX",
+    "D": "DCEBX",
+    "E": "ECDFBX",
+    "F": "FEBCAX",
+    "G": "GBAX",
+    "H": "HCBDX",
 }
 
 
@@ -115,11 +123,14 @@ def mel_filters(*, sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -
     -------
     np.ndarray [shape=(n_mels, 1 + n_fft // 2)]
     """
+
     def hz_to_mel(f):
         f = np.asarray(f, dtype=np.float64)
         lin = f / (200.0 / 3)
         log_at = 1000.0 / (200.0 / 3)
-        return np.where(f >= 1000.0, log_at + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0), lin)
+        return np.where(
+            f >= 1000.0, log_at + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0), lin
+        )
 
     def mel_to_hz(m):
         m = np.asarray(m, dtype=np.float64)
@@ -148,8 +159,9 @@ def _dct_ortho(n: int, k: int) -> np.ndarray:
     return d
 
 
-def frame_features(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
-                   n_frames: int | None = None) -> dict[str, np.ndarray]:
+def frame_features(
+    y: np.ndarray, sample_rate_hz: int, *, fps: Fraction, n_frames: int | None = None
+) -> dict[str, np.ndarray]:
     """Per-frame features, each ``np.ndarray [shape=(n_frames,)]``.
 
     ``rms_db`` (dB re full scale), ``zcr`` (crossings per sample), ``centroid_hz``, ``flatness``
@@ -172,17 +184,19 @@ def frame_features(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
     mel = mel_filters(sr=sr, n_fft=win, n_mels=32, fmin=50, fmax=_TOP_HZ)
     # Frames are independent: a block at a time keeps the windows and spectra (about 40 kB per
     # frame) from growing with the segment's length.
-    blocks = [_block_features(pad, centres[a : a + _BLOCK_FRAMES], sr=sr, win=win, mel=mel)
-              for a in range(0, n, _BLOCK_FRAMES)] or [_block_features(
-                  pad, centres, sr=sr, win=win, mel=mel)]
+    blocks = [
+        _block_features(pad, centres[a : a + _BLOCK_FRAMES], sr=sr, win=win, mel=mel)
+        for a in range(0, n, _BLOCK_FRAMES)
+    ] or [_block_features(pad, centres, sr=sr, win=win, mel=mel)]
     return {k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]}
 
 
 _BLOCK_FRAMES = 512
 
 
-def _block_features(pad: np.ndarray, centres: np.ndarray, *, sr: int, win: int,
-                    mel: np.ndarray) -> dict[str, np.ndarray]:
+def _block_features(
+    pad: np.ndarray, centres: np.ndarray, *, sr: int, win: int, mel: np.ndarray
+) -> dict[str, np.ndarray]:
     idx = centres[:, None] + np.arange(-win // 2, win // 2)[None, :] + win
     idx = np.clip(idx, 0, len(pad) - 1)
     raw = pad[idx]
@@ -202,8 +216,13 @@ def _block_features(pad: np.ndarray, centres: np.ndarray, *, sr: int, win: int,
     logmel = np.log(spec @ mel.T + 1e-10)
     mfcc = logmel @ _dct_ortho(logmel.shape[1], 13).T
     return {
-        "rms_db": 20 * np.log10(rms), "zcr": zcr, "centroid_hz": centroid, "flatness": flat,
-        "low": band(100, 900) / total, "mid": band(900, 2500) / total, "high": band(2500, top) / total,
+        "rms_db": 20 * np.log10(rms),
+        "zcr": zcr,
+        "centroid_hz": centroid,
+        "flatness": flat,
+        "low": band(100, 900) / total,
+        "mid": band(900, 2500) / total,
+        "high": band(2500, top) / total,
         "mfcc": mfcc,
     }
 
@@ -211,8 +230,9 @@ def _block_features(pad: np.ndarray, centres: np.ndarray, *, sr: int, win: int,
 _CONTEXT = (-2, -1, 0, 1, 2)  # frames around each frame the classifier sees (two ahead)
 
 
-def context_features(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
-                     n_frames: int | None = None) -> np.ndarray:
+def context_features(
+    y: np.ndarray, sample_rate_hz: int, *, fps: Fraction, n_frames: int | None = None
+) -> np.ndarray:
     """The classifier's input: per-recording-normalised features of the frames around each frame.
 
     Returns
@@ -236,8 +256,9 @@ def _context(f: dict[str, np.ndarray], stride: int = 1) -> np.ndarray:
     # flite's voices with a classifier trained on espeak-ng alone, +0.03 shape accuracy
     sd = mfcc[voiced].std(axis=0) if voiced.sum() > 3 else mfcc.std(axis=0)
     mfcc = mfcc / (sd + 1e-3)
-    base = np.column_stack([mfcc, loud, np.gradient(loud), f["zcr"], np.log(f["flatness"] + 1e-6),
-                            f["low"], f["mid"], f["high"]])
+    base = np.column_stack(
+        [mfcc, loud, np.gradient(loud), f["zcr"], np.log(f["flatness"] + 1e-6), f["low"], f["mid"], f["high"]]
+    )
     n = len(base)
     cols = []
     for d in _CONTEXT:
@@ -314,9 +335,14 @@ def _classify(f: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
     return out
 
 
-def _animate(raw: np.ndarray, active: np.ndarray, fps: Fraction,
-             level_db: np.ndarray | None = None, known: np.ndarray | None = None,
-             soft: np.ndarray | None = None) -> np.ndarray:
+def _animate(
+    raw: np.ndarray,
+    active: np.ndarray,
+    fps: Fraction,
+    level_db: np.ndarray | None = None,
+    known: np.ndarray | None = None,
+    soft: np.ndarray | None = None,
+) -> np.ndarray:
     """The animation pass over the whole segment: anticipation, holds, pauses, in-betweens,
     long static stretches broken at the syllable peaks of ``level_db`` [shape=(n,), dBFS].
 
@@ -375,7 +401,8 @@ def _animate(raw: np.ndarray, active: np.ndarray, fps: Fraction,
     # in-betweens: a jump from closed to wide opens through C for two frames
     for s_, e, v in _runs(out)[1:]:
         if {SHAPES[out[s_ - 1]], SHAPES[v]} in ({"A", "D"}, {"X", "D"}) and e - s_ >= (
-                6 if known is not None and known[s_:e].all() else 4):  # text: only long vowels
+            6 if known is not None and known[s_:e].all() else 4
+        ):  # text: only long vowels
             out[s_ : s_ + 2] = _IDX["C"]
     # long static stretches inside speech: open (or relax) the mouth on each syllable peak, so a
     # held hum or vowel still moves; a closure held longer than a real m opens the soonest
@@ -430,7 +457,7 @@ def _best_holds(track: np.ndarray, min_hold: int, soft: np.ndarray | None = None
         new[0::m] = enter
         src[0::m] = np.where(np.arange(k) == best, ends[second], ends[best])
         for h in range(1, m):
-            new[h::m] = score[h - 1::m]
+            new[h::m] = score[h - 1 :: m]
             src[h::m] = np.arange(k) * m + h - 1
         stay = score[ends] > new[ends]
         new[ends] = np.where(stay, score[ends], new[ends])
@@ -548,15 +575,21 @@ def class_logp(f: dict[str, np.ndarray], model=None, *, stride: int = 1) -> np.n
     return _network(f, model, stride=stride)[0]
 
 
-def _network(f: dict[str, np.ndarray], model=None, *, stride: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
+def _network(
+    f: dict[str, np.ndarray], model=None, *, stride: int = 1
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The classifier's phone-class log-probabilities [shape=(n, 11)] and, when the model has an
     openness head (``W3``, ``B3``), its openness estimate per frame [shape=(n,)], 0 closed .. 1
     wide (else ``None``)."""
     if model is None:
         from . import _lipsync_model as model
-    get = (lambda k: model.get(k)) if isinstance(model, dict) else \
-        (lambda k: model[k] if k in model.files else None) if hasattr(model, "files") else \
-        (lambda k: getattr(model, k, None))
+    get = (
+        (lambda k: model.get(k))
+        if isinstance(model, dict)
+        else (lambda k: model[k] if k in model.files else None)
+        if hasattr(model, "files")
+        else (lambda k: getattr(model, k, None))
+    )
     z = (_context(f, stride) - get("MU")) / get("SD")
     h = np.maximum(z @ get("W1") + get("B1"), 0.0)
     logits = h @ get("W2") + get("B2")
@@ -600,8 +633,9 @@ def _frame_logp(f: dict[str, np.ndarray], model=None) -> np.ndarray:
     return _shape_logp(class_logp(f, model))
 
 
-def mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
-                n_frames: int | None = None, model=None) -> np.ndarray:
+def mouth_track(
+    y: np.ndarray, sample_rate_hz: int, *, fps: Fraction, n_frames: int | None = None, model=None
+) -> np.ndarray:
     """The mouth shape per frame, from the audio alone.
 
     A small classifier (one hidden layer over eleven phone classes, trained on espeak-ng and flite
@@ -646,6 +680,7 @@ class AudioAnalysis:
     ``raw`` is ``None`` when nothing is spoken. Arrays on the track's frames have shape
     ``(n_frames,)``; those on the classifier's 30 fps grid have ``(n_grid,)``.
     """
+
     fps: Fraction
     n_frames: int
     raw: np.ndarray | None  # shape per frame after the Viterbi smoothing, before the animation pass
@@ -656,8 +691,9 @@ class AudioAnalysis:
     grid_of_frame: np.ndarray  # nearest grid frame of each track frame
 
 
-def analyse_audio(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction, n_frames: int | None = None,
-                  model=None) -> AudioAnalysis:
+def analyse_audio(
+    y: np.ndarray, sample_rate_hz: int, *, fps: Fraction, n_frames: int | None = None, model=None
+) -> AudioAnalysis:
     """The audio-only analysis behind :func:`mouth_track` (see there)."""
     fps = Fraction(fps)
     y = _mono(y)
@@ -705,8 +741,11 @@ def analyse_audio(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction, n_frames
     path = _viterbi(logp, switch_cost=switch_cost)
     # a closure held longer than an m is a hum or a misread vowel: let it close only briefly
     keep = max(2, int(round(0.1 * float(fps))))
-    too_long = [(s_, e) for s_, e, v in _runs(path) if v == _IDX["A"]
-                and (e - s_) / float(fps) > _STATIC_A_S and active[s_:e].mean() >= 0.8]
+    too_long = [
+        (s_, e)
+        for s_, e, v in _runs(path)
+        if v == _IDX["A"] and (e - s_) / float(fps) > _STATIC_A_S and active[s_:e].mean() >= 0.8
+    ]
     if too_long:
         for s_, e in too_long:
             logp[s_ + keep : e, _IDX["A"]] = -50.0
@@ -733,8 +772,9 @@ _RELAX_PAUSE_S = 0.22
 _CLOSURE_BIAS = 2.5
 
 
-def baseline_mouth_track(y: np.ndarray, sample_rate_hz: int, *, fps: Fraction,
-                         n_frames: int | None = None) -> np.ndarray:
+def baseline_mouth_track(
+    y: np.ndarray, sample_rate_hz: int, *, fps: Fraction, n_frames: int | None = None
+) -> np.ndarray:
     """The method of the system we replace: RMS and zero-crossing rate per frame, no look-ahead.
 
     Each frame's RMS relative to the loudest frame picks X (< 2 %), A (< 10 %), B (< 25 %),
@@ -782,8 +822,11 @@ def blink_track(*, seed: int, n_frames: int, fps: Fraction, mean_interval_s: flo
         blinks = 2 if rng.random() < 0.125 else 1
         for b in range(blinks):
             s = start + b * (2 * half + closed + int(0.12 * per_s))
-            for k, v in ([(i, 1) for i in range(half)] + [(half + i, 2) for i in range(closed)]
-                         + [(half + closed + i, 1) for i in range(half)]):
+            for k, v in (
+                [(i, 1) for i in range(half)]
+                + [(half + i, 2) for i in range(closed)]
+                + [(half + closed + i, 1) for i in range(half)]
+            ):
                 if 0 <= s + k < n_frames:
                     out[s + k] = v
         interval = rng.gamma(4.0, mean_interval_s / 4.0)
@@ -811,8 +854,9 @@ def read_track(path: str | Path, *, fps: Fraction, n_frames: int) -> np.ndarray:
                 cues.append((float(start), shape.strip()))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         at = f" at cue {k + 1}" if k >= 0 else ""
-        raise SpecError(path, None, f"not a Rhubarb JSON or TSV mouth track{at} "
-                        f"({type(exc).__name__}: {exc})") from None
+        raise SpecError(
+            path, None, f"not a Rhubarb JSON or TSV mouth track{at} ({type(exc).__name__}: {exc})"
+        ) from None
     if not cues:
         raise SpecError(path, None, "the mouth track has no cues")
     odd = [t for t, _ in cues if not math.isfinite(t) or t < 0]
@@ -828,15 +872,25 @@ def read_track(path: str | Path, *, fps: Fraction, n_frames: int) -> np.ndarray:
     return out
 
 
-def write_track(track: np.ndarray, path_or_file: str | Path | IO[str], *, fps: Fraction,
-                fmt: str = "json", metadata: dict | None = None) -> None:
+def write_track(
+    track: np.ndarray,
+    path_or_file: str | Path | IO[str],
+    *,
+    fps: Fraction,
+    fmt: str = "json",
+    metadata: dict | None = None,
+) -> None:
     """Write a track in Rhubarb Lip Sync's JSON or TSV format (cues at run starts)."""
     fps = Fraction(fps)
     runs = _runs(np.asarray(track))
     if fmt == "json":
-        doc = {"metadata": {**(metadata or {}), "duration": round(len(track) / float(fps), 2)},
-               "mouthCues": [{"start": round(s / float(fps), 2), "end": round(e / float(fps), 2),
-                              "value": SHAPES[v]} for s, e, v in runs]}
+        doc = {
+            "metadata": {**(metadata or {}), "duration": round(len(track) / float(fps), 2)},
+            "mouthCues": [
+                {"start": round(s / float(fps), 2), "end": round(e / float(fps), 2), "value": SHAPES[v]}
+                for s, e, v in runs
+            ],
+        }
         text = json.dumps(doc, indent=2) + "\n"
     elif fmt == "tsv":
         text = "".join(f"{s / float(fps):.2f}\t{SHAPES[v]}\n" for s, _, v in runs)

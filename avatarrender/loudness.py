@@ -11,6 +11,7 @@ AAC encoder receives (mono, upmixed to stereo by the encoder's ffmpeg), so that 
 are those of the decoded output. Nothing here imports scipy: it sits on the way to the first
 media segment's audio, where a cold ``scipy.signal`` alone cost 0.7-1.3 s.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,8 +23,16 @@ import numpy as np
 from .errors import FFmpegError
 from .timebase import AUDIO_RATE_HZ
 
-__all__ = ["LoudnessTarget", "LoudnessReport", "measure", "normalise", "add_true_peaks", "SILENCE_LUFS",
-           "DEFAULT_LOUDNESS_LUFS", "DEFAULT_TRUE_PEAK_DBTP"]
+__all__ = [
+    "LoudnessTarget",
+    "LoudnessReport",
+    "measure",
+    "normalise",
+    "add_true_peaks",
+    "SILENCE_LUFS",
+    "DEFAULT_LOUDNESS_LUFS",
+    "DEFAULT_TRUE_PEAK_DBTP",
+]
 
 log = logging.getLogger("avatarrender.loudness")
 
@@ -84,8 +93,9 @@ class LoudnessReport:
     limited_s: float
 
 
-def measure(samples: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE_HZ,
-            true_peak: bool = True) -> Measurement:
+def measure(
+    samples: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE_HZ, true_peak: bool = True
+) -> Measurement:
     """Measure mono float samples as the AAC track carries them (upmixed to stereo).
 
     In-process, through PyAV's libavfilter: ffmpeg's own ``ebur128`` filter (BS.1770-4 gated
@@ -113,8 +123,7 @@ def measure(samples: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE_HZ,
     return Measurement(
         integrated_lufs=None if integrated <= SILENCE_LUFS + 1e-9 else integrated,
         range_lu=range_lu,
-        true_peak_dbtp=(None if not true_peak or peak <= 0.0
-                        else round(20 * math.log10(peak * _UPMIX), 1)),
+        true_peak_dbtp=(None if not true_peak or peak <= 0.0 else round(20 * math.log10(peak * _UPMIX), 1)),
     )
 
 
@@ -130,9 +139,11 @@ def _ebur128(x: np.ndarray, sample_rate_hz: int, true_peak: bool) -> tuple[float
     from av.filter import Graph
 
     graph = Graph()
-    chain = [graph.add_abuffer(format="flt", sample_rate=sample_rate_hz, layout="mono", channels=1),
-             graph.add("ebur128", "metadata=1" + (":peak=true" if true_peak else "")),
-             graph.add("abuffersink")]
+    chain = [
+        graph.add_abuffer(format="flt", sample_rate=sample_rate_hz, layout="mono", channels=1),
+        graph.add("ebur128", "metadata=1" + (":peak=true" if true_peak else "")),
+        graph.add("abuffersink"),
+    ]
     for a, b in zip(chain, chain[1:]):
         a.link_to(b)
     graph.configure()
@@ -149,24 +160,28 @@ def _ebur128(x: np.ndarray, sample_rate_hz: int, true_peak: bool) -> tuple[float
 
     try:
         for i in range(0, x.shape[0], _GRAPH_FRAME):
-            frame = av.AudioFrame.from_ndarray(x[None, i: i + _GRAPH_FRAME], format="flt",
-                                               layout="mono")
+            frame = av.AudioFrame.from_ndarray(x[None, i : i + _GRAPH_FRAME], format="flt", layout="mono")
             frame.sample_rate, frame.pts = sample_rate_hz, i
             graph.push(frame)
             drain()
         graph.push(None)
         drain()
     except av.FFmpegError as exc:
-        raise FFmpegError(f"loudness measurement: libavfilter's ebur128 failed: {exc}",
-                          cmd=["ebur128"], stderr=str(exc)) from None
+        raise FFmpegError(
+            f"loudness measurement: libavfilter's ebur128 failed: {exc}", cmd=["ebur128"], stderr=str(exc)
+        ) from None
     if "lavfi.r128.I" not in last:  # nothing long enough to measure: silence
         return -math.inf, 0.0, 0.0
     try:
-        return (float(last["lavfi.r128.I"]), float(last["lavfi.r128.LRA"]),
-                float(last["lavfi.r128.true_peak"]) if true_peak else 0.0)
+        return (
+            float(last["lavfi.r128.I"]),
+            float(last["lavfi.r128.LRA"]),
+            float(last["lavfi.r128.true_peak"]) if true_peak else 0.0,
+        )
     except (KeyError, ValueError):
-        raise FFmpegError(f"loudness measurement: unexpected ebur128 readings {last}",
-                          cmd=["ebur128"], stderr="") from None
+        raise FFmpegError(
+            f"loudness measurement: unexpected ebur128 readings {last}", cmd=["ebur128"], stderr=""
+        ) from None
 
 
 # 4x oversampling interpolator of BS.1770-4 annex 2: the low-pass scipy.signal.resample_poly
@@ -227,7 +242,7 @@ class _TruePeak:
                 lo, hi = max(0, i0 - taps), min(n, i1 + taps)
                 seg = x[lo:hi]
                 for p in range(4):
-                    y = np.convolve(seg, _TP_PHASES[p])[i0 - lo + _TP_DELAY: i1 - lo + _TP_DELAY]
+                    y = np.convolve(seg, _TP_PHASES[p])[i0 - lo + _TP_DELAY : i1 - lo + _TP_DELAY]
                     np.maximum(self.peak[i0:i1], np.abs(y), out=self.peak[i0:i1])
             self.done[todo] = True
         return self.peak
@@ -244,7 +259,7 @@ def _sliding_min(a: np.ndarray, half: int) -> np.ndarray:
     blocks = padded.reshape(n_blocks, w)
     prefix = np.minimum.accumulate(blocks, axis=1).ravel()
     suffix = np.minimum.accumulate(blocks[:, ::-1], axis=1)[:, ::-1].ravel()
-    return np.minimum(suffix[:n], prefix[w - 1: w - 1 + n])
+    return np.minimum(suffix[:n], prefix[w - 1 : w - 1 + n])
 
 
 def _box_below_one(a: np.ndarray, half: int) -> np.ndarray:
@@ -274,9 +289,14 @@ def _limiter_gain(peak: np.ndarray, ceiling: float, sample_rate_hz: int) -> np.n
     return np.minimum(env, need)  # float rounding only
 
 
-def normalise(samples: np.ndarray, target: LoudnessTarget, *, name: str = "audio",
-              sample_rate_hz: int = AUDIO_RATE_HZ,
-              true_peaks: bool = True) -> tuple[np.ndarray, LoudnessReport]:
+def normalise(
+    samples: np.ndarray,
+    target: LoudnessTarget,
+    *,
+    name: str = "audio",
+    sample_rate_hz: int = AUDIO_RATE_HZ,
+    true_peaks: bool = True,
+) -> tuple[np.ndarray, LoudnessReport]:
     """Bring ``samples`` to ``target``: one gain, then the true-peak limiter where needed.
 
     Parameters
@@ -336,16 +356,24 @@ def normalise(samples: np.ndarray, target: LoudnessTarget, *, name: str = "audio
     out32 = out.astype(np.float32)
     if after is None:  # not limited: the one gain moved everything by exactly that much
         after = Measurement(
-            integrated_lufs=round(before.integrated_lufs + gain_db, 1), range_lu=before.range_lu,
-            true_peak_dbtp=(None if before.true_peak_dbtp is None
-                            else round(before.true_peak_dbtp + gain_db, 1)))
+            integrated_lufs=round(before.integrated_lufs + gain_db, 1),
+            range_lu=before.range_lu,
+            true_peak_dbtp=(
+                None if before.true_peak_dbtp is None else round(before.true_peak_dbtp + gain_db, 1)
+            ),
+        )
     return out32, LoudnessReport(
-        before=before, after=after, target=target, gain_db=round(gain_db, 2),
-        limited_s=round(float(limited.sum()) / sample_rate_hz, 3))
+        before=before,
+        after=after,
+        target=target,
+        gain_db=round(gain_db, 2),
+        limited_s=round(float(limited.sum()) / sample_rate_hz, 3),
+    )
 
 
-def add_true_peaks(report: LoudnessReport, before: np.ndarray, after: np.ndarray, *,
-                   sample_rate_hz: int = AUDIO_RATE_HZ) -> LoudnessReport:
+def add_true_peaks(
+    report: LoudnessReport, before: np.ndarray, after: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE_HZ
+) -> LoudnessReport:
     """``report`` of ``normalise(..., true_peaks=False)`` with its true peaks measured.
 
     Parameters
@@ -358,7 +386,11 @@ def add_true_peaks(report: LoudnessReport, before: np.ndarray, after: np.ndarray
         return dataclasses.replace(report, before=measured, after=measured)
     if report.limited_s == 0 and measured.true_peak_dbtp is not None:
         # one gain, no limiting: the peak moved by exactly the gain
-        return dataclasses.replace(report, before=measured, after=dataclasses.replace(
-            report.after, true_peak_dbtp=round(measured.true_peak_dbtp + report.gain_db, 1)))
-    return dataclasses.replace(report, before=measured,
-                               after=measure(after, sample_rate_hz=sample_rate_hz))
+        return dataclasses.replace(
+            report,
+            before=measured,
+            after=dataclasses.replace(
+                report.after, true_peak_dbtp=round(measured.true_peak_dbtp + report.gain_db, 1)
+            ),
+        )
+    return dataclasses.replace(report, before=measured, after=measure(after, sample_rate_hz=sample_rate_hz))

@@ -4,6 +4,7 @@ The ffmpeg binary is imageio-ffmpeg's; there is no ffprobe, so an audio file is 
 parsing ``ffmpeg -i`` and a video with PyAV (the libraries that decode it in the render).
 Every process started here is waited for, and killed if it will not stop.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,7 +56,10 @@ _DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
 def _probe_text(path: Path) -> str:
     proc = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
-        capture_output=True, text=True, errors="replace", timeout=60,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=60,
     )
     return proc.stderr
 
@@ -83,9 +87,13 @@ def probe_video(path: str | Path) -> VideoInfo:
                 duration_s = 0.0
             if duration_s <= 0:
                 raise MediaError(path, None, "not a video: it has no duration (a still image?)")
-            return VideoInfo(width=stream.codec_context.width, height=stream.codec_context.height,
-                             fps=float(rate) if rate else 0.0, duration_s=duration_s,
-                             has_audio=bool(container.streams.audio))
+            return VideoInfo(
+                width=stream.codec_context.width,
+                height=stream.codec_context.height,
+                fps=float(rate) if rate else 0.0,
+                duration_s=duration_s,
+                has_audio=bool(container.streams.audio),
+            )
     except av.error.FFmpegError as exc:
         raise MediaError(path, None, f"not a readable video ({exc.strerror or exc})") from None
 
@@ -139,8 +147,9 @@ def _check_video_decodes(path: Path) -> None:
                 if frame.time is not None:
                     at_s = frame.time
     except av.error.FFmpegError as exc:
-        raise MediaError(path, None, f"the clip breaks at about {at_s:.2f} s: "
-                         f"{exc.strerror or exc}") from None
+        raise MediaError(
+            path, None, f"the clip breaks at about {at_s:.2f} s: {exc.strerror or exc}"
+        ) from None
 
 
 def audio_duration_s(path: str | Path) -> float:
@@ -207,9 +216,26 @@ def read_audio(path: str | Path, *, sample_rate_hz: int) -> np.ndarray:
 
 def _decode_audio(path: Path, sample_rate_hz: int) -> np.ndarray:
     proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path),
-         "-map", "0:a:0", "-ac", "1", "-ar", str(sample_rate_hz), "-f", "f32le", "-"],
-        capture_output=True, timeout=600,
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:a:0",
+            "-ac",
+            "1",
+            "-ar",
+            str(sample_rate_hz),
+            "-f",
+            "f32le",
+            "-",
+        ],
+        capture_output=True,
+        timeout=600,
     )
     if proc.returncode != 0:
         msg = proc.stderr.decode(errors="replace").strip().splitlines()
@@ -237,8 +263,9 @@ class FFmpegProcess:
     exception (Ctrl-C included) closes stdin, then terminates and kills ffmpeg if it lingers.
     """
 
-    def __init__(self, args: Sequence[str], *, stdin: bool = False, stdout: bool = False,
-                 what: str = "ffmpeg"):
+    def __init__(
+        self, args: Sequence[str], *, stdin: bool = False, stdout: bool = False, what: str = "ffmpeg"
+    ):
         self.cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-v", "error", *args]
         self.what = what
         self._err: IO[bytes] = tempfile.TemporaryFile()
@@ -272,8 +299,11 @@ class FFmpegProcess:
             self.stdin.write(data)
         except (BrokenPipeError, OSError):
             rc = self.proc.wait(timeout=30)
-            raise FFmpegError(f"{self.what}: ffmpeg exited with {rc} while reading frames",
-                              cmd=self.cmd, stderr=self.stderr_text()) from None
+            raise FFmpegError(
+                f"{self.what}: ffmpeg exited with {rc} while reading frames",
+                cmd=self.cmd,
+                stderr=self.stderr_text(),
+            ) from None
 
     def finish(self, timeout_s: float = 600) -> None:
         """Close stdin, wait, and raise ``FFmpegError`` on a non-zero exit."""
@@ -285,8 +315,9 @@ class FFmpegProcess:
         rc = self.proc.wait(timeout=timeout_s)
         if rc != 0:
             sig = f" (signal {signal.Signals(-rc).name})" if rc < 0 else ""
-            raise FFmpegError(f"{self.what}: ffmpeg exited with {rc}{sig}", cmd=self.cmd,
-                              stderr=self.stderr_text())
+            raise FFmpegError(
+                f"{self.what}: ffmpeg exited with {rc}{sig}", cmd=self.cmd, stderr=self.stderr_text()
+            )
 
     def kill(self) -> None:
         if self.proc.poll() is None:

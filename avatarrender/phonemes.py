@@ -10,6 +10,7 @@ numbers, abbreviations and punctuation are espeak's business (``12`` -> "twelve"
 "doctor"). Phonemes are mapped through their IPA symbols (:func:`ipa_class`), and for English
 through espeak's own mnemonics, which the training truth uses.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -19,22 +20,31 @@ import functools
 import threading
 import unicodedata
 
-__all__ = ["CLASSES", "CLASS_SHAPE", "Word", "phonemize", "ipa_class", "mnemonic_class",
-           "arpabet_class", "libespeak", "EspeakUnavailable"]
+__all__ = [
+    "CLASSES",
+    "CLASS_SHAPE",
+    "Word",
+    "phonemize",
+    "ipa_class",
+    "mnemonic_class",
+    "arpabet_class",
+    "libespeak",
+    "EspeakUnavailable",
+]
 
 # name, mouth shape
 _CLASS_TABLE = (
     ("sil", "X"),
-    ("bilabial", "A"),    # p b m (and Spanish b/v between vowels, lips almost touching)
+    ("bilabial", "A"),  # p b m (and Spanish b/v between vowels, lips almost touching)
     ("labiodental", "G"),  # f v
-    ("lateral", "H"),     # l
-    ("round", "F"),       # w, oo, uh, ü
-    ("midround", "E"),    # aw, oh, er, ow, oy
-    ("open", "D"),        # ah, ae, ay, uh (cup)
-    ("front", "C"),       # eh, ih, ee, ey, schwa
-    ("stop", "B"),        # t d k g
-    ("fricative", "B"),   # s z sh zh th dh h ch j x
-    ("sonorant", "B"),    # n ng r y
+    ("lateral", "H"),  # l
+    ("round", "F"),  # w, oo, uh, ü
+    ("midround", "E"),  # aw, oh, er, ow, oy
+    ("open", "D"),  # ah, ae, ay, uh (cup)
+    ("front", "C"),  # eh, ih, ee, ey, schwa
+    ("stop", "B"),  # t d k g
+    ("fricative", "B"),  # s z sh zh th dh h ch j x
+    ("sonorant", "B"),  # n ng r y
 )
 CLASSES = tuple(name for name, _ in _CLASS_TABLE)
 CLASS_SHAPE = "".join(shape for _, shape in _CLASS_TABLE)
@@ -48,16 +58,21 @@ _MNEMONIC = {
     **dict.fromkeys(["w", "u:", "U", "u", "U@", "w#"], "round"),
     **dict.fromkeys(["O:", "O", "3:", "@U", "oU", "OI", "o@", "O@", "0", "aU", "3", "r-"], "midround"),
     **dict.fromkeys(["A:", "aI", "a", "A@", "V", "aa", "a#", "A", "a2"], "open"),
-    **dict.fromkeys(["E", "e", "eI", "e@", "I", "i", "i:", "@", "@2", "@5", "a@", "I2", "I#",
-                     "i@", "e#", "E2"], "front"),
+    **dict.fromkeys(
+        ["E", "e", "eI", "e@", "I", "i", "i:", "@", "@2", "@5", "a@", "I2", "I#", "i@", "e#", "E2"], "front"
+    ),
     **dict.fromkeys(["t", "d", "k", "g", "t#", "d#", "?", "t2", "d2", "k#", "g#", "c", "x#"], "stop"),
-    **dict.fromkeys(["s", "z", "S", "Z", "T", "D", "h", "x", "C", "tS", "dZ", "s#", "z#", "S;", "Z;",
-                     "ts", "dz"], "fricative"),
+    **dict.fromkeys(
+        ["s", "z", "S", "Z", "T", "D", "h", "x", "C", "tS", "dZ", "s#", "z#", "S;", "Z;", "ts", "dz"],
+        "fricative",
+    ),
 }
 
 # ARPAbet (flite, CMUdict) -> class, in step with the espeak table above
 _ARPABET = {
-    "pau": "sil", "h#": "sil", "sil": "sil",
+    "pau": "sil",
+    "h#": "sil",
+    "sil": "sil",
     **dict.fromkeys(["p", "b", "m", "em"], "bilabial"),
     **dict.fromkeys(["f", "v"], "labiodental"),
     **dict.fromkeys(["l", "el"], "lateral"),
@@ -71,9 +86,20 @@ _ARPABET = {
 }
 
 # IPA symbols (after stress and length marks are removed) -> class
-_IPA_MULTI = {"aʊ": "midround", "oʊ": "midround", "ɔɪ": "midround", "əʊ": "midround",
-              "aɪ": "open", "eɪ": "front", "əl": "lateral", "tʃ": "fricative", "dʒ": "fricative",
-              "ts": "fricative", "dz": "fricative", "pf": "labiodental"}
+_IPA_MULTI = {
+    "aʊ": "midround",
+    "oʊ": "midround",
+    "ɔɪ": "midround",
+    "əʊ": "midround",
+    "aɪ": "open",
+    "eɪ": "front",
+    "əl": "lateral",
+    "tʃ": "fricative",
+    "dʒ": "fricative",
+    "ts": "fricative",
+    "dz": "fricative",
+    "pf": "labiodental",
+}
 _IPA_FIRST = {
     **dict.fromkeys("pbmɸβʙ", "bilabial"),
     **dict.fromkeys("fvʋɱ", "labiodental"),
@@ -122,6 +148,7 @@ def ipa_class(symbol: str) -> int | None:
 class Word:
     """One spoken word as espeak-ng reads it: its phone classes, and the caption cue (the index
     given to :func:`phonemize`) it came from."""
+
     classes: tuple[int, ...]
     cue: int = 0
 
@@ -146,8 +173,9 @@ def libespeak() -> tuple[ctypes.CDLL, int]:
         lib = ctypes.CDLL(name)
     except OSError as exc:
         raise EspeakUnavailable(f"cannot load libespeak-ng ({exc}): install espeak-ng") from None
-    rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 200, None,
-                                 _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT)
+    rate = lib.espeak_Initialize(
+        _AUDIO_OUTPUT_SYNCHRONOUS, 200, None, _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT
+    )
     if rate <= 0:
         raise EspeakUnavailable("espeak_Initialize failed (is espeak-ng-data installed?)")
     lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
@@ -201,8 +229,7 @@ def phonemize(texts: list[str] | str, *, language: str = "en-us") -> list[Word]:
             mnem = " ".join(_phoneme_strings(text, language, False)).split() if english else []
             for k, w in enumerate(ipa):
                 syms = [p for p in w.split("|") if p]
-                names = [p.lstrip("'\",=%") for p in mnem[k].split("|") if p] \
-                    if len(mnem) == len(ipa) else []
+                names = [p.lstrip("'\",=%") for p in mnem[k].split("|") if p] if len(mnem) == len(ipa) else []
                 if len(names) != len(syms):
                     names = []
                 classes = []

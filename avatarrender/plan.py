@@ -1,4 +1,5 @@
 """Planning: the segment's frames cut into chunks of whole media segments, in air order."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,8 +50,13 @@ class ChunkPlan:
         return [n for c in self.chunks for n in c.segment_frames]
 
 
-def plan_chunks(spec: Spec, *, chunk_segments: int = DEFAULT_CHUNK_SEGMENTS,
-                ramp: bool = True, lead_frames: int | None = None) -> ChunkPlan:
+def plan_chunks(
+    spec: Spec,
+    *,
+    chunk_segments: int = DEFAULT_CHUNK_SEGMENTS,
+    ramp: bool = True,
+    lead_frames: int | None = None,
+) -> ChunkPlan:
     """Cut ``spec.frame_count`` frames into media segments, and those into chunks.
 
     Every media segment has ``frames_per_segment`` frames except possibly the last. With
@@ -85,6 +91,13 @@ def plan_chunks(spec: Spec, *, chunk_segments: int = DEFAULT_CHUNK_SEGMENTS,
         end = starts[c + 1] if c + 1 < len(starts) else len(seg_frames)
         frames = tuple(seg_frames[first:end])
         start = offsets[first]
-        chunks.append(Chunk(index=c, frame_start=start, frame_end=start + sum(frames),
-                            first_segment=first, segment_frames=frames))
+        chunks.append(
+            Chunk(
+                index=c,
+                frame_start=start,
+                frame_end=start + sum(frames),
+                first_segment=first,
+                segment_frames=frames,
+            )
+        )
     return ChunkPlan(fps=spec.output.fps, frames_per_segment=per, chunks=tuple(chunks))

@@ -9,6 +9,7 @@ Chunks are content-addressed (spec hash, frame range, encoder settings, audio), 
 ``.work/KEY.tmpPID`` and renamed to ``.work/KEY`` when whole, so a render killed at any point
 and started again renders only what is missing.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,8 +30,7 @@ from .analysis import Timeline, analyse, segment_audio
 from .audiotrack import AudioSource, encode_track, failed_path
 from .compose import build_scene, compose_frames, scene_for, slice_timeline
 from .encode import ChunkEncoder, SegmentJob
-from .errors import (AvatarRenderError, DiskFullError, FFmpegError, OutputError,
-                     RenderLockedError)
+from .errors import AvatarRenderError, DiskFullError, FFmpegError, OutputError, RenderLockedError
 from .loudness import add_true_peaks, normalise
 from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
 from .rendition import Manifest, Publisher, clear_failed, partial_path, read_manifest, utc_now_iso
@@ -82,13 +82,14 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         frame_index = chunk.frame_start
         for i, n in enumerate(chunk.segment_frames):
             s0 = Fraction(frame_index) / fps
-            s1 = None if (last and i == len(chunk.segment_frames) - 1) else Fraction(
-                frame_index + n) / fps
-            segments.append(SegmentJob(path=tmp / f"seg_{chunk.first_segment + i:05d}.ts",
-                                       frames=n, start_s=s0, end_s=s1))
+            s1 = None if (last and i == len(chunk.segment_frames) - 1) else Fraction(frame_index + n) / fps
+            segments.append(
+                SegmentJob(path=tmp / f"seg_{chunk.first_segment + i:05d}.ts", frames=n, start_s=s0, end_s=s1)
+            )
             frame_index += n
-        with ChunkEncoder(spec.output, segments, audio=AudioSource(Path(task.audio_path)),
-                          threads=task.threads) as enc:
+        with ChunkEncoder(
+            spec.output, segments, audio=AudioSource(Path(task.audio_path)), threads=task.threads
+        ) as enc:
             for data in compose_frames(spec, task.timeline, scene):
                 enc.write(data)
             enc.finish()
@@ -97,11 +98,18 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         if missing:
             raise AvatarRenderError(f"chunk {chunk.index}: the encoder wrote no {missing[0]}")
         result = {
-            "index": chunk.index, "key": task.key, "dir": str(final),
+            "index": chunk.index,
+            "key": task.key,
+            "dir": str(final),
             "segments": [{"uri": n, "frames": f} for n, f in zip(names, chunk.segment_frames)],
-            "seconds": time.perf_counter() - started, "pid": os.getpid(),
-            "started_at": started_at, **({"profile": _profile.take(), "cpu_s": time.process_time(),
-                                          "cpu_at_start_s": cpu_at_start} if _profile.ENABLED else {}),
+            "seconds": time.perf_counter() - started,
+            "pid": os.getpid(),
+            "started_at": started_at,
+            **(
+                {"profile": _profile.take(), "cpu_s": time.process_time(), "cpu_at_start_s": cpu_at_start}
+                if _profile.ENABLED
+                else {}
+            ),
         }
         (tmp / "done.json").write_text(json.dumps(result))
         os.replace(tmp, final)
@@ -124,8 +132,7 @@ def _make_track(spec: Spec, speech: Any, audio_path: Path, sound: dict[str, Any]
     t0 = time.perf_counter()
     try:
         mixed = mix(spec, speech)
-        samples, report = normalise(mixed, loudness_target(spec), name=str(spec.source),
-                                    true_peaks=False)
+        samples, report = normalise(mixed, loudness_target(spec), name=str(spec.source), true_peaks=False)
     except BaseException:
         failed_path(audio_path).touch()  # the chunks waiting for the track stop
         raise
@@ -137,8 +144,17 @@ def _make_track(spec: Spec, speech: Any, audio_path: Path, sound: dict[str, Any]
 
 
 def _chunk_key(spec: Spec, chunk: Chunk, audio_hash: str, threads: int | None) -> str:
-    doc = json.dumps([spec.spec_hash, audio_hash, threads, chunk.frame_start, chunk.frame_end,
-                      chunk.first_segment, list(chunk.segment_frames)])
+    doc = json.dumps(
+        [
+            spec.spec_hash,
+            audio_hash,
+            threads,
+            chunk.frame_start,
+            chunk.frame_end,
+            chunk.first_segment,
+            list(chunk.segment_frames),
+        ]
+    )
     return hashlib.sha256(doc.encode()).hexdigest()[:24]
 
 
@@ -146,12 +162,18 @@ def _planned_manifest(spec: Spec, plan: ChunkPlan) -> Manifest:
     """What the rendition of ``spec`` will be; the publisher fills in segments and bit rates."""
     out = spec.output
     return Manifest(
-        complete=False, width=out.width, height=out.height, fps=out.fps, segments=(),
+        complete=False,
+        width=out.width,
+        height=out.height,
+        fps=out.fps,
+        segments=(),
         planned_segments=plan.segment_count,
         # RFC 8216: each EXTINF rounded to the nearest integer (1.001 s at NTSC rates: 1)
         target_duration_s=max(1, int(out.segment_duration_s + Fraction(1, 2))),
         segment_type=out.segment_type,
-        spec_hash=spec.spec_hash, source=str(spec.source), duration_s=spec.duration_s,
+        spec_hash=spec.spec_hash,
+        source=str(spec.source),
+        duration_s=spec.duration_s,
         frame_count=spec.frame_count,
     )
 
@@ -362,8 +384,11 @@ def render(
         plan = plan_chunks(spec, chunk_segments=chunk_segments, lead_frames=lead_frames)
         stale = read_manifest(partial)
         planned = plan.segment_frames()
-        if (stale is None or stale.spec_hash != spec.spec_hash
-                or [s.frames for s in stale.segments] != planned[:len(stale.segments)]):
+        if (
+            stale is None
+            or stale.spec_hash != spec.spec_hash
+            or [s.frames for s in stale.segments] != planned[: len(stale.segments)]
+        ):
             shutil.rmtree(partial, ignore_errors=True)  # another spec, or cut otherwise
         clear_failed(partial)  # a render that failed before is tried again
         work = partial / ".work"
@@ -399,8 +424,9 @@ def render(
         analysed_s = time.perf_counter() - started
         # WebVTT subtitle tracks: written as their media segments are published
         subs = SubtitleWriter(spec, plan, partial)
-        pub = Publisher(partial, dataclasses.replace(_planned_manifest(spec, plan),
-                                                     subtitles=subs.renditions or None))
+        pub = Publisher(
+            partial, dataclasses.replace(_planned_manifest(spec, plan), subtitles=subs.renditions or None)
+        )
         subs.write_upto(pub.published)  # those a resumed render has already
         # Chunks whose segments are all published are done; a chunk is published whole or not.
         todo = [c for c in plan.chunks if c.first_segment >= pub.published]
@@ -408,10 +434,16 @@ def render(
         if progress:
             progress(frames_done, spec.frame_count)
         tasks = [
-            ChunkTask(spec=spec, chunk=c, key=_chunk_key(spec, c, audio_hash, threads), work_root=str(work),
-                      audio_path=str(audio_path),
-                      timeline=slice_timeline(timeline, c.frame_start, c.frame_end), threads=threads,
-                      scene_path=str(scene_path))
+            ChunkTask(
+                spec=spec,
+                chunk=c,
+                key=_chunk_key(spec, c, audio_hash, threads),
+                work_root=str(work),
+                audio_path=str(audio_path),
+                timeline=slice_timeline(timeline, c.frame_start, c.frame_end),
+                threads=threads,
+                scene_path=str(scene_path),
+            )
             for c in todo
         ]
         first_segment_s: float | None = None
@@ -423,7 +455,8 @@ def render(
             try:
                 with interrupt.children_shielded():  # workers (re)started here ignore Ctrl-C
                     results = Parallel(n_jobs=min(jobs, len(tasks)), return_as="generator")(
-                        delayed(render_chunk)(t) for t in tasks)
+                        delayed(render_chunk)(t) for t in tasks
+                    )
                 for task, result in zip(tasks, results):
                     t0 = time.perf_counter()
                     with interrupt.deferred():  # a stop signal waits for the manifest to agree
@@ -459,13 +492,18 @@ def render(
         pub.planned = dataclasses.replace(pub.planned, loudness=sound["loudness"])
         wall_s = time.perf_counter() - started
         stats = {
-            "wall_s": round(wall_s, 3), "analysis_s": round(analysed_s, 3),
+            "wall_s": round(wall_s, 3),
+            "analysis_s": round(analysed_s, 3),
             "fps": round(spec.frame_count / wall_s, 2),
             "realtime_factor": round(float(spec.duration_s) / wall_s, 3),
             "first_segment_s": round(first_segment_s, 3) if first_segment_s else None,
-            "jobs": jobs, "chunk_segments": chunk_segments, "x264_threads": threads,
-            "chunks": len(plan.chunks), "chunks_rendered": rendered,
-            "chunks_reused": reused + len(plan.chunks) - len(todo), "attempts": attempts,
+            "jobs": jobs,
+            "chunk_segments": chunk_segments,
+            "x264_threads": threads,
+            "chunks": len(plan.chunks),
+            "chunks_rendered": rendered,
+            "chunks_reused": reused + len(plan.chunks) - len(todo),
+            "attempts": attempts,
             "finished_at": utc_now_iso(),
         }
         if _profile.ENABLED:
@@ -487,8 +525,7 @@ def render(
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise _disk_full(partial, exc.filename or partial) from None
-        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and not isinstance(
-                exc, AvatarRenderError):
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and not isinstance(exc, AvatarRenderError):
             raise _not_writable(Path(exc.filename or partial), exc) from None
         raise
     except FFmpegError as exc:
@@ -508,11 +545,15 @@ def _usable_output(out_dir: Path, *, force: bool) -> Path:
         raise OutputError(f"{out_dir}: cannot resolve the output path: {exc}") from None
     if not force:
         if out_dir.exists() and not out_dir.is_dir():
-            raise OutputError(f"{out_dir}: exists and is not a folder; the render would replace "
-                              "it: choose another -o, or pass --force to replace it")
+            raise OutputError(
+                f"{out_dir}: exists and is not a folder; the render would replace "
+                "it: choose another -o, or pass --force to replace it"
+            )
         if out_dir.is_dir() and read_manifest(out_dir) is None and any(out_dir.iterdir()):
-            raise OutputError(f"{out_dir}: a folder that is not a render (no manifest.json); "
-                              "the render would replace it: choose another -o, or pass --force")
+            raise OutputError(
+                f"{out_dir}: a folder that is not a render (no manifest.json); "
+                "the render would replace it: choose another -o, or pass --force"
+            )
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -536,22 +577,28 @@ def _profile_stats(entered_at: float, results: list[dict[str, Any]]) -> dict[str
     by_pid: dict[int, list[dict[str, Any]]] = {}
     for r in results:
         by_pid.setdefault(r["pid"], []).append(r)
-    workers["cpu_start"] = round(sum(min(x["cpu_at_start_s"] for x in rs) for rs in by_pid.values()
-                                     if rs[0]["pid"] != os.getpid()), 3)
+    workers["cpu_start"] = round(
+        sum(min(x["cpu_at_start_s"] for x in rs) for rs in by_pid.values() if rs[0]["pid"] != os.getpid()), 3
+    )
     workers["cpu"] = round(sum(max(x["cpu_s"] for x in rs) for rs in by_pid.values()), 3)
     ends = [max(x["started_at"] + x["seconds"] for x in rs) for rs in by_pid.values()]
     workers["tail_idle"] = round(max(ends) - min(ends), 3) if ends else 0.0  # the first done waits
-    return {"entered_at": entered_at, "main": {**_profile.take(), "cpu": time.process_time()},
-            "workers": workers,
-            "first_chunk_at": min((r["started_at"] for r in results), default=None),
-            "pids": sorted({r["pid"] for r in results})}
+    return {
+        "entered_at": entered_at,
+        "main": {**_profile.take(), "cpu": time.process_time()},
+        "workers": workers,
+        "first_chunk_at": min((r["started_at"] for r in results), default=None),
+        "pids": sorted({r["pid"] for r in results}),
+    }
 
 
 def _disk_full(partial: Path, where: str | Path) -> DiskFullError:
     man = read_manifest(partial)
     done = len(man.segments) if man else 0
-    return DiskFullError(f"{where}: no space left on device; the {done} media segments finished "
-                         f"so far stay valid in {partial} and a new render resumes from there")
+    return DiskFullError(
+        f"{where}: no space left on device; the {done} media segments finished "
+        f"so far stay valid in {partial} and a new render resumes from there"
+    )
 
 
 # ---------------------------------------------------------------------------------- background
@@ -607,13 +654,19 @@ class RenderProcess:
         import subprocess
 
         self.spec_path, self.out_dir = Path(spec_path), Path(out_dir)
-        code = ("import sys; from avatarrender.render import _render_ahead_main; "
-                "sys.exit(_render_ahead_main(*sys.argv[1:]))")
+        code = (
+            "import sys; from avatarrender.render import _render_ahead_main; "
+            "sys.exit(_render_ahead_main(*sys.argv[1:]))"
+        )
         idle = [repr(float(idle_s))] if idle_s is not None else []
         # as the CLI does: OpenBLAS threads would spin against the render's workers
         env = {**os.environ, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
-        self._proc = subprocess.Popen([sys.executable, "-c", code, str(spec_path), str(out_dir), *idle],
-                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(spec_path), str(out_dir), *idle],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
         self._error: str | None = None
         self._done = False
 
@@ -631,8 +684,11 @@ class RenderProcess:
         code = self._proc.returncode
         if self._error is None and code == 0:
             return
-        why = self._error or (f"the render process was killed by signal {-code}" if code < 0
-                              else f"the render process ended with exit code {code}")
+        why = self._error or (
+            f"the render process was killed by signal {-code}"
+            if code < 0
+            else f"the render process ended with exit code {code}"
+        )
         raise AvatarRenderError(why if str(self.spec_path) in why else f"{self.spec_path}: {why}")
 
     def terminate(self) -> None:
@@ -660,13 +716,13 @@ class ProcessRenderer:
     def render_filler(self, spec_path: Path, duration_s: float, root: Path) -> Path:
         from .spec import load_spec
 
-        spec = load_spec(spec_path).idle(duration_s)   # errors in the spec: said here, at once
+        spec = load_spec(spec_path).idle(duration_s)  # errors in the spec: said here, at once
         dest = Path(root) / f"idle-{spec.spec_hash}"
         job = RenderProcess(Path(spec_path), dest, idle_s=duration_s)
         try:
             job._proc.wait()
         except BaseException:
-            job.terminate()   # Ctrl-C while the filler renders: its process goes too
+            job.terminate()  # Ctrl-C while the filler renders: its process goes too
             raise
         job.result()
         return dest

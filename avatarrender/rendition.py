@@ -19,6 +19,7 @@ This module is the only one that knows that layout. The renderer writes through
 :class:`Publisher`; the playout reads through :func:`read_rendered` and :func:`verify_media_file`.
 Every file is replaced with :func:`atomic_write`, so a reader sees the old file or the new one.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -195,15 +196,14 @@ def audio_with_video(data: bytes) -> bytes:
     a = np.frombuffer(data, np.uint8).reshape(-1, TS_PACKET_BYTES)
     pid = ((a[:, 1].astype(np.int32) & 0x1F) << 8) | a[:, 2]
     payload_at = np.where((a[:, 3] >> 4) & 2, 5 + a[:, 4].astype(np.int32), 4)
-    video: list[tuple[int, int]] = []             # (row, PTS) of each video PES start
-    audio: list[tuple[int, int, int]] = []        # (row, PTS, PID) of each audio PES start
+    video: list[tuple[int, int]] = []  # (row, PTS) of each video PES start
+    audio: list[tuple[int, int, int]] = []  # (row, PTS, PID) of each audio PES start
     for r in np.nonzero((a[:, 1] & 0x40) != 0)[0]:
         row, po = a[r], int(payload_at[r])
-        if po + 14 > TS_PACKET_BYTES or row[po] or row[po + 1] or row[po + 2] != 1 \
-                or not row[po + 7] & 0x80:
-            continue   # PSI, or a PES without a PTS: stays where it is
+        if po + 14 > TS_PACKET_BYTES or row[po] or row[po + 1] or row[po + 2] != 1 or not row[po + 7] & 0x80:
+            continue  # PSI, or a PES without a PTS: stays where it is
         sid = int(row[po + 3])
-        p = row[po + 9:po + 14].astype(np.int64)
+        p = row[po + 9 : po + 14].astype(np.int64)
         pts = ((p[0] >> 1) & 7) << 30 | p[1] << 22 | (p[2] >> 1) << 15 | p[3] << 7 | p[4] >> 1
         if 0xE0 <= sid <= 0xEF:
             video.append((int(r), int(pts)))
@@ -211,19 +211,18 @@ def audio_with_video(data: bytes) -> bytes:
             audio.append((int(r), int(pts), int(pid[r])))
     if not video or not audio:
         return data
-    half = 1 << 32   # PTS differences modulo 2^33, as signed
+    half = 1 << 32  # PTS differences modulo 2^33, as signed
     insert: dict[int, list[int]] = {}
     moved: set[int] = set()
-    ends: dict[int, int] = {}   # each audio PES runs to the next start on its PID
+    ends: dict[int, int] = {}  # each audio PES runs to the next start on its PID
     nxt: list[int] = [0] * len(audio)
     for k in range(len(audio) - 1, -1, -1):
         nxt[k] = ends.get(audio[k][2], len(a))
         ends[audio[k][2]] = audio[k][0]
     for k, (start, pts, p) in enumerate(audio):
         end = nxt[k]
-        rows = [start] + [int(x) for x in np.nonzero(pid[start + 1:end] == p)[0] + start + 1]
-        target = next((vr for vr, vp in video if ((vp - pts + half) % (2 * half)) - half >= 0),
-                      start)
+        rows = [start] + [int(x) for x in np.nonzero(pid[start + 1 : end] == p)[0] + start + 1]
+        target = next((vr for vr, vp in video if ((vp - pts + half) % (2 * half)) - half >= 0), start)
         target = min(target, start)
         insert.setdefault(target, []).extend(rows)
         moved.update(rows)
@@ -478,7 +477,8 @@ class Manifest:
             "complete": self.complete,
             "spec_hash": self.spec_hash,
             "source": self.source,
-            "width": self.width, "height": self.height,
+            "width": self.width,
+            "height": self.height,
             "fps": f"{self.fps.numerator}/{self.fps.denominator}",
             "duration_s": float(self.duration_s),
             "frame_count": self.frame_count,
@@ -556,24 +556,38 @@ def parse_manifest(doc: Any, folder: Path) -> Manifest:
                 dur = Fraction(str(s["duration_s"])).limit_denominator(90000)
             if dur <= 0:
                 raise MediaError(manifest, f"segments[{i}]", "duration must be positive")
-            segs.append(MediaSegmentInfo(index=i, uri=uri, frames=frames, duration_s=dur,
-                                         size_bytes=int(s["bytes"]), sha256=str(s["sha256"]).lower(),
-                                         path=folder / uri))
+            segs.append(
+                MediaSegmentInfo(
+                    index=i,
+                    uri=uri,
+                    frames=frames,
+                    duration_s=dur,
+                    size_bytes=int(s["bytes"]),
+                    sha256=str(s["sha256"]).lower(),
+                    path=folder / uri,
+                )
+            )
         complete = bool(doc.get("complete"))
         planned = int(doc.get("planned_segments", len(segs)))
         listed_s = sum((s.duration_s for s in segs), Fraction(0))
         loudness = doc.get("loudness")
         man = Manifest(
-            complete=complete, width=int(doc["width"]), height=int(doc["height"]), fps=fps,
-            segments=tuple(segs), planned_segments=planned,
+            complete=complete,
+            width=int(doc["width"]),
+            height=int(doc["height"]),
+            fps=fps,
+            segments=tuple(segs),
+            planned_segments=planned,
             codecs=str(doc.get("codecs", DEFAULT_CODECS)),
             target_duration_s=int(doc.get("target_duration_s", 1)),
             bandwidth_bps=int(doc.get("bandwidth_bps", 0)),
             average_bandwidth_bps=int(doc.get("average_bandwidth_bps", 0)),
             segment_type=str(doc.get("segment_type", "mpegts")),
-            spec_hash=str(doc.get("spec_hash", "")), source=str(doc.get("source", "")),
-            duration_s=(Fraction(str(doc["duration_s"])).limit_denominator(90000)
-                        if "duration_s" in doc else listed_s),
+            spec_hash=str(doc.get("spec_hash", "")),
+            source=str(doc.get("source", "")),
+            duration_s=(
+                Fraction(str(doc["duration_s"])).limit_denominator(90000) if "duration_s" in doc else listed_s
+            ),
             frame_count=int(doc.get("frame_count", sum(s.frames or 0 for s in segs))),
             created_at=str(doc.get("created_at", "")),
             render=dict(doc.get("render") or {}),
@@ -586,8 +600,9 @@ def parse_manifest(doc: Any, folder: Path) -> Manifest:
     except (KeyError, TypeError, ValueError) as exc:
         raise MediaError(manifest, None, f"malformed manifest: {exc!r}") from exc
     if complete and len(segs) != planned:
-        raise MediaError(manifest, "segments",
-                         f"complete but lists {len(segs)} of {planned} planned media segments")
+        raise MediaError(
+            manifest, "segments", f"complete but lists {len(segs)} of {planned} planned media segments"
+        )
     if complete and not segs:
         raise MediaError(manifest, "segments", "complete but empty")
     return man
@@ -682,24 +697,26 @@ def read_rendered(folder: str | Path) -> RenderedSegment:
     folder = Path(folder)
     man = _load(folder)
     if man.segment_type != "mpegts":
-        raise MediaError(folder / MANIFEST_NAME, "segment_type",
-                         "the playout airs MPEG-TS segments only")
+        raise MediaError(folder / MANIFEST_NAME, "segment_type", "the playout airs MPEG-TS segments only")
     return RenderedSegment(folder=folder, manifest=man)
 
 
 # ---------------------------------------------------------------------------------- writing
 
 
-def media_playlist(segments: Sequence[MediaSegmentInfo], *, target_duration_s: float,
-                   complete: bool) -> str:
+def media_playlist(segments: Sequence[MediaSegmentInfo], *, target_duration_s: float, complete: bool) -> str:
     """A VOD playlist when ``complete``, else an EVENT playlist of the finished prefix."""
     durations_s = [float(s.duration_s) for s in segments]
     # RFC 8216 4.3.3.1: no EXTINF, rounded to the nearest integer, above it (1.001 s gives 1)
     target = max(1, math.floor(max([target_duration_s] + durations_s) + 0.5))
-    lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{target}",
-             "#EXT-X-MEDIA-SEQUENCE:0",
-             f"#EXT-X-PLAYLIST-TYPE:{'VOD' if complete else 'EVENT'}",
-             "#EXT-X-INDEPENDENT-SEGMENTS"]
+    lines = [
+        "#EXTM3U",
+        "#EXT-X-VERSION:3",
+        f"#EXT-X-TARGETDURATION:{target}",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        f"#EXT-X-PLAYLIST-TYPE:{'VOD' if complete else 'EVENT'}",
+        "#EXT-X-INDEPENDENT-SEGMENTS",
+    ]
     for s, d in zip(segments, durations_s):
         lines += [f"#EXTINF:{d:.5f},", s.uri]
     if complete:
@@ -707,14 +724,19 @@ def media_playlist(segments: Sequence[MediaSegmentInfo], *, target_duration_s: f
     return "\n".join(lines) + "\n"
 
 
-def subtitle_playlist(uris: Sequence[str], durations_s: Sequence[Fraction], *,
-                      target_duration_s: float, complete: bool = True) -> str:
+def subtitle_playlist(
+    uris: Sequence[str], durations_s: Sequence[Fraction], *, target_duration_s: float, complete: bool = True
+) -> str:
     """The media playlist of a WebVTT subtitle rendition (its segments match the video's): VOD
     when ``complete``, else an EVENT playlist of what is written so far."""
-    target = max(1, math.ceil(max([float(target_duration_s)] + [float(d) for d in durations_s])
-                              - 1e-9))
-    lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{target}",
-             "#EXT-X-MEDIA-SEQUENCE:0", f"#EXT-X-PLAYLIST-TYPE:{'VOD' if complete else 'EVENT'}"]
+    target = max(1, math.ceil(max([float(target_duration_s)] + [float(d) for d in durations_s]) - 1e-9))
+    lines = [
+        "#EXTM3U",
+        "#EXT-X-VERSION:3",
+        f"#EXT-X-TARGETDURATION:{target}",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        f"#EXT-X-PLAYLIST-TYPE:{'VOD' if complete else 'EVENT'}",
+    ]
     for uri, d in zip(uris, durations_s):
         lines += [f"#EXTINF:{float(d):.5f},", uri]
     if complete:
@@ -727,21 +749,26 @@ def _quoted(value: str) -> str:
     return '"' + value.replace('"', "'").replace("\n", " ").replace("\r", " ") + '"'
 
 
-def master_playlist(manifest: Manifest, *, variant_uri: str = PLAYLIST_NAME,
-                    subtitles_group: str = "subs") -> str:
+def master_playlist(
+    manifest: Manifest, *, variant_uri: str = PLAYLIST_NAME, subtitles_group: str = "subs"
+) -> str:
     """A master playlist: the one variant plus its subtitle renditions (EXT-X-MEDIA)."""
     lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS"]
     for sub in manifest.subtitles or ():
         lines.append(
             f"#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID={_quoted(subtitles_group)},"
             f"LANGUAGE={_quoted(sub.language)},NAME={_quoted(sub.name)},"
-            f"DEFAULT={'YES' if sub.default else 'NO'},AUTOSELECT=YES,URI={_quoted(sub.uri)}")
+            f"DEFAULT={'YES' if sub.default else 'NO'},AUTOSELECT=YES,URI={_quoted(sub.uri)}"
+        )
     fps = float(manifest.fps)
     attrs = [f"BANDWIDTH={max(1, manifest.bandwidth_bps)}"]
     if manifest.average_bandwidth_bps:
         attrs.append(f"AVERAGE-BANDWIDTH={manifest.average_bandwidth_bps}")
-    attrs += [f"CODECS={_quoted(manifest.codecs)}",
-              f"RESOLUTION={manifest.width}x{manifest.height}", f"FRAME-RATE={fps:.3f}"]
+    attrs += [
+        f"CODECS={_quoted(manifest.codecs)}",
+        f"RESOLUTION={manifest.width}x{manifest.height}",
+        f"FRAME-RATE={fps:.3f}",
+    ]
     if manifest.subtitles:
         attrs.append(f"SUBTITLES={_quoted(subtitles_group)}")
     lines += ["#EXT-X-STREAM-INF:" + ",".join(attrs), variant_uri]
@@ -758,9 +785,12 @@ def write_rendition(folder: Path, manifest: Manifest) -> None:
     The playlist goes first: a reader that trusts the manifest finds every segment it lists in
     the playlist too.
     """
-    atomic_write(folder / PLAYLIST_NAME, media_playlist(
-        manifest.segments, target_duration_s=manifest.target_duration_s,
-        complete=manifest.complete))
+    atomic_write(
+        folder / PLAYLIST_NAME,
+        media_playlist(
+            manifest.segments, target_duration_s=manifest.target_duration_s, complete=manifest.complete
+        ),
+    )
     if manifest.subtitles:
         atomic_write(folder / MASTER_PLAYLIST_NAME, master_playlist(manifest))
     atomic_write(folder / MANIFEST_NAME, _dump_json(manifest.to_json()))
@@ -791,8 +821,7 @@ class Publisher:
         old = read_manifest(partial)
         if old and old.spec_hash == planned.spec_hash and not old.complete:
             self.segments = [s for s in old.segments if s.path.is_file()]
-            self.cc = dict(old.render.get("cc_state", {})) if len(self.segments) == len(
-                old.segments) else {}
+            self.cc = dict(old.render.get("cc_state", {})) if len(self.segments) == len(old.segments) else {}
             if not self.cc:
                 self.segments = []
             self.created_at = old.created_at or self.created_at
@@ -809,10 +838,17 @@ class Publisher:
         for seg in result["segments"]:
             data = continue_cc((src / seg["uri"]).read_bytes(), self.cc)
             atomic_write(self.partial / seg["uri"], data)
-            self.segments.append(MediaSegmentInfo(
-                index=len(self.segments), uri=seg["uri"], frames=seg["frames"],
-                duration_s=Fraction(seg["frames"]) / fps, size_bytes=len(data),
-                sha256=hashlib.sha256(data).hexdigest(), path=self.partial / seg["uri"]))
+            self.segments.append(
+                MediaSegmentInfo(
+                    index=len(self.segments),
+                    uri=seg["uri"],
+                    frames=seg["frames"],
+                    duration_s=Fraction(seg["frames"]) / fps,
+                    size_bytes=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    path=self.partial / seg["uri"],
+                )
+            )
         self.write(complete=False, stats={})
         shutil.rmtree(src, ignore_errors=True)
 
@@ -840,7 +876,6 @@ class Publisher:
         return man
 
 
-
 # ---------------------------------------------------------------------------------- failure
 
 FAILED_NAME = "FAILED"
@@ -857,7 +892,9 @@ def mark_failed(folder: str | Path, message: str) -> None:
     """
     folder = Path(folder)
     if folder.is_dir():
-        atomic_write(folder / FAILED_NAME, message.strip().splitlines()[0] + "\n" if message.strip() else "failed\n")
+        atomic_write(
+            folder / FAILED_NAME, message.strip().splitlines()[0] + "\n" if message.strip() else "failed\n"
+        )
 
 
 def clear_failed(folder: str | Path) -> None:

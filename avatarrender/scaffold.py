@@ -6,6 +6,7 @@ modeline (with the two schema files beside them), a crontab line and a short REA
 in a hidden sibling folder and renamed into place at the end, so a failure leaves nothing
 half-written; an existing folder is never touched.
 """
+
 from __future__ import annotations
 
 import re
@@ -155,9 +156,14 @@ def segment_yaml(name: str, *, duration_s: float, shown_path: str | Path = "segm
 
     mouths = "\n".join(f"    {m}: assets/character/mouth_{m}.png" for m in MOUTH_SHAPES)
     return _SEGMENT.format(
-        modeline=modeline(SCHEMA_FILES["segment"]), name=name, yaml=shown_path,
-        duration_s=f"{float(duration_s):g}", mouths=mouths,
-        clip_start_s=f"{min(1.0, duration_s / 4):g}", cue1_end_s=f"{float(duration_s) / 2:g}")
+        modeline=modeline(SCHEMA_FILES["segment"]),
+        name=name,
+        yaml=shown_path,
+        duration_s=f"{float(duration_s):g}",
+        mouths=mouths,
+        clip_start_s=f"{min(1.0, duration_s / 4):g}",
+        cue1_end_s=f"{float(duration_s) / 2:g}",
+    )
 
 
 def new_channel(folder: str | Path, *, duration_s: float = 20.0) -> Path:
@@ -185,11 +191,13 @@ def new_channel(folder: str | Path, *, duration_s: float = 20.0) -> Path:
     folder = Path(folder).absolute()
     name = folder.name
     if folder.exists() or folder.is_symlink():
-        raise SpecError(folder, None, "already exists: refusing to overwrite it "
-                        "(choose a new NAME or remove the folder)")
+        raise SpecError(
+            folder, None, "already exists: refusing to overwrite it (choose a new NAME or remove the folder)"
+        )
     if not re.fullmatch(NAME_PATTERN, name):
-        raise SpecError(folder, "NAME", f"{name!r}: use letters, digits, '.', '_' and '-' "
-                        "(it names the schedule entry)")
+        raise SpecError(
+            folder, "NAME", f"{name!r}: use letters, digits, '.', '_' and '-' (it names the schedule entry)"
+        )
     if not 2 <= duration_s <= 6 * 3600:
         raise SpecError(folder, "--duration-s", f"{duration_s} s: give 2 s to 6 h")
     if not folder.parent.is_dir():
@@ -201,16 +209,29 @@ def new_channel(folder: str | Path, *, duration_s: float = 20.0) -> Path:
         draw_assets(partial / "assets", clip_s=min(12.0, duration_s))
         write_schemas(partial)
         (partial / "segment.yaml").write_text(
-            segment_yaml(name, duration_s=duration_s, shown_path=folder / "segment.yaml"),
-            encoding="utf-8")
-        (partial / "schedule.yaml").write_text(_SCHEDULE.format(
-            modeline=modeline(SCHEMA_FILES["schedule"]), name=name,
-            schedule=folder / "schedule.yaml", live=folder / "live",
-            filler_s=f"{min(10.0, float(duration_s)):g}"), encoding="utf-8")
-        (partial / "crontab").write_text(_CRONTAB.format(
-            name=name, crontab=folder / "crontab", exe=_executable(),
-            segment=folder / "segment.yaml", spool=folder / "spool",
-            log=folder / "render.log"), encoding="utf-8")
+            segment_yaml(name, duration_s=duration_s, shown_path=folder / "segment.yaml"), encoding="utf-8"
+        )
+        (partial / "schedule.yaml").write_text(
+            _SCHEDULE.format(
+                modeline=modeline(SCHEMA_FILES["schedule"]),
+                name=name,
+                schedule=folder / "schedule.yaml",
+                live=folder / "live",
+                filler_s=f"{min(10.0, float(duration_s)):g}",
+            ),
+            encoding="utf-8",
+        )
+        (partial / "crontab").write_text(
+            _CRONTAB.format(
+                name=name,
+                crontab=folder / "crontab",
+                exe=_executable(),
+                segment=folder / "segment.yaml",
+                spool=folder / "spool",
+                log=folder / "render.log",
+            ),
+            encoding="utf-8",
+        )
         (partial / "README.txt").write_text(_README.format(name=name), encoding="utf-8")
         (partial / "spool").mkdir()
         partial.rename(folder)  # atomic: the folder appears complete or not at all

@@ -8,6 +8,7 @@ frame and whatever lies above the screen (bezel glare, a character's shoulder) b
 The render composes in one buffer (:meth:`Scene.compose`), refreshing only the state regions and
 the screen.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -140,8 +141,9 @@ def _open_rgba(path: Path) -> Image.Image:
     return open_rgba(path)  # every mode scaled to 8 bits and upright, as the spec check saw it
 
 
-def _blend_layer(base: Image.Image, layer: Image.Image, mode: str, opacity: float,
-                 pos: tuple[int, int]) -> Image.Image:
+def _blend_layer(
+    base: Image.Image, layer: Image.Image, mode: str, opacity: float, pos: tuple[int, int]
+) -> Image.Image:
     """Blend an RGBA layer onto an RGBA base once, at load (lighting is baked)."""
     x, y = pos
     region = base.crop((x, y, x + layer.width, y + layer.height))
@@ -174,8 +176,12 @@ def _static_key(spec: Spec) -> tuple | None:
     """The static part's inputs: the spec's scene, TV (not its clips) and character, the output
     size, and the identity of every image file they name (None if one cannot be stat'ed)."""
     tv = dataclasses.replace(spec.tv, clips=()) if spec.tv else None
-    doc = {"size": [spec.output.width, spec.output.height], "scene": plain(spec.scene),
-           "character": plain(spec.character), "tv": plain(tv)}
+    doc = {
+        "size": [spec.output.width, spec.output.height],
+        "scene": plain(spec.scene),
+        "character": plain(spec.character),
+        "tv": plain(tv),
+    }
     files = []
     for path in sorted({str(p) for p in _paths((spec.scene, spec.character, tv))}):
         try:
@@ -223,8 +229,11 @@ class Scene:
             self._build_static(spec)
             if key is not None:
                 # lists copied: __init__ goes on to append the caption layer to self.layers
-                _STATIC[key] = {k: (list(v) if isinstance(v, list) else v)
-                                for k in _STATIC_ATTRS for v in (getattr(self, k),)}
+                _STATIC[key] = {
+                    k: (list(v) if isinstance(v, list) else v)
+                    for k in _STATIC_ATTRS
+                    for v in (getattr(self, k),)
+                }
                 while len(_STATIC) > _KEEP_STATIC:
                     _STATIC.popitem(last=False)
         # captions were laid out by load_spec (the region is the union of their boxes), drawn
@@ -240,8 +249,7 @@ class Scene:
         # where layers overlap (a caption over the character), the overlap is its own region.
         # One region for the union would be redrawn and converted for every combination of
         # their states (mouth x eyes x caption: 1566x810 px each in the grain benchmark).
-        self.regions = _cells([_even_box(*layer.box, self.width, self.height)
-                               for layer in self.layers])
+        self.regions = _cells([_even_box(*layer.box, self.width, self.height) for layer in self.layers])
         # what each region of the buffer last composed shows (see compose)
         self._shown: tuple[int, list[tuple | None]] = (0, [])
         # per (region, the state it depends on); bounded, since each caption makes its own
@@ -255,8 +263,11 @@ class Scene:
         # The YAML's coordinates are the background's pixels; everything scales to the output.
         self.k = self.width / bg.width
         self._images: dict[str, Image.Image] = {}
-        base = bg if bg.size == (self.width, self.height) else bg.resize(
-            (self.width, self.height), Image.LANCZOS)
+        base = (
+            bg
+            if bg.size == (self.width, self.height)
+            else bg.resize((self.width, self.height), Image.LANCZOS)
+        )
         for layer in spec.scene.layers:
             img = self._image(layer.image)
             base = _blend_layer(base, img, layer.blend, layer.opacity, self._pt(layer.position))
@@ -284,7 +295,8 @@ class Scene:
         cx, cy = self._pt(ch.position)
         self.layers: list[_Layer] = []
         self._static_above: list[tuple[Image.Image, tuple[int, int]]] = (
-            [self._overlay] if self._overlay else [])
+            [self._overlay] if self._overlay else []
+        )
         if ch.states:
             w, h = self._character_image(0, 0).size
             self.layers.append(_Layer("character", (cx, cy, cx + w, cy + h)))
@@ -292,8 +304,10 @@ class Scene:
             body = self._image(ch.base)
             base.paste(*_clip_paste(base, body, (cx, cy)))
             self._static_above.append((body, (cx, cy)))
-            for kind, sprites, offset in (("eyes", ch.eyes, ch.eyes_offset),
-                                          ("mouth", ch.mouths, ch.mouth_offset)):
+            for kind, sprites, offset in (
+                ("eyes", ch.eyes, ch.eyes_offset),
+                ("mouth", ch.mouths, ch.mouth_offset),
+            ):
                 sizes = [self._image(p).size for p in sprites.values()]
                 w, h = max(s[0] for s in sizes), max(s[1] for s in sizes)
                 x, y = self._sprite_xy(offset)
@@ -316,8 +330,9 @@ class Scene:
         if img is None:
             img = _open_rgba(path)
             if self.k != 1:
-                img = img.resize((max(1, round(img.width * self.k)), max(1, round(img.height * self.k))),
-                                 Image.LANCZOS)
+                img = img.resize(
+                    (max(1, round(img.width * self.k)), max(1, round(img.height * self.k))), Image.LANCZOS
+                )
             self._images[path] = img
         return img
 
@@ -333,8 +348,7 @@ class Scene:
         img = Image.new("RGBA", (w, h), (0, 0, 0, 0))
         draw = ImageDraw.Draw(img)
         if style.box_color:
-            draw.rounded_rectangle((0, 0, w - 1, h - 1), radius=min(pad, h // 2),
-                                   fill=style.box_color)
+            draw.rounded_rectangle((0, 0, w - 1, h - 1), radius=min(pad, h // 2), fill=style.box_color)
         color = style.color
         for i, ln in enumerate(lay.lines):
             lw = lay.chain.length(ln)
@@ -345,12 +359,17 @@ class Scene:
         """Cue ``cap`` drawn (a few kept: a cue's frames come together)."""
         got = _lru_get(self._captions_drawn, cap)
         if got is None:
-            got = _lru_put(self._captions_drawn, cap,
-                           self._render_caption(self.spec.captions.layouts[cap]), _KEEP_CAPTIONS)
+            got = _lru_put(
+                self._captions_drawn,
+                cap,
+                self._render_caption(self.spec.captions.layouts[cap]),
+                _KEEP_CAPTIONS,
+            )
         return got
 
-    def _layer_image(self, index: int, state: tuple[int, int, int]
-                     ) -> tuple[Image.Image, tuple[int, int]] | None:
+    def _layer_image(
+        self, index: int, state: tuple[int, int, int]
+    ) -> tuple[Image.Image, tuple[int, int]] | None:
         kind = self.layers[index].kind
         ch = self.spec.character
         if kind == "character":
@@ -387,8 +406,7 @@ class Scene:
 
     def state_frame(self, state: tuple[int, int, int]) -> Frame:
         """The full frame for (mouth, eyes, caption) with the TV off, made afresh."""
-        return self.compose(Frame.empty(self.width, self.height), state, None, fresh=True,
-                            screen_dirty=False)
+        return self.compose(Frame.empty(self.width, self.height), state, None, fresh=True, screen_dirty=False)
 
     def above_screen(self, state: tuple[int, int, int]) -> _Blend | None:
         """What is drawn above the TV screen in this state, ready to blend; None if nothing."""
@@ -415,8 +433,9 @@ class Scene:
             _lru_put(self._above, key, None, _KEEP_PATCHES)
             return None
         ys, xs = np.nonzero(alpha)
-        bx0, by0, bx1, by1 = _even_box(int(xs.min()), int(ys.min()), int(xs.max()) + 1,
-                                       int(ys.max()) + 1, canvas.width, canvas.height)
+        bx0, by0, bx1, by1 = _even_box(
+            int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1, canvas.width, canvas.height
+        )
         sub = arr[by0:by1, bx0:bx1]
         a = sub[..., 3].astype(np.float32) / 255.0
         y, u, v = (p.astype(np.float32) for p in rgb_to_yuv420(np.ascontiguousarray(sub[..., :3])))
@@ -424,22 +443,31 @@ class Scene:
         yfull = y * a
         h, w = a.shape
         a2 = a.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-        pm = (np.rint(yfull * 255).astype(np.uint32),
-              np.rint(u * a2 * 255).astype(np.uint32),
-              np.rint(v * a2 * 255).astype(np.uint32))
+        pm = (
+            np.rint(yfull * 255).astype(np.uint32),
+            np.rint(u * a2 * 255).astype(np.uint32),
+            np.rint(v * a2 * 255).astype(np.uint32),
+        )
         inv = (np.rint((1 - a) * 255).astype(np.uint32), np.rint((1 - a2) * 255).astype(np.uint32))
         blend = _Blend(box=(bx0, by0, bx1, by1), pm=pm, inv=inv)
         _lru_put(self._above, key, blend, _KEEP_PATCHES)
         return blend
 
-    def tv_frame(self, out: Frame, state: tuple[int, int, int],
-                 clip: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Frame:
+    def tv_frame(
+        self, out: Frame, state: tuple[int, int, int], clip: tuple[np.ndarray, np.ndarray, np.ndarray]
+    ) -> Frame:
         """Fill ``out`` with the state frame, the clip frame on the screen, and what is above it."""
         return self.compose(out, state, clip, fresh=True, screen_dirty=False)
 
-    def compose(self, out: Frame, state: tuple[int, int, int],
-                clip: tuple[np.ndarray, np.ndarray, np.ndarray] | None, *, fresh: bool,
-                screen_dirty: bool) -> Frame:
+    def compose(
+        self,
+        out: Frame,
+        state: tuple[int, int, int],
+        clip: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+        *,
+        fresh: bool,
+        screen_dirty: bool,
+    ) -> Frame:
         """Make in ``out`` the frame :meth:`state_frame` / :meth:`tv_frame` would give, by
         refreshing only what can differ from the frame ``out`` holds: the state regions (eyes,
         mouth, caption: their patches are cached) and the screen. No full frame is copied or
@@ -480,8 +508,9 @@ class Scene:
         out.u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = src.u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]
         out.v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = src.v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]
 
-    def _on_screen(self, out: Frame, state: tuple[int, int, int],
-                   clip: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Frame:
+    def _on_screen(
+        self, out: Frame, state: tuple[int, int, int], clip: tuple[np.ndarray, np.ndarray, np.ndarray]
+    ) -> Frame:
         """The clip frame on the screen, and what lies above the screen blended over it."""
         sx0, sy0, _, _ = self.screen
         out.paste(clip, sx0, sy0)

@@ -7,6 +7,7 @@ The schema covers types, ranges, enumerations and unknown fields. What needs the
 (images exist and fit in the frame, caption times inside the segment) is only checked by
 :func:`~avatarrender.spec.load_spec` (``avatarrender validate``, and every render).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,7 @@ SCHEMA_FILES = {"segment": "segment.schema.json", "schedule": "schedule.schema.j
 
 
 def _finish(schema: dict[str, Any], *, kind: str, title: str, description: str) -> dict[str, Any]:
-    out = {"$schema": DRAFT, "$id": f"urn:avatarrender:{kind}", "title": title,
-           "description": description}
+    out = {"$schema": DRAFT, "$id": f"urn:avatarrender:{kind}", "title": title, "description": description}
     out.update({k: v for k, v in schema.items() if k not in ("title", "description")})
     return out
 
@@ -34,20 +34,26 @@ def segment_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of ``segment.yaml``, from ``SegmentModel``."""
     from .spec import SegmentModel
 
-    return _finish(SegmentModel.model_json_schema(mode="validation"), kind="segment",
-                   title="avatarrender segment",
-                   description="One scripted piece of programme: scene, character, TV, speech, "
-                               "captions. Paths are relative to the YAML file.")
+    return _finish(
+        SegmentModel.model_json_schema(mode="validation"),
+        kind="segment",
+        title="avatarrender segment",
+        description="One scripted piece of programme: scene, character, TV, speech, "
+        "captions. Paths are relative to the YAML file.",
+    )
 
 
 def schedule_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of the playout schedule, from ``ScheduleModel``."""
     from .playout.schedule import ScheduleModel
 
-    return _finish(ScheduleModel.model_json_schema(mode="validation"), kind="schedule",
-                   title="avatarrender schedule",
-                   description="What airs when: entries, filler, spool, late policy. Paths are "
-                               "relative to the YAML file; times are ISO-8601 with a zone.")
+    return _finish(
+        ScheduleModel.model_json_schema(mode="validation"),
+        kind="schedule",
+        title="avatarrender schedule",
+        description="What airs when: entries, filler, spool, late policy. Paths are "
+        "relative to the YAML file; times are ISO-8601 with a zone.",
+    )
 
 
 def write_schemas(out_dir: str | Path) -> list[Path]:

@@ -24,6 +24,7 @@ service killed mid-render and started again resumes the chunks that are missing.
 that fails is moved to ``INBOX/.failed/`` with ``INBOX/NAME.error`` (one line) beside it; the
 service goes on with the next one. What it is doing is in ``INBOX/.status.json``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -55,15 +56,19 @@ _SUFFIXES = (".submit", ".yaml", ".yml")
 class Submission:
     """One file of the inbox: what to render and under which name in the spool."""
 
-    path: Path       # the inbox file
-    spec: Path       # the segment.yaml
-    name: str        # the folder's name in the spool
+    path: Path  # the inbox file
+    spec: Path  # the segment.yaml
+    name: str  # the folder's name in the spool
 
 
 def _check_name(name: str, where: str | Path | None) -> str:
     if not _NAME_OK.match(name) or name.endswith(".partial"):
-        raise SpecError(where, "name", f"{name!r} is not a usable spool name: letters, digits, "
-                        "'.', '_' and '-', starting with a letter or digit")
+        raise SpecError(
+            where,
+            "name",
+            f"{name!r} is not a usable spool name: letters, digits, "
+            "'.', '_' and '-', starting with a letter or digit",
+        )
     return name
 
 
@@ -119,7 +124,9 @@ def read_submission(path: Path) -> Submission:
             doc = json.loads(path.read_text())
             spec, name = Path(doc["spec"]), str(doc.get("name") or path.stem)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SpecError(path, None, f"not a submission written by 'avatarrender submit' ({exc})") from None
+            raise SpecError(
+                path, None, f"not a submission written by 'avatarrender submit' ({exc})"
+            ) from None
         if not spec.is_absolute():
             spec = path.parent / spec
         return Submission(path=path, spec=spec, name=_check_name(name, path))
@@ -199,10 +206,18 @@ class RenderService:
         on air a fraction of a second after the render starts. None: whole segments.
     """
 
-    def __init__(self, inbox: str | Path, spool: str | Path, *, jobs: int | None = None,
-                 chunk_segments: int | None = None, scheduler: str | None = None,
-                 overrides: dict[str, Any] | None = None, poll_s: float = 0.02,
-                 lead_frames: int | None = 6):
+    def __init__(
+        self,
+        inbox: str | Path,
+        spool: str | Path,
+        *,
+        jobs: int | None = None,
+        chunk_segments: int | None = None,
+        scheduler: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        poll_s: float = 0.02,
+        lead_frames: int | None = 6,
+    ):
         self.inbox = Path(inbox).resolve()
         self.spool = Path(spool).resolve()
         self.jobs = jobs or os.cpu_count() or 1
@@ -256,7 +271,8 @@ class RenderService:
         with self._parallel_config():
             Parallel(n_jobs=self.jobs)(delayed(_ready)() for _ in range(self.jobs))
             Parallel(n_jobs=self.jobs)(
-                delayed(_warm_encoder)(out.width, out.height, options, 8) for _ in range(self.jobs))
+                delayed(_warm_encoder)(out.width, out.height, options, 8) for _ in range(self.jobs)
+            )
         _warm_analysis()
         log.info("%d workers warm in %.2f s", self.jobs, time.perf_counter() - t0)
 
@@ -280,8 +296,9 @@ class RenderService:
                 continue
         return [p for _, _, p in sorted(files)]
 
-    def render_one(self, path: Path, *, progress: Callable[[int, int], None] | None = None
-                   ) -> dict[str, Any] | None:
+    def render_one(
+        self, path: Path, *, progress: Callable[[int, int], None] | None = None
+    ) -> dict[str, Any] | None:
         """Render one submission; on failure record it and return None (never raises ours)."""
         from .render import render
         from .spec import load_spec
@@ -293,8 +310,9 @@ class RenderService:
             self.current = sub
             self._write_status()
             spec = load_spec(sub.spec, overrides=self.overrides or None)
-            kwargs: dict[str, Any] = dict(jobs=self.jobs, hidden_partial=True, progress=progress,
-                                          lead_frames=self.lead_frames)
+            kwargs: dict[str, Any] = dict(
+                jobs=self.jobs, hidden_partial=True, progress=progress, lead_frames=self.lead_frames
+            )
             if self.chunk_segments:
                 kwargs["chunk_segments"] = self.chunk_segments
             with self._parallel_config():
@@ -315,12 +333,22 @@ class RenderService:
         done.mkdir(exist_ok=True)
         os.replace(path, done / path.name)
         stats = manifest.get("render", {})
-        entry = {"name": sub.name, "spec": str(sub.spec), "wall_s": round(time.perf_counter() - t0, 3),
-                 "first_segment_s": stats.get("first_segment_s"), "frames": manifest.get("frame_count")}
+        entry = {
+            "name": sub.name,
+            "spec": str(sub.spec),
+            "wall_s": round(time.perf_counter() - t0, 3),
+            "first_segment_s": stats.get("first_segment_s"),
+            "frames": manifest.get("frame_count"),
+        }
         self.done = (self.done + [entry])[-20:]
         self._touched = time.monotonic()
-        log.info("%s: rendered into %s in %.2f s (first media segment after %s s)", sub.name,
-                 self.spool / sub.name, entry["wall_s"], entry["first_segment_s"])
+        log.info(
+            "%s: rendered into %s in %.2f s (first media segment after %s s)",
+            sub.name,
+            self.spool / sub.name,
+            entry["wall_s"],
+            entry["first_segment_s"],
+        )
         self._write_status()
         return manifest
 
@@ -341,18 +369,32 @@ class RenderService:
             os.replace(path, failed / path.name)
         except OSError as exc:
             log.error("%s: cannot record the failure: %s", path, exc)
-        self.failed = (self.failed + [{"file": str(path), "error": message,
-                                       "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}])[-20:]
+        self.failed = (
+            self.failed
+            + [
+                {
+                    "file": str(path),
+                    "error": message,
+                    "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                }
+            ]
+        )[-20:]
         self._write_status()
 
     def status(self) -> dict[str, Any]:
         """What the service is doing: the render in progress, recent renders and failures."""
         cur = self.current
-        return {"started_at": self.started_at, "inbox": str(self.inbox), "spool": str(self.spool),
-                "jobs": self.jobs, "scheduler": self.scheduler,
-                "rendering": None if cur is None else {"name": cur.name, "spec": str(cur.spec)},
-                "pending": [p.name for p in self.pending()], "done": self.done[-10:],
-                "failed": self.failed[-10:]}
+        return {
+            "started_at": self.started_at,
+            "inbox": str(self.inbox),
+            "spool": str(self.spool),
+            "jobs": self.jobs,
+            "scheduler": self.scheduler,
+            "rendering": None if cur is None else {"name": cur.name, "spec": str(cur.spec)},
+            "pending": [p.name for p in self.pending()],
+            "done": self.done[-10:],
+            "failed": self.failed[-10:],
+        }
 
     def _write_status(self) -> None:
         try:

@@ -4,6 +4,7 @@ Everything happens on the whole segment's sample array before the single AAC enc
 (:mod:`avatarrender.audiotrack`), so chunk boundaries never see a seam and the result does not
 depend on how the render is chunked or how many workers run it.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,16 @@ from .rendition import Loudness
 from .spec import Spec
 from .timebase import AUDIO_RATE_HZ
 
-__all__ = ["soundtrack", "mix", "tv_sound", "speech_activity", "loudness_target", "manifest_loudness",
-           "CONTROL_RATE_HZ", "FADE_S"]
+__all__ = [
+    "soundtrack",
+    "mix",
+    "tv_sound",
+    "speech_activity",
+    "loudness_target",
+    "manifest_loudness",
+    "CONTROL_RATE_HZ",
+    "FADE_S",
+]
 
 # Ducking is computed at this rate, then interpolated to samples (smooth, and cheap in Python).
 CONTROL_RATE_HZ = 200
@@ -31,8 +40,11 @@ _SPEECH_HOLD_S = 0.25
 
 def loudness_target(spec: Spec) -> LoudnessTarget:
     """The segment's ``audio:`` block over its output preset (resolved by load_spec)."""
-    return LoudnessTarget(integrated_lufs=spec.audio.loudness_lufs,
-                          true_peak_dbtp=spec.audio.true_peak_dbtp, enabled=spec.audio.normalise)
+    return LoudnessTarget(
+        integrated_lufs=spec.audio.loudness_lufs,
+        true_peak_dbtp=spec.audio.true_peak_dbtp,
+        enabled=spec.audio.normalise,
+    )
 
 
 def speech_activity(speech: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE_HZ) -> np.ndarray:
@@ -60,7 +72,7 @@ def speech_activity(speech: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE_HZ) 
         # hold forward only: a pause after a word keeps the duck for the hold (on at k when
         # speech was on anywhere in k - hold .. k)
         c = np.concatenate([np.zeros(hold + 1, dtype=np.int64), np.cumsum(active, dtype=np.int64)])
-        active = c[hold + 1:] - c[: active.shape[0]] > 0
+        active = c[hold + 1 :] - c[: active.shape[0]] > 0
     return active
 
 
@@ -99,12 +111,14 @@ def _clip_samples(spec: Spec, i: int, n: int, sr: int) -> tuple[slice, np.ndarra
     y = np.zeros(n1 - n0, dtype=np.float64)
     y[inside] = sound[first + pos[inside]]
     fade_n = max(1, int(round(FADE_S * sr)))
-    edge = np.minimum.reduce([
-        pos,                                   # a loop starts (or the clip comes on)
-        span - 1 - pos,                        # a loop ends
-        np.arange(n1 - n0)[::-1],              # the clip goes off screen
-        np.minimum(sound.shape[0] - first, span) - 1 - pos,  # its sound ends
-    ])
+    edge = np.minimum.reduce(
+        [
+            pos,  # a loop starts (or the clip comes on)
+            span - 1 - pos,  # a loop ends
+            np.arange(n1 - n0)[::-1],  # the clip goes off screen
+            np.minimum(sound.shape[0] - first, span) - 1 - pos,  # its sound ends
+        ]
+    )
     y *= np.clip((edge + 0.5) / fade_n, 0.0, 1.0)
     gain = 10 ** (clip.audio.gain_db / 20)
     return slice(n0, n1), y * gain
@@ -130,8 +144,9 @@ def tv_sound(spec: Spec, speech: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE
     sample_t = np.arange(n, dtype=np.float64)
     for i, clip in enumerate(tv.clips):
         # a later clip takes the screen from an earlier one (as the picture does), sound or not
-        on = slice(min(n, int(round(clip.start_s * sample_rate_hz))),
-                   min(n, int(round(clip.end_s * sample_rate_hz))))
+        on = slice(
+            min(n, int(round(clip.start_s * sample_rate_hz))), min(n, int(round(clip.end_s * sample_rate_hz)))
+        )
         if clip.audio is None:
             out[on] = 0.0
             continue
@@ -158,8 +173,9 @@ def mix(spec: Spec, speech: np.ndarray) -> np.ndarray:
     return (speech.astype(np.float64) + tv).astype(np.float32)
 
 
-def soundtrack(spec: Spec, speech: np.ndarray, *,
-               true_peaks: bool = True) -> tuple[np.ndarray, LoudnessReport]:
+def soundtrack(
+    spec: Spec, speech: np.ndarray, *, true_peaks: bool = True
+) -> tuple[np.ndarray, LoudnessReport]:
     """Speech plus TV sound, normalised: the samples the AAC track is encoded from.
 
     Parameters
@@ -175,17 +191,20 @@ def soundtrack(spec: Spec, speech: np.ndarray, *,
     samples : np.ndarray [shape=(n,), dtype=float32]
     report : LoudnessReport
     """
-    return normalise(mix(spec, speech), loudness_target(spec), name=str(spec.source),
-                     true_peaks=true_peaks)
+    return normalise(mix(spec, speech), loudness_target(spec), name=str(spec.source), true_peaks=true_peaks)
 
 
 def manifest_loudness(report: LoudnessReport) -> Loudness:
     """The manifest's record of ``report``."""
     return Loudness(
-        integrated_lufs=report.after.integrated_lufs, true_peak_dbtp=report.after.true_peak_dbtp,
+        integrated_lufs=report.after.integrated_lufs,
+        true_peak_dbtp=report.after.true_peak_dbtp,
         range_lu=report.after.range_lu,
         input_integrated_lufs=report.before.integrated_lufs,
-        input_true_peak_dbtp=report.before.true_peak_dbtp, input_range_lu=report.before.range_lu,
+        input_true_peak_dbtp=report.before.true_peak_dbtp,
+        input_range_lu=report.before.range_lu,
         target_lufs=report.target.integrated_lufs if report.target.enabled else None,
         target_true_peak_dbtp=report.target.true_peak_dbtp if report.target.enabled else None,
-        gain_db=report.gain_db, limited_s=report.limited_s)
+        gain_db=report.gain_db,
+        limited_s=report.limited_s,
+    )

@@ -9,6 +9,7 @@ The pydantic models stay in this module: :func:`load_spec` turns them into :clas
 dataclasses with everything resolved once (absolute paths, parsed colours, the caption font
 located, caption cues laid out, clip ends), and that is all a later stage sees.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -68,9 +69,9 @@ class OutputModel(_Model):
     width: int | None = Field(None, ge=16, le=7680)
     height: int | None = Field(None, ge=16, le=4320)
     fps: int | float | str | None = None
-    x264_preset: (
-        Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] | None
-    ) = None
+    x264_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] | None = (
+        None
+    )
     crf: float | None = Field(None, ge=0, le=51)
     maxrate_kbps: int | None = Field(None, ge=100)
     segment_duration_s: float | None = Field(None, gt=0, le=10)
@@ -498,8 +499,9 @@ class Spec:
         Paths count relative to the YAML's folder, so a moved folder keeps its hash.
         """
         doc = {
-            "spec": plain(self, base=self.source.parent,
-                          skip=("source", "output", "asset_hash", "warnings", "layouts")),
+            "spec": plain(
+                self, base=self.source.parent, skip=("source", "output", "asset_hash", "warnings", "layouts")
+            ),
             "output": {k: str(v) for k, v in dataclasses.asdict(self.output).items()},
             "assets": self.asset_hash,
             "v": 2,
@@ -542,8 +544,9 @@ class Spec:
         if captions is not None and captions.burn:
             layouts = tuple(lay for lay, _ in _layouts(self.cues, captions.style, self.scene, out))
             captions = dataclasses.replace(captions, layouts=layouts)
-        return dataclasses.replace(self, output=out, frame_count=n, duration_s=Fraction(n) / out.fps,
-                                   captions=captions)
+        return dataclasses.replace(
+            self, output=out, frame_count=n, duration_s=Fraction(n) / out.fps, captions=captions
+        )
 
 
 def plain(obj: Any, *, base: Path | None = None, skip: tuple[str, ...] = ()) -> Any:
@@ -551,13 +554,18 @@ def plain(obj: Any, *, base: Path | None = None, skip: tuple[str, ...] = ()) -> 
     fields named in ``skip``, paths as text (relative to ``base`` when given), tuple keys
     joined with ``/``."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: plain(getattr(obj, f.name), base=base, skip=skip)
-                for f in dataclasses.fields(obj) if f.name not in skip}
+        return {
+            f.name: plain(getattr(obj, f.name), base=base, skip=skip)
+            for f in dataclasses.fields(obj)
+            if f.name not in skip
+        }
     if isinstance(obj, Path):
         return os.path.relpath(obj, base) if base is not None else str(obj)
     if isinstance(obj, dict):
-        return {("/".join(k) if isinstance(k, tuple) else str(k)): plain(v, base=base, skip=skip)
-                for k, v in sorted(obj.items())}
+        return {
+            ("/".join(k) if isinstance(k, tuple) else str(k)): plain(v, base=base, skip=skip)
+            for k, v in sorted(obj.items())
+        }
     if isinstance(obj, (tuple, list, frozenset, set)):
         items = sorted(obj) if isinstance(obj, (frozenset, set)) else obj
         return [plain(v, base=base, skip=skip) for v in items]
@@ -628,8 +636,9 @@ def _first_problem(errors: list[dict[str, Any]]) -> tuple[str | None, str]:
     if not unknown:
         return field, err["msg"]
     parent, name = err["loc"][:-1], str(err["loc"][-1])
-    missing = [str(e["loc"][-1]) for e in errors
-               if e["type"] == "missing" and tuple(e["loc"][:-1]) == tuple(parent)]
+    missing = [
+        str(e["loc"][-1]) for e in errors if e["type"] == "missing" and tuple(e["loc"][:-1]) == tuple(parent)
+    ]
     model = _model_at(SegmentModel, parent)
     known = list(model.model_fields) if model is not None else missing
     guess = difflib.get_close_matches(name, missing or known, n=1, cutoff=0.6)
@@ -657,15 +666,26 @@ def _model_at(model: Any, loc: tuple[Any, ...]) -> Any:
                 break
             if not args:
                 return None
-            ann = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)),
-                       args[0])
+            ann = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), args[0])
         model = ann
     return model
 
 
 # pydantic puts the member type of a union into an error's location (output.fps.int)
-_TYPE_TAGS = {"int", "float", "str", "bool", "none", "list", "dict", "tuple", "function-after",
-              "function-before", "function-plain", "function-wrap"}
+_TYPE_TAGS = {
+    "int",
+    "float",
+    "str",
+    "bool",
+    "none",
+    "list",
+    "dict",
+    "tuple",
+    "function-after",
+    "function-before",
+    "function-plain",
+    "function-wrap",
+}
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -750,8 +770,9 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
     for i, layer in enumerate(model.scene.layers):
         path, size = c.image_at(f"scene.layers[{i}].image", layer.image)
         c.inside(f"scene.layers[{i}].position", layer.position, size)
-        layers.append(Layer(image=path, blend=layer.blend, opacity=layer.opacity,
-                            position=tuple(layer.position)))
+        layers.append(
+            Layer(image=path, blend=layer.blend, opacity=layer.opacity, position=tuple(layer.position))
+        )
     room = Room(background=bg_path, background_size_px=tuple(bg), layers=tuple(layers))
 
     ch = model.character
@@ -766,8 +787,10 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
         try:
             ch.states.format(mouth="X", eyes="open")
         except (KeyError, IndexError, ValueError) as exc:
-            raise c.error("character.states", f"{ch.states!r} is not a pattern with {{mouth}} and "
-                          f"{{eyes}} ({type(exc).__name__}: {exc})") from None
+            raise c.error(
+                "character.states",
+                f"{ch.states!r} is not a pattern with {{mouth}} and {{eyes}} ({type(exc).__name__}: {exc})",
+            ) from None
         for m in MOUTH_SHAPES:
             for e in EYE_STATES:
                 rel = ch.states.format(mouth=m, eyes=e)
@@ -787,9 +810,12 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
         for m in MOUTH_SHAPES:  # every pair the timeline can ask for (after fallbacks) is drawn
             for e in EYE_STATES:
                 if m in drawn_mouths and e in drawn_eyes and (m, e) not in states:
-                    raise c.error("character.states", f"no image for mouth {m} with eyes {e}: "
-                                  f"{ch.states.format(mouth=m, eyes=e)} (mouth {m} is drawn with "
-                                  f"eyes open, eyes {e} with mouth X)")
+                    raise c.error(
+                        "character.states",
+                        f"no image for mouth {m} with eyes {e}: "
+                        f"{ch.states.format(mouth=m, eyes=e)} (mouth {m} is drawn with "
+                        f"eyes open, eyes {e} with mouth X)",
+                    )
     else:
         if not ch.base:
             raise c.error("character.base", "missing: give base, mouths and eyes (or states)")
@@ -815,10 +841,17 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
                         f"{base[0]}x{base[1]} character canvas",
                     )
         drawn_mouths, drawn_eyes = frozenset(mouths), frozenset(eyes)
-    character = Character(position=tuple(ch.position), base=base_path, mouths=mouths,
-                          mouth_offset=tuple(ch.mouth_offset), eyes=eyes,
-                          eyes_offset=tuple(ch.eyes_offset), states=states,
-                          drawn_mouths=drawn_mouths, drawn_eyes=drawn_eyes)
+    character = Character(
+        position=tuple(ch.position),
+        base=base_path,
+        mouths=mouths,
+        mouth_offset=tuple(ch.mouth_offset),
+        eyes=eyes,
+        eyes_offset=tuple(ch.eyes_offset),
+        states=states,
+        drawn_mouths=drawn_mouths,
+        drawn_eyes=drawn_eyes,
+    )
 
     tv = None
     if model.tv:
@@ -851,18 +884,41 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
             if clip.end_s is not None and clip.end_s <= clip.start_s:
                 raise c.error(f"tv.clips[{i}].end_s", "must be after start_s")
             if clip.audio is not None and not info.has_audio:
-                raise c.error(f"tv.clips[{i}].audio",
-                              f"{path.name} has no audio stream: remove audio: or use a clip with sound")
-            end_s = (clip.end_s if clip.end_s is not None
-                     else clip.start_s + info.duration_s - clip.clip_start_s)
-            sound = None if clip.audio is None else ClipAudio(
-                gain_db=clip.audio.gain_db, duck_db=clip.audio.duck_db,
-                attack_s=clip.audio.attack_s, release_s=clip.audio.release_s)
-            clips.append(Clip(file=path, start_s=clip.start_s, end_s=end_s,
-                              clip_start_s=clip.clip_start_s, at_end=clip.at_end, audio=sound,
-                              file_duration_s=info.duration_s))
-        tv = TV(screen=tuple(model.tv.screen), overlay=overlay,
-                overlay_position=tuple(model.tv.overlay_position), off=off, clips=tuple(clips))
+                raise c.error(
+                    f"tv.clips[{i}].audio",
+                    f"{path.name} has no audio stream: remove audio: or use a clip with sound",
+                )
+            end_s = (
+                clip.end_s if clip.end_s is not None else clip.start_s + info.duration_s - clip.clip_start_s
+            )
+            sound = (
+                None
+                if clip.audio is None
+                else ClipAudio(
+                    gain_db=clip.audio.gain_db,
+                    duck_db=clip.audio.duck_db,
+                    attack_s=clip.audio.attack_s,
+                    release_s=clip.audio.release_s,
+                )
+            )
+            clips.append(
+                Clip(
+                    file=path,
+                    start_s=clip.start_s,
+                    end_s=end_s,
+                    clip_start_s=clip.clip_start_s,
+                    at_end=clip.at_end,
+                    audio=sound,
+                    file_duration_s=info.duration_s,
+                )
+            )
+        tv = TV(
+            screen=tuple(model.tv.screen),
+            overlay=overlay,
+            overlay_position=tuple(model.tv.overlay_position),
+            off=off,
+            clips=tuple(clips),
+        )
 
     speech = None
     speech_s = None
@@ -876,8 +932,13 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
         mouth_track_path = None
         if model.speech.mouth_track:
             mouth_track_path = c.file("speech.mouth_track", model.speech.mouth_track)
-        speech = Speech(file=path, gain_db=model.speech.gain_db, mouth_track=mouth_track_path,
-                        text=model.speech.text, language=model.speech.language)
+        speech = Speech(
+            file=path,
+            gain_db=model.speech.gain_db,
+            mouth_track=mouth_track_path,
+            text=model.speech.text,
+            language=model.speech.language,
+        )
     if model.duration_s is not None:
         duration = Fraction(model.duration_s)
     elif speech_s is not None:
@@ -894,8 +955,7 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
         try:
             lipsync.read_track(speech.mouth_track, fps=out.fps, n_frames=n)
         except SpecError as exc:
-            raise SpecError(source, "speech.mouth_track",
-                            f"{speech.mouth_track}: {exc.message}") from None
+            raise SpecError(source, "speech.mouth_track", f"{speech.mouth_track}: {exc.message}") from None
 
     cues: list[Cue] = []
     captions = None
@@ -925,8 +985,9 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
             try:
                 ImageFont.truetype(str(font_path), cap.style.size_px)
             except Exception as exc:  # OSError "unknown file format", and others for odd files
-                raise MediaError(source, "captions.style.font",
-                                 f"cannot load font {font_path}: {exc}") from None
+                raise MediaError(
+                    source, "captions.style.font", f"cannot load font {font_path}: {exc}"
+                ) from None
         tracks = []
         for i, track in enumerate(cap.tracks):
             path = c.file(f"captions.tracks[{i}].file", track.file)
@@ -934,8 +995,14 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
                 track_cues = parse_cues(path.read_text(encoding="utf-8"))
             except (ValueError, UnicodeDecodeError) as exc:
                 raise MediaError(source, f"captions.tracks[{i}].file", f"{path}: {exc}") from None
-            tracks.append(SubtitleTrack(file=path, language=track.language,
-                                        name=track.name or track.language, cues=tuple(track_cues)))
+            tracks.append(
+                SubtitleTrack(
+                    file=path,
+                    language=track.language,
+                    name=track.name or track.language,
+                    cues=tuple(track_cues),
+                )
+            )
         colors: dict[str, RGBA | None] = {}
         for key in ("color", "box_color"):
             val = getattr(cap.style, key)
@@ -946,21 +1013,42 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
                 except ValueError as exc:
                     raise c.error(f"captions.style.{key}", str(exc)) from None
         s = cap.style
-        style = CaptionStyle(font=font_path, size_px=s.size_px, color=colors["color"],
-                             box_color=colors["box_color"], padding_px=s.padding_px,
-                             position=tuple(s.position) if s.position else None,
-                             max_width_px=s.max_width_px, max_lines=s.max_lines)
-        captions = Captions(style=style, burn=cap.burn, language=cap.language,
-                            name=cap.name or cap.language, tracks=tuple(tracks))
+        style = CaptionStyle(
+            font=font_path,
+            size_px=s.size_px,
+            color=colors["color"],
+            box_color=colors["box_color"],
+            padding_px=s.padding_px,
+            position=tuple(s.position) if s.position else None,
+            max_width_px=s.max_width_px,
+            max_lines=s.max_lines,
+        )
+        captions = Captions(
+            style=style,
+            burn=cap.burn,
+            language=cap.language,
+            name=cap.name or cap.language,
+            tracks=tuple(tracks),
+        )
     a = model.audio
     audio = AudioSettings(
         normalise=a.normalise,
         loudness_lufs=a.loudness_lufs if a.loudness_lufs is not None else out.loudness_lufs,
-        true_peak_dbtp=a.true_peak_dbtp if a.true_peak_dbtp is not None else out.true_peak_dbtp)
-    return dict(duration_s=duration, frame_count=frames_in(duration, out.fps), scene=room, character=character, tv=tv,
-                speech=speech, captions=captions, audio=audio,
-                blink=Blink(seed=model.blink.seed, mean_interval_s=model.blink.mean_interval_s),
-                cues=tuple(cues), asset_hash=c.hasher.hexdigest()[:20])
+        true_peak_dbtp=a.true_peak_dbtp if a.true_peak_dbtp is not None else out.true_peak_dbtp,
+    )
+    return dict(
+        duration_s=duration,
+        frame_count=frames_in(duration, out.fps),
+        scene=room,
+        character=character,
+        tv=tv,
+        speech=speech,
+        captions=captions,
+        audio=audio,
+        blink=Blink(seed=model.blink.seed, mean_interval_s=model.blink.mean_interval_s),
+        cues=tuple(cues),
+        asset_hash=c.hasher.hexdigest()[:20],
+    )
 
 
 def _cue_field(cap: CaptionsModel, i: int) -> str:
@@ -979,17 +1067,23 @@ def _output(model: OutputModel, source: Path) -> OutputSettings:
         if not 1 <= fps <= 240:
             raise ValueError(fps)
     except (ValueError, ZeroDivisionError, OverflowError, TypeError):
-        raise SpecError(source, "output.fps", f"{values['fps']!r} is not a frame rate: use a "
-                        "number of frames per second from 1 to 240, such as 30 or 30000/1001") from None
+        raise SpecError(
+            source,
+            "output.fps",
+            f"{values['fps']!r} is not a frame rate: use a "
+            "number of frames per second from 1 to 240, such as 30 or 30000/1001",
+        ) from None
     w, h = int(values["width"]), int(values["height"])
     if w % 2 or h % 2:
-        raise SpecError(source, "output.width" if w % 2 else "output.height",
-                        f"{w}x{h}: yuv420p needs even sizes")
+        raise SpecError(
+            source, "output.width" if w % 2 else "output.height", f"{w}x{h}: yuv420p needs even sizes"
+        )
     if values["segment_type"] != "mpegts":
         # fMP4 needs one shared init segment and per-fragment decode times across our
         # per-segment encoders; until that exists, refuse it rather than write TS silently.
-        raise SpecError(source, "output.segment_type",
-                        f"{values['segment_type']} is not supported yet: use mpegts")
+        raise SpecError(
+            source, "output.segment_type", f"{values['segment_type']} is not supported yet: use mpegts"
+        )
     seg = Fraction(values["segment_duration_s"]).limit_denominator(1000)
     if (seg * fps).denominator != 1:
         whole = max(1, round(seg * fps))
@@ -998,13 +1092,21 @@ def _output(model: OutputModel, source: Path) -> OutputSettings:
             # 1.001 s at 30000/1001), so that the documented rates work as they are
             seg = Fraction(whole) / fps
         else:
-            raise SpecError(source, "output.segment_duration_s",
-                            f"{float(seg)} s is not a whole number of frames at {fps} fps: use "
-                            f"{float(Fraction(whole) / fps):.6g} ({whole} frames) or leave it out")
+            raise SpecError(
+                source,
+                "output.segment_duration_s",
+                f"{float(seg)} s is not a whole number of frames at {fps} fps: use "
+                f"{float(Fraction(whole) / fps):.6g} ({whole} frames) or leave it out",
+            )
     return OutputSettings(
-        width=w, height=h, fps=fps, x264_preset=str(values["x264_preset"]),
-        crf=float(values["crf"]), maxrate_kbps=int(values["maxrate_kbps"]),
-        segment_duration_s=seg, segment_type=str(values["segment_type"]),
+        width=w,
+        height=h,
+        fps=fps,
+        x264_preset=str(values["x264_preset"]),
+        crf=float(values["crf"]),
+        maxrate_kbps=int(values["maxrate_kbps"]),
+        segment_duration_s=seg,
+        segment_type=str(values["segment_type"]),
         audio_bitrate_kbps=int(values["audio_bitrate_kbps"]),
         loudness_lufs=float(values.get("loudness_lufs", -16.0)),
         true_peak_dbtp=float(values.get("true_peak_dbtp", -1.5)),
@@ -1029,9 +1131,11 @@ class _Yaml12Loader(yaml.SafeLoader):
                     continue  # an unhashable key: PyYAML's own check reports it
                 if first is not None:
                     raise yaml.constructor.ConstructorError(
-                        None, None,
+                        None,
+                        None,
                         f"duplicate key {key!r} (first given at line {first.line + 1})",
-                        key_node.start_mark)
+                        key_node.start_mark,
+                    )
                 seen[key] = key_node.start_mark
         return super().construct_mapping(node, deep=deep)
 
@@ -1041,7 +1145,8 @@ _Yaml12Loader.yaml_implicit_resolvers = {
     for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def read_yaml(path: Path) -> Any:
@@ -1109,17 +1214,21 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
                 warnings.append(
                     f"{_cue_field(model.captions, i)}: {len(cue.text)} characters need "
                     f"{lay.wanted_lines} lines; cut to {len(lay.lines)} with an ellipsis (shorten "
-                    "the cue, split it, or raise captions.style.max_lines)")
+                    "the cue, split it, or raise captions.style.max_lines)"
+                )
     return Spec(source=source, output=out, warnings=tuple(warnings), **parts)
 
 
-def _layouts(cues: tuple[Cue, ...], style: CaptionStyle, room: Room,
-             out: OutputSettings) -> list[tuple[Any, Cue]]:
+def _layouts(
+    cues: tuple[Cue, ...], style: CaptionStyle, room: Room, out: OutputSettings
+) -> list[tuple[Any, Cue]]:
     """Each cue laid out in output pixels (font chain, wrapped and capped lines, box), once for
     the whole render: the scene draws these, the spec's warnings come from them."""
     from .text import layout_caption
 
     k = out.width / room.background_size_px[0]  # the scene's scale from background px
     font = str(style.font) if style.font else None
-    return [(layout_caption(cue.text, style, k=k, frame_px=(out.width, out.height), font_path=font),
-             cue) for cue in cues]
+    return [
+        (layout_caption(cue.text, style, k=k, frame_px=(out.width, out.height), font_path=font), cue)
+        for cue in cues
+    ]

@@ -7,6 +7,7 @@ file carries the same map and a cue that spans a segment boundary is repeated in
 merge identical cues). A subtitle media playlist per language, and the master playlist that
 names them, are written by :mod:`avatarrender.rendition` from the manifest.
 """
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -17,8 +18,15 @@ from .plan import ChunkPlan
 from .rendition import SubtitleRendition, atomic_write, subtitle_playlist
 from .spec import Cue, Spec
 
-__all__ = ["TS_START_90K", "escape", "vtt_segment", "caption_tracks", "write_subtitles",
-           "SubtitleWriter", "timestamp_map"]
+__all__ = [
+    "TS_START_90K",
+    "escape",
+    "vtt_segment",
+    "caption_tracks",
+    "write_subtitles",
+    "SubtitleWriter",
+    "timestamp_map",
+]
 
 # The mpegts muxer's constant offset (max_delay 0.7 s x 2): the first frame's PTS.
 TS_START_90K = 126000
@@ -42,8 +50,14 @@ def timestamp_map(mpegts_90k: int) -> str:
     return f"X-TIMESTAMP-MAP=MPEGTS:{mpegts_90k % (1 << 33)},LOCAL:00:00:00.000"
 
 
-def vtt_segment(cues: Sequence[Cue], start_s: Fraction, end_s: Fraction, *,
-                duration_s: Fraction, mpegts_90k: int = TS_START_90K) -> str:
+def vtt_segment(
+    cues: Sequence[Cue],
+    start_s: Fraction,
+    end_s: Fraction,
+    *,
+    duration_s: Fraction,
+    mpegts_90k: int = TS_START_90K,
+) -> str:
     """The WebVTT file of the media segment [start_s, end_s) of a rendition of ``duration_s``."""
     lines = ["WEBVTT", timestamp_map(mpegts_90k), ""]
     for cue in cues:
@@ -101,8 +115,7 @@ class SubtitleWriter:
                 stem += "_"
             used.add(stem)
             self._tracks.append((stem, cues))
-            out.append(SubtitleRendition(uri=f"{stem}.m3u8", language=language, name=name,
-                                         default=k == 0))
+            out.append(SubtitleRendition(uri=f"{stem}.m3u8", language=language, name=name, default=k == 0))
         self.renditions = tuple(out)
         self.written = 0
 
@@ -114,14 +127,20 @@ class SubtitleWriter:
         for stem, cues in self._tracks:
             for i in range(self.written, count):
                 start_s, end_s = self._bounds[i]
-                atomic_write(self.folder / f"{stem}_{i:05d}.vtt", vtt_segment(
-                    cues, start_s, end_s, duration_s=self.spec.duration_s))
+                atomic_write(
+                    self.folder / f"{stem}_{i:05d}.vtt",
+                    vtt_segment(cues, start_s, end_s, duration_s=self.spec.duration_s),
+                )
         for stem, _ in self._tracks:
-            atomic_write(self.folder / f"{stem}.m3u8", subtitle_playlist(
-                [f"{stem}_{i:05d}.vtt" for i in range(count)],
-                [Fraction(n) / self.spec.output.fps for n in self._frames[:count]],
-                target_duration_s=self.spec.output.segment_duration_s,
-                complete=count == len(self._frames)))
+            atomic_write(
+                self.folder / f"{stem}.m3u8",
+                subtitle_playlist(
+                    [f"{stem}_{i:05d}.vtt" for i in range(count)],
+                    [Fraction(n) / self.spec.output.fps for n in self._frames[:count]],
+                    target_duration_s=self.spec.output.segment_duration_s,
+                    complete=count == len(self._frames),
+                ),
+            )
         self.written = count
 
 

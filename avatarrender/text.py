@@ -9,6 +9,7 @@ packages scripts/setup.sh installs; Korean needs a font added, e.g. fonts-nanum,
 (Arabic letters join) and ordered; a line whose first strong character is right-to-left lays its
 runs out from the right. Without libraqm text is drawn unshaped, left to right.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,8 +20,7 @@ from typing import Any
 
 from PIL import ImageDraw, ImageFont, features
 
-__all__ = ["FALLBACK_FONTS", "FontChain", "font_chain", "wrap", "CaptionLayout", "layout_caption",
-           "ELLIPSIS"]
+__all__ = ["FALLBACK_FONTS", "FontChain", "font_chain", "wrap", "CaptionLayout", "layout_caption", "ELLIPSIS"]
 
 # Debian paths; AVATARRENDER_FALLBACK_FONTS (paths joined by ":") goes before them.
 FALLBACK_FONTS = (
@@ -53,8 +53,12 @@ def _sticky(ch: str) -> bool:
     """Characters that go with the run before them: spaces, combining marks, joiners,
     variation selectors, emoji skin tones."""
     cp = ord(ch)
-    return (ch.isspace() or unicodedata.category(ch) in ("Mn", "Mc", "Me", "Cf")
-            or 0xFE00 <= cp <= 0xFE0F or 0x1F3FB <= cp <= 0x1F3FF)
+    return (
+        ch.isspace()
+        or unicodedata.category(ch) in ("Mn", "Mc", "Me", "Cf")
+        or 0xFE00 <= cp <= 0xFE0F
+        or 0x1F3FB <= cp <= 0x1F3FF
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,8 +213,9 @@ class CaptionLayout:
     wanted_lines: int  # before the cap: more than len(lines) when the caption was cut
 
 
-def layout_caption(text: str, style: Any, *, k: float, frame_px: tuple[int, int],
-                   font_path: str | None) -> CaptionLayout:
+def layout_caption(
+    text: str, style: Any, *, k: float, frame_px: tuple[int, int], font_path: str | None
+) -> CaptionLayout:
     """Lay out one caption: wrap, then cap to ``style.max_lines`` and to what fits in the
     frame (the last line kept ends with an ellipsis).
 
@@ -233,7 +238,7 @@ def layout_caption(text: str, style: Any, *, k: float, frame_px: tuple[int, int]
     cap = max(1, min(getattr(style, "max_lines", 3) or 3, fit))
     wanted = len(lines)
     if wanted > cap:
-        lines = lines[:cap - 1] + [_ellipsize(lines[cap - 1], chain, inner_w)]
+        lines = lines[: cap - 1] + [_ellipsize(lines[cap - 1], chain, inner_w)]
     text_w = max(int(chain.length(ln)) for ln in lines) if lines else 0
     w, h = min(width, text_w + 2 * pad), min(height, line_h * len(lines) + 2 * pad)
     if style.position:
@@ -242,5 +247,12 @@ def layout_caption(text: str, style: Any, *, k: float, frame_px: tuple[int, int]
         ax, ay = width // 2, height - height // 24
     x = min(max(0, int(round(ax - w / 2))), width - w)
     y = min(max(0, int(ay - h)), height - h)
-    return CaptionLayout(chain=chain, lines=tuple(lines), line_h_px=line_h, pad_px=pad,
-                         size_px=(w, h), xy_px=(x, y), wanted_lines=wanted)
+    return CaptionLayout(
+        chain=chain,
+        lines=tuple(lines),
+        line_h_px=line_h,
+        pad_px=pad,
+        size_px=(w, h),
+        xy_px=(x, y),
+        wanted_lines=wanted,
+    )

@@ -1,4 +1,5 @@
 """Frame index <-> seconds <-> samples, exactly. Time is ``Fraction``; floats only at the edges."""
+
 from __future__ import annotations
 
 import math

@@ -6,6 +6,7 @@ Runs ``avatarrender render`` on the demo lengthened to ``--seconds`` (silence af
 as a user would, watches the in-progress EVENT playlist, and prints when the first media segment
 was listed, when a quarter of the segment was, and when the render finished.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,9 +62,11 @@ def main() -> None:
         if proc.returncode:
             raise SystemExit(f"render failed with {proc.returncode}")
         shutil.rmtree(out, ignore_errors=True)
-    print(f"{args.seconds:.0f} s segment at {args.preset}: first media segment playable "
-          f"{first:.2f} s after the command started, a quarter after {quarter:.2f} s, "
-          f"all {total} s after {done:.2f} s")
+    print(
+        f"{args.seconds:.0f} s segment at {args.preset}: first media segment playable "
+        f"{first:.2f} s after the command started, a quarter after {quarter:.2f} s, "
+        f"all {total} s after {done:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ bundled ffmpeg, espeak-ng):
 - bold 48 px captions in a 60 % black box, a new cue every 3 s;
 - ``--seconds`` of espeak-ng speech.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -99,32 +100,52 @@ def _state_image(mouth: str, eyes: str) -> Image.Image:
     shade = shade.filter(ImageFilter.GaussianBlur(40))
     dark = Image.new("RGBA", (w, h), (40, 20, 40, 255))
     alpha = img.getchannel("A")
-    img = Image.composite(dark, img, Image.fromarray(
-        (np.asarray(shade, np.uint16) * (np.asarray(alpha) > 0)).astype(np.uint8)))
+    img = Image.composite(
+        dark, img, Image.fromarray((np.asarray(shade, np.uint16) * (np.asarray(alpha) > 0)).astype(np.uint8))
+    )
     img.putalpha(alpha)
     d = ImageDraw.Draw(img)
     # eyes
     lid = {"open": 0.0, "half": 0.5, "closed": 1.0}[eyes]
     for cx in (225, 375):
         top, bottom = 215, 275
-        d.ellipse((cx - 42, top, cx + 42, bottom), fill=(250, 250, 245, 255), outline=(40, 30, 30, 255), width=4)
+        d.ellipse(
+            (cx - 42, top, cx + 42, bottom), fill=(250, 250, 245, 255), outline=(40, 30, 30, 255), width=4
+        )
         if lid < 1:
             d.ellipse((cx - 18, 227, cx + 18, 263), fill=(60, 110, 70, 255))
             d.ellipse((cx - 8, 237, cx + 8, 253), fill=(15, 15, 15, 255))
         if lid > 0:
             d.rectangle((cx - 44, top - 2, cx + 44, top + (bottom - top) * lid), fill=(220, 170, 140, 255))
-            d.line((cx - 44, top + (bottom - top) * lid, cx + 44, top + (bottom - top) * lid),
-                   fill=(40, 30, 30, 255), width=4)
+            d.line(
+                (cx - 44, top + (bottom - top) * lid, cx + 44, top + (bottom - top) * lid),
+                fill=(40, 30, 30, 255),
+                width=4,
+            )
     # mouth: one shape per letter (open height, width, teeth)
-    open_h, width, teeth = {"X": (6, 90, 0), "A": (10, 70, 0), "B": (26, 110, 1), "C": (44, 120, 1),
-                            "D": (64, 130, 1), "E": (40, 80, 0), "F": (24, 60, 1), "G": (20, 100, 2),
-                            "H": (34, 100, 0)}[mouth]
+    open_h, width, teeth = {
+        "X": (6, 90, 0),
+        "A": (10, 70, 0),
+        "B": (26, 110, 1),
+        "C": (44, 120, 1),
+        "D": (64, 130, 1),
+        "E": (40, 80, 0),
+        "F": (24, 60, 1),
+        "G": (20, 100, 2),
+        "H": (34, 100, 0),
+    }[mouth]
     cx, cy = 300, 370
-    d.ellipse((cx - width // 2, cy - open_h // 2, cx + width // 2, cy + open_h // 2),
-              fill=(110, 30, 40, 255), outline=(60, 20, 25, 255), width=3)
+    d.ellipse(
+        (cx - width // 2, cy - open_h // 2, cx + width // 2, cy + open_h // 2),
+        fill=(110, 30, 40, 255),
+        outline=(60, 20, 25, 255),
+        width=3,
+    )
     if teeth:
-        d.rectangle((cx - width // 3, cy - open_h // 2 + 2, cx + width // 3, cy - open_h // 2 + 2 + open_h // 4),
-                    fill=(245, 245, 240, 255))
+        d.rectangle(
+            (cx - width // 3, cy - open_h // 2 + 2, cx + width // 3, cy - open_h // 2 + 2 + open_h // 4),
+            fill=(245, 245, 240, 255),
+        )
     if teeth == 2:
         d.line((cx - 20, cy + open_h // 2 - 2, cx + 20, cy - 2), fill=(245, 245, 240, 255), width=6)
     return img
@@ -152,11 +173,35 @@ def _run(cmd: list[str]) -> None:
 def make_clip(path: Path) -> None:
     """640x360, 30 fps, H.264: a moving test pattern with a clock."""
     w, h = CLIP_SIZE
-    _run([_ffmpeg(), "-nostdin", "-y", "-hide_banner", "-loglevel", "error",
-          "-f", "lavfi", "-i", f"testsrc2=s={w}x{h}:r={CLIP_FPS}",
-          "-frames:v", str(int(CLIP_DURATION_S * CLIP_FPS)),
-          "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
-          "-g", str(CLIP_FPS), "-movflags", "+faststart", str(path)])
+    _run(
+        [
+            _ffmpeg(),
+            "-nostdin",
+            "-y",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=s={w}x{h}:r={CLIP_FPS}",
+            "-frames:v",
+            str(int(CLIP_DURATION_S * CLIP_FPS)),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "20",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            str(CLIP_FPS),
+            "-movflags",
+            "+faststart",
+            str(path),
+        ]
+    )
 
 
 def make_speech(path: Path, seconds: float) -> None:
@@ -182,8 +227,10 @@ def make_grain_scene(out: Path, *, force: bool = False) -> Path:
     assets.mkdir(parents=True, exist_ok=True)
     products = [
         (lambda: make_background(assets / "background.png"), [assets / "background.png"]),
-        (lambda: make_states(assets / "states"),
-         [assets / "states" / f"{m}_{e}.png" for m in MOUTHS for e in EYES]),
+        (
+            lambda: make_states(assets / "states"),
+            [assets / "states" / f"{m}_{e}.png" for m in MOUTHS for e in EYES],
+        ),
         (lambda: make_clip(assets / "clip.mp4"), [assets / "clip.mp4"]),
         (lambda: make_speech(assets / "speech.wav", 120.0), [assets / "speech.wav"]),
     ]
@@ -193,28 +240,54 @@ def make_grain_scene(out: Path, *, force: bool = False) -> Path:
     return assets
 
 
-def grain_yaml(seconds: float, *, tv: bool, folder: Path, assets: Path,
-               preset: str = "1080p30", x264_preset: str = "veryfast") -> Path:
+def grain_yaml(
+    seconds: float,
+    *,
+    tv: bool,
+    folder: Path,
+    assets: Path,
+    preset: str = "1080p30",
+    x264_preset: str = "veryfast",
+) -> Path:
     """The grain segment, ``seconds`` long, TV playing throughout (``tv``) or off, in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     link = folder / "assets"
     if not link.exists():
         link.symlink_to(assets.resolve())
     n_cues = int(-(-seconds // CUE_EVERY_S))
-    cues = [{"text": SENTENCES[i % len(SENTENCES)], "start_s": i * CUE_EVERY_S,
-             "end_s": min(seconds, (i + 1) * CUE_EVERY_S)} for i in range(n_cues)]
+    cues = [
+        {
+            "text": SENTENCES[i % len(SENTENCES)],
+            "start_s": i * CUE_EVERY_S,
+            "end_s": min(seconds, (i + 1) * CUE_EVERY_S),
+        }
+        for i in range(n_cues)
+    ]
     doc = {
         "output": {"preset": preset, "x264_preset": x264_preset},
         "duration_s": seconds,
         "scene": {"background": "assets/background.png"},
         "character": {"position": list(CHARACTER_POSITION), "states": "assets/states/{mouth}_{eyes}.png"},
-        "tv": {"screen": list(SCREEN_RECT), "off": None,
-               "clips": [{"file": "assets/clip.mp4", "start_s": 0.0, "end_s": seconds + 1,
-                          "at_end": "loop"}] if tv else []},
+        "tv": {
+            "screen": list(SCREEN_RECT),
+            "off": None,
+            "clips": [{"file": "assets/clip.mp4", "start_s": 0.0, "end_s": seconds + 1, "at_end": "loop"}]
+            if tv
+            else [],
+        },
         "speech": {"file": "assets/speech.wav"},
-        "captions": {"cues": cues, "style": {"font": FONT, "size_px": 48, "color": "#ffffff",
-                                             "box_color": "#00000099", "padding_px": 16,
-                                             "position": [960, 1050], "max_width_px": 1500}},
+        "captions": {
+            "cues": cues,
+            "style": {
+                "font": FONT,
+                "size_px": 48,
+                "color": "#ffffff",
+                "box_color": "#00000099",
+                "padding_px": 16,
+                "position": [960, 1050],
+                "max_width_px": 1500,
+            },
+        },
         "blink": {"seed": 3, "mean_interval_s": 4.0},
     }
     path = folder / f"grain-{'tv' if tv else 'speech'}-{seconds:g}s.yaml"

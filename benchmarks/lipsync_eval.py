@@ -14,6 +14,7 @@ Held-out sentences (``evaluation.metrics.CORPUS``, never trained on) in
 For each: the RMS + ZCR baseline, the audio-only track, the track with the text given, and with
 20 % of the words replaced or dropped, side by side. Then the alignment's speed on 60 s of speech.
 """
+
 from __future__ import annotations
 
 import sys
@@ -35,16 +36,26 @@ from avatarrender.phonemes import phonemize  # noqa: E402
 
 # voices (and variants) the classifier never heard in training (evaluation/train.py)
 UNSEEN_VOICES = (("en-gb-x-rp", 165), ("en-gb-x-gbclan", 150), ("en-gb-x-gbcwmd", 200), ("en-us+f1", 160))
-FIELDS = (("accuracy", "shape accuracy"), ("openness_r_all", "openness r"),
-          ("openness_r", "r within speech"), ("closure", "p/b/m closure"),
-          ("closure_precision", "A runs at p/b/m"), ("one_frame", "one-frame shapes"),
-          ("lag", "lag (frames)"), ("activity", "activity"))
-SPANISH = ("Buenos días, me llamo Pablo y vivo en Madrid.",
-           "Mi madre compra pan y manzanas en el mercado.",
-           "El perro blanco bebe agua de la fuente.")
-GERMAN = ("Guten Morgen, mein Name ist Paul und ich wohne in Bremen.",
-          "Die Mutter backt am Montag einen Apfelkuchen.",
-          "Wir fahren morgen mit dem Bus nach Berlin.")
+FIELDS = (
+    ("accuracy", "shape accuracy"),
+    ("openness_r_all", "openness r"),
+    ("openness_r", "r within speech"),
+    ("closure", "p/b/m closure"),
+    ("closure_precision", "A runs at p/b/m"),
+    ("one_frame", "one-frame shapes"),
+    ("lag", "lag (frames)"),
+    ("activity", "activity"),
+)
+SPANISH = (
+    "Buenos días, me llamo Pablo y vivo en Madrid.",
+    "Mi madre compra pan y manzanas en el mercado.",
+    "El perro blanco bebe agua de la fuente.",
+)
+GERMAN = (
+    "Guten Morgen, mein Name ist Paul und ich wohne in Bremen.",
+    "Die Mutter backt am Montag einen Apfelkuchen.",
+    "Wir fahren morgen mit dem Bus nach Berlin.",
+)
 
 
 def heldout_model(family: str) -> dict:
@@ -66,7 +77,13 @@ def _code_hash() -> str:
 
     root = Path(__file__).resolve().parent.parent / "avatarrender"
     h = hashlib.sha256()
-    for p in ("evaluation/train.py", "evaluation/espeak.py", "evaluation/flite.py", "lipsync.py", "phonemes.py"):
+    for p in (
+        "evaluation/train.py",
+        "evaluation/espeak.py",
+        "evaluation/flite.py",
+        "lipsync.py",
+        "phonemes.py",
+    ):
         h.update((root / p).read_bytes())
     return h.hexdigest()[:12]
 
@@ -76,12 +93,23 @@ def methods(model=None, language: str = "en-us") -> dict:
         return text_mouth_track(y, sr, fps=fps, n_frames=n_frames, texts=text, model=model, language=language)
 
     def drifted(y, sr, *, fps, n_frames, text):
-        return text_mouth_track(y, sr, fps=fps, n_frames=n_frames, model=model, language=language,
-                                texts=corrupt(text, share=0.2, seed=len(text)))
+        return text_mouth_track(
+            y,
+            sr,
+            fps=fps,
+            n_frames=n_frames,
+            model=model,
+            language=language,
+            texts=corrupt(text, share=0.2, seed=len(text)),
+        )
 
     return {
-        "RMS+ZCR": lambda y, sr, *, fps, n_frames, text: baseline_mouth_track(y, sr, fps=fps, n_frames=n_frames),
-        "audio": lambda y, sr, *, fps, n_frames, text: mouth_track(y, sr, fps=fps, n_frames=n_frames, model=model),
+        "RMS+ZCR": lambda y, sr, *, fps, n_frames, text: baseline_mouth_track(
+            y, sr, fps=fps, n_frames=n_frames
+        ),
+        "audio": lambda y, sr, *, fps, n_frames, text: mouth_track(
+            y, sr, fps=fps, n_frames=n_frames, model=model
+        ),
         "text": text,
         "text-20%": drifted,
     }
@@ -112,28 +140,52 @@ def main() -> None:
     corpus = CORPUS[:3] if quick else CORPUS
     print(f"{len(corpus)} held-out sentences, 30 fps")
     espeak_items = [(t, synthesize(t, voice=v, rate_wpm=r)) for v, r in UNSEEN_VOICES for t in corpus]
-    table(f"espeak-ng, voices never trained on ({', '.join(f'{v}@{r}' for v, r in UNSEEN_VOICES)}), "
-          "shipped classifier", espeak_items,
-          targets={"accuracy": ">= 0.85", "openness_r": ">= 0.8", "closure": ">= 0.95", "one_frame": "0",
-                   "lag": "0"})
+    table(
+        f"espeak-ng, voices never trained on ({', '.join(f'{v}@{r}' for v, r in UNSEEN_VOICES)}), "
+        "shipped classifier",
+        espeak_items,
+        targets={
+            "accuracy": ">= 0.85",
+            "openness_r": ">= 0.8",
+            "closure": ">= 0.95",
+            "one_frame": "0",
+            "lag": "0",
+        },
+    )
     if flite.available():
         flite_items = [(t, flite.synthesize(t, voice=v)) for v in flite.available() for t in corpus]
-        table(f"flite ({', '.join(flite.available())}), a family never trained on (classifier "
-              "trained on espeak-ng only)", flite_items, model=heldout_model("flite"),
-              targets={"accuracy": ">= 0.8; audio >= 0.55", "openness_r_all": "audio >= 0.7",
-                       "openness_r": ">= 0.75; audio >= 0.6", "closure": ">= 0.9; audio >= 0.8",
-                       "lag": "0"})
+        table(
+            f"flite ({', '.join(flite.available())}), a family never trained on (classifier "
+            "trained on espeak-ng only)",
+            flite_items,
+            model=heldout_model("flite"),
+            targets={
+                "accuracy": ">= 0.8; audio >= 0.55",
+                "openness_r_all": "audio >= 0.7",
+                "openness_r": ">= 0.75; audio >= 0.6",
+                "closure": ">= 0.9; audio >= 0.8",
+                "lag": "0",
+            },
+        )
         table("flite, shipped classifier (trained on flite's voices, other sentences)", flite_items)
         if not quick:
-            espeak_plain = [(t, synthesize(t, voice=v, rate_wpm=r)) for v, r in UNSEEN_VOICES[:2] for t in corpus]
-            table("espeak-ng, classifier trained on flite only (the other family left out)", espeak_plain,
-                  model=heldout_model("espeak"))
+            espeak_plain = [
+                (t, synthesize(t, voice=v, rate_wpm=r)) for v, r in UNSEEN_VOICES[:2] for t in corpus
+            ]
+            table(
+                "espeak-ng, classifier trained on flite only (the other family left out)",
+                espeak_plain,
+                model=heldout_model("espeak"),
+            )
     else:
         print("\n(flite is not installed: apt-get install flite)")
     for lang, voice, texts in (("es", "es", SPANISH), ("de", "de", GERMAN)):
         items = [(t, synthesize(t, voice=voice, rate_wpm=150)) for t in texts]
-        table(f"{voice} voice, {lang} text (truth from espeak's mnemonics through the English table: "
-              "rough)", items, language=lang)
+        table(
+            f"{voice} voice, {lang} text (truth from espeak's mnemonics through the English table: rough)",
+            items,
+            language=lang,
+        )
 
     # 60 s of speech with pauses at the renderer's 48 kHz, and its words
     import soxr
@@ -159,9 +211,11 @@ def main() -> None:
     t = time.perf_counter()
     text_mouth_track(y, 48000, fps=fps, texts=words)
     whole = time.perf_counter() - t
-    print(f"\n60 s of 48 kHz speech ({sum(len(w.classes) for w in ph)} phonemes): audio-only track "
-          f"{audio_s:.3f} s; text to phonemes {t_ph:.3f} s; alignment {t_al:.3f} s (target <= 0.5); "
-          f"whole text track {whole:.3f} s")
+    print(
+        f"\n60 s of 48 kHz speech ({sum(len(w.classes) for w in ph)} phonemes): audio-only track "
+        f"{audio_s:.3f} s; text to phonemes {t_ph:.3f} s; alignment {t_al:.3f} s (target <= 0.5); "
+        f"whole text track {whole:.3f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@
 
 Run one at a time: 1080p decoding in chromium takes about a core.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,9 +39,17 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--autoplay-policy=no-user-gesture-required"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
 
 
 def _port() -> int:
@@ -52,9 +61,22 @@ def _port() -> int:
 def _playout(args: list[str], tmp: Path, *, out: Path | None = None) -> tuple[subprocess.Popen, str]:
     port = _port()
     out = out or tmp / "out"
-    proc = subprocess.Popen([sys.executable, "-c", "from avatarrender._cli.main import main; main()", "playout",
-                             *args, "--out", str(out), "--serve", f"127.0.0.1:{port}"],
-                            cwd=ROOT, stdout=open(tmp / "playout.log", "w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from avatarrender._cli.main import main; main()",
+            "playout",
+            *args,
+            "--out",
+            str(out),
+            "--serve",
+            f"127.0.0.1:{port}",
+        ],
+        cwd=ROOT,
+        stdout=open(tmp / "playout.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -76,14 +98,13 @@ def _monitor(p, url: str):
     return browser, page
 
 
-def latency(size: str, seconds: int, joins: int, via: str, part_frames: int, gop: int,
-            media: str) -> None:
+def latency(size: str, seconds: int, joins: int, via: str, part_frames: int, gop: int, media: str) -> None:
     from nginx_front import served_dir, start_nginx
     from playout_media import make_rendered
     from playwright.sync_api import sync_playwright
 
     tmp = Path(tempfile.mkdtemp(prefix="playout-latency-"))
-    if media == "demo":   # what the channel airs: the renderer's own output (about 1.6 Mbit/s)
+    if media == "demo":  # what the channel airs: the renderer's own output (about 1.6 Mbit/s)
         from avatarrender.render import render
         from avatarrender.spec import load_spec
 
@@ -92,9 +113,10 @@ def latency(size: str, seconds: int, joins: int, via: str, part_frames: int, gop
             sys.exit(f"--media demo renders at {' or '.join(presets)}")
         spec = load_spec(ROOT / "examples" / "demo" / "segment.yaml", overrides={"preset": presets[size]})
         render(spec.idle(10.0), tmp / "filler")
-    else:   # ffmpeg's testsrc, ultrafast: about 16 Mbit/s at 1080p, heavier to load and decode
-        make_rendered(tmp / "filler", pattern="testsrc", seconds=10, size=size,
-                      cache_root=tmp / "cache", gop=gop)
+    else:  # ffmpeg's testsrc, ultrafast: about 16 Mbit/s at 1080p, heavier to load and decode
+        make_rendered(
+            tmp / "filler", pattern="testsrc", seconds=10, size=size, cache_root=tmp / "cache", gop=gop
+        )
     (tmp / "schedule.yaml").write_text(f"filler: {{dir: filler}}\npart_frames: {part_frames}\n")
     out = served_dir()
     proc, url = _playout(["--schedule", str(tmp / "schedule.yaml")], tmp, out=out)
@@ -110,16 +132,24 @@ def latency(size: str, seconds: int, joins: int, via: str, part_frames: int, gop
                 f0 = page.evaluate("window.__monitor.frames()")
                 page.wait_for_timeout(seconds * 1000)
                 f1 = page.evaluate("window.__monitor.frames()")
-                mon = page.evaluate("({lat: window.__monitor.latencies, waiting: window.__monitor.waiting,"
-                                    " log: window.__monitor.waitingLog})")
+                mon = page.evaluate(
+                    "({lat: window.__monitor.latencies, waiting: window.__monitor.waiting,"
+                    " log: window.__monitor.waitingLog})"
+                )
                 browser.close()
                 lat = sorted(v / 1000 for t, v, *_ in mon["lat"] if t >= f0["wall"])
                 per_join.append(round(statistics.median(lat), 3) if lat else None)
                 lat_all += lat
                 stalls += mon["waiting"]
-                stall_log += [{"join": len(per_join) - 1, "at_s": round((w["wall"] - f0["wall"]) / 1000, 2),
-                               "currentTime": round(w["currentTime"], 3), "buffered": w["buffered"]}
-                              for w in mon["log"]]
+                stall_log += [
+                    {
+                        "join": len(per_join) - 1,
+                        "at_s": round((w["wall"] - f0["wall"]) / 1000, 2),
+                        "currentTime": round(w["currentTime"], 3),
+                        "buffered": w["buffered"],
+                    }
+                    for w in mon["log"]
+                ]
                 frames += f1["total"] - f0["total"]
                 expected += round((f1["currentTime"] - f0["currentTime"]) * 30)
     finally:
@@ -128,14 +158,29 @@ def latency(size: str, seconds: int, joins: int, via: str, part_frames: int, gop
         proc.terminate()
         proc.wait(10)
     lat_all.sort()
-    print(json.dumps({"via": via, "media": media, "size": size, "part_frames": part_frames,
-                      "gop": gop if media == "testsrc" else 30, "joins": joins,
-                      "seconds_per_join": seconds, "samples": len(lat_all),
-                      "median_s": round(statistics.median(lat_all), 3),
-                      "p95_s": round(lat_all[int(0.95 * len(lat_all))], 3),
-                      "max_s": round(lat_all[-1], 3), "median_per_join_s": per_join,
-                      "stalls": stalls, "stall_log": stall_log, "frames": frames,
-                      "frames_expected": expected}, indent=1))
+    print(
+        json.dumps(
+            {
+                "via": via,
+                "media": media,
+                "size": size,
+                "part_frames": part_frames,
+                "gop": gop if media == "testsrc" else 30,
+                "joins": joins,
+                "seconds_per_join": seconds,
+                "samples": len(lat_all),
+                "median_s": round(statistics.median(lat_all), 3),
+                "p95_s": round(lat_all[int(0.95 * len(lat_all))], 3),
+                "max_s": round(lat_all[-1], 3),
+                "median_per_join_s": per_join,
+                "stalls": stalls,
+                "stall_log": stall_log,
+                "frames": frames,
+                "frames_expected": expected,
+            },
+            indent=1,
+        )
+    )
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
 
@@ -165,8 +210,9 @@ def submit(preset: str, tries: int, seconds: float, via: str) -> None:
     caps = doc.get("captions") or {}
     if caps.get("file"):  # the cues that end before the cut
         cues = parse_cues((demo / caps.pop("file")).read_text())
-        caps["cues"] = [{"text": c.text, "start_s": c.start_s, "end_s": c.end_s}
-                        for c in cues if c.end_s <= seconds]
+        caps["cues"] = [
+            {"text": c.text, "start_s": c.start_s, "end_s": c.end_s} for c in cues if c.end_s <= seconds
+        ]
     (tmp / "assets").symlink_to(demo / "assets")
     yml = tmp / "talk.yaml"
     yml.write_text(yaml.safe_dump(doc))
@@ -178,9 +224,11 @@ def submit(preset: str, tries: int, seconds: float, via: str) -> None:
     exe = str(Path(sys.executable).with_name("avatarrender"))
     service = None
     if via == "service":
-        service = subprocess.Popen([exe, "serve", "--inbox", str(inbox), "--spool", str(spool),
-                                    "--preset", preset], stdout=open(tmp / "serve.log", "w"),
-                                   stderr=subprocess.STDOUT)
+        service = subprocess.Popen(
+            [exe, "serve", "--inbox", str(inbox), "--spool", str(spool), "--preset", preset],
+            stdout=open(tmp / "serve.log", "w"),
+            stderr=subprocess.STDOUT,
+        )
         while "watching" not in (tmp / "serve.log").read_text():
             if service.poll() is not None:
                 sys.exit((tmp / "serve.log").read_text())
@@ -201,8 +249,18 @@ def submit(preset: str, tries: int, seconds: float, via: str) -> None:
                 if via == "service":
                     cmd = [exe, "submit", str(yml), "--inbox", str(inbox), "--name", name]
                 else:
-                    cmd = [exe, "render", str(yml), "--preset", preset, "--into", str(spool),
-                           "--name", name, "--quiet"]
+                    cmd = [
+                        exe,
+                        "render",
+                        str(yml),
+                        "--preset",
+                        preset,
+                        "--into",
+                        str(spool),
+                        "--name",
+                        name,
+                        "--quiet",
+                    ]
                 sub = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
                 since = t_first = None
                 while since is None and time.time() - t_submit < 60:
@@ -217,14 +275,20 @@ def submit(preset: str, tries: int, seconds: float, via: str) -> None:
                     sys.exit(f"{name} did not go on air within 60 s; see {tmp}")
                 page.wait_for_function(
                     f"window.__hls && window.__hls.playingDate && window.__hls.playingDate >= new Date('{since}')",
-                    timeout=30_000, polling=10)
+                    timeout=30_000,
+                    polling=10,
+                )
                 t_screen = time.time()
                 pdt = dt.datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()
-                results.append({"first_segment_s": round((t_first or t_published) - t_submit, 3),
-                                "program_start_s": round(pdt - t_submit, 3),
-                                "submit_to_air_s": round(t_published - t_submit, 3),
-                                "submit_to_screen_s": round(t_screen - t_submit, 3),
-                                "viewer_behind_s": round(t_screen - pdt, 3)})
+                results.append(
+                    {
+                        "first_segment_s": round((t_first or t_published) - t_submit, 3),
+                        "program_start_s": round(pdt - t_submit, 3),
+                        "submit_to_air_s": round(t_published - t_submit, 3),
+                        "submit_to_screen_s": round(t_screen - t_submit, 3),
+                        "viewer_behind_s": round(t_screen - pdt, 3),
+                    }
+                )
                 print(json.dumps(results[-1]), file=sys.stderr)
                 sub.wait()
                 while on_air().get("key") != "filler":  # the program ends; filler again
@@ -238,14 +302,25 @@ def submit(preset: str, tries: int, seconds: float, via: str) -> None:
             service.terminate()
             service.wait(30)
     screen = sorted(r["submit_to_screen_s"] for r in results)
-    print(json.dumps({"preset": preset, "via": via, "seconds": seconds, "tries": results,
-                      "median_submit_to_screen_s": statistics.median(screen),
-                      "p95_submit_to_screen_s": screen[min(len(screen) - 1, int(0.95 * len(screen)))],
-                      **{f"median_{k}": statistics.median(r[k] for r in results)
-                         for k in ("first_segment_s", "program_start_s", "submit_to_air_s",
-                                   "viewer_behind_s")},
-                      "stalls": mon["waiting"], "fatal_errors": [e for e in mon["errors"] if e["fatal"]]},
-                     indent=1))
+    print(
+        json.dumps(
+            {
+                "preset": preset,
+                "via": via,
+                "seconds": seconds,
+                "tries": results,
+                "median_submit_to_screen_s": statistics.median(screen),
+                "p95_submit_to_screen_s": screen[min(len(screen) - 1, int(0.95 * len(screen)))],
+                **{
+                    f"median_{k}": statistics.median(r[k] for r in results)
+                    for k in ("first_segment_s", "program_start_s", "submit_to_air_s", "viewer_behind_s")
+                },
+                "stalls": mon["waiting"],
+                "fatal_errors": [e for e in mon["errors"] if e["fatal"]],
+            },
+            indent=1,
+        )
+    )
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -259,18 +334,35 @@ def main() -> None:
     a.add_argument("--via", choices=["builtin", "nginx"], default="builtin")
     from avatarrender.playout.schedule import ScheduleModel
 
-    a.add_argument("--part-frames", type=int, default=ScheduleModel.model_fields["part_frames"].default,
-                   help="LL-HLS part length in frames (default: the schedule's default)")
-    a.add_argument("--media", choices=["demo", "testsrc"], default="demo",
-                   help="the demo's idle filler as the renderer makes it, or ffmpeg's testsrc")
-    a.add_argument("--gop", type=int, default=30, help="testsrc only: keyframe every N frames (30: one per "
-                   "media segment, as the renderer's presets; = part frames: every part independent)")
+    a.add_argument(
+        "--part-frames",
+        type=int,
+        default=ScheduleModel.model_fields["part_frames"].default,
+        help="LL-HLS part length in frames (default: the schedule's default)",
+    )
+    a.add_argument(
+        "--media",
+        choices=["demo", "testsrc"],
+        default="demo",
+        help="the demo's idle filler as the renderer makes it, or ffmpeg's testsrc",
+    )
+    a.add_argument(
+        "--gop",
+        type=int,
+        default=30,
+        help="testsrc only: keyframe every N frames (30: one per "
+        "media segment, as the renderer's presets; = part frames: every part independent)",
+    )
     b = sub.add_parser("submit")
     b.add_argument("--preset", default="1080p30")
     b.add_argument("--tries", type=int, default=5)
     b.add_argument("--seconds", type=float, default=30.0)
-    b.add_argument("--via", choices=["service", "render"], default="service",
-                   help="the warm render service (avatarrender submit) or a one-shot render --into")
+    b.add_argument(
+        "--via",
+        choices=["service", "render"],
+        default="service",
+        help="the warm render service (avatarrender submit) or a one-shot render --into",
+    )
     args = ap.parse_args()
     if args.cmd == "latency":
         latency(args.size, args.seconds, args.joins, args.via, args.part_frames, args.gop, args.media)

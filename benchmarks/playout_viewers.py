@@ -15,6 +15,7 @@ then, from this process (asyncio, one socket per viewer, HTTP/1.1 keep-alive):
 
 The server process's RSS and thread count come from /proc/PID/status.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -138,10 +139,23 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-c", "from avatarrender._cli.main import main; main()", "playout",
-                             "--schedule", str(tmp / "schedule.yaml"), "--out", str(tmp / "out"),
-                             "--serve", f"127.0.0.1:{port}"], cwd=ROOT,
-                            stdout=open(tmp / "playout.log", "w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from avatarrender._cli.main import main; main()",
+            "playout",
+            "--schedule",
+            str(tmp / "schedule.yaml"),
+            "--out",
+            str(tmp / "out"),
+            "--serve",
+            f"127.0.0.1:{port}",
+        ],
+        cwd=ROOT,
+        stdout=open(tmp / "playout.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         for _ in range(300):
             try:
@@ -165,27 +179,42 @@ def main() -> None:
                     peak["threads"] = max(peak["threads"], st["threads"])
                     await asyncio.sleep(0.5)
 
-            await asyncio.gather(sample(), *(_viewer("127.0.0.1", port, until, lat, errors)
-                                              for _ in range(args.viewers)))
+            await asyncio.gather(
+                sample(), *(_viewer("127.0.0.1", port, until, lat, errors) for _ in range(args.viewers))
+            )
             return peak
 
         peak = asyncio.run(viewers())
-        time.sleep(3)   # the viewers have hung up: what the server still holds (issue 14: < 50 MB)
+        time.sleep(3)  # the viewers have hung up: what the server still holds (issue 14: < 50 MB)
         after = _proc_stats(proc.pid)
         lat.sort()
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/live.m3u8", timeout=5).read().decode()
         seq, _, _ = _edge(text)
         parked = asyncio.run(_parked("127.0.0.1", port, args.parked, proc.pid, seq + 1))
-        print(json.dumps({
-            "viewers": args.viewers, "seconds": args.seconds, "answers": len(lat),
-            "errors": len(errors), "error_kinds": sorted(set(errors))[:5],
-            "after_publication_s": {"median": round(statistics.median(lat), 4),
-                                    "p99": round(lat[int(0.99 * (len(lat) - 1))], 4),
-                                    "max": round(lat[-1], 4)} if lat else None,
-            "server_idle": idle, "server_peak_with_viewers": peak,
-            "server_after_viewers": after,
-            "rss_kept_after_viewers_mb": round(after["rss_mb"] - idle["rss_mb"], 1), **parked,
-        }, indent=1))
+        print(
+            json.dumps(
+                {
+                    "viewers": args.viewers,
+                    "seconds": args.seconds,
+                    "answers": len(lat),
+                    "errors": len(errors),
+                    "error_kinds": sorted(set(errors))[:5],
+                    "after_publication_s": {
+                        "median": round(statistics.median(lat), 4),
+                        "p99": round(lat[int(0.99 * (len(lat) - 1))], 4),
+                        "max": round(lat[-1], 4),
+                    }
+                    if lat
+                    else None,
+                    "server_idle": idle,
+                    "server_peak_with_viewers": peak,
+                    "server_after_viewers": after,
+                    "rss_kept_after_viewers_mb": round(after["rss_mb"] - idle["rss_mb"], 1),
+                    **parked,
+                },
+                indent=1,
+            )
+        )
     finally:
         proc.terminate()
         proc.wait(10)

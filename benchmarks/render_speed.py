@@ -20,6 +20,7 @@ Throughput ratios are ours over theirs (above 1: ours is faster); steady/x264 is
 first media segment is listed (start-up excluded) over bare x264. Peak RSS is of each process tree;
 CPU s is user + system time of each command with all its processes (robust to a busy machine).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -100,7 +101,6 @@ class TreeRSS:
         self._thread.join()
 
 
-
 FLOOR_MAX_S = 30.0
 
 
@@ -121,8 +121,9 @@ def demo_yaml(seconds: float, *, tv: bool, preset: str, folder: Path) -> Path:
     clips = doc["tv"]["clips"]
     doc["tv"]["clips"] = [{**clips[0], "start_s": 0.0, "end_s": seconds + 1, "at_end": "loop"}] if tv else []
     cues = parse_cues((demo / doc["captions"].pop("file")).read_text())
-    doc["captions"]["cues"] = [{"text": c.text, "start_s": c.start_s, "end_s": c.end_s}
-                               for c in cues if c.start_s < seconds]  # a shorter cut keeps its cues
+    doc["captions"]["cues"] = [
+        {"text": c.text, "start_s": c.start_s, "end_s": c.end_s} for c in cues if c.start_s < seconds
+    ]  # a shorter cut keeps its cues
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "assets").exists():
         (folder / "assets").symlink_to(demo / "assets")
@@ -152,8 +153,19 @@ def dump_frames(spec: Spec, raw: Path) -> None:
 def floor(spec: Spec, raw: Path, work: Path) -> dict:
     """Time bare ffmpeg/x264 on the dumped frames."""
     out = spec.output
-    cmd = [ffmpeg_exe(), "-v", "error", "-y", *rawvideo_input_args(out), "-i", str(raw),
-           *x264_args(out, threads=None), "-f", "mpegts", str(work / "floor.ts")]
+    cmd = [
+        ffmpeg_exe(),
+        "-v",
+        "error",
+        "-y",
+        *rawvideo_input_args(out),
+        "-i",
+        str(raw),
+        *x264_args(out, threads=None),
+        "-f",
+        "mpegts",
+        str(work / "floor.ts"),
+    ]
     t, cpu = time.perf_counter(), _cpu_s()
     proc = subprocess.Popen(cmd)
     with TreeRSS(proc.pid) as mem:
@@ -162,8 +174,12 @@ def floor(spec: Spec, raw: Path, work: Path) -> dict:
     cpu = _cpu_s() - cpu
     if proc.returncode:
         raise SystemExit("the floor's ffmpeg failed")
-    return {"s": elapsed, "frames": raw.stat().st_size // (out.width * out.height * 3 // 2),
-            "rss_mib": mem.peak_kib / 1024, "cpu_s": cpu}
+    return {
+        "s": elapsed,
+        "frames": raw.stat().st_size // (out.width * out.height * 3 // 2),
+        "rss_mib": mem.peak_kib / 1024,
+        "cpu_s": cpu,
+    }
 
 
 def filtergraph_command(spec: Spec, work: Path) -> list[str]:
@@ -192,8 +208,10 @@ def filtergraph_command(spec: Spec, work: Path) -> list[str]:
 
     scene.base_rgba.convert("RGB").save(work / "bg.png", compress_level=1)
     bg = add_input(["-i", str(work / "bg.png")])
-    graph.append(f"[{bg}:v]scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,"
-                 f"loop=loop=-1:size=1:start=0,setpts=N/({fps})/TB[v0]")
+    graph.append(
+        f"[{bg}:v]scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,"
+        f"loop=loop=-1:size=1:start=0,setpts=N/({fps})/TB[v0]"
+    )
     last, k = "v0", 0
 
     def overlay(src: str, x: int, y: int, enable: str | None = None) -> None:
@@ -208,8 +226,10 @@ def filtergraph_command(spec: Spec, work: Path) -> list[str]:
         clip = tv.clips[0]  # the benchmark's cases: one clip, looped, from start_s
         x0, y0, x1, y1 = scene.screen
         i = add_input(["-stream_loop", "-1", "-ss", f"{clip.clip_start_s}", "-i", str(clip.file)])
-        graph.append(f"[{i}:v]fps={fps},scale={x1 - x0}:{y1 - y0}:flags=bicubic:out_range=tv,"
-                     f"format=yuv420p,setpts=PTS-STARTPTS+{clip.start_s}/TB[tv]")
+        graph.append(
+            f"[{i}:v]fps={fps},scale={x1 - x0}:{y1 - y0}:flags=bicubic:out_range=tv,"
+            f"format=yuv420p,setpts=PTS-STARTPTS+{clip.start_s}/TB[tv]"
+        )
         overlay("tv", x0, y0, f"between(t,{clip.start_s},{clip.end_s})")
         for n, (img, (ox, oy)) in enumerate(scene._static_above):  # the bezel, drawn over the clip
             if ox < x1 and oy < y1 and ox + img.width > x0 and oy + img.height > y0:
@@ -222,8 +242,9 @@ def filtergraph_command(spec: Spec, work: Path) -> list[str]:
     box = None
     for i in char:
         b = scene.layers[i].box
-        box = b if box is None else (min(box[0], b[0]), min(box[1], b[1]), max(box[2], b[2]),
-                                     max(box[3], b[3]))
+        box = (
+            b if box is None else (min(box[0], b[0]), min(box[1], b[1]), max(box[2], b[2]), max(box[3], b[3]))
+        )
     lines, made = [], set()
     mouth, eyes = timeline.mouth, timeline.eyes
     n = timeline.frame_count
@@ -239,7 +260,10 @@ def filtergraph_command(spec: Spec, work: Path) -> list[str]:
                     canvas.alpha_composite(img, (x - box[0], y - box[1]))
                 canvas.save(work / name, compress_level=1)
                 made.add(name)
-            lines += [f"file '{work / name}'", f"duration {(f - start) / out.fps.numerator * out.fps.denominator:.6f}"]
+            lines += [
+                f"file '{work / name}'",
+                f"duration {(f - start) / out.fps.numerator * out.fps.denominator:.6f}",
+            ]
             start = f
     lines.append(lines[-2])  # the concat demuxer's last entry is shown until the end
     (work / "states.txt").write_text("\n".join(lines) + "\n")
@@ -256,16 +280,52 @@ def filtergraph_command(spec: Spec, work: Path) -> list[str]:
     audio: list[str] = []
     if spec.speech:
         i = add_input(["-i", str(spec.speech.file)])
-        audio = ["-map", f"{i}:a", "-af", "apad", "-ac", "2", "-ar", "48000", "-c:a", "aac",
-                 "-aac_coder", "fast", "-b:a", f"{out.audio_bitrate_kbps}k"]
+        audio = [
+            "-map",
+            f"{i}:a",
+            "-af",
+            "apad",
+            "-ac",
+            "2",
+            "-ar",
+            "48000",
+            "-c:a",
+            "aac",
+            "-aac_coder",
+            "fast",
+            "-b:a",
+            f"{out.audio_bitrate_kbps}k",
+        ]
     hls = work / "hls"
     hls.mkdir(exist_ok=True)
-    return [ffmpeg_exe(), "-v", "error", "-y", *(a for args in inputs for a in args),
-            "-filter_complex", ";".join(graph), "-map", f"[{last}]", *audio,
-            *x264_args(out, threads=None), "-r", fps, "-frames:v", str(spec.frame_count),
-            "-t", f"{float(spec.duration_s):.6f}",
-            "-f", "hls", "-hls_time", f"{float(out.segment_duration_s):g}", "-hls_playlist_type", "vod",
-            "-hls_segment_filename", str(hls / "seg_%05d.ts"), str(hls / "index.m3u8")]
+    return [
+        ffmpeg_exe(),
+        "-v",
+        "error",
+        "-y",
+        *(a for args in inputs for a in args),
+        "-filter_complex",
+        ";".join(graph),
+        "-map",
+        f"[{last}]",
+        *audio,
+        *x264_args(out, threads=None),
+        "-r",
+        fps,
+        "-frames:v",
+        str(spec.frame_count),
+        "-t",
+        f"{float(spec.duration_s):.6f}",
+        "-f",
+        "hls",
+        "-hls_time",
+        f"{float(out.segment_duration_s):g}",
+        "-hls_playlist_type",
+        "vod",
+        "-hls_segment_filename",
+        str(hls / "seg_%05d.ts"),
+        str(hls / "index.m3u8"),
+    ]
 
 
 def filtergraph(cmd: list[str], frames: int, work: Path) -> dict:
@@ -309,8 +369,16 @@ def ours(yml: Path, work: Path, jobs: int | None, chunk_segments: int, frames: i
     env = {**os.environ, "AVATARRENDER_PROFILE": "1"}
     t_wall = time.time()
     t, cpu = time.perf_counter(), _cpu_s()
-    cmd = [str(exe), "render", str(yml), "-o", str(work / "out"), "--json",
-           "--chunk-segments", str(chunk_segments)] + (["--jobs", str(jobs)] if jobs else [])
+    cmd = [
+        str(exe),
+        "render",
+        str(yml),
+        "-o",
+        str(work / "out"),
+        "--json",
+        "--chunk-segments",
+        str(chunk_segments),
+    ] + (["--jobs", str(jobs)] if jobs else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     first = _watch_first_segment(work / "out.partial", t, done)
     with TreeRSS(proc.pid) as mem:
@@ -327,10 +395,16 @@ def ours(yml: Path, work: Path, jobs: int | None, chunk_segments: int, frames: i
     prof = stats.get("profile", {})
     first_s = first[0] if first else elapsed
     first_frames = int(round(frames / summary["segments"]))  # the first media segment's
-    return {"s": elapsed, "frames": frames, "first_s": first_s,
-            "steady_fps": (frames - first_frames) / max(1e-9, elapsed - first_s),
-            "rss_mib": mem.peak_kib / 1024, "segments": summary["segments"], "cpu_s": cpu,
-            "profile": _stages(prof, stats, t_wall, elapsed)}
+    return {
+        "s": elapsed,
+        "frames": frames,
+        "first_s": first_s,
+        "steady_fps": (frames - first_frames) / max(1e-9, elapsed - first_s),
+        "rss_mib": mem.peak_kib / 1024,
+        "segments": summary["segments"],
+        "cpu_s": cpu,
+        "profile": _stages(prof, stats, t_wall, elapsed),
+    }
 
 
 def _stages(prof: dict, stats: dict, t_wall: float, elapsed: float) -> dict:
@@ -369,21 +443,33 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenes", default="demo,grain")
     ap.add_argument("--cases", default="tv,speech")
-    ap.add_argument("--seconds", default="20", help="segment lengths, e.g. 20,60 (past 30 s the "
-                    "floor encodes the segment's first 30 s: its raw file is 3 MB a frame)")
+    ap.add_argument(
+        "--seconds",
+        default="20",
+        help="segment lengths, e.g. 20,60 (past 30 s the "
+        "floor encodes the segment's first 30 s: its raw file is 3 MB a frame)",
+    )
     ap.add_argument("--jobs", type=int, default=None, help="ours: --jobs (default: the command's)")
     ap.add_argument("--chunk-segments", type=int, default=DEFAULT_CHUNK_SEGMENTS)
-    ap.add_argument("--repeat", type=int, default=3,
-                    help="run the three side by side this many times; medians are printed")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="run the three side by side this many times; medians are printed",
+    )
     ap.add_argument("--preset", default="1080p30")
     ap.add_argument("--no-peer", action="store_true", help="skip the filtergraph")
     args = ap.parse_args()
-    print(f"{args.preset} x264 veryfast, ours: jobs={args.jobs or 'default'}, "
-          f"chunk={args.chunk_segments} segments; {os.cpu_count()} cores; median of {args.repeat}, "
-          "interleaved; times are whole commands")
-    print(f"{'scene':6} {'case':7} {'len':>4} {'ours s':>7} {'fgraph s':>8} {'x264 s':>7} "
-          f"{'ours fps':>8} {'/fgraph':>7} {'/x264':>6} {'steady/x264':>11} {'1st seg':>7} {'RSS ours':>8} "
-          f"{'fgraph':>7} {'x264':>6} {'CPU s ours':>10} {'fgraph':>7} {'x264':>6}")
+    print(
+        f"{args.preset} x264 veryfast, ours: jobs={args.jobs or 'default'}, "
+        f"chunk={args.chunk_segments} segments; {os.cpu_count()} cores; median of {args.repeat}, "
+        "interleaved; times are whole commands"
+    )
+    print(
+        f"{'scene':6} {'case':7} {'len':>4} {'ours s':>7} {'fgraph s':>8} {'x264 s':>7} "
+        f"{'ours fps':>8} {'/fgraph':>7} {'/x264':>6} {'steady/x264':>11} {'1st seg':>7} {'RSS ours':>8} "
+        f"{'fgraph':>7} {'x264':>6} {'CPU s ours':>10} {'fgraph':>7} {'x264':>6}"
+    )
     profiles = []
     for seconds in (float(x) for x in args.seconds.split(",")):
         for scene in args.scenes.split(","):
@@ -392,38 +478,53 @@ def main() -> None:
                     work = Path(tmp)
                     yml = scene_yaml(scene, seconds, tv=case == "tv", preset=args.preset, folder=work)
                     spec = load_spec(yml)
-                    cut = spec if seconds <= FLOOR_MAX_S else load_spec(scene_yaml(
-                        scene, FLOOR_MAX_S, tv=case == "tv", preset=args.preset, folder=work / "cut"))
+                    cut = (
+                        spec
+                        if seconds <= FLOOR_MAX_S
+                        else load_spec(
+                            scene_yaml(
+                                scene, FLOOR_MAX_S, tv=case == "tv", preset=args.preset, folder=work / "cut"
+                            )
+                        )
+                    )
                     raw = work / "frames.yuv"
                     dump_frames(cut, raw)
                     cmd = None if args.no_peer else filtergraph_command(spec, work / "fg")
                     runs: dict[str, list[dict]] = {"ours": [], "fg": [], "x264": []}
                     for _ in range(args.repeat):
-                        runs["ours"].append(ours(yml, work, args.jobs, args.chunk_segments,
-                                                 spec.frame_count))
+                        runs["ours"].append(ours(yml, work, args.jobs, args.chunk_segments, spec.frame_count))
                         if cmd:
                             runs["fg"].append(filtergraph(cmd, spec.frame_count, work / "fg"))
                         runs["x264"].append(floor(cut, raw, work))
-                fps = {k: statistics.median(r["frames"] / r["s"] for r in v) if v else float("nan")
-                       for k, v in runs.items()}
+                fps = {
+                    k: statistics.median(r["frames"] / r["s"] for r in v) if v else float("nan")
+                    for k, v in runs.items()
+                }
                 sec = {k: _median(v, "s") if v else float("nan") for k, v in runs.items()}
                 rss = {k: _median(v, "rss_mib") if v else float("nan") for k, v in runs.items()}
                 cpu = {k: _median(v, "cpu_s") if v else float("nan") for k, v in runs.items()}
                 mark = "*" if seconds > FLOOR_MAX_S else " "
-                print(f"{scene:6} {case:7} {seconds:3.0f}s {sec['ours']:7.2f} {sec['fg']:8.2f} "
-                      f"{sec['x264']:6.2f}{mark} {fps['ours']:8.1f} {fps['ours'] / fps['fg']:7.2f} "
-                      f"{fps['ours'] / fps['x264']:6.2f} {_median(runs['ours'], 'steady_fps') / fps['x264']:11.2f} "
-                      f"{_median(runs['ours'], 'first_s'):6.2f}s "
-                      f"{rss['ours']:7.0f}M {rss['fg']:6.0f}M {rss['x264']:5.0f}M "
-                      f"{cpu['ours']:10.1f} {cpu['fg']:7.1f} {cpu['x264']:6.1f}", flush=True)
-                prof = {k: statistics.median(r["profile"][k] for r in runs["ours"])
-                        for k in runs["ours"][0]["profile"]}
+                print(
+                    f"{scene:6} {case:7} {seconds:3.0f}s {sec['ours']:7.2f} {sec['fg']:8.2f} "
+                    f"{sec['x264']:6.2f}{mark} {fps['ours']:8.1f} {fps['ours'] / fps['fg']:7.2f} "
+                    f"{fps['ours'] / fps['x264']:6.2f} {_median(runs['ours'], 'steady_fps') / fps['x264']:11.2f} "
+                    f"{_median(runs['ours'], 'first_s'):6.2f}s "
+                    f"{rss['ours']:7.0f}M {rss['fg']:6.0f}M {rss['x264']:5.0f}M "
+                    f"{cpu['ours']:10.1f} {cpu['fg']:7.1f} {cpu['x264']:6.1f}",
+                    flush=True,
+                )
+                prof = {
+                    k: statistics.median(r["profile"][k] for r in runs["ours"])
+                    for k in runs["ours"][0]["profile"]
+                }
                 profiles.append((f"{scene} {case} {seconds:g}s", prof))
-    print("\nours, per stage (median, s). Marks from the command's start: start-up (to render(): "
-          "imports, spec check), analysis (speech, lip sync, scene build), 1st chunk at. Summed "
-          "over the workers (core-seconds): compose, tv decode, encode (x264 + mux), scene load. "
-          "soundtrack: TV sound mixed + loudness (main, overlapped with the analysis); audio "
-          "wait: the workers' muxers waiting for its AAC frames; publish: main process.")
+    print(
+        "\nours, per stage (median, s). Marks from the command's start: start-up (to render(): "
+        "imports, spec check), analysis (speech, lip sync, scene build), 1st chunk at. Summed "
+        "over the workers (core-seconds): compose, tv decode, encode (x264 + mux), scene load. "
+        "soundtrack: TV sound mixed + loudness (main, overlapped with the analysis); audio "
+        "wait: the workers' muxers waiting for its AAC frames; publish: main process."
+    )
     keys = list(profiles[0][1]) if profiles else []
     print(f"{'case':20} " + " ".join(f"{k:>12}" for k in keys))
     for name, prof in profiles:

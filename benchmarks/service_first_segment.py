@@ -10,6 +10,7 @@ Starts ``avatarrender serve`` once (workers warm), then, interleaved, ``tries`` 
 
 Prints the median and every try, and the service's own figure from its render statistics.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,15 +73,21 @@ def main() -> None:
         caps = doc.get("captions") or {}
         if caps.get("file"):  # keep the cues that end before the cut
             cues = parse_cues((DEMO / caps.pop("file")).read_text())
-            caps["cues"] = [{"text": c.text, "start_s": c.start_s, "end_s": c.end_s}
-                            for c in cues if c.end_s <= args.seconds]
+            caps["cues"] = [
+                {"text": c.text, "start_s": c.start_s, "end_s": c.end_s}
+                for c in cues
+                if c.end_s <= args.seconds
+            ]
         (tmp / "assets").symlink_to(DEMO / "assets")
         yml = tmp / "talk.yaml"
         yml.write_text(yaml.safe_dump(doc))
         inbox, spool = tmp / "inbox", tmp / "spool"
         log = open(tmp / "serve.log", "w")
-        serve = subprocess.Popen([str(EXE), "serve", "--inbox", str(inbox), "--spool", str(spool),
-                                  "--preset", args.preset], stdout=log, stderr=subprocess.STDOUT)
+        serve = subprocess.Popen(
+            [str(EXE), "serve", "--inbox", str(inbox), "--spool", str(spool), "--preset", args.preset],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             while "watching" not in (tmp / "serve.log").read_text():
                 if serve.poll() is not None:
@@ -88,24 +95,50 @@ def main() -> None:
                 time.sleep(0.05)
             warm, oneshot = [], []
             for i in range(args.tries):
-                warm.append(_first_segment([str(EXE), "submit", str(yml), "--inbox", str(inbox),
-                                            "--name", f"warm{i}"], spool, f"warm{i}"))
-                oneshot.append(_first_segment([str(EXE), "render", str(yml), "--preset", args.preset,
-                                               "--into", str(spool), "--name", f"cold{i}", "-q"],
-                                              spool, f"cold{i}"))
+                warm.append(
+                    _first_segment(
+                        [str(EXE), "submit", str(yml), "--inbox", str(inbox), "--name", f"warm{i}"],
+                        spool,
+                        f"warm{i}",
+                    )
+                )
+                oneshot.append(
+                    _first_segment(
+                        [
+                            str(EXE),
+                            "render",
+                            str(yml),
+                            "--preset",
+                            args.preset,
+                            "--into",
+                            str(spool),
+                            "--name",
+                            f"cold{i}",
+                            "-q",
+                        ],
+                        spool,
+                        f"cold{i}",
+                    )
+                )
             status = json.loads((inbox / ".status.json").read_text())
         finally:
             serve.terminate()
             serve.wait(30)
     inner = [d["first_segment_s"] for d in status["done"]]
-    print(json.dumps({
-        "preset": args.preset, "seconds": args.seconds,
-        "service_median_s": round(statistics.median(warm), 3),
-        "service_tries_s": [round(x, 3) for x in warm],
-        "service_render_first_segment_s": inner,
-        "oneshot_median_s": round(statistics.median(oneshot), 3),
-        "oneshot_tries_s": [round(x, 3) for x in oneshot],
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "preset": args.preset,
+                "seconds": args.seconds,
+                "service_median_s": round(statistics.median(warm), 3),
+                "service_tries_s": [round(x, 3) for x in warm],
+                "service_render_first_segment_s": inner,
+                "oneshot_median_s": round(statistics.median(oneshot), 3),
+                "oneshot_tries_s": [round(x, 3) for x in oneshot],
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from a new segment to the screen (about 0.1 s against 0.4-0.5 s through typer). 
 command, ``submit --help`` and any ``submit`` usage that is not plainly right go to the typer app
 in :mod:`.main`, which says what is wrong as for any command.
 """
+
 from __future__ import annotations
 
 import sys

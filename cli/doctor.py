@@ -1,4 +1,5 @@
 """``avatarrender doctor``: can this machine keep a 24/7 channel fed?"""
+
 from __future__ import annotations
 
 import json
@@ -14,13 +15,18 @@ def doctor_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (for monitoring)."),
     output: Path = typer.Option(Path("."), "--output", "-o", help="Where renders go (free disk)."),
     spool: Optional[Path] = typer.Option(None, "--spool", help="The playout's spool (free disk)."),
-    probe_s: float = typer.Option(10.0, "--probe-s", min=0, max=600, help="Seconds of 1080p "
-                                  "programme the render probe renders (0: no probe)."),
-    steal_s: float = typer.Option(3.0, "--steal-s", min=0, max=600, help="Seconds to measure "
-                                  "CPU steal over before the probe."),
+    probe_s: float = typer.Option(
+        10.0,
+        "--probe-s",
+        min=0,
+        max=600,
+        help="Seconds of 1080p programme the render probe renders (0: no probe).",
+    ),
+    steal_s: float = typer.Option(
+        3.0, "--steal-s", min=0, max=600, help="Seconds to measure CPU steal over before the probe."
+    ),
     preset: str = typer.Option("1080p30", "--preset", help="The output preset to probe."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Render workers "
-                                       "(default: cores)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Render workers (default: cores)."),
 ) -> None:
     """Check the machine: CPU steal, AVX2, Pillow-SIMD, ffmpeg/x264, disk, and a render probe.
 
@@ -35,8 +41,9 @@ def doctor_cmd(
         load_preset(preset)
     except KeyError as exc:
         raise SpecError(None, "--preset", exc.args[0]) from None
-    report = assess(gather(output=output, spool=spool, steal_s=steal_s, probe_s=probe_s,
-                           preset=preset, jobs=jobs))
+    report = assess(
+        gather(output=output, spool=spool, steal_s=steal_s, probe_s=probe_s, preset=preset, jobs=jobs)
+    )
     print(json.dumps(report, indent=1, default=str) if as_json else report_text(report))
     raise typer.Exit(report["exit_code"])
 

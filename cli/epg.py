@@ -1,4 +1,5 @@
 """``avatarrender epg``: the programme guide (XMLTV) of a schedule."""
+
 from __future__ import annotations
 
 import time
@@ -15,13 +16,14 @@ __all__ = ["register"]
 
 def epg_cmd(
     schedule: Path = typer.Option(..., "--schedule", "-s", help="The schedule YAML."),
-    output: Path = typer.Option(..., "-o", "--output", help="The XMLTV file to write "
-                                "(- for stdout)."),
-    start: Optional[str] = typer.Option(None, "--start", help="Guide from this ISO-8601 time "
-                                        "(default: now); earlier entries are left out."),
+    output: Path = typer.Option(..., "-o", "--output", help="The XMLTV file to write (- for stdout)."),
+    start: Optional[str] = typer.Option(
+        None, "--start", help="Guide from this ISO-8601 time (default: now); earlier entries are left out."
+    ),
     hours: float = typer.Option(24.0, "--hours", min=0.1, max=24 * 31, help="How far ahead."),
-    channel_id: Optional[str] = typer.Option(None, "--channel-id", help="XMLTV channel id "
-                                             "(default: from the schedule's channel name)."),
+    channel_id: Optional[str] = typer.Option(
+        None, "--channel-id", help="XMLTV channel id (default: from the schedule's channel name)."
+    ),
 ) -> None:
     """Write the programme guide of a schedule as XMLTV: titles, descriptions, filler gaps."""
     from avatarrender.rendition import atomic_write
@@ -34,8 +36,7 @@ def epg_cmd(
         now = parse_pdt(start) if start else Fraction(time.time())
     except ValueError:
         raise SpecError(None, "--start", f"{start!r} is not an ISO-8601 time") from None
-    text = schedule_guide(sched, now_s=now, horizon_s=Fraction(hours) * 3600,
-                          channel_id=channel_id)
+    text = schedule_guide(sched, now_s=now, horizon_s=Fraction(hours) * 3600, channel_id=channel_id)
     if str(output) == "-":
         print(text, end="")
     else:

@@ -1,4 +1,5 @@
 """``avatarrender lipsync``: the mouth track of an audio file in Rhubarb Lip Sync's formats."""
+
 from __future__ import annotations
 
 import io
@@ -13,13 +14,29 @@ from avatarrender.errors import AssetNotFoundError, SpecError
 
 __all__ = ["register", "plot_track"]
 
-_COLOURS = {"X": (120, 120, 130), "A": (200, 60, 60), "B": (230, 150, 60), "C": (230, 210, 80),
-            "D": (90, 190, 90), "E": (70, 160, 210), "F": (110, 90, 200), "G": (200, 90, 180),
-            "H": (60, 190, 180)}
+_COLOURS = {
+    "X": (120, 120, 130),
+    "A": (200, 60, 60),
+    "B": (230, 150, 60),
+    "C": (230, 210, 80),
+    "D": (90, 190, 90),
+    "E": (70, 160, 210),
+    "F": (110, 90, 200),
+    "G": (200, 90, 180),
+    "H": (60, 190, 180),
+}
 # Rhubarb Lip Sync's shapes, for the plot's key
-_MEANING = {"X": "rest", "A": "closed (P B M)", "B": "slightly open (K S T)", "C": "open (EH AE)",
-            "D": "wide (AA)", "E": "rounded (AO ER)", "F": "puckered (UW W)", "G": "teeth on lip (F V)",
-            "H": "tongue (L)"}
+_MEANING = {
+    "X": "rest",
+    "A": "closed (P B M)",
+    "B": "slightly open (K S T)",
+    "C": "open (EH AE)",
+    "D": "wide (AA)",
+    "E": "rounded (AO ER)",
+    "F": "puckered (UW W)",
+    "G": "teeth on lip (F V)",
+    "H": "tongue (L)",
+}
 PLOT_SIZE_PX = (1600, 500)
 
 
@@ -32,8 +49,9 @@ def _mel_db(y, sample_rate_hz: int, n_mels: int):
 
     y = np.asarray(y, dtype=np.float32).reshape(-1)
     hop = max(1, sample_rate_hz // 100)  # 10 ms columns
-    S = librosa.feature.melspectrogram(y=y, sr=sample_rate_hz, n_fft=1024, hop_length=hop,
-                                       n_mels=n_mels, fmax=sample_rate_hz / 2)
+    S = librosa.feature.melspectrogram(
+        y=y, sr=sample_rate_hz, n_fft=1024, hop_length=hop, n_mels=n_mels, fmax=sample_rate_hz / 2
+    )
     edges_hz = librosa.mel_frequencies(n_mels + 2, fmax=sample_rate_hz / 2)
     return librosa.power_to_db(S, ref=np.max, top_db=80.0), edges_hz
 
@@ -52,8 +70,13 @@ def plot_track(y, sample_rate_hz: int, track, *, fps: Fraction, features: dict, 
     W, H = PLOT_SIZE_PX
     x0, x1 = 150, W - 20  # plot area, px
     width = x1 - x0
-    lanes = [("waveform", 90), ("mel spectrogram", 120), ("level (dB)", 70), ("centroid (Hz)", 70),
-             ("mouth", 50)]
+    lanes = [
+        ("waveform", 90),
+        ("mel spectrogram", 120),
+        ("level (dB)", 70),
+        ("centroid (Hz)", 70),
+        ("mouth", 50),
+    ]
     img = Image.new("RGB", (W, H), (250, 250, 252))
     d = ImageDraw.Draw(img)
     font = ImageFont.load_default(size=13)
@@ -80,15 +103,17 @@ def plot_track(y, sample_rate_hz: int, track, *, fps: Fraction, features: dict, 
             for i, c in enumerate(cols):
                 if len(c):
                     lo, hi = float(c.min()), float(c.max())
-                    d.line((x0 + i, top + h / 2 - hi * h / 2, x0 + i, top + h / 2 - lo * h / 2),
-                           fill=(60, 90, 160))
+                    d.line(
+                        (x0 + i, top + h / 2 - hi * h / 2, x0 + i, top + h / 2 - lo * h / 2),
+                        fill=(60, 90, 160),
+                    )
             yticks(top, h, -1.0, 1.0, "{:+.0f}")
         elif name == "mel spectrogram":
             S_db, edges_hz = _mel_db(y, sample_rate_hz, n_mels=h)
             t_cols = np.linspace(0, S_db.shape[1] - 1, width).round().astype(int) if S_db.shape[1] else []
             if len(t_cols):
                 v = (S_db[::-1, t_cols] + 80.0) / 80.0  # low bands at the bottom, 0..1
-                rgb = np.stack([40 + 215 * v, 30 + 120 * v ** 2, 90 + 60 * (1 - v)], -1)
+                rgb = np.stack([40 + 215 * v, 30 + 120 * v**2, 90 + 60 * (1 - v)], -1)
                 img.paste(Image.fromarray(rgb.clip(0, 255).astype(np.uint8)), (x0, top))
             yticks(top, h, float(edges_hz[0]), float(edges_hz[-1]), "{:.0f} Hz")
         elif name in ("level (dB)", "centroid (Hz)"):
@@ -132,10 +157,13 @@ def lipsync_cmd(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here (default: stdout)."),
     fps: str = typer.Option("30", "--fps", help="Frames per second of the track (30, 25, 30000/1001)."),
     fmt: str = typer.Option("json", "--format", help="json (Rhubarb's mouthCues) or tsv."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw waveform, features and track as PNG."),
+    plot: Optional[Path] = typer.Option(
+        None, "--plot", help="Also draw waveform, features and track as PNG."
+    ),
     baseline: bool = typer.Option(False, "--baseline", help="Use the old RMS+ZCR method (for comparison)."),
-    dialog: Optional[Path] = typer.Option(None, "--dialog", "-d",
-                                          help="A text file of the words spoken: aligned to the audio."),
+    dialog: Optional[Path] = typer.Option(
+        None, "--dialog", "-d", help="A text file of the words spoken: aligned to the audio."
+    ),
     language: str = typer.Option("en-us", "--language", help="espeak-ng language of the --dialog words."),
 ) -> None:
     """Write the mouth track of AUDIO in Rhubarb Lip Sync's JSON or TSV format.
@@ -178,8 +206,11 @@ def lipsync_cmd(
     else:
         method = lipsync.baseline_mouth_track if baseline else lipsync.mouth_track
         track = method(y, sr, fps=rate)
-    meta = {"soundFile": str(audio.resolve()), "fps": str(rate),
-            "method": "rms-zcr" if baseline else "avatarrender"}
+    meta = {
+        "soundFile": str(audio.resolve()),
+        "fps": str(rate),
+        "method": "rms-zcr" if baseline else "avatarrender",
+    }
     if dialog is not None:
         meta["dialogFile"] = str(dialog.resolve())
     buf = io.StringIO()

@@ -1,4 +1,5 @@
 """The ``avatarrender`` command line (typer). Sub-commands live in their own modules."""
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,12 @@ from avatarrender.errors import AvatarRenderError
 
 # Plain click help (no rich panels): flags read `-q, --quiet  No progress bar.`, without a
 # `<bool>` type column beside every flag.
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  help="Render 2D avatar segments into HLS ahead of air time, and play them out live.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Render 2D avatar segments into HLS ahead of air time, and play them out live.",
+)
 
 from . import doctor as _doctor  # noqa: E402
 from . import epg as _epg  # noqa: E402
@@ -115,8 +120,11 @@ def _fail(exc: BaseException) -> None:
         what = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
         print(f"avatarrender: error: {what}", file=sys.stderr)
     else:
-        print(f"avatarrender: internal error: {type(exc).__name__}: {_first_line(exc)} "
-              "(AVATARRENDER_TRACEBACK=1 shows where)", file=sys.stderr)
+        print(
+            f"avatarrender: internal error: {type(exc).__name__}: {_first_line(exc)} "
+            "(AVATARRENDER_TRACEBACK=1 shows where)",
+            file=sys.stderr,
+        )
     sys.exit(1)
 
 

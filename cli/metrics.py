@@ -1,4 +1,5 @@
 """``avatarrender metrics``: the render service's metrics as a Prometheus text file."""
+
 from __future__ import annotations
 
 import json
@@ -13,11 +14,17 @@ __all__ = ["register"]
 
 
 def metrics_cmd(
-    service: Path = typer.Option(..., "--service", help="The render service's inbox (it keeps "
-                                 "its status in INBOX/.status.json)."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here, atomically "
-                                          "(e.g. node_exporter's textfile directory/"
-                                          "avatarrender.prom); default stdout."),
+    service: Path = typer.Option(
+        ..., "--service", help="The render service's inbox (it keeps its status in INBOX/.status.json)."
+    ),
+    output: Optional[Path] = typer.Option(
+        None,
+        "-o",
+        "--output",
+        help="Write here, atomically "
+        "(e.g. node_exporter's textfile directory/"
+        "avatarrender.prom); default stdout.",
+    ),
     fps: float = typer.Option(30.0, "--fps", min=1, help="The channel's frame rate."),
 ) -> None:
     """Print the render service's metrics (Prometheus text) from its status file.
@@ -33,8 +40,9 @@ def metrics_cmd(
     try:
         status = json.loads(path.read_text())
     except FileNotFoundError:
-        raise SpecError(path, None, "no status: is `avatarrender serve --inbox "
-                        f"{service}` running?") from None
+        raise SpecError(
+            path, None, f"no status: is `avatarrender serve --inbox {service}` running?"
+        ) from None
     except (OSError, ValueError) as exc:
         raise SpecError(path, None, f"unreadable status: {exc}") from None
     text = service_metrics_text(status, fps=fps)

@@ -1,4 +1,5 @@
 """``avatarrender render``, ``preview`` and ``validate``."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -65,21 +66,26 @@ def _overrides(preset: Optional[str], x264_preset: Optional[str]) -> dict:
 
 def render_cmd(
     segment: Path = typer.Argument(..., help="The segment.yaml to render."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output",
-                                          help="Output folder (default: out/<yaml stem>)."),
-    into: Optional[Path] = typer.Option(None, "--into", help="Publish into this spool folder "
-                                        "as <name>/ (in progress: .<name>.partial/)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Name in the spool (default: "
-                                       "<yaml stem>-<UTC time>)."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Parallel chunk workers "
-                                       "(default: cores)."),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="Output folder (default: out/<yaml stem>)."
+    ),
+    into: Optional[Path] = typer.Option(
+        None, "--into", help="Publish into this spool folder as <name>/ (in progress: .<name>.partial/)."
+    ),
+    name: Optional[str] = typer.Option(
+        None, "--name", help="Name in the spool (default: <yaml stem>-<UTC time>)."
+    ),
+    jobs: Optional[int] = typer.Option(
+        None, "--jobs", "-j", min=1, help="Parallel chunk workers (default: cores)."
+    ),
     chunk_segments: int = typer.Option(2, "--chunk-segments", min=1, help="Media segments per chunk."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="x264 threads per worker."),
     preset: Optional[str] = typer.Option(None, "--preset", help="Output preset (overrides the YAML)."),
     x264_preset: Optional[str] = typer.Option(None, "--x264-preset", help="x264 preset override."),
     backend: str = typer.Option("loky", "--backend", help="joblib backend: loky, or dask."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler",
-                                            help="dask scheduler address (tcp://HOST:PORT)."),
+    scheduler: Optional[str] = typer.Option(
+        None, "--scheduler", help="dask scheduler address (tcp://HOST:PORT)."
+    ),
     force: bool = typer.Option(False, "--force", help="Render even if the output is up to date."),
     wait: bool = typer.Option(False, "--wait", help="Wait for another render of the same output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -102,11 +108,20 @@ def render_cmd(
     else:
         out_dir = output or Path("out") / segment.stem
     _warn(spec)
-    interrupt.resume_hint = (f"what is finished stays in {partial_path(out_dir.absolute(), hidden=into is not None)} "
-                             "and a new render resumes from there")
+    interrupt.resume_hint = (
+        f"what is finished stays in {partial_path(out_dir.absolute(), hidden=into is not None)} "
+        "and a new render resumes from there"
+    )
     bar = _Bar(spec.frame_count, enabled=not quiet and not as_json)
-    kwargs = dict(jobs=jobs, chunk_segments=chunk_segments, threads=threads, force=force,
-                  wait_lock=wait, hidden_partial=into is not None, progress=bar)
+    kwargs = dict(
+        jobs=jobs,
+        chunk_segments=chunk_segments,
+        threads=threads,
+        force=force,
+        wait_lock=wait,
+        hidden_partial=into is not None,
+        progress=bar,
+    )
     if backend == "dask":
         manifest = _render_on_dask(spec, out_dir, scheduler, kwargs)
     elif backend == "loky":
@@ -117,7 +132,8 @@ def render_cmd(
     summary = {
         "output": str(Path(out_dir).resolve()),
         "up_to_date": bool(manifest.get("up_to_date")),
-        "duration_s": manifest["duration_s"], "frames": manifest["frame_count"],
+        "duration_s": manifest["duration_s"],
+        "frames": manifest["frame_count"],
         "segments": len(manifest["segments"]),
         **{k: stats.get(k) for k in ("wall_s", "fps", "realtime_factor", "first_segment_s")},
     }
@@ -127,17 +143,20 @@ def render_cmd(
         if summary["up_to_date"]:
             print(f"{summary['output']}: up to date ({summary['segments']} media segments)")
         else:
-            print(f"{summary['output']}/index.m3u8: {summary['frames']} frames, "
-                  f"{summary['segments']} media segments in {summary['wall_s']:.1f} s "
-                  f"({summary['fps']:.1f} fps, {summary['realtime_factor']:.2f}x real time)")
+            print(
+                f"{summary['output']}/index.m3u8: {summary['frames']} frames, "
+                f"{summary['segments']} media segments in {summary['wall_s']:.1f} s "
+                f"({summary['fps']:.1f} fps, {summary['realtime_factor']:.2f}x real time)"
+            )
 
 
 def _render_on_dask(spec, out_dir: Path, scheduler: Optional[str], kwargs: dict) -> dict:
     try:
         from dask.distributed import Client
     except ImportError:
-        raise AvatarRenderError("--backend dask needs dask.distributed: "
-                                "pip install 'avatarrender[cluster]'") from None
+        raise AvatarRenderError(
+            "--backend dask needs dask.distributed: pip install 'avatarrender[cluster]'"
+        ) from None
     from joblib import parallel_config
 
     from avatarrender.render import render
@@ -193,10 +212,12 @@ def validate_cmd(
     plan = plan_chunks(spec)
     out = spec.output
     clips = len(spec.tv.clips) if spec.tv else 0
-    print(f"{segment}: ok: {float(spec.duration_s):.3f} s, {spec.frame_count} frames at "
-          f"{out.width}x{out.height} {out.fps} fps, {plan.segment_count} media segments in "
-          f"{len(plan.chunks)} chunks, {len(spec.cues)} captions, {clips} TV clips, "
-          f"spec {spec.spec_hash}")
+    print(
+        f"{segment}: ok: {float(spec.duration_s):.3f} s, {spec.frame_count} frames at "
+        f"{out.width}x{out.height} {out.fps} fps, {plan.segment_count} media segments in "
+        f"{len(plan.chunks)} chunks, {len(spec.cues)} captions, {clips} TV clips, "
+        f"spec {spec.spec_hash}"
+    )
 
 
 def register(app: typer.Typer) -> None:

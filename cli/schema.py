@@ -1,4 +1,5 @@
 """``avatarrender schema``: JSON Schema for segment.yaml and the schedule, for editors."""
+
 from __future__ import annotations
 
 import json
@@ -13,11 +14,17 @@ __all__ = ["register"]
 
 
 def schema_cmd(
-    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Folder to write "
-                                       "segment.schema.json and schedule.schema.json into "
-                                       "(default: the current folder)."),
-    kind: Optional[str] = typer.Option(None, "--print", help="Print one schema on stdout "
-                                       "instead: segment or schedule."),
+    out: Optional[Path] = typer.Option(
+        None,
+        "-o",
+        "--out",
+        help="Folder to write "
+        "segment.schema.json and schedule.schema.json into "
+        "(default: the current folder).",
+    ),
+    kind: Optional[str] = typer.Option(
+        None, "--print", help="Print one schema on stdout instead: segment or schedule."
+    ),
 ) -> None:
     """Write JSON Schema for segment.yaml and schedule.yaml (from the models that validate them).
 

@@ -1,4 +1,5 @@
 """``avatarrender serve`` (the warm render service) and ``avatarrender submit``."""
+
 from __future__ import annotations
 
 import logging
@@ -23,29 +24,49 @@ class _Stopped(BaseException):
 
 
 def serve_cmd(
-    inbox: Path = typer.Option(..., "--inbox", help="Folder to watch for submissions "
-                               "(NAME.submit from 'avatarrender submit', or NAME.yaml)."),
-    spool: Path = typer.Option(..., "--spool", help="The playout's spool: renders are published "
-                               "there as NAME/ (.NAME.partial/ while rendering)."),
+    inbox: Path = typer.Option(
+        ...,
+        "--inbox",
+        help="Folder to watch for submissions (NAME.submit from 'avatarrender submit', or NAME.yaml).",
+    ),
+    spool: Path = typer.Option(
+        ...,
+        "--spool",
+        help="The playout's spool: renders are published there as NAME/ (.NAME.partial/ while rendering).",
+    ),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Workers (default: cores)."),
-    chunk_segments: Optional[int] = typer.Option(None, "--chunk-segments", min=1,
-                                                 help="Media segments per chunk."),
+    chunk_segments: Optional[int] = typer.Option(
+        None, "--chunk-segments", min=1, help="Media segments per chunk."
+    ),
     preset: Optional[str] = typer.Option(None, "--preset", help="Output preset for every submission."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Render on a Dask cluster "
-                                            "(tcp://HOST:PORT) instead of local workers."),
-    lead_frames: int = typer.Option(6, "--lead-frames", min=0, help="Frames of each render's "
-                                    "first media segment (0: a whole segment); match the "
-                                    "playout's part_frames so a new program airs sooner."),
+    scheduler: Optional[str] = typer.Option(
+        None, "--scheduler", help="Render on a Dask cluster (tcp://HOST:PORT) instead of local workers."
+    ),
+    lead_frames: int = typer.Option(
+        6,
+        "--lead-frames",
+        min=0,
+        help="Frames of each render's "
+        "first media segment (0: a whole segment); match the "
+        "playout's part_frames so a new program airs sooner.",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
 ) -> None:
     """Keep render workers warm and render every submitted segment into a playout spool."""
     from avatarrender.service import RenderService
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s")
-    service = RenderService(inbox, spool, jobs=jobs, chunk_segments=chunk_segments,
-                            scheduler=scheduler, overrides={"preset": preset} if preset else None,
-                            lead_frames=lead_frames or None)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    service = RenderService(
+        inbox,
+        spool,
+        jobs=jobs,
+        chunk_segments=chunk_segments,
+        scheduler=scheduler,
+        overrides={"preset": preset} if preset else None,
+        lead_frames=lead_frames or None,
+    )
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: object) -> None:
@@ -81,8 +102,9 @@ def _stop_workers() -> None:
 def submit_cmd(
     segment: Path = typer.Argument(..., help="The segment.yaml to render."),
     inbox: Path = typer.Option(..., "--inbox", help="The inbox a render service watches."),
-    name: Optional[str] = typer.Option(None, "--name", help="Name in the spool (default: "
-                                       "<yaml stem>-<UTC time>)."),
+    name: Optional[str] = typer.Option(
+        None, "--name", help="Name in the spool (default: <yaml stem>-<UTC time>)."
+    ),
 ) -> None:
     """Hand a segment to a running render service ('avatarrender serve'); returns at once."""
     from avatarrender.service import submit

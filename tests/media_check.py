@@ -1,4 +1,5 @@
 """Reading our output back with FFmpeg's own libraries (PyAV) and the bundled ffmpeg binary."""
+
 from __future__ import annotations
 
 import hashlib
@@ -49,15 +50,37 @@ def decode_video(path: Path, fmt: str = "rgb24") -> np.ndarray:
 
 def frame_hashes(path: Path) -> list[str]:
     """md5 of each decoded yuv420p frame (ffmpeg's framemd5 muxer)."""
-    out = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v", "-f", "framemd5", "-"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v", "-f", "framemd5", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return [ln.rsplit(",", 1)[1].strip() for ln in out.splitlines() if ln and not ln.startswith("#")]
 
 
 def decode_audio(path: Path, sample_rate_hz: int = 48000) -> np.ndarray:
     """Decoded audio, mono mix, float32."""
-    raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:a", "-ac", "1",
-                          "-ar", str(sample_rate_hz), "-f", "f32le", "-"], capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:a",
+            "-ac",
+            "1",
+            "-ar",
+            str(sample_rate_hz),
+            "-f",
+            "f32le",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     return np.frombuffer(raw, np.float32)
 
 
@@ -68,16 +91,25 @@ def stream_facts(path: Path) -> dict:
         v = c.streams.video[0]
         a = c.streams.audio[0]
         cc = v.codec_context
-        facts.update(codec=cc.name, profile=cc.profile, width=cc.width, height=cc.height,
-                     pix_fmt=cc.pix_fmt, fps=v.average_rate, audio_codec=a.codec_context.name,
-                     audio_profile=a.codec_context.profile, sample_rate=a.sample_rate,
-                     channels=a.codec_context.channels)
+        facts.update(
+            codec=cc.name,
+            profile=cc.profile,
+            width=cc.width,
+            height=cc.height,
+            pix_fmt=cc.pix_fmt,
+            fps=v.average_rate,
+            audio_codec=a.codec_context.name,
+            audio_profile=a.codec_context.profile,
+            sample_rate=a.sample_rate,
+            channels=a.codec_context.channels,
+        )
         vpk, apk = [], []
         for p in c.demux():
             if p.pts is None:
                 continue
             (vpk if p.stream.type == "video" else apk).append(
-                (float(p.pts * p.time_base), float(p.duration * p.time_base), p.is_keyframe))
+                (float(p.pts * p.time_base), float(p.duration * p.time_base), p.is_keyframe)
+            )
     vpk.sort()
     facts["video_frames"] = len(vpk)
     facts["video_start_s"] = vpk[0][0]
@@ -90,7 +122,9 @@ def stream_facts(path: Path) -> dict:
 
 def ts_info(path: Path) -> str:
     """The stream lines `ffmpeg -i` prints (colour tags and profile)."""
-    err = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    err = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True
+    ).stderr
     return "\n".join(ln for ln in err.splitlines() if "Stream #" in ln)
 
 

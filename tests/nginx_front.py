@@ -5,6 +5,7 @@ playout's address replaced, inside a minimal main configuration of its own (pid,
 folders in a private directory), so a test or benchmark runs a real nginx on a free loopback port
 without touching the system's.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,15 +46,18 @@ def start_nginx(root: Path, *, playout_port: int, work: Path) -> tuple[subproces
     """
     port = free_port()
     block = EXAMPLE.read_text()
-    for old, new in (("listen 127.0.0.1:8080", f"listen 127.0.0.1:{port}"),
-                     ("root /srv/live;", f"root {root};"),
-                     ("server 127.0.0.1:8081;", f"server 127.0.0.1:{playout_port};")):
+    for old, new in (
+        ("listen 127.0.0.1:8080", f"listen 127.0.0.1:{port}"),
+        ("root /srv/live;", f"root {root};"),
+        ("server 127.0.0.1:8081;", f"server 127.0.0.1:{playout_port};"),
+    ):
         assert old in block, f"examples/nginx.conf no longer has {old!r}"
         block = block.replace(old, new)
     work.mkdir(parents=True, exist_ok=True)
     user = "user www-data;" if os.geteuid() == 0 else ""
-    temps = "\n".join(f"    {k}_temp_path {work}/{k};" for k in
-                      ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    temps = "\n".join(
+        f"    {k}_temp_path {work}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     (work / "nginx.conf").write_text(f"""
 {user}
 worker_processes 1;
@@ -69,9 +73,11 @@ http {{
 {block}
 }}
 """)
-    proc = subprocess.Popen([NGINX, "-p", str(work), "-c", str(work / "nginx.conf"),
-                             "-e", str(work / "error.log")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [NGINX, "-p", str(work), "-c", str(work / "nginx.conf"), "-e", str(work / "error.log")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:

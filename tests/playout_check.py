@@ -1,5 +1,6 @@
 """A strict reader of live media playlists and the RFC 8216(bis) checks the playout tests share,
 LL-HLS parts included (RFC 8216bis 4.4.4.9, 4.4.5.3, 6.2.2)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,7 +20,7 @@ class Parsed:
     media_sequence: int
     discontinuity_sequence: int
     hold_back_s: float
-    segments: list[dict]   # {seq, uri, duration_s (Fraction-ish float), pdt_s, disc, parts}
+    segments: list[dict]  # {seq, uri, duration_s (Fraction-ish float), pdt_s, disc, parts}
     part_target_s: float | None = None
     part_hold_back_s: float | None = None
     can_block_reload: bool = False
@@ -67,15 +68,24 @@ def parse_live(text: str) -> Parsed:
         elif ln.startswith("#EXT-X-PART:"):
             a = _attrs(ln.split(":", 1)[1])
             n, _, o = a["BYTERANGE"].partition("@")
-            pending["parts"].append({"duration_s": float(a["DURATION"]), "uri": a["URI"],
-                                     "size": int(n), "offset": int(o),
-                                     "independent": a.get("INDEPENDENT") == "YES"})
+            pending["parts"].append(
+                {
+                    "duration_s": float(a["DURATION"]),
+                    "uri": a["URI"],
+                    "size": int(n),
+                    "offset": int(o),
+                    "independent": a.get("INDEPENDENT") == "YES",
+                }
+            )
         elif ln.startswith("#EXT-X-PRELOAD-HINT:"):
             a = _attrs(ln.split(":", 1)[1])
             assert "hint" not in tags, "two preload hints"
             assert a["TYPE"] == "PART", ln
-            tags["hint"] = {"uri": a["URI"], "start": int(a.get("BYTERANGE-START", 0)),
-                            "length": int(a["BYTERANGE-LENGTH"]) if "BYTERANGE-LENGTH" in a else None}
+            tags["hint"] = {
+                "uri": a["URI"],
+                "start": int(a.get("BYTERANGE-START", 0)),
+                "length": int(a["BYTERANGE-LENGTH"]) if "BYTERANGE-LENGTH" in a else None,
+            }
         elif ln.startswith("#EXT-X-TARGETDURATION:"):
             tags["target"] = int(ln.split(":", 1)[1])
         elif ln.startswith("#EXT-X-MEDIA-SEQUENCE:"):
@@ -121,22 +131,33 @@ def parse_live(text: str) -> Parsed:
     else:
         assert not open_parts and not any(s["parts"] for s in segs), "parts without PART-INF"
     for a, b in zip(segs, segs[1:]):
-        assert b["pdt_s"] >= a["pdt_s"] + Fraction(a["duration_s"]).limit_denominator(1000) \
-            - Fraction(1, 500), "PROGRAM-DATE-TIME overlaps or goes backwards"
+        assert b["pdt_s"] >= a["pdt_s"] + Fraction(a["duration_s"]).limit_denominator(1000) - Fraction(
+            1, 500
+        ), "PROGRAM-DATE-TIME overlaps or goes backwards"
         if not b["disc"]:
             gap = b["pdt_s"] - a["pdt_s"] - Fraction(a["duration_s"]).limit_denominator(1000)
             assert abs(gap) <= Fraction(1, 500), f"PDT gap {float(gap)} without a discontinuity"
-    return Parsed(t, tags["mseq"], tags["dseq"], tags["hold_back"], segs, part_target_s=pt,
-                  part_hold_back_s=tags.get("part_hold_back"), can_block_reload=tags.get("can_block", False),
-                  open_parts=open_parts, hint=tags.get("hint"))
+    return Parsed(
+        t,
+        tags["mseq"],
+        tags["dseq"],
+        tags["hold_back"],
+        segs,
+        part_target_s=pt,
+        part_hold_back_s=tags.get("part_hold_back"),
+        can_block_reload=tags.get("can_block", False),
+        open_parts=open_parts,
+        hint=tags.get("hint"),
+    )
 
 
 def _check_parts(segs: list[dict], open_parts: list[dict], tags: dict, pt: float, next_seq: int) -> None:
     """RFC 8216bis part rules on one playlist (parts are byte ranges of their parent here)."""
     t = tags["target"]
     assert tags.get("can_block"), "parts without CAN-BLOCK-RELOAD=YES"
-    assert tags["part_hold_back"] is not None and tags["part_hold_back"] >= 3 * pt - 1e-6, \
+    assert tags["part_hold_back"] is not None and tags["part_hold_back"] >= 3 * pt - 1e-6, (
         "PART-HOLD-BACK < 3 PART-TARGETs"
+    )
     seen_parts = False
     end_s = sum(s["duration_s"] for s in segs) + sum(p["duration_s"] for p in open_parts)
     start_s = 0.0
@@ -144,8 +165,9 @@ def _check_parts(segs: list[dict], open_parts: list[dict], tags: dict, pt: float
         parts = s["parts"]
         if parts:
             seen_parts = True
-            assert parts[0]["offset"] == 0 and parts[0]["independent"], \
+            assert parts[0]["offset"] == 0 and parts[0]["independent"], (
                 f"segment {s['seq']}: parts listed from its middle or first part not independent"
+            )
             for a, b in zip(parts, parts[1:]):
                 assert b["offset"] == a["offset"] + a["size"], f"segment {s['seq']}: ranges not contiguous"
             for k, p in enumerate(parts):
@@ -156,8 +178,9 @@ def _check_parts(segs: list[dict], open_parts: list[dict], tags: dict, pt: float
                     assert p["duration_s"] >= 0.85 * pt - 1e-6, "part shorter than 85% of PART-TARGET"
             if not s.get("open"):
                 total = sum(p["duration_s"] for p in parts)
-                assert abs(total - s["duration_s"]) < 1e-4 * (len(parts) + 1), \
+                assert abs(total - s["duration_s"]) < 1e-4 * (len(parts) + 1), (
                     f"segment {s['seq']}: parts add up to {total}, EXTINF {s['duration_s']}"
+                )
         elif seen_parts and not s.get("open"):
             pass  # a segment that could not be cut is published whole (logged by the engine)
         if not s.get("open"):
@@ -171,11 +194,16 @@ def _check_parts(segs: list[dict], open_parts: list[dict], tags: dict, pt: float
     if hint is not None:
         if open_parts:
             last = open_parts[-1]
-            assert hint["uri"] == last["uri"] and hint["start"] == last["offset"] + last["size"], \
-                ("preload hint does not name the next part", hint, last)
+            assert hint["uri"] == last["uri"] and hint["start"] == last["offset"] + last["size"], (
+                "preload hint does not name the next part",
+                hint,
+                last,
+            )
         else:
-            assert hint["start"] == 0 and hint["uri"].endswith(f"{next_seq:09d}.ts"), \
-                ("preload hint does not name part 0 of the next segment", hint)
+            assert hint["start"] == 0 and hint["uri"].endswith(f"{next_seq:09d}.ts"), (
+                "preload hint does not name part 0 of the next segment",
+                hint,
+            )
 
 
 def check_transition(prev: Parsed | None, cur: Parsed) -> None:
@@ -186,18 +214,23 @@ def check_transition(prev: Parsed | None, cur: Parsed) -> None:
     assert cur.part_target_s == prev.part_target_s, "PART-TARGET changed"
     assert cur.position >= prev.position, ("MSN/part went backwards", prev.position, cur.position)
     if cur.position[0] == prev.position[0]:
-        assert cur.open_parts[:len(prev.open_parts)] == prev.open_parts, "published parts changed"
+        assert cur.open_parts[: len(prev.open_parts)] == prev.open_parts, "published parts changed"
     assert cur.media_sequence >= prev.media_sequence, "MEDIA-SEQUENCE went backwards"
     assert cur.discontinuity_sequence >= prev.discontinuity_sequence, "DISCONTINUITY-SEQUENCE backwards"
     removed = [s for s in prev.segments if s["seq"] < cur.media_sequence]
-    assert cur.discontinuity_sequence == prev.discontinuity_sequence + sum(s["disc"] for s in removed), \
+    assert cur.discontinuity_sequence == prev.discontinuity_sequence + sum(s["disc"] for s in removed), (
         "DISCONTINUITY-SEQUENCE does not count the removed discontinuities"
+    )
     old = {s["seq"]: s for s in prev.segments}
     for s in cur.segments:
         if s["seq"] in old:
             o = old[s["seq"]]
-            assert (o["uri"], o["pdt_s"], o["disc"], o["duration_s"]) == \
-                (s["uri"], s["pdt_s"], s["disc"], s["duration_s"]), f"segment {s['seq']} changed"
+            assert (o["uri"], o["pdt_s"], o["disc"], o["duration_s"]) == (
+                s["uri"],
+                s["pdt_s"],
+                s["disc"],
+                s["duration_s"],
+            ), f"segment {s['seq']} changed"
     if prev.segments and cur.segments and cur.segments[-1]["seq"] > prev.segments[-1]["seq"]:
         first_new = next(s for s in cur.segments if s["seq"] > prev.segments[-1]["seq"])
         last = prev.segments[-1]
@@ -208,7 +241,27 @@ def check_transition(prev: Parsed | None, cur: Parsed) -> None:
 def ffmpeg_reads_live(url: str, seconds: int, result: dict) -> None:
     """ffmpeg reads the channel's master playlist for ``seconds`` (in a thread beside a browser):
     ``result`` gets its exit code and what it printed at warning level."""
-    r = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "warning", "-i",
-                        url + "/master.m3u8", "-t", str(seconds), "-map", "0:v", "-map", "0:a",
-                        "-f", "null", "-"], capture_output=True, text=True, timeout=seconds + 60)
+    r = subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "warning",
+            "-i",
+            url + "/master.m3u8",
+            "-t",
+            str(seconds),
+            "-map",
+            "0:v",
+            "-map",
+            "0:a",
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
     result.update(rc=r.returncode, stderr=r.stderr)

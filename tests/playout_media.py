@@ -4,6 +4,7 @@
 H.264 High yuv420p + AAC-LC 48 kHz stereo, manifest.json and index.m3u8 as ``avatarrender render``
 writes them. Cached per (pattern, seconds, size) so a test session encodes each once.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -27,24 +28,49 @@ _PATTERNS = {
 _CACHE: dict[tuple[str, float, str, int], Path] = {}
 
 
-def write_manifest(folder: Path, segments: list[dict], *, complete: bool, planned: int,
-                   width: int, height: int) -> dict:
+def write_manifest(
+    folder: Path, segments: list[dict], *, complete: bool, planned: int, width: int, height: int
+) -> dict:
     """Write manifest.json and index.m3u8 for ``segments`` (dicts with uri and frames)."""
     segs = []
     for s in segments:
         data = (folder / s["uri"]).read_bytes()
-        segs.append({"uri": s["uri"], "frames": s["frames"], "duration_s": s["frames"] / 30,
-                     "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+        segs.append(
+            {
+                "uri": s["uri"],
+                "frames": s["frames"],
+                "duration_s": s["frames"] / 30,
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
     duration = sum(s["duration_s"] for s in segs)
     peak = max((s["bytes"] * 8 / s["duration_s"] for s in segs), default=0)
-    doc = {"format": "avatarrender.segment/1", "complete": complete, "spec_hash": "test",
-           "width": width, "height": height, "fps": "30/1", "duration_s": duration,
-           "frame_count": sum(s["frames"] for s in segs), "segment_type": "mpegts",
-           "target_duration_s": 1, "codecs": "avc1.640028,mp4a.40.2",
-           "bandwidth_bps": int(peak * 1.1), "planned_segments": planned, "segments": segs,
-           "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), "render": {}}
-    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:1", "#EXT-X-MEDIA-SEQUENCE:0",
-             f"#EXT-X-PLAYLIST-TYPE:{'VOD' if complete else 'EVENT'}"]
+    doc = {
+        "format": "avatarrender.segment/1",
+        "complete": complete,
+        "spec_hash": "test",
+        "width": width,
+        "height": height,
+        "fps": "30/1",
+        "duration_s": duration,
+        "frame_count": sum(s["frames"] for s in segs),
+        "segment_type": "mpegts",
+        "target_duration_s": 1,
+        "codecs": "avc1.640028,mp4a.40.2",
+        "bandwidth_bps": int(peak * 1.1),
+        "planned_segments": planned,
+        "segments": segs,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "render": {},
+    }
+    lines = [
+        "#EXTM3U",
+        "#EXT-X-VERSION:3",
+        "#EXT-X-TARGETDURATION:1",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        f"#EXT-X-PLAYLIST-TYPE:{'VOD' if complete else 'EVENT'}",
+    ]
     for s in segs:
         lines += [f"#EXTINF:{s['duration_s']:.5f},", s["uri"]]
     if complete:
@@ -65,15 +91,58 @@ def _encode(pattern: str, seconds: float, size: str, cache_root: Path, gop: int 
     folder.mkdir(parents=True)
     src = _PATTERNS[pattern].format(size=size, d=seconds)
     subprocess.run(
-        [ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", src,
-         "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
-         "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast",
-         "-profile:v", "high", "-pix_fmt", "yuv420p", "-g", "30", "-keyint_min", "30",
-         *(["-force_key_frames", f"expr:eq(mod(mod(n,30),{gop}),0)"] if gop != 30 else []),
-         "-sc_threshold", "0", "-c:a", "aac", "-ar", "48000", "-ac", "2", "-b:a", "64k",
-         "-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod",
-         "-hls_segment_options", "pes_payload_size=0",  # one PES per AAC frame, as the renderer
-         "-hls_segment_filename", str(folder / "seg_%05d.ts"), str(folder / "ffmpeg.m3u8")],
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            src,
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency=440:sample_rate=48000:duration={seconds}",
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-profile:v",
+            "high",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "30",
+            "-keyint_min",
+            "30",
+            *(["-force_key_frames", f"expr:eq(mod(mod(n,30),{gop}),0)"] if gop != 30 else []),
+            "-sc_threshold",
+            "0",
+            "-c:a",
+            "aac",
+            "-ar",
+            "48000",
+            "-ac",
+            "2",
+            "-b:a",
+            "64k",
+            "-f",
+            "hls",
+            "-hls_time",
+            "1",
+            "-hls_playlist_type",
+            "vod",
+            "-hls_segment_options",
+            "pes_payload_size=0",  # one PES per AAC frame, as the renderer
+            "-hls_segment_filename",
+            str(folder / "seg_%05d.ts"),
+            str(folder / "ffmpeg.m3u8"),
+        ],
         check=True,
     )
     (folder / "ffmpeg.m3u8").unlink()
@@ -89,8 +158,15 @@ def _encode(pattern: str, seconds: float, size: str, cache_root: Path, gop: int 
     return folder
 
 
-def make_rendered(dest: Path, *, pattern: str = "testsrc", seconds: float = 3.0,
-                  size: str = "320x180", cache_root: Path | None = None, gop: int = 30) -> Path:
+def make_rendered(
+    dest: Path,
+    *,
+    pattern: str = "testsrc",
+    seconds: float = 3.0,
+    size: str = "320x180",
+    cache_root: Path | None = None,
+    gop: int = 30,
+) -> Path:
     """A complete rendered folder at ``dest`` (files copied from a per-session cache).
 
     ``gop``: a keyframe every ``gop`` frames of each 1 s media segment (and at its start).
@@ -109,6 +185,12 @@ def make_partial(src: Path, dest: Path, *, finished: int) -> Path:
     segs = doc["segments"][:finished]
     for s in segs:
         shutil.copyfile(src / s["uri"], dest / s["uri"])
-    write_manifest(dest, [{"uri": s["uri"], "frames": s["frames"]} for s in segs], complete=False,
-                   planned=doc["planned_segments"], width=doc["width"], height=doc["height"])
+    write_manifest(
+        dest,
+        [{"uri": s["uri"], "frames": s["frames"]} for s in segs],
+        complete=False,
+        planned=doc["planned_segments"],
+        width=doc["width"],
+        height=doc["height"],
+    )
     return dest

@@ -1,4 +1,5 @@
 """The public Python API: what the README shows, called as a user would."""
+
 from __future__ import annotations
 
 import threading
@@ -35,8 +36,11 @@ def test_run_playout_publishes_the_channel_and_its_monitor_page(tmp_path):
 
     filler = make_rendered(tmp_path / "filler", pattern="green", seconds=2)
     out, stop, seen = tmp_path / "live", threading.Event(), []
-    t = threading.Thread(target=avatarrender.run_playout, args=(None, out),
-                         kwargs={"filler": filler, "stop": stop, "on_ready": seen.append})
+    t = threading.Thread(
+        target=avatarrender.run_playout,
+        args=(None, out),
+        kwargs={"filler": filler, "stop": stop, "on_ready": seen.append},
+    )
     t.start()
     try:
         for _ in range(1200):  # a bound, not a timing: the playlist appears on the first tick

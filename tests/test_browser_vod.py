@@ -1,4 +1,5 @@
 """A real player: hls.js in Debian's chromium plays a rendered segment to its end."""
+
 from __future__ import annotations
 
 import functools
@@ -11,9 +12,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 HLS_JS = ROOT / "avatarrender" / "playout" / "web" / "vendor" / "hls.min.js"
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--autoplay-policy=no-user-gesture-required"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
 
 PAGE = """<!doctype html><html><body><video id=v muted autoplay playsinline></video>
 <script src="hls.min.js"></script><script>
@@ -59,8 +68,9 @@ def test_hlsjs_plays_the_render_to_its_end(served):
         try:
             page = browser.new_page()
             page.goto(served)
-            page.wait_for_function("window.__r.ended || window.__r.errors.some(e => e.endsWith(':true'))",
-                                   timeout=60_000)
+            page.wait_for_function(
+                "window.__r.ended || window.__r.errors.some(e => e.endsWith(':true'))", timeout=60_000
+            )
             r = page.evaluate("window.__r")
         finally:
             browser.close()

@@ -1,4 +1,5 @@
 """Chunked rendering: seamless, deterministic, resumable, locked, streaming, and on Dask."""
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,13 @@ def long_segment(tmp_path_factory) -> Path:
 def slow_segment(tmp_path_factory) -> tuple[Path, list[str]]:
     """A segment that takes a few seconds (720p, x264 medium), so it can be interrupted;
     with the frame hashes of a plain one-process render."""
-    yml = make_tiny_segment(tmp_path_factory.mktemp("slow") / "seg", speech_s=10.0, width=1280, height=720,
-                            extra={"output": {"preset": "720p30", "width": 1280, "height": 720,
-                                              "x264_preset": "medium"}})
+    yml = make_tiny_segment(
+        tmp_path_factory.mktemp("slow") / "seg",
+        speech_s=10.0,
+        width=1280,
+        height=720,
+        extra={"output": {"preset": "720p30", "width": 1280, "height": 720, "x264_preset": "medium"}},
+    )
     out = tmp_path_factory.mktemp("slowref") / "out"
     render(load_spec(yml), out, jobs=2, chunk_segments=2)
     return yml, frame_hashes(out / "index.m3u8")
@@ -49,7 +54,9 @@ def reference(long_segment, tmp_path_factory) -> tuple[Path, list[str]]:
 def test_same_frames_whatever_jobs_and_chunk_size(long_segment, reference, tmp_path, jobs, chunk_segments):
     out = tmp_path / "out"
     man = render(load_spec(long_segment), out, jobs=jobs, chunk_segments=chunk_segments)
-    assert man["render"]["chunks"] == len(plan_chunks(load_spec(long_segment), chunk_segments=chunk_segments).chunks)
+    assert man["render"]["chunks"] == len(
+        plan_chunks(load_spec(long_segment), chunk_segments=chunk_segments).chunks
+    )
     hashes = frame_hashes(out / "index.m3u8")
     assert len(hashes) == 300
     assert hashes == reference[1]
@@ -68,8 +75,15 @@ def test_event_playlist_grows_while_rendering(long_segment, tmp_path):
         part = partial_path(out)
         pl = parse_playlist(part / "index.m3u8")
         on_disk = json.loads((part / "manifest.json").read_text())
-        seen.append((pl["tags"].get("EXT-X-PLAYLIST-TYPE"), "EXT-X-ENDLIST" in pl["tags"],
-                     len(pl["segments"]), on_disk["complete"], out.exists()))
+        seen.append(
+            (
+                pl["tags"].get("EXT-X-PLAYLIST-TYPE"),
+                "EXT-X-ENDLIST" in pl["tags"],
+                len(pl["segments"]),
+                on_disk["complete"],
+                out.exists(),
+            )
+        )
         for uri, _ in pl["segments"]:  # every listed segment is whole under its final name
             assert (part / uri).stat().st_size % 188 == 0
 
@@ -123,8 +137,10 @@ def test_killed_render_resumes_with_only_missing_chunks(slow_segment, tmp_path):
     long_segment, ref_hashes = slow_segment
     out = tmp_path / "out"
     part = partial_path(out)
-    proc = subprocess.Popen(_cli("render", str(long_segment), "-o", str(out), "-q", "--jobs", "1",
-                                 "--chunk-segments", "1"), start_new_session=True)
+    proc = subprocess.Popen(
+        _cli("render", str(long_segment), "-o", str(out), "-q", "--jobs", "1", "--chunk-segments", "1"),
+        start_new_session=True,
+    )
     try:
         _wait_for(lambda: _published(part) >= 3, what="3 published segments")
     finally:
@@ -136,8 +152,12 @@ def test_killed_render_resumes_with_only_missing_chunks(slow_segment, tmp_path):
     for seg in man["segments"]:  # what is visible under a final name is whole
         assert sha256(part / seg["uri"]) == seg["sha256"]
     done_before = len(man["segments"])
-    res = subprocess.run(_cli("render", str(long_segment), "-o", str(out), "--json", "--chunk-segments", "1"),
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        _cli("render", str(long_segment), "-o", str(out), "--json", "--chunk-segments", "1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     final = json.loads((out / "manifest.json").read_text())
     assert final["render"]["chunks_reused"] >= done_before
@@ -149,14 +169,20 @@ def test_worker_killed_mid_render_is_retried(slow_segment, tmp_path):
     long_segment, ref_hashes = slow_segment
     out = tmp_path / "out"
     part = partial_path(out)
-    proc = subprocess.Popen(_cli("render", str(long_segment), "-o", str(out), "--json", "--jobs", "2",
-                                 "--chunk-segments", "1"), stdout=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _cli("render", str(long_segment), "-o", str(out), "--json", "--jobs", "2", "--chunk-segments", "1"),
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         _wait_for(lambda: _published(part) >= 1, what="a first segment")
-        workers = [p for p in _descendants(proc.pid)
-                   if b"loky" in Path(f"/proc/{p}/cmdline").read_bytes()
-                   or b"joblib" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        workers = [
+            p
+            for p in _descendants(proc.pid)
+            if b"loky" in Path(f"/proc/{p}/cmdline").read_bytes()
+            or b"joblib" in Path(f"/proc/{p}/cmdline").read_bytes()
+        ]
         assert workers, "no joblib worker found"
         os.kill(workers[0], signal.SIGKILL)
         stdout, _ = proc.communicate(timeout=300)
@@ -172,17 +198,22 @@ def test_ctrl_c_reaps_every_process(slow_segment, tmp_path):
     out = tmp_path / "out"
     part = partial_path(out)
     # a shell's background jobs inherit SIGINT ignored; a terminal's foreground job does not
-    proc = subprocess.Popen(_cli("render", str(long_segment), "-o", str(out), "-q", "--jobs", "2",
-                                 "--chunk-segments", "1"), start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        _cli("render", str(long_segment), "-o", str(out), "-q", "--jobs", "2", "--chunk-segments", "1"),
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     _wait_for(lambda: _published(part) >= 1, what="a first segment")
     tree = _descendants(proc.pid)
     assert tree
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole group
     assert proc.wait(timeout=60) != 0
     time.sleep(1.0)
-    alive = [p for p in tree if Path(f"/proc/{p}").exists()
-             and b"zombie" not in Path(f"/proc/{p}/status").read_bytes().lower()]
+    alive = [
+        p
+        for p in tree
+        if Path(f"/proc/{p}").exists() and b"zombie" not in Path(f"/proc/{p}/status").read_bytes().lower()
+    ]
     try:
         assert alive == [], [Path(f"/proc/{p}/cmdline").read_bytes() for p in alive]
     finally:
@@ -197,8 +228,12 @@ def test_second_render_of_same_output_is_refused(long_segment, tmp_path):
 
     with open(out.with_name(f".{out.name}.lock"), "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # as a running render holds it
-        res = subprocess.run(_cli("render", str(long_segment), "-o", str(out), "-q"),
-                             capture_output=True, text=True, timeout=60)
+        res = subprocess.run(
+            _cli("render", str(long_segment), "-o", str(out), "-q"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert res.returncode == 3
     assert "another render" in res.stderr and str(out) in res.stderr
     assert not out.exists() and not partial_path(out).exists()
@@ -209,6 +244,7 @@ def test_encoder_failure_carries_its_log(long_segment, tmp_path):
     spec = load_spec(long_segment)
     bad = spec.with_output(x264_preset="nosuchpreset")  # past our model, refused by x264 itself
     from avatarrender.errors import FFmpegError
+
     with pytest.raises(FFmpegError) as info:
         render(bad, out, jobs=1)
     msg = str(info.value)
@@ -218,12 +254,29 @@ def test_encoder_failure_carries_its_log(long_segment, tmp_path):
 
 def test_dask_cluster_gives_the_same_frames(long_segment, reference, tmp_path):
     import distributed
+
     out = tmp_path / "out"
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster:
-        res = subprocess.run(_cli("render", str(long_segment), "-o", str(out), "--json", "--backend", "dask",
-                                  "--scheduler", cluster.scheduler_address, "--chunk-segments", "2"),
-                             capture_output=True, text=True, timeout=300)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        res = subprocess.run(
+            _cli(
+                "render",
+                str(long_segment),
+                "-o",
+                str(out),
+                "--json",
+                "--backend",
+                "dask",
+                "--scheduler",
+                cluster.scheduler_address,
+                "--chunk-segments",
+                "2",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     assert res.returncode == 0, res.stderr
     assert frame_hashes(out / "index.m3u8") == reference[1]
 
@@ -250,8 +303,12 @@ def tiny_disk(tmp_path):
 
 def test_full_disk_is_a_clear_error_and_finished_segments_stay_valid(long_segment, tiny_disk):
     out = tiny_disk / "out"
-    res = subprocess.run(_cli("render", str(long_segment), "-o", str(out), "-q", "--jobs", "1",
-                              "--chunk-segments", "1"), capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        _cli("render", str(long_segment), "-o", str(out), "-q", "--jobs", "1", "--chunk-segments", "1"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 1, res.stderr
     line = res.stderr.strip().splitlines()[-1]
     assert "no space left on device" in line and str(partial_path(out)) in line, res.stderr
@@ -270,8 +327,13 @@ def test_other_frame_rates_stay_continuous_across_chunks(tmp_path, fps, segment_
     run on across chunk boundaries, and audio ends with the video."""
     from fractions import Fraction
 
-    yml = make_tiny_segment(tmp_path / "seg", speech_s=6.0, width=128, height=72,
-                            extra={"output": {"fps": fps, "segment_duration_s": segment_s}})
+    yml = make_tiny_segment(
+        tmp_path / "seg",
+        speech_s=6.0,
+        width=128,
+        height=72,
+        extra={"output": {"fps": fps, "segment_duration_s": segment_s}},
+    )
     spec = load_spec(yml)
     out = tmp_path / "out"
     man = render(spec, out, jobs=2, chunk_segments=2)
@@ -306,7 +368,7 @@ def test_lead_frames_split_only_the_first_media_segment(long_segment, reference,
     hashes = frame_hashes(out / "index.m3u8")
     ref_out, ref_hashes = reference
     assert len(hashes) == len(ref_hashes) == spec.frame_count
-    assert hashes[plain[0]:] == ref_hashes[plain[0]:]  # only the split segment is encoded otherwise
+    assert hashes[plain[0] :] == ref_hashes[plain[0] :]  # only the split segment is encoded otherwise
     facts = stream_facts(out / "index.m3u8")
     assert abs(facts["audio_end_s"] - facts["video_end_s"]) < 1 / 30
     # a render resumed with another cut starts again instead of mixing the two

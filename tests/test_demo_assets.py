@@ -1,5 +1,6 @@
 """The demo's asset script: every file made, the right sizes and alpha, sprites distinct, the clip
 readable frame by frame, speech and captions that agree, and a segment.yaml that loads."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -78,21 +79,28 @@ def test_character_sprites_present_distinct_and_fit(demo):
     base = _rgba(ch / "base.png")
     assert base.size == ma.CHARACTER_SIZE
     alpha = np.asarray(base.getchannel("A"))
-    assert alpha[0, 0] == 0 and alpha[-1, ma.CHARACTER_SIZE[0] // 2] == 255  # cut out; shoulders reach the bottom
+    assert (
+        alpha[0, 0] == 0 and alpha[-1, ma.CHARACTER_SIZE[0] // 2] == 255
+    )  # cut out; shoulders reach the bottom
     soft = ((alpha > 0) & (alpha < 255)).sum()
     assert soft > 500  # anti-aliased edges
-    for group, names, size, offset in (("mouth", ma.MOUTH_SHAPES, ma.MOUTH_SIZE, ma.MOUTH_OFFSET),
-                                       ("eyes", ma.EYE_STATES, ma.EYES_SIZE, ma.EYES_OFFSET)):
+    for group, names, size, offset in (
+        ("mouth", ma.MOUTH_SHAPES, ma.MOUTH_SIZE, ma.MOUTH_OFFSET),
+        ("eyes", ma.EYE_STATES, ma.EYES_SIZE, ma.EYES_OFFSET),
+    ):
         sprites = {n: np.asarray(_rgba(ch / f"{group}_{n}.png"), np.int16) for n in names}
         for n, s in sprites.items():
             assert s.shape[:2] == (size[1], size[0]), f"{group}_{n}"
-            assert s[..., 3].max() == 255 and s[..., 3].min() == 0, f"{group}_{n} needs opaque ink on a clear ground"
+            assert s[..., 3].max() == 255 and s[..., 3].min() == 0, (
+                f"{group}_{n} needs opaque ink on a clear ground"
+            )
             assert offset[0] + size[0] <= base.width and offset[1] + size[1] <= base.height
             # sprites sit on the face: the base is opaque skin wherever the sprite draws
-            under = alpha[offset[1]:offset[1] + size[1], offset[0]:offset[0] + size[0]]
+            under = alpha[offset[1] : offset[1] + size[1], offset[0] : offset[0] + size[0]]
             assert (under[s[..., 3] > 0] == 255).all(), f"{group}_{n} overhangs the face"
         for (n1, s1), (n2, s2) in itertools.combinations(sprites.items(), 2):
             assert np.abs(s1 - s2).sum(axis=2).astype(bool).sum() > 100, f"{group} {n1} and {n2} look alike"
+
     # open mouths show more dark interior than closed ones
     def dark_px(n: str) -> int:
         s = np.asarray(_rgba(ch / f"mouth_{n}.png"))
@@ -107,10 +115,12 @@ def test_bezel_has_a_clear_screen_hole_where_the_screen_is(demo):
     alpha = np.asarray(bezel.getchannel("A"))
     x, y, w, h = ma.SCREEN_RECT
     ox, oy = ma.BEZEL_POSITION
-    hole = alpha[y - oy:y - oy + h, x - ox:x - ox + w]
+    hole = alpha[y - oy : y - oy + h, x - ox : x - ox + w]
     assert hole.max() < 64 and (hole == 0).mean() > 0.5  # a faint glare at most
-    assert (hole[h // 2:, w // 2:] == 0).all()  # the bottom-right quarter is untouched glass
-    ring = np.concatenate([alpha[y - oy - 4, x - ox:x - ox + w], alpha[y - oy + h + 3, x - ox:x - ox + w]])
+    assert (hole[h // 2 :, w // 2 :] == 0).all()  # the bottom-right quarter is untouched glass
+    ring = np.concatenate(
+        [alpha[y - oy - 4, x - ox : x - ox + w], alpha[y - oy + h + 3, x - ox : x - ox + w]]
+    )
     assert (ring == 255).all()  # the frame is opaque right up to the hole
 
 
@@ -142,7 +152,7 @@ def test_speech_length_and_captions_match_the_sentences(demo):
     assert all(a.end_s < b.start_s for a, b in zip(cues, cues[1:]))
 
     def loud(t0: float, t1: float) -> float:
-        return float(np.abs(speech[int(t0 * rate_hz):int(t1 * rate_hz)]).max(initial=0.0))
+        return float(np.abs(speech[int(t0 * rate_hz) : int(t1 * rate_hz)]).max(initial=0.0))
 
     for c in cues:  # speech starts and ends with each cue, and the gaps between cues are silent
         assert loud(c.start_s, c.start_s + 0.1) > 0.02 and loud(c.end_s - 0.15, c.end_s) > 0.01, c.text

@@ -1,5 +1,6 @@
 """``avatarrender doctor``: steal arithmetic on /proc/stat readings, the verdicts and exit codes
 of assess() on measured-fact sets, and the real command (short probe) with its JSON shape."""
+
 from __future__ import annotations
 
 import copy
@@ -12,8 +13,7 @@ import pytest
 from avatarrender.doctor import assess, busy_pct, parse_proc_stat, steal_pct
 from conftest import ROOT, run_cli
 
-STAT_A = ("cpu  1000 0 500 8000 100 0 0 400 0 0\ncpu0 500 0 250 4000 50 0 0 200 0 0\n"
-          "intr 12345\n")
+STAT_A = "cpu  1000 0 500 8000 100 0 0 400 0 0\ncpu0 500 0 250 4000 50 0 0 200 0 0\nintr 12345\n"
 # 10 s later on 2 cores (2000 jiffies): 90 % steal, the old system's worst day
 STAT_B = "cpu  1100 0 550 8030 100 0 20 2200 50 0\n"
 
@@ -21,7 +21,7 @@ STAT_B = "cpu  1100 0 550 8030 100 0 20 2200 50 0\n"
 def test_steal_from_proc_stat() -> None:
     a, b = parse_proc_stat(STAT_A), parse_proc_stat(STAT_B)
     assert a["steal"] == 400 and a["guest"] == 0
-    assert steal_pct(a, b) == pytest.approx(90.0)      # guest (in user already) is not counted twice
+    assert steal_pct(a, b) == pytest.approx(90.0)  # guest (in user already) is not counted twice
     assert busy_pct(a, b) == pytest.approx(8.5)
     assert steal_pct(a, a) == 0.0
     short = parse_proc_stat("cpu  1 2 3 4\n")  # old kernels: fewer fields
@@ -31,18 +31,34 @@ def test_steal_from_proc_stat() -> None:
 
 
 GOOD = {
-    "cpu": {"cores": 2, "model": "x", "avx2": True, "steal_pct": 0.5, "busy_pct": 3.0,
-            "steal_measured_s": 3.0, "loadavg_1m": 0.1},
-    "pillow": {"version": "12.1.1.post0", "simd": True, "error": None,
-               "alpha_composite_1080p_ms": 2.0},
-    "ffmpeg": {"path": "/x/ffmpeg", "version": "ffmpeg 9", "libx264": True, "x264_core": 165,
-               "error": None},
+    "cpu": {
+        "cores": 2,
+        "model": "x",
+        "avx2": True,
+        "steal_pct": 0.5,
+        "busy_pct": 3.0,
+        "steal_measured_s": 3.0,
+        "loadavg_1m": 0.1,
+    },
+    "pillow": {"version": "12.1.1.post0", "simd": True, "error": None, "alpha_composite_1080p_ms": 2.0},
+    "ffmpeg": {"path": "/x/ffmpeg", "version": "ffmpeg 9", "libx264": True, "x264_core": 165, "error": None},
     "pyav": {"version": "18.1.0", "x264_core": 165, "error": None},
     "disk": [{"role": "output", "path": "/srv/live", "free_bytes": 80e9, "hours_at_maxrate": 30.0}],
-    "probe": {"preset": "1080p30", "width": 1920, "height": 1080, "fps": "30",
-              "x264_preset": "veryfast", "duration_s": 10.0, "frames": 300, "jobs": 2,
-              "wall_s": 8.0, "render_fps": 37.5, "realtime_factor": 1.25,
-              "steady_realtime_factor": 1.5, "steal_pct": 0.3},
+    "probe": {
+        "preset": "1080p30",
+        "width": 1920,
+        "height": 1080,
+        "fps": "30",
+        "x264_preset": "veryfast",
+        "duration_s": 10.0,
+        "frames": 300,
+        "jobs": 2,
+        "wall_s": 8.0,
+        "render_fps": 37.5,
+        "realtime_factor": 1.25,
+        "steady_realtime_factor": 1.5,
+        "steal_pct": 0.3,
+    },
 }
 
 
@@ -68,11 +84,14 @@ def test_a_good_machine() -> None:
     assert "can keep a 24/7 channel fed" in r["summary"] and "33 %" in r["summary"]
 
 
-@pytest.mark.parametrize("steady,verdict,code,words", [
-    (1.1, "tight", 0, "but only just"),
-    (0.8, "cannot-keep-up", 1, "cannot keep a 24/7 channel fed"),
-    (None, "cannot-keep-up", 1, "start-up included"),   # no steady figure: the whole render's 0.9
-])
+@pytest.mark.parametrize(
+    "steady,verdict,code,words",
+    [
+        (1.1, "tight", 0, "but only just"),
+        (0.8, "cannot-keep-up", 1, "cannot keep a 24/7 channel fed"),
+        (None, "cannot-keep-up", 1, "start-up included"),  # no steady figure: the whole render's 0.9
+    ],
+)
 def test_speed_verdicts(steady, verdict, code, words) -> None:
     f = facts(probe__steady_realtime_factor=steady)
     if steady is None:
@@ -91,8 +110,7 @@ def test_no_avx2_says_so_with_the_fix() -> None:
 
 
 def test_stock_pillow_is_broken_with_the_fix() -> None:
-    r = assess(facts(pillow__error="stock pillow 11.0 is installed beside Pillow-SIMD",
-                     pillow__simd=False))
+    r = assess(facts(pillow__error="stock pillow 11.0 is installed beside Pillow-SIMD", pillow__simd=False))
     assert (r["verdict"], r["exit_code"]) == ("broken", 1)
     p = next(p for p in r["problems"] if p["check"] == "pillow")
     assert "pillow-simd" in p["fix"] and "-mavx2" in p["fix"]
@@ -103,13 +121,16 @@ def test_slow_compositing_means_a_build_without_avx2() -> None:
     assert checks(r) == {"pillow": "warning"} and r["exit_code"] == 0
 
 
-@pytest.mark.parametrize("change,check,severity", [
-    ({"cpu__steal_pct": 90.0}, "steal", "warning"),
-    ({"cpu__busy_pct": 80.0}, "load", "warning"),
-    ({"ffmpeg__libx264": False}, "ffmpeg", "error"),
-    ({"pyav__x264_core": 164}, "x264", "warning"),
-    ({"pyav__error": "no libx264"}, "pyav", "error"),
-])
+@pytest.mark.parametrize(
+    "change,check,severity",
+    [
+        ({"cpu__steal_pct": 90.0}, "steal", "warning"),
+        ({"cpu__busy_pct": 80.0}, "load", "warning"),
+        ({"ffmpeg__libx264": False}, "ffmpeg", "error"),
+        ({"pyav__x264_core": 164}, "x264", "warning"),
+        ({"pyav__error": "no libx264"}, "pyav", "error"),
+    ],
+)
 def test_other_checks(change, check, severity) -> None:
     r = assess(facts(**change))
     assert checks(r)[check] == severity
@@ -125,12 +146,33 @@ def test_low_disk_and_no_probe() -> None:
 
 
 def test_the_command_json_shape_and_exit_code(tmp_path: Path) -> None:
-    proc = run_cli("doctor", "--json", "--probe-s", "1", "--steal-s", "0.2", "--output",
-                   str(tmp_path / "not-yet" / "out"), "--spool", str(tmp_path))
+    proc = run_cli(
+        "doctor",
+        "--json",
+        "--probe-s",
+        "1",
+        "--steal-s",
+        "0.2",
+        "--output",
+        str(tmp_path / "not-yet" / "out"),
+        "--spool",
+        str(tmp_path),
+    )
     report = json.loads(proc.stdout)
     assert proc.returncode == report["exit_code"] == (0 if report["ok"] else 1), proc.stderr
-    assert set(report) >= {"cpu", "pillow", "ffmpeg", "pyav", "disk", "probe", "verdict", "ok",
-                           "exit_code", "summary", "problems"}
+    assert set(report) >= {
+        "cpu",
+        "pillow",
+        "ffmpeg",
+        "pyav",
+        "disk",
+        "probe",
+        "verdict",
+        "ok",
+        "exit_code",
+        "summary",
+        "problems",
+    }
     assert report["verdict"] in ("ok", "tight", "cannot-keep-up")
     cpu = report["cpu"]
     assert cpu["cores"] >= 1 and isinstance(cpu["avx2"], bool) and 0 <= cpu["steal_pct"] <= 100

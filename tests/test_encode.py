@@ -1,4 +1,5 @@
 """The in-process encoder against bare ffmpeg, and chunks following an AAC track still being written."""
+
 from __future__ import annotations
 
 import subprocess
@@ -46,15 +47,33 @@ def test_same_bitstream_as_bare_ffmpeg(tmp_path):
     frames = _frames(out.frames_per_segment, out.width, out.height)
     raw = tmp_path / "frames.yuv"
     raw.write_bytes(frames.tobytes())
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", *rawvideo_input_args(out), "-i", str(raw),
-                    *x264_args(out, threads=1), "-f", "mpegts", str(tmp_path / "bare.ts")], check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-y",
+            *rawvideo_input_args(out),
+            "-i",
+            str(raw),
+            *x264_args(out, threads=1),
+            "-f",
+            "mpegts",
+            str(tmp_path / "bare.ts"),
+        ],
+        check=True,
+    )
     aac = tmp_path / "a.aac"
     encode_aac(np.zeros(48000, np.float32), aac, bitrate_kbps=out.audio_bitrate_kbps)
     adts = AdtsStream.read(aac)
     ours = tmp_path / "ours.ts"
     job = SegmentJob(path=ours, frames=len(frames), start_s=Fraction(0), end_s=None)
-    with ChunkEncoder(out, [job], audio=lambda j: ([adts.frame(k) for k in range(adts.frame_count)],
-                                                   adts.pts_s(0)), threads=1) as enc:
+    with ChunkEncoder(
+        out,
+        [job],
+        audio=lambda j: ([adts.frame(k) for k in range(adts.frame_count)], adts.pts_s(0)),
+        threads=1,
+    ) as enc:
         for f in frames:
             enc.write(f)
         enc.finish()
@@ -70,9 +89,10 @@ def test_encoder_refuses_too_many_or_too_few_frames(tmp_path):
     yml = make_tiny_segment(tmp_path / "seg", speech_s=4.0, width=64, height=36)
     out = load_spec(yml).output
     frames = _frames(3, out.width, out.height)
-    silent = (lambda j: ([], Fraction(0)))
-    with ChunkEncoder(out, [SegmentJob(tmp_path / "x.ts", 2, Fraction(0), None)], audio=silent,
-                      threads=1) as enc:
+    silent = lambda j: ([], Fraction(0))
+    with ChunkEncoder(
+        out, [SegmentJob(tmp_path / "x.ts", 2, Fraction(0), None)], audio=silent, threads=1
+    ) as enc:
         enc.write(frames[0])
         with pytest.raises(ValueError, match="1 of its 1|0 of its 1"):
             enc.finish()
@@ -141,9 +161,29 @@ def test_chunk_stops_waiting_when_the_audio_encoder_failed(tmp_path):
 
 def _cli_tv(path: Path, t_s: float, n: int, w: int, h: int, fps: Fraction) -> np.ndarray:
     vf = f"fps={fps.numerator}/{fps.denominator},scale={w}:{h}:flags=bicubic:out_range=tv,format=yuv420p"
-    out = subprocess.run([ffmpeg_exe(), "-v", "error", "-ss", f"{t_s:.6f}", "-i", str(path), "-map", "0:v:0",
-                          "-an", "-vf", vf, "-frames:v", str(n), "-f", "rawvideo", "-"],
-                         capture_output=True, check=True).stdout
+    out = subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-ss",
+            f"{t_s:.6f}",
+            "-i",
+            str(path),
+            "-map",
+            "0:v:0",
+            "-an",
+            "-vf",
+            vf,
+            "-frames:v",
+            str(n),
+            "-f",
+            "rawvideo",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     return np.frombuffer(out, np.uint8).reshape(-1, w * h * 3 // 2)
 
 
@@ -161,11 +201,15 @@ def test_tv_reader_decodes_what_the_ffmpeg_command_decodes(tmp_path, clip_fps, o
     for t_s in (0.0, 0.5, 31 / 30, 0.9, 1.7):
         want = _cli_tv(clip, t_s, n, w, h, out_fps)
         reader = TVReader([clip], (w, h), out_fps)
-        got = np.array([np.concatenate([p.ravel() for p in planes])
-                        for planes in reader.frames(np.zeros(n, np.int16), t_s + np.arange(n) / float(out_fps))])
+        got = np.array(
+            [
+                np.concatenate([p.ravel() for p in planes])
+                for planes in reader.frames(np.zeros(n, np.int16), t_s + np.arange(n) / float(out_fps))
+            ]
+        )
         assert len(want) > 0
         assert np.array_equal(got[: len(want)], want), (t_s, got[:, 0], want[:, 0])
-        assert all(np.array_equal(g, want[-1]) for g in got[len(want):])  # past the clip's end: held
+        assert all(np.array_equal(g, want[-1]) for g in got[len(want) :])  # past the clip's end: held
 
 
 @pytest.mark.parametrize("rotation", [90, 180, 270])
@@ -174,14 +218,48 @@ def test_tv_reader_turns_a_rotated_clip_upright_like_ffmpeg(tmp_path, rotation):
     from avatarrender.encode import TVReader
 
     src, clip = tmp_path / "src.mp4", tmp_path / "rotated.mp4"
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=s=160x90:r=30:d=2",
-                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "10", str(src)], check=True)
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-display_rotation", str(rotation), "-i", str(src),
-                    "-c", "copy", str(clip)], check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=s=160x90:r=30:d=2",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "10",
+            str(src),
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-display_rotation",
+            str(rotation),
+            "-i",
+            str(src),
+            "-c",
+            "copy",
+            str(clip),
+        ],
+        check=True,
+    )
     w, h, n, fps = 96, 54, 5, Fraction(30)
     want = _cli_tv(clip, 0.5, n, w, h, fps)
-    got = np.array([np.concatenate([p.ravel() for p in planes]) for planes in
-                    TVReader([clip], (w, h), fps).frames(np.zeros(n, np.int16), 0.5 + np.arange(n) / 30)])
+    got = np.array(
+        [
+            np.concatenate([p.ravel() for p in planes])
+            for planes in TVReader([clip], (w, h), fps).frames(np.zeros(n, np.int16), 0.5 + np.arange(n) / 30)
+        ]
+    )
     assert np.array_equal(got, want)
     unturned = _cli_tv(src, 0.5, n, w, h, fps)
     assert not np.array_equal(got, unturned)  # it was turned
@@ -200,6 +278,12 @@ def test_tv_reader_counts_time_from_an_mpegts_clips_start(tmp_path):
     w, h, n, fps = 96, 54, 10, Fraction(30)
     for t_s in (0.0, 0.5, 0.9):
         want = _cli_tv(ts, t_s, n, w, h, fps)
-        got = np.array([np.concatenate([p.ravel() for p in planes]) for planes in
-                        TVReader([ts], (w, h), fps).frames(np.zeros(n, np.int16), t_s + np.arange(n) / 30)])
+        got = np.array(
+            [
+                np.concatenate([p.ravel() for p in planes])
+                for planes in TVReader([ts], (w, h), fps).frames(
+                    np.zeros(n, np.int16), t_s + np.arange(n) / 30
+                )
+            ]
+        )
         assert len(want) == n and np.array_equal(got, want), t_s

@@ -1,5 +1,6 @@
 """The programme guide: placement on the clock (pure), XMLTV validated against the XMLTV DTD
 through lxml plus the rules tv_validate_file adds, the CLI, and /epg.xml from a running playout."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -12,8 +13,7 @@ import pytest
 from lxml import etree
 
 from avatarrender.playout.engine import Playout
-from avatarrender.playout.epg import (FILLER_TITLE, GuideEntry, Programme, epg_xml, plan_guide,
-                                      xmltv)
+from avatarrender.playout.epg import FILLER_TITLE, GuideEntry, Programme, epg_xml, plan_guide, xmltv
 from avatarrender.playout.schedule import load_schedule
 from conftest import ROOT, run_cli
 from playout_media import make_rendered
@@ -44,33 +44,48 @@ def validate(text: str) -> list[dict]:
         start = _t(p.get("start"))
         stop = _t(p.get("stop")) if p.get("stop") else None
         assert stop is None or stop > start, (p.get("start"), p.get("stop"))
-        progs.append({"start": start, "stop": stop, "title": p.findtext("title"),
-                      "desc": p.findtext("desc"), "category": p.findtext("category")})
+        progs.append(
+            {
+                "start": start,
+                "stop": stop,
+                "title": p.findtext("title"),
+                "desc": p.findtext("desc"),
+                "category": p.findtext("category"),
+            }
+        )
     for a, b in zip(progs, progs[1:]):
         assert a["stop"] is None or a["stop"] <= b["start"], "overlapping programmes"
     return progs
 
 
 def test_absolute_after_and_filler_gaps() -> None:
-    entries = [GuideEntry("entry/a", "A", at_s=T0 + 60, duration_s=Fraction(30)),
-               GuideEntry("entry/b", "B", duration_s=Fraction(45, 2)),
-               GuideEntry("entry/c", "C", at_s=T0 + 3600, duration_s=Fraction(10))]
+    entries = [
+        GuideEntry("entry/a", "A", at_s=T0 + 60, duration_s=Fraction(30)),
+        GuideEntry("entry/b", "B", duration_s=Fraction(45, 2)),
+        GuideEntry("entry/c", "C", at_s=T0 + 3600, duration_s=Fraction(10)),
+    ]
     got = plan_guide(entries, start_s=T0, horizon_s=Fraction(7200))
     assert [(p.title, p.start_s - T0, None if p.stop_s is None else p.stop_s - T0) for p in got] == [
-        (FILLER_TITLE, 0, 60), ("A", 60, 90), ("B", 90, Fraction(225, 2)),
-        (FILLER_TITLE, Fraction(225, 2), 3600), ("C", 3600, 3610), (FILLER_TITLE, 3610, 7200)]
+        (FILLER_TITLE, 0, 60),
+        ("A", 60, 90),
+        ("B", 90, Fraction(225, 2)),
+        (FILLER_TITLE, Fraction(225, 2), 3600),
+        ("C", 3600, 3610),
+        (FILLER_TITLE, 3610, 7200),
+    ]
     assert [p.filler for p in got] == [True, False, False, True, False, True]
 
 
 def test_unknown_length_late_policy_and_spool() -> None:
-    entries = [GuideEntry("entry/late", "Late", at_s=T0 - 100, duration_s=Fraction(5)),  # skipped
-               GuideEntry("entry/ok", "Ok", at_s=T0 - 10, duration_s=Fraction(20)),      # 10 s late
-               GuideEntry("entry/u", "Unrendered", duration_s=None),
-               GuideEntry("entry/x", "After unknown", duration_s=Fraction(5)),           # unplaceable
-               GuideEntry("entry/d", "Dated", at_s=T0 + 600, duration_s=Fraction(5))]
+    entries = [
+        GuideEntry("entry/late", "Late", at_s=T0 - 100, duration_s=Fraction(5)),  # skipped
+        GuideEntry("entry/ok", "Ok", at_s=T0 - 10, duration_s=Fraction(20)),  # 10 s late
+        GuideEntry("entry/u", "Unrendered", duration_s=None),
+        GuideEntry("entry/x", "After unknown", duration_s=Fraction(5)),  # unplaceable
+        GuideEntry("entry/d", "Dated", at_s=T0 + 600, duration_s=Fraction(5)),
+    ]
     spool = [GuideEntry("spool/s1", "s1", duration_s=Fraction(8))]
-    got = plan_guide(entries, start_s=T0, spool=spool, max_late_s=Fraction(30),
-                     horizon_s=Fraction(3600))
+    got = plan_guide(entries, start_s=T0, spool=spool, max_late_s=Fraction(30), horizon_s=Fraction(3600))
     titles = [p.title for p in got]
     assert titles == ["Ok", "Unrendered", "Dated", "s1", FILLER_TITLE]
     assert got[0].start_s == T0 and got[1].stop_s is None and got[2].start_s == T0 + 600
@@ -80,21 +95,30 @@ def test_unknown_length_late_policy_and_spool() -> None:
 def test_spool_fills_the_wait_before_an_absolute_entry_and_filler_on_air_merges() -> None:
     on_air = Programme(T0 - 5, None, FILLER_TITLE, filler=True, key="filler")
     entries = [GuideEntry("entry/n", "News", at_s=T0 + 100, duration_s=Fraction(60))]
-    spool = [GuideEntry("spool/a", "a", duration_s=Fraction(30)),
-             GuideEntry("spool/b", "b", duration_s=Fraction(90))]
+    spool = [
+        GuideEntry("spool/a", "a", duration_s=Fraction(30)),
+        GuideEntry("spool/b", "b", duration_s=Fraction(90)),
+    ]
     got = plan_guide(entries, start_s=T0, spool=spool, on_air=on_air, horizon_s=Fraction(600))
     assert [(p.title, p.start_s - T0) for p in got] == [
-        (FILLER_TITLE, -5), ("a", 0), ("b", 30), ("News", 120), (FILLER_TITLE, 180)]
+        (FILLER_TITLE, -5),
+        ("a", 0),
+        ("b", 30),
+        ("News", 120),
+        (FILLER_TITLE, 180),
+    ]
     assert got[0].stop_s == T0  # the filler on air ends when the spool item starts
 
 
 def test_xml_specials_are_escaped_and_the_file_validates() -> None:
-    title = 'Tom & Jerry <live> "quoted" \'single\' ]]> \x00\x1b end'
-    progs = [Programme(T0, T0 + 30, title, "a < b && c > d", key="entry/x"),
-             Programme(T0 + 30, T0 + 60, FILLER_TITLE, "idle", filler=True, key="filler")]
+    title = "Tom & Jerry <live> \"quoted\" 'single' ]]> \x00\x1b end"
+    progs = [
+        Programme(T0, T0 + 30, title, "a < b && c > d", key="entry/x"),
+        Programme(T0 + 30, T0 + 60, FILLER_TITLE, "idle", filler=True, key="filler"),
+    ]
     text = xmltv(progs, channel_id="my-chan.avatarrender", channel_name="My <Chan> & Co")
     got = validate(text)
-    assert got[0]["title"] == 'Tom & Jerry <live> "quoted" \'single\' ]]>  end'  # controls dropped
+    assert got[0]["title"] == "Tom & Jerry <live> \"quoted\" 'single' ]]>  end"  # controls dropped
     assert got[0]["desc"] == "a < b && c > d"
     assert got[1]["category"] == FILLER_TITLE
     assert "<live>" not in text and "&amp; Jerry" in text
@@ -109,31 +133,38 @@ def test_validator_rejects_a_broken_guide() -> None:
 
 def _schedule(folder: Path, body: str) -> Path:
     p = folder / "schedule.yaml"
-    p.write_text("channel: Pip & Friends\nfiller: {dir: filler}\nlate: {max_late_s: 5}\n"
-                 + textwrap.dedent(body))
+    p.write_text(
+        "channel: Pip & Friends\nfiller: {dir: filler}\nlate: {max_late_s: 5}\n" + textwrap.dedent(body)
+    )
     return p
 
 
 def test_cli_writes_a_valid_guide(tmp_path: Path) -> None:
     make_rendered(tmp_path / "filler", pattern="green", seconds=3)
     make_rendered(tmp_path / "a", pattern="testsrc", seconds=3.5)
-    sched = _schedule(tmp_path, f"""
+    sched = _schedule(
+        tmp_path,
+        f"""
         entries:
           - {{name: a, at: "{at(60)}", segment: a, title: "Morning <News> & more",
               description: "Headlines"}}
           - {{name: b, after: previous, segment: a}}
           - {{name: c, at: "{at(3600)}", segment: not-rendered-yet}}
-        """)
+        """,
+    )
     out = tmp_path / "guide.xml"
-    proc = run_cli("epg", "--schedule", str(sched), "-o", str(out), "--start", at(0),
-                   "--hours", "2")
+    proc = run_cli("epg", "--schedule", str(sched), "-o", str(out), "--start", at(0), "--hours", "2")
     assert proc.returncode == 0, proc.stderr
     got = validate(out.read_text())
     assert [(g["title"], g["start"] - T0, g["stop"] and g["stop"] - T0) for g in got] == [
-        (FILLER_TITLE, 0, 60), ("Morning <News> & more", 60, 63),   # XMLTV: whole seconds
-        ("b", 63, 67), (FILLER_TITLE, 67, 3600), ("c", 3600, None)]
+        (FILLER_TITLE, 0, 60),
+        ("Morning <News> & more", 60, 63),  # XMLTV: whole seconds
+        ("b", 63, 67),
+        (FILLER_TITLE, 67, 3600),
+        ("c", 3600, None),
+    ]
     assert got[1]["desc"] == "Headlines"
-    assert 'display-name>Pip &amp; Friends<' in out.read_text()
+    assert "display-name>Pip &amp; Friends<" in out.read_text()
     bad = run_cli("epg", "--schedule", str(sched), "-o", str(out), "--start", "yesterday")
     assert bad.returncode == 2 and "--start" in bad.stderr
 
@@ -142,12 +173,15 @@ def test_playout_serves_on_air_spool_and_filler(tmp_path: Path) -> None:
     make_rendered(tmp_path / "filler", pattern="green", seconds=3)
     make_rendered(tmp_path / "a", pattern="testsrc", seconds=3.5)
     (tmp_path / "spool").mkdir()
-    sched = _schedule(tmp_path, f"""
+    sched = _schedule(
+        tmp_path,
+        f"""
         spool: spool
         entries:
           - {{name: a, at: "{at(2)}", segment: a, title: "A & B"}}
           - {{name: later, at: "{at(600)}", segment: a, title: "Later"}}
-        """)
+        """,
+    )
     p = Playout(load_schedule(sched), tmp_path / "out", filler=tmp_path / "filler")
     p.start(T0)
     now = T0

@@ -1,4 +1,5 @@
 """The installation itself: PIL is Pillow-SIMD, stock pillow is refused, the bundled ffmpeg works."""
+
 from __future__ import annotations
 
 import subprocess
@@ -31,9 +32,11 @@ def _fake_pillow_wheel(folder: Path) -> None:
     import zipfile
 
     name = "pillow-99.0.dist-info"
-    files = {f"{name}/METADATA": "Metadata-Version: 2.1\nName: pillow\nVersion: 99.0\n",
-             f"{name}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-             f"{name}/RECORD": ""}
+    files = {
+        f"{name}/METADATA": "Metadata-Version: 2.1\nName: pillow\nVersion: 99.0\n",
+        f"{name}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{name}/RECORD": "",
+    }
     with zipfile.ZipFile(folder / "pillow-99.0-py3-none-any.whl", "w") as z:
         for k, v in files.items():
             z.writestr(k, v)
@@ -43,11 +46,22 @@ def test_constraints_refuse_stock_pillow(tmp_path):
     """The setup installs with scripts/constraints.txt: a requirement on pillow cannot resolve."""
     assert "-c scripts/constraints.txt" in (ROOT / "scripts" / "setup.sh").read_text()
     _fake_pillow_wheel(tmp_path)
-    base = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--no-index",
-            "--find-links", str(tmp_path), "pillow"]
+    base = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--dry-run",
+        "--no-deps",
+        "--no-index",
+        "--find-links",
+        str(tmp_path),
+        "pillow",
+    ]
     assert subprocess.run(base, capture_output=True, timeout=120).returncode == 0  # installable...
-    refused = subprocess.run(base + ["-c", str(ROOT / "scripts" / "constraints.txt")],
-                             capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(
+        base + ["-c", str(ROOT / "scripts" / "constraints.txt")], capture_output=True, text=True, timeout=120
+    )
     assert refused.returncode != 0  # ...but not under our constraints
     assert "pillow" in refused.stderr.lower()
 
@@ -105,8 +119,7 @@ def _imported_distributions() -> dict[str, set[str]]:
                 if top in sys.stdlib_module_names or top in ("avatarrender", "cli"):
                     continue
                 for dist in by_module.get(top, [f"<not installed: {top}>"]):
-                    found.setdefault(dist.lower().replace("_", "-"), set()).add(
-                        str(path.relative_to(ROOT)))
+                    found.setdefault(dist.lower().replace("_", "-"), set()).add(str(path.relative_to(ROOT)))
     return found
 
 
@@ -120,13 +133,16 @@ def test_every_import_is_declared_and_every_dependency_imported():
 
 
 def test_importing_the_package_is_cheap_and_sets_openblas():
-    code = ("import os, sys, avatarrender; "
-            "print(sorted(m for m in ('numpy', 'typer', 'pydantic', 'PIL', 'av') if m in sys.modules)); "
-            "print(os.environ['OPENBLAS_NUM_THREADS'])")
+    code = (
+        "import os, sys, avatarrender; "
+        "print(sorted(m for m in ('numpy', 'typer', 'pydantic', 'PIL', 'av') if m in sys.modules)); "
+        "print(os.environ['OPENBLAS_NUM_THREADS'])"
+    )
     env = {k: v for k, v in __import__("os").environ.items() if k != "OPENBLAS_NUM_THREADS"}
     env["PYTHONPATH"] = str(ROOT)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         check=True).stdout.split("\n")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout.split("\n")
     assert out[:2] == ["[]", "1"], out
 
 
@@ -147,8 +163,13 @@ def _copy_checkout(dest: Path) -> Path:
     """The files a clean clone has (tracked, plus new files not ignored), links kept as links."""
     import shutil
 
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                            capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         src, dst = ROOT / rel, dest / rel
         if not src.exists() and not src.is_symlink():
@@ -166,9 +187,24 @@ def wheel(tmp_path_factory) -> Path:
     """The wheel built from a clean copy of the checkout, offline (no build isolation)."""
     src = _copy_checkout(tmp_path_factory.mktemp("src"))
     dist = tmp_path_factory.mktemp("dist")
-    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                          "--no-index", "-q", "-w", str(dist), str(src)],
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(dist),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr
     (whl,) = dist.glob("avatarrender-*.whl")
     return whl
@@ -180,8 +216,12 @@ def test_wheel_contents(wheel):
 
     names = set(zipfile.ZipFile(wheel).namelist())
     vendor = "avatarrender/playout/web/vendor/"
-    assert {f"{vendor}hls.min.js", f"{vendor}hls.js.LICENSE", "avatarrender/playout/web/index.html",
-            "avatarrender/playout/web/monitor.js"} <= names
+    assert {
+        f"{vendor}hls.min.js",
+        f"{vendor}hls.js.LICENSE",
+        "avatarrender/playout/web/index.html",
+        "avatarrender/playout/web/monitor.js",
+    } <= names
     assert {f"avatarrender/presets/{p.name}" for p in (ROOT / "presets").glob("*.yaml")} <= names
     assert "avatarrender/_cli/main.py" in names
     assert not [n for n in names if n.startswith("cli/")], "a top-level 'cli' package in the wheel"
@@ -206,24 +246,58 @@ def test_installed_wheel_renders_from_another_folder(wheel, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     py = venv / "bin" / "python"
-    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     # a plain path line: the deps become importable, but this venv's editable finder (a .pth
     # that imports) is not run, so avatarrender can only come from the wheel
     Path(purelib, "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    res = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps",
-                          "--no-index", "-q", str(wheel)], capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(py),
+            "install",
+            "--no-deps",
+            "--no-index",
+            "-q",
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     elsewhere = tmp_path / "elsewhere"
     yml = make_tiny_segment(elsewhere / "seg")
-    where = subprocess.run([str(py), "-c", "import avatarrender, importlib.util as u; "
-                            "print(avatarrender.__file__); print(u.find_spec('cli'))"],
-                           cwd=elsewhere, env=env, capture_output=True, text=True, check=True).stdout.split()
+    where = subprocess.run(
+        [
+            str(py),
+            "-c",
+            "import avatarrender, importlib.util as u; "
+            "print(avatarrender.__file__); print(u.find_spec('cli'))",
+        ],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert where[0].startswith(purelib) and where[1] == "None", where
-    res = subprocess.run([str(venv / "bin" / "avatarrender"), "render", str(yml), "-o", "out", "-q",
-                          "--jobs", "1"], cwd=elsewhere, env=env, capture_output=True, text=True,
-                         timeout=600)
+    res = subprocess.run(
+        [str(venv / "bin" / "avatarrender"), "render", str(yml), "-o", "out", "-q", "--jobs", "1"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr
     manifest = read_manifest(elsewhere / "out")
     assert manifest is not None and manifest.complete and manifest.segments

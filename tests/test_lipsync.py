@@ -1,4 +1,5 @@
 """Lip sync against espeak-ng's own phoneme timings, blinks, Rhubarb formats and bad audio."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,10 @@ from conftest import run_cli
 
 FPS = Fraction(30)
 # not in the classifier's training set (evaluation/train.py) nor in the benchmark's corpus
-HELD_OUT = [("en-us", 155, "Bring the paper map, please; the bus stops by the bridge."),
-            ("en+m3", 140, "Maybe my brother will buy both of the blue bikes.")]
+HELD_OUT = [
+    ("en-us", 155, "Bring the paper map, please; the bus stops by the bridge."),
+    ("en+m3", 140, "Maybe my brother will buy both of the blue bikes."),
+]
 
 
 def _fresh_synthesis(items):
@@ -30,11 +33,14 @@ def _fresh_synthesis(items):
     import subprocess
     import sys
 
-    code = ("import pickle, sys; from avatarrender.evaluation.espeak import synthesize; "
-            "items = pickle.loads(sys.stdin.buffer.read()); "
-            "sys.stdout.buffer.write(pickle.dumps([synthesize(t, voice=v, rate_wpm=r) for v, r, t in items]))")
-    res = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(items), capture_output=True,
-                         check=True, timeout=120)
+    code = (
+        "import pickle, sys; from avatarrender.evaluation.espeak import synthesize; "
+        "items = pickle.loads(sys.stdin.buffer.read()); "
+        "sys.stdout.buffer.write(pickle.dumps([synthesize(t, voice=v, rate_wpm=r) for v, r, t in items]))"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], input=pickle.dumps(items), capture_output=True, check=True, timeout=120
+    )
     return pickle.loads(res.stdout)  # our own child's output
 
 
@@ -63,8 +69,10 @@ def test_beats_the_rms_zcr_baseline_on_held_out_speech(utterances):
 
 
 def test_silence_and_steady_noise_rest():
-    for y in (np.zeros(48000, np.float32),
-              (np.random.default_rng(1).standard_normal(48000) * 0.05).astype(np.float32)):
+    for y in (
+        np.zeros(48000, np.float32),
+        (np.random.default_rng(1).standard_normal(48000) * 0.05).astype(np.float32),
+    ):
         track = lipsync.mouth_track(y, 48000, fps=FPS)
         assert len(track) == 30 and (track == 0).all()
 
@@ -188,8 +196,9 @@ def test_speech_padded_with_silence_moves_the_mouth(utterances):
 def test_other_frame_rates(utterances, fps):
     utt, _, _ = utterances[1]
     truth, closures = truth_track(utt, fps=fps)
-    s = score_track(lipsync.mouth_track(utt.samples, utt.sample_rate_hz, fps=fps, n_frames=len(truth)),
-                    truth, closures)
+    s = score_track(
+        lipsync.mouth_track(utt.samples, utt.sample_rate_hz, fps=fps, n_frames=len(truth)), truth, closures
+    )
     assert s.one_frame == 0 and s.activity > 0.9 and s.accuracy > 0.5 and s.openness_r > 0.4
 
 
@@ -220,7 +229,9 @@ def test_array_layouts_integers_and_non_finite_samples(utterances):
     assert lipsync.mouth_track(y, sr, fps=FPS, n_frames=0).shape == (0,)
 
 
-@pytest.mark.parametrize("sr,n_fft,n_mels,fmin,fmax", [(16000, 1024, 32, 50, 3800), (22050, 2048, 40, 0, 8000)])
+@pytest.mark.parametrize(
+    "sr,n_fft,n_mels,fmin,fmax", [(16000, 1024, 32, 50, 3800), (22050, 2048, 40, 0, 8000)]
+)
 def test_mel_filters_are_librosas(sr, n_fft, n_mels, fmin, fmax):
     import librosa
 

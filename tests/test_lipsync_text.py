@@ -1,5 +1,6 @@
 """Lip sync from the script: words aligned to the speech, other languages, text that does not
 match, the other synthesizer family, and a tiny training run."""
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,11 @@ from conftest import run_cli
 
 FPS = Fraction(30)
 # in neither the classifier's training sentences (evaluation/train.py) nor the benchmark's corpus
-HELD_OUT = [("en-us", 155, "Bring the paper map, please; the bus stops by the bridge."),
-            ("en+m3", 140, "Maybe my brother will buy both of the blue bikes."),
-            ("en-gb-x-rp", 170, "Put the big lamp by the window before bedtime.")]
+HELD_OUT = [
+    ("en-us", 155, "Bring the paper map, please; the bus stops by the bridge."),
+    ("en+m3", 140, "Maybe my brother will buy both of the blue bikes."),
+    ("en-gb-x-rp", 170, "Put the big lamp by the window before bedtime."),
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +46,10 @@ def _scores(method, utterances, **kw):
     for text, utt, truth, closures in utterances:
         pred = method(utt.samples, utt.sample_rate_hz, text, n=len(truth), **kw)
         each.append(score_track(pred, truth, closures))
-    return {f: float(np.mean([getattr(s, f) for s in each])) for f in
-            ("accuracy", "openness_r", "closure", "one_frame")} | {"lags": [s.lag for s in each]}
+    return {
+        f: float(np.mean([getattr(s, f) for s in each]))
+        for f in ("accuracy", "openness_r", "closure", "one_frame")
+    } | {"lags": [s.lag for s in each]}
 
 
 def _audio(y, sr, text, *, n):
@@ -99,10 +104,13 @@ def test_digits_abbreviations_and_punctuation_read_as_spoken():
     assert [w.cue for w in phonemize(["one two", "three"])] == [0, 0, 1]
 
 
-@pytest.mark.parametrize("voice,text", [
-    ("es", "Buenos días, me llamo Pablo y vivo en Madrid."),
-    ("de", "Guten Morgen, mein Name ist Paul und ich wohne in Bremen."),
-])
+@pytest.mark.parametrize(
+    "voice,text",
+    [
+        ("es", "Buenos días, me llamo Pablo y vivo en Madrid."),
+        ("de", "Guten Morgen, mein Name ist Paul und ich wohne in Bremen."),
+    ],
+)
 def test_spanish_and_german_get_shapes_from_their_phonemes(voice, text):
     utt = synthesize(text, voice=voice, rate_wpm=150)
     truth, closures = truth_track(utt, fps=FPS)
@@ -111,16 +119,18 @@ def test_spanish_and_german_get_shapes_from_their_phonemes(voice, text):
     assert sum(CLASS_SHAPE[c] == "A" for w in words for c in w.classes) >= len(closures) >= 4
     with warnings.catch_warnings():
         warnings.simplefilter("error", LipsyncWarning)
-        track = text_mouth_track(utt.samples, utt.sample_rate_hz, fps=FPS, n_frames=len(truth),
-                                 texts=text, language=voice)
+        track = text_mouth_track(
+            utt.samples, utt.sample_rate_hz, fps=FPS, n_frames=len(truth), texts=text, language=voice
+        )
     audio = lipsync.mouth_track(utt.samples, utt.sample_rate_hz, fps=FPS, n_frames=len(truth))
     got, base = score_track(track, truth, closures), score_track(audio, truth, closures)
     assert got.closure >= 0.9 and got.closure >= base.closure
     assert got.accuracy >= base.accuracy and got.one_frame == 0
 
 
-@pytest.mark.parametrize("case", ["other language", "empty", "ten times longer", "punctuation",
-                                  "unspeakable", "no such language"])
+@pytest.mark.parametrize(
+    "case", ["other language", "empty", "ten times longer", "punctuation", "unspeakable", "no such language"]
+)
 def test_bad_text_warns_and_gives_the_audio_only_track(utterances, case):
     text, utt, truth, _ = utterances[1]
     words, language = {
@@ -133,8 +143,15 @@ def test_bad_text_warns_and_gives_the_audio_only_track(utterances, case):
     }[case]
     audio = lipsync.mouth_track(utt.samples, utt.sample_rate_hz, fps=FPS, n_frames=len(truth))
     with pytest.warns(LipsyncWarning) as caught:
-        got = text_mouth_track(utt.samples, utt.sample_rate_hz, fps=FPS, n_frames=len(truth),
-                               texts=words, language=language, source="dialog.txt")
+        got = text_mouth_track(
+            utt.samples,
+            utt.sample_rate_hz,
+            fps=FPS,
+            n_frames=len(truth),
+            texts=words,
+            language=language,
+            source="dialog.txt",
+        )
     assert len(caught) == 1 and "dialog.txt" in str(caught[0].message)
     assert "audio-only" in str(caught[0].message)
     assert (got == audio).all()
@@ -178,9 +195,12 @@ def test_segment_words_from_captions_or_speech_text(tmp_path, utterances):
     soundfile.write(yml.parent / "assets" / "speech.wav", utt.samples, utt.sample_rate_hz)
     doc = yaml.safe_load(yml.read_text())
     half = len(text.split()) // 2
-    doc["captions"] = {"cues": [
-        {"text": " ".join(text.split()[:half]), "start_s": 0.0, "end_s": utt.duration_s / 2},
-        {"text": " ".join(text.split()[half:]), "start_s": utt.duration_s / 2, "end_s": utt.duration_s}]}
+    doc["captions"] = {
+        "cues": [
+            {"text": " ".join(text.split()[:half]), "start_s": 0.0, "end_s": utt.duration_s / 2},
+            {"text": " ".join(text.split()[half:]), "start_s": utt.duration_s / 2, "end_s": utt.duration_s},
+        ]
+    }
     yml.write_text(yaml.safe_dump(doc))
     spec = load_spec(yml)
     from avatarrender.analysis import segment_audio
@@ -190,8 +210,14 @@ def test_segment_words_from_captions_or_speech_text(tmp_path, utterances):
     with warnings.catch_warnings():
         warnings.simplefilter("error", LipsyncWarning)
         from_captions = analyse(spec, y).mouth
-    expect = text_mouth_track(y, AUDIO_RATE_HZ, fps=FPS, n_frames=n, texts=[c["text"] for c in doc["captions"]["cues"]],
-                              cue_spans_s=[(c["start_s"], c["end_s"]) for c in doc["captions"]["cues"]])
+    expect = text_mouth_track(
+        y,
+        AUDIO_RATE_HZ,
+        fps=FPS,
+        n_frames=n,
+        texts=[c["text"] for c in doc["captions"]["cues"]],
+        cue_spans_s=[(c["start_s"], c["end_s"]) for c in doc["captions"]["cues"]],
+    )
     fallback = lipsync.fallback_map({"X", "A", "C", "D"})
     lut = np.array([lipsync.SHAPES.index(fallback[s]) for s in lipsync.SHAPES])
     assert (from_captions == lut[expect]).all()
@@ -243,7 +269,10 @@ def test_a_tiny_training_run_is_deterministic():
         return np.corrcoef(1 / (1 + np.exp(-(h @ m["W3"] + m["B3"])[:, 0])), true)[0, 1]
 
     c = train.fit_mlp(x[:3000], y[:3000], epochs=3, hidden=8, openness_weight=5.0)
-    assert r(c) > 0.4 and r(c) > r(train.fit_mlp(x[:3000], y[:3000], epochs=0, hidden=8, openness_weight=5.0)) + 0.2
+    assert (
+        r(c) > 0.4
+        and r(c) > r(train.fit_mlp(x[:3000], y[:3000], epochs=0, hidden=8, openness_weight=5.0)) + 0.2
+    )
     _, openness = lipsync._network(lipsync.frame_features(np.zeros(1600, np.float32), 16000, fps=FPS), c)
     assert openness.shape == (3,) and ((openness >= 0) & (openness <= 1)).all()
 
@@ -253,10 +282,20 @@ def test_text_track_at_other_frame_rates(utterances, fps):
     got, audio = [], []
     for text, utt, _, _ in utterances:
         truth, closures = truth_track(utt, fps=fps)
-        got.append(score_track(text_mouth_track(utt.samples, utt.sample_rate_hz, fps=fps,
-                                                n_frames=len(truth), texts=text), truth, closures))
-        audio.append(score_track(lipsync.mouth_track(utt.samples, utt.sample_rate_hz, fps=fps,
-                                                     n_frames=len(truth)), truth, closures))
+        got.append(
+            score_track(
+                text_mouth_track(utt.samples, utt.sample_rate_hz, fps=fps, n_frames=len(truth), texts=text),
+                truth,
+                closures,
+            )
+        )
+        audio.append(
+            score_track(
+                lipsync.mouth_track(utt.samples, utt.sample_rate_hz, fps=fps, n_frames=len(truth)),
+                truth,
+                closures,
+            )
+        )
     # espeak-ng's samples move a little between calls, so one closure in ten may come and go
     assert all(s.one_frame == 0 and s.closure >= 0.8 for s in got)
     assert np.mean([s.closure for s in got]) >= 0.9

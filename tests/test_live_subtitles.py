@@ -1,5 +1,6 @@
 """The live channel carries the programs' loudness and subtitles: rendered segments (with
 captions and normalised audio) aired by the playout engine on a driven clock."""
+
 from __future__ import annotations
 
 import re
@@ -23,8 +24,10 @@ from test_sound import CEILING_DBTP, TARGET_LUFS, ebur128
 from test_playout_engine import T0, at
 
 CAPTIONS = {
-    "a": [{"text": "Alpha & one", "start_s": 0.2, "end_s": 1.5},
-          {"text": "Alpha two ليلة سعيدة", "start_s": 1.6, "end_s": 2.9}],
+    "a": [
+        {"text": "Alpha & one", "start_s": 0.2, "end_s": 1.5},
+        {"text": "Alpha two ليلة سعيدة", "start_s": 1.6, "end_s": 2.9},
+    ],
     "b": [{"text": "Bravo 你好", "start_s": 0.4, "end_s": 2.5}],
 }
 
@@ -55,10 +58,15 @@ def _first_video_pts(path: Path) -> int:
 def _ffmpeg_reads(out: Path) -> bool:
     """ffmpeg reads the live subtitle playlist as it stands (closed: a live one it would poll)."""
     closed = out / "subs_closed.m3u8"
-    closed.write_text((out / "subs_en.m3u8").read_text(encoding="utf-8") + "#EXT-X-ENDLIST\n",
-                      encoding="utf-8")
-    proc = subprocess.run([ffmpeg_exe(), "-v", "warning", "-i", str(closed), "-f", "webvtt", "-"],
-                          capture_output=True, text=True, encoding="utf-8")
+    closed.write_text(
+        (out / "subs_en.m3u8").read_text(encoding="utf-8") + "#EXT-X-ENDLIST\n", encoding="utf-8"
+    )
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-v", "warning", "-i", str(closed), "-f", "webvtt", "-"],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+    )
     closed.unlink()
     other = [ln for ln in proc.stderr.splitlines() if ln.strip() and "duplicated subtitle" not in ln]
     assert proc.returncode == 0 and not other, proc.stderr
@@ -97,16 +105,19 @@ entries:
         listed = re.findall(r"#EXT-X-PROGRAM-DATE-TIME:(\S+)\n#EXTINF:([\d.]+),\n(\S+)", subs)
         assert [u for _, _, u in listed] == [f"subs/en/{s.sequence:09d}.vtt" for s in video]
         assert [t for t, _, _ in listed] == re.findall(
-            r"#EXT-X-PROGRAM-DATE-TIME:(\S+)", (out / "live.m3u8").read_text())[:len(video)]
+            r"#EXT-X-PROGRAM-DATE-TIME:(\S+)", (out / "live.m3u8").read_text()
+        )[: len(video)]
         assert subs.count("#EXT-X-DISCONTINUITY\n") == sum(s.discontinuity for s in video)
         if not read_by_ffmpeg and any(s.program == "entry/b" for s in video):
             read_by_ffmpeg = _ffmpeg_reads(out)
         for s in video:
             if s.sequence not in aired:
-                aired[s.sequence] = {"program": s.program, "disc": s.discontinuity,
-                                     "ts": (out / s.uri).read_bytes(),
-                                     "vtt": (out / f"subs/en/{s.sequence:09d}.vtt").read_text(
-                                         encoding="utf-8")}
+                aired[s.sequence] = {
+                    "program": s.program,
+                    "disc": s.discontinuity,
+                    "ts": (out / s.uri).read_bytes(),
+                    "vtt": (out / f"subs/en/{s.sequence:09d}.vtt").read_text(encoding="utf-8"),
+                }
     programs = []
     for seq in sorted(aired):
         if not programs or programs[-1][0] != aired[seq]["program"]:
@@ -114,8 +125,10 @@ entries:
         programs[-1][1].append(seq)
     assert [name for name, _ in programs] == ["filler", "entry/a", "entry/b", "filler"], programs
     master = (out / "master.m3u8").read_text()
-    assert ('#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",LANGUAGE="en",NAME="English",DEFAULT=YES,'
-            'AUTOSELECT=YES,URI="subs_en.m3u8"') in master and 'SUBTITLES="subs"' in master
+    assert (
+        '#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",LANGUAGE="en",NAME="English",DEFAULT=YES,'
+        'AUTOSELECT=YES,URI="subs_en.m3u8"'
+    ) in master and 'SUBTITLES="subs"' in master
     for name, seqs in programs:
         for k, seq in enumerate(seqs):
             a = aired[seq]
@@ -150,9 +163,17 @@ entries:
 # ------------------------------------------------------------------ hls.js in chromium, live
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--autoplay-policy=no-user-gesture-required"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
 
 LIVE_PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body>
 <video id=v muted autoplay playsinline></video>
@@ -214,9 +235,22 @@ entries:
     log_path = media / "playout.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from cli.main import main; main()", "playout", "--schedule",
-             str(media / "schedule.yaml"), "--out", str(out), "--serve", f"127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=root)
+            [
+                sys.executable,
+                "-c",
+                "from cli.main import main; main()",
+                "playout",
+                "--schedule",
+                str(media / "schedule.yaml"),
+                "--out",
+                str(out),
+                "--serve",
+                f"127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+        )
         ng = None
         try:
             url = f"http://127.0.0.1:{port}"
@@ -289,10 +323,12 @@ entries:
 
 # ------------------------------------------------------------------ across a playout restart
 
-LONG_CUES = [{"text": "Charlie one", "start_s": 0.3, "end_s": 1.7},
-             {"text": "Charlie two", "start_s": 2.2, "end_s": 3.4},
-             {"text": "Charlie three", "start_s": 3.6, "end_s": 4.5},
-             {"text": "Charlie four", "start_s": 4.8, "end_s": 5.9}]
+LONG_CUES = [
+    {"text": "Charlie one", "start_s": 0.3, "end_s": 1.7},
+    {"text": "Charlie two", "start_s": 2.2, "end_s": 3.4},
+    {"text": "Charlie three", "start_s": 3.6, "end_s": 4.5},
+    {"text": "Charlie four", "start_s": 4.8, "end_s": 5.9},
+]
 
 
 def _check_in_step(out: Path, playlist) -> str:
@@ -302,12 +338,13 @@ def _check_in_step(out: Path, playlist) -> str:
     video = list(playlist.segments)
     assert f"#EXT-X-MEDIA-SEQUENCE:{playlist.media_sequence}\n" in subs
     assert f"#EXT-X-DISCONTINUITY-SEQUENCE:{playlist.discontinuity_sequence}\n" in subs
-    listed = re.findall(r"(#EXT-X-DISCONTINUITY\n)?#EXT-X-PROGRAM-DATE-TIME:(\S+)\n#EXTINF:([\d.]+),\n(\S+)",
-                        subs)
+    listed = re.findall(
+        r"(#EXT-X-DISCONTINUITY\n)?#EXT-X-PROGRAM-DATE-TIME:(\S+)\n#EXTINF:([\d.]+),\n(\S+)", subs
+    )
     assert [u for *_, u in listed] == [f"subs/en/{s.sequence:09d}.vtt" for s in video]
     assert [bool(d) for d, *_ in listed] == [s.discontinuity for s in video]
     live = (out / "live.m3u8").read_text()
-    assert [t for _, t, _, _ in listed] == re.findall(r"#EXT-X-PROGRAM-DATE-TIME:(\S+)", live)[:len(video)]
+    assert [t for _, t, _, _ in listed] == re.findall(r"#EXT-X-PROGRAM-DATE-TIME:(\S+)", live)[: len(video)]
     assert [float(d) for *_, d, _ in listed] == pytest.approx([float(s.duration_s) for s in video], abs=1e-5)
     return subs
 
@@ -317,10 +354,14 @@ def _subs_state(text: str) -> dict:
     playlist."""
     mseq = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", text)[1])
     dseq = int(re.search(r"#EXT-X-DISCONTINUITY-SEQUENCE:(\d+)", text)[1])
-    listed = re.findall(r"(#EXT-X-DISCONTINUITY\n)?#EXT-X-PROGRAM-DATE-TIME:(\S+)\n#EXTINF:[\d.]+,\n(\S+)",
-                        text)
-    return {"mseq": mseq, "dseq": dseq,
-            "segs": {mseq + i: (u, t, bool(d)) for i, (d, t, u) in enumerate(listed)}}
+    listed = re.findall(
+        r"(#EXT-X-DISCONTINUITY\n)?#EXT-X-PROGRAM-DATE-TIME:(\S+)\n#EXTINF:[\d.]+,\n(\S+)", text
+    )
+    return {
+        "mseq": mseq,
+        "dseq": dseq,
+        "segs": {mseq + i: (u, t, bool(d)) for i, (d, t, u) in enumerate(listed)},
+    }
 
 
 def _check_subs_transition(prev: dict | None, cur: dict) -> None:
@@ -328,8 +369,9 @@ def _check_subs_transition(prev: dict | None, cur: dict) -> None:
         return
     assert cur["mseq"] >= prev["mseq"], "subtitle MEDIA-SEQUENCE went backwards"
     removed = [q for q in prev["segs"] if q < cur["mseq"]]
-    assert cur["dseq"] == prev["dseq"] + sum(prev["segs"][q][2] for q in removed), \
+    assert cur["dseq"] == prev["dseq"] + sum(prev["segs"][q][2] for q in removed), (
         "subtitle DISCONTINUITY-SEQUENCE does not count the removed discontinuities"
+    )
     for q, seg in cur["segs"].items():
         assert prev["segs"].get(q, seg) == seg, f"subtitle segment {q} changed"
     if prev["segs"] and cur["segs"]:
@@ -379,10 +421,13 @@ entries:
         prev_subs = cur_subs
         for s in p.playlist.segments:
             if s.sequence not in aired:
-                aired[s.sequence] = {"program": s.program, "disc": s.discontinuity,
-                                     "pdt_s": s.pdt_s, "ts": (out / s.uri).read_bytes(),
-                                     "vtt": (out / f"subs/en/{s.sequence:09d}.vtt").read_text(
-                                         encoding="utf-8")}
+                aired[s.sequence] = {
+                    "program": s.program,
+                    "disc": s.discontinuity,
+                    "pdt_s": s.pdt_s,
+                    "ts": (out / s.uri).read_bytes(),
+                    "vtt": (out / f"subs/en/{s.sequence:09d}.vtt").read_text(encoding="utf-8"),
+                }
     assert restarts
     seqs = sorted(aired)
     assert seqs == list(range(seqs[0], seqs[-1] + 1)), "a sequence number was skipped or reused"
@@ -416,5 +461,6 @@ entries:
     assert all(aired[q]["pdt_s"] == c_start + ks[q] for q in before_c)
     first = ks[after_c[0]]
     assert first >= len(before_c) - 1 and [ks[q] for q in after_c] == list(
-        range(first, first + len(after_c))), ks
+        range(first, first + len(after_c))
+    ), ks
     assert all(aired[q]["pdt_s"] - ks[q] == aired[after_c[0]]["pdt_s"] - first for q in after_c)

@@ -1,4 +1,5 @@
 """The render lock beside an output: exclusive, and its file is gone once the render is over."""
+
 from __future__ import annotations
 
 import threading

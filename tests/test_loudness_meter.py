@@ -1,5 +1,6 @@
 """The in-process loudness meter and true-peak oversampler against the ``ffmpeg`` command's own
 ``ebur128`` reading of the same samples (as the AAC encoder gets them: mono upmixed to stereo)."""
+
 from __future__ import annotations
 
 import math
@@ -23,12 +24,25 @@ def ffmpeg_ebur128(samples: np.ndarray, tmp_path: Path) -> dict[str, float]:
     """The ffmpeg command's summary of mono ``samples`` upmixed to stereo: I, LRA, Peak."""
     wav = tmp_path / "m.wav"
     soundfile.write(wav, samples, SR, subtype="FLOAT")
-    err = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostats", "-i", str(wav), "-af",
-                          "aformat=channel_layouts=stereo,ebur128=peak=true:framelog=quiet",
-                          "-f", "null", "-"], capture_output=True, text=True, check=True).stderr
-    summary = err[err.rfind("Summary:"):]
-    return {k: float(v) for k, v in
-            re.findall(r"^\s*(I|LRA|Peak):\s+(-?[\d.]+|-?inf)", summary, re.M)}
+    err = subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostats",
+            "-i",
+            str(wav),
+            "-af",
+            "aformat=channel_layouts=stereo,ebur128=peak=true:framelog=quiet",
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    summary = err[err.rfind("Summary:") :]
+    return {k: float(v) for k, v in re.findall(r"^\s*(I|LRA|Peak):\s+(-?[\d.]+|-?inf)", summary, re.M)}
 
 
 def _speech(tmp_path: Path, **kw) -> np.ndarray:
@@ -55,8 +69,9 @@ def _signal(kind: str, tmp_path: Path) -> np.ndarray:
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["speech", "quiet", "hot-clipped", "noise-dynamic",
-                                  "intersample", "silence"])
+@pytest.mark.parametrize(
+    "kind", ["speech", "quiet", "hot-clipped", "noise-dynamic", "intersample", "silence"]
+)
 def test_meter_agrees_with_the_ffmpeg_command(tmp_path, kind):
     x = _signal(kind, tmp_path)
     got = loudness.measure(x)
@@ -114,7 +129,7 @@ def test_true_peaks_measured_later_give_the_same_report(tmp_path, kind):
     x = _signal(kind, tmp_path)
     if kind == "quiet":  # peaks the +25 dB gain would take over the ceiling: the limiter works
         x = x.copy()
-        x[SR: SR + 40] += np.float32(0.3) * np.hanning(40).astype(np.float32)
+        x[SR : SR + 40] += np.float32(0.3) * np.hanning(40).astype(np.float32)
     target = loudness.LoudnessTarget()
     y1, whole = loudness.normalise(x, target)
     y2, part = loudness.normalise(x, target, true_peaks=False)

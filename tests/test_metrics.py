@@ -1,5 +1,6 @@
 """``/metrics``: the playout's state and counters in the Prometheus text format, parsed with
 prometheus_client's own parser, on a playout driven by a clock the test controls."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -44,13 +45,16 @@ def test_metrics_follow_the_playout(tmp_path: Path) -> None:
     (tmp_path / "d" / "manifest.json").write_text("{not json")
     (tmp_path / "spool").mkdir()
     sched = tmp_path / "schedule.yaml"
-    sched.write_text("filler: {dir: filler}\nlate: {max_late_s: 5}\nspool: spool\n" + textwrap.dedent(f"""
+    sched.write_text(
+        "filler: {dir: filler}\nlate: {max_late_s: 5}\nspool: spool\n"
+        + textwrap.dedent(f"""
         entries:
           - {{name: a, at: "{at(2)}", segment: a}}
           - {{name: b, at: "{at(8)}", segment: b}}
           - {{name: c, at: "{at(20)}", segment: c}}
           - {{name: d, at: "{at(40)}", segment: d}}
-        """))
+        """)
+    )
     p = Playout(load_schedule(sched), tmp_path / "out", filler=tmp_path / "filler")
     before = parse(metrics_text(p, now_s=T0))
     assert value(before, "avatarrender_playout_up") == 0
@@ -75,19 +79,21 @@ def test_metrics_follow_the_playout(tmp_path: Path) -> None:
     assert value(m, "avatarrender_on_air", key=f"spool/{weird}", kind="spool") == 1
     assert st["on_air"]["key"] == f"spool/{weird}"
     assert value(m, "avatarrender_render_ahead_seconds") == st["on_air"]["render_ahead_s"] > 0
-    assert value(m, "avatarrender_programmes_total", event="started") == 3    # a, b, spool
+    assert value(m, "avatarrender_programmes_total", event="started") == 3  # a, b, spool
     assert value(m, "avatarrender_programmes_total", event="ended") == 2
-    assert value(m, "avatarrender_programmes_total", event="skipped") == 1    # c
-    assert value(m, "avatarrender_programmes_total", event="refused") == 1    # d
-    assert value(m, "avatarrender_late_starts_total") == 1                    # b
+    assert value(m, "avatarrender_programmes_total", event="skipped") == 1  # c
+    assert value(m, "avatarrender_programmes_total", event="refused") == 1  # d
+    assert value(m, "avatarrender_late_starts_total") == 1  # b
     assert 2 <= value(m, "avatarrender_late_start_seconds_total") < 4  # slot-aligned
     assert value(m, "avatarrender_errors_total", source="playout", kind="error") >= 2
     # every published media segment is counted once, and their seconds add up to the channel's
-    segs = sum(value(m, "avatarrender_media_segments_total", what=w)
-               for w in ("programme", "filler", "stall"))
+    segs = sum(
+        value(m, "avatarrender_media_segments_total", what=w) for w in ("programme", "filler", "stall")
+    )
     assert segs == p.playlist.next_sequence
-    aired = sum(value(m, "avatarrender_aired_seconds_total", what=w)
-                for w in ("programme", "filler", "stall"))
+    aired = sum(
+        value(m, "avatarrender_aired_seconds_total", what=w) for w in ("programme", "filler", "stall")
+    )
     assert abs(aired - float(p.playlist.next_pdt_s - (T0 - p.playlist.window_s))) < 1e-6
     assert value(m, "avatarrender_media_segments_total", what="programme") == 4 + 4 + st["on_air"]["index"]
     # lag: zero right after a tick; grows with the clock when the playout stops publishing
@@ -99,9 +105,17 @@ def test_metrics_follow_the_playout(tmp_path: Path) -> None:
 
 def test_requests_by_kind_and_http_errors() -> None:
     c = Counters()
-    for path, code in [("/live.m3u8?_HLS_msn=5&_HLS_part=1", 200), ("/master.m3u8", 200),
-                       ("/media/00012.ts", 200), ("/media/00013.ts", 404), ("/status", 200),
-                       ("/epg.xml", 500), ("/metrics", 200), ("/", 200), ("/../etc", 403)]:
+    for path, code in [
+        ("/live.m3u8?_HLS_msn=5&_HLS_part=1", 200),
+        ("/master.m3u8", 200),
+        ("/media/00012.ts", 200),
+        ("/media/00013.ts", 404),
+        ("/status", 200),
+        ("/epg.xml", 500),
+        ("/metrics", 200),
+        ("/", 200),
+        ("/../etc", 403),
+    ]:
         c.request(request_kind(path), code)
 
     class NotStarted:
@@ -123,8 +137,7 @@ def test_render_service_metrics_from_its_status(tmp_path: Path) -> None:
     from conftest import make_tiny_segment, run_cli
 
     inbox, spool = tmp_path / "inbox", tmp_path / "spool"
-    yml = make_tiny_segment(tmp_path / "seg", tv=False, captions=False, speech_s=1.0,
-                            duration_s=1.0)
+    yml = make_tiny_segment(tmp_path / "seg", tv=False, captions=False, speech_s=1.0, duration_s=1.0)
     submit(yml, inbox, name="good")
     (inbox / "broken.yaml").write_text("scene: [unclosed\n")
     service = RenderService(inbox, spool, jobs=1)
@@ -167,10 +180,20 @@ def test_playout_serves_metrics_and_epg_and_counts_requests(tmp_path: Path) -> N
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("avatarrender")), "playout",
-                             "--schedule", str(tmp_path / "schedule.yaml"), "--out", str(tmp_path / "out"),
-                             "--serve", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("avatarrender")),
+            "playout",
+            "--schedule",
+            str(tmp_path / "schedule.yaml"),
+            "--out",
+            str(tmp_path / "out"),
+            "--serve",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -193,11 +216,16 @@ def test_playout_serves_metrics_and_epg_and_counts_requests(tmp_path: Path) -> N
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
-    requests = {dict(labels).get("kind"): v for (name, labels), v in m.items()
-                if name.startswith("avatarrender_http_requests") and dict(labels).get("code", "200") == "200"}
+    requests = {
+        dict(labels).get("kind"): v
+        for (name, labels), v in m.items()
+        if name.startswith("avatarrender_http_requests") and dict(labels).get("code", "200") == "200"
+    }
     assert requests.get("playlist", 0) >= 4, m
-    assert any(name.startswith("avatarrender_http_requests") and dict(labels).get("code") == "404"
-               for (name, labels) in m), m
+    assert any(
+        name.startswith("avatarrender_http_requests") and dict(labels).get("code") == "404"
+        for (name, labels) in m
+    ), m
     dtd = etree.DTD(str(ROOT / "tests/data/xmltv.dtd"))
     assert dtd.validate(guide), dtd.error_log.filter_from_errors()
     assert guide.findall("programme"), "the filler is in the guide"

@@ -4,6 +4,7 @@ One playout process (the real ``avatarrender playout`` command, serving over HTT
 programs back to back, a late entry that never arrives (filler, then skipped) and filler again,
 while chromium plays the monitor page and ffmpeg reads the live playlist, side by side.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -25,9 +26,17 @@ from playout_media import make_rendered
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--autoplay-policy=no-user-gesture-required"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
 PLAY_S = 32
 
 
@@ -42,7 +51,7 @@ def channel(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("channel")
     make_rendered(tmp / "filler", pattern="green", seconds=5)
     make_rendered(tmp / "a", pattern="testsrc", seconds=7)
-    make_rendered(tmp / "b", pattern="bars", seconds=5.5)   # a short last media segment
+    make_rendered(tmp / "b", pattern="bars", seconds=5.5)  # a short last media segment
     start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=12)
     (tmp / "schedule.yaml").write_text(f"""
 filler: {{dir: filler}}
@@ -55,9 +64,22 @@ entries:
     port = _free_port()
     log = open(tmp / "playout.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from avatarrender._cli.main import main; main()", "playout", "--schedule",
-         str(tmp / "schedule.yaml"), "--out", str(tmp / "out"), "--serve", f"127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        [
+            sys.executable,
+            "-c",
+            "from avatarrender._cli.main import main; main()",
+            "playout",
+            "--schedule",
+            str(tmp / "schedule.yaml"),
+            "--out",
+            str(tmp / "out"),
+            "--serve",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -85,18 +107,21 @@ def test_live_latency_frames_and_ffmpeg(channel) -> None:
         try:
             page = browser.new_page()
             page.goto(url + "/")
-            page.wait_for_function("window.__monitor && window.__monitor.playingAt !== null",
-                                   timeout=20_000)
+            page.wait_for_function("window.__monitor && window.__monitor.playingAt !== null", timeout=20_000)
             page.wait_for_timeout(3000)  # let hls.js settle at its live sync point
             f0 = page.evaluate("window.__monitor.frames()")
             page.wait_for_timeout(PLAY_S * 1000)
             f1 = page.evaluate("window.__monitor.frames()")
-            mon = page.evaluate("({lat: window.__monitor.latencies, errors: window.__monitor.errors,"
-                                " waiting: window.__monitor.waiting, wlog: window.__monitor.waitingLog, ended: window.__monitor.ended,"
-                                " fatal: window.__monitor.fatal})")
+            mon = page.evaluate(
+                "({lat: window.__monitor.latencies, errors: window.__monitor.errors,"
+                " waiting: window.__monitor.waiting, wlog: window.__monitor.waitingLog, ended: window.__monitor.ended,"
+                " fatal: window.__monitor.fatal})"
+            )
             shown = page.inner_text("#onair")
-            ll = page.evaluate("window.__hls.lowLatencyMode && !!window.__hls.levels[0].details.partList"
-                               " && window.__hls.levels[0].details.canBlockReload")
+            ll = page.evaluate(
+                "window.__hls.lowLatencyMode && !!window.__hls.levels[0].details.partList"
+                " && window.__hls.levels[0].details.canBlockReload"
+            )
         finally:
             browser.close()
     ff_thread.join()
@@ -107,15 +132,19 @@ def test_live_latency_frames_and_ffmpeg(channel) -> None:
     media_s = f1["currentTime"] - f0["currentTime"]
     frames = f1["total"] - f0["total"]
     log = (tmp / "playout.log").read_text()
-    print(f"\nlatency median {median:.2f} s, p95 {p95:.2f} s over {len(lat_s)} samples; "
-          f"{frames} frames decoded for {media_s:.2f} s of media played in {wall_s:.2f} s "
-          f"(expected {media_s * 30:.0f}); dropped {f1['dropped'] - f0['dropped']}")
+    print(
+        f"\nlatency median {median:.2f} s, p95 {p95:.2f} s over {len(lat_s)} samples; "
+        f"{frames} frames decoded for {media_s:.2f} s of media played in {wall_s:.2f} s "
+        f"(expected {media_s * 30:.0f}); dropped {f1['dropped'] - f0['dropped']}"
+    )
     # the window crossed filler -> a -> b -> filler (late entry) -> skipped -> filler
     for needle in ("entry/a started", "entry/a ended", "entry/b ended", "entry/never skipped"):
         assert needle in log, log
     assert not mon["fatal"] and not mon["ended"], mon["errors"]
     for w in mon["wlog"]:  # what the player did around a stall, for the failure message
-        print("stall", w, [(t - w["wall"], v, ct, r) for t, v, ct, r in mon["lat"] if abs(t - w["wall"]) < 3000])
+        print(
+            "stall", w, [(t - w["wall"], v, ct, r) for t, v, ct, r in mon["lat"] if abs(t - w["wall"]) < 3000]
+        )
     assert mon["waiting"] == 0, ("playback stalled", mon["wlog"], log)
     # a stuck player falls far behind; headless chromium's clock itself runs a few % slow when the
     # machine is starved of CPU (measured: up to 4 % with the load at 5x the cores)

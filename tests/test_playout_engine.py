@@ -1,4 +1,5 @@
 """The playout engine on real rendered folders (small ffmpeg-made media) and a clock the test drives."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -45,8 +46,7 @@ class Driver:
 
     def __init__(self, folder: Path, sched: Path, *, out: str = "out", renderer=None):
         self.out = folder / out
-        self.playout = Playout(load_schedule(sched), self.out, filler=folder / "filler",
-                               renderer=renderer)
+        self.playout = Playout(load_schedule(sched), self.out, filler=folder / "filler", renderer=renderer)
         self.prev = None
         self.aired: list[tuple[int, str, bool]] = []
 
@@ -85,12 +85,15 @@ class Driver:
 
 
 def test_schedule_airs_in_order_with_filler_and_bounded_disk(media: Path) -> None:
-    sched = schedule(media, f"""
+    sched = schedule(
+        media,
+        f"""
         entries:
           - {{name: a, at: "{at(5)}", segment: a}}
           - {{name: b, segment: b}}
           - {{name: a2, at: "{at(12)}", segment: a}}
-        """)
+        """,
+    )
     d = Driver(media, sched)
     d.start(T0)
     d.run(40)
@@ -128,6 +131,7 @@ def _corrupt(folder: Path, how: str) -> None:
         data = b"\x00" * 188 * 10
         seg.write_bytes(data)
         import hashlib
+
         doc["segments"][1].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
         (folder / "manifest.json").write_text(json.dumps(doc))
 
@@ -135,11 +139,14 @@ def _corrupt(folder: Path, how: str) -> None:
 @pytest.mark.parametrize("how", ["flip", "missing", "truncated", "manifest", "incomplete", "not-ts"])
 def test_corrupt_segment_is_refused_before_air(media: Path, how: str) -> None:
     _corrupt(media / "a", how)
-    sched = schedule(media, f"""
+    sched = schedule(
+        media,
+        f"""
         entries:
           - {{name: a, at: "{at(3)}", segment: a}}
           - {{name: b, segment: b}}
-        """)
+        """,
+    )
     d = Driver(media, sched)
     d.start(T0)
     d.run(10)
@@ -152,14 +159,17 @@ def test_render_ahead_partial_airs_while_rendering(media: Path) -> None:
     """A partial folder airs as its media segments finish, then continues after the rename."""
     src = media / "a"
     live = media / "live_a"
-    sched = schedule(media, f"""
+    sched = schedule(
+        media,
+        f"""
         entries:
           - {{name: a, at: "{at(2)}", segment: live_a}}
-        """)
+        """,
+    )
     d = Driver(media, sched)
     d.start(T0)
     partial = make_partial(src, media / "live_a.partial", finished=1)
-    d.run(4.5)                                # a0 airs, a1 not ready: filler
+    d.run(4.5)  # a0 airs, a1 not ready: filler
     doc = json.loads((src / "manifest.json").read_text())
     segs = [{"uri": s["uri"], "frames": s["frames"]} for s in doc["segments"]]
     for s in segs[1:3]:
@@ -169,7 +179,7 @@ def test_render_ahead_partial_airs_while_rendering(media: Path) -> None:
     shutil.copyfile(src / segs[3]["uri"], partial / segs[3]["uri"])
     write_manifest(partial, segs, complete=True, planned=4, width=320, height=180)
     shutil.rmtree(partial / ".work")
-    partial.rename(live)                      # the renderer's final rename, mid-air
+    partial.rename(live)  # the renderer's final rename, mid-air
     d.run(6)
     a = [(prog, disc) for _, prog, disc in d.aired if prog == "entry/a"]
     assert len(a) == 4, d.aired
@@ -188,10 +198,10 @@ def test_spool_airs_in_order_of_arrival(media: Path) -> None:
     d.run(2)
     shutil.copytree(media / "b", spool / "zz-first")
     d.run(0.5)
-    make_partial(media / "a", spool / ".aa-second.partial", finished=4)   # hidden while rendering
+    make_partial(media / "a", spool / ".aa-second.partial", finished=4)  # hidden while rendering
     (spool / ".aa-second.partial" / ".work").rmdir()
     d.run(0.5)
-    shutil.copytree(media / "b", spool / ".junk")                         # dot files are ignored
+    shutil.copytree(media / "b", spool / ".junk")  # dot files are ignored
     d.run(10)
     assert d.programs() == ["filler", "spool/zz-first", "spool/aa-second", "filler"]
     # a second playout restarted on the same folder does not air them again
@@ -207,10 +217,13 @@ def test_spool_airs_in_order_of_arrival(media: Path) -> None:
 def test_restart_continues_sequences_and_schedule(media: Path) -> None:
     long = make_rendered(media / "long", pattern="testsrc", seconds=20)
     assert long.exists()
-    sched = schedule(media, f"""
+    sched = schedule(
+        media,
+        f"""
         entries:
           - {{name: long, at: "{at(4)}", segment: long}}
-        """)
+        """,
+    )
     d = Driver(media, sched)
     d.start(T0)
     d.run(8)
@@ -234,10 +247,13 @@ def test_restart_continues_sequences_and_schedule(media: Path) -> None:
 
 def test_filler_and_format_checks(media: Path, tmp_path: Path) -> None:
     make_rendered(media / "small", pattern="red", seconds=2, size="160x90")
-    sched = schedule(media, f"""
+    sched = schedule(
+        media,
+        f"""
         entries:
           - {{name: small, at: "{at(2)}", segment: small}}
-        """)
+        """,
+    )
     d = Driver(media, sched)
     d.start(T0)
     d.run(5)
@@ -260,15 +276,24 @@ def test_entry_at_another_frame_rate_is_refused_while_filler_airs(tmp_path: Path
     from conftest import make_tiny_segment
 
     make_rendered(tmp_path / "filler", pattern="green", seconds=3)
-    yml = make_tiny_segment(tmp_path / "seg", speech_s=2.0, tv=False, captions=False, extra={
-        "output": {"preset": "720p30", "width": 320, "height": 180, "fps": 25,
-                   "x264_preset": "ultrafast"}})
+    yml = make_tiny_segment(
+        tmp_path / "seg",
+        speech_s=2.0,
+        tv=False,
+        captions=False,
+        extra={
+            "output": {"preset": "720p30", "width": 320, "height": 180, "fps": 25, "x264_preset": "ultrafast"}
+        },
+    )
     man = render(load_spec(yml), tmp_path / "pal", jobs=1)
     assert man["fps"] == "25/1" and (man["width"], man["height"]) == (320, 180)
-    sched = schedule(tmp_path, f"""
+    sched = schedule(
+        tmp_path,
+        f"""
         entries:
           - {{name: pal, at: "{at(2)}", segment: pal}}
-        """)
+        """,
+    )
     d = Driver(tmp_path, sched)
     d.start(T0)
     d.run(6)
@@ -277,8 +302,12 @@ def test_entry_at_another_frame_rate_is_refused_while_filler_airs(tmp_path: Path
     why = d.playout.catalog.availability("entry/pal").error
     assert why and "manifest.json: fps: rendered at 25 fps on a 30 fps channel" in why, why
     errors = d.status()["errors"]
-    assert any("entry/pal" in e["message"] and "refused" in e["message"]
-               and "25 fps on a 30 fps channel" in e["message"] for e in errors), errors
+    assert any(
+        "entry/pal" in e["message"]
+        and "refused" in e["message"]
+        and "25 fps on a 30 fps channel" in e["message"]
+        for e in errors
+    ), errors
 
 
 def test_full_disk_keeps_the_playlist_valid(media: Path) -> None:
@@ -288,13 +317,13 @@ def test_full_disk_keeps_the_playlist_valid(media: Path) -> None:
         import resource, signal, sys, json
         from fractions import Fraction
         from pathlib import Path
-        sys.path.insert(0, {str(ROOT / 'tests')!r})
+        sys.path.insert(0, {str(ROOT / "tests")!r})
         from avatarrender.playout.engine import Playout
         from avatarrender.playout.schedule import load_schedule
         from playout_check import parse_live, check_transition
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        out = Path({str(media / 'out')!r})
-        p = Playout(load_schedule({str(sched)!r}), out, filler=Path({str(media / 'filler')!r}))
+        out = Path({str(media / "out")!r})
+        p = Playout(load_schedule({str(sched)!r}), out, filler=Path({str(media / "filler")!r}))
         t = Fraction({int(T0)})
         p.start(t)
         for i in range(20):
@@ -331,12 +360,15 @@ def test_aired_media_is_one_continuous_stream(media: Path) -> None:
     from avatarrender.media import ffmpeg_exe
     from avatarrender.playout.tsrewrite import read_pts
 
-    sched = schedule(media, f"""
+    sched = schedule(
+        media,
+        f"""
         window_s: 30
         entries:
           - {{name: a, at: "{at(2)}", segment: a}}
           - {{name: b, segment: b}}
-        """)
+        """,
+    )
     d = Driver(media, sched)
     d.start(T0)
     d.run(14)
@@ -349,10 +381,17 @@ def test_aired_media_is_one_continuous_stream(media: Path) -> None:
             assert min(pts[kind]) > last[kind], (s, kind)
             last[kind] = max(pts[kind])
     vod = d.out / "vod.m3u8"
-    vod.write_text("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n" + "".join(
-        f"#EXTINF:{s['duration_s']:.5f},\n{s['uri']}\n" for s in segs) + "#EXT-X-ENDLIST\n")
-    r = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "warning", "-i", str(vod),
-                        "-f", "null", "-"], capture_output=True, text=True, timeout=60)
+    vod.write_text(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n"
+        + "".join(f"#EXTINF:{s['duration_s']:.5f},\n{s['uri']}\n" for s in segs)
+        + "#EXT-X-ENDLIST\n"
+    )
+    r = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "warning", "-i", str(vod), "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr
 
 
@@ -367,8 +406,10 @@ def test_real_renderer_filler_and_render_ahead(tmp_path: Path) -> None:
 
     yml = make_tiny_segment(tmp_path / "seg", speech_s=3.0)
     sched_path = tmp_path / "schedule.yaml"
-    sched_path.write_text(f"filler: {{spec: {yml}, duration_s: 2}}\nlate: {{max_late_s: 120}}\n"
-                          f"entries:\n  - {{name: talk, spec: {yml}}}\n")
+    sched_path.write_text(
+        f"filler: {{spec: {yml}, duration_s: 2}}\nlate: {{max_late_s: 120}}\n"
+        f"entries:\n  - {{name: talk, spec: {yml}}}\n"
+    )
     out = tmp_path / "out"
     sched = load_schedule(sched_path, renders_dir=out / ".renders")
     renderer = ProcessRenderer()
@@ -383,8 +424,11 @@ def test_real_renderer_filler_and_render_ahead(tmp_path: Path) -> None:
         cur = parse_live((out / "live.m3u8").read_text())
         check_transition(prev, cur)
         seen = {s["seq"] for s in prev.segments} if prev else set()
-        aired += [x.program for x in p.playlist.segments if x.sequence not in seen
-                  and x.sequence >= (max(seen) + 1 if seen else 0)]
+        aired += [
+            x.program
+            for x in p.playlist.segments
+            if x.sequence not in seen and x.sequence >= (max(seen) + 1 if seen else 0)
+        ]
         prev = cur
         time.sleep(0.05)
     p.tick(time.time())
@@ -403,9 +447,9 @@ def test_program_starts_at_the_next_part_boundary(media: Path) -> None:
     spool.mkdir()
     d = Driver(media, schedule(media, "spool: spool\npart_frames: 8\n"))
     d.start(T0)
-    d.run(2)                      # T0 + 2 s: a filler segment [2, 3) on air, no part out yet
+    d.run(2)  # T0 + 2 s: a filler segment [2, 3) on air, no part out yet
     shutil.copytree(media / "b", spool / "prog")
-    d.run(3)                      # seen at the tick of T0 + 2.25 s
+    d.run(3)  # seen at the tick of T0 + 2.25 s
     segs = list(d.playout.playlist.segments)
     i = next(k for k, s in enumerate(segs) if s.program == "spool/prog")
     cut, first = segs[i - 1], segs[i]
@@ -415,8 +459,12 @@ def test_program_starts_at_the_next_part_boundary(media: Path) -> None:
     assert first.discontinuity and first.pdt_s == cut.pdt_s + cut.duration_s
     assert first.parts[0].independent and first.duration_s == 1
     assert (d.out / cut.uri).stat().st_size == cut.parts[-1].offset_bytes + cut.parts[-1].size_bytes
-    r = subprocess.run([ffmpeg_exe(), "-v", "warning", "-i", str(d.out / cut.uri), "-map", "0:v",
-                        "-f", "framemd5", "-"], capture_output=True, text=True, check=True)
+    r = subprocess.run(
+        [ffmpeg_exe(), "-v", "warning", "-i", str(d.out / cut.uri), "-map", "0:v", "-f", "framemd5", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert sum(1 for ln in r.stdout.splitlines() if ln and not ln.startswith("#")) == 8
     assert not r.stderr.strip(), r.stderr
     # programs are never cut: every segment of the program keeps its rendered length
@@ -448,10 +496,17 @@ def test_restart_mid_segment_keeps_one_clean_stream(media: Path, stop_after_s: f
                 last[kind] = max(pts[kind])
         assert pts["video"]
     vod = d2.out / "vod.m3u8"
-    vod.write_text("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n" + "".join(
-        f"#EXTINF:{s['duration_s']:.5f},\n{s['uri']}\n" for s in segs) + "#EXT-X-ENDLIST\n")
-    r = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "warning", "-i", str(vod),
-                        "-f", "null", "-"], capture_output=True, text=True, timeout=60)
+    vod.write_text(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n"
+        + "".join(f"#EXTINF:{s['duration_s']:.5f},\n{s['uri']}\n" for s in segs)
+        + "#EXT-X-ENDLIST\n"
+    )
+    r = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "warning", "-i", str(vod), "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr
 
 
@@ -465,10 +520,13 @@ def test_failed_render_ahead_shows_its_error_line(media: Path) -> None:
 
     yml = make_tiny_segment(media / "seg", speech_s=2.0, tv=False, captions=False)
     (yml.parent / "assets" / "room.png").unlink()
-    sched = schedule(media, f"""
+    sched = schedule(
+        media,
+        f"""
         entries:
           - {{name: broken, spec: {yml}}}
-        """)
+        """,
+    )
     d = Driver(media, sched, renderer=ProcessRenderer())
     d.start(T0)
     deadline = time.monotonic() + 120
@@ -490,7 +548,9 @@ def test_failed_render_ahead_shows_its_error_line(media: Path) -> None:
         tree = ast.parse(path.read_text())
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-        assert not [m for m in names if m == "avatarrender.render" or {"cli", "_cli"} & set(m.split("."))], path
+        assert not [m for m in names if m == "avatarrender.render" or {"cli", "_cli"} & set(m.split("."))], (
+            path
+        )
         assert "cli.main" not in path.read_text() and "_cli" not in path.read_text(), path
 
 
@@ -502,7 +562,7 @@ def test_spool_item_whose_render_failed_is_refused_at_once(media: Path) -> None:
 
     spool = media / "spool"
     spool.mkdir()
-    sched = media / "schedule.yaml"   # a long wait: without the mark, filler would air 30 s
+    sched = media / "schedule.yaml"  # a long wait: without the mark, filler would air 30 s
     sched.write_text("filler: {dir: filler}\nlate: {max_late_s: 30}\nspool: spool\n")
     d = Driver(media, sched)
     d.start(T0)
@@ -516,7 +576,9 @@ def test_spool_item_whose_render_failed_is_refused_at_once(media: Path) -> None:
     progs = d.programs()
     assert "spool/aa-broken" in progs and "spool/bb-next" in progs
     errors = [e["message"] for e in d.playout.errors]
-    assert any("aa-broken" in m and "FAILED" in m and "cannot be decoded at 3.2 s" in m for m in errors), errors
+    assert any("aa-broken" in m and "FAILED" in m and "cannot be decoded at 3.2 s" in m for m in errors), (
+        errors
+    )
     aired_broken = [s for s in d.playout.playlist.segments if s.program == "spool/aa-broken"]
     assert len(aired_broken) <= 2, "nothing past what was published before the failure"
 

@@ -5,6 +5,7 @@ after a restart), a segment that does not hold what its manifest lists (frames, 
 entry whose folder is missing, a schedule with a YAML error, lasting faults (logged once per
 change of state), a full disk (status stays current from memory), the filler render's workers.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,14 @@ def _rehash(folder: Path) -> None:
     """Rewrite the manifest for the files as they are now (sha256 and size match again)."""
     doc = json.loads((folder / "manifest.json").read_text())
     segs = [{"uri": s["uri"], "frames": s["frames"]} for s in doc["segments"]]
-    write_manifest(folder, segs, complete=doc["complete"], planned=doc["planned_segments"],
-                   width=doc["width"], height=doc["height"])
+    write_manifest(
+        folder,
+        segs,
+        complete=doc["complete"],
+        planned=doc["planned_segments"],
+        width=doc["width"],
+        height=doc["height"],
+    )
 
 
 def _bad_af_length(path: Path) -> None:
@@ -60,11 +67,14 @@ def _errors(d: Driver) -> list[str]:
 def test_malformed_ts_with_matching_sha256_is_refused_before_air(media: Path) -> None:
     _bad_af_length(media / "a" / "seg_00002.ts")
     _rehash(media / "a")
-    sched = schedule(media, f"""
+    sched = schedule(
+        media,
+        f"""
         entries:
           - {{name: a, at: "{at(3)}", segment: a}}
           - {{name: b, segment: b}}
-        """)
+        """,
+    )
     d = Driver(media, sched)
     d.start(T0)
     d.run(10)
@@ -74,7 +84,8 @@ def test_malformed_ts_with_matching_sha256_is_refused_before_air(media: Path) ->
 
 
 def test_any_exception_refuses_the_item_quarantines_it_and_a_restart_does_not_retry(
-        media: Path, monkeypatch) -> None:
+    media: Path, monkeypatch
+) -> None:
     """A fault nothing checks for (here a rewrite that raises a plain ValueError, as the TS code
     did): the spool item is refused, filler airs, /status names the file, the item is recorded
     in the saved state and moved aside, and a restarted playout neither crashes nor retries it."""
@@ -117,10 +128,13 @@ def test_restart_onto_an_item_that_fails_mid_air_does_not_loop(media: Path) -> N
     then damaged (sha256 rewritten to match); the restarted playout refuses it and airs filler,
     restart after restart."""
     long = make_rendered(media / "long", pattern="testsrc", seconds=5)
-    sched = schedule(media, f"""
+    sched = schedule(
+        media,
+        f"""
         entries:
           - {{name: long, at: "{at(2)}", segment: long}}
-        """)
+        """,
+    )
     d = Driver(media, sched)
     d.start(T0)
     d.run(3.5)
@@ -145,13 +159,16 @@ def test_truncated_segment_with_matching_sha256_is_refused(media: Path) -> None:
     """The file lost its last frames (a render cut short) but the manifest was written for it."""
     seg = media / "a" / "seg_00001.ts"
     data = seg.read_bytes()
-    seg.write_bytes(data[:len(data) // P * 2 // 3 * P])
+    seg.write_bytes(data[: len(data) // P * 2 // 3 * P])
     _rehash(media / "a")
-    sched = schedule(media, f"""
+    sched = schedule(
+        media,
+        f"""
         entries:
           - {{name: a, at: "{at(3)}", segment: a}}
           - {{name: b, segment: b}}
-        """)
+        """,
+    )
     d = Driver(media, sched)
     d.start(T0)
     d.run(8)
@@ -165,10 +182,13 @@ def test_pts_hole_between_media_segments_is_refused(media: Path) -> None:
     a = media / "a"
     shutil.copyfile(a / "seg_00002.ts", a / "seg_00001.ts")
     _rehash(a)
-    sched = schedule(media, f"""
+    sched = schedule(
+        media,
+        f"""
         entries:
           - {{name: a, at: "{at(3)}", segment: a}}
-        """)
+        """,
+    )
     d = Driver(media, sched)
     d.start(T0)
     d.run(8)
@@ -178,32 +198,44 @@ def test_pts_hole_between_media_segments_is_refused(media: Path) -> None:
 
 
 def test_missing_folder_is_said_at_once_with_its_path(media: Path, caplog) -> None:
-    sched = schedule(media, f"""
+    sched = schedule(
+        media,
+        f"""
         entries:
           - {{name: gone, at: "{at(3)}", segment: nowhere/gone}}
           - {{name: b, segment: b}}
-        """)
+        """,
+    )
     with caplog.at_level(logging.WARNING, logger="avatarrender.playout"):
         d = Driver(media, sched)
-    assert any(str(media / "nowhere" / "gone") in r.getMessage() and "not found" in r.getMessage()
-               for r in caplog.records), "warned at start"
+    assert any(
+        str(media / "nowhere" / "gone") in r.getMessage() and "not found" in r.getMessage()
+        for r in caplog.records
+    ), "warned at start"
     d.start(T0)
-    d.run(3.75)   # due at 3 s: said in the first slot at or after it, with the path
+    d.run(3.75)  # due at 3 s: said in the first slot at or after it, with the path
     gone = media / "nowhere" / "gone"
-    assert _errors(d) == [f"entry/gone: {gone}: rendered folder not found (nor gone.partial): "
-                          "filler until it appears, for at most 5 s"], _errors(d)
-    d.run(6)      # the late policy: skipped 5 s after its air time, saying why; b follows
-    assert _errors(d)[-1] == ("entry/gone: could not start within 5 s of its air time: skipped "
-                              f"({gone}: rendered folder not found (nor gone.partial))"), _errors(d)
+    assert _errors(d) == [
+        f"entry/gone: {gone}: rendered folder not found (nor gone.partial): "
+        "filler until it appears, for at most 5 s"
+    ], _errors(d)
+    d.run(6)  # the late policy: skipped 5 s after its air time, saying why; b follows
+    assert _errors(d)[-1] == (
+        "entry/gone: could not start within 5 s of its air time: skipped "
+        f"({gone}: rendered folder not found (nor gone.partial))"
+    ), _errors(d)
     d.run(3)
     assert d.programs() == ["filler", "entry/b", "filler"]
 
 
-@pytest.mark.parametrize("text,where", [
-    ("entries:\n  - {name: a, segment: a\n", "line 3, column 1"),
-    ("entries:\n\t- name: a\n", "line 2, column 1"),
-    ("late: {max_late_s: 5}\n  filler: x\n", "line 2, column 3"),
-])
+@pytest.mark.parametrize(
+    "text,where",
+    [
+        ("entries:\n  - {name: a, segment: a\n", "line 3, column 1"),
+        ("entries:\n\t- name: a\n", "line 2, column 1"),
+        ("late: {max_late_s: 5}\n  filler: x\n", "line 2, column 3"),
+    ],
+)
 def test_schedule_yaml_error_is_one_line(tmp_path: Path, text: str, where: str) -> None:
     p = tmp_path / "schedule.yaml"
     p.write_text(text)
@@ -222,8 +254,10 @@ def test_lasting_faults_are_logged_once_per_change_of_state(media: Path, caplog)
     spool = media / "spool"
     spool.mkdir()
     sched = media / "schedule.yaml"
-    sched.write_text(f"filler: {{dir: filler}}\nlate: {{max_late_s: 600}}\nspool: spool\n"
-                     f"entries:\n  - {{name: slow, at: \"{at(9)}\", segment: slow}}\n")
+    sched.write_text(
+        f"filler: {{dir: filler}}\nlate: {{max_late_s: 600}}\nspool: spool\n"
+        f'entries:\n  - {{name: slow, at: "{at(9)}", segment: slow}}\n'
+    )
     make_partial(media / "a", media / "slow.partial", finished=1)
     d = Driver(media, sched)
     d.start(T0)
@@ -241,7 +275,7 @@ def test_lasting_faults_are_logged_once_per_change_of_state(media: Path, caplog)
         (spool / "junk" / "manifest.json").write_text("{")
         refused = lines_during(6)
         assert len(refused) == 1 and "spool/junk" in refused[0], refused
-        d.run(4)                              # slow's first segment aired at 9 s; now it is late
+        d.run(4)  # slow's first segment aired at 9 s; now it is late
         late = lines_during(6)
         assert len(late) <= 1, late
         # the disk refuses every write (the media folder made unwritable stands in; see the
@@ -251,7 +285,7 @@ def test_lasting_faults_are_logged_once_per_change_of_state(media: Path, caplog)
 
         os.chmod(media_dir, 0o500)
         try:
-            if os.access(media_dir, os.W_OK):   # root: a read-only bind mount instead
+            if os.access(media_dir, os.W_OK):  # root: a read-only bind mount instead
                 subprocess.run(["mount", "--bind", str(media_dir), str(media_dir)], check=True)
                 subprocess.run(["mount", "-o", "remount,bind,ro", str(media_dir)], check=True)
             disk = lines_during(6)
@@ -290,8 +324,9 @@ def _fill(folder: Path) -> Path:
     return ballast
 
 
-def test_full_disk_status_stays_current_from_memory_and_is_logged_once(media: Path, tiny_disk: Path,
-                                                                       caplog) -> None:
+def test_full_disk_status_stays_current_from_memory_and_is_logged_once(
+    media: Path, tiny_disk: Path, caplog
+) -> None:
     """A real full file system under the output: /status (from the server, served from memory)
     says what is on air now and that the disk is full, every second; the error is logged once
     and the recovery once; the playlist then moves on."""
@@ -306,6 +341,7 @@ def test_full_disk_status_stays_current_from_memory_and_is_logged_once(media: Pa
     d.run(4)
     server, _ = serve_in_thread(d.out, feed=d.playout.feed)
     try:
+
         def status() -> dict:
             with urllib.request.urlopen(server.url + "/status", timeout=5) as r:
                 return json.loads(r.read())
@@ -394,10 +430,24 @@ def test_the_command_stays_on_air_through_a_bad_spool_item_and_restarts(media: P
             port = s.getsockname()[1]
         exe = Path(sys.executable).with_name("avatarrender")
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-        proc = subprocess.Popen([str(exe), "playout", "--spool", str(spool), "--filler",
-                                 str(media / "filler"), "--out", str(out), "--serve",
-                                 f"127.0.0.1:{port}"], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, env=env)
+        proc = subprocess.Popen(
+            [
+                str(exe),
+                "playout",
+                "--spool",
+                str(spool),
+                "--filler",
+                str(media / "filler"),
+                "--out",
+                str(out),
+                "--serve",
+                f"127.0.0.1:{port}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
         return proc, port
 
     def status(port: int) -> dict | None:
@@ -419,8 +469,7 @@ def test_the_command_stays_on_air_through_a_bad_spool_item_and_restarts(media: P
     try:
         assert until(lambda: (status(port) or {}).get("on_air", {}).get("key") == "filler")
         shutil.copytree(bad, spool / "bad")
-        assert until(lambda: any("spool/bad" in e["message"]
-                                 for e in (status(port) or {}).get("errors", [])))
+        assert until(lambda: any("spool/bad" in e["message"] for e in (status(port) or {}).get("errors", [])))
         errors = [e["message"] for e in status(port)["errors"]]
         line = next(m for m in errors if "spool/bad" in m)
         assert f"{spool / 'bad' / 'seg_00001.ts'}: packet " in line, line

@@ -6,6 +6,7 @@ Seeded (numpy's default_rng), so a failure names its case and reproduces; the ki
 TS goes wrong in practice (a bad adaptation_field_length once took the channel off air), not only
 random bit flips.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -32,12 +33,44 @@ def segments(tmp_path_factory) -> dict[int, bytes]:
     out = {}
     for bf in (0, 3):
         path = tmp / f"b{bf}.ts"
-        subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
-                        "testsrc2=s=160x90:r=30:d=1", "-f", "lavfi", "-i",
-                        "sine=frequency=440:sample_rate=48000:duration=1", "-map", "0:v",
-                        "-map", "1:a", "-c:v", "libx264", "-preset", "veryfast", "-bf", str(bf),
-                        "-g", "30", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
-                        "-f", "mpegts", str(path)], check=True)
+        subprocess.run(
+            [
+                ffmpeg_exe(),
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=s=160x90:r=30:d=1",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000:duration=1",
+                "-map",
+                "0:v",
+                "-map",
+                "1:a",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-bf",
+                str(bf),
+                "-g",
+                "30",
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "64k",
+                "-f",
+                "mpegts",
+                str(path),
+            ],
+            check=True,
+        )
         out[bf] = path.read_bytes()
     return out
 
@@ -56,7 +89,7 @@ def _pes_at(row: np.ndarray) -> int:
     return 4 + (1 + int(row[4]) if afc & 2 else 0)
 
 
-VIDEO_PID, AUDIO_PID = 0x100, 0x101   # ffmpeg's mpegts muxer
+VIDEO_PID, AUDIO_PID = 0x100, 0x101  # ffmpeg's mpegts muxer
 
 
 def corrupt(data: bytes, kind: str, rng: np.random.Generator) -> bytes:
@@ -66,7 +99,7 @@ def corrupt(data: bytes, kind: str, rng: np.random.Generator) -> bytes:
     video = _pusi_rows(a, VIDEO_PID)
     es = np.concatenate([video, _pusi_rows(a, AUDIO_PID)])
     r = int(rng.integers(n))
-    if kind == "af_length":          # any value, on a packet that has an adaptation field
+    if kind == "af_length":  # any value, on a packet that has an adaptation field
         with_af = np.nonzero((a[:, 3] >> 4) & 2)[0]
         r = int(rng.choice(with_af))
         a[r, 4] = rng.integers(256)
@@ -80,13 +113,13 @@ def corrupt(data: bytes, kind: str, rng: np.random.Generator) -> bytes:
     elif kind == "pes_flags":
         r = int(rng.choice(es))
         a[r, _pes_at(a[r]) + 7] ^= np.uint8(1 << int(rng.integers(6, 8)))
-    elif kind == "pusi_garbage":     # a payload start whose payload is garbage
+    elif kind == "pusi_garbage":  # a payload start whose payload is garbage
         r = int(rng.integers(n))
         a[r, 1] |= 0x40
         po = _pes_at(a[r])
         if po < P:
             a[r, po:] = rng.integers(0, 256, P - po)
-    elif kind == "pes_garbage":      # garbage in a real PES header
+    elif kind == "pes_garbage":  # garbage in a real PES header
         r = int(rng.choice(es))
         po = _pes_at(a[r])
         k = int(rng.integers(0, 19))
@@ -95,11 +128,11 @@ def corrupt(data: bytes, kind: str, rng: np.random.Generator) -> bytes:
     elif kind == "wrong_pid":
         a[r, 1] = (a[r, 1] & 0xE0) | rng.integers(0, 32)
         a[r, 2] = rng.integers(256)
-    elif kind == "payload_less":     # the payload flag cleared (or the reserved value 0)
+    elif kind == "payload_less":  # the payload flag cleared (or the reserved value 0)
         a[r, 3] &= np.uint8(0xCF | (0x20 if rng.integers(2) else 0))
-    elif kind == "header_bitflip":   # one bit of the 4-byte packet header
+    elif kind == "header_bitflip":  # one bit of the 4-byte packet header
         a[r, int(rng.integers(4))] ^= np.uint8(1 << int(rng.integers(8)))
-    elif kind == "psi_garbage":      # a bit of the PAT or the PMT section
+    elif kind == "psi_garbage":  # a bit of the PAT or the PMT section
         pids = ((a[:, 1].astype(np.int32) & 0x1F) << 8) | a[:, 2]
         r = int(rng.choice(np.nonzero((pids == 0) | (pids == 0x1000))[0][:2]))
         a[r, int(rng.integers(5, 5 + 3 + int(a[r, 7])))] ^= np.uint8(1 << int(rng.integers(8)))
@@ -112,9 +145,9 @@ def corrupt(data: bytes, kind: str, rng: np.random.Generator) -> bytes:
         s = int(rng.integers(n))
         a[[r, s]] = a[[s, r]]
     elif kind == "truncate_bytes":
-        return data[:int(rng.integers(0, len(data)))]
+        return data[: int(rng.integers(0, len(data)))]
     elif kind == "truncate_packets":
-        return data[:P * int(rng.integers(0, n))]
+        return data[: P * int(rng.integers(0, n))]
     elif kind == "zero_length":
         return b""
     elif kind == "random_bitflips":
@@ -126,10 +159,25 @@ def corrupt(data: bytes, kind: str, rng: np.random.Generator) -> bytes:
     return a.tobytes()
 
 
-KINDS = ["af_length", "af_length_over_pes", "pes_header_length", "pes_flags", "pusi_garbage",
-         "pes_garbage", "wrong_pid", "payload_less", "header_bitflip", "psi_garbage",
-         "drop_packet", "duplicate_packets", "swap_packets", "truncate_bytes",
-         "truncate_packets", "zero_length", "random_bitflips"]
+KINDS = [
+    "af_length",
+    "af_length_over_pes",
+    "pes_header_length",
+    "pes_flags",
+    "pusi_garbage",
+    "pes_garbage",
+    "wrong_pid",
+    "payload_less",
+    "header_bitflip",
+    "psi_garbage",
+    "drop_packet",
+    "duplicate_packets",
+    "swap_packets",
+    "truncate_bytes",
+    "truncate_packets",
+    "zero_length",
+    "random_bitflips",
+]
 CASES_PER_KIND = 40
 
 
@@ -142,9 +190,12 @@ def _run_all(data: bytes) -> str:
     else:
         refused = False
     # the rewrite and the cutter must hold on their own too (the check could be skipped)
-    for step in (lambda: TimestampRewriter().rewrite(data, rebase=True, where="seg.ts"),
-                 lambda: read_pts(data), lambda: video_frames(data),
-                 lambda: cut_parts(data, part_frames=8)):
+    for step in (
+        lambda: TimestampRewriter().rewrite(data, rebase=True, where="seg.ts"),
+        lambda: read_pts(data),
+        lambda: video_frames(data),
+        lambda: cut_parts(data, part_frames=8),
+    ):
         try:
             step()
         except MediaError:
@@ -175,8 +226,14 @@ def test_structured_corruption_gives_only_media_errors(segments, bframes: int) -
                 pytest.fail(f"{kind} case {case} (bframes {bframes}): {type(exc).__name__}: {exc}")
     print({k: (outcome[k, "refused"], outcome[k, "aired"]) for k in KINDS})
     # the kinds that always break the structure are always refused
-    for kind in ["af_length_over_pes", "zero_length", "wrong_pid", "duplicate_packets",
-                 "psi_garbage", "payload_less"]:
+    for kind in [
+        "af_length_over_pes",
+        "zero_length",
+        "wrong_pid",
+        "duplicate_packets",
+        "psi_garbage",
+        "payload_less",
+    ]:
         assert not outcome[kind, "aired"], (kind, outcome[kind, "aired"])
     # a cut inside the last frame's packets, or a dropped SDT or padding packet, holds every frame
     for kind in ["truncate_bytes", "drop_packet"]:

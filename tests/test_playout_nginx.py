@@ -2,6 +2,7 @@
 its defaults in Debian's chromium plays the LL-HLS parts (byte ranges served by nginx) and the
 blocking reloads (passed to the playout) across a program change at a part boundary, with decoded
 frames matching the time played; ffmpeg reads the same live playlist without an error."""
+
 from __future__ import annotations
 
 import os
@@ -25,12 +26,22 @@ from playout_media import make_rendered
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--autoplay-policy=no-user-gesture-required"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
 PLAY_S = 24
 
-pytestmark = pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx not installed (scripts/setup.sh --test)")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(NGINX), reason="nginx not installed (scripts/setup.sh --test)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +55,24 @@ def channel(tmp_path_factory: pytest.TempPathFactory):
     port = free_port()
     log = open(tmp / "playout.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from avatarrender._cli.main import main; main()", "playout", "--filler",
-         str(tmp / "filler"), "--spool", str(spool), "--out", str(out), "--serve", f"127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        [
+            sys.executable,
+            "-c",
+            "from avatarrender._cli.main import main; main()",
+            "playout",
+            "--filler",
+            str(tmp / "filler"),
+            "--spool",
+            str(spool),
+            "--out",
+            str(out),
+            "--serve",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
     for _ in range(100):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/live.m3u8", timeout=1).read()
@@ -77,8 +103,7 @@ def test_hls_js_defaults_through_nginx_across_a_program_change(channel) -> None:
         try:
             page = browser.new_page()
             page.goto(url + "/")
-            page.wait_for_function("window.__monitor && window.__monitor.playingAt !== null",
-                                   timeout=20_000)
+            page.wait_for_function("window.__monitor && window.__monitor.playingAt !== null", timeout=20_000)
             page.wait_for_timeout(3000)
             f0 = page.evaluate("window.__monitor.frames()")
             page.wait_for_timeout(4000)
@@ -88,9 +113,11 @@ def test_hls_js_defaults_through_nginx_across_a_program_change(channel) -> None:
             t_drop = time.time()
             page.wait_for_timeout((PLAY_S - 4) * 1000)
             f1 = page.evaluate("window.__monitor.frames()")
-            mon = page.evaluate("({lat: window.__monitor.latencies, errors: window.__monitor.errors,"
-                                " waiting: window.__monitor.waiting, wlog: window.__monitor.waitingLog,"
-                                " ended: window.__monitor.ended, fatal: window.__monitor.fatal})")
+            mon = page.evaluate(
+                "({lat: window.__monitor.latencies, errors: window.__monitor.errors,"
+                " waiting: window.__monitor.waiting, wlog: window.__monitor.waitingLog,"
+                " ended: window.__monitor.ended, fatal: window.__monitor.fatal})"
+            )
             ll = page.evaluate("window.__hls.lowLatencyMode && !!window.__hls.levels[0].details.partList")
         finally:
             browser.close()
@@ -101,16 +128,19 @@ def test_hls_js_defaults_through_nginx_across_a_program_change(channel) -> None:
     media_s = f1["currentTime"] - f0["currentTime"]
     wall_s = (f1["wall"] - f0["wall"]) / 1000
     frames = f1["total"] - f0["total"]
-    print(f"\nthrough nginx: latency median {statistics.median(lat_s):.2f} s, "
-          f"p95 {lat_s[int(0.95 * len(lat_s))]:.2f} s; {frames} frames for {media_s:.2f} s played "
-          f"in {wall_s:.2f} s; ffmpeg rc {ff.get('rc')}")
+    print(
+        f"\nthrough nginx: latency median {statistics.median(lat_s):.2f} s, "
+        f"p95 {lat_s[int(0.95 * len(lat_s))]:.2f} s; {frames} frames for {media_s:.2f} s played "
+        f"in {wall_s:.2f} s; ffmpeg rc {ff.get('rc')}"
+    )
     assert "spool/prog started" in log and "spool/prog ended" in log, log
     started = parse_pdt(re.search(r"spool/prog started at (\S+)", log).group(1))
     # at the next part boundary (the engine test checks exactly which one): for information
     print(f"program on air {float(started) - t_drop:.2f} s after it appeared in the spool")
     assert ll, "hls.js did not play the parts (lowLatencyMode, partList)"
-    assert re.search(r'"GET /live\.m3u8\?_HLS_msn=\d+&_HLS_part=\d+ HTTP/1\.1" 200', access), \
+    assert re.search(r'"GET /live\.m3u8\?_HLS_msn=\d+&_HLS_part=\d+ HTTP/1\.1" 200', access), (
         "no blocking reload through nginx"
+    )
     assert re.search(r'"GET /media/\d+\.ts HTTP/1\.1" 206', access), "no part (byte range) through nginx"
     assert not mon["fatal"] and not mon["ended"], mon["errors"]
     assert mon["waiting"] == 0, ("playback stalled", mon["wlog"])
@@ -132,8 +162,9 @@ def test_headers_through_nginx(channel) -> None:
     assert r.headers.get_all("Access-Control-Allow-Origin") == ["*"]
     assert "no-cache" in r.headers["Cache-Control"]
     seq = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", text).group(1))
-    r = urllib.request.urlopen(urllib.request.Request(f"{url}/media/{seq:09d}.ts",
-                                                      headers={"Range": "bytes=0-187"}))
+    r = urllib.request.urlopen(
+        urllib.request.Request(f"{url}/media/{seq:09d}.ts", headers={"Range": "bytes=0-187"})
+    )
     assert r.status == 206 and len(r.read()) == 188
     assert r.headers.get_all("Access-Control-Allow-Origin") == ["*"]
     assert r.headers["Content-Range"].startswith("bytes 0-187/")
@@ -170,9 +201,22 @@ entries:
     port = free_port()
     log = open(tmp / "playout.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from avatarrender._cli.main import main; main()", "playout",
-         "--schedule", str(media / "schedule.yaml"), "--out", str(out), "--serve", f"127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        [
+            sys.executable,
+            "-c",
+            "from avatarrender._cli.main import main; main()",
+            "playout",
+            "--schedule",
+            str(media / "schedule.yaml"),
+            "--out",
+            str(out),
+            "--serve",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
     try:
         for _ in range(200):
             try:
@@ -231,21 +275,42 @@ def test_subtitle_rendition_through_nginx(subs_channel) -> None:
             break
         time.sleep(0.5)
     else:
-        raise AssertionError("program b's cues never reached the subtitle playlist: "
-                             + (tmp / "playout.log").read_text())
+        raise AssertionError(
+            "program b's cues never reached the subtitle playlist: " + (tmp / "playout.log").read_text()
+        )
     # the playlist as it stands, closed, its segments fetched from nginx by ffmpeg
     closed = tmp / "subs_closed.m3u8"
-    closed.write_text(re.sub(r"^(subs/en/\d{9}\.vtt)$", lambda m: f"{url}/{m[1]}", playlist,
-                             flags=re.M) + "#EXT-X-ENDLIST\n", encoding="utf-8")
-    got = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "warning",
-                          "-protocol_whitelist", "file,http,tcp", "-i", str(closed),
-                          "-f", "webvtt", "-"],
-                         capture_output=True, text=True, encoding="utf-8", timeout=60)
+    closed.write_text(
+        re.sub(r"^(subs/en/\d{9}\.vtt)$", lambda m: f"{url}/{m[1]}", playlist, flags=re.M)
+        + "#EXT-X-ENDLIST\n",
+        encoding="utf-8",
+    )
+    got = subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "warning",
+            "-protocol_whitelist",
+            "file,http,tcp",
+            "-i",
+            str(closed),
+            "-f",
+            "webvtt",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+    )
     noise = [ln for ln in got.stderr.splitlines() if ln.strip() and "duplicated subtitle" not in ln]
     assert got.returncode == 0 and not noise, got.stderr[-2000:]
     listed = re.findall(r"^subs/en/\d{9}\.vtt$", playlist, re.M)
-    texts = {t for u in listed for t in ("Alpha &amp; one", "Alpha two ليلة سعيدة", "Bravo 你好")
-             if t in vtt[u]}
+    texts = {
+        t for u in listed for t in ("Alpha &amp; one", "Alpha two ليلة سعيدة", "Bravo 你好") if t in vtt[u]
+    }
     assert "Bravo 你好" in texts
     for t in texts:  # (ffmpeg writes the text unescaped)
         assert t.replace("&amp;", "&") in got.stdout, (t, got.stdout)

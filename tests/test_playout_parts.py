@@ -1,4 +1,5 @@
 """LL-HLS parts cut from real MPEG-TS media segments (ffmpeg-made, with and without B-frames)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -14,18 +15,54 @@ from avatarrender.playout.parts import cut_parts, shorten, video_frames
 def _segment(tmp: Path, *, bframes: int) -> bytes:
     """One 1 s media segment (30 frames, keyframe first) with audio, as the renderer muxes it."""
     out = tmp / f"seg-b{bframes}.ts"
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
-                    "testsrc2=s=320x180:r=30:d=1", "-f", "lavfi", "-i",
-                    "sine=frequency=440:sample_rate=48000:duration=1", "-map", "0:v", "-map", "1:a",
-                    "-c:v", "libx264", "-preset", "veryfast", "-bf", str(bframes), "-g", "30",
-                    "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-f", "mpegts", str(out)],
-                   check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x180:r=30:d=1",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:duration=1",
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-bf",
+            str(bframes),
+            "-g",
+            "30",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+            "-f",
+            "mpegts",
+            str(out),
+        ],
+        check=True,
+    )
     return out.read_bytes()
 
 
 def _decoded_frames(path: Path) -> tuple[int, str]:
-    r = subprocess.run([ffmpeg_exe(), "-v", "warning", "-i", str(path), "-map", "0:v",
-                        "-f", "framemd5", "-"], capture_output=True, text=True, check=True)
+    r = subprocess.run(
+        [ffmpeg_exe(), "-v", "warning", "-i", str(path), "-map", "0:v", "-f", "framemd5", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return sum(1 for ln in r.stdout.splitlines() if ln and not ln.startswith("#")), r.stderr
 
 
@@ -36,7 +73,7 @@ def test_parts_cover_the_segment_on_frame_boundaries(tmp_path: Path, bframes: in
     assert parts is not None
     assert sum(p.frames for p in parts) == 30 and all(0 < p.frames <= 8 for p in parts)
     assert parts[0].offset_bytes == 0 and parts[0].independent
-    assert not any(p.independent for p in parts[1:])   # one keyframe per segment
+    assert not any(p.independent for p in parts[1:])  # one keyframe per segment
     assert parts[-1].offset_bytes + parts[-1].size_bytes == len(data)
     starts = {r * 188 for r, _, _ in video_frames(data)}
     for a, b in zip(parts, parts[1:]):
@@ -58,16 +95,19 @@ def test_shortened_segment_is_clean(tmp_path: Path, bframes: int, carry_audio: b
     parts = cut_parts(data, part_frames=8)
     short, kept = shorten(data, parts, 2, carry_audio=carry_audio)
     assert kept[:1] == parts[:1] and len(kept) == 2
-    assert short[:kept[1].offset_bytes] == data[:kept[1].offset_bytes]   # published bytes unchanged
+    assert short[: kept[1].offset_bytes] == data[: kept[1].offset_bytes]  # published bytes unchanged
     assert len(short) == kept[1].offset_bytes + kept[1].size_bytes
     path = tmp_path / "short.ts"
     path.write_bytes(short)
     n, stderr = _decoded_frames(path)
     assert n == parts[0].frames + parts[1].frames
-    if carry_audio:   # with its audio, the shorter segment is a clean file on its own
+    if carry_audio:  # with its audio, the shorter segment is a clean file on its own
         assert not stderr.strip(), stderr
-        r = subprocess.run([ffmpeg_exe(), "-v", "warning", "-i", str(path), "-map", "0:a",
-                            "-f", "null", "-"], capture_output=True, text=True)
+        r = subprocess.run(
+            [ffmpeg_exe(), "-v", "warning", "-i", str(path), "-map", "0:a", "-f", "null", "-"],
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0 and not r.stderr.strip(), r.stderr
 
 

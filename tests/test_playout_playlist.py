@@ -1,4 +1,5 @@
 """The live playlist and the scheduler on a clock the test controls (no real time, no files)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -75,12 +76,16 @@ def _ll_playlist() -> LivePlaylist:
     return pl
 
 
-def _air_segment(pl: LivePlaylist, frames: list[int], *, disc: bool = False, close: bool = True,
-                 now_s: Fraction = T0) -> None:
+def _air_segment(
+    pl: LivePlaylist, frames: list[int], *, disc: bool = False, close: bool = True, now_s: Fraction = T0
+) -> None:
     off = 0
     for k, n in enumerate(frames):
-        pl.add_part(LivePart(duration_s=F30 * n, offset_bytes=off, size_bytes=188 * n,
-                             independent=k == 0), discontinuity=disc, program="p")
+        pl.add_part(
+            LivePart(duration_s=F30 * n, offset_bytes=off, size_bytes=188 * n, independent=k == 0),
+            discontinuity=disc,
+            program="p",
+        )
         off += 188 * n
     if close:
         pl.append(duration_s=F30 * sum(frames), discontinuity=disc, program="p", now_s=now_s)
@@ -108,8 +113,8 @@ def test_parts_rendered_by_the_rules() -> None:
     assert [bool(s["parts"]) for s in cur.segments] == [False, False, True, True]
     assert cur.position == (pl.next_sequence, 2) and cur.has_part(pl.next_sequence, 1)
     assert not cur.has_part(pl.next_sequence, 2)
-    assert cur.has_part(pl.next_sequence - 1, 4)   # past the last part: part 0 of the next
-    assert text.rstrip().endswith(f'BYTERANGE-START={188 * 16},BYTERANGE-LENGTH={188 * 8}')
+    assert cur.has_part(pl.next_sequence - 1, 4)  # past the last part: part 0 of the next
+    assert text.rstrip().endswith(f"BYTERANGE-START={188 * 16},BYTERANGE-LENGTH={188 * 8}")
     # saved and restored with the segment on air
     pl2 = LivePlaylist(target_duration_s=1, window_s=4, part_target_s=F30 * 8)
     pl2.restore(pl.to_json())
@@ -131,8 +136,13 @@ def test_part_rules_enforced() -> None:
 
 
 def test_master_playlist() -> None:
-    text = master_playlist(media_uri="live.m3u8", bandwidth_bps=5_000_000, width=1920,
-                           height=1080, codecs="avc1.640028,mp4a.40.2")
+    text = master_playlist(
+        media_uri="live.m3u8",
+        bandwidth_bps=5_000_000,
+        width=1920,
+        height=1080,
+        codecs="avc1.640028,mp4a.40.2",
+    )
     assert 'BANDWIDTH=5000000,CODECS="avc1.640028,mp4a.40.2",RESOLUTION=1920x1080' in text
 
 
@@ -167,9 +177,17 @@ class FakeCatalog:
         return "sha256 mismatch" if index in self.media[key].corrupt else None
 
 
-def _run(sched: Scheduler, cat: FakeCatalog, pl: LivePlaylist, until_s: Fraction, *,
-         step_s: Fraction = Fraction(1, 2), rng: random.Random | None = None,
-         on_publish=None, on_tick=None) -> None:
+def _run(
+    sched: Scheduler,
+    cat: FakeCatalog,
+    pl: LivePlaylist,
+    until_s: Fraction,
+    *,
+    step_s: Fraction = Fraction(1, 2),
+    rng: random.Random | None = None,
+    on_publish=None,
+    on_tick=None,
+) -> None:
     """The engine's loop without files: publish every slot that has ended by the clock."""
     now = cat.now_s
     while now < until_s:
@@ -180,8 +198,7 @@ def _run(sched: Scheduler, cat: FakeCatalog, pl: LivePlaylist, until_s: Fraction
             d = sched.peek(slot, cat)
             if now < slot + d.duration_s:
                 break
-            seg = pl.append(duration_s=d.duration_s, discontinuity=d.discontinuity,
-                            program=d.key, now_s=now)
+            seg = pl.append(duration_s=d.duration_s, discontinuity=d.discontinuity, program=d.key, now_s=now)
             sched.commit(d)
             if on_publish:
                 on_publish(now, d, seg)
@@ -190,8 +207,9 @@ def _run(sched: Scheduler, cat: FakeCatalog, pl: LivePlaylist, until_s: Fraction
 
 
 def _setup(entries, *, filler_s=10, max_late_s=10):
-    sched = Scheduler(entries, filler_durations_s=[Fraction(1)] * filler_s,
-                      max_late_s=Fraction(max_late_s), start_s=T0)
+    sched = Scheduler(
+        entries, filler_durations_s=[Fraction(1)] * filler_s, max_late_s=Fraction(max_late_s), start_s=T0
+    )
     pl = LivePlaylist(target_duration_s=1, window_s=6)
     pl.next_pdt_s = T0 - 6
     return sched, FakeCatalog(), pl
@@ -212,8 +230,14 @@ def test_program_at_time_then_after_previous_then_filler() -> None:
     keys = [(d.key, d.index, d.discontinuity) for d, _ in aired]
     i = keys.index(("entry/a", 0, True))
     assert aired[i][1].pdt_s == T0 + 5, "starts exactly at its air time on a whole-second grid"
-    assert keys[i:i + 6] == [("entry/a", 0, True), ("entry/a", 1, False), ("entry/a", 2, False),
-                             ("entry/b", 0, True), ("entry/b", 1, False), (FILLER, 1, True)]
+    assert keys[i : i + 6] == [
+        ("entry/a", 0, True),
+        ("entry/a", 1, False),
+        ("entry/a", 2, False),
+        ("entry/b", 0, True),
+        ("entry/b", 1, False),
+        (FILLER, 1, True),
+    ]
     assert aired[i + 3][1].pdt_s == T0 + 5 + Fraction(75, 30)
     # every filler loop iteration is a discontinuity, but the channel's very first media segment
     # follows nothing and announces none
@@ -222,8 +246,8 @@ def test_program_at_time_then_after_previous_then_filler() -> None:
 
 
 def test_late_render_airs_after_filler_and_missing_is_skipped() -> None:
-    a = Entry("entry/a", "a", T0 + 5, None)        # first segment finished 3 s late
-    b = Entry("entry/b", "b", None, None)          # never rendered: skipped after max_late_s
+    a = Entry("entry/a", "a", T0 + 5, None)  # first segment finished 3 s late
+    b = Entry("entry/b", "b", None, None)  # never rendered: skipped after max_late_s
     c = Entry("entry/c", "c", None, None)
     sched, cat, pl = _setup([a, b, c], max_late_s=10)
     cat.media["entry/a"] = FakeMedia(_frames(60), [T0 + 8, T0 + 20])  # stalls 12 s mid-way
@@ -302,9 +326,9 @@ def test_soak_24_hours_random_late_missing_corrupt() -> None:
             ready = [first + i * Fraction(rng.randint(5, 12), 10) for i in range(len(durs))]
         elif kind == "stall" and len(durs) > 2:
             k = rng.randrange(1, len(durs))
-            ready = [T0] * k + [T0 + 10 ** 9] * (len(durs) - k)
+            ready = [T0] * k + [T0 + 10**9] * (len(durs) - k)
         elif kind == "missing":
-            ready = [T0 + 10 ** 9] * len(durs)
+            ready = [T0 + 10**9] * len(durs)
         elif kind == "corrupt":
             corrupt = {rng.randrange(len(durs))}
         media[f"entry/{name}"] = FakeMedia(durs, ready, corrupt, broken_manifest=kind == "broken")
@@ -356,6 +380,8 @@ def test_soak_24_hours_random_late_missing_corrupt() -> None:
     assert state["published"] > 80_000
     assert kinds["missing"] and kinds["corrupt"] and kinds["late"] and kinds["stall"]
     assert len(first_pdt) >= kinds["ok"] * 0.8
-    print(f"soak: {state['published']} media segments, {len(entries)} entries {kinds}, "
-          f"{len(first_pdt)} aired, max files {state['max_files']}, "
-          f"max lag {float(state['max_lag']):.2f} s, discontinuity seq {pl.discontinuity_sequence}")
+    print(
+        f"soak: {state['published']} media segments, {len(entries)} entries {kinds}, "
+        f"{len(first_pdt)} aired, max files {state['max_files']}, "
+        f"max lag {float(state['max_lag']):.2f} s, discontinuity seq {pl.discontinuity_sequence}"
+    )

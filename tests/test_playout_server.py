@@ -1,4 +1,5 @@
 """The playout HTTP server over real sockets on 127.0.0.1."""
+
 from __future__ import annotations
 
 import http.client
@@ -62,7 +63,7 @@ def test_media_segments_cached_long(site) -> None:
     assert r.getheader("Access-Control-Allow-Origin") == "*"
     r, data = req(site, "HEAD", "/media/000000001.ts")
     assert r.status == 200 and data == b"" and r.getheader("Content-Length") == str(188 * 4)
-    r, _ = req(site, "GET", "/media/inside.ts")   # a symlink inside the folder is fine
+    r, _ = req(site, "GET", "/media/inside.ts")  # a symlink inside the folder is fine
     assert r.status == 200
 
 
@@ -83,19 +84,40 @@ def test_monitor_page_and_status(site) -> None:
 def test_only_get_and_head(site, method: str) -> None:
     r, _ = req(site, method, "/live.m3u8")
     assert r.status == 405 and r.getheader("Allow") == "GET, HEAD, OPTIONS"
-    r, _ = req(site, "OPTIONS", "/media/000000001.ts", headers={
-        "Origin": "http://example.test", "Access-Control-Request-Method": "GET",
-        "Access-Control-Request-Headers": "range"})
+    r, _ = req(
+        site,
+        "OPTIONS",
+        "/media/000000001.ts",
+        headers={
+            "Origin": "http://example.test",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "range",
+        },
+    )
     assert r.status == 204 and "Range" in r.getheader("Access-Control-Allow-Headers")
     assert r.getheader("Access-Control-Allow-Origin") == "*"
 
 
-@pytest.mark.parametrize("path", [
-    "/../secret.txt", "/%2e%2e/secret.txt", "/media/%2E%2E/%2e%2e/secret.txt", "/..%2fsecret.txt",
-    "/media/..%2f..%2fsecret.txt", "/escape.txt", "/.state.json", "/%2estate.json",
-    "/media/%00", "/%ff", "//etc/passwd", "/media/", "/nonexistent.m3u8", "..\\secret.txt",
-    "http://evil/secret.txt",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/media/%2E%2E/%2e%2e/secret.txt",
+        "/..%2fsecret.txt",
+        "/media/..%2f..%2fsecret.txt",
+        "/escape.txt",
+        "/.state.json",
+        "/%2estate.json",
+        "/media/%00",
+        "/%ff",
+        "//etc/passwd",
+        "/media/",
+        "/nonexistent.m3u8",
+        "..\\secret.txt",
+        "http://evil/secret.txt",
+    ],
+)
 def test_no_escape(site, path: str) -> None:
     r, data = req(site, "GET", path)
     assert r.status in (400, 404), (path, r.status)
@@ -119,7 +141,7 @@ def test_bounded_request(site) -> None:
 
 
 def test_byte_ranges(site) -> None:
-    whole = (188 * 4)
+    whole = 188 * 4
     r, data = req(site, "GET", "/media/000000001.ts", headers={"Range": "bytes=188-375"})
     assert r.status == 206 and len(data) == 188
     assert r.getheader("Content-Range") == f"bytes 188-375/{whole}"
@@ -142,14 +164,15 @@ def test_byte_ranges(site) -> None:
 def test_cors_once_and_http09(site) -> None:
     host, port = site.server_address[:2]
     with socket.create_connection((host, port), timeout=5) as s:
-        s.sendall(b"GET /media/000000001.ts HTTP/1.1\r\nHost: x\r\nRange: bytes=0-0\r\n"
-                  b"Connection: close\r\n\r\n")
+        s.sendall(
+            b"GET /media/000000001.ts HTTP/1.1\r\nHost: x\r\nRange: bytes=0-0\r\nConnection: close\r\n\r\n"
+        )
         head = b""
         while b"\r\n\r\n" not in head:
             head += s.recv(4096)
     assert head.lower().count(b"access-control-allow-origin") == 1
     with socket.create_connection((host, port), timeout=5) as s:
-        s.sendall(b"GET /live.m3u8\r\n")          # HTTP/0.9: answered and closed at once
+        s.sendall(b"GET /live.m3u8\r\n")  # HTTP/0.9: answered and closed at once
         data = b""
         while chunk := s.recv(4096):
             data += chunk
@@ -159,8 +182,10 @@ def test_cors_once_and_http09(site) -> None:
 def test_keep_alive_and_pipelining(site) -> None:
     host, port = site.server_address[:2]
     with socket.create_connection((host, port), timeout=5) as s:
-        s.sendall(b"GET /master.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n" * 2 +
-                  b"GET /master.m3u8 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.sendall(
+            b"GET /master.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n" * 2
+            + b"GET /master.m3u8 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
         data = b""
         while chunk := s.recv(4096):
             data += chunk
@@ -175,8 +200,14 @@ from playout_check import check_transition, parse_live  # noqa: E402
 
 
 def _snap(next_seq: int, parts: int, counts: dict[int, int]) -> Snapshot:
-    return Snapshot(playlist=b"#EXTM3U\n", next_sequence=next_seq, parts_published=parts,
-                    part_counts=counts, target_duration_s=1, part_target_s=8 / 30)
+    return Snapshot(
+        playlist=b"#EXTM3U\n",
+        next_sequence=next_seq,
+        parts_published=parts,
+        part_counts=counts,
+        target_duration_s=1,
+        part_target_s=8 / 30,
+    )
 
 
 def test_reload_state_rules() -> None:
@@ -185,15 +216,15 @@ def test_reload_state_rules() -> None:
     assert reload_state(s, 9, None) == "ready" and reload_state(s, 10, None) == "wait"
     assert reload_state(s, 10, 1) == "ready" and reload_state(s, 10, 2) == "wait"
     assert reload_state(s, 9, 3) == "ready"
-    assert reload_state(s, 8, 4) == "ready"      # past segment 8's last part: part 0 of 9
-    assert reload_state(s, 9, 4) == "ready"      # part 0 of 10, published
-    assert reload_state(s, 9, 7) == "ready"      # beyond the last part: part 0 of 10
+    assert reload_state(s, 8, 4) == "ready"  # past segment 8's last part: part 0 of 9
+    assert reload_state(s, 9, 4) == "ready"  # part 0 of 10, published
+    assert reload_state(s, 9, 7) == "ready"  # beyond the last part: part 0 of 10
     assert reload_state(s, 11, 0) == "wait" and reload_state(s, 11, None) == "wait"
     # the last complete segment is 9: up to 9 + 2 may be asked for, more is refused
     assert reload_state(s, 12, None) == "refuse" and reload_state(s, 12, 0) == "refuse"
     assert reload_state(s, 10, 1 + 13) == "refuse"  # more than the Advance Part Limit ahead
     assert reload_state(s, 10, 1 + 12) == "wait"
-    assert reload_state(s, 3, 0) == "ready"       # long gone: the current playlist at once
+    assert reload_state(s, 3, 0) == "ready"  # long gone: the current playlist at once
 
 
 @pytest.fixture()
@@ -233,8 +264,8 @@ def test_blocking_reload_holds_until_the_part(live) -> None:
     assert status == 200
     prev = parse_live(text)
     assert prev.can_block_reload and prev.part_target_s is not None
-    for _ in range(14):   # about 3.7 s: across segment boundaries
-        msn, part = prev.position    # the next part, not out yet
+    for _ in range(14):  # about 3.7 s: across segment boundaries
+        msn, part = prev.position  # the next part, not out yet
         status, text = _get(server, f"/live.m3u8?_HLS_msn={msn}&_HLS_part={part}")
         assert status == 200
         cur = parse_live(text)
@@ -242,7 +273,7 @@ def test_blocking_reload_holds_until_the_part(live) -> None:
         check_transition(prev, cur)
         prev = cur
     nxt = prev.position[0]
-    status, text = _get(server, f"/live.m3u8?_HLS_msn={nxt}")   # the whole segment
+    status, text = _get(server, f"/live.m3u8?_HLS_msn={nxt}")  # the whole segment
     cur = parse_live(text)
     assert status == 200 and cur.segments[-1]["seq"] >= nxt
     # a part past the last of a complete segment is part 0 of the next one
@@ -256,10 +287,21 @@ def test_blocking_reload_holds_until_the_part(live) -> None:
     assert status == 200 and '"parts_published"' in text
 
 
-@pytest.mark.parametrize("query", [
-    "_HLS_msn=abc", "_HLS_msn=-1", "_HLS_msn=1.5", "_HLS_msn=", "_HLS_part=1", "_HLS_msn=1&_HLS_msn=2",
-    "_HLS_msn=1&_HLS_part=x", "_HLS_msn=1&_HLS_part=-2", "_HLS_msn=99999999", "FAR_PART",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "_HLS_msn=abc",
+        "_HLS_msn=-1",
+        "_HLS_msn=1.5",
+        "_HLS_msn=",
+        "_HLS_part=1",
+        "_HLS_msn=1&_HLS_msn=2",
+        "_HLS_msn=1&_HLS_part=x",
+        "_HLS_msn=1&_HLS_part=-2",
+        "_HLS_msn=99999999",
+        "FAR_PART",
+    ],
+)
 def test_blocking_reload_refused(live, query: str) -> None:
     server, p = live
     if query == "FAR_PART":
@@ -276,7 +318,7 @@ def test_parked_client_that_leaves_frees_its_slot(live) -> None:
     server, p = live
     snap = p.feed.snapshot
     host, port = server.server_address[:2]
-    far = snap.next_sequence + 1            # allowed (last complete + 2), over 1 s away
+    far = snap.next_sequence + 1  # allowed (last complete + 2), over 1 s away
     socks = []
     for _ in range(20):
         s = socket.create_connection((host, port))

@@ -5,6 +5,7 @@ is dropped after a bounded time, an HTTP/0.9 request is answered and closed at o
 come once. Bounds are checked with short timeouts given to the server and generous waits in the
 test (an end is awaited, not timed).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,7 +31,7 @@ def _start(root: Path, **kw) -> PlayoutServer:
 def root(tmp_path: Path) -> Path:
     (tmp_path / "media").mkdir()
     (tmp_path / "live.m3u8").write_text("#EXTM3U\n")
-    (tmp_path / "media" / "big.ts").write_bytes(b"\x47" * 188 * 50_000)   # 9.4 MB
+    (tmp_path / "media" / "big.ts").write_bytes(b"\x47" * 188 * 50_000)  # 9.4 MB
     return tmp_path
 
 
@@ -47,8 +48,7 @@ def test_listen_backlog_holds_a_burst(root: Path) -> None:
     server = _start(root)
     try:
         port = server.server_address[1]
-        out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True,
-                             check=True)
+        out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True)
         somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
         backlog = int(out.stdout.split()[2])  # Send-Q of a listening socket is its backlog
         assert backlog == min(4096, somaxconn) and backlog >= 512, out.stdout
@@ -60,6 +60,7 @@ def test_listen_backlog_holds_a_burst(root: Path) -> None:
                 data = await r.read()
                 w.close()
                 return data
+
             return await asyncio.gather(*(one() for _ in range(n)))
 
         answers = asyncio.run(burst(500))
@@ -87,7 +88,7 @@ def test_slow_and_stalled_clients_are_dropped(root: Path) -> None:
         assert _wait(lambda: server.connections == 0), f"{server.connections} still open"
         slow.settimeout(5)
         data = b""
-        while chunk := slow.recv(4096):   # closed by the server: EOF (after a 408, if any)
+        while chunk := slow.recv(4096):  # closed by the server: EOF (after a 408, if any)
             data += chunk
         assert data == b"" or data.startswith(b"HTTP/1.1 408"), data[:40]
         for s in (slow, stalled, idle):
@@ -103,7 +104,7 @@ def test_http09_is_answered_and_closed_at_once(root: Path) -> None:
         with socket.create_connection(server.server_address[:2], timeout=5) as s:
             s.sendall(b"GET /live.m3u8\r\n")
             data = b""
-            while chunk := s.recv(4096):   # a timeout here (5 s) fails the test
+            while chunk := s.recv(4096):  # a timeout here (5 s) fails the test
                 data += chunk
         assert data.startswith(b"HTTP/1.1 400") and data.lower().count(b"access-control-allow-origin") == 1
     finally:

@@ -2,6 +2,7 @@
 with libnginx-mod-rtmp on a free loopback port, recording what it receives) and play
 continuously across a programme change and across a forced restart of the ingest, while the HLS
 output keeps time; the stream key appears in no log line and no status."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -31,14 +32,19 @@ KEY = "sk-live-7f3a9c2e"
 
 
 def test_redaction() -> None:
-    assert redact("rtmp://a.rtmp.youtube.com/live2/abcd-efgh-ijkl") == \
-        "rtmp://a.rtmp.youtube.com/live2/***"
-    assert redact("rtmps://live.twitch.tv:443/app/live_123_Xyz?bandwidthtest=true") == \
-        "rtmps://live.twitch.tv:443/app/***?bandwidthtest=true"
+    assert redact("rtmp://a.rtmp.youtube.com/live2/abcd-efgh-ijkl") == "rtmp://a.rtmp.youtube.com/live2/***"
+    assert (
+        redact("rtmps://live.twitch.tv:443/app/live_123_Xyz?bandwidthtest=true")
+        == "rtmps://live.twitch.tv:443/app/***?bandwidthtest=true"
+    )
     shown = redact("srt://ingest.example:9000?streamid=%23%21%3A%3Ar%3Dlive%2FKEY9&passphrase=hunter2hunter2")
     assert "KEY9" not in shown and "hunter2" not in shown and shown.startswith("srt://ingest.example:9000?")
     assert redact("rtmp://bob:s3cret@host/app/k3y") == "rtmp://bob:***@host/app/***"
-    assert push_command("ffmpeg", "srt://h:9000?streamid=x")[-3:] == ["-f", "mpegts", "srt://h:9000?streamid=x"]
+    assert push_command("ffmpeg", "srt://h:9000?streamid=x")[-3:] == [
+        "-f",
+        "mpegts",
+        "srt://h:9000?streamid=x",
+    ]
     cmd = push_command("ffmpeg", "rtmp://h/app/k")
     assert cmd[cmd.index("-c") + 1] == "copy" and cmd[-3:-1] == ["-f", "flv"]
 
@@ -81,8 +87,11 @@ rtmp {{
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([NGINX, "-c", str(self.conf), "-p", str(self.folder)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [NGINX, "-c", str(self.conf), "-p", str(self.folder)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
@@ -104,9 +113,25 @@ def _frames(path: Path, stream: str) -> tuple[list[int], Fraction]:
     milliseconds), in order, and their time base; the frames also decode, all of them."""
     import av
 
-    r = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path),
-                        "-map", f"0:{stream}:0", "-f", "framemd5", "-"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            f"0:{stream}:0",
+            "-f",
+            "framemd5",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     decoded = sum(1 for ln in r.stdout.splitlines() if ln and not ln.startswith("#"))
     with av.open(str(path)) as c:
@@ -118,9 +143,28 @@ def _frames(path: Path, stream: str) -> tuple[list[int], Fraction]:
 
 
 def _thumbs(path: Path) -> np.ndarray:
-    r = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path),
-                        "-map", "0:v:0", "-vf", "scale=8:8", "-f", "rawvideo", "-pix_fmt", "rgb24",
-                        "-"], capture_output=True, timeout=120)
+    r = subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:v:0",
+            "-vf",
+            "scale=8:8",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
+        capture_output=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     return np.frombuffer(r.stdout, np.uint8).reshape(-1, 8 * 8 * 3).astype(np.int32)
 
@@ -145,8 +189,10 @@ def _continuous(path: Path) -> int:
     return len(pts)
 
 
-@pytest.mark.skipif(not (Path(NGINX).exists() and RTMP_MODULE.exists()),
-                    reason="needs Debian's nginx and libnginx-mod-rtmp (scripts/setup.sh --test)")
+@pytest.mark.skipif(
+    not (Path(NGINX).exists() and RTMP_MODULE.exists()),
+    reason="needs Debian's nginx and libnginx-mod-rtmp (scripts/setup.sh --test)",
+)
 def test_push_to_rtmp_across_programme_change_and_ingest_restart(tmp_path: Path, caplog) -> None:
     caplog.set_level(logging.DEBUG, logger="avatarrender.playout.push")
     make_rendered(tmp_path / "filler", pattern="green", seconds=3)
@@ -162,12 +208,13 @@ def test_push_to_rtmp_across_programme_change_and_ingest_restart(tmp_path: Path,
     start = time.time()
     sched = tmp_path / "schedule.yaml"
     at_a = dt.datetime.fromtimestamp(start + 4, tz=dt.timezone.utc).isoformat()
-    sched.write_text("filler: {dir: filler}\nlate: {max_late_s: 30}\n"
-                     f"entries:\n  - {{name: a, at: \"{at_a}\", segment: a}}\n"
-                     "  - {name: b, after: previous, segment: b}\n")
+    sched.write_text(
+        "filler: {dir: filler}\nlate: {max_late_s: 30}\n"
+        f'entries:\n  - {{name: a, at: "{at_a}", segment: a}}\n'
+        "  - {name: b, after: previous, segment: b}\n"
+    )
     p = Playout(load_schedule(sched), tmp_path / "out", filler=tmp_path / "filler")
-    pusher = Pusher(f"rtmp://127.0.0.1:{ingest.port}/live/{KEY}", backoff_s=(0.5, 1, 1),
-                    stable_s=5)
+    pusher = Pusher(f"rtmp://127.0.0.1:{ingest.port}/live/{KEY}", backoff_s=(0.5, 1, 1), stable_s=5)
     p.publish_hooks.append(pusher.offer)
     p.status_extras["push"] = pusher.status
     pusher.start()
@@ -214,7 +261,12 @@ def test_push_to_rtmp_across_programme_change_and_ingest_restart(tmp_path: Path,
         lab = label(thumb)
         if not runs or runs[-1] != lab:
             runs.append(lab)
-    assert "a" in runs and runs[runs.index("a") - 1:runs.index("a") + 3] == ["filler", "a", "b", "filler"], runs
+    assert "a" in runs and runs[runs.index("a") - 1 : runs.index("a") + 3] == [
+        "filler",
+        "a",
+        "b",
+        "filler",
+    ], runs
     assert frames >= 30 * 5.5  # all of a (3.5 s) and b (2 s)
     # after the ingest came back: a new session, continuous, airing the filler again
     last = files[-1]
@@ -232,8 +284,9 @@ def test_unreachable_ingest_never_holds_up_the_caller(tmp_path: Path, caplog) ->
     caplog.set_level(logging.DEBUG, logger="avatarrender.playout.push")
     src = make_rendered(tmp_path / "src", pattern="testsrc", seconds=2)
     segs = sorted(src.glob("*.ts"))
-    pusher = Pusher(f"rtmp://127.0.0.1:{_free_port()}/live/{KEY}", backoff_s=(0.2, 0.4),
-                    queue_segments=3).start()
+    pusher = Pusher(
+        f"rtmp://127.0.0.1:{_free_port()}/live/{KEY}", backoff_s=(0.2, 0.4), queue_segments=3
+    ).start()
     try:
         for i in range(200):  # far more than it can take: offer() drops, it does not wait
             pusher.offer(segs[i % len(segs)])
@@ -257,10 +310,26 @@ def test_push_over_srt_to_an_ffmpeg_listener(tmp_path: Path) -> None:
     src = make_rendered(tmp_path / "src", pattern="testsrc", seconds=3)
     port = _free_port()
     got = tmp_path / "got.ts"
-    listener = subprocess.Popen([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-f",
-                                 "mpegts", "-i", f"srt://127.0.0.1:{port}?mode=listener&timeout=30000000",
-                                 "-c", "copy", "-f", "mpegts", str(got)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    listener = subprocess.Popen(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-f",
+            "mpegts",
+            "-i",
+            f"srt://127.0.0.1:{port}?mode=listener&timeout=30000000",
+            "-c",
+            "copy",
+            "-f",
+            "mpegts",
+            str(got),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 20  # SRT is UDP: wait until the listener's socket is bound
     while time.time() < deadline and f":{port:04X} " not in Path("/proc/net/udp").read_text():
         assert listener.poll() is None

@@ -1,4 +1,5 @@
 """The render end to end, checked on what a player gets: HLS facts and decoded pixels."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,15 @@ from avatarrender.scene import Scene
 from avatarrender.spec import load_spec
 
 from conftest import clip_luma, make_tiny_segment, run_cli
-from media_check import (decode_audio, decode_video, first_packet_is_keyframe, parse_playlist, sha256,
-                         stream_facts, ts_info)
+from media_check import (
+    decode_audio,
+    decode_video,
+    first_packet_is_keyframe,
+    parse_playlist,
+    sha256,
+    stream_facts,
+    ts_info,
+)
 
 
 def test_hls_stream_facts(rendered_tiny):
@@ -51,11 +59,15 @@ def test_playlist_and_manifest(rendered_tiny):
         assert sha256(out / seg["uri"]) == seg["sha256"]
         assert first_packet_is_keyframe(out / seg["uri"])
     # nothing else beside the output: no partial, no lock file
-    assert not any(p.name.startswith(".") or p.name.endswith(".partial") for p in out.parent.iterdir()
-                   if p.name != "seg")
+    assert not any(
+        p.name.startswith(".") or p.name.endswith(".partial") for p in out.parent.iterdir() if p.name != "seg"
+    )
     # ffmpeg reads the whole rendition without a single warning (continuity counters included)
-    proc = subprocess.run([ffmpeg_exe(), "-v", "warning", "-i", str(out / "index.m3u8"), "-f", "null", "-"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-v", "warning", "-i", str(out / "index.m3u8"), "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0 and proc.stderr.strip() == "", proc.stderr
 
 
@@ -84,6 +96,7 @@ def test_decoded_mouth_follows_speech_and_captions_their_interval(rendered_tiny)
     ch = spec.character
     mx, my = ch.position[0] + ch.mouth_offset[0], ch.position[1] + ch.mouth_offset[1]
     from PIL import Image
+
     mw, mh = Image.open(ch.mouths["X"]).size
     mouth = frames[:, my : my + mh, mx : mx + mw]
     rest = mouth[5]  # 0.17 s: silence
@@ -116,6 +129,7 @@ def test_preview_is_the_rendered_frame(rendered_tiny, tmp_path):
     proc = run_cli("preview", str(yml), "--at", "1.5", "-o", str(png))
     assert proc.returncode == 0, proc.stderr
     from PIL import Image
+
     assert Image.open(png).size == (320, 180)
 
 
@@ -127,10 +141,12 @@ def test_audio_is_the_speech(rendered_tiny):
     got = decode_audio(out / "index.m3u8")
     # global alignment by cross-correlation over the first second of speech
     a = src[int(0.5 * 48000) : int(1.5 * 48000)]
-    best = max(range(0, 4096), key=lambda lag: float(np.dot(got[int(0.5 * 48000) + lag - 2048:][: a.size], a)))
+    best = max(
+        range(0, 4096), key=lambda lag: float(np.dot(got[int(0.5 * 48000) + lag - 2048 :][: a.size], a))
+    )
     lag = best - 2048
     assert abs(lag) <= 1100  # at most the encoder's priming
-    aligned = got[max(0, lag):][: src.size - 2048]
+    aligned = got[max(0, lag) :][: src.size - 2048]
     ref = src[: aligned.size]
     err = aligned - ref
     snr = 10 * np.log10(np.sum(ref**2) / np.sum(err**2))
@@ -207,11 +223,23 @@ def test_composing_in_one_buffer_equals_the_full_state_and_tv_frames(tiny_segmen
     for i in range(60):
         state = states[rng.integers(len(states))]
         tv_on = bool(rng.integers(2))
-        clip = tuple(rng.integers(16, 235, size=s, dtype=np.uint8)
-                     for s in ((y1 - y0, x1 - x0), ((y1 - y0) // 2, (x1 - x0) // 2), ((y1 - y0) // 2, (x1 - x0) // 2))
-                     ) if tv_on else None
-        want = (scene.tv_frame(Frame.empty(spec.output.width, spec.output.height), state, clip).data
-                if tv_on else scene.state_frame(state).data)
+        clip = (
+            tuple(
+                rng.integers(16, 235, size=s, dtype=np.uint8)
+                for s in (
+                    (y1 - y0, x1 - x0),
+                    ((y1 - y0) // 2, (x1 - x0) // 2),
+                    ((y1 - y0) // 2, (x1 - x0) // 2),
+                )
+            )
+            if tv_on
+            else None
+        )
+        want = (
+            scene.tv_frame(Frame.empty(spec.output.width, spec.output.height), state, clip).data
+            if tv_on
+            else scene.state_frame(state).data
+        )
         got = scene.compose(running, state, clip, fresh=(i == 0), screen_dirty=tv_before).data
         assert np.array_equal(got, want), (i, state, tv_on)
         tv_before = tv_on
@@ -225,8 +253,13 @@ def test_scene_memory_does_not_grow_with_the_number_of_captions(tmp_path):
     from conftest import make_tiny_segment
 
     cues = [{"text": f"Caption number {i}", "start_s": i * 0.5, "end_s": i * 0.5 + 0.45} for i in range(200)]
-    yml = make_tiny_segment(tmp_path / "seg", speech_s=100.5, width=160, height=90,
-                            extra={"captions": {"cues": cues, "style": {"size_px": 8}}})
+    yml = make_tiny_segment(
+        tmp_path / "seg",
+        speech_s=100.5,
+        width=160,
+        height=90,
+        extra={"captions": {"cues": cues, "style": {"size_px": 8}}},
+    )
     spec = load_spec(yml)
     sc = Scene(spec)
     tl = analyse(spec, segment_audio(spec))
@@ -256,11 +289,11 @@ def test_scene_static_part_is_reused_only_while_its_files_are_the_same(tmp_path)
     scene_mod._STATIC.clear()
     fresh = preview_frame(spec, 1.0)
     assert len(scene_mod._STATIC) == 1
-    again = preview_frame(spec, 1.0)           # from the cache: the same frame, one caption layer
+    again = preview_frame(spec, 1.0)  # from the cache: the same frame, one caption layer
     assert np.array_equal(fresh, again)
     assert [layer.kind for layer in scene_mod.Scene(spec).layers].count("caption") == 1
     bg = tmp_path / "seg" / "assets" / "room.png"
     Image.new("RGB", Image.open(bg).size, (200, 10, 10)).save(bg)
-    os.utime(bg, ns=(1, 1))                    # even with an old time: the size or inode differs
+    os.utime(bg, ns=(1, 1))  # even with an old time: the size or inode differs
     red = preview_frame(load_spec(yml), 1.0)
     assert abs(int(red[2, 2, 0]) - 200) < 4 and abs(int(fresh[2, 2, 0]) - 200) > 50

@@ -1,4 +1,5 @@
 """The rendered folder's contract: typed manifest, its reading of older manifests, atomic writes."""
+
 from __future__ import annotations
 
 import json
@@ -27,13 +28,33 @@ from avatarrender.rendition import (
 
 def _manifest(folder: Path, **kw) -> Manifest:
     fps = kw.pop("fps", Fraction(30000, 1001))
-    segs = tuple(MediaSegmentInfo(index=i, uri=f"seg_{i:05d}.ts", frames=30,
-                                  duration_s=Fraction(30) / fps, size_bytes=188 * (i + 1),
-                                  sha256="ab" * 32, path=folder / f"seg_{i:05d}.ts")
-                 for i in range(3))
-    return Manifest(complete=True, width=64, height=36, fps=fps, segments=segs, planned_segments=3,
-                    spec_hash="h", source="seg.yaml", duration_s=Fraction(90) / fps, frame_count=90,
-                    created_at="2027-01-15T08:00:00.000Z", render={"wall_s": 1.5}, **kw)
+    segs = tuple(
+        MediaSegmentInfo(
+            index=i,
+            uri=f"seg_{i:05d}.ts",
+            frames=30,
+            duration_s=Fraction(30) / fps,
+            size_bytes=188 * (i + 1),
+            sha256="ab" * 32,
+            path=folder / f"seg_{i:05d}.ts",
+        )
+        for i in range(3)
+    )
+    return Manifest(
+        complete=True,
+        width=64,
+        height=36,
+        fps=fps,
+        segments=segs,
+        planned_segments=3,
+        spec_hash="h",
+        source="seg.yaml",
+        duration_s=Fraction(90) / fps,
+        frame_count=90,
+        created_at="2027-01-15T08:00:00.000Z",
+        render={"wall_s": 1.5},
+        **kw,
+    )
 
 
 def test_manifest_round_trips_through_its_folder(tmp_path: Path) -> None:
@@ -51,34 +72,53 @@ def test_manifest_round_trips_through_its_folder(tmp_path: Path) -> None:
 
 
 def test_optional_renditions_and_loudness_round_trip(tmp_path: Path) -> None:
-    man = _manifest(tmp_path, loudness=Loudness(integrated_lufs=-16.0, true_peak_dbtp=-1.5),
-                    subtitles=(SubtitleRendition(uri="en.m3u8", language="en", name="English"),),
-                    audio=(AudioRendition(uri="pt.m3u8", language="pt", name="Português"),))
+    man = _manifest(
+        tmp_path,
+        loudness=Loudness(integrated_lufs=-16.0, true_peak_dbtp=-1.5),
+        subtitles=(SubtitleRendition(uri="en.m3u8", language="en", name="English"),),
+        audio=(AudioRendition(uri="pt.m3u8", language="pt", name="Português"),),
+    )
     back = parse_manifest(json.loads(json.dumps(man.to_json())), tmp_path)
     assert back == man
 
 
 def test_old_manifest_without_fps_reads_as_30(tmp_path: Path) -> None:
-    doc = {"format": MANIFEST_FORMAT, "complete": False, "width": 64, "height": 36,
-           "planned_segments": 4,
-           "segments": [{"uri": "a.ts", "frames": 30, "bytes": 188, "sha256": "AB" * 32},
-                        {"uri": "b.ts", "duration_s": 0.5, "bytes": 188, "sha256": "cd" * 32}]}
+    doc = {
+        "format": MANIFEST_FORMAT,
+        "complete": False,
+        "width": 64,
+        "height": 36,
+        "planned_segments": 4,
+        "segments": [
+            {"uri": "a.ts", "frames": 30, "bytes": 188, "sha256": "AB" * 32},
+            {"uri": "b.ts", "duration_s": 0.5, "bytes": 188, "sha256": "cd" * 32},
+        ],
+    }
     man = parse_manifest(doc, tmp_path)
     assert man.fps == 30
     assert [s.duration_s for s in man.segments] == [Fraction(1), Fraction(1, 2)]
     assert man.segments[0].sha256 == "ab" * 32 and man.segments[1].frames is None
 
 
-@pytest.mark.parametrize("change,field", [
-    ({"fps": "0/1"}, "fps"),
-    ({"fps": "fast"}, "fps"),
-    ({"format": "other/1"}, "format"),
-    ({"segments": [{"uri": "../x.ts", "frames": 1, "bytes": 1, "sha256": ""}]}, "segments[0].uri"),
-    ({"complete": True, "planned_segments": 2}, "segments"),
-])
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        ({"fps": "0/1"}, "fps"),
+        ({"fps": "fast"}, "fps"),
+        ({"format": "other/1"}, "format"),
+        ({"segments": [{"uri": "../x.ts", "frames": 1, "bytes": 1, "sha256": ""}]}, "segments[0].uri"),
+        ({"complete": True, "planned_segments": 2}, "segments"),
+    ],
+)
 def test_bad_manifest_names_the_field(tmp_path: Path, change: dict, field: str) -> None:
-    doc = {"format": MANIFEST_FORMAT, "complete": False, "width": 64, "height": 36,
-           "segments": [{"uri": "a.ts", "frames": 30, "bytes": 188, "sha256": "ab"}], **change}
+    doc = {
+        "format": MANIFEST_FORMAT,
+        "complete": False,
+        "width": 64,
+        "height": 36,
+        "segments": [{"uri": "a.ts", "frames": 30, "bytes": 188, "sha256": "ab"}],
+        **change,
+    }
     (tmp_path / "manifest.json").write_text(json.dumps(doc))
     with pytest.raises(MediaError) as err:
         read_rendered(tmp_path)
@@ -127,11 +167,39 @@ def test_audio_moves_next_to_the_video_of_its_time(tmp_path: Path) -> None:
     from media_check import decode_audio, frame_hashes
 
     src = tmp_path / "muxed.ts"
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x180:rate=30:d=2",
-                    "-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000:d=2,volume=0.001",
-                    "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-bf", "0",
-                    "-c:a", "aac", "-b:a", "24k", "-pes_payload_size", "0", "-f", "mpegts", str(src)],
-                   check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x180:rate=30:d=2",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=300:sample_rate=48000:d=2,volume=0.001",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "30",
+            "-bf",
+            "0",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "24k",
+            "-pes_payload_size",
+            "0",
+            "-f",
+            "mpegts",
+            str(src),
+        ],
+        check=True,
+    )
     data = src.read_bytes()
     video, audio = _pes_layout(data)
     late = lambda v, au: [p for r, p in au if any(vp >= p and vr < r for vr, vp in v)]  # noqa: E731
@@ -141,10 +209,10 @@ def test_audio_moves_next_to_the_video_of_its_time(tmp_path: Path) -> None:
     video2, audio2 = _pes_layout(moved)
     assert late(video2, audio2) == []
     assert [p for _, p in audio2] == [p for _, p in audio] and [p for _, p in video2] == [p for _, p in video]
-    inspect_segment(moved, "moved.ts", frame_90k=Fraction(3000))   # counters, PES lengths, program
+    inspect_segment(moved, "moved.ts", frame_90k=Fraction(3000))  # counters, PES lengths, program
     out = tmp_path / "moved.ts"
     out.write_bytes(moved)
     assert frame_hashes(out) == frame_hashes(src)
     assert np.array_equal(decode_audio(out), decode_audio(src))
-    with av.open(str(out)) as c:   # and ffmpeg reads it without a complaint
+    with av.open(str(out)) as c:  # and ffmpeg reads it without a complaint
         assert sum(1 for _ in c.decode(video=0)) == 60

@@ -1,5 +1,6 @@
 """Bad input and faults: every one gives one clear line naming the file and the field, the
 documented exit code, and nothing half-written (issue 14, render and validate)."""
+
 from __future__ import annotations
 
 import inspect
@@ -86,15 +87,18 @@ def test_symlink_loop_in_an_asset_path(tiny_segment: Path):
 
 @pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", "0", "-30", "abc", "1/0"])
 def test_fps_that_is_not_a_rate(tiny_segment: Path, value: str):
-    text = tiny_segment.read_text().replace("  x264_preset: veryfast", f"  x264_preset: veryfast\n  fps: {value}")
+    text = tiny_segment.read_text().replace(
+        "  x264_preset: veryfast", f"  x264_preset: veryfast\n  fps: {value}"
+    )
     tiny_segment.write_text(text)
     with pytest.raises(SpecError) as info:
         load_spec(tiny_segment)
     assert info.value.field == "output.fps", str(info.value)
 
 
-@pytest.mark.parametrize("field,value", [("duration_s", ".inf"), ("duration_s", ".nan"),
-                                         ("blink.mean_interval_s", ".nan")])
+@pytest.mark.parametrize(
+    "field,value", [("duration_s", ".inf"), ("duration_s", ".nan"), ("blink.mean_interval_s", ".nan")]
+)
 def test_inf_and_nan_are_refused_everywhere(tiny_segment: Path, field: str, value: str):
     top, _, sub = field.partition(".")
     doc = yaml.safe_load(tiny_segment.read_text())
@@ -139,8 +143,9 @@ def test_merge_keys_are_not_duplicates(tiny_segment: Path):
     assert info.value.field == "blink_defaults"
 
 
-@pytest.mark.parametrize("fps,frames_per_segment", [("30000/1001", 30), ("24000/1001", 24),
-                                                    ("60000/1001", 60), ("29.97", 30)])
+@pytest.mark.parametrize(
+    "fps,frames_per_segment", [("30000/1001", 30), ("24000/1001", 24), ("60000/1001", 60), ("29.97", 30)]
+)
 def test_ntsc_rates_work_with_the_default_segment_length(tiny_segment: Path, fps, frames_per_segment):
     _edit(tiny_segment, lambda d: d["output"].__setitem__("fps", fps))
     spec = load_spec(tiny_segment)
@@ -177,6 +182,7 @@ def test_states_pattern_that_does_not_format(tiny_segment: Path):
         for k in ("base", "mouths", "eyes", "mouth_offset", "eyes_offset"):
             ch.pop(k, None)
         ch["states"] = "assets/{mouht}_{eyes}.png"
+
     _edit(tiny_segment, change)
     with pytest.raises(SpecError) as info:
         load_spec(tiny_segment)
@@ -208,6 +214,7 @@ def test_output_that_is_someone_elses_folder_is_refused(tiny_segment: Path, tmp_
 def read_only_dir(tmp_path):
     """A read-only file system (the tests run as root, which permission bits do not stop)."""
     import subprocess
+
     mnt = tmp_path / "ro"
     mnt.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mnt)], check=True)
@@ -228,6 +235,7 @@ def _grey_image(mode: str, fmt: str, level: int, size=(320, 180)):
     """An image of ``mode`` whose every pixel means the 8-bit grey ``level`` (fully opaque)."""
     import numpy as np
     from PIL import Image
+
     w, h = size
     if mode in ("I;16", "I"):
         return Image.fromarray(np.full((h, w), level * 257, np.uint16 if mode == "I;16" else np.int32))
@@ -245,9 +253,20 @@ def _grey_image(mode: str, fmt: str, level: int, size=(320, 180)):
     return Image.new("RGBA", size, (level, level, level, 255)).convert(mode)
 
 
-IMAGE_MODES = [("1", "png"), ("L", "png"), ("LA", "png"), ("P", "png"), ("I;16", "png"), ("I", "tiff"),
-               ("RGB", "png"), ("RGBA", "png"), ("L", "jpeg"), ("RGB", "jpeg"), ("CMYK", "jpeg"),
-               ("F", "tiff")]
+IMAGE_MODES = [
+    ("1", "png"),
+    ("L", "png"),
+    ("LA", "png"),
+    ("P", "png"),
+    ("I;16", "png"),
+    ("I", "tiff"),
+    ("RGB", "png"),
+    ("RGBA", "png"),
+    ("L", "jpeg"),
+    ("RGB", "jpeg"),
+    ("CMYK", "jpeg"),
+    ("F", "tiff"),
+]
 
 
 @pytest.mark.parametrize("mode,fmt", IMAGE_MODES, ids=lambda v: str(v))
@@ -255,14 +274,20 @@ def test_every_image_mode_composites_as_its_grey(tiny_segment: Path, mode: str, 
     import numpy as np
     from PIL import Image
     from avatarrender.scene import Scene
+
     level = 255 if mode == "1" else 100
     path = tiny_segment.parent / "assets" / f"bg.{fmt}"
     _grey_image(mode, fmt, level).save(path, format=fmt.upper())
     with Image.open(path) as im:  # what the user has: check the file kept its mode
         saved_mode = im.mode
     assert saved_mode == mode, saved_mode
-    _edit(tiny_segment, lambda d: (d["scene"].__setitem__("background", f"assets/bg.{fmt}"),
-                                   d["scene"].__setitem__("layers", [])))
+    _edit(
+        tiny_segment,
+        lambda d: (
+            d["scene"].__setitem__("background", f"assets/bg.{fmt}"),
+            d["scene"].__setitem__("layers", []),
+        ),
+    )
     scene = Scene(load_spec(tiny_segment))
     px = np.asarray(scene.base_rgba)[2:20, 2:20]  # a corner with no sprite, TV or caption
     assert abs(int(np.median(px[..., :3])) - level) <= 3, (mode, np.median(px[..., :3]))
@@ -273,6 +298,7 @@ def test_sixteen_bit_grey_keeps_its_gradient(tiny_segment: Path):
     import numpy as np
     from PIL import Image
     from avatarrender.images import open_rgba
+
     ramp = np.tile(np.linspace(0, 65535, 320).astype(np.uint16), (180, 1))
     path = tiny_segment.parent / "assets" / "ramp.png"
     Image.fromarray(ramp).save(path)
@@ -284,6 +310,7 @@ def test_sixteen_bit_grey_keeps_its_gradient(tiny_segment: Path):
 def test_jpeg_exif_orientation_is_applied(tmp_path: Path):
     from PIL import Image
     from avatarrender.images import open_rgba
+
     im = Image.new("RGB", (40, 20), (200, 30, 30))
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
@@ -294,6 +321,7 @@ def test_jpeg_exif_orientation_is_applied(tmp_path: Path):
 def test_palette_transparency_is_kept(tmp_path: Path):
     import numpy as np
     from avatarrender.images import open_rgba
+
     im = _grey_image("P", "png", 100, size=(8, 8))
     im.putpixel((0, 0), 0)
     im.save(tmp_path / "p.png", transparency=0)
@@ -337,6 +365,7 @@ def test_bad_mouth_track_names_the_field_before_any_output(tiny_segment: Path, t
 
 def test_good_mouth_track_is_used(tiny_segment: Path):
     from avatarrender.analysis import analyse
+
     track = tiny_segment.parent / "assets" / "mouth.tsv"
     track.write_text("0.00\tX\n1.00\tD\n2.00\tX\n")
     _edit(tiny_segment, lambda d: d["speech"].__setitem__("mouth_track", "assets/mouth.tsv"))
@@ -353,9 +382,24 @@ def _cut_clip(a: Path, *, keep: float = 0.6) -> Path:
     import subprocess
     from avatarrender.media import ffmpeg_exe
     from conftest import make_clip
+
     make_clip(a / "whole.mp4", duration_s=4.0)
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(a / "whole.mp4"), "-c", "copy",
-                    "-movflags", "+faststart", str(a / "fast.mp4")], check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(a / "whole.mp4"),
+            "-c",
+            "copy",
+            "-movflags",
+            "+faststart",
+            str(a / "fast.mp4"),
+        ],
+        check=True,
+    )
     data = (a / "fast.mp4").read_bytes()
     (a / "clip.mp4").write_bytes(data[: int(len(data) * keep)])
     return a / "clip.mp4"
@@ -383,6 +427,7 @@ def _error_in_a_worker(yml: Path, out: Path, **kw) -> BaseException:
     """Render a spec whose clip was broken after it was checked: the chunks' workers fail."""
     from avatarrender.render import render
     from conftest import make_clip
+
     make_clip(yml.parent / "assets" / "clip.mp4", duration_s=4.0)
     spec = load_spec(yml)
     # every chunk meets the same fault (with a clip cut partway, which chunk fails first, and
@@ -396,6 +441,7 @@ def _error_in_a_worker(yml: Path, out: Path, **kw) -> BaseException:
 @pytest.fixture
 def clip_segment(tmp_path: Path) -> Path:
     from conftest import make_tiny_segment
+
     yml = make_tiny_segment(tmp_path / "seg", width=160, height=90, speech_s=4.0)
     _edit(yml, lambda d: d["tv"]["clips"][0].update(start_s=0.0, end_s=3.9))
     return yml
@@ -405,10 +451,15 @@ def test_worker_errors_are_the_in_process_error_on_loky_and_dask(clip_segment: P
     import distributed
     from joblib import parallel_config
     from avatarrender.errors import MediaError
+
     here = _error_in_a_worker(clip_segment, tmp_path / "a", jobs=1, chunk_segments=1)
     loky = _error_in_a_worker(clip_segment, tmp_path / "b", jobs=2, chunk_segments=1)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster, distributed.Client(cluster):
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
         with parallel_config(backend="dask"):
             dask = _error_in_a_worker(clip_segment, tmp_path / "c", jobs=2, chunk_segments=1)
     for err in (here, loky, dask):
@@ -427,9 +478,14 @@ def slow_render(tmp_path_factory) -> tuple[Path, list[str]]:
     from avatarrender.render import render
     from conftest import make_tiny_segment
     from media_check import frame_hashes
-    yml = make_tiny_segment(tmp_path_factory.mktemp("slow") / "seg", speech_s=10.0, width=1280, height=720,
-                            extra={"output": {"preset": "720p30", "width": 1280, "height": 720,
-                                              "x264_preset": "medium"}})
+
+    yml = make_tiny_segment(
+        tmp_path_factory.mktemp("slow") / "seg",
+        speech_s=10.0,
+        width=1280,
+        height=720,
+        extra={"output": {"preset": "720p30", "width": 1280, "height": 720, "x264_preset": "medium"}},
+    )
     out = tmp_path_factory.mktemp("slowref") / "out"
     render(load_spec(yml), out, jobs=2, chunk_segments=1)
     return yml, frame_hashes(out / "index.m3u8")
@@ -437,6 +493,7 @@ def slow_render(tmp_path_factory) -> tuple[Path, list[str]]:
 
 def _published(part: Path) -> int:
     import json
+
     try:
         return len(json.loads((part / "manifest.json").read_text())["segments"])
     except (OSError, ValueError, KeyError):
@@ -445,11 +502,13 @@ def _published(part: Path) -> int:
 
 def _tree(pid: int) -> list[int]:
     from avatarrender.interrupt import _children_of
+
     return _children_of(pid)
 
 
 def _running(pid: int) -> bool:
     from avatarrender.interrupt import _alive
+
     return _alive(pid)
 
 
@@ -464,8 +523,9 @@ MOMENTS = {
 
 @pytest.mark.parametrize("moment", list(MOMENTS))
 @pytest.mark.parametrize("signame,code", [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)])
-def test_stop_signal_ends_every_process_and_leaves_a_resumable_render(slow_render, tmp_path, signame,
-                                                                      code, moment):
+def test_stop_signal_ends_every_process_and_leaves_a_resumable_render(
+    slow_render, tmp_path, signame, code, moment
+):
     import os
     import signal
     import subprocess
@@ -473,14 +533,19 @@ def test_stop_signal_ends_every_process_and_leaves_a_resumable_render(slow_rende
     import time
     from avatarrender.render import partial_path
     from media_check import frame_hashes
+
     yml, ref = slow_render
     out = tmp_path / "out"
     part = partial_path(out)
     exe = str(Path(sys.executable).with_name("avatarrender"))
     # its own process group, as a terminal's foreground job; SIGINT not inherited ignored
-    proc = subprocess.Popen([exe, "render", str(yml), "-o", str(out), "-q", "--jobs", "2",
-                             "--chunk-segments", "1"], start_new_session=True, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [exe, "render", str(yml), "-o", str(out), "-q", "--jobs", "2", "--chunk-segments", "1"],
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         end = time.monotonic() + 300
         while not MOMENTS[moment](part) and proc.poll() is None and time.monotonic() < end:
@@ -509,8 +574,12 @@ def test_stop_signal_ends_every_process_and_leaves_a_resumable_render(slow_rende
         assert len(lines) == 1 and f"stopped by {signame}" in lines[0], err
         assert not out.exists()
     if moment == "mid-render" or (moment == "publishing" and proc.returncode):
-        res = subprocess.run([exe, "render", str(yml), "-o", str(out), "--json", "--chunk-segments", "1"],
-                             capture_output=True, text=True, timeout=300)
+        res = subprocess.run(
+            [exe, "render", str(yml), "-o", str(out), "--json", "--chunk-segments", "1"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert res.returncode == 0, res.stderr
         assert frame_hashes(out / "index.m3u8") == ref
 
@@ -523,13 +592,13 @@ def _ink(text: str, size_px: int = 40, *, basic: bool = False):
     import numpy as np
     from PIL import Image, ImageDraw, ImageFont
     from avatarrender.text import font_chain
+
     chain = font_chain(None, size_px)
     img = Image.new("L", (size_px * (len(text) + 2), size_px * 2), 0)
     draw = ImageDraw.Draw(img)
     if basic:  # the same font and place, laid out left to right with no shaping
         font = ImageFont.truetype(chain.paths[0], size_px, layout_engine=ImageFont.Layout.BASIC)
-        draw.text((size_px // 2, size_px // 4 + chain.ascent_px), text, font=font, fill=255,
-                  anchor="ls")
+        draw.text((size_px // 2, size_px // 4 + chain.ascent_px), text, font=font, fill=255, anchor="ls")
     else:
         chain.draw(draw, (size_px // 2, size_px // 4), text, 255)
     return np.asarray(img)
@@ -538,10 +607,18 @@ def _ink(text: str, size_px: int = 40, *, basic: bool = False):
 TOFU = "\u0378"  # unassigned: no font has it, so every chain draws its missing-glyph box
 
 
-@pytest.mark.parametrize("script,text", [("Chinese", "你好世界"), ("Japanese", "こんにちはカタカナ漢字"),
-                                         ("Arabic", "مرحبا"), ("emoji", "😀🎉👍🔥")])
+@pytest.mark.parametrize(
+    "script,text",
+    [
+        ("Chinese", "你好世界"),
+        ("Japanese", "こんにちはカタカナ漢字"),
+        ("Arabic", "مرحبا"),
+        ("emoji", "😀🎉👍🔥"),
+    ],
+)
 def test_caption_characters_are_glyphs_not_boxes(script: str, text: str):
     import numpy as np
+
     tofu = _ink(TOFU)
     seen = []
     for ch in text:
@@ -554,22 +631,25 @@ def test_caption_characters_are_glyphs_not_boxes(script: str, text: str):
 
 def test_raqm_layout_is_installed():
     from PIL import features
+
     assert features.check("raqm"), "Pillow-SIMD built without libraqm: run scripts/setup.sh"
 
 
 def _where(line, glyph_text: str) -> int:
     """The x where the glyph of ``glyph_text`` (drawn alone) best matches inside ``line``."""
     import numpy as np
+
     alone = _ink(glyph_text).astype(int)
     cols = np.nonzero(alone.any(axis=0))[0]
-    t = alone[:, cols[0]:cols[-1] + 1]
+    t = alone[:, cols[0] : cols[-1] + 1]
     w = t.shape[1]
-    sad = [np.abs(line[:, x:x + w].astype(int) - t).sum() for x in range(line.shape[1] - w)]
+    sad = [np.abs(line[:, x : x + w].astype(int) - t).sum() for x in range(line.shape[1] - w)]
     return int(np.argmin(sad))
 
 
 def test_right_to_left_text_is_ordered_and_shaped():
     import numpy as np
+
     # Hebrew has no joining: the first letter is drawn rightmost
     line = _ink("אבג")
     assert _where(line, "א") > _where(line, "ב") > _where(line, "ג")
@@ -586,11 +666,18 @@ def test_right_to_left_line_puts_its_first_word_on_the_right():
     assert _where(line, "a") < _where(line, "b") < _where(line, "😀")
 
 
-@pytest.mark.parametrize("text", ["word " * 200, "Pneumonoultramicroscopicsilicovolcanoconiosis" * 8,
-                                  "这是一个非常长的中文句子没有空格" * 12])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "word " * 200,
+        "Pneumonoultramicroscopicsilicovolcanoconiosis" * 8,
+        "这是一个非常长的中文句子没有空格" * 12,
+    ],
+)
 def test_long_captions_wrap_inside_the_frame_then_are_cut(text: str):
     from types import SimpleNamespace
     from avatarrender.text import ELLIPSIS, layout_caption
+
     style = SimpleNamespace(size_px=40, padding_px=10, max_width_px=None, max_lines=3, position=None)
     lay = layout_caption(text, style, k=1.0, frame_px=(640, 360), font_path=None)
     assert len(lay.lines) == 3 and lay.wanted_lines > 3 and lay.lines[-1].endswith(ELLIPSIS)
@@ -604,16 +691,19 @@ def test_long_captions_wrap_inside_the_frame_then_are_cut(text: str):
 
 
 def test_long_caption_is_a_warning_and_renders(tiny_segment: Path):
-    _edit(tiny_segment, lambda d: d["captions"]["cues"].__setitem__(0, {"text": "blah " * 200, "start_s": 0.5,
-                                                                        "end_s": 1.8}))
+    _edit(
+        tiny_segment,
+        lambda d: d["captions"]["cues"].__setitem__(0, {"text": "blah " * 200, "start_s": 0.5, "end_s": 1.8}),
+    )
     proc = run_cli("validate", str(tiny_segment))
     assert proc.returncode == 0, proc.stderr
     line = proc.stderr.strip()
     assert line.count("\n") == 0 and "warning" in line and "captions.cues[0]" in line and "cut to" in line
 
 
-@pytest.mark.parametrize("args", [["render", "x.yaml", "--jobs", "0"], ["render"], ["render", "x.yaml", "--bogus"],
-                                  ["nosuch"]])
+@pytest.mark.parametrize(
+    "args", [["render", "x.yaml", "--jobs", "0"], ["render"], ["render", "x.yaml", "--bogus"], ["nosuch"]]
+)
 def test_usage_errors_are_one_line(args):
     line = _one_line(run_cli(*args), 2)
     assert "--help" in line

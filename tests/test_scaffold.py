@@ -1,5 +1,6 @@
 """``avatarrender new``: the scaffolded channel validates, renders through its own crontab line,
 airs through its own schedule, and an existing folder is never overwritten."""
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,25 @@ from playout_check import check_transition, parse_live
 
 
 def _frames(playlist: Path) -> int:
-    r = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(playlist),
-                        "-map", "0:v", "-f", "framemd5", "-"], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(playlist),
+            "-map",
+            "0:v",
+            "-f",
+            "framemd5",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr
     return sum(1 for ln in r.stdout.splitlines() if ln and not ln.startswith("#"))
 
@@ -42,8 +59,7 @@ def test_new_channel_renders_and_airs_as_it_is(tmp_path: Path) -> None:
         text = (chan / f"{kind}.yaml").read_text()
         assert text.splitlines()[0] == f"# yaml-language-server: $schema={kind}.schema.json"
         schema = json.loads((chan / f"{kind}.schema.json").read_text())
-        jsonschema.validate(read_yaml(chan / f"{kind}.yaml"), schema,
-                            cls=jsonschema.Draft202012Validator)
+        jsonschema.validate(read_yaml(chan / f"{kind}.yaml"), schema, cls=jsonschema.Draft202012Validator)
 
     proc = run_cli("validate", str(chan / "segment.yaml"))
     assert proc.returncode == 0 and "2.000 s, 60 frames at 1920x1080" in proc.stdout, proc.stderr
@@ -53,8 +69,7 @@ def test_new_channel_renders_and_airs_as_it_is(tmp_path: Path) -> None:
     assert "<title>Hello from mychan</title>" in proc.stdout
 
     # the crontab line, run as cron would (a shell), renders into the spool
-    line = [ln for ln in (chan / "crontab").read_text().splitlines()
-            if ln.strip() and not ln.startswith("#")]
+    line = [ln for ln in (chan / "crontab").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     assert len(line) == 1
     command = line[0].split(None, 5)[5]
     subprocess.run(["sh", "-c", command], check=True, timeout=300)
@@ -72,8 +87,9 @@ def test_new_channel_renders_and_airs_as_it_is(tmp_path: Path) -> None:
     prev, aired = None, []
     deadline = time.time() + 240
     try:
-        while time.time() < deadline and not (aired.count("entry/mychan") >= 2 and
-                                               any(a.startswith("spool/") for a in aired)):
+        while time.time() < deadline and not (
+            aired.count("entry/mychan") >= 2 and any(a.startswith("spool/") for a in aired)
+        ):
             p.tick(time.time())
             cur = parse_live((out / "live.m3u8").read_text())
             check_transition(prev, cur)

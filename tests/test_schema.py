@@ -1,5 +1,6 @@
 """``avatarrender schema``: the JSON Schema validates the shipped examples with a real validator
 (jsonschema, draft 2020-12) and rejects what the pydantic models reject at the field level."""
+
 from __future__ import annotations
 
 import copy
@@ -59,13 +60,13 @@ def _break(doc: dict, path: str, value) -> dict:
 
 
 BROKEN = [
-    ("segment", "scene.backgruond", "assets/room.png"),       # unknown field (typo)
-    ("segment", "blink.mean_interval_s", 0.1),                 # below the model's range
-    ("segment", "output.x264_preset", "turbo"),                # not one of the presets
-    ("segment", "tv.screen", [96, 160, 768]),                  # a rect needs four numbers
-    ("segment", "character.position", "left"),                 # wrong type
+    ("segment", "scene.backgruond", "assets/room.png"),  # unknown field (typo)
+    ("segment", "blink.mean_interval_s", 0.1),  # below the model's range
+    ("segment", "output.x264_preset", "turbo"),  # not one of the presets
+    ("segment", "tv.screen", [96, 160, 768]),  # a rect needs four numbers
+    ("segment", "character.position", "left"),  # wrong type
     ("schedule", "target_duration_s", 0),
-    ("schedule", "entries.0.name", "bad name/with slash"),     # the name pattern
+    ("schedule", "entries.0.name", "bad name/with slash"),  # the name pattern
     ("schedule", "entries.1.after", "next"),
     ("schedule", "late.max_late", 30),
 ]
@@ -75,8 +76,7 @@ BROKEN = [
 def test_broken_files_fail_in_schema_and_model_alike(schemas, kind, path, value):
     doc = _break(read_yaml(EXAMPLES[kind]), path, value)
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(_as_editor_sees(doc), schemas[kind],
-                            cls=jsonschema.Draft202012Validator)
+        jsonschema.validate(_as_editor_sees(doc), schemas[kind], cls=jsonschema.Draft202012Validator)
     model = SegmentModel if kind == "segment" else ScheduleModel
     with pytest.raises(Exception):  # and the model rejects it too: the two agree
         model.model_validate(doc)

@@ -1,4 +1,5 @@
 """The warm render service: submissions rendered into a spool, bad ones reported, signals, resume."""
+
 from __future__ import annotations
 
 import json
@@ -21,13 +22,20 @@ from test_chunks import _cli, _descendants, _published, _wait_for
 
 def _serve(inbox: Path, spool: Path, *extra: str) -> subprocess.Popen:
     log = open(inbox.parent / f"serve-{time.monotonic_ns()}.log", "w")
-    return subprocess.Popen(_cli("serve", "--inbox", str(inbox), "--spool", str(spool), "--jobs", "2", *extra),
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        _cli("serve", "--inbox", str(inbox), "--spool", str(spool), "--jobs", "2", *extra),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def _alive(pids: list[int]) -> list[int]:
-    return [p for p in pids if Path(f"/proc/{p}").exists()
-            and b"zombie" not in Path(f"/proc/{p}/status").read_bytes().lower()]
+    return [
+        p
+        for p in pids
+        if Path(f"/proc/{p}").exists() and b"zombie" not in Path(f"/proc/{p}/status").read_bytes().lower()
+    ]
 
 
 def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
@@ -64,19 +72,26 @@ def test_service_renders_submissions_and_goes_on_after_a_bad_one(tmp_path):
     (inbox / "broken.yaml").write_text("scene: [unclosed\n")
     proc = _serve(inbox, spool)
     try:
-        err = _wait_for(lambda: (inbox / "broken.error").is_file() and (inbox / "broken.error").read_text(),
-                        what="the bad submission's .error")
+        err = _wait_for(
+            lambda: (inbox / "broken.error").is_file() and (inbox / "broken.error").read_text(),
+            what="the bad submission's .error",
+        )
         assert "broken.yaml" in err and len(err.strip().splitlines()) == 1, err
         assert (inbox / ".failed" / "broken.yaml").is_file()
         assert not (spool / "broken").exists()
         # the service goes on: a good submission renders into the spool, as render --into would
         yml = make_tiny_segment(tmp_path / "seg")
-        res = subprocess.run(_cli("submit", str(yml), "--inbox", str(inbox), "--name", "good"),
-                             capture_output=True, text=True, timeout=60)
+        res = subprocess.run(
+            _cli("submit", str(yml), "--inbox", str(inbox), "--name", "good"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert res.returncode == 0, res.stderr
         _wait_for(lambda: (spool / "good" / "manifest.json").is_file(), what="the render in the spool")
-        status = _wait_for(lambda: json.loads((inbox / ".status.json").read_text())["done"],
-                           what="status listing the render")
+        status = _wait_for(
+            lambda: json.loads((inbox / ".status.json").read_text())["done"], what="status listing the render"
+        )
         assert status[-1]["name"] == "good"
         failed = json.loads((inbox / ".status.json").read_text())["failed"]
         assert "broken.yaml" in failed[-1]["error"]
@@ -90,7 +105,7 @@ def test_service_renders_submissions_and_goes_on_after_a_bad_one(tmp_path):
 
     from avatarrender.service import RenderService
 
-    lead = RenderService(inbox, spool).lead_frames   # the service's default, as started above
+    lead = RenderService(inbox, spool).lead_frames  # the service's default, as started above
     ref = render(load_spec(yml), tmp_path / "ref", jobs=1, lead_frames=lead)
     assert [s["frames"] for s in ref["segments"]][0] == lead
     assert frame_hashes(spool / "good" / "index.m3u8") == frame_hashes(tmp_path / "ref" / "index.m3u8")
@@ -99,9 +114,13 @@ def test_service_renders_submissions_and_goes_on_after_a_bad_one(tmp_path):
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
 def test_service_stopped_mid_render_leaves_no_process_and_resumes(tmp_path, sig, code):
-    yml = make_tiny_segment(tmp_path / "seg", speech_s=8.0, width=1280, height=720,
-                            extra={"output": {"preset": "720p30", "width": 1280, "height": 720,
-                                              "x264_preset": "medium"}})
+    yml = make_tiny_segment(
+        tmp_path / "seg",
+        speech_s=8.0,
+        width=1280,
+        height=720,
+        extra={"output": {"preset": "720p30", "width": 1280, "height": 720, "x264_preset": "medium"}},
+    )
     inbox, spool = tmp_path / "inbox", tmp_path / "spool"
     submit(yml, inbox, name="slow")
     proc = _serve(inbox, spool, "--chunk-segments", "1")
@@ -132,8 +151,9 @@ finally:
 
 def _entry(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """The console script's own entry point (``avatarrender._cli:main``), as installed."""
-    return subprocess.run([sys.executable, "-c", _ENTRY, *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", _ENTRY, *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_submit_command_is_answered_without_the_cli_framework(tmp_path):

@@ -1,4 +1,5 @@
 """Loudness on target and the TV's own sound, checked on the decoded output with ffmpeg."""
+
 from __future__ import annotations
 
 import re
@@ -24,10 +25,26 @@ TARGET_LUFS, CEILING_DBTP = -16.0, -1.5
 
 def ebur128(path: Path) -> dict[str, float]:
     """ffmpeg's own EBU R 128 reading of the decoded audio: I (LUFS), LRA (LU), Peak (dBTP)."""
-    err = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostats", "-i", str(path), "-map", "0:a",
-                          "-af", "ebur128=peak=true:framelog=quiet", "-f", "null", "-"],
-                         capture_output=True, text=True, check=True).stderr
-    summary = err[err.rfind("Summary:"):]
+    err = subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostats",
+            "-i",
+            str(path),
+            "-map",
+            "0:a",
+            "-af",
+            "ebur128=peak=true:framelog=quiet",
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    summary = err[err.rfind("Summary:") :]
     return {k: float(v) for k, v in re.findall(r"^\s*(I|LRA|Peak):\s+(-?[\d.]+|-?inf)", summary, re.M)}
 
 
@@ -56,7 +73,7 @@ def test_loudness_on_target(tmp_path, kind):
         y = y * np.float32(10 ** ((-35 - _input_lufs(wav)) / 20))
         for t in (0.7, 2.5, 3.1):
             i = int(t * sr)
-            y[i: i + 40] += np.float32(0.4) * np.hanning(40).astype(np.float32)
+            y[i : i + 40] += np.float32(0.4) * np.hanning(40).astype(np.float32)
         soundfile.write(wav, y, sr, subtype="FLOAT")
     elif kind == "hot-clipped":  # driven far into clipping, written as 16-bit PCM
         y, sr = soundfile.read(wav, dtype="float32")
@@ -94,8 +111,7 @@ def test_loudness_settings_from_segment_and_preset(tmp_path):
 
 
 def test_silence_gets_no_gain_and_a_warning(tmp_path, caplog):
-    yml = make_tiny_segment(tmp_path / "seg", width=64, height=36, tv=False, captions=False,
-                            duration_s=2.0)
+    yml = make_tiny_segment(tmp_path / "seg", width=64, height=36, tv=False, captions=False, duration_s=2.0)
     _edit(yml, speech=None)
     with caplog.at_level("WARNING", logger="avatarrender.loudness"):
         man = render(load_spec(yml), tmp_path / "out", jobs=1)
@@ -111,11 +127,35 @@ TONE_HZ = 4999.7  # far above the test speech's harmonics; not whole cycles per 
 
 
 def make_clip_with_sound(path: Path, *, duration_s: float = 2.0) -> None:
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
-                    f"color=c=gray:s=160x90:r=30:d={duration_s}", "-f", "lavfi", "-i",
-                    f"sine=f={TONE_HZ}:d={duration_s}:sample_rate=48000", "-shortest",
-                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-                    "-c:a", "aac", "-b:a", "192k", str(path)], check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"color=c=gray:s=160x90:r=30:d={duration_s}",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=f={TONE_HZ}:d={duration_s}:sample_rate=48000",
+            "-shortest",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "192k",
+            str(path),
+        ],
+        check=True,
+    )
 
 
 def _tv_segment(tmp_path: Path, **audio) -> Path:
@@ -124,19 +164,26 @@ def _tv_segment(tmp_path: Path, **audio) -> Path:
     make_speech(a / "speech.wav", duration_s=5.0, bursts=[(1.05, 1.95)])
     make_clip_with_sound(a / "clip.mp4")
     doc = yaml.safe_load(yml.read_text())
-    doc["tv"]["clips"] = [{"file": "assets/clip.mp4", "start_s": 0.5, "end_s": 4.5, "at_end": "loop",
-                           "clip_start_s": 0.3,
-                           "audio": {"gain_db": -12, "duck_db": -10, **audio}}]
+    doc["tv"]["clips"] = [
+        {
+            "file": "assets/clip.mp4",
+            "start_s": 0.5,
+            "end_s": 4.5,
+            "at_end": "loop",
+            "clip_start_s": 0.3,
+            "audio": {"gain_db": -12, "duck_db": -10, **audio},
+        }
+    ]
     yml.write_text(yaml.safe_dump(doc, sort_keys=False))
     return yml
 
 
 def _tone_db(y: np.ndarray, t0: float, t1: float, sr: int = 48000) -> float:
-    seg = y[int(t0 * sr): int(t1 * sr)].astype(np.float64)
+    seg = y[int(t0 * sr) : int(t1 * sr)].astype(np.float64)
     win = np.hanning(seg.size)
     spec = np.abs(np.fft.rfft(seg * win)) * 2 / win.sum()  # the tone's amplitude
     k = int(round(TONE_HZ * seg.size / sr))
-    return 20 * np.log10(spec[k - 2: k + 3].max() + 1e-12)
+    return 20 * np.log10(spec[k - 2 : k + 3].max() + 1e-12)
 
 
 def test_tv_sound_ducked_under_speech_and_seamless(tmp_path):
@@ -165,8 +212,8 @@ def test_tv_sound_ducked_under_speech_and_seamless(tmp_path):
     sr = 48000
     for t in [1.0, 2.0, 3.0, 4.0, 0.5, 2.2, 3.9, 4.5]:
         i = int(t * sr)
-        at = hp[i - sr // 200: i + sr // 200].max()
-        around = max(hp[i - sr // 25: i - sr // 100].max(), hp[i + sr // 100: i + sr // 25].max())
+        at = hp[i - sr // 200 : i + sr // 200].max()
+        around = max(hp[i - sr // 25 : i - sr // 100].max(), hp[i + sr // 100 : i + sr // 25].max())
         assert at <= 2 * around + 1e-4, (t, at, around)
     got = ebur128(out1 / "index.m3u8")
     assert abs(got["I"] - TARGET_LUFS) <= 0.5 and got["Peak"] < CEILING_DBTP
@@ -190,7 +237,7 @@ def test_speech_activity_holds_after_the_speech_not_before():
 
     sr = 48000
     y = np.zeros(2 * sr, dtype=np.float32)
-    y[sr // 2: sr // 2 + sr // 10] = 0.3 * np.sin(np.arange(sr // 10) * 0.3)  # 0.5-0.6 s
+    y[sr // 2 : sr // 2 + sr // 10] = 0.3 * np.sin(np.arange(sr // 10) * 0.3)  # 0.5-0.6 s
     on = np.flatnonzero(speech_activity(y, sample_rate_hz=sr)) / CONTROL_RATE_HZ
     assert 0.49 <= on[0] <= 0.5, on[0]
     assert 0.83 <= on[-1] <= 0.86, on[-1]

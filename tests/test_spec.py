@@ -1,4 +1,5 @@
 """segment.yaml validation: good specs resolve, bad ones fail with file + field, exit 2, no output."""
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -34,8 +35,10 @@ def test_tiny_spec_resolves(tiny_segment: Path):
     assert load_spec(tiny_segment).spec_hash != before
 
 
-@pytest.mark.parametrize("preset,size,fps", [("1080p30", (1920, 1080), 30), ("720p30", (1280, 720), 30),
-                                             ("720p15", (1280, 720), 15)])
+@pytest.mark.parametrize(
+    "preset,size,fps",
+    [("1080p30", (1920, 1080), 30), ("720p30", (1280, 720), 30), ("720p15", (1280, 720), 15)],
+)
 def test_presets(tiny_segment: Path, preset, size, fps):
     # the tiny assets are 320x180, so only the preset's fields other than size are checked here
     doc = yaml.safe_load(tiny_segment.read_text())
@@ -44,13 +47,18 @@ def test_presets(tiny_segment: Path, preset, size, fps):
     spec = load_spec(tiny_segment)
     assert spec.output.fps == fps
     from avatarrender.spec import load_preset
+
     p = load_preset(preset)
     assert (p["width"], p["height"]) == size
 
 
 def test_exact_fps_and_cues():
-    assert parse_cues("1\n00:00:01,500 --> 00:00:02,000\nHi <i>there</i>\n\n2\n00:01:00.250 --> 00:01:01.000\nB\n") \
-        [0].text == "Hi there"
+    assert (
+        parse_cues(
+            "1\n00:00:01,500 --> 00:00:02,000\nHi <i>there</i>\n\n2\n00:01:00.250 --> 00:01:01.000\nB\n"
+        )[0].text
+        == "Hi there"
+    )
     vtt = parse_cues("WEBVTT\n\nNOTE x\n\n00:01.000 --> 00:02.500 align:start\nHello\nworld\n")
     assert (vtt[0].start_s, vtt[0].end_s, vtt[0].text) == (1.0, 2.5, "Hello world")
 
@@ -60,33 +68,63 @@ def _garbage(path: Path) -> None:
 
 
 BAD = {
-    "missing background": (lambda d, a: d["scene"].__setitem__("background", "assets/nope.png"),
-                           "scene.background", AssetNotFoundError),
+    "missing background": (
+        lambda d, a: d["scene"].__setitem__("background", "assets/nope.png"),
+        "scene.background",
+        AssetNotFoundError,
+    ),
     "unreadable image": (lambda d, a: _garbage(a / "base.png"), "character.base", MediaError),
     "unreadable audio": (lambda d, a: _garbage(a / "speech.wav"), "speech.file", MediaError),
     "unreadable clip": (lambda d, a: _garbage(a / "clip.mp4"), "tv.clips[0].file", MediaError),
-    "still image as clip": (lambda d, a: (a / "clip.mp4").write_bytes((a / "base.png").read_bytes()),
-                            "tv.clips[0].file", MediaError),
-    "audio file as clip": (lambda d, a: (a / "clip.mp4").write_bytes((a / "speech.wav").read_bytes()),
-                           "tv.clips[0].file", MediaError),
-    "sprite outside frame": (lambda d, a: d["character"].__setitem__("position", [300, 10]),
-                             "character.position", SpecError),
-    "tv outside frame": (lambda d, a: d["tv"].__setitem__("screen", [300, 100, 64, 36]),
-                         "tv.screen", SpecError),
+    "still image as clip": (
+        lambda d, a: (a / "clip.mp4").write_bytes((a / "base.png").read_bytes()),
+        "tv.clips[0].file",
+        MediaError,
+    ),
+    "audio file as clip": (
+        lambda d, a: (a / "clip.mp4").write_bytes((a / "speech.wav").read_bytes()),
+        "tv.clips[0].file",
+        MediaError,
+    ),
+    "sprite outside frame": (
+        lambda d, a: d["character"].__setitem__("position", [300, 10]),
+        "character.position",
+        SpecError,
+    ),
+    "tv outside frame": (
+        lambda d, a: d["tv"].__setitem__("screen", [300, 100, 64, 36]),
+        "tv.screen",
+        SpecError,
+    ),
     "odd tv rect": (lambda d, a: d["tv"].__setitem__("screen", [11, 10, 64, 36]), "tv.screen", SpecError),
     "odd size": (lambda d, a: d["output"].__setitem__("width", 321), "output.width", SpecError),
     "unknown preset": (lambda d, a: d["output"].__setitem__("preset", "4k120"), "output.preset", SpecError),
-    "caption outside": (lambda d, a: d["captions"]["cues"].append({"text": "late", "start_s": 9, "end_s": 10}),
-                        "captions.cues[2]", SpecError),
-    "caption reversed": (lambda d, a: d["captions"]["cues"][0].update(end_s=0.1),
-                         "captions.cues[0]", SpecError),
-    "unknown field": (lambda d, a: d["character"].__setitem__("mouht_offset", [0, 0]),
-                      "character.mouht_offset", SpecError),
-    "bad colour": (lambda d, a: d["captions"]["style"].__setitem__("color", "white"),
-                   "captions.style.color", SpecError),
+    "caption outside": (
+        lambda d, a: d["captions"]["cues"].append({"text": "late", "start_s": 9, "end_s": 10}),
+        "captions.cues[2]",
+        SpecError,
+    ),
+    "caption reversed": (
+        lambda d, a: d["captions"]["cues"][0].update(end_s=0.1),
+        "captions.cues[0]",
+        SpecError,
+    ),
+    "unknown field": (
+        lambda d, a: d["character"].__setitem__("mouht_offset", [0, 0]),
+        "character.mouht_offset",
+        SpecError,
+    ),
+    "bad colour": (
+        lambda d, a: d["captions"]["style"].__setitem__("color", "white"),
+        "captions.style.color",
+        SpecError,
+    ),
     "wrong type": (lambda d, a: d["blink"].__setitem__("seed", "abc"), "blink.seed", SpecError),
-    "unknown mouth": (lambda d, a: d["character"]["mouths"].__setitem__("Q", "assets/mouth_X.png"),
-                      "character.mouths", SpecError),
+    "unknown mouth": (
+        lambda d, a: d["character"]["mouths"].__setitem__("Q", "assets/mouth_X.png"),
+        "character.mouths",
+        SpecError,
+    ),
 }
 
 
@@ -130,7 +168,9 @@ def test_cli_validate_ok_writes_nothing(tiny_segment: Path):
 
 
 def test_bare_off_key_is_a_key_not_false(tiny_segment: Path):
-    text = tiny_segment.read_text().replace("  overlay: assets/bezel.png", "  off: assets/room.png\n  overlay: assets/bezel.png")
+    text = tiny_segment.read_text().replace(
+        "  overlay: assets/bezel.png", "  off: assets/room.png\n  overlay: assets/bezel.png"
+    )
     tiny_segment.write_text(text)
     spec = load_spec(tiny_segment)
     assert spec.tv.off == (tiny_segment.parent / "assets/room.png").resolve()

@@ -1,5 +1,6 @@
 """The Spec that rendering gets is resolved once by load_spec: no raw model, nothing laid out
 or parsed again downstream, and every check a render makes (``validate`` is load_spec)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,8 +61,10 @@ def test_spec_is_resolved_and_holds_no_raw_model(tiny_segment: Path):
     assert spec.character.drawn_mouths == frozenset("XACD")
     assert spec.character.drawn_eyes == frozenset({"open", "closed"})
     # the preset's loudness under the audio block's unset values
-    assert (spec.audio.loudness_lufs, spec.audio.true_peak_dbtp) == (spec.output.loudness_lufs,
-                                                                     spec.output.true_peak_dbtp)
+    assert (spec.audio.loudness_lufs, spec.audio.true_peak_dbtp) == (
+        spec.output.loudness_lufs,
+        spec.output.true_peak_dbtp,
+    )
 
 
 def test_scene_draws_without_laying_out_parsing_or_resolving_again(tiny_segment: Path, monkeypatch):
@@ -85,8 +88,10 @@ def test_scene_draws_without_laying_out_parsing_or_resolving_again(tiny_segment:
 def test_with_output_lays_captions_out_for_the_new_size(tiny_segment: Path):
     spec = load_spec(tiny_segment)
     small = spec.with_output(width=160, height=90)
-    assert small.captions.layouts == load_spec(tiny_segment, overrides={"width": 160, "height": 90}
-                                               ).captions.layouts
+    assert (
+        small.captions.layouts
+        == load_spec(tiny_segment, overrides={"width": 160, "height": 90}).captions.layouts
+    )
     assert small.captions.layouts != spec.captions.layouts
     idle = spec.idle(2.0)
     assert idle.captions is None and idle.cues == () and idle.speech is None and idle.tv.clips == ()
@@ -116,18 +121,31 @@ def _garbage(path: Path) -> None:
 
 
 BAD = {
-    "bad box colour": (lambda d, a: d["captions"]["style"].__setitem__("box_color", "#12345"),
-                       "captions.style.box_color", SpecError),
-    "missing font": (lambda d, a: d["captions"]["style"].__setitem__("font", "assets/nope.ttf"),
-                     "captions.style.font", AssetNotFoundError),
-    "font that is not a font": (lambda d, a: (_garbage(a / "x.ttf"),
-                                              d["captions"]["style"].__setitem__("font", "assets/x.ttf")),
-                                "captions.style.font", MediaError),
-    "missing layer image": (lambda d, a: d["scene"]["layers"][0].__setitem__("image", "assets/no.png"),
-                            "scene.layers[0].image", AssetNotFoundError),
-    "missing subtitle track": (lambda d, a: d["captions"].__setitem__(
-        "tracks", [{"file": "assets/fr.vtt", "language": "fr"}]), "captions.tracks[0].file",
-        AssetNotFoundError),
+    "bad box colour": (
+        lambda d, a: d["captions"]["style"].__setitem__("box_color", "#12345"),
+        "captions.style.box_color",
+        SpecError,
+    ),
+    "missing font": (
+        lambda d, a: d["captions"]["style"].__setitem__("font", "assets/nope.ttf"),
+        "captions.style.font",
+        AssetNotFoundError,
+    ),
+    "font that is not a font": (
+        lambda d, a: (_garbage(a / "x.ttf"), d["captions"]["style"].__setitem__("font", "assets/x.ttf")),
+        "captions.style.font",
+        MediaError,
+    ),
+    "missing layer image": (
+        lambda d, a: d["scene"]["layers"][0].__setitem__("image", "assets/no.png"),
+        "scene.layers[0].image",
+        AssetNotFoundError,
+    ),
+    "missing subtitle track": (
+        lambda d, a: d["captions"].__setitem__("tracks", [{"file": "assets/fr.vtt", "language": "fr"}]),
+        "captions.tracks[0].file",
+        AssetNotFoundError,
+    ),
     "speech that does not decode": (lambda d, a: _mat5_speech(a), "speech.file", MediaError),
 }
 
@@ -148,14 +166,17 @@ def _states_segment(folder: Path, states: list[tuple[str, str]]) -> Path:
 
     for m, e in states:
         Image.new("RGBA", (40, 60), (200, 100, 50, 255)).save(a / f"st_{m}_{e}.png")
-    _edit(yml, lambda d: d.__setitem__("character", {"position": [200, 20],
-                                                     "states": "assets/st_{mouth}_{eyes}.png"}))
+    _edit(
+        yml,
+        lambda d: d.__setitem__(
+            "character", {"position": [200, 20], "states": "assets/st_{mouth}_{eyes}.png"}
+        ),
+    )
     return yml
 
 
 def test_states_resolved_to_the_images_found(tmp_path: Path):
-    yml = _states_segment(tmp_path / "ok", [("X", "open"), ("X", "closed"), ("A", "open"),
-                                            ("A", "closed")])
+    yml = _states_segment(tmp_path / "ok", [("X", "open"), ("X", "closed"), ("A", "open"), ("A", "closed")])
     ch = load_spec(yml).character
     assert ch.drawn_mouths == frozenset("XA") and ch.drawn_eyes == frozenset({"open", "closed"})
     assert set(ch.states) == {("X", "open"), ("X", "closed"), ("A", "open"), ("A", "closed")}

@@ -1,4 +1,5 @@
 """Captions as a WebVTT subtitle rendition: files, playlists, ffmpeg, and hls.js in chromium."""
+
 from __future__ import annotations
 
 import functools
@@ -24,9 +25,17 @@ from media_check import parse_playlist
 ROOT = Path(__file__).resolve().parent.parent
 HLS_JS = ROOT / "avatarrender" / "playout" / "web" / "vendor" / "hls.min.js"
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--autoplay-policy=no-user-gesture-required"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
 
 CUES = [
     {"text": "Fish & chips <b>not a tag</b> --> not an arrow", "start_s": 0.5, "end_s": 1.6},
@@ -44,8 +53,9 @@ def test_escape_and_timestamp_map():
     assert lines[:2] == ["WEBVTT", f"X-TIMESTAMP-MAP=MPEGTS:{TS_START_90K},LOCAL:00:00:00.000"]
     assert "00:00:00.500 --> 00:00:01.600" in lines and "two" not in text
     # the 33-bit MPEG-TS clock wraps
-    assert "MPEGTS:5," in vtt_segment([], Fraction(0), Fraction(1), duration_s=Fraction(1),
-                                      mpegts_90k=(1 << 33) + 5)
+    assert "MPEGTS:5," in vtt_segment(
+        [], Fraction(0), Fraction(1), duration_s=Fraction(1), mpegts_90k=(1 << 33) + 5
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +64,13 @@ def rendered_subs(tmp_path_factory):
     yml = make_tiny_segment(folder / "seg", width=160, height=90, tv=False)
     (yml.parent / "ja.vtt").write_text(JA_VTT, encoding="utf-8")
     doc = yaml.safe_load(yml.read_text())
-    doc["captions"] = {"cues": CUES, "burn": False, "language": "en", "name": "English",
-                       "tracks": [{"file": "ja.vtt", "language": "ja", "name": "日本語"}]}
+    doc["captions"] = {
+        "cues": CUES,
+        "burn": False,
+        "language": "en",
+        "name": "English",
+        "tracks": [{"file": "ja.vtt", "language": "ja", "name": "日本語"}],
+    }
     yml.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
     out = folder / "out"
     render(load_spec(yml), out, jobs=2, chunk_segments=1)
@@ -71,7 +86,8 @@ def test_rendition_files_and_playlists(rendered_subs):
         '#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",LANGUAGE="en",NAME="English",DEFAULT=YES,'
         'AUTOSELECT=YES,URI="sub_en.m3u8"',
         '#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",LANGUAGE="ja",NAME="日本語",DEFAULT=NO,'
-        'AUTOSELECT=YES,URI="sub_ja.m3u8"']
+        'AUTOSELECT=YES,URI="sub_ja.m3u8"',
+    ]
     inf = next(ln for ln in master.splitlines() if ln.startswith("#EXT-X-STREAM-INF:"))
     assert 'SUBTITLES="subs"' in inf and 'CODECS="avc1.' in inf and "RESOLUTION=160x90" in inf
     video = parse_playlist(out / "index.m3u8")
@@ -94,12 +110,17 @@ def test_rendition_files_and_playlists(rendered_subs):
 def test_ffmpeg_reads_the_subtitle_playlists(rendered_subs):
     _, out = rendered_subs
     for name in ("sub_en.m3u8", "master.m3u8"):  # the track alone, then the whole
-        proc = subprocess.run([ffmpeg_exe(), "-v", "warning", "-i", str(out / name), "-map", "0:s:0",
-                               "-f", "webvtt", "-"], capture_output=True, text=True, encoding="utf-8")
+        proc = subprocess.run(
+            [ffmpeg_exe(), "-v", "warning", "-i", str(out / name), "-map", "0:s:0", "-f", "webvtt", "-"],
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+        )
         # a cue spanning a segment boundary is repeated in both files (RFC 8216bis 3.1.4 asks a
         # player to merge them); ffmpeg says so when it merges, and must say nothing else
-        other = [ln for ln in proc.stderr.splitlines()
-                 if ln.strip() and "duplicated subtitle events" not in ln]
+        other = [
+            ln for ln in proc.stderr.splitlines() if ln.strip() and "duplicated subtitle events" not in ln
+        ]
         assert proc.returncode == 0 and not other, proc.stderr
         if name == "master.m3u8":
             continue  # read without a complaint; its HLS demuxer interleaves the subtitles
@@ -151,8 +172,7 @@ def test_hlsjs_lists_the_track_and_shows_the_cues_on_time(rendered_subs, tmp_pat
     (site / "out").symlink_to(out)
     (site / "hls.min.js").symlink_to(HLS_JS)
     (site / "index.html").write_text(PAGE, encoding="utf-8")
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with sync_playwright() as p:
@@ -161,8 +181,8 @@ def test_hlsjs_lists_the_track_and_shows_the_cues_on_time(rendered_subs, tmp_pat
                 page = browser.new_page()
                 page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
                 page.wait_for_function(
-                    "window.__r.ended || window.__r.errors.some(e => e.endsWith(':true'))",
-                    timeout=60_000)
+                    "window.__r.ended || window.__r.errors.some(e => e.endsWith(':true'))", timeout=60_000
+                )
                 r = page.evaluate("window.__r")
                 tracks = page.evaluate("window.tracks()")
                 seen = page.evaluate("Object.values(window.__cues)")

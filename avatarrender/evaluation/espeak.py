@@ -3,6 +3,7 @@
 ``synthesize(text, voice=..., rate_wpm=...)`` returns the samples and every phoneme with its
 start time, which give the true mouth shape per frame (:func:`truth_track`).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -13,8 +14,16 @@ from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["Phoneme", "Utterance", "synthesize", "truth_track", "truth_classes", "PHONEME_SHAPE", "shape_of",
-           "class_of"]
+__all__ = [
+    "Phoneme",
+    "Utterance",
+    "synthesize",
+    "truth_track",
+    "truth_classes",
+    "PHONEME_SHAPE",
+    "shape_of",
+    "class_of",
+]
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_PHONEME_EVENTS = 0x0001
@@ -30,14 +39,21 @@ class _Id(ctypes.Union):
 
 
 class _Event(ctypes.Structure):
-    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint),
-                ("text_position", ctypes.c_int), ("length", ctypes.c_int),
-                ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
-                ("user_data", ctypes.c_void_p), ("id", _Id)]
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", _Id),
+    ]
 
 
-_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
-                             ctypes.POINTER(_Event))
+_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +84,16 @@ class _Espeak:
         self._events: list[tuple[str, int]] = []
         self._cb = _CALLBACK(self._callback)
         self.lib.espeak_SetSynthCallback(self._cb)
-        self.lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-                                          ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        self.lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
 
     def _callback(self, wav, n, events) -> int:
         if n > 0:
@@ -78,8 +102,9 @@ class _Espeak:
         while events[i].type != _EVENT_LIST_TERMINATED:
             ev = events[i]
             if ev.type == _EVENT_PHONEME:
-                self._events.append((bytes(ev.id.string).split(b"\0")[0].decode(errors="replace"),
-                                     ev.audio_position))
+                self._events.append(
+                    (bytes(ev.id.string).split(b"\0")[0].decode(errors="replace"), ev.audio_position)
+                )
             i += 1
         return 0
 
@@ -103,7 +128,9 @@ def _engine() -> _Espeak:
     return _Espeak()
 
 
-def synthesize(text: str, *, voice: str = "en-us", rate_wpm: int = 160, pitch: int | None = None) -> Utterance:
+def synthesize(
+    text: str, *, voice: str = "en-us", rate_wpm: int = 160, pitch: int | None = None
+) -> Utterance:
     """Speak ``text`` with espeak-ng; the phonemes carry their start times. ``pitch`` 0-100."""
     from ..phonemes import _LOCK
 
@@ -119,8 +146,9 @@ PHONEME_SHAPE = {
     **dict.fromkeys(["w", "u:", "U", "u", "U@", "w#"], "F"),
     **dict.fromkeys(["O:", "O", "3:", "@U", "oU", "OI", "o@", "O@", "0", "aU", "3", "r-"], "E"),
     **dict.fromkeys(["A:", "aI", "a", "A@", "V", "aa", "a#", "A", "a2"], "D"),
-    **dict.fromkeys(["E", "e", "eI", "e@", "I", "i", "i:", "@", "@2", "@5", "a@", "I2", "I#",
-                     "i@", "e#", "E2"], "C"),
+    **dict.fromkeys(
+        ["E", "e", "eI", "e@", "I", "i", "i:", "@", "@2", "@5", "a@", "I2", "I#", "i@", "e#", "E2"], "C"
+    ),
 }
 
 

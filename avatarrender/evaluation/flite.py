@@ -5,6 +5,7 @@ flite's voices are built from recordings of real speakers: ``kal``/``kal16`` are
 voices trained on the CMU ARCTIC recordings. ``flite -psdur`` prints every segment with the time
 it ends, which gives the phone timings; the audio is the same run's.
 """
+
 from __future__ import annotations
 
 import functools
@@ -34,8 +35,9 @@ def available() -> tuple[str, ...]:
     return tuple(v for v in VOICES if v in listed)
 
 
-def synthesize(text: str, *, voice: str = "slt", stretch: float = 1.0,
-               f0_hz: float | None = None) -> Utterance:
+def synthesize(
+    text: str, *, voice: str = "slt", stretch: float = 1.0, f0_hz: float | None = None
+) -> Utterance:
     """Speak ``text`` with a flite voice.
 
     Parameters
@@ -53,8 +55,9 @@ def synthesize(text: str, *, voice: str = "slt", stretch: float = 1.0,
         cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={stretch:.3f}"]
         if f0_hz:
             cmd += ["--setf", f"int_f0_target_mean={f0_hz:.1f}"]
-        res = subprocess.run(cmd + ["-psdur", "-t", text, "-o", path], capture_output=True,
-                             text=True, check=True)
+        res = subprocess.run(
+            cmd + ["-psdur", "-t", text, "-o", path], capture_output=True, text=True, check=True
+        )
         with wave.open(path, "rb") as w:
             sr = w.getframerate()
             samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0

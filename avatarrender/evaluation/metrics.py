@@ -10,6 +10,7 @@
 - lag: the shift (frames) that best aligns predicted openness with the truth (positive = late);
 - accuracy: share of frames within speech whose shape is exactly the true one.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,9 +49,14 @@ class Scores:
     @classmethod
     def mean(cls, items: list[Scores]) -> Scores:
         """Mean of every score over ``items``; the median of the lags."""
-        return cls(**{f.name: int(np.median([s.lag for s in items])) if f.name == "lag"
-                      else float(np.mean([getattr(s, f.name) for s in items]))
-                      for f in dataclasses.fields(cls)})
+        return cls(
+            **{
+                f.name: int(np.median([s.lag for s in items]))
+                if f.name == "lag"
+                else float(np.mean([getattr(s, f.name) for s in items]))
+                for f in dataclasses.fields(cls)
+            }
+        )
 
 
 def score_track(pred: np.ndarray, truth: np.ndarray, closures: list[tuple[int, int]]) -> Scores:
@@ -73,8 +79,8 @@ def score_track(pred: np.ndarray, truth: np.ndarray, closures: list[tuple[int, i
     one_frame = float(np.mean(lengths == 1)) if len(lengths) else 0.0
     best, lag = -np.inf, 0
     for d in range(-4, 5):
-        a = po[max(0, d): len(po) + min(0, d)]
-        b = to[max(0, -d): len(to) + min(0, -d)]
+        a = po[max(0, d) : len(po) + min(0, d)]
+        b = to[max(0, -d) : len(to) + min(0, -d)]
         c = float(np.dot(a - a.mean(), b - b.mean()))
         if c > best:
             best, lag = c, d
@@ -82,16 +88,19 @@ def score_track(pred: np.ndarray, truth: np.ndarray, closures: list[tuple[int, i
     near = np.zeros(len(letters), bool)
     for f0, f1 in closures:
         near[max(0, f0 - 1) : f1 + 2] = True
-    closed_runs = [bool(near[s:e].any()) for s, e in zip(np.concatenate([[0], edges]),
-                                                        np.concatenate([edges, [len(letters)]]))
-                   if letters[s] == "A"]
+    closed_runs = [
+        bool(near[s:e].any())
+        for s, e in zip(np.concatenate([[0], edges]), np.concatenate([edges, [len(letters)]]))
+        if letters[s] == "A"
+    ]
     precision = float(np.mean(closed_runs)) if closed_runs else 1.0
     r_all = float(np.corrcoef(po, to)[0, 1]) if len(po) > 2 and po.std() > 0 and to.std() > 0 else 0.0
     return Scores(activity, r, closure, one_frame, lag, accuracy, precision, r_all)
 
 
-def evaluate(method: Callable[..., np.ndarray], *, fps: Fraction = Fraction(30),
-             voices=VOICES, corpus=CORPUS) -> tuple[Scores, list[Scores]]:
+def evaluate(
+    method: Callable[..., np.ndarray], *, fps: Fraction = Fraction(30), voices=VOICES, corpus=CORPUS
+) -> tuple[Scores, list[Scores]]:
     """Score ``method(y, sr, fps=, n_frames=)`` on every sentence in every voice."""
     each = []
     for voice, rate in voices:
@@ -103,8 +112,9 @@ def evaluate(method: Callable[..., np.ndarray], *, fps: Fraction = Fraction(30),
     return Scores.mean(each), each
 
 
-def score_utterances(method: Callable[..., np.ndarray], items, *, fps: Fraction = Fraction(30)
-                     ) -> tuple[Scores, list[Scores]]:
+def score_utterances(
+    method: Callable[..., np.ndarray], items, *, fps: Fraction = Fraction(30)
+) -> tuple[Scores, list[Scores]]:
     """Score ``method(y, sr, fps=, n_frames=, text=)`` on ``items``, ``(text, Utterance)`` pairs
     from any synthesizer (``Utterance.alphabet`` says how its phonemes are written)."""
     each = []
@@ -115,8 +125,24 @@ def score_utterances(method: Callable[..., np.ndarray], items, *, fps: Fraction 
     return Scores.mean(each), each
 
 
-_OTHER_WORDS = ("table", "seven", "quickly", "orange", "yesterday", "window", "happy", "music",
-                "garden", "silver", "number", "forest", "little", "coffee", "station", "paper")
+_OTHER_WORDS = (
+    "table",
+    "seven",
+    "quickly",
+    "orange",
+    "yesterday",
+    "window",
+    "happy",
+    "music",
+    "garden",
+    "silver",
+    "number",
+    "forest",
+    "little",
+    "coffee",
+    "station",
+    "paper",
+)
 
 
 def corrupt(text: str, *, share: float = 0.2, seed: int = 0) -> str:

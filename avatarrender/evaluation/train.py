@@ -15,6 +15,7 @@ The training sentences and voices are disjoint from the evaluation corpus in ``m
 espeak-ng's samples vary by a few between calls (its filters keep state), so two runs give
 near-identical, not bit-identical, weights; the fit itself is deterministic for its data.
 """
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -92,14 +93,35 @@ TRAIN_TEXT = (
     "I think we should probably begin with something simple.",
     "Would you believe me if I told you it was a bear?",
 )
-TRAIN_VOICES = (("en-us", 140), ("en-us", 185), ("en", 160), ("en+m3", 150), ("en-us+m2", 170),
-                ("en-gb-scotland", 155), ("en-029", 165), ("en-us+m1", 120), ("en+f5", 160),
-                ("en-us+m4", 175), ("en+anika", 150), ("en-us+linda", 165), ("en+belinda", 155),
-                # more sources and vocal tracts: the Klatt synthesizer's and named variants
-                ("en-us+klatt", 150), ("en+klatt2", 165), ("en-us+klatt3", 140), ("en+klatt4", 170),
-                ("en-us+klatt6", 155), ("en+Andy", 160), ("en-us+Annie", 150), ("en+Michael", 170),
-                ("en-us+Steph", 145), ("en+grandma", 135), ("en-us+victor", 175), ("en+shelby", 160),
-                ("en-us-nyc", 165))
+TRAIN_VOICES = (
+    ("en-us", 140),
+    ("en-us", 185),
+    ("en", 160),
+    ("en+m3", 150),
+    ("en-us+m2", 170),
+    ("en-gb-scotland", 155),
+    ("en-029", 165),
+    ("en-us+m1", 120),
+    ("en+f5", 160),
+    ("en-us+m4", 175),
+    ("en+anika", 150),
+    ("en-us+linda", 165),
+    ("en+belinda", 155),
+    # more sources and vocal tracts: the Klatt synthesizer's and named variants
+    ("en-us+klatt", 150),
+    ("en+klatt2", 165),
+    ("en-us+klatt3", 140),
+    ("en+klatt4", 170),
+    ("en-us+klatt6", 155),
+    ("en+Andy", 160),
+    ("en-us+Annie", 150),
+    ("en+Michael", 170),
+    ("en-us+Steph", 145),
+    ("en+grandma", 135),
+    ("en-us+victor", 175),
+    ("en+shelby", 160),
+    ("en-us-nyc", 165),
+)
 
 
 FAMILIES = ("espeak", "flite")
@@ -125,7 +147,9 @@ def augment(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
             wet = signal.fftconvolve(y, ir)[:n]
             y = wet / (np.max(np.abs(wet)) + 1e-9) * np.max(np.abs(y))
         elif kind == "band":
-            lo, hi = [(300, 3400), (None, rng.uniform(2500, 5000)), (rng.uniform(150, 400), None)][rng.integers(3)]
+            lo, hi = [(300, 3400), (None, rng.uniform(2500, 5000)), (rng.uniform(150, 400), None)][
+                rng.integers(3)
+            ]
             hi = min(hi, 0.45 * sr) if hi else None
             if lo and hi:
                 sos = signal.butter(4, [lo, hi], btype="bandpass", fs=sr, output="sos")
@@ -184,8 +208,9 @@ def utterances(families=FAMILIES, *, texts=None, seed: int = 7):
                     yield "flite", flite.synthesize(text, voice=voice, stretch=stretch, f0_hz=f0)
 
 
-def collect(fps: Fraction = Fraction(30), *, families=FAMILIES, texts=None,
-            seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+def collect(
+    fps: Fraction = Fraction(30), *, families=FAMILIES, texts=None, seed: int = 7
+) -> tuple[np.ndarray, np.ndarray]:
     """Features and true phone classes of :func:`utterances`, each clean and once augmented
     (:func:`augment`) so that rooms, telephones, noise and codecs keep their shapes.
 
@@ -223,8 +248,11 @@ def speed_perturb(utt: Utterance, factor: float) -> Utterance:
 
     sr = utt.sample_rate_hz
     y = soxr.resample(utt.samples, sr, int(round(sr * factor))).astype(np.float32)
-    return dataclasses.replace(utt, samples=y, phonemes=tuple(
-        dataclasses.replace(p, start_s=p.start_s * factor) for p in utt.phonemes))
+    return dataclasses.replace(
+        utt,
+        samples=y,
+        phonemes=tuple(dataclasses.replace(p, start_s=p.start_s * factor) for p in utt.phonemes),
+    )
 
 
 # weight of the openness head's squared error beside the phone classes' cross-entropy (fit_mlp)
@@ -248,9 +276,19 @@ def fit_lda(x: np.ndarray, y: np.ndarray, *, shrink: float = 0.1) -> dict:
     return {"mu": mu, "sd": sd, "w": w, "b": b}
 
 
-def fit_mlp(x: np.ndarray, y: np.ndarray, *, hidden: int = 64, epochs: int = 30, lr: float = 3e-3,
-            weight_decay: float = 1e-3, batch: int = 256, seed: int = 0,
-            input_noise: float = 0.3, openness_weight: float = 0.0) -> dict:
+def fit_mlp(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    hidden: int = 64,
+    epochs: int = 30,
+    lr: float = 3e-3,
+    weight_decay: float = 1e-3,
+    batch: int = 256,
+    seed: int = 0,
+    input_noise: float = 0.3,
+    openness_weight: float = 0.0,
+) -> dict:
     """Softmax network with one ReLU layer, minibatch Adam; deterministic for a seed.
 
     Parameters
@@ -317,12 +355,18 @@ def write_module(model: dict, path: Path) -> None:
     """Write ``model`` as a Python module of base64 float32 arrays (what ``lipsync`` imports)."""
     import base64
 
-    lines = ['"""Lip-sync frame classifier (one ReLU layer over phone classes), written by'
-             ' ``python -m avatarrender.evaluation.train``."""',
-             "import base64", "", "import numpy as np", "",
-             "", "def _a(shape, data):",
-             "    return np.frombuffer(base64.b64decode(data), dtype='<f4').reshape(shape).astype(np.float64)",
-             ""]
+    lines = [
+        '"""Lip-sync frame classifier (one ReLU layer over phone classes), written by'
+        ' ``python -m avatarrender.evaluation.train``."""',
+        "import base64",
+        "",
+        "import numpy as np",
+        "",
+        "",
+        "def _a(shape, data):",
+        "    return np.frombuffer(base64.b64decode(data), dtype='<f4').reshape(shape).astype(np.float64)",
+        "",
+    ]
     for name, a in model.items():
         a = np.asarray(a, dtype="<f4")
         data = base64.b64encode(a.tobytes()).decode()
@@ -332,8 +376,14 @@ def write_module(model: dict, path: Path) -> None:
     Path(path).write_text("\n".join(lines) + "\n")
 
 
-def train(families=FAMILIES, *, texts=None, epochs: int = 25, hidden: int = 128,
-          openness_weight: float = OPENNESS_WEIGHT) -> dict:
+def train(
+    families=FAMILIES,
+    *,
+    texts=None,
+    epochs: int = 25,
+    hidden: int = 128,
+    openness_weight: float = OPENNESS_WEIGHT,
+) -> dict:
     """Collect and fit: the model as a dict of arrays (``MU``, ``SD``, ``W1``, ``B1``, ``W2``,
     ``B2``, and ``W3``, ``B3`` of the openness head); deterministic."""
     x, y = collect(families=families, texts=texts)
@@ -347,20 +397,28 @@ def train(families=FAMILIES, *, texts=None, epochs: int = 25, hidden: int = 128,
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m avatarrender.evaluation.train", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m avatarrender.evaluation.train", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--hold-out", choices=FAMILIES, help="leave this synthesizer family out of training")
-    ap.add_argument("-o", "--output", type=Path, help="write here (.npz, or a .py module); default: "
-                    "the shipped avatarrender/_lipsync_model.py")
+    ap.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="write here (.npz, or a .py module); default: the shipped avatarrender/_lipsync_model.py",
+    )
     ap.add_argument("--epochs", type=int, default=25)
     ap.add_argument("--hidden", type=int, default=128, help="hidden units")
     ap.add_argument("--sentences", type=int, default=None, help="train on the first N sentences only")
-    ap.add_argument("--openness-weight", type=float, default=OPENNESS_WEIGHT,
-                    help="weight of the openness head (0: none)")
+    ap.add_argument(
+        "--openness-weight", type=float, default=OPENNESS_WEIGHT, help="weight of the openness head (0: none)"
+    )
     args = ap.parse_args(argv)
     families = tuple(f for f in FAMILIES if f != args.hold_out)
     texts = TRAIN_TEXT[: args.sentences] if args.sentences else None
-    model = train(families, texts=texts, epochs=args.epochs, hidden=args.hidden,
-                  openness_weight=args.openness_weight)
+    model = train(
+        families, texts=texts, epochs=args.epochs, hidden=args.hidden, openness_weight=args.openness_weight
+    )
     out = args.output or Path(__file__).resolve().parent.parent / "_lipsync_model.py"
     if out.suffix == ".npz":
         np.savez(out, **{k: np.asarray(v, dtype=np.float32) for k, v in model.items()})

@@ -21,6 +21,7 @@ latency is the player's hold-back. While filler airs, a program that becomes rea
 next part boundary: the filler's segment is cut short there (rewritten as the prefix of its
 published parts, which is a clean shorter media segment).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -94,21 +95,21 @@ class FolderCatalog:
         would be stamped at the channel's frame length).
     """
 
-    def __init__(self, *, width: int, height: int, target_duration_s: int,
-                 fps: Fraction = Fraction(30)):
+    def __init__(self, *, width: int, height: int, target_duration_s: int, fps: Fraction = Fraction(30)):
         self.width, self.height, self.target_duration_s = width, height, target_duration_s
         self.fps = fps
-        self.folders: dict[str, tuple[Path, Path]] = {}   # key -> (complete, partial)
+        self.folders: dict[str, tuple[Path, Path]] = {}  # key -> (complete, partial)
         self.rendered_ahead: set[str] = set()  # keys whose folder a render-ahead will create
         self.rendered: dict[str, RenderedSegment] = {}
         self._verified: dict[tuple[str, int], tuple[int, int, int]] = {}  # -> (dev, ino, size)
-        self._facts: dict[tuple[str, int], SegmentFacts] = {}   # what each verified file holds
+        self._facts: dict[tuple[str, int], SegmentFacts] = {}  # what each verified file holds
         self._failed: dict[tuple[str, int], tuple[tuple[int, int, int], str]] = {}  # -> (ident, why)
         self.bandwidth_bps = 0
-        self.bad: dict[str, str] = {}   # key -> why it was refused at publication
+        self.bad: dict[str, str] = {}  # key -> why it was refused at publication
 
-    def add(self, key: str, folder: Path, *, hidden_partial: bool = False,
-            rendered_ahead: bool = False) -> None:
+    def add(
+        self, key: str, folder: Path, *, hidden_partial: bool = False, rendered_ahead: bool = False
+    ) -> None:
         self.folders[key] = (folder, partial_path(folder, hidden=hidden_partial))
         if rendered_ahead:
             self.rendered_ahead.add(key)
@@ -130,8 +131,9 @@ class FolderCatalog:
         if complete.is_dir():
             r = read_rendered(complete)
             if not r.complete:
-                raise MediaError(complete / "manifest.json", "complete",
-                                 "a finished folder whose manifest says incomplete")
+                raise MediaError(
+                    complete / "manifest.json", "complete", "a finished folder whose manifest says incomplete"
+                )
         elif partial.is_dir():
             check_not_failed(partial)  # its render gave up: refuse it now, not after max_late_s
             try:
@@ -139,17 +141,26 @@ class FolderCatalog:
             except MediaError:
                 return None  # a render still starting: not ready yet (the late policy applies)
         else:
-            return None   # not there yet (see availability)
+            return None  # not there yet (see availability)
         if (r.width, r.height) != (self.width, self.height):
-            raise MediaError(r.folder, "width/height", f"{r.width}x{r.height} on a "
-                             f"{self.width}x{self.height} channel")
+            raise MediaError(
+                r.folder, "width/height", f"{r.width}x{r.height} on a {self.width}x{self.height} channel"
+            )
         if r.fps != self.fps:
-            raise MediaError(r.folder / "manifest.json", "fps", f"rendered at {_rate(r.fps)} fps "
-                             f"on a {_rate(self.fps)} fps channel; render it at the channel's rate")
+            raise MediaError(
+                r.folder / "manifest.json",
+                "fps",
+                f"rendered at {_rate(r.fps)} fps "
+                f"on a {_rate(self.fps)} fps channel; render it at the channel's rate",
+            )
         longest = max((s.duration_s for s in r.segments), default=Fraction(0))
         if round(longest) > self.target_duration_s:
-            raise MediaError(r.folder, "segments", f"media segments of {float(longest):.2f} s on a "
-                             f"channel with target duration {self.target_duration_s} s")
+            raise MediaError(
+                r.folder,
+                "segments",
+                f"media segments of {float(longest):.2f} s on a "
+                f"channel with target duration {self.target_duration_s} s",
+            )
         self.bandwidth_bps = max(self.bandwidth_bps, r.bandwidth_bps)
         return r
 
@@ -169,10 +180,9 @@ class FolderCatalog:
             self.rendered.pop(key, None)
             complete, partial = self.folders[key]
             if key in self.rendered_ahead or key == FILLER or partial.is_dir() or complete.is_dir():
-                return Availability()   # its render has not started, or not finished a segment
+                return Availability()  # its render has not started, or not finished a segment
             # said when it is due, with the path, not only "late" after max_late_s of filler
-            return Availability(waiting_for=f"{complete}: rendered folder not found "
-                                            f"(nor {partial.name})")
+            return Availability(waiting_for=f"{complete}: rendered folder not found (nor {partial.name})")
         self.rendered[key] = r
         return Availability(durations_s=tuple(s.duration_s for s in r.segments), complete=r.complete)
 
@@ -223,13 +233,16 @@ class FolderCatalog:
             or between it and the previous media segment of the same rendition.
         """
         frame_90k = Fraction(90000) / self.fps
-        facts = inspect_segment(info.path.read_bytes(), info.path, frame_90k=frame_90k,
-                                frames=info.frames)
+        facts = inspect_segment(info.path.read_bytes(), info.path, frame_90k=frame_90k, frames=info.frames)
         prev = self._facts.get((key, index - 1))
         if prev is not None and abs(facts.first_pts_90k - prev.end_pts_90k) > 1:
-            raise MediaError(info.path, "video PTS", f"starts {facts.first_pts_90k - prev.end_pts_90k}"
-                             " ticks (90 kHz) away from where the previous media segment ends: "
-                             "frames are missing between them")
+            raise MediaError(
+                info.path,
+                "video PTS",
+                f"starts {facts.first_pts_90k - prev.end_pts_90k}"
+                " ticks (90 kHz) away from where the previous media segment ends: "
+                "frames are missing between them",
+            )
         self._facts[(key, index)] = facts
 
     def read_checked(self, key: str, index: int) -> bytes:
@@ -254,8 +267,14 @@ class FolderCatalog:
         return data
 
 
-def prepare_filler(schedule: Schedule, out_dir: Path, *, filler_dir: Path | None = None,
-                   filler_spec: Path | None = None, renderer: Renderer | None = None) -> Path:
+def prepare_filler(
+    schedule: Schedule,
+    out_dir: Path,
+    *,
+    filler_dir: Path | None = None,
+    filler_spec: Path | None = None,
+    renderer: Renderer | None = None,
+) -> Path:
     """The filler's rendered folder: given, or rendered once (idle loop) from a segment.yaml.
 
     Parameters
@@ -275,14 +294,20 @@ def prepare_filler(schedule: Schedule, out_dir: Path, *, filler_dir: Path | None
     if folder is not None:
         return Path(folder)
     if spec_path is None:
-        raise SpecError(schedule.path, "filler", "no filler: give 'filler:' in the schedule, "
-                        "--filler DIR or --filler-spec segment.yaml")
+        raise SpecError(
+            schedule.path,
+            "filler",
+            "no filler: give 'filler:' in the schedule, --filler DIR or --filler-spec segment.yaml",
+        )
     if renderer is None:
-        raise SpecError(schedule.path, "filler", f"the filler is a segment.yaml ({spec_path}) "
-                        "but no renderer was given: give a rendered folder instead")
+        raise SpecError(
+            schedule.path,
+            "filler",
+            f"the filler is a segment.yaml ({spec_path}) "
+            "but no renderer was given: give a rendered folder instead",
+        )
     duration_s = schedule.model.filler.duration_s if schedule.model.filler else 10.0
-    log.info("filler: the %.1f s idle loop of %s, under %s", duration_s, spec_path,
-             out_dir / ".filler")
+    log.info("filler: the %.1f s idle loop of %s, under %s", duration_s, spec_path, out_dir / ".filler")
     return renderer.render_filler(Path(spec_path), duration_s, out_dir / ".filler")
 
 
@@ -292,13 +317,13 @@ class _OnAir:
 
     decision: Decision
     sequence: int
-    pdt_s: Fraction | None            # forced PROGRAM-DATE-TIME (after downtime), else None
-    rebase: bool                      # aired with a discontinuity
-    original: bytes                   # as rendered: a shortened prefix is rewritten from it
-    rewriter_before: dict[str, Any]   # the rewriter's state before this segment
-    parts: tuple[Part, ...] | None    # None: published whole, without parts
-    frame_s: Fraction                 # one video frame, seconds
-    published: int = 0                # parts published (or 1 once published whole)
+    pdt_s: Fraction | None  # forced PROGRAM-DATE-TIME (after downtime), else None
+    rebase: bool  # aired with a discontinuity
+    original: bytes  # as rendered: a shortened prefix is rewritten from it
+    rewriter_before: dict[str, Any]  # the rewriter's state before this segment
+    parts: tuple[Part, ...] | None  # None: published whole, without parts
+    frame_s: Fraction  # one video frame, seconds
+    published: int = 0  # parts published (or 1 once published whole)
 
     @property
     def count(self) -> int:
@@ -308,16 +333,23 @@ class _OnAir:
         """Seconds from the segment's start to the end of part ``k``."""
         if not self.parts:
             return self.decision.duration_s
-        return sum((p.frames for p in self.parts[:k + 1]), 0) * self.frame_s
+        return sum((p.frames for p in self.parts[: k + 1]), 0) * self.frame_s
 
     def to_json(self) -> dict[str, Any]:
         d = self.decision
-        return {"key": d.key, "index": d.index, "duration_s": str(d.duration_s),
-                "discontinuity": d.discontinuity, "sequence": self.sequence,
-                "pdt_s": None if self.pdt_s is None else str(self.pdt_s), "rebase": self.rebase,
-                "rewriter_before": self.rewriter_before, "frame_s": str(self.frame_s),
-                "parts": None if self.parts is None else [p.to_json() for p in self.parts],
-                "published": self.published}
+        return {
+            "key": d.key,
+            "index": d.index,
+            "duration_s": str(d.duration_s),
+            "discontinuity": d.discontinuity,
+            "sequence": self.sequence,
+            "pdt_s": None if self.pdt_s is None else str(self.pdt_s),
+            "rebase": self.rebase,
+            "rewriter_before": self.rewriter_before,
+            "frame_s": str(self.frame_s),
+            "parts": None if self.parts is None else [p.to_json() for p in self.parts],
+            "published": self.published,
+        }
 
 
 class Playout:
@@ -336,8 +368,9 @@ class Playout:
         refused with an error).
     """
 
-    def __init__(self, schedule: Schedule, out_dir: str | Path, *, filler: Path,
-                 renderer: Renderer | None = None):
+    def __init__(
+        self, schedule: Schedule, out_dir: str | Path, *, filler: Path, renderer: Renderer | None = None
+    ):
         self.schedule = schedule
         self.out = Path(out_dir)
         self.media = self.out / "media"
@@ -348,8 +381,12 @@ class Playout:
             raise MediaError(filler / "manifest.json", "complete", "the filler must be a finished render")
         for info in filler_r.segments:
             verify_media_file(info.path, info)
-        self.catalog = FolderCatalog(width=filler_r.width, height=filler_r.height,
-                                     target_duration_s=m.target_duration_s, fps=filler_r.fps)
+        self.catalog = FolderCatalog(
+            width=filler_r.width,
+            height=filler_r.height,
+            target_duration_s=m.target_duration_s,
+            fps=filler_r.fps,
+        )
         self.catalog.add(FILLER, Path(filler))
         if self.catalog.availability(FILLER).error:
             raise MediaError(filler, None, self.catalog.availability(FILLER).error or "")
@@ -357,28 +394,42 @@ class Playout:
         self.codecs = filler_r.codecs
         for e in schedule.entries:
             self.catalog.add(e.key, e.folder, rendered_ahead=e.spec is not None)
-            if e.spec is None and e.folder is not None and not e.folder.is_dir() \
-                    and not partial_path(e.folder).is_dir():
-                log.warning("%s: rendered folder %s not found (yet): it is refused if still "
-                            "missing when due", e.key, e.folder)
+            if (
+                e.spec is None
+                and e.folder is not None
+                and not e.folder.is_dir()
+                and not partial_path(e.folder).is_dir()
+            ):
+                log.warning(
+                    "%s: rendered folder %s not found (yet): it is refused if still missing when due",
+                    e.key,
+                    e.folder,
+                )
         fps = self._fps()
         self.part_target_s = Fraction(m.part_frames) / fps if m.part_frames else None
         if self.part_target_s is not None and self.part_target_s > m.target_duration_s:
-            raise SpecError(schedule.path, "part_frames", f"{m.part_frames} frames at {fps} fps "
-                            f"is longer than the target duration {m.target_duration_s} s")
-        self.playlist = LivePlaylist(target_duration_s=m.target_duration_s, window_s=m.window_s,
-                                     hold_back_s=m.hold_back_s, part_target_s=self.part_target_s,
-                                     part_hold_back_s=m.part_hold_back_s)
-        self.feed = LiveFeed()   # playlist and status in memory, for the built-in server
+            raise SpecError(
+                schedule.path,
+                "part_frames",
+                f"{m.part_frames} frames at {fps} fps "
+                f"is longer than the target duration {m.target_duration_s} s",
+            )
+        self.playlist = LivePlaylist(
+            target_duration_s=m.target_duration_s,
+            window_s=m.window_s,
+            hold_back_s=m.hold_back_s,
+            part_target_s=self.part_target_s,
+            part_hold_back_s=m.part_hold_back_s,
+        )
+        self.feed = LiveFeed()  # playlist and status in memory, for the built-in server
         self._air: _OnAir | None = None
-        self._force_rebase = False   # the last segment was cut short: the next one rebases
+        self._force_rebase = False  # the last segment was cut short: the next one rebases
         self.scheduler: Scheduler | None = None
         self.rewriter = TimestampRewriter(video_frame_90k=round(90000 / self._fps()))
         # subtitle tracks in step with the video (subtitles.py); none unless the schedule asks
-        self.subtitles = LiveSubtitles(self.out, [(t.language, t.name or t.language)
-                                                  for t in m.subtitles])
+        self.subtitles = LiveSubtitles(self.out, [(t.language, t.name or t.language) for t in m.subtitles])
         self.errors: list[dict[str, str]] = []
-        self.counters = Counters()   # for /metrics; the server counts its requests here too
+        self.counters = Counters()  # for /metrics; the server counts its requests here too
         self.publish_hooks: list[Callable[[Path], None]] = []  # called with each published file
         self.status_extras: dict[str, Callable[[], Any]] = {}  # more /status keys (the restream)
         self.renderer = renderer
@@ -389,12 +440,12 @@ class Playout:
         self.disk_error: str | None = None
         self._resume_pdt_s: Fraction | None = None
         self._last_status_s = Fraction(0)
-        self._now_s = Fraction(0)   # the clock of the current tick (for error dates)
-        self.next_due_s: Fraction | None = None   # when the next part (or segment) is published
+        self._now_s = Fraction(0)  # the clock of the current tick (for error dates)
+        self.next_due_s: Fraction | None = None  # when the next part (or segment) is published
         self._master_bandwidth = 0
-        self._wrote = self._write_failed = False   # this tick's writes (see _disk_error)
-        self._undeleted: list[str] = []     # media files left the window but not yet deleted
-        self._topics: dict[str, str] = {}   # lasting conditions already logged (see _error)
+        self._wrote = self._write_failed = False  # this tick's writes (see _disk_error)
+        self._undeleted: list[str] = []  # media files left the window but not yet deleted
+        self._topics: dict[str, str] = {}  # lasting conditions already logged (see _error)
         self.quarantined: dict[str, str] = {}  # key -> why it was refused; kept in the saved state
         self._check_filler()
 
@@ -404,17 +455,21 @@ class Playout:
         """Load saved state (or start fresh), write the master playlist and the monitor page."""
         now = Fraction(now_s)
         self._now_s = now
-        self.scheduler = Scheduler(self.schedule.entries,
-                                   filler_durations_s=[s.duration_s for s in self.filler.segments],
-                                   max_late_s=self.schedule.max_late_s, start_s=now)
+        self.scheduler = Scheduler(
+            self.schedule.entries,
+            filler_durations_s=[s.duration_s for s in self.filler.segments],
+            max_late_s=self.schedule.max_late_s,
+            start_s=now,
+        )
         state_path = self.out / STATE_NAME
         state = None
         if state_path.exists():
             try:
                 state = json.loads(state_path.read_text())
             except (OSError, ValueError) as exc:
-                raise MediaError(state_path, None, f"unreadable saved state ({exc}); move it away "
-                                 "to start a new channel") from exc
+                raise MediaError(
+                    state_path, None, f"unreadable saved state ({exc}); move it away to start a new channel"
+                ) from exc
         if state:
             self.playlist.restore(state["playlist"])
             self.scheduler.restore(state["scheduler"])
@@ -440,9 +495,12 @@ class Playout:
                 # down for a while: continue the sequences, jump PROGRAM-DATE-TIME to the clock
                 self._resume_pdt_s = max(edge, now - self.playlist.target_duration_s)
                 self.scheduler.catch_up(self._resume_pdt_s - edge, self.catalog)
-                log.warning("restarted after %.1f s: media sequence %d, discontinuity sequence %d",
-                            float(gap), self.playlist.next_sequence,
-                            self.playlist.discontinuity_sequence)
+                log.warning(
+                    "restarted after %.1f s: media sequence %d, discontinuity sequence %d",
+                    float(gap),
+                    self.playlist.next_sequence,
+                    self.playlist.discontinuity_sequence,
+                )
         else:
             # a fresh channel starts with a window's worth of filler so the playlist is never empty
             start = self._existing_max_sequence() + 1
@@ -502,10 +560,18 @@ class Playout:
         if bw <= self._master_bandwidth:
             return
         fps = self._fps()
-        write_atomic(self.out / MASTER_PLAYLIST, master_playlist(
-            media_uri=MEDIA_PLAYLIST, bandwidth_bps=bw, width=self.filler.width,
-            height=self.filler.height, codecs=self.codecs, frame_rate=float(fps),
-            subtitles=self.subtitles.media()))
+        write_atomic(
+            self.out / MASTER_PLAYLIST,
+            master_playlist(
+                media_uri=MEDIA_PLAYLIST,
+                bandwidth_bps=bw,
+                width=self.filler.width,
+                height=self.filler.height,
+                codecs=self.codecs,
+                frame_rate=float(fps),
+                subtitles=self.subtitles.media(),
+            ),
+        )
         self._master_bandwidth = bw
 
     # ------------------------------------------------------------------ inputs
@@ -522,7 +588,7 @@ class Playout:
         found = []
         for n in names:
             if n.startswith(".") and n.endswith(".partial"):
-                name = n[1:-len(".partial")]
+                name = n[1 : -len(".partial")]
             elif not n.startswith(".") and (spool / n).is_dir():
                 name = n
             else:
@@ -533,7 +599,7 @@ class Playout:
         for _, key, name in found:
             if key not in self.scheduler.spool_known:
                 self.catalog.add(key, spool / name, hidden_partial=True)
-                if key in self.quarantined:   # refused before a restart: not tried again
+                if key in self.quarantined:  # refused before a restart: not tried again
                     self.catalog.bad[key] = self.quarantined[key]
                 self.scheduler.add_spool(key, discovered_s=now)
                 log.info("spool: %s queued", name)
@@ -569,8 +635,10 @@ class Playout:
             if e.at_s is not None and e.at_s - now > lead:
                 break
             if self.renderer is None:
-                self._error(f"{e.key}: given as a segment.yaml ({e.spec}) but this playout has "
-                            "no renderer: render it first and give its folder")
+                self._error(
+                    f"{e.key}: given as a segment.yaml ({e.spec}) but this playout has "
+                    "no renderer: render it first and give its folder"
+                )
                 self.renders_failed.add(e.key)
                 continue
             e.folder.parent.mkdir(parents=True, exist_ok=True)
@@ -601,8 +669,7 @@ class Playout:
             self._topics[topic] = message
         getattr(log, level if level in ("error", "warning", "info") else "error")(message)
         if level in ("error", "warning"):
-            self.errors.append({"at": format_pdt(self._now_s), "level": level,
-                                "message": message})
+            self.errors.append({"at": format_pdt(self._now_s), "level": level, "message": message})
             del self.errors[:-20]
 
     def _clear(self, topic: str, message: str | None = None) -> None:
@@ -628,18 +695,25 @@ class Playout:
             air = self._air
             assert air is not None
             op = self.playlist.open
-            start = op.pdt_s if op is not None else (
-                air.pdt_s if air.pdt_s is not None else self.playlist.next_pdt_s)
+            start = (
+                op.pdt_s
+                if op is not None
+                else (air.pdt_s if air.pdt_s is not None else self.playlist.next_pdt_s)
+            )
             assert start is not None
             self.next_due_s = start + air.end_s(air.published)
             if now < self.next_due_s:
                 break
             # a program is ready: the filler ends with this part, the program starts after it
-            if (air.decision.key == FILLER and air.published + 1 < air.count
-                    and self._program_due(self.next_due_s)
-                    and self._shorten(air, keep=air.published + 1, carry_audio=True)):
-                log.info("filler media segment %d cut after %d parts for the next program",
-                         air.sequence, air.count)
+            if (
+                air.decision.key == FILLER
+                and air.published + 1 < air.count
+                and self._program_due(self.next_due_s)
+                and self._shorten(air, keep=air.published + 1, carry_audio=True)
+            ):
+                log.info(
+                    "filler media segment %d cut after %d parts for the next program", air.sequence, air.count
+                )
             self._publish_part(air)
             published += 1
             if air.published == air.count:
@@ -651,7 +725,7 @@ class Playout:
             try:
                 (self.out / uri).unlink(missing_ok=True)
                 self.subtitles.delete(uri)
-            except OSError as exc:   # a read-only or failing disk: kept to try again
+            except OSError as exc:  # a read-only or failing disk: kept to try again
                 self._disk_error(f"cannot delete {uri}: {exc}")
                 del self._undeleted[:i]
                 break
@@ -675,7 +749,7 @@ class Playout:
         keys = [k for k in (sch.current, (sch.upcoming(self._now_s) or {}).get("key")) if k]
         deadline = time.perf_counter() + budget_s
         for key in keys:
-            r = self.catalog.rendered.get(key)   # read by the scheduler or the status, if at all
+            r = self.catalog.rendered.get(key)  # read by the scheduler or the status, if at all
             if r is None or key in self.catalog.bad:
                 continue
             for i in range(len(r.segments)):
@@ -717,10 +791,13 @@ class Playout:
                 self.rewriter.restore(saved)
                 if d.key == FILLER:
                     raise MediaError(self.filler.folder, None, f"the filler is unusable: {exc}") from exc
-                why = str(exc) if isinstance(exc, AvatarRenderError) else \
-                    f"{where or f'media segment {d.index}'}: {type(exc).__name__}: {exc}"
+                why = (
+                    str(exc)
+                    if isinstance(exc, AvatarRenderError)
+                    else f"{where or f'media segment {d.index}'}: {type(exc).__name__}: {exc}"
+                )
                 self._quarantine(d.key, why)
-                continue   # the next peek refuses the entry: filler or the next entry airs
+                continue  # the next peek refuses the entry: filler or the next entry airs
             try:
                 write_atomic(dest, aired)
             except OSError as exc:
@@ -728,19 +805,29 @@ class Playout:
                 self._disk_error(f"cannot publish media segment {seq}: {exc}")
                 return False
             try:  # its WebVTT, moved onto the channel clock by the same offset as its PTS
-                self.subtitles.write_segment(seq, self.catalog.rendered.get(d.key), d.index,
-                                             self.rewriter.offset_90k or 0)
+                self.subtitles.write_segment(
+                    seq, self.catalog.rendered.get(d.key), d.index, self.rewriter.offset_90k or 0
+                )
             except OSError as exc:
                 self._error(f"cannot write the subtitles of media segment {seq}: {exc}", "warning")
-            self._air = _OnAir(decision=d, sequence=seq, pdt_s=self._resume_pdt_s, rebase=rebase,
-                               original=data, rewriter_before=saved, parts=parts, frame_s=frame_s)
+            self._air = _OnAir(
+                decision=d,
+                sequence=seq,
+                pdt_s=self._resume_pdt_s,
+                rebase=rebase,
+                original=data,
+                rewriter_before=saved,
+                parts=parts,
+                frame_s=frame_s,
+            )
             self._force_rebase = False
             self._set_hint()
             return True
         raise RuntimeError("no media segment could be opened")  # pragma: no cover
 
-    def _cut_plan(self, aired: bytes, d: Decision,
-                  where: Path | None = None) -> tuple[tuple[Part, ...] | None, Fraction]:
+    def _cut_plan(
+        self, aired: bytes, d: Decision, where: Path | None = None
+    ) -> tuple[tuple[Part, ...] | None, Fraction]:
         """Parts of an aired media segment, each at most PART-TARGET; None: publish it whole."""
         if self.part_target_s is None:
             return None, Fraction(0)
@@ -751,9 +838,12 @@ class Playout:
         parts = cut_parts(aired, part_frames=max(1, int(self.part_target_s / frame_s)))
         if parts is None:
             # once per program, not once per media segment
-            self._error(f"{d.key}: media segments cannot be cut into parts of "
-                        f"{float(self.part_target_s):.3f} s: published whole", "warning",
-                        topic=f"uncut:{d.key}")
+            self._error(
+                f"{d.key}: media segments cannot be cut into parts of "
+                f"{float(self.part_target_s):.3f} s: published whole",
+                "warning",
+                topic=f"uncut:{d.key}",
+            )
         return parts, frame_s
 
     def _quarantine(self, key: str, why: str) -> None:
@@ -762,7 +852,7 @@ class Playout:
         to a hidden ``.NAME.refused`` (the spool ignores it; the operator finds it)."""
         self.catalog.bad[key] = why
         self.quarantined[key] = why
-        while len(self.quarantined) > 200:   # bounded: the oldest go first
+        while len(self.quarantined) > 200:  # bounded: the oldest go first
             del self.quarantined[next(iter(self.quarantined))]
         folder, _ = self.catalog.folders.get(key, (None, None))
         if key.startswith("spool/") and folder is not None and folder.is_dir():
@@ -785,9 +875,16 @@ class Playout:
         if air.parts:
             p = air.parts[air.published]
             self.playlist.add_part(
-                LivePart(duration_s=p.frames * air.frame_s, offset_bytes=p.offset_bytes,
-                         size_bytes=p.size_bytes, independent=p.independent),
-                discontinuity=air.rebase, program=air.decision.key, pdt_s=air.pdt_s)
+                LivePart(
+                    duration_s=p.frames * air.frame_s,
+                    offset_bytes=p.offset_bytes,
+                    size_bytes=p.size_bytes,
+                    independent=p.independent,
+                ),
+                discontinuity=air.rebase,
+                program=air.decision.key,
+                pdt_s=air.pdt_s,
+            )
         air.published += 1
         self._resume_pdt_s = None
         self._set_hint()
@@ -799,17 +896,23 @@ class Playout:
         """The segment's last part is out: list it whole and move the scheduler past it."""
         assert self.scheduler is not None
         duration_s = air.end_s(air.count - 1)
-        self.playlist.append(duration_s=duration_s, discontinuity=air.rebase,
-                             program=air.decision.key, now_s=now,
-                             pdt_s=None if air.parts else air.pdt_s)
-        self.counters.published(air.decision.key, duration_s,
-                                stalled=air.decision.key == FILLER and self.scheduler.current is not None)
+        self.playlist.append(
+            duration_s=duration_s,
+            discontinuity=air.rebase,
+            program=air.decision.key,
+            now_s=now,
+            pdt_s=None if air.parts else air.pdt_s,
+        )
+        self.counters.published(
+            air.decision.key,
+            duration_s,
+            stalled=air.decision.key == FILLER and self.scheduler.current is not None,
+        )
         self.scheduler.commit(air.decision)
         for hook in self.publish_hooks:  # must not block: the restream only queues the path
             hook(self.out / self.playlist.uri_for(air.sequence))
         if self.on_air.get("key") != air.decision.key:
-            self.on_air = {"key": air.decision.key,
-                           "since": format_pdt(self.playlist.segments[-1].pdt_s)}
+            self.on_air = {"key": air.decision.key, "since": format_pdt(self.playlist.segments[-1].pdt_s)}
         self._air = None
         self.playlist.preload_hint = None
 
@@ -831,11 +934,14 @@ class Playout:
             aired = self.rewriter.rewrite(data, rebase=air.rebase)
         except Exception as exc:  # noqa: BLE001 - checked before air; if not, it airs whole
             self.rewriter.restore(state)
-            self._error(f"{air.decision.key}: media segment {air.decision.index} could not be "
-                        f"cut short ({exc}): it airs whole", "warning")
+            self._error(
+                f"{air.decision.key}: media segment {air.decision.index} could not be "
+                f"cut short ({exc}): it airs whole",
+                "warning",
+            )
             return False
         air.parts = parts
-        self._force_rebase = True   # what follows does not continue the cut-away frames
+        self._force_rebase = True  # what follows does not continue the cut-away frames
         self._set_hint()
         try:
             write_atomic(self.out / self.playlist.uri_for(air.sequence), aired)
@@ -850,13 +956,24 @@ class Playout:
         if not op.parts or not air_state:
             self.playlist.open = None
             return
-        d = Decision(key=air_state["key"], index=int(air_state["index"]),
-                     duration_s=Fraction(air_state["duration_s"]),
-                     discontinuity=bool(air_state["discontinuity"]))
+        d = Decision(
+            key=air_state["key"],
+            index=int(air_state["index"]),
+            duration_s=Fraction(air_state["duration_s"]),
+            discontinuity=bool(air_state["discontinuity"]),
+        )
         parts = tuple(Part.from_json(p) for p in air_state["parts"] or ())
-        air = _OnAir(decision=d, sequence=op.sequence, pdt_s=None, rebase=op.discontinuity,
-                     original=b"", rewriter_before=air_state["rewriter_before"], parts=parts,
-                     frame_s=Fraction(air_state["frame_s"]), published=len(op.parts))
+        air = _OnAir(
+            decision=d,
+            sequence=op.sequence,
+            pdt_s=None,
+            rebase=op.discontinuity,
+            original=b"",
+            rewriter_before=air_state["rewriter_before"],
+            parts=parts,
+            frame_s=Fraction(air_state["frame_s"]),
+            published=len(op.parts),
+        )
         try:
             self.catalog.availability(d.key)
             air.original = self.catalog.read_checked(d.key, d.index)
@@ -870,11 +987,12 @@ class Playout:
                 write_atomic(path, path.read_bytes()[:end])
             except OSError:
                 pass
-            air.parts = parts[:len(op.parts)]
+            air.parts = parts[: len(op.parts)]
             self._force_rebase = True
         if len(air.parts or ()) < len(parts):
-            log.warning("media segment %d (%s) cut after %d parts at restart", op.sequence,
-                        d.key, len(op.parts))
+            log.warning(
+                "media segment %d (%s) cut after %d parts at restart", op.sequence, d.key, len(op.parts)
+            )
         self._close(air, now)
 
     def _drain_events(self) -> None:
@@ -903,11 +1021,17 @@ class Playout:
 
     def _save_and_publish(self, now: Fraction) -> None:
         assert self.scheduler is not None
-        state = {"format": "avatarrender.playout-state/1", "saved_at": format_pdt(now),
-                 "playlist": self.playlist.to_json(), "scheduler": self.scheduler.to_json(),
-                 "on_air": self.on_air, "rewriter": self.rewriter.to_json(),
-                 "air": None if self._air is None else self._air.to_json(),
-                 "force_rebase": self._force_rebase, "quarantine": self.quarantined}
+        state = {
+            "format": "avatarrender.playout-state/1",
+            "saved_at": format_pdt(now),
+            "playlist": self.playlist.to_json(),
+            "scheduler": self.scheduler.to_json(),
+            "on_air": self.on_air,
+            "rewriter": self.rewriter.to_json(),
+            "air": None if self._air is None else self._air.to_json(),
+            "force_rebase": self._force_rebase,
+            "quarantine": self.quarantined,
+        }
         try:
             # state before playlist: a restart never reuses a sequence number a player has seen
             write_atomic(self.out / STATE_NAME, json.dumps(state))
@@ -917,12 +1041,18 @@ class Playout:
             self._write_master()
             self._wrote = True
             seq, parts = self.playlist.position()
-            self.feed.publish(Snapshot(
-                playlist=text.encode(), next_sequence=seq, parts_published=parts,
-                part_counts={s.sequence: len(s.parts) for s in list(self.playlist.segments)[-8:]
-                             if s.parts},
-                target_duration_s=self.playlist.target_duration_s,
-                part_target_s=None if self.part_target_s is None else float(self.part_target_s)))
+            self.feed.publish(
+                Snapshot(
+                    playlist=text.encode(),
+                    next_sequence=seq,
+                    parts_published=parts,
+                    part_counts={
+                        s.sequence: len(s.parts) for s in list(self.playlist.segments)[-8:] if s.parts
+                    },
+                    target_duration_s=self.playlist.target_duration_s,
+                    part_target_s=None if self.part_target_s is None else float(self.part_target_s),
+                )
+            )
         except OSError as exc:
             self._disk_error(f"cannot write the playlist: {exc}")
 
@@ -936,7 +1066,7 @@ class Playout:
         ahead = Fraction(0)
         if sch.current is not None:
             av = self.catalog.availability(sch.current)
-            ahead = sum(av.durations_s[sch.cursor:], Fraction(0))
+            ahead = sum(av.durations_s[sch.cursor :], Fraction(0))
         nxt = sch.upcoming(now)
         if nxt is not None:
             av = self.catalog.availability(nxt["key"])
@@ -948,8 +1078,11 @@ class Playout:
         return {
             "now": format_pdt(now),
             "live_edge": format_pdt(edge) if edge is not None else None,
-            "on_air": {**self.on_air, "index": sch.cursor if sch.current else sch.filler_index,
-                       "render_ahead_s": round(float(ahead), 3)},
+            "on_air": {
+                **self.on_air,
+                "index": sch.cursor if sch.current else sch.filler_index,
+                "render_ahead_s": round(float(ahead), 3),
+            },
             "next": nxt,
             "media_sequence": self.playlist.media_sequence,
             "discontinuity_sequence": self.playlist.discontinuity_sequence,
@@ -975,8 +1108,13 @@ class Playout:
 
     # ------------------------------------------------------------------ real time
 
-    def run(self, *, stop: threading.Event | None = None, clock: Callable[[], float] = time.time,
-            interval_s: float = 0.05) -> None:
+    def run(
+        self,
+        *,
+        stop: threading.Event | None = None,
+        clock: Callable[[], float] = time.time,
+        interval_s: float = 0.05,
+    ) -> None:
         """Tick on the real clock until ``stop`` is set; a render-ahead is stopped on exit."""
         stop = stop or threading.Event()
         self.start(clock())
@@ -987,8 +1125,10 @@ class Playout:
                     self._clear("tick", "the playout ticks again")
                 except Exception as exc:  # the channel stays up; said once
                     log.debug("tick failed", exc_info=True)
-                    self._error(str(exc) if isinstance(exc, AvatarRenderError)
-                                else f"{type(exc).__name__}: {exc}", topic="tick")
+                    self._error(
+                        str(exc) if isinstance(exc, AvatarRenderError) else f"{type(exc).__name__}: {exc}",
+                        topic="tick",
+                    )
                     self.next_due_s = Fraction(clock()) + Fraction(1, 2)  # retry, not spin
                 # wake at the next publication, not up to an interval after it
                 due = float(self.next_due_s) - clock() if self.next_due_s is not None else interval_s

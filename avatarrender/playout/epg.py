@@ -9,6 +9,7 @@ XML 1.0 cannot carry are dropped). :func:`epg_xml` gathers the inputs from a run
 A programme whose length is not known yet (not rendered, still rendering) has no ``stop``; the
 entries that follow it ``after: previous`` cannot be placed and are left out until it is known.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -82,9 +83,15 @@ def _filler(start_s: Fraction, stop_s: Fraction | None) -> Programme:
     return Programme(start_s, stop_s, FILLER_TITLE, FILLER_DESC, filler=True, key=FILLER)
 
 
-def plan_guide(entries: Sequence[GuideEntry], *, start_s: Fraction,
-               spool: Sequence[GuideEntry] = (), on_air: Programme | None = None,
-               max_late_s: Fraction = Fraction(30), horizon_s: Fraction = DAY_S) -> list[Programme]:
+def plan_guide(
+    entries: Sequence[GuideEntry],
+    *,
+    start_s: Fraction,
+    spool: Sequence[GuideEntry] = (),
+    on_air: Programme | None = None,
+    max_late_s: Fraction = Fraction(30),
+    horizon_s: Fraction = DAY_S,
+) -> list[Programme]:
     """Place programmes on the clock from ``start_s`` to ``start_s + horizon_s``.
 
     Parameters
@@ -180,8 +187,9 @@ def channel_id_for(name: str) -> str:
     return f"{slug}.avatarrender"
 
 
-def xmltv(programmes: Sequence[Programme], *, channel_id: str, channel_name: str,
-          generator: str = "avatarrender") -> str:
+def xmltv(
+    programmes: Sequence[Programme], *, channel_id: str, channel_name: str, generator: str = "avatarrender"
+) -> str:
     """The guide as XMLTV text (UTF-8 declaration, ``<!DOCTYPE tv SYSTEM "xmltv.dtd">``)."""
     tv = ET.Element("tv", {"generator-info-name": _text(generator)})
     ch = ET.SubElement(tv, "channel", {"id": _text(channel_id)})
@@ -198,15 +206,23 @@ def xmltv(programmes: Sequence[Programme], *, channel_id: str, channel_name: str
         if p.filler:
             ET.SubElement(el, "category").text = FILLER_TITLE
     ET.indent(tv)
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE tv SYSTEM "xmltv.dtd">\n'
-            + ET.tostring(tv, encoding="unicode") + "\n")
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE tv SYSTEM "xmltv.dtd">\n'
+        + ET.tostring(tv, encoding="unicode")
+        + "\n"
+    )
 
 
 # ---------------------------------------------------------------------------- inputs
 
 
-def guide_entries(schedule: Schedule, *, durations_s: Mapping[str, Fraction | None],
-                  first: int = 0, exclude: frozenset[str] = frozenset()) -> list[GuideEntry]:
+def guide_entries(
+    schedule: Schedule,
+    *,
+    durations_s: Mapping[str, Fraction | None],
+    first: int = 0,
+    exclude: frozenset[str] = frozenset(),
+) -> list[GuideEntry]:
     """The schedule's entries from index ``first`` on, with titles and the lengths given."""
     models = {e.name: e for e in schedule.model.entries}
     out = []
@@ -214,9 +230,15 @@ def guide_entries(schedule: Schedule, *, durations_s: Mapping[str, Fraction | No
         if e.key in exclude:
             continue
         m = models.get(e.name)
-        out.append(GuideEntry(key=e.key, title=(m.title if m and m.title else e.name),
-                              description=m.description if m else None, at_s=e.at_s,
-                              duration_s=durations_s.get(e.key)))
+        out.append(
+            GuideEntry(
+                key=e.key,
+                title=(m.title if m and m.title else e.name),
+                description=m.description if m else None,
+                at_s=e.at_s,
+                duration_s=durations_s.get(e.key),
+            )
+        )
     return out
 
 
@@ -226,8 +248,9 @@ def _channel_name(schedule: Schedule) -> str:
     return schedule.path.stem if schedule.path is not None else "avatarrender"
 
 
-def schedule_guide(schedule: Schedule, *, now_s: Fraction, horizon_s: Fraction = DAY_S,
-                   channel_id: str | None = None) -> str:
+def schedule_guide(
+    schedule: Schedule, *, now_s: Fraction, horizon_s: Fraction = DAY_S, channel_id: str | None = None
+) -> str:
     """XMLTV for a schedule file alone (no playout running): lengths from the rendered
     folders' manifests, or from the segment.yaml of entries the playout renders ahead."""
     from avatarrender.rendition import read_rendered
@@ -250,8 +273,12 @@ def schedule_guide(schedule: Schedule, *, now_s: Fraction, horizon_s: Fraction =
             except AvatarRenderError:
                 dur = None  # `avatarrender validate` says why; the guide just cannot time it
         durations[e.key] = dur
-    progs = plan_guide(guide_entries(schedule, durations_s=durations), start_s=Fraction(now_s),
-                       max_late_s=schedule.max_late_s, horizon_s=horizon_s)
+    progs = plan_guide(
+        guide_entries(schedule, durations_s=durations),
+        start_s=Fraction(now_s),
+        max_late_s=schedule.max_late_s,
+        horizon_s=horizon_s,
+    )
     name = _channel_name(schedule)
     return xmltv(progs, channel_id=channel_id or channel_id_for(name), channel_name=name)
 
@@ -287,20 +314,26 @@ def epg_xml(playout: Any, *, now_s: Fraction | None = None, horizon_s: Fraction 
     if sch.current is not None:
         dur = _catalog_duration_s(playout, sch.current)
         if sch.current.startswith("spool/"):
-            g = GuideEntry(key=sch.current, title=sch.current[len("spool/"):], duration_s=dur)
+            g = GuideEntry(key=sch.current, title=sch.current[len("spool/") :], duration_s=dur)
         else:
-            g = next((x for x in guide_entries(schedule, durations_s=durations)
-                      if x.key == sch.current), GuideEntry(sch.current, sch.current))
+            g = next(
+                (x for x in guide_entries(schedule, durations_s=durations) if x.key == sch.current),
+                GuideEntry(sch.current, sch.current),
+            )
         start = since_s if playout.on_air.get("key") == sch.current else now
-        on_air = Programme(start, start + dur if dur is not None else None, g.title,
-                           g.description, key=g.key)
+        on_air = Programme(start, start + dur if dur is not None else None, g.title, g.description, key=g.key)
     elif playout.on_air.get("key") == FILLER:
         on_air = _filler(since_s, None)
-    entries = guide_entries(schedule, durations_s=durations, first=sch.next_entry,
-                            exclude=frozenset({sch.current} - {None}))
+    entries = guide_entries(
+        schedule, durations_s=durations, first=sch.next_entry, exclude=frozenset({sch.current} - {None})
+    )
     entries = [g for g in entries if not playout.catalog.availability(g.key).error]
-    spool = [GuideEntry(key=k, title=k[len("spool/"):], duration_s=_catalog_duration_s(playout, k))
-             for k, _ in sch.spool_queue if k != sch.current]
-    progs = plan_guide(entries, start_s=now, spool=spool, on_air=on_air,
-                       max_late_s=schedule.max_late_s, horizon_s=horizon_s)
+    spool = [
+        GuideEntry(key=k, title=k[len("spool/") :], duration_s=_catalog_duration_s(playout, k))
+        for k, _ in sch.spool_queue
+        if k != sch.current
+    ]
+    progs = plan_guide(
+        entries, start_s=now, spool=spool, on_air=on_air, max_late_s=schedule.max_late_s, horizon_s=horizon_s
+    )
     return xmltv(progs, channel_id=channel_id_for(name), channel_name=name)

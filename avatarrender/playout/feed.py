@@ -5,6 +5,7 @@ The engine (its own thread) calls :meth:`LiveFeed.publish` after every publicati
 requests with ``loop.call_soon_threadsafe``. :func:`reload_state` is the RFC 8216bis 6.2.5.2
 decision for one ``_HLS_msn``/``_HLS_part`` request against one snapshot.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -69,7 +70,7 @@ def reload_state(snap: Snapshot, msn: int, part: int | None) -> Literal["ready",
     while msn <= last_complete:
         n = snap.part_counts.get(msn)
         if n is None or part < n:
-            return "ready"      # complete (a segment published whole counts as all its parts)
+            return "ready"  # complete (a segment published whole counts as all its parts)
         msn, part = msn + 1, 0  # past its last part: part 0 of the next segment
     if msn == snap.next_sequence and part < snap.parts_published:
         return "ready"

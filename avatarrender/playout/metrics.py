@@ -9,6 +9,7 @@ thread-safe because the server counts from its own threads. :func:`metrics_text`
 counters together with gauges read from the playout at scrape time (what is on air, render-ahead,
 publication lag against the clock). Nothing here imports the engine: it takes the playout as is.
 """
+
 from __future__ import annotations
 
 import threading
@@ -54,11 +55,11 @@ class Counters:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.requests: Counter[tuple[str, str]] = Counter()     # (kind, status code)
-        self.errors: Counter[tuple[str, str]] = Counter()       # (source, kind)
-        self.segments: Counter[str] = Counter()                 # programme | filler | stall
-        self.aired_s: Counter[str] = Counter()                  # seconds, as above
-        self.programmes: Counter[str] = Counter()               # started | ended | skipped | refused
+        self.requests: Counter[tuple[str, str]] = Counter()  # (kind, status code)
+        self.errors: Counter[tuple[str, str]] = Counter()  # (source, kind)
+        self.segments: Counter[str] = Counter()  # programme | filler | stall
+        self.aired_s: Counter[str] = Counter()  # seconds, as above
+        self.programmes: Counter[str] = Counter()  # started | ended | skipped | refused
         self.late_starts = 0
         self.late_s = Fraction(0)
 
@@ -98,10 +99,15 @@ class Counters:
     def snapshot(self) -> dict[str, Any]:
         """A consistent copy (taken under the lock)."""
         with self._lock:
-            return {"requests": dict(self.requests), "errors": dict(self.errors),
-                    "segments": dict(self.segments), "aired_s": dict(self.aired_s),
-                    "programmes": dict(self.programmes), "late_starts": self.late_starts,
-                    "late_s": self.late_s}
+            return {
+                "requests": dict(self.requests),
+                "errors": dict(self.errors),
+                "segments": dict(self.segments),
+                "aired_s": dict(self.aired_s),
+                "programmes": dict(self.programmes),
+                "late_starts": self.late_starts,
+                "late_s": self.late_s,
+            }
 
 
 def _label(value: str) -> str:
@@ -119,8 +125,9 @@ class _Writer:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def metric(self, name: str, kind: str, help_: str,
-               samples: list[tuple[dict[str, str], float | int | Fraction]]) -> None:
+    def metric(
+        self, name: str, kind: str, help_: str, samples: list[tuple[dict[str, str], float | int | Fraction]]
+    ) -> None:
         self.lines.append(f"# HELP {name} {help_}")
         self.lines.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
@@ -128,8 +135,9 @@ class _Writer:
             self.lines.append(f"{name}{{{lab}}} {_num(value)}" if lab else f"{name} {_num(value)}")
 
 
-def metrics_text(playout: Any, *, now_s: float | Fraction | None = None,
-                 counters: Counters | None = None) -> str:
+def metrics_text(
+    playout: Any, *, now_s: float | Fraction | None = None, counters: Counters | None = None
+) -> str:
     """The playout's metrics as Prometheus text.
 
     Parameters
@@ -152,57 +160,113 @@ def metrics_text(playout: Any, *, now_s: float | Fraction | None = None,
     c = counters.snapshot()
     w = _Writer()
     sch = getattr(playout, "scheduler", None)
-    w.metric("avatarrender_playout_up", "gauge", "1 once the playout has started.",
-             [({}, int(sch is not None))])
+    w.metric(
+        "avatarrender_playout_up", "gauge", "1 once the playout has started.", [({}, int(sch is not None))]
+    )
     if sch is not None:
         st = playout.status(now)
         key = st["on_air"].get("key") or "none"
         kind = key.split("/", 1)[0] if "/" in key else key
-        w.metric("avatarrender_on_air", "gauge", "The programme on air (value 1, named by labels).",
-                 [({"key": key, "kind": kind}, 1)])
-        w.metric("avatarrender_render_ahead_seconds", "gauge",
-                 "Finished media not yet aired of the programme on air, seconds.",
-                 [({}, st["on_air"].get("render_ahead_s") or 0.0)])
+        w.metric(
+            "avatarrender_on_air",
+            "gauge",
+            "The programme on air (value 1, named by labels).",
+            [({"key": key, "kind": kind}, 1)],
+        )
+        w.metric(
+            "avatarrender_render_ahead_seconds",
+            "gauge",
+            "Finished media not yet aired of the programme on air, seconds.",
+            [({}, st["on_air"].get("render_ahead_s") or 0.0)],
+        )
         due = getattr(playout, "next_due_s", None)
         lag = max(Fraction(0), now - Fraction(due)) if due is not None else Fraction(0)
-        w.metric("avatarrender_publication_lag_seconds", "gauge",
-                 "How far the next media segment's publication is behind the clock, seconds "
-                 "(0 when on time).", [({}, lag)])
+        w.metric(
+            "avatarrender_publication_lag_seconds",
+            "gauge",
+            "How far the next media segment's publication is behind the clock, seconds (0 when on time).",
+            [({}, lag)],
+        )
         edge = playout.playlist.next_pdt_s
-        w.metric("avatarrender_live_edge_age_seconds", "gauge",
-                 "Clock minus the PROGRAM-DATE-TIME end of the newest media segment, seconds.",
-                 [({}, now - Fraction(edge) if edge is not None else 0.0)])
-        w.metric("avatarrender_media_sequence", "gauge", "EXT-X-MEDIA-SEQUENCE of the playlist.",
-                 [({}, int(st["media_sequence"]))])
-        w.metric("avatarrender_discontinuity_sequence", "gauge",
-                 "EXT-X-DISCONTINUITY-SEQUENCE of the playlist.",
-                 [({}, int(st["discontinuity_sequence"]))])
-        w.metric("avatarrender_spool_queue_length", "gauge", "Spool items waiting to air.",
-                 [({}, len(st["spool_queue"]))])
-        w.metric("avatarrender_rendering_ahead", "gauge",
-                 "1 while the playout renders a schedule entry ahead.",
-                 [({}, int(st["rendering"] is not None))])
-        w.metric("avatarrender_disk_error", "gauge", "1 while the output cannot be written.",
-                 [({}, int(st["disk_error"] is not None))])
-    w.metric("avatarrender_media_segments_total", "counter",
-             "Media segments published, by what they were (stall: filler while a programme was "
-             "not rendered in time).",
-             [({"what": k}, c["segments"].get(k, 0)) for k in ("programme", "filler", "stall")])
-    w.metric("avatarrender_aired_seconds_total", "counter", "Seconds published, by what.",
-             [({"what": k}, c["aired_s"].get(k, Fraction(0))) for k in ("programme", "filler",
-                                                                      "stall")])
-    w.metric("avatarrender_programmes_total", "counter",
-             "Programme events: started, ended, skipped (late policy), refused (corrupt).",
-             [({"event": k}, c["programmes"].get(k, 0)) for k in PROGRAMME_EVENTS])
-    w.metric("avatarrender_late_starts_total", "counter",
-             "Programmes that started a media segment or more after they were due.",
-             [({}, c["late_starts"])])
-    w.metric("avatarrender_late_start_seconds_total", "counter",
-             "Sum of how late the late starts were, seconds.", [({}, c["late_s"])])
-    w.metric("avatarrender_http_requests_total", "counter", "HTTP answers by kind and status.",
-             [({"kind": k, "code": code}, n) for (k, code), n in sorted(c["requests"].items())])
-    w.metric("avatarrender_errors_total", "counter", "Errors by source and kind.",
-             [({"source": s, "kind": k}, n) for (s, k), n in sorted(c["errors"].items())])
+        w.metric(
+            "avatarrender_live_edge_age_seconds",
+            "gauge",
+            "Clock minus the PROGRAM-DATE-TIME end of the newest media segment, seconds.",
+            [({}, now - Fraction(edge) if edge is not None else 0.0)],
+        )
+        w.metric(
+            "avatarrender_media_sequence",
+            "gauge",
+            "EXT-X-MEDIA-SEQUENCE of the playlist.",
+            [({}, int(st["media_sequence"]))],
+        )
+        w.metric(
+            "avatarrender_discontinuity_sequence",
+            "gauge",
+            "EXT-X-DISCONTINUITY-SEQUENCE of the playlist.",
+            [({}, int(st["discontinuity_sequence"]))],
+        )
+        w.metric(
+            "avatarrender_spool_queue_length",
+            "gauge",
+            "Spool items waiting to air.",
+            [({}, len(st["spool_queue"]))],
+        )
+        w.metric(
+            "avatarrender_rendering_ahead",
+            "gauge",
+            "1 while the playout renders a schedule entry ahead.",
+            [({}, int(st["rendering"] is not None))],
+        )
+        w.metric(
+            "avatarrender_disk_error",
+            "gauge",
+            "1 while the output cannot be written.",
+            [({}, int(st["disk_error"] is not None))],
+        )
+    w.metric(
+        "avatarrender_media_segments_total",
+        "counter",
+        "Media segments published, by what they were (stall: filler while a programme was "
+        "not rendered in time).",
+        [({"what": k}, c["segments"].get(k, 0)) for k in ("programme", "filler", "stall")],
+    )
+    w.metric(
+        "avatarrender_aired_seconds_total",
+        "counter",
+        "Seconds published, by what.",
+        [({"what": k}, c["aired_s"].get(k, Fraction(0))) for k in ("programme", "filler", "stall")],
+    )
+    w.metric(
+        "avatarrender_programmes_total",
+        "counter",
+        "Programme events: started, ended, skipped (late policy), refused (corrupt).",
+        [({"event": k}, c["programmes"].get(k, 0)) for k in PROGRAMME_EVENTS],
+    )
+    w.metric(
+        "avatarrender_late_starts_total",
+        "counter",
+        "Programmes that started a media segment or more after they were due.",
+        [({}, c["late_starts"])],
+    )
+    w.metric(
+        "avatarrender_late_start_seconds_total",
+        "counter",
+        "Sum of how late the late starts were, seconds.",
+        [({}, c["late_s"])],
+    )
+    w.metric(
+        "avatarrender_http_requests_total",
+        "counter",
+        "HTTP answers by kind and status.",
+        [({"kind": k, "code": code}, n) for (k, code), n in sorted(c["requests"].items())],
+    )
+    w.metric(
+        "avatarrender_errors_total",
+        "counter",
+        "Errors by source and kind.",
+        [({"source": s, "kind": k}, n) for (s, k), n in sorted(c["errors"].items())],
+    )
     return "\n".join(w.lines) + "\n"
 
 
@@ -235,34 +299,65 @@ def service_metrics_text(status: dict[str, Any], *, fps: float = 30.0) -> str:
     """
     w = _Writer()
     cur = status.get("rendering")
-    w.metric("avatarrender_service_started_timestamp_seconds", "gauge",
-             "When the render service started, epoch seconds.",
-             [({}, _epoch_s(status.get("started_at")) or 0.0)])
-    w.metric("avatarrender_service_workers", "gauge", "Render workers the service keeps warm.",
-             [({}, int(status.get("jobs") or 0))])
-    w.metric("avatarrender_service_rendering", "gauge", "1 while a submission renders.",
-             [({}, int(cur is not None))])
-    w.metric("avatarrender_service_pending_submissions", "gauge",
-             "Submissions waiting in the inbox (the one rendering included).",
-             [({}, len(status.get("pending") or []))])
+    w.metric(
+        "avatarrender_service_started_timestamp_seconds",
+        "gauge",
+        "When the render service started, epoch seconds.",
+        [({}, _epoch_s(status.get("started_at")) or 0.0)],
+    )
+    w.metric(
+        "avatarrender_service_workers",
+        "gauge",
+        "Render workers the service keeps warm.",
+        [({}, int(status.get("jobs") or 0))],
+    )
+    w.metric(
+        "avatarrender_service_rendering",
+        "gauge",
+        "1 while a submission renders.",
+        [({}, int(cur is not None))],
+    )
+    w.metric(
+        "avatarrender_service_pending_submissions",
+        "gauge",
+        "Submissions waiting in the inbox (the one rendering included).",
+        [({}, len(status.get("pending") or []))],
+    )
     done = status.get("done") or []
     last = done[-1] if done else None
     if last:
         wall = float(last.get("wall_s") or 0)
         frames = int(last.get("frames") or 0)
-        w.metric("avatarrender_service_last_render_seconds", "gauge",
-                 "Wall time of the last finished render, seconds.", [({}, wall)])
-        w.metric("avatarrender_service_last_first_segment_seconds", "gauge",
-                 "Submission to first published media segment in the last render, seconds.",
-                 [({}, float(last.get("first_segment_s") or 0))])
-        w.metric("avatarrender_service_last_render_realtime_factor", "gauge",
-                 "Air time rendered per second of wall time in the last render.",
-                 [({}, frames / fps / wall if wall > 0 else 0.0)])
+        w.metric(
+            "avatarrender_service_last_render_seconds",
+            "gauge",
+            "Wall time of the last finished render, seconds.",
+            [({}, wall)],
+        )
+        w.metric(
+            "avatarrender_service_last_first_segment_seconds",
+            "gauge",
+            "Submission to first published media segment in the last render, seconds.",
+            [({}, float(last.get("first_segment_s") or 0))],
+        )
+        w.metric(
+            "avatarrender_service_last_render_realtime_factor",
+            "gauge",
+            "Air time rendered per second of wall time in the last render.",
+            [({}, frames / fps / wall if wall > 0 else 0.0)],
+        )
     failed = status.get("failed") or []
-    w.metric("avatarrender_service_recent_failures", "gauge",
-             "Failed submissions among the recent ones the status keeps.", [({}, len(failed))])
+    w.metric(
+        "avatarrender_service_recent_failures",
+        "gauge",
+        "Failed submissions among the recent ones the status keeps.",
+        [({}, len(failed))],
+    )
     last_fail = max((_epoch_s(f.get("at")) or 0.0 for f in failed), default=0.0)
-    w.metric("avatarrender_service_last_failure_timestamp_seconds", "gauge",
-             "When the last submission failed, epoch seconds (0: none recently).",
-             [({}, last_fail)])
+    w.metric(
+        "avatarrender_service_last_failure_timestamp_seconds",
+        "gauge",
+        "When the last submission failed, epoch seconds (0: none recently).",
+        [({}, last_fail)],
+    )
     return "\n".join(w.lines) + "\n"

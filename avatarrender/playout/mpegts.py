@@ -12,6 +12,7 @@ The renderer's muxers (PyAV's and ffmpeg's) write one program, its PAT and PMT a
 every media segment, each PES header whole in its first packet, and a PTS on every audio and
 video PES; anything else is refused rather than guessed at.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,7 +38,7 @@ __all__ = [
 PACKET_BYTES = 188
 _SYNC = 0x47
 _NULL_PID = 0x1FFF
-_SI_PIDS = range(0x10, 0x20)    # DVB service information (ffmpeg writes an SDT on 0x11)
+_SI_PIDS = range(0x10, 0x20)  # DVB service information (ffmpeg writes an SDT on 0x11)
 
 
 def _crc_table() -> list[int]:
@@ -63,7 +64,7 @@ def _crc32_mpeg(data: bytes) -> int:
 
 def get_ts(row: np.ndarray, i: int) -> int:
     """The 33-bit PTS/DTS (90 kHz) stored in ``row[i:i + 5]`` (bounds checked by the caller)."""
-    b0, b1, b2, b3, b4 = (int(x) for x in row[i:i + 5])  # Python ints: uint8 shifts would overflow
+    b0, b1, b2, b3, b4 = (int(x) for x in row[i : i + 5])  # Python ints: uint8 shifts would overflow
     return (((b0 >> 1) & 7) << 30) | (b1 << 22) | ((b2 >> 1) << 15) | (b3 << 7) | (b4 >> 1)
 
 
@@ -96,8 +97,7 @@ def packets(data: bytes | bytearray, where: str | Path | None = None) -> np.ndar
     bad = np.nonzero(((afc == 2) & (af_len != 183)) | ((afc == 3) & (af_len > 182)))[0]
     if bad.size:
         r = int(bad[0])
-        raise MediaError(where, f"packet {r}.adaptation_field_length",
-                         f"{af_len[r]} does not fit the packet")
+        raise MediaError(where, f"packet {r}.adaptation_field_length", f"{af_len[r]} does not fit the packet")
     for r in np.nonzero((afc & 2) != 0)[0]:
         _check_adaptation_field(a[r], int(r), where)
     return a
@@ -108,20 +108,24 @@ def _check_adaptation_field(row: np.ndarray, r: int, where: str | Path | None) -
     (13818-1 2.4.3.5): a wrong length moves the payload's start, which nothing else shows."""
     length = int(row[4])
     if length == 0:
-        return   # one byte of stuffing: the length field alone
+        return  # one byte of stuffing: the length field alone
     flags = int(row[5])
     need = 1 + 6 * bool(flags & 0x10) + 6 * bool(flags & 0x08) + bool(flags & 0x04)
-    if flags & 0x02 and 5 + need < PACKET_BYTES:   # transport_private_data
+    if flags & 0x02 and 5 + need < PACKET_BYTES:  # transport_private_data
         need += 1 + int(row[5 + need])
-    if flags & 0x01 and 5 + need < PACKET_BYTES:   # adaptation_field_extension
+    if flags & 0x01 and 5 + need < PACKET_BYTES:  # adaptation_field_extension
         need += 1 + int(row[5 + need])
     if need > length:
-        raise MediaError(where, f"packet {r}.adaptation_field_length",
-                         f"{length} is shorter than the fields its flags announce ({need})")
-    stuffing = row[5 + need:5 + length]
+        raise MediaError(
+            where,
+            f"packet {r}.adaptation_field_length",
+            f"{length} is shorter than the fields its flags announce ({need})",
+        )
+    stuffing = row[5 + need : 5 + length]
     if stuffing.size and not (stuffing == 0xFF).all():
-        raise MediaError(where, f"packet {r}.adaptation_field_length",
-                         f"{length} does not end where the stuffing ends")
+        raise MediaError(
+            where, f"packet {r}.adaptation_field_length", f"{length} does not end where the stuffing ends"
+        )
 
 
 def _pids(a: np.ndarray) -> np.ndarray:
@@ -153,11 +157,11 @@ class Program:
 
 def _section(a: np.ndarray, r: int, where: str | Path | None, name: str, table_id: int) -> bytes:
     """The PSI section starting in packet ``r``, CRC checked; it must fit in the packet."""
-    po = int(_payload_offsets(a[r:r + 1])[0])
+    po = int(_payload_offsets(a[r : r + 1])[0])
     if not a[r, 1] & 0x40 or po >= PACKET_BYTES:
         raise MediaError(where, f"packet {r}", f"{name} without a section start")
     row = a[r].tobytes()
-    s = po + 1 + row[po]      # pointer_field
+    s = po + 1 + row[po]  # pointer_field
     if s + 3 > PACKET_BYTES:
         raise MediaError(where, f"packet {r}.pointer_field", f"{name} section starts past the packet")
     length = ((row[s + 1] & 0x0F) << 8) | row[s + 2]
@@ -183,7 +187,7 @@ def program(a: np.ndarray, where: str | Path | None = None) -> Program:
     if not rows.size:
         raise MediaError(where, "PAT", "no program association table")
     pat = _section(a, int(rows[0]), where, "PAT", 0x00)
-    entries = [pat[i:i + 4] for i in range(8, len(pat) - 4, 4)]
+    entries = [pat[i : i + 4] for i in range(8, len(pat) - 4, 4)]
     pmts = [((e[2] & 0x1F) << 8) | e[3] for e in entries if len(e) == 4 and (e[0] << 8 | e[1])]
     if len(pmts) != 1:
         raise MediaError(where, "PAT", f"{len(pmts)} programs; the playout airs one")
@@ -235,12 +239,14 @@ class PesStart:
 
 def _check_ts_field(row: np.ndarray, i: int, prefix: int) -> bool:
     """The 4-bit prefix and the three marker bits of a PTS/DTS field are as 13818-1 says."""
-    return (int(row[i]) >> 4 == prefix and int(row[i]) & 1 and int(row[i + 2]) & 1
-            and int(row[i + 4]) & 1) != 0
+    return (
+        int(row[i]) >> 4 == prefix and int(row[i]) & 1 and int(row[i + 2]) & 1 and int(row[i + 4]) & 1
+    ) != 0
 
 
-def pes_starts(a: np.ndarray, where: str | Path | None = None, *,
-               prog: Program | None = None) -> list[PesStart]:
+def pes_starts(
+    a: np.ndarray, where: str | Path | None = None, *, prog: Program | None = None
+) -> list[PesStart]:
     """Every audio and video PES header of the segment, in file order, bounds checked.
 
     Raises
@@ -269,7 +275,7 @@ def pes_starts(a: np.ndarray, where: str | Path | None = None, *,
             raise MediaError(where, field, "payload_unit_start without a PES start code")
         sid = int(row[po + 3])
         if not 0xC0 <= sid <= 0xEF:
-            continue   # private or padding streams: not rewritten, not counted
+            continue  # private or padding streams: not rewritten, not counted
         if int(row[po + 6]) >> 6 != 2:
             raise MediaError(where, field, "PES header marker bits are not '10'")
         flags = int(row[po + 7]) >> 6
@@ -279,25 +285,46 @@ def pes_starts(a: np.ndarray, where: str | Path | None = None, *,
             raise MediaError(where, field, "PES without a PTS" if not flags else "PTS_DTS_flags 01")
         need = 10 if flags == 3 else 5
         if header_len < need or data_at > PACKET_BYTES:
-            raise MediaError(where, f"{field}_header_data_length",
-                             f"{header_len} bytes at offset {po + 9} run past the packet or "
-                             f"hold no {'PTS and DTS' if flags == 3 else 'PTS'}")
+            raise MediaError(
+                where,
+                f"{field}_header_data_length",
+                f"{header_len} bytes at offset {po + 9} run past the packet or "
+                f"hold no {'PTS and DTS' if flags == 3 else 'PTS'}",
+            )
         f7 = int(row[po + 7])
-        if not f7 & 0x01:   # without a PES extension the fields are fixed: the rest is stuffing
-            fixed = need + 6 * bool(f7 & 0x20) + 3 * bool(f7 & 0x10) + bool(f7 & 0x08) \
-                + bool(f7 & 0x04) + 2 * bool(f7 & 0x02)
-            pad = row[po + 9 + fixed:data_at]
+        if not f7 & 0x01:  # without a PES extension the fields are fixed: the rest is stuffing
+            fixed = (
+                need
+                + 6 * bool(f7 & 0x20)
+                + 3 * bool(f7 & 0x10)
+                + bool(f7 & 0x08)
+                + bool(f7 & 0x04)
+                + 2 * bool(f7 & 0x02)
+            )
+            pad = row[po + 9 + fixed : data_at]
             if fixed > header_len or (pad.size and not (pad == 0xFF).all()):
-                raise MediaError(where, f"{field}_header_data_length",
-                                 f"{header_len} does not end where the header's fields end")
+                raise MediaError(
+                    where,
+                    f"{field}_header_data_length",
+                    f"{header_len} does not end where the header's fields end",
+                )
         pts_at = po + 9
         dts_at = po + 14 if flags == 3 else None
         if not _check_ts_field(row, pts_at, 3 if flags == 3 else 2) or (
-                dts_at is not None and not _check_ts_field(row, dts_at, 1)):
+            dts_at is not None and not _check_ts_field(row, dts_at, 1)
+        ):
             raise MediaError(where, f"{field}.PTS", "timestamp marker bits are wrong")
-        out.append(PesStart(row=r, pid=int(pid[r]), stream_id=sid, pts_at=pts_at, dts_at=dts_at,
-                            data_at=data_at,
-                            length_bytes=(int(row[po + 4]) << 8) | int(row[po + 5])))
+        out.append(
+            PesStart(
+                row=r,
+                pid=int(pid[r]),
+                stream_id=sid,
+                pts_at=pts_at,
+                dts_at=dts_at,
+                data_at=data_at,
+                length_bytes=(int(row[po + 4]) << 8) | int(row[po + 5]),
+            )
+        )
     return out
 
 
@@ -337,8 +364,11 @@ def _check_cc(a: np.ndarray, where: str | Path | None) -> None:
         bad = np.nonzero(step != 1)[0]
         if bad.size:
             r = int(idx[bad[0] + 1])
-            what = "repeats a packet" if step[bad[0]] == 0 else \
-                f"skips {int(step[bad[0]]) - 1} packet(s): data is missing"
+            what = (
+                "repeats a packet"
+                if step[bad[0]] == 0
+                else f"skips {int(step[bad[0]]) - 1} packet(s): data is missing"
+            )
             raise MediaError(where, f"packet {r}.continuity_counter", f"PID {p} {what}")
 
 
@@ -358,14 +388,18 @@ def _check_pes_lengths(a: np.ndarray, starts: list[PesStart], where: str | Path 
             if not g.length_bytes:
                 continue
             inside = rows[(rows >= g.row) & (rows < end)]
-            have = int(sizes[inside].sum()) - 6   # from the start code; 6: up to the length
+            have = int(sizes[inside].sum()) - 6  # from the start code; 6: up to the length
             if have != g.length_bytes:
-                raise MediaError(where, f"packet {g.row}.PES_packet_length",
-                                 f"{g.length_bytes} bytes announced, {have} present")
+                raise MediaError(
+                    where,
+                    f"packet {g.row}.PES_packet_length",
+                    f"{g.length_bytes} bytes announced, {have} present",
+                )
 
 
-def inspect_segment(data: bytes, where: str | Path | None = None, *,
-                    frame_90k: Fraction, frames: int | None = None) -> SegmentFacts:
+def inspect_segment(
+    data: bytes, where: str | Path | None = None, *, frame_90k: Fraction, frames: int | None = None
+) -> SegmentFacts:
     """Check a rendered media segment whole and count what it holds.
 
     Parameters
@@ -390,14 +424,16 @@ def inspect_segment(data: bytes, where: str | Path | None = None, *,
     if not pts:
         raise MediaError(where, "video", "no video frames")
     if frames is not None and len(pts) != frames:
-        raise MediaError(where, "frames", f"holds {len(pts)} video frames, the manifest lists "
-                         f"{frames}")
+        raise MediaError(where, "frames", f"holds {len(pts)} video frames, the manifest lists {frames}")
     steps = np.diff(np.asarray(pts, dtype=np.int64))
     # a muxer rounds a frame to whole ticks (3753.75 at 24000/1001): allow one tick either way
     bad = np.nonzero(np.abs(steps - float(frame_90k)) > 1)[0]
     if bad.size:
         k = int(bad[0])
-        raise MediaError(where, "video PTS", f"frame {k + 1} is {int(steps[k])} ticks after the "
-                         f"previous one, not {float(frame_90k):g}: frames are missing or misplaced")
-    return SegmentFacts(frames=len(pts), first_pts_90k=pts[0],
-                        end_pts_90k=pts[-1] + round(frame_90k))
+        raise MediaError(
+            where,
+            "video PTS",
+            f"frame {k + 1} is {int(steps[k])} ticks after the "
+            f"previous one, not {float(frame_90k):g}: frames are missing or misplaced",
+        )
+    return SegmentFacts(frames=len(pts), first_pts_90k=pts[0], end_pts_90k=pts[-1] + round(frame_90k))

@@ -14,6 +14,7 @@ With B-frames a cut is only valid where every frame before it is presented befor
 after it (otherwise a frame of the part would need a later part to be shown); cuts are chosen
 among those.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -130,13 +131,13 @@ def cut_parts(data: bytes, *, part_frames: int) -> tuple[Part, ...] | None:
         e = starts[k + 1] if k + 1 < len(starts) else n
         off = 0 if k == 0 else frames[s][0] * _PACKET  # the first part also takes PAT/PMT
         end = frames[e][0] * _PACKET if e < n else len(data)
-        parts.append(Part(offset_bytes=off, size_bytes=end - off, frames=e - s,
-                          independent=frames[s][2]))
+        parts.append(Part(offset_bytes=off, size_bytes=end - off, frames=e - s, independent=frames[s][2]))
     return tuple(parts)
 
 
-def shorten(data: bytes, parts: tuple[Part, ...], keep: int, *,
-            carry_audio: bool = True) -> tuple[bytes, tuple[Part, ...]]:
+def shorten(
+    data: bytes, parts: tuple[Part, ...], keep: int, *, carry_audio: bool = True
+) -> tuple[bytes, tuple[Part, ...]]:
     """A media segment cut after its first ``keep`` parts, as a clean shorter media segment.
 
     The audio of the kept frames may lie partly beyond the cut: the renderer writes one PES per
@@ -166,16 +167,19 @@ def shorten(data: bytes, parts: tuple[Part, ...], keep: int, *,
         if cut_pts is not None and audio:
             pids = ((a[:, 1].astype(np.int32) & 0x1F) << 8) | a[:, 2]
             audio_pid = audio[0].pid
-            starts = {st.row: get_ts(a[st.row], st.pts_at) < cut_pts for st in audio
-                      if st.pid == audio_pid and st.pts_at is not None}
+            starts = {
+                st.row: get_ts(a[st.row], st.pts_at) < cut_pts
+                for st in audio
+                if st.pid == audio_pid and st.pts_at is not None
+            }
             take = False
             for r in range(end // _PACKET, len(a)):
                 if int(pids[r]) != audio_pid:
                     continue
-                if a[r, 1] & 0x40:   # a PES starts: audio before the cut is carried, the rest not
+                if a[r, 1] & 0x40:  # a PES starts: audio before the cut is carried, the rest not
                     take = starts.get(r, False)
                 if take and (int(a[r, 3]) >> 4) & 1:
                     carried.append(a[r].tobytes())
         kept += b"".join(carried)
     new_last = dataclasses.replace(last, size_bytes=len(kept) - last.offset_bytes)
-    return kept, parts[:keep - 1] + (new_last,)
+    return kept, parts[: keep - 1] + (new_last,)

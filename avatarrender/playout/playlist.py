@@ -4,6 +4,7 @@ Times are exact: seconds since the Unix epoch as :class:`~fractions.Fraction`, s
 PROGRAM-DATE-TIME is the sum of exact frame durations and never drifts or goes backwards.
 Nothing here reads the clock or touches files; the engine does both.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -83,15 +84,25 @@ class OpenSegment:
         return sum((p.duration_s for p in self.parts), Fraction(0))
 
     def to_json(self) -> dict[str, Any]:
-        return {"sequence": self.sequence, "uri": self.uri, "pdt_s": str(self.pdt_s),
-                "discontinuity": self.discontinuity, "program": self.program,
-                "parts": [p.to_json() for p in self.parts]}
+        return {
+            "sequence": self.sequence,
+            "uri": self.uri,
+            "pdt_s": str(self.pdt_s),
+            "discontinuity": self.discontinuity,
+            "program": self.program,
+            "parts": [p.to_json() for p in self.parts],
+        }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> OpenSegment:
-        return cls(sequence=int(d["sequence"]), uri=str(d["uri"]), pdt_s=Fraction(d["pdt_s"]),
-                   discontinuity=bool(d["discontinuity"]), program=str(d["program"]),
-                   parts=tuple(LivePart.from_json(p) for p in d["parts"]))
+        return cls(
+            sequence=int(d["sequence"]),
+            uri=str(d["uri"]),
+            pdt_s=Fraction(d["pdt_s"]),
+            discontinuity=bool(d["discontinuity"]),
+            program=str(d["program"]),
+            parts=tuple(LivePart.from_json(p) for p in d["parts"]),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,16 +136,27 @@ class LiveSegment:
     parts: tuple[LivePart, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"sequence": self.sequence, "uri": self.uri, "duration_s": str(self.duration_s),
-                "pdt_s": str(self.pdt_s), "discontinuity": self.discontinuity,
-                "program": self.program, "parts": [p.to_json() for p in self.parts]}
+        return {
+            "sequence": self.sequence,
+            "uri": self.uri,
+            "duration_s": str(self.duration_s),
+            "pdt_s": str(self.pdt_s),
+            "discontinuity": self.discontinuity,
+            "program": self.program,
+            "parts": [p.to_json() for p in self.parts],
+        }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> LiveSegment:
-        return cls(sequence=int(d["sequence"]), uri=str(d["uri"]),
-                   duration_s=Fraction(d["duration_s"]), pdt_s=Fraction(d["pdt_s"]),
-                   discontinuity=bool(d["discontinuity"]), program=str(d["program"]),
-                   parts=tuple(LivePart.from_json(p) for p in d.get("parts", ())))
+        return cls(
+            sequence=int(d["sequence"]),
+            uri=str(d["uri"]),
+            duration_s=Fraction(d["duration_s"]),
+            pdt_s=Fraction(d["pdt_s"]),
+            discontinuity=bool(d["discontinuity"]),
+            program=str(d["program"]),
+            parts=tuple(LivePart.from_json(p) for p in d.get("parts", ())),
+        )
 
 
 class LivePlaylist:
@@ -157,9 +179,16 @@ class LivePlaylist:
         PART-HOLD-BACK (raised to 3 PART-TARGETs if less).
     """
 
-    def __init__(self, *, target_duration_s: int = 1, window_s: float = 6.0,
-                 hold_back_s: float = 3.0, media_dir: str = "media",
-                 part_target_s: Fraction | None = None, part_hold_back_s: float = 0.0):
+    def __init__(
+        self,
+        *,
+        target_duration_s: int = 1,
+        window_s: float = 6.0,
+        hold_back_s: float = 3.0,
+        media_dir: str = "media",
+        part_target_s: Fraction | None = None,
+        part_hold_back_s: float = 0.0,
+    ):
         if target_duration_s < 1:
             raise ValueError("target_duration_s must be >= 1")
         self.target_duration_s = int(target_duration_s)
@@ -170,19 +199,23 @@ class LivePlaylist:
         if self.part_target_s is not None and not 0 < self.part_target_s <= self.target_duration_s:
             raise ValueError("part_target_s must be in (0, target duration]")
         # PART-TARGET as printed: rounded up, so that no part's printed DURATION exceeds it
-        self.part_target_text = ("" if self.part_target_s is None else
-                                 f"{math.ceil(self.part_target_s * 100000) / 100000:.5f}")
+        self.part_target_text = (
+            "" if self.part_target_s is None else f"{math.ceil(self.part_target_s * 100000) / 100000:.5f}"
+        )
         # RFC 8216bis 4.4.3.8: PART-HOLD-BACK at least 2x PART-TARGET, 3x recommended (enforced)
-        self.part_hold_back_s = (max(float(part_hold_back_s), 3.0 * float(self.part_target_text))
-                                 if self.part_target_s is not None else 0.0)
+        self.part_hold_back_s = (
+            max(float(part_hold_back_s), 3.0 * float(self.part_target_text))
+            if self.part_target_s is not None
+            else 0.0
+        )
         self.segments: deque[LiveSegment] = deque()
-        self.open: OpenSegment | None = None   # the segment on air, its parts published so far
-        self.preload_hint: tuple[str, int, int] | None = None   # (uri, offset, size) of the next part
-        self.media_sequence = 0            # sequence of the first segment in the window
-        self.discontinuity_sequence = 0    # discontinuity tags removed from the head so far
+        self.open: OpenSegment | None = None  # the segment on air, its parts published so far
+        self.preload_hint: tuple[str, int, int] | None = None  # (uri, offset, size) of the next part
+        self.media_sequence = 0  # sequence of the first segment in the window
+        self.discontinuity_sequence = 0  # discontinuity tags removed from the head so far
         self.next_sequence = 0
         self.next_pdt_s: Fraction | None = None
-        self.retired: list[tuple[str, Fraction]] = []   # (uri, delete at epoch s)
+        self.retired: list[tuple[str, Fraction]] = []  # (uri, delete at epoch s)
 
     # ------------------------------------------------------------------ state changes
 
@@ -203,8 +236,9 @@ class LivePlaylist:
                 raise ValueError("a gap in PROGRAM-DATE-TIME needs a discontinuity")
         return pdt_s
 
-    def add_part(self, part: LivePart, *, discontinuity: bool, program: str,
-                 pdt_s: Fraction | None = None) -> OpenSegment:
+    def add_part(
+        self, part: LivePart, *, discontinuity: bool, program: str, pdt_s: Fraction | None = None
+    ) -> OpenSegment:
         """Publish the next part of the media segment on air (opening it at the live edge).
 
         ``discontinuity``, ``program`` and ``pdt_s`` are those of the parent segment and count
@@ -213,19 +247,32 @@ class LivePlaylist:
         if self.part_target_s is None:
             raise ValueError("this playlist has no parts (part_target_s not set)")
         if part.duration_s <= 0 or part.duration_s > self.part_target_s:
-            raise ValueError(f"part of {float(part.duration_s):.5f} s outside (0, PART-TARGET "
-                             f"{float(self.part_target_s):.5f} s]")
+            raise ValueError(
+                f"part of {float(part.duration_s):.5f} s outside (0, PART-TARGET "
+                f"{float(self.part_target_s):.5f} s]"
+            )
         if self.open is None:
-            self.open = OpenSegment(sequence=self.next_sequence, uri=self.uri_for(self.next_sequence),
-                                    pdt_s=self._check_pdt(pdt_s, discontinuity),
-                                    discontinuity=bool(discontinuity), program=program)
+            self.open = OpenSegment(
+                sequence=self.next_sequence,
+                uri=self.uri_for(self.next_sequence),
+                pdt_s=self._check_pdt(pdt_s, discontinuity),
+                discontinuity=bool(discontinuity),
+                program=program,
+            )
         if self.open.duration_s + part.duration_s > self.target_duration_s + Fraction(1, 2):
             raise ValueError("parts exceed the target duration")
         self.open = dataclasses.replace(self.open, parts=self.open.parts + (part,))
         return self.open
 
-    def append(self, *, duration_s: Fraction, discontinuity: bool, program: str,
-               now_s: Fraction, pdt_s: Fraction | None = None) -> LiveSegment:
+    def append(
+        self,
+        *,
+        duration_s: Fraction,
+        discontinuity: bool,
+        program: str,
+        now_s: Fraction,
+        pdt_s: Fraction | None = None,
+    ) -> LiveSegment:
         """Add a media segment at the live edge and slide the window.
 
         Parameters
@@ -246,21 +293,29 @@ class LivePlaylist:
         if duration_s <= 0:
             raise ValueError("duration must be positive")
         if round(duration_s) > self.target_duration_s:
-            raise ValueError(f"segment of {float(duration_s):.3f} s exceeds the target duration "
-                             f"{self.target_duration_s} s")
+            raise ValueError(
+                f"segment of {float(duration_s):.3f} s exceeds the target duration {self.target_duration_s} s"
+            )
         parts: tuple[LivePart, ...] = ()
         if self.open is not None:  # the segment whose parts are out: its tags were fixed then
             if self.open.duration_s != duration_s:
-                raise ValueError(f"parts add up to {float(self.open.duration_s):.5f} s, "
-                                 f"not the segment's {float(duration_s):.5f} s")
+                raise ValueError(
+                    f"parts add up to {float(self.open.duration_s):.5f} s, "
+                    f"not the segment's {float(duration_s):.5f} s"
+                )
             pdt_s, discontinuity, parts = self.open.pdt_s, self.open.discontinuity, self.open.parts
             self.open = None
         else:
             pdt_s = self._check_pdt(pdt_s, discontinuity)
-        seg = LiveSegment(sequence=self.next_sequence, uri=self.uri_for(self.next_sequence),
-                          duration_s=duration_s, pdt_s=pdt_s,
-                          discontinuity=bool(discontinuity),
-                          program=program, parts=parts)
+        seg = LiveSegment(
+            sequence=self.next_sequence,
+            uri=self.uri_for(self.next_sequence),
+            duration_s=duration_s,
+            pdt_s=pdt_s,
+            discontinuity=bool(discontinuity),
+            program=program,
+            parts=parts,
+        )
         if not self.segments:
             self.media_sequence = seg.sequence
         self.segments.append(seg)
@@ -312,8 +367,10 @@ class LivePlaylist:
             raise ValueError("empty playlist")
         control = f"HOLD-BACK={self.hold_back_s:.3f}"
         if self.part_target_s is not None:
-            control = (f"CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK="
-                       f"{math.ceil(self.part_hold_back_s * 1000) / 1000:.3f},{control}")
+            control = (
+                f"CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK="
+                f"{math.ceil(self.part_hold_back_s * 1000) / 1000:.3f},{control}"
+            )
         lines = [
             "#EXTM3U",
             "#EXT-X-VERSION:6",
@@ -346,19 +403,28 @@ class LivePlaylist:
             self._part_lines(lines, self.open.uri, self.open.parts, t, Fraction(-1), None)
         if self.preload_hint is not None and self.part_target_s is not None:
             uri, off, size = self.preload_hint
-            lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{uri}",BYTERANGE-START={off},'
-                         f"BYTERANGE-LENGTH={size}")
+            lines.append(
+                f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{uri}",BYTERANGE-START={off},BYTERANGE-LENGTH={size}'
+            )
         return "\n".join(lines) + "\n"
 
     @staticmethod
-    def _part_lines(lines: list[str], uri: str, parts: tuple[LivePart, ...], t: Fraction,
-                    from_s: Fraction, duration_s: Fraction | None) -> Fraction:
+    def _part_lines(
+        lines: list[str],
+        uri: str,
+        parts: tuple[LivePart, ...],
+        t: Fraction,
+        from_s: Fraction,
+        duration_s: Fraction | None,
+    ) -> Fraction:
         start = t
         for p in parts:
             if start >= from_s:  # a segment's parts are listed all or none
-                lines.append(f'#EXT-X-PART:DURATION={float(p.duration_s):.5f},URI="{uri}",'
-                             f'BYTERANGE="{p.size_bytes}@{p.offset_bytes}"'
-                             + (",INDEPENDENT=YES" if p.independent else ""))
+                lines.append(
+                    f'#EXT-X-PART:DURATION={float(p.duration_s):.5f},URI="{uri}",'
+                    f'BYTERANGE="{p.size_bytes}@{p.offset_bytes}"'
+                    + (",INDEPENDENT=YES" if p.independent else "")
+                )
             t += p.duration_s
         return start + duration_s if duration_s is not None else t
 
@@ -379,8 +445,9 @@ class LivePlaylist:
     def restore(self, d: dict[str, Any]) -> None:
         """Load state saved by :meth:`to_json` (same target duration required)."""
         if int(d["target_duration_s"]) != self.target_duration_s:
-            raise ValueError(f"saved state has target duration {d['target_duration_s']} s, "
-                             f"not {self.target_duration_s} s")
+            raise ValueError(
+                f"saved state has target duration {d['target_duration_s']} s, not {self.target_duration_s} s"
+            )
         self.media_sequence = int(d["media_sequence"])
         self.discontinuity_sequence = int(d["discontinuity_sequence"])
         self.next_sequence = int(d["next_sequence"])
@@ -390,18 +457,27 @@ class LivePlaylist:
         self.open = OpenSegment.from_json(d["open"]) if d.get("open") else None
 
 
-def master_playlist(*, media_uri: str, bandwidth_bps: int, width: int, height: int,
-                    codecs: str, frame_rate: float = 30.0,
-                    subtitles: Sequence[tuple[str, str, str]] = ()) -> str:
+def master_playlist(
+    *,
+    media_uri: str,
+    bandwidth_bps: int,
+    width: int,
+    height: int,
+    codecs: str,
+    frame_rate: float = 30.0,
+    subtitles: Sequence[tuple[str, str, str]] = (),
+) -> str:
     """A one-rendition master playlist with BANDWIDTH, CODECS, RESOLUTION and FRAME-RATE, and
     its subtitle tracks: ``subtitles`` is (language, name, playlist uri), the first the default."""
     media = "".join(
         f'#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",LANGUAGE="{lang}",NAME="{name}",'
         f'DEFAULT={"YES" if i == 0 else "NO"},AUTOSELECT=YES,URI="{uri}"\n'
-        for i, (lang, name, uri) in enumerate(subtitles))
+        for i, (lang, name, uri) in enumerate(subtitles)
+    )
     return (
         f"#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n{media}"
         f'#EXT-X-STREAM-INF:BANDWIDTH={int(bandwidth_bps)},CODECS="{codecs}",'
         f"RESOLUTION={width}x{height},FRAME-RATE={frame_rate:.3f}"
-        + (',SUBTITLES="subs"' if subtitles else "") + f"\n{media_uri}\n"
+        + (',SUBTITLES="subs"' if subtitles else "")
+        + f"\n{media_uri}\n"
     )

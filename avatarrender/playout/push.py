@@ -11,6 +11,7 @@ ffmpeg; when ffmpeg exits (the ingest refused, dropped or stalled the connection
 again after an exponential backoff. The stream key never reaches a log line or ``/status``: URLs
 are shown redacted and ffmpeg's messages are scrubbed of every secret part of the URL.
 """
+
 from __future__ import annotations
 
 import collections
@@ -37,8 +38,11 @@ REDACTED = "***"
 def _parse(url: str) -> urllib.parse.SplitResult:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in SCHEMES or not parts.hostname:
-        raise SpecError(None, "--push", f"{redact(url)}: give rtmp://HOST/APP/KEY, "
-                        "rtmps://HOST/APP/KEY or srt://HOST:PORT?streamid=KEY")
+        raise SpecError(
+            None,
+            "--push",
+            f"{redact(url)}: give rtmp://HOST/APP/KEY, rtmps://HOST/APP/KEY or srt://HOST:PORT?streamid=KEY",
+        )
     return parts
 
 
@@ -86,13 +90,34 @@ def scrub(text: str, url: str) -> str:
 def push_command(ffmpeg: str, url: str, *, rw_timeout_s: float = 10.0) -> list[str]:
     """The ffmpeg command line: MPEG-TS on stdin, copied (no re-encoding) to ``url``."""
     fmt = SCHEMES[_parse(url).scheme]
-    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "warning",
-           # progress reports start once the output is open (connected): our "live" signal
-           "-progress", "pipe:1", "-stats_period", "1",
-           # one media segment is enough to find both streams: start pushing without delay
-           "-probesize", "2000000", "-analyzeduration", "1500000",
-           "-f", "mpegts", "-i", "pipe:0",
-           "-map", "0:v:0", "-map", "0:a:0?", "-c", "copy"]
+    cmd = [
+        ffmpeg,
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-loglevel",
+        "warning",
+        # progress reports start once the output is open (connected): our "live" signal
+        "-progress",
+        "pipe:1",
+        "-stats_period",
+        "1",
+        # one media segment is enough to find both streams: start pushing without delay
+        "-probesize",
+        "2000000",
+        "-analyzeduration",
+        "1500000",
+        "-f",
+        "mpegts",
+        "-i",
+        "pipe:0",
+        "-map",
+        "0:v:0",
+        "-map",
+        "0:a:0?",
+        "-c",
+        "copy",
+    ]
     if fmt == "flv":
         cmd += ["-bsf:a", "aac_adtstoasc", "-flvflags", "no_duration_filesize"]
     # a stalled ingest makes ffmpeg fail (and us reconnect) instead of waiting for ever
@@ -120,9 +145,16 @@ class Pusher:
         The ffmpeg binary (default: the bundled one).
     """
 
-    def __init__(self, url: str, *, queue_segments: int = 10,
-                 backoff_s: tuple[float, ...] = (1, 2, 4, 8, 16, 30), stable_s: float = 30.0,
-                 stall_s: float = 20.0, ffmpeg: str | None = None):
+    def __init__(
+        self,
+        url: str,
+        *,
+        queue_segments: int = 10,
+        backoff_s: tuple[float, ...] = (1, 2, 4, 8, 16, 30),
+        stable_s: float = 30.0,
+        stall_s: float = 20.0,
+        ffmpeg: str | None = None,
+    ):
         _parse(url)
         if ffmpeg is None:
             from avatarrender.media import ffmpeg_exe
@@ -163,13 +195,20 @@ class Pusher:
         """For ``/status``: the redacted URL, state, counts, the last error (scrubbed)."""
         now = time.time()
         return {
-            "url": self.shown_url, "state": self.state,
-            "warning": (f"restream {self.state}: {self.last_error}" if self.state == "retrying"
-                        and self.last_error else None),
+            "url": self.shown_url,
+            "state": self.state,
+            "warning": (
+                f"restream {self.state}: {self.last_error}"
+                if self.state == "retrying" and self.last_error
+                else None
+            ),
             "connected_s": round(now - self.connected_since, 1) if self.connected_since else None,
             "retry_in_s": round(max(0.0, self.retry_at - now), 1) if self.retry_at else None,
-            "sent_segments": self.sent, "dropped_segments": self.dropped,
-            "restarts": self.restarts, "queued": len(self._queue), "last_error": self.last_error,
+            "sent_segments": self.sent,
+            "dropped_segments": self.dropped,
+            "restarts": self.restarts,
+            "queued": len(self._queue),
+            "last_error": self.last_error,
         }
 
     def start(self) -> Pusher:
@@ -211,8 +250,12 @@ class Pusher:
             self.state = "retrying"
             self.connected_since = None
             self.retry_at = time.time() + wait_s
-            log.warning("restream to %s: %s; reconnecting in %g s", self.shown_url,
-                        self.last_error or "ffmpeg exited", wait_s)
+            log.warning(
+                "restream to %s: %s; reconnecting in %g s",
+                self.shown_url,
+                self.last_error or "ffmpeg exited",
+                wait_s,
+            )
             self._stop.wait(wait_s)
             self.retry_at = None
 
@@ -221,8 +264,12 @@ class Pusher:
         self.state = "connecting"
         tail: collections.deque[str] = collections.deque(maxlen=8)
         try:
-            proc = subprocess.Popen(push_command(self.ffmpeg, self.url), stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            proc = subprocess.Popen(
+                push_command(self.ffmpeg, self.url),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
         except OSError as exc:
             self.last_error = scrub(f"cannot start ffmpeg: {exc}", self.url)
             return
@@ -273,8 +320,7 @@ class Pusher:
         watcher.join(5)
         self._write_since = None
         rc = proc.returncode
-        self.last_error = scrub(f"ffmpeg exited ({rc})" + (f": {tail[-1]}" if tail else ""),
-                                self.url)
+        self.last_error = scrub(f"ffmpeg exited ({rc})" + (f": {tail[-1]}" if tail else ""), self.url)
 
     def _feed(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdin is not None

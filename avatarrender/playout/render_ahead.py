@@ -5,6 +5,7 @@ or a Python program) hands it an object with this interface;
 :class:`avatarrender.render.ProcessRenderer` is the one the command uses (each render-ahead in
 its own process). A render service can offer the same two methods.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -21,6 +21,7 @@ Late policy (documented in the README):
 * An entry whose folder does not exist at all when it is due (neither it nor its partial form)
   is said at once, with the path; the late policy then applies (it may still appear).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -81,7 +82,7 @@ class EntryModel(_Strict):
     after: Literal["previous"] | None = None
     segment: str | None = None
     spec: str | None = None
-    title: str | None = Field(None, min_length=1, max_length=500)        # programme guide
+    title: str | None = Field(None, min_length=1, max_length=500)  # programme guide
     description: str | None = Field(None, min_length=1, max_length=5000)  # programme guide
 
     @model_validator(mode="after")
@@ -115,7 +116,7 @@ class ScheduleModel(_Strict):
     # viewer on hls.js defaults starts PART-HOLD-BACK (3 parts) behind the edge, so the part
     # sets the latency. 0 publishes whole media segments only, without parts or blocking reload
     part_frames: int = Field(6, ge=0, le=600)
-    part_hold_back_s: float = Field(0.0, ge=0)   # raised to 3 PART-TARGETs if less
+    part_hold_back_s: float = Field(0.0, ge=0)  # raised to 3 PART-TARGETs if less
     late: LateModel = LateModel()
     filler: FillerModel | None = None
     spool: str | None = None
@@ -220,12 +221,16 @@ def load_schedule(path: str | Path, *, renders_dir: str | Path | None = None) ->
         if e.at is not None:
             at_s = parse_pdt(e.at.isoformat())
         folder = rel(e.segment) if e.segment else (renders / e.name)
-        entries.append(Entry(key=f"entry/{e.name}", name=e.name, at_s=at_s, folder=folder,
-                             spec=rel(e.spec)))
+        entries.append(Entry(key=f"entry/{e.name}", name=e.name, at_s=at_s, folder=folder, spec=rel(e.spec)))
     f = model.filler
-    return Schedule(path=path, model=model, entries=tuple(entries),
-                    filler_dir=rel(f.dir) if f else None, filler_spec=rel(f.spec) if f else None,
-                    spool=rel(model.spool))
+    return Schedule(
+        path=path,
+        model=model,
+        entries=tuple(entries),
+        filler_dir=rel(f.dir) if f else None,
+        filler_spec=rel(f.spec) if f else None,
+        spool=rel(model.spool),
+    )
 
 
 # ---------------------------------------------------------------------------- scheduler
@@ -300,8 +305,14 @@ class Scheduler:
         Wall clock (epoch s) when the channel starts: the due time of a first ``after`` entry.
     """
 
-    def __init__(self, entries: Sequence[Entry], *, filler_durations_s: Sequence[Fraction],
-                 max_late_s: Fraction, start_s: Fraction):
+    def __init__(
+        self,
+        entries: Sequence[Entry],
+        *,
+        filler_durations_s: Sequence[Fraction],
+        max_late_s: Fraction,
+        start_s: Fraction,
+    ):
         if not filler_durations_s:
             raise ValueError("the filler needs at least one media segment")
         self.entries = list(entries)
@@ -309,7 +320,7 @@ class Scheduler:
         self.max_late_s = Fraction(max_late_s)
         self.next_entry = 0
         self.prev_end_s = Fraction(start_s)
-        self.spool_queue: list[tuple[str, Fraction]] = []   # (key, due)
+        self.spool_queue: list[tuple[str, Fraction]] = []  # (key, due)
         self.spool_known: set[str] = set()
         self.current: str | None = None
         self.current_due_s: Fraction | None = None
@@ -320,9 +331,9 @@ class Scheduler:
         # a fresh channel backfills its first window with filler: nothing starts before this
         # (else the first program would start a window in the past, its opening seconds unseen)
         self.hold_until_s: Fraction | None = None
-        self.events: list[tuple[str, str]] = []           # (level, message), drained by the engine
-        self.aired: list[dict[str, Any]] = []             # program starts/ends, drained by the engine
-        self._told: set[str] = set()                      # keys whose waiting_for was logged
+        self.events: list[tuple[str, str]] = []  # (level, message), drained by the engine
+        self.aired: list[dict[str, Any]] = []  # program starts/ends, drained by the engine
+        self._told: set[str] = set()  # keys whose waiting_for was logged
 
     # ---------------------------------------------------------------- inputs
 
@@ -423,18 +434,23 @@ class Scheduler:
                 continue
             because = f" ({av.waiting_for})" if av.waiting_for else ""
             if av.waiting_for and key not in self._told and late_s <= self.max_late_s:
-                self._told.add(key)   # at once, not after max_late_s of filler
-                self._log("error", f"{key}: {av.waiting_for}: filler until it appears, for at "
-                          f"most {float(self.max_late_s):g} s")
+                self._told.add(key)  # at once, not after max_late_s of filler
+                self._log(
+                    "error",
+                    f"{key}: {av.waiting_for}: filler until it appears, for at "
+                    f"most {float(self.max_late_s):g} s",
+                )
             if absolute and late_s > self.max_late_s:
-                self._log("error", f"{key}: could not start within {float(self.max_late_s):g} s "
-                          f"of its air time: skipped{because}")
+                self._log(
+                    "error",
+                    f"{key}: could not start within {float(self.max_late_s):g} s "
+                    f"of its air time: skipped{because}",
+                )
                 self._pop_due(key, dropped_at_s=slot_s)
                 self.aired.append({"key": key, "event": "skipped", "at_s": slot_s})
                 continue
             if av.durations_s:
-                bad = next((why for i in range(len(av.durations_s))
-                            if (why := catalog.verify(key, i))), None)
+                bad = next((why for i in range(len(av.durations_s)) if (why := catalog.verify(key, i))), None)
                 if bad:
                     self._log("error", f"{key}: refused: {bad}")
                     self._pop_due(key, dropped_at_s=slot_s)
@@ -449,8 +465,9 @@ class Scheduler:
                 self._pop_due(key, dropped_at_s=slot_s)
                 continue
             if late_s > self.max_late_s:
-                self._log("error", f"{key}: not ready {float(self.max_late_s):g} s after due: "
-                          f"skipped{because}")
+                self._log(
+                    "error", f"{key}: not ready {float(self.max_late_s):g} s after due: skipped{because}"
+                )
                 self._pop_due(key, dropped_at_s=slot_s)
                 self.aired.append({"key": key, "event": "skipped", "at_s": slot_s})
                 continue
@@ -471,8 +488,10 @@ class Scheduler:
         if decision.key == FILLER:
             self.filler_index = (decision.index + 1) % len(self.filler_durations_s)
             if self.current is not None and self.last_aired and self.last_aired[0] == self.current:
-                self._log("warning", f"{self.current}: media segment {self.cursor} not rendered "
-                          "in time: filler until it is")
+                self._log(
+                    "warning",
+                    f"{self.current}: media segment {self.cursor} not rendered in time: filler until it is",
+                )
         else:
             self.cursor = decision.index + 1
         self.last_aired = (decision.key, decision.index)
@@ -486,8 +505,9 @@ class Scheduler:
         while self.cursor < len(av.durations_s) and left >= av.durations_s[self.cursor]:
             left -= av.durations_s[self.cursor]
             self.cursor += 1
-        self._log("info", f"{self.current}: resumed at media segment {self.cursor} after "
-                  f"{float(gap_s):.1f} s down")
+        self._log(
+            "info", f"{self.current}: resumed at media segment {self.cursor} after {float(gap_s):.1f} s down"
+        )
 
     # ---------------------------------------------------------------- status and persistence
 
@@ -502,8 +522,9 @@ class Scheduler:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "next_entry_key": (self.entries[self.next_entry].key
-                               if self.next_entry < len(self.entries) else None),
+            "next_entry_key": (
+                self.entries[self.next_entry].key if self.next_entry < len(self.entries) else None
+            ),
             "next_entry": self.next_entry,
             "prev_end_s": str(self.prev_end_s),
             "spool_queue": [[k, str(d)] for k, d in self.spool_queue],

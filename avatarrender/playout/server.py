@@ -23,6 +23,7 @@ delivery-directive rules).
   response; HTTP/0.9 request lines are answered 400 and closed at once. A parked client that
   disconnects is noticed (its socket reads EOF) and frees its slot.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -41,8 +42,14 @@ from typing import Callable
 
 from avatarrender.playout.feed import LiveFeed, Snapshot, reload_state
 
-__all__ = ["PlayoutServer", "serve_in_thread", "MIME_TYPES", "MAX_REQUEST_LINE_BYTES",
-           "parse_range", "parse_directives"]
+__all__ = [
+    "PlayoutServer",
+    "serve_in_thread",
+    "MIME_TYPES",
+    "MAX_REQUEST_LINE_BYTES",
+    "parse_range",
+    "parse_directives",
+]
 
 log = logging.getLogger("avatarrender.playout.http")
 
@@ -91,14 +98,14 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None | HTTPSt
         return None
     if first_s and not first_s.isdigit() or last_s and not last_s.isdigit():
         return None
-    if not first_s:                       # bytes=-N: the last N bytes
+    if not first_s:  # bytes=-N: the last N bytes
         n = int(last_s)
         if n == 0 or size == 0:
             return HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE
         return max(0, size - n), size - 1
     first = int(first_s)
     if last_s and int(last_s) < first:
-        return None                       # invalid: ignored (RFC 9110 14.1.1)
+        return None  # invalid: ignored (RFC 9110 14.1.1)
     if first >= size:
         return HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE
     last = int(last_s) if last_s else size - 1
@@ -154,13 +161,22 @@ class PlayoutServer:
         ``on_request(path, status)`` after every answer (for the request counters of /metrics).
     """
 
-    def __init__(self, address: tuple[str, int], root: str | Path, *, verbose: bool = False,
-                 feed: LiveFeed | None = None, live_playlist: str = "live.m3u8",
-                 max_connections: int = 4096, backlog: int = 4096,
-                 head_timeout_s: float = 10.0, idle_timeout_s: float = 65.0,
-                 write_timeout_s: float = 30.0,
-                 routes: dict[str, Callable[[], tuple[bytes, str]]] | None = None,
-                 on_request: Callable[[str, int], None] | None = None):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        root: str | Path,
+        *,
+        verbose: bool = False,
+        feed: LiveFeed | None = None,
+        live_playlist: str = "live.m3u8",
+        max_connections: int = 4096,
+        backlog: int = 4096,
+        head_timeout_s: float = 10.0,
+        idle_timeout_s: float = 65.0,
+        write_timeout_s: float = 30.0,
+        routes: dict[str, Callable[[], tuple[bytes, str]]] | None = None,
+        on_request: Callable[[str, int], None] | None = None,
+    ):
         self.root = Path(os.path.realpath(root))
         self.routes = dict(routes or {})
         self.on_request = on_request
@@ -174,8 +190,8 @@ class PlayoutServer:
         self.idle_timeout_s = idle_timeout_s
         self.write_timeout_s = write_timeout_s
         self.server_address: tuple[str, int] = address
-        self.connections = 0            # open sockets now
-        self.parked = 0                 # requests waiting for a part now
+        self.connections = 0  # open sockets now
+        self.parked = 0  # requests waiting for a part now
         self._waiters: dict[tuple[int, int | None], asyncio.Future[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -203,9 +219,16 @@ class PlayoutServer:
         asyncio.set_event_loop(loop)
         self._loop = loop
         try:
-            self._server = loop.run_until_complete(asyncio.start_server(
-                self._connection, self.address[0], self.address[1], backlog=self.backlog,
-                limit=2 * MAX_REQUEST_LINE_BYTES, reuse_address=True))
+            self._server = loop.run_until_complete(
+                asyncio.start_server(
+                    self._connection,
+                    self.address[0],
+                    self.address[1],
+                    backlog=self.backlog,
+                    limit=2 * MAX_REQUEST_LINE_BYTES,
+                    reuse_address=True,
+                )
+            )
         except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
             self._error = exc
             self._ready.set()
@@ -268,8 +291,9 @@ class PlayoutServer:
                 if not fut.done():
                     fut.set_result(None)
 
-    async def _blocked(self, msn: int, part: int | None, eof: asyncio.Future[bytes]
-                       ) -> tuple[str, Snapshot | None]:
+    async def _blocked(
+        self, msn: int, part: int | None, eof: asyncio.Future[bytes]
+    ) -> tuple[str, Snapshot | None]:
         """Wait until the playlist holds (msn, part): ("ready"|"refuse"|"timeout"|"gone", snapshot)."""
         assert self.feed is not None and self._loop is not None
         snap = self.feed.snapshot
@@ -292,8 +316,9 @@ class PlayoutServer:
                 if fut is None or fut.done():
                     fut = self._waiters[key] = self._loop.create_future()
                 shared = asyncio.shield(fut)
-                done, _ = await asyncio.wait({shared, eof}, timeout=remaining,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {shared, eof}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
                 if eof in done:
                     shared.cancel()
                     return "gone", snap
@@ -311,15 +336,17 @@ class PlayoutServer:
         self.connections += 1
         try:
             if self.connections > self.max_connections:
-                await self._send(writer, HTTPStatus.SERVICE_UNAVAILABLE, keep=False,
-                                 extra=[("Retry-After", "1")])
+                await self._send(
+                    writer, HTTPStatus.SERVICE_UNAVAILABLE, keep=False, extra=[("Retry-After", "1")]
+                )
                 return
-            pushed = b""    # a byte read while a request was parked (a pipelined request)
+            pushed = b""  # a byte read while a request was parked (a pipelined request)
             first = True
             while True:
                 try:
-                    line = await asyncio.wait_for(reader.readline(),
-                                                  self.head_timeout_s if first else self.idle_timeout_s)
+                    line = await asyncio.wait_for(
+                        reader.readline(), self.head_timeout_s if first else self.idle_timeout_s
+                    )
                 except (asyncio.TimeoutError, ConnectionError):
                     return
                 except (ValueError, asyncio.LimitOverrunError):
@@ -371,13 +398,14 @@ class PlayoutServer:
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
         raise _Refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
 
-    async def _request(self, line: bytes, reader: asyncio.StreamReader,
-                       writer: asyncio.StreamWriter) -> tuple[bool, bytes]:
+    async def _request(
+        self, line: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[bool, bytes]:
         """Answer one request; returns (keep the connection, a byte read ahead)."""
         words = line.decode("latin-1").strip().split()
         _REQUEST_PATH.set(words[1].partition("?")[0] if len(words) > 1 else "")
         if len(words) != 3 or not words[2].startswith("HTTP/"):
-            raise _Refuse(HTTPStatus.BAD_REQUEST)   # HTTP/0.9 ("GET /") or garbage
+            raise _Refuse(HTTPStatus.BAD_REQUEST)  # HTTP/0.9 ("GET /") or garbage
         method, target, version = words
         if version not in ("HTTP/1.1", "HTTP/1.0"):
             raise _Refuse(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED)
@@ -386,14 +414,22 @@ class PlayoutServer:
         keep = ("close" not in conn) if version == "HTTP/1.1" else ("keep-alive" in conn)
         if self.verbose:
             log.info("%s %s", method, target)
-        if method == "OPTIONS":   # CORS preflight (a Range header is not always "simple")
-            await self._send(writer, HTTPStatus.NO_CONTENT, keep=keep, extra=[
-                ("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS"),
-                ("Access-Control-Allow-Headers", "Range"), ("Access-Control-Max-Age", "86400")])
+        if method == "OPTIONS":  # CORS preflight (a Range header is not always "simple")
+            await self._send(
+                writer,
+                HTTPStatus.NO_CONTENT,
+                keep=keep,
+                extra=[
+                    ("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS"),
+                    ("Access-Control-Allow-Headers", "Range"),
+                    ("Access-Control-Max-Age", "86400"),
+                ],
+            )
             return keep, b""
         if method not in ("GET", "HEAD"):
-            await self._send(writer, HTTPStatus.METHOD_NOT_ALLOWED, keep=False,
-                             extra=[("Allow", "GET, HEAD, OPTIONS")])
+            await self._send(
+                writer, HTTPStatus.METHOD_NOT_ALLOWED, keep=False, extra=[("Allow", "GET, HEAD, OPTIONS")]
+            )
             return False, b""
         try:
             has_body = int(headers.get("content-length") or 0) or "transfer-encoding" in headers
@@ -415,8 +451,16 @@ class PlayoutServer:
             return None  # a symlink pointing out of the folder
         return target
 
-    async def _get(self, target: str, headers: dict[str, str], writer: asyncio.StreamWriter,
-                   reader: asyncio.StreamReader, *, head: bool, keep: bool) -> tuple[bool, bytes]:
+    async def _get(
+        self,
+        target: str,
+        headers: dict[str, str],
+        writer: asyncio.StreamWriter,
+        reader: asyncio.StreamReader,
+        *,
+        head: bool,
+        keep: bool,
+    ) -> tuple[bool, bytes]:
         raw, _, query = target.partition("?")
         raw = raw.partition("#")[0]
         try:
@@ -431,8 +475,9 @@ class PlayoutServer:
                 log.exception("%s failed", path)
                 await self._send(writer, HTTPStatus.INTERNAL_SERVER_ERROR, keep=keep)
                 return keep, b""
-            await self._send(writer, HTTPStatus.OK, keep=keep, body=body, head=head, ctype=ctype,
-                             no_cache=True)
+            await self._send(
+                writer, HTTPStatus.OK, keep=keep, body=body, head=head, ctype=ctype, no_cache=True
+            )
             return keep, b""
         if resolved is None:
             await self._send(writer, HTTPStatus.NOT_FOUND, keep=keep)
@@ -440,13 +485,23 @@ class PlayoutServer:
         if self.feed is not None and resolved == self.root / "status.json":
             try:  # the engine's document, with the server's own counts
                 doc = json.loads(self.feed.status)
-                doc["http"] = {"connections": self.connections, "parked": self.parked,
-                               "max_connections": self.max_connections}
+                doc["http"] = {
+                    "connections": self.connections,
+                    "parked": self.parked,
+                    "max_connections": self.max_connections,
+                }
                 body = json.dumps(doc, indent=1).encode()
             except ValueError:
                 body = self.feed.status
-            await self._send(writer, HTTPStatus.OK, keep=keep, body=body, head=head,
-                             ctype=MIME_TYPES[".json"], no_cache=True)
+            await self._send(
+                writer,
+                HTTPStatus.OK,
+                keep=keep,
+                body=body,
+                head=head,
+                ctype=MIME_TYPES[".json"],
+                no_cache=True,
+            )
             return keep, b""
         if resolved == self.root / self.live_playlist:
             try:
@@ -474,14 +529,22 @@ class PlayoutServer:
                     if state == "timeout" or snap is None:
                         await self._send(writer, HTTPStatus.SERVICE_UNAVAILABLE, keep=keep)
                         return keep, pushed
-                await self._send(writer, HTTPStatus.OK, keep=keep, body=snap.playlist, head=head,
-                                 ctype=MIME_TYPES[".m3u8"], no_cache=True)
+                await self._send(
+                    writer,
+                    HTTPStatus.OK,
+                    keep=keep,
+                    body=snap.playlist,
+                    head=head,
+                    ctype=MIME_TYPES[".m3u8"],
+                    no_cache=True,
+                )
                 return keep, pushed
         await self._file(resolved, headers, writer, head=head, keep=keep)
         return keep, b""
 
-    async def _file(self, path: Path, headers: dict[str, str], writer: asyncio.StreamWriter, *,
-                    head: bool, keep: bool) -> None:
+    async def _file(
+        self, path: Path, headers: dict[str, str], writer: asyncio.StreamWriter, *, head: bool, keep: bool
+    ) -> None:
         try:
             f = open(path, "rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
@@ -501,28 +564,52 @@ class PlayoutServer:
                 status = HTTPStatus.PARTIAL_CONTENT
                 extra.append(("Content-Range", f"bytes {first}-{last}/{size}"))
             count = last - first + 1
-            await self._send(writer, status, keep=keep, ctype=MIME_TYPES.get(ext, "application/octet-stream"),
-                             length=count, head=head, no_cache=ext in _NO_CACHE, immutable=ext not in _NO_CACHE,
-                             extra=extra)
+            await self._send(
+                writer,
+                status,
+                keep=keep,
+                ctype=MIME_TYPES.get(ext, "application/octet-stream"),
+                length=count,
+                head=head,
+                no_cache=ext in _NO_CACHE,
+                immutable=ext not in _NO_CACHE,
+                extra=extra,
+            )
             if head or count <= 0:
                 return
             assert self._loop is not None
-            await asyncio.wait_for(self._loop.sendfile(writer.transport, f, first, count),
-                                   self.write_timeout_s)
+            await asyncio.wait_for(
+                self._loop.sendfile(writer.transport, f, first, count), self.write_timeout_s
+            )
 
-    async def _send(self, writer: asyncio.StreamWriter, status: HTTPStatus, *, keep: bool,
-                    body: bytes | None = None, length: int | None = None, head: bool = False,
-                    ctype: str | None = None, no_cache: bool = False, immutable: bool = False,
-                    extra: list[tuple[str, str]] | None = None) -> None:
+    async def _send(
+        self,
+        writer: asyncio.StreamWriter,
+        status: HTTPStatus,
+        *,
+        keep: bool,
+        body: bytes | None = None,
+        length: int | None = None,
+        head: bool = False,
+        ctype: str | None = None,
+        no_cache: bool = False,
+        immutable: bool = False,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> None:
         """The status line and headers (CORS once), then ``body`` unless ``head``."""
         if body is None and length is None:
-            body = b"" if status in (HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED) or status < 400 \
+            body = (
+                b""
+                if status in (HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED) or status < 400
                 else f"{status.value} {status.phrase}\n".encode()
+            )
             ctype = ctype or ("text/plain; charset=utf-8" if body else None)
         n = len(body) if body is not None else length
-        lines = [f"HTTP/1.1 {status.value} {status.phrase}",
-                 f"Date: {email.utils.formatdate(usegmt=True)}",
-                 "Server: avatarrender-playout"]
+        lines = [
+            f"HTTP/1.1 {status.value} {status.phrase}",
+            f"Date: {email.utils.formatdate(usegmt=True)}",
+            "Server: avatarrender-playout",
+        ]
         if ctype:
             lines.append(f"Content-Type: {ctype}")
         if status != HTTPStatus.NO_CONTENT:
@@ -557,12 +644,17 @@ def _raise_fd_limit() -> None:
             pass
 
 
-def serve_in_thread(root: str | Path, *, host: str = "127.0.0.1", port: int = 0,
-                    verbose: bool = False, feed: LiveFeed | None = None,
-                    max_connections: int = 4096,
-                    routes: dict[str, Callable[[], tuple[bytes, str]]] | None = None,
-                    on_request: Callable[[str, int], None] | None = None,
-                    ) -> tuple[PlayoutServer, threading.Thread]:
+def serve_in_thread(
+    root: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    verbose: bool = False,
+    feed: LiveFeed | None = None,
+    max_connections: int = 4096,
+    routes: dict[str, Callable[[], tuple[bytes, str]]] | None = None,
+    on_request: Callable[[str, int], None] | None = None,
+) -> tuple[PlayoutServer, threading.Thread]:
     """Start a :class:`PlayoutServer` in a daemon thread; call ``server.shutdown()`` to stop.
 
     Raises
@@ -571,8 +663,15 @@ def serve_in_thread(root: str | Path, *, host: str = "127.0.0.1", port: int = 0,
         The address cannot be bound (in use, not local).
     """
     _raise_fd_limit()
-    server = PlayoutServer((host, port), root, verbose=verbose, feed=feed,
-                           max_connections=max_connections, routes=routes, on_request=on_request)
+    server = PlayoutServer(
+        (host, port),
+        root,
+        verbose=verbose,
+        feed=feed,
+        max_connections=max_connections,
+        routes=routes,
+        on_request=on_request,
+    )
     thread = threading.Thread(target=server.serve_forever, name="playout-http", daemon=True)
     thread.start()
     server.wait_ready()

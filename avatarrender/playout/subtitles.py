@@ -13,6 +13,7 @@ Layout in the served folder::
     OUT/subs_LANG.m3u8             the live subtitle playlist of one language
     OUT/subs/LANG/NNNNNNNNN.vtt    its WebVTT segments (NNNNNNNNN = the video's sequence)
 """
+
 from __future__ import annotations
 
 import re
@@ -32,8 +33,7 @@ _MAP = re.compile(r"^(X-TIMESTAMP-MAP=.*?MPEGTS:)(\d+)", re.M)
 
 def shift_timestamp_map(vtt: str, offset_90k: int) -> str:
     """``vtt`` with its X-TIMESTAMP-MAP's MPEGTS moved by ``offset_90k`` (33-bit clock)."""
-    return _MAP.sub(lambda m: f"{m.group(1)}{(int(m.group(2)) + offset_90k) % (1 << 33)}", vtt,
-                    count=1)
+    return _MAP.sub(lambda m: f"{m.group(1)}{(int(m.group(2)) + offset_90k) % (1 << 33)}", vtt, count=1)
 
 
 def _empty_vtt(offset_90k: int) -> str:
@@ -66,8 +66,9 @@ class LiveSubtitles:
         """(language, name, playlist uri) of each track, for the master playlist."""
         return [(lang, name, self.playlist_uri(lang)) for lang, name in self.tracks]
 
-    def write_segment(self, sequence: int, rendered: RenderedSegment | None, index: int,
-                      offset_90k: int) -> None:
+    def write_segment(
+        self, sequence: int, rendered: RenderedSegment | None, index: int, offset_90k: int
+    ) -> None:
         """Write the WebVTT files of aired media segment ``sequence`` (media segment ``index``
         of ``rendered``, aired with its PTS moved by ``offset_90k``)."""
         for lang, _ in self.tracks:
@@ -84,10 +85,13 @@ class LiveSubtitles:
 
     def render(self, playlist: LivePlaylist, language: str) -> str:
         """The live subtitle playlist: the video playlist's closed segments, one for one."""
-        lines = ["#EXTM3U", "#EXT-X-VERSION:6",
-                 f"#EXT-X-TARGETDURATION:{playlist.target_duration_s}",
-                 f"#EXT-X-MEDIA-SEQUENCE:{playlist.media_sequence}",
-                 f"#EXT-X-DISCONTINUITY-SEQUENCE:{playlist.discontinuity_sequence}"]
+        lines = [
+            "#EXTM3U",
+            "#EXT-X-VERSION:6",
+            f"#EXT-X-TARGETDURATION:{playlist.target_duration_s}",
+            f"#EXT-X-MEDIA-SEQUENCE:{playlist.media_sequence}",
+            f"#EXT-X-DISCONTINUITY-SEQUENCE:{playlist.discontinuity_sequence}",
+        ]
         for s in playlist.segments:
             if s.discontinuity:
                 lines.append("#EXT-X-DISCONTINUITY")
@@ -100,8 +104,7 @@ class LiveSubtitles:
         if not playlist.segments:
             return
         for lang, _ in self.tracks:
-            atomic_write(self.out / self.playlist_uri(lang), self.render(playlist, lang),
-                         durable=False)
+            atomic_write(self.out / self.playlist_uri(lang), self.render(playlist, lang), durable=False)
 
     def delete(self, media_uri: str) -> None:
         """The video segment ``media_uri`` left the window for good: so do its WebVTT files."""
@@ -120,8 +123,11 @@ def _source_vtt(rendered: RenderedSegment | None, language: str, index: int) -> 
         if sub.language.lower() != language.lower():
             continue
         try:
-            uris = [ln.strip() for ln in (rendered.folder / sub.uri).read_text().splitlines()
-                    if ln.strip() and not ln.startswith("#")]
+            uris = [
+                ln.strip()
+                for ln in (rendered.folder / sub.uri).read_text().splitlines()
+                if ln.strip() and not ln.startswith("#")
+            ]
         except OSError:
             return None
         if index < len(uris) and "/" not in uris[index]:

@@ -6,6 +6,7 @@ timestamps go backwards and continuity counters jump. So the playout shifts PTS,
 every aired media segment by a per-program offset that continues the previous program's clock, and
 renumbers continuity counters: the channel is one continuous transport stream.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,7 +20,7 @@ from avatarrender.rendition import TS_PACKET_BYTES, continue_cc
 
 __all__ = ["TimestampRewriter", "read_pts", "WRAP_90K"]
 
-WRAP_90K = 1 << 33          # PTS/DTS/PCR base wrap (about 26.5 h)
+WRAP_90K = 1 << 33  # PTS/DTS/PCR base wrap (about 26.5 h)
 _PACKET = TS_PACKET_BYTES
 
 
@@ -35,8 +36,7 @@ def _put_ts(b: np.ndarray, i: int, value: int) -> None:
 def _pes_rows(a: np.ndarray, where: str | Path | None = None) -> list[tuple[int, int, int, int | None]]:
     """(row, stream_id, pts offset in row, dts offset in row or None) of every PES header
     (audio and video), bounds checked (see mpegts.pes_starts)."""
-    return [(s.row, s.stream_id, s.pts_at, s.dts_at) for s in pes_starts(a, where)
-            if s.pts_at is not None]
+    return [(s.row, s.stream_id, s.pts_at, s.dts_at) for s in pes_starts(a, where) if s.pts_at is not None]
 
 
 _ADTS_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
@@ -46,14 +46,14 @@ def _payload(row: np.ndarray) -> np.ndarray:
     afc = (int(row[3]) >> 4) & 3
     if not afc & 1:
         return row[:0]
-    return row[4 + (1 + int(row[4]) if afc & 2 else 0):]
+    return row[4 + (1 + int(row[4]) if afc & 2 else 0) :]
 
 
 def _audio_end(a: np.ndarray, start_row: int, pts: int) -> int:
     """End (90 kHz) of the audio PES starting at ``start_row``: its PTS plus its ADTS frames."""
     pid = ((int(a[start_row, 1]) & 0x1F) << 8) | int(a[start_row, 2])
     pids = ((a[:, 1].astype(np.int32) & 0x1F) << 8) | a[:, 2]
-    rows = [start_row] + [int(r) for r in np.nonzero(pids[start_row + 1:] == pid)[0] + start_row + 1]
+    rows = [start_row] + [int(r) for r in np.nonzero(pids[start_row + 1 :] == pid)[0] + start_row + 1]
     parts = []
     for k, r in enumerate(rows):
         if k and a[r, 1] & 0x40:  # the next PES begins
@@ -103,8 +103,8 @@ class TimestampRewriter:
     def __init__(self, *, video_frame_90k: int = 3000, audio_frame_90k: int = 1920):
         self.video_frame_90k = video_frame_90k
         self.audio_frame_90k = audio_frame_90k
-        self.offset_90k: int | None = None      # added to the current program's timestamps
-        self.end_90k = {"video": None, "audio": None}   # unwrapped end of what has aired
+        self.offset_90k: int | None = None  # added to the current program's timestamps
+        self.end_90k = {"video": None, "audio": None}  # unwrapped end of what has aired
         self.last_dts_90k = {"video": None, "audio": None}
         self.cc: dict[str, int] = {}
 
@@ -139,8 +139,9 @@ class TimestampRewriter:
         if rebase or self.offset_90k is None:
             # presentation continues where the last program ended; decoding order stays monotonic
             cands = [self.end_90k[k] - first_pts[k] for k in first_pts if self.end_90k[k] is not None]
-            cands += [self.last_dts_90k[k] + 1 - first_dts[k] for k in first_dts
-                      if self.last_dts_90k[k] is not None]
+            cands += [
+                self.last_dts_90k[k] + 1 - first_dts[k] for k in first_dts if self.last_dts_90k[k] is not None
+            ]
             # no stream may overlap what aired: a gap of under one audio frame is the price
             self.offset_90k = max(cands) if cands else 0
         off = self.offset_90k
@@ -162,8 +163,13 @@ class TimestampRewriter:
         has_pcr = np.nonzero(((afc & 2) != 0) & (a[:, 4] >= 7) & ((a[:, 5] & 0x10) != 0))[0]
         for r in has_pcr:
             row = a[r]
-            base = (int(row[6]) << 25) | (int(row[7]) << 17) | (int(row[8]) << 9) | \
-                (int(row[9]) << 1) | (int(row[10]) >> 7)
+            base = (
+                (int(row[6]) << 25)
+                | (int(row[7]) << 17)
+                | (int(row[8]) << 9)
+                | (int(row[9]) << 1)
+                | (int(row[10]) >> 7)
+            )
             base = (base + off) % WRAP_90K
             row[6] = (base >> 25) & 0xFF
             row[7] = (base >> 17) & 0xFF
@@ -173,8 +179,12 @@ class TimestampRewriter:
         return continue_cc(a.tobytes(), self.cc)
 
     def to_json(self) -> dict[str, Any]:
-        return {"offset_90k": self.offset_90k, "end_90k": dict(self.end_90k),
-                "last_dts_90k": dict(self.last_dts_90k), "cc": dict(self.cc)}
+        return {
+            "offset_90k": self.offset_90k,
+            "end_90k": dict(self.end_90k),
+            "last_dts_90k": dict(self.last_dts_90k),
+            "cc": dict(self.cc),
+        }
 
     def restore(self, d: dict[str, Any]) -> None:
         self.offset_90k = d.get("offset_90k")

@@ -12,6 +12,7 @@ Geometry the segment.yaml relies on (frame pixels, 1920x1080):
   sprites 220x90 at ``EYES_OFFSET`` on that canvas.
 - The clip carries its frame index in pixels: see :func:`clip_frame_index`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -96,7 +97,7 @@ def _speak(text: str, path: Path) -> tuple[np.ndarray, int]:
     if loud.size == 0:
         raise RuntimeError(f"espeak-ng made silence for {text!r}")
     pad = int(0.02 * sr)  # keep 20 ms so the trim does not clip consonant edges
-    return y[max(0, loud[0] - pad): loud[-1] + pad], sr
+    return y[max(0, loud[0] - pad) : loud[-1] + pad], sr
 
 
 def _srt_time(t_s: float) -> str:
@@ -141,9 +142,16 @@ def _products(out: Path):
     ch = out / "character"
     return [
         (lambda: make_room(out / "room.png"), [out / "room.png"]),
-        (lambda: make_lighting(out), [out / "light_lamp.png", out / "light_window.png", out / "vignette.png"]),
-        (lambda: make_character(ch), [ch / "base.png"] + [ch / f"mouth_{s}.png" for s in MOUTH_SHAPES]
-         + [ch / f"eyes_{s}.png" for s in EYE_STATES]),
+        (
+            lambda: make_lighting(out),
+            [out / "light_lamp.png", out / "light_window.png", out / "vignette.png"],
+        ),
+        (
+            lambda: make_character(ch),
+            [ch / "base.png"]
+            + [ch / f"mouth_{s}.png" for s in MOUTH_SHAPES]
+            + [ch / f"eyes_{s}.png" for s in EYE_STATES],
+        ),
         (lambda: make_bezel(out / "tv_bezel.png"), [out / "tv_bezel.png"]),
         (lambda: make_clip(out / "clip.mp4"), [out / "clip.mp4"]),
         (lambda: make_speech(out), [out / "speech.wav", out / "captions.srt"]),
@@ -180,12 +188,18 @@ def make_assets(out: str | Path, *, force: bool = False) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "assets",
-                        help="folder to write into (default: examples/demo/assets)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent / "assets",
+        help="folder to write into (default: examples/demo/assets)",
+    )
     parser.add_argument("--force", action="store_true", help="remake files that already exist")
     args = parser.parse_args(argv)
     written = make_assets(args.out, force=args.force)
-    print(f"{len(written)} files written under {args.out}" if written else f"all assets present in {args.out}")
+    print(
+        f"{len(written)} files written under {args.out}" if written else f"all assets present in {args.out}"
+    )
     return 0
 
 
