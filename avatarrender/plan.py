@@ -65,18 +65,25 @@ def plan_chunks(
     chunks of one so that the workers finish together; the output does not depend on chunking.
 
     ``lead_frames`` (fewer than a segment's frames) splits the first media segment in two:
-    ``lead_frames`` frames, then the rest, so that every later boundary stays where it was. A
-    live channel can air a short first media segment (one LL-HLS part, say) a fraction of a
-    second after the render starts, instead of waiting for a whole segment to be encoded.
+    ``lead_frames`` frames, then the rest, so that every later boundary stays where it was; the
+    two are chunks of their own, rendered side by side. A live channel can air a short first
+    media segment (two LL-HLS parts, say) a fraction of a second after the render starts,
+    instead of waiting for a whole segment to be encoded, and the rest is ready when it is due.
     """
     if chunk_segments < 1:
         raise ValueError("chunk_segments must be at least 1")
     per = spec.output.frames_per_segment
     n = spec.frame_count
     seg_frames = [min(per, n - s) for s in range(0, n, per)]
-    if lead_frames is not None and 0 < lead_frames < seg_frames[0]:
+    split = lead_frames is not None and 0 < lead_frames < seg_frames[0]
+    if split:
         seg_frames[:1] = [lead_frames, seg_frames[0] - lead_frames]
     sizes = [min(1, chunk_segments), min(2, chunk_segments)] if ramp else []
+    if split and ramp:
+        # the rest of the first segment is a chunk of its own, rendered beside the lead, and
+        # the next segment too: in one chunk with what follows, each aired late (the playout
+        # put filler inside the program) while its worker finished the chunk's later frames
+        sizes[1:1] = [1, 1]
     tail = len(seg_frames) - (TAIL_SINGLE_SEGMENTS if ramp else 0)
     starts, first = [], 0
     while first < len(seg_frames):

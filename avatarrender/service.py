@@ -201,9 +201,11 @@ class RenderService:
     poll_s : float
         How often the inbox is looked at.
     lead_frames : int, optional
-        The first media segment of every render holds only this many frames (then the rest of
-        a segment): with the playout's LL-HLS parts of the same length, the new program can go
-        on air a fraction of a second after the render starts. None: whole segments.
+        The first media segment of every render holds only this many frames, rendered beside
+        the rest of that segment (see :func:`.plan.plan_chunks`): a new program goes on air a
+        fraction of a second after the render starts. 12 (two 6-frame LL-HLS parts) gives the
+        other worker time for the rest before it is due; with 6 the rest aired late and the
+        playout put filler into the program. None: whole segments.
     """
 
     def __init__(
@@ -216,7 +218,7 @@ class RenderService:
         scheduler: str | None = None,
         overrides: dict[str, Any] | None = None,
         poll_s: float = 0.02,
-        lead_frames: int | None = 6,
+        lead_frames: int | None = 12,
     ):
         self.inbox = Path(inbox).resolve()
         self.spool = Path(spool).resolve()

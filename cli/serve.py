@@ -43,12 +43,12 @@ def serve_cmd(
         None, "--scheduler", help="Render on a Dask cluster (tcp://HOST:PORT) instead of local workers."
     ),
     lead_frames: int = typer.Option(
-        6,
+        12,
         "--lead-frames",
         min=0,
-        help="Frames of each render's "
-        "first media segment (0: a whole segment); match the "
-        "playout's part_frames so a new program airs sooner.",
+        help="Frames of each render's first media segment, rendered beside the rest of it "
+        "(0: a whole segment); a whole number of the playout's part_frames, so a new program "
+        "airs sooner.",
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
 ) -> None:

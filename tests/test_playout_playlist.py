@@ -273,6 +273,39 @@ def test_stall_shorter_than_policy_resumes() -> None:
     assert prog == [(0, True), (1, True), (2, False)], "resumes after filler, with a discontinuity"
 
 
+def test_a_render_in_progress_starts_once_a_target_duration_of_it_is_out() -> None:
+    """A render's short first media segment (the service's lead) alone does not start it: with
+    min_start_s the program waits, on filler, until a whole target duration is rendered, then
+    airs without a stall; a complete entry shorter than that starts at once."""
+    a = Entry("entry/a", "a", T0 + 2, None)
+    b = Entry("entry/b", "b", None, None)
+    sched = Scheduler(
+        [a, b],
+        filler_durations_s=[Fraction(1)] * 10,
+        max_late_s=Fraction(10),
+        start_s=T0,
+        min_start_s=Fraction(1),
+    )
+    pl = LivePlaylist(target_duration_s=1, window_s=6)
+    pl.next_pdt_s = T0 - 6
+    cat = FakeCatalog()
+    # 12 frames at T0 + 2, the rest of that second at T0 + 3.5, then a segment a second
+    cat.media["entry/a"] = FakeMedia(
+        [F30 * 12, F30 * 18, *[Fraction(1)] * 4],
+        [T0 + 2, T0 + Fraction(7, 2), *[T0 + 4 + i for i in range(4)]],
+    )
+    cat.media["entry/b"] = FakeMedia([F30 * 12], [T0])  # complete and short: starts at once
+    aired = []
+    _run(sched, cat, pl, T0 + 15, on_publish=lambda now, d, seg: aired.append((d.key, d.index, seg.pdt_s)))
+    prog = [(k, i, t) for k, i, t in aired if k != FILLER]
+    assert [(k, i) for k, i, _ in prog] == [("entry/a", i) for i in range(6)] + [("entry/b", 0)]
+    assert prog[0][2] == T0 + 3, "started when its first whole second was rendered, not at its lead"
+    assert all(b[2] == a[2] + d for a, b, d in zip(prog, prog[1:], cat.media["entry/a"].durations_s)), (
+        "no filler inside the program"
+    )
+    assert not [m for _, m in sched.events if "not rendered in time" in m]
+
+
 def test_corrupt_and_malformed_are_refused_before_air() -> None:
     a = Entry("entry/a", "a", T0 + 2, None)
     b = Entry("entry/b", "b", None, None)

@@ -460,6 +460,7 @@ class Playout:
             filler_durations_s=[s.duration_s for s in self.filler.segments],
             max_late_s=self.schedule.max_late_s,
             start_s=now,
+            min_start_s=Fraction(self.schedule.model.target_duration_s),
         )
         state_path = self.out / STATE_NAME
         state = None

@@ -303,6 +303,11 @@ class Scheduler:
         The late policy's limit (see the module docstring).
     start_s : Fraction
         Wall clock (epoch s) when the channel starts: the due time of a first ``after`` entry.
+    min_start_s : Fraction
+        An entry still being rendered starts only once this much of it is rendered (a complete
+        one at once): its render then has the time that airs to deliver what follows. Starting
+        on a render's first short media segment alone aired filler inside the program when the
+        next one came a little late.
     """
 
     def __init__(
@@ -312,12 +317,14 @@ class Scheduler:
         filler_durations_s: Sequence[Fraction],
         max_late_s: Fraction,
         start_s: Fraction,
+        min_start_s: Fraction = Fraction(0),
     ):
         if not filler_durations_s:
             raise ValueError("the filler needs at least one media segment")
         self.entries = list(entries)
         self.filler_durations_s = [Fraction(d) for d in filler_durations_s]
         self.max_late_s = Fraction(max_late_s)
+        self.min_start_s = Fraction(min_start_s)
         self.next_entry = 0
         self.prev_end_s = Fraction(start_s)
         self.spool_queue: list[tuple[str, Fraction]] = []  # (key, due)
@@ -449,7 +456,7 @@ class Scheduler:
                 self._pop_due(key, dropped_at_s=slot_s)
                 self.aired.append({"key": key, "event": "skipped", "at_s": slot_s})
                 continue
-            if av.durations_s:
+            if av.durations_s and (av.complete or sum(av.durations_s) >= self.min_start_s):
                 bad = next((why for i in range(len(av.durations_s)) if (why := catalog.verify(key, i))), None)
                 if bad:
                     self._log("error", f"{key}: refused: {bad}")
