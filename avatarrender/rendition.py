@@ -173,16 +173,18 @@ def continue_cc(data: bytes, state: dict[str, int]) -> bytes:
 
 
 def audio_with_video(data: bytes) -> bytes:
-    """Move each audio PES of a media segment to just before the first video PES presented at or
-    after its start, so the audio of any stretch of time lies in the file no later than its video.
+    """Give each AAC frame of a media segment a PES of its own, placed just before the first video
+    PES presented at or after it, so the audio of any stretch of time lies in the file no later
+    than its video.
 
     The MPEG-TS muxer gathers AAC frames into one PES until it holds 170 bytes (its smallest PES:
     one frame at 128 kbit/s, a dozen frames of silence) and writes it after the video of the
     same time. An LL-HLS part cut at a video frame then lacked its own audio: hls.js cannot start
     on such a part (it waits for the next one and maps the stream one part late, a part more
-    latency for the viewer) and a player's buffered range stops short of the live edge. Packets
-    keep their order within each PID (continuity counters stay valid); nothing else moves, and
-    what decodes is unchanged.
+    latency for the viewer) and a player's buffered range stops short of the live edge. One
+    frame per PES also lets the playout drop a single frame where a join would overlap the audio
+    that aired. Other packets keep their order; continuity counters run on; what decodes is
+    unchanged. A PES that is not made of whole ADTS frames moves whole.
 
     Parameters
     ----------
@@ -212,26 +214,94 @@ def audio_with_video(data: bytes) -> bytes:
     if not video or not audio:
         return data
     half = 1 << 32  # PTS differences modulo 2^33, as signed
-    insert: dict[int, list[int]] = {}
+    insert: dict[int, list[bytes]] = {}
     moved: set[int] = set()
     ends: dict[int, int] = {}  # each audio PES runs to the next start on its PID
     nxt: list[int] = [0] * len(audio)
     for k in range(len(audio) - 1, -1, -1):
         nxt[k] = ends.get(audio[k][2], len(a))
         ends[audio[k][2]] = audio[k][0]
+    cc: dict[int, int] = {}  # the next continuity counter of each audio PID, in the new order
     for k, (start, pts, p) in enumerate(audio):
-        end = nxt[k]
-        rows = [start] + [int(x) for x in np.nonzero(pid[start + 1 : end] == p)[0] + start + 1]
-        target = next((vr for vr, vp in video if ((vp - pts + half) % (2 * half)) - half >= 0), start)
-        target = min(target, start)
-        insert.setdefault(target, []).extend(rows)
+        rows = [start] + [int(x) for x in np.nonzero(pid[start + 1 : nxt[k]] == p)[0] + start + 1]
         moved.update(rows)
-    order: list[int] = []
+        cc.setdefault(p, int(a[start, 3]) & 0x0F)
+        frames = _adts_frames(b"".join(a[r, int(payload_at[r]) :].tobytes() for r in rows))
+        units = frames if frames is not None else [(0, None)]
+        for at_90k, frame in units:
+            when = (pts + at_90k) % (2 * half)
+            target = next((vr for vr, vp in video if ((vp - when + half) % (2 * half)) - half >= 0), start)
+            if frame is None:  # not ADTS as we know it: the PES moves whole
+                out = [a[r].tobytes() for r in rows]
+                cc[p] = (int(a[rows[-1], 3]) + 1) & 0x0F
+            else:
+                out, cc[p] = _audio_pes_packets(p, when, frame, cc[p], int(a[start, payload_at[start] + 6]))
+            insert.setdefault(min(target, start), []).extend(out)
+    order: list[bytes] = []
     for r in range(len(a)):
         order += insert.get(r, ())
         if r not in moved:
-            order.append(r)
-    return a[order].tobytes()
+            order.append(a[r].tobytes())
+    return b"".join(order)
+
+
+def _adts_frames(pes: bytes) -> list[tuple[int, bytes]] | None:
+    """(offset from the PES's PTS in 90 kHz ticks, frame) of each ADTS frame of an audio PES
+    (its bytes from the start code on), or None when it is not made of whole ADTS frames."""
+    if len(pes) < 9 or pes[:3] != b"\x00\x00\x01":
+        return None
+    i, at, out = 9 + pes[8], 0, []
+    while i < len(pes):
+        if i + 7 > len(pes) or pes[i] != 0xFF or pes[i + 1] & 0xF0 != 0xF0:
+            return None
+        length = ((pes[i + 3] & 3) << 11) | (pes[i + 4] << 3) | (pes[i + 5] >> 5)
+        rate_index = (pes[i + 2] >> 2) & 0x0F
+        if length < 7 or i + length > len(pes) or rate_index >= len(_ADTS_RATES_HZ):
+            return None
+        out.append((at, pes[i : i + length]))
+        at += 90000 * 1024 * ((pes[i + 6] & 3) + 1) // _ADTS_RATES_HZ[rate_index]
+        i += length
+    return out or None
+
+
+_ADTS_RATES_HZ = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+
+
+def _audio_pes_packets(pid: int, pts: int, frame: bytes, cc: int, flags6: int) -> tuple[list[bytes], int]:
+    """One audio PES (PTS only) holding ``frame``, as TS packets: the first marked as a random
+    access point, the last filled out with adaptation-field stuffing. Returns (packets, next cc)."""
+    pes = (
+        b"\x00\x00\x01\xc0"
+        + (8 + len(frame)).to_bytes(2, "big")
+        + bytes([flags6, 0x80, 5])
+        + bytes(
+            [
+                0x21 | ((pts >> 29) & 0x0E),
+                (pts >> 22) & 0xFF,
+                ((pts >> 14) & 0xFE) | 1,
+                (pts >> 7) & 0xFF,
+                ((pts << 1) & 0xFE) | 1,
+            ]
+        )
+        + frame
+    )
+    out, first = [], True
+    while pes:
+        room = 184 - (2 if first else 0)
+        take = min(room, len(pes))
+        stuff = room - take
+        if first:
+            af = bytes([1 + stuff, 0x40]) + b"\xff" * stuff
+        elif stuff:
+            af = b"\x00" if stuff == 1 else bytes([stuff - 1, 0]) + b"\xff" * (stuff - 2)
+        else:
+            af = b""
+        head = bytes(
+            [TS_SYNC_BYTE, (0x40 if first else 0) | (pid >> 8), pid & 0xFF, (0x30 if af else 0x10) | cc]
+        )
+        out.append(head + af + pes[:take])
+        pes, first, cc = pes[take:], False, (cc + 1) & 0x0F
+    return out, cc
 
 
 def codecs_string(first_segment: str | Path) -> str:

@@ -375,11 +375,18 @@ def test_aired_media_is_one_continuous_stream(media: Path) -> None:
     segs = d.prev.segments
     assert sum(s["disc"] for s in segs) >= 4
     last = {"video": -1, "audio": -1}
+    first_video = []
     for s in segs:
         pts = read_pts((d.out / s["uri"]).read_bytes())
         for kind in ("video", "audio"):
             assert min(pts[kind]) > last[kind], (s, kind)
             last[kind] = max(pts[kind])
+        first_video.append(min(pts["video"]))
+    # the picture stays on the programme-date clock across every join: each media segment's first
+    # frame is exactly its EXTINF durations after the first one's (a join placed after the audio,
+    # up to an AAC frame past the picture, put a player on defaults 21 ms further behind each time)
+    ends = [round(sum(x["duration_s"] for x in segs[:i]) * 90000) for i in range(len(segs))]
+    assert [v - first_video[0] for v in first_video] == ends, (first_video, ends)
     vod = d.out / "vod.m3u8"
     vod.write_text(
         "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n"

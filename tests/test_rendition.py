@@ -154,10 +154,11 @@ def _pes_layout(data: bytes) -> tuple[list[tuple[int, int]], list[tuple[int, int
 
 
 def test_audio_moves_next_to_the_video_of_its_time(tmp_path: Path) -> None:
-    """The muxer writes a PES of quiet AAC (13 frames, 0.28 s) after the video of its time;
-    audio_with_video puts each audio PES before the first video frame presented at or after it,
-    so an LL-HLS part cut before a video frame holds the audio of its time. Continuity counters
-    stay valid and every decoded video frame and audio sample is unchanged."""
+    """The muxer writes a PES of quiet AAC (a dozen frames, 0.26 s) after the video of its time;
+    audio_with_video gives each AAC frame a PES of its own, before the first video frame presented
+    at or after it, so an LL-HLS part cut before a video frame holds the audio of its time and a
+    join can drop a single frame. Continuity counters stay valid and every decoded video frame and
+    audio sample is unchanged."""
     import av
     import numpy as np
 
@@ -205,10 +206,16 @@ def test_audio_moves_next_to_the_video_of_its_time(tmp_path: Path) -> None:
     late = lambda v, au: [p for r, p in au if any(vp >= p and vr < r for vr, vp in v)]  # noqa: E731
     assert late(video, audio), "the muxer's layout: some audio after the video of its time"
     moved = audio_with_video(data)
-    assert len(moved) == len(data) and moved != data
+    assert len(moved) % 188 == 0 and moved != data
     video2, audio2 = _pes_layout(moved)
     assert late(video2, audio2) == []
-    assert [p for _, p in audio2] == [p for _, p in audio] and [p for _, p in video2] == [p for _, p in video]
+    assert [p for _, p in video2] == [p for _, p in video]
+    # one AAC frame per PES (the muxer gathered quiet ones into 170-byte PES): every frame's own
+    # PTS, 1920 ticks apart, covering what the gathered PES did
+    with av.open(str(src)) as c:
+        aac = [(int(pk.pts), bytes(pk)) for pk in c.demux(audio=0) if pk.pts is not None]
+    assert len(audio2) == len(aac) > len(audio)
+    assert [p for _, p in audio2] == [p for p, _ in aac]
     inspect_segment(moved, "moved.ts", frame_90k=Fraction(3000))  # counters, PES lengths, program
     out = tmp_path / "moved.ts"
     out.write_bytes(moved)

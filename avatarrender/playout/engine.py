@@ -930,9 +930,19 @@ class Playout:
         assert air.parts is not None
         state = self.rewriter.to_json()
         try:
-            data, parts = shorten(air.original, air.parts, keep, carry_audio=carry_audio)
+            # the parts are byte ranges of the aired file, which may lack the first audio frame
+            # of the rendered one (tsrewrite drops audio that would overlap what aired): cut the
+            # rendered file at the same frames, rewrite it, and check the published parts hold
+            pf = max(p.frames for p in air.parts)
+            rendered_parts = cut_parts(air.original, part_frames=pf)
+            if rendered_parts is None or [p.frames for p in rendered_parts] != [p.frames for p in air.parts]:
+                raise ValueError("the rendered file's parts are not the aired ones")
+            data, _ = shorten(air.original, rendered_parts, keep, carry_audio=carry_audio)
             self.rewriter.restore(air.rewriter_before)
             aired = self.rewriter.rewrite(data, rebase=air.rebase)
+            parts = cut_parts(aired, part_frames=pf)
+            if parts is None or len(parts) != keep or parts[: keep - 1] != air.parts[: keep - 1]:
+                raise ValueError("the shortened file would change parts already published")
         except Exception as exc:  # noqa: BLE001 - checked before air; if not, it airs whole
             self.rewriter.restore(state)
             self._error(

@@ -4,7 +4,9 @@ Every rendered segment's timestamps start at 1.4 s. The playlist marks each chan
 EXT-X-DISCONTINUITY (hls.js needs it), but clients that ignore the tag (ffmpeg, some TVs) would see
 timestamps go backwards and continuity counters jump. So the playout shifts PTS, DTS and PCR of
 every aired media segment by a per-program offset that continues the previous program's clock, and
-renumbers continuity counters: the channel is one continuous transport stream.
+renumbers continuity counters: the channel is one continuous transport stream. The offset keeps the
+picture on the frame grid, so media time stays on the programme-date clock; audio of the new
+program that would start before the aired audio ends (its first AAC frame, at most) is dropped.
 """
 
 from __future__ import annotations
@@ -137,13 +139,19 @@ class TimestampRewriter:
             first_pts[kind] = min(first_pts.get(kind, p), p)
             first_dts[kind] = min(first_dts.get(kind, d), d)
         if rebase or self.offset_90k is None:
-            # presentation continues where the last program ended; decoding order stays monotonic
-            cands = [self.end_90k[k] - first_pts[k] for k in first_pts if self.end_90k[k] is not None]
-            cands += [
-                self.last_dts_90k[k] + 1 - first_dts[k] for k in first_dts if self.last_dts_90k[k] is not None
-            ]
-            # no stream may overlap what aired: a gap of under one audio frame is the price
+            # the picture continues where the last one ended, on the frame grid: the channel's
+            # media time stays on its programme-date clock (each join placed after the audio, up
+            # to one AAC frame past the picture, put a viewer on hls.js 21 ms further behind at
+            # every program change and filler loop). Decoding order stays monotonic.
+            lead = "video" if "video" in first_pts else "audio"
+            cands = [self.end_90k[lead] - first_pts[lead]] if self.end_90k[lead] is not None else []
+            if self.last_dts_90k[lead] is not None:
+                cands.append(self.last_dts_90k[lead] + 1 - first_dts[lead])
             self.offset_90k = max(cands) if cands else 0
+            if lead == "video" and self.end_90k["audio"] is not None:
+                # no stream may overlap what aired: audio starting before the aired audio ends
+                # (at most the first AAC frame: our renders hold one per PES) is dropped
+                a, pes = self._drop_audio_before(a, pes, self.end_90k["audio"] - self.offset_90k)
         off = self.offset_90k
         for r, sid, pi, di in pes:
             kind = "video" if sid >= 0xE0 else "audio"
@@ -177,6 +185,24 @@ class TimestampRewriter:
             row[9] = (base >> 1) & 0xFF
             row[10] = ((base & 1) << 7) | (int(row[10]) & 0x7F)
         return continue_cc(a.tobytes(), self.cc)
+
+    @staticmethod
+    def _drop_audio_before(a: np.ndarray, pes: list, limit_90k: int) -> tuple[np.ndarray, list]:
+        """``a`` without the audio PES whose (unshifted) PTS is before ``limit_90k``, and the PES
+        rows of what is left (continuity counters are renumbered by the caller's continue_cc)."""
+        pids = ((a[:, 1].astype(np.int32) & 0x1F) << 8) | a[:, 2]
+        drop: set[int] = set()
+        for k, (r, sid, pi, _di) in enumerate(pes):
+            if sid >= 0xE0 or _get_ts(a[r], pi) >= limit_90k:
+                continue
+            pid = int(pids[r])
+            nxt = next((r2 for r2, s2, _, _ in pes[k + 1 :] if int(pids[r2]) == pid), len(a))
+            drop.update(int(x) for x in np.nonzero(pids[r:nxt] == pid)[0] + r)
+        if not drop:
+            return a, pes
+        keep = np.array([r for r in range(len(a)) if r not in drop], dtype=np.int64)
+        a = a[keep]
+        return a, _pes_rows(a)
 
     def to_json(self) -> dict[str, Any]:
         return {
