@@ -36,6 +36,7 @@ from typing import Any, Mapping, Sequence
 from .errors import MediaError
 
 __all__ = [
+    "ADTS_RATES_HZ",
     "FAILED_NAME",
     "RenditionFailed",
     "mark_failed",
@@ -80,6 +81,21 @@ MASTER_PLAYLIST_NAME = "master.m3u8"  # written when the rendition has subtitle 
 TS_PACKET_BYTES = 188
 TS_SYNC_BYTE = 0x47
 TS_NULL_PID = 0x1FFF  # stuffing packets: no continuity counter
+ADTS_RATES_HZ = (  # sampling_frequency_index of an ADTS header
+    96000,
+    88200,
+    64000,
+    48000,
+    44100,
+    32000,
+    24000,
+    22050,
+    16000,
+    12000,
+    11025,
+    8000,
+    7350,
+)
 
 DEFAULT_CODECS = "avc1.640028,mp4a.40.2"  # High 4.0 + AAC-LC, when no SPS tells otherwise
 DEFAULT_FPS = Fraction(30)  # manifests written before "fps" was recorded were all 30 fps
@@ -256,15 +272,12 @@ def _adts_frames(pes: bytes) -> list[tuple[int, bytes]] | None:
             return None
         length = ((pes[i + 3] & 3) << 11) | (pes[i + 4] << 3) | (pes[i + 5] >> 5)
         rate_index = (pes[i + 2] >> 2) & 0x0F
-        if length < 7 or i + length > len(pes) or rate_index >= len(_ADTS_RATES_HZ):
+        if length < 7 or i + length > len(pes) or rate_index >= len(ADTS_RATES_HZ):
             return None
         out.append((at, pes[i : i + length]))
-        at += 90000 * 1024 * ((pes[i + 6] & 3) + 1) // _ADTS_RATES_HZ[rate_index]
+        at += 90000 * 1024 * ((pes[i + 6] & 3) + 1) // ADTS_RATES_HZ[rate_index]
         i += length
     return out or None
-
-
-_ADTS_RATES_HZ = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 
 
 def _audio_pes_packets(pid: int, pts: int, frame: bytes, cc: int, flags6: int) -> tuple[list[bytes], int]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from avatarrender.playout.mpegts import get_ts as _get_ts
 from avatarrender.playout.mpegts import packets, pes_starts
-from avatarrender.rendition import TS_PACKET_BYTES, continue_cc
+from avatarrender.rendition import ADTS_RATES_HZ, TS_PACKET_BYTES, continue_cc
 
 __all__ = ["TimestampRewriter", "read_pts", "WRAP_90K"]
 
@@ -39,9 +39,6 @@ def _pes_rows(a: np.ndarray, where: str | Path | None = None) -> list[tuple[int,
     """(row, stream_id, pts offset in row, dts offset in row or None) of every PES header
     (audio and video), bounds checked (see mpegts.pes_starts)."""
     return [(s.row, s.stream_id, s.pts_at, s.dts_at) for s in pes_starts(a, where) if s.pts_at is not None]
-
-
-_ADTS_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 
 
 def _payload(row: np.ndarray) -> np.ndarray:
@@ -67,7 +64,7 @@ def _audio_end(a: np.ndarray, start_row: int, pts: int) -> int:
     i = 9 + data[8]
     end = pts
     while i + 7 <= len(data) and data[i] == 0xFF and (data[i + 1] & 0xF0) == 0xF0:
-        rate = _ADTS_RATES[min((data[i + 2] >> 2) & 0x0F, len(_ADTS_RATES) - 1)]
+        rate = ADTS_RATES_HZ[min((data[i + 2] >> 2) & 0x0F, len(ADTS_RATES_HZ) - 1)]
         length = ((data[i + 3] & 3) << 11) | (data[i + 4] << 3) | (data[i + 5] >> 5)
         if length < 7:
             break
