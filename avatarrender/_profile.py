@@ -12,15 +12,30 @@ import os
 import time
 from collections import defaultdict
 
-__all__ = ["ENABLED", "add", "take", "timed"]
+__all__ = ["ENABLED", "add", "mark", "take", "take_marks", "timed"]
 
 ENABLED = os.environ.get("AVATARRENDER_PROFILE") == "1"
 _TOTALS: defaultdict[str, float] = defaultdict(float)
+_MARKS: dict[str, float] = {}
 
 
 def add(stage: str, started: float) -> None:
     """Count the seconds since ``started`` (a ``time.perf_counter()``) to ``stage``."""
     _TOTALS[stage] += time.perf_counter() - started
+
+
+def mark(event: str) -> None:
+    """Note the wall clock (epoch s) of ``event``'s first occurrence since the last
+    :func:`take_marks` (a no-op when profiling is off)."""
+    if ENABLED:
+        _MARKS.setdefault(event, time.time())
+
+
+def take_marks() -> dict[str, float]:
+    """This process's marks since the last call (epoch s), and reset them."""
+    out = dict(_MARKS)
+    _MARKS.clear()
+    return out
 
 
 def take() -> dict[str, float]:

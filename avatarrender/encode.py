@@ -409,10 +409,12 @@ class ChunkEncoder:
             self._packets += self._video.encode(None)
             if _profile.ENABLED:
                 _profile.add("encode", t0)
+                _profile.mark("video_done")
                 t0 = time.perf_counter()
             aac, aac_start_s = self.audio(job)
             if _profile.ENABLED:
                 _profile.add("audio_wait", t0)
+                _profile.mark("audio_got")
                 t0 = time.perf_counter()
             # the header is written at the first mux(): the audio stream may still join
             audio = mux.add_stream_from_template(_aac_template(bytes(aac[0])))

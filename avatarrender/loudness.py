@@ -278,14 +278,30 @@ def _limiter_gain(peak: np.ndarray, ceiling: float, sample_rate_hz: int) -> np.n
     The gain each sample needs is spread by a minimum filter over the look-ahead + release
     window and smoothed by two box filters whose support fits inside it, so the smoothed gain
     never exceeds what any sample needs, and it moves over milliseconds, not per sample.
+
+    Only the spans around samples that need a reduction are filtered (elsewhere the gain is
+    exactly 1, as the filters' reach says): limiting a few seconds of a long segment costs
+    those seconds, not the segment (it sits on the way to the first media segment's audio).
     """
     need = np.minimum(1.0, ceiling / np.maximum(peak, 1e-12))
-    if need.min() >= 1.0:
+    below = np.flatnonzero(need < 1.0)
+    if below.size == 0:
         return need
     half = max(2, int(round((_LOOKAHEAD_S + _RELEASE_S) / 2 * sample_rate_hz)))
-    env = _sliding_min(need, half)
     box = half // 2  # two centred boxes of 2*(half//2)+1: support <= 2*half+1, inside the min
-    env = _box_below_one(_box_below_one(env, box), box)
+    reach = half + 2 * box + 1  # how far from a sample needing reduction the gain can dip
+    # spans of samples within reach of one needing reduction (apart by more than 2 x reach)
+    breaks = np.flatnonzero(np.diff(below) > 2 * reach)
+    firsts = np.concatenate([below[:1], below[breaks + 1]])
+    lasts = np.concatenate([below[breaks], below[-1:]])
+    env = np.ones_like(need)
+    n = need.shape[0]
+    for first, last in zip(firsts.tolist(), lasts.tolist()):
+        # each span starts and ends on gain 1 (or the signal's edge): filtering it alone gives
+        # what filtering the whole signal would
+        lo, hi = max(0, first - reach), min(n, last + reach + 1)
+        span = _sliding_min(need[lo:hi], half)
+        env[lo:hi] = _box_below_one(_box_below_one(span, box), box)
     return np.minimum(env, need)  # float rounding only
 
 

@@ -106,7 +106,12 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
             "pid": os.getpid(),
             "started_at": started_at,
             **(
-                {"profile": _profile.take(), "cpu_s": time.process_time(), "cpu_at_start_s": cpu_at_start}
+                {
+                    "profile": _profile.take(),
+                    "marks": _profile.take_marks(),
+                    "cpu_s": time.process_time(),
+                    "cpu_at_start_s": cpu_at_start,
+                }
                 if _profile.ENABLED
                 else {}
             ),
@@ -138,6 +143,7 @@ def _make_track(spec: Spec, speech: Any, audio_path: Path, sound: dict[str, Any]
         raise
     if _profile.ENABLED:
         _profile.add("soundtrack", t0)  # mixing and loudness; the rest is the AAC encoder
+        _profile.mark("soundtrack_ready")
     if not audio_path.is_file():
         encode_track(samples, audio_path, spec.output.audio_bitrate_kbps)
     sound["loudness"] = manifest_loudness(add_true_peaks(report, mixed, samples))
@@ -417,6 +423,7 @@ def render(
         timeline = analyse(spec, speech)  # chunks start now; they wait for audio only if ahead
         if _profile.ENABLED:
             _profile.add("analyse", t0)
+            _profile.mark("analysed")
             t0 = time.perf_counter()
         building.result()
         if _profile.ENABLED:
@@ -464,7 +471,7 @@ def render(
                         subs.write_upto(pub.published)
                     if _profile.ENABLED:
                         _profile.add("publish", t0)
-                        profiles.append(result)
+                        profiles.append({**result, "published_at": time.time()})
                     reused += bool(result.get("reused"))
                     rendered += not result.get("reused")
                     frames_done += task.chunk.frame_count
@@ -589,6 +596,19 @@ def _profile_stats(entered_at: float, results: list[dict[str, Any]]) -> dict[str
         "workers": workers,
         "first_chunk_at": min((r["started_at"] for r in results), default=None),
         "pids": sorted({r["pid"] for r in results}),
+        # the way to the first media segments: when each event happened, s after entering render
+        "marks": {k: round(v - entered_at, 3) for k, v in _profile.take_marks().items()},
+        "chunks": [
+            {
+                "index": r["index"],
+                "pid": r["pid"],
+                "started": round(r["started_at"] - entered_at, 3),
+                **{k: round(v - entered_at, 3) for k, v in r.get("marks", {}).items()},
+                "finished": round(r["started_at"] + r["seconds"] - entered_at, 3),
+                "published": round(r["published_at"] - entered_at, 3),
+            }
+            for r in results[:4]
+        ],
     }
 
 

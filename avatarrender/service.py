@@ -10,7 +10,10 @@ submission cannot pay that each time, so this long-running process pays it once:
 * each worker runs a small warm-up encode at the output size, so its x264 frame pool is already
   in memory (see ``encode.keep_freed_memory``);
 * Scenes are built in the service process, whose caches (decoded and blended images) outlive a
-  submission.
+  submission; ``warm`` specs (the channel's scene, say its filler's segment.yaml) have their
+  first two seconds rendered at launch and thrown away, so that even the first submission over
+  that scene finds every cache, decoder and code path warm in every worker (measured: the first
+  submission's first media segment came 1.0 s later than the next ones without it).
 
 Submissions arrive in an *inbox* folder, oldest first:
 
@@ -38,7 +41,7 @@ import threading
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .errors import AvatarRenderError, SpecError
 from .rendition import atomic_write
@@ -206,7 +209,13 @@ class RenderService:
         fraction of a second after the render starts. 12 (two 6-frame LL-HLS parts) gives the
         other worker time for the rest before it is due; with 6 the rest aired late and the
         playout put filler into the program. None: whole segments.
+    warm : sequence of Path, optional
+        Segment specs whose scene the service warms at launch (see above); checked at once, so
+        a bad one stops the service before it starts.
     """
+
+    #: how much of each ``warm`` spec is rendered at launch
+    WARM_S = 2
 
     def __init__(
         self,
@@ -219,6 +228,7 @@ class RenderService:
         overrides: dict[str, Any] | None = None,
         poll_s: float = 0.02,
         lead_frames: int | None = 12,
+        warm: Sequence[str | Path] = (),
     ):
         self.inbox = Path(inbox).resolve()
         self.spool = Path(spool).resolve()
@@ -228,6 +238,7 @@ class RenderService:
         self.overrides = dict(overrides or {})
         self.poll_s = poll_s
         self.lead_frames = lead_frames
+        self.warm = [Path(p) for p in warm]
         self.current: Submission | None = None
         self.done: list[dict[str, Any]] = []
         self.failed: list[dict[str, Any]] = []
@@ -267,7 +278,10 @@ class RenderService:
         from .render import DEFAULT_X264_THREADS, _ready
         from .spec import OutputModel, _output
 
+        from .spec import load_spec
+
         t0 = time.perf_counter()
+        scenes = [(path, load_spec(path, overrides=self.overrides or None)) for path in self.warm]
         out = _output(OutputModel(**self.overrides), self.inbox)
         options = x264_options(out, threads=DEFAULT_X264_THREADS)
         with self._parallel_config():
@@ -277,6 +291,33 @@ class RenderService:
             )
         _warm_analysis()
         log.info("%d workers warm in %.2f s", self.jobs, time.perf_counter() - t0)
+        for path, spec in scenes:
+            self.warm_scene(spec, path)
+
+    def warm_scene(self, spec: Any, path: Path) -> None:
+        """Render the first :attr:`WARM_S` seconds of ``spec`` (read from ``path``) as a submission would
+        be rendered, into a hidden folder of the spool that the playout does not list, and
+        throw it away: the scene's caches, decoders and fonts are then warm in every worker.
+
+        Raises
+        ------
+        AvatarRenderError
+            Its render failed.
+        """
+        import shutil
+
+        from .render import render
+
+        t0 = time.perf_counter()
+        n = min(spec.frame_count, int(self.WARM_S * spec.output.fps))
+        short = dataclasses.replace(spec, duration_s=Fraction(n) / spec.output.fps, frame_count=n)
+        where = self.spool / f".warm-up-{os.getpid()}"  # hidden, no .partial: not a spool item
+        try:
+            with self._parallel_config():
+                render(short, where / "scene", jobs=self.jobs, lead_frames=self.lead_frames)
+        finally:
+            shutil.rmtree(where, ignore_errors=True)
+        log.info("scene of %s warm in %.2f s", path, time.perf_counter() - t0)
 
     # ------------------------------------------------------------------ the inbox
 

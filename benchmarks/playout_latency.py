@@ -196,7 +196,7 @@ def _first_listed(spool: Path, name: str) -> bool:
     return False
 
 
-def submit(preset: str, tries: int, seconds: float, via: str) -> None:
+def submit(preset: str, tries: int, seconds: float, via: str, keep: bool = False) -> None:
     """Submit-to-screen, ``tries`` times in one sitting, one viewer watching throughout."""
     from playwright.sync_api import sync_playwright
 
@@ -225,7 +225,9 @@ def submit(preset: str, tries: int, seconds: float, via: str) -> None:
     service = None
     if via == "service":
         service = subprocess.Popen(
-            [exe, "serve", "--inbox", str(inbox), "--spool", str(spool), "--preset", preset],
+            # warmed with the channel's scene (the filler's spec), as a channel runs it
+            [exe, "serve", "--inbox", str(inbox), "--spool", str(spool), "--preset", preset]
+            + ["--warm", str(demo / "segment.yaml")],
             stdout=open(tmp / "serve.log", "w"),
             stderr=subprocess.STDOUT,
         )
@@ -321,7 +323,10 @@ def submit(preset: str, tries: int, seconds: float, via: str) -> None:
             indent=1,
         )
     )
-    shutil.rmtree(tmp, ignore_errors=True)
+    if keep:
+        print(f"kept {tmp} (serve.log, playout.log, the spool's manifests)", file=sys.stderr)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
@@ -363,11 +368,12 @@ def main() -> None:
         default="service",
         help="the warm render service (avatarrender submit) or a one-shot render --into",
     )
+    b.add_argument("--keep", action="store_true", help="keep the logs and the spool (path printed)")
     args = ap.parse_args()
     if args.cmd == "latency":
         latency(args.size, args.seconds, args.joins, args.via, args.part_frames, args.gop, args.media)
     else:
-        submit(args.preset, args.tries, args.seconds, args.via)
+        submit(args.preset, args.tries, args.seconds, args.via, args.keep)
 
 
 if __name__ == "__main__":

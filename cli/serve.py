@@ -50,6 +50,13 @@ def serve_cmd(
         "(0: a whole segment); a whole number of the playout's part_frames, so a new program "
         "airs sooner.",
     ),
+    warm: list[Path] = typer.Option(
+        [],
+        "--warm",
+        help="A segment.yaml whose scene to warm at launch (its first seconds rendered and "
+        "thrown away), so that the first submission over that scene airs as fast as the next "
+        "ones; repeatable. Say the channel's filler spec.",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
 ) -> None:
     """Keep render workers warm and render every submitted segment into a playout spool."""
@@ -66,6 +73,7 @@ def serve_cmd(
         scheduler=scheduler,
         overrides={"preset": preset} if preset else None,
         lead_frames=lead_frames or None,
+        warm=warm,
     )
     stop = threading.Event()
 

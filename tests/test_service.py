@@ -112,6 +112,50 @@ def test_service_renders_submissions_and_goes_on_after_a_bad_one(tmp_path):
     assert (inbox / ".done" / "good.submit").is_file() and not (inbox / "good.submit").exists()
 
 
+def test_service_warms_a_scene_at_launch_out_of_the_playouts_sight(tmp_path):
+    inbox, spool = tmp_path / "inbox", tmp_path / "spool"
+    inbox.mkdir()
+    # a bad --warm spec stops the service before it starts anything, naming the file and field
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("duration_s: soon\n")
+    res = subprocess.run(
+        _cli("serve", "--inbox", str(inbox), "--spool", str(spool), "--warm", str(bad)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2, res.stderr
+    assert "bad.yaml" in res.stderr and "duration_s" in res.stderr, res.stderr
+    assert not spool.exists() or not os.listdir(spool)
+    # a good one: its first seconds are rendered where the playout does not look (a hidden
+    # folder without .partial, see engine._poll_spool), then thrown away
+    yml = make_tiny_segment(tmp_path / "seg")
+    proc = _serve(inbox, spool, "--warm", str(yml))
+    seen: set[str] = set()
+    try:
+        log = next(tmp_path.glob("serve-*.log"))
+
+        def up() -> bool:
+            if spool.is_dir():
+                seen.update(os.listdir(spool))
+            return "watching" in log.read_text()
+
+        _wait_for(up, what="the service to watch its inbox")
+        assert f"scene of {yml} warm" in log.read_text()
+        assert seen and all(n.startswith(".warm-up-") and not n.endswith(".partial") for n in seen), seen
+        assert os.listdir(spool) == []  # nothing left for the playout
+        res = subprocess.run(
+            _cli("submit", str(yml), "--inbox", str(inbox), "--name", "after"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert res.returncode == 0, res.stderr
+        _wait_for(lambda: (spool / "after" / "manifest.json").is_file(), what="the render in the spool")
+    finally:
+        assert _stop(proc) == 143
+
+
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
 def test_service_stopped_mid_render_leaves_no_process_and_resumes(tmp_path, sig, code):
     yml = make_tiny_segment(

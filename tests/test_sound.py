@@ -242,3 +242,27 @@ def test_speech_activity_holds_after_the_speech_not_before():
     assert 0.49 <= on[0] <= 0.5, on[0]
     assert 0.83 <= on[-1] <= 0.86, on[-1]
     assert on.size == round((on[-1] - on[0]) * CONTROL_RATE_HZ) + 1  # one run, no gap
+
+
+def test_limiter_filters_only_around_peaks_exactly_as_over_the_whole_signal():
+    """The limiter's envelope is computed span by span around the samples that need reduction;
+    it must equal the envelope of the whole signal filtered at once (peaks at both edges, close
+    together and far apart)."""
+    from avatarrender import loudness as L
+
+    sr = 48000
+    rng = np.random.default_rng(7)
+    peak = np.abs(rng.normal(0.0, 0.1, 20 * sr))
+    for at, n, k in [(0, 3, 9.0), (2 * sr, 400, 8.0), (2 * sr + 4000, 50, 7.0), (11 * sr, sr, 6.0), (-2, 2, 9.0)]:
+        peak[at : at + n if at + n else None] *= k
+    ceiling = 0.5
+    need = np.minimum(1.0, ceiling / np.maximum(peak, 1e-12))
+    half = max(2, int(round((L._LOOKAHEAD_S + L._RELEASE_S) / 2 * sr)))
+    whole = L._sliding_min(need, half)
+    whole = np.minimum(L._box_below_one(L._box_below_one(whole, half // 2), half // 2), need)
+    got = L._limiter_gain(peak, ceiling, sr)
+    assert (whole < 1).sum() > 0 and ((got < 1) == (whole < 1)).all()
+    assert np.abs(got - whole).max() < 1e-9
+    assert (got * peak <= ceiling * (1 + 1e-9)).all()
+    quiet = np.full(sr, 0.01)
+    assert (L._limiter_gain(quiet, ceiling, sr) == 1.0).all()
