@@ -104,22 +104,25 @@ def _clip_samples(spec: Spec, i: int, n: int, sr: int) -> tuple[slice, np.ndarra
         return None
     first = int(round(clip.clip_start_s * sr))
     span = max(1, int(round(clip_len_s * sr)) - first)  # the picture's length: sound stays in sync
-    pos = np.arange(n1 - n0, dtype=np.int64)  # samples since the clip came on
-    if clip.at_end == "loop":
-        pos = pos % span
-    inside = pos < min(span, max(0, sound.shape[0] - first))  # held last frame: no sound
-    y = np.zeros(n1 - n0, dtype=np.float64)
-    y[inside] = sound[first + pos[inside]]
+    m = n1 - n0  # samples the clip is on screen
+    # one pass of the clip (a loop repeats it): its sound, silent where the sound is shorter than
+    # the picture (a held last frame), faded at both ends of the sound; built once, then repeated
+    # (not indexed sample by sample: this sits on the way to the first media segment's audio)
+    heard = min(span, max(0, sound.shape[0] - first))
+    one = np.zeros(span, dtype=np.float64)
+    one[:heard] = sound[first : first + heard]
     fade_n = max(1, int(round(FADE_S * sr)))
-    edge = np.minimum.reduce(
-        [
-            pos,  # a loop starts (or the clip comes on)
-            span - 1 - pos,  # a loop ends
-            np.arange(n1 - n0)[::-1],  # the clip goes off screen
-            np.minimum(sound.shape[0] - first, span) - 1 - pos,  # its sound ends
-        ]
-    )
-    y *= np.clip((edge + 0.5) / fade_n, 0.0, 1.0)
+    p = np.arange(span)
+    edge = np.minimum(np.minimum(p, span - 1 - p), heard - 1 - p)  # a pass starts, ends, sound ends
+    fade = np.clip((edge + 0.5) / fade_n, 0.0, 1.0)
+    if clip.at_end == "loop":
+        y, f = np.resize(one, m), np.resize(fade, m)
+    else:  # after one pass: nothing (the picture holds its last frame)
+        y, f = np.zeros(m), np.zeros(m)
+        y[: min(m, span)], f[: min(m, span)] = one[:m], fade[:m]
+    k = min(m, fade_n)  # the clip goes off screen
+    f[m - k :] = np.minimum(f[m - k :], np.clip((np.arange(k)[::-1] + 0.5) / fade_n, 0.0, 1.0))
+    y *= f
     gain = 10 ** (clip.audio.gain_db / 20)
     return slice(n0, n1), y * gain
 
@@ -141,7 +144,7 @@ def tv_sound(spec: Spec, speech: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE
     active = speech_activity(speech, sample_rate_hz=sample_rate_hz)
     hop = sample_rate_hz // CONTROL_RATE_HZ
     ctl_t = (np.arange(active.shape[0]) + 0.5) * hop  # control points, in samples
-    sample_t = np.arange(n, dtype=np.float64)
+    ducked = slice(n, 0)  # the samples any duck covers (elsewhere the gain is exactly 1)
     for i, clip in enumerate(tv.clips):
         # a later clip takes the screen from an earlier one (as the picture does), sound or not
         on = slice(
@@ -156,8 +159,11 @@ def tv_sound(spec: Spec, speech: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE
         where, y = got
         out[where] = y
         duck = _duck_gain_db(active, clip.audio.duck_db, clip.audio.attack_s, clip.audio.release_s)
-        duck_db[where] = np.interp(sample_t[where], ctl_t, duck)
-    return out * 10 ** (duck_db / 20)
+        duck_db[where] = np.interp(np.arange(where.start, where.stop, dtype=np.float64), ctl_t, duck)
+        ducked = slice(min(ducked.start, where.start), max(ducked.stop, where.stop))
+    if ducked.start < ducked.stop:
+        out[ducked] *= 10 ** (duck_db[ducked] / 20)
+    return out
 
 
 def mix(spec: Spec, speech: np.ndarray) -> np.ndarray:
