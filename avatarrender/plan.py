@@ -80,10 +80,17 @@ def plan_chunks(
         seg_frames[:1] = [lead_frames, seg_frames[0] - lead_frames]
     sizes = [min(1, chunk_segments), min(2, chunk_segments)] if ramp else []
     if split and ramp:
-        # the rest of the first segment is a chunk of its own, rendered beside the lead, and
-        # the next segment too: in one chunk with what follows, each aired late (the playout
-        # put filler inside the program) while its worker finished the chunk's later frames
-        sizes[1:1] = [1, 1]
+        # The rest of the first segment is a chunk of its own, rendered beside the lead, and so
+        # are the next three segments. The playout starts the program once 1 s of it is out, and
+        # a chunk is published whole: each early chunk must be done before its first frame is
+        # due, while the render is barely ahead of the air. Modelled with 2 workers of c s per
+        # frame, the program starting 0.1 s after its first second is out, every chunk due at
+        # its air time: a 2-segment chunk right after the next segment (12, 18, 30, 60, ...
+        # frames) is late unless each worker makes 28.6 fps (c <= 0.035 s); with three single
+        # segments first (12, 18, 30, 30, 30, 60, ...), 21.9 fps does. Measured: with the
+        # former, a viewer in chromium on the same 2 cores (a worker then makes 25-35 fps at
+        # 1080p) saw filler inside new programs ("media segment 2 not rendered in time").
+        sizes[1:1] = [1, 1, 1, 1]
     tail = len(seg_frames) - (TAIL_SINGLE_SEGMENTS if ramp else 0)
     starts, first = [], 0
     while first < len(seg_frames):

@@ -293,7 +293,9 @@ def submit(preset: str, tries: int, seconds: float, via: str, keep: bool = False
                 )
                 print(json.dumps(results[-1]), file=sys.stderr)
                 sub.wait()
-                while on_air().get("key") != "filler":  # the program ends; filler again
+                # the program ends (filler inside it, when a media segment comes late, is not
+                # its end), then filler again
+                while time.time() < pdt + seconds or on_air().get("key") != "filler":
                     time.sleep(0.2)
             mon = page.evaluate("({waiting: window.__monitor.waiting, errors: window.__monitor.errors})")
             browser.close()
@@ -319,6 +321,8 @@ def submit(preset: str, tries: int, seconds: float, via: str, keep: bool = False
                 },
                 "stalls": mon["waiting"],
                 "fatal_errors": [e for e in mon["errors"] if e["fatal"]],
+                # "media segment N not rendered in time: filler until it is"
+                "filler_inside_programs": (tmp / "playout.log").read_text().count("not rendered in time"),
             },
             indent=1,
         )

@@ -358,9 +358,10 @@ def test_lead_frames_split_only_the_first_media_segment(long_segment, reference,
     plan = plan_chunks(spec, lead_frames=8)
     assert plan.segment_frames() == [8, plain[0] - 8, *plain[1:]]
     assert [c.frame_start for c in plan.chunks][:2] == [0, 8]
-    # the lead, the rest of its segment and the next segment are chunks of one each, rendered
-    # side by side, so none of them waits for a later frame of its chunk before it is published
-    assert [c.frame_count for c in plan.chunks][:3] == [8, plain[0] - 8, plain[1]]
+    # the lead, the rest of its segment and the next three segments are chunks of one each, so
+    # none of them waits for a later frame of its chunk before it is published; then pairs
+    assert [c.frame_count for c in plan.chunks][:5] == [8, plain[0] - 8, *plain[1:4]]
+    assert len(plan.chunks[5].segment_frames) == 2
     assert sum(c.frame_count for c in plan.chunks) == spec.frame_count
     out = tmp_path / "out"
     man = render(spec, out, jobs=2, lead_frames=8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 from fractions import Fraction
 
@@ -304,6 +305,59 @@ def test_a_render_in_progress_starts_once_a_target_duration_of_it_is_out() -> No
         "no filler inside the program"
     )
     assert not [m for _, m in sched.events if "not rendered in time" in m]
+
+
+def test_the_hold_for_renders_in_progress_rises_after_a_late_segment_and_comes_back_down() -> None:
+    """A program that started while rendering and then aired filler inside it (its render fell
+    behind) makes the next programs still rendering wait for more of them (HOLD_STEP_S more);
+    one that airs whole brings the hold back down, never under min_start_s; a complete entry
+    starts at once whatever the hold; the hold survives a restart."""
+    lead = [F30 * 12, F30 * 18, Fraction(1), Fraction(1), Fraction(1)]
+    a = Entry("entry/a", "a", T0 + 2, None)
+    b = Entry("entry/b", "b", None, None)
+    c = Entry("entry/c", "c", None, None)
+    sched = Scheduler(
+        [a, b, c],
+        filler_durations_s=[Fraction(1)] * 10,
+        max_late_s=Fraction(10),
+        start_s=T0,
+        min_start_s=Fraction(1),
+    )
+    pl = LivePlaylist(target_duration_s=1, window_s=6)
+    pl.next_pdt_s = T0 - 6
+    cat = FakeCatalog()
+    # a: its first second out at T0 + 2, then its third media segment 2 s late
+    cat.media["entry/a"] = FakeMedia(lead, [T0 + 2, T0 + 2, T0 + 6, T0 + 6, T0 + 6])
+    # b: due when a ends (T0 + 8); its first second out then, the next segments at T0 + 12, 13, 14
+    cat.media["entry/b"] = FakeMedia(lead, [T0 + 8, T0 + 8, T0 + 12, T0 + 13, T0 + 14])
+    cat.media["entry/c"] = FakeMedia([Fraction(1)] * 2, [T0, T0])  # complete long before
+    aired = []
+    _run(sched, cat, pl, T0 + 30, on_publish=lambda now, d, seg: aired.append((d.key, d.index, seg.pdt_s)))
+    msgs = [m for _, m in sched.events]
+    assert any("entry/a: media segment 2 not rendered in time" in m for m in msgs)
+    assert any("entry/a: its render fell behind" in m and "once 1.5 s" in m for m in msgs), msgs
+    first = {k: t for k, i, t in reversed(aired) if i == 0}
+    # with the first hold (1 s) b would have started at T0 + 8; it waited, on filler, until
+    # 1.5 s of it was out (its third media segment, at T0 + 12: the slot from T0 + 11)
+    assert first["entry/b"] == T0 + 11
+    assert [k for k, i, t in aired if T0 + 8 <= t < T0 + 11] == [FILLER] * 3
+    b_run = [(i, t) for k, i, t in aired if k == "entry/b"]
+    assert [i for i, _ in b_run] == list(range(5)) and all(
+        t1 == t0 + d for (_, t0), (_, t1), d in zip(b_run, b_run[1:], lead)
+    ), "b aired whole, no filler inside"
+    assert any("entry/b aired whole while rendering" in m and "once 1.25 s" in m for m in msgs), msgs
+    assert sched.hold_s == Fraction(5, 4)
+    assert [k for k, i, _ in aired if k != FILLER and i == 0][-1] == "entry/c"  # complete: at once
+    # the hold is part of the saved state
+    again = Scheduler(
+        [a, b, c],
+        filler_durations_s=[Fraction(1)] * 10,
+        max_late_s=Fraction(10),
+        start_s=T0,
+        min_start_s=Fraction(1),
+    )
+    again.restore(json.loads(json.dumps(sched.to_json())))
+    assert again.hold_s == Fraction(5, 4)
 
 
 def test_corrupt_and_malformed_are_refused_before_air() -> None:

@@ -1084,6 +1084,8 @@ class Playout:
             nxt["ready_s"] = round(float(sum(av.durations_s, Fraction(0))), 3)
             nxt["complete"] = av.complete
             nxt["error"] = av.error
+            # still rendering: it starts once this much of it is out (see Scheduler.hold_s)
+            nxt["starts_when_ready_s"] = round(float(sch.hold_s), 3)
         edge = self.playlist.edge_s
         _, parts = self.playlist.position()
         return {

@@ -308,7 +308,17 @@ class Scheduler:
         one at once): its render then has the time that airs to deliver what follows. Starting
         on a render's first short media segment alone aired filler inside the program when the
         next one came a little late.
+    max_hold_s : Fraction
+        The hold for entries still being rendered adapts to how fast renders keep up on this
+        machine: it starts at ``min_start_s``; a program that started while rendering and then
+        had a media segment come late (filler inside it) raises it by :attr:`HOLD_STEP_S` for
+        the next ones, up to this; one that aired whole lowers it by half a step, down to
+        ``min_start_s``. A machine that renders barely faster than real time (a busy one) then
+        holds new programs a little longer instead of airing filler inside each of them.
     """
+
+    #: how much one late media segment raises the hold for programs still rendering
+    HOLD_STEP_S = Fraction(1, 2)
 
     def __init__(
         self,
@@ -318,6 +328,7 @@ class Scheduler:
         max_late_s: Fraction,
         start_s: Fraction,
         min_start_s: Fraction = Fraction(0),
+        max_hold_s: Fraction = Fraction(4),
     ):
         if not filler_durations_s:
             raise ValueError("the filler needs at least one media segment")
@@ -325,6 +336,10 @@ class Scheduler:
         self.filler_durations_s = [Fraction(d) for d in filler_durations_s]
         self.max_late_s = Fraction(max_late_s)
         self.min_start_s = Fraction(min_start_s)
+        self.max_hold_s = max(self.min_start_s, Fraction(max_hold_s))
+        self.hold_s = self.min_start_s  # what an entry still rendering must have out to start
+        self.current_rendering = False  # the current entry started before its render completed
+        self.current_late = False  # and a media segment of it came late
         self.next_entry = 0
         self.prev_end_s = Fraction(start_s)
         self.spool_queue: list[tuple[str, Fraction]] = []  # (key, due)
@@ -363,6 +378,20 @@ class Scheduler:
         self.events.append((level, msg))
 
     def _finish(self, slot_s: Fraction, how: str) -> None:
+        if (
+            how == "ended"
+            and self.current_rendering
+            and not self.current_late
+            and self.hold_s > self.min_start_s
+        ):
+            # it started while rendering and aired whole: the hold may come down
+            self.hold_s = max(self.min_start_s, self.hold_s - self.HOLD_STEP_S / 2)
+            self._log(
+                "info",
+                f"{self.current} aired whole while rendering: programs still rendering now start "
+                f"once {float(self.hold_s):g} s of them is out",
+            )
+        self.current_rendering = self.current_late = False
         self.aired.append({"key": self.current, "event": how, "at_s": slot_s})
         self.current = None
         self.current_due_s = None
@@ -456,7 +485,7 @@ class Scheduler:
                 self._pop_due(key, dropped_at_s=slot_s)
                 self.aired.append({"key": key, "event": "skipped", "at_s": slot_s})
                 continue
-            if av.durations_s and (av.complete or sum(av.durations_s) >= self.min_start_s):
+            if av.durations_s and (av.complete or sum(av.durations_s) >= self.hold_s):
                 bad = next((why for i in range(len(av.durations_s)) if (why := catalog.verify(key, i))), None)
                 if bad:
                     self._log("error", f"{key}: refused: {bad}")
@@ -465,6 +494,7 @@ class Scheduler:
                     continue
                 self._pop_due(key)
                 self.current, self.current_due_s, self.cursor = key, due_s, 0
+                self.current_rendering, self.current_late = not av.complete, False
                 self.aired.append({"key": key, "event": "started", "at_s": slot_s, "due_s": due_s})
                 continue
             if av.complete:  # complete and empty cannot air
@@ -499,6 +529,16 @@ class Scheduler:
                     "warning",
                     f"{self.current}: media segment {self.cursor} not rendered in time: filler until it is",
                 )
+                if self.current_rendering and not self.current_late:
+                    self.current_late = True
+                    raised = min(self.max_hold_s, self.hold_s + self.HOLD_STEP_S)
+                    if raised > self.hold_s:
+                        self.hold_s = raised
+                        self._log(
+                            "warning",
+                            f"{self.current}: its render fell behind the air: programs still rendering "
+                            f"now start once {float(self.hold_s):g} s of them is out",
+                        )
         else:
             self.cursor = decision.index + 1
         self.last_aired = (decision.key, decision.index)
@@ -542,6 +582,9 @@ class Scheduler:
             "stall_since_s": None if self.stall_since_s is None else str(self.stall_since_s),
             "filler_index": self.filler_index,
             "last_aired": list(self.last_aired) if self.last_aired else None,
+            "hold_s": str(self.hold_s),
+            "current_rendering": self.current_rendering,
+            "current_late": self.current_late,
         }
 
     def restore(self, d: dict[str, Any]) -> None:
@@ -562,3 +605,7 @@ class Scheduler:
         self.filler_index = int(d.get("filler_index", 0)) % len(self.filler_durations_s)
         la = d.get("last_aired")
         self.last_aired = (str(la[0]), int(la[1])) if la else None
+        hold = Fraction(d.get("hold_s", self.min_start_s))
+        self.hold_s = min(self.max_hold_s, max(self.min_start_s, hold))
+        self.current_rendering = bool(d.get("current_rendering", False))
+        self.current_late = bool(d.get("current_late", False))
