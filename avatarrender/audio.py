@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import sys
+import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,16 +21,40 @@ import numpy as np
 from .media import FFmpegProcess
 from .timebase import AUDIO_RATE_HZ
 
-__all__ = ["AAC_FRAME_SAMPLES", "PRIMING_SAMPLES", "encode_aac", "AdtsStream"]
+__all__ = ["AAC_FRAME_SAMPLES", "PRIMING_SAMPLES", "encode_aac", "AdtsStream", "background_priority"]
 
 AAC_FRAME_SAMPLES = 1024
 # ffmpeg's native AAC encoder delays the signal by one frame (its first packet has pts -1024).
 PRIMING_SAMPLES = 1024
 
 
-def encode_aac(samples: np.ndarray, out_path: Path, *, bitrate_kbps: int) -> None:
+def background_priority(pid: int = 0) -> None:
+    """Lower the CPU priority of process ``pid`` (0: the calling thread, on Linux) to nice 10:
+    work that must finish, but after what the first media segments wait for. Best effort."""
+    try:
+        if pid == 0:
+            if sys.platform != "linux":  # elsewhere a thread id is no process id
+                return
+            pid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, pid, max(10, os.getpriority(os.PRIO_PROCESS, pid)))
+    except (OSError, AttributeError):
+        pass
+
+
+def encode_aac(
+    samples: np.ndarray, out_path: Path, *, bitrate_kbps: int, urgent_s: float | None = None
+) -> None:
     """Encode mono float32 samples at 48 kHz to stereo AAC-LC in an ADTS file, written out frame
-    by frame as the encoder goes (readers may follow it with ``AdtsStream.parse(complete=False)``)."""
+    by frame as the encoder goes (readers may follow it with ``AdtsStream.parse(complete=False)``).
+
+    Parameters
+    ----------
+    urgent_s : float, optional
+        Encode this many seconds at the caller's priority, the rest at nice 10 (see
+        :func:`background_priority`): the first media segments wait for their audio, the later
+        ones are due seconds later, and on a busy machine the encoder then leaves the CPU to the
+        video encoders the first seconds of a program on air wait for.
+    """
     with FFmpegProcess(
         [
             "-f",
@@ -57,8 +85,29 @@ def encode_aac(samples: np.ndarray, out_path: Path, *, bitrate_kbps: int) -> Non
         stdin=True,
         what="audio encoder",
     ) as ff:
-        ff.write(memoryview(np.ascontiguousarray(samples, dtype="<f4")).cast("B"))
+        data = memoryview(np.ascontiguousarray(samples, dtype="<f4")).cast("B")
+        if urgent_s is not None and urgent_s * AUDIO_RATE_HZ < samples.shape[0]:
+            cut = int(urgent_s * AUDIO_RATE_HZ) * 4
+            ff.write(data[:cut])
+            # the encoder holds back its last few frames until more samples come: wait for those
+            # before the last 0.25 s (measured: it holds 4-5 frames, 0.1 s)
+            _wait_for_frames(out_path, AdtsStream.first_frame_at(Fraction(urgent_s) - Fraction(1, 4)), ff)
+            background_priority(ff.proc.pid)
+            data = data[cut:]
+        ff.write(data)
         ff.finish()
+
+
+def _wait_for_frames(path: Path, frames: int, ff: FFmpegProcess, timeout_s: float = 2.0) -> None:
+    """Until the encoder has written ``frames`` AAC frames to ``path`` (or ended, or timed out)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and ff.proc.poll() is None:
+        try:
+            if AdtsStream.parse(path.read_bytes(), name=str(path), complete=False).frame_count >= frames:
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.005)
 
 
 @dataclasses.dataclass(frozen=True)

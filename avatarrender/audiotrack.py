@@ -88,11 +88,14 @@ class AudioSource:
         return [adts.frame(k) for k in range(k0, k1)], adts.pts_s(k0)
 
 
-def encode_track(samples: np.ndarray, path: Path, bitrate_kbps: int) -> None:
+def encode_track(
+    samples: np.ndarray, path: Path, bitrate_kbps: int, *, urgent_s: float | None = None
+) -> None:
     """Encode into ``NAME.part`` (chunks follow it as it grows), then rename to ``NAME``; on
-    failure leave ``NAME.failed`` so that waiting chunks stop."""
+    failure leave ``NAME.failed`` so that waiting chunks stop. ``urgent_s``: see
+    :func:`~avatarrender.audio.encode_aac`."""
     try:
-        encode_aac(samples, part_path(path), bitrate_kbps=bitrate_kbps)
+        encode_aac(samples, part_path(path), bitrate_kbps=bitrate_kbps, urgent_s=urgent_s)
         os.replace(part_path(path), path)
     except BaseException:
         try:

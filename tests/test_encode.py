@@ -287,3 +287,41 @@ def test_tv_reader_counts_time_from_an_mpegts_clips_start(tmp_path):
             ]
         )
         assert len(want) == n and np.array_equal(got, want), t_s
+
+
+def test_audio_encoder_goes_to_the_background_after_the_urgent_seconds(tmp_path):
+    """The track is the same bytes whether the encoder is lowered to nice 10 after its first
+    seconds or not, and the lowering reaches the encoder process and the calling thread."""
+    import os
+    import subprocess
+    import threading
+
+    from avatarrender.audio import background_priority
+
+    t = np.arange(48000 * 6) / 48000
+    y = (0.2 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 0.5 * t))).astype(np.float32)
+    plain, urgent = tmp_path / "plain.aac", tmp_path / "urgent.aac"
+    encode_aac(y, plain, bitrate_kbps=96)
+    encode_aac(y, urgent, bitrate_kbps=96, urgent_s=2.0)
+    assert plain.read_bytes() == urgent.read_bytes() and AdtsStream.read(urgent).frame_count > 280
+
+    child = subprocess.Popen(["sleep", "5"])
+    try:
+        base = os.getpriority(os.PRIO_PROCESS, child.pid)
+        background_priority(child.pid)
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == max(10, base)
+    finally:
+        child.kill()
+        child.wait()
+    seen = []
+    mine = os.getpriority(os.PRIO_PROCESS, 0)  # this thread's (Linux: PRIO_PROCESS 0 is the caller)
+
+    def lowered() -> None:
+        background_priority()
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    th = threading.Thread(target=lowered)
+    th.start()
+    th.join()
+    assert seen == [max(10, mine)]
+    assert os.getpriority(os.PRIO_PROCESS, 0) == mine  # only the thread that asked
