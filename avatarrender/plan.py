@@ -15,6 +15,10 @@ __all__ = ["Chunk", "ChunkPlan", "plan_chunks", "DEFAULT_CHUNK_SEGMENTS"]
 # media segment is listed sooner), a lost worker loses little, and resuming is fine-grained.
 DEFAULT_CHUNK_SEGMENTS = 2
 
+# With a lead (a render aired while it renders), the media segments after the first are cut in
+# halves for this many segments' length: see plan_chunks.
+LEAD_HALVED_SEGMENTS = 2
+
 # The last media segments are chunks of one: workers that take the last chunks finish closer
 # together, instead of one idling while the other encodes a whole chunk (on 2 cores, half a
 # chunk of one core on average: 0.3 s of a 20 s segment's 5 s render).
@@ -78,19 +82,25 @@ def plan_chunks(
     split = lead_frames is not None and 0 < lead_frames < seg_frames[0]
     if split:
         seg_frames[:1] = [lead_frames, seg_frames[0] - lead_frames]
+        # Then half-length media segments for LEAD_HALVED_SEGMENTS segments' length, each a
+        # chunk of its own, and single-segment chunks after (no cost: 1 to 8 segments per chunk
+        # measured the same fps, see DEFAULT_CHUNK_SEGMENTS). A chunk is published whole when
+        # its last frame is encoded, and the program went on air once 1 s of it was out: early
+        # chunks must be done before their first frame is due, while the render is barely
+        # ahead. Modelled with 2 workers of c s a frame, the program starting 0.1 s after its
+        # first second is out and every chunk due at its air time, the plan keeps up while
+        # each worker makes this many fps: 12, 18, 30, 60, ... frames: 28.6; 12, 18, 30, 30,
+        # 30, 60, ...: 21.9; 12, 18, 15 x 4, 30, 30, ...: 17.4. Under a viewer's browser on the
+        # same 2 cores a worker made 21-35 fps at 1080p, and the plan before aired filler inside
+        # new programs ("media segment 2 not rendered in time"). The halves cost a keyframe each.
+        halves = []
+        for f in seg_frames[2 : 2 + LEAD_HALVED_SEGMENTS]:
+            halves += [f // 2, f - f // 2] if f > 1 else [f]
+        seg_frames[2 : 2 + LEAD_HALVED_SEGMENTS] = halves
+        chunk_segments = 1
     sizes = [min(1, chunk_segments), min(2, chunk_segments)] if ramp else []
     if split and ramp:
-        # The rest of the first segment is a chunk of its own, rendered beside the lead, and so
-        # are the next three segments. The playout starts the program once 1 s of it is out, and
-        # a chunk is published whole: each early chunk must be done before its first frame is
-        # due, while the render is barely ahead of the air. Modelled with 2 workers of c s per
-        # frame, the program starting 0.1 s after its first second is out, every chunk due at
-        # its air time: a 2-segment chunk right after the next segment (12, 18, 30, 60, ...
-        # frames) is late unless each worker makes 28.6 fps (c <= 0.035 s); with three single
-        # segments first (12, 18, 30, 30, 30, 60, ...), 21.9 fps does. Measured: with the
-        # former, a viewer in chromium on the same 2 cores (a worker then makes 25-35 fps at
-        # 1080p) saw filler inside new programs ("media segment 2 not rendered in time").
-        sizes[1:1] = [1, 1, 1, 1]
+        sizes = [1]  # every media segment a chunk of its own (above)
     tail = len(seg_frames) - (TAIL_SINGLE_SEGMENTS if ramp else 0)
     starts, first = [], 0
     while first < len(seg_frames):

@@ -350,29 +350,32 @@ def test_other_frame_rates_stay_continuous_across_chunks(tmp_path, fps, segment_
     assert all(abs(k - s) < 1e-3 for k, s in zip(facts["keyframe_times_s"], starts))
 
 
-def test_lead_frames_split_only_the_first_media_segment(long_segment, reference, tmp_path):
-    """The render service's short first media segment: 8 frames, then the rest of a segment; every
-    later boundary and every later decoded frame as in a plain render, and seamless audio."""
+def test_lead_frames_split_only_the_first_media_segments(long_segment, reference, tmp_path):
+    """The render service's plan: 8 frames, then the rest of a segment, then the next
+    LEAD_HALVED_SEGMENTS segments in halves, every media segment a chunk of its own; every later
+    boundary and every later decoded frame as in a plain render, and seamless audio."""
+    from avatarrender.plan import LEAD_HALVED_SEGMENTS as H
+
     spec = load_spec(long_segment)
     plain = plan_chunks(spec).segment_frames()
     plan = plan_chunks(spec, lead_frames=8)
-    assert plan.segment_frames() == [8, plain[0] - 8, *plain[1:]]
+    halves = [n for f in plain[1 : 1 + H] for n in (f // 2, f - f // 2)]
+    assert plan.segment_frames() == [8, plain[0] - 8, *halves, *plain[1 + H :]]
     assert [c.frame_start for c in plan.chunks][:2] == [0, 8]
-    # the lead, the rest of its segment and the next three segments are chunks of one each, so
-    # none of them waits for a later frame of its chunk before it is published; then pairs
-    assert [c.frame_count for c in plan.chunks][:5] == [8, plain[0] - 8, *plain[1:4]]
-    assert len(plan.chunks[5].segment_frames) == 2
+    # every media segment a chunk of its own: none waits for a later frame of its chunk
+    assert all(len(c.segment_frames) == 1 for c in plan.chunks)
     assert sum(c.frame_count for c in plan.chunks) == spec.frame_count
     out = tmp_path / "out"
     man = render(spec, out, jobs=2, lead_frames=8)
     assert [s["frames"] for s in man["segments"]] == plan.segment_frames()
     pl = parse_playlist(out / "index.m3u8")
     assert int(pl["tags"]["EXT-X-TARGETDURATION"]) == 1
-    assert [round(d * 30) for _, d in pl["segments"]][:3] == [8, plain[0] - 8, plain[1]]
+    assert [round(d * 30) for _, d in pl["segments"]][: 2 + 2 * H] == [8, plain[0] - 8, *halves]
     hashes = frame_hashes(out / "index.m3u8")
     ref_out, ref_hashes = reference
     assert len(hashes) == len(ref_hashes) == spec.frame_count
-    assert hashes[plain[0] :] == ref_hashes[plain[0] :]  # only the split segment is encoded otherwise
+    later = sum(plain[: 1 + H])  # only the split segments are encoded otherwise
+    assert hashes[later:] == ref_hashes[later:]
     facts = stream_facts(out / "index.m3u8")
     assert abs(facts["audio_end_s"] - facts["video_end_s"]) < 1 / 30
     # a render resumed with another cut starts again instead of mixing the two

@@ -525,20 +525,17 @@ class Scheduler:
         if decision.key == FILLER:
             self.filler_index = (decision.index + 1) % len(self.filler_durations_s)
             if self.current is not None and self.last_aired and self.last_aired[0] == self.current:
-                self._log(
-                    "warning",
-                    f"{self.current}: media segment {self.cursor} not rendered in time: filler until it is",
-                )
+                msg = f"{self.current}: media segment {self.cursor} not rendered in time: filler until it is"
                 if self.current_rendering and not self.current_late:
-                    self.current_late = True
+                    self.current_late = True  # once per program
                     raised = min(self.max_hold_s, self.hold_s + self.HOLD_STEP_S)
                     if raised > self.hold_s:
                         self.hold_s = raised
-                        self._log(
-                            "warning",
-                            f"{self.current}: its render fell behind the air: programs still rendering "
-                            f"now start once {float(self.hold_s):g} s of them is out",
+                        msg += (
+                            f"; its render fell behind the air: programs still rendering now start "
+                            f"once {float(self.hold_s):g} s of them is out"
                         )
+                self._log("warning", msg)
         else:
             self.cursor = decision.index + 1
         self.last_aired = (decision.key, decision.index)
