@@ -247,6 +247,11 @@ def submit(preset: str, tries: int, seconds: float, via: str, keep: bool = False
             for i in range(tries):
                 page.wait_for_timeout(4000)
                 name = f"submitted{i}"
+                # new speech every time, as a TTS makes it (the service keeps decoded audio by
+                # file: the channel's clips are decoded once, speech never twice)
+                shutil.copyfile(demo / doc["speech"]["file"], tmp / f"speech{i}.wav")
+                yml = tmp / f"talk{i}.yaml"
+                yml.write_text(yaml.safe_dump({**doc, "speech": {**doc["speech"], "file": f"speech{i}.wav"}}))
                 t_submit = time.time()
                 if via == "service":
                     cmd = [exe, "submit", str(yml), "--inbox", str(inbox), "--name", name]

@@ -216,15 +216,31 @@ def test_spec_type_is_what_the_package_hands_on():
 
 def test_checked_speech_is_handed_to_the_next_read_once(tmp_path: Path):
     """load_spec decodes the speech to check it; the analysis's read gets those samples (no
-    second decode) as an array of its own, and a later read decodes afresh."""
+    second decode) as an array of its own; a changed file is decoded afresh; the kept samples
+    stay under their byte bound, least recently used out first."""
     from avatarrender import media
 
     path = tmp_path / "s.wav"
     sf.write(path, np.linspace(-0.5, 0.5, 4800, dtype=np.float32), 48000)
     media.check_audio_decodes(path)
-    assert len(media._LAST_AUDIO) == 1
-    a = media.read_audio(path, sample_rate_hz=48000)
-    assert not media._LAST_AUDIO or next(iter(media._LAST_AUDIO.values())) is not a
-    a[:] = 1.0  # the caller's own array
-    b = media.read_audio(path, sample_rate_hz=48000)
-    assert b.shape == (4800,) and abs(float(b[0]) + 0.5) < 1e-3
+    assert any(k[0] == str(path.resolve()) for k in media._AUDIO_CACHE)
+    decoded = []
+    real, bound = media._decode_audio, media._KEEP_AUDIO_BYTES
+    media._decode_audio = lambda p, r: decoded.append(p) or real(p, r)
+    try:
+        a = media.read_audio(path, sample_rate_hz=48000)
+        assert decoded == [] and all(v is not a for v in media._AUDIO_CACHE.values())
+        a[:] = 1.0  # the caller's own array
+        b = media.read_audio(path, sample_rate_hz=48000)
+        assert decoded == [] and b.shape == (4800,) and abs(float(b[0]) + 0.5) < 1e-3
+        sf.write(path, np.linspace(-0.5, 0.5, 9600, dtype=np.float32), 48000)  # changed
+        assert media.read_audio(path, sample_rate_hz=48000).shape == (9600,) and decoded == [path]
+        media._KEEP_AUDIO_BYTES = 3 * 9600 * 4
+        for i in range(4):
+            sf.write(tmp_path / f"o{i}.wav", np.zeros(9600, dtype=np.float32), 48000)
+            media.read_audio(tmp_path / f"o{i}.wav", sample_rate_hz=48000)
+        assert sum(v.nbytes for v in media._AUDIO_CACHE.values()) <= media._KEEP_AUDIO_BYTES
+        assert [Path(k[0]).name for k in media._AUDIO_CACHE][-3:] == ["o1.wav", "o2.wav", "o3.wav"]
+    finally:
+        media._decode_audio = real
+        media._KEEP_AUDIO_BYTES = bound
