@@ -207,9 +207,13 @@ def _run(
             on_tick(now)
 
 
-def _setup(entries, *, filler_s=10, max_late_s=10):
+def _setup(entries, *, filler_s=10, max_late_s=10, min_start_s=0):
     sched = Scheduler(
-        entries, filler_durations_s=[Fraction(1)] * filler_s, max_late_s=Fraction(max_late_s), start_s=T0
+        entries,
+        filler_durations_s=[Fraction(1)] * filler_s,
+        max_late_s=Fraction(max_late_s),
+        start_s=T0,
+        min_start_s=Fraction(min_start_s),
     )
     pl = LivePlaylist(target_duration_s=1, window_s=6)
     pl.next_pdt_s = T0 - 6
@@ -280,16 +284,7 @@ def test_a_render_in_progress_starts_once_a_target_duration_of_it_is_out() -> No
     airs without a stall; a complete entry shorter than that starts at once."""
     a = Entry("entry/a", "a", T0 + 2, None)
     b = Entry("entry/b", "b", None, None)
-    sched = Scheduler(
-        [a, b],
-        filler_durations_s=[Fraction(1)] * 10,
-        max_late_s=Fraction(10),
-        start_s=T0,
-        min_start_s=Fraction(1),
-    )
-    pl = LivePlaylist(target_duration_s=1, window_s=6)
-    pl.next_pdt_s = T0 - 6
-    cat = FakeCatalog()
+    sched, cat, pl = _setup([a, b], min_start_s=1)
     # 12 frames at T0 + 2, the rest of that second at T0 + 3.5, then a segment a second
     cat.media["entry/a"] = FakeMedia(
         [F30 * 12, F30 * 18, *[Fraction(1)] * 4],
@@ -316,16 +311,7 @@ def test_the_hold_for_renders_in_progress_rises_after_a_late_segment_and_comes_b
     a = Entry("entry/a", "a", T0 + 2, None)
     b = Entry("entry/b", "b", None, None)
     c = Entry("entry/c", "c", None, None)
-    sched = Scheduler(
-        [a, b, c],
-        filler_durations_s=[Fraction(1)] * 10,
-        max_late_s=Fraction(10),
-        start_s=T0,
-        min_start_s=Fraction(1),
-    )
-    pl = LivePlaylist(target_duration_s=1, window_s=6)
-    pl.next_pdt_s = T0 - 6
-    cat = FakeCatalog()
+    sched, cat, pl = _setup([a, b, c], min_start_s=1)
     # a: its first second out at T0 + 2, then its third media segment 2 s late
     cat.media["entry/a"] = FakeMedia(lead, [T0 + 2, T0 + 2, T0 + 6, T0 + 6, T0 + 6])
     # b: due when a ends (T0 + 8); its first second out then, the next segments at T0 + 12, 13, 14
@@ -351,13 +337,7 @@ def test_the_hold_for_renders_in_progress_rises_after_a_late_segment_and_comes_b
     assert sched.hold_s == Fraction(5, 4)
     assert [k for k, i, _ in aired if k != FILLER and i == 0][-1] == "entry/c"  # complete: at once
     # the hold is part of the saved state
-    again = Scheduler(
-        [a, b, c],
-        filler_durations_s=[Fraction(1)] * 10,
-        max_late_s=Fraction(10),
-        start_s=T0,
-        min_start_s=Fraction(1),
-    )
+    again, _, _ = _setup([a, b, c], min_start_s=1)
     again.restore(json.loads(json.dumps(sched.to_json())))
     assert again.hold_s == Fraction(5, 4)
 

@@ -30,6 +30,16 @@ def _serve(inbox: Path, spool: Path, *extra: str) -> subprocess.Popen:
     )
 
 
+def _submit(yml: Path, inbox: Path, name: str) -> None:
+    res = subprocess.run(
+        _cli("submit", str(yml), "--inbox", str(inbox), "--name", name),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+
+
 def _alive(pids: list[int]) -> list[int]:
     return [
         p
@@ -81,13 +91,7 @@ def test_service_renders_submissions_and_goes_on_after_a_bad_one(tmp_path):
         assert not (spool / "broken").exists()
         # the service goes on: a good submission renders into the spool, as render --into would
         yml = make_tiny_segment(tmp_path / "seg")
-        res = subprocess.run(
-            _cli("submit", str(yml), "--inbox", str(inbox), "--name", "good"),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert res.returncode == 0, res.stderr
+        _submit(yml, inbox, "good")
         _wait_for(lambda: (spool / "good" / "manifest.json").is_file(), what="the render in the spool")
         status = _wait_for(
             lambda: json.loads((inbox / ".status.json").read_text())["done"], what="status listing the render"
@@ -144,13 +148,7 @@ def test_service_warms_a_scene_at_launch_out_of_the_playouts_sight(tmp_path):
         assert f"scene of {yml} warm" in log.read_text()
         assert seen and all(n.startswith(".warm-up-") and not n.endswith(".partial") for n in seen), seen
         assert os.listdir(spool) == []  # nothing left for the playout
-        res = subprocess.run(
-            _cli("submit", str(yml), "--inbox", str(inbox), "--name", "after"),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert res.returncode == 0, res.stderr
+        _submit(yml, inbox, "after")
         _wait_for(lambda: (spool / "after" / "manifest.json").is_file(), what="the render in the spool")
     finally:
         assert _stop(proc) == 143
