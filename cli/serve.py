@@ -53,6 +53,7 @@ def serve_cmd(
     warm: list[Path] = typer.Option(
         [],
         "--warm",
+        metavar="SPEC",
         help="A segment.yaml whose scene to warm at launch (its first seconds rendered and "
         "thrown away), so that the first submission over that scene airs as fast as the next "
         "ones; repeatable. Say the channel's filler spec.",
