@@ -29,15 +29,27 @@ PRIMING_SAMPLES = 1024
 
 
 def background_priority(pid: int = 0) -> None:
-    """Lower the CPU priority of process ``pid`` (0: the calling thread, on Linux) to nice 10:
-    work that must finish, but after what the first media segments wait for. Best effort."""
+    """Lower the CPU priority of process ``pid`` (0: the calling thread) to nice 10: work that
+    must finish, but after what the first media segments wait for. Best effort.
+
+    On Linux nice is a thread's: every thread the process has now is lowered (ffmpeg 7 encodes
+    in a thread of its own, which a call on the pid alone would leave as it was).
+    """
     try:
         if pid == 0:
             if sys.platform != "linux":  # elsewhere a thread id is no process id
                 return
-            pid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, pid, max(10, os.getpriority(os.PRIO_PROCESS, pid)))
-    except (OSError, AttributeError):
+            ids = [threading.get_native_id()]
+        elif sys.platform == "linux":
+            ids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        else:
+            ids = [pid]  # the whole process
+        for tid in ids:
+            try:
+                os.setpriority(os.PRIO_PROCESS, tid, max(10, os.getpriority(os.PRIO_PROCESS, tid)))
+            except OSError:
+                pass  # ended meanwhile
+    except (OSError, AttributeError, ValueError):
         pass
 
 

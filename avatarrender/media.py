@@ -185,7 +185,7 @@ def check_audio_decodes(path: str | Path) -> None:
     read_audio(path, sample_rate_hz=AUDIO_RATE_HZ)
 
 
-# Files read_audio decoded lately, by (path, inode, size, mtime, rate), least recently used out
+# Files read_audio decoded lately, by (path, inode, size, mtime, ctime, rate), least recently used out
 # first: a render checks its speech then analyses it (one decode), and a long-running process (the
 # render service) decodes a channel's TV clips once, not for every submission (0.045 s each, on
 # the way to the first media segment's audio). Bounded in bytes; a longer file is not kept.
@@ -204,7 +204,15 @@ def read_audio(path: str | Path, *, sample_rate_hz: int) -> np.ndarray:
     path = Path(path)
     try:
         st = os.stat(path)
-        ident = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, sample_rate_hz)
+        # ctime too: a file rewritten in place with its mtime kept (cp -p, rsync -t) is new
+        ident = (
+            os.path.realpath(path),
+            st.st_ino,
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+            sample_rate_hz,
+        )
     except OSError:
         ident = None
     kept = _AUDIO_CACHE.get(ident) if ident is not None else None

@@ -57,7 +57,7 @@ class ChunkPlan:
 def plan_chunks(
     spec: Spec,
     *,
-    chunk_segments: int = DEFAULT_CHUNK_SEGMENTS,
+    chunk_segments: int | None = None,
     ramp: bool = True,
     lead_frames: int | None = None,
 ) -> ChunkPlan:
@@ -68,13 +68,15 @@ def plan_chunks(
     is published early for render-ahead streaming, and the last ``TAIL_SINGLE_SEGMENTS`` are
     chunks of one so that the workers finish together; the output does not depend on chunking.
 
+    ``chunk_segments`` None: :data:`DEFAULT_CHUNK_SEGMENTS`, or 1 with a lead (below).
+
     ``lead_frames`` (fewer than a segment's frames) splits the first media segment in two:
     ``lead_frames`` frames, then the rest, so that every later boundary stays where it was; the
     two are chunks of their own, rendered side by side. A live channel can air a short first
     media segment (two LL-HLS parts, say) a fraction of a second after the render starts,
     instead of waiting for a whole segment to be encoded, and the rest is ready when it is due.
     """
-    if chunk_segments < 1:
+    if chunk_segments is not None and chunk_segments < 1:
         raise ValueError("chunk_segments must be at least 1")
     per = spec.output.frames_per_segment
     n = spec.frame_count
@@ -95,12 +97,15 @@ def plan_chunks(
         # new programs ("media segment 2 not rendered in time"). The halves cost a keyframe each.
         halves = []
         for f in seg_frames[2 : 2 + LEAD_HALVED_SEGMENTS]:
-            halves += [f // 2, f - f // 2] if f > 1 else [f]
+            halves += [f // 2, f - f // 2] if f == per else [f]  # a short last one stays whole
         seg_frames[2 : 2 + LEAD_HALVED_SEGMENTS] = halves
-        chunk_segments = 1
+        if chunk_segments is None:
+            chunk_segments = 1
+    if chunk_segments is None:
+        chunk_segments = DEFAULT_CHUNK_SEGMENTS
     sizes = [min(1, chunk_segments), min(2, chunk_segments)] if ramp else []
     if split and ramp:
-        sizes = [1]  # every media segment a chunk of its own (above)
+        sizes = [1] * (2 + 2 * LEAD_HALVED_SEGMENTS)  # the lead, the rest and the halves alone
     tail = len(seg_frames) - (TAIL_SINGLE_SEGMENTS if ramp else 0)
     starts, first = [], 0
     while first < len(seg_frames):

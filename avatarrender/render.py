@@ -349,7 +349,7 @@ def render(
     out_dir: str | Path,
     *,
     jobs: int | None = None,
-    chunk_segments: int = DEFAULT_CHUNK_SEGMENTS,
+    chunk_segments: int | None = None,
     threads: int | None = None,
     hidden_partial: bool = False,
     force: bool = False,
@@ -365,8 +365,10 @@ def render(
     jobs : int, optional
         Parallel chunk workers (joblib). Default: the number of cores. Under an active
         ``joblib.parallel_config(backend="dask")`` the chunks run on the cluster.
-    chunk_segments : int
-        Media segments per chunk.
+    chunk_segments : int, optional
+        Media segments per chunk (default :data:`~avatarrender.plan.DEFAULT_CHUNK_SEGMENTS`;
+        with ``lead_frames`` 1: such a render airs while it renders, and a chunk is published
+        whole).
     threads : int, optional
         x264 threads per encoder (default 1; the bitstream depends on it, the worker count not).
     hidden_partial : bool
@@ -397,6 +399,8 @@ def render(
             if progress:
                 progress(spec.frame_count, spec.frame_count)
             return {**old.to_json(), "up_to_date": True}
+        if chunk_segments is None:  # aired while it renders: every media segment published alone
+            chunk_segments = 1 if lead_frames else DEFAULT_CHUNK_SEGMENTS
         plan = plan_chunks(spec, chunk_segments=chunk_segments, lead_frames=lead_frames)
         stale = read_manifest(partial)
         planned = plan.segment_frames()

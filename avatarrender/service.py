@@ -51,6 +51,8 @@ __all__ = ["RenderService", "Submission", "submit", "STATUS_NAME"]
 log = logging.getLogger("avatarrender.service")
 
 STATUS_NAME = ".status.json"
+_WARM_PREFIX = ".warm-up-"  # + host-pid: the scene warm-ups' folders in the spool
+_HOST = re.sub(r"[^A-Za-z0-9.-]", "_", os.uname().nodename if hasattr(os, "uname") else "host")
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SUFFIXES = (".submit", ".yaml", ".yml")
 
@@ -278,10 +280,8 @@ class RenderService:
         from .render import DEFAULT_X264_THREADS, _ready
         from .spec import OutputModel, _output
 
-        from .spec import load_spec
-
         t0 = time.perf_counter()
-        scenes = [(path, load_spec(path, overrides=self.overrides or None)) for path in self.warm]
+        scenes = self._check_warm()
         out = _output(OutputModel(**self.overrides), self.inbox)
         options = x264_options(out, threads=DEFAULT_X264_THREADS)
         with self._parallel_config():
@@ -293,6 +293,31 @@ class RenderService:
         log.info("%d workers warm in %.2f s", self.jobs, time.perf_counter() - t0)
         for path, spec in scenes:
             self.warm_scene(spec, path)
+
+    def _check_warm(self) -> list[tuple[Path, Any]]:
+        """The ``warm`` specs loaded (checked); the first bad one raises its SpecError."""
+        from .spec import load_spec
+
+        if not hasattr(self, "_warm_specs"):
+            self._warm_specs = [
+                (path, load_spec(path, overrides=self.overrides or None)) for path in self.warm
+            ]
+        return self._warm_specs
+
+    def _clear_stale_warm_ups(self) -> None:
+        """Remove warm-up folders this host's earlier services left (killed mid warm-up)."""
+        import shutil
+
+        try:
+            entries = list(os.scandir(self.spool))
+        except FileNotFoundError:
+            return
+        for e in entries:
+            if not e.name.startswith(f"{_WARM_PREFIX}{_HOST}-"):
+                continue
+            pid = e.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+                shutil.rmtree(e.path, ignore_errors=True)
 
     def warm_scene(self, spec: Any, path: Path) -> None:
         """Render the first :attr:`WARM_S` seconds of ``spec`` (read from ``path``) as a submission would
@@ -308,13 +333,17 @@ class RenderService:
 
         from .render import render
 
+        import warnings
+
+        from .align import LipsyncWarning
+
         t0 = time.perf_counter()
-        n = min(spec.frame_count, int(self.WARM_S * spec.output.fps))
-        short = dataclasses.replace(spec, duration_s=Fraction(n) / spec.output.fps, frame_count=n)
-        where = self.spool / f".warm-up-{os.getpid()}"  # hidden, no .partial: not a spool item
+        where = self.spool / f"{_WARM_PREFIX}{_HOST}-{os.getpid()}"  # hidden, no .partial: not a spool item
         try:
-            with self._parallel_config():
-                render(short, where / "scene", jobs=self.jobs, lead_frames=self.lead_frames)
+            with self._parallel_config(), warnings.catch_warnings():
+                # a cut of a segment: its speech and words need not agree; nothing of it airs
+                warnings.simplefilter("ignore", LipsyncWarning)
+                render(spec.cut(self.WARM_S), where / "scene", jobs=self.jobs, lead_frames=self.lead_frames)
         finally:
             shutil.rmtree(where, ignore_errors=True)
         log.info("scene of %s warm in %.2f s", path, time.perf_counter() - t0)
@@ -450,8 +479,10 @@ class RenderService:
     def run(self, stop: threading.Event | None = None) -> None:
         """Warm up, then render submissions as they arrive until ``stop`` is set."""
         stop = stop or threading.Event()
+        self._check_warm()  # a bad warm spec: refused before anything is made or started
         self.inbox.mkdir(parents=True, exist_ok=True)
         self.spool.mkdir(parents=True, exist_ok=True)
+        self._clear_stale_warm_ups()
         client = None
         if self.scheduler:
             from dask.distributed import Client

@@ -529,6 +529,30 @@ class Spec:
             warnings=(),
         )
 
+    def cut(self, duration_s: float) -> Spec:
+        """The first ``duration_s`` of this segment (the render service's warm-up): the cues
+        that start in it, with their layouts; speech and clips are cut by the render itself.
+
+        Parameters
+        ----------
+        duration_s : float
+            Length wanted, s; rounded to whole frames, at most the segment's.
+        """
+        n = min(self.frame_count, frames_in(duration_s, self.output.fps))
+        end_s = Fraction(n) / self.output.fps
+        keep = [i for i, c in enumerate(self.cues) if c.start_s < end_s]
+        captions = self.captions
+        if captions is not None and captions.layouts:
+            captions = dataclasses.replace(captions, layouts=tuple(captions.layouts[i] for i in keep))
+        return dataclasses.replace(
+            self,
+            duration_s=end_s,
+            frame_count=n,
+            cues=tuple(self.cues[i] for i in keep),
+            captions=captions,
+            warnings=(),
+        )
+
     def with_output(self, **overrides: Any) -> Spec:
         """A copy with output settings replaced (for tests and benchmarks: a small render); the
         captions are laid out again for the new frame size.

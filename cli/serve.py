@@ -36,7 +36,11 @@ def serve_cmd(
     ),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Workers (default: cores)."),
     chunk_segments: Optional[int] = typer.Option(
-        None, "--chunk-segments", min=1, help="Media segments per chunk."
+        None,
+        "--chunk-segments",
+        min=1,
+        help="Media segments per chunk (default 1, or 2 with --lead-frames 0): a render airs while "
+        "it renders, and a chunk is published whole.",
     ),
     preset: Optional[str] = typer.Option(None, "--preset", help="Output preset for every submission."),
     scheduler: Optional[str] = typer.Option(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import signal
@@ -365,6 +367,11 @@ def test_lead_frames_split_only_the_first_media_segments(long_segment, reference
     # every media segment a chunk of its own: none waits for a later frame of its chunk
     assert all(len(c.segment_frames) == 1 for c in plan.chunks)
     assert sum(c.frame_count for c in plan.chunks) == spec.frame_count
+    # a chosen chunk size holds after the halves; a short last segment is never halved
+    sized = plan_chunks(spec, lead_frames=8, chunk_segments=3)
+    assert [len(c.segment_frames) for c in sized.chunks][: 2 + 2 * H + 1] == [1] * (2 + 2 * H) + [3]
+    short = dataclasses.replace(spec, frame_count=plain[0] + 5)
+    assert plan_chunks(short, lead_frames=8).segment_frames() == [8, plain[0] - 8, 5]
     out = tmp_path / "out"
     man = render(spec, out, jobs=2, lead_frames=8)
     assert [s["frames"] for s in man["segments"]] == plan.segment_frames()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import threading
 import time
 from fractions import Fraction
@@ -305,11 +306,16 @@ def test_audio_encoder_goes_to_the_background_after_the_urgent_seconds(tmp_path)
     encode_aac(y, urgent, bitrate_kbps=96, urgent_s=2.0)
     assert plain.read_bytes() == urgent.read_bytes() and AdtsStream.read(urgent).frame_count > 280
 
-    child = subprocess.Popen(["sleep", "5"])
+    # a process with threads (ffmpeg 7 encodes in one of its own): every thread is lowered
+    code = "import threading, time; threading.Thread(target=time.sleep, args=(5,)).start(); print(1, flush=True); time.sleep(5)"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
     try:
+        assert child.stdout.readline().strip() == b"1"
+        tids = [int(t) for t in os.listdir(f"/proc/{child.pid}/task")]
+        assert len(tids) >= 2
         base = os.getpriority(os.PRIO_PROCESS, child.pid)
         background_priority(child.pid)
-        assert os.getpriority(os.PRIO_PROCESS, child.pid) == max(10, base)
+        assert [os.getpriority(os.PRIO_PROCESS, t) for t in tids] == [max(10, base)] * len(tids)
     finally:
         child.kill()
         child.wait()

@@ -130,10 +130,17 @@ def test_service_warms_a_scene_at_launch_out_of_the_playouts_sight(tmp_path):
     )
     assert res.returncode == 2, res.stderr
     assert "bad.yaml" in res.stderr and "duration_s" in res.stderr, res.stderr
-    assert not spool.exists() or not os.listdir(spool)
+    assert not spool.exists()  # refused before anything was made
     # a good one: its first seconds are rendered where the playout does not look (a hidden
     # folder without .partial, see engine._poll_spool), then thrown away
     yml = make_tiny_segment(tmp_path / "seg")
+    from avatarrender.service import _HOST
+
+    spool.mkdir()
+    stale = spool / f".warm-up-{_HOST}-999999999"  # left by a service killed mid warm-up
+    (stale / "scene.partial").mkdir(parents=True)
+    alive = spool / f".warm-up-{_HOST}-{os.getpid()}"  # a live process's (this test's): kept
+    alive.mkdir()
     proc = _serve(inbox, spool, "--warm", str(yml))
     seen: set[str] = set()
     try:
@@ -145,9 +152,11 @@ def test_service_warms_a_scene_at_launch_out_of_the_playouts_sight(tmp_path):
             return "watching" in log.read_text()
 
         _wait_for(up, what="the service to watch its inbox")
-        assert f"scene of {yml} warm" in log.read_text()
+        text = log.read_text()
+        assert f"scene of {yml} warm" in text and "warning" not in text, text  # a cut: quiet
         assert seen and all(n.startswith(".warm-up-") and not n.endswith(".partial") for n in seen), seen
-        assert os.listdir(spool) == []  # nothing left for the playout
+        assert os.listdir(spool) == [alive.name]  # nothing left for the playout, nor stale
+        alive.rmdir()
         _submit(yml, inbox, "after")
         _wait_for(lambda: (spool / "after" / "manifest.json").is_file(), what="the render in the spool")
     finally:

@@ -3,6 +3,8 @@ or parsed again downstream, and every check a render makes (``validate`` is load
 
 from __future__ import annotations
 
+import os
+
 import dataclasses
 import sys
 from pathlib import Path
@@ -235,6 +237,12 @@ def test_checked_speech_is_handed_to_the_next_read_once(tmp_path: Path):
         assert decoded == [] and b.shape == (4800,) and abs(float(b[0]) + 0.5) < 1e-3
         sf.write(path, np.linspace(-0.5, 0.5, 9600, dtype=np.float32), 48000)  # changed
         assert media.read_audio(path, sample_rate_hz=48000).shape == (9600,) and decoded == [path]
+        # rewritten in place, same size, mtime put back (cp -p, rsync -t): decoded afresh
+        st = path.stat()
+        sf.write(path, np.linspace(0.25, 0.25, 9600, dtype=np.float32), 48000)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert path.stat().st_size == st.st_size
+        assert abs(float(media.read_audio(path, sample_rate_hz=48000)[0]) - 0.25) < 1e-3
         media._KEEP_AUDIO_BYTES = 3 * 9600 * 4
         for i in range(4):
             sf.write(tmp_path / f"o{i}.wav", np.zeros(9600, dtype=np.float32), 48000)

@@ -336,7 +336,8 @@ class Scheduler:
         self.filler_durations_s = [Fraction(d) for d in filler_durations_s]
         self.max_late_s = Fraction(max_late_s)
         self.min_start_s = Fraction(min_start_s)
-        self.max_hold_s = max(self.min_start_s, Fraction(max_hold_s))
+        # never so long that waiting for it would skip the program (see the start rule)
+        self.max_hold_s = max(self.min_start_s, min(Fraction(max_hold_s), self.max_late_s / 2))
         self.hold_s = self.min_start_s  # what an entry still rendering must have out to start
         self.current_rendering = False  # the current entry started before its render completed
         self.current_late = False  # and a media segment of it came late
@@ -485,7 +486,10 @@ class Scheduler:
                 self._pop_due(key, dropped_at_s=slot_s)
                 self.aired.append({"key": key, "event": "skipped", "at_s": slot_s})
                 continue
-            if av.durations_s and (av.complete or sum(av.durations_s) >= self.hold_s):
+            # the hold, unless waiting for it would take the program past max_late_s: then the
+            # least (a skipped program never airs whole to bring the hold down again)
+            hold = self.hold_s if late_s + self.hold_s < self.max_late_s else self.min_start_s
+            if av.durations_s and (av.complete or sum(av.durations_s) >= hold):
                 bad = next((why for i in range(len(av.durations_s)) if (why := catalog.verify(key, i))), None)
                 if bad:
                     self._log("error", f"{key}: refused: {bad}")
@@ -602,7 +606,10 @@ class Scheduler:
         self.filler_index = int(d.get("filler_index", 0)) % len(self.filler_durations_s)
         la = d.get("last_aired")
         self.last_aired = (str(la[0]), int(la[1])) if la else None
-        hold = Fraction(d.get("hold_s", self.min_start_s))
+        try:
+            hold = Fraction(d.get("hold_s", self.min_start_s))
+        except (TypeError, ValueError, ZeroDivisionError):
+            hold = self.min_start_s  # an unreadable figure: start again from the least
         self.hold_s = min(self.max_hold_s, max(self.min_start_s, hold))
         self.current_rendering = bool(d.get("current_rendering", False))
         self.current_late = bool(d.get("current_late", False))
