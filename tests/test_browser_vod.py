@@ -8,21 +8,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, FLAGS
 
 ROOT = Path(__file__).resolve().parent.parent
 HLS_JS = ROOT / "avatarrender" / "playout" / "web" / "vendor" / "hls.min.js"
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
 
 PAGE = """<!doctype html><html><body><video id=v muted autoplay playsinline></video>
 <script src="hls.min.js"></script><script>

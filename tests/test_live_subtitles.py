@@ -22,6 +22,7 @@ from conftest import make_tiny_segment
 from playout_check import check_transition, parse_live
 from test_sound import CEILING_DBTP, TARGET_LUFS, ebur128
 from test_playout_engine import T0, at
+from browser import CHROMIUM, FLAGS
 
 CAPTIONS = {
     "a": [
@@ -162,18 +163,6 @@ entries:
 
 # ------------------------------------------------------------------ hls.js in chromium, live
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
 
 LIVE_PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body>
 <video id=v muted autoplay playsinline></video>

@@ -21,21 +21,10 @@ from avatarrender.subtitles import TS_START_90K, escape, vtt_segment
 
 from conftest import make_tiny_segment
 from media_check import parse_playlist
+from browser import CHROMIUM, FLAGS
 
 ROOT = Path(__file__).resolve().parent.parent
 HLS_JS = ROOT / "avatarrender" / "playout" / "web" / "vendor" / "hls.min.js"
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
 
 CUES = [
     {"text": "Fish & chips <b>not a tag</b> --> not an arrow", "start_s": 0.5, "end_s": 1.6},
