@@ -60,7 +60,14 @@ def build_scene(spec: Spec, path: Path) -> None:
 
 
 def compose_frames(spec: Spec, timeline: Timeline, scene: Scene) -> Any:
-    """Yield each frame's flat yuv420p buffer (one reused buffer: consume before the next)."""
+    """Yield each frame as (flat yuv420p buffer, same_as_previous).
+
+    The buffer is reused: consume it before the next. ``same_as_previous`` is True when the
+    frame is, sample for sample, the one yielded before: nothing that can differ was redrawn
+    (the same (mouth, eyes, caption) state, and the TV off in both frames or showing the same
+    clip frame again). Known from the timeline, so it costs nothing per frame; a byte compare of
+    two 1080p frames would cost about a millisecond, and would need a copy of the previous one.
+    """
     tv = spec.tv
     reader = None
     if tv and tv.clips:
@@ -69,15 +76,34 @@ def compose_frames(spec: Spec, timeline: Timeline, scene: Scene) -> Any:
     buf = Frame.empty(spec.output.width, spec.output.height)
     fresh, screen_dirty = True, False  # one buffer, refreshed where frames can differ
     clips = reader.frames(timeline.tv_clip, timeline.tv_time_s) if reader else None
+    half_step_s = 0.5 / float(spec.output.fps)
+    prev_state = None
     try:
         for i in range(timeline.frame_count):
             state = timeline.state_key(i)
             planes = next(clips) if clips is not None else None
-            yield scene.compose(buf, state, planes, fresh=fresh, screen_dirty=screen_dirty).data
-            fresh, screen_dirty = False, planes is not None
+            same = not fresh and state == prev_state
+            if planes is not None:
+                # the reader holds the clip frame it gave last (the clip's rate below ours)
+                same = same and screen_dirty and _same_clip_frame(timeline, i, half_step_s)
+            else:
+                same = same and not screen_dirty
+            if not same:
+                scene.compose(buf, state, planes, fresh=fresh, screen_dirty=screen_dirty)
+            yield buf.data, same
+            fresh, screen_dirty, prev_state = False, planes is not None, state
     finally:
         if clips is not None:
             clips.close()
+
+
+def _same_clip_frame(tl: Timeline, i: int, half_step_s: float) -> bool:
+    """Frame ``i`` shows the clip frame frame ``i - 1`` showed (as :class:`TVReader` holds it)."""
+    return (
+        i > 0
+        and tl.tv_clip[i] == tl.tv_clip[i - 1] >= 0
+        and abs(float(tl.tv_time_s[i]) - float(tl.tv_time_s[i - 1])) < half_step_s
+    )
 
 
 def slice_timeline(tl: Timeline, a: int, b: int) -> Timeline:
@@ -103,6 +129,6 @@ def preview_frame(spec: Spec, at_s: float) -> np.ndarray:
     timeline = analyse(spec, segment_audio(spec))
     scene = Scene(spec)
     one = slice_timeline(timeline, n, n + 1)
-    data = next(iter(compose_frames(spec, one, scene)))
+    data, _ = next(iter(compose_frames(spec, one, scene)))
     frame = Frame.wrap(np.array(data), spec.output.width, spec.output.height)
     return frame.to_rgb()

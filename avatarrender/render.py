@@ -90,8 +90,8 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         with ChunkEncoder(
             spec.output, segments, audio=AudioSource(Path(task.audio_path)), threads=task.threads
         ) as enc:
-            for data in compose_frames(spec, task.timeline, scene):
-                enc.write(data)
+            for data, same in compose_frames(spec, task.timeline, scene):
+                enc.write(data, same_as_previous=same)
             enc.finish()
         names = [f"seg_{chunk.first_segment + i:05d}.ts" for i in range(len(chunk.segment_frames))]
         missing = [n for n in names if not (tmp / n).is_file()]

@@ -146,7 +146,7 @@ def dump_frames(spec: Spec, raw: Path) -> None:
     timeline = analyse(spec, segment_audio(spec))
     scene = Scene(spec)
     with open(raw, "wb") as fh:
-        for data in compose_frames(spec, timeline, scene):
+        for data, _ in compose_frames(spec, timeline, scene):
             fh.write(memoryview(data))
 
 
