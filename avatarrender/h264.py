@@ -10,8 +10,10 @@ for sample. The slice costs a few bytes and no encoder time.
 
 x264's own picture parameter set is CABAC; an all-skip slice is simplest in CAVLC
 (``mb_skip_run`` = every macroblock), so the skip frame refers to a second PPS of ours (CAVLC,
-one reference, deblocking control present), sent with each skip frame (repeating a parameter
-set is allowed; 7.4.1.2.1).
+one reference, deblocking control present). It goes into the IDR access unit, before x264's
+PPS: a player can only start a media segment at its IDR, so it knows the PPS before any skip
+frame; hls.js writes the last PPS it demuxed into its init segment's avcC (and keeps every
+in-band one in the samples), which is then x264's, the one most frames use.
 
 The skip frame is a reference frame (``nal_ref_idc`` 2, like x264's P frames): x264 writes
 ``pic_order_cnt_type`` 2 when it makes no B-frames, where output order follows ``frame_num`` and
@@ -32,6 +34,7 @@ __all__ = [
     "nal_units",
     "read_seq_params",
     "skip_frame",
+    "with_skip_pps",
     "renumber_frame",
     "frame_num_of",
 ]
@@ -239,8 +242,18 @@ def skip_slice(sp: SeqParams, frame_num: int) -> bytes:
 
 
 def skip_frame(sp: SeqParams, frame_num: int) -> bytes:
-    """An access unit (Annex B) that decodes to a copy of the previous frame."""
-    return skip_pps(sp) + skip_slice(sp, frame_num)
+    """An access unit (Annex B) that decodes to a copy of the previous frame (its PPS is in
+    the IDR access unit: :func:`with_skip_pps`)."""
+    return skip_slice(sp, frame_num)
+
+
+def with_skip_pps(idr_access_unit: bytes, sp: SeqParams) -> bytes:
+    """x264's IDR access unit with our PPS put before x264's."""
+    for s, _ in nal_units(idr_access_unit):
+        if idr_access_unit[s] & 0x1F == NAL_PPS:
+            at = s - 4 if idr_access_unit[max(0, s - 4) : s] == _START else s - 3
+            return idr_access_unit[:at] + skip_pps(sp) + idr_access_unit[at:]
+    raise ValueError("the IDR access unit has no PPS")
 
 
 def _frame_num_field(rbsp_head: bytes, sp: SeqParams) -> int:

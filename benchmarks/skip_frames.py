@@ -43,7 +43,16 @@ def _cpu_s() -> float:
 
 
 def render(yml: Path, out: Path, jobs: int | None) -> dict:
-    cmd = [sys.executable, "-c", "from cli.main import main; main()", "render", str(yml), "-o", str(out), "-q"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from cli.main import main; main()",
+        "render",
+        str(yml),
+        "-o",
+        str(out),
+        "-q",
+    ]
     if jobs:
         cmd += ["-j", str(jobs)]
     t, cpu = time.perf_counter(), _cpu_s()
@@ -58,7 +67,20 @@ def decoded(folder: Path, size: int) -> tuple[list[bytes], list[str], int]:
     video_bytes = 0
     for seg in sorted(folder.glob("seg_*.ts")):
         run = subprocess.run(
-            [ffmpeg_exe(), "-v", "error", "-i", str(seg), "-map", "0:v", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-"],
+            [
+                ffmpeg_exe(),
+                "-v",
+                "error",
+                "-i",
+                str(seg),
+                "-map",
+                "0:v",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "yuv420p",
+                "-",
+            ],
             capture_output=True,
         )
         if run.returncode or run.stderr:
@@ -96,7 +118,7 @@ def main() -> None:
         work = Path(tmp)
         for scene_name in args.scenes.split(","):
             for case in args.cases.split(","):
-                base = scene_yaml(scene_name, args.seconds, tv=case == "tv", preset="1080p30", folder=work)
+                base = scene_yaml(scene_name, args.seconds, tv=case == "tv", preset="1080p30", folder=work / scene_name)
                 spec = load_spec(base)
                 timeline = analyse(spec, segment_audio(spec))
                 composed, same = [], []
@@ -126,7 +148,11 @@ def main() -> None:
                     if len(frames) != len(composed):
                         raise SystemExit(f"{len(frames)} frames decoded, {len(composed)} composed")
                     if skip:
-                        bad = [i for i in range(1, len(frames)) if same[i] and i % seg and frames[i] != frames[i - 1]]
+                        bad = [
+                            i
+                            for i in range(1, len(frames))
+                            if same[i] and i % seg and frames[i] != frames[i - 1]
+                        ]
                         if bad:
                             raise SystemExit(f"skip frames {bad[:5]} do not repeat the frame before")
                 if rows[True][1] != rows[False][1]:

@@ -293,7 +293,20 @@ def _yuv_frames(path: Path) -> tuple[list[bytes], list[int]]:
     """Each decoded frame's yuv420p bytes and pts, with the bundled ffmpeg (which must say nothing
     at ``-v error``: a decoder complaint fails the test)."""
     run = subprocess.run(
-        [ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-"],
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:v",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p",
+            "-",
+        ],
         capture_output=True,
         check=True,
     )
@@ -340,7 +353,8 @@ def test_identical_frames_become_skip_frames(tmp_path, threads):
 
     def encode(name: str, parts: list[list[int]], skip: bool) -> list[Path]:
         jobs = [
-            SegmentJob(tmp_path / f"{name}{k}.ts", len(p), Fraction(p[0], 30), None) for k, p in enumerate(parts)
+            SegmentJob(tmp_path / f"{name}{k}.ts", len(p), Fraction(p[0], 30), None)
+            for k, p in enumerate(parts)
         ]
         with ChunkEncoder(out, jobs, audio=audio, threads=threads) as enc:
             assert enc.skip_frames
@@ -370,7 +384,11 @@ def test_identical_frames_become_skip_frames(tmp_path, threads):
 def test_skip_frames_off(tmp_path):
     """``output.skip_identical_frames: false``: x264 gets every frame, as bare ffmpeg would."""
     yml = make_tiny_segment(
-        tmp_path / "seg", speech_s=4.0, width=64, height=36, extra={"output": {"skip_identical_frames": False}}
+        tmp_path / "seg",
+        speech_s=4.0,
+        width=64,
+        height=36,
+        extra={"output": {"skip_identical_frames": False}},
     )
     out = load_spec(yml).output
     assert not out.skip_identical_frames
@@ -378,7 +396,9 @@ def test_skip_frames_off(tmp_path):
     encode_aac(np.zeros(4800, np.float32), aac, bitrate_kbps=out.audio_bitrate_kbps)
     adts = AdtsStream.read(aac)
     audio = lambda j: ([adts.frame(0)], adts.pts_s(0))
-    with ChunkEncoder(out, [SegmentJob(tmp_path / "x.ts", 2, Fraction(0), None)], audio=audio, threads=1) as enc:
+    with ChunkEncoder(
+        out, [SegmentJob(tmp_path / "x.ts", 2, Fraction(0), None)], audio=audio, threads=1
+    ) as enc:
         assert not enc.skip_frames
         f = _frames(1, out.width, out.height)[0]
         enc.write(f)
