@@ -97,7 +97,8 @@ def compose_frames(spec: Spec, timeline: Timeline, scene: Scene) -> Any:
     """Yield each frame as (flat yuv420p buffer, same_as_previous).
 
     The buffer is reused: consume it before the next. ``same_as_previous``: the frame is the
-    one yielded before, sample for sample (:func:`repeated_frames`); it is not composed again.
+    one yielded before, sample for sample (:func:`repeated_frames`, or the TV reader gave the
+    same clip frame again); it is not composed again.
     """
     tv = spec.tv
     reader = None
@@ -112,6 +113,9 @@ def compose_frames(spec: Spec, timeline: Timeline, scene: Scene) -> Any:
         for i in range(timeline.frame_count):
             planes = next(clips) if clips is not None else None
             same = bool(repeats[i]) and not fresh
+            if planes is not None and not same and reader is not None and reader.repeated:
+                # the clip gave its frame again (a clip slower than the output), the state held
+                same = not fresh and screen_dirty and timeline.state_key(i) == timeline.state_key(i - 1)
             if not same:
                 scene.compose(buf, timeline.state_key(i), planes, fresh=fresh, screen_dirty=screen_dirty)
             yield buf.data, same

@@ -125,6 +125,7 @@ class TVReader:
         self._clip = -1
         self._reading = 0
         self._last_ok = False
+        self.repeated = False  # the frame last yielded is the one yielded before it
 
     def _decoded(self, clip: int, t_s: float, frames: int) -> Iterator[Any]:
         """The run's output frames: decoded from the keyframe before ``t_s``, frames before it
@@ -209,18 +210,27 @@ class TVReader:
             ) from None
         if frame is None:
             if self._last_ok:
-                return  # clip ended a frame early (rounding of its duration): hold the last frame
+                self.repeated = True  # clip ended a frame early (rounding of its duration):
+                return  # hold the last frame
             raise MediaError(
                 self.clip_paths[self._reading], self._field(), "the TV clip gave no frame to show"
             )
         w, h = self.w, self.h
         y, u, v = self._planes
-        for dst, plane, pw, ph in (
-            (y, frame.planes[0], w, h),
-            (u, frame.planes[1], w // 2, h // 2),
-            (v, frame.planes[2], w // 2, h // 2),
-        ):
-            dst[:] = np.frombuffer(plane, np.uint8).reshape(ph, plane.line_size)[:, :pw]
+        src = [
+            np.frombuffer(plane, np.uint8).reshape(ph, plane.line_size)[:, :pw]
+            for plane, pw, ph in (
+                (frame.planes[0], w, h),
+                (frame.planes[1], w // 2, h // 2),
+                (frame.planes[2], w // 2, h // 2),
+            )
+        ]
+        # A clip slower than the output: the fps filter gives its frame again (0.1 ms to tell
+        # at 720x404, where x264 would spend a frame's work on the repeat)
+        self.repeated = self._last_ok and all(np.array_equal(d, s) for d, s in zip((y, u, v), src))
+        if not self.repeated:
+            for dst, s in zip((y, u, v), src):
+                dst[:] = s
         self._last_ok = True
 
     def _start(self, clip: int, t_s: float, frames: int) -> None:
@@ -229,6 +239,7 @@ class TVReader:
 
     def frames(self, clip: np.ndarray, time_s: np.ndarray) -> Iterator[tuple[np.ndarray, ...] | None]:
         """For each frame: the clip's yuv planes (a reused buffer), or None when the TV is off.
+        After each, :attr:`repeated` says whether the planes are those yielded before, unchanged.
 
         Parameters
         ----------
@@ -250,7 +261,7 @@ class TVReader:
                 t = float(time_s[i])
                 t0 = time.perf_counter() if _profile.ENABLED else 0.0
                 if prev is not None and prev[0] == c and abs(t - prev[1]) < step / 2:
-                    pass  # hold: the same clip frame again
+                    self.repeated = True  # hold: the same clip frame again
                 elif prev is not None and prev[0] == c and abs(t - prev[1] - step) < step / 2:
                     self._read()
                 else:

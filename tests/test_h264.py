@@ -101,3 +101,35 @@ def test_skip_frame_bits():
     assert (r.ue(), r.ue(), r.ue(), r.u(4)) == (0, 5, 1, 5)
     assert (r.u(1), r.u(1), r.u(1), r.se(), r.ue(), r.ue()) == (0, 0, 0, 0, 1, 8160)
     assert r.u(1) == 1  # rbsp_stop_one_bit
+
+
+@pytest.mark.parametrize("clip_fps", [30, 12])
+def test_repeated_frames_are_the_composed_frame_before(tmp_path, clip_fps):
+    """The composer's repeat signal is exact: every frame it marks equals, byte for byte, the
+    frame it composed before (it is not composed again), and it marks frames in the speech and
+    while a clip slower than the output holds its frame."""
+    from avatarrender.analysis import analyse
+    from avatarrender.compose import compose_frames, repeated_frames
+    from avatarrender.scene import Scene
+
+    from conftest import make_clip
+
+    yml = make_tiny_segment(tmp_path / "seg", speech_s=4.0, width=160, height=90)
+    make_clip(tmp_path / "seg" / "assets" / "clip.mp4", duration_s=2.0, fps=clip_fps)
+    spec = load_spec(yml)
+    tl = analyse(spec)
+    marked = repeated_frames(spec, tl)  # from the timeline alone
+    on = tl.tv_clip >= 0
+    assert marked[~on].sum() > 20
+    scene = Scene(spec)
+    prev = None
+    same_on = 0
+    for i, (data, same) in enumerate(compose_frames(spec, tl, scene)):
+        frame = bytes(data)
+        assert same >= bool(marked[i])
+        if same:
+            assert frame == prev, f"frame {i} is marked as a repeat but differs"
+            same_on += bool(on[i])
+        prev = frame
+    if clip_fps < 30:
+        assert same_on > 10  # the clip's frame given again (and the state held)
