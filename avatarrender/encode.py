@@ -353,7 +353,7 @@ class ChunkEncoder:
     A frame written as ``same_as_previous`` (the composer knows nothing changed) does not go to
     x264 unless it starts a segment: it becomes an H.264 skip frame (:mod:`avatarrender.h264`),
     and x264's later frames in the segment are renumbered around it. x264 sees the changed
-    frames only, at their own times. Off with ``output.skip_identical_frames: false``, or when
+    frames only, one after another, at a CRF lowered for the repeats. Off with ``output.skip_identical_frames: false``, or when
     x264's settings make a stream where a skip frame would not fit (B-frames, more than one
     reference frame): then x264 encodes every frame.
 
@@ -508,7 +508,7 @@ class ChunkEncoder:
         sp = h264.read_seq_params(bytes(packets[0])) if packets else None
         why = sp.why_not_skippable() if sp else "the segment's first frame has no SPS and PPS"
         if why or len(packets) + len(self._skipped) != job.frames:
-            # the settings were checked when the encoder was made: this is a bug, not bad input
+            # the settings were checked when the first segment's encoder opened: a bug, not bad input
             raise FFmpegError(f"cannot write skip frames into {job.path.name}: {why or 'frames lost'}")
         assert sp is not None
         skipped = set(self._skipped)
