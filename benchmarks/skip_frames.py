@@ -118,7 +118,9 @@ def main() -> None:
         work = Path(tmp)
         for scene_name in args.scenes.split(","):
             for case in args.cases.split(","):
-                base = scene_yaml(scene_name, args.seconds, tv=case == "tv", preset="1080p30", folder=work / scene_name)
+                base = scene_yaml(
+                    scene_name, args.seconds, tv=case == "tv", preset="1080p30", folder=work / scene_name
+                )
                 spec = load_spec(base)
                 timeline = analyse(spec, segment_audio(spec))
                 composed, same = [], []

@@ -253,13 +253,7 @@ def test_limiter_filters_only_around_peaks_exactly_as_over_the_whole_signal():
     sr = 48000
     rng = np.random.default_rng(7)
     peak = np.abs(rng.normal(0.0, 0.1, 20 * sr))
-    for at, n, k in [
-        (0, 3, 9.0),
-        (2 * sr, 400, 8.0),
-        (2 * sr + 4000, 50, 7.0),
-        (11 * sr, sr, 6.0),
-        (-2, 2, 9.0),
-    ]:
+    for at, n, k in [(0, 3, 9.0), (2 * sr, 400, 8.0), (2 * sr + 4000, 50, 7.0), (11 * sr, sr, 6.0), (-2, 2, 9.0)]:
         peak[at : at + n if at + n else None] *= k
     ceiling = 0.5
     need = np.minimum(1.0, ceiling / np.maximum(peak, 1e-12))
