@@ -22,7 +22,7 @@ from .encode import TVReader
 from .scene import Frame, Scene
 from .spec import Spec
 
-__all__ = ["compose_frames", "preview_frame", "scene_for", "build_scene", "slice_timeline"]
+__all__ = ["compose_frames", "repeated_frames", "preview_frame", "scene_for", "build_scene", "slice_timeline"]
 
 _SCENES: dict[str, Scene] = {}
 
@@ -59,8 +59,47 @@ def build_scene(spec: Spec, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def repeated_frames(spec: Spec, timeline: Timeline) -> np.ndarray:
+    """Which frames repeat the frame before them, sample for sample, as composed.
+
+    A frame repeats the one before when nothing that can differ was redrawn: the same (mouth,
+    eyes, caption) state, and the TV off in both frames or showing the same clip frame again
+    (:class:`~avatarrender.encode.TVReader` holds a clip frame while the time in the clip moves
+    less than half a frame: a clip slower than the output). Known from the timeline, so free;
+    comparing two 1080p frames byte for byte would cost about a millisecond a frame and a copy
+    of the previous one.
+
+    Returns
+    -------
+    np.ndarray [shape=(n,), dtype=bool]  False for the first frame
+    """
+    tl = timeline
+    out = np.zeros(tl.frame_count, dtype=bool)
+    if tl.frame_count < 2:
+        return out
+    same = (
+        (tl.mouth[1:] == tl.mouth[:-1]) & (tl.eyes[1:] == tl.eyes[:-1]) & (tl.caption[1:] == tl.caption[:-1])
+    )
+    if spec.tv and spec.tv.clips:
+        clip, t = tl.tv_clip, tl.tv_time_s
+        off = (clip[1:] < 0) & (clip[:-1] < 0)
+        held = (
+            (clip[1:] >= 0)
+            & (clip[1:] == clip[:-1])
+            & (np.abs(t[1:] - t[:-1]) < 0.5 / float(spec.output.fps))
+        )
+        same &= off | held
+    out[1:] = same
+    return out
+
+
 def compose_frames(spec: Spec, timeline: Timeline, scene: Scene) -> Any:
-    """Yield each frame's flat yuv420p buffer (one reused buffer: consume before the next)."""
+    """Yield each frame as (flat yuv420p buffer, same_as_previous).
+
+    The buffer is reused: consume it before the next. ``same_as_previous``: the frame is the
+    one yielded before, sample for sample (:func:`repeated_frames`, or the TV reader gave the
+    same clip frame again); it is not composed again.
+    """
     tv = spec.tv
     reader = None
     if tv and tv.clips:
@@ -69,11 +108,17 @@ def compose_frames(spec: Spec, timeline: Timeline, scene: Scene) -> Any:
     buf = Frame.empty(spec.output.width, spec.output.height)
     fresh, screen_dirty = True, False  # one buffer, refreshed where frames can differ
     clips = reader.frames(timeline.tv_clip, timeline.tv_time_s) if reader else None
+    repeats = repeated_frames(spec, timeline)
     try:
         for i in range(timeline.frame_count):
-            state = timeline.state_key(i)
             planes = next(clips) if clips is not None else None
-            yield scene.compose(buf, state, planes, fresh=fresh, screen_dirty=screen_dirty).data
+            same = bool(repeats[i]) and not fresh
+            if planes is not None and not same and reader is not None and reader.repeated:
+                # the clip gave its frame again (a clip slower than the output), the state held
+                same = not fresh and screen_dirty and timeline.state_key(i) == timeline.state_key(i - 1)
+            if not same:
+                scene.compose(buf, timeline.state_key(i), planes, fresh=fresh, screen_dirty=screen_dirty)
+            yield buf.data, same
             fresh, screen_dirty = False, planes is not None
     finally:
         if clips is not None:
@@ -103,6 +148,6 @@ def preview_frame(spec: Spec, at_s: float) -> np.ndarray:
     timeline = analyse(spec, segment_audio(spec))
     scene = Scene(spec)
     one = slice_timeline(timeline, n, n + 1)
-    data = next(iter(compose_frames(spec, one, scene)))
+    data, _ = next(iter(compose_frames(spec, one, scene)))
     frame = Frame.wrap(np.array(data), spec.output.width, spec.output.height)
     return frame.to_rgb()

@@ -29,7 +29,7 @@ from . import _profile, interrupt
 from .analysis import Timeline, analyse, segment_audio
 from .audiotrack import AudioSource, encode_track, failed_path
 from .audio import background_priority
-from .compose import build_scene, compose_frames, scene_for, slice_timeline
+from .compose import build_scene, compose_frames, repeated_frames, scene_for, slice_timeline
 from .encode import ChunkEncoder, SegmentJob
 from .errors import AvatarRenderError, DiskFullError, FFmpegError, OutputError, RenderLockedError
 from .loudness import add_true_peaks, normalise
@@ -81,19 +81,28 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
             _profile.add("scene_load", started)
         segments = []
         frame_index = chunk.frame_start
+        repeats = repeated_frames(spec, task.timeline)  # the chunk's frames
         for i, n in enumerate(chunk.segment_frames):
             s0 = Fraction(frame_index) / fps
             s1 = None if (last and i == len(chunk.segment_frames) - 1) else Fraction(frame_index + n) / fps
+            at = frame_index - chunk.frame_start
             segments.append(
-                SegmentJob(path=tmp / f"seg_{chunk.first_segment + i:05d}.ts", frames=n, start_s=s0, end_s=s1)
+                SegmentJob(
+                    path=tmp / f"seg_{chunk.first_segment + i:05d}.ts",
+                    frames=n,
+                    start_s=s0,
+                    end_s=s1,
+                    repeats=int(repeats[at + 1 : at + n].sum()),  # a segment starts with an IDR
+                )
             )
             frame_index += n
         with ChunkEncoder(
             spec.output, segments, audio=AudioSource(Path(task.audio_path)), threads=task.threads
         ) as enc:
-            for data in compose_frames(spec, task.timeline, scene):
-                enc.write(data)
+            for data, same in compose_frames(spec, task.timeline, scene):
+                enc.write(data, same_as_previous=same)
             enc.finish()
+        skipped = enc.skipped_count
         names = [f"seg_{chunk.first_segment + i:05d}.ts" for i in range(len(chunk.segment_frames))]
         missing = [n for n in names if not (tmp / n).is_file()]
         if missing:
@@ -105,6 +114,7 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
             "segments": [{"uri": n, "frames": f} for n, f in zip(names, chunk.segment_frames)],
             "seconds": time.perf_counter() - started,
             "pid": os.getpid(),
+            "skipped_frames": skipped,  # written as skip frames, not by x264
             "started_at": started_at,
             **(
                 {
@@ -470,7 +480,7 @@ def render(
         first_segment_s: float | None = None
         profiles: list[dict[str, Any]] = []
         attempts = 0
-        rendered = reused = 0
+        rendered = reused = skipped = 0
         while tasks:
             attempts += 1
             try:
@@ -488,6 +498,7 @@ def render(
                         profiles.append({**result, "published_at": time.time()})
                     reused += bool(result.get("reused"))
                     rendered += not result.get("reused")
+                    skipped += result.get("skipped_frames", 0)
                     frames_done += task.chunk.frame_count
                     if first_segment_s is None:
                         first_segment_s = time.perf_counter() - started
@@ -523,6 +534,7 @@ def render(
             "x264_threads": threads,
             "chunks": len(plan.chunks),
             "chunks_rendered": rendered,
+            "skipped_frames": skipped,  # repeats of the frame before, written as skip frames
             "chunks_reused": reused + len(plan.chunks) - len(todo),
             "attempts": attempts,
             "finished_at": utc_now_iso(),

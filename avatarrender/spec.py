@@ -79,6 +79,8 @@ class OutputModel(_Model):
     audio_bitrate_kbps: int | None = Field(None, ge=32, le=512)
     loudness_lufs: float | None = Field(None, ge=-70, le=0)  # EBU R 128 integrated target
     true_peak_dbtp: float | None = Field(None, ge=-20, le=0)  # true-peak ceiling
+    # frames identical to the previous one written as H.264 skip frames, not by x264
+    skip_identical_frames: bool | None = None
 
 
 class LayerModel(_Model):
@@ -231,6 +233,9 @@ class OutputSettings:
     audio_bitrate_kbps: int
     loudness_lufs: float = -16.0
     true_peak_dbtp: float = -1.5
+    # A frame identical to the previous one is written as an all-P_Skip H.264 frame instead of
+    # going through x264 (avatarrender.h264); off: x264 encodes every frame.
+    skip_identical_frames: bool = True
 
     @property
     def frames_per_segment(self) -> int:
@@ -1134,6 +1139,7 @@ def _output(model: OutputModel, source: Path) -> OutputSettings:
         audio_bitrate_kbps=int(values["audio_bitrate_kbps"]),
         loudness_lufs=float(values.get("loudness_lufs", -16.0)),
         true_peak_dbtp=float(values.get("true_peak_dbtp", -1.5)),
+        skip_identical_frames=bool(values.get("skip_identical_frames", True)),
     )
 
 

@@ -146,7 +146,7 @@ def dump_frames(spec: Spec, raw: Path) -> None:
     timeline = analyse(spec, segment_audio(spec))
     scene = Scene(spec)
     with open(raw, "wb") as fh:
-        for data in compose_frames(spec, timeline, scene):
+        for data, _ in compose_frames(spec, timeline, scene):
             fh.write(memoryview(data))
 
 
@@ -427,6 +427,7 @@ def _stages(prof: dict, stats: dict, t_wall: float, elapsed: float) -> dict:
         "publish": m.get("publish", 0.0),
         "scene load": w.get("scene_load", 0.0),
         "tail idle": w.get("tail_idle", 0.0),  # a worker done before the other (wall)
+        "skip frames": stats.get("skipped_frames", 0),  # frames not given to x264 (a count)
         "after render": elapsed - (stats.get("wall_s", 0.0) + entered),  # exit, rename
         "CPU main": m.get("cpu", 0.0),  # the command's process (not its ffmpeg children)
         "CPU workers": w.get("cpu", 0.0),  # both workers, start-up included

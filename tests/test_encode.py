@@ -331,3 +331,122 @@ def test_audio_encoder_goes_to_the_background_after_the_urgent_seconds(tmp_path)
     th.join()
     assert seen == [max(10, mine)]
     assert os.getpriority(os.PRIO_PROCESS, 0) == mine  # only the thread that asked
+
+
+def _yuv_frames(path: Path) -> tuple[list[bytes], list[int]]:
+    """Each decoded frame's yuv420p bytes and pts, with the bundled ffmpeg (which must say nothing
+    at ``-v error``: a decoder complaint fails the test)."""
+    run = subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:v",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    )
+    assert run.stderr == b""
+    with av.open(str(path)) as c:
+        pts = [f.pts for f in c.decode(video=0)]
+        w, h = c.streams.video[0].codec_context.width, c.streams.video[0].codec_context.height
+    size = w * h * 3 // 2
+    raw = run.stdout
+    return [raw[i : i + size] for i in range(0, len(raw), size)], pts
+
+
+def _psnr_db(a: bytes, b: bytes) -> float:
+    d = np.frombuffer(a, np.uint8).astype(np.float64) - np.frombuffer(b, np.uint8)
+    mse = float(np.mean(d * d))
+    return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.mark.parametrize("threads", [1, None])
+def test_identical_frames_become_skip_frames(tmp_path, threads):
+    """Frames marked the same as the previous one are H.264 skip frames: ffmpeg decodes the
+    segments without a word, every frame is there at its time, each skip frame is the previous
+    decoded frame byte for byte, and every other frame decodes exactly as x264's encoding of the
+    changed frames alone decodes (so the x264 frame after a run of skip frames predicts from a
+    picture equal to the one x264 predicted from). Runs of 1 to 12 skip frames, one straight
+    after the IDR, frame_num wrapping (at 16 with veryfast) twice, a segment ending on a run."""
+    yml = make_tiny_segment(tmp_path / "seg", speech_s=4.0, width=320, height=180)
+    out = load_spec(yml).output
+    seg = out.frames_per_segment
+    n = seg * 3 // 2  # a 30-frame segment and a 15-frame one
+    moving = _frames(n, out.width, out.height)
+    same = np.zeros(n, bool)
+    for a, b in ((1, 3), (5, 6), (9, 16), (20, 32), (40, 42)):  # 30: a segment's first frame
+        same[a:b] = True
+    frames = moving.copy()
+    for i in range(1, n):
+        if same[i]:
+            frames[i] = frames[i - 1]
+    aac = tmp_path / "a.aac"
+    encode_aac(np.zeros(48000, np.float32), aac, bitrate_kbps=out.audio_bitrate_kbps)
+    adts = AdtsStream.read(aac)
+    audio = lambda j: ([adts.frame(k) for k in range(40)], j.start_s)  # 0.85 s each
+    bounds = [(0, seg), (seg, n)]
+
+    def encode(name: str, parts: list[list[int]], skip: bool) -> list[Path]:
+        jobs = [
+            SegmentJob(tmp_path / f"{name}{k}.ts", len(p), Fraction(p[0], 30), None)
+            for k, p in enumerate(parts)
+        ]
+        with ChunkEncoder(out, jobs, audio=audio, threads=threads) as enc:
+            assert enc.skip_frames
+            for p in parts:
+                for i in p:
+                    enc.write(frames[i], same_as_previous=skip and bool(same[i]))
+            enc.finish()
+            assert enc.skipped_count == (sum(int(same[i]) for p in parts for i in p[1:]) if skip else 0)
+        return [j.path for j in jobs]
+
+    ours = encode("skip", [list(range(a, b)) for a, b in bounds], True)
+    changed = [[i for i in range(a, b) if i == a or not same[i]] for a, b in bounds]
+    alone = encode("alone", changed, False)
+    plain = encode("plain", [list(range(a, b)) for a, b in bounds], False)
+    for (a, b), path, ref, keep, full in zip(bounds, ours, alone, changed, plain):
+        got, pts = _yuv_frames(path)
+        assert pts == _yuv_frames(full)[1] and len(got) == b - a
+        want, _ = _yuv_frames(ref)
+        assert [got[i - a] for i in keep] == want
+        for i in range(a + 1, b):
+            if same[i]:
+                assert got[i - a] == got[i - a - 1], f"skip frame {i} is not the frame before"
+        assert min(_psnr_db(got[i - a], frames[i].tobytes()) for i in range(a, b)) > 28
+    assert sum(p.stat().st_size for p in ours) < sum(p.stat().st_size for p in plain)
+
+
+def test_skip_frames_off(tmp_path):
+    """``output.skip_identical_frames: false``: x264 gets every frame, as bare ffmpeg would."""
+    yml = make_tiny_segment(
+        tmp_path / "seg",
+        speech_s=4.0,
+        width=64,
+        height=36,
+        extra={"output": {"skip_identical_frames": False}},
+    )
+    out = load_spec(yml).output
+    assert not out.skip_identical_frames
+    aac = tmp_path / "a.aac"
+    encode_aac(np.zeros(4800, np.float32), aac, bitrate_kbps=out.audio_bitrate_kbps)
+    adts = AdtsStream.read(aac)
+    audio = lambda j: ([adts.frame(0)], adts.pts_s(0))
+    with ChunkEncoder(
+        out, [SegmentJob(tmp_path / "x.ts", 2, Fraction(0), None)], audio=audio, threads=1
+    ) as enc:
+        assert not enc.skip_frames
+        f = _frames(1, out.width, out.height)[0]
+        enc.write(f)
+        enc.write(f, same_as_previous=True)
+        enc.finish()
+        assert enc.skipped_count == 0
+    assert _h264_packets(tmp_path / "x.ts")[1][4:5] != b"\x68"  # no PPS of ours

@@ -297,3 +297,47 @@ def test_scene_static_part_is_reused_only_while_its_files_are_the_same(tmp_path)
     os.utime(bg, ns=(1, 1))  # even with an old time: the size or inode differs
     red = preview_frame(load_spec(yml), 1.0)
     assert abs(int(red[2, 2, 0]) - 200) < 4 and abs(int(fresh[2, 2, 0]) - 200) > 50
+
+
+def test_skip_frames_change_no_frame_count_time_or_quality(rendered_tiny, tmp_path):
+    """The shared render has skip frames (on by default); the same segment with
+    ``skip_identical_frames: false`` has the same frames at the same times, and the decoded
+    frames are as close to the composed ones (mean PSNR over the segment, within 0.5 dB)."""
+    import av
+    import yaml
+
+    from avatarrender.compose import compose_frames
+    from avatarrender.render import render
+
+    yml, out = rendered_tiny
+    spec_frames = lambda y: load_spec(y).frame_count  # noqa: E731
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["render"]["skipped_frames"] > 30  # silence and held states in 4 s
+    doc = yaml.safe_load(yml.read_text())
+    doc.setdefault("output", {})["skip_identical_frames"] = False
+    off_yml = yml.with_name("segment-noskip.yaml")
+    off_yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    off = tmp_path / "off"
+    render(load_spec(off_yml), off, jobs=2, chunk_segments=1)
+    assert json.loads((off / "manifest.json").read_text())["render"]["skipped_frames"] == 0
+
+    def pts(folder):
+        with av.open(str(folder / "index.m3u8")) as c:
+            return [f.pts for f in c.decode(video=0)]
+
+    assert pts(out) == pts(off) and len(pts(out)) == spec_frames(yml)
+    spec = load_spec(yml)
+    composed = np.stack(
+        [
+            np.frombuffer(bytes(d), np.uint8)[: spec.output.width * spec.output.height]
+            for d, _ in compose_frames(spec, analyse(spec), Scene(spec))
+        ]
+    ).astype(np.float64)
+    composed = composed.reshape(-1, spec.output.height, spec.output.width)
+
+    def psnr_db(folder):
+        y = decode_video(folder / "index.m3u8", fmt="gray")[..., 0].astype(np.float64)
+        mse = ((y - composed) ** 2).mean(axis=(1, 2))
+        return float(np.mean(10 * np.log10(255.0**2 / np.maximum(mse, 1e-9))))
+
+    assert psnr_db(out) > psnr_db(off) - 0.5
