@@ -63,6 +63,8 @@ _BEAM = 15.0  # states this far (log units) below the best at a frame are droppe
 # a shape's share of a frame counts this much in the minimum-hold pass, against 1 for the shape at
 # the frame's middle: boundaries land where the alignment put them (+0.02 shape accuracy)
 _COVER_WEIGHT = 3.0
+_CLOSED_COVER = 3.0  # a closure frame the read-back kept: its cover counts this many times in full
+_FINAL_CLOSURE_HOLD = 2  # frames a closure before a pause holds on (the silent hold of a final p)
 
 
 class LipsyncWarning(UserWarning):
@@ -392,7 +394,7 @@ def _read_back(fine: np.ndarray, n_grid: int) -> np.ndarray:
         if not (grid[g0 : g1 + 1] == _BILABIAL).any():
             grid[min((s + e - 1) // 2 // _STRIDE, n_grid - 1)] = _BILABIAL
         k = g1 + 1
-        while k < min(g1 + 3, n_grid) and grid[k] == -1:
+        while k < min(g1 + 1 + _FINAL_CLOSURE_HOLD, n_grid) and grid[k] == -1:
             grid[k] = _BILABIAL
             k += 1
     return grid
@@ -410,5 +412,5 @@ def _combine(a, grid_class: np.ndarray, cover: np.ndarray | None = None) -> np.n
     if cover is not None:
         soft = _COVER_WEIGHT * cover[a.grid_of_frame] * known[:, None]
         closed = raw == SHAPES.index("A")  # closures the read-back kept count in full
-        soft[closed, SHAPES.index("A")] = 3 * _COVER_WEIGHT
+        soft[closed, SHAPES.index("A")] = _CLOSED_COVER * _COVER_WEIGHT
     return _animate(raw, a.active | known, a.fps, a.level_db, known=known, soft=soft).astype(np.int8)

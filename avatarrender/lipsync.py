@@ -227,25 +227,33 @@ def _block_features(
     }
 
 
-_CONTEXT = (-2, -1, 0, 1, 2)  # frames around each frame the classifier sees (two ahead)
+# frames around each frame the classifier sees (two ahead), for a model without ``CONTEXT`` of its
+# own (a model carries the offsets it was trained on: evaluation.train.CONTEXT)
+_CONTEXT = (-2, -1, 0, 1, 2)
 
 
 def context_features(
-    y: np.ndarray, sample_rate_hz: int, *, fps: Fraction, n_frames: int | None = None
+    y: np.ndarray,
+    sample_rate_hz: int,
+    *,
+    fps: Fraction,
+    n_frames: int | None = None,
+    context: tuple[int, ...] = _CONTEXT,
 ) -> np.ndarray:
-    """The classifier's input: per-recording-normalised features of the frames around each frame.
+    """The classifier's input: per-recording-normalised features of the frames around each frame
+    (``context``: their offsets in frames).
 
     Returns
     -------
-    np.ndarray [shape=(n_frames, 5 * 20)]
+    np.ndarray [shape=(n_frames, len(context) * 20)]
     """
     f = frame_features(y, sample_rate_hz, fps=fps, n_frames=n_frames)
-    return _context(f)
+    return _context(f, context=context)
 
 
-def _context(f: dict[str, np.ndarray], stride: int = 1) -> np.ndarray:
+def _context(f: dict[str, np.ndarray], stride: int = 1, context: tuple[int, ...] = _CONTEXT) -> np.ndarray:
     """``stride``: frames per 30 fps frame of the features (3 for 90 fps features), so the
-    context spans the same time whatever the hop."""
+    context spans the same time whatever the hop; ``context``: the offsets (30 fps frames)."""
     level = f["rms_db"]
     _, peak = _levels(level)
     loud = np.clip((level - (peak - 45.0)) / 45.0, -0.5, 1.2)  # 0 at 45 dB below the speech peak
@@ -261,7 +269,7 @@ def _context(f: dict[str, np.ndarray], stride: int = 1) -> np.ndarray:
     )
     n = len(base)
     cols = []
-    for d in _CONTEXT:
+    for d in context:
         idx = np.clip(np.arange(n) + d * stride, 0, n - 1)
         cols.append(base[idx])
     return np.concatenate(cols, axis=1).astype(np.float64)
@@ -435,7 +443,7 @@ def _best_holds(track: np.ndarray, min_hold: int, soft: np.ndarray | None = None
     if n < m:
         return track.copy()
     gain = np.zeros((n, k))
-    gain[np.arange(n), track] = np.where(track == _IDX["A"], 2.0, 1.0)
+    gain[np.arange(n), track] = np.where(track == _IDX["A"], _HOLD_CLOSURE_GAIN, 1.0)
     if soft is not None:
         gain += soft
         # a frame that must change takes the shape nearest in openness (D -> C, not D -> A)
@@ -590,7 +598,10 @@ def _network(
         if hasattr(model, "files")
         else (lambda k: getattr(model, k, None))
     )
-    z = (_context(f, stride) - get("MU")) / get("SD")
+    # a model carries the frame offsets it was trained on (``CONTEXT``); older ones used _CONTEXT
+    ctx = get("CONTEXT")
+    context = _CONTEXT if ctx is None else tuple(int(round(c)) for c in np.ravel(ctx))
+    z = (_context(f, stride, context) - get("MU")) / get("SD")
     h = np.maximum(z @ get("W1") + get("B1"), 0.0)
     logits = h @ get("W2") + get("B2")
     logits -= logits.max(axis=1, keepdims=True)
@@ -755,6 +766,7 @@ def analyse_audio(
 
 _SWITCH_COST = 1.0
 _NEAR_OPEN = 0.5  # text-driven holds: +0.01 openness r within speech
+_HOLD_CLOSURE_GAIN = 2.0  # text-driven holds: a closure frame counts this much against 1
 _GRID_FPS = Fraction(30)  # the frame rate the classifier was trained at
 _ONSET_LEAD_S = 0.067  # the mouth leaves rest this much before the sound
 _SURE = 0.55  # classifier confidence above which loudness is ignored

@@ -54,7 +54,7 @@ _C = {name: i for i, name in enumerate(CLASSES)}
 _MNEMONIC = {
     **dict.fromkeys(["p", "b", "m"], "bilabial"),
     **dict.fromkeys(["f", "v"], "labiodental"),
-    **dict.fromkeys(["l", "l/", "L", "l#"], "lateral"),
+    **dict.fromkeys(["l", "l/", "L", "l#", "@L"], "lateral"),  # @L: syllabic l ("apple")
     **dict.fromkeys(["w", "u:", "U", "u", "U@", "w#"], "round"),
     **dict.fromkeys(["O:", "O", "3:", "@U", "oU", "OI", "o@", "O@", "0", "aU", "3", "r-"], "midround"),
     **dict.fromkeys(["A:", "aI", "a", "A@", "V", "aa", "a#", "A", "a2"], "open"),

@@ -257,10 +257,18 @@ def test_a_tiny_training_run_is_deterministic():
     x, y = train.collect(families=("espeak",), texts=texts)
     # espeak-ng's samples move by a few between calls (its filters keep state), so the data is
     # the same up to that; the fit is exactly the same for the same data
-    assert x.shape[1] == 100 and len(y) > 2 * 13 * 2 * 30 and set(np.unique(y)) >= {0, 1, 7, 8}
+    assert (
+        x.shape[1] == 20 * len(train.CONTEXT)
+        and len(y) > 2 * 13 * 2 * 30
+        and set(np.unique(y)) >= {0, 1, 7, 8}
+    )
     a = train.fit_mlp(x[:3000], y[:3000], epochs=1, hidden=8)
     b = train.fit_mlp(x[:3000], y[:3000], epochs=1, hidden=8)
     assert a["W2"].shape == (8, 11) and all(np.array_equal(a[k], b[k]) for k in a)
+    # the step size falls over the training (FINAL_LR): the same data and seed with a constant
+    # step end elsewhere
+    flat = train.fit_mlp(x[:3000], y[:3000], epochs=1, hidden=8, final_lr=1.0)
+    assert train.FINAL_LR < 1.0 and not np.allclose(flat["W1"], a["W1"])
     lp = lipsync.class_logp(lipsync.frame_features(np.zeros(1600, np.float32), 16000, fps=FPS), a)
     assert lp.shape == (3, 11) and np.allclose(np.exp(lp).sum(axis=1), 1)
     # the openness head learns openness itself (a sigmoid on the same hidden layer)
@@ -270,7 +278,8 @@ def test_a_tiny_training_run_is_deterministic():
         h = np.maximum((x[3000:] - m["MU"]) / m["SD"] @ m["W1"] + m["B1"], 0)
         return np.corrcoef(1 / (1 + np.exp(-(h @ m["W3"] + m["B3"])[:, 0])), true)[0, 1]
 
-    c = train.fit_mlp(x[:3000], y[:3000], epochs=3, hidden=8, openness_weight=5.0)
+    # (a constant step: three epochs of a falling one are too few for this check)
+    c = train.fit_mlp(x[:3000], y[:3000], epochs=3, hidden=8, openness_weight=5.0, final_lr=1.0)
     assert (
         r(c) > 0.4
         and r(c) > r(train.fit_mlp(x[:3000], y[:3000], epochs=0, hidden=8, openness_weight=5.0)) + 0.2
@@ -303,3 +312,47 @@ def test_text_track_at_other_frame_rates(utterances, fps):
     assert np.mean([s.closure for s in got]) >= 0.9
     assert np.median([s.lag for s in got]) == 0
     assert np.mean([s.accuracy for s in got]) >= np.mean([s.accuracy for s in audio]) + 0.05
+
+
+def test_a_model_carries_its_context():
+    """A classifier trained on other frame offsets is read with those at inference: its first
+    layer would not fit the default's features."""
+    from avatarrender.evaluation import train
+
+    y_audio = synthesize("Bob bought a map.", voice="en-us", rate_wpm=160)
+    x3, y3 = train.collect(families=("espeak",), texts=("Bob bought a map.",), context=(-1, 0, 1))
+    assert x3.shape[1] == 60
+    m = train.fit_mlp(x3, y3, epochs=1, hidden=8)
+    m["CONTEXT"] = np.array([-1.0, 0.0, 1.0])
+    lp = lipsync.class_logp(lipsync.frame_features(y_audio.samples, y_audio.sample_rate_hz, fps=FPS), m)
+    assert lp.shape[1] == 11 and np.allclose(np.exp(lp).sum(axis=1), 1)
+    with pytest.raises(ValueError):  # without CONTEXT, five frames' columns do not fit
+        lipsync.class_logp(
+            lipsync.frame_features(y_audio.samples, y_audio.sample_rate_hz, fps=FPS),
+            {k: v for k, v in m.items() if k != "CONTEXT"} | {"MU": m["MU"][:1], "SD": m["SD"][:1]},
+        )
+
+
+def test_tuning_sentences_and_voices_are_neither_trained_on_nor_scored():
+    import sys
+    from pathlib import Path
+
+    from avatarrender.evaluation import train
+    from avatarrender.evaluation.metrics import CORPUS, DEV_CORPUS, DEV_VOICES
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks.lipsync_eval import UNSEEN_VOICES
+
+    assert not set(DEV_CORPUS) & (set(CORPUS) | set(train.TRAIN_TEXT))
+    names = lambda vs: {v for v, _ in vs}  # noqa: E731
+    assert not names(DEV_VOICES) & (names(UNSEEN_VOICES) | names(train.TRAIN_VOICES))
+
+
+def test_syllabic_l_is_an_l_in_truth_text_and_training_labels():
+    """espeak-ng's "@L" ("apple", "people") is the l shape wherever it is read: the evaluation's
+    truth, the training labels and the text's phonemes agree (they once said B, B and H)."""
+    from avatarrender.evaluation.espeak import class_of, shape_of
+
+    assert shape_of("@L") == "H" and CLASS_SHAPE[class_of("@L")] == "H"
+    (apple,) = phonemize("apple")
+    assert CLASS_SHAPE[apple.classes[-1]] == "H"

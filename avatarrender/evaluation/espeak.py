@@ -142,7 +142,8 @@ def synthesize(
 PHONEME_SHAPE = {
     **dict.fromkeys(["p", "b", "m"], "A"),
     **dict.fromkeys(["f", "v"], "G"),
-    **dict.fromkeys(["l", "l/", "L"], "H"),
+    # "@L" is the syllabic l of "apple", "people": an l (IPA "əl", flite's "ax l" or "el")
+    **dict.fromkeys(["l", "l/", "L", "@L"], "H"),
     **dict.fromkeys(["w", "u:", "U", "u", "U@", "w#"], "F"),
     **dict.fromkeys(["O:", "O", "3:", "@U", "oU", "OI", "o@", "O@", "0", "aU", "3", "r-"], "E"),
     **dict.fromkeys(["A:", "aI", "a", "A@", "V", "aa", "a#", "A", "a2"], "D"),

@@ -22,7 +22,17 @@ import numpy as np
 from ..lipsync import OPENNESS, SHAPES
 from .espeak import synthesize, truth_track
 
-__all__ = ["Scores", "score_track", "evaluate", "score_utterances", "corrupt", "CORPUS", "VOICES"]
+__all__ = [
+    "Scores",
+    "score_track",
+    "evaluate",
+    "score_utterances",
+    "corrupt",
+    "CORPUS",
+    "VOICES",
+    "DEV_CORPUS",
+    "DEV_VOICES",
+]
 
 CORPUS = (
     "Bob picked a big bumpy apple, and maybe a plum.",
@@ -33,6 +43,24 @@ CORPUS = (
     "We will go home when the big moon comes up.",
 )
 VOICES = (("en-us", 150), ("en", 175), ("en-us+m3", 130), ("en-gb-x-rp", 165))
+# Sentences and espeak-ng voices for tuning the alignment's and the animation's constants, so that
+# CORPUS (and benchmarks.lipsync_eval's voices) are never tuned on: neither set is in training
+# (evaluation/train.py) nor in CORPUS.
+DEV_CORPUS = (
+    "My cousin Ben plays the trumpet in a marching band.",
+    "Bright lamps hung above the lobby of the old hotel.",
+    "A bumblebee landed softly on the purple flower.",
+    "Mark opened the map and pointed at the harbour.",
+    "Please remember to buy milk, bananas and a bottle of water.",
+    "The children played ball in the park until nine.",
+    "Bill baked a plum pie for the parade on Sunday.",
+    "Our neighbour keeps bees behind the brick wall.",
+    "Tom mopped the floor while Pam washed the dishes.",
+    "A famous poet wrote about the empty moor.",
+    "We booked a cabin by the lake for the whole summer.",
+    "Ben combed his hair and put on his best jumper.",
+)
+DEV_VOICES = (("en-us+f3", 170), ("en+m5", 155), ("en-gb-x-rp+m6", 145), ("en-us+f2", 185))
 
 
 @dataclasses.dataclass
