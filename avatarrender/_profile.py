@@ -12,7 +12,7 @@ import os
 import time
 from collections import defaultdict
 
-__all__ = ["ENABLED", "add", "mark", "take", "take_marks", "timed"]
+__all__ = ["ENABLED", "add", "mark", "merge", "take", "take_marks", "timed"]
 
 ENABLED = os.environ.get("AVATARRENDER_PROFILE") == "1"
 _TOTALS: defaultdict[str, float] = defaultdict(float)
@@ -36,6 +36,14 @@ def take_marks() -> dict[str, float]:
     out = dict(_MARKS)
     _MARKS.clear()
     return out
+
+
+def merge(totals: dict[str, float], marks: dict[str, float]) -> None:
+    """Add another process's :func:`take` and :func:`take_marks` to this one's."""
+    for k, v in totals.items():
+        _TOTALS[k] += v
+    for k, v in marks.items():
+        _MARKS.setdefault(k, v)
 
 
 def take() -> dict[str, float]:

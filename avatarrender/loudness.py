@@ -242,7 +242,9 @@ class _TruePeak:
             # has hundreds of blocks near the ceiling, and each call waits for the GIL while
             # the analysis runs beside this)
             breaks = np.flatnonzero(np.diff(todo) > 1)
-            for b0, b1 in zip(np.r_[todo[:1], todo[breaks + 1]].tolist(), np.r_[todo[breaks], todo[-1:]].tolist()):
+            for b0, b1 in zip(
+                np.r_[todo[:1], todo[breaks + 1]].tolist(), np.r_[todo[breaks], todo[-1:]].tolist()
+            ):
                 i0, i1 = b0 * _TP_BLOCK, min(n, (b1 + 1) * _TP_BLOCK)
                 lo, hi = max(0, i0 - taps), min(n, i1 + taps)
                 seg = x[lo:hi]

@@ -12,12 +12,14 @@ and started again renders only what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -225,6 +227,90 @@ class _Background:
             raise self._error
 
 
+def _make_track_apart(spec: Spec, speech: Any, audio_path: Path) -> dict[str, Any]:
+    """:func:`_make_track` in a process of its own (the render service's soundtrack process):
+    returns the loudness and the profile. It runs in a thread that ends with it, since it lowers
+    its own priority, which an unprivileged process cannot raise again."""
+    sound: dict[str, Any] = {}
+    bg = _Background(_make_track, spec, speech, audio_path, sound)
+    bg.result()
+    return {"loudness": sound["loudness"], "profile": _profile.take(), "marks": _profile.take_marks()}
+
+
+class _Apart:
+    """The soundtrack from :func:`_make_track_apart` run by ``pool``, as :class:`_Background`
+    gives it: ``result()`` waits and fills in ``sound``. If that process fails or dies, the
+    chunks waiting for the AAC frames are told at once (the track's .failed marker)."""
+
+    def __init__(self, pool: Any, spec: Spec, speech: Any, audio_path: Path, sound: dict[str, Any]):
+        self._sound = sound
+        self._future = pool.submit(_make_track_apart, spec, speech, audio_path)
+
+        def failed(fut: Any) -> None:
+            if fut.cancelled() or fut.exception() is not None:
+                with contextlib.suppress(OSError):
+                    failed_path(audio_path).touch()
+
+        self._future.add_done_callback(failed)
+
+    def result(self) -> None:
+        got = self._future.result()
+        self._sound["loudness"] = got["loudness"]
+        if _profile.ENABLED:
+            _profile.merge(got["profile"], got["marks"])
+
+
+def _soundtrack_process_init() -> None:
+    """In the soundtrack process: end with its parent (Linux), and leave stop signals to it."""
+    for sig in interrupt.SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    if sys.platform == "linux":
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _soundtrack_warm() -> int:
+    """Import what the soundtrack needs, and run it once on a second of tone."""
+    import numpy as np
+
+    from .loudness import LoudnessTarget
+
+    t = np.arange(48000) / 48000.0
+    normalise((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), LoudnessTarget(), name="warm-up")
+    return os.getpid()
+
+
+def soundtrack_process() -> Any:
+    """A process of its own for the soundtrack of the renders to come (``render(...,
+    audio_pool=)``), started and warmed now: the render service's. Mixing and normalising beside
+    the analysis in one process, the two took turns at the GIL on the way to the first media
+    segment. ``shutdown_soundtrack_process`` ends it."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with interrupt.children_shielded():
+        pool = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_soundtrack_process_init,
+        )
+        pool.submit(_soundtrack_warm).result()
+    return pool
+
+
+def shutdown_soundtrack_process(pool: Any) -> None:
+    """End the process of :func:`soundtrack_process` now (whatever it is doing)."""
+    procs = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.kill()
+            p.join(5)
+
+
 def _ready() -> int:
     """A task that only imports what chunk workers need (see :func:`_warm_up_workers`)."""
     _tolerate_kept_memory()
@@ -367,6 +453,7 @@ def render(
     progress: Progress | None = None,
     on_publish: Callable[[dict[str, Any]], None] | None = None,
     lead_frames: int | None = None,
+    audio_pool: Any = None,
 ) -> dict[str, Any]:
     """Render ``spec`` into the HLS folder ``out_dir``; return its manifest.
 
@@ -389,6 +476,9 @@ def render(
         Split the first media segment into this many frames and the rest (see
         :func:`~avatarrender.plan.plan_chunks`): the render service's first media segment is
         then ready after a fraction of a second.
+    audio_pool : concurrent.futures.Executor, optional
+        Mix, normalise and encode the soundtrack there (:func:`soundtrack_process`) instead of
+        in a thread of this process.
     """
     from joblib import Parallel, delayed
 
@@ -442,7 +532,12 @@ def render(
         # one AAC encode, so chunks stay seamless), then the AAC encoder (its own process): in
         # the background while this process analyses the speech and the first chunks render
         sound: dict[str, Any] = {}
-        encoding = _Background(_profile.timed("audio_encode", _make_track), spec, speech, audio_path, sound)
+        if audio_pool is not None:
+            encoding: Any = _Apart(audio_pool, spec, speech, audio_path, sound)
+        else:
+            encoding = _Background(
+                _profile.timed("audio_encode", _make_track), spec, speech, audio_path, sound
+            )
         t0 = time.perf_counter()
         timeline = analyse(spec, speech)  # chunks start now; they wait for audio only if ahead
         if _profile.ENABLED:

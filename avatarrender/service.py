@@ -247,6 +247,7 @@ class RenderService:
         self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
         self._client: Any = None
         self._touched = time.monotonic()
+        self._audio_pool: Any = None  # the soundtrack's own process (render.soundtrack_process)
 
     # ------------------------------------------------------------------ the pool
 
@@ -290,9 +291,31 @@ class RenderService:
                 delayed(_warm_encoder)(out.width, out.height, options, 8) for _ in range(self.jobs)
             )
         _warm_analysis()
+        self._soundtrack_process()
         log.info("%d workers warm in %.2f s", self.jobs, time.perf_counter() - t0)
         for path, spec in scenes:
             self.warm_scene(spec, path)
+
+    def _soundtrack_process(self) -> Any:
+        """The soundtrack's process, started (again, if it died) and warm."""
+        from .render import shutdown_soundtrack_process, soundtrack_process
+
+        pool = self._audio_pool
+        if pool is not None and getattr(pool, "_broken", False):
+            log.warning("the soundtrack process ended: starting another")
+            shutdown_soundtrack_process(pool)
+            pool = None
+        if pool is None:
+            pool = self._audio_pool = soundtrack_process()
+        return pool
+
+    def close(self) -> None:
+        """End the soundtrack process (the workers are loky's or the cluster's)."""
+        if self._audio_pool is not None:
+            from .render import shutdown_soundtrack_process
+
+            shutdown_soundtrack_process(self._audio_pool)
+            self._audio_pool = None
 
     def _check_warm(self) -> list[tuple[Path, Any]]:
         """The ``warm`` specs loaded (checked); the first bad one raises its SpecError."""
@@ -343,7 +366,13 @@ class RenderService:
             with self._parallel_config(), warnings.catch_warnings():
                 # a cut of a segment: its speech and words need not agree; nothing of it airs
                 warnings.simplefilter("ignore", LipsyncWarning)
-                render(spec.cut(self.WARM_S), where / "scene", jobs=self.jobs, lead_frames=self.lead_frames)
+                render(
+                    spec.cut(self.WARM_S),
+                    where / "scene",
+                    jobs=self.jobs,
+                    lead_frames=self.lead_frames,
+                    audio_pool=self._soundtrack_process(),
+                )
         finally:
             shutil.rmtree(where, ignore_errors=True)
         log.info("scene of %s warm in %.2f s", path, time.perf_counter() - t0)
@@ -383,7 +412,11 @@ class RenderService:
             self._write_status()
             spec = load_spec(sub.spec, overrides=self.overrides or None)
             kwargs: dict[str, Any] = dict(
-                jobs=self.jobs, hidden_partial=True, progress=progress, lead_frames=self.lead_frames
+                jobs=self.jobs,
+                hidden_partial=True,
+                progress=progress,
+                lead_frames=self.lead_frames,
+                audio_pool=self._soundtrack_process(),
             )
             if self.chunk_segments:
                 kwargs["chunk_segments"] = self.chunk_segments
@@ -501,5 +534,6 @@ class RenderService:
                     continue
                 self.render_one(todo[0])
         finally:
+            self.close()
             if client is not None:
                 client.close()

@@ -19,6 +19,7 @@ from media_check import (
     decode_audio,
     decode_video,
     first_packet_is_keyframe,
+    frame_hashes,
     parse_playlist,
     sha256,
     stream_facts,
@@ -341,3 +342,54 @@ def test_skip_frames_change_no_frame_count_time_or_quality(rendered_tiny, tmp_pa
         return float(np.mean(10 * np.log10(255.0**2 / np.maximum(mse, 1e-9))))
 
     assert psnr_db(out) > psnr_db(off) - 0.5
+
+
+def test_soundtrack_in_a_process_of_its_own_is_the_same_and_fails_fast(rendered_tiny, tmp_path):
+    """The render service mixes, normalises and encodes the soundtrack in a process of its own
+    (render.soundtrack_process): the same media and loudness as in a thread; a soundtrack that
+    fails stops the render at once with its error (the chunks are told; no 120 s wait); a
+    process that died is replaced by the service before the next render."""
+    import concurrent.futures
+    import time
+
+    from avatarrender.render import render, shutdown_soundtrack_process, soundtrack_process
+    from avatarrender.service import RenderService
+
+    yml, ref = rendered_tiny
+    spec = load_spec(yml)
+    pool = soundtrack_process()
+    try:
+        man = render(spec, tmp_path / "apart", jobs=2, chunk_segments=1, audio_pool=pool)
+        want = json.loads((ref / "manifest.json").read_text())
+        assert man["loudness"] == want["loudness"]
+        assert frame_hashes(tmp_path / "apart" / "index.m3u8") == frame_hashes(ref / "index.m3u8")
+        got, exp = decode_audio(tmp_path / "apart" / "index.m3u8"), decode_audio(ref / "index.m3u8")
+        assert got.shape == exp.shape and np.array_equal(got, exp)
+    finally:
+        shutdown_soundtrack_process(pool)
+
+    class Failing(concurrent.futures.Executor):
+        def submit(self, fn, *args, **kwargs):
+            f = concurrent.futures.Future()
+            f.set_exception(RuntimeError("the soundtrack process broke"))
+            return f
+
+    t0 = time.monotonic()
+    with pytest.raises(Exception, match="audio encoder failed|soundtrack process broke"):
+        render(spec, tmp_path / "failing", jobs=2, chunk_segments=1, audio_pool=Failing())
+    assert time.monotonic() - t0 < 60
+    assert not (tmp_path / "failing" / "manifest.json").exists()
+
+    service = RenderService(tmp_path / "inbox", tmp_path / "spool")
+    first = service._soundtrack_process()
+    for p in list(first._processes.values()):
+        p.kill()
+        p.join(5)
+    with pytest.raises(concurrent.futures.process.BrokenProcessPool):
+        first.submit(int, 1).result(timeout=30)
+    second = service._soundtrack_process()
+    try:
+        assert second is not first and second.submit(int, 7).result(timeout=30) == 7
+    finally:
+        service.close()
+    assert not second._processes
