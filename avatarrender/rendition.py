@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .errors import MediaError
+from .files import atomic_write
 
 __all__ = [
     "ADTS_RATES_HZ",
@@ -102,40 +103,6 @@ DEFAULT_FPS = Fraction(30)  # manifests written before "fps" was recorded were a
 
 
 # ---------------------------------------------------------------------------------- files
-
-
-def atomic_write(path: str | Path, data: bytes | str, *, durable: bool = True) -> None:
-    """Write to a temp file beside ``path``, fsync, rename: readers see old or new, never half.
-
-    Parameters
-    ----------
-    durable : bool
-        fsync before the rename, so that after a power loss the file is the old or the new one
-        (not empty). Files rewritten every second and rebuilt after a restart (the playout's
-        live playlist and status) may skip it: under load an fsync here took 4-9 ms (median)
-        and up to 115 ms, against 1-2 ms without.
-
-    Raises
-    ------
-    OSError
-        From the write (ENOSPC on a full disk); the old file is then untouched and the temp
-        file removed.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # a full disk, or killed mid-write: no temp file left behind
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
 
 
 def partial_path(out_dir: str | Path, *, hidden: bool = False) -> Path:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .errors import AvatarRenderError, SpecError
-from .rendition import atomic_write
+from .files import atomic_write
 
 __all__ = ["RenderService", "Submission", "submit", "STATUS_NAME"]
 

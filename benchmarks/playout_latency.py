@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import random
 import shutil
 import socket
 import statistics
@@ -233,8 +234,13 @@ def submit(preset: str, tries: int, seconds: float, via: str, keep: bool = False
     try:
         with sync_playwright() as p:
             browser, page = _monitor(p, url)
+            # a program starts at a part boundary: submissions at a random phase of the part
+            # grid (else the 4 s wait after the last program, which ended on the grid, puts
+            # every try of a sitting at the same phase, all early or all a part late)
+            rng = random.Random(20261130)
+            part_s = json.loads(urllib.request.urlopen(url + "/status").read())["part_target_s"] or 0.2
             for i in range(tries):
-                page.wait_for_timeout(4000)
+                page.wait_for_timeout(4000 + 1000 * rng.uniform(0, part_s))
                 name = f"submitted{i}"
                 # new speech every time, as a TTS makes it (the service keeps decoded audio by
                 # file: the channel's clips are decoded once, speech never twice)
