@@ -11,6 +11,11 @@ from avatarrender.spec import load_spec
 
 from conftest import make_tiny_segment
 
+# x264's parameters at veryfast without B-frames, 1920x1088 (8160 macroblocks)
+_SP_1080P = h264.SeqParams(
+    sps_id=0, pps_id=0, log2_max_frame_num=4, poc_type=2, max_num_ref_frames=1, frame_mbs_only=True, mbs=8160
+)
+
 
 @pytest.mark.parametrize(
     "rbsp",
@@ -39,15 +44,7 @@ def test_exp_golomb_round_trip():
 
 def test_renumbering_keeps_the_rest_of_the_slice():
     """frame_num rewritten in place, whatever emulation prevention the new bits need."""
-    sp = h264.SeqParams(
-        sps_id=0,
-        pps_id=0,
-        log2_max_frame_num=4,
-        poc_type=2,
-        max_num_ref_frames=1,
-        frame_mbs_only=True,
-        mbs=8160,
-    )
+    sp = _SP_1080P
     rng = np.random.default_rng(3)
     for was in range(16):
         body = bytes(rng.integers(0, 3, 40, dtype=np.uint8))  # zeros galore
@@ -82,15 +79,7 @@ def test_skip_frames_need_one_reference_frame(tmp_path, preset, fits):
 
 
 def test_skip_frame_bits():
-    sp = h264.SeqParams(
-        sps_id=0,
-        pps_id=0,
-        log2_max_frame_num=4,
-        poc_type=2,
-        max_num_ref_frames=1,
-        frame_mbs_only=True,
-        mbs=8160,
-    )
+    sp = _SP_1080P
     au = h264.skip_frame(sp, 5)
     ((ss, se),) = h264.nal_units(au)
     assert au[ss] == 0x41  # a reference non-IDR slice
