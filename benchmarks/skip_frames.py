@@ -28,6 +28,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from avatarrender.analysis import analyse, segment_audio  # noqa: E402
 from avatarrender.compose import compose_frames  # noqa: E402
@@ -35,6 +36,7 @@ from avatarrender.media import ffmpeg_exe  # noqa: E402
 from avatarrender.scene import Scene  # noqa: E402
 from avatarrender.spec import load_spec  # noqa: E402
 from benchmarks.render_speed import scene_yaml  # noqa: E402
+from media_check import yuv420p_frames  # noqa: E402  (tests/media_check.py)
 
 
 def _cpu_s() -> float:
@@ -66,26 +68,10 @@ def decoded(folder: Path, size: int) -> tuple[list[bytes], list[str], int]:
     pts: list[str] = []
     video_bytes = 0
     for seg in sorted(folder.glob("seg_*.ts")):
-        run = subprocess.run(
-            [
-                ffmpeg_exe(),
-                "-v",
-                "error",
-                "-i",
-                str(seg),
-                "-map",
-                "0:v",
-                "-f",
-                "rawvideo",
-                "-pix_fmt",
-                "yuv420p",
-                "-",
-            ],
-            capture_output=True,
-        )
-        if run.returncode or run.stderr:
-            raise SystemExit(f"{seg}: ffmpeg says {run.stderr.decode(errors='replace').strip()!r}")
-        frames += [run.stdout[i : i + size] for i in range(0, len(run.stdout), size)]
+        try:
+            frames += yuv420p_frames(seg, size)
+        except AssertionError as exc:
+            raise SystemExit(str(exc)) from None
         probe = subprocess.run(
             [ffmpeg_exe(), "-v", "error", "-i", str(seg), "-map", "0:v", "-c", "copy", "-f", "framecrc", "-"],
             capture_output=True,

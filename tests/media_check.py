@@ -59,6 +59,31 @@ def frame_hashes(path: Path) -> list[str]:
     return [ln.rsplit(",", 1)[1].strip() for ln in out.splitlines() if ln and not ln.startswith("#")]
 
 
+def yuv420p_frames(path: Path, size: int) -> list[bytes]:
+    """Each decoded video frame of ``path`` as yuv420p bytes (``size`` a frame), by the bundled
+    ffmpeg, which must say nothing at ``-v error`` (a decoder's complaint raises)."""
+    run = subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:v",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p",
+            "-",
+        ],
+        capture_output=True,
+    )
+    if run.returncode or run.stderr:
+        raise AssertionError(f"{path}: ffmpeg says {run.stderr.decode(errors='replace').strip()!r}")
+    return [run.stdout[i : i + size] for i in range(0, len(run.stdout), size)]
+
+
 def decode_audio(path: Path, sample_rate_hz: int = 48000) -> np.ndarray:
     """Decoded audio, mono mix, float32."""
     raw = subprocess.run(

@@ -21,6 +21,7 @@ from avatarrender.media import ffmpeg_exe
 from avatarrender.spec import load_spec
 
 from conftest import make_tiny_segment
+from media_check import yuv420p_frames
 
 
 def _frames(n: int, w: int, h: int) -> np.ndarray:
@@ -336,31 +337,10 @@ def test_audio_encoder_goes_to_the_background_after_the_urgent_seconds(tmp_path)
 def _yuv_frames(path: Path) -> tuple[list[bytes], list[int]]:
     """Each decoded frame's yuv420p bytes and pts, with the bundled ffmpeg (which must say nothing
     at ``-v error``: a decoder complaint fails the test)."""
-    run = subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-v",
-            "error",
-            "-i",
-            str(path),
-            "-map",
-            "0:v",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "yuv420p",
-            "-",
-        ],
-        capture_output=True,
-        check=True,
-    )
-    assert run.stderr == b""
     with av.open(str(path)) as c:
         pts = [f.pts for f in c.decode(video=0)]
         w, h = c.streams.video[0].codec_context.width, c.streams.video[0].codec_context.height
-    size = w * h * 3 // 2
-    raw = run.stdout
-    return [raw[i : i + size] for i in range(0, len(raw), size)], pts
+    return yuv420p_frames(path, w * h * 3 // 2), pts
 
 
 def _psnr_db(a: bytes, b: bytes) -> float:
