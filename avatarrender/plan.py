@@ -71,10 +71,11 @@ def plan_chunks(
     ``chunk_segments`` None: :data:`DEFAULT_CHUNK_SEGMENTS`, or 1 with a lead (below).
 
     ``lead_frames`` (fewer than a segment's frames) splits the first media segment in two:
-    ``lead_frames`` frames, then the rest, so that every later boundary stays where it was; the
-    two are chunks of their own, rendered side by side. A live channel can air a short first
-    media segment (two LL-HLS parts, say) a fraction of a second after the render starts,
-    instead of waiting for a whole segment to be encoded, and the rest is ready when it is due.
+    ``lead_frames`` frames, then the rest, and the next :data:`LEAD_HALVED_SEGMENTS` segments in
+    halves, every later boundary where it was; each of those is a chunk of its own. A live
+    channel can air a short first media segment (two LL-HLS parts, say) a fraction of a second
+    after the render starts, instead of waiting for a whole segment to be encoded, and what
+    follows is ready when it is due (see the comment below for the plan's margins).
     """
     if chunk_segments is not None and chunk_segments < 1:
         raise ValueError("chunk_segments must be at least 1")
