@@ -166,13 +166,14 @@ def _warm_encoder(width: int, height: int, options: dict[str, str], frames: int)
 
 def _warm_analysis() -> None:
     """In the service: what a first submission would otherwise pay before its first media
-    segment (measured: 2.35 s against 0.64 s for the next ones): the lip-sync model, espeak-ng's
-    phonemizer, and the imports behind the soundtrack's loudness and true-peak limiter."""
+    segment (measured: 2.35 s against 0.64 s for the next ones): the lip-sync model and
+    espeak-ng's phonemizer. (The soundtrack's loudness and limiter run in the soundtrack
+    process, which warms itself: render.soundtrack_process.)"""
     from fractions import Fraction
 
     import numpy as np
 
-    from . import lipsync, loudness, soundtrack  # noqa: F401  (imported to be warm)
+    from . import lipsync
     from .align import text_mouth_track
 
     import warnings
@@ -184,7 +185,6 @@ def _warm_analysis() -> None:
             warnings.simplefilter("ignore")  # a tone is no speech for the text; that is fine here
             lipsync.mouth_track(y, 48000, fps=Fraction(30))
             text_mouth_track(y, 48000, fps=Fraction(30), texts=["hello"])
-            loudness.normalise(y, loudness.LoudnessTarget(), name="warm-up")
     except Exception:  # noqa: BLE001  (only a head start: the first render pays it instead)
         log.debug("analysis warm-up failed", exc_info=True)
 
@@ -248,6 +248,7 @@ class RenderService:
         self._client: Any = None
         self._touched = time.monotonic()
         self._audio_pool: Any = None  # the soundtrack's own process (render.soundtrack_process)
+        self._warm_specs: list[tuple[Path, Any]] | None = None  # loaded by _check_warm
 
     # ------------------------------------------------------------------ the pool
 
@@ -321,7 +322,7 @@ class RenderService:
         """The ``warm`` specs loaded (checked); the first bad one raises its SpecError."""
         from .spec import load_spec
 
-        if not hasattr(self, "_warm_specs"):
+        if self._warm_specs is None:
             self._warm_specs = [
                 (path, load_spec(path, overrides=self.overrides or None)) for path in self.warm
             ]
