@@ -146,6 +146,24 @@ def test_importing_the_package_is_cheap_and_sets_openblas():
     assert out[:2] == ["[]", "1"], out
 
 
+def test_a_chunk_worker_imports_neither_the_spec_models_nor_the_analysis_libraries():
+    # what a loky worker imports to unpickle a ChunkTask and run render_chunk: every module
+    # here is start-up paid by each worker before its first frame
+    code = (
+        "import sys, avatarrender.render; "
+        "print(sorted(m for m in ('pydantic', 'yaml', 'typer', 'scipy', 'soxr', 'librosa', "
+        "'fontTools', 'avatarrender.specload') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    ).stdout.strip()
+    assert out == "[]", out
+
+
 def test_public_api_names():
     import avatarrender
 

@@ -1,0 +1,789 @@
+"""The segment spec's YAML side: pydantic models, the checks against the media, :func:`load_spec`.
+
+Two passes. The YAML is parsed into pydantic models (types, ranges, unknown fields), then
+:func:`load_spec` checks it against the media it names (files exist and decode, sprites and the TV
+fit in the frame, sizes that yuv420p needs even, caption times inside the segment). Every problem
+is raised as :class:`~avatarrender.errors.SpecError` naming the YAML file and the field. What comes
+out is a :class:`~avatarrender.spec.Spec`; nothing later sees these models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import AssetNotFoundError, MediaError, SpecError
+from .spec import (
+    EYE_STATES,
+    MOUTH_SHAPES,
+    PRESETS_DIR,
+    RGBA,
+    XY,
+    AudioSettings,
+    Blend,
+    Blink,
+    CaptionStyle,
+    Captions,
+    Character,
+    Clip,
+    ClipAudio,
+    Cue,
+    Layer,
+    OutputSettings,
+    Room,
+    Spec,
+    Speech,
+    SubtitleTrack,
+    TV,
+    _layouts,
+    parse_color,
+    parse_cues,
+)
+from .timebase import frames_in, parse_fps
+
+__all__ = ["load_spec", "load_preset", "read_yaml", "resolve_asset", "SegmentModel", "OutputModel"]
+
+
+class _Model(BaseModel):
+    # inf and nan compare false with every bound, so they would pass ge/le checks unnoticed
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class OutputModel(_Model):
+    preset: str = "1080p30"
+    width: int | None = Field(None, ge=16, le=7680)
+    height: int | None = Field(None, ge=16, le=4320)
+    fps: int | float | str | None = None
+    x264_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] | None = (
+        None
+    )
+    crf: float | None = Field(None, ge=0, le=51)
+    maxrate_kbps: int | None = Field(None, ge=100)
+    segment_duration_s: float | None = Field(None, gt=0, le=10)
+    segment_type: Literal["mpegts", "fmp4"] | None = None
+    audio_bitrate_kbps: int | None = Field(None, ge=32, le=512)
+    loudness_lufs: float | None = Field(None, ge=-70, le=0)  # EBU R 128 integrated target
+    true_peak_dbtp: float | None = Field(None, ge=-20, le=0)  # true-peak ceiling
+    # frames identical to the previous one written as H.264 skip frames, not by x264
+    skip_identical_frames: bool | None = None
+
+
+class LayerModel(_Model):
+    image: str
+    blend: Blend = "normal"
+    opacity: float = Field(1.0, ge=0, le=1)
+    position: XY = (0, 0)
+
+
+class SceneModel(_Model):
+    background: str
+    layers: list[LayerModel] = []
+
+
+class CharacterModel(_Model):
+    position: XY = (0, 0)
+    base: str | None = None
+    mouths: dict[str, str] = {}
+    mouth_offset: XY = (0, 0)
+    eyes: dict[str, str] = {}
+    eyes_offset: XY = (0, 0)
+    states: str | None = None
+
+    @field_validator("mouths")
+    @classmethod
+    def _mouth_names(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in v if k not in MOUTH_SHAPES or len(k) != 1]
+        if bad:
+            raise ValueError(f"unknown mouth shape(s) {bad}: use {', '.join(MOUTH_SHAPES)}")
+        return v
+
+    @field_validator("eyes")
+    @classmethod
+    def _eye_names(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in v if k not in EYE_STATES]
+        if bad:
+            raise ValueError(f"unknown eye state(s) {bad}: use open, half, closed")
+        return v
+
+
+class ClipAudioModel(_Model):
+    """The clip's own sound, mixed under the speech (absent: the TV is silent)."""
+
+    gain_db: float = Field(-12.0, ge=-60, le=20)
+    duck_db: float = Field(-10.0, ge=-60, le=0)  # extra gain while the character speaks
+    attack_s: float = Field(0.08, ge=0.001, le=5)  # how fast the duck goes down
+    release_s: float = Field(0.4, ge=0.001, le=10)  # how fast it comes back
+
+
+class ClipModel(_Model):
+    file: str
+    start_s: float = Field(0.0, ge=0)
+    end_s: float | None = Field(None, gt=0)
+    clip_start_s: float = Field(0.0, ge=0)
+    at_end: Literal["loop", "hold"] = "hold"
+    audio: ClipAudioModel | None = None
+
+
+class TVModel(_Model):
+    screen: tuple[int, int, int, int]
+    overlay: str | None = None
+    overlay_position: XY = (0, 0)
+    off: str | None = None
+    clips: list[ClipModel] = []
+
+
+class SpeechModel(_Model):
+    file: str
+    gain_db: float = Field(0.0, ge=-60, le=40)
+    mouth_track: str | None = None
+    text: str | None = None  # the words spoken (default: the captions'), aligned for the mouth
+    language: str = "en-us"  # espeak-ng language of the words
+
+
+class CueModel(_Model):
+    text: str
+    start_s: float = Field(ge=0)
+    end_s: float = Field(gt=0)
+
+
+class CaptionStyleModel(_Model):
+    font: str | None = None
+    size_px: int = Field(44, ge=6, le=400)
+    color: str = "#ffffff"
+    box_color: str | None = "#000000b4"
+    padding_px: int = Field(14, ge=0, le=200)
+    position: XY | None = None
+    max_width_px: int | None = Field(None, ge=50)
+    max_lines: int = Field(3, ge=1, le=20)  # a longer caption is cut, with an ellipsis and a warning
+
+
+class CaptionTrackModel(_Model):
+    """A further subtitle track (another language): WebVTT only, never burned in."""
+
+    file: str
+    language: str = Field(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
+    name: str | None = None
+
+
+class CaptionsModel(_Model):
+    file: str | None = None
+    cues: list[CueModel] = []
+    style: CaptionStyleModel = CaptionStyleModel()
+    burn: bool = True  # draw them into the picture (the WebVTT track is written either way)
+    language: str = Field("en", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")  # BCP 47
+    name: str | None = None  # shown by players; default: the language tag
+    tracks: list[CaptionTrackModel] = []
+
+
+class AudioModel(_Model):
+    """Loudness of the segment's audio; unset values come from the output preset."""
+
+    normalise: bool = True
+    loudness_lufs: float | None = Field(None, ge=-70, le=0)
+    true_peak_dbtp: float | None = Field(None, ge=-20, le=0)
+
+
+class BlinkModel(_Model):
+    seed: int = 0
+    mean_interval_s: float = Field(4.0, gt=0.5, le=60)
+
+
+class SegmentModel(_Model):
+    output: OutputModel = OutputModel()
+    duration_s: float | None = Field(None, gt=0, le=6 * 3600)
+    scene: SceneModel
+    character: CharacterModel
+    tv: TVModel | None = None
+    speech: SpeechModel | None = None
+    captions: CaptionsModel | None = None
+    blink: BlinkModel = BlinkModel()
+    audio: AudioModel = AudioModel()
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
+        raise KeyError(f"unknown preset {name!r}: known presets are {known}")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _first_problem(errors: list[dict[str, Any]]) -> tuple[str | None, str]:
+    """The one problem to report from pydantic's list: an unknown field before anything else,
+    since a misspelt key (``charcter``) also makes the real one (``character``) look missing;
+    the message then names the field it was probably meant to be."""
+    import difflib
+
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    err = unknown[0] if unknown else errors[0]
+    field = _field(err["loc"]) or None
+    if not unknown:
+        return field, err["msg"]
+    parent, name = err["loc"][:-1], str(err["loc"][-1])
+    missing = [
+        str(e["loc"][-1]) for e in errors if e["type"] == "missing" and tuple(e["loc"][:-1]) == tuple(parent)
+    ]
+    model = _model_at(SegmentModel, parent)
+    known = list(model.model_fields) if model is not None else missing
+    guess = difflib.get_close_matches(name, missing or known, n=1, cutoff=0.6)
+    if guess:
+        return field, f"unknown field: did you mean {guess[0]!r}?"
+    if known:
+        return field, f"unknown field (a typo?): known fields here are {', '.join(known)}"
+    return field, "unknown field (a typo?)"
+
+
+def _model_at(model: Any, loc: tuple[Any, ...]) -> Any:
+    """The pydantic model class found at ``loc`` inside ``model`` (None if not a model)."""
+    import typing
+
+    for part in loc:
+        if isinstance(part, int):
+            continue  # a list index: the item type was taken at the list's field
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        while True:  # unwrap Optional[...] and list[...] to the model inside
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                break
+            if not args:
+                return None
+            ann = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), args[0])
+        model = ann
+    return model
+
+
+# pydantic puts the member type of a union into an error's location (output.fps.int)
+_TYPE_TAGS = {
+    "int",
+    "float",
+    "str",
+    "bool",
+    "none",
+    "list",
+    "dict",
+    "tuple",
+    "function-after",
+    "function-before",
+    "function-plain",
+    "function-wrap",
+}
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, str) and (part in _TYPE_TAGS or "[" in part):
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# --------------------------------------------------------------------------- media checks
+
+
+def resolve_asset(source: Path, field: str | None, rel: str) -> Path:
+    """``rel`` (a path of the YAML) made absolute; a symlink loop or an unusable path is a
+    :class:`SpecError` naming the field, not a ``RuntimeError``."""
+    try:
+        return (source.parent / rel).resolve()
+    except (RuntimeError, OSError, ValueError) as exc:  # RuntimeError: "Symlink loop from ..."
+        reason = "a symlink loop" if "loop" in str(exc).lower() else str(exc)
+        raise SpecError(source, field, f"cannot resolve {rel!r}: {reason}") from None
+
+
+class _Checker:
+    """Checks the media a model names; every failure names the YAML and the field."""
+
+    def __init__(self, source: Path, width: int, height: int):
+        self.source = source
+        self.width = width
+        self.height = height
+        self.hasher = hashlib.sha256()
+
+    def error(self, field: str, message: str) -> SpecError:
+        return SpecError(self.source, field, message)
+
+    def file(self, field: str, rel: str) -> Path:
+        path = resolve_asset(self.source, field, rel)
+        if not path.is_file():
+            raise AssetNotFoundError(self.source, field, f"file not found: {path}")
+        self.hasher.update(field.encode())
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                self.hasher.update(block)
+        return path
+
+    def image_at(self, field: str, rel: str) -> tuple[Path, tuple[int, int]]:
+        """The image's absolute path and its size (upright, as the scene will see it)."""
+        from .images import open_rgba
+
+        # decoded and converted as the scene will (upright, 8-bit): what it cannot use is
+        # refused here, and the size is the upright one
+        path = self.file(field, rel)
+        return path, open_rgba(path, field=field, source=self.source).size
+
+    def inside(self, field: str, xy: tuple[int, int], size: tuple[int, int]) -> None:
+        x, y = xy
+        w, h = size
+        if x < 0 or y < 0 or x + w > self.width or y + h > self.height:
+            raise self.error(
+                field,
+                f"{w}x{h} at ({x}, {y}) reaches outside the {self.width}x{self.height} frame",
+            )
+
+
+def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str, Any]:
+    """Check the media ``model`` names against ``out`` and resolve everything: the keyword
+    arguments of :class:`Spec` but ``source``, ``output`` and ``warnings``."""
+    from .media import audio_duration_s, check_audio_decodes, check_video_decodes, probe_video
+
+    c = _Checker(source, out.width, out.height)
+    bg_path, bg = c.image_at("scene.background", model.scene.background)
+    if abs(bg[0] * out.height - bg[1] * out.width) > max(bg[0], bg[1]) // 100:
+        raise c.error(
+            "scene.background",
+            f"image is {bg[0]}x{bg[1]}, not the shape of the {out.width}x{out.height} output "
+            "(the scene is drawn in the background's pixels and scaled to the output)",
+        )
+    # Positions and sizes in the YAML are the background's pixels; the scene scales them.
+    c.width, c.height = bg
+    layers = []
+    for i, layer in enumerate(model.scene.layers):
+        path, size = c.image_at(f"scene.layers[{i}].image", layer.image)
+        c.inside(f"scene.layers[{i}].position", layer.position, size)
+        layers.append(
+            Layer(image=path, blend=layer.blend, opacity=layer.opacity, position=tuple(layer.position))
+        )
+    room = Room(background=bg_path, background_size_px=tuple(bg), layers=tuple(layers))
+
+    ch = model.character
+    base_path = None
+    mouths: dict[str, Path] = {}
+    eyes: dict[str, Path] = {}
+    states: dict[tuple[str, str], Path] = {}
+    if ch.states:
+        if ch.base or ch.mouths or ch.eyes:
+            raise c.error("character.states", "give either states or base/mouths/eyes, not both")
+        found = []
+        try:
+            ch.states.format(mouth="X", eyes="open")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise c.error(
+                "character.states",
+                f"{ch.states!r} is not a pattern with {{mouth}} and {{eyes}} ({type(exc).__name__}: {exc})",
+            ) from None
+        for m in MOUTH_SHAPES:
+            for e in EYE_STATES:
+                rel = ch.states.format(mouth=m, eyes=e)
+                if resolve_asset(source, "character.states", rel).is_file():
+                    path, size = c.image_at("character.states", rel)
+                    found.append((m, e, size))
+                    states[(m, e)] = path
+        if not any(m == "X" and e == "open" for m, e, _ in found):
+            raise c.error(
+                "character.states",
+                f"no image for mouth X with eyes open: {ch.states.format(mouth='X', eyes='open')}",
+            )
+        for m, e, size in found:
+            c.inside("character.states", ch.position, size)
+        drawn_mouths = frozenset(m for m in MOUTH_SHAPES if (m, "open") in states)
+        drawn_eyes = frozenset(e for e in EYE_STATES if ("X", e) in states)
+        for m in MOUTH_SHAPES:  # every pair the timeline can ask for (after fallbacks) is drawn
+            for e in EYE_STATES:
+                if m in drawn_mouths and e in drawn_eyes and (m, e) not in states:
+                    raise c.error(
+                        "character.states",
+                        f"no image for mouth {m} with eyes {e}: "
+                        f"{ch.states.format(mouth=m, eyes=e)} (mouth {m} is drawn with "
+                        f"eyes open, eyes {e} with mouth X)",
+                    )
+    else:
+        if not ch.base:
+            raise c.error("character.base", "missing: give base, mouths and eyes (or states)")
+        base_path, base = c.image_at("character.base", ch.base)
+        c.inside("character.position", ch.position, base)
+        if "X" not in ch.mouths:
+            raise c.error("character.mouths", "needs at least X (the rest shape)")
+        for e in ("open", "closed"):
+            if e not in ch.eyes:
+                raise c.error("character.eyes", f"needs at least open and closed; {e} is missing")
+        for group, sprites, offset, into in (
+            ("mouths", ch.mouths, ch.mouth_offset, mouths),
+            ("eyes", ch.eyes, ch.eyes_offset, eyes),
+        ):
+            for name, rel in sprites.items():
+                path, size = c.image_at(f"character.{group}.{name}", rel)
+                into[name] = path
+                ox, oy = offset
+                if ox < 0 or oy < 0 or ox + size[0] > base[0] or oy + size[1] > base[1]:
+                    raise c.error(
+                        f"character.{group}.{name}",
+                        f"{size[0]}x{size[1]} sprite at offset {offset} reaches outside the "
+                        f"{base[0]}x{base[1]} character canvas",
+                    )
+        drawn_mouths, drawn_eyes = frozenset(mouths), frozenset(eyes)
+    character = Character(
+        position=tuple(ch.position),
+        base=base_path,
+        mouths=mouths,
+        mouth_offset=tuple(ch.mouth_offset),
+        eyes=eyes,
+        eyes_offset=tuple(ch.eyes_offset),
+        states=states,
+        drawn_mouths=drawn_mouths,
+        drawn_eyes=drawn_eyes,
+    )
+
+    tv = None
+    if model.tv:
+        x, y, w, h = model.tv.screen
+        if w <= 0 or h <= 0:
+            raise c.error("tv.screen", "width and height must be positive")
+        if x % 2 or y % 2 or w % 2 or h % 2:
+            raise c.error("tv.screen", f"{[x, y, w, h]} has odd numbers: yuv420p needs even ones")
+        c.inside("tv.screen", (x, y), (w, h))
+        overlay = off = None
+        if model.tv.overlay:
+            overlay, size = c.image_at("tv.overlay", model.tv.overlay)
+            c.inside("tv.overlay_position", model.tv.overlay_position, size)
+        if model.tv.off:
+            off, _ = c.image_at("tv.off", model.tv.off)
+        clips = []
+        for i, clip in enumerate(model.tv.clips):
+            field = f"tv.clips[{i}].file"
+            path = c.file(field, clip.file)
+            try:
+                info = probe_video(path)
+                check_video_decodes(path)
+            except MediaError as exc:
+                raise MediaError(source, field, exc.message) from None
+            if clip.clip_start_s >= info.duration_s:
+                raise c.error(
+                    f"tv.clips[{i}].clip_start_s",
+                    f"{clip.clip_start_s} s is past the clip's end ({info.duration_s:.3f} s)",
+                )
+            if clip.end_s is not None and clip.end_s <= clip.start_s:
+                raise c.error(f"tv.clips[{i}].end_s", "must be after start_s")
+            if clip.audio is not None and not info.has_audio:
+                raise c.error(
+                    f"tv.clips[{i}].audio",
+                    f"{path.name} has no audio stream: remove audio: or use a clip with sound",
+                )
+            end_s = (
+                clip.end_s if clip.end_s is not None else clip.start_s + info.duration_s - clip.clip_start_s
+            )
+            sound = (
+                None
+                if clip.audio is None
+                else ClipAudio(
+                    gain_db=clip.audio.gain_db,
+                    duck_db=clip.audio.duck_db,
+                    attack_s=clip.audio.attack_s,
+                    release_s=clip.audio.release_s,
+                )
+            )
+            clips.append(
+                Clip(
+                    file=path,
+                    start_s=clip.start_s,
+                    end_s=end_s,
+                    clip_start_s=clip.clip_start_s,
+                    at_end=clip.at_end,
+                    audio=sound,
+                    file_duration_s=info.duration_s,
+                )
+            )
+        tv = TV(
+            screen=tuple(model.tv.screen),
+            overlay=overlay,
+            overlay_position=tuple(model.tv.overlay_position),
+            off=off,
+            clips=tuple(clips),
+        )
+
+    speech = None
+    speech_s = None
+    if model.speech:
+        path = c.file("speech.file", model.speech.file)
+        try:
+            speech_s = audio_duration_s(path)
+            check_audio_decodes(path)  # to its end, as the render's analysis will decode it
+        except MediaError as exc:
+            raise MediaError(source, "speech.file", exc.message) from None
+        mouth_track_path = None
+        if model.speech.mouth_track:
+            mouth_track_path = c.file("speech.mouth_track", model.speech.mouth_track)
+        speech = Speech(
+            file=path,
+            gain_db=model.speech.gain_db,
+            mouth_track=mouth_track_path,
+            text=model.speech.text,
+            language=model.speech.language,
+        )
+    if model.duration_s is not None:
+        duration = Fraction(model.duration_s)
+    elif speech_s is not None:
+        duration = Fraction(speech_s)
+    else:
+        raise c.error("duration_s", "missing: a segment without speech needs duration_s")
+    n = frames_in(duration, out.fps)
+    if n < 1:
+        raise c.error("duration_s", "shorter than one frame")
+    duration = Fraction(n) / out.fps
+    if speech is not None and speech.mouth_track is not None:
+        from . import lipsync  # parsed now, as the analysis will: a bad track stops before any output
+
+        try:
+            lipsync.read_track(speech.mouth_track, fps=out.fps, n_frames=n)
+        except SpecError as exc:
+            raise SpecError(source, "speech.mouth_track", f"{speech.mouth_track}: {exc.message}") from None
+
+    cues: list[Cue] = []
+    captions = None
+    if model.captions:
+        cap = model.captions
+        if cap.file:
+            path = c.file("captions.file", cap.file)
+            try:
+                cues = parse_cues(path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise MediaError(source, "captions.file", f"{path}: {exc}") from None
+        cues += [Cue(q.text, q.start_s, q.end_s) for q in cap.cues]
+        for i, q in enumerate(cues):
+            where = _cue_field(cap, i)
+            if q.end_s <= q.start_s:
+                raise c.error(where, f"ends ({q.end_s} s) before it starts ({q.start_s} s)")
+            if q.start_s >= float(duration):  # one that runs past the end is cut there
+                raise c.error(
+                    where,
+                    f"{q.start_s}-{q.end_s} s lies outside the segment (0-{float(duration):.3f} s)",
+                )
+        font_path = None
+        if cap.style.font:
+            from PIL import ImageFont
+
+            font_path = c.file("captions.style.font", cap.style.font)
+            try:
+                ImageFont.truetype(str(font_path), cap.style.size_px)
+            except Exception as exc:  # OSError "unknown file format", and others for odd files
+                raise MediaError(
+                    source, "captions.style.font", f"cannot load font {font_path}: {exc}"
+                ) from None
+        tracks = []
+        for i, track in enumerate(cap.tracks):
+            path = c.file(f"captions.tracks[{i}].file", track.file)
+            try:
+                track_cues = parse_cues(path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise MediaError(source, f"captions.tracks[{i}].file", f"{path}: {exc}") from None
+            tracks.append(
+                SubtitleTrack(
+                    file=path,
+                    language=track.language,
+                    name=track.name or track.language,
+                    cues=tuple(track_cues),
+                )
+            )
+        colors: dict[str, RGBA | None] = {}
+        for key in ("color", "box_color"):
+            val = getattr(cap.style, key)
+            colors[key] = None
+            if val is not None:
+                try:
+                    colors[key] = parse_color(val)
+                except ValueError as exc:
+                    raise c.error(f"captions.style.{key}", str(exc)) from None
+        s = cap.style
+        style = CaptionStyle(
+            font=font_path,
+            size_px=s.size_px,
+            color=colors["color"],
+            box_color=colors["box_color"],
+            padding_px=s.padding_px,
+            position=tuple(s.position) if s.position else None,
+            max_width_px=s.max_width_px,
+            max_lines=s.max_lines,
+        )
+        captions = Captions(
+            style=style,
+            burn=cap.burn,
+            language=cap.language,
+            name=cap.name or cap.language,
+            tracks=tuple(tracks),
+        )
+    a = model.audio
+    audio = AudioSettings(
+        normalise=a.normalise,
+        loudness_lufs=a.loudness_lufs if a.loudness_lufs is not None else out.loudness_lufs,
+        true_peak_dbtp=a.true_peak_dbtp if a.true_peak_dbtp is not None else out.true_peak_dbtp,
+    )
+    return dict(
+        duration_s=duration,
+        frame_count=frames_in(duration, out.fps),
+        scene=room,
+        character=character,
+        tv=tv,
+        speech=speech,
+        captions=captions,
+        audio=audio,
+        blink=Blink(seed=model.blink.seed, mean_interval_s=model.blink.mean_interval_s),
+        cues=tuple(cues),
+        asset_hash=c.hasher.hexdigest()[:20],
+    )
+
+
+def _cue_field(cap: CaptionsModel, i: int) -> str:
+    """The field that gave cue ``i`` (a file's cue counts from 1, as its own numbering does)."""
+    return f"captions.cues[{i}]" if not cap.file else f"captions.file (cue {i + 1})"
+
+
+def _output(model: OutputModel, source: Path) -> OutputSettings:
+    try:
+        values = load_preset(model.preset)
+    except KeyError as exc:
+        raise SpecError(source, "output.preset", exc.args[0]) from None
+    values.update(model.model_dump(exclude_none=True, exclude={"preset"}))
+    try:
+        fps = parse_fps(values["fps"])
+        if not 1 <= fps <= 240:
+            raise ValueError(fps)
+    except (ValueError, ZeroDivisionError, OverflowError, TypeError):
+        raise SpecError(
+            source,
+            "output.fps",
+            f"{values['fps']!r} is not a frame rate: use a "
+            "number of frames per second from 1 to 240, such as 30 or 30000/1001",
+        ) from None
+    w, h = int(values["width"]), int(values["height"])
+    if w % 2 or h % 2:
+        raise SpecError(
+            source, "output.width" if w % 2 else "output.height", f"{w}x{h}: yuv420p needs even sizes"
+        )
+    if values["segment_type"] != "mpegts":
+        # fMP4 needs one shared init segment and per-fragment decode times across our
+        # per-segment encoders; until that exists, refuse it rather than write TS silently.
+        raise SpecError(
+            source, "output.segment_type", f"{values['segment_type']} is not supported yet: use mpegts"
+        )
+    seg = Fraction(values["segment_duration_s"]).limit_denominator(1000)
+    if (seg * fps).denominator != 1:
+        whole = max(1, round(seg * fps))
+        if model.segment_duration_s is None:
+            # the preset's length (1 s) at an NTSC rate: the nearest whole frames (30 frames,
+            # 1.001 s at 30000/1001), so that the documented rates work as they are
+            seg = Fraction(whole) / fps
+        else:
+            raise SpecError(
+                source,
+                "output.segment_duration_s",
+                f"{float(seg)} s is not a whole number of frames at {fps} fps: use "
+                f"{float(Fraction(whole) / fps):.6g} ({whole} frames) or leave it out",
+            )
+    return OutputSettings(
+        width=w,
+        height=h,
+        fps=fps,
+        x264_preset=str(values["x264_preset"]),
+        crf=float(values["crf"]),
+        maxrate_kbps=int(values["maxrate_kbps"]),
+        segment_duration_s=seg,
+        segment_type=str(values["segment_type"]),
+        audio_bitrate_kbps=int(values["audio_bitrate_kbps"]),
+        loudness_lufs=float(values.get("loudness_lufs", -16.0)),
+        true_peak_dbtp=float(values.get("true_peak_dbtp", -1.5)),
+        skip_identical_frames=bool(values.get("skip_identical_frames", True)),
+    )
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 also reads on/off/yes/no as booleans, which
+    would turn ``tv: {off: ...}`` into a ``False`` key. A key given twice in one mapping is an
+    error (YAML 1.2 says keys are unique; PyYAML would silently keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:  # as written: keys merged in by << may be overridden
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:
+                    continue  # an unhashable key: PyYAML's own check reports it
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {key!r} (first given at line {first.line + 1})",
+                        key_node.start_mark,
+                    )
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file with YAML 1.2 booleans (also for schedules)."""
+    return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_Yaml12Loader)
+
+
+def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> Spec:
+    """Read, validate and resolve a ``segment.yaml`` (:func:`avatarrender.spec.load_spec`, which
+    is this function imported on first use)."""
+    try:
+        source = Path(path).resolve()
+    except (RuntimeError, OSError) as exc:
+        raise SpecError(path, None, f"cannot resolve the segment file's path: {exc}") from None
+    if not source.is_file():
+        raise AssetNotFoundError(source, None, "segment file not found")
+    try:
+        doc = read_yaml(source)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else None
+        raise SpecError(source, where, f"malformed YAML: {getattr(exc, 'problem', exc)}") from None
+    except UnicodeDecodeError:
+        raise SpecError(source, None, "not UTF-8 text") from None
+    if not isinstance(doc, dict):
+        raise SpecError(source, None, "expected a mapping at the top (scene:, character:, ...)")
+    if overrides:
+        doc = {**doc, "output": {**(doc.get("output") or {}), **overrides}}
+    try:
+        model = SegmentModel.model_validate(doc)
+    except ValidationError as exc:
+        field, msg = _first_problem(exc.errors())
+        raise SpecError(source, field, msg) from None
+    out = _output(model.output, source)
+    parts = _resolve(model, out, source)
+    warnings: list[str] = []
+    captions = parts["captions"]
+    if captions is not None and captions.burn:
+        laid = _layouts(parts["cues"], captions.style, parts["scene"], out)
+        parts["captions"] = dataclasses.replace(captions, layouts=tuple(lay for lay, _ in laid))
+        for i, (lay, cue) in enumerate(zip((lay for lay, _ in laid), parts["cues"])):
+            if lay.wanted_lines > len(lay.lines):
+                warnings.append(
+                    f"{_cue_field(model.captions, i)}: {len(cue.text)} characters need "
+                    f"{lay.wanted_lines} lines; cut to {len(lay.lines)} with an ellipsis (shorten "
+                    "the cue, split it, or raise captions.style.max_lines)"
+                )
+    return Spec(source=source, output=out, warnings=tuple(warnings), **parts)
