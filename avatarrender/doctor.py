@@ -311,7 +311,7 @@ def gather(
     jobs: int | None = None,
 ) -> dict[str, Any]:
     """Measure everything :func:`assess` judges. ``probe_s`` 0 skips the render probe."""
-    from avatarrender.spec import load_preset
+    from avatarrender.specload import load_preset
 
     facts: dict[str, Any] = {"cpu": _cpu_info()}
     steal, busy = measure_steal(steal_s) if steal_s > 0 else (None, None)

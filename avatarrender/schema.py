@@ -32,7 +32,7 @@ def _finish(schema: dict[str, Any], *, kind: str, title: str, description: str) 
 
 def segment_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of ``segment.yaml``, from ``SegmentModel``."""
-    from .spec import SegmentModel
+    from .specload import SegmentModel
 
     return _finish(
         SegmentModel.model_json_schema(mode="validation"),

@@ -280,7 +280,7 @@ class RenderService:
 
         from .encode import x264_options
         from .render import DEFAULT_X264_THREADS, _ready
-        from .spec import OutputModel, _output
+        from .specload import OutputModel, _output
 
         t0 = time.perf_counter()
         scenes = self._check_warm()

@@ -35,7 +35,7 @@ def doctor_cmd(
     """
     from avatarrender.doctor import assess, gather, report_text
     from avatarrender.errors import SpecError
-    from avatarrender.spec import load_preset
+    from avatarrender.specload import load_preset
 
     try:
         load_preset(preset)

@@ -34,7 +34,7 @@ from typing import Any, Literal, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from avatarrender.spec import read_yaml
+from avatarrender.specload import read_yaml
 
 from avatarrender.errors import SpecError
 from avatarrender.playout.playlist import format_pdt, parse_pdt
