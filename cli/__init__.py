@@ -36,6 +36,31 @@ def _submit_args(args: list[str]) -> dict[str, str] | None:
     return out if "segment" in out and "--inbox" in out else None
 
 
+def _then_leave_at_once(run) -> None:
+    """Run the command; once it has succeeded, end the process without tearing the interpreter
+    down. By then the output is renamed into place and the summary printed: what is left is
+    unloading numpy, PyAV and the scene's caches, 0.15-0.25 s of a 20 s render's 4 s. The worker
+    pool is shut down first (its processes end, as on a normal exit); a failure, or output that
+    cannot be flushed, takes the normal way out."""
+    import os
+
+    try:
+        run()
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        raise SystemExit(0) from None  # (a closed pipe: Python reports it its own way)
+    pool = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(pool, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True)
+    os._exit(0)
+
+
 def main() -> None:
     """Console entry point (see the module's docstring)."""
     args = sys.argv[1:]
@@ -43,7 +68,10 @@ def main() -> None:
     if quick is None:
         from .main import main as full
 
-        full()
+        if args[:1] == ["render"]:
+            _then_leave_at_once(full)
+        else:
+            full()
         return
     from avatarrender.errors import AvatarRenderError
     from avatarrender.service import submit

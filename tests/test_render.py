@@ -188,6 +188,39 @@ def test_render_into_spool_publishes_atomically(tiny_segment, tmp_path):
     assert any(p.name.startswith("segment-") and p.name.endswith("Z") for p in spool.iterdir())
 
 
+def test_render_command_leaves_at_once_with_everything_written_and_no_process_behind(tiny_segment, tmp_path):
+    # the command ends without tearing its interpreter down (os._exit) once it has succeeded:
+    # the summary, the output and the workers' exits must all come before that
+    import os
+    import time
+    import uuid
+
+    tag = f"AVATARRENDER_TEST_TAG={uuid.uuid4().hex}".encode()
+    env = {**os.environ, tag.decode().split("=")[0]: tag.decode().split("=")[1]}
+    out = tmp_path / "outs" / "show"
+    proc = run_cli("render", str(tiny_segment), "-o", str(out), "--json", "--force", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["frames"] == 120  # printed and flushed before leaving
+    assert json.loads((out / "manifest.json").read_text())["complete"] is True
+    assert sorted(p.name for p in out.parent.iterdir()) == ["show"]  # no partial, no lock file
+
+    def tagged() -> list[int]:
+        pids = []
+        for entry in os.listdir("/proc"):
+            try:
+                if entry.isdigit() and tag in open(f"/proc/{entry}/environ", "rb").read().split(b"\0"):
+                    if b"zombie" not in open(f"/proc/{entry}/status", "rb").read().lower():
+                        pids.append(int(entry))
+            except OSError:
+                pass
+        return pids
+
+    deadline = time.monotonic() + 3.0  # loky's resource trackers end when they see the pipe close
+    while tagged() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert tagged() == [], "processes left behind"
+
+
 def test_scene_drawn_at_one_size_renders_at_another(tiny_segment):
     """Coordinates are the background's pixels; a 320x180 scene previews at 160x90 (and 640x360)."""
     for size in ((160, 90), (640, 360)):
