@@ -12,6 +12,8 @@ import pytest
 from avatarrender import media
 from avatarrender.media import ffmpeg_exe
 
+from media_check import decode_audio  # the ffmpeg command, as the tests decode any audio
+
 # (file name, ffmpeg output options): what users hand us as speech or clip sound
 FORMATS = [
     ("s16_22k_mono.wav", ["-ar", "22050", "-ac", "1", "-c:a", "pcm_s16le"]),
@@ -23,31 +25,6 @@ FORMATS = [
     ("speech.opus.ogg", ["-ar", "48000", "-ac", "2", "-c:a", "libopus"]),
     ("speech.aiff", ["-ar", "32000", "-ac", "1", "-c:a", "pcm_s16be"]),
 ]
-
-
-def _command(path: Path, rate: int) -> np.ndarray:
-    out = subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-v",
-            "error",
-            "-nostdin",
-            "-i",
-            str(path),
-            "-map",
-            "0:a:0",
-            "-ac",
-            "1",
-            "-ar",
-            str(rate),
-            "-f",
-            "f32le",
-            "-",
-        ],
-        capture_output=True,
-        check=True,
-    ).stdout
-    return np.frombuffer(out, np.float32)
 
 
 def _make(path: Path, options: list[str]) -> None:
@@ -66,23 +43,23 @@ def test_in_process_decode_gives_the_commands_samples(tmp_path: Path, name: str,
     for rate in (48_000, 16_000):
         mine = media._decode_in_process(path, rate)
         assert mine is not None, "decoded by the command, not in this process"
-        ref = _command(path, rate)
+        ref = decode_audio(path, rate)
         assert mine.dtype == np.float32 and mine.shape == ref.shape, (mine.shape, ref.shape)
         assert np.array_equal(mine, ref), float(np.abs(mine - ref).max())
 
 
-def test_mp4_and_broken_files_go_to_the_command(tmp_path: Path) -> None:
+def test_mp4_and_broken_files_go_to_thedecode_audio(tmp_path: Path) -> None:
     m4a = tmp_path / "speech.m4a"
     _make(m4a, ["-ar", "48000", "-c:a", "aac"])
     assert media._decode_in_process(m4a, 48_000) is None  # the command trims AAC's end padding
-    assert np.array_equal(media._decode_audio(m4a, 48_000), _command(m4a, 48_000))
+    assert np.array_equal(media._decode_audio(m4a, 48_000), decode_audio(m4a, 48_000))
     mp3 = tmp_path / "speech.mp3"
     _make(mp3, ["-c:a", "libmp3lame"])
     data = bytearray(mp3.read_bytes())
     data[len(data) // 2 : len(data) // 2 + 4000] = b"\x00" * 4000  # a damaged stretch mid-file
     mp3.write_bytes(bytes(data))
     got = media._decode_audio(mp3, 48_000)
-    assert np.array_equal(got, _command(mp3, 48_000))  # whichever decoded it: the command's samples
+    assert np.array_equal(got, decode_audio(mp3, 48_000))  # whichever decoded it: the command's samples
     garbage = tmp_path / "speech.wav"
     garbage.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot a wave file at all" * 50)
     with pytest.raises(media.MediaError):
