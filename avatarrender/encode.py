@@ -10,6 +10,7 @@ import ctypes
 import dataclasses
 import functools
 import io
+import itertools
 import math
 import os
 import time
@@ -121,9 +122,8 @@ class _ClipDecoder:
 
     def __init__(self, path: Path, key: tuple[Any, ...]):
         self.path, self.key = path, key
-        self.container = av.open(str(path))
+        self.container = self._open()
         self.stream = self.container.streams.video[0]
-        self.stream.codec_context.thread_count = 1  # the other core encodes
         self._probe: Any = None
         self._packets: Iterator[Any] | None = None  # the demuxer since the last seek
         self._pending: collections.deque[Any] = collections.deque()  # decoded, not handed out
@@ -151,9 +151,10 @@ class _ClipDecoder:
                 self._pending.appendleft(frame)
             self._recent.clear()
             return True
-        self.container.seek(t_us, backward=True)  # PyAV flushes the decoder
+        self.container, first, packets = self._seek(self.container, t_us)
+        self.stream = self.container.streams.video[0]
         self.seeks += 1
-        self._packets = self.container.demux(self.stream)
+        self._packets = itertools.chain([first], packets) if first is not None else packets
         self._pending.clear()
         self._recent.clear()
         self._origin = self._gone_pts = None
@@ -165,15 +166,43 @@ class _ClipDecoder:
             return None
         return (packet.pos, packet.dts, packet.pts, packet.size)
 
+    def _open(self) -> Any:
+        container = av.open(str(self.path))
+        container.streams.video[0].codec_context.thread_count = 1  # the other core encodes
+        return container
+
+    def _seek(self, container: Any, t_us: int) -> tuple[Any, Any, Iterator[Any]]:
+        """Seek ``container`` to the keyframe at or before ``t_us``: (the container, its first
+        packet, the demuxer after it). The decoder is flushed.
+
+        MP4 and Matroska seek to a keyframe; MPEG-TS seeks to any packet whose time is before
+        t (a seek to t lands on the frame a P- or B-frame after it, which the decoder drops
+        up to the next keyframe: frames from seconds later, or none at all with one keyframe
+        in the clip). There, seek again a second earlier, then two, four... and at the clip's
+        start, read it from its first packet.
+        """
+        start_us = container.start_time or 0
+        back_us, target_us = 1_000_000, t_us
+        while True:
+            container.seek(target_us, backward=True)  # PyAV flushes the decoder
+            packets = container.demux(container.streams.video[0])
+            first = next(packets, None)
+            if first is None or first.size == 0 or first.is_keyframe:
+                return container, first, packets
+            if target_us <= start_us:
+                break
+            target_us, back_us = max(start_us, target_us - back_us), back_us * 2
+        container.close()
+        container = self._open()  # a fresh decoder too
+        packets = container.demux(container.streams.video[0])
+        return container, next(packets, None), packets
+
     def _landing(self, t_us: int) -> Any:
         """The first packet a seek to ``t_us`` gives (its place and times), from the probe."""
         if self._probe is None:
             self._probe = av.open(str(self.path))
-        probe = self._probe
-        probe.seek(t_us, backward=True)
-        for packet in probe.demux(probe.streams.video[0]):
-            return self._identity(packet)
-        return None
+        self._probe, first, _ = self._seek(self._probe, t_us)
+        return self._identity(first) if first is not None else None
 
     def next_frame(self) -> Any:
         """The decoder's next frame in its own order, or None after the clip's last. (The caller
@@ -283,16 +312,16 @@ class TVReader:
         """The run's output frames: decoded from the keyframe before ``t_s``, frames before it
         dropped, the rest re-timed from it (as ffmpeg's accurate -ss), then the filters."""
         dec = self._decoder = _clip_decoder(self.clip_paths[clip])
-        stream = dec.stream
         # t counts from the file's start time (an MPEG-TS clip's may be 1.4 s), as with -ss
         t_us = round(t_s * 1_000_000) + (dec.container.start_time or 0)
-        shift = math.floor(Fraction(t_us, 1_000_000) / stream.time_base + Fraction(1, 2))
+        shift = math.floor(Fraction(t_us, 1_000_000) / dec.stream.time_base + Fraction(1, 2))
         # to the keyframe at or before t (any earlier one would do: frames before t are decoded
         # and dropped), or on from where the decoder is when that gives the same frames
         if dec.start(t_us, shift):
             self.continued += 1
         else:
             self.seeks += 1
+        stream = dec.stream  # (the clip may have been opened again, from its start)
         graph: Any = None  # fresh per run: its fps filter counts from the run's first frame
         given = 0
 
