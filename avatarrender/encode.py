@@ -132,6 +132,8 @@ class _ClipDecoder:
         self._recent: collections.deque[tuple[int, Any]] = collections.deque()
         self._origin: Any = None  # the first packet after the last seek
         self._gone_pts: int | None = None  # the largest pts handed out and no longer recent
+        self._skip_below: int | None = None  # the run's start (pts): frames before it are dropped
+        self._skipping = False
         self.seeks = 0
 
     def start(self, t_us: int, shift: int) -> bool:
@@ -142,6 +144,7 @@ class _ClipDecoder:
             and (self._gone_pts is None or self._gone_pts < shift)
             and self._landing(t_us) == self._origin
         ):
+            self._skip_below = shift
             # the recent frames from the first at or after t are handed out again, in order
             # (those before t among them are dropped again by the run)
             while self._recent and self._recent[0][0] < shift:
@@ -158,6 +161,8 @@ class _ClipDecoder:
         self._pending.clear()
         self._recent.clear()
         self._origin = self._gone_pts = None
+        self.stream.codec_context.skip_frame = "DEFAULT"
+        self._skip_below, self._skipping = shift, False
         return False
 
     @staticmethod
@@ -214,6 +219,14 @@ class _ClipDecoder:
                 return None
             if self._origin is None:
                 self._origin = self._identity(packet) or object()  # (equal to no landing)
+            # a frame before the run's start that no other frame refers to (most B-frames):
+            # not decoded at all, as if handed out and dropped
+            skip = packet.pts is not None and self._skip_below is not None and packet.pts < self._skip_below
+            if skip != self._skipping:
+                self.stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
+                self._skipping = skip
+            if skip:
+                self._gone_pts = packet.pts if self._gone_pts is None else max(self._gone_pts, packet.pts)
             self._pending.extend(packet.decode())
         frame = self._pending.popleft()
         if frame.pts is not None:

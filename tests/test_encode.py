@@ -419,6 +419,35 @@ def test_tv_reader_decodes_on_across_runs_and_chunks_as_a_fresh_seek_would(
     close_clip_decoders()
 
 
+def test_tv_reader_goes_back_a_few_frames_after_skipping_b_frames(tmp_path):
+    """Frames before a run's start that no frame refers to (B-frames) are not decoded; a run
+    that then starts a frame or a few back, among them, seeks rather than miss them."""
+    from avatarrender.encode import TVReader, close_clip_decoders
+
+    clip = tmp_path / "clip.mp4"
+    _x264_clip(clip, gop=250, bframes=3)
+    w, h, fps = 96, 54, Fraction(30)
+
+    def flat(it):
+        return [np.concatenate([p.ravel() for p in planes]) for planes in it]
+
+    def times(t_s, n):
+        return t_s + np.arange(n) / float(fps)
+
+    for back in range(1, 5):
+        close_clip_decoders()
+        flat(TVReader([clip], (w, h), fps).frames(np.zeros(5, np.int16), times(0.5, 5)))
+        reader = TVReader([clip], (w, h), fps)  # the next chunk: on to 2 s, then back
+        got = flat(
+            reader.frames(np.zeros(4, np.int16), np.concatenate([times(2.0, 1), times(2.0 - back / 30, 3)]))
+        )
+        assert reader.continued >= 1
+        close_clip_decoders()
+        fresh = flat(TVReader([clip], (w, h), fps).frames(np.zeros(3, np.int16), times(2.0 - back / 30, 3)))
+        assert all(np.array_equal(a, b) for a, b in zip(got[1:], fresh)), back
+    close_clip_decoders()
+
+
 def test_tv_reader_keeps_few_decoders_and_reopens_a_replaced_clip(tmp_path):
     """The kept decoders are bounded, another spec's clips are closed, and a clip file replaced
     under the same name is decoded anew (not from the old file's decoder)."""
