@@ -13,6 +13,7 @@ import io
 import itertools
 import math
 import os
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -246,7 +247,16 @@ class _ClipDecoder:
         self._probe = None
 
 
-_DECODERS: collections.OrderedDict[tuple[Any, ...], _ClipDecoder] = collections.OrderedDict()
+# Per thread: a worker of a threaded pool (Dask's) renders chunks side by side, each its own
+_KEPT = threading.local()
+
+
+def _kept_decoders() -> collections.OrderedDict[tuple[Any, ...], _ClipDecoder]:
+    """This thread's kept decoders, least recently used first."""
+    kept = getattr(_KEPT, "decoders", None)
+    if kept is None:
+        kept = _KEPT.decoders = collections.OrderedDict()
+    return kept
 
 
 def _clip_key(path: Path) -> tuple[Any, ...]:
@@ -258,31 +268,34 @@ def _clip_key(path: Path) -> tuple[Any, ...]:
 def _clip_decoder(path: Path) -> _ClipDecoder:
     """This worker's decoder of ``path``, opened if it has none (or the file changed)."""
     key = _clip_key(path)
-    dec = _DECODERS.get(key)
+    kept = _kept_decoders()
+    dec = kept.get(key)
     if dec is not None:
-        _DECODERS.move_to_end(key)
+        kept.move_to_end(key)
         return dec
-    for old in [k for k in _DECODERS if k[0] == key[0]]:  # the same name, another file
-        _DECODERS.pop(old).close()
+    for old in [k for k in kept if k[0] == key[0]]:  # the same name, another file
+        kept.pop(old).close()
     dec = _ClipDecoder(path, key)
-    _DECODERS[key] = dec
-    while len(_DECODERS) > KEEP_CLIP_DECODERS:
-        _DECODERS.popitem(last=False)[1].close()
+    kept[key] = dec
+    while len(kept) > KEEP_CLIP_DECODERS:
+        kept.popitem(last=False)[1].close()
     return dec
 
 
 def _drop_clip_decoder(dec: _ClipDecoder) -> None:
     """Close ``dec`` and forget it (after a decoding error its state is not to be trusted)."""
-    if _DECODERS.get(dec.key) is dec:
-        del _DECODERS[dec.key]
+    kept = _kept_decoders()
+    if kept.get(dec.key) is dec:
+        del kept[dec.key]
     dec.close()
 
 
 def close_clip_decoders(keep: Sequence[Path] = ()) -> None:
-    """Close this process's kept TV clip decoders, but those of ``keep`` (a new spec's clips)."""
+    """Close this thread's kept TV clip decoders, but those of ``keep`` (a new spec's clips)."""
     names = {str(p) for p in keep}
-    for key in [k for k in _DECODERS if k[0] not in names]:
-        _DECODERS.pop(key).close()
+    kept = _kept_decoders()
+    for key in [k for k in kept if k[0] not in names]:
+        kept.pop(key).close()
 
 
 class TVReader:
@@ -332,8 +345,10 @@ class TVReader:
         # and dropped), or on from where the decoder is when that gives the same frames
         if dec.start(t_us, shift):
             self.continued += 1
+            _profile.count("tv_runs_decoded_on")
         else:
             self.seeks += 1
+            _profile.count("tv_runs_sought")
         stream = dec.stream  # (the clip may have been opened again, from its start)
         graph: Any = None  # fresh per run: its fps filter counts from the run's first frame
         given = 0

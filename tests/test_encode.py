@@ -465,9 +465,9 @@ def test_tv_reader_keeps_few_decoders_and_reopens_a_replaced_clip(tmp_path):
     n = len(clips)
     reader = TVReader(clips, (w, h), fps)
     list(reader.frames(np.arange(n, dtype=np.int16), np.full(n, 0.2)))
-    assert len(encode._DECODERS) == KEEP_CLIP_DECODERS
+    assert len(encode._kept_decoders()) == KEEP_CLIP_DECODERS
     TVReader(clips[-1:], (w, h), fps)  # another spec: the others' decoders are closed
-    assert [k[0] for k in encode._DECODERS] == [str(clips[-1])]
+    assert [k[0] for k in encode._kept_decoders()] == [str(clips[-1])]
 
     clip = clips[0]
     first = [
@@ -483,7 +483,7 @@ def test_tv_reader_keeps_few_decoders_and_reopens_a_replaced_clip(tmp_path):
     ]
     assert abs(int(later[0][0, 0]) - clip_luma(45)) <= 1 and int(first[0][0, 0]) != int(later[0][0, 0])
     close_clip_decoders()
-    assert not encode._DECODERS
+    assert not encode._kept_decoders()
 
 
 def test_audio_encoder_goes_to_the_background_after_the_urgent_seconds(tmp_path):
