@@ -135,6 +135,7 @@ class _ClipDecoder:
         self._gone_pts: int | None = None  # the largest pts handed out and no longer recent
         self._skip_below: int | None = None  # the run's start (pts): frames before it are dropped
         self._skipping = False
+        self._may_skip: bool | None = None  # the decoder was told its reordering (None: not yet)
         self.seeks = 0
 
     def start(self, t_us: int, shift: int) -> bool:
@@ -155,7 +156,10 @@ class _ClipDecoder:
                 self._pending.appendleft(frame)
             self._recent.clear()
             return True
-        self.container, first, packets = self._seek(self.container, t_us)
+        container = self.container
+        self.container, first, packets = self._seek(container, t_us)
+        if self.container is not container:  # opened again: a new decoder
+            self._may_skip = None
         self.stream = self.container.streams.video[0]
         self.seeks += 1
         self._packets = itertools.chain([first], packets) if first is not None else packets
@@ -221,14 +225,23 @@ class _ClipDecoder:
             if self._origin is None:
                 self._origin = self._identity(packet) or object()  # (equal to no landing)
             # a frame before the run's start that no other frame refers to (most B-frames):
-            # not decoded at all, as if handed out and dropped
-            skip = packet.pts is not None and self._skip_below is not None and packet.pts < self._skip_below
+            # not decoded at all, as if handed out and dropped. Only where the clip declares
+            # its frame reordering up front (x264 does): else libavcodec learns it from the
+            # frames it sees, and would learn it differently with some of them skipped
+            skip = (
+                self._may_skip is True
+                and packet.pts is not None
+                and self._skip_below is not None
+                and packet.pts < self._skip_below
+            )
             if skip != self._skipping:
                 self.stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
                 self._skipping = skip
             if skip:
                 self._gone_pts = packet.pts if self._gone_pts is None else max(self._gone_pts, packet.pts)
             self._pending.extend(packet.decode())
+            if self._may_skip is None:  # known once its first packet (and SPS) is decoded
+                self._may_skip = self.stream.codec_context.has_b_frames > 0
         frame = self._pending.popleft()
         if frame.pts is not None:
             self._recent.append((frame.pts, frame))
