@@ -448,6 +448,48 @@ def test_tv_reader_goes_back_a_few_frames_after_skipping_b_frames(tmp_path):
     close_clip_decoders()
 
 
+def test_tv_clip_decoders_are_kept_per_thread(tmp_path):
+    """Two threads (a threaded Dask worker's chunks) reading the same clip side by side each
+    keep their own decoder: their frames are those of a fresh reader."""
+    import threading
+
+    from avatarrender.encode import TVReader, close_clip_decoders
+
+    clip = tmp_path / "clip.mp4"
+    _x264_clip(clip, gop=250, bframes=3)
+    w, h, fps, n = 96, 54, Fraction(30), 12
+    starts = {0: [0.2, 1.4, 2.6], 1: [0.8, 2.0, 3.2]}
+    got: dict[tuple[int, float], list[np.ndarray]] = {}
+    barrier = threading.Barrier(2)
+
+    def work(who: int) -> None:
+        for t_s in starts[who]:
+            reader = TVReader([clip], (w, h), fps)
+            frames = reader.frames(np.zeros(n, np.int16), t_s + np.arange(n) / 30)
+            out = []
+            for i, planes in enumerate(frames):
+                out.append(np.concatenate([p.ravel() for p in planes]))
+                if i % 4 == 0:
+                    barrier.wait(timeout=30)  # the other thread decodes in between
+            got[who, t_s] = out
+        close_clip_decoders()
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 6
+    for (_, t_s), frames in got.items():
+        close_clip_decoders()
+        fresh = [
+            np.concatenate([p.ravel() for p in planes])
+            for planes in TVReader([clip], (w, h), fps).frames(np.zeros(n, np.int16), t_s + np.arange(n) / 30)
+        ]
+        assert all(np.array_equal(a, b) for a, b in zip(frames, fresh)), t_s
+    close_clip_decoders()
+
+
 def test_tv_reader_keeps_few_decoders_and_reopens_a_replaced_clip(tmp_path):
     """The kept decoders are bounded, another spec's clips are closed, and a clip file replaced
     under the same name is decoded anew (not from the old file's decoder)."""
