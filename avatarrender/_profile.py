@@ -12,7 +12,7 @@ import os
 import time
 from collections import defaultdict
 
-__all__ = ["ENABLED", "add", "mark", "merge", "take", "take_marks", "timed"]
+__all__ = ["ENABLED", "add", "count", "mark", "merge", "take", "take_marks", "timed"]
 
 ENABLED = os.environ.get("AVATARRENDER_PROFILE") == "1"
 _TOTALS: defaultdict[str, float] = defaultdict(float)
@@ -22,6 +22,12 @@ _MARKS: dict[str, float] = {}
 def add(stage: str, started: float) -> None:
     """Count the seconds since ``started`` (a ``time.perf_counter()``) to ``stage``."""
     _TOTALS[stage] += time.perf_counter() - started
+
+
+def count(event: str) -> None:
+    """Count one ``event`` (summed like the stages' seconds; a no-op when profiling is off)."""
+    if ENABLED:
+        _TOTALS[event] += 1
 
 
 def mark(event: str) -> None:

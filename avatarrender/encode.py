@@ -5,11 +5,15 @@ yuv420p at the screen's size.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import dataclasses
 import functools
 import io
+import itertools
 import math
+import os
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -29,6 +33,7 @@ from .timebase import AUDIO_RATE_HZ
 
 __all__ = [
     "TVReader",
+    "close_clip_decoders",
     "SegmentJob",
     "AudioSource",
     "ChunkEncoder",
@@ -94,13 +99,226 @@ def x264_args(out: OutputSettings, *, threads: int | None) -> list[str]:
     return args
 
 
+# A worker keeps this many clips' decoders open across runs and chunks (a 1080p H.264 decoder
+# holds its reference frames, ~3 MB each); the least recently used one is closed beyond it
+KEEP_CLIP_DECODERS = 3
+# Frames a decoder keeps after handing them out (the fps filter reads ahead of its output by one
+# frame, two for a clip at twice the output's rate; past that the next run seeks)
+_RECENT_FRAMES = 4
+
+
+class _ClipDecoder:
+    """One TV clip open in this worker: its container and decoder, kept from run to run and
+    from chunk to chunk, and where the decoder is.
+
+    A run at time t is decoded as a fresh seek to t would decode it (the seek's keyframe, the
+    frames decoded from it, those before t dropped). When the decoder is already on the way
+    from that very keyframe (the last seek landed on the same packet a seek to t would land
+    on) and has handed out no frame at or after t, decoding on gives that same sequence of
+    frames, without going back to the keyframe: a clip with keyframes far apart (x264's
+    default GOP of 250 frames) then costs the frames in between once, not once per run.
+    Where a seek to t lands is asked of a second demuxer of the same file (a seek and one
+    packet read, no decoding), so whatever the format's seeking does, the answer is its own.
+    """
+
+    def __init__(self, path: Path, key: tuple[Any, ...]):
+        self.path, self.key = path, key
+        self.container = self._open()
+        self.stream = self.container.streams.video[0]
+        self._probe: Any = None
+        self._packets: Iterator[Any] | None = None  # the demuxer since the last seek
+        self._pending: collections.deque[Any] = collections.deque()  # decoded, not handed out
+        # the last frames handed out, with their pts as decoded: a run's fps filter takes a
+        # frame or two past its last output, which the next run may start with
+        self._recent: collections.deque[tuple[int, Any]] = collections.deque()
+        self._origin: Any = None  # the first packet after the last seek
+        self._gone_pts: int | None = None  # the largest pts handed out and no longer recent
+        self._skip_below: int | None = None  # the run's start (pts): frames before it are dropped
+        self._skipping = False
+        self._may_skip: bool | None = None  # the decoder was told its reordering (None: not yet)
+        self.seeks = 0
+
+    def start(self, t_us: int, shift: int) -> bool:
+        """Be ready to hand out the frames a seek to ``t_us`` (AV_TIME_BASE) would decode, those
+        before ``shift`` (the stream's time base) included. Returns False if it had to seek."""
+        if (
+            self._origin is not None
+            and (self._gone_pts is None or self._gone_pts < shift)
+            and self._landing(t_us) == self._origin
+        ):
+            self._skip_below = shift
+            # the recent frames from the first at or after t are handed out again, in order
+            # (those before t among them are dropped again by the run)
+            while self._recent and self._recent[0][0] < shift:
+                self._recent.popleft()
+            for pts, frame in reversed(self._recent):
+                frame.pts = pts
+                self._pending.appendleft(frame)
+            self._recent.clear()
+            return True
+        container = self.container
+        self.container, first, packets = self._seek(container, t_us)
+        if self.container is not container:  # opened again: a new decoder
+            self._may_skip = None
+        self.stream = self.container.streams.video[0]
+        self.seeks += 1
+        self._packets = itertools.chain([first], packets) if first is not None else packets
+        self._pending.clear()
+        self._recent.clear()
+        self._origin = self._gone_pts = None
+        self.stream.codec_context.skip_frame = "DEFAULT"
+        self._skip_below, self._skipping = shift, False
+        return False
+
+    @staticmethod
+    def _identity(packet: Any) -> Any:
+        if packet.size == 0:  # the demuxer's end: nothing to continue from
+            return None
+        return (packet.pos, packet.dts, packet.pts, packet.size)
+
+    def _open(self) -> Any:
+        container = av.open(str(self.path))
+        container.streams.video[0].codec_context.thread_count = 1  # the other core encodes
+        return container
+
+    def _seek(self, container: Any, t_us: int) -> tuple[Any, Any, Iterator[Any]]:
+        """Seek ``container`` to the keyframe at or before ``t_us``: (the container, its first
+        packet, the demuxer after it). The decoder is flushed.
+
+        MP4 and Matroska seek to a keyframe; MPEG-TS seeks to any packet whose time is before
+        t (a seek to t lands on the frame a P- or B-frame after it, which the decoder drops
+        up to the next keyframe: frames from seconds later, or none at all with one keyframe
+        in the clip). There, seek again a second earlier, then two, four... and at the clip's
+        start, read it from its first packet.
+        """
+        start_us = container.start_time or 0
+        back_us, target_us = 1_000_000, t_us
+        while True:
+            container.seek(target_us, backward=True)  # PyAV flushes the decoder
+            packets = container.demux(container.streams.video[0])
+            first = next(packets, None)
+            if first is None or first.size == 0 or first.is_keyframe:
+                return container, first, packets
+            if target_us <= start_us:
+                break
+            target_us, back_us = max(start_us, target_us - back_us), back_us * 2
+        container.close()
+        container = self._open()  # a fresh decoder too
+        packets = container.demux(container.streams.video[0])
+        return container, next(packets, None), packets
+
+    def _landing(self, t_us: int) -> Any:
+        """The first packet a seek to ``t_us`` gives (its place and times), from the probe."""
+        if self._probe is None:
+            self._probe = av.open(str(self.path))
+        self._probe, first, _ = self._seek(self._probe, t_us)
+        return self._identity(first) if first is not None else None
+
+    def next_frame(self) -> Any:
+        """The decoder's next frame in its own order, or None after the clip's last. (The caller
+        may change its pts: the pts as decoded is kept.)"""
+        while not self._pending:
+            packet = next(self._packets, None) if self._packets is not None else None
+            if packet is None:
+                self._packets = None
+                return None
+            if self._origin is None:
+                self._origin = self._identity(packet) or object()  # (equal to no landing)
+            # a frame before the run's start that no other frame refers to (most B-frames):
+            # not decoded at all, as if handed out and dropped. Only where the clip declares
+            # its frame reordering up front (x264 does): else libavcodec learns it from the
+            # frames it sees, and would learn it differently with some of them skipped
+            skip = (
+                self._may_skip is True
+                and packet.pts is not None
+                and self._skip_below is not None
+                and packet.pts < self._skip_below
+            )
+            if skip != self._skipping:
+                self.stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
+                self._skipping = skip
+            if skip:
+                self._gone_pts = packet.pts if self._gone_pts is None else max(self._gone_pts, packet.pts)
+            self._pending.extend(packet.decode())
+            if self._may_skip is None:  # known once its first packet (and SPS) is decoded
+                self._may_skip = self.stream.codec_context.has_b_frames > 0
+        frame = self._pending.popleft()
+        if frame.pts is not None:
+            self._recent.append((frame.pts, frame))
+            if len(self._recent) > _RECENT_FRAMES:
+                gone, _ = self._recent.popleft()
+                self._gone_pts = gone if self._gone_pts is None else max(self._gone_pts, gone)
+        return frame
+
+    def close(self) -> None:
+        self._packets = None
+        self._pending.clear()
+        self._recent.clear()
+        for c in (self.container, self._probe):
+            if c is not None:
+                c.close()
+        self._probe = None
+
+
+# Per thread: a worker of a threaded pool (Dask's) renders chunks side by side, each its own
+_KEPT = threading.local()
+
+
+def _kept_decoders() -> collections.OrderedDict[tuple[Any, ...], _ClipDecoder]:
+    """This thread's kept decoders, least recently used first."""
+    kept = getattr(_KEPT, "decoders", None)
+    if kept is None:
+        kept = _KEPT.decoders = collections.OrderedDict()
+    return kept
+
+
+def _clip_key(path: Path) -> tuple[Any, ...]:
+    """The clip's path and file identity: a clip replaced under the same name is another clip."""
+    st = os.stat(path)
+    return (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _clip_decoder(path: Path) -> _ClipDecoder:
+    """This worker's decoder of ``path``, opened if it has none (or the file changed)."""
+    key = _clip_key(path)
+    kept = _kept_decoders()
+    dec = kept.get(key)
+    if dec is not None:
+        kept.move_to_end(key)
+        return dec
+    for old in [k for k in kept if k[0] == key[0]]:  # the same name, another file
+        kept.pop(old).close()
+    dec = _ClipDecoder(path, key)
+    kept[key] = dec
+    while len(kept) > KEEP_CLIP_DECODERS:
+        kept.popitem(last=False)[1].close()
+    return dec
+
+
+def _drop_clip_decoder(dec: _ClipDecoder) -> None:
+    """Close ``dec`` and forget it (after a decoding error its state is not to be trusted)."""
+    kept = _kept_decoders()
+    if kept.get(dec.key) is dec:
+        del kept[dec.key]
+    dec.close()
+
+
+def close_clip_decoders(keep: Sequence[Path] = ()) -> None:
+    """Close this thread's kept TV clip decoders, but those of ``keep`` (a new spec's clips)."""
+    names = {str(p) for p in keep}
+    kept = _kept_decoders()
+    for key in [k for k in kept if k[0] not in names]:
+        kept.pop(key).close()
+
+
 class TVReader:
     """Decodes the TV clips a chunk shows, in this process (PyAV), scaled to the screen.
 
     Each contiguous run is decoded as ``ffmpeg -ss T -i CLIP -vf fps=R,scale=W:H:flags=bicubic:
     out_range=tv,format=yuv420p`` would decode it (same filters, same seek and trim; tested
     frame for frame against the ffmpeg command), without a process, a pipe or fresh memory
-    per chunk.
+    per chunk. The clips' decoders stay open in the worker from run to run and chunk to chunk,
+    and decode on instead of seeking where that gives the same frames (:class:`_ClipDecoder`).
 
     Parameters
     ----------
@@ -121,29 +339,31 @@ class TVReader:
             self._buf[n + q :].reshape(self.h // 2, self.w // 2),
         )
         self._run: Iterator[Any] | None = None
-        self._container: Any = None
-        self._clip = -1
+        self._decoder: _ClipDecoder | None = None
         self._reading = 0
         self._last_ok = False
         self.repeated = False  # the frame last yielded is the one yielded before it
+        self.seeks = 0  # runs that sought (the others decoded on from where the decoder was)
+        self.continued = 0
+        close_clip_decoders(keep=clip_paths)  # another spec's clips: closed
 
     def _decoded(self, clip: int, t_s: float, frames: int) -> Iterator[Any]:
         """The run's output frames: decoded from the keyframe before ``t_s``, frames before it
         dropped, the rest re-timed from it (as ffmpeg's accurate -ss), then the filters."""
-        if clip != self._clip:
-            if self._container is not None:
-                self._container.close()
-            self._container = av.open(str(self.clip_paths[clip]))
-            self._clip = clip
-            self._container.streams.video[0].codec_context.thread_count = 1  # the core is busy
-        container = self._container
-        stream = container.streams.video[0]
+        dec = self._decoder = _clip_decoder(self.clip_paths[clip])
         # t counts from the file's start time (an MPEG-TS clip's may be 1.4 s), as with -ss
-        t_us = round(t_s * 1_000_000) + (container.start_time or 0)
-        container.seek(t_us, backward=True)  # to the keyframe at or before t (any earlier one
-        # would do: frames before t are decoded and dropped); PyAV flushes the decoder
-        shift = math.floor(Fraction(t_us, 1_000_000) / stream.time_base + Fraction(1, 2))
-        graph: Any = None
+        t_us = round(t_s * 1_000_000) + (dec.container.start_time or 0)
+        shift = math.floor(Fraction(t_us, 1_000_000) / dec.stream.time_base + Fraction(1, 2))
+        # to the keyframe at or before t (any earlier one would do: frames before t are decoded
+        # and dropped), or on from where the decoder is when that gives the same frames
+        if dec.start(t_us, shift):
+            self.continued += 1
+            _profile.count("tv_runs_decoded_on")
+        else:
+            self.seeks += 1
+            _profile.count("tv_runs_sought")
+        stream = dec.stream  # (the clip may have been opened again, from its start)
+        graph: Any = None  # fresh per run: its fps filter counts from the run's first frame
         given = 0
 
         def pulled() -> Iterator[Any]:
@@ -156,19 +376,19 @@ class TVReader:
                 given += 1
                 yield out
 
-        for packet in container.demux(stream):
-            for frame in packet.decode():
-                if frame.pts is None or frame.pts - shift < 0:
-                    continue
-                if graph is None:
-                    graph = self._graph(stream, frame.rotation)
-                frame.pts -= shift
-                graph.vpush(frame)
-                yield from pulled()
-                if given >= frames:
-                    return
-        if graph is not None:
-            graph.vpush(None)  # the clip ended: the fps filter gives what it still holds
+        while given < frames:
+            frame = dec.next_frame()
+            if frame is None:
+                if graph is not None:
+                    graph.vpush(None)  # the clip ended: the fps filter gives what it still holds
+                    yield from pulled()
+                return
+            if frame.pts is None or frame.pts - shift < 0:
+                continue
+            if graph is None:
+                graph = self._graph(stream, frame.rotation)
+            frame.pts -= shift
+            graph.vpush(frame)
             yield from pulled()
 
     # A phone clip's display matrix, turned upright as ffmpeg's autorotate does (checked against it)
@@ -204,7 +424,11 @@ class TVReader:
     def _read(self) -> None:
         try:
             frame = next(self._run, None) if self._run is not None else None
-        except av.error.FFmpegError as exc:
+        except (av.error.FFmpegError, OSError) as exc:  # (OSError: the clip is gone)
+            if self._decoder is not None:
+                _drop_clip_decoder(self._decoder)  # where it stopped is not to be trusted
+                self._decoder = None
+            self._run = None
             raise MediaError(
                 self.clip_paths[self._reading], self._field(), f"cannot decode the TV clip: {exc}"
             ) from None
@@ -234,7 +458,9 @@ class TVReader:
         self._last_ok = True
 
     def _start(self, clip: int, t_s: float, frames: int) -> None:
-        self._reading = clip  # (for errors: the clip may fail to open, _clip is the last opened)
+        self._reading = clip  # (for errors: the clip being started)
+        if self._run is not None:
+            self._run.close()  # the run before ends here; the decoder keeps what it holds
         self._run = self._decoded(clip, t_s, frames)  # opened, sought, decoded at the first read
 
     def frames(self, clip: np.ndarray, time_s: np.ndarray) -> Iterator[tuple[np.ndarray, ...] | None]:
@@ -281,11 +507,12 @@ class TVReader:
             self.close()
 
     def close(self) -> None:
-        self._run = None
-        if self._container is not None:
-            self._container.close()
-            self._container = None
-            self._clip = -1
+        """End the run being read; the clips' decoders stay open for the worker's next chunk
+        (:func:`close_clip_decoders` closes them)."""
+        if self._run is not None:
+            self._run.close()
+            self._run = None
+        self._decoder = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -69,6 +69,45 @@ def test_same_frames_whatever_jobs_and_chunk_size(long_segment, reference, tmp_p
     assert abs(facts["audio_end_s"] - facts["video_end_s"]) < 1 / 30
 
 
+def test_same_frames_whatever_jobs_with_a_long_gop_clip(tmp_path):
+    """A clip as downloads come (x264's default GOP of 250 frames, B-frames, 25 fps shown at
+    30): a worker decodes on from chunk to chunk or seeks, depending on which chunks it got;
+    the frames are the same either way."""
+    from avatarrender.media import ffmpeg_exe
+
+    yml = make_tiny_segment(tmp_path / "seg", speech_s=6.0, width=256, height=144)
+    clip = yml.parent / "assets" / "clip.mp4"
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=160x90:r=25:d=2",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-pix_fmt",
+            "yuv420p",
+            "-bf",
+            "3",
+            str(clip),
+        ],
+        check=True,
+    )
+    hashes = []
+    for jobs, chunk_segments in [(1, 10), (2, 1)]:
+        out = tmp_path / f"out{jobs}"
+        render(load_spec(yml), out, jobs=jobs, chunk_segments=chunk_segments)
+        hashes.append(frame_hashes(out / "index.m3u8"))
+    assert len(hashes[0]) == 180 and hashes[0] == hashes[1]
+    assert len(set(hashes[0][30:105])) > 60  # the clip plays (1 s to 3.5 s)
+
+
 def test_event_playlist_grows_while_rendering(long_segment, tmp_path):
     out = tmp_path / "out"
     seen = []

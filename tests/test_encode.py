@@ -161,15 +161,21 @@ def test_chunk_stops_waiting_when_the_audio_encoder_failed(tmp_path):
         AudioSource(path)(SegmentJob(tmp_path / "a.ts", 30, Fraction(0), Fraction(1)))
 
 
-def _cli_tv(path: Path, t_s: float, n: int, w: int, h: int, fps: Fraction) -> np.ndarray:
+def _cli_tv(
+    path: Path, t_s: float, n: int, w: int, h: int, fps: Fraction, *, from_start: bool = False
+) -> np.ndarray:
+    """``ffmpeg -ss T -i CLIP -vf fps,scale,format``; ``from_start``: the clip decoded from its
+    first frame, the frames before T dropped and the rest re-timed from T by filters (the
+    reference for MPEG-TS, where ffmpeg's -ss lands on a frame after a keyframe, not on one)."""
     vf = f"fps={fps.numerator}/{fps.denominator},scale={w}:{h}:flags=bicubic:out_range=tv,format=yuv420p"
+    if from_start:
+        vf = f"trim=start={t_s:.6f},setpts=PTS-{t_s:.6f}/TB," + vf
     out = subprocess.run(
         [
             ffmpeg_exe(),
             "-v",
             "error",
-            "-ss",
-            f"{t_s:.6f}",
+            *(["-ss", f"{t_s:.6f}"] if not from_start else []),
             "-i",
             str(path),
             "-map",
@@ -268,9 +274,11 @@ def test_tv_reader_turns_a_rotated_clip_upright_like_ffmpeg(tmp_path, rotation):
 
 
 def test_tv_reader_counts_time_from_an_mpegts_clips_start(tmp_path):
-    """An MPEG-TS clip starts at 1.4 s (or anywhere): times count from its start, as with -ss."""
-    from avatarrender.encode import TVReader
-    from conftest import make_clip
+    """An MPEG-TS clip starts at 1.4 s (or anywhere): times count from its start, as with -ss.
+    And its frame at T is the one shown at T: ffmpeg's -ss on MPEG-TS lands on the frame a
+    P-frame after a keyframe and shows the next keyframe's frames from T (0.17 s late here)."""
+    from avatarrender.encode import TVReader, close_clip_decoders
+    from conftest import clip_luma, make_clip
 
     mp4, ts = tmp_path / "clip.mp4", tmp_path / "clip.ts"
     make_clip(mp4, duration_s=2.0, fps=30)
@@ -279,7 +287,8 @@ def test_tv_reader_counts_time_from_an_mpegts_clips_start(tmp_path):
         assert c.start_time > 0
     w, h, n, fps = 96, 54, 10, Fraction(30)
     for t_s in (0.0, 0.5, 0.9):
-        want = _cli_tv(ts, t_s, n, w, h, fps)
+        close_clip_decoders()
+        want = _cli_tv(ts, t_s, n, w, h, fps, from_start=True)
         got = np.array(
             [
                 np.concatenate([p.ravel() for p in planes])
@@ -289,6 +298,234 @@ def test_tv_reader_counts_time_from_an_mpegts_clips_start(tmp_path):
             ]
         )
         assert len(want) == n and np.array_equal(got, want), t_s
+        assert abs(int(got[0, 0]) - clip_luma(round(t_s * 30))) <= 1, (t_s, got[0, 0])
+
+
+def _x264_clip(
+    path: Path,
+    *,
+    fps: int = 30,
+    gop: int = 250,
+    bframes: int = 0,
+    open_gop: bool = False,
+    duration_s: float = 4.0,
+) -> None:
+    """A moving, textured clip as users bring them: x264 with a long GOP (its default 250),
+    B-frames, an open GOP; ``.ts`` for MPEG-TS (which starts at 1.4 s)."""
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=s=160x90:r={fps}:d={duration_s}",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            str(gop),
+            "-sc_threshold",
+            "0",
+            "-bf",
+            str(bframes),
+            *(["-x264-params", "open-gop=1"] if open_gop else []),
+            str(path),
+        ],
+        check=True,
+    )
+
+
+def _clip_structure(path: Path) -> tuple[int, bool, bool]:
+    """(keyframes, any frame decoded after a later one, any frame decoded after a keyframe but
+    shown before it: an open GOP's leading pictures) of the clip's packets."""
+    with av.open(str(path)) as c:
+        packets = [(p.pts, p.is_keyframe) for p in c.demux(c.streams.video[0]) if p.size]
+    keys = [i for i, (_, k) in enumerate(packets) if k]
+    reordered = any(b[0] < a[0] for a, b in zip(packets, packets[1:]))
+    leading = any(
+        packets[j][0] < packets[k][0] for k in keys[1:] for j in range(k + 1, min(k + 4, len(packets)))
+    )
+    return len(keys), reordered, leading
+
+
+# A worker's chunks of one clip, each a list of runs (start s, frames), at 30 fps: the first
+# seeks; the second goes on where the first ended; the third starts ahead (after another
+# worker's chunk); the fourth starts ahead again, then jumps back (a looping clip)
+_WORKER_CHUNKS = [[(0.5, 20)], [(0.5 + 20 / 30, 20)], [(2.0, 15)], [(3.0, 10), (1.0, 10)]]
+
+
+@pytest.mark.parametrize(
+    "kind, clip_args, ts, seeks",
+    [
+        ("long GOP", dict(gop=250), False, 2),
+        ("B-frames", dict(gop=250, bframes=3), False, 2),
+        ("25 fps at 30", dict(gop=250, fps=25, bframes=2), False, 2),
+        # keyframes at 0, 1.5 and 3 s, leading B-frames before the last two: the second chunk
+        # decodes on across the one at 1.5 s, where a seek to 2 s starts from it
+        ("open GOP", dict(gop=45, bframes=3, open_gop=True), False, 4),
+        ("MPEG-TS", dict(gop=250, bframes=3), True, None),
+    ],
+)
+def test_tv_reader_decodes_on_across_runs_and_chunks_as_a_fresh_seek_would(
+    tmp_path, kind, clip_args, ts, seeks
+):
+    """A worker keeps the clip's decoder from run to run and chunk to chunk and decodes on where
+    a seek would start from the same packet; every run's frames are those of a reader that
+    seeks afresh, and those of the ffmpeg command, so the render's frames do not depend on
+    which worker took which chunk."""
+    from avatarrender.encode import TVReader, close_clip_decoders
+
+    clip = tmp_path / ("clip.ts" if ts else "clip.mp4")
+    _x264_clip(clip, **clip_args)
+    keyframes, reordered, leading = _clip_structure(clip)
+    assert reordered == (clip_args.get("bframes", 0) > 0)
+    assert leading == clip_args.get("open_gop", False)
+    assert keyframes == (3 if clip_args.get("open_gop") else 1)
+    w, h, fps = 96, 54, Fraction(30)
+
+    def flat(it):
+        return [np.concatenate([p.ravel() for p in planes]) for planes in it]
+
+    def times(t_s, n):
+        return t_s + np.arange(n) / float(fps)
+
+    close_clip_decoders()
+    kept, seek_count, continued = [], 0, 0
+    for runs in _WORKER_CHUNKS:
+        reader = TVReader([clip], (w, h), fps)
+        n = sum(k for _, k in runs)
+        kept += flat(reader.frames(np.zeros(n, np.int16), np.concatenate([times(t, k) for t, k in runs])))
+        seek_count += reader.seeks
+        continued += reader.continued
+    runs = [r for chunk in _WORKER_CHUNKS for r in chunk]
+    assert seek_count + continued == len(runs)
+    if seeks is not None:
+        assert seek_count == seeks, (seek_count, continued)  # the forward path was taken
+    at = 0
+    for t_s, n in runs:
+        close_clip_decoders()
+        fresh = TVReader([clip], (w, h), fps)
+        got = flat(fresh.frames(np.zeros(n, np.int16), times(t_s, n)))
+        assert fresh.seeks == 1
+        assert all(np.array_equal(a, b) for a, b in zip(kept[at : at + n], got)), (kind, t_s)
+        want = _cli_tv(clip, t_s, n, w, h, fps, from_start=ts)
+        assert len(want) == n and np.array_equal(np.array(got), want), (kind, t_s)
+        at += n
+    close_clip_decoders()
+
+
+def test_tv_reader_goes_back_a_few_frames_after_skipping_b_frames(tmp_path):
+    """Frames before a run's start that no frame refers to (B-frames) are not decoded; a run
+    that then starts a frame or a few back, among them, seeks rather than miss them."""
+    from avatarrender.encode import TVReader, close_clip_decoders
+
+    clip = tmp_path / "clip.mp4"
+    _x264_clip(clip, gop=250, bframes=3)
+    w, h, fps = 96, 54, Fraction(30)
+
+    def flat(it):
+        return [np.concatenate([p.ravel() for p in planes]) for planes in it]
+
+    def times(t_s, n):
+        return t_s + np.arange(n) / float(fps)
+
+    for back in range(1, 5):
+        close_clip_decoders()
+        flat(TVReader([clip], (w, h), fps).frames(np.zeros(5, np.int16), times(0.5, 5)))
+        reader = TVReader([clip], (w, h), fps)  # the next chunk: on to 2 s, then back
+        got = flat(
+            reader.frames(np.zeros(4, np.int16), np.concatenate([times(2.0, 1), times(2.0 - back / 30, 3)]))
+        )
+        assert reader.continued >= 1
+        close_clip_decoders()
+        fresh = flat(TVReader([clip], (w, h), fps).frames(np.zeros(3, np.int16), times(2.0 - back / 30, 3)))
+        assert all(np.array_equal(a, b) for a, b in zip(got[1:], fresh)), back
+    close_clip_decoders()
+
+
+def test_tv_clip_decoders_are_kept_per_thread(tmp_path):
+    """Two threads (a threaded Dask worker's chunks) reading the same clip side by side each
+    keep their own decoder: their frames are those of a fresh reader."""
+    import threading
+
+    from avatarrender.encode import TVReader, close_clip_decoders
+
+    clip = tmp_path / "clip.mp4"
+    _x264_clip(clip, gop=250, bframes=3)
+    w, h, fps, n = 96, 54, Fraction(30), 12
+    starts = {0: [0.2, 1.4, 2.6], 1: [0.8, 2.0, 3.2]}
+    got: dict[tuple[int, float], list[np.ndarray]] = {}
+    barrier = threading.Barrier(2)
+
+    def work(who: int) -> None:
+        for t_s in starts[who]:
+            reader = TVReader([clip], (w, h), fps)
+            frames = reader.frames(np.zeros(n, np.int16), t_s + np.arange(n) / 30)
+            out = []
+            for i, planes in enumerate(frames):
+                out.append(np.concatenate([p.ravel() for p in planes]))
+                if i % 4 == 0:
+                    barrier.wait(timeout=30)  # the other thread decodes in between
+            got[who, t_s] = out
+        close_clip_decoders()
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 6
+    for (_, t_s), frames in got.items():
+        close_clip_decoders()
+        fresh = [
+            np.concatenate([p.ravel() for p in planes])
+            for planes in TVReader([clip], (w, h), fps).frames(np.zeros(n, np.int16), t_s + np.arange(n) / 30)
+        ]
+        assert all(np.array_equal(a, b) for a, b in zip(frames, fresh)), t_s
+    close_clip_decoders()
+
+
+def test_tv_reader_keeps_few_decoders_and_reopens_a_replaced_clip(tmp_path):
+    """The kept decoders are bounded, another spec's clips are closed, and a clip file replaced
+    under the same name is decoded anew (not from the old file's decoder)."""
+    import os
+
+    from avatarrender import encode
+    from avatarrender.encode import KEEP_CLIP_DECODERS, TVReader, close_clip_decoders
+    from conftest import clip_luma, make_clip
+
+    close_clip_decoders()
+    clips = [tmp_path / f"c{i}.mp4" for i in range(KEEP_CLIP_DECODERS + 2)]
+    for c in clips:
+        make_clip(c, duration_s=1.0)
+    w, h, fps = 32, 18, Fraction(30)
+    n = len(clips)
+    reader = TVReader(clips, (w, h), fps)
+    list(reader.frames(np.arange(n, dtype=np.int16), np.full(n, 0.2)))
+    assert len(encode._kept_decoders()) == KEEP_CLIP_DECODERS
+    TVReader(clips[-1:], (w, h), fps)  # another spec: the others' decoders are closed
+    assert [k[0] for k in encode._kept_decoders()] == [str(clips[-1])]
+
+    clip = clips[0]
+    first = [
+        p[0].copy()
+        for p in TVReader([clip], (w, h), fps).frames(np.zeros(2, np.int16), np.array([0.2, 0.2 + 1 / 30]))
+    ]
+    make_clip(tmp_path / "other.mp4", duration_s=2.0)
+    os.replace(tmp_path / "other.mp4", clip)
+    # a new file: the same times give the other clip's frames (frame 30 onwards is past the old one)
+    later = [
+        p[0].copy()
+        for p in TVReader([clip], (w, h), fps).frames(np.zeros(2, np.int16), np.array([1.5, 1.5 + 1 / 30]))
+    ]
+    assert abs(int(later[0][0, 0]) - clip_luma(45)) <= 1 and int(first[0][0, 0]) != int(later[0][0, 0])
+    close_clip_decoders()
+    assert not encode._kept_decoders()
 
 
 def test_audio_encoder_goes_to_the_background_after_the_urgent_seconds(tmp_path):
