@@ -147,12 +147,18 @@ URGENT_AUDIO_S = 4.0
 _SOUNDTRACK_V = b"soundtrack/2"  # bump when the mixing or the normalisation changes
 
 
-def _make_track(spec: Spec, speech: Any, audio_path: Path, sound: dict[str, Any]) -> None:
+def _make_track(
+    spec: Spec, speech: Any, audio_path: Path, sound: dict[str, Any], airing: bool = True
+) -> None:
     """Mix and normalise the segment's audio, encode it to ``audio_path`` unless a resumed render
     already has it, and record its loudness in ``sound``.
 
     The chunks wait for the AAC frames, not for the manifest's figures: the true peaks (which
     neither the gain nor the limiter needs) are measured after the encoder has the samples.
+    ``airing``: the render airs while it renders (a lead): the encoder leaves the CPU to the
+    video after :data:`URGENT_AUDIO_S`. A render that does not air keeps it at the render's own
+    priority: there the workers outrun a lowered encoder and wait for its frames (measured on
+    20 s speech only, where skip frames make the video fast: 0.4-0.7 s of the workers' time).
     """
     t0 = time.perf_counter()
     try:
@@ -165,9 +171,10 @@ def _make_track(spec: Spec, speech: Any, audio_path: Path, sound: dict[str, Any]
         _profile.add("soundtrack", t0)  # mixing and loudness; the rest is the AAC encoder
         _profile.mark("soundtrack_ready")
     if not audio_path.is_file():
-        encode_track(samples, audio_path, spec.output.audio_bitrate_kbps, urgent_s=URGENT_AUDIO_S)
-    # the manifest's true peaks are wanted at the end only: after the first chunks' video
-    background_priority()
+        urgent_s = URGENT_AUDIO_S if airing else None
+        encode_track(samples, audio_path, spec.output.audio_bitrate_kbps, urgent_s=urgent_s)
+    if airing:  # the manifest's true peaks are wanted at the end only: after the first chunks' video
+        background_priority()
     sound["loudness"] = manifest_loudness(add_true_peaks(report, mixed, samples))
 
 
@@ -536,7 +543,12 @@ def render(
             encoding: Any = _Apart(audio_pool, spec, speech, audio_path, sound)
         else:
             encoding = _Background(
-                _profile.timed("audio_encode", _make_track), spec, speech, audio_path, sound
+                _profile.timed("audio_encode", _make_track),
+                spec,
+                speech,
+                audio_path,
+                sound,
+                lead_frames is not None,
             )
         t0 = time.perf_counter()
         timeline = analyse(spec, speech)  # chunks start now; they wait for audio only if ahead

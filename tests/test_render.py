@@ -426,3 +426,31 @@ def test_soundtrack_in_a_process_of_its_own_is_the_same_and_fails_fast(rendered_
     finally:
         service.close()
     assert not second._processes
+
+
+def test_audio_encoder_is_lowered_only_when_the_render_airs_while_it_renders(
+    tiny_segment, tmp_path, monkeypatch
+):
+    # a render that does not air (cron, the CLI) keeps its AAC encoder at its own priority: lowered,
+    # the workers outran it and waited for its frames; one that airs while it renders (a lead)
+    # lowers it after its first seconds, so that the first media segments' video goes first
+    import avatarrender.audio
+    import avatarrender.render
+
+    lowered: list[int] = []
+    real = avatarrender.audio.background_priority
+
+    def record(pid: int = 0) -> None:
+        lowered.append(pid)
+        real(pid)
+
+    monkeypatch.setattr(avatarrender.audio, "background_priority", record)
+    monkeypatch.setattr(avatarrender.render, "background_priority", record)
+    monkeypatch.setattr(avatarrender.render, "URGENT_AUDIO_S", 1.0)  # the 4 s segment is longer
+    spec = load_spec(tiny_segment)
+    avatarrender.render.render(spec, tmp_path / "plain", jobs=1)
+    assert lowered == []
+    avatarrender.render.render(spec, tmp_path / "airing", jobs=1, lead_frames=12)
+    assert len(lowered) == 2 and lowered[0] > 0  # the encoder process, then the true-peak thread
+    plain, airing = (decode_audio(tmp_path / d / "index.m3u8") for d in ("plain", "airing"))
+    assert plain.shape == airing.shape and np.array_equal(plain, airing)  # the same track either way
