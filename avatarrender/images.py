@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 
 from .errors import MediaError
 
-__all__ = ["open_rgba", "to_rgba", "upright_size"]
+__all__ = ["decoded_size", "open_rgba", "to_rgba", "upright_size"]
 
 # Modes convert("RGBA") handles right (palette and grey transparency included)
 _DIRECT = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
@@ -78,19 +78,44 @@ def _file_key(path: str | Path) -> tuple | None:
     return (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _remember(key: tuple, img: Image.Image) -> None:
+def _remember(key: tuple, img: Image.Image) -> bool:
+    """Keep ``img`` for ``key``; False when it is too large to keep."""
     global _cache_bytes
     size = img.width * img.height * 4
     if size > _CACHE_BYTES // 4:
-        return
+        return False
     with _cache_lock:
         if key in _cache:
-            return
+            return True
         _cache[key] = img
         _cache_bytes += size
         while _cache_bytes > _CACHE_BYTES:
             _, old = _cache.popitem(last=False)
             _cache_bytes -= old.width * old.height * 4
+    return True
+
+
+def _decoded(path: str | Path, field: str | None, source: Path | None) -> tuple[Image.Image, bool]:
+    """The decoded RGBA image and whether it is the cache's own (not to be changed)."""
+    key = _file_key(path)
+    if key is not None:
+        with _cache_lock:
+            hit = _cache.get(key)
+            if hit is not None:
+                _cache.move_to_end(key)
+        if hit is not None:
+            return hit, True
+    try:
+        with Image.open(path) as im:
+            im.load()
+            img = to_rgba(im)
+        if img is im:
+            img = img.copy()  # a plain Image, not the file's
+    except Exception as exc:  # PIL raises many types for a broken or unusual file
+        where = source if source is not None else path
+        what = f"cannot read image {path}: {exc}" if source is not None else f"cannot read image: {exc}"
+        raise MediaError(where, field, what) from None
+    return img, key is not None and _remember(key, img)
 
 
 def open_rgba(path: str | Path, *, field: str | None = None, source: Path | None = None) -> Image.Image:
@@ -103,26 +128,23 @@ def open_rgba(path: str | Path, *, field: str | None = None, source: Path | None
     MediaError
         Naming ``source`` (the YAML) and ``field`` when given, else the image's path.
     """
-    key = _file_key(path)
-    if key is not None:
-        with _cache_lock:
-            hit = _cache.get(key)
-            if hit is not None:
-                _cache.move_to_end(key)
-        if hit is not None:
-            return hit.copy()
-    try:
-        with Image.open(path) as im:
-            im.load()
-            img = to_rgba(im)
-        if key is not None:
-            _remember(key, img.copy() if img is im else img)
-            img = img.copy()
-        return img
-    except Exception as exc:  # PIL raises many types for a broken or unusual file
-        where = source if source is not None else path
-        what = f"cannot read image {path}: {exc}" if source is not None else f"cannot read image: {exc}"
-        raise MediaError(where, field, what) from None
+    img, shared = _decoded(path, field, source)
+    return img.copy() if shared else img
+
+
+def decoded_size(
+    path: str | Path, *, field: str | None = None, source: Path | None = None
+) -> tuple[int, int]:
+    """(width, height) of ``path`` decoded as :func:`open_rgba` decodes it, which it checks; the
+    image is kept for the next :func:`open_rgba` (no copy made: the spec check wants the size).
+    Thread-safe; PIL decodes without the GIL, so several files decode side by side.
+
+    Raises
+    ------
+    MediaError
+        As :func:`open_rgba`.
+    """
+    return _decoded(path, field, source)[0].size
 
 
 def upright_size(path: str | Path) -> tuple[int, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import re
 from fractions import Fraction
 from pathlib import Path
@@ -325,12 +326,27 @@ class _Checker:
 
     def image_at(self, field: str, rel: str) -> tuple[Path, tuple[int, int]]:
         """The image's absolute path and its size (upright, as the scene will see it)."""
-        from .images import open_rgba
+        return self.images_at(field, [rel])[0]
+
+    def images_at(self, field: str, rels: list[str]) -> list[tuple[Path, tuple[int, int]]]:
+        """:meth:`image_at` for several images of one field, decoded side by side (a character's
+        27 full-size states: 0.14 s of PNG decoding on one core); the first that fails, in order,
+        is the error."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .images import decoded_size
 
         # decoded and converted as the scene will (upright, 8-bit): what it cannot use is
-        # refused here, and the size is the upright one
-        path = self.file(field, rel)
-        return path, open_rgba(path, field=field, source=self.source).size
+        # refused here, and the size is the upright one. Hashed in order, one after another.
+        paths = [self.file(field, rel) for rel in rels]
+
+        def size(path: Path) -> tuple[int, int]:
+            return decoded_size(path, field=field, source=self.source)
+
+        if len(paths) < 4:
+            return [(p, size(p)) for p in paths]
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            return list(zip(paths, pool.map(size, paths)))
 
     def inside(self, field: str, xy: tuple[int, int], size: tuple[int, int]) -> None:
         x, y = xy
@@ -382,13 +398,15 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
                 "character.states",
                 f"{ch.states!r} is not a pattern with {{mouth}} and {{eyes}} ({type(exc).__name__}: {exc})",
             ) from None
-        for m in MOUTH_SHAPES:
-            for e in EYE_STATES:
-                rel = ch.states.format(mouth=m, eyes=e)
-                if resolve_asset(source, "character.states", rel).is_file():
-                    path, size = c.image_at("character.states", rel)
-                    found.append((m, e, size))
-                    states[(m, e)] = path
+        drawn = [
+            (m, e, ch.states.format(mouth=m, eyes=e))
+            for m in MOUTH_SHAPES
+            for e in EYE_STATES
+            if resolve_asset(source, "character.states", ch.states.format(mouth=m, eyes=e)).is_file()
+        ]
+        for (m, e, _), (path, size) in zip(drawn, c.images_at("character.states", [r for *_, r in drawn])):
+            found.append((m, e, size))
+            states[(m, e)] = path
         if not any(m == "X" and e == "open" for m, e, _ in found):
             raise c.error(
                 "character.states",

@@ -194,6 +194,21 @@ def test_states_missing_a_pair_the_render_would_draw_is_refused(tmp_path: Path):
     assert info.value.field == "character.states" and "mouth A with eyes closed" in str(info.value)
 
 
+def test_states_decoded_side_by_side_name_the_first_broken_one_and_keep_the_hash(tmp_path: Path):
+    pairs = [(m, e) for m in "XABCDEFGH" for e in ("open", "half", "closed")]
+    yml = _states_segment(tmp_path / "s", pairs)
+    good = load_spec(yml)
+    assert set(good.character.states) == set(pairs)
+    assets = yml.parent / "assets"
+    for name in ("st_D_half.png", "st_B_closed.png"):  # B closed comes first in the spec's order
+        (assets / name).write_bytes((assets / name).read_bytes()[:60])  # cut short
+    with pytest.raises(MediaError) as info:
+        load_spec(yml)
+    assert info.value.field == "character.states" and "st_B_closed.png" in str(info.value)
+    again = _states_segment(tmp_path / "s2", pairs)  # the same bytes elsewhere: the same hash
+    assert load_spec(again).spec_hash == good.spec_hash
+
+
 @pytest.mark.slow  # two CLI processes per case
 @pytest.mark.parametrize("case", ["bad box colour", "speech that does not decode"])
 def test_validate_and_render_refuse_alike(tiny_segment: Path, tmp_path: Path, case: str):
