@@ -215,7 +215,7 @@ def test_render_command_leaves_at_once_with_everything_written_and_no_process_be
                 pass
         return pids
 
-    deadline = time.monotonic() + 3.0  # loky's resource trackers end when they see the pipe close
+    deadline = time.monotonic() + 10.0  # loky's resource trackers end when they see the pipe close
     while tagged() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert tagged() == [], "processes left behind"
