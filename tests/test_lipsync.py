@@ -269,3 +269,29 @@ def test_vocal_tract_warp_moves_the_cepstra_only():
             assert np.array_equal(warped[key], plain[key])
     unwarped = lipsync.frame_features(band(2000), sr, fps=FPS, warp=1.0)
     assert np.array_equal(unwarped["mfcc"], lipsync.frame_features(band(2000), sr, fps=FPS)["mfcc"])
+
+
+def test_averaged_networks_are_one_network():
+    """``train.merge``: two networks as one whose class log-probabilities are the renormalised
+    mean of theirs (the geometric mean of their probabilities)."""
+    from avatarrender.evaluation import train
+
+    rng = np.random.default_rng(1)
+    f = lipsync.frame_features(rng.standard_normal(16000).astype(np.float32) * 0.1, 16000, fps=FPS)
+
+    def net(hidden):
+        return {
+            "MU": np.zeros(100),
+            "SD": np.ones(100),
+            "W1": rng.standard_normal((100, hidden)) * 0.1,
+            "B1": rng.standard_normal(hidden),
+            "W2": rng.standard_normal((hidden, 11)),
+            "B2": rng.standard_normal(11),
+        }
+
+    a, b = net(8), net(5)
+    merged = train.merge([a, b])
+    assert merged["W1"].shape == (100, 13) and merged["W2"].shape == (13, 11)
+    mean = (lipsync.class_logp(f, a) + lipsync.class_logp(f, b)) / 2
+    want = mean - np.log(np.exp(mean).sum(axis=1, keepdims=True))
+    assert np.allclose(lipsync.class_logp(f, merged), want)
