@@ -150,8 +150,9 @@ CONTEXT = (-2, -1, 0, 1, 2)
 # evaluated at the warped frequency, 32 log-mel bands instead of the 13 cepstra (espeak-ng
 # +0.01-0.02, flite held out 0.498 / 0.655 / 0.609 / 0.764), 20 cepstra of 40 bands, deltas of the
 # cepstra, the band shares, ZCR and flatness less their utterance's mean, normalising over every
-# frame rather than the voiced ones; p/b/m frames counted 1.5 or 2 times in the fit (DEV_VOICES
-# closure 0.80 -> 0.84 / 0.87, but flite held out openness r 0.67 -> 0.63 / 0.62).
+# frame rather than the voiced ones; with the warp, p/b/m frames counted 1.5 or 2 times in the fit
+# (DEV_VOICES audio-alone closure 0.80 -> 0.84 / 0.87, but flite held out openness r 0.67 -> 0.63
+# either way).
 VTLP_RANGE = (1.0, 1.0)
 # flite: every voice at three speaking rates (duration stretch), pitch moved at random
 FLITE_STRETCH = (0.85, 1.0, 1.2)
