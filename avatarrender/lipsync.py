@@ -160,13 +160,25 @@ def _dct_ortho(n: int, k: int) -> np.ndarray:
 
 
 def frame_features(
-    y: np.ndarray, sample_rate_hz: int, *, fps: Fraction, n_frames: int | None = None
+    y: np.ndarray,
+    sample_rate_hz: int,
+    *,
+    fps: Fraction,
+    n_frames: int | None = None,
+    warp: float = 1.0,
 ) -> dict[str, np.ndarray]:
     """Per-frame features, each ``np.ndarray [shape=(n_frames,)]``.
 
     ``rms_db`` (dB re full scale), ``zcr`` (crossings per sample), ``centroid_hz``, ``flatness``
     (0 tonal .. 1 noise), ``low``/``mid``/``high`` (band energy shares of 100-900, 900-2500 and
     2500-3800 Hz), ``mfcc`` [shape=(n_frames, 13)], on a window centred on each frame.
+
+    ``warp`` is for training only (vocal tract length perturbation): the mel filterbank's band
+    edges are divided by it, so the cepstra read the formants near the top of the band (F2, F3)
+    as ``warp`` times higher and those below 1 kHz (F1) about half as far moved (the bands are
+    spaced evenly in mel between the moved edges), another vocal tract. Pitch, level, timing and
+    the other features stay. 1 at render time, and in the shipped recipe (measured, no gain:
+    ``evaluation.train.VTLP_RANGE``).
     """
     n = _frames(y, sample_rate_hz, fps, n_frames)
     y = _mono(y)
@@ -181,7 +193,7 @@ def frame_features(
     # frame i covers [i/fps, (i+1)/fps): centre the window on its middle
     centres = ((np.arange(n) + 0.5) * hop).astype(np.int64)
     pad = np.pad(y, (win, win))
-    mel = mel_filters(sr=sr, n_fft=win, n_mels=32, fmin=50, fmax=_TOP_HZ)
+    mel = mel_filters(sr=sr, n_fft=win, n_mels=32, fmin=50 / warp, fmax=_TOP_HZ / warp)
     # Frames are independent: a block at a time keeps the windows and spectra (about 40 kB per
     # frame) from growing with the segment's length.
     blocks = [
@@ -239,15 +251,16 @@ def context_features(
     fps: Fraction,
     n_frames: int | None = None,
     context: tuple[int, ...] = _CONTEXT,
+    warp: float = 1.0,
 ) -> np.ndarray:
     """The classifier's input: per-recording-normalised features of the frames around each frame
-    (``context``: their offsets in frames).
+    (``context``: their offsets in frames; ``warp``: see :func:`frame_features`, training only).
 
     Returns
     -------
     np.ndarray [shape=(n_frames, len(context) * 20)]
     """
-    f = frame_features(y, sample_rate_hz, fps=fps, n_frames=n_frames)
+    f = frame_features(y, sample_rate_hz, fps=fps, n_frames=n_frames, warp=warp)
     return _context(f, context=context)
 
 

@@ -239,3 +239,59 @@ def test_mel_filters_are_librosas(sr, n_fft, n_mels, fmin, fmax):
     ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
     assert ours.shape == ref.shape
     assert np.abs(ours - ref).max() <= 1e-6 * np.abs(ref).max()
+
+
+def test_vocal_tract_warp_moves_the_cepstra_only():
+    """Training's vocal tract length perturbation (``warp``): a band of noise at 2 kHz read with
+    warp 1.1 gives the cepstra of the same band 1.1 times higher read plainly, one at 500 Hz
+    those of a band about 1.05 times higher (the filterbank's edges move, the low bands half as
+    far); level and band shares stay."""
+    from scipy import signal
+
+    sr = 16000
+    noise = np.random.default_rng(0).standard_normal(sr)
+
+    def band(lo_hz):
+        sos = signal.butter(4, [lo_hz, 1.3 * lo_hz], btype="bandpass", fs=sr, output="sos")
+        return (0.1 * signal.sosfilt(sos, noise)).astype(np.float32)
+
+    def distance(a, b):  # c0 is the level: the warp changes the filters' areas
+        return np.abs(a["mfcc"][5:-5, 1:] - b["mfcc"][5:-5, 1:]).mean()
+
+    for lo_hz, moved, other in ((2000, 1.1, 1.05), (500, 1.05, 1.1)):
+        plain = lipsync.frame_features(band(lo_hz), sr, fps=FPS)
+        warped = lipsync.frame_features(band(lo_hz), sr, fps=FPS, warp=1.1)
+        same = lipsync.frame_features(band(lo_hz * moved), sr, fps=FPS)
+        elsewhere = lipsync.frame_features(band(lo_hz * other), sr, fps=FPS)
+        assert distance(warped, same) < 0.5 * distance(warped, plain)
+        assert distance(warped, same) < distance(warped, elsewhere)
+        for key in ("rms_db", "zcr", "low", "mid", "high"):
+            assert np.array_equal(warped[key], plain[key])
+    unwarped = lipsync.frame_features(band(2000), sr, fps=FPS, warp=1.0)
+    assert np.array_equal(unwarped["mfcc"], lipsync.frame_features(band(2000), sr, fps=FPS)["mfcc"])
+
+
+def test_averaged_networks_are_one_network():
+    """``train.merge``: two networks as one whose class log-probabilities are the renormalised
+    mean of theirs (the geometric mean of their probabilities)."""
+    from avatarrender.evaluation import train
+
+    rng = np.random.default_rng(1)
+    f = lipsync.frame_features(rng.standard_normal(16000).astype(np.float32) * 0.1, 16000, fps=FPS)
+
+    def net(hidden):
+        return {
+            "MU": np.zeros(100),
+            "SD": np.ones(100),
+            "W1": rng.standard_normal((100, hidden)) * 0.1,
+            "B1": rng.standard_normal(hidden),
+            "W2": rng.standard_normal((hidden, 11)),
+            "B2": rng.standard_normal(11),
+        }
+
+    a, b = net(8), net(5)
+    merged = train.merge([a, b])
+    assert merged["W1"].shape == (100, 13) and merged["W2"].shape == (13, 11)
+    mean = (lipsync.class_logp(f, a) + lipsync.class_logp(f, b)) / 2
+    want = mean - np.log(np.exp(mean).sum(axis=1, keepdims=True))
+    assert np.allclose(lipsync.class_logp(f, merged), want)
