@@ -165,4 +165,43 @@ def first_packet_is_keyframe(path: Path) -> bool:
     return False
 
 
+def x264_clip(
+    path: Path,
+    *,
+    fps: int = 30,
+    gop: int = 250,
+    bframes: int = 0,
+    open_gop: bool = False,
+    duration_s: float = 4.0,
+) -> None:
+    """A moving, textured clip as users bring them: x264 with a long GOP (its default 250),
+    B-frames, an open GOP; ``.ts`` for MPEG-TS (which starts at 1.4 s)."""
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=s=160x90:r={fps}:d={duration_s}",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            str(gop),
+            "-sc_threshold",
+            "0",
+            "-bf",
+            str(bframes),
+            *(["-x264-params", "open-gop=1"] if open_gop else []),
+            str(path),
+        ],
+        check=True,
+    )
+
+
 _ = re

@@ -20,7 +20,7 @@ from avatarrender.rendition import partial_path
 from avatarrender.spec import load_spec
 
 from conftest import make_tiny_segment
-from media_check import frame_hashes, parse_playlist, sha256, stream_facts
+from media_check import frame_hashes, parse_playlist, sha256, stream_facts, x264_clip
 
 
 @pytest.fixture(scope="module")
@@ -73,32 +73,8 @@ def test_same_frames_whatever_jobs_with_a_long_gop_clip(tmp_path):
     """A clip as downloads come (x264's default GOP of 250 frames, B-frames, 25 fps shown at
     30): a worker decodes on from chunk to chunk or seeks, depending on which chunks it got;
     the frames are the same either way."""
-    from avatarrender.media import ffmpeg_exe
-
     yml = make_tiny_segment(tmp_path / "seg", speech_s=6.0, width=256, height=144)
-    clip = yml.parent / "assets" / "clip.mp4"
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=s=160x90:r=25:d=2",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-pix_fmt",
-            "yuv420p",
-            "-bf",
-            "3",
-            str(clip),
-        ],
-        check=True,
-    )
+    x264_clip(yml.parent / "assets" / "clip.mp4", fps=25, gop=250, bframes=3, duration_s=2.0)
     hashes = []
     for jobs, chunk_segments in [(1, 10), (2, 1)]:
         out = tmp_path / f"out{jobs}"

@@ -21,7 +21,7 @@ from avatarrender.media import ffmpeg_exe
 from avatarrender.spec import load_spec
 
 from conftest import make_tiny_segment
-from media_check import yuv420p_frames
+from media_check import x264_clip, yuv420p_frames
 
 
 def _frames(n: int, w: int, h: int) -> np.ndarray:
@@ -301,45 +301,6 @@ def test_tv_reader_counts_time_from_an_mpegts_clips_start(tmp_path):
         assert abs(int(got[0, 0]) - clip_luma(round(t_s * 30))) <= 1, (t_s, got[0, 0])
 
 
-def _x264_clip(
-    path: Path,
-    *,
-    fps: int = 30,
-    gop: int = 250,
-    bframes: int = 0,
-    open_gop: bool = False,
-    duration_s: float = 4.0,
-) -> None:
-    """A moving, textured clip as users bring them: x264 with a long GOP (its default 250),
-    B-frames, an open GOP; ``.ts`` for MPEG-TS (which starts at 1.4 s)."""
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=s=160x90:r={fps}:d={duration_s}",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-pix_fmt",
-            "yuv420p",
-            "-g",
-            str(gop),
-            "-sc_threshold",
-            "0",
-            "-bf",
-            str(bframes),
-            *(["-x264-params", "open-gop=1"] if open_gop else []),
-            str(path),
-        ],
-        check=True,
-    )
-
-
 def _clip_structure(path: Path) -> tuple[int, bool, bool]:
     """(keyframes, any frame decoded after a later one, any frame decoded after a keyframe but
     shown before it: an open GOP's leading pictures) of the clip's packets."""
@@ -381,7 +342,7 @@ def test_tv_reader_decodes_on_across_runs_and_chunks_as_a_fresh_seek_would(
     from avatarrender.encode import TVReader, close_clip_decoders
 
     clip = tmp_path / ("clip.ts" if ts else "clip.mp4")
-    _x264_clip(clip, **clip_args)
+    x264_clip(clip, **clip_args)
     keyframes, reordered, leading = _clip_structure(clip)
     assert reordered == (clip_args.get("bframes", 0) > 0)
     assert leading == clip_args.get("open_gop", False)
@@ -425,7 +386,7 @@ def test_tv_reader_goes_back_a_few_frames_after_skipping_b_frames(tmp_path):
     from avatarrender.encode import TVReader, close_clip_decoders
 
     clip = tmp_path / "clip.mp4"
-    _x264_clip(clip, gop=250, bframes=3)
+    x264_clip(clip, gop=250, bframes=3)
     w, h, fps = 96, 54, Fraction(30)
 
     def flat(it):
@@ -456,7 +417,7 @@ def test_tv_clip_decoders_are_kept_per_thread(tmp_path):
     from avatarrender.encode import TVReader, close_clip_decoders
 
     clip = tmp_path / "clip.mp4"
-    _x264_clip(clip, gop=250, bframes=3)
+    x264_clip(clip, gop=250, bframes=3)
     w, h, fps, n = 96, 54, Fraction(30), 12
     starts = {0: [0.2, 1.4, 2.6], 1: [0.8, 2.0, 3.2]}
     got: dict[tuple[int, float], list[np.ndarray]] = {}
