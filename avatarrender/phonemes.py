@@ -20,6 +20,8 @@ import functools
 import threading
 import unicodedata
 
+import numpy as np
+
 __all__ = [
     "CLASSES",
     "CLASS_SHAPE",
@@ -29,6 +31,7 @@ __all__ = [
     "mnemonic_class",
     "arpabet_class",
     "libespeak",
+    "speak",
     "EspeakUnavailable",
 ]
 
@@ -201,6 +204,102 @@ def _phoneme_strings(text: str, language: str, ipa: bool) -> list[str]:
         if res:
             out.append(res.decode("utf-8", errors="replace"))
     return out
+
+
+# speech synthesis with phoneme events (the alignment's spoken template, the evaluation's truth)
+_EVENT_LIST_TERMINATED, _EVENT_PHONEME, _EVENT_END, _EVENT_MSG_TERMINATED = 0, 7, 5, 6
+_RATE = 1
+_PITCH = 3
+
+
+class _Id(ctypes.Union):
+    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+
+
+class _Event(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", _Id),
+    ]
+
+
+_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
+)
+
+
+class _Synth:
+    def __init__(self) -> None:
+        # one initialisation per process, shared with the text-to-phonemes
+        self.lib, self.rate = libespeak()
+        self._chunks: list[np.ndarray] = []
+        self._events: list[tuple[str, int]] = []
+        self._cb = _CALLBACK(self._callback)
+        self.lib.espeak_SetSynthCallback(self._cb)
+        self.lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
+
+    def _callback(self, wav, n, events) -> int:
+        if n > 0:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).astype(np.float32) / 32768.0)
+        i = 0
+        while events[i].type != _EVENT_LIST_TERMINATED:
+            ev = events[i]
+            if ev.type == _EVENT_PHONEME:
+                self._events.append(
+                    (bytes(ev.id.string).split(b"\0")[0].decode(errors="replace"), ev.audio_position)
+                )
+            i += 1
+        return 0
+
+    def say(self, text: str, voice: str, rate_wpm: int, pitch: int | None):
+        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise ValueError(f"espeak-ng has no voice {voice!r}")
+        self.lib.espeak_SetParameter(_RATE, int(rate_wpm), 0)
+        # 0-100 around the voice's own pitch (50); set every time, as the engine keeps it
+        self.lib.espeak_SetParameter(_PITCH, 50 if pitch is None else int(pitch), 0)
+        self._chunks, self._events = [], []
+        data = text.encode()
+        self.lib.espeak_Synth(data, len(data) + 1, 0, 1, 0, _CHARS_UTF8, None, None)
+        self.lib.espeak_Synchronize()
+        samples = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
+        return samples, [(name, ms / 1000.0) for name, ms in self._events]
+
+
+@functools.lru_cache(maxsize=1)
+def _synth() -> _Synth:
+    return _Synth()
+
+
+def speak(
+    text: str, *, voice: str = "en-us", rate_wpm: int = 175, pitch: int | None = None
+) -> tuple[np.ndarray, int, list[tuple[str, float]]]:
+    """``text`` spoken by espeak-ng: ``(samples [float32, mono], sample rate in Hz, [(phoneme
+    mnemonic, start_s), ...])``. ``pitch`` 0-100 around the voice's own (50).
+
+    Raises
+    ------
+    ValueError
+        espeak-ng has no such voice.
+    EspeakUnavailable
+    """
+    with _LOCK:
+        samples, events = _synth().say(text, voice, rate_wpm, pitch)
+        return samples, _synth().rate, events
 
 
 def phonemize(texts: list[str] | str, *, language: str = "en-us") -> list[Word]:

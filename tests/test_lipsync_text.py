@@ -367,3 +367,54 @@ def test_syllabic_l_is_an_l_in_truth_text_and_training_labels():
     assert shape_of("@L") == "H" and CLASS_SHAPE[class_of("@L")] == "H"
     (apple,) = phonemize("apple")
     assert CLASS_SHAPE[apple.classes[-1]] == "H"
+
+
+def test_the_warp_recovers_a_known_stretch_within_its_band():
+    from avatarrender.align import _banded_warp
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(80, 4))  # the reading's frames
+    # the speech: the reading slowed in places, hurried in others (a frame dropped), then a pause
+    src = np.concatenate([np.repeat(np.arange(30), 2), np.arange(30, 80, 2), np.full(10, 79)])
+    y = x[src] + rng.normal(scale=0.05, size=(len(src), 4))
+    costs = np.sqrt(((x[:, None, :] - y[None, :, :]) ** 2).sum(-1))
+
+    def cost(i, lo, hi):
+        return costs[i, lo:hi]
+
+    full = _banded_warp(cost, len(x), len(y), np.zeros(len(x), np.int64), 10**6)
+    # within one frame of the truth, but where a dropped frame leaves the path a choice
+    assert np.mean(np.abs(full - src) <= 1) >= 0.95
+    # a band around a straight line that holds the true path gives the same path
+    centre = np.rint(np.arange(len(x)) * (len(y) - 1) / (len(x) - 1)).astype(np.int64)
+    banded = _banded_warp(cost, len(x), len(y), centre, 40)
+    np.testing.assert_allclose(banded, full)
+    # a band too narrow to hold it still gives a monotone path from end to end
+    narrow = _banded_warp(cost, len(x), len(y), centre, 3)
+    assert narrow[0] == 0 and narrow[-1] == len(x) - 1 and np.all(np.diff(narrow) >= 0)
+
+
+def test_the_spoken_template_marks_the_phonemes(utterances):
+    """espeak-ng's reading, warped onto speech of a voice it does not read with, puts the right
+    class on most frames, with cue times and without."""
+    from avatarrender.align import _STRIDE, _fine_posteriors, template_classes
+    from avatarrender.evaluation.espeak import truth_classes
+
+    for text, utt, truth, _ in utterances:
+        a = lipsync.analyse_audio(utt.samples, utt.sample_rate_hz, fps=FPS, n_frames=len(truth))
+        fine = _fine_posteriors(utt.samples, utt.sample_rate_hz, a, None)
+        want = truth_classes(utt, fps=FPS, n_frames=len(truth))
+        speech = truth != "X"
+        words = text.split()
+        half = len(words) // 2
+        cues = [" ".join(words[:half]), " ".join(words[half:])]
+        # the cues' times as a caption file would give them: roughly, to the tenth of a second
+        mid_s = round(len(utt.samples) / utt.sample_rate_hz / 2, 1)
+        for texts, spans in (
+            ([text], None),
+            (cues, [(0.0, mid_s), (mid_s, len(utt.samples) / utt.sample_rate_hz)]),
+        ):
+            got = template_classes(fine, a, texts, language="en-us", cue_spans_s=spans)
+            grid = got[1::_STRIDE][: len(truth)]
+            agree = np.mean(grid[speech] == want[speech])
+            assert agree >= 0.75, (text, spans, agree)

@@ -6,10 +6,7 @@ start time, which give the true mouth shape per frame (:func:`truth_track`).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
-import functools
 from fractions import Fraction
 
 import numpy as np
@@ -24,36 +21,6 @@ __all__ = [
     "shape_of",
     "class_of",
 ]
-
-_AUDIO_OUTPUT_SYNCHRONOUS = 2
-_INITIALIZE_PHONEME_EVENTS = 0x0001
-_INITIALIZE_DONT_EXIT = 0x8000
-_EVENT_LIST_TERMINATED, _EVENT_PHONEME, _EVENT_END, _EVENT_MSG_TERMINATED = 0, 7, 5, 6
-_RATE = 1
-_PITCH = 3
-_CHARS_UTF8 = 1
-
-
-class _Id(ctypes.Union):
-    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
-
-
-class _Event(ctypes.Structure):
-    _fields_ = [
-        ("type", ctypes.c_int),
-        ("unique_identifier", ctypes.c_uint),
-        ("text_position", ctypes.c_int),
-        ("length", ctypes.c_int),
-        ("audio_position", ctypes.c_int),
-        ("sample", ctypes.c_int),
-        ("user_data", ctypes.c_void_p),
-        ("id", _Id),
-    ]
-
-
-_CALLBACK = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,68 +41,16 @@ class Utterance:
         return len(self.samples) / self.sample_rate_hz
 
 
-class _Espeak:
-    def __init__(self) -> None:
-        from ..phonemes import libespeak
-
-        # one initialisation per process, shared with the text-to-phonemes of the runtime
-        self.lib, self.rate = libespeak()
-        self._chunks: list[np.ndarray] = []
-        self._events: list[tuple[str, int]] = []
-        self._cb = _CALLBACK(self._callback)
-        self.lib.espeak_SetSynthCallback(self._cb)
-        self.lib.espeak_Synth.argtypes = [
-            ctypes.c_char_p,
-            ctypes.c_size_t,
-            ctypes.c_uint,
-            ctypes.c_int,
-            ctypes.c_uint,
-            ctypes.c_uint,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-        ]
-
-    def _callback(self, wav, n, events) -> int:
-        if n > 0:
-            self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).astype(np.float32) / 32768.0)
-        i = 0
-        while events[i].type != _EVENT_LIST_TERMINATED:
-            ev = events[i]
-            if ev.type == _EVENT_PHONEME:
-                self._events.append(
-                    (bytes(ev.id.string).split(b"\0")[0].decode(errors="replace"), ev.audio_position)
-                )
-            i += 1
-        return 0
-
-    def say(self, text: str, voice: str, rate_wpm: int, pitch: int | None = None) -> Utterance:
-        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-            raise ValueError(f"espeak-ng has no voice {voice!r}")
-        self.lib.espeak_SetParameter(_RATE, int(rate_wpm), 0)
-        # 0-100 around the voice's own pitch (50); set every time, as the engine keeps it
-        self.lib.espeak_SetParameter(_PITCH, 50 if pitch is None else int(pitch), 0)
-        self._chunks, self._events = [], []
-        data = text.encode()
-        self.lib.espeak_Synth(data, len(data) + 1, 0, 1, 0, _CHARS_UTF8, None, None)
-        self.lib.espeak_Synchronize()
-        samples = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
-        phonemes = tuple(Phoneme(name, ms / 1000.0) for name, ms in self._events)
-        return Utterance(samples=samples, sample_rate_hz=self.rate, phonemes=phonemes)
-
-
-@functools.lru_cache(maxsize=1)
-def _engine() -> _Espeak:
-    return _Espeak()
-
-
 def synthesize(
     text: str, *, voice: str = "en-us", rate_wpm: int = 160, pitch: int | None = None
 ) -> Utterance:
     """Speak ``text`` with espeak-ng; the phonemes carry their start times. ``pitch`` 0-100."""
-    from ..phonemes import _LOCK
+    from ..phonemes import speak
 
-    with _LOCK:
-        return _engine().say(text, voice, rate_wpm, pitch)
+    samples, rate_hz, events = speak(text, voice=voice, rate_wpm=rate_wpm, pitch=pitch)
+    return Utterance(
+        samples=samples, sample_rate_hz=rate_hz, phonemes=tuple(Phoneme(n, s) for n, s in events)
+    )
 
 
 # espeak-ng's English phoneme mnemonics -> Rhubarb / Preston Blair shapes.
