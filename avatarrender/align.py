@@ -340,19 +340,28 @@ def text_mouth_track(
         return audio_only(
             f"{n_phones} phonemes for {speech_s:.1f} s of speech: the text is far longer than the speech"
         )
-    fine = _fine_posteriors(y, sample_rate_hz, a, model)
-    template = (
-        template_classes(
-            fine,
-            a,
-            [texts] if isinstance(texts, str) else list(texts),
-            language=language,
-            cue_spans_s=cue_spans_s,
-            model=model,
-        )
-        if _TEMPLATE_WEIGHT
-        else None
-    )
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    # espeak-ng reads the text aloud in its own process while this one computes the posteriors
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(phonemes.read_aloud, texts, voice=language)
+        fine = _fine_posteriors(y, sample_rate_hz, a, model)
+        try:
+            template = template_classes(
+                fine,
+                a,
+                texts,
+                language=language,
+                cue_spans_s=cue_spans_s,
+                model=model,
+                reading=reading.result(),
+            )
+        except EspeakUnavailable as exc:  # the text's phonemes still lead, without the reading
+            warnings.warn(
+                f"{source}: espeak-ng could not read the text aloud ({exc})", LipsyncWarning, stacklevel=2
+            )
+            template = None
     al = align_audio(
         y, sample_rate_hz, a, words, cue_spans_s=cue_spans_s, model=model, fine=fine, template=template
     )
@@ -392,30 +401,28 @@ def template_classes(
     language: str,
     cue_spans_s: list[tuple[float, float]] | None = None,
     model=None,
+    reading=None,
 ) -> np.ndarray | None:
     """The phone class espeak-ng's own reading of ``texts`` puts at each 90 fps frame of the
     speech, -1 where none (``None``: nothing to read).
 
-    espeak-ng speaks each cue; a dynamic time warp between its frames and the speech's (12 cepstra,
+    espeak-ng reads each cue aloud (in a process of its own: :func:`phonemes.read_aloud`); a dynamic time warp between its frames and the speech's (12 cepstra,
     standardised per side, and the classifier's class probabilities: the distance of the one plus
     -log of the probability that both frames are the same class) maps every frame of the speech to
     a moment of the reading, and so to the phoneme espeak-ng says there. The warp keeps within a
     band around the cues' times (a straight line between the ends of the speech without them):
     memory and time grow with the length, not its square.
+
+    ``reading``: what :func:`phonemes.read_aloud` gave for ``texts`` (read here when not given).
     """
     fine_lp, _, mfcc = fine
-    texts = [t for t in texts]
-    spoken, events, offsets_s, at = [], [], [], 0
-    for text in texts:
-        samples, rate_hz, evs = phonemes.speak(text, voice=language)
-        offsets_s.append((at / rate_hz, (at + len(samples)) / rate_hz))
-        events += [(name, at / rate_hz + start_s) for name, start_s in evs]
-        spoken.append(samples)
-        at += len(samples)
-    if not events or not at:
+    if not any(t.strip() for t in texts):
+        return None
+    samples, rate_hz, events, offsets_s = reading or phonemes.read_aloud(texts, voice=language)
+    if not events or not len(samples):
         return None
     fps = float(_GRID_FPS)
-    syn = lipsync.frame_features(np.concatenate(spoken), rate_hz, fps=_GRID_FPS)
+    syn = lipsync.frame_features(samples, rate_hz, fps=_GRID_FPS)
     n_syn, n_real = len(syn["rms_db"]), len(mfcc)
     if n_syn < 2 or n_real < 2:
         return None
@@ -444,8 +451,10 @@ def template_classes(
     real_p = np.exp(fine_lp[1::_STRIDE][:n_real])
     syn_p = np.exp(lipsync.class_logp(syn, model))
 
+    real_sq, syn_sq = (real_m**2).sum(axis=1), (syn_m**2).sum(axis=1)
+
     def cost(i: int, lo: int, hi: int) -> np.ndarray:
-        d = np.sqrt(np.maximum(((real_m[lo:hi] - syn_m[i]) ** 2).sum(axis=1), 0.0))
+        d = np.sqrt(np.maximum(real_sq[lo:hi] + syn_sq[i] - 2.0 * (real_m[lo:hi] @ syn_m[i]), 0.0))
         return d - np.log(real_p[lo:hi] @ syn_p[i] + 1e-3)
 
     rows = _banded_warp(cost, n_syn, n_real, centre, band)

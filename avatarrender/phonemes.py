@@ -22,6 +22,8 @@ import unicodedata
 
 import numpy as np
 
+from . import _espeak_reading as _er
+
 __all__ = [
     "CLASSES",
     "CLASS_SHAPE",
@@ -32,6 +34,7 @@ __all__ = [
     "arpabet_class",
     "libespeak",
     "speak",
+    "read_aloud",
     "EspeakUnavailable",
 ]
 
@@ -160,10 +163,7 @@ class EspeakUnavailable(RuntimeError):
     """libespeak-ng cannot be loaded or initialised."""
 
 
-_AUDIO_OUTPUT_SYNCHRONOUS = 2
-_INITIALIZE_PHONEME_EVENTS = 0x0001
-_INITIALIZE_DONT_EXIT = 0x8000
-_CHARS_UTF8 = 1
+_CHARS_UTF8 = _er.CHARS_UTF8
 _LOCK = threading.Lock()
 
 
@@ -177,7 +177,7 @@ def libespeak() -> tuple[ctypes.CDLL, int]:
     except OSError as exc:
         raise EspeakUnavailable(f"cannot load libespeak-ng ({exc}): install espeak-ng") from None
     rate = lib.espeak_Initialize(
-        _AUDIO_OUTPUT_SYNCHRONOUS, 200, None, _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT
+        _er.AUDIO_OUTPUT_SYNCHRONOUS, 200, None, _er.INITIALIZE_PHONEME_EVENTS | _er.INITIALIZE_DONT_EXIT
     )
     if rate <= 0:
         raise EspeakUnavailable("espeak_Initialize failed (is espeak-ng-data installed?)")
@@ -206,32 +206,10 @@ def _phoneme_strings(text: str, language: str, ipa: bool) -> list[str]:
     return out
 
 
-# speech synthesis with phoneme events (the alignment's spoken template, the evaluation's truth)
-_EVENT_LIST_TERMINATED, _EVENT_PHONEME, _EVENT_END, _EVENT_MSG_TERMINATED = 0, 7, 5, 6
-_RATE = 1
-_PITCH = 3
-
-
-class _Id(ctypes.Union):
-    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
-
-
-class _Event(ctypes.Structure):
-    _fields_ = [
-        ("type", ctypes.c_int),
-        ("unique_identifier", ctypes.c_uint),
-        ("text_position", ctypes.c_int),
-        ("length", ctypes.c_int),
-        ("audio_position", ctypes.c_int),
-        ("sample", ctypes.c_int),
-        ("user_data", ctypes.c_void_p),
-        ("id", _Id),
-    ]
-
-
-_CALLBACK = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
-)
+# speech synthesis with phoneme events (the evaluation's truth; the alignment's template reads in a
+# process of its own: read_aloud)
+_RATE = _er.PARAM_RATE
+_PITCH = _er.PARAM_PITCH
 
 
 class _Synth:
@@ -240,30 +218,14 @@ class _Synth:
         self.lib, self.rate = libespeak()
         self._chunks: list[np.ndarray] = []
         self._events: list[tuple[str, int]] = []
-        self._cb = _CALLBACK(self._callback)
+        self._cb = _er.CALLBACK(self._callback)
         self.lib.espeak_SetSynthCallback(self._cb)
-        self.lib.espeak_Synth.argtypes = [
-            ctypes.c_char_p,
-            ctypes.c_size_t,
-            ctypes.c_uint,
-            ctypes.c_int,
-            ctypes.c_uint,
-            ctypes.c_uint,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-        ]
+        self.lib.espeak_Synth.argtypes = _er.SYNTH_ARGTYPES
 
     def _callback(self, wav, n, events) -> int:
         if n > 0:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).astype(np.float32) / 32768.0)
-        i = 0
-        while events[i].type != _EVENT_LIST_TERMINATED:
-            ev = events[i]
-            if ev.type == _EVENT_PHONEME:
-                self._events.append(
-                    (bytes(ev.id.string).split(b"\0")[0].decode(errors="replace"), ev.audio_position)
-                )
-            i += 1
+        self._events.extend(_er.phoneme_events(events))
         return 0
 
     def say(self, text: str, voice: str, rate_wpm: int, pitch: int | None):
@@ -300,6 +262,49 @@ def speak(
     with _LOCK:
         samples, events = _synth().say(text, voice, rate_wpm, pitch)
         return samples, _synth().rate, events
+
+
+def read_aloud(
+    texts: list[str], *, voice: str = "en-us", rate_wpm: int = 175, timeout_s: float = 60.0
+) -> tuple[np.ndarray, int, list[tuple[str, float]], list[tuple[float, float]]]:
+    """``texts`` read aloud one after the other by espeak-ng in a fresh process, so that the same
+    texts always give the same samples (libespeak-ng's output moves with what it read before in a
+    process): ``(samples [float32, mono], sample rate in Hz, [(phoneme mnemonic, start_s), ...],
+    [(start_s, end_s) of each text, ...])``.
+
+    Raises
+    ------
+    EspeakUnavailable
+        espeak-ng cannot be loaded, has no such voice, or did not answer within ``timeout_s``.
+    """
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    req = json.dumps({"voice": voice, "rate_wpm": int(rate_wpm), "texts": list(texts)}) + "\n"
+    script = Path(__file__).with_name("_espeak_reading.py")
+    try:
+        res = subprocess.run(
+            [sys.executable, "-I", "-S", str(script)],
+            input=req.encode(),
+            capture_output=True,
+            timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired:
+        raise EspeakUnavailable(f"espeak-ng did not read {len(texts)} texts within {timeout_s:g} s") from None
+    if res.returncode != 0:
+        raise EspeakUnavailable(res.stderr.decode(errors="replace").strip() or f"exit {res.returncode}")
+    head, _, pcm = res.stdout.partition(b"\n")
+    info = json.loads(head)
+    rate_hz = int(info["rate_hz"])
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+    events, spans, at = [], [], 0
+    for part in info["parts"]:
+        events += [(name, (at + rate_hz * ms / 1000.0) / rate_hz) for name, ms in part["events"]]
+        spans.append((at / rate_hz, (at + part["samples"]) / rate_hz))
+        at += part["samples"]
+    return samples[:at], rate_hz, events, spans
 
 
 def phonemize(texts: list[str] | str, *, language: str = "en-us") -> list[Word]:

@@ -418,3 +418,26 @@ def test_the_spoken_template_marks_the_phonemes(utterances):
             grid = got[1::_STRIDE][: len(truth)]
             agree = np.mean(grid[speech] == want[speech])
             assert agree >= 0.75, (text, spans, agree)
+
+
+def test_the_reading_is_the_same_whatever_was_read_before():
+    """libespeak-ng's output moves with what it read before in a process; the template's
+    reading is made in a fresh one, so a segment gets the same mouth in a render service as
+    from the command line."""
+    from avatarrender.phonemes import EspeakUnavailable, read_aloud, speak
+
+    texts = ["Bring the paper map, please.", "Bob picked a plum."]
+    first = read_aloud(texts)
+    speak("Der Hund schläft unter dem Tisch.", voice="de")
+    speak(texts[0])
+    again = read_aloud(texts)
+    assert np.array_equal(first[0], again[0]) and first[2] == again[2] and first[3] == again[3]
+    # the texts' spans follow each other, and the phonemes fall inside them
+    (a0, a1), (b0, b1) = first[3]
+    assert a0 == 0.0 and a1 == b0 < b1 == len(first[0]) / first[1]
+    assert all(0.0 <= s < b1 for _, s in first[2])
+    # in-process reading twice differs: what the fresh process is for (if espeak-ng stops
+    # carrying state, this says the process can go)
+    assert not np.array_equal(speak(texts[0])[0], speak(texts[0])[0])
+    with pytest.raises(EspeakUnavailable, match="no voice"):
+        read_aloud(["hello"], voice="xx-nope")

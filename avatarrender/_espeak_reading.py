@@ -1,0 +1,121 @@
+"""espeak-ng reads texts aloud, with its phoneme events, in a process of its own.
+
+libespeak-ng keeps state from one utterance to the next (the pitch flutter's phase in
+``wavegen.c`` runs on across calls), so the same text read twice in one process comes out a few
+samples apart, and so would the alignment's template (:func:`avatarrender.align.template_classes`)
+with what was read before. A fresh process reads the same text the same way every time.
+
+Run as ``python -I -S _espeak_reading.py`` (standard library only: about 40 ms to start). Reads one
+JSON line ``{"voice": str, "rate_wpm": int, "texts": [str, ...]}`` on stdin; writes one JSON line
+``{"rate_hz": int, "parts": [{"samples": int, "events": [[mnemonic, ms], ...]}, ...]}`` and then
+every part's samples, 16-bit little-endian mono, on stdout. Exit 2 with a message on stderr when
+espeak-ng cannot be loaded or has no such voice.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import sys
+
+AUDIO_OUTPUT_SYNCHRONOUS = 2
+INITIALIZE_PHONEME_EVENTS = 0x0001
+INITIALIZE_DONT_EXIT = 0x8000
+CHARS_UTF8 = 1
+EVENT_LIST_TERMINATED, EVENT_PHONEME = 0, 7
+PARAM_RATE, PARAM_PITCH = 1, 3
+
+
+class Id(ctypes.Union):
+    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+
+
+class Event(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", Id),
+    ]
+
+
+CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(Event))
+SYNTH_ARGTYPES = [
+    ctypes.c_char_p,
+    ctypes.c_size_t,
+    ctypes.c_uint,
+    ctypes.c_int,
+    ctypes.c_uint,
+    ctypes.c_uint,
+    ctypes.c_void_p,
+    ctypes.c_void_p,
+]
+
+
+def phoneme_events(events) -> list[tuple[str, int]]:
+    """The phoneme events of one callback's list: ``[(mnemonic, audio position in ms), ...]``."""
+    out, i = [], 0
+    while events[i].type != EVENT_LIST_TERMINATED:
+        ev = events[i]
+        if ev.type == EVENT_PHONEME:
+            out.append((bytes(ev.id.string).split(b"\0")[0].decode(errors="replace"), ev.audio_position))
+        i += 1
+    return out
+
+
+def main() -> int:
+    req = json.loads(sys.stdin.readline())
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1")
+    except OSError as exc:
+        print(f"cannot load libespeak-ng ({exc}): install espeak-ng", file=sys.stderr)
+        return 2
+    rate_hz = lib.espeak_Initialize(
+        AUDIO_OUTPUT_SYNCHRONOUS, 200, None, INITIALIZE_PHONEME_EVENTS | INITIALIZE_DONT_EXIT
+    )
+    if rate_hz <= 0:
+        print("espeak_Initialize failed (is espeak-ng-data installed?)", file=sys.stderr)
+        return 2
+    lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+    lib.espeak_Synth.argtypes = SYNTH_ARGTYPES
+    if lib.espeak_SetVoiceByName(req["voice"].encode()) != 0:
+        print(f"espeak-ng has no voice {req['voice']!r}", file=sys.stderr)
+        return 2
+    lib.espeak_SetParameter(PARAM_RATE, int(req["rate_wpm"]), 0)
+    lib.espeak_SetParameter(PARAM_PITCH, 50, 0)
+    chunks: list[bytes] = []
+    events: list[tuple[str, int]] = []
+
+    def callback(wav, n, evs) -> int:
+        if n > 0:
+            chunks.append(ctypes.string_at(wav, 2 * n))
+        events.extend(phoneme_events(evs))
+        return 0
+
+    keep = CALLBACK(callback)
+    lib.espeak_SetSynthCallback(keep)
+    parts, audio = [], []
+    for text in req["texts"]:
+        chunks.clear()
+        events.clear()
+        data = text.encode()
+        lib.espeak_Synth(data, len(data) + 1, 0, 1, 0, CHARS_UTF8, None, None)
+        lib.espeak_Synchronize()
+        pcm = b"".join(chunks)
+        parts.append({"samples": len(pcm) // 2, "events": list(events)})
+        audio.append(pcm)
+    out = sys.stdout.buffer
+    out.write(json.dumps({"rate_hz": rate_hz, "parts": parts}).encode() + b"\n")
+    for pcm in audio:
+        out.write(pcm)
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
