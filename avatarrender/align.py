@@ -7,6 +7,11 @@ on a 90 fps grid (a beam keeps it to the few dozen live states of each frame: ab
 minute of speech). The mouth then shows each phoneme's shape where the alignment is sure of it and
 the audio-only track elsewhere; the same animation pass follows (anticipation, holds, in-betweens).
 
+The classifier alone is least sure on voices unlike its training; espeak-ng's own reading of the
+text is a second opinion that does not depend on it as much (:func:`template_classes`): read aloud
+and laid over the speech by a dynamic time warp, it says which phoneme sounds at each frame, and
+the path leans towards that. Whether the text is what is said is judged without it.
+
 Text and audio may disagree (words missing or extra, ad-libs, another language). The chain lets
 the alignment skip a phoneme or a whole word, and between words a *filler* state takes any sound
 (scored as the classifier's best class, less a penalty) or silence. Words whose frames score badly
@@ -67,10 +72,14 @@ _CLOSED_COVER = 3.0  # a closure frame the read-back kept: its cover counts this
 _FINAL_CLOSURE_HOLD = 2  # frames a closure before a pause holds on (the silent hold of a final p)
 # The spoken template: espeak-ng reads the text aloud, a dynamic time warp lays its frames over the
 # speech (cepstra and the classifier's class probabilities, 30 fps), and each frame's class in the
-# template adds this much (log units) to that class for the path. Shape accuracy with the text on
-# flite held out 0.71 -> 0.77, espeak-ng 0.85 -> 0.89 (DEV_CORPUS: weights 1 / 2 / 3 gave 0.74 /
-# 0.77 / 0.76 on flite; 3 and more lost openness r there)
+# template adds this much (log units) to that class for the path. With the text, held-out CORPUS:
+# shape accuracy on flite held out 0.69 -> 0.71, espeak-ng unseen voices 0.85 -> 0.88; tuning set
+# (DEV_CORPUS, flite / espeak-ng): weight 0 0.65 / 0.85, 2 0.69 / 0.88, 3 0.68 / 0.88
 _TEMPLATE_WEIGHT = 2.0
+# below this chance that the speech's frame and the reading's frame it was matched with are the
+# same class, the warp was passing through (words the text lacks): no template there. Without it,
+# three words missing from the text cost a closure that audio alone gets (tuning set: 0.1 keeps
+# shape accuracy, 0.15 lost 0.02 on flite)
 _TEMPLATE_MIN_SAME = 0.1
 _TEMPLATE_BAND_S = 2.0  # the warp strays at most this far from the cues' times (or a straight line)
 _TEMPLATE_BAND_SHARE = 0.25  # without cue times, this share of the speech's span
