@@ -83,8 +83,8 @@ _TEMPLATE_WEIGHT = 2.0
 _TEMPLATE_MIN_SAME = 0.1
 _TEMPLATE_MIN_AGREEMENT, _TEMPLATE_MIN_GAIN = -0.5, 0.15  # see text_mouth_track
 _TEMPLATE_BAND_S = 2.0  # the warp strays at most this far from the cues' times (or a straight line)
-_TEMPLATE_BAND_SHARE = 0.25  # without cue times, this share of the speech's span
-_TEMPLATE_MAX_BAND_S = 30.0
+_TEMPLATE_BAND_SHARE = 0.1  # without cue times, this share of the speech's sounding time
+_TEMPLATE_MAX_BAND_S = 10.0  # 10 minutes of text without cues: 600 columns a row, 43 MB
 
 
 class LipsyncWarning(UserWarning):
@@ -449,8 +449,9 @@ def template_classes(
     n_syn, n_real = len(syn["rms_db"]), len(mfcc)
     if n_syn < 2 or n_real < 2:
         return None
-    # the band's centre: each cue's reading laid over its caption time, or the whole reading over
-    # the span from the first to the last active frame
+    # the band's centre: each cue's reading laid over its caption time; without them, the k-th
+    # share of the reading's sounding frames over the k-th share of the speech's (pauses of other
+    # lengths on either side move the rest of the line no further)
     rows_s = (np.arange(n_syn) + 0.5) / fps
     if cue_spans_s and len(cue_spans_s) >= len(texts):
         src = np.concatenate([[s0, s1] for s0, s1 in offsets_s])
@@ -458,12 +459,14 @@ def template_classes(
         centre_s = np.interp(rows_s, src, np.maximum.accumulate(dst))
         band = int(_TEMPLATE_BAND_S * fps)
     else:
-        act = np.flatnonzero(a.grid_active)
-        lo_s, hi_s = (act[0] / fps, (act[-1] + 1) / fps) if len(act) else (0.0, n_real / fps)
-        centre_s = lo_s + rows_s / (n_syn / fps) * (hi_s - lo_s)
-        band = int(
-            min(max(_TEMPLATE_BAND_S, _TEMPLATE_BAND_SHARE * (hi_s - lo_s)), _TEMPLATE_MAX_BAND_S) * fps
-        )
+        real_on = np.cumsum(a.grid_active[:n_real])
+        syn_on = np.cumsum(lipsync._activity(syn["rms_db"]))
+        if real_on[-1] and syn_on[-1]:
+            centre_s = np.searchsorted(real_on / real_on[-1], syn_on / syn_on[-1]) / fps
+        else:
+            centre_s = rows_s * n_real / n_syn
+        speech_s = max(real_on[-1], syn_on[-1]) / fps
+        band = int(min(max(_TEMPLATE_BAND_S, _TEMPLATE_BAND_SHARE * speech_s), _TEMPLATE_MAX_BAND_S) * fps)
     centre = np.clip(np.rint(centre_s * fps).astype(np.int64), 0, n_real - 1)
 
     def standard(m: np.ndarray) -> np.ndarray:
@@ -518,7 +521,7 @@ def _banded_warp(cost, n: int, m: int, centre: np.ndarray, band: int) -> np.ndar
         a, b = int(lo[i]), int(hi[i])
         c = cost(i, a, b)
         if prev is None:
-            row = np.cumsum(c)
+            row = np.cumsum(c, dtype=np.float32)
         else:
             pa, pb, prow = prev
             up = np.full(b - a + 1, np.inf)  # D[i-1, j] for j in a-1 .. b-1
@@ -527,7 +530,7 @@ def _banded_warp(cost, n: int, m: int, centre: np.ndarray, band: int) -> np.ndar
                 up[s0 - (a - 1) : s1 - (a - 1)] = prow[s0 - pa : s1 - pa]
             t = c + np.minimum(up[1:], up[:-1])  # from above or diagonally
             cs = np.cumsum(c)
-            row = cs + np.minimum.accumulate(t - cs)
+            row = (cs + np.minimum.accumulate(t - cs)).astype(np.float32)
         acc.append(row)
         prev = (a, b, row)
     # back from the end: the cheapest of the three predecessors

@@ -441,3 +441,27 @@ def test_the_reading_is_the_same_whatever_was_read_before():
     assert not np.array_equal(speak(texts[0])[0], speak(texts[0])[0])
     with pytest.raises(EspeakUnavailable, match="no voice"):
         read_aloud(["hello"], voice="xx-nope")
+
+
+def test_the_template_holds_over_a_long_pause_without_cue_times(utterances):
+    """One text for speech with pauses of its own (8 s, then 1 s): the reading's band follows
+    the sounding frames of both sides, not a straight line between the ends."""
+    from avatarrender.align import _STRIDE, _fine_posteriors, template_classes
+    from avatarrender.evaluation.espeak import truth_classes
+
+    sr = utterances[0][1].sample_rate_hz
+    per_frame = sr // 30  # 735 samples: every piece starts on a frame
+    pieces, want, texts = [], [], []
+    for (text, utt, truth, _), pause_s in zip(utterances, (8.0, 1.0, 0.0)):
+        n = len(truth)
+        y = np.zeros(n * per_frame, np.float32)
+        y[: len(utt.samples)] = utt.samples[: n * per_frame]
+        pieces += [y, np.zeros(int(pause_s * 30) * per_frame, np.float32)]
+        want += [truth_classes(utt, fps=FPS, n_frames=n), np.zeros(int(pause_s * 30), np.int64)]
+        texts.append(text)
+    y, want = np.concatenate(pieces), np.concatenate(want)
+    a = lipsync.analyse_audio(y, sr, fps=FPS, n_frames=len(want))
+    fine = _fine_posteriors(y, sr, a, None)
+    got = template_classes(fine, a, [" ".join(texts)], language="en-us")[1::_STRIDE][: len(want)]
+    speech = want != 0
+    assert np.mean(got[speech] == want[speech]) >= 0.75
