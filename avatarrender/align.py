@@ -81,7 +81,7 @@ _TEMPLATE_WEIGHT = 2.0
 # three words missing from the text cost a closure that audio alone gets (tuning set: 0.1 keeps
 # shape accuracy, 0.15 lost 0.02 on flite)
 _TEMPLATE_MIN_SAME = 0.1
-_TEMPLATE_MIN_AGREEMENT, _TEMPLATE_MIN_GAIN = -0.5, 0.15  # see text_mouth_track
+_TEMPLATE_MIN_AGREEMENT, _TEMPLATE_MIN_GAIN = -0.4, 0.2  # see _text_mouth_track
 _TEMPLATE_BAND_S = 2.0  # the warp strays at most this far from the cues' times (or a straight line)
 _TEMPLATE_BAND_SHARE = 0.1  # without cue times, this share of the speech's sounding time
 _TEMPLATE_MAX_BAND_S = 10.0  # 10 minutes of text without cues: 600 columns a row, 43 MB
@@ -302,6 +302,7 @@ def text_mouth_track(
     n_frames: int | None = None,
     model=None,
     source: str = "text",
+    reading=None,
 ) -> np.ndarray:
     """The mouth shape per frame from the audio and the words spoken.
 
@@ -318,6 +319,9 @@ def text_mouth_track(
         espeak-ng language of the words (``en-us``, ``es``, ``de``, ...).
     source : str
         Where the words came from, for warnings (``captions``, ``speech.text``, a file name).
+    reading : phonemes.Reading, optional
+        espeak-ng's reading of ``texts`` in ``language``, started earlier
+        (:func:`phonemes.start_reading`); started here when not given. Ended here in any case.
 
     Returns
     -------
@@ -327,6 +331,23 @@ def text_mouth_track(
         :class:`LipsyncWarning` and the audio-only track.
     """
     fps = Fraction(fps)
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    # espeak-ng reads the text aloud in a process of its own while this one analyses the speech
+    if reading is None and any(t.strip() for t in texts):
+        try:
+            reading = phonemes.start_reading(texts, voice=language)
+        except OSError:  # no process to be had: the text's phonemes still lead, without it
+            reading = None
+    try:
+        return _text_mouth_track(
+            y, sample_rate_hz, fps, texts, cue_spans_s, language, n_frames, model, source, reading
+        )
+    finally:
+        if reading is not None:
+            reading.cancel()  # read, or not wanted (the text was refused first)
+
+
+def _text_mouth_track(y, sample_rate_hz, fps, texts, cue_spans_s, language, n_frames, model, source, reading):
     a = analyse_audio(y, sample_rate_hz, fps=fps, n_frames=n_frames, model=model)
     if a.raw is None:
         return np.zeros(a.n_frames, dtype=np.int8)
@@ -334,7 +355,7 @@ def text_mouth_track(
         warnings.warn(
             f"{source}: {why}; using the audio-only mouth track",  # noqa: E731
             LipsyncWarning,
-            stacklevel=3,
+            stacklevel=4,
         ),
         _animate(a.raw, a.active, fps, a.level_db).astype(np.int8),
     )[1]
@@ -352,13 +373,9 @@ def text_mouth_track(
         return audio_only(
             f"{n_phones} phonemes for {speech_s:.1f} s of speech: the text is far longer than the speech"
         )
-    texts = [texts] if isinstance(texts, str) else list(texts)
-    # espeak-ng reads the text aloud in its own process while this one computes the posteriors
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as pool:
-        reading = pool.submit(phonemes.read_aloud, texts, voice=language)
-        fine = _fine_posteriors(y, sample_rate_hz, a, model)
+    fine = _fine_posteriors(y, sample_rate_hz, a, model)
+    template = None
+    if reading is not None:
         try:
             template = template_classes(
                 fine,
@@ -371,9 +388,8 @@ def text_mouth_track(
             )
         except EspeakUnavailable as exc:  # the text's phonemes still lead, without the reading
             warnings.warn(
-                f"{source}: espeak-ng could not read the text aloud ({exc})", LipsyncWarning, stacklevel=2
+                f"{source}: espeak-ng could not read the text aloud ({exc})", LipsyncWarning, stacklevel=3
             )
-            template = None
     al = align_audio(
         y, sample_rate_hz, a, words, cue_spans_s=cue_spans_s, model=model, fine=fine, template=template
     )
@@ -387,8 +403,10 @@ def text_mouth_track(
     )
     # a text the classifier doubts, but whose reading, laid over the speech, explains it clearly
     # better than the classifier's path alone: the words are what is said, in a voice the
-    # classifier reads badly (tuning set: 9 of 13 right flite texts it refused, none of 108 wrong
-    # ones; held-out sentences: 5 of 7, none of 54)
+    # classifier reads badly. Measured with two trainings of the classifier without flite (the
+    # tuning set; held-out sentences): right flite texts it refused taken 7 of 13 and 3 of 12
+    # (4 of 7 and 5 of 7), wrong sentences taken none of 108 (none of 54) with either; -0.5 and
+    # 0.15 took more right texts with the one training, and 2-3 wrong ones with the other
     fits = fits or (
         al.template_agreement is not None
         and al.match_share >= _MIN_MATCH
@@ -477,20 +495,27 @@ def template_classes(
     real_p = np.exp(fine_lp[1::_STRIDE][:n_real])
     syn_p = np.exp(lipsync.class_logp(syn, model))
 
-    real_sq, syn_sq = (real_m**2).sum(axis=1), (syn_m**2).sum(axis=1)
+    # every cell of the band at once: [rows, widest row] (the band's width, not the speech's)
+    lo, hi = _band(n_syn, n_real, centre, band)
+    cols = np.minimum(lo[:, None] + np.arange(int((hi - lo).max()))[None, :], n_real - 1)
+    d = np.einsum("ijk,ijk->ij", real_m[cols], real_m[cols]) + (syn_m**2).sum(axis=1)[:, None]
+    d -= 2.0 * np.einsum("ijk,ik->ij", real_m[cols], syn_m)
+    costs = np.sqrt(np.maximum(d, 0.0)) - np.log(np.einsum("ijk,ik->ij", real_p[cols], syn_p) + 1e-3)
 
-    def cost(i: int, lo: int, hi: int) -> np.ndarray:
-        d = np.sqrt(np.maximum(real_sq[lo:hi] + syn_sq[i] - 2.0 * (real_m[lo:hi] @ syn_m[i]), 0.0))
-        return d - np.log(real_p[lo:hi] @ syn_p[i] + 1e-3)
+    def cost(i: int, a: int, b: int) -> np.ndarray:
+        return costs[i, : b - a]
 
     rows = _banded_warp(cost, n_syn, n_real, centre, band)
     # every 90 fps frame of the speech -> a moment of the reading -> the phoneme sounding there
     fine_s = (np.arange(len(fine_lp)) + 0.5) / float(_FINE_FPS)
     grid_s = (np.arange(n_real) + 0.5) / fps
     syn_s = np.interp(fine_s, grid_s, (rows + 0.5) / fps)
+    # events without a name (IPA mode marks stress and syllables so) continue the phoneme before
+    events = [e for e in events if e[0]] or events
     starts = np.array([s for _, s in events])
     k = np.clip(np.searchsorted(starts, syn_s, side="right") - 1, 0, len(events) - 1)
-    classes = np.array([phonemes.mnemonic_class(name) for name, _ in events], dtype=np.int64)[k]
+    ipa = not language.lower().startswith("en")  # as phonemes.start_reading names them
+    classes = np.array([phonemes.event_class(name, ipa) for name, _ in events], dtype=np.int64)[k]
     # where the speech and the reading matched there sound unalike (words spoken that the text
     # lacks, an ad-lib), the warp was only passing through: no template there
     at = np.clip(np.rint(rows).astype(np.int64), 0, n_syn - 1)
@@ -500,55 +525,69 @@ def template_classes(
     return classes
 
 
-def _banded_warp(cost, n: int, m: int, centre: np.ndarray, band: int) -> np.ndarray:
-    """The least-cost monotone path from (0, 0) to (n-1, m-1) (steps right, down, diagonal)
-    through cells ``|j - centre[i]| <= band``, ``cost(i, lo, hi)`` giving row ``i``'s costs for
-    columns ``lo..hi-1``: for each column, the mean row the path passes there [shape=(m,)].
-
-    Row by row in numpy: a row's cost of arriving from the left is a running minimum
-    (``D[i, j] = S[j] + min_{k <= j}(T[k] - S[k])``, ``S`` the row's cumulative cost, ``T`` the
-    cost of arriving from above), so no Python loop runs over the columns."""
+def _band(n: int, m: int, centre: np.ndarray, band: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's columns ``lo[i] .. hi[i] - 1`` of a warp within ``band`` of ``centre``: both
+    ends non-decreasing, each row meeting the one above, the corners in."""
     lo = np.clip(centre - band, 0, m - 1)
     hi = np.clip(centre + band + 1, 1, m)
-    lo = np.minimum.accumulate(lo[::-1])[::-1]  # monotone, and each row meets the one above
+    lo = np.minimum.accumulate(lo[::-1])[::-1]
     hi = np.maximum.accumulate(hi)
     lo[0], hi[-1] = 0, m
     for i in range(1, n):
         lo[i] = min(lo[i], hi[i - 1] - 1)
-    acc = []  # row i: the least cost of reaching (i, lo[i] .. hi[i] - 1)
+    return lo, hi
+
+
+def _banded_warp(cost, n: int, m: int, centre: np.ndarray, band: int) -> np.ndarray:
+    """The least-cost monotone path from (0, 0) to (n-1, m-1) (steps right, down, diagonal)
+    through the cells of :func:`_band`, ``cost(i, lo, hi)`` giving row ``i``'s costs for columns
+    ``lo..hi-1``: for each column, the mean row the path passes there [shape=(m,)].
+
+    Row by row in numpy: a row's cost of arriving from the left is a running minimum
+    (``D[i, j] = S[j] + min_{k <= j}(T[k] - S[k])``, ``S`` the row's cumulative cost, ``T`` the
+    cost of arriving from above), so no Python loop runs over the columns; each cell keeps the
+    step it came by (0 diagonal, 1 from above, 2 from the left) for the way back."""
+    lo, hi = _band(n, m, centre, band)
+    steps = []  # row i: the step into (i, lo[i] .. hi[i] - 1)
     prev = None
     for i in range(n):
         a, b = int(lo[i]), int(hi[i])
         c = cost(i, a, b)
+        cs = np.cumsum(c)
         if prev is None:
-            row = np.cumsum(c, dtype=np.float32)
+            row, step = cs, np.full(b - a, 2, np.int8)
         else:
             pa, pb, prow = prev
             up = np.full(b - a + 1, np.inf)  # D[i-1, j] for j in a-1 .. b-1
             s0, s1 = max(a - 1, pa), min(b, pb)
             if s1 > s0:
                 up[s0 - (a - 1) : s1 - (a - 1)] = prow[s0 - pa : s1 - pa]
-            t = c + np.minimum(up[1:], up[:-1])  # from above or diagonally
-            cs = np.cumsum(c)
-            row = (cs + np.minimum.accumulate(t - cs)).astype(np.float32)
-        acc.append(row)
+            diagonal = up[:-1] <= up[1:]
+            t = c + np.where(diagonal, up[:-1], up[1:])
+            row = cs + np.minimum.accumulate(t - cs)
+            # from the left where that beats arriving from above (compared directly: the running
+            # minimum's rounding would take ties for wins)
+            left = np.zeros(b - a, bool)
+            left[1:] = row[:-1] + c[1:] < t[1:]
+            step = np.where(left, 2, np.where(diagonal, 0, 1)).astype(np.int8)
+        steps.append(step)
         prev = (a, b, row)
-    # back from the end: the cheapest of the three predecessors
-    i, j = n - 1, m - 1
+    # back from the end along the kept steps
     total = np.zeros(m)
     count = np.zeros(m)
-
-    def at(i: int, j: int) -> float:
-        k = j - int(lo[i])
-        return acc[i][k] if 0 <= k < hi[i] - lo[i] else np.inf
-
+    i, j = n - 1, m - 1
     while True:
         total[j] += i
         count[j] += 1
         if i == 0 and j == 0:
             break
-        steps = ((i - 1, j - 1), (i - 1, j), (i, j - 1))
-        i, j = min((s for s in steps if s[0] >= 0 and s[1] >= 0), key=lambda s: at(*s))
+        k = steps[i][j - lo[i]]
+        if k == 0:
+            i, j = i - 1, j - 1
+        elif k == 1:
+            i -= 1
+        else:
+            j -= 1
     return total / np.maximum(count, 1)
 
 

@@ -83,20 +83,47 @@ def _drawn_eyes(spec: Spec) -> list[int]:
     return [EYE_STATES.index(next(e for e in order[s] if e in have)) for s in EYE_STATES]
 
 
-def _mouth_track(spec: Spec, audio: np.ndarray, *, fps, n_frames: int) -> np.ndarray:
-    """The mouth track from the speech and, when known, its words: ``speech.text``, else the
-    captions (their times as loose anchors), else the audio alone."""
+def _words(spec: Spec) -> tuple[list[str], list[tuple[float, float]] | None, str] | None:
+    """The words the lip sync aligns: ``speech.text``, else the captions (their times as loose
+    anchors): ``(texts, cue spans or None, where they came from)``; None for the audio alone."""
     speech = spec.speech
+    if speech is not None and speech.mouth_track:
+        return None
     if speech is not None and speech.text is not None:
-        texts, spans, source = [speech.text], None, f"{spec.source}: speech.text"
-    elif spec.cues:
-        texts = [c.text for c in spec.cues]
-        spans = [(c.start_s, c.end_s) for c in spec.cues]
-        source = f"{spec.source}: captions"
-    else:
+        return [speech.text], None, f"{spec.source}: speech.text"
+    if spec.cues:
+        return (
+            [c.text for c in spec.cues],
+            [(c.start_s, c.end_s) for c in spec.cues],
+            f"{spec.source}: captions",
+        )
+    return None
+
+
+def start_reading(spec: Spec):
+    """espeak-ng's reading of the segment's words for the lip sync
+    (:func:`avatarrender.phonemes.start_reading`), started now so that it runs while the speech
+    is read and the scene built; None without words. Give it to :func:`analyse`, which ends it."""
+    from .phonemes import start_reading as start
+
+    words = _words(spec)
+    if words is None or not any(t.strip() for t in words[0]):
+        return None
+    try:
+        return start(words[0], voice=spec.speech.language if spec.speech else "en-us")
+    except OSError:
+        return None  # no process to be had: the alignment goes without the reading
+
+
+def _mouth_track(spec: Spec, audio: np.ndarray, *, fps, n_frames: int, reading=None) -> np.ndarray:
+    """The mouth track from the speech and, when known, its words (:func:`_words`), else the
+    audio alone."""
+    words = _words(spec)
+    if words is None:
         return lipsync.mouth_track(audio, AUDIO_RATE_HZ, fps=fps, n_frames=n_frames)
     from .align import text_mouth_track
 
+    texts, spans, source = words
     return text_mouth_track(
         audio,
         AUDIO_RATE_HZ,
@@ -104,12 +131,13 @@ def _mouth_track(spec: Spec, audio: np.ndarray, *, fps, n_frames: int) -> np.nda
         n_frames=n_frames,
         texts=texts,
         cue_spans_s=spans,
-        language=speech.language if speech else "en-us",
+        language=spec.speech.language if spec.speech else "en-us",
         source=source,
+        reading=reading,
     )
 
 
-def analyse(spec: Spec, audio: np.ndarray | None = None) -> Timeline:
+def analyse(spec: Spec, audio: np.ndarray | None = None, reading=None) -> Timeline:
     """Build the segment's timeline.
 
     Parameters
@@ -117,15 +145,21 @@ def analyse(spec: Spec, audio: np.ndarray | None = None) -> Timeline:
     spec : Spec
     audio : np.ndarray [shape=(n_samples,)], optional
         The output of :func:`segment_audio`; decoded here when not given.
+    reading : optional
+        :func:`start_reading`'s for this spec, started earlier (ended here in any case).
     """
     n = spec.frame_count
     fps = spec.output.fps
-    if spec.speech is not None and spec.speech.mouth_track:
-        shapes = lipsync.read_track(spec.speech.mouth_track, fps=fps, n_frames=n)
-    else:
-        if audio is None:
-            audio = segment_audio(spec)
-        shapes = _mouth_track(spec, audio, fps=fps, n_frames=n)
+    try:
+        if spec.speech is not None and spec.speech.mouth_track:
+            shapes = lipsync.read_track(spec.speech.mouth_track, fps=fps, n_frames=n)
+        else:
+            if audio is None:
+                audio = segment_audio(spec)
+            shapes = _mouth_track(spec, audio, fps=fps, n_frames=n, reading=reading)
+    finally:
+        if reading is not None:
+            reading.cancel()
     fallback = lipsync.fallback_map(drawn_mouths(spec))
     lut = np.array([MOUTH_SHAPES.index(fallback[s]) for s in MOUTH_SHAPES], dtype=np.int8)
     mouth = lut[np.asarray(shapes, dtype=np.int64)]

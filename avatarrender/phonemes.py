@@ -35,6 +35,8 @@ __all__ = [
     "libespeak",
     "speak",
     "read_aloud",
+    "start_reading",
+    "Reading",
     "EspeakUnavailable",
 ]
 
@@ -119,6 +121,17 @@ _IPA_FIRST = {
     **dict.fromkeys("nŋɲɳɴrɾɹɻʁʀjɰ", "sonorant"),
 }
 _MARKS = "ˈˌːˑ'ˌ‿̯̩̃̆͡"
+
+
+def event_class(name: str, ipa: bool) -> int:
+    """The class of a phoneme event's name (:func:`start_reading`): IPA or an espeak-ng
+    mnemonic; pauses (``_``...) are silence, an IPA symbol of no class a sonorant."""
+    if not name or name.startswith("_"):
+        return _C["sil"]
+    if ipa:
+        c = ipa_class(name)
+        return _C["sonorant"] if c is None else c
+    return mnemonic_class(name)
 
 
 def mnemonic_class(name: str) -> int:
@@ -264,47 +277,128 @@ def speak(
         return samples, _synth().rate, events
 
 
+class Reading:
+    """``texts`` being read aloud by espeak-ng in a fresh process (:func:`start_reading`): the
+    process reads while the caller works; :meth:`result` collects it, :meth:`cancel` ends it."""
+
+    def __init__(self, texts: list[str], *, voice: str, rate_wpm: int, timeout_s: float, ipa: bool = False):
+        import json
+        import os
+        import subprocess
+        import sys
+        import tempfile
+        from pathlib import Path
+
+        self.texts, self.timeout_s = list(texts), timeout_s
+        script = Path(__file__).with_name("_espeak_reading.py")
+        shm = Path("/dev/shm")
+        fd, self._samples = tempfile.mkstemp(
+            prefix="avatarrender-reading-", dir=shm if shm.is_dir() else None
+        )
+        os.close(fd)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(script)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except BaseException:
+            os.unlink(self._samples)
+            raise
+        req = {
+            "voice": voice,
+            "rate_wpm": int(rate_wpm),
+            "texts": self.texts,
+            "samples_to": self._samples,
+            "ipa": ipa,
+        }
+        self._request = (json.dumps(req) + "\n").encode()
+
+    def result(self) -> tuple[np.ndarray, int, list[tuple[str, float]], list[tuple[float, float]]]:
+        """``(samples [float32, mono], sample rate in Hz, [(phoneme mnemonic, start_s), ...],
+        [(start_s, end_s) of each text, ...])``. Raises :class:`EspeakUnavailable`."""
+        import json
+        import subprocess
+
+        try:
+            out, err = self._proc.communicate(self._request, timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            self.cancel()
+            raise EspeakUnavailable(
+                f"espeak-ng did not read {len(self.texts)} texts within {self.timeout_s:g} s"
+            ) from None
+        try:
+            if self._proc.returncode != 0:
+                raise EspeakUnavailable(
+                    err.decode(errors="replace").strip() or f"exit {self._proc.returncode}"
+                )
+            info = json.loads(out)
+            samples = np.fromfile(self._samples, dtype="<i2").astype(np.float32) / 32768.0
+        finally:
+            self._forget()
+        rate_hz = int(info["rate_hz"])
+        events, spans, at = [], [], 0
+        for part in info["parts"]:
+            events += [(name, (at + rate_hz * ms / 1000.0) / rate_hz) for name, ms in part["events"]]
+            spans.append((at / rate_hz, (at + part["samples"]) / rate_hz))
+            at += part["samples"]
+        return samples[:at], rate_hz, events, spans
+
+    def cancel(self) -> None:
+        """End the reading if it runs still (its result is not wanted), and reap the process."""
+        if self._proc.returncode is None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+                if stream is not None:
+                    stream.close()
+            self._proc.wait()
+        self._forget()
+
+    def _forget(self) -> None:
+        import contextlib
+        import os
+
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._samples)
+
+
+def start_reading(
+    texts: list[str],
+    *,
+    voice: str = "en-us",
+    rate_wpm: int = 175,
+    timeout_s: float = 60.0,
+    ipa: bool | None = None,
+) -> Reading:
+    """Start ``texts`` being read aloud one after the other by espeak-ng in a fresh process, so
+    that the same texts always give the same samples (libespeak-ng's output moves with what it
+    read before in a process; ``_espeak_reading``). The reading runs while the caller works.
+
+    ``ipa``: the phonemes named in IPA (:func:`ipa_class`), else in espeak-ng's mnemonics
+    (:func:`mnemonic_class`, English); by default IPA for every language but English."""
+    if ipa is None:
+        ipa = not voice.lower().startswith("en")
+    return Reading(texts, voice=voice, rate_wpm=rate_wpm, timeout_s=timeout_s, ipa=ipa)
+
+
 def read_aloud(
-    texts: list[str], *, voice: str = "en-us", rate_wpm: int = 175, timeout_s: float = 60.0
+    texts: list[str],
+    *,
+    voice: str = "en-us",
+    rate_wpm: int = 175,
+    timeout_s: float = 60.0,
+    ipa: bool | None = None,
 ) -> tuple[np.ndarray, int, list[tuple[str, float]], list[tuple[float, float]]]:
-    """``texts`` read aloud one after the other by espeak-ng in a fresh process, so that the same
-    texts always give the same samples (libespeak-ng's output moves with what it read before in a
-    process): ``(samples [float32, mono], sample rate in Hz, [(phoneme mnemonic, start_s), ...],
-    [(start_s, end_s) of each text, ...])``.
+    """:func:`start_reading` and its :meth:`Reading.result`.
 
     Raises
     ------
     EspeakUnavailable
         espeak-ng cannot be loaded, has no such voice, or did not answer within ``timeout_s``.
     """
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    req = json.dumps({"voice": voice, "rate_wpm": int(rate_wpm), "texts": list(texts)}) + "\n"
-    script = Path(__file__).with_name("_espeak_reading.py")
-    try:
-        res = subprocess.run(
-            [sys.executable, "-I", "-S", str(script)],
-            input=req.encode(),
-            capture_output=True,
-            timeout=timeout_s,
-        )
-    except subprocess.TimeoutExpired:
-        raise EspeakUnavailable(f"espeak-ng did not read {len(texts)} texts within {timeout_s:g} s") from None
-    if res.returncode != 0:
-        raise EspeakUnavailable(res.stderr.decode(errors="replace").strip() or f"exit {res.returncode}")
-    head, _, pcm = res.stdout.partition(b"\n")
-    info = json.loads(head)
-    rate_hz = int(info["rate_hz"])
-    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
-    events, spans, at = [], [], 0
-    for part in info["parts"]:
-        events += [(name, (at + rate_hz * ms / 1000.0) / rate_hz) for name, ms in part["events"]]
-        spans.append((at / rate_hz, (at + part["samples"]) / rate_hz))
-        at += part["samples"]
-    return samples[:at], rate_hz, events, spans
+    return start_reading(texts, voice=voice, rate_wpm=rate_wpm, timeout_s=timeout_s, ipa=ipa).result()
 
 
 def phonemize(texts: list[str] | str, *, language: str = "en-us") -> list[Word]:

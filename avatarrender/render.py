@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import _profile, interrupt
-from .analysis import Timeline, analyse, segment_audio
+from .analysis import Timeline, analyse, segment_audio, start_reading
 from .audiotrack import AudioSource, encode_track, failed_path
 from .audio import background_priority
 from .compose import build_scene, compose_frames, repeated_frames, scene_for, slice_timeline
@@ -525,33 +525,38 @@ def render(
             shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
 
         _warm_up_workers(jobs)  # worker start-up overlaps the analysis below
-        scene_path = work / f"scene-{spec.spec_hash}.pkl"
-        building = _Background(build_scene, spec, scene_path)  # PIL and numpy: mostly off the GIL
-        t0 = time.perf_counter()
-        speech = segment_audio(spec)
-        if _profile.ENABLED:
-            _profile.add("speech_read", t0)
-        # the track is a pure function of the speech and the spec (whose hash covers the clips'
-        # bytes and the loudness settings): its name needs no mixing first
-        audio_hash = hashlib.sha256(speech.tobytes() + _SOUNDTRACK_V).hexdigest()[:16]
-        audio_path = work / f"audio-{audio_hash}-{spec.output.audio_bitrate_kbps}k.aac"
-        # TV sound mixed under the speech and loudness on target (on the whole array, before the
-        # one AAC encode, so chunks stay seamless), then the AAC encoder (its own process): in
-        # the background while this process analyses the speech and the first chunks render
-        sound: dict[str, Any] = {}
-        if audio_pool is not None:
-            encoding: Any = _Apart(audio_pool, spec, speech, audio_path, sound)
-        else:
-            encoding = _Background(
-                _profile.timed("audio_encode", _make_track),
-                spec,
-                speech,
-                audio_path,
-                sound,
-                lead_frames is not None,
-            )
-        t0 = time.perf_counter()
-        timeline = analyse(spec, speech)  # chunks start now; they wait for audio only if ahead
+        reading = start_reading(spec)  # espeak-ng reads the words while the speech is read
+        try:
+            scene_path = work / f"scene-{spec.spec_hash}.pkl"
+            building = _Background(build_scene, spec, scene_path)  # PIL and numpy: mostly off the GIL
+            t0 = time.perf_counter()
+            speech = segment_audio(spec)
+            if _profile.ENABLED:
+                _profile.add("speech_read", t0)
+            # the track is a pure function of the speech and the spec (whose hash covers the clips'
+            # bytes and the loudness settings): its name needs no mixing first
+            audio_hash = hashlib.sha256(speech.tobytes() + _SOUNDTRACK_V).hexdigest()[:16]
+            audio_path = work / f"audio-{audio_hash}-{spec.output.audio_bitrate_kbps}k.aac"
+            # TV sound mixed under the speech and loudness on target (on the whole array, before the
+            # one AAC encode, so chunks stay seamless), then the AAC encoder (its own process): in
+            # the background while this process analyses the speech and the first chunks render
+            sound: dict[str, Any] = {}
+            if audio_pool is not None:
+                encoding: Any = _Apart(audio_pool, spec, speech, audio_path, sound)
+            else:
+                encoding = _Background(
+                    _profile.timed("audio_encode", _make_track),
+                    spec,
+                    speech,
+                    audio_path,
+                    sound,
+                    lead_frames is not None,
+                )
+            t0 = time.perf_counter()
+            timeline = analyse(spec, speech, reading)  # chunks start now; they wait for audio only if ahead
+        finally:
+            if reading is not None:
+                reading.cancel()  # analyse() ended it, unless what came before failed
         if _profile.ENABLED:
             _profile.add("analyse", t0)
             _profile.mark("analysed")

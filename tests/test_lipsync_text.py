@@ -465,3 +465,17 @@ def test_the_template_holds_over_a_long_pause_without_cue_times(utterances):
     got = template_classes(fine, a, [" ".join(texts)], language="en-us")[1::_STRIDE][: len(want)]
     speech = want != 0
     assert np.mean(got[speech] == want[speech]) >= 0.75
+
+
+def test_a_refused_text_leaves_no_reading_behind(utterances):
+    """The reading starts before the text is judged; a text refused first (far longer than the
+    speech) ends it at once instead of waiting for espeak-ng to read it all."""
+    import os
+
+    from avatarrender.interrupt import _children_of, _cmdline
+
+    text, utt, truth, _ = utterances[0]
+    with pytest.warns(LipsyncWarning, match="far longer"):
+        text_mouth_track(utt.samples, utt.sample_rate_hz, fps=FPS, n_frames=len(truth), texts=text * 200)
+    left = [p for p in _children_of(os.getpid()) if b"_espeak_reading" in _cmdline(p)]
+    assert left == []
