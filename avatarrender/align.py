@@ -25,6 +25,7 @@ import dataclasses
 import math
 import warnings
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -84,6 +85,7 @@ _TEMPLATE_MIN_SAME = 0.1
 _TEMPLATE_MIN_AGREEMENT, _TEMPLATE_MIN_GAIN = -0.4, 0.2  # see _text_mouth_track
 _TEMPLATE_BAND_S = 2.0  # the warp strays at most this far from the cues' times (or a straight line)
 _TEMPLATE_BAND_SHARE = 0.1  # without cue times, this share of the speech's sounding time
+_WARP_BLOCK_ROWS = 128  # 10 minutes without cues: 128 x 600 cells x 12 cepstra, 7 MB
 _TEMPLATE_MAX_BAND_S = 10.0  # 10 minutes of text without cues: 600 columns a row, 43 MB
 
 
@@ -495,15 +497,24 @@ def template_classes(
     real_p = np.exp(fine_lp[1::_STRIDE][:n_real])
     syn_p = np.exp(lipsync.class_logp(syn, model))
 
-    # every cell of the band at once: [rows, widest row] (the band's width, not the speech's)
+    # the band's cells a block of rows at a time ([rows, widest row]: memory in the band's width,
+    # not the speech's length)
     lo, hi = _band(n_syn, n_real, centre, band)
-    cols = np.minimum(lo[:, None] + np.arange(int((hi - lo).max()))[None, :], n_real - 1)
-    d = np.einsum("ijk,ijk->ij", real_m[cols], real_m[cols]) + (syn_m**2).sum(axis=1)[:, None]
-    d -= 2.0 * np.einsum("ijk,ik->ij", real_m[cols], syn_m)
-    costs = np.sqrt(np.maximum(d, 0.0)) - np.log(np.einsum("ijk,ik->ij", real_p[cols], syn_p) + 1e-3)
+    width = int((hi - lo).max())
+    real_sq = (real_m**2).sum(axis=1)
+    block: dict[str, Any] = {"start": -(10**9)}
 
     def cost(i: int, a: int, b: int) -> np.ndarray:
-        return costs[i, : b - a]
+        if not block["start"] <= i < block["start"] + _WARP_BLOCK_ROWS:
+            r0, r1 = i, min(i + _WARP_BLOCK_ROWS, n_syn)
+            cols = np.minimum(lo[r0:r1, None] + np.arange(width)[None, :], n_real - 1)
+            sm, sp = syn_m[r0:r1], syn_p[r0:r1]
+            d = real_sq[cols] + (sm**2).sum(axis=1)[:, None] - 2.0 * np.einsum("ijk,ik->ij", real_m[cols], sm)
+            block["start"] = r0
+            block["costs"] = np.sqrt(np.maximum(d, 0.0)) - np.log(
+                np.einsum("ijk,ik->ij", real_p[cols], sp) + 1e-3
+            )
+        return block["costs"][i - block["start"], : b - a]
 
     rows = _banded_warp(cost, n_syn, n_real, centre, band)
     # every 90 fps frame of the speech -> a moment of the reading -> the phoneme sounding there
