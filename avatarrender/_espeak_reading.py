@@ -6,9 +6,9 @@ samples apart, and so would the alignment's template (:func:`avatarrender.align.
 with what was read before. A fresh process reads the same text the same way every time.
 
 Run as ``python -I -S _espeak_reading.py`` (standard library only: about 30 ms to start). Reads one
-JSON line ``{"voice": str, "rate_wpm": int, "texts": [str, ...], "samples_to": path, "ipa": bool}``
-on stdin (``ipa``: phonemes named in IPA instead of espeak-ng's mnemonics);
-writes every part's samples, 16-bit little-endian mono, one after the other to ``samples_to``,
+JSON line ``{"voice": str, "rate_wpm": int, "texts": [str, ...], "samples_fd": int, "ipa": bool}``
+on stdin (``ipa``: phonemes named in IPA instead of espeak-ng's mnemonics); writes every part's
+samples, 16-bit little-endian mono, one after the other to the inherited descriptor ``samples_fd``,
 and one JSON line ``{"rate_hz": int, "parts": [{"samples": int, "events": [[mnemonic, ms], ...]},
 ...]}`` on stdout. Exit 2 with a message on stderr when
 espeak-ng cannot be loaded or has no such voice.
@@ -111,15 +111,15 @@ def main() -> int:
     for text in req["texts"]:
         chunks.clear()
         events.clear()
-        data = text.encode()
+        data = text.encode("utf-8", errors="replace")  # a lone surrogate from YAML's escapes
         lib.espeak_Synth(data, len(data) + 1, 0, 1, 0, CHARS_UTF8, None, None)
         lib.espeak_Synchronize()
         pcm = b"".join(chunks)
         parts.append({"samples": len(pcm) // 2, "events": list(events)})
         audio.append(pcm)
-    # the samples to a file: through the pipe, 64 kB at a time, they took the reader 30 ms a
-    # segment of 20 s (the reading blocked on it until the reader came for it)
-    with open(req["samples_to"], "wb") as fh:
+    # the samples to the file the parent handed over: through the pipe, 64 kB at a time, the
+    # reading blocked until the reader came for them
+    with open(int(req["samples_fd"]), "wb", closefd=True) as fh:
         for pcm in audio:
             fh.write(pcm)
     sys.stdout.write(json.dumps({"rate_hz": rate_hz, "parts": parts}) + "\n")
@@ -128,4 +128,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except Exception as exc:  # one line for the caller's warning, not a traceback
+        print(f"the reading failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -338,8 +338,10 @@ def text_mouth_track(
     if reading is None and any(t.strip() for t in texts):
         try:
             reading = phonemes.start_reading(texts, voice=language)
-        except OSError:  # no process to be had: the text's phonemes still lead, without it
-            reading = None
+        except OSError as exc:  # no process or file to be had: the text's phonemes lead alone
+            warnings.warn(
+                f"{source}: espeak-ng could not read the text aloud ({exc})", LipsyncWarning, stacklevel=2
+            )
     try:
         return _text_mouth_track(
             y, sample_rate_hz, fps, texts, cue_spans_s, language, n_frames, model, source, reading
@@ -500,13 +502,13 @@ def template_classes(
     # the band's cells a block of rows at a time ([rows, widest row]: memory in the band's width,
     # not the speech's length)
     lo, hi = _band(n_syn, n_real, centre, band)
-    width = int((hi - lo).max())
     real_sq = (real_m**2).sum(axis=1)
     block: dict[str, Any] = {"start": -(10**9)}
 
     def cost(i: int, a: int, b: int) -> np.ndarray:
         if not block["start"] <= i < block["start"] + _WARP_BLOCK_ROWS:
             r0, r1 = i, min(i + _WARP_BLOCK_ROWS, n_syn)
+            width = int((hi[r0:r1] - lo[r0:r1]).max())  # the block's own: a cue gap widens few rows
             cols = np.minimum(lo[r0:r1, None] + np.arange(width)[None, :], n_real - 1)
             sm, sp = syn_m[r0:r1], syn_p[r0:r1]
             d = real_sq[cols] + (sm**2).sum(axis=1)[:, None] - 2.0 * np.einsum("ijk,ik->ij", real_m[cols], sm)
@@ -525,7 +527,7 @@ def template_classes(
     events = [e for e in events if e[0]] or events
     starts = np.array([s for _, s in events])
     k = np.clip(np.searchsorted(starts, syn_s, side="right") - 1, 0, len(events) - 1)
-    ipa = not language.lower().startswith("en")  # as phonemes.start_reading names them
+    ipa = phonemes.reads_in_ipa(language)  # as phonemes.start_reading names them
     classes = np.array([phonemes.event_class(name, ipa) for name, _ in events], dtype=np.int64)[k]
     # where the speech and the reading matched there sound unalike (words spoken that the text
     # lacks, an ad-lib), the warp was only passing through: no template there

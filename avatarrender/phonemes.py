@@ -36,6 +36,7 @@ __all__ = [
     "speak",
     "read_aloud",
     "start_reading",
+    "reads_in_ipa",
     "Reading",
     "EspeakUnavailable",
 ]
@@ -279,11 +280,14 @@ def speak(
 
 class Reading:
     """``texts`` being read aloud by espeak-ng in a fresh process (:func:`start_reading`): the
-    process reads while the caller works; :meth:`result` collects it, :meth:`cancel` ends it."""
+    process reads while the caller works; :meth:`result` collects it, :meth:`cancel` ends it.
+
+    The samples come back through a temporary file that has no name from the start (created,
+    opened, unlinked; the child writes to the inherited descriptor): a render killed with
+    SIGKILL leaves nothing in /dev/shm or /tmp."""
 
     def __init__(self, texts: list[str], *, voice: str, rate_wpm: int, timeout_s: float, ipa: bool = False):
         import json
-        import os
         import subprocess
         import sys
         import tempfile
@@ -291,29 +295,35 @@ class Reading:
 
         self.texts, self.timeout_s = list(texts), timeout_s
         script = Path(__file__).with_name("_espeak_reading.py")
-        shm = Path("/dev/shm")
-        fd, self._samples = tempfile.mkstemp(
-            prefix="avatarrender-reading-", dir=shm if shm.is_dir() else None
-        )
-        os.close(fd)
+        self._file = None
+        for where in ("/dev/shm", None):  # memory if it can be had, else the temp directory
+            try:
+                self._file = tempfile.TemporaryFile(prefix="avatarrender-reading-", dir=where)
+                break
+            except OSError:
+                if where is None:
+                    raise
+        fd = self._file.fileno()
+        req = {"voice": voice, "rate_wpm": int(rate_wpm), "texts": self.texts, "samples_fd": fd, "ipa": ipa}
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", str(script)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
+                pass_fds=(fd,),
             )
         except BaseException:
-            os.unlink(self._samples)
+            self._file.close()
             raise
-        req = {
-            "voice": voice,
-            "rate_wpm": int(rate_wpm),
-            "texts": self.texts,
-            "samples_to": self._samples,
-            "ipa": ipa,
-        }
-        self._request = (json.dumps(req) + "\n").encode()
+        # the request now, so that the reading runs while the caller works (a request longer
+        # than the pipe holds waits here until the child has started and reads it)
+        try:
+            self._proc.stdin.write((json.dumps(req) + "\n").encode())
+            self._proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass  # the child ended first: result() says why
+        self._proc.stdin = None
 
     def result(self) -> tuple[np.ndarray, int, list[tuple[str, float]], list[tuple[float, float]]]:
         """``(samples [float32, mono], sample rate in Hz, [(phoneme mnemonic, start_s), ...],
@@ -322,7 +332,7 @@ class Reading:
         import subprocess
 
         try:
-            out, err = self._proc.communicate(self._request, timeout=self.timeout_s)
+            out, err = self._proc.communicate(timeout=self.timeout_s)
         except subprocess.TimeoutExpired:
             self.cancel()
             raise EspeakUnavailable(
@@ -330,19 +340,23 @@ class Reading:
             ) from None
         try:
             if self._proc.returncode != 0:
+                lines = err.decode(errors="replace").strip().splitlines()
                 raise EspeakUnavailable(
-                    err.decode(errors="replace").strip() or f"exit {self._proc.returncode}"
+                    lines[-1] if lines else f"the reading ended with {self._proc.returncode}"
                 )
             info = json.loads(out)
-            samples = np.fromfile(self._samples, dtype="<i2").astype(np.float32) / 32768.0
+            self._file.seek(0)
+            samples = np.frombuffer(self._file.read(), dtype="<i2").astype(np.float32) / 32768.0
+            rate_hz = int(info["rate_hz"])
+            events, spans, at = [], [], 0
+            for part in info["parts"]:
+                events += [(str(name), (at + rate_hz * ms / 1000.0) / rate_hz) for name, ms in part["events"]]
+                spans.append((at / rate_hz, (at + int(part["samples"])) / rate_hz))
+                at += int(part["samples"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # a file or an answer cut short
+            raise EspeakUnavailable(f"the reading's answer could not be read ({exc})") from None
         finally:
-            self._forget()
-        rate_hz = int(info["rate_hz"])
-        events, spans, at = [], [], 0
-        for part in info["parts"]:
-            events += [(name, (at + rate_hz * ms / 1000.0) / rate_hz) for name, ms in part["events"]]
-            spans.append((at / rate_hz, (at + part["samples"]) / rate_hz))
-            at += part["samples"]
+            self._file.close()
         return samples[:at], rate_hz, events, spans
 
     def cancel(self) -> None:
@@ -350,18 +364,17 @@ class Reading:
         if self._proc.returncode is None:
             if self._proc.poll() is None:
                 self._proc.kill()
-            for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+            for stream in (self._proc.stdout, self._proc.stderr):
                 if stream is not None:
                     stream.close()
             self._proc.wait()
-        self._forget()
+        self._file.close()
 
-    def _forget(self) -> None:
-        import contextlib
-        import os
 
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._samples)
+def reads_in_ipa(language: str) -> bool:
+    """Whether :func:`start_reading` names the phonemes in IPA for ``language`` by default (every
+    language but English, whose mnemonics the training truth uses)."""
+    return not language.lower().startswith("en")
 
 
 def start_reading(
@@ -379,7 +392,7 @@ def start_reading(
     ``ipa``: the phonemes named in IPA (:func:`ipa_class`), else in espeak-ng's mnemonics
     (:func:`mnemonic_class`, English); by default IPA for every language but English."""
     if ipa is None:
-        ipa = not voice.lower().startswith("en")
+        ipa = reads_in_ipa(voice)
     return Reading(texts, voice=voice, rate_wpm=rate_wpm, timeout_s=timeout_s, ipa=ipa)
 
 

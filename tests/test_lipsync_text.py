@@ -479,3 +479,31 @@ def test_a_refused_text_leaves_no_reading_behind(utterances):
         text_mouth_track(utt.samples, utt.sample_rate_hz, fps=FPS, n_frames=len(truth), texts=text * 200)
     left = [p for p in _children_of(os.getpid()) if b"_espeak_reading" in _cmdline(p)]
     assert left == []
+
+
+def test_the_reading_leaves_no_file_and_its_failures_are_one_line(utterances, monkeypatch):
+    """The samples' file has no name while the reading runs (a render killed with SIGKILL leaves
+    nothing in /dev/shm); a text YAML made with a lone surrogate is read; a reading that cannot
+    start warns once and the text's phonemes still lead."""
+    import glob
+    import tempfile
+
+    from avatarrender import phonemes
+
+    reading = phonemes.start_reading(["Bob picked a plum."])
+    named = glob.glob("/dev/shm/avatarrender-reading-*") + glob.glob(
+        f"{tempfile.gettempdir()}/avatarrender-reading-*"
+    )
+    samples, rate_hz, events, _ = reading.result()
+    assert named == [] and len(samples) > rate_hz // 2 and events
+    samples, _, events, _ = phonemes.read_aloud(["Hello \ud800 there."])
+    assert len(samples) and events
+
+    def no_process(*args, **kwargs):
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(phonemes, "start_reading", no_process)
+    text, utt, truth, _ = utterances[0]
+    with pytest.warns(LipsyncWarning, match="could not read the text aloud") as caught:
+        track = text_mouth_track(utt.samples, utt.sample_rate_hz, fps=FPS, n_frames=len(truth), texts=text)
+    assert len(caught) == 1 and len(track) == len(truth)
