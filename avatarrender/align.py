@@ -451,14 +451,15 @@ def template_classes(
     """The phone class espeak-ng's own reading of ``texts`` puts at each 90 fps frame of the
     speech, -1 where none (``None``: nothing to read).
 
-    espeak-ng reads each cue aloud (in a process of its own: :func:`phonemes.read_aloud`); a dynamic time warp between its frames and the speech's (12 cepstra,
-    standardised per side, and the classifier's class probabilities: the distance of the one plus
-    -log of the probability that both frames are the same class) maps every frame of the speech to
-    a moment of the reading, and so to the phoneme espeak-ng says there. The warp keeps within a
-    band around the cues' times (a straight line between the ends of the speech without them):
+    espeak-ng reads each cue aloud (in a process of its own: :func:`phonemes.start_reading`); a
+    dynamic time warp between its frames and the speech's (12 cepstra, standardised per side, and
+    the classifier's class probabilities: the distance of the one plus -log of the probability
+    that both frames are the same class) maps every frame of the speech to a moment of the
+    reading, and so to the phoneme espeak-ng says there. The warp keeps within a band around the
+    cues' times (without them, around the line that matches the shares of sounding frames):
     memory and time grow with the length, not its square.
 
-    ``reading``: what :func:`phonemes.read_aloud` gave for ``texts`` (read here when not given).
+    ``reading``: what :meth:`phonemes.Reading.result` gave for ``texts`` (read here when not given).
     """
     fine_lp, _, mfcc = fine
     if not any(t.strip() for t in texts):
