@@ -83,7 +83,7 @@ _TEMPLATE_WEIGHT = 2.0
 # shape accuracy, 0.15 lost 0.02 on flite)
 _TEMPLATE_MIN_SAME = 0.1
 _TEMPLATE_MIN_AGREEMENT, _TEMPLATE_MIN_GAIN = -0.4, 0.2  # see _text_mouth_track
-_TEMPLATE_BAND_S = 2.0  # the warp strays at most this far from the cues' times (or a straight line)
+_TEMPLATE_BAND_S = 2.0  # the warp strays at most this far from the cues' times (or its line without)
 _TEMPLATE_BAND_SHARE = 0.1  # without cue times, this share of the speech's sounding time
 _WARP_BLOCK_ROWS = 128  # 10 minutes without cues: 128 x 600 cells x 12 cepstra, 7 MB
 _TEMPLATE_MAX_BAND_S = 10.0  # 10 minutes of text without cues: 600 columns a row, 43 MB
@@ -519,7 +519,7 @@ def template_classes(
             )
         return block["costs"][i - block["start"], : b - a]
 
-    rows = _banded_warp(cost, n_syn, n_real, centre, band)
+    rows = _banded_warp(cost, lo, hi)
     # every 90 fps frame of the speech -> a moment of the reading -> the phoneme sounding there
     fine_s = (np.arange(len(fine_lp)) + 0.5) / float(_FINE_FPS)
     grid_s = (np.arange(n_real) + 0.5) / fps
@@ -552,16 +552,17 @@ def _band(n: int, m: int, centre: np.ndarray, band: int) -> tuple[np.ndarray, np
     return lo, hi
 
 
-def _banded_warp(cost, n: int, m: int, centre: np.ndarray, band: int) -> np.ndarray:
+def _banded_warp(cost, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """The least-cost monotone path from (0, 0) to (n-1, m-1) (steps right, down, diagonal)
-    through the cells of :func:`_band`, ``cost(i, lo, hi)`` giving row ``i``'s costs for columns
+    through the cells of a band (:func:`_band`: row ``i``'s columns ``lo[i] .. hi[i] - 1``, ``n``
+    rows, ``m = hi[-1]`` columns), ``cost(i, lo, hi)`` giving row ``i``'s costs for columns
     ``lo..hi-1``: for each column, the mean row the path passes there [shape=(m,)].
 
     Row by row in numpy: a row's cost of arriving from the left is a running minimum
     (``D[i, j] = S[j] + min_{k <= j}(T[k] - S[k])``, ``S`` the row's cumulative cost, ``T`` the
     cost of arriving from above), so no Python loop runs over the columns; each cell keeps the
     step it came by (0 diagonal, 1 from above, 2 from the left) for the way back."""
-    lo, hi = _band(n, m, centre, band)
+    n, m = len(lo), int(hi[-1])
     steps = []  # row i: the step into (i, lo[i] .. hi[i] - 1)
     prev = None
     for i in range(n):

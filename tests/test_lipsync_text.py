@@ -370,7 +370,7 @@ def test_syllabic_l_is_an_l_in_truth_text_and_training_labels():
 
 
 def test_the_warp_recovers_a_known_stretch_within_its_band():
-    from avatarrender.align import _banded_warp
+    from avatarrender.align import _band, _banded_warp
 
     rng = np.random.default_rng(7)
     x = rng.normal(size=(80, 4))  # the reading's frames
@@ -382,15 +382,15 @@ def test_the_warp_recovers_a_known_stretch_within_its_band():
     def cost(i, lo, hi):
         return costs[i, lo:hi]
 
-    full = _banded_warp(cost, len(x), len(y), np.zeros(len(x), np.int64), 10**6)
+    full = _banded_warp(cost, *_band(len(x), len(y), np.zeros(len(x), np.int64), 10**6))
     # within one frame of the truth, but where a dropped frame leaves the path a choice
     assert np.mean(np.abs(full - src) <= 1) >= 0.95
     # a band around a straight line that holds the true path gives the same path
     centre = np.rint(np.arange(len(x)) * (len(y) - 1) / (len(x) - 1)).astype(np.int64)
-    banded = _banded_warp(cost, len(x), len(y), centre, 40)
+    banded = _banded_warp(cost, *_band(len(x), len(y), centre, 40))
     np.testing.assert_allclose(banded, full)
     # a band too narrow to hold it still gives a monotone path from end to end
-    narrow = _banded_warp(cost, len(x), len(y), centre, 3)
+    narrow = _banded_warp(cost, *_band(len(x), len(y), centre, 3))
     assert narrow[0] == 0 and narrow[-1] == len(x) - 1 and np.all(np.diff(narrow) >= 0)
 
 
