@@ -6,13 +6,17 @@ the package from their modules; this module only adds what the command line did 
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from .errors import SpecError
 from .spec import Spec, load_spec
+
+log = logging.getLogger("avatarrender.playout")
 
 __all__ = ["preview", "run_playout"]
 
@@ -55,9 +59,10 @@ def run_playout(
     filler: str | Path | None = None,
     filler_spec: str | Path | None = None,
     spool: str | Path | None = None,
-    serve: tuple[str, int] | None = None,
+    serve: tuple[str, int] | str | None = None,
     stop: threading.Event | None = None,
     on_ready: Callable[[object], None] | None = None,
+    verbose: bool = False,
 ) -> None:
     """Publish a live LL-HLS channel into ``out_dir`` until ``stop`` is set (what
     ``avatarrender playout`` runs, without its signal handling, push and logging set-up).
@@ -73,12 +78,14 @@ def run_playout(
         rendered once as filler (each overrides the schedule's).
     spool : str or Path, optional
         Air whatever finished render appears in this folder next, in order of arrival.
-    serve : (host, port), optional
+    serve : (host, port) or "HOST:PORT", optional
         Also serve ``out_dir`` over HTTP (blocking playlist reloads, ``/metrics``, ``/epg.xml``).
     stop : threading.Event, optional
         Set it (from another thread) to end the channel; default: run until the process ends.
     on_ready : callable, optional
         Called with the :class:`~avatarrender.playout.engine.Playout` before its first tick.
+    verbose : bool
+        Log every HTTP request too.
 
     Raises
     ------
@@ -93,6 +100,7 @@ def run_playout(
     from .playout.schedule import Schedule, ScheduleModel, load_schedule
     from .render import ProcessRenderer
 
+    address = _address(serve) if isinstance(serve, str) else serve
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if schedule is not None:
@@ -113,7 +121,7 @@ def run_playout(
     )
     playout = Playout(sched, out, filler=filler_dir, renderer=renderer)
     server = None
-    if serve is not None:
+    if address is not None:
         from .playout import epg, metrics
         from .playout.server import serve_in_thread
 
@@ -123,12 +131,14 @@ def run_playout(
         }
         server, _ = serve_in_thread(
             out,
-            host=serve[0],
-            port=serve[1],
+            host=address[0],
+            port=address[1],
+            verbose=verbose,
             feed=playout.feed,
             routes=routes,
             on_request=lambda path, status: playout.counters.request(metrics.request_kind(path), status),
         )
+        log.info("monitor page: %s/  (playlist %s/master.m3u8)", server.url, server.url)
     if on_ready is not None:
         on_ready(playout)
     try:
@@ -136,3 +146,12 @@ def run_playout(
     finally:
         if server is not None:
             server.shutdown()
+
+
+def _address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``PORT`` (on 127.0.0.1)."""
+    host, _, port = text.rpartition(":")
+    try:
+        return host or "127.0.0.1", int(port)
+    except ValueError:
+        raise SpecError(None, "serve", f"expected HOST:PORT or PORT, got {text!r}") from None

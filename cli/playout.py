@@ -57,69 +57,55 @@ def playout_cmd(
     ),
 ) -> None:
     """Publish a live low-latency HLS channel from rendered segments; never renders frames live."""
-    from avatarrender.playout.engine import Playout, prepare_filler
-    from avatarrender.playout.schedule import Schedule, ScheduleModel, load_schedule
-    from avatarrender.playout.server import serve_in_thread
-    from avatarrender.render import ProcessRenderer
+    from avatarrender import interrupt
+    from avatarrender.api import run_playout
+    from avatarrender.playout.push import Pusher
 
+    # Until the channel runs (the filler may render first), a stop signal ends every child
+    # (the filler's render) and exits 128 + its number, as a render does.
+    interrupt.install(workers=False)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
-    out.mkdir(parents=True, exist_ok=True)
-    if schedule is not None:
-        sched = load_schedule(schedule, renders_dir=out / ".renders")
-    else:
-        sched = Schedule(
-            path=None, model=ScheduleModel(), entries=(), filler_dir=None, filler_spec=None, spool=None
-        )
-    if spool is not None:
-        import dataclasses
-
-        sched = dataclasses.replace(sched, spool=spool.resolve())
-    from avatarrender.playout.push import Pusher
-
+    address = _address(serve) if serve else None
     pushers = [Pusher(url) for url in push or ()]  # URLs checked before the filler renders
-    renderer = ProcessRenderer()  # the playout renders ahead only through this
-    filler_dir = prepare_filler(sched, out, filler_dir=filler, filler_spec=filler_spec, renderer=renderer)
-    playout = Playout(sched, out, filler=filler_dir, renderer=renderer)
-    for i, pusher in enumerate(pushers):
-        playout.publish_hooks.append(pusher.offer)
-        playout.status_extras[f"push{i or ''}"] = pusher.status
-        pusher.start()
-        logging.info("restreaming to %s", pusher.shown_url)
     stop = threading.Event()
-    server = None
-    if serve:
-        host, port = _address(serve)
-        from avatarrender.playout import epg, metrics
-
-        routes = {
-            "/metrics": lambda: (metrics.metrics_text(playout).encode(), metrics.CONTENT_TYPE),
-            "/epg.xml": lambda: (epg.epg_xml(playout).encode(), epg.CONTENT_TYPE),
-        }
-        server, _ = serve_in_thread(
-            out,
-            host=host,
-            port=port,
-            verbose=verbose,
-            feed=playout.feed,
-            routes=routes,
-            on_request=lambda path, status: playout.counters.request(metrics.request_kind(path), status),
-        )
-        logging.info("monitor page: %s/  (playlist %s/master.m3u8)", server.url, server.url)
+    received: list[int] = []
 
     def _stop(signum: int, frame: object) -> None:
+        received.append(signum)  # (said after the loop: no logging in a signal handler)
         stop.set()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    def on_ready(playout) -> None:  # noqa: ANN001
+        # From here a stop ends the channel cleanly: the tick finishes, the state is saved, a
+        # render-ahead is stopped, the HTTP server closes every connection.
+        for sig in interrupt.SIGNALS:
+            signal.signal(sig, _stop)
+        for i, pusher in enumerate(pushers):
+            playout.publish_hooks.append(pusher.offer)
+            playout.status_extras[f"push{i or ''}"] = pusher.status
+            pusher.start()
+            logging.info("restreaming to %s", pusher.shown_url)
+
     try:
-        playout.run(stop=stop)
+        run_playout(
+            schedule,
+            out,
+            filler=filler,
+            filler_spec=filler_spec,
+            spool=spool.resolve() if spool is not None else None,
+            serve=address,
+            stop=stop,
+            on_ready=on_ready,
+            verbose=verbose,
+        )
     finally:
         for pusher in pushers:
             pusher.stop()
-        if server is not None:
-            server.shutdown()
+    if received:
+        name = signal.Signals(received[0]).name
+        logging.info("stopped by %s", name)
+        raise typer.Exit(128 + received[0])
 
 
 def register(app: typer.Typer) -> None:

@@ -203,6 +203,7 @@ def test_hlsjs_live_subtitles_across_a_program_change(tmp_path_factory, front: s
     from avatarrender.playout.playlist import parse_pdt
 
     from nginx_front import NGINX, served_dir, start_nginx
+    from procs import stop_command
 
     if front == "nginx" and not os.path.exists(NGINX):
         pytest.skip("nginx not installed (scripts/setup.sh --test)")
@@ -270,8 +271,7 @@ entries:
             if ng is not None:
                 ng.terminate()
                 ng.wait(10)
-            proc.terminate()
-            proc.wait(10)
+            stop_command(proc, log_path)
             if front == "nginx":
                 shutil.rmtree(out, ignore_errors=True)
     text = log_path.read_text()

@@ -23,6 +23,7 @@ import pytest
 
 from playout_check import ffmpeg_reads_live
 from playout_media import make_rendered
+from procs import stop_command
 from browser import CHROMIUM, FLAGS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,8 +89,7 @@ entries:
             break
         time.sleep(0.2)
     yield url, tmp, start
-    proc.terminate()
-    proc.wait(10)
+    stop_command(proc, tmp / "playout.log")
     log.close()
 
 

@@ -532,3 +532,76 @@ def test_run_survives_a_failing_tick_and_says_so_once(media: Path, caplog) -> No
     assert lines == ["KeyError: 'bug'"], lines
     assert [r.getMessage() for r in caplog.records].count("the playout ticks again") == 1
     assert p.playlist.next_sequence > p.playlist.media_sequence
+
+
+@pytest.mark.parametrize(
+    "sig,when",
+    [("SIGTERM", "filler render"), ("SIGHUP", "render-ahead"), ("SIGINT", "render-ahead")],
+)
+def test_a_stop_signal_ends_the_playout_and_every_render_it_started(
+    tmp_path: Path, sig: str, when: str
+) -> None:
+    """`avatarrender playout` stopped by systemd (SIGTERM), a closed terminal or `kill -HUP`
+    (SIGHUP) or Ctrl-C (SIGINT, to the process alone), while the filler renders before the
+    channel starts or while an entry renders ahead on air: exit 128 + the signal, one line, and
+    no render process or worker left behind."""
+    import signal
+    import sys
+    import time
+
+    import psutil
+    from conftest import make_tiny_segment
+    from procs import stop_command
+
+    yml = make_tiny_segment(tmp_path / "seg", speech_s=6.0, width=320, height=180, captions=False)
+    sched_path = tmp_path / "schedule.yaml"
+    sched_path.write_text(
+        f"filler: {{spec: {yml}, duration_s: 2}}\nlate: {{max_late_s: 120}}\n"
+        f"entries:\n  - {{name: talk, spec: {yml}}}\n"
+    )
+    out = tmp_path / "out"
+    log_path = tmp_path / "playout.log"
+    root = Path(__file__).resolve().parent.parent
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from cli.main import main; main()",
+                "playout",
+                "-s",
+                str(sched_path),
+                "-o",
+                str(out),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+        )
+    try:
+        me = psutil.Process(proc.pid)
+        on_air = when == "render-ahead"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            renders = []
+            for p in me.children(recursive=True):
+                try:
+                    if "_render_ahead_main" in " ".join(p.cmdline()):
+                        renders.append(p)
+                except psutil.Error:
+                    pass  # ended meanwhile
+            if renders and (out / "live.m3u8").exists() == on_air:
+                break
+            assert proc.poll() is None, log_path.read_text()
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"no {when} seen:\n{log_path.read_text()}")
+        time.sleep(0.5)  # its workers start
+        stop_command(proc, log_path, sig=getattr(signal, sig), within_s=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log_path.read_text()
+    assert "Traceback" not in text, text[-3000:]
+    assert f"stopped by {sig}" in text, text[-3000:]

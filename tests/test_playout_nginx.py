@@ -23,6 +23,7 @@ from playout_check import ffmpeg_reads_live
 from avatarrender.playout.playlist import parse_pdt
 from nginx_front import NGINX, free_port, served_dir, start_nginx
 from playout_media import make_rendered
+from procs import stop_command
 from browser import CHROMIUM, FLAGS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,8 +75,7 @@ def channel(tmp_path_factory: pytest.TempPathFactory):
     yield url, tmp, spool
     ng.terminate()
     ng.wait(10)
-    proc.terminate()
-    proc.wait(10)
+    stop_command(proc, tmp / "playout.log")
     log.close()
     shutil.rmtree(out, ignore_errors=True)
 
@@ -220,8 +220,7 @@ entries:
         ng.terminate()
         ng.wait(10)
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_command(proc, tmp / "playout.log")
         log.close()
         shutil.rmtree(out, ignore_errors=True)
 

@@ -353,3 +353,75 @@ def test_blocked_too_long_is_503(tmp_path: Path) -> None:
         assert status == 200 and text == "#EXTM3U\n"
     finally:
         server.shutdown()
+
+
+def test_stop_ends_every_connection_at_once(live, caplog) -> None:
+    """A stop waits for no client: parked blocking reloads, a request head that never ends,
+    idle keep-alives, readers that stopped reading a large file and connections still arriving
+    are all closed, the loop ends in well under the 10 s head timeout (keep-alive: 65 s, a
+    stalled write: 30 s), and nothing is said about it but what is true."""
+    import gc
+    import threading
+    import time
+    import warnings
+
+    server, p = live
+    host, port = server.server_address[:2]
+    big = Path(server.root) / "big.bin"
+    big.write_bytes(b"\0" * (8 << 20))
+    far = p.feed.snapshot.next_sequence + 1
+    socks = []
+    for i in range(40):
+        s = socket.create_connection((host, port))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        kind = i % 4
+        if kind == 0:
+            s.sendall(f"GET /live.m3u8?_HLS_msn={far} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        elif kind == 1:
+            s.sendall(b"GET /status HTTP/1.1\r\n")  # the head never ends
+        elif kind == 2:
+            s.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")  # then idle, kept alive
+        else:
+            s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")  # and never read
+        socks.append(s)
+    for _ in range(100):
+        if server.parked == 10 and server.connections == 40:
+            break
+        time.sleep(0.02)
+    assert server.parked == 10 and server.connections == 40
+    arriving = threading.Event()
+
+    def arrive() -> None:  # viewers still connecting while the server stops
+        while not arriving.is_set():
+            try:
+                socks.append(socket.create_connection((host, port), timeout=1))
+            except OSError:
+                time.sleep(0.001)
+
+    t = threading.Thread(target=arrive, daemon=True)
+    t.start()
+    time.sleep(0.1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t0 = time.monotonic()
+        server.shutdown()
+        took = time.monotonic() - t0
+        arriving.set()
+        t.join(5)
+        gc.collect()
+    assert server._stopped.is_set() and took < 5.0, took
+    assert server.connections == 0
+    for i, s in enumerate(socks[:40]):
+        if i % 4 != 3:  # closed by the server: EOF or reset, at once (a stalled reader's socket
+            s.settimeout(5)  # is the kernel's to finish: it holds what was sent before the stop)
+            try:
+                while s.recv(1 << 16):
+                    pass
+            except ConnectionResetError:
+                pass
+        s.close()
+    for s in socks[40:]:
+        s.close()
+    said = [r.getMessage() for r in caplog.records if r.levelno >= 30]
+    assert not said, said
+    assert not [w for w in caught if "Task was destroyed" in str(w.message)], caught

@@ -195,7 +195,9 @@ class PlayoutServer:
         self._waiters: dict[tuple[int, int | None], asyncio.Future[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()  # the open connections
+        self._closing = False
+        self.stop_grace_s = 1.0  # what a stop waits for handlers to end, twice at most
         self._ready = threading.Event()
         self._stopped = threading.Event()
         self._error: BaseException | None = None
@@ -243,13 +245,37 @@ class PlayoutServer:
         finally:
             if self.feed is not None:
                 self.feed.unsubscribe(self._on_publish)
-            self._server.close()
-            for t in list(self._tasks):
-                t.cancel()
-            if self._tasks:
-                loop.run_until_complete(asyncio.wait(list(self._tasks), timeout=5))
-            loop.run_until_complete(self._server.wait_closed())
+            loop.run_until_complete(self._close_all())
             loop.close()
+
+    async def _close_all(self) -> None:
+        """End every connection now: a stop never waits for a client. Handlers are cancelled
+        (each closes its socket), then what is still open is aborted (a reader that stopped
+        reading, a handler that went on: Python 3.11's ``wait_for`` can swallow a cancel and read
+        on for the keep-alive's 65 s). Sockets go after the cancel, not before: aborting one
+        under ``sendfile`` trips 3.11's transport (InvalidStateError in ``_call_connection_lost``)."""
+        assert self._server is not None
+        self._closing = True  # a handler that starts from now on aborts its socket at once
+        self._server.close()
+        me = asyncio.current_task()
+        for _ in range(3):  # the last pass's accepts make their transports, their handlers start
+            await asyncio.sleep(0)
+        tasks = [t for t in asyncio.all_tasks() if t is not me]
+        for t in tasks:
+            t.cancel()
+        late: set[asyncio.Task[object]] = set()
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=0.1)
+        for writer in list(self._writers):
+            writer.transport.abort()
+        if late:
+            _, late = await asyncio.wait(late, timeout=self.stop_grace_s)
+            for t in late:
+                t.cancel()
+        try:
+            await asyncio.wait_for(self._server.wait_closed(), self.stop_grace_s)
+        except asyncio.TimeoutError:
+            log.warning("HTTP server: %d connections still open at stop", self.connections)
 
     def wait_ready(self, timeout_s: float = 10.0) -> None:
         if not self._ready.wait(timeout_s):
@@ -265,7 +291,8 @@ class PlayoutServer:
                 loop.call_soon_threadsafe(loop.stop)
             except RuntimeError:
                 pass
-            self._stopped.wait(10)
+            if not self._stopped.wait(10):
+                log.warning("HTTP server: not stopped after 10 s")
 
     def server_close(self) -> None:
         """Kept for callers of the former threaded server: :meth:`shutdown` closes everything."""
@@ -330,11 +357,12 @@ class PlayoutServer:
     # ------------------------------------------------------------------ connections
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
+        self._writers.add(writer)
         self.connections += 1
         try:
+            if self._closing:
+                writer.transport.abort()
+                return
             if self.connections > self.max_connections:
                 await self._send(
                     writer, HTTPStatus.SERVICE_UNAVAILABLE, keep=False, extra=[("Retry-After", "1")]
@@ -373,10 +401,13 @@ class PlayoutServer:
         except asyncio.CancelledError:
             pass
         except Exception:  # noqa: BLE001 - one bad connection never stops the server
-            log.exception("HTTP connection failed")
+            if self._closing:  # its socket was aborted by the stop
+                log.debug("HTTP connection ended by the stop", exc_info=True)
+            else:
+                log.exception("HTTP connection failed")
         finally:
             self.connections -= 1
-            self._tasks.discard(task)
+            self._writers.discard(writer)
             writer.close()
 
     async def _read_head(self, reader: asyncio.StreamReader) -> dict[str, str]:

@@ -1,0 +1,41 @@
+"""Stopping a command the tests started as systemd would: a signal, a prompt exit with the
+documented code, nothing left behind, and its log when it does not."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from avatarrender.interrupt import _alive, _children_of
+
+__all__ = ["stop_command"]
+
+
+def stop_command(
+    proc: subprocess.Popen,
+    log_path: Path | None = None,
+    *,
+    sig: int = signal.SIGTERM,
+    within_s: float = 10.0,
+) -> None:
+    """Send ``sig``: the process must exit ``128 + sig`` within ``within_s`` and leave no
+    descendant alive. On failure it is killed and the assertion carries its log's tail."""
+    kids = _children_of(proc.pid)
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    try:
+        code = proc.wait(within_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        code = None
+    took = time.monotonic() - t0
+    log = log_path.read_text(errors="replace")[-4000:] if log_path is not None else ""
+    assert code == 128 + sig, f"exit {code} {took:.1f} s after {signal.Signals(sig).name}:\n{log}"
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and any(_alive(k) for k in kids):
+        time.sleep(0.05)
+    left = [k for k in kids if _alive(k)]
+    assert not left, f"left behind after {signal.Signals(sig).name}: {left}\n{log}"
