@@ -778,8 +778,11 @@ def _render_ahead_main(spec_path: str, out_dir: str, idle_s: str | None = None) 
 
     from .spec import load_spec
 
+    rendering = [True]
+
     def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt  # joblib then stops the workers; the lock is released
+        if rendering[0]:  # (once the render is over, the process is ending anyway)
+            raise KeyboardInterrupt  # joblib then stops the workers; the lock is released
 
     signal.signal(signal.SIGTERM, stop)
     code, error = 0, None
@@ -795,8 +798,24 @@ def _render_ahead_main(spec_path: str, out_dir: str, idle_s: str | None = None) 
 
         traceback.print_exc()
         code, error = 1, _error_line(exc)
+    rendering[0] = False
     print(json.dumps({"error": error}), flush=True)
     return code
+
+
+def _render_ahead_exit(*args: str) -> None:
+    """Run :func:`_render_ahead_main` and end the process as the command line does: the worker
+    pool shut down (its processes end), then ``os._exit``. Not the interpreter's exit: a SIGTERM
+    that lands in loky's exit hook (a render stopped just as it finished) broke it off half-way,
+    and the process hung on its threads until it was killed, its workers left behind."""
+    code = _render_ahead_main(*args)
+    pool = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(pool, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class RenderProcess:
@@ -812,10 +831,7 @@ class RenderProcess:
         import subprocess
 
         self.spec_path, self.out_dir = Path(spec_path), Path(out_dir)
-        code = (
-            "import sys; from avatarrender.render import _render_ahead_main; "
-            "sys.exit(_render_ahead_main(*sys.argv[1:]))"
-        )
+        code = "import sys; from avatarrender.render import _render_ahead_exit; _render_ahead_exit(*sys.argv[1:])"
         idle = [repr(float(idle_s))] if idle_s is not None else []
         # as the CLI does: OpenBLAS threads would spin against the render's workers
         env = {**os.environ, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
@@ -850,6 +866,8 @@ class RenderProcess:
         raise AvatarRenderError(why if str(self.spec_path) in why else f"{self.spec_path}: {why}")
 
     def terminate(self) -> None:
+        """SIGTERM (the render stops its workers and ends in about a second); what is still
+        there after 10 s is killed, the render's own children with it."""
         import subprocess
 
         if self._proc.poll() is None:
@@ -857,7 +875,11 @@ class RenderProcess:
             try:
                 self._proc.wait(10)
             except subprocess.TimeoutExpired:
+                tree = interrupt._children_of(self._proc.pid)
                 self._proc.kill()
+                for pid in tree:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
                 self._proc.wait()
 
 

@@ -586,7 +586,7 @@ def test_a_stop_signal_ends_the_playout_and_every_render_it_started(
             renders = []
             for p in me.children(recursive=True):
                 try:
-                    if "_render_ahead_main" in " ".join(p.cmdline()):
+                    if "avatarrender.render import _render_ahead" in " ".join(p.cmdline()):
                         renders.append(p)
                 except psutil.Error:
                     pass  # ended meanwhile
