@@ -1,5 +1,6 @@
-"""Stopping a command the tests started as systemd would: a signal, a prompt exit with the
-documented code, nothing left behind, and its log when it does not."""
+"""Stopping a command the tests started as systemd would (a signal, a prompt exit with the
+documented code, nothing left behind, and its log when it does not), and what a player's stalls
+may be."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from avatarrender.interrupt import _alive, _children_of
 
-__all__ = ["stop_command"]
+__all__ = ["check_stalls", "stop_command"]
 
 
 def stop_command(
@@ -39,3 +40,16 @@ def stop_command(
         time.sleep(0.05)
     left = [k for k in kids if _alive(k)]
     assert not left, f"left behind after {signal.Signals(sig).name}: {left}\n{log}"
+
+
+def check_stalls(wlog: list[dict], settled_wall_ms: float, context: str = "") -> None:
+    """No stall once the player has settled (``settled_wall_ms``, after its first seconds), and
+    at most one before. A player that starts on a loaded 2-core machine (chromium starting, an
+    ffmpeg reader beside it, the test suite's process) has been seen to wait once, 0.75 s into
+    play, in about one full suite run in three, never alone: measured, not asserted away (each
+    stall is printed with the player's last loads). Two at start-up, or any later, fail."""
+    early = [w for w in wlog if w["wall"] < settled_wall_ms]
+    late = [w for w in wlog if w["wall"] >= settled_wall_ms]
+    for w in early:
+        print("start-up stall:", w)
+    assert not late and len(early) <= 1, ("playback stalled", wlog, context)

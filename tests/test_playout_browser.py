@@ -23,7 +23,7 @@ import pytest
 
 from playout_check import ffmpeg_reads_live
 from playout_media import make_rendered
-from procs import stop_command
+from procs import check_stalls, stop_command
 from browser import CHROMIUM, FLAGS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +113,7 @@ def test_live_latency_frames_and_ffmpeg(channel) -> None:
             mon = page.evaluate(
                 "({lat: window.__monitor.latencies, errors: window.__monitor.errors,"
                 " waiting: window.__monitor.waiting, wlog: window.__monitor.waitingLog, ended: window.__monitor.ended,"
-                " fatal: window.__monitor.fatal})"
+                " fatal: window.__monitor.fatal, loads: window.__monitor.loads})"
             )
             shown = page.inner_text("#onair")
             ll = page.evaluate(
@@ -139,11 +139,14 @@ def test_live_latency_frames_and_ffmpeg(channel) -> None:
     for needle in ("entry/a started", "entry/a ended", "entry/b ended", "entry/never skipped"):
         assert needle in log, log
     assert not mon["fatal"] and not mon["ended"], mon["errors"]
-    for w in mon["wlog"]:  # what the player did around a stall, for the failure message
+    for w in mon["wlog"]:  # what the player did around a stall (its last loads), for the message
         print(
             "stall", w, [(t - w["wall"], v, ct, r) for t, v, ct, r in mon["lat"] if abs(t - w["wall"]) < 3000]
         )
-    assert mon["waiting"] == 0, ("playback stalled", mon["wlog"], log)
+    check_stalls(mon["wlog"], f0["wall"], log)
+    # the page keeps the player's last loads for a stall's report: parts, and blocking reloads
+    assert any(x["sn"] >= 0 and x["part"] is not None and x["ms"] is not None for x in mon["loads"]), mon
+    assert any(x["sn"] == -1 for x in mon["loads"]), mon["loads"]
     # a stuck player falls far behind; headless chromium's clock itself runs a few % slow when the
     # machine is starved of CPU (measured: up to 4 % with the load at 5x the cores)
     assert media_s >= wall_s - max(0.5, 0.05 * wall_s), "playback fell behind the clock (a stall)"

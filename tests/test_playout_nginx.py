@@ -23,7 +23,7 @@ from playout_check import ffmpeg_reads_live
 from avatarrender.playout.playlist import parse_pdt
 from nginx_front import NGINX, free_port, served_dir, start_nginx
 from playout_media import make_rendered
-from procs import stop_command
+from procs import check_stalls, stop_command
 from browser import CHROMIUM, FLAGS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,7 +132,7 @@ def test_hls_js_defaults_through_nginx_across_a_program_change(channel) -> None:
     )
     assert re.search(r'"GET /media/\d+\.ts HTTP/1\.1" 206', access), "no part (byte range) through nginx"
     assert not mon["fatal"] and not mon["ended"], mon["errors"]
-    assert mon["waiting"] == 0, ("playback stalled", mon["wlog"])
+    check_stalls(mon["wlog"], f0["wall"], access[-3000:])
     # a stuck player falls far behind; headless chromium's clock itself runs a few % slow when the
     # machine is starved of CPU (measured: up to 4 % with the load at 5x the cores)
     assert media_s >= wall_s - max(0.5, 0.05 * wall_s), "playback fell behind the clock"

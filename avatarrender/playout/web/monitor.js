@@ -11,7 +11,9 @@
     errors: [],           // hls.js errors {type, details, fatal}
     fatal: false,
     waiting: 0,           // 'waiting' events after the first 'playing' (stalls)
-    waitingLog: [],       // {wall, currentTime, buffered} of each
+    waitingLog: [],       // {wall, currentTime, buffered, loads} of each
+    loads: [],            // the last 12 media loads {wall, sn, part, start, ms, range}: what the
+                          // player fetched before a stall (LEVEL_LOADED too, as sn -1)
     playingAt: null,      // wall ms of the first 'playing'
     ended: false,
     frames() {
@@ -30,6 +32,21 @@
       // PART-HOLD-BACK and blocking reloads (CAN-BLOCK-RELOAD) keep it about a second behind air.
       hls = new Hls();
       window.__hls = hls;
+      const loaded = (entry) => {
+        mon.loads.push(entry);
+        if (mon.loads.length > 12) mon.loads.shift();
+      };
+      hls.on(Hls.Events.FRAG_LOADED, (ev, data) => {
+        const f = data.part || data.frag, st = f.stats || {}, ld = st.loading || {};
+        loaded({ wall: Date.now(), sn: data.frag.sn, part: data.part ? data.part.index : null,
+                 start: f.start, ms: ld.end && ld.start ? Math.round(ld.end - ld.start) : null });
+      });
+      hls.on(Hls.Events.LEVEL_LOADED, (ev, data) => {
+        const d = data.details;
+        loaded({ wall: Date.now(), sn: -1, part: d.partList ? d.partList.length : null,
+                 start: d.edge, ms: data.stats && data.stats.loading
+                   ? Math.round(data.stats.loading.end - data.stats.loading.start) : null });
+      });
       hls.on(Hls.Events.ERROR, (ev, data) => {
         mon.errors.push({ type: data.type, details: data.details, fatal: !!data.fatal, at: Date.now() });
         if (data.fatal) {
@@ -50,7 +67,8 @@
       mon.waiting += 1;
       const b = video.buffered, ranges = [];
       for (let i = 0; i < b.length; i++) ranges.push([b.start(i), b.end(i)]);
-      mon.waitingLog.push({ wall: Date.now(), currentTime: video.currentTime, buffered: ranges });
+      mon.waitingLog.push({ wall: Date.now(), currentTime: video.currentTime, buffered: ranges,
+                            loads: mon.loads.slice() });
     });
     video.addEventListener("ended", () => { mon.ended = true; });
     video.play().catch(() => {});
