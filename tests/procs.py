@@ -6,12 +6,27 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from avatarrender.interrupt import _alive, _children_of
 
-__all__ = ["check_stalls", "stop_command"]
+__all__ = ["check_stalls", "start_command", "stop_command"]
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_command(*args: str, log_path: Path) -> subprocess.Popen:
+    """``avatarrender ARGS...`` from this tree, stdout and stderr into ``log_path``."""
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-c", "from cli.main import main; main()", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
 
 
 def stop_command(

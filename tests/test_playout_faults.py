@@ -546,12 +546,11 @@ def test_a_stop_signal_ends_the_playout_and_every_render_it_started(
     channel starts or while an entry renders ahead on air: exit 128 + the signal, one line, and
     no render process or worker left behind."""
     import signal
-    import sys
     import time
 
     import psutil
     from conftest import make_tiny_segment
-    from procs import stop_command
+    from procs import start_command, stop_command
 
     yml = make_tiny_segment(tmp_path / "seg", speech_s=6.0, width=320, height=180, captions=False)
     sched_path = tmp_path / "schedule.yaml"
@@ -561,23 +560,7 @@ def test_a_stop_signal_ends_the_playout_and_every_render_it_started(
     )
     out = tmp_path / "out"
     log_path = tmp_path / "playout.log"
-    root = Path(__file__).resolve().parent.parent
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from cli.main import main; main()",
-                "playout",
-                "-s",
-                str(sched_path),
-                "-o",
-                str(out),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-        )
+    proc = start_command("playout", "-s", str(sched_path), "-o", str(out), log_path=log_path)
     try:
         me = psutil.Process(proc.pid)
         on_air = when == "render-ahead"
