@@ -11,7 +11,7 @@ from fractions import Fraction
 from avatarrender.media import ffmpeg_exe
 from avatarrender.playout.playlist import parse_pdt
 
-__all__ = ["Parsed", "parse_live", "check_transition"]
+__all__ = ["Parsed", "parse_live", "check_transition", "wait_on_air"]
 
 
 @dataclasses.dataclass
@@ -265,3 +265,23 @@ def ffmpeg_reads_live(url: str, seconds: int, result: dict) -> None:
         timeout=seconds + 60,
     )
     result.update(rc=r.returncode, stderr=r.stderr)
+
+
+def wait_on_air(url: str, segments: int = 3, timeout_s: float = 20.0) -> None:
+    """Wait until the playout at ``url`` has published ``segments`` whole media segments since
+    this was called. A fresh playlist already lists a window of filler (it is never empty), so
+    counting its segments does not tell a channel that has run for seconds from one that has just
+    started: viewers (chromium starting, an ffmpeg reader) then joined in the playout's own first
+    second, all of them on 2 cores, and the player stalled at its start in 2 suite runs of 3."""
+    import time
+    import urllib.request
+
+    def last() -> int:
+        p = parse_live(urllib.request.urlopen(url + "/live.m3u8", timeout=5).read().decode())
+        return p.media_sequence + len(p.segments) - 1
+
+    first = last()
+    deadline = time.monotonic() + timeout_s
+    while last() < first + segments:
+        assert time.monotonic() < deadline, f"{url}: no {segments} new media segments in {timeout_s} s"
+        time.sleep(0.1)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from playout_check import ffmpeg_reads_live
+from playout_check import ffmpeg_reads_live, wait_on_air
 from playout_media import make_rendered
 from procs import check_stalls, stop_command
 from browser import CHROMIUM, FLAGS
@@ -79,15 +79,8 @@ entries:
             if proc.poll() is not None:
                 raise RuntimeError((tmp / "playout.log").read_text())
             time.sleep(0.1)
-    # viewers join a channel that is on air, not one whose first part is a moment old: wait
-    # for three whole media segments (the playout's first seconds, chromium's start and the
-    # ffmpeg reader then do not all fall on the same second of a 2-core machine)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        listed = urllib.request.urlopen(url + "/live.m3u8", timeout=2).read().decode()
-        if listed.count("#EXTINF") >= 3:
-            break
-        time.sleep(0.2)
+    # viewers join a channel that is on air, not one whose first part is a moment old
+    wait_on_air(url)
     yield url, tmp, start
     stop_command(proc, tmp / "playout.log")
     log.close()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from avatarrender.media import ffmpeg_exe
-from playout_check import ffmpeg_reads_live
+from playout_check import ffmpeg_reads_live, wait_on_air
 from avatarrender.playout.playlist import parse_pdt
 from nginx_front import NGINX, free_port, served_dir, start_nginx
 from playout_media import make_rendered
@@ -71,6 +71,7 @@ def channel(tmp_path_factory: pytest.TempPathFactory):
             if proc.poll() is not None:
                 raise RuntimeError((tmp / "playout.log").read_text())
             time.sleep(0.1)
+    wait_on_air(f"http://127.0.0.1:{port}")  # viewers join a channel that is on air
     ng, url = start_nginx(out, playout_port=port, work=tmp / "nginx")
     yield url, tmp, spool
     ng.terminate()
