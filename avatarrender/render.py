@@ -781,7 +781,12 @@ def _render_ahead_main(spec_path: str, out_dir: str, idle_s: str | None = None) 
     rendering = [True]
 
     def stop(signum: int, frame: Any) -> None:
-        if rendering[0]:  # (once the render is over, the process is ending anyway)
+        # The first signal only: with systemd's KillMode=control-group the whole group gets
+        # SIGTERM and the playout's terminate() sends another a moment later, which cut the
+        # clean-up of the first short (the workers were left running). And none once the
+        # render is over: the process is ending anyway.
+        if rendering[0]:
+            rendering[0] = False
             raise KeyboardInterrupt  # joblib then stops the workers; the lock is released
 
     signal.signal(signal.SIGTERM, stop)
@@ -809,10 +814,13 @@ def _render_ahead_exit(*args: str) -> None:
     that lands in loky's exit hook (a render stopped just as it finished) broke it off half-way,
     and the process hung on its threads until it was killed, its workers left behind."""
     code = _render_ahead_main(*args)
-    pool = sys.modules.get("joblib.externals.loky.reusable_executor")
-    executor = getattr(pool, "_executor", None)
-    if executor is not None:
-        executor.shutdown(wait=True)
+    if code == 0:
+        pool = sys.modules.get("joblib.externals.loky.reusable_executor")
+        executor = getattr(pool, "_executor", None)
+        if executor is not None:
+            executor.shutdown(wait=True)
+    else:  # stopped or failed: whatever the render started ends with it (workers, ffmpeg)
+        interrupt.end_children()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -18,14 +18,16 @@ __all__ = ["check_stalls", "start_command", "stop_command"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_command(*args: str, log_path: Path) -> subprocess.Popen:
-    """``avatarrender ARGS...`` from this tree, stdout and stderr into ``log_path``."""
+def start_command(*args: str, log_path: Path, group: bool = False) -> subprocess.Popen:
+    """``avatarrender ARGS...`` from this tree, stdout and stderr into ``log_path``; with
+    ``group``, in a process group of its own (as a systemd service's cgroup)."""
     with open(log_path, "w") as log:
         return subprocess.Popen(
             [sys.executable, "-c", "from cli.main import main; main()", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
+            start_new_session=group,
         )
 
 
@@ -35,12 +37,19 @@ def stop_command(
     *,
     sig: int = signal.SIGTERM,
     within_s: float = 10.0,
+    group: bool = False,
 ) -> None:
-    """Send ``sig``: the process must exit ``128 + sig`` within ``within_s`` and leave no
-    descendant alive. On failure it is killed and the assertion carries its log's tail."""
+    """Send ``sig`` (with ``group``, to every process of its group at once, as systemd's
+    KillMode=control-group does): the process must exit ``128 + sig`` within ``within_s`` and
+    leave no descendant alive. On failure it is killed and the assertion carries its log's tail."""
+    import os
+
     kids = _children_of(proc.pid)
     t0 = time.monotonic()
-    proc.send_signal(sig)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     try:
         code = proc.wait(within_s)
     except subprocess.TimeoutExpired:

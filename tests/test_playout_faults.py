@@ -536,15 +536,22 @@ def test_run_survives_a_failing_tick_and_says_so_once(media: Path, caplog) -> No
 
 @pytest.mark.parametrize(
     "sig,when",
-    [("SIGTERM", "filler render"), ("SIGHUP", "render-ahead"), ("SIGINT", "render-ahead")],
+    [
+        ("SIGTERM", "filler render"),
+        ("SIGHUP", "render-ahead"),
+        ("SIGINT", "render-ahead"),
+        ("SIGTERM to the group", "render-ahead"),
+    ],
 )
 def test_a_stop_signal_ends_the_playout_and_every_render_it_started(
     tmp_path: Path, sig: str, when: str
 ) -> None:
     """`avatarrender playout` stopped by systemd (SIGTERM), a closed terminal or `kill -HUP`
-    (SIGHUP) or Ctrl-C (SIGINT, to the process alone), while the filler renders before the
-    channel starts or while an entry renders ahead on air: exit 128 + the signal, one line, and
-    no render process or worker left behind."""
+    (SIGHUP) or Ctrl-C (SIGINT, to the process alone), or SIGTERM to every process of the
+    group at once (systemd's default KillMode=control-group; the render then gets a second
+    SIGTERM from the playout a moment later), while the filler renders before the channel starts
+    or while an entry renders ahead on air: exit 128 + the signal, one line, and no render
+    process or worker left behind."""
     import signal
     import time
 
@@ -560,7 +567,9 @@ def test_a_stop_signal_ends_the_playout_and_every_render_it_started(
     )
     out = tmp_path / "out"
     log_path = tmp_path / "playout.log"
-    proc = start_command("playout", "-s", str(sched_path), "-o", str(out), log_path=log_path)
+    group = sig.endswith("group")
+    sig = sig.split()[0]
+    proc = start_command("playout", "-s", str(sched_path), "-o", str(out), log_path=log_path, group=group)
     try:
         me = psutil.Process(proc.pid)
         on_air = when == "render-ahead"
@@ -580,7 +589,7 @@ def test_a_stop_signal_ends_the_playout_and_every_render_it_started(
         else:
             raise AssertionError(f"no {when} seen:\n{log_path.read_text()}")
         time.sleep(0.5)  # its workers start
-        stop_command(proc, log_path, sig=getattr(signal, sig), within_s=15)
+        stop_command(proc, log_path, sig=getattr(signal, sig), within_s=15, group=group)
     finally:
         if proc.poll() is None:
             proc.kill()
