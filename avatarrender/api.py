@@ -148,10 +148,10 @@ def run_playout(
             server.shutdown()
 
 
-def _address(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``PORT`` (on 127.0.0.1)."""
+def _address(text: str, field: str = "serve") -> tuple[str, int]:
+    """``HOST:PORT`` or ``PORT`` (on 127.0.0.1); a SpecError naming ``field`` otherwise."""
     host, _, port = text.rpartition(":")
     try:
         return host or "127.0.0.1", int(port)
     except ValueError:
-        raise SpecError(None, "serve", f"expected HOST:PORT or PORT, got {text!r}") from None
+        raise SpecError(None, field, f"expected HOST:PORT or PORT, got {text!r}") from None

@@ -10,17 +10,8 @@ from typing import Optional
 
 import typer
 
-from avatarrender.errors import SpecError
 
 __all__ = ["register"]
-
-
-def _address(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    try:
-        return host or "127.0.0.1", int(port)
-    except ValueError as exc:
-        raise SpecError(None, "--serve", f"expected HOST:PORT or PORT, got {text!r}") from exc
 
 
 def playout_cmd(
@@ -58,7 +49,7 @@ def playout_cmd(
 ) -> None:
     """Publish a live low-latency HLS channel from rendered segments; never renders frames live."""
     from avatarrender import interrupt
-    from avatarrender.api import run_playout
+    from avatarrender.api import _address, run_playout
     from avatarrender.playout.push import Pusher
 
     # Until the channel runs (the filler may render first), a stop signal ends every child
@@ -67,7 +58,7 @@ def playout_cmd(
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
-    address = _address(serve) if serve else None
+    address = _address(serve, "--serve") if serve else None
     pushers = [Pusher(url) for url in push or ()]  # URLs checked before the filler renders
     stop = threading.Event()
     received: list[int] = []

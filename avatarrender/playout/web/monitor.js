@@ -12,7 +12,7 @@
     fatal: false,
     waiting: 0,           // 'waiting' events after the first 'playing' (stalls)
     waitingLog: [],       // {wall, currentTime, buffered, loads} of each
-    loads: [],            // the last 12 media loads {wall, sn, part, start, ms, range}: what the
+    loads: [],            // the last 12 media loads {wall, sn, part, start, ms}: what the
                           // player fetched before a stall (LEVEL_LOADED too, as sn -1)
     playingAt: null,      // wall ms of the first 'playing'
     ended: false,
