@@ -149,9 +149,14 @@ def run_playout(
 
 
 def _address(text: str, field: str = "serve") -> tuple[str, int]:
-    """``HOST:PORT`` or ``PORT`` (on 127.0.0.1); a SpecError naming ``field`` otherwise."""
+    """``HOST:PORT``, ``[IPV6]:PORT`` or ``PORT`` (on 127.0.0.1); a SpecError naming ``field``
+    otherwise."""
     host, _, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
-        return host or "127.0.0.1", int(port)
+        number = int(port)
     except ValueError:
-        raise SpecError(None, field, f"expected HOST:PORT or PORT, got {text!r}") from None
+        number = -1
+    if not 0 <= number <= 65535:
+        raise SpecError(None, field, f"expected HOST:PORT or PORT (0-65535), got {text!r}")
+    return host or "127.0.0.1", number

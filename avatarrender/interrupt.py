@@ -18,7 +18,16 @@ import time
 import warnings
 from typing import Iterator
 
-__all__ = ["Interrupted", "install", "received", "deferred", "children_shielded", "end_children", "SIGNALS"]
+__all__ = [
+    "Interrupted",
+    "install",
+    "record",
+    "received",
+    "deferred",
+    "children_shielded",
+    "end_children",
+    "SIGNALS",
+]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -69,6 +78,14 @@ def install(*, workers: bool = True) -> None:
     warnings.filterwarnings("ignore", message=r"resource_tracker: process died unexpectedly")
     for sig in SIGNALS:
         signal.signal(sig, _handler)
+
+
+def record(signum: int) -> None:
+    """Note a stop signal that a handler of the caller's own took (the playout's, which ends its
+    channel cleanly first), so that the command then ends as after any other stop."""
+    global _received
+    if _received is None:
+        _received = signum
 
 
 def received() -> Interrupted | None:

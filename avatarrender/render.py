@@ -789,7 +789,8 @@ def _render_ahead_main(spec_path: str, out_dir: str, idle_s: str | None = None) 
             rendering[0] = False
             raise KeyboardInterrupt  # joblib then stops the workers; the lock is released
 
-    signal.signal(signal.SIGTERM, stop)
+    for sig in interrupt.SIGNALS:  # SIGHUP too: its workers block it, and would outlive us
+        signal.signal(sig, stop)
     code, error = 0, None
     try:
         spec = load_spec(spec_path)

@@ -61,10 +61,12 @@ def playout_cmd(
     address = _address(serve, "--serve") if serve else None
     pushers = [Pusher(url) for url in push or ()]  # URLs checked before the filler renders
     stop = threading.Event()
-    received: list[int] = []
 
     def _stop(signum: int, frame: object) -> None:
-        received.append(signum)  # (said after the loop: no logging in a signal handler)
+        # the command then ends as after any stop: one line, 128 + n, os._exit (a second
+        # signal during the interpreter's teardown would otherwise kill it with the default
+        # action, as the handlers are reset there)
+        interrupt.record(signum)
         stop.set()
 
     def on_ready(playout) -> None:  # noqa: ANN001
@@ -93,10 +95,6 @@ def playout_cmd(
     finally:
         for pusher in pushers:
             pusher.stop()
-    if received:
-        name = signal.Signals(received[0]).name
-        logging.info("stopped by %s", name)
-        raise typer.Exit(128 + received[0])
 
 
 def register(app: typer.Typer) -> None:

@@ -53,3 +53,39 @@ def test_run_playout_publishes_the_channel_and_its_monitor_page(tmp_path):
     assert not t.is_alive() and len(seen) == 1
     assert "#EXTINF" in (out / "live.m3u8").read_text() and (out / "master.m3u8").exists()
     assert (out / "index.html").exists() and (out / "vendor" / "hls.min.js").stat().st_size > 100_000
+
+
+def test_serve_address_is_checked_before_anything_starts(tmp_path):
+    """A bad --serve / serve= is one line naming the field, exit 2, and nothing written; an
+    IPv6 address in brackets is taken."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import avatarrender
+    from avatarrender.api import _address
+    from avatarrender.errors import SpecError
+
+    assert _address("[::1]:8080") == ("::1", 8080) and _address("8080") == ("127.0.0.1", 8080)
+    for bad in ("127.0.0.1:99999", "host:", "nonsense", "1.2.3.4:-1"):
+        with pytest.raises(SpecError, match=r"^serve: expected HOST:PORT"):
+            avatarrender.run_playout(None, tmp_path / "out", serve=bad)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from cli.main import main; main()",
+            "playout",
+            "-o",
+            str(tmp_path / "o2"),
+            "--serve",
+            "1:2:99999",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "avatarrender: error: --serve: expected HOST:PORT or PORT (0-65535), got '1:2:99999'"
+    ], r.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "o2").exists()

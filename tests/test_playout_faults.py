@@ -541,6 +541,7 @@ def test_run_survives_a_failing_tick_and_says_so_once(media: Path, caplog) -> No
         ("SIGHUP", "render-ahead"),
         ("SIGINT", "render-ahead"),
         ("SIGTERM to the group", "render-ahead"),
+        ("SIGHUP to the group", "render-ahead"),
     ],
 )
 def test_a_stop_signal_ends_the_playout_and_every_render_it_started(
@@ -549,7 +550,8 @@ def test_a_stop_signal_ends_the_playout_and_every_render_it_started(
     """`avatarrender playout` stopped by systemd (SIGTERM), a closed terminal or `kill -HUP`
     (SIGHUP) or Ctrl-C (SIGINT, to the process alone), or SIGTERM to every process of the
     group at once (systemd's default KillMode=control-group; the render then gets a second
-    SIGTERM from the playout a moment later), while the filler renders before the channel starts
+    SIGTERM from the playout a moment later; SIGHUP to the group, as a closed terminal sends it,
+    which the render's workers block), while the filler renders before the channel starts
     or while an entry renders ahead on air: exit 128 + the signal, one line, and no render
     process or worker left behind."""
     import signal
