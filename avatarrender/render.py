@@ -781,13 +781,17 @@ def _render_ahead_main(spec_path: str, out_dir: str, idle_s: str | None = None) 
     rendering = [True]
 
     def stop(signum: int, frame: Any) -> None:
-        # The first signal only: with systemd's KillMode=control-group the whole group gets
-        # SIGTERM and the playout's terminate() sends another a moment later, which cut the
-        # clean-up of the first short (the workers were left running). And none once the
-        # render is over: the process is ending anyway.
+        # The first signal only, and none once the render is over: with systemd's
+        # KillMode=control-group the whole group gets SIGTERM and the playout's terminate()
+        # sends another a moment later, which cut the first one's clean-up short (the workers
+        # were left running). interrupt's handler raises at once, or after a step that must not
+        # be cut in half (publishing a media segment). What joblib's pool says as it is torn
+        # down (a KeyError traceback from loky's manager thread, seen in the playout's log) is
+        # not news: stderr goes to /dev/null from here on.
         if rendering[0]:
             rendering[0] = False
-            raise KeyboardInterrupt  # joblib then stops the workers; the lock is released
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+            interrupt._handler(signum, frame)
 
     for sig in interrupt.SIGNALS:  # SIGHUP too: its workers block it, and would outlive us
         signal.signal(sig, stop)

@@ -627,9 +627,17 @@ class Playout:
         assert self.scheduler is not None
         lead = Fraction(self.schedule.model.render_lead_s)
         for i, e in enumerate(self.schedule.entries):
-            if i < self.scheduler.next_entry or e.spec is None or e.key in self.renders_failed:
+            # the entry on air too: after a restart its render is no longer running, and the
+            # rest of the program would wait for media segments nobody makes (the render resumes
+            # from its .partial folder)
+            on_air = e.key == self.scheduler.current
+            if (
+                (i < self.scheduler.next_entry and not on_air)
+                or e.spec is None
+                or e.key in self.renders_failed
+            ):
                 continue
-            if e.key == self.scheduler.current or e.folder is None:
+            if e.folder is None:
                 continue
             if (e.folder / "manifest.json").exists():
                 continue
