@@ -26,6 +26,7 @@ __all__ = [
     "deferred",
     "children_shielded",
     "end_children",
+    "end_pool",
     "SIGNALS",
 ]
 
@@ -206,6 +207,17 @@ def end_children(grace_s: float = 0.5) -> list[int]:
     time.sleep(0.05)
     _reap()
     return pids
+
+
+def end_pool() -> None:
+    """Shut joblib's worker pool down, if this process started one, and wait for its workers
+    to end (before an ``os._exit`` after success: they end as on a normal exit)."""
+    import sys
+
+    pool = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(pool, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True)
 
 
 def _cmdline(pid: int) -> bytes:

@@ -820,10 +820,7 @@ def _render_ahead_exit(*args: str) -> None:
     and the process hung on its threads until it was killed, its workers left behind."""
     code = _render_ahead_main(*args)
     if code == 0:
-        pool = sys.modules.get("joblib.externals.loky.reusable_executor")
-        executor = getattr(pool, "_executor", None)
-        if executor is not None:
-            executor.shutdown(wait=True)
+        interrupt.end_pool()
     else:  # stopped or failed: whatever the render started ends with it (workers, ffmpeg)
         interrupt.end_children()
     sys.stdout.flush()

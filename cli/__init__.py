@@ -54,10 +54,9 @@ def _then_leave_at_once(run) -> None:
         sys.stderr.flush()
     except OSError:
         raise SystemExit(0) from None  # (a closed pipe: Python reports it its own way)
-    pool = sys.modules.get("joblib.externals.loky.reusable_executor")
-    executor = getattr(pool, "_executor", None)
-    if executor is not None:
-        executor.shutdown(wait=True)
+    from avatarrender import interrupt
+
+    interrupt.end_pool()
     os._exit(0)
 
 
