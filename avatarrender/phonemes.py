@@ -82,6 +82,7 @@ _ARPABET = {
     "pau": "sil",
     "h#": "sil",
     "sil": "sil",
+    "brth": "sil",  # Festival's breath
     **dict.fromkeys(["p", "b", "m", "em"], "bilabial"),
     **dict.fromkeys(["f", "v"], "labiodental"),
     **dict.fromkeys(["l", "el"], "lateral"),
@@ -90,7 +91,7 @@ _ARPABET = {
     **dict.fromkeys(["aa", "ay", "ae", "ah"], "open"),
     **dict.fromkeys(["eh", "ey", "ih", "iy", "ax", "ix"], "front"),
     **dict.fromkeys(["t", "d", "k", "g", "dx"], "stop"),
-    **dict.fromkeys(["s", "z", "sh", "zh", "th", "dh", "hh", "ch", "jh"], "fricative"),
+    **dict.fromkeys(["s", "z", "sh", "zh", "th", "dh", "hh", "hv", "ch", "jh"], "fricative"),
     **dict.fromkeys(["n", "ng", "en", "r", "y"], "sonorant"),
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine for avatarrender: system packages, a virtualenv in .venv with
 # Pillow-SIMD built from source, the package itself, and (with --test) what the tests need:
-# espeak-ng, flite, Debian's chromium and nginx, Playwright, dask.distributed. hls.js is vendored in
+# espeak-ng, flite, Festival, Debian's chromium and nginx, Playwright, dask.distributed. hls.js is vendored in
 # the repo (avatarrender/playout/web/vendor/, with its licence), so no npm is needed.
 # Idempotent: a second run only checks.
 set -euo pipefail
@@ -19,10 +19,12 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 # emoji (Symbola, 3 MB); Noto CJK alone is 91 MB. Korean is not covered (fonts-nanum, 33 MB).
 apt_pkgs=(espeak-ng libespeak-ng1 libjpeg-dev zlib1g-dev libfreetype-dev libpng-dev libraqm-dev
           fonts-dejavu-core fonts-droid-fallback fonts-symbola)
-# flite: a second speech synthesizer family (voices from recordings of real speakers) with phone
-# timings, for the lip-sync tests, training (python -m avatarrender.evaluation.train) and benchmark;
-# nginx: the LL-HLS test behind examples/nginx.conf; nginx-rtmp: the --push test's ingest
-[ $want_test = 1 ] && apt_pkgs+=(chromium flite nginx libnginx-mod-rtmp)
+# flite and Festival: two more speech synthesizer families (voices from recordings of real
+# speakers) with phone timings, for the lip-sync tests, training (python -m
+# avatarrender.evaluation.train) and benchmark; nginx: the LL-HLS test behind examples/nginx.conf;
+# nginx-rtmp: the --push test's ingest
+[ $want_test = 1 ] && apt_pkgs+=(chromium flite festival festvox-kallpc16k festvox-kdlpc16k
+                                 festvox-us-slt-hts nginx libnginx-mod-rtmp)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -261,6 +261,46 @@ def test_flite_voices_give_speech_with_phone_timings():
     assert level[truth != "X"].mean() > level[: int(starts[1] * 30) - 1].mean() + 20
 
 
+@pytest.mark.skipif(not shutil.which("festival"), reason="Festival is not installed")
+def test_festival_voices_give_speech_with_phone_timings():
+    from avatarrender.evaluation import festival
+
+    assert set(festival.VOICES) <= set(festival.available())
+    texts = ['Bob said "pick a plum".', "Bob said \\ pick a plum."]
+    for voice in festival.VOICES:
+        plain, quoted, slow, high = festival.synthesize_batch(
+            [
+                festival.Request(texts[0]),
+                festival.Request(texts[1]),
+                festival.Request(texts[0], stretch=1.4),
+                festival.Request(texts[0], f0_hz=1.5 * festival.VOICE_F0_HZ[voice]),
+            ],
+            voice=voice,
+        )
+        names = [p.name for p in plain.phonemes]
+        assert names[:4] == ["pau", "b", "aa", "b"] and plain.alphabet == "arpabet", (voice, names)
+        # quotes and a backslash reach Festival whole (it says "backslash")
+        assert [p.name for p in quoted.phonemes][:7] == names[:7] and len(quoted.phonemes) > len(names)
+        starts = [p.start_s for p in plain.phonemes]
+        assert starts == sorted(starts) and starts[-1] < plain.duration_s
+        truth, closures = truth_track(plain, fps=FPS)
+        assert len(closures) == 5 and "A" in truth  # b, b, p, p, m
+        level = lipsync.frame_features(plain.samples, plain.sample_rate_hz, fps=FPS, n_frames=len(truth))
+        assert level["rms_db"][truth != "X"].mean() > level["rms_db"][: int(starts[1] * 30) - 1].mean() + 20
+        # the rate and (in a diphone voice) the pitch are the voice's to change: slower, higher
+        assert slow.phonemes[-1].start_s > 1.25 * plain.phonemes[-1].start_s
+        if voice.endswith("_diphone"):
+            assert _f0(high) > 1.3 * _f0(plain), voice
+
+
+def _f0(utt) -> float:
+    """The median pitch of an utterance's voiced frames (librosa's pYIN)."""
+    import librosa
+
+    f0, voiced, _ = librosa.pyin(utt.samples, fmin=60, fmax=400, sr=utt.sample_rate_hz)
+    return float(np.median(f0[voiced]))
+
+
 def test_a_tiny_training_run_is_deterministic():
     from avatarrender.evaluation import train
 
