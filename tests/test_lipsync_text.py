@@ -118,27 +118,47 @@ def test_digits_abbreviations_and_punctuation_read_as_spoken():
 
 
 @pytest.mark.parametrize(
-    "voice,text",
+    "voice,texts",
     [
-        ("es", "Buenos días, me llamo Pablo y vivo en Madrid."),
-        ("de", "Guten Morgen, mein Name ist Paul und ich wohne in Bremen."),
+        (
+            "es",
+            (
+                "Buenos días, me llamo Pablo y vivo en Madrid.",
+                "Mi madre compra pan y manzanas en el mercado.",
+                "El perro blanco bebe agua de la fuente.",
+            ),
+        ),
+        (
+            "de",
+            (
+                "Guten Morgen, mein Name ist Paul und ich wohne in Bremen.",
+                "Die Mutter backt am Montag einen Apfelkuchen.",
+                "Wir fahren morgen mit dem Bus nach Berlin.",
+            ),
+        ),
     ],
 )
-def test_spanish_and_german_get_shapes_from_their_phonemes(voice, text):
-    utt = synthesize(text, voice=voice, rate_wpm=150)
-    truth, closures = truth_track(utt, fps=FPS)
-    words = phonemize(text, language=voice)
-    # every p/b/m the voice says is a closure of the text (Spanish b/v between vowels close too)
-    assert sum(CLASS_SHAPE[c] == "A" for w in words for c in w.classes) >= len(closures) >= 4
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", LipsyncWarning)
-        track = text_mouth_track(
-            utt.samples, utt.sample_rate_hz, fps=FPS, n_frames=len(truth), texts=text, language=voice
-        )
-    audio = lipsync.mouth_track(utt.samples, utt.sample_rate_hz, fps=FPS, n_frames=len(truth))
-    got, base = score_track(track, truth, closures), score_track(audio, truth, closures)
-    assert got.closure >= 0.9 and got.closure >= base.closure
-    assert got.accuracy >= base.accuracy and got.one_frame == 0
+def test_spanish_and_german_get_shapes_from_their_phonemes(voice, texts):
+    # three sentences: espeak-ng's samples move a little with what the process spoke before, and
+    # one sentence's margin over audio alone can be a frame
+    got, base = [], []
+    for text in texts:
+        utt = synthesize(text, voice=voice, rate_wpm=150)
+        truth, closures = truth_track(utt, fps=FPS)
+        words = phonemize(text, language=voice)
+        # every p/b/m the voice says is a closure of the text (Spanish b/v between vowels close too)
+        assert sum(CLASS_SHAPE[c] == "A" for w in words for c in w.classes) >= len(closures) >= 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", LipsyncWarning)
+            track = text_mouth_track(
+                utt.samples, utt.sample_rate_hz, fps=FPS, n_frames=len(truth), texts=text, language=voice
+            )
+        audio = lipsync.mouth_track(utt.samples, utt.sample_rate_hz, fps=FPS, n_frames=len(truth))
+        got.append(score_track(track, truth, closures))
+        base.append(score_track(audio, truth, closures))
+        assert got[-1].closure >= 0.9 and got[-1].closure >= base[-1].closure and got[-1].one_frame == 0
+    # the phonemes' shapes: clearly better than audio alone over the three
+    assert np.mean([g.accuracy for g in got]) >= np.mean([b.accuracy for b in base]) + 0.05
 
 
 @pytest.mark.parametrize(
