@@ -288,12 +288,13 @@ def test_festival_voices_give_speech_with_phone_timings():
     assert set(festival.VOICES) <= set(festival.available())
     texts = ['Bob said "pick a plum".', "Bob said \\ pick a plum."]
     for voice in festival.VOICES:
-        plain, quoted, slow, high = festival.synthesize_batch(
+        plain, quoted, slow, high, again = festival.synthesize_batch(
             [
                 festival.Request(texts[0]),
                 festival.Request(texts[1]),
                 festival.Request(texts[0], stretch=1.4),
                 festival.Request(texts[0], f0_hz=1.5 * festival.VOICE_F0_HZ[voice]),
+                festival.Request(texts[0]),
             ],
             voice=voice,
         )
@@ -311,6 +312,8 @@ def test_festival_voices_give_speech_with_phone_timings():
         assert slow.phonemes[-1].start_s > 1.25 * plain.phonemes[-1].start_s
         if voice.endswith("_diphone"):
             assert _f0(high) > 1.3 * _f0(plain), voice
+        # and neither stays for the next sentence of the batch
+        assert again.phonemes == plain.phonemes and abs(_f0(again) / _f0(plain) - 1) < 0.05, voice
 
 
 def _f0(utt) -> float:

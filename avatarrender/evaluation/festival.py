@@ -63,12 +63,12 @@ def _settings(voice: str, req: Request) -> str:
         # keeps its own pitch.
         return f'(set! hts_engine_params (append {voice}::hts_engine_params (list (list "-r" {1.0 / req.stretch:.4f}))))'
     out = f"(Parameter.set 'Duration_Stretch {req.stretch:.4f})"
-    if req.f0_hz:
-        out += (
-            f"(set! int_lr_params '((target_f0_mean {req.f0_hz:.1f}) (target_f0_std "
-            f"{req.f0_hz * 0.14:.1f}) (model_f0_mean 170) (model_f0_std 34)))"
-        )
-    return out
+    if not req.f0_hz:  # the voice's own, kept when the batch began: a pitch set before must not stay
+        return out + "(set! int_lr_params own_lr_params)"
+    return out + (
+        f"(set! int_lr_params '((target_f0_mean {req.f0_hz:.1f}) (target_f0_std "
+        f"{req.f0_hz * 0.14:.1f}) (model_f0_mean 170) (model_f0_std 34)))"
+    )
 
 
 def synthesize_batch(requests: list[Request], *, voice: str = "kal_diphone") -> list[Utterance]:
@@ -76,7 +76,7 @@ def synthesize_batch(requests: list[Request], *, voice: str = "kal_diphone") -> 
     if voice not in available():
         raise ValueError(f"Festival has no voice {voice!r} (installed: {', '.join(available()) or 'none'})")
     with tempfile.TemporaryDirectory(prefix="festival-") as tmp:
-        lines = [f"(voice_{voice})"]
+        lines = [f"(voice_{voice})", "(set! own_lr_params int_lr_params)"]
         for k, req in enumerate(requests):
             lines += [
                 _settings(voice, req),
