@@ -39,7 +39,7 @@ from avatarrender.align import (  # noqa: E402
 )
 from avatarrender.evaluation import CORPUS, festival, flite  # noqa: E402
 from avatarrender.evaluation.espeak import synthesize  # noqa: E402
-from avatarrender.evaluation.metrics import corrupt, score_utterances  # noqa: E402
+from avatarrender.evaluation.metrics import OTHER_LANGUAGES, corrupt, score_utterances  # noqa: E402
 from avatarrender.lipsync import analyse_audio, baseline_mouth_track, mouth_track  # noqa: E402
 from avatarrender.phonemes import phonemize  # noqa: E402
 
@@ -54,16 +54,6 @@ FIELDS = (
     ("one_frame", "one-frame shapes"),
     ("lag", "lag (frames)"),
     ("activity", "activity"),
-)
-SPANISH = (
-    "Buenos días, me llamo Pablo y vivo en Madrid.",
-    "Mi madre compra pan y manzanas en el mercado.",
-    "El perro blanco bebe agua de la fuente.",
-)
-GERMAN = (
-    "Guten Morgen, mein Name ist Paul und ich wohne in Bremen.",
-    "Die Mutter backt am Montag einen Apfelkuchen.",
-    "Wir fahren morgen mit dem Bus nach Berlin.",
 )
 
 
@@ -208,10 +198,10 @@ def main() -> None:
             )
     else:
         print("\n(flite or Festival is not installed: scripts/setup.sh --test installs both)")
-    for lang, voice, texts in (("es", "es", SPANISH), ("de", "de", GERMAN)):
-        items = [(t, synthesize(t, voice=voice, rate_wpm=150)) for t in texts]
+    for lang, texts in OTHER_LANGUAGES.items():
+        items = [(t, synthesize(t, voice=lang, rate_wpm=150)) for t in texts]
         table(
-            f"{voice} voice, {lang} text (truth from espeak's mnemonics through the English table: rough)",
+            f"{lang} voice, {lang} text (truth from espeak's mnemonics through the English table: rough)",
             items,
             language=lang,
         )

@@ -41,6 +41,17 @@ class Utterance:
         return len(self.samples) / self.sample_rate_hz
 
 
+def read_wav(path) -> tuple[np.ndarray, int]:
+    """A 16-bit mono WAV file that another synthesizer wrote (flite, Festival): ``(samples
+    [float32, -1..1], sample rate in Hz)``."""
+    import wave
+
+    with wave.open(str(path), "rb") as w:
+        sr = w.getframerate()
+        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+    return samples, sr
+
+
 def synthesize(
     text: str, *, voice: str = "en-us", rate_wpm: int = 160, pitch: int | None = None
 ) -> Utterance:

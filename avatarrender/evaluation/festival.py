@@ -15,14 +15,11 @@ import functools
 import shutil
 import subprocess
 import tempfile
-import wave
 from pathlib import Path
 
-import numpy as np
+from .espeak import Phoneme, Utterance, read_wav
 
-from .espeak import Phoneme, Utterance
-
-__all__ = ["VOICES", "Request", "available", "synthesize", "synthesize_batch"]
+__all__ = ["VOICES", "Request", "available", "synthesize_batch"]
 
 VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
 # the voices' own mean pitch (int_lr_params' target_f0_mean; slt's from its recordings)
@@ -91,17 +88,8 @@ def synthesize_batch(requests: list[Request], *, voice: str = "kal_diphone") -> 
         return [_read(Path(tmp, f"{k}.wav"), Path(tmp, f"{k}.segs")) for k in range(len(requests))]
 
 
-def synthesize(
-    text: str, *, voice: str = "kal_diphone", stretch: float = 1.0, f0_hz: float | None = None
-) -> Utterance:
-    """Speak ``text`` with a Festival voice (see :class:`Request`)."""
-    return synthesize_batch([Request(text, stretch, f0_hz)], voice=voice)[0]
-
-
 def _read(wav_path: Path, segs_path: Path) -> Utterance:
-    with wave.open(str(wav_path), "rb") as w:
-        sr = w.getframerate()
-        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+    samples, sr = read_wav(wav_path)
     phonemes, start, body = [], 0.0, False
     for line in segs_path.read_text().splitlines():
         if not body:  # an xlabel header, ended by "#"

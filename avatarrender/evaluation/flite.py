@@ -13,15 +13,14 @@ import os
 import shutil
 import subprocess
 import tempfile
-import wave
 
-import numpy as np
-
-from .espeak import Phoneme, Utterance
+from .espeak import Phoneme, Utterance, read_wav
 
 __all__ = ["VOICES", "available", "synthesize"]
 
 VOICES = ("kal", "kal16", "awb", "rms", "slt")
+# the voices' own mean pitch, about (four male speakers, slt female)
+VOICE_F0_HZ = {"kal": 100.0, "kal16": 100.0, "awb": 100.0, "rms": 100.0, "slt": 180.0}
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,9 +57,7 @@ def synthesize(
         res = subprocess.run(
             cmd + ["-psdur", "-t", text, "-o", path], capture_output=True, text=True, check=True
         )
-        with wave.open(path, "rb") as w:
-            sr = w.getframerate()
-            samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+        samples, sr = read_wav(path)
     finally:
         os.unlink(path)
     phonemes = []

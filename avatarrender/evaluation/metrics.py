@@ -32,6 +32,7 @@ __all__ = [
     "VOICES",
     "DEV_CORPUS",
     "DEV_VOICES",
+    "OTHER_LANGUAGES",
 ]
 
 CORPUS = (
@@ -61,6 +62,21 @@ DEV_CORPUS = (
     "Ben combed his hair and put on his best jumper.",
 )
 DEV_VOICES = (("en-us+f3", 170), ("en+m5", 155), ("en-gb-x-rp+m6", 145), ("en-us+f2", 185))
+
+# Sentences in other languages, for their espeak-ng voices with the text (the benchmark and the
+# tests): espeak-ng language -> sentences
+OTHER_LANGUAGES = {
+    "es": (
+        "Buenos días, me llamo Pablo y vivo en Madrid.",
+        "Mi madre compra pan y manzanas en el mercado.",
+        "El perro blanco bebe agua de la fuente.",
+    ),
+    "de": (
+        "Guten Morgen, mein Name ist Paul und ich wohne in Bremen.",
+        "Die Mutter backt am Montag einen Apfelkuchen.",
+        "Wir fahren morgen mit dem Bus nach Berlin.",
+    ),
+}
 
 
 @dataclasses.dataclass

@@ -236,28 +236,27 @@ def utterances(families=FAMILIES, *, texts=None, seed: int = 7):
         if not voices:
             raise RuntimeError("flite is not installed (apt-get install flite)")
         for v, voice in enumerate(voices):
-            for k, text in enumerate(texts):
-                for j, stretch in enumerate(FLITE_STRETCH):
-                    if (v + k + j) % 2 and stretch != 1.0:
-                        continue  # half the slow and fast copies: enough variety, less time
-                    base = 100.0 if voice in ("awb", "rms", "kal", "kal16") else 180.0
-                    f0 = base * rng.uniform(0.8, 1.3) if (k + j) % 2 else None
-                    yield "flite", flite.synthesize(text, voice=voice, stretch=stretch, f0_hz=f0)
+            for text, stretch, f0 in _copies(texts, v, flite.VOICE_F0_HZ[voice], rng):
+                yield "flite", flite.synthesize(text, voice=voice, stretch=stretch, f0_hz=f0)
     if "festival" in families:
         voices = festival.available()
         if not voices:
             raise RuntimeError("Festival is not installed (apt-get install festival festvox-kallpc16k ...)")
         for v, voice in enumerate(voices):
-            requests = []
-            for k, text in enumerate(texts):
-                for j, stretch in enumerate(FLITE_STRETCH):
-                    if (v + k + j) % 2 and stretch != 1.0:
-                        continue
-                    base = festival.VOICE_F0_HZ[voice]
-                    f0 = base * rng.uniform(0.8, 1.3) if (k + j) % 2 else None
-                    requests.append(festival.Request(text, stretch, f0))
-            for utt in festival.synthesize_batch(requests, voice=voice):
+            copies = _copies(texts, v, festival.VOICE_F0_HZ[voice], rng)
+            for utt in festival.synthesize_batch([festival.Request(*c) for c in copies], voice=voice):
                 yield "festival", utt
+
+
+def _copies(texts, v: int, base_hz: float, rng: np.random.Generator):
+    """The sentences the ``v``-th voice of flite or Festival speaks: ``(text, stretch, mean pitch
+    in Hz or None)``, each at the normal rate and at half the slow and fast ones (enough variety,
+    less time), every other one at a pitch drawn around the voice's own ``base_hz``."""
+    for k, text in enumerate(texts):
+        for j, stretch in enumerate(FLITE_STRETCH):
+            if (v + k + j) % 2 and stretch != 1.0:
+                continue
+            yield text, stretch, (base_hz * rng.uniform(0.8, 1.3) if (k + j) % 2 else None)
 
 
 def collect(
