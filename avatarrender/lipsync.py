@@ -425,6 +425,18 @@ def _animate(
             6 if known is not None and known[s_:e].all() else 4
         ):  # text: only long vowels
             out[s_ : s_ + 2] = _IDX["C"]
+    # audio alone, between two syllable peaks the mouth never left open (a hum's pulses, vowels
+    # the classifier is sure of across a dip of _DIP_DB or more): it relaxes at the dip
+    if known is None and level_db is not None:
+        open_ = np.array([OPENNESS[c] >= 0.5 for c in SHAPES])
+        peaks = _syllable_peaks(np.where(active, level_db, -200.0), per_s)
+        for p0, p1 in zip(peaks, peaks[1:]):
+            d = p0 + 1 + int(np.argmin(level_db[p0 + 1 : p1])) if p1 - p0 > 2 else -1
+            if d < 0 or not active[p0 : p1 + 1].all() or not open_[out[p0 : p1 + 1]].all():
+                continue
+            if min(level_db[p0], level_db[p1]) - level_db[d] >= _DIP_DB:
+                lo = d - 1 if level_db[d - 1] < level_db[min(d + 1, p1)] else d
+                out[lo : lo + 2] = _IDX["B"]
     # long static stretches inside speech: open (or relax) the mouth on each syllable peak, so a
     # held hum or vowel still moves; a closure held longer than a real m opens the soonest
     beat = max(2, int(round(0.1 * per_s)))
@@ -672,7 +684,8 @@ def mouth_track(
     avoids flicker; closures longer than an m are reopened. Then the animation pass over the
     whole segment: onset anticipation, pauses (short hold, medium relax, long rest), a minimum
     hold of two frames at 30 fps, two-frame in-betweens on closed-to-wide jumps, and long holds
-    broken at syllable peaks.
+    broken at syllable peaks, and an open stretch between two syllable peaks relaxed at the dip
+    between them.
 
     Parameters
     ----------
@@ -790,11 +803,7 @@ _SURE = 0.55  # classifier confidence above which loudness is ignored
 # 0.89. Without the dips' exception r within speech rose to 0.69 and 0.65, but a pulsing hum
 # no longer closed between pulses (tests/test_lipsync.py)
 _OPEN_WEIGHT, _OPEN_SD, _DIP_DB = 0.5, 0.15, 6.0
-# longer holds inside speech are broken up (A: longer than an m). 0.3 s rather than 0.6: the
-# classifier trained on Festival's voices too is sure of itself on a buzzy hum and held one vowel
-# over two of its 0.25-s pulses (tests/test_lipsync.py); on the tuning set (audio alone, three
-# families) within 0.003 either way
-_STATIC_S, _STATIC_A_S = 0.3, 0.3
+_STATIC_S, _STATIC_A_S = 0.6, 0.3  # longer holds inside speech are broken up (A: longer than an m)
 _START, _KEEP, _STOP_FRAMES = 0.3, 0.15, 4  # activity hysteresis (share of floor..peak), hangover
 _HOLD_PAUSE_S = 0.15
 _RELAX_PAUSE_S = 0.22
