@@ -5,8 +5,8 @@
 Held-out sentences (``evaluation.metrics.CORPUS``, never trained on) in
 
 - espeak-ng voices the shipped classifier never heard;
-- flite's voices and Festival's (two synthesizer families built from recordings of real
-  speakers), each scored with a classifier trained *without* its family (leave one family out;
+- flite's voices, Festival's (two synthesizer families built from recordings of real speakers)
+  and Piper's neural voice, each scored with a classifier trained *without* its family (leave one family out;
   trained on first use, about two minutes each on one core, and cached in
   ``~/.cache/avatarrender/``), flite's for reference with the shipped classifier too, which heard
   its voices on other sentences; flite's awb and rms apart, as no voice of the training has their
@@ -37,7 +37,7 @@ from avatarrender.align import (  # noqa: E402
     template_classes,
     text_mouth_track,
 )
-from avatarrender.evaluation import CORPUS, festival, flite  # noqa: E402
+from avatarrender.evaluation import CORPUS, festival, flite, piper  # noqa: E402
 from avatarrender.evaluation.espeak import synthesize  # noqa: E402
 from avatarrender.evaluation.metrics import OTHER_LANGUAGES, corrupt, score_utterances  # noqa: E402
 from avatarrender.lipsync import analyse_audio, baseline_mouth_track, mouth_track  # noqa: E402
@@ -70,6 +70,13 @@ def heldout_model(family: str) -> dict:
     return {k: v.astype(np.float64) for k, v in np.load(cache).items()}
 
 
+def _others(family: str) -> str:
+    from avatarrender.evaluation import train
+
+    names = {"espeak": "espeak-ng", "flite": "flite", "festival": "Festival", "piper": "Piper"}
+    return ", ".join(names[f] for f in train.FAMILIES if f != family)
+
+
 def _code_hash() -> str:
     """The training and feature code: a change makes a new cached model."""
     import hashlib
@@ -81,6 +88,7 @@ def _code_hash() -> str:
         "evaluation/espeak.py",
         "evaluation/flite.py",
         "evaluation/festival.py",
+        "evaluation/piper.py",
         "lipsync.py",
         "phonemes.py",
     ):
@@ -159,12 +167,12 @@ def main() -> None:
         "closure": ">= 0.9; audio >= 0.8",
         "lag": "0",
     }
-    if flite.available() and festival.available():
+    if flite.available() and festival.available() and piper.available():
         flite_items = {v: [(t, flite.synthesize(t, voice=v)) for t in corpus] for v in flite.available()}
         everyone = [item for items in flite_items.values() for item in items]
         table(
             f"flite ({', '.join(flite.available())}), a family never trained on (classifier "
-            "trained on espeak-ng and Festival)",
+            f"trained on {_others('flite')})",
             everyone,
             model=heldout_model("flite"),
             targets=heldout_targets,
@@ -181,23 +189,38 @@ def main() -> None:
         ]
         table(
             f"Festival ({', '.join(festival.available())}), a family never trained on (classifier "
-            "trained on espeak-ng and flite)",
+            f"trained on {_others('festival')})",
             festival_items,
             model=heldout_model("festival"),
             targets=heldout_targets,
         )
+        # one voice: each sentence at three rates (Piper draws a new take every time)
+        requests = [piper.Request(t, stretch) for stretch in (0.85, 1.0, 1.2) for t in corpus]
+        piper_items = [
+            item
+            for v in piper.available()
+            for item in zip([r.text for r in requests], piper.synthesize_batch(requests, voice=v))
+        ]
+        table(
+            f"Piper ({', '.join(piper.available())}; neural), a family never trained on (classifier "
+            f"trained on {_others('piper')})",
+            piper_items,
+            model=heldout_model("piper"),
+            targets=heldout_targets,
+        )
         table("flite, shipped classifier (trained on flite's voices, other sentences)", everyone)
+        table("Piper, shipped classifier (trained on Piper's voice, other sentences)", piper_items)
         if not quick:
             espeak_plain = [
                 (t, synthesize(t, voice=v, rate_wpm=r)) for v, r in UNSEEN_VOICES[:2] for t in corpus
             ]
             table(
-                "espeak-ng, classifier trained on flite and Festival only (espeak-ng left out)",
+                f"espeak-ng, classifier trained on {_others('espeak')} only (espeak-ng left out)",
                 espeak_plain,
                 model=heldout_model("espeak"),
             )
     else:
-        print("\n(flite or Festival is not installed: scripts/setup.sh --test installs both)")
+        print("\n(flite, Festival or Piper is not installed: scripts/setup.sh --test installs them)")
     for lang, texts in OTHER_LANGUAGES.items():
         items = [(t, synthesize(t, voice=lang, rate_wpm=150)) for t in texts]
         table(

@@ -298,6 +298,48 @@ def test_festival_voices_give_speech_with_phone_timings():
         assert again.phonemes == plain.phonemes and abs(_f0(again) / _f0(plain) - 1) < 0.05, voice
 
 
+def test_piper_voice_gives_speech_with_phone_timings():
+    from avatarrender.evaluation import piper
+
+    assert set(piper.VOICES) <= set(piper.available())
+    text = "Bob picked a big bumpy apple, and maybe a plum."
+    plain, slow = piper.synthesize_batch([piper.Request(text), piper.Request(text, stretch=1.4)])
+    names = [p.name for p in plain.phonemes]
+    # espeak-ng's IPA, stress and length marks folded into their vowels, diphthongs whole
+    assert plain.alphabet == "ipa" and names[:4] == ["_", "b", "ɑ", "b"] and "eɪ" in names, names
+    assert not any(ch in "ˈˌː " for n in names for ch in n), names
+    starts = [p.start_s for p in plain.phonemes]
+    assert starts == sorted(starts) and starts[-1] < plain.duration_s
+    # the token lengths are whole hops of the network (256 samples at 22.05 kHz), a word gap
+    # split in two halves
+    assert plain.sample_rate_hz == 22050 and all(round(s * 22050) % 128 == 0 for s in starts)
+    truth, closures = truth_track(plain, fps=FPS)
+    assert len(closures) == 12 and "A" in truth  # b b p b b m p p m b p m
+    level = lipsync.frame_features(plain.samples, plain.sample_rate_hz, fps=FPS, n_frames=len(truth))
+    speech, pause = truth != "X", truth == "X"
+    assert level["rms_db"][speech].mean() > level["rms_db"][pause].mean() + 10
+    # the comma's pause is quiet where the phones put it, not a frame away
+    comma = next(k for k, p in enumerate(plain.phonemes) if k > 1 and p.name == "_")
+    a, b = (int(np.ceil(plain.phonemes[comma + i].start_s * 30)) for i in (0, 1))
+    assert b - a >= 3 and level["rms_db"][a : b - 1].mean() < level["rms_db"][speech].mean() - 10
+    assert slow.phonemes[-1].start_s > 1.25 * plain.phonemes[-1].start_s
+
+
+def test_piper_tokens_fold_into_phonemes():
+    from avatarrender.evaluation import piper
+
+    # "^ _ ˈ _ a _ ʊ _ ː _ (space) _ tʃ ..." in samples: pads go to the token after them
+    tokens = piper._unpad(
+        [("^", 512), ("_", 256), ("ˈ", 256), ("_", 256), ("a", 512), ("_", 0), ("ʊ", 256), ("_", 256)]
+        + [("ː", 256), ("_", 256), (" ", 512), ("_", 256), ("t", 256), ("_", 0), ("ʃ", 256), ("_", 256)]
+        + [(".", 512), ("_", 256), ("$", 256)]
+    )
+    assert tokens[:3] == [("^", 512), ("ˈ", 512), ("a", 768)] and tokens[-1] == ("$", 512)
+    got = [(p.name, round(p.start_s * 1000)) for p in piper._phonemes(tokens, 1000)]
+    # the stress mark starts its vowel; the length mark and half the word gap end it
+    assert got == [("_", 0), ("aʊ", 512), ("tʃ", 2944), ("_", 4096)], got
+
+
 def _f0(utt) -> float:
     """The median pitch of an utterance's voiced frames (librosa's pYIN)."""
     import librosa

@@ -34,7 +34,8 @@ class Utterance:
     samples: np.ndarray  # float32 mono
     sample_rate_hz: int
     phonemes: tuple[Phoneme, ...]
-    alphabet: str = "espeak"  # how the phoneme names are written: "espeak" mnemonics or "arpabet"
+    # how the phoneme names are written: "espeak" mnemonics, "arpabet" or "ipa" (``_``: a pause)
+    alphabet: str = "espeak"
 
     @property
     def duration_s(self) -> float:
@@ -81,14 +82,16 @@ PHONEME_SHAPE = {
 
 def class_of(phoneme: str, alphabet: str = "espeak") -> int:
     """The phone class (index into ``phonemes.CLASSES``) of a phoneme name."""
-    from ..phonemes import arpabet_class, mnemonic_class
+    from ..phonemes import arpabet_class, event_class, mnemonic_class
 
+    if alphabet == "ipa":
+        return event_class(phoneme, ipa=True)
     return arpabet_class(phoneme) if alphabet == "arpabet" else mnemonic_class(phoneme)
 
 
 def shape_of(phoneme: str, alphabet: str = "espeak") -> str:
     """The mouth shape of an espeak phoneme: pauses rest (X), unlisted consonants are B."""
-    if alphabet == "arpabet":
+    if alphabet in ("arpabet", "ipa"):
         from ..phonemes import CLASS_SHAPE
 
         return CLASS_SHAPE[class_of(phoneme, alphabet)]

