@@ -303,7 +303,19 @@ def test_piper_voice_gives_speech_with_phone_timings():
 
     assert set(piper.VOICES) <= set(piper.available())
     text = "Bob picked a big bumpy apple, and maybe a plum."
-    plain, slow = piper.synthesize_batch([piper.Request(text), piper.Request(text, stretch=1.4)])
+    plain, slow, again, take = piper.synthesize_batch(
+        [
+            piper.Request(text, noise=False),
+            piper.Request(text, stretch=1.4, noise=False),
+            piper.Request(text, noise=False),
+            piper.Request(text),
+        ]
+    )
+    # without the network's noise the take is the same every time; with it, another one
+    assert np.array_equal(again.samples, plain.samples) and again.phonemes == plain.phonemes
+    assert [p.name for p in take.phonemes] == [p.name for p in plain.phonemes] and not np.array_equal(
+        [p.start_s for p in take.phonemes], [p.start_s for p in plain.phonemes]
+    )
     names = [p.name for p in plain.phonemes]
     # espeak-ng's IPA, stress and length marks folded into their vowels, diphthongs whole
     assert plain.alphabet == "ipa" and names[:4] == ["_", "b", "ɑ", "b"] and "eɪ" in names, names

@@ -35,11 +35,13 @@ _PAIRS = {"aʊ", "oʊ", "ɔɪ", "əʊ", "aɪ", "eɪ", "tʃ", "dʒ", "ts", "dz"}
 @dataclasses.dataclass(frozen=True)
 class Request:
     """One sentence to speak: ``stretch`` 1.3 is 30 % slower. A Piper voice keeps its own
-    pitch (``f0_hz`` is accepted and ignored, as for Festival's HTS voice)."""
+    pitch (``f0_hz`` is accepted and ignored, as for Festival's HTS voice). ``noise`` False: the
+    network's mean take, without its drawn variation of voice and timing (the same every time)."""
 
     text: str
     stretch: float = 1.0
     f0_hz: float | None = None
+    noise: bool = True
 
 
 @functools.lru_cache(maxsize=1)
@@ -66,7 +68,8 @@ def _voice(voice: str):
 
 def synthesize_batch(requests: list[Request], *, voice: str = "joe") -> list[Utterance]:
     """Speak every request with one loaded Piper voice. The network draws its noise (the voice's
-    variation and its timing's) anew on every call: two calls give two different takes."""
+    variation and its timing's) anew on every call: two calls give two different takes, unless
+    the request asks for none."""
     if voice not in available():
         raise ValueError(
             f"Piper has no voice {voice!r} (installed: {', '.join(available()) or 'none'}; "
@@ -78,6 +81,8 @@ def synthesize_batch(requests: list[Request], *, voice: str = "joe") -> list[Utt
     out = []
     for req in requests:
         config = SynthesisConfig(length_scale=float(req.stretch))
+        if not req.noise:
+            config.noise_scale, config.noise_w_scale = 0.0, 0.0
         audio, tokens = [], []
         for chunk in v.synthesize(req.text, config, include_alignments=True):
             if chunk.phoneme_id_samples is None or len(chunk.phoneme_id_samples) != len(chunk.phoneme_ids):
