@@ -337,6 +337,18 @@ def test_piper_voice_gives_speech_with_phone_timings():
     assert slow.phonemes[-1].start_s > 1.25 * plain.phonemes[-1].start_s
 
 
+def test_training_without_a_synthesizer_says_what_to_install_before_any_work(monkeypatch, capsys):
+    from avatarrender.evaluation import piper, train
+
+    monkeypatch.setattr(piper, "available", lambda: ())
+    monkeypatch.setattr(train, "collect", lambda **kw: pytest.fail("synthesis began"))
+    with pytest.raises(SystemExit) as exc:
+        train.main(["-o", "/nonexistent/model.npz"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and "piper (pip install -e '.[train]')" in err and "--hold-out" in err, err
+    assert "Traceback" not in err
+
+
 def test_piper_tokens_fold_into_phonemes():
     from avatarrender.evaluation import piper
 

