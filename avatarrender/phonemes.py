@@ -117,7 +117,7 @@ _IPA_FIRST = {
     **dict.fromkeys("wuʊɥʍyʏɯ", "round"),
     **dict.fromkeys("oɔɒɜɝɚøœɵɞɤ", "midround"),
     **dict.fromkeys("aɑæʌɐɶ", "open"),
-    **dict.fromkeys("eɛiɪəɨɘ", "front"),
+    **dict.fromkeys("eɛiɪəɨɘᵻ", "front"),  # ᵻ: espeak-ng's reduced vowel ("wanted")
     **dict.fromkeys("tdkgɡqʔcɟʈɖɢ", "stop"),
     **dict.fromkeys("szʃʒʂʐɕʑçxχʝɣhɦθðħʕ", "fricative"),
     **dict.fromkeys("nŋɲɳɴrɾɹɻʁʀjɰ", "sonorant"),

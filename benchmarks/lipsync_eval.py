@@ -220,7 +220,13 @@ def main() -> None:
                 model=heldout_model("espeak"),
             )
     else:
-        print("\n(flite, Festival or Piper is not installed: scripts/setup.sh --test installs them)")
+        missing = [
+            n for n, m in (("flite", flite), ("Festival", festival), ("Piper", piper)) if not m.available()
+        ]
+        print(
+            f"\n(no held-out rows: {', '.join(missing)} not installed, and each held-out classifier "
+            "trains on the other families; scripts/setup.sh --test installs them)"
+        )
     for lang, texts in OTHER_LANGUAGES.items():
         items = [(t, synthesize(t, voice=lang, rate_wpm=150)) for t in texts]
         table(

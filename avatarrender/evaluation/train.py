@@ -18,8 +18,9 @@ warp (:data:`VTLP_RANGE`, off). About two minutes on one core (``nice -n 19``,
 ``OMP_NUM_THREADS=1``). ``--hold-out FAMILY`` leaves a family out, to score a family never heard.
 The training sentences and voices are disjoint from the evaluation corpus in ``metrics.py`` and
 from its tuning set (``DEV_CORPUS``, ``DEV_VOICES``), on which the recipe's choices are measured.
-espeak-ng's samples vary by a few between calls (its filters keep state), so two runs give
-near-identical, not bit-identical, weights; the fit itself is deterministic for its data.
+espeak-ng's samples vary by a few between calls (its filters keep state), and Piper draws every
+take anew (its voice and timing noise, as a TTS service's takes differ), so two runs give close,
+not identical, weights; the fit itself is deterministic for its data.
 """
 
 from __future__ import annotations
@@ -223,6 +224,7 @@ class SynthesizerMissing(RuntimeError):
 
 
 _INSTALL = {
+    "espeak": "apt-get install espeak-ng",
     "flite": "apt-get install flite",
     "festival": "apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
     "piper": "pip install -e '.[train]'",
@@ -232,13 +234,26 @@ _INSTALL = {
 def check_installed(families=FAMILIES) -> None:
     """Raise :class:`SynthesizerMissing` naming what to install for each of ``families`` whose
     synthesizer or voices are missing."""
+    from ..phonemes import EspeakUnavailable, libespeak
     from . import festival, flite, piper
 
-    modules = {"flite": flite, "festival": festival, "piper": piper}
-    missing = [f for f in families if f in modules and not modules[f].available()]
+    def espeak_available() -> bool:
+        try:
+            return bool(libespeak())
+        except EspeakUnavailable:
+            return False
+
+    available = {"espeak": espeak_available, "flite": flite.available, "festival": festival.available}
+    available["piper"] = piper.available
+    missing = [f for f in families if not available[f]()]
     if missing:
+        hint = (
+            f"or leave it out with --hold-out {missing[0]}"
+            if len(missing) == 1
+            else "--hold-out leaves out one"
+        )
         raise SynthesizerMissing(
-            "not installed: " + "; ".join(f"{f} ({_INSTALL[f]})" for f in missing) + " (or --hold-out it)"
+            "not installed: " + "; ".join(f"{f} ({_INSTALL[f]})" for f in missing) + f" ({hint})"
         )
 
 
@@ -532,8 +547,8 @@ def train(
     vtlp: tuple[float, float] = VTLP_RANGE,
 ) -> dict:
     """Collect and fit: the model as a dict of arrays (``MU``, ``SD``, ``W1``, ``B1``, ``W2``,
-    ``B2``, ``W3``, ``B3`` of the openness head, ``CONTEXT`` the frame offsets); deterministic.
-    ``members`` networks of ``hidden`` units each, from seeds 0, 1, ..., are averaged
+    ``B2``, ``W3``, ``B3`` of the openness head, ``CONTEXT`` the frame offsets); the fit is
+    deterministic for its data. ``members`` networks of ``hidden`` units each, from seeds 0, 1, ..., are averaged
     (:func:`merge`)."""
     check_installed(families)
     x, y = collect(families=families, texts=texts, context=context, vtlp=vtlp)
