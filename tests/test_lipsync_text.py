@@ -337,6 +337,46 @@ def test_piper_voice_gives_speech_with_phone_timings():
     assert slow.phonemes[-1].start_s > 1.25 * plain.phonemes[-1].start_s
 
 
+def test_kokoro_voices_give_speech_with_phone_timings():
+    from avatarrender.evaluation import kokoro
+
+    assert set(kokoro.VOICES) <= set(kokoro.available())
+    text = "Bob picked a big bumpy apple, and maybe a plum."
+    plain, slow, again = kokoro.synthesize_batch(
+        [kokoro.Request(text), kokoro.Request(text, stretch=1.4), kokoro.Request(text)], voice="jm_kumo"
+    )
+    assert np.array_equal(again.samples, plain.samples)  # no noise drawn: the same take
+    names = [p.name for p in plain.phonemes]
+    assert plain.alphabet == "ipa" and names[:4] == ["_", "b", "ɑː", "b"] and "eɪ" in names, names
+    assert not any(ch in "ˈˌ" for n in names for ch in n), names
+    starts = [p.start_s for p in plain.phonemes]
+    assert starts == sorted(starts) and starts[-1] < plain.duration_s
+    # whole frames of the network (600 samples at 24 kHz), a word gap split in two halves
+    assert plain.sample_rate_hz == 24000 and all(round(s * 24000) % 300 == 0 for s in starts)
+    truth, closures = truth_track(plain, fps=FPS)
+    assert len(closures) == 12 and "A" in truth
+    level = lipsync.frame_features(plain.samples, plain.sample_rate_hz, fps=FPS, n_frames=len(truth))
+    speech, pause = truth != "X", truth == "X"
+    assert level["rms_db"][speech].mean() > level["rms_db"][pause].mean() + 10
+    # the sound starts where the first phoneme does (the timings lead the network's own by
+    # two frames), not a frame or more before it
+    first = int(round(plain.phonemes[1].start_s * 30))
+    assert level["rms_db"][: max(first - 1, 1)].max() < level["rms_db"][speech].mean() - 10
+    assert slow.phonemes[-1].start_s > 1.25 * plain.phonemes[-1].start_s
+
+
+def test_kokoro_tokens_fold_into_phonemes():
+    from avatarrender.evaluation import kokoro
+
+    # BOS, "ˈ aɪ"(2 tokens: stress, I) as one phoneme, a word gap, "t", two "t" tokens of two
+    # phonemes in a row, a comma, EOS; lengths in samples
+    owner = [-1, 0, 0, -2, 1, 2, -1, -1]
+    lengths = np.array([2400, 600, 1200, 600, 600, 600, 1200, 600])
+    got = [(p.name, round(p.start_s * 24000)) for p in kokoro._phonemes(owner, ["aɪ", "t", "t"], lengths)]
+    # every start but the first two frames (1200 samples) earlier: the sound leads the timings
+    assert got == [("_", 0), ("aɪ", 1200), ("t", 3300), ("t", 4200), ("_", 4800)], got
+
+
 def test_training_without_a_synthesizer_says_what_to_install_before_any_work(monkeypatch, capsys):
     from avatarrender.evaluation import piper, train
 
