@@ -6,13 +6,12 @@ A small neural network (one hidden layer of ReLU units, softmax over the eleven 
 of ``avatarrender.phonemes``) over per-recording-normalised features of five frames around each
 frame (two of look-ahead, :data:`CONTEXT`), 128 units trained with Adam from a fixed seed (or
 ``--members`` such networks from seeds 0, 1, ... averaged into one, :func:`merge`): about 14 000
-weights, microseconds a frame. The data: five synthesizer families whose phone timings are known,
+weights, microseconds a frame. The data: four synthesizer families whose phone timings are known,
 espeak-ng (26 voice variants, Klatt ones among them; the 13 added ones gave +0.02 openness r on
 flite held out), flite (kal, kal16, awb, rms, slt), Festival (kal and ked LPC diphones, slt
 HTS; with it, flite held out went from 0.55 / 0.65 to 0.62 / 0.70 shape accuracy / openness r
 within speech, audio alone, and 0.74 to 0.805 shape accuracy with the text) and Piper (a neural
-voice, joe) and Kokoro (a neural voice of another architecture, five speakers), at three speaking
-rates, pitch moved at random where the voice allows it; every utterance once clean and once played 0.8-1.25x slower
+voice, joe), at three speaking rates, pitch moved at random where the voice allows it; every utterance once clean and once played 0.8-1.25x slower
 (another vocal tract), half of those through one to three of room reverberation, a band limit,
 noise, a G.711 codec and clipping, optionally every copy's cepstra read through a vocal tract
 warp (:data:`VTLP_RANGE`, off). About two minutes on one core (``nice -n 19``,
@@ -132,7 +131,7 @@ TRAIN_VOICES = (
 )
 
 
-FAMILIES = ("espeak", "flite", "festival", "piper", "kokoro")
+FAMILIES = ("espeak", "flite", "festival", "piper")
 # frames around each frame the classifier sees (30 fps); stored in the model as ``CONTEXT``. One
 # frame each side instead of two was better on the tuning set (metrics.DEV_CORPUS; flite held out,
 # audio-only shape accuracy / openness r / closure 0.50 / 0.66 / 0.81 -> 0.51 / 0.68 / 0.90) but
@@ -229,7 +228,6 @@ _INSTALL = {
     "flite": "apt-get install flite",
     "festival": "apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
     "piper": "pip install -e '.[train]'",
-    "kokoro": "pip install -e '.[train]'",
 }
 
 
@@ -237,7 +235,7 @@ def check_installed(families=FAMILIES) -> None:
     """Raise :class:`SynthesizerMissing` naming what to install for each of ``families`` whose
     synthesizer or voices are missing."""
     from ..phonemes import EspeakUnavailable, libespeak
-    from . import festival, flite, kokoro, piper
+    from . import festival, flite, piper
 
     def espeak_available() -> bool:
         try:
@@ -246,7 +244,7 @@ def check_installed(families=FAMILIES) -> None:
             return False
 
     available = {"espeak": espeak_available, "flite": flite.available, "festival": festival.available}
-    available["piper"], available["kokoro"] = piper.available, kokoro.available
+    available["piper"] = piper.available
     missing = [f for f in families if not available[f]()]
     if missing:
         hint = (
@@ -263,7 +261,7 @@ def utterances(families=FAMILIES, *, texts=None, seed: int = 7):
     """Every training sentence in every voice of ``families``, rate and pitch varied: yields
     ``(family, Utterance)``. Raises :class:`SynthesizerMissing` at once (before any synthesis)
     when a family's synthesizer is not installed."""
-    from . import festival, flite, kokoro, piper
+    from . import festival, flite, piper
     from .espeak import synthesize as espeak_say
 
     check_installed(families)
@@ -288,19 +286,6 @@ def utterances(families=FAMILIES, *, texts=None, seed: int = 7):
             copies = [piper.Request(text, stretch) for text in texts for stretch in FLITE_STRETCH]
             for utt in piper.synthesize_batch(copies, voice=voice):
                 yield "piper", utt
-    if "kokoro" in families:
-        # five voices, slow to speak (about half real time on one core): each sentence twice, in
-        # two of the voices at two of the rates
-        voices = kokoro.available()
-        for v, voice in enumerate(voices):
-            copies = [
-                kokoro.Request(text, FLITE_STRETCH[(k + j) % 3])
-                for k, text in enumerate(texts)
-                for j in range(2)
-                if (2 * k + j) % len(voices) == v
-            ]
-            for utt in kokoro.synthesize_batch(copies, voice=voice):
-                yield "kokoro", utt
 
 
 def _copies(texts, v: int, base_hz: float, rng: np.random.Generator):
