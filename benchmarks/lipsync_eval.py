@@ -72,6 +72,15 @@ def heldout_model(family: str) -> dict:
     return {k: v.astype(np.float64) for k, v in np.load(cache).items()}
 
 
+def _each_voice(family, corpus) -> list:
+    """``(text, Utterance)`` of every sentence in every voice of a batch family (Festival, Kokoro)."""
+    return [
+        item
+        for v in family.available()
+        for item in zip(corpus, family.synthesize_batch([family.Request(t) for t in corpus], voice=v))
+    ]
+
+
 def _others(family: str) -> str:
     from avatarrender.evaluation import train
 
@@ -192,11 +201,7 @@ def main() -> None:
             [item for v in ("awb", "rms") for item in flite_items.get(v, ())],
             model=heldout_model("flite"),
         )
-        festival_items = [
-            item
-            for v in festival.available()
-            for item in zip(corpus, festival.synthesize_batch([festival.Request(t) for t in corpus], voice=v))
-        ]
+        festival_items = _each_voice(festival, corpus)
         table(
             f"Festival ({', '.join(festival.available())}), a family never trained on (classifier "
             f"trained on {_others('festival')})",
@@ -218,11 +223,7 @@ def main() -> None:
             model=heldout_model("piper"),
             targets=heldout_targets,
         )
-        kokoro_items = [
-            item
-            for v in kokoro.available()
-            for item in zip(corpus, kokoro.synthesize_batch([kokoro.Request(t) for t in corpus], voice=v))
-        ]
+        kokoro_items = _each_voice(kokoro, corpus)
         table(
             f"Kokoro ({', '.join(kokoro.available())}; neural, speaking English), a family never "
             "trained on (the shipped classifier: Kokoro is for evaluation only)",

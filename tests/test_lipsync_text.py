@@ -298,6 +298,25 @@ def test_festival_voices_give_speech_with_phone_timings():
         assert again.phonemes == plain.phonemes and abs(_f0(again) / _f0(plain) - 1) < 0.05, voice
 
 
+def _check_neural_take(utt, bob_vowel: str, *, sample_rate_hz: int, hop: int):
+    """What a neural family's take of "Bob picked a big bumpy apple, and maybe a plum." must
+    hold: whole IPA phonemes, in order, on the network's frames (a word gap split in two
+    halves), twelve closures, louder speech than pauses. Returns (truth, level, speech)."""
+    names = [p.name for p in utt.phonemes]
+    assert utt.alphabet == "ipa" and names[:4] == ["_", "b", bob_vowel, "b"] and "eɪ" in names, names
+    assert not any(ch in "ˈˌ " for n in names for ch in n), names
+    starts = [p.start_s for p in utt.phonemes]
+    assert starts == sorted(starts) and starts[-1] < utt.duration_s
+    assert utt.sample_rate_hz == sample_rate_hz
+    assert all(round(s * sample_rate_hz) % (hop // 2) == 0 for s in starts)
+    truth, closures = truth_track(utt, fps=FPS)
+    assert len(closures) == 12 and "A" in truth  # b b p b b m p p m b p m
+    level = lipsync.frame_features(utt.samples, utt.sample_rate_hz, fps=FPS, n_frames=len(truth))
+    speech, pause = truth != "X", truth == "X"
+    assert level["rms_db"][speech].mean() > level["rms_db"][pause].mean() + 10
+    return truth, level, speech
+
+
 def test_piper_voice_gives_speech_with_phone_timings():
     from avatarrender.evaluation import piper
 
@@ -316,20 +335,9 @@ def test_piper_voice_gives_speech_with_phone_timings():
     assert [p.name for p in take.phonemes] == [p.name for p in plain.phonemes] and not np.array_equal(
         [p.start_s for p in take.phonemes], [p.start_s for p in plain.phonemes]
     )
-    names = [p.name for p in plain.phonemes]
-    # espeak-ng's IPA, stress and length marks folded into their vowels, diphthongs whole
-    assert plain.alphabet == "ipa" and names[:4] == ["_", "b", "ɑ", "b"] and "eɪ" in names, names
-    assert not any(ch in "ˈˌː " for n in names for ch in n), names
-    starts = [p.start_s for p in plain.phonemes]
-    assert starts == sorted(starts) and starts[-1] < plain.duration_s
-    # the token lengths are whole hops of the network (256 samples at 22.05 kHz), a word gap
-    # split in two halves
-    assert plain.sample_rate_hz == 22050 and all(round(s * 22050) % 128 == 0 for s in starts)
-    truth, closures = truth_track(plain, fps=FPS)
-    assert len(closures) == 12 and "A" in truth  # b b p b b m p p m b p m
-    level = lipsync.frame_features(plain.samples, plain.sample_rate_hz, fps=FPS, n_frames=len(truth))
-    speech, pause = truth != "X", truth == "X"
-    assert level["rms_db"][speech].mean() > level["rms_db"][pause].mean() + 10
+    # espeak-ng's IPA, stress and length marks folded into their vowels, diphthongs whole; the
+    # token lengths are whole hops of the network (256 samples at 22.05 kHz)
+    truth, level, speech = _check_neural_take(plain, "ɑ", sample_rate_hz=22050, hop=256)
     # the comma's pause is quiet where the phones put it, not a frame away
     comma = next(k for k, p in enumerate(plain.phonemes) if k > 1 and p.name == "_")
     a, b = (int(np.ceil(plain.phonemes[comma + i].start_s * 30)) for i in (0, 1))
@@ -346,18 +354,8 @@ def test_kokoro_voices_give_speech_with_phone_timings():
         [kokoro.Request(text), kokoro.Request(text, stretch=1.4), kokoro.Request(text)], voice="jm_kumo"
     )
     assert np.array_equal(again.samples, plain.samples)  # no noise drawn: the same take
-    names = [p.name for p in plain.phonemes]
-    assert plain.alphabet == "ipa" and names[:4] == ["_", "b", "ɑː", "b"] and "eɪ" in names, names
-    assert not any(ch in "ˈˌ" for n in names for ch in n), names
-    starts = [p.start_s for p in plain.phonemes]
-    assert starts == sorted(starts) and starts[-1] < plain.duration_s
-    # whole frames of the network (600 samples at 24 kHz), a word gap split in two halves
-    assert plain.sample_rate_hz == 24000 and all(round(s * 24000) % 300 == 0 for s in starts)
-    truth, closures = truth_track(plain, fps=FPS)
-    assert len(closures) == 12 and "A" in truth
-    level = lipsync.frame_features(plain.samples, plain.sample_rate_hz, fps=FPS, n_frames=len(truth))
-    speech, pause = truth != "X", truth == "X"
-    assert level["rms_db"][speech].mean() > level["rms_db"][pause].mean() + 10
+    # whole frames of the network (600 samples at 24 kHz)
+    truth, level, speech = _check_neural_take(plain, "ɑː", sample_rate_hz=24000, hop=600)
     # the sound starts where the first phoneme does (the timings lead the network's own by
     # two frames), not a frame or more before it
     first = int(round(plain.phonemes[1].start_s * 30))
