@@ -52,12 +52,10 @@ _SPELLING = {
 
 @dataclasses.dataclass(frozen=True)
 class Request:
-    """One sentence to speak: ``stretch`` 1.3 is 30 % slower; ``f0_hz`` is accepted and
-    ignored (a voice keeps its own pitch)."""
+    """One sentence to speak: ``stretch`` 1.3 is 30 % slower (a voice keeps its own pitch)."""
 
     text: str
     stretch: float = 1.0
-    f0_hz: float | None = None
 
 
 @functools.lru_cache(maxsize=1)

@@ -11,10 +11,10 @@ espeak-ng (26 voice variants, Klatt ones among them; the 13 added ones gave +0.0
 flite held out), flite (kal, kal16, awb, rms, slt), Festival (kal and ked LPC diphones, slt
 HTS; with it, flite held out went from 0.55 / 0.65 to 0.62 / 0.70 shape accuracy / openness r
 within speech, audio alone, and 0.74 to 0.805 shape accuracy with the text) and Piper (a neural
-voice, joe), at three speaking rates, pitch moved at random where the voice allows it; every utterance once clean and once played 0.8-1.25x slower
-(another vocal tract), half of those through one to three of room reverberation, a band limit,
-noise, a G.711 codec and clipping, optionally every copy's cepstra read through a vocal tract
-warp (:data:`VTLP_RANGE`, off). About two minutes on one core (``nice -n 19``,
+voice, joe), at three speaking rates, pitch moved at random where the voice allows it; every
+utterance once clean and once played 0.8-1.25x slower (another vocal tract), half of those through
+one to three of room reverberation, a band limit, noise, a G.711 codec and clipping, optionally
+every copy's cepstra read through a vocal tract warp (:data:`VTLP_RANGE`, off). About two minutes on one core (``nice -n 19``,
 ``OMP_NUM_THREADS=1``). ``--hold-out FAMILY`` leaves a family out, to score a family never heard.
 The training sentences and voices are disjoint from the evaluation corpus in ``metrics.py`` and
 from its tuning set (``DEV_CORPUS``, ``DEV_VOICES``), on which the recipe's choices are measured.
@@ -243,8 +243,12 @@ def check_installed(families=FAMILIES) -> None:
         except EspeakUnavailable:
             return False
 
-    available = {"espeak": espeak_available, "flite": flite.available, "festival": festival.available}
-    available["piper"] = piper.available
+    available = {
+        "espeak": espeak_available,
+        "flite": flite.available,
+        "festival": festival.available,
+        "piper": piper.available,
+    }
     missing = [f for f in families if not available[f]()]
     if missing:
         hint = (
