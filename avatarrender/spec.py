@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import html
 import json
 import os
 import re
@@ -471,7 +472,8 @@ def _ts_s(text: str) -> float:
 
 
 def parse_cues(text: str) -> list[Cue]:
-    """Parse SubRip (.srt) or WebVTT (.vtt) text into cues; styling tags are dropped."""
+    """Parse SubRip (.srt) or WebVTT (.vtt) text into cues; styling tags are dropped and
+    character references (``&lt;``, ``&amp;``, ``&nbsp;``, ...) read as the characters they stand for."""
     cues = []
     blocks = re.split(r"\r?\n\s*\r?\n", text.replace("\ufeff", "").strip())
     for block in blocks:
@@ -481,7 +483,8 @@ def parse_cues(text: str) -> list[Cue]:
             continue  # WEBVTT header, NOTE or STYLE block, or a stray index line
         start, end = lines[arrow].split("-->", 1)
         end = end.strip().split()[0]  # VTT cue settings follow the end time
-        body = " ".join(re.sub(r"<[^>]+>", "", ln).strip() for ln in lines[arrow + 1 :])
+        # tags out first, then the references in: "&lt;b&gt;" is text that shows as "<b>"
+        body = " ".join(html.unescape(re.sub(r"<[^>]+>", "", ln)).strip() for ln in lines[arrow + 1 :])
         cues.append(Cue(text=body, start_s=_ts_s(start), end_s=_ts_s(end)))
     return cues
 

@@ -607,3 +607,36 @@ def test_fresh_channel_backfills_filler_and_starts_programs_from_now(media: Path
     assert first.pdt_s >= T0
     assert d.programs() == ["filler", "spool/ready", "filler"]
     assert d.aired[0][2] is False, "the first media segment follows nothing: no discontinuity"
+
+
+def test_spool_folder_copied_file_by_file_waits_until_whole(media: Path) -> None:
+    """``cp -r`` into a live spool fills the folder a file at a time (the manifest may come
+    first): it is not refused half-copied, it airs once whole. A folder that stays broken is
+    refused once it has stopped changing."""
+    spool = media / "spool"
+    spool.mkdir()
+    d = Driver(media, schedule(media, "spool: spool\n"))
+    d.start(T0)
+    d.run(2)
+    src, dst = media / "b", spool / "copied"
+    dst.mkdir()
+    files = sorted(p.name for p in src.iterdir())
+    files.remove("manifest.json")
+    shutil.copy2(src / "manifest.json", dst / "manifest.json")  # the manifest first
+    for name in files:
+        d.run(1)  # a slow copy: a second a file, longer than the settle time in all
+        shutil.copy2(src / name, dst / name)
+    d.run(6)
+    assert "spool/copied" in d.programs(), d.programs()
+    assert not [e for e in d.playout.errors if "copied" in e["message"]], d.playout.errors
+    assert (spool / "copied").is_dir()
+    # a folder whose manifest lists a media segment that never comes: refused once settled
+    broken = spool / "broken"
+    shutil.copytree(src, broken)
+    seg = next(p for p in sorted(broken.iterdir()) if p.suffix == ".ts")
+    seg.unlink()
+    d.run(2)
+    assert not (spool / ".broken.refused").exists(), "refused while it could still be arriving"
+    d.run(4)
+    assert (spool / ".broken.refused").is_dir()
+    assert any("broken" in e["message"] and "missing" in e["message"] for e in d.playout.errors)

@@ -16,7 +16,7 @@ import yaml
 from avatarrender.analysis import analyse
 from avatarrender.media import ffmpeg_exe
 from avatarrender.render import render
-from avatarrender.spec import Cue, load_spec
+from avatarrender.spec import Cue, load_spec, parse_cues
 from avatarrender.subtitles import TS_START_90K, escape, vtt_segment
 
 from conftest import make_tiny_segment
@@ -36,6 +36,10 @@ JA_VTT = "WEBVTT\n\n00:00:00.900 --> 00:00:02.100\nこんにちは\n"
 
 def test_escape_and_timestamp_map():
     assert escape("a & b <c> --> d") == "a &amp; b &lt;c&gt; --&gt; d"
+    # what the writer escapes, the reader gives back: a .vtt caption file in, the same text out
+    text = CUES[0]["text"]
+    written = vtt_segment([Cue(text, 0.5, 1.6)], Fraction(0), Fraction(2), duration_s=Fraction(2))
+    assert [c.text for c in parse_cues(written)] == [text]
     cues = [Cue("one", 0.5, 1.6), Cue("two", 2.4, 3.9)]
     text = vtt_segment(cues, Fraction(1), Fraction(2), duration_s=Fraction(4))
     lines = text.splitlines()

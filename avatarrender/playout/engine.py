@@ -69,6 +69,9 @@ WEB_DIR = Path(__file__).resolve().parent / "web"
 STATE_NAME = ".state.json"
 MEDIA_PLAYLIST = "live.m3u8"
 MASTER_PLAYLIST = "master.m3u8"
+# a spool folder copied in file by file that is not yet whole is queued once nothing in it has
+# changed for this long (seconds)
+SPOOL_SETTLE_S = Fraction(3)
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -447,6 +450,8 @@ class Playout:
         self._undeleted: list[str] = []  # media files left the window but not yet deleted
         self._topics: dict[str, str] = {}  # lasting conditions already logged (see _error)
         self.quarantined: dict[str, str] = {}  # key -> why it was refused; kept in the saved state
+        # spool folders still arriving (copied in, not renamed in whole): name -> (what it held, since)
+        self._arriving: dict[str, tuple[Any, Fraction]] = {}
         self._check_filler()
 
     # ------------------------------------------------------------------ start and state
@@ -597,20 +602,57 @@ class Playout:
             key = f"spool/{name}"
             present.add(key)
             found.append((n.startswith("."), key, name))
-        for _, key, name in found:
+        for hidden, key, name in found:
             if key not in self.scheduler.spool_known:
+                if not hidden and not self._arrived(spool / name, name, now):
+                    continue
                 self.catalog.add(key, spool / name, hidden_partial=True)
                 if key in self.quarantined:  # refused before a restart: not tried again
                     self.catalog.bad[key] = self.quarantined[key]
                 self.scheduler.add_spool(key, discovered_s=now)
                 log.info("spool: %s queued", name)
         self.scheduler.forget_spool(present)
+        self._arriving = {n: v for n, v in self._arriving.items() if f"spool/{n}" in present}
         for key in list(self.catalog.folders):
             if key.startswith("spool/") and key not in self.scheduler.spool_known:
                 self.catalog.forget(key)
                 if not (spool / f".{key[6:]}.refused").exists():
                     # the operator removed the refused folder: a new one of that name may come
                     self.quarantined.pop(key, None)
+
+    def _arrived(self, folder: Path, name: str, now: Fraction) -> bool:
+        """Whether a folder that appeared in the spool under its own name may be queued.
+
+        ``render --into`` and ``mv`` put a folder there whole (``.NAME.partial`` renamed), but
+        ``cp -r`` and rsync fill it file by file, the manifest perhaps first: such a folder is
+        queued once its manifest says complete and every media segment it lists is there at its
+        size, or once nothing in it has changed for :data:`SPOOL_SETTLE_S` (then it airs, or is
+        refused for what it lacks)."""
+        try:
+            r = read_rendered(folder)
+            if r.complete and all(os.stat(s.path).st_size == s.size_bytes for s in r.segments):
+                self._arriving.pop(name, None)
+                return True
+        except (MediaError, OSError, ValueError):
+            pass
+        try:
+            held = sorted(
+                (os.path.relpath(os.path.join(d, f), folder), st.st_size, st.st_mtime_ns)
+                for d, _, files in os.walk(folder)
+                for f in files
+                for st in (os.stat(os.path.join(d, f)),)
+            )
+        except OSError:  # a file went as it was listed: still changing
+            held = None
+        before = self._arriving.get(name)
+        if before is None or held is None or before[0] != held:
+            if before is None:
+                log.info(
+                    "spool: %s arriving (queued once whole, or unchanged for %s s)", name, SPOOL_SETTLE_S
+                )
+            self._arriving[name] = (held, now)
+            return False
+        return now - before[1] >= SPOOL_SETTLE_S
 
     def _poll_renders(self, now: Fraction) -> None:
         """Render ahead entries given as a segment.yaml, one at a time, in schedule order."""
