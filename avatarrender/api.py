@@ -7,6 +7,7 @@ the package from their modules; this module only adds what the command line did 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Callable
@@ -102,6 +103,7 @@ def run_playout(
 
     address = _address(serve) if isinstance(serve, str) else serve
     out = Path(out_dir)
+    _check_out(out, "out_dir")
     out.mkdir(parents=True, exist_ok=True)
     if schedule is not None:
         sched = load_schedule(Path(schedule), renders_dir=out / ".renders")
@@ -111,6 +113,15 @@ def run_playout(
         )
     if spool is not None:
         sched = dataclasses.replace(sched, spool=Path(spool).resolve())
+    # what can be told now is not left until after the filler's render
+    if sched.spool is not None and not sched.spool.is_dir():
+        raise SpecError(
+            sched.path if spool is None else None,
+            "spool",
+            f"{sched.spool}: no such folder (create it, or check the path: an item there would never air)",
+        )
+    if address is not None:
+        _check_listen(address, "serve")
     renderer = ProcessRenderer()
     filler_dir = prepare_filler(
         sched,
@@ -146,6 +157,50 @@ def run_playout(
     finally:
         if server is not None:
             server.shutdown()
+
+
+# what only a playout's folder holds (the filler it rendered, its saved state, its playlist)
+_PLAYOUT_OWN = {".state.json", "live.m3u8", ".filler", ".renders", "media"}
+
+
+def _check_out(out: Path, field: str) -> None:
+    """That ``out`` is new, empty or a playout's own: a render's folder, or someone's web root,
+    would have its playlists and pages overwritten (a SpecError naming ``field`` if not)."""
+    try:
+        names = set(os.listdir(out))
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise SpecError(None, field, f"{out}: not a folder") from None
+    if "manifest.json" in names:
+        raise SpecError(
+            None,
+            field,
+            f"{out}: a render's folder (the channel would overwrite its playlists): give the channel a folder of its own",
+        )
+    if names and not names & _PLAYOUT_OWN:
+        raise SpecError(
+            None,
+            field,
+            f"{out}: a folder that is not a playout's and not empty (the channel would overwrite its files): give the channel a new or empty folder",
+        )
+
+
+def _check_listen(address: tuple[str, int], field: str = "serve") -> None:
+    """That a server can listen on ``address`` now (a SpecError naming ``field`` if not: the
+    port in use, the host not this machine's)."""
+    import socket
+
+    host, port = address
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            sock.bind(where)
+    except OSError as exc:
+        raise SpecError(None, field, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _address(text: str, field: str = "serve") -> tuple[str, int]:

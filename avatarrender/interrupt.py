@@ -27,6 +27,7 @@ __all__ = [
     "children_shielded",
     "end_children",
     "end_pool",
+    "end_with_parent",
     "SIGNALS",
 ]
 
@@ -207,6 +208,30 @@ def end_children(grace_s: float = 0.5) -> list[int]:
     time.sleep(0.05)
     _reap()
     return pids
+
+
+_watching = False
+
+
+def end_with_parent(poll_s: float = 0.25) -> None:
+    """In a child process (a chunk worker, the soundtrack's): end at once when the process that
+    started it is gone, killed outright (SIGKILL, the OOM killer) before it could end its
+    children. They block or ignore the stop signals (:func:`children_shielded`), and a
+    parent-death signal would fire when the *thread* that started them ends (joblib starts its
+    workers from one that does), so a thread watches the parent's pid instead. Once per process."""
+    global _watching
+    with _lock:
+        if _watching:
+            return
+        _watching = True
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)  # reparented: the parent is gone, and nobody waits for what this does
+
+    threading.Thread(target=watch, daemon=True, name="avatarrender-parent-watch").start()
 
 
 def end_pool() -> None:

@@ -65,6 +65,25 @@ def _probe_text(path: Path) -> str:
     return proc.stderr
 
 
+# ffmpeg's closing lines that say only that it stopped, not why
+_FFMPEG_GENERIC = (
+    "At least one output file must be specified",
+    "Error opening output file",
+    "Conversion failed!",
+    "Error opening input file",
+)
+
+
+def _ffmpeg_reason(stderr: str) -> str:
+    """The line of ffmpeg's messages that says why it failed (its last lines say only that)."""
+    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    if any("matches no streams" in ln for ln in lines):
+        return "it has no audio stream"
+    lines = [re.sub(r"^\[[^\]]*@ 0x[0-9a-f]+\] ", "", ln) for ln in lines]  # "[in#0 @ 0x55d0...] "
+    said = [ln for ln in lines if not ln.startswith(_FFMPEG_GENERIC)]
+    return (said or lines or ["ffmpeg said nothing"])[-1]
+
+
 def probe_video(path: str | Path) -> VideoInfo:
     """Size, rate and duration of the first video stream, once its first frame has decoded with
     the libraries the render decodes it with (PyAV's); ``MediaError`` if it has none or it does
@@ -168,9 +187,10 @@ def audio_duration_s(path: str | Path) -> float:
     d = _DURATION.search(text)
     if "Stream #" in text and "Audio:" not in text:
         raise MediaError(path, None, "not an audio file: it has no audio stream")
+    if "Audio:" in text and (not d or not any(map(float, d.groups()))):
+        raise MediaError(path, None, "holds no sound (an audio header and nothing after it)")
     if "Audio:" not in text or not d:
-        last = text.strip().splitlines()[-1] if text.strip() else "no output"
-        raise MediaError(path, None, f"not a readable audio file ({last})")
+        raise MediaError(path, None, f"not a readable audio file ({_ffmpeg_reason(text)})")
     h, m, s = d.groups()
     return int(h) * 3600 + int(m) * 60 + float(s)
 
@@ -285,8 +305,9 @@ def _decode_audio(path: Path, sample_rate_hz: int) -> np.ndarray:
         timeout=600,
     )
     if proc.returncode != 0:
-        msg = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise MediaError(path, None, f"cannot decode audio ({msg[-1] if msg else 'ffmpeg failed'})")
+        raise MediaError(
+            path, None, f"cannot decode audio ({_ffmpeg_reason(proc.stderr.decode(errors='replace'))})"
+        )
     return np.frombuffer(proc.stdout, dtype=np.float32).copy()
 
 

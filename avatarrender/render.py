@@ -268,15 +268,12 @@ class _Apart:
 
 
 def _soundtrack_process_init() -> None:
-    """In the soundtrack process: end with its parent (Linux), and leave stop signals to it."""
+    """In the soundtrack process: end with its parent, and leave stop signals to it (it ignores
+    them: a death signal would be ignored too, hence the watch)."""
     for sig in interrupt.SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
-    if sys.platform == "linux":
-        with contextlib.suppress(Exception):
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    interrupt.end_with_parent()
 
 
 def _soundtrack_warm() -> int:
@@ -335,30 +332,33 @@ def _tolerate_kept_memory() -> None:
     executor = sys.modules.get("joblib.externals.loky.process_executor")
     if executor is not None and isinstance(getattr(executor, "_MAX_MEMORY_LEAK_SIZE", None), int):
         executor._MAX_MEMORY_LEAK_SIZE = max(executor._MAX_MEMORY_LEAK_SIZE, 4 << 30)
-        _quick_exit_in_loky_worker()
+        _set_up_loky_worker()
 
 
-_QUICK_EXIT = False
+_LOKY_WORKER_SET_UP = False
 
 
-def _quick_exit_in_loky_worker() -> None:
-    """Let a loky worker end without tearing its interpreter down.
+def _set_up_loky_worker() -> None:
+    """Once in each of loky's own worker processes (named ``LokyProcess-N``; a Dask worker, say,
+    has exit handlers and a life of its own):
 
-    When the pool shuts down (the command's exit waits for it), a worker that has returned its
-    last result would spend 0.2-0.3 s unloading numpy, PyAV's libraries and freeing its caches,
-    nothing of which outlives it. Registered last, this ``atexit`` handler runs first and ends
-    the process on the spot. Only in loky's own worker processes (named ``LokyProcess-N``): a
-    Dask worker, say, has exit handlers of its own that must run.
+    - End without tearing the interpreter down. When the pool shuts down (the command's exit
+      waits for it), a worker that has returned its last result would spend 0.2-0.3 s unloading
+      numpy, PyAV's libraries and freeing its caches, nothing of which outlives it. Registered
+      last, this ``atexit`` handler runs first and ends the process on the spot.
+    - End with the main process (:func:`interrupt.end_with_parent`): killed outright (SIGKILL,
+      the OOM killer), it cannot end its workers, which block the stop signals.
     """
-    global _QUICK_EXIT
+    global _LOKY_WORKER_SET_UP
     import multiprocessing
 
-    if _QUICK_EXIT or not multiprocessing.current_process().name.startswith("LokyProcess"):
+    if _LOKY_WORKER_SET_UP or not multiprocessing.current_process().name.startswith("LokyProcess"):
         return
     import atexit
 
-    _QUICK_EXIT = True
+    _LOKY_WORKER_SET_UP = True
     atexit.register(os._exit, 0)
+    interrupt.end_with_parent()
 
 
 def start_workers(jobs: int) -> None:
@@ -593,6 +593,7 @@ def render(
         profiles: list[dict[str, Any]] = []
         attempts = 0
         rendered = reused = skipped = 0
+        frames_rendered = 0  # this run's: a resumed render does not count what it found done
         while tasks:
             attempts += 1
             try:
@@ -610,6 +611,7 @@ def render(
                         profiles.append({**result, "published_at": time.time()})
                     reused += bool(result.get("reused"))
                     rendered += not result.get("reused")
+                    frames_rendered += 0 if result.get("reused") else task.chunk.frame_count
                     skipped += result.get("skipped_frames", 0)
                     frames_done += task.chunk.frame_count
                     if first_segment_s is None:
@@ -638,8 +640,10 @@ def render(
         stats = {
             "wall_s": round(wall_s, 3),
             "analysis_s": round(analysed_s, 3),
-            "fps": round(spec.frame_count / wall_s, 2),
-            "realtime_factor": round(float(spec.duration_s) / wall_s, 3),
+            # of the frames this run rendered (all of them, unless it resumed)
+            "fps": round(frames_rendered / wall_s, 2),
+            "realtime_factor": round(float(frames_rendered / spec.output.fps) / wall_s, 3),
+            "frames_rendered": frames_rendered,
             "first_segment_s": round(first_segment_s, 3) if first_segment_s else None,
             "jobs": jobs,
             "chunk_segments": chunk_segments,

@@ -56,6 +56,30 @@ class _Model(BaseModel):
     # inf and nan compare false with every bound, so they would pass ge/le checks unnoticed
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: Any) -> Any:
+        """``duration_s: true`` is a mistake, not 1 s (pydantic reads booleans as 1 and 0)."""
+        flags = [value] if isinstance(value, bool) else []
+        if isinstance(value, (list, tuple)):  # [x, y] positions, [x, y, w, h] screens
+            flags = [v for v in value if isinstance(v, bool)]
+        if flags and info.field_name:
+            kinds = _kinds(cls.model_fields[info.field_name].annotation)
+            if bool not in kinds and kinds & {int, float}:
+                raise ValueError(f"expected a number, got {str(flags[0]).lower()}")
+        return value
+
+
+def _kinds(annotation: Any) -> set:
+    """The plain types an annotation allows, its items' for a container (``int | float | None``
+    -> {int, float, NoneType}; ``tuple[int, int]`` -> {int})."""
+    import typing
+
+    args = typing.get_args(annotation)
+    if not args:
+        return {annotation}
+    return set().union(*(_kinds(a) for a in args))
+
 
 class OutputModel(_Model):
     preset: str = "1080p30"
@@ -398,6 +422,11 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
                 "character.states",
                 f"{ch.states!r} is not a pattern with {{mouth}} and {{eyes}} ({type(exc).__name__}: {exc})",
             ) from None
+        if "{mouth}" not in ch.states:  # one image for every mouth: the character could not speak
+            raise c.error(
+                "character.states",
+                f"{ch.states!r} has no {{mouth}} in it: one image per mouth x eyes state, e.g. states/{{mouth}}_{{eyes}}.png",
+            )
         drawn = [
             (m, e, ch.states.format(mouth=m, eyes=e))
             for m in MOUTH_SHAPES
@@ -548,16 +577,23 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
             text=model.speech.text,
             language=model.speech.language,
         )
+    duration: float | Fraction
     if model.duration_s is not None:
-        duration = Fraction(model.duration_s)
+        duration = model.duration_s  # as written: frames_in reads 0.3 as 3/10
     elif speech_s is not None:
-        duration = Fraction(speech_s)
+        duration = speech_s
     else:
         raise c.error("duration_s", "missing: a segment without speech needs duration_s")
     n = frames_in(duration, out.fps)
     if n < 1:
         raise c.error("duration_s", "shorter than one frame")
     duration = Fraction(n) / out.fps
+    for i, clip in enumerate(model.tv.clips if model.tv else ()):
+        if clip.start_s >= float(duration):  # as for a caption: one that runs past the end is cut there
+            raise c.error(
+                f"tv.clips[{i}].start_s",
+                f"{clip.start_s} s is not inside the segment (0-{float(duration):.3f} s): the clip would never show",
+            )
     if speech is not None and speech.mouth_track is not None:
         from . import lipsync  # parsed now, as the analysis will: a bad track stops before any output
 
@@ -580,7 +616,12 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
         for i, q in enumerate(cues):
             where = _cue_field(cap, i)
             if q.end_s <= q.start_s:
-                raise c.error(where, f"ends ({q.end_s} s) before it starts ({q.start_s} s)")
+                raise c.error(
+                    where,
+                    f"has no length (starts and ends at {q.start_s} s)"
+                    if q.end_s == q.start_s
+                    else f"ends ({q.end_s} s) before it starts ({q.start_s} s)",
+                )
             if q.start_s >= float(duration):  # one that runs past the end is cut there
                 raise c.error(
                     where,
@@ -804,4 +845,20 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
                     f"{lay.wanted_lines} lines; cut to {len(lay.lines)} with an ellipsis (shorten "
                     "the cue, split it, or raise captions.style.max_lines)"
                 )
+        # the picture has room for one caption at a time; a player stacks overlapping cues
+        frame_s = float(1 / out.fps)
+        order = sorted(range(len(parts["cues"])), key=lambda k: parts["cues"][k].start_s)
+        overlaps = [
+            (a, b, parts["cues"][a].end_s - parts["cues"][b].start_s)
+            for a, b in zip(order, order[1:])
+            if parts["cues"][a].end_s - parts["cues"][b].start_s > frame_s
+        ]
+        if overlaps:
+            a, b, by_s = overlaps[0]
+            more = f" (and {len(overlaps) - 1} more)" if len(overlaps) > 1 else ""
+            warnings.append(
+                f"{_cue_field(model.captions, b)}: starts {by_s:.2f} s before "
+                f"{_cue_field(model.captions, a)} ends{more}: one caption is burned in at a time, "
+                "the one that started last (the subtitle track has both)"
+            )
     return Spec(source=source, output=out, warnings=tuple(warnings), **parts)

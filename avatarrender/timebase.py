@@ -32,5 +32,9 @@ def parse_fps(value: int | float | str | Fraction) -> Fraction:
 
 
 def frames_in(duration_s: float | Fraction, fps: Fraction) -> int:
-    """Number of whole frames that start before ``duration_s`` (rounding to the nearest frame)."""
-    return int(round(Fraction(duration_s) * fps))
+    """Number of whole frames that start before ``duration_s`` (rounding to the nearest frame, a
+    half up: 0.5 s is 13 frames at 25 fps and 8 at 15, not 12 and 8 as rounding to even gave). A
+    float counts as the decimal it was written as: 0.3 s at 25 fps is 7.5 frames, so 8, though
+    the double nearest 0.3 lies a hair below it."""
+    exact = Fraction(repr(duration_s)) if isinstance(duration_s, float) else Fraction(duration_s)
+    return math.floor(exact * fps + Fraction(1, 2))

@@ -153,7 +153,9 @@ def plot_track(y, sample_rate_hz: int, track, *, fps: Fraction, features: dict, 
 
 
 def lipsync_cmd(
-    audio: Path = typer.Argument(..., help="Speech: wav, flac, ogg, mp3, ... (any rate, mono or stereo)."),
+    audio: Path = typer.Argument(
+        ..., metavar="AUDIO", help="Speech: wav, flac, ogg, mp3, ... (any rate, mono or stereo)."
+    ),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here (default: stdout)."),
     fps: str = typer.Option("30", "--fps", help="Frames per second of the track (30, 25, 30000/1001)."),
     fmt: str = typer.Option("json", "--format", help="json (Rhubarb's mouthCues) or tsv."),

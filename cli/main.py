@@ -21,6 +21,27 @@ app = typer.Typer(
     help="Render 2D avatar segments into HLS ahead of air time, and play them out live.",
 )
 
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"avatarrender {version('avatarrender')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            print("avatarrender (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Render 2D avatar segments into HLS ahead of air time, and play them out live."""
+
+
 from . import doctor as _doctor  # noqa: E402
 from . import epg as _epg  # noqa: E402
 from . import lipsync as _lipsync  # noqa: E402

@@ -65,7 +65,7 @@ def _overrides(preset: Optional[str], x264_preset: Optional[str]) -> dict:
 
 
 def render_cmd(
-    segment: Path = typer.Argument(..., help="The segment.yaml to render."),
+    segment: Path = typer.Argument(..., metavar="SEGMENT.yaml", help="The segment.yaml to render."),
     output: Optional[Path] = typer.Option(
         None, "-o", "--output", help="Output folder (default: out/<yaml stem>)."
     ),
@@ -86,7 +86,12 @@ def render_cmd(
     scheduler: Optional[str] = typer.Option(
         None, "--scheduler", help="dask scheduler address (tcp://HOST:PORT)."
     ),
-    force: bool = typer.Option(False, "--force", help="Render even if the output is up to date."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Render even if the output is up to date; and replace OUT even if it is a file or a folder "
+        "that is not a render (its contents are lost).",
+    ),
     wait: bool = typer.Option(False, "--wait", help="Wait for another render of the same output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (for cron)."),
@@ -135,7 +140,10 @@ def render_cmd(
         "duration_s": manifest["duration_s"],
         "frames": manifest["frame_count"],
         "segments": len(manifest["segments"]),
-        **{k: stats.get(k) for k in ("wall_s", "fps", "realtime_factor", "first_segment_s")},
+        **{
+            k: stats.get(k)
+            for k in ("wall_s", "fps", "realtime_factor", "first_segment_s", "frames_rendered")
+        },
     }
     if as_json:
         print(json.dumps(summary))
@@ -143,8 +151,12 @@ def render_cmd(
         if summary["up_to_date"]:
             print(f"{summary['output']}: up to date ({summary['segments']} media segments)")
         else:
+            done = summary["frames_rendered"]
+            resumed = (
+                "" if done in (None, summary["frames"]) else f" ({done} rendered now, the rest found done)"
+            )
             print(
-                f"{summary['output']}/index.m3u8: {summary['frames']} frames, "
+                f"{summary['output']}/index.m3u8: {summary['frames']} frames{resumed}, "
                 f"{summary['segments']} media segments in {summary['wall_s']:.1f} s "
                 f"({summary['fps']:.1f} fps, {summary['realtime_factor']:.2f}x real time)"
             )
@@ -171,9 +183,11 @@ def _render_on_dask(spec, out_dir: Path, scheduler: Optional[str], kwargs: dict)
 
 
 def preview_cmd(
-    segment: Path = typer.Argument(..., help="The segment.yaml."),
+    segment: Path = typer.Argument(..., metavar="SEGMENT.yaml", help="The segment.yaml."),
     at: float = typer.Option(0.0, "--at", min=0, help="Time in the segment, seconds."),
-    output: Path = typer.Option(Path("frame.png"), "-o", "--output", help="PNG to write."),
+    output: Path = typer.Option(
+        Path("frame.png"), "-o", "--output", help="Image to write: PNG, or JPEG/WebP/... by its extension."
+    ),
     preset: Optional[str] = typer.Option(None, "--preset", help="Output preset override."),
 ) -> None:
     """Write one composited frame as PNG (no encode): exactly what the render would encode."""
@@ -187,17 +201,22 @@ def preview_cmd(
     from avatarrender import interrupt
 
     interrupt.install(workers=False)
+    kind = Image.registered_extensions().get(output.suffix.lower()) if output.suffix else "PNG"
+    if kind is None or kind not in Image.SAVE:
+        raise SpecError(None, "--output", f"{output}: no image type for {output.suffix!r} (use .png or .jpg)")
+    if not output.parent.is_dir():
+        raise SpecError(None, "--output", f"{output.parent}: no such folder")
     spec = load_spec(segment, overrides=_overrides(preset, None))
     if at > float(spec.duration_s):
         raise SpecError(None, "--at", f"{at} s is past the segment's end ({float(spec.duration_s):.3f} s)")
     buf = io.BytesIO()
-    Image.fromarray(preview_frame(spec, at)).save(buf, format="PNG")
+    Image.fromarray(preview_frame(spec, at)).convert("RGB").save(buf, format=kind)
     atomic_write(output, buf.getvalue())
     print(f"{output}: frame at {at:.3f} s ({spec.output.width}x{spec.output.height})")
 
 
 def validate_cmd(
-    segment: Path = typer.Argument(..., help="The segment.yaml."),
+    segment: Path = typer.Argument(..., metavar="SEGMENT.yaml", help="The segment.yaml."),
     preset: Optional[str] = typer.Option(None, "--preset", help="Output preset override."),
 ) -> None:
     """Check a segment like a render would (files, media, geometry, times); write nothing."""

@@ -113,7 +113,7 @@ def _stop_workers() -> None:
 
 
 def submit_cmd(
-    segment: Path = typer.Argument(..., help="The segment.yaml to render."),
+    segment: Path = typer.Argument(..., metavar="SEGMENT.yaml", help="The segment.yaml to render."),
     inbox: Path = typer.Option(..., "--inbox", help="The inbox a render service watches."),
     name: Optional[str] = typer.Option(
         None, "--name", help="Name in the spool (default: <yaml stem>-<UTC time>)."

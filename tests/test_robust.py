@@ -8,6 +8,8 @@ import pickle
 from fractions import Fraction
 from pathlib import Path
 
+import json
+
 import pytest
 import yaml
 
@@ -187,6 +189,58 @@ def test_states_pattern_that_does_not_format(tiny_segment: Path):
     with pytest.raises(SpecError) as info:
         load_spec(tiny_segment)
     assert info.value.field == "character.states"
+
+
+@pytest.mark.parametrize("pattern", ["assets/base.png", "assets/eyes_{eyes}.png"])
+def test_states_pattern_without_a_mouth_is_refused(tiny_segment: Path, pattern: str):
+    """One image for every mouth is a mistake (the character could not speak), not a scene."""
+
+    def change(d):
+        ch = d["character"]
+        for k in ("base", "mouths", "eyes", "mouth_offset", "eyes_offset"):
+            ch.pop(k, None)
+        ch["states"] = pattern
+
+    _edit(tiny_segment, change)
+    with pytest.raises(SpecError) as info:
+        load_spec(tiny_segment)
+    assert info.value.field == "character.states" and "{mouth}" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("duration_s", True),
+        ("output.crf", False),
+        ("captions.style.size_px", True),
+        ("tv.screen", [True, 2, 64, 36]),
+    ],
+)
+def test_a_boolean_is_not_a_number(tiny_segment: Path, field: str, value):
+    """YAML's true where a number belongs is refused, not read as 1."""
+
+    def change(d):
+        *path, last = field.split(".")
+        node = d
+        for k in path:
+            node = node.setdefault(k, {})
+        node[last] = value
+
+    _edit(tiny_segment, change)
+    with pytest.raises(SpecError) as info:
+        load_spec(tiny_segment)
+    assert info.value.field.startswith(field) and "expected a number" in str(info.value), str(info.value)
+
+
+def test_clip_that_starts_after_the_segment_is_refused(clip_segment: Path):
+    def change(d):
+        d["tv"]["clips"][0]["start_s"] = 50
+        d["tv"]["clips"][0].pop("end_s", None)
+
+    _edit(clip_segment, change)
+    with pytest.raises(SpecError) as info:
+        load_spec(clip_segment)
+    assert info.value.field == "tv.clips[0].start_s" and "never show" in str(info.value)
 
 
 # --------------------------------------------------------------------------- output paths
@@ -584,6 +638,61 @@ def test_stop_signal_ends_every_process_and_leaves_a_resumable_render(
         assert frame_hashes(out / "index.m3u8") == ref
 
 
+def test_workers_end_with_a_render_killed_outright(slow_render, tmp_path):
+    """SIGKILL (the OOM killer, ``kill -9``) gives the main process no chance to end its
+    workers, which block the stop signals: they notice their parent is gone and end too, and
+    the resource trackers with them. The render resumes from what was published."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from avatarrender.render import partial_path
+    from media_check import frame_hashes
+
+    yml, ref = slow_render
+    out = tmp_path / "out"
+    part = partial_path(out)
+    exe = str(Path(sys.executable).with_name("avatarrender"))
+    proc = subprocess.Popen(
+        [exe, "render", str(yml), "-o", str(out), "-q", "--jobs", "2", "--chunk-segments", "1"],
+        start_new_session=True,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        end = time.monotonic() + 300
+        while not MOMENTS["mid-render"](part) and proc.poll() is None and time.monotonic() < end:
+            time.sleep(0.005)
+        assert proc.poll() is None, "the render ended before it could be killed"
+        tree = _tree(proc.pid)
+        workers = [p for p in tree if b"loky" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert workers, tree
+        os.kill(proc.pid, signal.SIGKILL)  # the main process alone, as the OOM killer does
+        proc.wait(timeout=10)
+        killed_at = time.monotonic()
+        while any(_running(p) for p in tree) and time.monotonic() < killed_at + 10:
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    left = [p for p in tree if _running(p)]
+    for p in left:  # not to leak them into the rest of the suite
+        os.kill(p, signal.SIGKILL)
+    assert left == [], "processes alive 10 s after their render was killed"
+    res = subprocess.run(
+        [exe, "render", str(yml), "-o", str(out), "--json", "--chunk-segments", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    assert frame_hashes(out / "index.m3u8") == ref
+    # its speed is of the frames it rendered, not of those it found done
+    summary = json.loads(res.stdout)
+    assert 0 < summary["frames_rendered"] < summary["frames"], summary
+    assert summary["fps"] == pytest.approx(summary["frames_rendered"] / summary["wall_s"], rel=0.05)
+
+
 # --------------------------------------------------------------------------- captions
 
 
@@ -707,3 +816,93 @@ def test_long_caption_is_a_warning_and_renders(tiny_segment: Path):
 def test_usage_errors_are_one_line(args):
     line = _one_line(run_cli(*args), 2)
     assert "--help" in line
+
+
+def test_playout_says_what_is_wrong_with_its_options_before_rendering_the_filler(tiny_segment, tmp_path):
+    """A port in use and a spool folder that is not there are told at once, naming the option,
+    not after the filler's render (the port) or never (a mistyped spool airs filler forever)."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = tmp_path / "live"
+        line = _one_line(
+            run_cli(
+                "playout",
+                "--filler-spec",
+                str(tiny_segment),
+                "--out",
+                str(out),
+                "--serve",
+                f"127.0.0.1:{port}",
+            ),
+            2,
+        )
+        assert "--serve" in line and str(port) in line and "in use" in line, line
+    assert not any(out.rglob("*.ts")), "the filler was rendered before the port was checked"
+    spool = tmp_path / "no-such-spool"
+    line = _one_line(
+        run_cli("playout", "--filler-spec", str(tiny_segment), "--out", str(out), "--spool", str(spool)), 2
+    )
+    assert "--spool" in line and str(spool) in line and "no such folder" in line, line
+    assert not any(out.rglob("*.ts"))
+    # a render's folder, or anyone's that is not empty, is not the channel's to overwrite
+    render = tmp_path / "render"
+    render.mkdir()
+    (render / "manifest.json").write_text("{}")
+    (render / "master.m3u8").write_text("#EXTM3U\n")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<p>mine</p>")
+    for folder, what in ((render, "a render's folder"), (site, "not empty")):
+        line = _one_line(run_cli("playout", "--filler-spec", str(tiny_segment), "--out", str(folder)), 2)
+        assert "--out" in line and what in line, line
+    assert (render / "master.m3u8").read_text() == "#EXTM3U\n"
+    assert (site / "index.html").read_text() == "<p>mine</p>" and len(list(site.iterdir())) == 1
+
+
+def test_preview_writes_the_type_its_name_asks_for(tiny_segment: Path, tmp_path: Path):
+    from PIL import Image
+
+    for name, kind in (("f.png", "PNG"), ("f.jpg", "JPEG")):
+        proc = run_cli("preview", str(tiny_segment), "--at", "1", "-o", str(tmp_path / name))
+        assert proc.returncode == 0, proc.stderr
+        with Image.open(tmp_path / name) as im:
+            assert im.format == kind
+    for bad, said in (("nodir/p.png", "no such folder"), ("p.xyz", "no image type")):
+        line = _one_line(run_cli("preview", str(tiny_segment), "-o", str(tmp_path / bad)), 2)
+        assert "--output" in line and said in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.jpg", "f.png", "seg"]
+
+
+def test_version_is_the_installed_package_s():
+    import tomllib
+
+    proc = run_cli("--version")
+    assert proc.returncode == 0, proc.stderr
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())[
+        "project"
+    ]
+    assert proc.stdout.strip() == f"avatarrender {project['version']}"
+
+
+def test_overlapping_captions_are_a_warning(tiny_segment: Path):
+    """Burned in, one caption shows at a time: a cue that starts before the one before ends
+    is said, once, with its field."""
+    _edit(
+        tiny_segment,
+        lambda d: d["captions"].__setitem__(
+            "cues",
+            [
+                {"text": "one", "start_s": 0.1, "end_s": 1.0},
+                {"text": "two", "start_s": 0.5, "end_s": 1.5},
+                {"text": "three", "start_s": 1.5, "end_s": 1.9},  # touching is not overlapping
+            ],
+        ),
+    )
+    proc = run_cli("validate", str(tiny_segment))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "captions.cues[1]" in lines[0] and "0.50 s" in lines[0], proc.stderr

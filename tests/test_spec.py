@@ -52,6 +52,28 @@ def test_presets(tiny_segment: Path, preset, size, fps):
     assert (p["width"], p["height"]) == size
 
 
+@pytest.mark.parametrize(
+    "duration_s,fps,frames",
+    [(0.5, 25, 13), (0.5, 15, 8), (0.1, 25, 3), (0.3, 25, 8), (0.49, 25, 12), (2, 30, 60)],
+)
+def test_frames_in_rounds_half_a_frame_up_at_any_rate(duration_s, fps, frames):
+    from avatarrender.timebase import frames_in
+
+    assert frames_in(duration_s, Fraction(fps)) == frames
+
+
+@pytest.mark.parametrize("fps,frames", [(25, 8), (15, 5)])
+def test_a_segment_of_0_3_s_has_its_frames_rounded_half_up(tiny_segment: Path, fps: int, frames: int):
+    """duration_s: 0.3 at 25 fps is 7.5 frames: 8 (the YAML's 0.3, not the double a hair below)."""
+    doc = yaml.safe_load(tiny_segment.read_text())
+    doc["duration_s"] = 0.3
+    doc["output"]["fps"] = fps
+    doc.pop("captions", None)
+    doc.pop("tv", None)
+    tiny_segment.write_text(yaml.safe_dump(doc))
+    assert load_spec(tiny_segment).frame_count == frames
+
+
 def test_exact_fps_and_cues():
     assert (
         parse_cues(
