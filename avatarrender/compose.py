@@ -104,7 +104,7 @@ def compose_frames(spec: Spec, timeline: Timeline, scene: Scene) -> Any:
     reader = None
     if tv and tv.clips:
         x0, y0, x1, y1 = scene.screen  # in output pixels
-        reader = TVReader([c.file for c in tv.clips], (x1 - x0, y1 - y0), spec.output.fps)
+        reader = TVReader([c.file for c in tv.clips], (x1 - x0, y1 - y0), spec.output.fps, tv.fit)
     buf = Frame.empty(spec.output.width, spec.output.height)
     fresh, screen_dirty = True, False  # one buffer, refreshed where frames can differ
     clips = reader.frames(timeline.tv_clip, timeline.tv_time_s) if reader else None

@@ -311,6 +311,30 @@ def close_clip_decoders(keep: Sequence[Path] = ()) -> None:
         kept.pop(key).close()
 
 
+# a clip within this of the screen's shape is scaled to it (a bar of a pixel or two is no fit)
+FIT_TOLERANCE = Fraction(2, 100)
+
+
+def fit_filters(aspect: Fraction, screen: tuple[int, int], fit: str) -> list[str]:
+    """ffmpeg filters that scale a picture of display ``aspect`` (width / height, its pixels'
+    shape counted) onto a ``screen`` of (w, h): whole, centred on black (``contain``); filling
+    it, the overflow cut evenly (``cover``); or stretched to it (``stretch``, and any clip
+    within :data:`FIT_TOLERANCE` of the screen's shape). Sizes and offsets are even (yuv420p)."""
+    w, h = screen
+    scale = "flags=bicubic:out_range=tv"
+    if fit == "stretch" or abs(aspect / Fraction(w, h) - 1) <= FIT_TOLERANCE:
+        return [f"scale={w}:{h}:{scale}"]
+    even = lambda v: max(2, 2 * int(round(v / 2)))  # noqa: E731
+    if (aspect > Fraction(w, h)) == (fit == "contain"):
+        sw, sh = w, even(w / aspect)  # as wide as the screen
+    else:
+        sw, sh = even(h * aspect), h  # as tall as the screen
+    x, y = 2 * (abs(w - sw) // 4), 2 * (abs(h - sh) // 4)
+    if fit == "contain":
+        return [f"scale={sw}:{sh}:{scale}", f"pad={w}:{h}:{x}:{y}:black"]
+    return [f"scale={sw}:{sh}:{scale}", f"crop={w}:{h}:{x}:{y}"]
+
+
 class TVReader:
     """Decodes the TV clips a chunk shows, in this process (PyAV), scaled to the screen.
 
@@ -320,17 +344,23 @@ class TVReader:
     per chunk. The clips' decoders stay open in the worker from run to run and chunk to chunk,
     and decode on instead of seeking where that gives the same frames (:class:`_ClipDecoder`).
 
+    A clip of another shape than the screen (a portrait phone clip, a 4:3 archive) is fitted
+    as ``fit`` says (:func:`fit_filters`): whole, with black bars (``contain``), filling the
+    screen, its edges cut (``cover``), or stretched (``stretch``).
+
     Parameters
     ----------
     clip_paths : list of Path
     size : (w, h) of the screen, px (even)
     fps : output frame rate
+    fit : "contain", "cover" or "stretch"
     """
 
-    def __init__(self, clip_paths: list[Path], size: tuple[int, int], fps: Fraction):
+    def __init__(self, clip_paths: list[Path], size: tuple[int, int], fps: Fraction, fit: str = "contain"):
         self.clip_paths = clip_paths
         self.w, self.h = size
         self.fps = fps
+        self.fit = fit
         self._buf = np.empty(self.w * self.h * 3 // 2, dtype=np.uint8)
         n, q = self.w * self.h, self.w * self.h // 4
         self._planes = (
@@ -386,7 +416,7 @@ class TVReader:
             if frame.pts is None or frame.pts - shift < 0:
                 continue
             if graph is None:
-                graph = self._graph(stream, frame.rotation)
+                graph = self._graph(stream, frame.rotation, (frame.width, frame.height))
             frame.pts -= shift
             graph.vpush(frame)
             yield from pulled()
@@ -400,15 +430,20 @@ class TVReader:
         -180: ["hflip", "vflip"],
     }
 
-    def _graph(self, stream: Any, rotation: float) -> Any:
-        """rotation, fps, scale bicubic to the screen with TV range, yuv420p."""
-        graph = av.filter.Graph()
+    def _graph(self, stream: Any, rotation: float, size: tuple[int, int]) -> Any:
+        """rotation, fps, scale bicubic to the screen with TV range (fitted), yuv420p."""
         turn = self._UPRIGHT.get(int(round(rotation or 0)), [])
+        sar = Fraction(stream.sample_aspect_ratio or 1) or Fraction(1)
+        w, h = size
+        if turn and turn[0].startswith("transpose"):
+            w, h, sar = h, w, 1 / sar
+        fit = fit_filters(Fraction(w) * sar / h, (self.w, self.h), self.fit)
+        graph = av.filter.Graph()
         chain = [
             graph.add_buffer(template=stream),
             *(graph.add(*f.split("=", 1)) for f in turn),
             graph.add("fps", f"{self.fps.numerator}/{self.fps.denominator}"),
-            graph.add("scale", f"{self.w}:{self.h}:flags=bicubic:out_range=tv"),
+            *(graph.add(*f.split("=", 1)) for f in fit),
             graph.add("format", "yuv420p"),
             graph.add("buffersink"),
         ]

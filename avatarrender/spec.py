@@ -207,6 +207,7 @@ class TV:
     overlay_position: XY
     off: Path | None
     clips: tuple[Clip, ...] = ()
+    fit: str = "contain"  # a clip of another shape: "contain", "cover" or "stretch"
 
 
 @dataclasses.dataclass(frozen=True)

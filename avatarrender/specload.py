@@ -158,6 +158,8 @@ class ClipModel(_Model):
 
 class TVModel(_Model):
     screen: tuple[int, int, int, int]
+    # a clip of another shape: whole on black bars, filling the screen cut to it, or stretched
+    fit: Literal["contain", "cover", "stretch"] = "contain"
     overlay: str | None = None
     overlay_position: XY = (0, 0)
     off: str | None = None
@@ -552,6 +554,7 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
             )
         tv = TV(
             screen=tuple(model.tv.screen),
+            fit=model.tv.fit,
             overlay=overlay,
             overlay_position=tuple(model.tv.overlay_position),
             off=off,

@@ -15,7 +15,7 @@ import pytest
 
 from avatarrender.audio import AdtsStream, encode_aac
 from avatarrender.audiotrack import AudioSource, failed_path, part_path
-from avatarrender.encode import ChunkEncoder, SegmentJob, rawvideo_input_args, x264_args
+from avatarrender.encode import ChunkEncoder, SegmentJob, fit_filters, rawvideo_input_args, x264_args
 from avatarrender.errors import AvatarRenderError
 from avatarrender.media import ffmpeg_exe
 from avatarrender.spec import load_spec
@@ -162,12 +162,22 @@ def test_chunk_stops_waiting_when_the_audio_encoder_failed(tmp_path):
 
 
 def _cli_tv(
-    path: Path, t_s: float, n: int, w: int, h: int, fps: Fraction, *, from_start: bool = False
+    path: Path,
+    t_s: float,
+    n: int,
+    w: int,
+    h: int,
+    fps: Fraction,
+    *,
+    from_start: bool = False,
+    fit: list[str] | None = None,
 ) -> np.ndarray:
     """``ffmpeg -ss T -i CLIP -vf fps,scale,format``; ``from_start``: the clip decoded from its
     first frame, the frames before T dropped and the rest re-timed from T by filters (the
-    reference for MPEG-TS, where ffmpeg's -ss lands on a frame after a keyframe, not on one)."""
-    vf = f"fps={fps.numerator}/{fps.denominator},scale={w}:{h}:flags=bicubic:out_range=tv,format=yuv420p"
+    reference for MPEG-TS, where ffmpeg's -ss lands on a frame after a keyframe, not on one);
+    ``fit``: filters in place of the scale (a clip of another shape than the screen)."""
+    scale = ",".join(fit) if fit else f"scale={w}:{h}:flags=bicubic:out_range=tv"
+    vf = f"fps={fps.numerator}/{fps.denominator},{scale},format=yuv420p"
     if from_start:
         vf = f"trim=start={t_s:.6f},setpts=PTS-{t_s:.6f}/TB," + vf
     out = subprocess.run(
@@ -261,7 +271,11 @@ def test_tv_reader_turns_a_rotated_clip_upright_like_ffmpeg(tmp_path, rotation):
         check=True,
     )
     w, h, n, fps = 96, 54, 5, Fraction(30)
-    want = _cli_tv(clip, 0.5, n, w, h, fps)
+    # upright, a portrait clip on a landscape screen: whole, between black bars (fit: contain)
+    aspect = Fraction(160, 90) if rotation == 180 else Fraction(90, 160)
+    fit = fit_filters(aspect, (w, h), "contain")
+    assert len(fit) == (1 if rotation == 180 else 2)
+    want = _cli_tv(clip, 0.5, n, w, h, fps, fit=fit)
     got = np.array(
         [
             np.concatenate([p.ravel() for p in planes])
@@ -269,7 +283,7 @@ def test_tv_reader_turns_a_rotated_clip_upright_like_ffmpeg(tmp_path, rotation):
         ]
     )
     assert np.array_equal(got, want)
-    unturned = _cli_tv(src, 0.5, n, w, h, fps)
+    unturned = _cli_tv(src, 0.5, n, w, h, fps, fit=fit)
     assert not np.array_equal(got, unturned)  # it was turned
 
 
@@ -628,3 +642,45 @@ def test_skip_frames_off(tmp_path):
         enc.finish()
         assert enc.skipped_count == 0
     assert _h264_packets(tmp_path / "x.ts")[1][4:5] != b"\x68"  # no PPS of ours
+
+
+@pytest.mark.parametrize("fit", ["contain", "cover", "stretch"])
+@pytest.mark.parametrize("size,sar", [("120x90", "1:1"), ("90x160", "1:1"), ("120x90", "4:3")])
+def test_tv_clip_of_another_shape_is_fitted_to_the_screen(tmp_path, fit, size, sar):
+    """A 4:3 clip, a portrait one and an anamorphic one (120x90 pixels 4:3 wide: 16:9 on
+    screen) on a 16:9 screen: ``contain`` shows it whole between black bars of even width,
+    ``cover`` fills the screen, ``stretch`` fills it too; the picture keeps its shape (the bars'
+    width is the shape's) and the grey of the clip where it shows."""
+    from avatarrender.encode import TVReader
+    from conftest import clip_luma, make_clip
+
+    src, clip = tmp_path / "src.mp4", tmp_path / "clip.mp4"
+    make_clip(src, duration_s=1.0, size=size)
+    # the pixels' shape as the encoder wrote it (H.264's VUI, the MP4's pasp), as a DVD source has it
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-i", str(src), "-vf", f"setsar={sar.replace(':', '/')}"]
+        + ["-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", str(clip)],
+        check=True,
+    )
+    with av.open(str(clip)) as c:
+        assert Fraction(c.streams.video[0].sample_aspect_ratio or 1) == Fraction(sar.replace(":", "/"))
+    w, h = 192, 108
+    (planes,) = list(TVReader([clip], (w, h), Fraction(30), fit).frames(np.zeros(1, np.int16), np.zeros(1)))
+    y = planes[0].astype(int)
+    grey = clip_luma(0)
+    lit = np.abs(y - grey) <= 2
+    dark = y <= 17  # black in TV range
+    sw, sh = map(int, size.split("x"))
+    aspect = Fraction(sw, sh) * Fraction(sar.replace(":", "/"))
+    if fit != "contain" or aspect == Fraction(w, h):
+        assert lit.all(), (fit, size, sar)
+        return
+    assert (lit | dark).all() and dark.any()
+    cols, rows = lit.any(axis=0), lit.any(axis=1)
+    inner_w, inner_h = int(cols.sum()), int(rows.sum())
+    if aspect < Fraction(w, h):  # bars left and right
+        assert inner_h == h and abs(inner_w - h * aspect) <= 2
+        left = int(np.argmax(cols))
+        assert left % 2 == 0 and abs(left - (w - inner_w - left)) <= 2
+    else:
+        assert inner_w == w and abs(inner_h - w / aspect) <= 2
