@@ -4,11 +4,12 @@ documented exit code, and nothing half-written (issue 14, render and validate)."
 from __future__ import annotations
 
 import inspect
+import json
 import pickle
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
-
-import json
 
 import pytest
 import yaml
@@ -575,6 +576,45 @@ MOMENTS = {
 }
 
 
+_EXE = str(Path(sys.executable).with_name("avatarrender"))
+
+
+def _render_until(yml: Path, out: Path, moment: str, **popen) -> tuple[subprocess.Popen, Path]:
+    """A render of ``yml`` started in its own process group (as a terminal's foreground job,
+    SIGINT not inherited ignored), returned at ``moment`` (:data:`MOMENTS`) or its end."""
+    import signal
+    import time
+    from avatarrender.render import partial_path
+
+    part = partial_path(out)
+    proc = subprocess.Popen(
+        [_EXE, "render", str(yml), "-o", str(out), "-q", "--jobs", "2", "--chunk-segments", "1"],
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        **popen,
+    )
+    end = time.monotonic() + 300
+    while not MOMENTS[moment](part) and proc.poll() is None and time.monotonic() < end:
+        time.sleep(0.005)
+    return proc, part
+
+
+def _resume(yml: Path, out: Path, ref) -> dict:
+    """Render ``yml`` into ``out`` again: it must finish with the frames ``ref`` hashes to.
+    Returns its ``--json`` summary."""
+    from media_check import frame_hashes
+
+    res = subprocess.run(
+        [_EXE, "render", str(yml), "-o", str(out), "--json", "--chunk-segments", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    assert frame_hashes(out / "index.m3u8") == ref
+    return json.loads(res.stdout)
+
+
 @pytest.mark.parametrize("moment", list(MOMENTS))
 @pytest.mark.parametrize("signame,code", [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)])
 def test_stop_signal_ends_every_process_and_leaves_a_resumable_render(
@@ -582,28 +622,12 @@ def test_stop_signal_ends_every_process_and_leaves_a_resumable_render(
 ):
     import os
     import signal
-    import subprocess
-    import sys
     import time
-    from avatarrender.render import partial_path
-    from media_check import frame_hashes
 
     yml, ref = slow_render
     out = tmp_path / "out"
-    part = partial_path(out)
-    exe = str(Path(sys.executable).with_name("avatarrender"))
-    # its own process group, as a terminal's foreground job; SIGINT not inherited ignored
-    proc = subprocess.Popen(
-        [exe, "render", str(yml), "-o", str(out), "-q", "--jobs", "2", "--chunk-segments", "1"],
-        start_new_session=True,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    proc, part = _render_until(yml, out, moment, stderr=subprocess.PIPE, text=True)
     try:
-        end = time.monotonic() + 300
-        while not MOMENTS[moment](part) and proc.poll() is None and time.monotonic() < end:
-            time.sleep(0.005)
         tree = _tree(proc.pid)
         sig = getattr(signal, signame)
         # SIGINT as a terminal sends it (to the group); SIGTERM and SIGHUP as systemd (the group)
@@ -628,14 +652,7 @@ def test_stop_signal_ends_every_process_and_leaves_a_resumable_render(
         assert len(lines) == 1 and f"stopped by {signame}" in lines[0], err
         assert not out.exists()
     if moment == "mid-render" or (moment == "publishing" and proc.returncode):
-        res = subprocess.run(
-            [exe, "render", str(yml), "-o", str(out), "--json", "--chunk-segments", "1"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert res.returncode == 0, res.stderr
-        assert frame_hashes(out / "index.m3u8") == ref
+        _resume(yml, out, ref)
 
 
 def test_workers_end_with_a_render_killed_outright(slow_render, tmp_path):
@@ -644,25 +661,12 @@ def test_workers_end_with_a_render_killed_outright(slow_render, tmp_path):
     the resource trackers with them. The render resumes from what was published."""
     import os
     import signal
-    import subprocess
-    import sys
     import time
-    from avatarrender.render import partial_path
-    from media_check import frame_hashes
 
     yml, ref = slow_render
     out = tmp_path / "out"
-    part = partial_path(out)
-    exe = str(Path(sys.executable).with_name("avatarrender"))
-    proc = subprocess.Popen(
-        [exe, "render", str(yml), "-o", str(out), "-q", "--jobs", "2", "--chunk-segments", "1"],
-        start_new_session=True,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, _ = _render_until(yml, out, "mid-render", stderr=subprocess.DEVNULL)
     try:
-        end = time.monotonic() + 300
-        while not MOMENTS["mid-render"](part) and proc.poll() is None and time.monotonic() < end:
-            time.sleep(0.005)
         assert proc.poll() is None, "the render ended before it could be killed"
         tree = _tree(proc.pid)
         workers = [p for p in tree if b"loky" in Path(f"/proc/{p}/cmdline").read_bytes()]
@@ -679,16 +683,8 @@ def test_workers_end_with_a_render_killed_outright(slow_render, tmp_path):
     for p in left:  # not to leak them into the rest of the suite
         os.kill(p, signal.SIGKILL)
     assert left == [], "processes alive 10 s after their render was killed"
-    res = subprocess.run(
-        [exe, "render", str(yml), "-o", str(out), "--json", "--chunk-segments", "1"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert res.returncode == 0, res.stderr
-    assert frame_hashes(out / "index.m3u8") == ref
-    # its speed is of the frames it rendered, not of those it found done
-    summary = json.loads(res.stdout)
+    # the same frames, and its speed is of the frames it rendered, not of those it found done
+    summary = _resume(yml, out, ref)
     assert 0 < summary["frames_rendered"] < summary["frames"], summary
     assert summary["fps"] == pytest.approx(summary["frames_rendered"] / summary["wall_s"], rel=0.05)
 
