@@ -506,6 +506,13 @@ def render(
             if progress:
                 progress(spec.frame_count, spec.frame_count)
             return {**old.to_json(), "up_to_date": True}
+        if hidden_partial and out_dir.exists():
+            # a spool's item may be on air (swapped, it would end mid-program with the other
+            # render's media) or aired already (a new render there would never air)
+            raise OutputError(
+                f"{out_dir}: {out_dir.name} is in the spool already (waiting, on air or aired): "
+                "give the new render another name"
+            )
         if chunk_segments is None:  # aired while it renders: every media segment published alone
             chunk_segments = 1 if lead_frames else DEFAULT_CHUNK_SEGMENTS
         plan = plan_chunks(spec, chunk_segments=chunk_segments, lead_frames=lead_frames)

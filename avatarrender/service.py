@@ -112,8 +112,34 @@ def submit(spec: str | Path, inbox: str | Path, *, name: str | None = None) -> P
     path = inbox / f"{name}.submit"
     if path.exists():
         raise SpecError(path, "name", "a submission of this name is already waiting")
+    # the spool of the service watching this inbox (what its status says): a name in it is
+    # taken (the item waits, airs or aired), and a render there would fail
+    try:
+        spool = Path(json.loads((inbox / STATUS_NAME).read_text())["spool"])
+    except (OSError, ValueError, KeyError, TypeError):
+        spool = None
+    if spool is not None and (spool / name).exists():
+        raise SpecError(None, "name", f"{name} is in the spool already ({spool / name}): give another name")
+    # a name whose render failed before: this submission is the new try
+    (inbox / f"{name}.error").unlink(missing_ok=True)
     atomic_write(path, json.dumps({"spec": str(spec), "name": name}) + "\n")
     return path
+
+
+def _recorded_failures(inbox: Path) -> list[dict[str, Any]]:
+    """The failures whose ``NAME.error`` is still in ``inbox``, oldest first (the last 20)."""
+    found = []
+    try:
+        for p in inbox.glob("*.error"):
+            with contextlib.suppress(OSError):
+                at = dt.datetime.fromtimestamp(p.stat().st_mtime, dt.timezone.utc)
+                message = p.read_text(errors="replace").strip()
+                found.append(
+                    {"file": str(p.with_suffix("")), "error": message, "at": at.isoformat(timespec="seconds")}
+                )
+    except OSError:
+        return []
+    return sorted(found, key=lambda f: f["at"])[-20:]
 
 
 def read_submission(path: Path) -> Submission:
@@ -243,7 +269,8 @@ class RenderService:
         self.warm = [Path(p) for p in warm]
         self.current: Submission | None = None
         self.done: list[dict[str, Any]] = []
-        self.failed: list[dict[str, Any]] = []
+        # failures recorded before a restart (their .error files wait for the operator)
+        self.failed: list[dict[str, Any]] = _recorded_failures(self.inbox)
         self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
         self._client: Any = None
         self._touched = time.monotonic()

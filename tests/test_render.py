@@ -7,6 +7,7 @@ import subprocess
 
 import numpy as np
 import pytest
+import yaml
 
 from avatarrender.analysis import analyse, segment_audio
 from avatarrender.media import ffmpeg_exe
@@ -182,6 +183,18 @@ def test_render_into_spool_publishes_atomically(tiny_segment, tmp_path):
     names = sorted(p.name for p in spool.iterdir())
     assert names == ["show1"], names  # no partial left behind, nor the lock file
     assert json.loads((spool / "show1" / "manifest.json").read_text())["complete"] is True
+    # the same render again: up to date; another one under that name: refused, the item kept
+    before = {p.name: p.read_bytes() for p in (spool / "show1").iterdir()}
+    proc = run_cli("render", str(tiny_segment), "--into", str(spool), "--name", "show1", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["up_to_date"], proc.stderr
+    doc = yaml.safe_load(tiny_segment.read_text())
+    doc["captions"]["cues"][0]["text"] = "Another program"
+    other = tiny_segment.with_name("other.yaml")
+    other.write_text(yaml.safe_dump(doc))
+    proc = run_cli("render", str(other), "--into", str(spool), "--name", "show1", "--json")
+    assert proc.returncode == 2 and "in the spool already" in proc.stderr, proc.stderr
+    assert {p.name: p.read_bytes() for p in (spool / "show1").iterdir()} == before
+    assert sorted(p.name for p in spool.iterdir()) == ["show1"]
     # a default name carries the YAML's stem and a UTC time stamp, so cron runs do not collide
     proc = run_cli("render", str(tiny_segment), "--into", str(spool), "-q")
     assert proc.returncode == 0, proc.stderr

@@ -114,6 +114,15 @@ def test_service_renders_submissions_and_goes_on_after_a_bad_one(tmp_path):
     assert [s["frames"] for s in ref["segments"]][0] == lead
     assert frame_hashes(spool / "good" / "index.m3u8") == frame_hashes(tmp_path / "ref" / "index.m3u8")
     assert (inbox / ".done" / "good.submit").is_file() and not (inbox / "good.submit").exists()
+    # a restarted service still reports the failure its .error records
+    assert [f["file"] for f in RenderService(inbox, spool).failed] == [str(inbox / "broken")]
+    # a name in the spool is taken (on air, it would be swapped mid-program; aired, never aired)
+    with pytest.raises(SpecError, match="in the spool already"):
+        submit(yml, inbox, name="good")
+    # a name that failed is tried again when submitted again (it waited forever, silently)
+    submit(yml, inbox, name="broken")
+    assert not (inbox / "broken.error").exists()
+    assert [p.name for p in RenderService(inbox, spool).pending()] == ["broken.submit"]
 
 
 def test_service_warms_a_scene_at_launch_out_of_the_playouts_sight(tmp_path):
