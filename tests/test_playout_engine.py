@@ -532,6 +532,7 @@ def test_failed_render_ahead_shows_its_error_line(media: Path) -> None:
         f"""
         entries:
           - {{name: broken, spec: {yml}}}
+          - {{name: after, segment: b}}
         """,
     )
     d = Driver(media, sched, renderer=ProcessRenderer())
@@ -547,7 +548,13 @@ def test_failed_render_ahead_shows_its_error_line(media: Path) -> None:
     errors = [e["message"] for e in d.status()["errors"]]
     line = next((m for m in errors if m.startswith("entry/broken: render failed: ")), None)
     assert line and "segment.yaml: scene.background: file not found" in line, errors
-    assert "entry/broken" not in d.programs() and d.programs() == ["filler"]
+    # refused at once with that line (not after max_late_s of filler: it will never be ready),
+    # and the next entry follows
+    refused = next((m for m in errors if m.startswith("entry/broken: refused: ")), None)
+    assert refused and "scene.background: file not found" in refused, errors
+    assert not [m for m in errors if "not ready" in m and "broken" in m], errors
+    d.run(3)
+    assert "entry/broken" not in d.programs() and d.programs()[:2] == ["filler", "entry/after"]
     # the channel side stays independent of the renderer and the CLI
     import ast
 
@@ -588,6 +595,74 @@ def test_spool_item_whose_render_failed_is_refused_at_once(media: Path) -> None:
     )
     aired_broken = [s for s in d.playout.playlist.segments if s.program == "spool/aa-broken"]
     assert len(aired_broken) <= 2, "nothing past what was published before the failure"
+
+
+def test_entry_folder_copied_in_while_due_airs_once_whole(media: Path) -> None:
+    """A schedule entry's folder that arrives by copy (rsync: the manifest first) while the
+    entry waits is not refused half-copied: it airs once whole, within the late policy."""
+    sched = schedule(
+        media,
+        f"""
+        entries:
+          - {{name: copied, at: "{at(4)}", segment: arriving}}
+        """,
+    )
+    d = Driver(media, sched)
+    d.start(T0)
+    d.run(3)
+    src, dst = media / "b", media / "arriving"
+    dst.mkdir()
+    shutil.copy2(src / "manifest.json", dst / "manifest.json")
+    for name in sorted(p.name for p in src.iterdir() if p.name != "manifest.json"):
+        d.run(0.5)
+        shutil.copy2(src / name, dst / name)
+    d.run(6)
+    assert "entry/copied" in d.programs(), (d.programs(), d.playout.errors)
+    assert not [e for e in d.playout.errors if "refused" in e["message"]], d.playout.errors
+
+
+def test_failed_render_ahead_is_rendered_again_once_its_segment_yaml_changes(media: Path) -> None:
+    """Fixed before it is due (the missing image put back, the YAML saved), an entry whose
+    render failed is rendered again and airs at its time."""
+    import os
+    import time
+
+    from avatarrender.render import ProcessRenderer
+    from conftest import make_tiny_segment
+
+    yml = make_tiny_segment(media / "seg", speech_s=2.0, tv=False, captions=False)
+    room = yml.parent / "assets" / "room.png"
+    kept = room.read_bytes()
+    room.unlink()
+    sched = schedule(
+        media,
+        f"""
+        entries:
+          - {{name: later, at: "{at(40)}", spec: {yml}}}
+        """,
+    )
+    d = Driver(media, sched, renderer=ProcessRenderer())
+    d.start(T0)
+    deadline = time.monotonic() + 120
+
+    def failures() -> int:
+        return sum(m["message"].startswith("entry/later: render failed") for m in d.playout.errors)
+
+    while not failures() and time.monotonic() < deadline:
+        time.sleep(0.05)
+        d.tick(Fraction(1, 20))
+    assert failures() == 1
+    room.write_bytes(kept)
+    st = yml.stat()
+    os.utime(yml, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    folder = d.playout.schedule.entries[0].folder
+    while d.playout.render_key is not None or not (folder / "manifest.json").exists():
+        assert time.monotonic() < deadline, "not rendered again"
+        time.sleep(0.05)
+        d.tick(Fraction(1, 20))
+    assert failures() == 1
+    d.run(40 - float(d.now - T0) + 3)
+    assert "entry/later" in d.programs(), d.programs()
 
 
 def test_fresh_channel_backfills_filler_and_starts_programs_from_now(media: Path) -> None:

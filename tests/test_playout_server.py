@@ -425,3 +425,30 @@ def test_stop_ends_every_connection_at_once(live, caplog) -> None:
     said = [r.getMessage() for r in caplog.records if r.levelno >= 30]
     assert not said, said
     assert not [w for w in caught if "Task was destroyed" in str(w.message)], caught
+
+
+def test_media_segment_on_air_is_not_cached_whole(tmp_path: Path) -> None:
+    """The segment on air is written whole when its slot starts and may be cut short when a
+    program starts (the filler's last): served no-cache, so a CDN does not keep the long one;
+    closed segments are immutable, as before."""
+    feed = LiveFeed()
+    media = tmp_path / "media"
+    media.mkdir()
+    for seq in (9, 10, 11):
+        (media / f"{seq:09d}.ts").write_bytes(b"\x47" + bytes(187))
+    feed.publish(_snap(10, 1, {9: 3}))
+    server, _ = serve_in_thread(tmp_path, feed=feed)
+    try:
+        for seq, cached in ((9, True), (10, False), (11, False)):
+            r, data = req(server, "GET", f"/media/{seq:09d}.ts")
+            assert r.status == 200 and len(data) == 188
+            control = r.getheader("Cache-Control")
+            assert ("immutable" in control) == cached and ("no-cache" in control) == (not cached), (
+                seq,
+                control,
+            )
+        feed.publish(_snap(11, 0, {9: 3, 10: 3}))  # 10 closed
+        r, _ = req(server, "GET", "/media/000000010.ts")
+        assert "immutable" in r.getheader("Cache-Control")
+    finally:
+        server.shutdown()

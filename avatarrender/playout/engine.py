@@ -69,9 +69,9 @@ WEB_DIR = Path(__file__).resolve().parent / "web"
 STATE_NAME = ".state.json"
 MEDIA_PLAYLIST = "live.m3u8"
 MASTER_PLAYLIST = "master.m3u8"
-# a spool folder copied in file by file that is not yet whole is queued once nothing in it has
-# changed for this long (seconds)
-SPOOL_SETTLE_S = Fraction(3)
+# a folder copied in file by file (a spool item, a schedule entry's) that is not yet whole is
+# taken once nothing in it has changed for this long (seconds): aired, or refused for what it lacks
+SETTLE_S = Fraction(3)
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -109,6 +109,10 @@ class FolderCatalog:
         self._failed: dict[tuple[str, int], tuple[tuple[int, int, int], str]] = {}  # -> (ident, why)
         self.bandwidth_bps = 0
         self.bad: dict[str, str] = {}  # key -> why it was refused at publication
+        self.now_s = Fraction(0)  # the channel's clock (the engine sets it every tick): settle times
+        self._whole: set[str] = set()  # finished folders found whole (every listed file there)
+        # folders copied in file by file, not yet whole: key -> (what they held, since when)
+        self._arriving: dict[str, tuple[Any, Fraction]] = {}
 
     def add(
         self, key: str, folder: Path, *, hidden_partial: bool = False, rendered_ahead: bool = False
@@ -117,10 +121,47 @@ class FolderCatalog:
         if rendered_ahead:
             self.rendered_ahead.add(key)
 
+    @staticmethod
+    def whole(folder: Path) -> bool:
+        """Whether ``folder``'s manifest says complete and every media segment it lists is
+        there at its size (``render --into`` and ``mv`` put a folder in place so; ``cp -r`` and
+        rsync get there file by file, the manifest perhaps first)."""
+        try:
+            r = read_rendered(folder)
+            return r.complete and all(os.stat(s.path).st_size == s.size_bytes for s in r.segments)
+        except (MediaError, OSError, ValueError):
+            return False
+
+    def settled(self, key: str, folder: Path) -> bool:
+        """Whether nothing in ``folder`` (names, sizes, times) has changed for
+        :data:`SETTLE_S` of the channel's clock; the first look is never settled."""
+        try:
+            held = sorted(
+                (os.path.relpath(os.path.join(d, f), folder), st.st_size, st.st_mtime_ns)
+                for d, _, files in os.walk(folder)
+                for f in files
+                for st in (os.stat(os.path.join(d, f)),)
+            )
+        except OSError:  # a file went as it was listed: still changing
+            held = None
+        before = self._arriving.get(key)
+        if before is None or held is None or before[0] != held:
+            if before is None:
+                log.info("%s: arriving (aired once whole, or unchanged for %s s)", key, SETTLE_S)
+            self._arriving[key] = (held, self.now_s)
+            return False
+        return self.now_s - before[1] >= SETTLE_S
+
+    def forget_arriving(self, keys: set[str]) -> None:
+        """Drop what was noted of arriving folders other than ``keys`` (gone meanwhile)."""
+        self._arriving = {k: v for k, v in self._arriving.items() if k in keys}
+
     def forget(self, key: str) -> None:
         self.folders.pop(key, None)
         self.rendered.pop(key, None)
         self.bad.pop(key, None)
+        self._whole.discard(key)
+        self._arriving.pop(key, None)
         self._verified = {k: v for k, v in self._verified.items() if k[0] != key}
         self._facts = {k: v for k, v in self._facts.items() if k[0] != key}
         self._failed = {k: v for k, v in self._failed.items() if k[0] != key}
@@ -132,6 +173,11 @@ class FolderCatalog:
     def _read(self, key: str) -> RenderedSegment | None:
         complete, partial = self.folders[key]
         if complete.is_dir():
+            if key not in self._whole:
+                if not self.whole(complete) and not self.settled(key, complete):
+                    return None  # still arriving (copied in file by file): not ready yet
+                self._whole.add(key)  # or settled: aired, or refused for what it lacks
+                self._arriving.pop(key, None)
             r = read_rendered(complete)
             if not r.complete:
                 raise MediaError(
@@ -268,6 +314,13 @@ class FolderCatalog:
         if len(data) != info.size_bytes or hashlib.sha256(data).hexdigest() != info.sha256:
             raise MediaError(info.path, "sha256", "changed after it was checked")
         return data
+
+
+def _mtime_ns(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
 
 
 def prepare_filler(
@@ -438,7 +491,8 @@ class Playout:
         self.renderer = renderer
         self.render_job: RenderJob | None = None
         self.render_key: str | None = None
-        self.renders_failed: set[str] = set()
+        # entries whose render-ahead failed -> their segment.yaml's mtime then (changed: tried again)
+        self.renders_failed: dict[str, int | None] = {}
         self.on_air: dict[str, Any] = {}
         self.disk_error: str | None = None
         self._resume_pdt_s: Fraction | None = None
@@ -450,8 +504,6 @@ class Playout:
         self._undeleted: list[str] = []  # media files left the window but not yet deleted
         self._topics: dict[str, str] = {}  # lasting conditions already logged (see _error)
         self.quarantined: dict[str, str] = {}  # key -> why it was refused; kept in the saved state
-        # spool folders still arriving (copied in, not renamed in whole): name -> (what it held, since)
-        self._arriving: dict[str, tuple[Any, Fraction]] = {}
         self._check_filler()
 
     # ------------------------------------------------------------------ start and state
@@ -604,7 +656,7 @@ class Playout:
             found.append((n.startswith("."), key, name))
         for hidden, key, name in found:
             if key not in self.scheduler.spool_known:
-                if not hidden and not self._arrived(spool / name, name, now):
+                if not hidden and not self._arrived(spool / name, key):
                     continue
                 self.catalog.add(key, spool / name, hidden_partial=True)
                 if key in self.quarantined:  # refused before a restart: not tried again
@@ -612,7 +664,7 @@ class Playout:
                 self.scheduler.add_spool(key, discovered_s=now)
                 log.info("spool: %s queued", name)
         self.scheduler.forget_spool(present)
-        self._arriving = {n: v for n, v in self._arriving.items() if f"spool/{n}" in present}
+        self.catalog.forget_arriving(present | set(self.catalog.folders))
         for key in list(self.catalog.folders):
             if key.startswith("spool/") and key not in self.scheduler.spool_known:
                 self.catalog.forget(key)
@@ -620,39 +672,12 @@ class Playout:
                     # the operator removed the refused folder: a new one of that name may come
                     self.quarantined.pop(key, None)
 
-    def _arrived(self, folder: Path, name: str, now: Fraction) -> bool:
-        """Whether a folder that appeared in the spool under its own name may be queued.
-
-        ``render --into`` and ``mv`` put a folder there whole (``.NAME.partial`` renamed), but
-        ``cp -r`` and rsync fill it file by file, the manifest perhaps first: such a folder is
-        queued once its manifest says complete and every media segment it lists is there at its
-        size, or once nothing in it has changed for :data:`SPOOL_SETTLE_S` (then it airs, or is
-        refused for what it lacks)."""
-        try:
-            r = read_rendered(folder)
-            if r.complete and all(os.stat(s.path).st_size == s.size_bytes for s in r.segments):
-                self._arriving.pop(name, None)
-                return True
-        except (MediaError, OSError, ValueError):
-            pass
-        try:
-            held = sorted(
-                (os.path.relpath(os.path.join(d, f), folder), st.st_size, st.st_mtime_ns)
-                for d, _, files in os.walk(folder)
-                for f in files
-                for st in (os.stat(os.path.join(d, f)),)
-            )
-        except OSError:  # a file went as it was listed: still changing
-            held = None
-        before = self._arriving.get(name)
-        if before is None or held is None or before[0] != held:
-            if before is None:
-                log.info(
-                    "spool: %s arriving (queued once whole, or unchanged for %s s)", name, SPOOL_SETTLE_S
-                )
-            self._arriving[name] = (held, now)
-            return False
-        return now - before[1] >= SPOOL_SETTLE_S
+    def _arrived(self, folder: Path, key: str) -> bool:
+        """Whether a folder that appeared in the spool under its own name may be queued: whole
+        (:meth:`FolderCatalog.whole`), or unchanged for :data:`SETTLE_S` (then it airs, or is
+        refused for what it lacks). Until then it is not queued, so a slow copy runs up no
+        lateness."""
+        return self.catalog.whole(folder) or self.catalog.settled(key, folder)
 
     def _poll_renders(self, now: Fraction) -> None:
         """Render ahead entries given as a segment.yaml, one at a time, in schedule order."""
@@ -662,8 +687,7 @@ class Playout:
             try:
                 self.render_job.result()
             except AvatarRenderError as exc:
-                self._error(f"{self.render_key}: render failed: {exc}")
-                self.renders_failed.add(self.render_key or "")
+                self._render_failed(self.render_key or "", f"render failed: {exc}")
             self.render_job = None
             self.render_key = None
         assert self.scheduler is not None
@@ -673,12 +697,15 @@ class Playout:
             # rest of the program would wait for media segments nobody makes (the render resumes
             # from its .partial folder)
             on_air = e.key == self.scheduler.current
-            if (
-                (i < self.scheduler.next_entry and not on_air)
-                or e.spec is None
-                or e.key in self.renders_failed
-            ):
+            if (i < self.scheduler.next_entry and not on_air) or e.spec is None:
                 continue
+            if e.key in self.renders_failed:
+                if self.renders_failed[e.key] == _mtime_ns(e.spec) or e.key in self.quarantined:
+                    continue
+                # its segment.yaml changed since (fixed, say): rendered again, if not yet refused
+                log.info("%s: %s changed since its render failed: rendering it again", e.key, e.spec)
+                del self.renders_failed[e.key]
+                self.catalog.bad.pop(e.key, None)
             if e.folder is None:
                 continue
             if (e.folder / "manifest.json").exists():
@@ -686,22 +713,30 @@ class Playout:
             if e.at_s is not None and e.at_s - now > lead:
                 break
             if self.renderer is None:
-                self._error(
-                    f"{e.key}: given as a segment.yaml ({e.spec}) but this playout has "
-                    "no renderer: render it first and give its folder"
+                self._render_failed(
+                    e.key,
+                    f"given as a segment.yaml ({e.spec}) but this playout has "
+                    "no renderer: render it first and give its folder",
                 )
-                self.renders_failed.add(e.key)
                 continue
             e.folder.parent.mkdir(parents=True, exist_ok=True)
             log.info("%s: rendering ahead: %s into %s", e.key, e.spec, e.folder)
             try:
                 self.render_job = self.renderer.render_ahead(e.spec, e.folder)
             except (AvatarRenderError, OSError) as exc:
-                self._error(f"{e.key}: render failed to start: {exc}")
-                self.renders_failed.add(e.key)
+                self._render_failed(e.key, f"render failed to start: {exc}")
                 continue
             self.render_key = e.key
             return
+
+    def _render_failed(self, key: str, why: str) -> None:
+        """An entry's render-ahead failed: said on /status, and the entry is refused when due
+        (at once, with this line, not after max_late_s of filler waiting for media nobody
+        makes), unless its segment.yaml changes before then (it is rendered again)."""
+        self._error(f"{key}: {why}")
+        spec = next((e.spec for e in self.schedule.entries if e.key == key), None)
+        self.renders_failed[key] = _mtime_ns(spec) if spec is not None else None
+        self.catalog.bad[key] = why.splitlines()[0] if why else "render failed"
 
     # ------------------------------------------------------------------ the tick
 
@@ -735,6 +770,7 @@ class Playout:
         now = Fraction(now_s)
         self._now_s = now
         self._wrote = self._write_failed = False
+        self.catalog.now_s = now
         self._poll_spool(now)
         self._poll_renders(now)
         published = 0

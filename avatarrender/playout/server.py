@@ -16,7 +16,8 @@ delivery-directive rules).
 * Files: paths decoded once, dot files and ``..`` refused, the resolved path (symlinks followed)
   must stay inside the folder. Single byte ranges (206, ``Content-Range``; 416 when unsatisfiable;
   several ranges or ``If-Range``: the whole file). Playlists and status: ``Cache-Control:
-  no-cache`` and no ``Last-Modified``; media segments immutable. CORS once per response, preflight
+  no-cache`` and no ``Last-Modified``; media segments immutable once closed (the one on air may
+  still be cut short: no-cache). CORS once per response, preflight
   answered.
 * Bounded: at most ``max_connections`` sockets (more are answered 503 and closed), a request line
   of 4 KiB and 64 headers, 10 s to send a request's head, 65 s idle keep-alive, 30 s to take a
@@ -573,6 +574,15 @@ class PlayoutServer:
         await self._file(resolved, headers, writer, head=head, keep=keep)
         return keep, b""
 
+    def _on_air(self, path: Path) -> bool:
+        """Whether ``path`` is the media segment on air (or one to come): written whole when its
+        slot starts, it may still be cut short when a program starts (the filler's), so it is
+        not to be cached whole; closed ones never change."""
+        snap = self.feed.snapshot if self.feed else None
+        if snap is None or path.suffix.lower() != ".ts" or not path.stem.isdigit():
+            return False
+        return int(path.stem) >= snap.next_sequence
+
     async def _file(
         self, path: Path, headers: dict[str, str], writer: asyncio.StreamWriter, *, head: bool, keep: bool
     ) -> None:
@@ -602,8 +612,8 @@ class PlayoutServer:
                 ctype=MIME_TYPES.get(ext, "application/octet-stream"),
                 length=count,
                 head=head,
-                no_cache=ext in _NO_CACHE,
-                immutable=ext not in _NO_CACHE,
+                no_cache=ext in _NO_CACHE or self._on_air(path),
+                immutable=ext not in _NO_CACHE and not self._on_air(path),
                 extra=extra,
             )
             if head or count <= 0:
