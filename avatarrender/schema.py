@@ -30,12 +30,48 @@ def _finish(schema: dict[str, Any], *, kind: str, title: str, description: str) 
     return out
 
 
+def _branches(prop: dict[str, Any]) -> list[dict[str, Any]]:
+    """A property's schemas of a type other than null (the branches of an ``anyOf``)."""
+    return [b for b in prop.get("anyOf", [prop]) if b.get("type") != "null"]
+
+
+def _checks_of_load_spec(schema: dict[str, Any]) -> dict[str, Any]:
+    """What the models' own validators and ``load_spec``'s field checks refuse, said in the
+    schema too, so an editor flags it as ``validate`` would: the presets there are, even sizes
+    (yuv420p), a positive frame rate, colours, mouth and eye names, MPEG-TS only."""
+    from .lipsync import SHAPES
+    from .spec import _COLOR
+
+    defs = schema["$defs"]
+    out = defs["OutputModel"]["properties"]
+    presets = Path(__file__).resolve().parent / "presets"
+    out["preset"]["enum"] = sorted(p.stem for p in presets.glob("*.yaml"))
+    for key in ("width", "height"):
+        _branches(out[key])[0]["multipleOf"] = 2
+    for b in _branches(out["fps"]):
+        if b["type"] == "string":  # 30, 29.97, 30000/1001
+            b["pattern"] = r"^\s*[0-9]*[1-9][0-9]*(\.[0-9]+)?(\s*/\s*[0-9]*[1-9][0-9]*)?\s*$"
+        else:
+            b["exclusiveMinimum"] = 0
+    _branches(out["segment_type"])[0]["enum"] = ["mpegts"]
+    character = defs["CharacterModel"]["properties"]
+    character["mouths"]["propertyNames"] = {"enum": list(SHAPES)}
+    character["eyes"]["propertyNames"] = {"enum": ["open", "half", "closed"]}
+    character["eyes"]["required"] = ["open", "closed"]
+    for item in defs["TVModel"]["properties"]["screen"]["prefixItems"]:
+        item.update(minimum=0, multipleOf=2)
+    style = defs["CaptionStyleModel"]["properties"]
+    for key in ("color", "box_color"):
+        _branches(style[key])[0]["pattern"] = _COLOR.pattern
+    return schema
+
+
 def segment_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of ``segment.yaml``, from ``SegmentModel``."""
     from .specload import SegmentModel
 
     return _finish(
-        SegmentModel.model_json_schema(mode="validation"),
+        _checks_of_load_spec(SegmentModel.model_json_schema(mode="validation")),
         kind="segment",
         title="avatarrender segment",
         description="One scripted piece of programme: scene, character, TV, speech, "

@@ -88,3 +88,38 @@ def test_print_one_and_bad_kind():
     assert json.loads(proc.stdout)["title"] == "avatarrender schedule"
     proc = run_cli("schema", "--print", "playlist")
     assert proc.returncode == 2 and "--print" in proc.stderr and "playlist" in proc.stderr
+
+
+# What the models accept at the field level but load_spec (validate) refuses: the schema says so too
+REFUSED_BY_VALIDATE = [
+    ("character.mouths", {"Z": "assets/base.png"}),  # not a mouth shape
+    ("character.eyes", {"open": "assets/base.png"}),  # closed is required
+    ("output.fps", 0),
+    ("output.fps", "fast"),
+    ("output.width", 161),  # yuv420p: even
+    ("tv.screen", [11, 10, 64, 36]),
+    ("output.preset", "4k"),
+    ("output.segment_type", "fmp4"),
+    ("captions.style.color", "notacolor"),
+]
+
+
+@pytest.mark.parametrize("path,value", REFUSED_BY_VALIDATE)
+def test_what_validate_refuses_the_schema_refuses(schemas, tiny_segment, path, value):
+    import yaml
+
+    from avatarrender.errors import AvatarRenderError
+    from avatarrender.spec import load_spec
+
+    doc = read_yaml(tiny_segment)
+    validator = jsonschema.Draft202012Validator(schemas["segment"])
+    assert list(validator.iter_errors(doc)) == []  # the good one passes
+    *parents, last = path.split(".")
+    node = doc
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[last] = value
+    assert list(validator.iter_errors(doc)), f"the schema takes {path}: {value!r}"
+    tiny_segment.write_text(yaml.safe_dump(doc))
+    with pytest.raises(AvatarRenderError):
+        load_spec(tiny_segment)
