@@ -114,6 +114,8 @@ def test_only_get_and_head(site, method: str) -> None:
         "//etc/passwd",
         "/media/",
         "/nonexistent.m3u8",
+        "/media/000000001.ts/",  # a file's name with a slash after it names no file
+        "/media//000000001.ts",
         "..\\secret.txt",
         "http://evil/secret.txt",
     ],

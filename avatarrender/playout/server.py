@@ -478,6 +478,8 @@ class PlayoutServer:
         parts = [p for p in path.split("/") if p]
         if not parts or any(p.startswith(".") for p in parts):  # no .., no dot files (state)
             return None
+        if path.endswith("/") or "//" in path:
+            return None  # /live.m3u8/ names no file (a folder has no listing here)
         target = Path(os.path.realpath(self.root / posixpath.join(*parts)))
         if target != self.root and self.root not in target.parents:
             return None  # a symlink pointing out of the folder
