@@ -207,6 +207,18 @@ def end_children(grace_s: float = 0.5) -> list[int]:
                 os.kill(pid, signal.SIGKILL)
     time.sleep(0.05)
     _reap()
+    # a worker the pool was starting as we looked (a loaded machine) is ours to end too: it has
+    # no task yet, so it does not watch for us (end_with_parent) and would wait out loky's idle
+    # timeout (300 s) after we are gone
+    for _ in range(20):
+        late = [p for p in _children_of(os.getpid()) if _alive(p) and b"resource_tracker" not in _cmdline(p)]
+        if not late:
+            break
+        for pid in late:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+        _reap()
     return pids
 
 

@@ -31,6 +31,19 @@ def start_command(*args: str, log_path: Path, group: bool = False) -> subprocess
         )
 
 
+def _described(pids: list[int]) -> list[str]:
+    """Each pid with its parent and command line (which process was left, and whose)."""
+    out = []
+    for pid in pids:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            ppid = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[1].decode()
+        except OSError:
+            cmd, ppid = "(gone)", "?"
+        out.append(f"{pid} (parent {ppid}): {cmd[:200]}")
+    return out
+
+
 def stop_command(
     proc: subprocess.Popen,
     log_path: Path | None = None,
@@ -63,7 +76,7 @@ def stop_command(
     while time.monotonic() < deadline and any(_alive(k) for k in kids):
         time.sleep(0.05)
     left = [k for k in kids if _alive(k)]
-    assert not left, f"left behind after {signal.Signals(sig).name}: {left}\n{log}"
+    assert not left, f"left behind after {signal.Signals(sig).name}: {_described(left)}\n{log}"
 
 
 def check_stalls(wlog: list[dict], settled_wall_ms: float, context: str = "") -> None:
