@@ -730,13 +730,17 @@ class Playout:
             return
 
     def _render_failed(self, key: str, why: str) -> None:
-        """An entry's render-ahead failed: said on /status, and the entry is refused when due
-        (at once, with this line, not after max_late_s of filler waiting for media nobody
-        makes), unless its segment.yaml changes before then (it is rendered again)."""
+        """An entry's render-ahead failed: said on /status. If it published nothing, the entry
+        is refused when due (at once, with this line, not after max_late_s of filler waiting
+        for media nobody makes), unless its segment.yaml changes before then (it is rendered
+        again). What it did publish airs, then the rest is refused (its folder is marked failed:
+        rendition.mark_failed)."""
         self._error(f"{key}: {why}")
-        spec = next((e.spec for e in self.schedule.entries if e.key == key), None)
-        self.renders_failed[key] = _mtime_ns(spec) if spec is not None else None
-        self.catalog.bad[key] = why.splitlines()[0] if why else "render failed"
+        entry = next((e for e in self.schedule.entries if e.key == key), None)
+        self.renders_failed[key] = _mtime_ns(entry.spec) if entry is not None and entry.spec else None
+        folder = entry.folder if entry is not None else None
+        if folder is None or not any((f / "manifest.json").exists() for f in (folder, partial_path(folder))):
+            self.catalog.bad[key] = why.splitlines()[0] if why else "render failed"
 
     # ------------------------------------------------------------------ the tick
 
