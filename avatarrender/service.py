@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import glob
 import json
 import logging
 import os
@@ -134,9 +135,10 @@ def _recorded_failures(inbox: Path) -> list[dict[str, Any]]:
             with contextlib.suppress(OSError):
                 at = dt.datetime.fromtimestamp(p.stat().st_mtime, dt.timezone.utc)
                 message = p.read_text(errors="replace").strip()
-                found.append(
-                    {"file": str(p.with_suffix("")), "error": message, "at": at.isoformat(timespec="seconds")}
-                )
+                # the submission file as it was named (kept in .failed/), as _fail records it
+                kept = next((f for f in (inbox / ".failed").glob(f"{glob.escape(p.stem)}.*")), None)
+                file = str(inbox / kept.name) if kept is not None else str(p.with_suffix(""))
+                found.append({"file": file, "error": message, "at": at.isoformat(timespec="seconds")})
     except OSError:
         return []
     return sorted(found, key=lambda f: f["at"])[-20:]
