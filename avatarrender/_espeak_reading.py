@@ -21,6 +21,38 @@ import json
 import sys
 
 AUDIO_OUTPUT_SYNCHRONOUS = 2
+
+
+class _Voice(ctypes.Structure):
+    """espeak_VOICE, to ask for a voice by its language (espeak_SetVoiceByProperties)."""
+
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("languages", ctypes.c_char_p),
+        ("identifier", ctypes.c_char_p),
+        ("gender", ctypes.c_ubyte),
+        ("age", ctypes.c_ubyte),
+        ("variant", ctypes.c_ubyte),
+        ("xx1", ctypes.c_ubyte),
+        ("score", ctypes.c_int),
+        ("spare", ctypes.c_void_p),
+    ]
+
+
+def set_voice(lib, voice: str) -> bool:
+    """Select ``voice`` by its name or file (``en-us``, ``de``, ``en-us+f1``), else by the
+    language it speaks (``en-gb``, ``fr-fr``, ``en-GB``: a language that ``espeak-ng --voices``
+    lists but no voice file is named after). False when espeak-ng has none."""
+    lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+    if lib.espeak_SetVoiceByName(voice.encode()) == 0:
+        return True
+    if "+" in voice:  # a variant of a voice asked by name: nothing to look up by language
+        return False
+    lib.espeak_SetVoiceByProperties.argtypes = [ctypes.POINTER(_Voice)]
+    spec = _Voice(name=None, languages=voice.strip().lower().replace("_", "-").encode())
+    return lib.espeak_SetVoiceByProperties(ctypes.byref(spec)) == 0
+
+
 INITIALIZE_PHONEME_EVENTS = 0x0001
 INITIALIZE_PHONEME_IPA = 0x0002  # phoneme events name IPA symbols, not espeak's mnemonics
 INITIALIZE_DONT_EXIT = 0x8000
@@ -89,9 +121,8 @@ def main() -> int:
     if rate_hz <= 0:
         print("espeak_Initialize failed (is espeak-ng-data installed?)", file=sys.stderr)
         return 2
-    lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
     lib.espeak_Synth.argtypes = SYNTH_ARGTYPES
-    if lib.espeak_SetVoiceByName(req["voice"].encode()) != 0:
+    if not set_voice(lib, req["voice"]):
         print(f"espeak-ng has no voice {req['voice']!r}", file=sys.stderr)
         return 2
     lib.espeak_SetParameter(PARAM_RATE, int(req["rate_wpm"]), 0)

@@ -8,6 +8,8 @@ buffer, refreshing only what can differ from the previous frame (mouth, eyes, ca
 
 from __future__ import annotations
 
+import math
+
 import dataclasses
 import os
 import pickle
@@ -144,7 +146,10 @@ def preview_frame(spec: Spec, at_s: float) -> np.ndarray:
     -------
     np.ndarray [shape=(height, width, 3), dtype=uint8]
     """
-    n = min(spec.frame_count - 1, max(0, int(Fraction(at_s) * spec.output.fps)))
+    # the frame showing at ``at_s`` as written: 0.7 s is frame 21 at 30 fps, though the double
+    # nearest 0.7 lies a hair below 21/30
+    exact = Fraction(repr(at_s)) if isinstance(at_s, float) else Fraction(at_s)
+    n = min(spec.frame_count - 1, max(0, math.floor(exact * spec.output.fps)))
     timeline = analyse(spec, segment_audio(spec))
     scene = Scene(spec)
     one = slice_timeline(timeline, n, n + 1)

@@ -138,18 +138,25 @@ class _ClipDecoder:
         self._may_skip: bool | None = None  # the decoder was told its reordering (None: not yet)
         self.seeks = 0
 
-    def start(self, t_us: int, shift: int) -> bool:
+    def start(self, t_us: int, shift: int, before: int = 0) -> bool:
         """Be ready to hand out the frames a seek to ``t_us`` (AV_TIME_BASE) would decode, those
-        before ``shift`` (the stream's time base) included. Returns False if it had to seek."""
+        before ``shift`` (the stream's time base) included, and among them the last one before
+        it for sure (the run shows it at t when no frame falls nearer t): frames less than
+        ``before`` ticks before ``shift`` are decoded even where others before t are skipped.
+        Returns False if it had to seek."""
+        near = shift - before
+        recent_before = any(pts < shift for pts, _ in self._recent)
         if (
             self._origin is not None
-            and (self._gone_pts is None or self._gone_pts < shift)
+            and (
+                self._gone_pts is None or self._gone_pts < near or (recent_before and self._gone_pts < shift)
+            )
             and self._landing(t_us) == self._origin
         ):
-            self._skip_below = shift
-            # the recent frames from the first at or after t are handed out again, in order
-            # (those before t among them are dropped again by the run)
-            while self._recent and self._recent[0][0] < shift:
+            self._skip_below = near
+            # the recent frames from the last before t are handed out again, in order (those
+            # before t among them are dropped again by the run, but for the last)
+            while len(self._recent) > 1 and self._recent[1][0] < shift:
                 self._recent.popleft()
             for pts, frame in reversed(self._recent):
                 frame.pts = pts
@@ -167,7 +174,7 @@ class _ClipDecoder:
         self._recent.clear()
         self._origin = self._gone_pts = None
         self.stream.codec_context.skip_frame = "DEFAULT"
-        self._skip_below, self._skipping = shift, False
+        self._skip_below, self._skipping = near, False
         return False
 
     @staticmethod
@@ -338,10 +345,11 @@ def fit_filters(aspect: Fraction, screen: tuple[int, int], fit: str) -> list[str
 class TVReader:
     """Decodes the TV clips a chunk shows, in this process (PyAV), scaled to the screen.
 
-    Each contiguous run is decoded as ``ffmpeg -ss T -i CLIP -vf fps=R,scale=W:H:flags=bicubic:
-    out_range=tv,format=yuv420p`` would decode it (same filters, same seek and trim; tested
-    frame for frame against the ffmpeg command), without a process, a pipe or fresh memory
-    per chunk. The clips' decoders stay open in the worker from run to run and chunk to chunk,
+    Each contiguous run from T gives the frames ``ffmpeg -i CLIP -vf setpts=PTS-T/TB,fps=R:
+    start_time=0,scale=W:H:flags=bicubic:out_range=tv,format=yuv420p`` gives (the fps filter
+    over the whole clip; tested frame for frame against the ffmpeg command), so a run started
+    at any frame shows what a run from the clip's start shows there, decoded from the keyframe
+    before T, without a process, a pipe or fresh memory per chunk. The clips' decoders stay open in the worker from run to run and chunk to chunk,
     and decode on instead of seeking where that gives the same frames (:class:`_ClipDecoder`).
 
     A clip of another shape than the screen (a portrait phone clip, a 4:3 archive) is fitted
@@ -378,15 +386,20 @@ class TVReader:
         close_clip_decoders(keep=clip_paths)  # another spec's clips: closed
 
     def _decoded(self, clip: int, t_s: float, frames: int) -> Iterator[Any]:
-        """The run's output frames: decoded from the keyframe before ``t_s``, frames before it
-        dropped, the rest re-timed from it (as ffmpeg's accurate -ss), then the filters."""
+        """The run's output frames: decoded from the keyframe before ``t_s``, re-timed from it,
+        the frames before it dropped but the last, then the filters."""
         dec = self._decoder = _clip_decoder(self.clip_paths[clip])
         # t counts from the file's start time (an MPEG-TS clip's may be 1.4 s), as with -ss
         t_us = round(t_s * 1_000_000) + (dec.container.start_time or 0)
         shift = math.floor(Fraction(t_us, 1_000_000) / dec.stream.time_base + Fraction(1, 2))
         # to the keyframe at or before t (any earlier one would do: frames before t are decoded
-        # and dropped), or on from where the decoder is when that gives the same frames
-        if dec.start(t_us, shift):
+        # and dropped), or on from where the decoder is when that gives the same frames; the
+        # last frame before t is kept for the fps filter (see below): frames up to two of the
+        # clip's frame times (or an output frame's) before t are always decoded
+        tb = dec.stream.time_base
+        rate = dec.stream.average_rate or dec.stream.guessed_rate
+        span = max(2 / Fraction(rate) if rate else Fraction(1, 2), 1 / self.fps)
+        if dec.start(t_us, shift, math.ceil(span / tb)):
             self.continued += 1
             _profile.count("tv_runs_decoded_on")
         else:
@@ -406,6 +419,11 @@ class TVReader:
                 given += 1
                 yield out
 
+        # The output frames are those of the fps filter run over the whole clip from its start:
+        # anchored at t (start_time 0), it shows at t the last frame before t when none falls
+        # nearer t. So a run started at any frame (a chunk's first, preview's one) shows what the
+        # run before it would have shown there: frames the same for any chunk size
+        held = None  # the last frame before t
         while given < frames:
             frame = dec.next_frame()
             if frame is None:
@@ -413,10 +431,16 @@ class TVReader:
                     graph.vpush(None)  # the clip ended: the fps filter gives what it still holds
                     yield from pulled()
                 return
-            if frame.pts is None or frame.pts - shift < 0:
+            if frame.pts is None:
+                continue
+            if frame.pts - shift < 0:
+                held = frame
                 continue
             if graph is None:
                 graph = self._graph(stream, frame.rotation, (frame.width, frame.height))
+                if held is not None:
+                    held.pts -= shift
+                    graph.vpush(held)
             frame.pts -= shift
             graph.vpush(frame)
             yield from pulled()
@@ -442,7 +466,7 @@ class TVReader:
         chain = [
             graph.add_buffer(template=stream),
             *(graph.add(*f.split("=", 1)) for f in turn),
-            graph.add("fps", f"{self.fps.numerator}/{self.fps.denominator}"),
+            graph.add("fps", f"fps={self.fps.numerator}/{self.fps.denominator}:start_time=0"),
             *(graph.add(*f.split("=", 1)) for f in fit),
             graph.add("format", "yuv420p"),
             graph.add("buffersink"),

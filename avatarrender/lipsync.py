@@ -881,11 +881,14 @@ def read_track(path: str | Path, *, fps: Fraction, n_frames: int) -> np.ndarray:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(path, None, f"cannot read mouth track: {exc}") from None
     cues: list[tuple[float, str]] = []
+    ends: dict[int, float] = {}  # JSON cues' ends (a TSV cue lasts until the next)
     k = -1
     try:
         if text.lstrip().startswith("{"):
             for k, cue in enumerate(json.loads(text)["mouthCues"]):
                 cues.append((float(cue["start"]), str(cue["value"]).strip()))
+                if cue.get("end") is not None:
+                    ends[k] = float(cue["end"])
         else:
             for k, line in enumerate(ln for ln in text.splitlines() if ln.strip()):
                 start, shape = line.split("\t")[:2] if "\t" in line else line.split()[:2]
@@ -900,13 +903,21 @@ def read_track(path: str | Path, *, fps: Fraction, n_frames: int) -> np.ndarray:
     odd = [t for t, _ in cues if not math.isfinite(t) or t < 0]
     if odd:
         raise SpecError(path, None, f"cue start {odd[0]} s: times must be finite and not negative")
+    short = [k for k, end in ends.items() if not math.isfinite(end) or end < cues[k][0]]
+    if short:
+        raise SpecError(path, None, f"cue {short[0] + 1}: its end ({ends[short[0]]} s) is before its start")
     bad = [s for _, s in cues if s not in _IDX]
     if bad:
         raise SpecError(path, None, f"unknown mouth shape {bad[0]!r}: use {', '.join(SHAPES)}")
     out = np.zeros(n_frames, dtype=np.int8)
     mids = (np.arange(n_frames) + 0.5) / float(fps)  # cue times are rounded to 10 ms
-    for start, shape in sorted(cues):
-        out[mids >= start] = _IDX[shape]
+    order = sorted(range(len(cues)), key=lambda i: cues[i][0])
+    for j, i in enumerate(order):
+        start, shape = cues[i]
+        following = cues[order[j + 1]][0] if j + 1 < len(order) else math.inf
+        out[(mids >= start) & (mids < following)] = _IDX[shape]
+        if ends.get(i, math.inf) < following:  # a gap after it, or the track ends: the mouth rests
+            out[(mids >= ends[i]) & (mids < following)] = _IDX["X"]
     return out
 
 

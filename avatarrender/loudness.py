@@ -51,6 +51,7 @@ _LOOKAHEAD_S = 0.005
 # Good enough for the limiter's loudness loss (the target tolerance of EBU R 128 is +-0.5 LU,
 # and every round costs a measurement).
 _TOLERANCE_LU = 0.2
+_MISSED_LU = 1.0  # short of the target by more than this after the rounds: a warning
 _RELEASE_S = 0.06
 
 
@@ -385,12 +386,24 @@ def normalise(
                 None if before.true_peak_dbtp is None else round(before.true_peak_dbtp + gain_db, 1)
             ),
         )
+    limited_s = float(limited.sum()) / sample_rate_hz
+    if after.integrated_lufs is not None and target.integrated_lufs - after.integrated_lufs > _MISSED_LU:
+        # the ceiling held the peaks down so far that the level could not follow: said, not hidden
+        log.warning(
+            "%s: %.1f LUFS, not the %.1f asked: the true-peak ceiling of %.1f dBTP limits %.1f s "
+            "of it (lower the loudness target or raise the ceiling)",
+            name,
+            after.integrated_lufs,
+            target.integrated_lufs,
+            target.true_peak_dbtp,
+            limited_s,
+        )
     return out32, LoudnessReport(
         before=before,
         after=after,
         target=target,
         gain_db=round(gain_db, 2),
-        limited_s=round(float(limited.sum()) / sample_rate_hz, 3),
+        limited_s=round(limited_s, 3),
     )
 
 

@@ -206,7 +206,7 @@ def _phoneme_strings(text: str, language: str, ipa: bool) -> list[str]:
     """espeak-ng's phonemes of ``text``, one string per clause, phonemes separated by ``|`` and
     words by spaces."""
     lib, _ = libespeak()
-    if lib.espeak_SetVoiceByName(language.encode()) != 0:
+    if not _er.set_voice(lib, language):
         raise ValueError(f"espeak-ng has no language {language!r}")
     buf = ctypes.create_string_buffer(text.encode("utf-8", errors="replace"))
     ptr = ctypes.c_void_p(ctypes.addressof(buf))
@@ -244,7 +244,7 @@ class _Synth:
         return 0
 
     def say(self, text: str, voice: str, rate_wpm: int, pitch: int | None):
-        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+        if not _er.set_voice(self.lib, voice):
             raise ValueError(f"espeak-ng has no voice {voice!r}")
         self.lib.espeak_SetParameter(_RATE, int(rate_wpm), 0)
         # 0-100 around the voice's own pitch (50); set every time, as the engine keeps it

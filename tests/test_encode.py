@@ -162,30 +162,21 @@ def test_chunk_stops_waiting_when_the_audio_encoder_failed(tmp_path):
 
 
 def _cli_tv(
-    path: Path,
-    t_s: float,
-    n: int,
-    w: int,
-    h: int,
-    fps: Fraction,
-    *,
-    from_start: bool = False,
-    fit: list[str] | None = None,
+    path: Path, t_s: float, n: int, w: int, h: int, fps: Fraction, *, fit: list[str] | None = None
 ) -> np.ndarray:
-    """``ffmpeg -ss T -i CLIP -vf fps,scale,format``; ``from_start``: the clip decoded from its
-    first frame, the frames before T dropped and the rest re-timed from T by filters (the
-    reference for MPEG-TS, where ffmpeg's -ss lands on a frame after a keyframe, not on one);
-    ``fit``: filters in place of the scale (a clip of another shape than the screen)."""
+    """The clip's frames from ``t_s`` as ffmpeg's fps filter gives them over the whole clip:
+    decoded from its start, its time moved so that T is 0, ``fps=R:start_time=0`` (at T the
+    frame nearest T, or the last before it when none is nearer), scaled, yuv420p. (Not ``-ss T``:
+    its accurate seek drops the frames before T, so at T it shows the next frame instead, and a
+    run started at a frame gave other frames than the run before it.) ``fit``: filters in place
+    of the scale (a clip of another shape than the screen)."""
     scale = ",".join(fit) if fit else f"scale={w}:{h}:flags=bicubic:out_range=tv"
-    vf = f"fps={fps.numerator}/{fps.denominator},{scale},format=yuv420p"
-    if from_start:
-        vf = f"trim=start={t_s:.6f},setpts=PTS-{t_s:.6f}/TB," + vf
+    vf = f"setpts=PTS-{t_s:.6f}/TB,fps={fps.numerator}/{fps.denominator}:start_time=0,{scale},format=yuv420p"
     out = subprocess.run(
         [
             ffmpeg_exe(),
             "-v",
             "error",
-            *(["-ss", f"{t_s:.6f}"] if not from_start else []),
             "-i",
             str(path),
             "-map",
@@ -208,8 +199,8 @@ def _cli_tv(
 @pytest.mark.parametrize("clip_fps", [25, 30])
 @pytest.mark.parametrize("out_fps", [Fraction(30), Fraction(30000, 1001), Fraction(25)])
 def test_tv_reader_decodes_what_the_ffmpeg_command_decodes(tmp_path, clip_fps, out_fps):
-    """The in-process TV decoder picks, scales and converts exactly the frames of ``ffmpeg -ss T
-    -i CLIP -vf fps,scale,format``: same seek, same frame-rate conversion, same pixels."""
+    """The in-process TV decoder picks, scales and converts exactly the frames of the ffmpeg
+    command (:func:`_cli_tv`): same frame-rate conversion, same pixels."""
     from avatarrender.encode import TVReader
     from conftest import make_clip
 
@@ -302,7 +293,7 @@ def test_tv_reader_counts_time_from_an_mpegts_clips_start(tmp_path):
     w, h, n, fps = 96, 54, 10, Fraction(30)
     for t_s in (0.0, 0.5, 0.9):
         close_clip_decoders()
-        want = _cli_tv(ts, t_s, n, w, h, fps, from_start=True)
+        want = _cli_tv(ts, t_s, n, w, h, fps)
         got = np.array(
             [
                 np.concatenate([p.ravel() for p in planes])
@@ -388,7 +379,7 @@ def test_tv_reader_decodes_on_across_runs_and_chunks_as_a_fresh_seek_would(
         got = flat(fresh.frames(np.zeros(n, np.int16), times(t_s, n)))
         assert fresh.seeks == 1
         assert all(np.array_equal(a, b) for a, b in zip(kept[at : at + n], got)), (kind, t_s)
-        want = _cli_tv(clip, t_s, n, w, h, fps, from_start=ts)
+        want = _cli_tv(clip, t_s, n, w, h, fps)
         assert len(want) == n and np.array_equal(np.array(got), want), (kind, t_s)
         at += n
     close_clip_decoders()
@@ -684,3 +675,34 @@ def test_tv_clip_of_another_shape_is_fitted_to_the_screen(tmp_path, fit, size, s
         assert left % 2 == 0 and abs(left - (w - inner_w - left)) <= 2
     else:
         assert inner_w == w and abs(inner_h - w / aspect) <= 2
+
+
+@pytest.mark.parametrize("clip_rate", ["24000/1001", "25", "30000/1001", "50", "10"])
+def test_a_run_started_at_any_frame_shows_what_the_whole_run_shows(tmp_path, clip_rate):
+    """A chunk's (or preview's) run that starts at output frame k gives frames k, k+1, ... of the
+    run from the clip's start, at any clip rate: the frame before a chunk's start is the one the
+    fps filter shows there when no frame falls nearer (23.976 fps clips on 30 fps output gave
+    another frame on chunk boundaries, and so other frames for other chunk sizes)."""
+    from avatarrender.encode import TVReader, close_clip_decoders
+
+    clip = tmp_path / "clip.mp4"
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", f"testsrc2=s=96x54:r={clip_rate}:d=4"]
+        + ["-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p", str(clip)],
+        check=True,
+    )
+    fps, n = Fraction(30), 100
+
+    def run(k: int, count: int) -> list[bytes]:
+        reader = TVReader([clip], (96, 54), fps)
+        times = (k + np.arange(count)) / float(fps)
+        return [
+            b"".join(p.tobytes() for p in planes)
+            for planes in reader.frames(np.zeros(count, np.int16), times)
+        ]
+
+    whole = run(0, n)
+    assert len(set(whole)) > n // 4  # a moving picture
+    for k in range(1, n - 5):
+        close_clip_decoders() if k % 2 else None  # afresh (a seek), or on from the last run
+        assert run(k, 5) == whole[k : k + 5], k

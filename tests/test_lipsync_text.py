@@ -117,6 +117,26 @@ def test_digits_abbreviations_and_punctuation_read_as_spoken():
     assert [w.cue for w in phonemize(["one two", "three"])] == [0, 0, 1]
 
 
+def test_a_language_is_found_by_its_code_as_espeak_lists_it():
+    """en-gb, fr-fr (and any case) are languages `espeak-ng --voices` lists, though no voice file
+    is named so: they read as their voices do; a language espeak-ng lacks is refused."""
+    from avatarrender import phonemes
+
+    text = ["Good morning, the weather is fine."]
+    assert (
+        phonemize(text, language="en-gb")
+        == phonemize(text, language="en")
+        == phonemize(text, language="en-GB")
+    )
+    assert phonemize(["Bonjour tout le monde"], language="fr-fr") == phonemize(
+        ["Bonjour tout le monde"], language="fr"
+    )
+    with pytest.raises(ValueError, match="no language"):
+        phonemize(text, language="xx-yy")
+    reading = phonemes.read_aloud(text, voice="en-gb")  # the reading, in its own process, too
+    assert len(reading[0]) > 0 and reading[2]
+
+
 @pytest.mark.parametrize("voice,texts", OTHER_LANGUAGES.items())
 def test_spanish_and_german_get_shapes_from_their_phonemes(voice, texts):
     # three sentences: espeak-ng's samples move a little with what the process spoke before, and

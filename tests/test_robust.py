@@ -428,6 +428,30 @@ def test_good_mouth_track_is_used(tiny_segment: Path):
     assert set(tl.mouth[30:60].tolist()) == {"XABCDEFGH".index("D")}
 
 
+def test_json_mouth_track_ends_where_its_cues_end(tmp_path: Path):
+    """A Rhubarb JSON cue lasts until its end: in a gap, and after the last cue, the mouth rests
+    (it held the last shape open to the segment's end)."""
+    from avatarrender.lipsync import read_track
+
+    track = tmp_path / "mouth.json"
+    track.write_text(
+        json.dumps(
+            {
+                "mouthCues": [
+                    {"start": 0.0, "end": 0.5, "value": "D"},
+                    {"start": 1.0, "end": 1.5, "value": "C"},  # a gap before it
+                    {"start": 1.5, "end": 2.0, "value": "F"},
+                ]
+            }
+        )
+    )
+    got = "".join("XABCDEFGH"[i] for i in read_track(track, fps=Fraction(10), n_frames=30))
+    assert got == "DDDDD" + "XXXXX" + "CCCCC" + "FFFFF" + "X" * 10
+    track.write_text(json.dumps({"mouthCues": [{"start": 1.0, "end": 0.5, "value": "D"}]}))
+    with pytest.raises(SpecError, match="before its start"):
+        read_track(track, fps=Fraction(10), n_frames=30)
+
+
 # --------------------------------------------------------------------------- broken clips
 
 

@@ -120,6 +120,23 @@ def test_silence_gets_no_gain_and_a_warning(tmp_path, caplog):
     assert np.abs(decode_audio(tmp_path / "out" / "index.m3u8")).max() == 0.0
 
 
+def test_a_target_the_ceiling_keeps_out_of_reach_is_a_warning(caplog):
+    """-9 LUFS under a -3 dBTP ceiling, for sound as peaky as speech: the limiter holds the
+    level short of it, and that is said (it was silent), with what was reached."""
+    from avatarrender.loudness import LoudnessTarget, normalise
+
+    rng = np.random.default_rng(0)
+    t = np.arange(48000 * 5) / 48000
+    bursts = (np.sin(2 * np.pi * 3 * t) > 0.3).astype(np.float32)
+    x = (rng.laplace(size=t.size) * 0.05 * bursts).astype(np.float32)
+    with caplog.at_level("WARNING", logger="avatarrender.loudness"):
+        _, report = normalise(x, LoudnessTarget(integrated_lufs=-9, true_peak_dbtp=-3), name="talk.yaml")
+        _, fine = normalise(x, LoudnessTarget(integrated_lufs=-23, true_peak_dbtp=-1), name="quiet.yaml")
+    assert report.after.integrated_lufs < -10 and abs(fine.after.integrated_lufs + 23) < 0.3
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and said[0].startswith("talk.yaml: ") and "not the -9.0 asked" in said[0], said
+
+
 # ------------------------------------------------------------------------------- TV sound
 
 TONE_HZ = 4999.7  # far above the test speech's harmonics; not whole cycles per loop: a cut
