@@ -44,6 +44,10 @@ _LAZY = {
     "submit": "service",
     "AvatarRenderError": "errors",
     "SpecError": "errors",
+    "AssetNotFoundError": "errors",
+    "MediaError": "errors",
+    "FFmpegError": "errors",
+    "OutputError": "errors",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -16,6 +16,7 @@ pure function of the measured facts, so its verdicts and exit codes are tested o
 from __future__ import annotations
 
 import importlib.metadata as md
+import logging
 import os
 import re
 import shutil
@@ -257,6 +258,8 @@ def _disk(paths: dict[str, Path], maxrate_kbps: int) -> list[dict[str, Any]]:
                 "path": str(path),
                 "free_bytes": usage.free,
                 "hours_at_maxrate": round(hours, 1) if hours is not None else None,
+                # "folder", "file" (a render or the playout would refuse it) or "missing"
+                "kind": "folder" if path.is_dir() else "file" if path.exists() else "missing",
             }
         )
     return out
@@ -275,7 +278,14 @@ def _probe(duration_s: float, preset: str, jobs: int | None) -> dict[str, Any]:
         yml.write_text(segment_yaml("doctor", duration_s=duration_s), encoding="utf-8")
         spec = load_spec(yml, overrides={"preset": preset})
         before = _read_stat() if Path("/proc/stat").exists() else None
-        manifest = render(spec, folder / "out", jobs=jobs)
+        # the probe's placeholder speech is silent: the warning would name a temporary file
+        quiet = logging.getLogger("avatarrender.loudness")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            manifest = render(spec, folder / "out", jobs=jobs)
+        finally:
+            quiet.setLevel(level)
         steal = round(steal_pct(before, _read_stat()), 2) if before else None
     stats = manifest.get("render", {})
     # steady: the chunks' phase alone, start-up (spec, analysis, scene build) left out, as in a
@@ -427,6 +437,15 @@ def assess(facts: dict[str, Any]) -> dict[str, Any]:
             )
         )
     for d in facts.get("disk", []):
+        kind = d.get("kind")
+        if kind == "file" or (kind == "missing" and d["role"] == "spool"):
+            what = "a file, not a folder" if kind == "file" else "no such folder (the playout refuses it)"
+            problems.append(
+                _problem(
+                    "error", "disk", f"{d['role']} {d['path']}: {what}", f"give the {d['role']} folder's path"
+                )
+            )
+            continue
         hours = d.get("hours_at_maxrate")
         if hours is not None and hours < DISK_WARN_HOURS:
             problems.append(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import MediaError
+from .errors import MediaError, SpecError
 
 __all__ = ["decoded_size", "open_rgba", "to_rgba", "upright_size"]
 
@@ -159,3 +159,16 @@ def upright_size(path: str | Path) -> tuple[int, int]:
         w, h = im.size
         orientation = im.getexif().get(0x0112, 1)
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def output_format(path: str | Path, field: str) -> str:
+    """The PIL format an image to write asks for by its name (PNG when it has no extension),
+    once its folder is known to exist: a SpecError naming ``field`` otherwise (before any work,
+    and naming the file, not the temporary one beside it)."""
+    path = Path(path)
+    kind = Image.registered_extensions().get(path.suffix.lower()) if path.suffix else "PNG"
+    if kind is None or kind not in Image.SAVE:
+        raise SpecError(None, field, f"{path}: no image type for {path.suffix!r} (use .png or .jpg)")
+    if not path.parent.is_dir():
+        raise SpecError(None, field, f"{path.parent}: no such folder")
+    return kind

@@ -107,6 +107,9 @@ def _mono(y: np.ndarray) -> np.ndarray:
 
 
 def _frames(y: np.ndarray, sample_rate_hz: int, fps: Fraction, n_frames: int | None) -> int:
+    for field, value in (("sample_rate_hz", sample_rate_hz), ("fps", fps)):
+        if not value > 0:  # (nan too)
+            raise SpecError(None, field, f"must be positive, got {value!r}")
     if n_frames is None:
         n_frames = max(1, math.ceil(len(y) * fps / sample_rate_hz))
     return int(n_frames)

@@ -56,9 +56,12 @@ def _mel_db(y, sample_rate_hz: int, n_mels: int):
     return librosa.power_to_db(S, ref=np.max, top_db=80.0), edges_hz
 
 
-def plot_track(y, sample_rate_hz: int, track, *, fps: Fraction, features: dict, path: Path) -> None:
-    """Waveform, mel spectrogram, level, brightness and the mouth track over time, as a PNG of
-    :data:`PLOT_SIZE_PX` with a scale on every lane, a time axis in seconds and a key to the shapes."""
+def plot_track(
+    y, sample_rate_hz: int, track, *, fps: Fraction, features: dict, path: Path, image_format: str = "PNG"
+) -> None:
+    """Waveform, mel spectrogram, level, brightness and the mouth track over time, as an image
+    (``image_format``, PIL's name) of :data:`PLOT_SIZE_PX` with a scale on every lane, a time
+    axis in seconds and a key to the shapes."""
     import numpy as np
     from PIL import Image, ImageDraw, ImageFont
 
@@ -148,7 +151,7 @@ def plot_track(y, sample_rate_hz: int, track, *, fps: Fraction, features: dict, 
         d.text((x + 18, top + 1), label, fill=ink, font=small)
         x += w
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
+    img.convert("RGB").save(buf, format=image_format)
     atomic_write(path, buf.getvalue())
 
 
@@ -160,7 +163,7 @@ def lipsync_cmd(
     fps: str = typer.Option("30", "--fps", help="Frames per second of the track (30, 25, 30000/1001)."),
     fmt: str = typer.Option("json", "--format", help="json (Rhubarb's mouthCues) or tsv."),
     plot: Optional[Path] = typer.Option(
-        None, "--plot", help="Also draw waveform, features and track as PNG."
+        None, "--plot", help="Also draw waveform, features and track (PNG, or JPEG/... by its extension)."
     ),
     baseline: bool = typer.Option(False, "--baseline", help="Use the old RMS+ZCR method (for comparison)."),
     dialog: Optional[Path] = typer.Option(
@@ -173,6 +176,7 @@ def lipsync_cmd(
     With --dialog, the words are turned into phonemes and aligned to the speech; where they do
     not match it (or cannot be used at all: a warning says why) the track comes from the audio."""
     from avatarrender import lipsync
+    from avatarrender.images import output_format
     from avatarrender.rendition import atomic_write
     from avatarrender.timebase import parse_fps
 
@@ -184,6 +188,10 @@ def lipsync_cmd(
         raise SpecError(None, "--fps", f"{fps!r} is not a frame rate") from None
     if not audio.is_file():
         raise AssetNotFoundError(audio, None, "file not found")
+    # where the results go is checked before the work, not after it
+    if output is not None and not output.parent.is_dir():
+        raise SpecError(None, "--output", f"{output.parent}: no such folder")
+    plot_format = output_format(plot, "--plot") if plot else None
     words = None
     if dialog is not None:
         if baseline:
@@ -223,7 +231,7 @@ def lipsync_cmd(
         sys.stdout.write(buf.getvalue())
     if plot:
         feats = lipsync.frame_features(y, sr, fps=rate, n_frames=len(track))
-        plot_track(y, sr, track, fps=rate, features=feats, path=plot)
+        plot_track(y, sr, track, fps=rate, features=feats, path=plot, image_format=plot_format or "PNG")
 
 
 def register(app: typer.Typer) -> None:

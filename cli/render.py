@@ -193,19 +193,16 @@ def preview_cmd(
     """Write one composited frame as PNG (no encode): exactly what the render would encode."""
     from PIL import Image
 
-    from avatarrender.rendition import atomic_write
     from avatarrender.compose import preview_frame
+    from avatarrender.images import output_format
+    from avatarrender.rendition import atomic_write
     from avatarrender.spec import load_spec
     import io
 
     from avatarrender import interrupt
 
     interrupt.install(workers=False)
-    kind = Image.registered_extensions().get(output.suffix.lower()) if output.suffix else "PNG"
-    if kind is None or kind not in Image.SAVE:
-        raise SpecError(None, "--output", f"{output}: no image type for {output.suffix!r} (use .png or .jpg)")
-    if not output.parent.is_dir():
-        raise SpecError(None, "--output", f"{output.parent}: no such folder")
+    kind = output_format(output, "--output")
     spec = load_spec(segment, overrides=_overrides(preset, None))
     if at > float(spec.duration_s):
         raise SpecError(None, "--at", f"{at} s is past the segment's end ({float(spec.duration_s):.3f} s)")

@@ -145,6 +145,20 @@ def test_low_disk_and_no_probe() -> None:
     assert checks(r) == {"disk": "warning"} and "/srv/live" in r["problems"][0]["message"]
 
 
+@pytest.mark.parametrize(
+    "role,kind,bad", [("spool", "missing", True), ("output", "missing", False), ("output", "file", True)]
+)
+def test_a_spool_that_is_not_there_or_a_file_for_a_folder_is_an_error(role, kind, bad) -> None:
+    """What the playout and a render would refuse is an error (exit 1), not "51.8 GB free";
+    an output not made yet is fine (a render makes it)."""
+    f = facts()
+    f["disk"] = [dict(f["disk"][0], role=role, path="/srv/x", kind=kind)]
+    r = assess(f)
+    assert (checks(r).get("disk") == "error") == bad and r["exit_code"] == (1 if bad else 0)
+    if bad:
+        assert "/srv/x" in r["problems"][0]["message"]
+
+
 def test_the_command_json_shape_and_exit_code(tmp_path: Path) -> None:
     proc = run_cli(
         "doctor",
@@ -181,6 +195,7 @@ def test_the_command_json_shape_and_exit_code(tmp_path: Path) -> None:
     assert report["pyav"]["x264_core"] == report["ffmpeg"]["x264_core"]  # the pinned pair
     assert [d["role"] for d in report["disk"]] == ["output", "spool"]
     assert all(d["free_bytes"] > 0 for d in report["disk"])
+    assert "silent" not in proc.stderr, proc.stderr  # its own probe's placeholder speech
     probe = report["probe"]
     assert (probe["width"], probe["height"], probe["frames"]) == (1920, 1080, 30)
     assert probe["realtime_factor"] > 0 and "air time" in report["summary"]

@@ -159,6 +159,15 @@ def test_cli_writes_rhubarb_json_and_a_plot(tmp_path, utterances):
 
     img = Image.open(png)
     assert img.format == "PNG" and img.size == (1600, 500)  # readable: not one pixel column per frame
+    # where the results go is checked first, by its name (a .jpg plot is a JPEG)
+    for args, field in (
+        (["-o", str(tmp_path / "nodir" / "x.json")], "--output"),
+        (["--plot", str(tmp_path / "p.xyz")], "--plot"),
+    ):
+        proc = run_cli("lipsync", str(wav), *args)
+        assert proc.returncode == 2 and field in proc.stderr and ".tmp" not in proc.stderr, proc.stderr
+    proc = run_cli("lipsync", str(wav), "-o", str(out), "--plot", str(tmp_path / "p.jpg"))
+    assert proc.returncode == 0 and Image.open(tmp_path / "p.jpg").format == "JPEG", proc.stderr
 
 
 def test_segment_may_name_a_precomputed_track(tiny_segment):
@@ -295,3 +304,11 @@ def test_averaged_networks_are_one_network():
     mean = (lipsync.class_logp(f, a) + lipsync.class_logp(f, b)) / 2
     want = mean - np.log(np.exp(mean).sum(axis=1, keepdims=True))
     assert np.allclose(lipsync.class_logp(f, merged), want)
+
+
+def test_a_rate_that_is_not_positive_is_a_clear_error():
+    from avatarrender.errors import SpecError
+
+    for sr, fps, field in ((0, Fraction(30), "sample_rate_hz"), (16000, Fraction(0), "fps")):
+        with pytest.raises(SpecError, match=f"{field}: must be positive"):
+            lipsync.mouth_track(np.zeros(1600, np.float32), sr, fps=fps)
