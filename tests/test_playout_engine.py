@@ -266,6 +266,13 @@ def test_filler_and_format_checks(media: Path, tmp_path: Path) -> None:
     bad.write_text("entries:\n  - {name: x, segment: a, spec: b.yaml}\n")
     with pytest.raises(SpecError, match="entries.0"):
         load_schedule(bad)
+    # an absolute time before an earlier entry's: it would be skipped, the guide go back in time
+    bad.write_text(
+        f'entries:\n  - {{name: x, at: "{at(60)}", segment: a}}\n  - {{name: y, after: previous, segment: b}}\n'
+        f'  - {{name: z, at: "{at(30)}", segment: b}}\n'
+    )
+    with pytest.raises(SpecError, match=r"entries\[2\]\.at: .* is before entries\[0\]\.at"):
+        load_schedule(bad)
 
 
 def test_entry_at_another_frame_rate_is_refused_while_filler_airs(tmp_path: Path) -> None:

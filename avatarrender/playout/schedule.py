@@ -216,10 +216,21 @@ def load_schedule(path: str | Path, *, renders_dir: str | Path | None = None) ->
         return None if p is None else (base / p).resolve()
 
     entries = []
-    for e in model.entries:
+    last_at: tuple[int, Fraction] | None = None  # the last absolute time, and its entry
+    for i, e in enumerate(model.entries):
         at_s = None
         if e.at is not None:
             at_s = parse_pdt(e.at.isoformat())
+            if last_at is not None and at_s < last_at[1]:
+                # entries air in their order: one due before an earlier entry would be skipped
+                # as late, and the guide would go back in time
+                raise SpecError(
+                    path,
+                    f"entries[{i}].at",
+                    f"{e.at.isoformat()} is before entries[{last_at[0]}].at: entries air in the "
+                    "order they are listed; list it earlier",
+                )
+            last_at = (i, at_s)
         folder = rel(e.segment) if e.segment else (renders / e.name)
         entries.append(Entry(key=f"entry/{e.name}", name=e.name, at_s=at_s, folder=folder, spec=rel(e.spec)))
     f = model.filler
