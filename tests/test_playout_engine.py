@@ -607,14 +607,7 @@ def test_spool_item_whose_render_failed_is_refused_at_once(media: Path) -> None:
 def test_entry_folder_copied_in_while_due_airs_once_whole(media: Path) -> None:
     """A schedule entry's folder that arrives by copy (rsync: the manifest first) while the
     entry waits is not refused half-copied: it airs once whole, within the late policy."""
-    sched = schedule(
-        media,
-        f"""
-        entries:
-          - {{name: copied, at: "{at(4)}", segment: arriving}}
-        """,
-    )
-    d = Driver(media, sched)
+    d = Driver(media, schedule(media, f'entries: [{{name: copied, at: "{at(4)}", segment: arriving}}]\n'))
     d.start(T0)
     d.run(3)
     src, dst = media / "b", media / "arriving"
