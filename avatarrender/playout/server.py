@@ -607,6 +607,7 @@ class PlayoutServer:
                 status = HTTPStatus.PARTIAL_CONTENT
                 extra.append(("Content-Range", f"bytes {first}-{last}/{size}"))
             count = last - first + 1
+            on_air = self._on_air(path)
             await self._send(
                 writer,
                 status,
@@ -614,8 +615,8 @@ class PlayoutServer:
                 ctype=MIME_TYPES.get(ext, "application/octet-stream"),
                 length=count,
                 head=head,
-                no_cache=ext in _NO_CACHE or self._on_air(path),
-                immutable=ext not in _NO_CACHE and not self._on_air(path),
+                no_cache=ext in _NO_CACHE or on_air,
+                immutable=ext not in _NO_CACHE and not on_air,
                 extra=extra,
             )
             if head or count <= 0:
