@@ -13,7 +13,6 @@ import math
 import dataclasses
 import os
 import pickle
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from .analysis import Timeline, analyse, segment_audio
 from .encode import TVReader
 from .scene import Frame, Scene
 from .spec import Spec
+from .timebase import as_written
 
 __all__ = ["compose_frames", "repeated_frames", "preview_frame", "scene_for", "build_scene", "slice_timeline"]
 
@@ -148,8 +148,7 @@ def preview_frame(spec: Spec, at_s: float) -> np.ndarray:
     """
     # the frame showing at ``at_s`` as written: 0.7 s is frame 21 at 30 fps, though the double
     # nearest 0.7 lies a hair below 21/30
-    exact = Fraction(repr(at_s)) if isinstance(at_s, float) else Fraction(at_s)
-    n = min(spec.frame_count - 1, max(0, math.floor(exact * spec.output.fps)))
+    n = min(spec.frame_count - 1, max(0, math.floor(as_written(at_s) * spec.output.fps)))
     timeline = analyse(spec, segment_audio(spec))
     scene = Scene(spec)
     one = slice_timeline(timeline, n, n + 1)

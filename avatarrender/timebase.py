@@ -31,10 +31,15 @@ def parse_fps(value: int | float | str | Fraction) -> Fraction:
     return fps
 
 
+def as_written(value: float | int | Fraction) -> Fraction:
+    """``value`` as an exact fraction; a float as the decimal it was written as (0.3 is 3/10,
+    not the double a hair below it that ``Fraction(0.3)`` gives)."""
+    return Fraction(repr(value)) if isinstance(value, float) else Fraction(value)
+
+
 def frames_in(duration_s: float | Fraction, fps: Fraction) -> int:
     """Number of whole frames that start before ``duration_s`` (rounding to the nearest frame, a
     half up: 0.5 s is 13 frames at 25 fps and 8 at 15, not 12 and 8 as rounding to even gave). A
     float counts as the decimal it was written as: 0.3 s at 25 fps is 7.5 frames, so 8, though
     the double nearest 0.3 lies a hair below it."""
-    exact = Fraction(repr(duration_s)) if isinstance(duration_s, float) else Fraction(duration_s)
-    return math.floor(exact * fps + Fraction(1, 2))
+    return math.floor(as_written(duration_s) * fps + Fraction(1, 2))
