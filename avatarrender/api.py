@@ -114,12 +114,8 @@ def run_playout(
     if spool is not None:
         sched = dataclasses.replace(sched, spool=Path(spool).resolve())
     # what can be told now is not left until after the filler's render
-    if sched.spool is not None and not sched.spool.is_dir():
-        raise SpecError(
-            sched.path if spool is None else None,
-            "spool",
-            f"{sched.spool}: no such folder (create it, or check the path: an item there would never air)",
-        )
+    if sched.spool is not None:
+        _check_spool(sched.spool, "spool", sched.path if spool is None else None)
     if address is not None:
         _check_listen(address, "serve")
     renderer = ProcessRenderer()
@@ -183,6 +179,17 @@ def _check_out(out: Path, field: str) -> None:
             None,
             field,
             f"{out}: a folder that is not a playout's and not empty (the channel would overwrite its files): give the channel a new or empty folder",
+        )
+
+
+def _check_spool(spool: Path, field: str, file: Path | None = None) -> None:
+    """That ``spool`` is a folder (a SpecError naming ``file`` and ``field`` if not: a mistyped
+    spool would air filler forever, silently)."""
+    if not spool.is_dir():
+        raise SpecError(
+            file,
+            field,
+            f"{spool}: no such folder (create it, or check the path: an item there would never air)",
         )
 
 

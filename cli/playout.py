@@ -49,8 +49,7 @@ def playout_cmd(
 ) -> None:
     """Publish a live low-latency HLS channel from rendered segments; never renders frames live."""
     from avatarrender import interrupt
-    from avatarrender.api import _address, _check_listen, _check_out, run_playout
-    from avatarrender.errors import SpecError
+    from avatarrender.api import _address, _check_listen, _check_out, _check_spool, run_playout
     from avatarrender.playout.push import Pusher
 
     # Until the channel runs (the filler may render first), a stop signal ends every child
@@ -63,8 +62,8 @@ def playout_cmd(
     address = _address(serve, "--serve") if serve else None
     if address is not None:
         _check_listen(address, "--serve")  # before the filler's render, not after it
-    if spool is not None and not spool.is_dir():
-        raise SpecError(None, "--spool", f"{spool}: no such folder (an item there would never air)")
+    if spool is not None:
+        _check_spool(spool, "--spool")
     pushers = [Pusher(url) for url in push or ()]  # URLs checked before the filler renders
     stop = threading.Event()
 
