@@ -322,13 +322,55 @@ def close_clip_decoders(keep: Sequence[Path] = ()) -> None:
 FIT_TOLERANCE = Fraction(2, 100)
 
 
-def fit_filters(aspect: Fraction, screen: tuple[int, int], fit: str) -> list[str]:
+# A clip's colour matrix (libavutil's AVColorSpace) -> swscale's name for it and the colorspace
+# filter's (None: BT.709 already)
+_MATRICES = {
+    1: ("bt709", None),
+    4: ("fcc", "bt601-6-525"),  # FCC: BT.601's coefficients to two decimals
+    5: ("bt601", "bt601-6-625"),
+    6: ("bt601", "bt601-6-525"),
+    7: ("smpte240m", "smpte240m"),
+    9: ("bt2020", "bt2020"),
+    10: ("bt2020", "bt2020"),
+}
+AVCOL_SPC_UNSPECIFIED = 2
+
+
+def clip_matrix(colorspace: int, size: tuple[int, int], *, rgb: bool = False) -> tuple[str, str | None]:
+    """The colour matrix of a clip's frames, (swscale's name, the ``colorspace`` filter's name or
+    None for BT.709): the clip's own when it says which, else the one players assume from its
+    size (as mpv does: BT.709 from 1280 wide or over 576 lines, BT.601 below). RGB frames (and
+    palettes) have none: swscale writes them as BT.709 directly."""
+    if rgb:
+        return "bt709", None
+    if colorspace == AVCOL_SPC_UNSPECIFIED:
+        w, h = size
+        return ("bt709", None) if w >= 1280 or h > 576 else ("bt601", "bt601-6-525")
+    return _MATRICES.get(colorspace, ("bt709", None))
+
+
+def to_bt709(matrix: tuple[str, str | None]) -> list[str]:
+    """The filter that takes yuv420p TV-range frames of ``matrix`` (:func:`clip_matrix`) to
+    BT.709, the render's: none for BT.709. (swscale can convert while it scales, but off by two
+    levels on flat grey when it scales down; the colorspace filter is exact and as cheap.)"""
+    if matrix[1] is None:
+        return []
+    return [f"colorspace=all=bt709:iall={matrix[1]}:range=tv:irange=tv:fast=1:format=yuv420p"]
+
+
+def fit_filters(
+    aspect: Fraction, screen: tuple[int, int], fit: str, matrix: tuple[str, str | None] = ("bt709", None)
+) -> list[str]:
     """ffmpeg filters that scale a picture of display ``aspect`` (width / height, its pixels'
     shape counted) onto a ``screen`` of (w, h): whole, centred on black (``contain``); filling
     it, the overflow cut evenly (``cover``); or stretched to it (``stretch``, and any clip
-    within :data:`FIT_TOLERANCE` of the screen's shape). Sizes and offsets are even (yuv420p)."""
+    within :data:`FIT_TOLERANCE` of the screen's shape). Sizes and offsets are even (yuv420p).
+
+    The scale keeps the clip's colour ``matrix`` (:func:`clip_matrix`; :func:`to_bt709` then
+    converts): told nothing, swscale writes BT.601, and the render's stream says BT.709 (a
+    BT.709 clip's yellow aired as 254,235,0)."""
     w, h = screen
-    scale = "flags=bicubic:out_range=tv"
+    scale = f"flags=bicubic:in_color_matrix={matrix[0]}:out_color_matrix={matrix[0]}:out_range=tv"
     if fit == "stretch" or abs(aspect / Fraction(w, h) - 1) <= FIT_TOLERANCE:
         return [f"scale={w}:{h}:{scale}"]
     even = lambda v: max(2, 2 * int(round(v / 2)))  # noqa: E731
@@ -346,7 +388,8 @@ class TVReader:
     """Decodes the TV clips a chunk shows, in this process (PyAV), scaled to the screen.
 
     Each contiguous run from T gives the frames ``ffmpeg -i CLIP -vf setpts=PTS-T/TB,fps=R:
-    start_time=0,scale=W:H:flags=bicubic:out_range=tv,format=yuv420p`` gives (the fps filter
+    start_time=0,scale=W:H:flags=bicubic:in_color_matrix=M:out_color_matrix=M:out_range=tv,
+    format=yuv420p[,colorspace=all=bt709:iall=M...]`` gives (the fps filter
     over the whole clip; tested frame for frame against the ffmpeg command), so a run started
     at any frame shows what a run from the clip's start shows there, decoded from the keyframe
     before T, without a process, a pipe or fresh memory per chunk. The clips' decoders stay open in the worker from run to run and chunk to chunk,
@@ -437,7 +480,7 @@ class TVReader:
                 held = frame
                 continue
             if graph is None:
-                graph = self._graph(stream, frame.rotation, (frame.width, frame.height))
+                graph = self._graph(stream, held if held is not None else frame)
                 if held is not None:
                     held.pts -= shift
                     graph.vpush(held)
@@ -454,14 +497,17 @@ class TVReader:
         -180: ["hflip", "vflip"],
     }
 
-    def _graph(self, stream: Any, rotation: float, size: tuple[int, int]) -> Any:
-        """rotation, fps, scale bicubic to the screen with TV range (fitted), yuv420p."""
-        turn = self._UPRIGHT.get(int(round(rotation or 0)), [])
+    def _graph(self, stream: Any, first: Any) -> Any:
+        """rotation, fps, scale bicubic to the screen as BT.709 TV range (fitted), yuv420p;
+        from the run's ``first`` frame (its rotation, size and colour matrix)."""
+        turn = self._UPRIGHT.get(int(round(first.rotation or 0)), [])
         sar = Fraction(stream.sample_aspect_ratio or 1) or Fraction(1)
-        w, h = size
+        w, h = first.width, first.height
+        fmt = first.format
+        matrix = clip_matrix(first.colorspace, (w, h), rgb=fmt.is_rgb or fmt.name.startswith("pal"))
         if turn and turn[0].startswith("transpose"):
             w, h, sar = h, w, 1 / sar
-        fit = fit_filters(Fraction(w) * sar / h, (self.w, self.h), self.fit)
+        fit = fit_filters(Fraction(w) * sar / h, (self.w, self.h), self.fit, matrix)
         graph = av.filter.Graph()
         chain = [
             graph.add_buffer(template=stream),
@@ -469,6 +515,7 @@ class TVReader:
             graph.add("fps", f"fps={self.fps.numerator}/{self.fps.denominator}:start_time=0"),
             *(graph.add(*f.split("=", 1)) for f in fit),
             graph.add("format", "yuv420p"),
+            *(graph.add(*f.split("=", 1)) for f in to_bt709(matrix)),
             graph.add("buffersink"),
         ]
         for a, b in zip(chain, chain[1:]):

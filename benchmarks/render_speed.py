@@ -36,6 +36,7 @@ import threading
 import time
 from pathlib import Path
 
+import av
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from avatarrender.analysis import analyse, segment_audio  # noqa: E402
 from avatarrender.compose import compose_frames  # noqa: E402
-from avatarrender.encode import rawvideo_input_args, x264_args  # noqa: E402
+from avatarrender.encode import clip_matrix, rawvideo_input_args, to_bt709, x264_args  # noqa: E402
 from avatarrender.media import ffmpeg_exe  # noqa: E402
 from avatarrender.plan import DEFAULT_CHUNK_SEGMENTS  # noqa: E402
 from avatarrender.scene import Scene  # noqa: E402
@@ -226,9 +227,15 @@ def filtergraph_command(spec: Spec, work: Path) -> list[str]:
         clip = tv.clips[0]  # the benchmark's cases: one clip, looped, from start_s
         x0, y0, x1, y1 = scene.screen
         i = add_input(["-stream_loop", "-1", "-ss", f"{clip.clip_start_s}", "-i", str(clip.file)])
+        with av.open(str(clip.file)) as c:  # its colours to BT.709, as ours (encode.clip_matrix)
+            first = next(c.decode(video=0))
+        fmt = first.format
+        matrix = clip_matrix(first.colorspace, (first.width, first.height), rgb=fmt.is_rgb)
+        colours = "".join(f",{f}" for f in to_bt709(matrix))
         graph.append(
-            f"[{i}:v]fps={fps},scale={x1 - x0}:{y1 - y0}:flags=bicubic:out_range=tv,"
-            f"format=yuv420p,setpts=PTS-STARTPTS+{clip.start_s}/TB[tv]"
+            f"[{i}:v]fps={fps},scale={x1 - x0}:{y1 - y0}:flags=bicubic:in_color_matrix={matrix[0]}:"
+            f"out_color_matrix={matrix[0]}:out_range=tv,format=yuv420p{colours},"
+            f"setpts=PTS-STARTPTS+{clip.start_s}/TB[tv]"
         )
         overlay("tv", x0, y0, f"between(t,{clip.start_s},{clip.end_s})")
         for n, (img, (ox, oy)) in enumerate(scene._static_above):  # the bezel, drawn over the clip

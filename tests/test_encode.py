@@ -161,6 +161,10 @@ def test_chunk_stops_waiting_when_the_audio_encoder_failed(tmp_path):
         AudioSource(path)(SegmentJob(tmp_path / "a.ts", 30, Fraction(0), Fraction(1)))
 
 
+_SCALE = "flags=bicubic:in_color_matrix=bt601:out_color_matrix=bt601:out_range=tv"
+_TO_709 = "colorspace=all=bt709:iall=bt601-6-525:range=tv:irange=tv:fast=1:format=yuv420p"
+
+
 def _cli_tv(
     path: Path, t_s: float, n: int, w: int, h: int, fps: Fraction, *, fit: list[str] | None = None
 ) -> np.ndarray:
@@ -170,8 +174,9 @@ def _cli_tv(
     its accurate seek drops the frames before T, so at T it shows the next frame instead, and a
     run started at a frame gave other frames than the run before it.) ``fit``: filters in place
     of the scale (a clip of another shape than the screen)."""
-    scale = ",".join(fit) if fit else f"scale={w}:{h}:flags=bicubic:out_range=tv"
-    vf = f"setpts=PTS-{t_s:.6f}/TB,fps={fps.numerator}/{fps.denominator}:start_time=0,{scale},format=yuv420p"
+    # (the test clips are small and untagged: BT.601, taken to BT.709 after the scale)
+    scale = ",".join(fit) if fit else f"scale={w}:{h}:{_SCALE}"
+    vf = f"setpts=PTS-{t_s:.6f}/TB,fps={fps.numerator}/{fps.denominator}:start_time=0,{scale},format=yuv420p,{_TO_709}"
     out = subprocess.run(
         [
             ffmpeg_exe(),
@@ -706,3 +711,60 @@ def test_a_run_started_at_any_frame_shows_what_the_whole_run_shows(tmp_path, cli
     for k in range(1, n - 5):
         close_clip_decoders() if k % 2 else None  # afresh (a seek), or on from the last run
         assert run(k, 5) == whole[k : k + 5], k
+
+
+_BARS = {"yellow": (255, 255, 0), "cyan": (0, 255, 255), "magenta": (255, 0, 255), "red": (255, 0, 0)}
+
+
+def _bars_clip(path: Path, size: str, matrix: str | None, tag: str | None) -> None:
+    """Four colour bars, converted to yuv420p with ``matrix`` (BT.709 or BT.601), tagged ``tag``
+    (or not at all), coded losslessly."""
+    from PIL import Image
+
+    w, h = (int(v) for v in size.split("x"))
+    img = Image.new("RGB", (w, h))
+    for i, rgb in enumerate(_BARS.values()):
+        img.paste(rgb, (i * w // 4, 0, (i + 1) * w // 4, h))
+    png = path.with_suffix(".png")
+    img.save(png)
+    tags = ["-colorspace", tag, "-color_primaries", "bt709" if tag == "bt709" else "smpte170m"] if tag else []
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-y", "-loop", "1", "-i", str(png), "-t", "0.5", "-r", "30"]
+        + ["-vf", f"scale=out_color_matrix={matrix}:out_range=tv,format=yuv420p", *tags]
+        + ["-c:v", "libx264", "-qp", "0", "-preset", "ultrafast", str(path)],
+        check=True,
+    )
+
+
+@pytest.mark.parametrize(
+    "size,matrix,tag",
+    [
+        ("640x360", "bt709", "bt709"),  # tagged BT.709
+        ("640x360", "bt601", "smpte170m"),  # tagged BT.601
+        ("1280x720", "bt709", None),  # untagged HD: BT.709, as players take it
+        ("640x360", "bt601", None),  # untagged SD: BT.601
+    ],
+)
+def test_tv_clip_colours_come_out_as_the_stream_says_bt709(tmp_path, size, matrix, tag):
+    """The render's stream is tagged BT.709: a clip's colours decoded that way are the clip's,
+    whatever matrix it was made with. (swscale wrote BT.601 when not told: a BT.709 clip's
+    yellow aired as 254,235,0.)"""
+    from avatarrender.encode import TVReader, close_clip_decoders
+
+    clip = tmp_path / "bars.mp4"
+    _bars_clip(clip, size, matrix, tag)
+    close_clip_decoders()
+    w, h = 256, 144
+    planes = next(
+        iter(TVReader([clip], (w, h), Fraction(30), "stretch").frames(np.zeros(1, np.int16), np.zeros(1)))
+    )
+    y, u, v = (p.astype(float) for p in planes)
+    for i, (name, want) in enumerate(_BARS.items()):
+        x = (2 * i + 1) * w // 8
+        yy, cb, cr = (
+            (y[h // 2, x] - 16) * 255 / 219,
+            (u[h // 4, x // 2] - 128) * 255 / 224,
+            (v[h // 4, x // 2] - 128) * 255 / 224,
+        )
+        got = (yy + 1.5748 * cr, yy - 0.1873 * cb - 0.4681 * cr, yy + 1.8556 * cb)  # BT.709
+        assert max(abs(g - e) for g, e in zip(got, want)) < 8, (name, [round(g) for g in got], want)
