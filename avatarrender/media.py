@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from fractions import Fraction
 from collections import OrderedDict
 import functools
 import re
@@ -29,6 +30,7 @@ __all__ = [
     "check_video_decodes",
     "check_audio_decodes",
     "audio_duration_s",
+    "audio_lead_s",
     "read_audio",
     "FFmpegProcess",
 ]
@@ -195,14 +197,33 @@ def audio_duration_s(path: str | Path) -> float:
     return int(h) * 3600 + int(m) * 60 + float(s)
 
 
-def check_audio_decodes(path: str | Path) -> None:
+def audio_lead_s(path: str | Path) -> float:
+    """Seconds from a clip's start (the picture's time 0, as the TV decoder counts it) to its
+    first sound: a clip whose audio stream starts after its video (a phone's, a screen
+    recorder's, an MPEG-TS capture's) is heard that much later. 0 when it cannot tell."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            start = Fraction(container.start_time or 0, 1_000_000)
+            for frame in container.decode(audio=0):  # its first frame, encoder priming skipped
+                if frame.pts is None or frame.time_base is None:
+                    return 0.0
+                return max(0.0, float(frame.pts * frame.time_base - start))
+    except (av.error.FFmpegError, OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
+def check_audio_decodes(path: str | Path) -> float:
     """Check that an audio file decodes to its end, as the render's analysis decodes it (to
-    48 kHz mono); ``MediaError`` if it does not. The samples are kept for the next
-    :func:`read_audio` of the same file, so a render that checks its speech then analyses it
-    decodes it once (0.27 s for the demo's 27 s of speech)."""
+    48 kHz mono), and return the seconds that decode (a cut-off FLAC's header still says its
+    whole length; an MP3's is an estimate); ``MediaError`` if it does not decode. The samples
+    are kept for the next :func:`read_audio` of the same file, so a render that checks its
+    speech then analyses it decodes it once (0.27 s for the demo's 27 s of speech)."""
     from .timebase import AUDIO_RATE_HZ
 
-    read_audio(path, sample_rate_hz=AUDIO_RATE_HZ)
+    return len(read_audio(path, sample_rate_hz=AUDIO_RATE_HZ)) / AUDIO_RATE_HZ
 
 
 # Files read_audio decoded lately, by (path, inode, size, mtime, ctime, rate), least recently used out

@@ -92,11 +92,14 @@ def _duck_gain_db(active: np.ndarray, duck_db: float, attack_s: float, release_s
 
 def _clip_samples(spec: Spec, i: int, n: int, sr: int) -> tuple[slice, np.ndarray] | None:
     """Clip ``i``'s sound where it is on screen, faded at every loop point and edge."""
-    from .media import read_audio
+    from .media import audio_lead_s, read_audio
 
     clip = spec.tv.clips[i]
     clip_len_s = clip.file_duration_s
     sound = read_audio(clip.file, sample_rate_hz=sr)
+    lead = int(round(audio_lead_s(clip.file) * sr))  # its sound starts after its picture
+    if lead > 0:
+        sound = np.concatenate([np.zeros(lead, sound.dtype), sound])
     end_s = clip.end_s
     n0 = min(n, int(round(clip.start_s * sr)))
     n1 = min(n, int(round(end_s * sr)))

@@ -390,6 +390,7 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
     from .media import audio_duration_s, check_audio_decodes, check_video_decodes, probe_video
 
     c = _Checker(source, out.width, out.height)
+    notes: list[str] = []  # warnings, for the caller
     bg_path, bg = c.image_at("scene.background", model.scene.background)
     if abs(bg[0] * out.height - bg[1] * out.width) > max(bg[0], bg[1]) // 100:
         raise c.error(
@@ -566,10 +567,15 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
     if model.speech:
         path = c.file("speech.file", model.speech.file)
         try:
-            speech_s = audio_duration_s(path)
-            check_audio_decodes(path)  # to its end, as the render's analysis will decode it
+            header_s = audio_duration_s(path)
+            speech_s = check_audio_decodes(path)  # to its end, as the render's analysis will decode it
         except MediaError as exc:
             raise MediaError(source, "speech.file", exc.message) from None
+        if header_s - speech_s > 0.5:  # the sound that decodes is what airs, not the header's
+            notes.append(
+                f"speech.file: {speech_s:.2f} s of sound decode, where its header says {header_s:.2f} s "
+                "(a damaged or cut-off file?)"
+            )
         mouth_track_path = None
         if model.speech.mouth_track:
             mouth_track_path = c.file("speech.mouth_track", model.speech.mouth_track)
@@ -591,6 +597,11 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
     if n < 1:
         raise c.error("duration_s", "shorter than one frame")
     duration = Fraction(n) / out.fps
+    if speech_s is not None and speech_s > float(duration) + 0.5:
+        notes.append(
+            f"duration_s: {float(duration):.2f} s cuts the speech ({speech_s:.2f} s) short "
+            "(leave duration_s out to take the speech's length)"
+        )
     for i, clip in enumerate(model.tv.clips if model.tv else ()):
         if clip.start_s >= float(duration):  # as for a caption: one that runs past the end is cut there
             raise c.error(
@@ -701,6 +712,7 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
         blink=Blink(seed=model.blink.seed, mean_interval_s=model.blink.mean_interval_s),
         cues=tuple(cues),
         asset_hash=c.hasher.hexdigest()[:20],
+        notes=notes,
     )
 
 
@@ -836,7 +848,7 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
         raise SpecError(source, field, msg) from None
     out = _output(model.output, source)
     parts = _resolve(model, out, source)
-    warnings: list[str] = []
+    warnings: list[str] = parts.pop("notes")
     captions = parts["captions"]
     if captions is not None and captions.burn:
         laid = _layouts(parts["cues"], captions.style, parts["scene"], out)

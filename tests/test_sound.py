@@ -289,3 +289,38 @@ def test_limiter_filters_only_around_peaks_exactly_as_over_the_whole_signal():
     assert (got * peak <= ceiling * (1 + 1e-9)).all()
     quiet = np.full(sr, 0.01)
     assert (L._limiter_gain(quiet, ceiling, sr) == 1.0).all()
+
+
+def test_a_clips_sound_that_starts_after_its_picture_is_heard_then(tmp_path):
+    """A clip whose audio stream starts 0.6 s after its video (as phones and MPEG-TS captures
+    make them) is heard 0.6 s into its picture, not from its picture's first frame."""
+    from avatarrender.soundtrack import tv_sound
+
+    yml = make_tiny_segment(tmp_path / "seg", width=64, height=36, speech_s=3.0, captions=False)
+    a = yml.parent / "assets"
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=gray:s=160x90:r=30:d=3"]
+        + ["-itsoffset", "0.6", "-f", "lavfi", "-i", f"sine=f={TONE_HZ}:d=1:sample_rate=48000"]
+        + [
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            str(a / "late.mp4"),
+        ],
+        check=True,
+    )
+    doc = yaml.safe_load(yml.read_text())
+    doc["tv"]["clips"] = [
+        {"file": "assets/late.mp4", "start_s": 0.0, "end_s": 3.0, "at_end": "hold", "audio": {"gain_db": 0}}
+    ]
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    spec = load_spec(yml)
+    y = tv_sound(spec, np.zeros(3 * 48000, np.float32))
+    env = np.convolve(np.abs(y), np.ones(480) / 480, "same")
+    onset = np.flatnonzero(env > env.max() / 2)[0] / 48000
+    assert abs(onset - 0.6) < 0.04, onset
