@@ -217,7 +217,7 @@ class FolderCatalog:
         if key in self.bad:
             return Availability(error=self.bad[key])
         if key not in self.folders:
-            return Availability(error="unknown entry")
+            return Availability(error="not in the schedule (removed from it while it aired?)")
         try:
             r = self._read(key)
         except MediaError as exc:
@@ -448,6 +448,7 @@ class Playout:
             raise MediaError(filler, None, self.catalog.availability(FILLER).error or "")
         self.filler = filler_r
         self.codecs = filler_r.codecs
+        self._entry_folders = {e.key: e.folder for e in schedule.entries if e.folder is not None}
         for e in schedule.entries:
             self.catalog.add(e.key, e.folder, rendered_ahead=e.spec is not None)
             if (
@@ -537,6 +538,17 @@ class Playout:
             self._force_rebase = bool(state.get("force_rebase"))
             # what failed before is not tried again (it could fail the same way on every start)
             self.quarantined = {str(k): str(v) for k, v in (state.get("quarantine") or {}).items()}
+            stamps = state.get("quarantine_stamps") or {}
+            for key in list(self.quarantined):
+                if key.startswith("entry/") and stamps.get(key) != self._stamp(key):
+                    # a schedule entry refused before: tried again once what it names changed
+                    # (another folder, a new render) or it left the schedule; a spool item is
+                    # let go when its .NAME.refused folder is removed
+                    del self.quarantined[key]
+                    if key in self.catalog.folders:
+                        log.info(
+                            "%s: refused before the restart, but what it names changed: tried again", key
+                        )
             for key, why in self.quarantined.items():
                 self.catalog.bad[key] = why
             for key in self.scheduler.spool_known | {k for k, _ in self.scheduler.spool_queue}:
@@ -697,7 +709,7 @@ class Playout:
             # rest of the program would wait for media segments nobody makes (the render resumes
             # from its .partial folder)
             on_air = e.key == self.scheduler.current
-            if (i < self.scheduler.next_entry and not on_air) or e.spec is None:
+            if (self.scheduler.passed(i) and not on_air) or e.spec is None:
                 continue
             if e.key in self.renders_failed:
                 if self.renders_failed[e.key] == _mtime_ns(e.spec) or e.key in self.quarantined:
@@ -937,10 +949,21 @@ class Playout:
             )
         return parts, frame_s
 
+    def _stamp(self, key: str) -> str | None:
+        """What a schedule entry names, as the quarantine remembers it: its folder and when its
+        manifest (or, before one, the folder) last changed. None for a key not in the schedule."""
+        folder = self._entry_folders.get(key)
+        if folder is None:
+            return None
+        return f"{folder}:{_mtime_ns(folder / 'manifest.json') or _mtime_ns(folder)}"
+
     def _quarantine(self, key: str, why: str) -> None:
         """Refuse ``key`` for good: the scheduler drops it at its next peek, the saved state
-        remembers it (a restart does not try it again), and a finished spool folder is renamed
-        to a hidden ``.NAME.refused`` (the spool ignores it; the operator finds it)."""
+        remembers it (a restart does not try it again unless, for a schedule entry, what it
+        names changed), and a finished spool folder is renamed to a hidden ``.NAME.refused``
+        (the spool ignores it; the operator finds it)."""
+        for prefix in (f"{key}: ", "refused: "):  # said again with the key when it is due
+            why = why.removeprefix(prefix)
         self.catalog.bad[key] = why
         self.quarantined[key] = why
         while len(self.quarantined) > 200:  # bounded: the oldest go first
@@ -1105,7 +1128,11 @@ class Playout:
         for ev in self.scheduler.aired:
             log.info("%s %s at %s", ev["key"], ev["event"], format_pdt(ev["at_s"]))
             self.counters.aired(ev, target_duration_s=self.playlist.target_duration_s)
-            if ev["event"] == "refused" and ev["key"] not in self.quarantined:
+            if (
+                ev["event"] == "refused"
+                and ev["key"] not in self.quarantined
+                and (ev["key"] in self.catalog.folders or ev["key"] == FILLER)
+            ):
                 # whatever refused it (manifest, check, rewrite), a restart does not try it again
                 key = ev["key"]
                 why = next((m for _, m in reversed(events) if m.startswith(f"{key}: ")), "refused")
@@ -1132,6 +1159,7 @@ class Playout:
             "air": None if self._air is None else self._air.to_json(),
             "force_rebase": self._force_rebase,
             "quarantine": self.quarantined,
+            "quarantine_stamps": {k: self._stamp(k) for k in self.quarantined if k.startswith("entry/")},
         }
         try:
             # state before playlist: a restart never reuses a sequence number a player has seen

@@ -353,6 +353,7 @@ class Scheduler:
         self.current_rendering = False  # the current entry started before its render completed
         self.current_late = False  # and a media segment of it came late
         self.next_entry = 0
+        self.done: set[str] = set()  # identities (:meth:`_identity`) of the entries passed
         self.prev_end_s = Fraction(start_s)
         self.spool_queue: list[tuple[str, Fraction]] = []  # (key, due)
         self.spool_known: set[str] = set()
@@ -425,12 +426,31 @@ class Scheduler:
             return key, max(due, self.prev_end_s), False
         return None
 
+    def _identity(self, i: int) -> str:
+        """Entry ``i`` as the saved state knows it: its key and air time, or, for an ``after``
+        entry, the air time of the last absolute entry before it (names are unique in a
+        schedule; a reused name on another day is another entry)."""
+        e = self.entries[i]
+        if e.at_s is not None:
+            return f"{e.key}@{e.at_s}"
+        anchor = next(
+            (self.entries[j].at_s for j in range(i - 1, -1, -1) if self.entries[j].at_s is not None), None
+        )
+        return f"{e.key}@after:{anchor}"
+
+    def passed(self, i: int) -> bool:
+        """Entry ``i`` aired, was skipped or refused (or is on air)."""
+        return i < self.next_entry or self._identity(i) in self.done
+
     def _pop_due(self, key: str, *, dropped_at_s: Fraction | None = None) -> None:
         self._told.discard(key)
         if dropped_at_s is not None:  # an entry that never aired: the next 'after' one is due now
             self.prev_end_s = dropped_at_s
         if self.next_entry < len(self.entries) and self.entries[self.next_entry].key == key:
+            self.done.add(self._identity(self.next_entry))
             self.next_entry += 1
+            while self.next_entry < len(self.entries) and self._identity(self.next_entry) in self.done:
+                self.next_entry += 1  # (after a restart: passed before it)
         else:
             self.spool_queue = [(k, d) for k, d in self.spool_queue if k != key]
 
@@ -585,6 +605,7 @@ class Scheduler:
                 self.entries[self.next_entry].key if self.next_entry < len(self.entries) else None
             ),
             "next_entry": self.next_entry,
+            "done": sorted(self.done),
             "prev_end_s": str(self.prev_end_s),
             "spool_queue": [[k, str(d)] for k, d in self.spool_queue],
             "spool_known": sorted(self.spool_known),
@@ -600,13 +621,21 @@ class Scheduler:
         }
 
     def restore(self, d: dict[str, Any]) -> None:
-        """Load saved state. Entries are matched by key, so an edited schedule resumes sensibly."""
-        keys = [e.key for e in self.entries]
-        nk = d.get("next_entry_key")
-        if nk in keys:
-            self.next_entry = keys.index(nk)
-        else:
-            self.next_entry = min(int(d.get("next_entry", 0)), len(self.entries))
+        """Load saved state. Entries are matched by :meth:`_identity` (name and air time), so an
+        edited schedule resumes sensibly: the first entry not passed yet is next, one inserted
+        or moved before it included, and a new day's entries are new even under old names."""
+        ids = [self._identity(i) for i in range(len(self.entries))]
+        if "done" in d:
+            self.done = set(d["done"]) & set(ids)  # bounded: only what this schedule holds
+            self.next_entry = next((i for i, k in enumerate(ids) if k not in self.done), len(ids))
+        else:  # a state saved before identities: by the next entry's key, else its index
+            keys = [e.key for e in self.entries]
+            nk = d.get("next_entry_key")
+            if nk in keys:
+                self.next_entry = keys.index(nk)
+            else:
+                self.next_entry = min(int(d.get("next_entry", 0)), len(self.entries))
+            self.done = set(ids[: self.next_entry])
         self.prev_end_s = Fraction(d["prev_end_s"])
         self.spool_queue = [(str(k), Fraction(t)) for k, t in d.get("spool_queue", [])]
         self.spool_known = set(d.get("spool_known", []))
