@@ -44,7 +44,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .errors import AvatarRenderError, SpecError
+from .errors import AvatarRenderError, RenderLockedError, SpecError
 from .files import atomic_write
 
 __all__ = ["RenderService", "Submission", "submit", "STATUS_NAME"]
@@ -121,10 +121,18 @@ def submit(spec: str | Path, inbox: str | Path, *, name: str | None = None) -> P
         spool = None
     if spool is not None and (spool / name).exists():
         raise SpecError(None, "name", f"{name} is in the spool already ({spool / name}): give another name")
+    if spool is not None and any((spool / f".{name}{end}").exists() for end in (".partial", ".lock")):
+        raise SpecError(
+            None, "name", f"{name} is being rendered into the spool ({spool}) already: give another name"
+        )
     # a name whose render failed before: this submission is the new try
     (inbox / f"{name}.error").unlink(missing_ok=True)
     atomic_write(path, json.dumps({"spec": str(spec), "name": name}) + "\n")
     return path
+
+
+class _Withdrawn(AvatarRenderError):
+    """The submission's file was removed while it rendered."""
 
 
 def _recorded_failures(inbox: Path) -> list[dict[str, Any]]:
@@ -436,6 +444,13 @@ class RenderService:
 
         t0 = time.perf_counter()
         sub: Submission | None = None
+
+        def withdrawn_or(done: int, total: int) -> None:
+            if not path.exists():  # the operator removed NAME.submit: the render stops
+                raise _Withdrawn(f"{path}: removed while it rendered: render stopped")
+            if progress:
+                progress(done, total)
+
         try:
             sub = read_submission(path)
             self.current = sub
@@ -444,7 +459,7 @@ class RenderService:
             kwargs: dict[str, Any] = dict(
                 jobs=self.jobs,
                 hidden_partial=True,
-                progress=progress,
+                progress=withdrawn_or,
                 lead_frames=self.lead_frames,
                 audio_pool=self._soundtrack_process(),
             )
@@ -452,6 +467,9 @@ class RenderService:
                 kwargs["chunk_segments"] = self.chunk_segments
             with self._parallel_config():
                 manifest = render(spec, self.spool / sub.name, **kwargs)
+        except RenderLockedError as exc:  # another render holds the name: its folder is not ours
+            self._fail(path, str(exc))
+            return None
         except AvatarRenderError as exc:
             self._fail(path, str(exc), sub)
             return None
@@ -466,7 +484,10 @@ class RenderService:
             self.current = None
         done = self.inbox / ".done"
         done.mkdir(exist_ok=True)
-        os.replace(path, done / path.name)
+        try:
+            os.replace(path, done / path.name)
+        except FileNotFoundError:  # removed as the render ended: it is in the spool all the same
+            log.warning("%s: removed as its render finished: %s is in the spool", path, sub.name)
         stats = manifest.get("render", {})
         entry = {
             "name": sub.name,
@@ -499,9 +520,10 @@ class RenderService:
                 log.error("%s: cannot mark the failed render: %s", sub.name, exc)
         failed = self.inbox / ".failed"
         try:
-            failed.mkdir(exist_ok=True)
-            atomic_write(path.with_suffix(".error"), message + "\n")
-            os.replace(path, failed / path.name)
+            if path.exists():  # (withdrawn: nothing to move aside, no new try to wait for)
+                failed.mkdir(exist_ok=True)
+                atomic_write(path.with_suffix(".error"), message + "\n")
+                os.replace(path, failed / path.name)
         except OSError as exc:
             log.error("%s: cannot record the failure: %s", path, exc)
         self.failed = (

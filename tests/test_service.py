@@ -239,3 +239,46 @@ def test_submit_command_is_answered_without_the_cli_framework(tmp_path):
     r = _entry("submit", str(yml), "--inbox", str(inbox), "--bogus", cwd=tmp_path)
     assert r.returncode == 2 and "--bogus" in r.stderr
     assert sorted(p.name for p in inbox.iterdir()) == ["quick-1.submit"]
+
+
+def test_a_withdrawn_submission_stops_its_render_and_the_service_goes_on(tmp_path):
+    """Removing NAME.submit while it renders stops the render (what it published is marked
+    failed, so a playout refuses the rest at once) and the service goes on; it crashed when
+    the render ended and moved the missing file. A render of the name that another process
+    holds the lock of is not marked failed by this one, and submit refuses such a name."""
+    import fcntl
+
+    from avatarrender.rendition import partial_path
+    from avatarrender.service import RenderService
+
+    inbox, spool = tmp_path / "inbox", tmp_path / "spool"
+    spool.mkdir()
+    yml = make_tiny_segment(tmp_path / "seg", duration_s=4.0)
+    service = RenderService(inbox, spool, jobs=1, chunk_segments=1)
+    path = submit(yml, inbox, name="talk")
+    calls = []
+
+    def withdraw(done: int, total: int) -> None:
+        calls.append(done)
+        path.unlink(missing_ok=True)  # the operator's rm, as the first media segment is out
+
+    assert service.render_one(path, progress=withdraw) is None
+    assert len(calls) == 1 and not (spool / "talk").exists()
+    assert (partial_path(spool / "talk", hidden=True) / "FAILED").is_file()
+    assert "removed while it rendered" in service.failed[-1]["error"]
+    assert not (inbox / "talk.error").exists() and not (inbox / ".failed" / "talk.submit").exists()
+    # another render (render --into) holds the name: refused, and its folder left alone
+    other = partial_path(spool / "news", hidden=True)
+    other.mkdir()
+    fd = os.open(spool / ".news.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(SpecError, match="being rendered"):
+            submit(yml, inbox, name="news")
+        path = inbox / "news.submit"
+        path.write_text(json.dumps({"spec": str(yml.resolve()), "name": "news"}) + "\n")
+        assert service.render_one(path) is None
+        assert "another render" in service.failed[-1]["error"]
+        assert not (other / "FAILED").exists()
+    finally:
+        os.close(fd)
