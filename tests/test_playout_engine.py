@@ -189,6 +189,37 @@ def test_render_ahead_partial_airs_while_rendering(media: Path) -> None:
     assert not [e for e in d.status()["errors"] if e["level"] == "error"]
 
 
+def test_spool_item_removed_before_or_while_it_airs_is_dropped_at_once(media: Path) -> None:
+    """A queued spool folder the operator removes is dropped (it was waited for max_late_s, 5
+    s here, on filler), and one removed while on air ends there: the next follows at once."""
+    spool = media / "spool"
+    spool.mkdir()
+    d = Driver(media, schedule(media, "spool: spool\n"))
+    d.start(T0)
+    d.run(1)
+    for name in ("x", "y", "z"):
+        shutil.copytree(media / "a", spool / name)  # 3.5 s each
+        d.run(0.25)
+    d.run(1)
+    assert d.programs()[-1] == "spool/x"
+    shutil.rmtree(spool / "y")
+    d.run(5)
+    assert d.programs()[-2:] == ["spool/x", "spool/z"], d.programs()
+    shutil.copytree(media / "a", spool / "w")
+    d.run(0.5)
+    shutil.rmtree(spool / "z")  # on air
+    d.run(3)
+    progs = d.programs()
+    assert progs[-3:] == ["spool/x", "spool/z", "spool/w"] or progs[-4:] == [
+        "spool/x",
+        "spool/z",
+        "filler",
+        "spool/w",
+    ]
+    fillers = [p for _, p, _ in d.aired[-12:] if p == "filler"]
+    assert len(fillers) <= 2, d.aired[-12:]
+
+
 def test_spool_airs_in_order_of_arrival(media: Path) -> None:
     spool = media / "spool"
     spool.mkdir()

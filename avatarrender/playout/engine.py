@@ -316,6 +316,10 @@ class FolderCatalog:
         return data
 
 
+# a spool item's folder gone this long (neither NAME nor .NAME.partial) was removed, not swapped
+GONE_S = Fraction(1)
+
+
 def _mtime_ns(path: Path) -> int | None:
     try:
         return os.stat(path).st_mtime_ns
@@ -505,6 +509,7 @@ class Playout:
         self._undeleted: list[str] = []  # media files left the window but not yet deleted
         self._topics: dict[str, str] = {}  # lasting conditions already logged (see _error)
         self.quarantined: dict[str, str] = {}  # key -> why it was refused; kept in the saved state
+        self._gone_since: dict[str, Fraction] = {}  # spool items whose folder vanished, since when
         self._check_filler()
 
     # ------------------------------------------------------------------ start and state
@@ -675,6 +680,7 @@ class Playout:
                     self.catalog.bad[key] = self.quarantined[key]
                 self.scheduler.add_spool(key, discovered_s=now)
                 log.info("spool: %s queued", name)
+        self._drop_removed(present, now)
         self.scheduler.forget_spool(present)
         self.catalog.forget_arriving(present | set(self.catalog.folders))
         for key in list(self.catalog.folders):
@@ -683,6 +689,28 @@ class Playout:
                 if not (spool / f".{key[6:]}.refused").exists():
                     # the operator removed the refused folder: a new one of that name may come
                     self.quarantined.pop(key, None)
+
+    def _drop_removed(self, present: set[str], now: Fraction) -> None:
+        """A queued or airing spool item whose folder is gone (the operator removed or renamed
+        it) for :data:`GONE_S` is dropped: the next item follows at once instead of filler for
+        ``max_late_s`` (a render's swap into place leaves neither name for an instant)."""
+        assert self.scheduler is not None
+        sch = self.scheduler
+        queued = {k for k, _ in sch.spool_queue} | ({sch.current} if sch.current else set())
+        for key in queued:
+            if not key.startswith("spool/") or key in present or key in self.catalog.bad:
+                self._gone_since.pop(key, None)
+                continue
+            since = self._gone_since.setdefault(key, now)
+            if now - since < GONE_S:
+                continue
+            del self._gone_since[key]
+            if key == sch.current:
+                # refused mid-air at the next slot, without a wait for media segments nobody makes
+                self.catalog.bad[key] = "its folder was removed from the spool while it aired"
+            else:
+                sch.spool_queue = [(k, d) for k, d in sch.spool_queue if k != key]
+                log.warning("%s: its folder was removed from the spool before it aired: dropped", key)
 
     def _arrived(self, folder: Path, key: str) -> bool:
         """Whether a folder that appeared in the spool under its own name may be queued: whole

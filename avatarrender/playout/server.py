@@ -590,7 +590,7 @@ class PlayoutServer:
     ) -> None:
         try:
             f = open(path, "rb")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+        except OSError:  # missing, a folder, unreadable, a name too long for the file system
             await self._send(writer, HTTPStatus.NOT_FOUND, keep=keep)
             return
         with f:
