@@ -467,10 +467,21 @@ class TVReader:
         # nearer t. So a run started at any frame (a chunk's first, preview's one) shows what the
         # run before it would have shown there: frames the same for any chunk size
         held = None  # the last frame before t
+        last = None  # the last frame pushed
         while given < frames:
             frame = dec.next_frame()
             if frame is None:
+                if graph is None and held is not None:  # the run starts past the clip's last frame
+                    graph = self._graph(stream, held)
+                    held.pts -= shift
+                    graph.vpush(held)
+                    last, held = held, None
                 if graph is not None:
+                    if given == 0 and last is not None:
+                        # a clip shorter than half an output frame gives the fps filter nothing
+                        # to show: its last frame again, an output frame later, is shown
+                        last.pts += max(1, math.ceil(1 / (self.fps * stream.time_base)))
+                        graph.vpush(last)
                     graph.vpush(None)  # the clip ended: the fps filter gives what it still holds
                     yield from pulled()
                 return
@@ -486,6 +497,7 @@ class TVReader:
                     graph.vpush(held)
             frame.pts -= shift
             graph.vpush(frame)
+            last = frame
             yield from pulled()
 
     # A phone clip's display matrix, turned upright as ffmpeg's autorotate does (checked against it)
@@ -511,6 +523,10 @@ class TVReader:
         graph = av.filter.Graph()
         chain = [
             graph.add_buffer(template=stream),
+            # an interlaced frame (1080i, 576i broadcast) is deinterlaced from its own two
+            # fields (spatial only: the same frame whatever run it starts), a progressive one
+            # passes as it is (it aired combed)
+            graph.add("estdif", "mode=frame:deint=interlaced"),
             *(graph.add(*f.split("=", 1)) for f in turn),
             graph.add("fps", f"fps={self.fps.numerator}/{self.fps.denominator}:start_time=0"),
             *(graph.add(*f.split("=", 1)) for f in fit),

@@ -12,6 +12,7 @@ the screen.
 from __future__ import annotations
 
 import dataclasses
+from fractions import Fraction
 import json
 import os
 import time
@@ -214,6 +215,31 @@ def _paths(obj: Any) -> list[Path]:
     return []
 
 
+def _fitted(img: Image.Image, screen: tuple[int, int], fit: str) -> Image.Image:
+    """``img`` on a screen of ``screen`` as ``tv.fit`` fits a clip (:func:`encode.fit_filters`):
+    whole on black (contain), filling it with its edges cut (cover), or stretched (stretch, and
+    any image within 2 % of the screen's shape)."""
+    from .encode import FIT_TOLERANCE
+
+    w, h = screen
+    aspect = Fraction(img.width, img.height)
+    if fit == "stretch" or abs(aspect / Fraction(w, h) - 1) <= FIT_TOLERANCE:
+        return img.resize((w, h), Image.LANCZOS)
+    if (aspect > Fraction(w, h)) == (fit == "contain"):
+        sw, sh = w, max(1, round(w / aspect))
+    else:
+        sw, sh = max(1, round(h * aspect)), h
+    scaled = img.resize((sw, sh), Image.LANCZOS)
+    out = Image.new("RGBA", (w, h), (0, 0, 0, 255))
+    out.alpha_composite(
+        scaled.crop(((sw - w) // 2, (sh - h) // 2, (sw - w) // 2 + w, (sh - h) // 2 + h))
+        if fit == "cover"
+        else scaled,
+        (0, 0) if fit == "cover" else ((w - sw) // 2, (h - sh) // 2),
+    )
+    return out
+
+
 class Scene:
     """Per-spec cache of the base and the state patches in yuv420p. Build once (the render builds
     it in the main process and hands it to the workers); cheap to query.
@@ -269,6 +295,8 @@ class Scene:
         """What does not depend on the segment's words: the background with its layers, the TV
         when off and its bezel, the character's static parts, in RGBA and yuv420p."""
         bg = _open_rgba(spec.scene.background)
+        if bg.getextrema()[3][0] < 255:  # see-through parts: on black (their hidden colour showed)
+            bg = Image.alpha_composite(Image.new("RGBA", bg.size, (0, 0, 0, 255)), bg)
         # The YAML's coordinates are the background's pixels; everything scales to the output.
         self.k = self.width / bg.width
         self._images: dict[str, Image.Image] = {}
@@ -287,7 +315,7 @@ class Scene:
             x, y, w, h = (2 * round(v * self.k / 2) for v in tv.screen)
             self.screen = (x, y, x + w, y + h)
             if tv.off:
-                off = _open_rgba(tv.off).resize((w, h), Image.LANCZOS)
+                off = _fitted(_open_rgba(tv.off), (w, h), tv.fit)
             else:
                 off = Image.new("RGBA", (w, h), (28, 30, 34, 255))
             base.alpha_composite(off, (x, y))

@@ -472,6 +472,9 @@ def _ts_s(text: str) -> float:
     return int(h or 0) * 3600 + int(mnt) * 60 + int(s) + int(ms.ljust(3, "0")) / 1000
 
 
+_CUE_TAGS = re.compile(r"<[^>]+>|\{\\[^}]*\}")
+
+
 def parse_cues(text: str) -> list[Cue]:
     """Parse SubRip (.srt) or WebVTT (.vtt) text into cues; styling tags are dropped and
     character references (``&lt;``, ``&amp;``, ``&nbsp;``, ...) read as the characters they stand for."""
@@ -484,9 +487,14 @@ def parse_cues(text: str) -> list[Cue]:
             continue  # WEBVTT header, NOTE or STYLE block, or a stray index line
         start, end = lines[arrow].split("-->", 1)
         end = end.strip().split()[0]  # VTT cue settings follow the end time
-        # tags out first, then the references in: "&lt;b&gt;" is text that shows as "<b>"
-        body = " ".join(html.unescape(re.sub(r"<[^>]+>", "", ln)).strip() for ln in lines[arrow + 1 :])
-        cues.append(Cue(text=body, start_s=_ts_s(start), end_s=_ts_s(end)))
+        # tags out first (HTML-like, and SubStation's {\an8} / {\i1} that SRT files carry), then
+        # the references in: "&lt;b&gt;" is text that shows as "<b>"; the cue's own lines stay
+        # lines (two speakers' lines are two lines on screen)
+        body = "\n".join(
+            t for ln in lines[arrow + 1 :] if (t := html.unescape(_CUE_TAGS.sub("", ln)).strip())
+        )
+        if body:  # a cue with no text is no caption (it drew an empty box)
+            cues.append(Cue(text=body, start_s=_ts_s(start), end_s=_ts_s(end)))
     return cues
 
 

@@ -768,3 +768,30 @@ def test_tv_clip_colours_come_out_as_the_stream_says_bt709(tmp_path, size, matri
         )
         got = (yy + 1.5748 * cr, yy - 0.1873 * cb - 0.4681 * cr, yy + 1.8556 * cb)  # BT.709
         assert max(abs(g - e) for g, e in zip(got, want)) < 8, (name, [round(g) for g in got], want)
+
+
+def test_a_clip_shorter_than_half_an_output_frame_shows_its_frame(tmp_path):
+    """One 120 fps frame (8 ms): the fps filter gave no frame for it and the render failed
+    after validate passed; it is shown, and held."""
+    from avatarrender.encode import TVReader, close_clip_decoders
+
+    clip = tmp_path / "tiny.mp4"
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=white:s=64x36:r=120",
+            "-frames:v",
+            "1",
+        ]
+        + ["-c:v", "libx264", "-pix_fmt", "yuv420p", str(clip)],
+        check=True,
+    )
+    close_clip_decoders()
+    frames = list(TVReader([clip], (32, 18), Fraction(30)).frames(np.zeros(5, np.int16), np.arange(5) / 30))
+    assert len(frames) == 5 and all(f[0].min() > 200 for f in frames)

@@ -82,7 +82,8 @@ def test_exact_fps_and_cues():
         == "Hi there"
     )
     vtt = parse_cues("WEBVTT\n\nNOTE x\n\n00:01.000 --> 00:02.500 align:start\nHello\nworld\n")
-    assert (vtt[0].start_s, vtt[0].end_s, vtt[0].text) == (1.0, 2.5, "Hello world")
+    # a cue's lines stay lines, as players show them
+    assert (vtt[0].start_s, vtt[0].end_s, vtt[0].text) == (1.0, 2.5, "Hello\nworld")
     # WebVTT's escapes are the characters they stand for, a tag written with them is text
     vtt = parse_cues("WEBVTT\n\n00:01.000 --> 00:02.000\n<b>&lt;tag&gt;</b> Tom &amp; Pam&nbsp;!\n")
     assert vtt[0].text == "<tag> Tom & Pam\u00a0!"

@@ -292,3 +292,41 @@ def test_a_cut_off_speech_file_takes_the_length_that_decodes_with_a_warning(tmp_
     spec = load_spec(yml)
     assert float(spec.duration_s) == 4.0
     assert any(w.startswith("duration_s:") and "cuts the speech" in w for w in spec.warnings), spec.warnings
+
+
+def test_srt_cues_keep_their_lines_and_lose_substation_tags_and_empty_cues():
+    from avatarrender.spec import parse_cues
+
+    cues = parse_cues(
+        "1\n00:00:01,000 --> 00:00:02,000\n{\\an8}- Are you <i>coming</i>?\n- Yes, in a minute.\n\n"
+        "2\n00:00:03,000 --> 00:00:04,000\n\n\n"
+        "3\n00:00:05,000 --> 00:00:06,000\n{\\i1}A &amp; B{\\i0}\n"
+    )
+    assert [c.text for c in cues] == ["- Are you coming?\n- Yes, in a minute.", "A & B"]
+
+
+def test_a_see_through_background_is_on_black_and_the_tv_off_image_is_fitted(tmp_path: Path):
+    """Hidden colour under a background's transparent pixels does not show (it aired bright red);
+    a 4:3 tv.off image on a 16:9 screen is fitted as clips are (contain: black bars), not
+    stretched."""
+    from PIL import Image
+
+    yml = make_tiny_segment(tmp_path / "seg", captions=False)
+    a = yml.parent / "assets"
+    room = Image.open(a / "room.png").convert("RGBA")
+    w, h = room.size
+    px = np.asarray(room).copy()
+    px[:, : w // 8] = (255, 0, 0, 0)  # red, but fully transparent
+    Image.fromarray(px).save(a / "room.png")
+    Image.new("RGBA", (400, 300), (0, 200, 0, 255)).save(a / "off43.png")
+    doc = yaml.safe_load(yml.read_text())
+    doc["scene"]["layers"] = []
+    doc["tv"]["off"] = "assets/off43.png"
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    scene = Scene(load_spec(yml))
+    rgb = np.asarray(scene.base_rgba.convert("RGB")).astype(int)
+    assert rgb[h // 2, 2].max() < 8, rgb[h // 2, 2]  # black, not red
+    x0, y0, x1, y1 = scene.screen
+    mid = rgb[(y0 + y1) // 2]
+    assert mid[x0 + 1].max() < 8 and mid[x1 - 2].max() < 8, (mid[x0 + 1], mid[x1 - 2])  # bars
+    assert mid[(x0 + x1) // 2][1] > 150  # the image, whole, between them
