@@ -795,3 +795,22 @@ def test_a_clip_shorter_than_half_an_output_frame_shows_its_frame(tmp_path):
     close_clip_decoders()
     frames = list(TVReader([clip], (32, 18), Fraction(30)).frames(np.zeros(5, np.int16), np.arange(5) / 30))
     assert len(frames) == 5 and all(f[0].min() > 200 for f in frames)
+
+
+def test_an_interlaced_clip_is_deinterlaced(tmp_path):
+    """A clip coded interlaced (its fields from two instants: a moving edge combs) airs
+    deinterlaced: neighbouring lines differ no more than lines two apart."""
+    from avatarrender.encode import TVReader, close_clip_decoders
+
+    clip = tmp_path / "interlaced.mp4"
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=320x240:r=60:d=1"]
+        + ["-vf", "tinterlace=interleave_top,fieldorder=tff", "-c:v", "libx264", "-flags", "+ilme+ildct"]
+        + ["-pix_fmt", "yuv420p", "-qp", "0", str(clip)],
+        check=True,
+    )
+    close_clip_decoders()
+    (y, _, _) = next(iter(TVReader([clip], (320, 240), Fraction(30)).frames(np.zeros(1, np.int16), [0.5])))
+    y = y.astype(int)
+    one, two = np.abs(np.diff(y, axis=0)).mean(), np.abs(y[2:] - y[:-2]).mean()
+    assert one <= two, (one, two)  # combed: lines one apart differ far more than two apart
