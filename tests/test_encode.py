@@ -804,8 +804,10 @@ def test_an_interlaced_clip_is_deinterlaced(tmp_path):
 
     clip = tmp_path / "interlaced.mp4"
     subprocess.run(
-        [ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=320x240:r=60:d=1"]
-        + ["-vf", "tinterlace=interleave_top,fieldorder=tff", "-c:v", "libx264", "-flags", "+ilme+ildct"]
+        [ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "color=black:s=320x240:r=60:d=1"]
+        + ["-f", "lavfi", "-i", "color=white:s=40x240:r=60:d=1", "-filter_complex"]
+        + ["[0][1]overlay=x='mod(t*800,280)':y=0,tinterlace=interleave_top,fieldorder=tff"]
+        + ["-c:v", "libx264", "-flags", "+ilme+ildct"]
         + ["-pix_fmt", "yuv420p", "-qp", "0", str(clip)],
         check=True,
     )
