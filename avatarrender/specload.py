@@ -342,6 +342,8 @@ class _Checker:
 
     def file(self, field: str, rel: str) -> Path:
         path = resolve_asset(self.source, field, rel)
+        if path.is_dir():
+            raise SpecError(self.source, field, f"a folder, not a file: {path}")
         if not path.is_file():
             raise AssetNotFoundError(self.source, field, f"file not found: {path}")
         self.hasher.update(field.encode())
@@ -623,8 +625,8 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
         if cap.file:
             path = c.file("captions.file", cap.file)
             try:
-                cues = parse_cues(path.read_text(encoding="utf-8"))
-            except (ValueError, UnicodeDecodeError) as exc:
+                cues = parse_cues(_caption_text(path))
+            except ValueError as exc:
                 raise MediaError(source, "captions.file", f"{path}: {exc}") from None
         cues += [Cue(q.text, q.start_s, q.end_s) for q in cap.cues]
         for i, q in enumerate(cues):
@@ -656,8 +658,8 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
         for i, track in enumerate(cap.tracks):
             path = c.file(f"captions.tracks[{i}].file", track.file)
             try:
-                track_cues = parse_cues(path.read_text(encoding="utf-8"))
-            except (ValueError, UnicodeDecodeError) as exc:
+                track_cues = parse_cues(_caption_text(path))
+            except ValueError as exc:
                 raise MediaError(source, f"captions.tracks[{i}].file", f"{path}: {exc}") from None
             tracks.append(
                 SubtitleTrack(
@@ -714,6 +716,22 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
         asset_hash=c.hasher.hexdigest()[:20],
         notes=notes,
     )
+
+
+def _caption_text(path: Path) -> str:
+    """A caption file's text: UTF-8 (a BOM or not), or UTF-16 with its BOM, as subtitle editors
+    save it. Anything else is refused (ValueError) rather than guessed: a guess at Windows-1252
+    would put mojibake on air for a Cyrillic or Greek file."""
+    data = path.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at {exc.start}: Latin-1 or "
+            "Windows-1252?): save it as UTF-8"
+        ) from None
 
 
 def _cue_field(cap: CaptionsModel, i: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import datetime as dt
 import json
 import os
@@ -184,7 +185,7 @@ def _render_on_dask(spec, out_dir: Path, scheduler: Optional[str], kwargs: dict)
 
 def preview_cmd(
     segment: Path = typer.Argument(..., metavar="SEGMENT.yaml", help="The segment.yaml."),
-    at: float = typer.Option(0.0, "--at", min=0, help="Time in the segment, seconds."),
+    at: float = typer.Option(0.0, "--at", help="Time in the segment, seconds."),
     output: Path = typer.Option(
         Path("frame.png"), "-o", "--output", help="Image to write: PNG, or JPEG/WebP/... by its extension."
     ),
@@ -202,6 +203,8 @@ def preview_cmd(
     from avatarrender import interrupt
 
     interrupt.install(workers=False)
+    if not math.isfinite(at) or at < 0:
+        raise SpecError(None, "--at", f"{at} is not a time in the segment (seconds from its start)")
     kind = output_format(output, "--output")
     spec = load_spec(segment, overrides=_overrides(preset, None))
     if at > float(spec.duration_s):

@@ -894,6 +894,9 @@ def test_preview_writes_the_type_its_name_asks_for(tiny_segment: Path, tmp_path:
     for bad, said in (("nodir/p.png", "no such folder"), ("p.xyz", "no image type")):
         line = _one_line(run_cli("preview", str(tiny_segment), "-o", str(tmp_path / bad)), 2)
         assert "--output" in line and said in line, line
+    for at in ("nan", "-1", "inf"):
+        line = _one_line(run_cli("preview", str(tiny_segment), "--at", at, "-o", str(tmp_path / "n.png")), 2)
+        assert "--at" in line and "not a time in the segment" in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.jpg", "f.png", "seg"]
 
 

@@ -330,3 +330,30 @@ def test_a_see_through_background_is_on_black_and_the_tv_off_image_is_fitted(tmp
     mid = rgb[(y0 + y1) // 2]
     assert mid[x0 + 1].max() < 8 and mid[x1 - 2].max() < 8, (mid[x0 + 1], mid[x1 - 2])  # bars
     assert mid[(x0 + x1) // 2][1] > 150  # the image, whole, between them
+
+
+def test_caption_files_in_utf16_are_read_and_latin1_is_refused_clearly(tmp_path: Path):
+    """Subtitle editors save UTF-16 with a BOM: read. Latin-1 is refused with what to do (it
+    was Python's codec message); a font path that is a folder says so."""
+    yml = make_tiny_segment(tmp_path / "seg", captions=False)
+    doc = yaml.safe_load(yml.read_text())
+    srt = "1\n00:00:00,500 --> 00:00:01,500\nCafé crème\n"
+    (yml.parent / "u16.srt").write_bytes(srt.encode("utf-16"))
+    (yml.parent / "latin1.srt").write_bytes(srt.encode("latin-1"))
+    doc["captions"] = {"file": "u16.srt"}
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert [c.text for c in load_spec(yml).cues] == ["Café crème"]
+    doc["captions"] = {"file": "latin1.srt"}
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(MediaError) as err:
+        load_spec(yml)
+    assert (
+        "captions.file" in str(err.value)
+        and "not UTF-8" in str(err.value)
+        and "save it as UTF-8" in str(err.value)
+    )
+    doc["captions"] = {"file": "u16.srt", "style": {"font": "assets"}}
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(SpecError) as err:
+        load_spec(yml)
+    assert "captions.style.font" in str(err.value) and "a folder, not a file" in str(err.value)
