@@ -871,6 +871,14 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
     if captions is not None and captions.burn:
         laid = _layouts(parts["cues"], captions.style, parts["scene"], out)
         parts["captions"] = dataclasses.replace(captions, layouts=tuple(lay for lay, _ in laid))
+        no_font = [(i, miss) for i, (lay, cue) in enumerate(laid) if (miss := lay.chain.missing(cue.text))]
+        if no_font:
+            i, miss = no_font[0]
+            more = f" (and {len(no_font) - 1} more cues)" if len(no_font) > 1 else ""
+            warnings.append(
+                f"{_cue_field(model.captions, i)}: no font here draws {' '.join(miss[:12])}{more}: they show "
+                "as boxes (give captions.style.font, or add fonts with AVATARRENDER_FALLBACK_FONTS)"
+            )
         for i, (lay, cue) in enumerate(zip((lay for lay, _ in laid), parts["cues"])):
             if lay.wanted_lines > len(lay.lines):
                 warnings.append(

@@ -106,6 +106,15 @@ class FontChain:
                 out.append((k, ch))
         return [(self.fonts[k], s) for k, s in out]
 
+    def missing(self, text: str) -> str:
+        """The characters of ``text`` no font of the chain has (drawn as boxes), each once."""
+        out = dict.fromkeys(
+            ch
+            for ch in text
+            if not _sticky(ch) and not any(self._covers(i, ord(ch)) for i in range(len(self.paths)))
+        )
+        return "".join(out)
+
     def length(self, text: str) -> float:
         """Advance width of ``text`` in px."""
         return sum(font.getlength(s) for font, s in self.runs(text))

@@ -357,3 +357,17 @@ def test_caption_files_in_utf16_are_read_and_latin1_is_refused_clearly(tmp_path:
     with pytest.raises(SpecError) as err:
         load_spec(yml)
     assert "captions.style.font" in str(err.value) and "a folder, not a file" in str(err.value)
+
+
+def test_characters_no_font_draws_are_a_warning_naming_the_cue(tmp_path: Path):
+    """Hindi with no Devanagari font here shows as boxes: validate says which cue and which
+    characters (it said nothing)."""
+    yml = make_tiny_segment(tmp_path / "seg")
+    doc = yaml.safe_load(yml.read_text())
+    doc["captions"]["cues"][1]["text"] = "नमस्ते friends"
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    warned = [w for w in load_spec(yml).warnings if "no font here draws" in w]
+    assert len(warned) == 1 and warned[0].startswith("captions.cues[1]:") and "न" in warned[0], warned
+    doc["captions"]["cues"][1]["text"] = "Привет, مرحبا, 你好"  # Cyrillic, Arabic, Chinese: drawn
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert not [w for w in load_spec(yml).warnings if "no font here draws" in w]
