@@ -31,6 +31,7 @@ __all__ = [
     "check_audio_decodes",
     "audio_duration_s",
     "audio_lead_s",
+    "channel_levels",
     "read_audio",
     "FFmpegProcess",
 ]
@@ -213,6 +214,32 @@ def audio_lead_s(path: str | Path) -> float:
     except (av.error.FFmpegError, OSError, ValueError, IndexError):
         pass
     return 0.0
+
+
+def channel_levels(path: str | Path, *, seconds: float = 60.0) -> list[float]:
+    """RMS of each channel of a file's first audio stream over its first ``seconds`` (empty
+    when PyAV cannot read it): a stereo file whose channels cancel when mixed to mono (one
+    inverted) is loud here and silent in :func:`read_audio`."""
+    import av
+
+    sums: np.ndarray | None = None
+    n = 0
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            for frame in container.decode(stream):
+                x = frame.to_ndarray().astype(np.float64)
+                if frame.format.is_packed:
+                    x = x.reshape(-1, len(frame.layout.channels)).T
+                sums = (x**2).sum(axis=1) if sums is None else sums + (x**2).sum(axis=1)
+                n += x.shape[1]
+                if n >= seconds * frame.sample_rate:
+                    break
+    except (av.error.FFmpegError, OSError, ValueError, IndexError):
+        return []
+    if sums is None or not n:
+        return []
+    return [float(np.sqrt(v / n)) for v in sums]
 
 
 def check_audio_decodes(path: str | Path) -> float:

@@ -389,7 +389,17 @@ class _Checker:
 def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str, Any]:
     """Check the media ``model`` names against ``out`` and resolve everything: the keyword
     arguments of :class:`Spec` but ``source``, ``output`` and ``warnings``."""
-    from .media import audio_duration_s, check_audio_decodes, check_video_decodes, probe_video
+    from .media import (
+        audio_duration_s,
+        channel_levels,
+        check_audio_decodes,
+        check_video_decodes,
+        probe_video,
+        read_audio,
+    )
+    from .timebase import AUDIO_RATE_HZ
+
+    import numpy as np
 
     c = _Checker(source, out.width, out.height)
     notes: list[str] = []  # warnings, for the caller
@@ -573,6 +583,14 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
             speech_s = check_audio_decodes(path)  # to its end, as the render's analysis will decode it
         except MediaError as exc:
             raise MediaError(source, "speech.file", exc.message) from None
+        mono = read_audio(path, sample_rate_hz=AUDIO_RATE_HZ)  # (kept: no second decode)
+        if mono.size and float(np.sqrt(np.mean(mono.astype(np.float64) ** 2))) < 1e-4:
+            levels = channel_levels(path)
+            if len(levels) > 1 and max(levels) > 1e-3:  # loud channels that cancel out
+                notes.append(
+                    "speech.file: its channels cancel out when mixed to mono (one inverted?): the "
+                    "speech airs silent; invert one channel or give one of them"
+                )
         if header_s - speech_s > 0.5:  # the sound that decodes is what airs, not the header's
             notes.append(
                 f"speech.file: {speech_s:.2f} s of sound decode, where its header says {header_s:.2f} s "

@@ -371,3 +371,16 @@ def test_characters_no_font_draws_are_a_warning_naming_the_cue(tmp_path: Path):
     doc["captions"]["cues"][1]["text"] = "Привет, مرحبا, 你好"  # Cyrillic, Arabic, Chinese: drawn
     yml.write_text(yaml.safe_dump(doc, sort_keys=False))
     assert not [w for w in load_spec(yml).warnings if "no font here draws" in w]
+
+
+def test_stereo_speech_whose_channels_cancel_out_is_a_warning(tmp_path: Path):
+    """One channel inverted sounds right on speakers and mixes to silence in mono (the mouth
+    stayed shut and the speech aired silent, with only "the audio is silent")."""
+    yml = make_tiny_segment(tmp_path / "seg", captions=False)
+    t = np.arange(2 * 48000) / 48000
+    x = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    sf.write(yml.parent / "assets" / "speech.wav", np.stack([x, -x], axis=1), 48000)
+    warned = [w for w in load_spec(yml).warnings if "cancel out" in w]
+    assert len(warned) == 1 and warned[0].startswith("speech.file:"), warned
+    sf.write(yml.parent / "assets" / "speech.wav", np.stack([x, x], axis=1), 48000)
+    assert not [w for w in load_spec(yml).warnings if "cancel out" in w]
