@@ -167,6 +167,12 @@ def _pillow() -> dict[str, Any]:
         out["alpha_composite_1080p_ms"] = round(best * 1000, 2)
     except Exception as exc:  # PIL missing or broken: say so, do not crash the doctor
         out["error"] = out["error"] or f"PIL does not work: {exc}"
+    try:
+        from PIL import features
+
+        out["raqm"] = bool(features.check("raqm"))
+    except Exception:  # noqa: BLE001 - PIL missing: said above
+        out["raqm"] = None
     return out
 
 
@@ -392,6 +398,16 @@ def assess(facts: dict[str, Any]) -> dict[str, Any]:
                 f"{pil['alpha_composite_1080p_ms']:.1f} ms (Pillow-SIMD with AVX2: about 2 ms): "
                 "this build does not use AVX2",
                 PILLOW_FIX,
+            )
+        )
+    if pil.get("raqm") is False:
+        problems.append(
+            _problem(
+                "warning",
+                "pillow",
+                "Pillow-SIMD was built without libraqm: Arabic and Hebrew captions are drawn "
+                "unjoined and left to right",
+                "apt-get install libraqm-dev, then run scripts/setup.sh again (it builds Pillow-SIMD with it)",
             )
         )
     if not ff.get("libx264"):

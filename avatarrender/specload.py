@@ -889,6 +889,15 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
     if captions is not None and captions.burn:
         laid = _layouts(parts["cues"], captions.style, parts["scene"], out)
         parts["captions"] = dataclasses.replace(captions, layouts=tuple(lay for lay, _ in laid))
+        from .text import unshaped
+
+        flat = next((i for i, (_, cue) in enumerate(laid) if unshaped(cue.text)), None)
+        if flat is not None:
+            warnings.append(
+                f"{_cue_field(model.captions, flat)}: this Pillow has no libraqm: right-to-left and "
+                "shaped scripts (Arabic, Hebrew, Indic) are drawn unjoined and left to right "
+                "(install libraqm-dev and run scripts/setup.sh again; avatarrender doctor says so)"
+            )
         no_font = [(i, miss) for i, (lay, cue) in enumerate(laid) if (miss := lay.chain.missing(cue.text))]
         if no_font:
             i, miss = no_font[0]

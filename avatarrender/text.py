@@ -61,6 +61,24 @@ def _sticky(ch: str) -> bool:
     )
 
 
+# Scripts drawn wrong without libraqm's shaping: Hebrew, Arabic (and its presentation forms),
+# Syriac, Thaana, the Indic scripts, Thai, Lao, Tibetan, Myanmar, Khmer
+_SHAPED = (
+    (0x0590, 0x08FF),
+    (0x0900, 0x0FFF),
+    (0x1000, 0x109F),
+    (0x1780, 0x17FF),
+    (0xFB1D, 0xFDFF),
+    (0xFE70, 0xFEFF),
+)
+
+
+def unshaped(text: str) -> bool:
+    """Whether ``text`` has characters this Pillow draws wrong: a script that needs shaping
+    or right-to-left layout, and no libraqm."""
+    return not _RAQM and any(a <= ord(ch) <= b for ch in text for a, b in _SHAPED)
+
+
 @dataclasses.dataclass(frozen=True)
 class FontChain:
     """A caption's font and its fallbacks, at one size (px)."""

@@ -116,6 +116,15 @@ def test_stock_pillow_is_broken_with_the_fix() -> None:
     assert "pillow-simd" in p["fix"] and "-mavx2" in p["fix"]
 
 
+def test_pillow_without_libraqm_is_a_warning_with_the_fix() -> None:
+    """A wheel install can build Pillow-SIMD without libraqm: Arabic captions are then drawn
+    unjoined; the doctor said "ok"."""
+    r = assess(facts(pillow__raqm=False))
+    p = next(p for p in r["problems"] if p["check"] == "pillow")
+    assert p["severity"] == "warning" and "libraqm" in p["message"] and "libraqm-dev" in p["fix"]
+    assert not [p for p in assess(facts(pillow__raqm=True))["problems"] if p["check"] == "pillow"]
+
+
 def test_slow_compositing_means_a_build_without_avx2() -> None:
     r = assess(facts(pillow__alpha_composite_1080p_ms=16.0))
     assert checks(r) == {"pillow": "warning"} and r["exit_code"] == 0

@@ -384,3 +384,17 @@ def test_stereo_speech_whose_channels_cancel_out_is_a_warning(tmp_path: Path):
     assert len(warned) == 1 and warned[0].startswith("speech.file:"), warned
     sf.write(yml.parent / "assets" / "speech.wav", np.stack([x, x], axis=1), 48000)
     assert not [w for w in load_spec(yml).warnings if "cancel out" in w]
+
+
+def test_arabic_captions_without_libraqm_are_a_warning(tmp_path: Path, monkeypatch):
+    from avatarrender import text
+
+    yml = make_tiny_segment(tmp_path / "seg")
+    doc = yaml.safe_load(yml.read_text())
+    doc["captions"]["cues"][0]["text"] = "مرحبا بكم"
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    monkeypatch.setattr(text, "_RAQM", False)
+    warned = [w for w in load_spec(yml).warnings if "libraqm" in w]
+    assert len(warned) == 1 and warned[0].startswith("captions.cues[0]:"), warned
+    monkeypatch.setattr(text, "_RAQM", True)
+    assert not [w for w in load_spec(yml).warnings if "libraqm" in w]
