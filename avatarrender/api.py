@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 from pathlib import Path
 from typing import Callable
@@ -104,29 +105,35 @@ def run_playout(
     address = _address(serve) if isinstance(serve, str) else serve
     out = Path(out_dir)
     _check_out(out, "out_dir")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    if schedule is not None:
-        sched = load_schedule(Path(schedule), renders_dir=out / ".renders")
-    else:
-        sched = Schedule(
-            path=None, model=ScheduleModel(), entries=(), filler_dir=None, filler_spec=None, spool=None
+    try:
+        if schedule is not None:
+            sched = load_schedule(Path(schedule), renders_dir=out / ".renders")
+        else:
+            sched = Schedule(
+                path=None, model=ScheduleModel(), entries=(), filler_dir=None, filler_spec=None, spool=None
+            )
+        if spool is not None:
+            sched = dataclasses.replace(sched, spool=Path(spool).resolve())
+        # what can be told now is not left until after the filler's render
+        if sched.spool is not None:
+            _check_spool(sched.spool, "spool", sched.path if spool is None else None)
+        if address is not None:
+            _check_listen(address, "serve")
+        renderer = ProcessRenderer()
+        filler_dir = prepare_filler(
+            sched,
+            out,
+            filler_dir=Path(filler) if filler else None,
+            filler_spec=Path(filler_spec) if filler_spec else None,
+            renderer=renderer,
         )
-    if spool is not None:
-        sched = dataclasses.replace(sched, spool=Path(spool).resolve())
-    # what can be told now is not left until after the filler's render
-    if sched.spool is not None:
-        _check_spool(sched.spool, "spool", sched.path if spool is None else None)
-    if address is not None:
-        _check_listen(address, "serve")
-    renderer = ProcessRenderer()
-    filler_dir = prepare_filler(
-        sched,
-        out,
-        filler_dir=Path(filler) if filler else None,
-        filler_spec=Path(filler_spec) if filler_spec else None,
-        renderer=renderer,
-    )
-    playout = Playout(sched, out, filler=filler_dir, renderer=renderer)
+        playout = Playout(sched, out, filler=filler_dir, renderer=renderer)
+    except BaseException:  # not on air: nothing of it is left behind
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     server = None
     if address is not None:
         from .playout import epg, metrics

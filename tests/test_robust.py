@@ -868,6 +868,9 @@ def test_playout_says_what_is_wrong_with_its_options_before_rendering_the_filler
     )
     assert "--spool" in line and str(spool) in line and "no such folder" in line, line
     assert not any(out.rglob("*.ts"))
+    # a refused playout leaves no --out folder it made (an empty /srv/live was left)
+    line = _one_line(run_cli("playout", "--out", str(tmp_path / "new-live")), 2)
+    assert "filler" in line and not (tmp_path / "new-live").exists(), line
     # a render's folder, or anyone's that is not empty, is not the channel's to overwrite
     render = tmp_path / "render"
     render.mkdir()
