@@ -47,7 +47,7 @@ from typing import Any, Callable, Sequence
 from .errors import AvatarRenderError, RenderLockedError, SpecError
 from .files import atomic_write
 
-__all__ = ["RenderService", "Submission", "submit", "STATUS_NAME"]
+__all__ = ["unwatched", "RenderService", "Submission", "submit", "STATUS_NAME"]
 
 log = logging.getLogger("avatarrender.service")
 
@@ -129,6 +129,20 @@ def submit(spec: str | Path, inbox: str | Path, *, name: str | None = None) -> P
     (inbox / f"{name}.error").unlink(missing_ok=True)
     atomic_write(path, json.dumps({"spec": str(spec), "name": name}) + "\n")
     return path
+
+
+def unwatched(inbox: str | Path) -> str | None:
+    """Why no render service is watching ``inbox`` (a sentence), or None when one is: it has
+    never run there (no status file), or its process is gone. A submission then waits."""
+    inbox = Path(inbox)
+    try:
+        status = json.loads((inbox / STATUS_NAME).read_text())
+    except (OSError, ValueError):
+        return f"no render service has run on {inbox}: the submission waits there until `avatarrender serve --inbox {inbox}` starts"
+    pid, host = status.get("pid"), status.get("host")
+    if isinstance(pid, int) and host == _HOST and not Path(f"/proc/{pid}").exists():
+        return f"the render service of {inbox} (pid {pid}) is not running: the submission waits there until it starts again"
+    return None
 
 
 class _Withdrawn(AvatarRenderError):
@@ -543,6 +557,8 @@ class RenderService:
         cur = self.current
         return {
             "started_at": self.started_at,
+            "host": _HOST,
+            "pid": os.getpid(),
             "inbox": str(self.inbox),
             "spool": str(self.spool),
             "jobs": self.jobs,

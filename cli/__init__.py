@@ -73,10 +73,12 @@ def main() -> None:
             full()
         return
     from avatarrender.errors import AvatarRenderError
-    from avatarrender.service import submit
+    from avatarrender.service import submit, unwatched
 
     try:
         print(submit(quick["segment"], quick["--inbox"], name=quick.get("--name")).stem)
+        if why := unwatched(quick["--inbox"]):
+            print(f"avatarrender: warning: {why}", file=sys.stderr)
     except AvatarRenderError as exc:
         print(f"avatarrender: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

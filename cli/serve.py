@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import logging
 import signal
 import threading
@@ -120,10 +122,12 @@ def submit_cmd(
     ),
 ) -> None:
     """Hand a segment to a running render service ('avatarrender serve'); returns at once."""
-    from avatarrender.service import submit
+    from avatarrender.service import submit, unwatched
 
     path = submit(segment, inbox, name=name)
     print(path.stem)
+    if why := unwatched(inbox):
+        print(f"avatarrender: warning: {why}", file=sys.stderr)
 
 
 def register(app: typer.Typer) -> None:

@@ -282,3 +282,26 @@ def test_a_withdrawn_submission_stops_its_render_and_the_service_goes_on(tmp_pat
         assert not (other / "FAILED").exists()
     finally:
         os.close(fd)
+
+
+def test_a_submission_to_an_inbox_no_service_watches_is_a_warning(tmp_path):
+    """Into a mistyped inbox, or one whose service is down, a submission waits unseen: the
+    command says so (it exited 0 in silence)."""
+    from avatarrender.service import STATUS_NAME, _HOST, unwatched
+
+    yml = make_tiny_segment(tmp_path / "seg", tv=False, captions=False)
+    inbox = tmp_path / "typo-inbox"
+    res = subprocess.run(
+        _cli("submit", str(yml), "--inbox", str(inbox), "--name", "x"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0 and res.stdout.strip() == "x"
+    assert "warning" in res.stderr and "no render service has run on" in res.stderr, res.stderr
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (inbox / STATUS_NAME).write_text(json.dumps({"pid": dead.pid, "host": _HOST}))
+    assert "is not running" in unwatched(inbox)
+    (inbox / STATUS_NAME).write_text(json.dumps({"pid": os.getpid(), "host": _HOST}))
+    assert unwatched(inbox) is None
