@@ -9,7 +9,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -65,6 +65,21 @@ def _overrides(preset: Optional[str], x264_preset: Optional[str]) -> dict:
     return out
 
 
+def _load(segment: Path, overrides: dict) -> Any:
+    """load_spec with the options' values: a bad one is said as the option (it was said as a
+    field of the YAML, which has no such value)."""
+    from avatarrender.errors import SpecError
+    from avatarrender.spec import load_spec
+
+    try:
+        return load_spec(segment, overrides=overrides)
+    except SpecError as exc:
+        key = (exc.field or "").removeprefix("output.")
+        if exc.field and exc.field.startswith("output.") and key in overrides:
+            raise SpecError(None, "--" + key.replace("_", "-"), exc.message) from None
+        raise
+
+
 def render_cmd(
     segment: Path = typer.Argument(..., metavar="SEGMENT.yaml", help="The segment.yaml to render."),
     output: Optional[Path] = typer.Option(
@@ -100,12 +115,11 @@ def render_cmd(
     """Render a segment into HLS (1080p30 H.264/AAC by default), in parallel chunks."""
     from avatarrender import interrupt
     from avatarrender.render import partial_path, render, start_workers
-    from avatarrender.spec import load_spec
 
     interrupt.install(workers=backend == "loky")  # SIGINT, SIGTERM, SIGHUP: one line, 130/143/129
     if backend == "loky":
         start_workers(jobs or os.cpu_count() or 1)  # they start while the spec is checked
-    spec = load_spec(segment, overrides=_overrides(preset, x264_preset))
+    spec = _load(segment, _overrides(preset, x264_preset))
     if into is not None and output is not None:
         raise SpecError(None, "--into", "give either -o/--output or --into, not both")
     if into is not None:
@@ -197,7 +211,6 @@ def preview_cmd(
     from avatarrender.compose import preview_frame
     from avatarrender.images import output_format
     from avatarrender.rendition import atomic_write
-    from avatarrender.spec import load_spec
     import io
 
     from avatarrender import interrupt
@@ -206,7 +219,7 @@ def preview_cmd(
     if not math.isfinite(at) or at < 0:
         raise SpecError(None, "--at", f"{at} is not a time in the segment (seconds from its start)")
     kind = output_format(output, "--output")
-    spec = load_spec(segment, overrides=_overrides(preset, None))
+    spec = _load(segment, _overrides(preset, None))
     if at > float(spec.duration_s):
         raise SpecError(None, "--at", f"{at} s is past the segment's end ({float(spec.duration_s):.3f} s)")
     buf = io.BytesIO()
@@ -221,12 +234,11 @@ def validate_cmd(
 ) -> None:
     """Check a segment like a render would (files, media, geometry, times); write nothing."""
     from avatarrender.plan import plan_chunks
-    from avatarrender.spec import load_spec
 
     from avatarrender import interrupt
 
     interrupt.install(workers=False)
-    spec = load_spec(segment, overrides=_overrides(preset, None))  # the render's own checks, all
+    spec = _load(segment, _overrides(preset, None))  # the render's own checks, all
     _warn(spec)
     plan = plan_chunks(spec)
     out = spec.output

@@ -897,6 +897,10 @@ def test_preview_writes_the_type_its_name_asks_for(tiny_segment: Path, tmp_path:
     for bad, said in (("nodir/p.png", "no such folder"), ("p.xyz", "no image type")):
         line = _one_line(run_cli("preview", str(tiny_segment), "-o", str(tmp_path / bad)), 2)
         assert "--output" in line and said in line, line
+    # a bad option value is said as the option, not as a field of the YAML that has no such value
+    for args, option in ((["--preset", "4k"], "--preset"), (["--x264-preset", "turbo"], "--x264-preset")):
+        line = _one_line(run_cli("render", str(tiny_segment), *args, "-o", str(tmp_path / "r")), 2)
+        assert line.startswith(f"avatarrender: error: {option}: ") and "output." not in line, line
     for at in ("nan", "-1", "inf"):
         line = _one_line(run_cli("preview", str(tiny_segment), "--at", at, "-o", str(tmp_path / "n.png")), 2)
         assert "--at" in line and "not a time in the segment" in line, line
