@@ -320,6 +320,7 @@ def normalise(
     name: str = "audio",
     sample_rate_hz: int = AUDIO_RATE_HZ,
     true_peaks: bool = True,
+    silent_ok: bool = False,
 ) -> tuple[np.ndarray, LoudnessReport]:
     """Bring ``samples`` to ``target``: one gain, then the true-peak limiter where needed.
 
@@ -329,6 +330,8 @@ def normalise(
         The whole segment's mono audio.
     name : str
         For the warning about silence (the spec file).
+    silent_ok : bool
+        Silence is meant (no speech, no clip sound: a filler, a silent scaffold): no warning.
     true_peaks : bool
         Measure the true peaks for the report. False leaves them out (None) for
         :func:`add_true_peaks` to fill in later: the gain and the limiter do not need them
@@ -345,7 +348,8 @@ def normalise(
     if not target.enabled:
         return samples, LoudnessReport(before, before, target, 0.0, 0.0)
     if before.integrated_lufs is None:
-        log.warning("%s: the audio is silent (no measurable loudness): no gain applied", name)
+        if not silent_ok:
+            log.warning("%s: the audio is silent (no measurable loudness): no gain applied", name)
         return samples, LoudnessReport(before, before, target, 0.0, 0.0)
     x = samples.astype(np.float64)
     # the limiter works on the stereo samples the encoder gets

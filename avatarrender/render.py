@@ -37,7 +37,7 @@ from .errors import AvatarRenderError, DiskFullError, FFmpegError, OutputError, 
 from .loudness import add_true_peaks, normalise
 from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
 from .rendition import Manifest, Publisher, clear_failed, partial_path, read_manifest, utc_now_iso
-from .soundtrack import loudness_target, manifest_loudness, mix
+from .soundtrack import loudness_target, manifest_loudness, mix, silent_by_design
 from .spec import Spec
 from .subtitles import SubtitleWriter
 
@@ -163,7 +163,13 @@ def _make_track(
     t0 = time.perf_counter()
     try:
         mixed = mix(spec, speech)
-        samples, report = normalise(mixed, loudness_target(spec), name=str(spec.source), true_peaks=False)
+        samples, report = normalise(
+            mixed,
+            loudness_target(spec),
+            name=str(spec.source),
+            true_peaks=False,
+            silent_ok=silent_by_design(spec),
+        )
     except BaseException:
         failed_path(audio_path).touch()  # the chunks waiting for the track stop
         raise

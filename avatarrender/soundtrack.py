@@ -200,7 +200,18 @@ def soundtrack(
     samples : np.ndarray [shape=(n,), dtype=float32]
     report : LoudnessReport
     """
-    return normalise(mix(spec, speech), loudness_target(spec), name=str(spec.source), true_peaks=true_peaks)
+    return normalise(
+        mix(spec, speech),
+        loudness_target(spec),
+        name=str(spec.source),
+        true_peaks=true_peaks,
+        silent_ok=silent_by_design(spec),
+    )
+
+
+def silent_by_design(spec: Spec) -> bool:
+    """No speech and no clip with sound: silence is what the segment asks for (a filler)."""
+    return spec.speech is None and not any(c.audio for c in (spec.tv.clips if spec.tv else ()))
 
 
 def manifest_loudness(report: LoudnessReport) -> Loudness:

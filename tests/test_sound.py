@@ -111,13 +111,21 @@ def test_loudness_settings_from_segment_and_preset(tmp_path):
 
 
 def test_silence_gets_no_gain_and_a_warning(tmp_path, caplog):
+    """A silent speech file gets no gain and a warning; a segment without speech or clip sound
+    (a filler, a silent scaffold) is silent by design: no warning (it came on every filler)."""
     yml = make_tiny_segment(tmp_path / "seg", width=64, height=36, tv=False, captions=False, duration_s=2.0)
-    _edit(yml, speech=None)
+    soundfile.write(yml.parent / "assets" / "speech.wav", np.zeros(2 * 48000, np.float32), 48000)
     with caplog.at_level("WARNING", logger="avatarrender.loudness"):
         man = render(load_spec(yml), tmp_path / "out", jobs=1)
     assert man["loudness"]["integrated_lufs"] is None and man["loudness"]["gain_db"] == 0.0
     assert any("silent" in r.getMessage() and "segment.yaml" in r.getMessage() for r in caplog.records)
     assert np.abs(decode_audio(tmp_path / "out" / "index.m3u8")).max() == 0.0
+    caplog.clear()
+    _edit(yml, speech=None)
+    with caplog.at_level("WARNING", logger="avatarrender.loudness"):
+        man = render(load_spec(yml), tmp_path / "out2", jobs=1)
+    assert man["loudness"]["integrated_lufs"] is None
+    assert not [r for r in caplog.records if "silent" in r.getMessage()]
 
 
 def test_a_target_the_ceiling_keeps_out_of_reach_is_a_warning(caplog):
