@@ -202,6 +202,16 @@ def libespeak() -> tuple[ctypes.CDLL, int]:
     return lib, rate
 
 
+def has_language(language: str) -> bool | None:
+    """Whether espeak-ng speaks ``language`` (a voice name or a language it lists); None when
+    espeak-ng is not there to ask."""
+    try:
+        lib, _ = libespeak()
+    except EspeakUnavailable:
+        return None
+    return bool(_er.set_voice(lib, language))
+
+
 def _phoneme_strings(text: str, language: str, ipa: bool) -> list[str]:
     """espeak-ng's phonemes of ``text``, one string per clause, phonemes separated by ``|`` and
     words by spaces."""

@@ -596,6 +596,14 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
                 f"speech.file: {speech_s:.2f} s of sound decode, where its header says {header_s:.2f} s "
                 "(a damaged or cut-off file?)"
             )
+        if model.speech.language != "en-us":
+            from .phonemes import has_language
+
+            if has_language(model.speech.language) is False:
+                raise c.error(
+                    "speech.language",
+                    f"espeak-ng has no language {model.speech.language!r} (espeak-ng --voices lists them)",
+                )
         mouth_track_path = None
         if model.speech.mouth_track:
             mouth_track_path = c.file("speech.mouth_track", model.speech.mouth_track)

@@ -202,6 +202,13 @@ def lipsync_cmd(
             raise AssetNotFoundError(dialog, "--dialog", "file not found") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise SpecError(dialog, "--dialog", f"cannot read the dialog text: {exc}") from None
+    if words is not None:
+        from avatarrender.phonemes import has_language
+
+        if has_language(language) is False:  # a typo: said before the work, as other options are
+            raise SpecError(
+                None, "--language", f"espeak-ng has no language {language!r} (espeak-ng --voices lists them)"
+            )
     y, sr = lipsync.load_audio(audio)
     if words is not None:
         import warnings

@@ -14,6 +14,7 @@ import soundfile
 import yaml
 
 from avatarrender import lipsync
+from avatarrender.errors import SpecError
 from avatarrender.align import LipsyncWarning, text_mouth_track
 from avatarrender.evaluation import score_track
 from avatarrender.evaluation.espeak import synthesize, truth_track
@@ -264,6 +265,15 @@ def test_segment_words_from_captions_or_speech_text(tmp_path, utterances):
     with pytest.warns(LipsyncWarning, match="speech.text"):
         got = analyse(spec, y).mouth
     assert (got == lut[lipsync.mouth_track(y, AUDIO_RATE_HZ, fps=FPS, n_frames=n)]).all()
+    # a language espeak-ng lacks is a typo: refused, naming the field (it was a warning)
+    doc["speech"]["language"] = "xx-nope"
+    yml.write_text(yaml.safe_dump(doc))
+    with pytest.raises(SpecError, match="speech.language: espeak-ng has no language 'xx-nope'"):
+        load_spec(yml)
+    res = run_cli(
+        "lipsync", str(yml.parent / doc["speech"]["file"]), "--dialog", str(yml), "--language", "xx-nope"
+    )
+    assert res.returncode == 2 and "--language" in res.stderr, res.stderr
 
 
 @pytest.mark.skipif(not shutil.which("flite"), reason="flite is not installed")
