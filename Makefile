@@ -18,8 +18,10 @@ demo: setup
 test: setup-test lint
 	$(PY) -m pytest -q
 
-# The unit tier: under a minute, no setup, browser, nginx or network (an existing .venv).
+# The unit tier: under a minute, no browser, nginx or network (an existing .venv: after `make demo`
+# it adds the Python test packages alone, without the test machine's apt packages).
 check:
+	@$(PY) -c "import pytest" 2>/dev/null || $(VENV)/bin/pip install -q --disable-pip-version-check -c scripts/constraints.txt -e ".[test]"
 	$(PY) -m pytest -q -m "not slow"
 
 lint:

@@ -551,7 +551,9 @@ def assess(facts: dict[str, Any]) -> dict[str, Any]:
                 f"It cannot keep a 24/7 channel fed: it falls "
                 f"{24 * (1 / factor - 1):.1f} h behind per day of programme."
             )
-    if verdict == "broken":
+    if verdict == "broken" and all(p["check"] == "disk" for p in problems if p["severity"] == "error"):
+        lines.append("A folder it was given is wrong: fix the errors below first.")
+    elif verdict == "broken":
         lines.append("The installation is broken: fix the errors below first.")
     elif verdict == "unknown":
         lines.append("No render probe was run (--probe-s 0): no verdict on speed.")
@@ -596,6 +598,9 @@ def report_text(report: dict[str, Any]) -> str:
         + (f"core {pyav['x264_core']}" if pyav.get("x264_core") else "MISSING")
     )
     for d in report.get("disk", []):
+        if d.get("kind") == "missing":
+            out.append(f"disk      {d['role']}: {d['path']}: no such folder")
+            continue
         out.append(
             f"disk      {d['role']}: {d['path']} {d['free_bytes'] / 1e9:.1f} GB free"
             + (

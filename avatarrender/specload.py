@@ -252,7 +252,7 @@ def _first_problem(errors: list[dict[str, Any]]) -> tuple[str | None, str]:
     err = unknown[0] if unknown else errors[0]
     field = _field(err["loc"]) or None
     if not unknown:
-        return field, err["msg"]
+        return field, str(err["msg"]).removeprefix("Value error, ")  # (our validators' own words)
     parent, name = err["loc"][:-1], str(err["loc"][-1])
     missing = [
         str(e["loc"][-1]) for e in errors if e["type"] == "missing" and tuple(e["loc"][:-1]) == tuple(parent)

@@ -160,6 +160,8 @@ def render_cmd(
             for k in ("wall_s", "fps", "realtime_factor", "first_segment_s", "frames_rendered")
         },
     }
+    if summary["up_to_date"]:  # nothing rendered now: not the earlier render's figures
+        summary.update(wall_s=None, fps=None, realtime_factor=None, first_segment_s=None, frames_rendered=0)
     if as_json:
         print(json.dumps(summary))
     elif not quiet:

@@ -169,6 +169,7 @@ def test_render_is_idempotent_and_reports_up_to_date(rendered_tiny):
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["up_to_date"] is True and summary["frames"] == 120
+    assert summary["frames_rendered"] == 0 and summary["wall_s"] is None  # not the first render's
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 
