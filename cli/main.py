@@ -109,6 +109,12 @@ def main() -> None:
 def _fail(exc: BaseException) -> None:
     if isinstance(exc, AvatarRenderError):
         print(f"avatarrender: error: {exc}", file=sys.stderr)
+        # workers started while the spec was checked end cleanly first: killed half-way through
+        # their start by our exit, one printed loky's traceback into the terminal after the line
+        try:
+            interrupt.end_pool()
+        except Exception:  # noqa: BLE001 - the error above is what counts
+            pass
         sys.exit(exc.exit_code)
     if isinstance(exc, (typer.Abort, KeyboardInterrupt)):
         print("avatarrender: aborted", file=sys.stderr)
