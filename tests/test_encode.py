@@ -776,22 +776,8 @@ def test_a_clip_shorter_than_half_an_output_frame_shows_its_frame(tmp_path):
     from avatarrender.encode import TVReader, close_clip_decoders
 
     clip = tmp_path / "tiny.mp4"
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=white:s=64x36:r=120",
-            "-frames:v",
-            "1",
-        ]
-        + ["-c:v", "libx264", "-pix_fmt", "yuv420p", str(clip)],
-        check=True,
-    )
+    cmd = "-v error -y -f lavfi -i color=c=white:s=64x36:r=120 -frames:v 1 -c:v libx264 -pix_fmt yuv420p"
+    subprocess.run([ffmpeg_exe(), *cmd.split(), str(clip)], check=True)
     close_clip_decoders()
     frames = list(TVReader([clip], (32, 18), Fraction(30)).frames(np.zeros(5, np.int16), np.arange(5) / 30))
     assert len(frames) == 5 and all(f[0].min() > 200 for f in frames)

@@ -155,6 +155,15 @@ def test_restart_onto_an_item_that_fails_mid_air_does_not_loop(media: Path) -> N
     assert [p for _, p, _ in d.aired].count("entry/long") <= 3
 
 
+def _restarted(media: Path, before: Driver, entries: str, run_s: float) -> Driver:
+    """A playout started again on ``before``'s folder with another schedule, run ``run_s``."""
+    d = Driver(media, schedule(media, entries))
+    d.prev, d.aired = before.prev, list(before.aired)
+    d.start(before.now + Fraction(1, 4))
+    d.run(run_s)
+    return d
+
+
 def test_a_refused_schedule_entry_airs_again_once_it_names_something_else(media: Path) -> None:
     """A schedule entry refused for a damaged folder stays refused across restarts while it
     names that folder, and is said with its key once; pointed at another folder (the next
@@ -162,59 +171,26 @@ def test_a_refused_schedule_entry_airs_again_once_it_names_something_else(media:
     is not quarantined (putting it back later airs it)."""
     _bad_af_length(media / "a" / "seg_00002.ts")
     _rehash(media / "a")
-    sched = schedule(
-        media,
-        f"""
-        entries:
-          - {{name: news, at: "{at(3)}", segment: a}}
-        """,
-    )
-    d = Driver(media, sched)
+    d = Driver(media, schedule(media, f"entries:\n  - {{name: news, at: '{at(3)}', segment: a}}\n"))
     d.start(T0)
     d.run(8)
     state = json.loads((d.out / STATE_NAME).read_text())
     assert "entry/news" in state["quarantine"]
     assert not state["quarantine"]["entry/news"].startswith(("entry/news", "refused"))
     # the same entry, the same damaged folder, a later time: refused without airing
-    sched = schedule(
-        media,
-        f"""
-        entries:
-          - {{name: news, at: "{at(12)}", segment: a}}
-        """,
-    )
-    d2 = Driver(media, sched)
-    d2.prev, d2.aired = d.prev, list(d.aired)
-    d2.start(d.now + Fraction(1, 4))
-    d2.run(6)
+    d2 = _restarted(media, d, f"entries:\n  - {{name: news, at: '{at(12)}', segment: a}}\n", 6)
     assert [p for _, p, _ in d2.aired].count("entry/news") == [p for _, p, _ in d.aired].count("entry/news")
     line = next(m for m in _errors(d2) if "entry/news" in m)
     assert line.startswith("entry/news: refused: /") and line.count("entry/news: ") == 1, line
     # pointed at a good folder: it airs
-    sched = schedule(
-        media,
-        f"""
-        entries:
-          - {{name: news, at: "{at(20)}", segment: b}}
-        """,
-    )
-    d3 = Driver(media, sched)
-    d3.prev, d3.aired = d2.prev, list(d2.aired)
-    d3.start(d2.now + Fraction(1, 4))
-    d3.run(10)
+    d3 = _restarted(media, d2, f"entries:\n  - {{name: news, at: '{at(20)}', segment: b}}\n", 10)
     aired_b = [p for _, p, _ in d3.aired[len(d2.aired) :] if p == "entry/news"]
     assert len(aired_b) == 2, d3.aired[len(d2.aired) :]
     # on air, then removed from the schedule: not quarantined
     make_rendered(media / "c", pattern="testsrc", seconds=3.5)
-    d4 = Driver(media, schedule(media, f"entries:\n  - {{name: later, at: '{at(26)}', segment: c}}\n"))
-    d4.prev, d4.aired = d3.prev, list(d3.aired)
-    d4.start(d3.now + Fraction(1, 4))
-    d4.run(3)
+    d4 = _restarted(media, d3, f"entries:\n  - {{name: later, at: '{at(26)}', segment: c}}\n", 3)
     assert d4.aired[-1][1] == "entry/later"
-    d5 = Driver(media, schedule(media, "entries: []\n"))
-    d5.prev, d5.aired = d4.prev, list(d4.aired)
-    d5.start(d4.now + Fraction(1, 4))
-    d5.run(3)
+    d5 = _restarted(media, d4, "entries: []\n", 3)
     assert d5.aired[-1][1] == "filler"
     state = json.loads((d5.out / STATE_NAME).read_text())
     assert "entry/later" not in state["quarantine"], state["quarantine"]

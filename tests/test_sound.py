@@ -306,21 +306,10 @@ def test_a_clips_sound_that_starts_after_its_picture_is_heard_then(tmp_path):
 
     yml = make_tiny_segment(tmp_path / "seg", width=64, height=36, speech_s=3.0, captions=False)
     a = yml.parent / "assets"
+    late = f"-itsoffset 0.6 -f lavfi -i sine=f={TONE_HZ}:d=1:sample_rate=48000"
+    cmd = f"-v error -y -f lavfi -i color=c=gray:s=160x90:r=30:d=3 {late} -c:v libx264 -preset ultrafast"
     subprocess.run(
-        [ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=gray:s=160x90:r=30:d=3"]
-        + ["-itsoffset", "0.6", "-f", "lavfi", "-i", f"sine=f={TONE_HZ}:d=1:sample_rate=48000"]
-        + [
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            str(a / "late.mp4"),
-        ],
-        check=True,
+        [ffmpeg_exe(), *cmd.split(), "-pix_fmt", "yuv420p", "-c:a", "aac", str(a / "late.mp4")], check=True
     )
     doc = yaml.safe_load(yml.read_text())
     doc["tv"]["clips"] = [
