@@ -324,8 +324,12 @@ def epg_xml(playout: Any, *, now_s: Fraction | None = None, horizon_s: Fraction 
         on_air = Programme(start, start + dur if dur is not None else None, g.title, g.description, key=g.key)
     elif playout.on_air.get("key") == FILLER:
         on_air = _filler(since_s, None)
+    passed = {e.key for i, e in enumerate(schedule.entries) if i >= sch.next_entry and sch.passed(i)}
     entries = guide_entries(
-        schedule, durations_s=durations, first=sch.next_entry, exclude=frozenset({sch.current} - {None})
+        schedule,
+        durations_s=durations,
+        first=sch.next_entry,
+        exclude=frozenset(({sch.current} | passed) - {None}),
     )
     entries = [g for g in entries if not playout.catalog.availability(g.key).error]
     spool = [
