@@ -335,7 +335,13 @@ class Scene:
             [self._overlay] if self._overlay else []
         )
         if ch.states:
-            w, h = self._character_image(0, 0).size
+            # the box every state is drawn in: the largest state's (a taller mouth's image was
+            # cut to the first state's size)
+            from .images import decoded_size
+
+            sizes = [decoded_size(p) for p in ch.states.values()]
+            w = max(max(1, round(sw * self.k)) for sw, _ in sizes)
+            h = max(max(1, round(sh * self.k)) for _, sh in sizes)
             self.layers.append(_Layer("character", (cx, cy, cx + w, cy + h)))
         else:
             body = self._image(ch.base)

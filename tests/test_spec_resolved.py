@@ -398,3 +398,28 @@ def test_arabic_captions_without_libraqm_are_a_warning(tmp_path: Path, monkeypat
     assert len(warned) == 1 and warned[0].startswith("captions.cues[0]:"), warned
     monkeypatch.setattr(text, "_RAQM", True)
     assert not [w for w in load_spec(yml).warnings if "libraqm" in w]
+
+
+def test_state_images_of_different_sizes_are_drawn_whole(tmp_path: Path):
+    """A taller state image (a mouth drawn lower) is drawn whole: the character's box is the
+    largest state's (its bottom rows were cut to the first state's size)."""
+    from PIL import Image
+
+    from avatarrender.spec import EYE_STATES, MOUTH_SHAPES
+
+    yml = make_tiny_segment(tmp_path / "seg", tv=False, captions=False)
+    a = yml.parent / "assets"
+    Image.new("RGBA", (40, 50), (90, 90, 90, 255)).save(a / "X_open.png")
+    tall = Image.new("RGBA", (40, 60), (90, 90, 90, 255))
+    tall.paste((255, 0, 0, 255), (0, 50, 40, 60))  # its bottom 10 rows red
+    tall.save(a / "D_open.png")
+    doc = yaml.safe_load(yml.read_text())
+    doc["character"] = {"position": [100, 40], "states": "assets/{mouth}_{eyes}.png"}
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    scene = Scene(load_spec(yml))
+    state = (MOUTH_SHAPES.index("D"), EYE_STATES.index("open"), -1)
+    rgb = scene.state_frame(state).to_rgb().astype(int)
+    k = scene.k
+    y = round((40 + 55) * k)  # in the red rows
+    r, g, b = rgb[y, round((100 + 20) * k)]
+    assert r > 200 and g < 60 and b < 60, (r, g, b)
