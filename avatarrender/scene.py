@@ -389,13 +389,22 @@ class Scene:
         w, h = lay.size_px
         pad = lay.pad_px
         img = Image.new("RGBA", (w, h), (0, 0, 0, 0))
-        draw = ImageDraw.Draw(img)
         if style.box_color:
-            draw.rounded_rectangle((0, 0, w - 1, h - 1), radius=min(pad, h // 2), fill=style.box_color)
-        color = style.color
+            ImageDraw.Draw(img).rounded_rectangle(
+                (0, 0, w - 1, h - 1), radius=min(pad, h // 2), fill=style.box_color
+            )
+        # the letters as coverage, then the colour over the box through it: drawn on the box
+        # itself, a see-through colour replaced the box under each letter instead of going over
+        # it (and a glyph's edge pixels replaced it too)
+        cover = Image.new("L", (w, h), 0)
+        draw = ImageDraw.Draw(cover)
         for i, ln in enumerate(lay.lines):
             lw = lay.chain.length(ln)
-            lay.chain.draw(draw, ((w - lw) / 2, pad + i * lay.line_h_px), ln, color)
+            lay.chain.draw(draw, ((w - lw) / 2, pad + i * lay.line_h_px), ln, 255)
+        color = tuple(style.color)  # (r, g, b, a), parsed by the spec
+        text = Image.new("RGBA", (w, h), color)
+        text.putalpha(cover if color[3] == 255 else cover.point(lambda v: v * color[3] // 255))
+        img.alpha_composite(text)
         return img, lay.xy_px
 
     def _caption_image(self, cap: int) -> tuple[Image.Image, tuple[int, int]]:

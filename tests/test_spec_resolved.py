@@ -423,3 +423,18 @@ def test_state_images_of_different_sizes_are_drawn_whole(tmp_path: Path):
     y = round((40 + 55) * k)  # in the red rows
     r, g, b = rgb[y, round((100 + 20) * k)]
     assert r > 200 and g < 60 and b < 60, (r, g, b)
+
+
+def test_a_see_through_caption_colour_goes_over_its_box(tmp_path: Path):
+    """50 % red letters over a 25 % green box: under each letter both show (alpha 0.5 + 0.25 x
+    0.5); the letters replaced the box under them (alpha 0.5, no green)."""
+    yml = make_tiny_segment(tmp_path / "seg")
+    doc = yaml.safe_load(yml.read_text())
+    doc["captions"]["style"].update(color="#ff000080", box_color="#00ff0040", size_px=40)
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    spec = load_spec(yml)
+    scene = Scene(spec)
+    img, _ = scene._render_caption(spec.captions.layouts[0])
+    px = np.asarray(img).astype(int)
+    inside = px[px[..., 3] == px[..., 3].max()]  # letters' full-coverage pixels
+    assert abs(inside[0, 3] - 159) <= 3 and inside[0, 1] > 30, inside[0]  # green shows under red
