@@ -94,6 +94,33 @@ class LoudnessReport:
     limited_s: float
 
 
+def _ceiling_only(
+    samples: np.ndarray, before: Measurement, target: LoudnessTarget, *, name: str, sample_rate_hz: int
+) -> tuple[np.ndarray, LoudnessReport]:
+    """``normalise: false``: the level left as it is, but the true-peak ceiling still holds (a
+    hot speech file or ``gain_db`` went over full scale on air, clipped by every player), said."""
+    ceiling = 10 ** ((target.true_peak_dbtp - _CODEC_MARGIN_DB) / 20) / _UPMIX
+    x = samples.astype(np.float64)
+    if float(np.abs(x).max(initial=0.0)) * _TP_BOUND < ceiling:
+        return samples, LoudnessReport(before, before, target, 0.0, 0.0)
+    env = _limiter_gain(_TruePeak(x).upto(ceiling), ceiling, sample_rate_hz)
+    limited = env < 0.9999
+    if not limited.any():
+        return samples, LoudnessReport(before, before, target, 0.0, 0.0)
+    out = (x * env).astype(np.float32)
+    after = measure(out, sample_rate_hz=sample_rate_hz)
+    limited_s = float(limited.sum()) / sample_rate_hz
+    log.warning(
+        "%s: normalise is off and the audio peaks at %s dBTP, over the %.1f dBTP ceiling: limited "
+        "there (%.1f s of it); lower speech.gain_db or the source's level",
+        name,
+        "?" if before.true_peak_dbtp is None else f"{before.true_peak_dbtp:+.1f}",
+        target.true_peak_dbtp,
+        limited_s,
+    )
+    return out, LoudnessReport(before, after, target, 0.0, limited_s)
+
+
 def measure(
     samples: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE_HZ, true_peak: bool = True
 ) -> Measurement:
@@ -346,7 +373,7 @@ def normalise(
     """
     before = measure(samples, sample_rate_hz=sample_rate_hz, true_peak=true_peaks)
     if not target.enabled:
-        return samples, LoudnessReport(before, before, target, 0.0, 0.0)
+        return _ceiling_only(samples, before, target, name=name, sample_rate_hz=sample_rate_hz)
     if before.integrated_lufs is None:
         if not silent_ok:
             log.warning("%s: the audio is silent (no measurable loudness): no gain applied", name)

@@ -321,3 +321,21 @@ def test_a_clips_sound_that_starts_after_its_picture_is_heard_then(tmp_path):
     env = np.convolve(np.abs(y), np.ones(480) / 480, "same")
     onset = np.flatnonzero(env > env.max() / 2)[0] / 48000
     assert abs(onset - 0.6) < 0.04, onset
+
+
+def test_normalise_off_keeps_the_level_but_not_over_the_ceiling(caplog):
+    """normalise: false leaves the level as it is, but a mix over full scale (a hot file, a
+    speech gain) is limited to the true-peak ceiling, with a warning (it aired at +6 dBTP)."""
+    from avatarrender.loudness import LoudnessTarget, measure, normalise
+
+    t = np.arange(4 * 48000) / 48000
+    quiet = (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    target = LoudnessTarget(integrated_lufs=-16, true_peak_dbtp=-1.0, enabled=False)
+    out, report = normalise(quiet, target, name="seg.yaml")
+    assert out is quiet and report.limited_s == 0.0  # under the ceiling: untouched
+    hot = quiet * 20  # peaks at 2.0, +6 dBFS
+    with caplog.at_level("WARNING", logger="avatarrender.loudness"):
+        out, report = normalise(hot, target, name="seg.yaml")
+    assert report.after.true_peak_dbtp <= -0.9 and report.limited_s > 1.0
+    assert abs(report.before.integrated_lufs - measure(hot).integrated_lufs) < 0.05
+    assert any("normalise is off" in r.getMessage() and "seg.yaml" in r.getMessage() for r in caplog.records)
