@@ -654,7 +654,9 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
                 cues = parse_cues(_caption_text(path))
             except ValueError as exc:
                 raise MediaError(source, "captions.file", f"{path}: {exc}") from None
+        from_file = len(cues)
         cues += [Cue(q.text, q.start_s, q.end_s) for q in cap.cues]
+        late: list[int] = []  # a file's cues after the end (the segment cut shorter than its SRT)
         for i, q in enumerate(cues):
             where = _cue_field(cap, i)
             if q.end_s <= q.start_s:
@@ -665,10 +667,16 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
                     else f"ends ({q.end_s} s) before it starts ({q.start_s} s)",
                 )
             if q.start_s >= float(duration):  # one that runs past the end is cut there
+                if i < from_file:
+                    late.append(i)
+                    continue
                 raise c.error(
                     where,
                     f"{q.start_s}-{q.end_s} s lies outside the segment (0-{float(duration):.3f} s)",
                 )
+        if late:
+            notes.append(_late_cues("captions.file", [cues[i] for i in late], duration))
+            cues = [q for i, q in enumerate(cues) if i not in set(late)]
         font_path = None
         if cap.style.font:
             from PIL import ImageFont
@@ -687,6 +695,8 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
                 track_cues = parse_cues(_caption_text(path))
             except ValueError as exc:
                 raise MediaError(source, f"captions.tracks[{i}].file", f"{path}: {exc}") from None
+            if after := [q for q in track_cues if q.start_s >= float(duration)]:
+                notes.append(_late_cues(f"captions.tracks[{i}].file", after, duration))
             tracks.append(
                 SubtitleTrack(
                     file=path,
@@ -741,6 +751,15 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
         cues=tuple(cues),
         asset_hash=c.hasher.hexdigest()[:20],
         notes=notes,
+    )
+
+
+def _late_cues(field: str, late: list[Cue], duration: float | Fraction) -> str:
+    """The warning for a caption file's cues that start after the segment's end (left out)."""
+    n = len(late)
+    return (
+        f"{field}: {n} cue{'s' if n > 1 else ''} from {late[0].start_s:g} s on start after the "
+        f"segment's end ({float(duration):.3f} s): left out"
     )
 
 

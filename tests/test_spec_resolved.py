@@ -438,3 +438,24 @@ def test_a_see_through_caption_colour_goes_over_its_box(tmp_path: Path):
     px = np.asarray(img).astype(int)
     inside = px[px[..., 3] == px[..., 3].max()]  # letters' full-coverage pixels
     assert abs(inside[0, 3] - 159) <= 3 and inside[0, 1] > 30, inside[0]  # green shows under red
+
+
+def test_a_caption_files_cues_after_the_end_are_left_out_with_a_warning(tmp_path: Path):
+    """A segment cut shorter than its SRT: the file's later cues are left out with a warning,
+    in the main track and the extra ones alike (the main one was refused, the others dropped
+    in silence); an inline cue after the end is still refused."""
+    yml = make_tiny_segment(tmp_path / "seg", duration_s=3.0)
+    srt = "1\n00:00:00,500 --> 00:00:01,500\nIn\n\n2\n00:00:05,000 --> 00:00:06,000\nAfter\n"
+    (yml.parent / "a.srt").write_text(srt)
+    (yml.parent / "b.srt").write_text(srt)
+    doc = yaml.safe_load(yml.read_text())
+    doc["captions"] = {"file": "a.srt", "tracks": [{"file": "b.srt", "language": "es"}]}
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    spec = load_spec(yml)
+    assert [c.text for c in spec.cues] == ["In"]
+    late = [w for w in spec.warnings if "after the segment's end" in w]
+    assert [w.split(":")[0] for w in late] == ["captions.file", "captions.tracks[0].file"], late
+    doc["captions"] = {"cues": [{"text": "After", "start_s": 5.0, "end_s": 6.0}]}
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(SpecError, match="lies outside the segment"):
+        load_spec(yml)
