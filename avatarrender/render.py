@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
@@ -40,6 +41,11 @@ from .rendition import Manifest, Publisher, clear_failed, partial_path, read_man
 from .soundtrack import loudness_target, manifest_loudness, mix, silent_by_design
 from .spec import Spec
 from .subtitles import SubtitleWriter
+
+# A render stopped between chunks (an error, a withdrawn submission) leaves joblib's generator
+# with tasks in flight; its advice about "adjusting the input task iterator" is for a caller
+# that meant to stop early, not for a stopped render: not printed into the service's log
+warnings.filterwarnings("ignore", message=r".*You could benefit from adjusting the input task iterator")
 
 __all__ = ["render", "render_chunk", "ChunkTask", "Progress", "ProcessRenderer", "RenderProcess"]
 

@@ -633,6 +633,13 @@ def test_spool_item_whose_render_failed_is_refused_at_once(media: Path) -> None:
     )
     aired_broken = [s for s in d.playout.playlist.segments if s.program == "spool/aa-broken"]
     assert len(aired_broken) <= 2, "nothing past what was published before the failure"
+    # rendered again under the name (the failed partial still there): a new item, it airs (the
+    # refusal stuck to the name for good); a visible NAME.partial (`render -o`) is no item
+    shutil.copytree(media / "b", spool / "aa-broken.partial")
+    shutil.copytree(media / "b", spool / "aa-broken")
+    d.run(8)
+    assert d.programs()[-2:] == ["spool/aa-broken", "filler"], d.programs()
+    assert not [p for p in d.programs() if p.endswith(".partial")]
 
 
 def test_entry_folder_copied_in_while_due_airs_once_whole(media: Path) -> None:

@@ -267,6 +267,8 @@ def test_a_withdrawn_submission_stops_its_render_and_the_service_goes_on(tmp_pat
     assert (partial_path(spool / "talk", hidden=True) / "FAILED").is_file()
     assert "removed while it rendered" in service.failed[-1]["error"]
     assert not (inbox / "talk.error").exists() and not (inbox / ".failed" / "talk.submit").exists()
+    submit(yml, inbox, name="talk")  # a new try under the name: taken (its failed partial is no render)
+    (inbox / "talk.submit").unlink()
     # another render (render --into) holds the name: refused, and its folder left alone
     other = partial_path(spool / "news", hidden=True)
     other.mkdir()

@@ -316,6 +316,13 @@ class FolderCatalog:
         return data
 
 
+def _spool_stamp(folder: Path) -> str | None:
+    """A finished spool folder's render, as the quarantine tells renders apart (its manifest's
+    modification time); None while there is no finished folder."""
+    m = _mtime_ns(folder / "manifest.json")
+    return None if m is None else f"complete:{m}"
+
+
 # a spool item's folder gone this long (neither NAME nor .NAME.partial) was removed, not swapped
 GONE_S = Fraction(1)
 
@@ -510,6 +517,7 @@ class Playout:
         self._topics: dict[str, str] = {}  # lasting conditions already logged (see _error)
         self.quarantined: dict[str, str] = {}  # key -> why it was refused; kept in the saved state
         self._gone_since: dict[str, Fraction] = {}  # spool items whose folder vanished, since when
+        self._q_stamps: dict[str, str | None] = {}  # refused spool items: the render refused
         self._check_filler()
 
     # ------------------------------------------------------------------ start and state
@@ -544,6 +552,7 @@ class Playout:
             # what failed before is not tried again (it could fail the same way on every start)
             self.quarantined = {str(k): str(v) for k, v in (state.get("quarantine") or {}).items()}
             stamps = state.get("quarantine_stamps") or {}
+            self._q_stamps = {k: v for k, v in stamps.items() if k.startswith("spool/")}
             for key in list(self.quarantined):
                 if key.startswith("entry/") and stamps.get(key) != self._stamp(key):
                     # a schedule entry refused before: tried again once what it names changed
@@ -664,14 +673,24 @@ class Playout:
         for n in names:
             if n.startswith(".") and n.endswith(".partial"):
                 name = n[1 : -len(".partial")]
-            elif not n.startswith(".") and (spool / n).is_dir():
-                name = n
+            elif not n.startswith(".") and not n.endswith(".partial") and (spool / n).is_dir():
+                name = n  # (NAME.partial: `render -o SPOOL/NAME` in progress, not an item of its own)
             else:
                 continue
             key = f"spool/{name}"
             present.add(key)
             found.append((n.startswith("."), key, name))
         for hidden, key, name in found:
+            if key in self.quarantined and not hidden:
+                stamp = _spool_stamp(spool / name)
+                if stamp is not None and stamp != self._q_stamps.get(key):
+                    # a new render under a refused name (a withdrawn or failed one's): a new item
+                    self.quarantined.pop(key, None)
+                    self._q_stamps.pop(key, None)
+                    self.catalog.bad.pop(key, None)
+                    self.catalog.forget(key)
+                    self.scheduler.spool_known.discard(key)
+                    log.info("%s: a new render under a refused name: taken as a new item", key)
             if key not in self.scheduler.spool_known:
                 if not hidden and not self._arrived(spool / name, key):
                     continue
@@ -995,8 +1014,11 @@ class Playout:
         self.catalog.bad[key] = why
         self.quarantined[key] = why
         while len(self.quarantined) > 200:  # bounded: the oldest go first
+            self._q_stamps.pop(next(iter(self.quarantined)), None)
             del self.quarantined[next(iter(self.quarantined))]
         folder, _ = self.catalog.folders.get(key, (None, None))
+        if key.startswith("spool/") and folder is not None:
+            self._q_stamps[key] = _spool_stamp(folder)  # what was refused (a later render is new)
         if key.startswith("spool/") and folder is not None and folder.is_dir():
             try:
                 folder.rename(folder.with_name(f".{folder.name}.refused"))
@@ -1187,7 +1209,10 @@ class Playout:
             "air": None if self._air is None else self._air.to_json(),
             "force_rebase": self._force_rebase,
             "quarantine": self.quarantined,
-            "quarantine_stamps": {k: self._stamp(k) for k in self.quarantined if k.startswith("entry/")},
+            "quarantine_stamps": {
+                k: self._q_stamps.get(k) if k.startswith("spool/") else self._stamp(k)
+                for k in self.quarantined
+            },
         }
         try:
             # state before playlist: a restart never reuses a sequence number a player has seen
