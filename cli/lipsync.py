@@ -210,6 +210,16 @@ def lipsync_cmd(
                 None, "--language", f"espeak-ng has no language {language!r} (espeak-ng --voices lists them)"
             )
     y, sr = lipsync.load_audio(audio)
+    if y.size and float((y.astype("float64") ** 2).mean() ** 0.5) < 1e-4:
+        from avatarrender.media import channel_levels
+
+        levels = channel_levels(audio)
+        if len(levels) > 1 and max(levels) > 1e-3:  # as the spec check says it for speech.file
+            print(
+                f"warning: {audio}: its channels cancel out when mixed to mono (one inverted?): "
+                "the mouth stays shut; invert one channel or give one of them",
+                file=sys.stderr,
+            )
     if words is not None:
         import warnings
 

@@ -41,6 +41,7 @@ def playout_cmd(
     push: Optional[list[str]] = typer.Option(
         None,
         "--push",
+        metavar="URL",
         help="Also send the channel, as "
         "aired and not re-encoded, to this ingest: "
         "rtmp://HOST/APP/KEY or srt://HOST:PORT?streamid=KEY "
