@@ -306,3 +306,51 @@ def test_subtitle_rendition_through_nginx(subs_channel) -> None:
     access = (tmp / "nginx" / "access.log").read_text()
     for u in listed:
         assert f'"GET /{u} HTTP/1.1" 200' in access, u  # ffmpeg's reads, through nginx
+
+
+def test_nginx_serves_the_last_playlist_while_the_playout_restarts(tmp_path) -> None:
+    """The playout down (a restart: 2-4 s) refuses nginx's connections: the live playlist is
+    then the last one it wrote (hls.js gives up for good on a playlist that fails ~3 s), while
+    /status says the playout is down instead of showing its last file as on air; /metrics and
+    /epg.xml reach the playout through nginx (they were 404)."""
+    import urllib.error
+
+    make_rendered(tmp_path / "filler", pattern="green", seconds=3)
+    out = served_dir()
+    port = free_port()
+    log = open(tmp_path / "playout.log", "w")
+    cmd = [sys.executable, "-c", "from avatarrender._cli.main import main; main()", "playout"]
+    cmd += ["--filler", str(tmp_path / "filler"), "--out", str(out), "--serve", f"127.0.0.1:{port}"]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    ng = None
+    try:
+        for _ in range(200):  # the playout listens once its filler is checked
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/live.m3u8", timeout=1).read()
+                break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "playout.log").read_text()
+                time.sleep(0.1)
+        wait_on_air(f"http://127.0.0.1:{port}")
+        ng, url = start_nginx(out, playout_port=port, work=tmp_path / "nginx")
+        for path, kind in (("/status", "json"), ("/metrics", "text/plain"), ("/epg.xml", "xml")):
+            with urllib.request.urlopen(url + path, timeout=10) as r:
+                assert r.status == 200 and kind in r.headers["Content-Type"], (
+                    path,
+                    r.headers["Content-Type"],
+                )
+        stop_command(proc, tmp_path / "playout.log")
+        with urllib.request.urlopen(url + "/live.m3u8?_HLS_msn=1&_HLS_part=0", timeout=10) as r:
+            assert r.status == 200 and "no-cache" in r.headers["Cache-Control"]
+            assert r.read() == (out / "live.m3u8").read_bytes()
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(url + "/status", timeout=10)
+        assert e.value.code == 502
+    finally:
+        if ng is not None:
+            ng.terminate()
+            ng.wait(10)
+        if proc.poll() is None:
+            stop_command(proc, tmp_path / "playout.log")
+        log.close()
+        shutil.rmtree(out, ignore_errors=True)

@@ -87,7 +87,7 @@ def test_units_have_what_a_channel_needs(name: str, writes: list[str]) -> None:
             "--out",
             "/srv/live",
             "--serve",
-            "127.0.0.1:8080",
+            "127.0.0.1:8081",  # behind examples/nginx.conf, which listens on 8080
         ]
         assert _parse(UNITS / name)["Install"]["WantedBy"] == "multi-user.target"
     elif "serve" in name:

@@ -52,6 +52,9 @@
         if (data.fatal) {
           mon.fatal = true;
           if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+          // the playlist failing for ~3 s (the playout restarting, a proxy's hiccup) is fatal to
+          // hls.js for good: load again until it answers
+          else if (data.type === Hls.ErrorTypes.NETWORK_ERROR) setTimeout(() => hls.startLoad(), 2000);
         }
       });
       hls.loadSource(SRC);
