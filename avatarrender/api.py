@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import SpecError
+from .errors import MediaError, SpecError
 from .spec import Spec, load_spec
 
 log = logging.getLogger("avatarrender.playout")
@@ -122,14 +122,28 @@ def run_playout(
         if address is not None:
             _check_listen(address, "serve")
         renderer = ProcessRenderer()
-        filler_dir = prepare_filler(
-            sched,
-            out,
-            filler_dir=Path(filler) if filler else None,
-            filler_spec=Path(filler_spec) if filler_spec else None,
-            renderer=renderer,
-        )
-        playout = Playout(sched, out, filler=filler_dir, renderer=renderer)
+
+        def ready_filler() -> Path:
+            return prepare_filler(
+                sched,
+                out,
+                filler_dir=Path(filler) if filler else None,
+                filler_spec=Path(filler_spec) if filler_spec else None,
+                renderer=renderer,
+            )
+
+        filler_dir = ready_filler()
+        try:
+            playout = Playout(sched, out, filler=filler_dir, renderer=renderer)
+        except MediaError as exc:
+            if (out / ".filler") not in filler_dir.parents:
+                raise  # the operator's own folder: said, not replaced
+            # the filler this playout rendered was damaged under it (a file removed, say): a
+            # restart renders it again instead of refusing to start (exit 2 stops systemd)
+            log.warning("the rendered filler is damaged (%s): rendering it again", exc)
+            shutil.rmtree(filler_dir, ignore_errors=True)
+            filler_dir = ready_filler()
+            playout = Playout(sched, out, filler=filler_dir, renderer=renderer)
     except BaseException:  # not on air: nothing of it is left behind
         if created:
             shutil.rmtree(out, ignore_errors=True)

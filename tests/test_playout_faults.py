@@ -640,3 +640,36 @@ def test_a_stop_signal_ends_the_playout_and_every_render_it_started(
     text = log_path.read_text()
     assert "Traceback" not in text, text[-3000:]
     assert f"stopped by {sig}" in text, text[-3000:]
+
+
+def test_the_filler_removed_under_a_running_channel_airs_on_and_a_restart_renders_it_again(
+    media: Path, tmp_path: Path
+) -> None:
+    """The filler airs from memory: its folder removed under the running channel (it froze the
+    stream, the process up); a restart with the rendered filler damaged renders it again (it
+    exited 2, which systemd does not retry)."""
+    import threading
+
+    from conftest import make_tiny_segment
+
+    from avatarrender.api import run_playout
+
+    filler = media / "filler"
+    d = Driver(media, schedule(media, "entries: []\n"))
+    d.start(T0)
+    d.run(2)
+    shutil.rmtree(filler)
+    d.run(6)
+    assert [p for _, p, _ in d.aired[-20:]] and all(p == "filler" for _, p, _ in d.aired[-20:])
+    assert not _errors(d)
+    # rendered from a spec into --out/.filler, then damaged: rendered again at the restart
+    yml = make_tiny_segment(tmp_path / "seg", speech_s=3.0, width=128, height=72, captions=False)
+    out = tmp_path / "live"
+    stop = threading.Event()
+    run_playout(None, out, filler_spec=yml, stop=stop, on_ready=lambda p: stop.set())
+    first = next((out / ".filler").glob("idle-*/seg_00001.ts"))
+    first.unlink()
+    stop.clear()
+    started = []
+    run_playout(None, out, filler_spec=yml, stop=stop, on_ready=lambda p: (started.append(p), stop.set()))
+    assert started and first.is_file()

@@ -515,6 +515,7 @@ class Playout:
         self._wrote = self._write_failed = False  # this tick's writes (see _disk_error)
         self._undeleted: list[str] = []  # media files left the window but not yet deleted
         self._topics: dict[str, str] = {}  # lasting conditions already logged (see _error)
+        self._filler_data: dict[int, bytes] = {}  # the filler's media segments, checked
         self.quarantined: dict[str, str] = {}  # key -> why it was refused; kept in the saved state
         self._gone_since: dict[str, Fraction] = {}  # spool items whose folder vanished, since when
         self._q_stamps: dict[str, str | None] = {}  # refused spool items: the render refused
@@ -633,8 +634,12 @@ class Playout:
             if why:
                 raise MediaError(self.filler.folder, "filler", why)
             d = Decision(key=FILLER, index=i, duration_s=info.duration_s, discontinuity=True)
-            aired = trial.rewrite(info.path.read_bytes(), rebase=True, where=info.path)
+            data = info.path.read_bytes()
+            aired = trial.rewrite(data, rebase=True, where=info.path)
             self._cut_plan(aired, d, info.path)
+            # kept: the filler airs from memory (a few MB), so its folder removed or damaged
+            # under the running channel (.filler in --out) cannot take the channel off air
+            self._filler_data[i] = data
 
     def _fps(self) -> Fraction:
         return self.filler.fps  # the channel's frame rate: every entry is checked against it
@@ -923,8 +928,11 @@ class Playout:
             saved = self.rewriter.to_json()
             where: Path | None = None
             try:
-                data = self.catalog.read_checked(d.key, d.index)
-                where = self.catalog.rendered[d.key].segments[d.index].path
+                if d.key == FILLER and d.index in self._filler_data:
+                    data, where = self._filler_data[d.index], self.filler.segments[d.index].path
+                else:
+                    data = self.catalog.read_checked(d.key, d.index)
+                    where = self.catalog.rendered[d.key].segments[d.index].path
                 aired = self.rewriter.rewrite(data, rebase=rebase, where=where)
                 parts, frame_s = self._cut_plan(aired, d, where)
             except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
