@@ -544,6 +544,7 @@ class RenderService:
 
     def _fail(self, path: Path, message: str, sub: Submission | None = None) -> None:
         log.error("%s", message)
+        self.current = None  # (the status written below must not say it still renders)
         if sub is not None:
             # what it published so far may be on air: the playout refuses the rest at once
             from .rendition import mark_failed, partial_path

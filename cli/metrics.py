@@ -45,7 +45,10 @@ def metrics_cmd(
         ) from None
     except (OSError, ValueError) as exc:
         raise SpecError(path, None, f"unreadable status: {exc}") from None
-    text = service_metrics_text(status, fps=fps)
+    from avatarrender.service import RenderService, unwatched
+
+    waiting = len(RenderService(service, status.get("spool") or service).pending())
+    text = service_metrics_text(status, fps=fps, up=unwatched(service) is None, pending=waiting)
     if output is None:
         print(text, end="")
     else:

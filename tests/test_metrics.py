@@ -3,6 +3,12 @@ prometheus_client's own parser, on a playout driven by a clock the test controls
 
 from __future__ import annotations
 
+import sys
+
+import subprocess
+
+import json
+
 import datetime as dt
 import shutil
 import textwrap
@@ -157,6 +163,18 @@ def test_render_service_metrics_from_its_status(tmp_path: Path) -> None:
     assert value(m, "avatarrender_service_last_failure_timestamp_seconds") > 1.7e9
     assert value(m, "avatarrender_service_last_render_seconds") > 0
     assert value(m, "avatarrender_service_last_render_realtime_factor") > 0
+    # the status is written by this (test) process, which runs: the service is up
+    assert value(m, "avatarrender_service_up") == 1
+    # its process gone: down, and what waits counted from the inbox itself
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    status = json.loads((inbox / ".status.json").read_text())
+    (inbox / ".status.json").write_text(json.dumps({**status, "pid": dead.pid, "pending": []}))
+    submit(yml, inbox, name="more")
+    m = parse(run_cli("metrics", "--service", str(inbox)).stdout)
+    assert (
+        value(m, "avatarrender_service_up") == 0 and value(m, "avatarrender_service_pending_submissions") == 2
+    )
     missing = run_cli("metrics", "--service", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "nowhere" in missing.stderr
 

@@ -284,7 +284,9 @@ def _epoch_s(iso: str | None) -> float | None:
     return t.timestamp()
 
 
-def service_metrics_text(status: dict[str, Any], *, fps: float = 30.0) -> str:
+def service_metrics_text(
+    status: dict[str, Any], *, fps: float = 30.0, up: bool | None = None, pending: int | None = None
+) -> str:
     """The render service's status (:meth:`avatarrender.service.RenderService.status`, or its
     ``.status.json``) as Prometheus text: what it renders, how many wait, how fast the last
     render went, recent failures.
@@ -296,9 +298,20 @@ def service_metrics_text(status: dict[str, Any], *, fps: float = 30.0) -> str:
     fps : float
         The channel's frame rate, to turn the last render's frames per second into a factor of
         air time.
+    up : bool, optional
+        Whether the service's process is running (its status file outlives it).
+    pending : int, optional
+        Submissions in the inbox now (the status file's list is as of its last write).
     """
     w = _Writer()
-    cur = status.get("rendering")
+    cur = status.get("rendering") if up is not False else None
+    if up is not None:
+        w.metric(
+            "avatarrender_service_up",
+            "gauge",
+            "1 while the render service's process runs (0: it died; its other figures are its last).",
+            [({}, int(up))],
+        )
     w.metric(
         "avatarrender_service_started_timestamp_seconds",
         "gauge",
@@ -321,7 +334,7 @@ def service_metrics_text(status: dict[str, Any], *, fps: float = 30.0) -> str:
         "avatarrender_service_pending_submissions",
         "gauge",
         "Submissions waiting in the inbox (the one rendering included).",
-        [({}, len(status.get("pending") or []))],
+        [({}, pending if pending is not None else len(status.get("pending") or []))],
     )
     done = status.get("done") or []
     last = done[-1] if done else None
