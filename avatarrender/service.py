@@ -44,7 +44,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .errors import AvatarRenderError, RenderLockedError, SpecError
+from .errors import AvatarRenderError, DiskFullError, RenderLockedError, SpecError
 from .files import atomic_write
 
 __all__ = ["unwatched", "RenderService", "Submission", "submit", "STATUS_NAME"]
@@ -163,6 +163,9 @@ def unwatched(inbox: str | Path) -> str | None:
     if isinstance(pid, int) and host == _HOST and not Path(f"/proc/{pid}").exists():
         return f"the render service of {inbox} (pid {pid}) is not running: the submission waits there until it starts again"
     return None
+
+
+FULL_RETRY_S = 10.0  # a submission stopped by a full disk is tried again this often
 
 
 class _Withdrawn(AvatarRenderError):
@@ -315,6 +318,8 @@ class RenderService:
         self.done: list[dict[str, Any]] = []
         # failures recorded before a restart (their .error files wait for the operator)
         self.failed: list[dict[str, Any]] = _recorded_failures(self.inbox)
+        self._full = False  # the last render stopped on a full disk (said once)
+        self._full_until = 0.0  # (monotonic) no render before this: the disk was full
         self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
         self._client: Any = None
         self._touched = time.monotonic()
@@ -504,6 +509,16 @@ class RenderService:
         except RenderLockedError as exc:  # another render holds the name: its folder is not ours
             self._fail(path, str(exc))
             return None
+        except DiskFullError as exc:
+            # not the submission's fault: it stays in the inbox and its render resumes (what is
+            # done is kept) once there is room; tried again every FULL_RETRY_S, said once
+            self.current = None
+            self._full_until = time.monotonic() + FULL_RETRY_S
+            if not self._full:
+                log.error("%s: %s waits in the inbox; tried again every %g s", exc, path.name, FULL_RETRY_S)
+            self._full = True
+            self._write_status()
+            return None
         except AvatarRenderError as exc:
             self._fail(path, str(exc), sub)
             return None
@@ -516,6 +531,9 @@ class RenderService:
             return None
         finally:
             self.current = None
+        if self._full:
+            log.info("the disk has room again: %s rendered", sub.name)
+        self._full = False
         done = self.inbox / ".done"
         done.mkdir(exist_ok=True)
         try:
@@ -617,7 +635,7 @@ class RenderService:
             log.info("watching %s, publishing into %s", self.inbox, self.spool)
             while not stop.is_set():
                 todo = self.pending()
-                if not todo:
+                if not todo or time.monotonic() < self._full_until:
                     self.keep_warm()
                     stop.wait(self.poll_s)
                     continue

@@ -308,3 +308,28 @@ def test_a_submission_to_an_inbox_no_service_watches_is_a_warning(tmp_path):
     assert "is not running" in unwatched(inbox)
     (inbox / STATUS_NAME).write_text(json.dumps({"pid": os.getpid(), "host": _HOST}))
     assert unwatched(inbox) is None
+
+
+def test_a_full_disk_keeps_the_submission_for_another_try(tmp_path, monkeypatch):
+    """A full spool is not the submission's fault: it stays in the inbox, not in .failed, and
+    renders once there is room (it was failed for good, with all its segments rendered)."""
+    import avatarrender.render as render_module
+    from avatarrender.errors import DiskFullError
+    from avatarrender.service import RenderService
+
+    inbox, spool = tmp_path / "inbox", tmp_path / "spool"
+    spool.mkdir()
+    yml = make_tiny_segment(tmp_path / "seg", tv=False, captions=False, duration_s=1.0)
+    service = RenderService(inbox, spool, jobs=1)
+    path = submit(yml, inbox, name="talk")
+    real = render_module.render
+
+    def full(*args, **kwargs):
+        raise DiskFullError(f"{spool}: no space left on the disk")
+
+    monkeypatch.setattr(render_module, "render", full)
+    assert service.render_one(path) is None
+    assert path.is_file() and not (inbox / "talk.error").exists() and not service.failed
+    assert service._full_until > time.monotonic()  # not tried again at once
+    monkeypatch.setattr(render_module, "render", real)
+    assert service.render_one(path)["complete"] and (spool / "talk" / "manifest.json").is_file()
