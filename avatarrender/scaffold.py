@@ -113,7 +113,7 @@ _CRONTAB = """\
 # m  h  dom mon dow  command
 */30 *  *   *   *    {exe} render {segment} --into {spool} --quiet --json >> {log} 2>&1
 # Once a day, items older than a day leave the spool (aired, or never to air): it would only grow.
-15   4  *   *   *    find {spool} -mindepth 1 -maxdepth 1 -type d -mtime +1 -exec rm -rf {{}} +
+15   4  *   *   *    find {spool} -mindepth 1 -maxdepth 1 -type d -mmin +1440 -exec rm -rf {{}} +
 """
 
 _README = """\
