@@ -753,3 +753,33 @@ def test_spool_folder_copied_file_by_file_waits_until_whole(media: Path) -> None
     d.run(4)
     assert (spool / ".broken.refused").is_dir()
     assert any("broken" in e["message"] and "missing" in e["message"] for e in d.playout.errors)
+
+
+def test_an_after_entry_behind_a_far_off_one_is_not_rendered_before_its_lead(media: Path) -> None:
+    """An `after: previous` entry given as a segment.yaml airs no sooner than the timed entry
+    before it: its render waits for that one's render_lead_s (it started at once, hours early)."""
+
+    class Job:
+        def poll(self) -> bool:
+            return False
+
+        def terminate(self) -> None:
+            pass
+
+    class Renderer:
+        def __init__(self) -> None:
+            self.asked: list[Path] = []
+
+        def render_ahead(self, spec_path: Path, out_dir: Path) -> Job:
+            self.asked.append(out_dir)
+            return Job()
+
+    (media / "later.yaml").write_text("{}\n")
+    for ahead_s, rendered in ((3600, False), (300, True)):
+        body = f"render_lead_s: 600\nentries:\n  - {{name: far, at: '{at(ahead_s)}', segment: b}}\n"
+        body += "  - {name: later, after: previous, spec: later.yaml}\n"
+        r = Renderer()
+        d = Driver(media, schedule(media, body), out=f"out{ahead_s}", renderer=r)
+        d.start(T0)
+        d.run(1)
+        assert bool(r.asked) is rendered, (ahead_s, r.asked)

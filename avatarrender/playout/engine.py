@@ -757,6 +757,10 @@ class Playout:
         assert self.scheduler is not None
         lead = Fraction(self.schedule.model.render_lead_s)
         for i, e in enumerate(self.schedule.entries):
+            # an entry airs at its time or after one with a time: past the lead, so is the rest
+            # (an 'after' entry behind a far-off one rendered at once, hours early)
+            if e.at_s is not None and e.at_s - now > lead:
+                break
             # the entry on air too: after a restart its render is no longer running, and the
             # rest of the program would wait for media segments nobody makes (the render resumes
             # from its .partial folder)
@@ -774,8 +778,6 @@ class Playout:
                 continue
             if (e.folder / "manifest.json").exists():
                 continue
-            if e.at_s is not None and e.at_s - now > lead:
-                break
             if self.renderer is None:
                 self._render_failed(
                     e.key,
