@@ -389,14 +389,7 @@ class _Checker:
 def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str, Any]:
     """Check the media ``model`` names against ``out`` and resolve everything: the keyword
     arguments of :class:`Spec` but ``source``, ``output`` and ``warnings``."""
-    from .media import (
-        audio_duration_s,
-        channel_levels,
-        check_audio_decodes,
-        check_video_decodes,
-        probe_video,
-        read_audio,
-    )
+    from .media import audio_duration_s, channel_levels, check_video_decodes, probe_video, read_audio
     from .timebase import AUDIO_RATE_HZ
 
     import numpy as np
@@ -580,10 +573,11 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
         path = c.file("speech.file", model.speech.file)
         try:
             header_s = audio_duration_s(path)
-            speech_s = check_audio_decodes(path)  # to its end, as the render's analysis will decode it
+            # decoded to its end, as the render's analysis will (which gets these samples)
+            mono = read_audio(path, sample_rate_hz=AUDIO_RATE_HZ)
         except MediaError as exc:
             raise MediaError(source, "speech.file", exc.message) from None
-        mono = read_audio(path, sample_rate_hz=AUDIO_RATE_HZ)  # (kept: no second decode)
+        speech_s = len(mono) / AUDIO_RATE_HZ
         if mono.size and float(np.sqrt(np.mean(mono.astype(np.float64) ** 2))) < 1e-4:
             levels = channel_levels(path)
             if len(levels) > 1 and max(levels) > 1e-3:  # loud channels that cancel out
@@ -656,7 +650,7 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
                 raise MediaError(source, "captions.file", f"{path}: {exc}") from None
         from_file = len(cues)
         cues += [Cue(q.text, q.start_s, q.end_s) for q in cap.cues]
-        late: list[int] = []  # a file's cues after the end (the segment cut shorter than its SRT)
+        late: set[int] = set()  # a file's cues after the end (the segment cut shorter than its SRT)
         for i, q in enumerate(cues):
             where = _cue_field(cap, i)
             if q.end_s <= q.start_s:
@@ -668,15 +662,15 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
                 )
             if q.start_s >= float(duration):  # one that runs past the end is cut there
                 if i < from_file:
-                    late.append(i)
+                    late.add(i)
                     continue
                 raise c.error(
                     where,
                     f"{q.start_s}-{q.end_s} s lies outside the segment (0-{float(duration):.3f} s)",
                 )
         if late:
-            notes.append(_late_cues("captions.file", [cues[i] for i in late], duration))
-            cues = [q for i, q in enumerate(cues) if i not in set(late)]
+            notes.append(_late_cues("captions.file", [cues[i] for i in sorted(late)], duration))
+            cues = [q for i, q in enumerate(cues) if i not in late]
         font_path = None
         if cap.style.font:
             from PIL import ImageFont
