@@ -557,8 +557,8 @@ class Playout:
             for key in list(self.quarantined):
                 if key.startswith("entry/") and stamps.get(key) != self._stamp(key):
                     # a schedule entry refused before: tried again once what it names changed
-                    # (another folder, a new render) or it left the schedule; a spool item is
-                    # let go when its .NAME.refused folder is removed
+                    # (another folder, a new render) or it left the schedule; a spool item
+                    # when a new render comes under its name (_poll_spool)
                     del self.quarantined[key]
                     if key in self.catalog.folders:
                         log.info(
