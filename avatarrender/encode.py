@@ -371,17 +371,28 @@ def fit_filters(
     BT.709 clip's yellow aired as 254,235,0)."""
     w, h = screen
     scale = f"flags=bicubic:in_color_matrix={matrix[0]}:out_color_matrix={matrix[0]}:out_range=tv"
-    if fit == "stretch" or abs(aspect / Fraction(w, h) - 1) <= FIT_TOLERANCE:
+    box = fit_box(aspect, screen, fit)
+    if box is None:
         return [f"scale={w}:{h}:{scale}"]
+    sw, sh, x, y = box
+    if fit == "contain":
+        return [f"scale={sw}:{sh}:{scale}", f"pad={w}:{h}:{x}:{y}:black"]
+    return [f"scale={sw}:{sh}:{scale}", f"crop={w}:{h}:{x}:{y}"]
+
+
+def fit_box(aspect: Fraction, screen: tuple[int, int], fit: str) -> tuple[int, int, int, int] | None:
+    """How :func:`fit_filters` fits a picture of display ``aspect`` onto ``screen``: (scaled
+    width, height, x, y), the offset being the bars' (``contain``) or the cut's (``cover``),
+    all even; None when it is stretched to the screen."""
+    w, h = screen
+    if fit == "stretch" or abs(aspect / Fraction(w, h) - 1) <= FIT_TOLERANCE:
+        return None
     even = lambda v: max(2, 2 * int(round(v / 2)))  # noqa: E731
     if (aspect > Fraction(w, h)) == (fit == "contain"):
         sw, sh = w, even(w / aspect)  # as wide as the screen
     else:
         sw, sh = even(h * aspect), h  # as tall as the screen
-    x, y = 2 * (abs(w - sw) // 4), 2 * (abs(h - sh) // 4)
-    if fit == "contain":
-        return [f"scale={sw}:{sh}:{scale}", f"pad={w}:{h}:{x}:{y}:black"]
-    return [f"scale={sw}:{sh}:{scale}", f"crop={w}:{h}:{x}:{y}"]
+    return sw, sh, 2 * (abs(w - sw) // 4), 2 * (abs(h - sh) // 4)
 
 
 class TVReader:

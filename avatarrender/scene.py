@@ -216,27 +216,22 @@ def _paths(obj: Any) -> list[Path]:
 
 
 def _fitted(img: Image.Image, screen: tuple[int, int], fit: str) -> Image.Image:
-    """``img`` on a screen of ``screen`` as ``tv.fit`` fits a clip (:func:`encode.fit_filters`):
-    whole on black (contain), filling it with its edges cut (cover), or stretched (stretch, and
-    any image within 2 % of the screen's shape)."""
-    from .encode import FIT_TOLERANCE
+    """``img`` on a screen of ``screen`` as ``tv.fit`` fits a clip, in the same box
+    (:func:`encode.fit_box`): whole on black (contain), filling it with its edges cut (cover),
+    or stretched (stretch, and any image within 2 % of the screen's shape)."""
+    from .encode import fit_box
 
     w, h = screen
-    aspect = Fraction(img.width, img.height)
-    if fit == "stretch" or abs(aspect / Fraction(w, h) - 1) <= FIT_TOLERANCE:
+    box = fit_box(Fraction(img.width, img.height), screen, fit)
+    if box is None:
         return img.resize((w, h), Image.LANCZOS)
-    if (aspect > Fraction(w, h)) == (fit == "contain"):
-        sw, sh = w, max(1, round(w / aspect))
-    else:
-        sw, sh = max(1, round(h * aspect)), h
+    sw, sh, x, y = box
     scaled = img.resize((sw, sh), Image.LANCZOS)
     out = Image.new("RGBA", (w, h), (0, 0, 0, 255))
-    out.alpha_composite(
-        scaled.crop(((sw - w) // 2, (sh - h) // 2, (sw - w) // 2 + w, (sh - h) // 2 + h))
-        if fit == "cover"
-        else scaled,
-        (0, 0) if fit == "cover" else ((w - sw) // 2, (h - sh) // 2),
-    )
+    if fit == "cover":
+        out.alpha_composite(scaled.crop((x, y, x + w, y + h)))
+    else:
+        out.alpha_composite(scaled, (x, y))
     return out
 
 
