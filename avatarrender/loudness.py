@@ -94,12 +94,18 @@ class LoudnessReport:
     limited_s: float
 
 
+def _ceiling(target: LoudnessTarget) -> float:
+    """The sample level the limiter keeps the mono samples under: the true-peak ceiling less
+    the codec's margin, for the stereo samples the encoder gets."""
+    return 10 ** ((target.true_peak_dbtp - _CODEC_MARGIN_DB) / 20) / _UPMIX
+
+
 def _ceiling_only(
     samples: np.ndarray, before: Measurement, target: LoudnessTarget, *, name: str, sample_rate_hz: int
 ) -> tuple[np.ndarray, LoudnessReport]:
     """``normalise: false``: the level left as it is, but the true-peak ceiling still holds (a
     hot speech file or ``gain_db`` went over full scale on air, clipped by every player), said."""
-    ceiling = 10 ** ((target.true_peak_dbtp - _CODEC_MARGIN_DB) / 20) / _UPMIX
+    ceiling = _ceiling(target)
     x = samples.astype(np.float64)
     if float(np.abs(x).max(initial=0.0)) * _TP_BOUND < ceiling:
         return samples, LoudnessReport(before, before, target, 0.0, 0.0)
@@ -379,8 +385,7 @@ def normalise(
             log.warning("%s: the audio is silent (no measurable loudness): no gain applied", name)
         return samples, LoudnessReport(before, before, target, 0.0, 0.0)
     x = samples.astype(np.float64)
-    # the limiter works on the stereo samples the encoder gets
-    ceiling = 10 ** ((target.true_peak_dbtp - _CODEC_MARGIN_DB) / 20) / _UPMIX
+    ceiling = _ceiling(target)
     gain_db = target.integrated_lufs - before.integrated_lufs
     out, limited = x, np.zeros(0, dtype=bool)
     # Limiting lowers the loudness a little: raise the gain by what it lost and limit again
