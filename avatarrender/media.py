@@ -28,10 +28,9 @@ __all__ = [
     "VideoInfo",
     "probe_video",
     "check_video_decodes",
-    "check_audio_decodes",
     "audio_duration_s",
     "audio_lead_s",
-    "channel_levels",
+    "channels_cancel",
     "read_audio",
     "FFmpegProcess",
 ]
@@ -216,10 +215,12 @@ def audio_lead_s(path: str | Path) -> float:
     return 0.0
 
 
-def channel_levels(path: str | Path, *, seconds: float = 60.0) -> list[float]:
-    """RMS of each channel of a file's first audio stream over its first ``seconds`` (empty
-    when PyAV cannot read it): a stereo file whose channels cancel when mixed to mono (one
-    inverted) is loud here and silent in :func:`read_audio`."""
+def channels_cancel(path: str | Path, mono: np.ndarray) -> bool:
+    """Whether ``path``'s channels cancel when mixed to mono (one inverted: it sounds right on
+    speakers and airs silent): ``mono`` (its :func:`read_audio` samples) is silent where its
+    channels, over the first minute, are not."""
+    if not mono.size or float(np.sqrt(np.mean(np.square(mono, dtype=np.float64)))) >= 1e-4:
+        return False
     import av
 
     sums: np.ndarray | None = None
@@ -233,24 +234,11 @@ def channel_levels(path: str | Path, *, seconds: float = 60.0) -> list[float]:
                     x = x.reshape(-1, len(frame.layout.channels)).T
                 sums = (x**2).sum(axis=1) if sums is None else sums + (x**2).sum(axis=1)
                 n += x.shape[1]
-                if n >= seconds * frame.sample_rate:
+                if n >= 60 * frame.sample_rate:
                     break
     except (av.error.FFmpegError, OSError, ValueError, IndexError):
-        return []
-    if sums is None or not n:
-        return []
-    return [float(np.sqrt(v / n)) for v in sums]
-
-
-def check_audio_decodes(path: str | Path) -> float:
-    """Check that an audio file decodes to its end, as the render's analysis decodes it (to
-    48 kHz mono), and return the seconds that decode (a cut-off FLAC's header still says its
-    whole length; an MP3's is an estimate); ``MediaError`` if it does not decode. The samples
-    are kept for the next :func:`read_audio` of the same file, so a render that checks its
-    speech then analyses it decodes it once (0.27 s for the demo's 27 s of speech)."""
-    from .timebase import AUDIO_RATE_HZ
-
-    return len(read_audio(path, sample_rate_hz=AUDIO_RATE_HZ)) / AUDIO_RATE_HZ
+        return False
+    return sums is not None and len(sums) > 1 and n > 0 and float(np.sqrt(sums.max() / n)) > 1e-3
 
 
 # Files read_audio decoded lately, by (path, inode, size, mtime, ctime, rate), least recently used out

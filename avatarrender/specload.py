@@ -389,10 +389,8 @@ class _Checker:
 def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str, Any]:
     """Check the media ``model`` names against ``out`` and resolve everything: the keyword
     arguments of :class:`Spec` but ``source``, ``output`` and ``warnings``."""
-    from .media import audio_duration_s, channel_levels, check_video_decodes, probe_video, read_audio
+    from .media import audio_duration_s, channels_cancel, check_video_decodes, probe_video, read_audio
     from .timebase import AUDIO_RATE_HZ
-
-    import numpy as np
 
     c = _Checker(source, out.width, out.height)
     notes: list[str] = []  # warnings, for the caller
@@ -578,13 +576,11 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
         except MediaError as exc:
             raise MediaError(source, "speech.file", exc.message) from None
         speech_s = len(mono) / AUDIO_RATE_HZ
-        if mono.size and float(np.sqrt(np.mean(mono.astype(np.float64) ** 2))) < 1e-4:
-            levels = channel_levels(path)
-            if len(levels) > 1 and max(levels) > 1e-3:  # loud channels that cancel out
-                notes.append(
-                    "speech.file: its channels cancel out when mixed to mono (one inverted?): the "
-                    "speech airs silent; invert one channel or give one of them"
-                )
+        if channels_cancel(path, mono):
+            notes.append(
+                "speech.file: its channels cancel out when mixed to mono (one inverted?): the "
+                "speech airs silent; invert one channel or give one of them"
+            )
         if header_s - speech_s > 0.5:  # the sound that decodes is what airs, not the header's
             notes.append(
                 f"speech.file: {speech_s:.2f} s of sound decode, where its header says {header_s:.2f} s "

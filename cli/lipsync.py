@@ -209,17 +209,15 @@ def lipsync_cmd(
             raise SpecError(
                 None, "--language", f"espeak-ng has no language {language!r} (espeak-ng --voices lists them)"
             )
-    y, sr = lipsync.load_audio(audio)
-    if y.size and float((y.astype("float64") ** 2).mean() ** 0.5) < 1e-4:
-        from avatarrender.media import channel_levels
+    from avatarrender.media import channels_cancel
 
-        levels = channel_levels(audio)
-        if len(levels) > 1 and max(levels) > 1e-3:  # as the spec check says it for speech.file
-            print(
-                f"warning: {audio}: its channels cancel out when mixed to mono (one inverted?): "
-                "the mouth stays shut; invert one channel or give one of them",
-                file=sys.stderr,
-            )
+    y, sr = lipsync.load_audio(audio)
+    if channels_cancel(audio, y):  # as the spec check says it for speech.file
+        print(
+            f"warning: {audio}: its channels cancel out when mixed to mono (one inverted?): "
+            "the mouth stays shut; invert one channel or give one of them",
+            file=sys.stderr,
+        )
     if words is not None:
         import warnings
 
