@@ -818,10 +818,23 @@ def _render_ahead_main(spec_path: str, out_dir: str, idle_s: str | None = None) 
 
     for sig in interrupt.SIGNALS:  # SIGHUP too: its workers block it, and would outlive us
         signal.signal(sig, stop)
+    # its warnings go into the playout's log (this stderr) as the playout's own lines look:
+    # stamped, one line each, not Python's two with a source line
+    import logging
+    import warnings
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+
+    def show(message: Any, *_: Any, **__: Any) -> None:
+        logging.getLogger("avatarrender.render").warning("%s", " ".join(str(message).split()))
+
+    warnings.showwarning = show
     code, error = 0, None
     try:
         spec = load_spec(spec_path)
-        render(spec.idle(float(idle_s)) if idle_s is not None else spec, out_dir)
+        # another render of this output (one a killed playout left running, say) is waited for,
+        # not taken as this one failing: then this one finds it done, or resumes its chunks
+        render(spec.idle(float(idle_s)) if idle_s is not None else spec, out_dir, wait_lock=True)
     except KeyboardInterrupt:
         code, error = 130, "stopped"
     except AvatarRenderError as exc:
@@ -832,7 +845,10 @@ def _render_ahead_main(spec_path: str, out_dir: str, idle_s: str | None = None) 
         traceback.print_exc()
         code, error = 1, _error_line(exc)
     rendering[0] = False
-    print(json.dumps({"error": error}), flush=True)
+    try:
+        print(json.dumps({"error": error}), flush=True)
+    except OSError:  # the playout that asked is gone (killed): nobody to tell, the render stands
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     return code
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -480,6 +481,48 @@ def test_real_renderer_filler_and_render_ahead(tmp_path: Path) -> None:
     assert aired.count("entry/talk") >= 3, (aired, p.errors)
     assert (out / ".renders" / "talk" / "manifest.json").exists()
     assert not [e for e in p.errors if e["level"] == "error"], p.errors
+
+
+def test_render_ahead_waits_for_another_render_and_outlives_its_playout(tmp_path: Path) -> None:
+    """A render-ahead whose output another render holds (one a killed playout left running)
+    waits for it instead of failing the entry; and one whose playout is gone (its stdout pipe
+    closed) ends cleanly, its render kept, without a traceback."""
+    import time
+
+    from avatarrender.render import RenderProcess, _OutputLock
+    from conftest import make_tiny_segment
+
+    yml = make_tiny_segment(tmp_path / "seg", speech_s=3.0, width=128, height=72)
+    out = tmp_path / "out"
+    held = _OutputLock(out, wait=False)
+    job = RenderProcess(yml, out)
+    try:
+        time.sleep(3)
+        assert not job.poll(), "the render-ahead gave up on a held output"
+    finally:
+        held.release()
+    job._proc.wait(120)
+    job.result()  # raises if it failed
+    assert json.loads((out / "manifest.json").read_text())["complete"]
+
+    # the playout killed: nobody reads the outcome line
+    code = "import sys; from avatarrender.render import _render_ahead_exit; _render_ahead_exit(*sys.argv[1:])"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(yml), str(tmp_path / "out2")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(120) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    # its warnings as the playout's log lines: stamped, one line each (the tiny speech does not
+    # fit its captions' words), no Python source line
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines and all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ WARNING ", ln) for ln in lines), err
+    assert json.loads((tmp_path / "out2" / "manifest.json").read_text())["complete"]
 
 
 def test_program_starts_at_the_next_part_boundary(media: Path) -> None:
