@@ -191,6 +191,12 @@ def _check_parts(segs: list[dict], open_parts: list[dict], tags: dict, pt: float
                 assert end_s - start_s <= 3 * t + 1e-6, f"segment {s['seq']}: parts listed too far back"
             start_s += s["duration_s"]
     hint = tags.get("hint")
+    # hls.js takes a last segment with nothing after it for the next one (its fragmentHint) and
+    # stops for good at the next reload, "media sequence mismatch" (one published whole, from a
+    # render that cannot be cut, is the known exception)
+    assert open_parts or hint is not None or not segs[-1]["parts"], (
+        f"ends at segment {segs[-1]['seq']}, closed, with neither parts nor a preload hint after it"
+    )
     if hint is not None:
         if open_parts:
             last = open_parts[-1]

@@ -339,6 +339,70 @@ def test_lasting_faults_are_logged_once_per_change_of_state(media: Path, caplog)
         assert not back, back
 
 
+def test_disk_with_room_for_playlists_only(media: Path, monkeypatch, caplog) -> None:
+    """A disk with room for the playlist and the state but not for the next media segment (a
+    "full" disk as it is: each deleted segment frees a little): the live playlist never ends at
+    a closed media segment without the next one's parts or preload hint (hls.js takes such a
+    segment for the next one and stops for good, "media sequence mismatch", at the next reload),
+    and when media can be written again the channel goes on from the clock, after one
+    discontinuity, the program moved on by what was missed, not with a burst of backdated
+    segments."""
+    import errno
+
+    import avatarrender.playout.engine as engine
+    from playout_check import check_transition, parse_live
+
+    make_rendered(media / "long", pattern="testsrc", seconds=14)
+    d = Driver(media, schedule(media, f'entries:\n  - {{name: long, at: "{at(1)}", segment: long}}\n'))
+    d.start(T0)
+    d.run(4)
+    real, full = engine.write_atomic, [False]
+
+    def write(path, data):  # noqa: ANN001
+        if full[0] and Path(path).parent.name == "media":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, data)
+
+    monkeypatch.setattr(engine, "write_atomic", write)
+    step = Fraction(1, 20)
+    prev = parse_live(d.playout.feed.snapshot.playlist.decode())
+    new_per_tick = []
+
+    def tick() -> None:
+        nonlocal prev
+        before = d.playout.playlist.next_sequence
+        d.tick(step)
+        cur = parse_live(d.playout.feed.snapshot.playlist.decode())
+        check_transition(prev, cur)
+        assert cur.open_parts or cur.hint, "a playlist with parts ends at a closed segment"
+        prev = cur
+        new_per_tick.append(d.playout.playlist.next_sequence - before)
+
+    caplog.set_level(logging.INFO, logger="avatarrender.playout")
+    full[0] = True
+    for _ in range(80):  # 4 s
+        tick()
+    assert d.playout.disk_error
+    back_at, first_seq = d.now, d.playout.playlist.next_sequence  # the one that failed
+    full[0] = False
+    for _ in range(60):
+        tick()
+    assert d.playout.disk_error is None
+    assert max(new_per_tick) <= 1, new_per_tick
+    first = next(x for x in d.playout.playlist.segments if x.sequence == first_seq)
+    assert first.discontinuity and first.program == "entry/long"
+    assert back_at - 1 <= first.pdt_s <= back_at + Fraction(1, 4), (float(first.pdt_s), float(back_at))
+    # the program moved on by the seconds missed: no segment could open from T0 + 5 s to T0 +
+    # 8 s, and the channel goes on a target duration behind the clock (as after a restart), so
+    # 2 of its 14 media segments are skipped
+    d.run(14)
+    long = [p for _, p, _ in d.aired if p == "entry/long"]
+    assert len(long) == 12, len(long)
+    said = [r.getMessage() for r in caplog.records if "missed" in r.getMessage()]
+    assert said == ["entry/long: resumed at media segment 6, 2 missed while media could not be written"], said
+    assert "filler" == d.programs()[-1]
+
+
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 2 MB tmpfs, filled to the last byte by the test (we run as root on a machine of our own)."""

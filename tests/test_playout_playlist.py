@@ -100,6 +100,7 @@ def test_parts_rendered_by_the_rules() -> None:
     prev = None
     for i in range(8):
         _air_segment(pl, [8, 8, 8, 6], disc=i == 5, now_s=T0 + i)
+        pl.preload_hint = (pl.uri_for(pl.next_sequence), 0, 188 * 16)  # as the engine hints
         cur = parse_live(pl.render())
         check_transition(prev, cur)
         prev = cur

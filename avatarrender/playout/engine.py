@@ -508,6 +508,9 @@ class Playout:
         self.on_air: dict[str, Any] = {}
         self.disk_error: str | None = None
         self._resume_pdt_s: Fraction | None = None
+        self._stalled = False  # the next media segment could not be written (a disk error)
+        self._stall_left_s = Fraction(0)  # missed while stalled, not yet skipped (_skip_stalled)
+        self._stall_skipped = 0  # media segments of the program on air skipped meanwhile
         self._last_status_s = Fraction(0)
         self._now_s = Fraction(0)  # the clock of the current tick (for error dates)
         self.next_due_s: Fraction | None = None  # when the next part (or segment) is published
@@ -845,7 +848,7 @@ class Playout:
         self._poll_renders(now)
         published = 0
         while published < 100_000:
-            if self._air is None and not self._open_next():
+            if self._air is None and not self._open(now):
                 # a disk error: try again in a quarter second, not on every loop (run() would spin)
                 self.next_due_s = now + Fraction(1, 4)
                 break
@@ -875,7 +878,12 @@ class Playout:
             published += 1
             if air.published == air.count:
                 self._close(air, now)
-        if published:
+        # Not while the next media segment cannot be written: the playlist would end at a closed
+        # segment with neither the next one's parts nor a preload hint. hls.js takes such a last
+        # segment for the next one (its fragmentHint) and stops for good, "media sequence
+        # mismatch", at the next reload that lists the following segment. What was published
+        # meanwhile goes out with the next segment, once one can be written.
+        if published and not (self._stalled and self.part_target_s is not None):
             self._save_and_publish(now)
         self._undeleted += self.playlist.due_deletions(now)
         for i, uri in enumerate(self._undeleted):
@@ -895,6 +903,44 @@ class Playout:
             self._write_status(now)
         self._verify_ahead()
         return published
+
+    def _open(self, now: Fraction) -> bool:
+        """:meth:`_open_next`, going on from the clock after a stall (see _skip_stalled)."""
+        if self._stalled:
+            self._skip_stalled(now)
+        if not self._open_next():
+            self._stalled = True
+            return False
+        if self._stalled and self._stall_skipped and self._air is not None:
+            log.info(
+                "%s: resumed at media segment %d, %d missed while media could not be written",
+                self._air.decision.key,
+                self._air.decision.index,
+                self._stall_skipped,
+            )
+        self._stalled, self._stall_left_s, self._stall_skipped = False, Fraction(0), 0
+        return True
+
+    def _skip_stalled(self, now: Fraction) -> None:
+        """No media segment could be written for a while (a full disk): as after a restart, the
+        channel goes on from the clock, after a discontinuity, the program on air moved on by as
+        much as was missed, rather than listing all it missed at once, backdated, when the disk
+        has room again (a burst of media segments mostly past the window already)."""
+        assert self.scheduler is not None
+        edge = self.playlist.next_pdt_s
+        if edge is None or now - edge <= 2 * self.playlist.target_duration_s:
+            return
+        since = self._resume_pdt_s if self._resume_pdt_s is not None else edge
+        resume = max(since, now - self.playlist.target_duration_s)
+        if resume > since:
+            # tried again every quarter second: what a try could not skip (less than a media
+            # segment) is carried to the next
+            cursor = self.scheduler.cursor
+            self._stall_left_s = self.scheduler.catch_up(
+                resume - since + self._stall_left_s, self.catalog, say=False
+            )
+            self._stall_skipped += self.scheduler.cursor - cursor
+            self._resume_pdt_s = resume
 
     def _verify_ahead(self, budget_s: float = 0.02) -> None:
         """Check the media segments of the program on air and of the next one ahead of their
@@ -1124,13 +1170,15 @@ class Playout:
                 "warning",
             )
             return False
+        try:
+            write_atomic(self.out / self.playlist.uri_for(air.sequence), aired)
+        except OSError as exc:  # the file stays whole: so does the segment, as listed
+            self.rewriter.restore(state)
+            self._disk_error(f"cannot shorten media segment {air.sequence}: {exc}")
+            return False
         air.parts = parts
         self._force_rebase = True  # what follows does not continue the cut-away frames
         self._set_hint()
-        try:
-            write_atomic(self.out / self.playlist.uri_for(air.sequence), aired)
-        except OSError as exc:
-            self._disk_error(f"cannot shorten media segment {air.sequence}: {exc}")
         return True
 
     def _close_after_restart(self, air_state: dict[str, Any] | None, now: Fraction) -> None:
