@@ -817,6 +817,7 @@ class ChunkEncoder:
             self._packets += self._video.encode(None)
             if self._skipped:
                 self._packets = self._with_skip_frames(self._packets)
+            self._packets = _with_parameter_sets(self._packets)
             if _profile.ENABLED:
                 _profile.add("encode", t0)
                 _profile.mark("video_done")
@@ -947,6 +948,31 @@ class ChunkEncoder:
         self._mux = self._buf = self._video = None  # dropped half-way: nothing of it is written
         self._packets = []
         self._end_capture()
+
+
+def _with_parameter_sets(packets: list[Any]) -> list[Any]:
+    """Every frame after the IDR with the IDR's SPS and PPSs before its slices (the muxer puts
+    the access unit delimiter before them).
+
+    An LL-HLS part is a byte range of the media segment, and a player may demux each part on
+    its own: Shaka Player's TS transmuxer builds its init segment from the SPS in the chunk it
+    fetched, and refused every part but a segment's first (error 3018); video.js's starts on
+    a part in the middle of a segment. Repeated parameter sets (identical, as H.264 allows
+    anywhere before an access unit's slices) cost about 40 bytes a frame (10 kbit/s at 30 fps)
+    and change no decoded frame.
+    """
+    if len(packets) < 2:
+        return packets
+    params = h264.parameter_sets(bytes(packets[0]))
+    if not params:
+        return packets
+    out = packets[:1]
+    for old in packets[1:]:
+        pkt = av.Packet(params + bytes(old))
+        pkt.pts, pkt.dts, pkt.time_base = old.pts, old.dts, old.time_base
+        pkt.duration, pkt.is_keyframe, pkt.stream = old.duration, old.is_keyframe, old.stream
+        out.append(pkt)
+    return out
 
 
 def _packet(data: bytes, pts: int, like: Any) -> Any:

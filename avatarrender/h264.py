@@ -37,6 +37,7 @@ __all__ = [
     "with_skip_pps",
     "renumber_frame",
     "frame_num_of",
+    "parameter_sets",
 ]
 
 NAL_SLICE, NAL_IDR, NAL_SPS, NAL_PPS = 1, 5, 7, 8
@@ -254,6 +255,15 @@ def with_skip_pps(idr_access_unit: bytes, sp: SeqParams) -> bytes:
             at = s - 4 if idr_access_unit[max(0, s - 4) : s] == _START else s - 3
             return idr_access_unit[:at] + skip_pps(sp) + idr_access_unit[at:]
     raise ValueError("the IDR access unit has no PPS")
+
+
+def parameter_sets(access_unit: bytes) -> bytes:
+    """The SPS and PPS NAL units of an access unit, in its order, each after a start code."""
+    return b"".join(
+        _START + access_unit[s:e]
+        for s, e in nal_units(access_unit)
+        if access_unit[s] & 0x1F in (NAL_SPS, NAL_PPS)
+    )
 
 
 def _frame_num_field(rbsp_head: bytes, sp: SeqParams) -> int:
