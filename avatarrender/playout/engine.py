@@ -385,7 +385,8 @@ class _OnAir:
     decision: Decision
     sequence: int
     pdt_s: Fraction | None  # forced PROGRAM-DATE-TIME (after downtime), else None
-    rebase: bool  # aired with a discontinuity
+    rebase: bool  # its timestamps follow what aired, not the segment before it as rendered
+    tagged: bool  # aired after EXT-X-DISCONTINUITY (rebased, but for a filler loop's restart)
     original: bytes  # as rendered: a shortened prefix is rewritten from it
     rewriter_before: dict[str, Any]  # the rewriter's state before this segment
     parts: tuple[Part, ...] | None  # None: published whole, without parts
@@ -412,6 +413,7 @@ class _OnAir:
             "sequence": self.sequence,
             "pdt_s": None if self.pdt_s is None else str(self.pdt_s),
             "rebase": self.rebase,
+            "tagged": self.tagged,
             "rewriter_before": self.rewriter_before,
             "frame_s": str(self.frame_s),
             "parts": None if self.parts is None else [p.to_json() for p in self.parts],
@@ -972,7 +974,8 @@ class Playout:
             self._drain_events()
             seq = self.playlist.next_sequence
             dest = self.out / self.playlist.uri_for(seq)
-            rebase = d.discontinuity or self._resume_pdt_s is not None or self._force_rebase
+            jump = self._resume_pdt_s is not None or self._force_rebase
+            rebase = d.discontinuity or jump
             saved = self.rewriter.to_json()
             where: Path | None = None
             try:
@@ -1021,6 +1024,7 @@ class Playout:
                 sequence=seq,
                 pdt_s=self._resume_pdt_s,
                 rebase=rebase,
+                tagged=(d.discontinuity and not d.seamless) or jump,
                 original=data,
                 rewriter_before=saved,
                 parts=parts,
@@ -1101,7 +1105,7 @@ class Playout:
                     size_bytes=p.size_bytes,
                     independent=p.independent,
                 ),
-                discontinuity=air.rebase,
+                discontinuity=air.tagged,
                 program=air.decision.key,
                 pdt_s=air.pdt_s,
             )
@@ -1118,7 +1122,7 @@ class Playout:
         duration_s = air.end_s(air.count - 1)
         self.playlist.append(
             duration_s=duration_s,
-            discontinuity=air.rebase,
+            discontinuity=air.tagged,
             program=air.decision.key,
             now_s=now,
             pdt_s=None if air.parts else air.pdt_s,
@@ -1199,7 +1203,8 @@ class Playout:
             decision=d,
             sequence=op.sequence,
             pdt_s=None,
-            rebase=op.discontinuity,
+            rebase=bool(air_state.get("rebase", op.discontinuity)),
+            tagged=op.discontinuity,
             original=b"",
             rewriter_before=air_state["rewriter_before"],
             parts=parts,

@@ -293,12 +293,19 @@ class Decision:
         Its exact duration, seconds.
     discontinuity : bool
         Whether it does not follow the previously aired media segment.
+    seamless : bool
+        The filler's loop starting over: it does not follow the last segment's timestamps (so
+        it is rebased), but the same stream goes on (one rendition, its timestamps made
+        continuous by the playout), so the playlist marks no discontinuity. Each one was a
+        player's hiccup: VLC 3 froze for 11-14 s on two discontinuities a second apart (a
+        program's end, and the filler's loop that resumed where it had left off).
     """
 
     key: str
     index: int
     duration_s: Fraction
     discontinuity: bool
+    seamless: bool = False
 
 
 class Scheduler:
@@ -549,7 +556,10 @@ class Scheduler:
     def _decision(self, key: str, index: int, duration_s: Fraction) -> Decision:
         # the channel's very first media segment follows nothing: no discontinuity to announce
         disc = self.last_aired is not None and self.last_aired != (key, index - 1)
-        return Decision(key=key, index=index, duration_s=Fraction(duration_s), discontinuity=disc)
+        wrap = key == FILLER and index == 0 and self.last_aired == (FILLER, len(self.filler_durations_s) - 1)
+        return Decision(
+            key=key, index=index, duration_s=Fraction(duration_s), discontinuity=disc, seamless=wrap
+        )
 
     def _filler_decision(self) -> Decision:
         i = self.filler_index % len(self.filler_durations_s)

@@ -5,8 +5,11 @@ EXT-X-DISCONTINUITY (hls.js needs it), but clients that ignore the tag (ffmpeg, 
 timestamps go backwards and continuity counters jump. So the playout shifts PTS, DTS and PCR of
 every aired media segment by a per-program offset that continues the previous program's clock, and
 renumbers continuity counters: the channel is one continuous transport stream. The offset keeps the
-picture on the frame grid, so media time stays on the programme-date clock; audio of the new
-program that would start before the aired audio ends (its first AAC frame, at most) is dropped.
+picture on the frame grid, so media time stays on the programme-date clock. The sound is made
+contiguous too: the new program's audio is moved by at most half an AAC frame (10.7 ms at 48 kHz,
+well inside lip sync's tolerance) so that it starts where the aired audio ends, after dropping
+a first AAC frame that would overlap it by more than that. (Dropping any overlapping frame left
+holes of up to a frame at each join, which players fill with silence, a click, and a warning.)
 """
 
 from __future__ import annotations
@@ -103,6 +106,7 @@ class TimestampRewriter:
         self.video_frame_90k = video_frame_90k
         self.audio_frame_90k = audio_frame_90k
         self.offset_90k: int | None = None  # added to the current program's timestamps
+        self.audio_shift_90k = 0  # added to its audio's besides: contiguous with what aired
         self.end_90k = {"video": None, "audio": None}  # unwrapped end of what has aired
         self.last_dts_90k = {"video": None, "audio": None}
         self.cc: dict[str, int] = {}
@@ -145,18 +149,27 @@ class TimestampRewriter:
             if self.last_dts_90k[lead] is not None:
                 cands.append(self.last_dts_90k[lead] + 1 - first_dts[lead])
             self.offset_90k = max(cands) if cands else 0
-            if lead == "video" and self.end_90k["audio"] is not None:
-                # no stream may overlap what aired: audio starting before the aired audio ends
-                # (at most the first AAC frame: our renders hold one per PES) is dropped
-                a, pes = self._drop_audio_before(a, pes, self.end_90k["audio"] - self.offset_90k)
+            self.audio_shift_90k = 0
+            if lead == "video" and self.end_90k["audio"] is not None and "audio" in first_pts:
+                # no stream may overlap what aired: audio starting more than half a frame before
+                # the aired audio ends is dropped (the first AAC frame at most: our renders hold
+                # one per PES); what is left is moved onto the aired audio's end, if it is at
+                # most half a frame off (a longer gap is the program's own silence)
+                end = self.end_90k["audio"] - self.offset_90k
+                half = self.audio_frame_90k // 2
+                a, pes = self._drop_audio_before(a, pes, end - half)
+                starts = [_get_ts(a[r], pi) for r, sid, pi, _ in pes if sid < 0xE0]
+                if starts and abs(min(starts) - end) <= half:
+                    self.audio_shift_90k = end - min(starts)
         off = self.offset_90k
         for r, sid, pi, di in pes:
             kind = "video" if sid >= 0xE0 else "audio"
-            pts = _get_ts(a[r], pi) + off
+            shift = off if kind == "video" else off + self.audio_shift_90k
+            pts = _get_ts(a[r], pi) + shift
             _put_ts(a[r], pi, pts)
             dts = pts
             if di is not None:
-                dts = _get_ts(a[r], di) + off
+                dts = _get_ts(a[r], di) + shift
                 _put_ts(a[r], di, dts)
             if self.last_dts_90k[kind] is None or dts > self.last_dts_90k[kind]:
                 self.last_dts_90k[kind] = dts
@@ -204,6 +217,7 @@ class TimestampRewriter:
     def to_json(self) -> dict[str, Any]:
         return {
             "offset_90k": self.offset_90k,
+            "audio_shift_90k": self.audio_shift_90k,
             "end_90k": dict(self.end_90k),
             "last_dts_90k": dict(self.last_dts_90k),
             "cc": dict(self.cc),
@@ -211,6 +225,7 @@ class TimestampRewriter:
 
     def restore(self, d: dict[str, Any]) -> None:
         self.offset_90k = d.get("offset_90k")
+        self.audio_shift_90k = int(d.get("audio_shift_90k", 0))
         self.end_90k = {"video": d["end_90k"].get("video"), "audio": d["end_90k"].get("audio")}
         last = d.get("last_dts_90k", {})
         self.last_dts_90k = {"video": last.get("video"), "audio": last.get("audio")}
