@@ -10,8 +10,6 @@ a segment.yaml and a program, across their joins.
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -44,22 +42,10 @@ def test_shaka_low_latency_plays_the_live_channel(tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     yml = make_tiny_segment(tmp_path / "seg", speech_s=6.0, width=320, height=180)
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from cli.main import main; main()",
-            "render",
-            str(yml),
-            "-o",
-            str(tmp_path / "prog"),
-            "-q",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    render = start_command(
+        "render", str(yml), "-o", str(tmp_path / "prog"), "-q", log_path=tmp_path / "render.log"
     )
-    assert r.returncode == 0, r.stderr
+    assert render.wait(300) == 0, (tmp_path / "render.log").read_text()
     start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=14)
     (tmp_path / "schedule.yaml").write_text(
         f"filler: {{spec: {yml}, duration_s: 3}}\n"
