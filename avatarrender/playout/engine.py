@@ -511,8 +511,8 @@ class Playout:
         self.disk_error: str | None = None
         self._resume_pdt_s: Fraction | None = None
         self._stalled = False  # the next media segment could not be written (a disk error)
-        self._stall_left_s = Fraction(0)  # missed while stalled, not yet skipped (_skip_stalled)
-        self._stall_skipped = 0  # media segments of the program on air skipped meanwhile
+        self._missed_left_s = Fraction(0)  # missed, not yet skipped (see _go_on_from_clock)
+        self._missed_segments = 0  # media segments of the program on air skipped meanwhile
         self._last_status_s = Fraction(0)
         self._now_s = Fraction(0)  # the clock of the current tick (for error dates)
         self.next_due_s: Fraction | None = None  # when the next part (or segment) is published
@@ -580,14 +580,11 @@ class Playout:
                 # the segment on air had no part out yet: it is chosen and rewritten again
                 self.rewriter.restore(state["air"]["rewriter_before"])
             edge = self.playlist.next_pdt_s or now
-            gap = now - edge
-            if gap > 2 * self.playlist.target_duration_s:
+            if self._go_on_from_clock(now):
                 # down for a while: continue the sequences, jump PROGRAM-DATE-TIME to the clock
-                self._resume_pdt_s = max(edge, now - self.playlist.target_duration_s)
-                self.scheduler.catch_up(self._resume_pdt_s - edge, self.catalog)
                 log.warning(
                     "restarted after %.1f s: media sequence %d, discontinuity sequence %d",
-                    float(gap),
+                    float(now - edge),
                     self.playlist.next_sequence,
                     self.playlist.discontinuity_sequence,
                 )
@@ -907,42 +904,41 @@ class Playout:
         return published
 
     def _open(self, now: Fraction) -> bool:
-        """:meth:`_open_next`, going on from the clock after a stall (see _skip_stalled)."""
+        """:meth:`_open_next`, going on from the clock after a stall (see _go_on_from_clock)."""
         if self._stalled:
-            self._skip_stalled(now)
+            self._go_on_from_clock(now)
         if not self._open_next():
             self._stalled = True
             return False
-        if self._stalled and self._stall_skipped and self._air is not None:
+        if self._missed_segments and self._air is not None:
             log.info(
-                "%s: resumed at media segment %d, %d missed while media could not be written",
+                "%s: resumed at media segment %d, %d missed",
                 self._air.decision.key,
                 self._air.decision.index,
-                self._stall_skipped,
+                self._missed_segments,
             )
-        self._stalled, self._stall_left_s, self._stall_skipped = False, Fraction(0), 0
+        self._stalled, self._missed_left_s, self._missed_segments = False, Fraction(0), 0
         return True
 
-    def _skip_stalled(self, now: Fraction) -> None:
-        """No media segment could be written for a while (a full disk): as after a restart, the
-        channel goes on from the clock, after a discontinuity, the program on air moved on by as
-        much as was missed, rather than listing all it missed at once, backdated, when the disk
-        has room again (a burst of media segments mostly past the window already)."""
+    def _go_on_from_clock(self, now: Fraction) -> bool:
+        """After the channel stood still for over two target durations (the playout down, or no
+        media segment could be written: a full disk), it goes on from the clock, after a
+        discontinuity, a target duration behind it, the program on air moved on by as much as
+        was missed: not all of it listed at once, backdated (a burst of media segments mostly
+        past the window already). True if so. Called again on each try while the disk is full:
+        what a try could not skip (less than a media segment) is carried to the next."""
         assert self.scheduler is not None
         edge = self.playlist.next_pdt_s
         if edge is None or now - edge <= 2 * self.playlist.target_duration_s:
-            return
+            return False
         since = self._resume_pdt_s if self._resume_pdt_s is not None else edge
         resume = max(since, now - self.playlist.target_duration_s)
         if resume > since:
-            # tried again every quarter second: what a try could not skip (less than a media
-            # segment) is carried to the next
             cursor = self.scheduler.cursor
-            self._stall_left_s = self.scheduler.catch_up(
-                resume - since + self._stall_left_s, self.catalog, say=False
-            )
-            self._stall_skipped += self.scheduler.cursor - cursor
+            self._missed_left_s = self.scheduler.catch_up(resume - since + self._missed_left_s, self.catalog)
+            self._missed_segments += self.scheduler.cursor - cursor
             self._resume_pdt_s = resume
+        return True
 
     def _verify_ahead(self, budget_s: float = 0.02) -> None:
         """Check the media segments of the program on air and of the next one ahead of their

@@ -585,22 +585,16 @@ class Scheduler:
             self.cursor = decision.index + 1
         self.last_aired = (decision.key, decision.index)
 
-    def catch_up(self, gap_s: Fraction, catalog: Catalog, *, say: bool = True) -> Fraction:
+    def catch_up(self, gap_s: Fraction, catalog: Catalog) -> Fraction:
         """After downtime of ``gap_s``: move the current program on by as much as was missed
-        (whole media segments, logged if ``say``); return the seconds left over, less than one
-        segment."""
+        (whole media segments); return the seconds left over, less than one segment."""
         if self.current is None or gap_s <= 0:
             return Fraction(0)
         av = catalog.availability(self.current)
-        left, cursor = Fraction(gap_s), self.cursor
+        left = Fraction(gap_s)
         while self.cursor < len(av.durations_s) and left >= av.durations_s[self.cursor]:
             left -= av.durations_s[self.cursor]
             self.cursor += 1
-        if self.cursor > cursor and say:
-            self._log(
-                "info",
-                f"{self.current}: resumed at media segment {self.cursor} after {float(gap_s):.1f} s down",
-            )
         return left
 
     # ---------------------------------------------------------------- status and persistence
