@@ -34,6 +34,8 @@ class _Bar:
             return
         now = time.perf_counter()
         if self.first is None:
+            if done >= total:  # found done (up to date): nothing to draw progress of
+                return
             self.first = (now, done)  # frames already done (resumed) do not count toward fps
         t0, d0 = self.first
         fps = (done - d0) / (now - t0) if now > t0 and done > d0 else 0.0

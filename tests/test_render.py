@@ -171,6 +171,10 @@ def test_render_is_idempotent_and_reports_up_to_date(rendered_tiny):
     assert summary["up_to_date"] is True and summary["frames"] == 120
     assert summary["frames_rendered"] == 0 and summary["wall_s"] is None  # not the first render's
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    # as a user types it: no progress bar for what was found done
+    proc = run_cli("render", str(yml), "-o", str(out))
+    assert proc.returncode == 0 and "up to date" in proc.stdout, proc.stderr
+    assert "frames" not in proc.stderr, proc.stderr
 
 
 def test_render_into_spool_publishes_atomically(tiny_segment, tmp_path):
