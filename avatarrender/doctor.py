@@ -369,9 +369,11 @@ def assess(facts: dict[str, Any]) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``facts`` plus ``verdict`` (``ok``, ``tight``, ``cannot-keep-up``, ``broken`` or
-        ``unknown``), ``ok`` (bool), ``exit_code`` (0, or 1 when the machine cannot keep a
-        channel fed or the install is broken), ``summary`` (plain sentences) and ``problems``.
+        ``facts`` plus ``verdict`` (``ok``, ``tight``, ``cannot-keep-up``, ``broken``,
+        ``wrong-folder`` (a folder it was given is wrong, the rest is fine) or ``unknown``),
+        ``ok`` (bool), ``exit_code`` (0, or 1 when the machine cannot keep a channel fed, the
+        install is broken or a folder is wrong), ``summary`` (plain sentences) and
+        ``problems``.
     """
     problems: list[dict[str, str]] = []
     cpu, pil, ff, pyav = facts["cpu"], facts["pillow"], facts["ffmpeg"], facts.get("pyav") or {}
@@ -488,9 +490,9 @@ def assess(facts: dict[str, Any]) -> dict[str, Any]:
                 "run the doctor again when the machine is quiet, or give the channel its own machine",
             )
         )
-    broken = any(p["severity"] == "error" for p in problems)
-    if broken:
-        verdict = "broken"
+    errors = [p for p in problems if p["severity"] == "error"]
+    if errors:
+        verdict = "wrong-folder" if all(p["check"] == "disk" for p in errors) else "broken"
     elif probe is None:
         verdict = "unknown"
     elif probe.get("error") or not factor:
@@ -551,7 +553,7 @@ def assess(facts: dict[str, Any]) -> dict[str, Any]:
                 f"It cannot keep a 24/7 channel fed: it falls "
                 f"{24 * (1 / factor - 1):.1f} h behind per day of programme."
             )
-    if verdict == "broken" and all(p["check"] == "disk" for p in problems if p["severity"] == "error"):
+    if verdict == "wrong-folder":
         lines.append("A folder it was given is wrong: fix the errors below first.")
     elif verdict == "broken":
         lines.append("The installation is broken: fix the errors below first.")

@@ -166,6 +166,8 @@ def test_a_spool_that_is_not_there_or_a_file_for_a_folder_is_an_error(role, kind
     assert (checks(r).get("disk") == "error") == bad and r["exit_code"] == (1 if bad else 0)
     if bad:
         assert "/srv/x" in r["problems"][0]["message"]
+        # the install is fine: the verdict says what is wrong, not "broken"
+        assert r["verdict"] == "wrong-folder" and "A folder it was given is wrong" in r["summary"]
 
 
 def test_the_command_json_shape_and_exit_code(tmp_path: Path) -> None:
