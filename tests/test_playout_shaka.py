@@ -5,6 +5,10 @@ Shaka transmuxes each fetched LL-HLS part on its own and needs the H.264 paramet
 refused every part but a media segment's first (error 3018, TRANSMUXING_FAILED) until every frame
 carried them. The channel airs real renders (the renderer's own encoder): a filler rendered from
 a segment.yaml and a program, across their joins.
+
+``manifest.hls.sequenceMode``: without it Shaka 5.2 drops the parts that do not start on a
+keyframe when the stream's timestamps are far from zero, as a live channel's are (its issue
+#10589, fixed in its nightly): 6-18 of 30 frames a second were shown.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ _PLAYER = """async (src) => {
   window.__errors = [];
   player.addEventListener("error", (e) => window.__errors.push(e.detail.code + " " + JSON.stringify(e.detail.data).slice(0, 300)));
   await player.attach(v);
-  player.configure({streaming: {lowLatencyMode: true}});
+  player.configure({streaming: {lowLatencyMode: true}, manifest: {hls: {sequenceMode: true}}});
   await player.load(src);
   window.__player = player;
   v.play().catch(() => {});
@@ -108,8 +112,6 @@ def test_shaka_low_latency_plays_the_live_channel(tmp_path: Path) -> None:
     assert not s1["errors"], s1["errors"]
     assert "entry/prog started" in log.read_text()
     assert played >= wall - 3, "Shaka stalled"
-    # its picture moves (measured, not bounded here: Shaka's low-latency mode on these TS parts
-    # shows 6-30 frames a second in headless chromium, 30 with lowLatencyMode off)
-    assert s1["frames"] - s0["frames"] >= 3 * played, s1
+    assert s1["frames"] - s0["frames"] >= 0.9 * 30 * played, "frames missing"
     # a sanity bound only: it plays near the live edge, as a low-latency player
     assert s1["behind"] is not None and s1["behind"] <= 3500, s1
