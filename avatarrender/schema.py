@@ -4,7 +4,7 @@ and checks exactly what :func:`~avatarrender.spec.load_spec` and
 :func:`~avatarrender.playout.schedule.load_schedule` accept at the field level.
 
 The schema covers types, ranges, enumerations and unknown fields. What needs the files themselves
-(images exist and fit in the frame, caption times inside the segment) is only checked by
+(images exist and show in the frame, caption times inside the segment) is only checked by
 :func:`~avatarrender.spec.load_spec` (``avatarrender validate``, and every render).
 """
 

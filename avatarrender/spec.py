@@ -1,9 +1,9 @@
 """The segment spec: ``segment.yaml`` validated into typed, frozen objects with every path resolved.
 
 Two passes. The YAML is parsed into pydantic models (types, ranges, unknown fields), then
-:func:`load_spec` checks it against the media it names (files exist and decode, sprites and the TV
-fit in the frame, sizes that yuv420p needs even, caption times inside the segment). Every problem
-is raised as :class:`~avatarrender.errors.SpecError` naming the YAML file and the field.
+:func:`load_spec` checks it against the media it names (files exist and decode, the TV screen
+fits in the frame, placed images show at least in part, sizes that yuv420p needs even, caption
+times inside the segment). Every problem is raised as :class:`~avatarrender.errors.SpecError` naming the YAML file and the field.
 
 This module holds :class:`Spec`: frozen dataclasses with everything resolved once (absolute
 paths, parsed colours, the caption font located, caption cues laid out, clip ends), all a later

@@ -1,10 +1,11 @@
 """The segment spec's YAML side: pydantic models, the checks against the media, :func:`load_spec`.
 
 Two passes. The YAML is parsed into pydantic models (types, ranges, unknown fields), then
-:func:`load_spec` checks it against the media it names (files exist and decode, sprites and the TV
-fit in the frame, sizes that yuv420p needs even, caption times inside the segment). Every problem
-is raised as :class:`~avatarrender.errors.SpecError` naming the YAML file and the field. What comes
-out is a :class:`~avatarrender.spec.Spec`; nothing later sees these models.
+:func:`load_spec` checks it against the media it names (files exist and decode, the TV screen
+fits in the frame and sprites in the character's canvas, placed images show at least in part,
+sizes that yuv420p needs even, caption times inside the segment). Every problem is raised as
+:class:`~avatarrender.errors.SpecError` naming the YAML file and the field. What comes out is a
+:class:`~avatarrender.spec.Spec`; nothing later sees these models.
 """
 
 from __future__ import annotations
@@ -376,6 +377,18 @@ class _Checker:
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             return list(zip(paths, pool.map(size, paths)))
 
+    def on_frame(self, field: str, xy: tuple[int, int], size: tuple[int, int]) -> None:
+        """An image placed at ``xy``: what lies outside the frame is cut off (a character's body
+        below the frame's edge, one entering from the side); one wholly outside is a mistake."""
+        x, y = xy
+        w, h = size
+        if x >= self.width or y >= self.height or x + w <= 0 or y + h <= 0:
+            raise self.error(
+                field,
+                f"{w}x{h} at ({x}, {y}) lies wholly outside the {self.width}x{self.height} frame: "
+                "nothing of it would show",
+            )
+
     def inside(self, field: str, xy: tuple[int, int], size: tuple[int, int]) -> None:
         x, y = xy
         w, h = size
@@ -406,7 +419,7 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
     layers = []
     for i, layer in enumerate(model.scene.layers):
         path, size = c.image_at(f"scene.layers[{i}].image", layer.image)
-        c.inside(f"scene.layers[{i}].position", layer.position, size)
+        c.on_frame(f"scene.layers[{i}].position", layer.position, size)
         layers.append(
             Layer(image=path, blend=layer.blend, opacity=layer.opacity, position=tuple(layer.position))
         )
@@ -448,7 +461,7 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
                 f"no image for mouth X with eyes open: {ch.states.format(mouth='X', eyes='open')}",
             )
         for m, e, size in found:
-            c.inside("character.states", ch.position, size)
+            c.on_frame("character.position", ch.position, size)
         drawn_mouths = frozenset(m for m in MOUTH_SHAPES if (m, "open") in states)
         drawn_eyes = frozenset(e for e in EYE_STATES if ("X", e) in states)
         for m in MOUTH_SHAPES:  # every pair the timeline can ask for (after fallbacks) is drawn
@@ -464,7 +477,7 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
         if not ch.base:
             raise c.error("character.base", "missing: give base, mouths and eyes (or states)")
         base_path, base = c.image_at("character.base", ch.base)
-        c.inside("character.position", ch.position, base)
+        c.on_frame("character.position", ch.position, base)
         if "X" not in ch.mouths:
             raise c.error("character.mouths", "needs at least X (the rest shape)")
         for e in ("open", "closed"):
@@ -508,7 +521,7 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
         overlay = off = None
         if model.tv.overlay:
             overlay, size = c.image_at("tv.overlay", model.tv.overlay)
-            c.inside("tv.overlay_position", model.tv.overlay_position, size)
+            c.on_frame("tv.overlay_position", model.tv.overlay_position, size)
         if model.tv.off:
             off, _ = c.image_at("tv.off", model.tv.off)
         clips = []

@@ -472,3 +472,54 @@ def test_audio_encoder_is_lowered_only_when_the_render_airs_while_it_renders(
     assert len(lowered) == 2 and lowered[0] > 0  # the encoder process, then the true-peak thread
     plain, airing = (decode_audio(tmp_path / d / "index.m3u8") for d in ("plain", "airing"))
     assert plain.shape == airing.shape and np.array_equal(plain, airing)  # the same track either way
+
+
+def test_images_partly_outside_the_frame_are_cut_at_its_edges(tmp_path):
+    """A character whose body goes below the frame and off its left edge, and a layer over its
+    top-right corner, render cut at the edges (they were refused); one wholly outside is refused,
+    naming the field. Checked on the decoded render, for state images and for base + sprites."""
+    from PIL import Image
+
+    yml = make_tiny_segment(tmp_path / "seg", tv=False, captions=False, speech_s=1.0)
+    a = yml.parent / "assets"
+    for eyes in ("open", "closed"):  # 40x100: its left 10 columns red, the rest green
+        img = Image.new("RGBA", (40, 100), (0, 200, 0, 255))
+        img.paste((255, 0, 0, 255), (0, 0, 10, 100))
+        img.save(a / f"X_{eyes}.png")
+    corner = Image.new("RGBA", (40, 40), (255, 0, 255, 255))  # its top 20 rows yellow
+    corner.paste((255, 255, 0, 255), (0, 0, 40, 20))
+    corner.save(a / "corner.png")
+    doc = yaml.safe_load(yml.read_text())
+    doc["character"] = {"position": [-10, 120], "states": "assets/{mouth}_{eyes}.png"}
+    doc["scene"]["layers"] = [{"image": "assets/corner.png", "position": [300, -20]}]
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    out = tmp_path / "out"
+    r = run_cli("render", str(yml), "-o", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    frame = decode_video(out / "index.m3u8")[10].astype(int)  # 320x180
+    body = frame[125:175, 2:28]  # the character's visible part: green, none of its red
+    assert body[..., 1].min() > 150 and body[..., 0].max() < 80, body.reshape(-1, 3)[:4]
+    top = frame[2:18, 302:318]  # the layer's visible part: magenta, none of its yellow
+    assert top[..., 0].min() > 200 and top[..., 1].max() < 80 and top[..., 2].min() > 200
+
+    # base + sprites, the base partly below and left of the frame
+    doc = yaml.safe_load(yml.read_text())
+    base = yaml.safe_load(make_tiny_segment(tmp_path / "seg2", tv=False, captions=False).read_text())
+    doc["character"] = {**base["character"], "position": [-20, 100]}
+    doc["scene"]["layers"] = []
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    spec = load_spec(yml)
+    state = analyse(spec, segment_audio(spec)).state_key(10)
+    want = Scene(spec).state_frame(state).to_rgb().astype(int)[100:180, 0:60]
+    assert (np.abs(want - want[:1, -1:]).sum(axis=2) > 60).mean() > 0.3  # the base is there
+    r = run_cli("render", str(yml), "-o", str(tmp_path / "out2"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    got = decode_video(tmp_path / "out2" / "index.m3u8")[10].astype(int)[100:180, 0:60]
+    assert np.abs(got - want).mean() < 6, np.abs(got - want).mean()
+
+    doc["character"]["position"] = [-200, 100]  # wholly outside: a mistake, said as the field
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    r = run_cli("render", str(yml), "-o", str(tmp_path / "out3"))
+    assert r.returncode != 0 and "character.position" in r.stderr and "wholly outside" in r.stderr
+    assert str(yml) in r.stderr or yml.name in r.stderr
+    assert not (tmp_path / "out3").exists()

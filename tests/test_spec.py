@@ -112,8 +112,8 @@ BAD = {
         "tv.clips[0].file",
         MediaError,
     ),
-    "sprite outside frame": (
-        lambda d, a: d["character"].__setitem__("position", [300, 10]),
+    "character wholly outside the frame": (
+        lambda d, a: d["character"].__setitem__("position", [320, 10]),
         "character.position",
         SpecError,
     ),
