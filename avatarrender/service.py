@@ -25,7 +25,7 @@ Each is rendered exactly as ``avatarrender render SPEC --into SPOOL --name NAME`
 chunks, locks, outputs); the submission stays in the inbox until its render is complete, so a
 service killed mid-render and started again resumes the chunks that are missing. A submission
 that fails is moved to ``INBOX/.failed/`` with ``INBOX/NAME.error`` (one line) beside it; the
-service goes on with the next one. What it is doing is in ``INBOX/.status.json``.
+service goes on with the next one. One rendered is moved to ``INBOX/.done/``, kept there a week. What it is doing is in ``INBOX/.status.json``.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ __all__ = ["unwatched", "RenderService", "Submission", "submit", "STATUS_NAME"]
 log = logging.getLogger("avatarrender.service")
 
 STATUS_NAME = ".status.json"
+DONE_KEEP_S = 7 * 86400  # rendered submissions are kept in INBOX/.done/ this long
 _WARM_PREFIX = ".warm-up-"  # + host-pid: the scene warm-ups' folders in the spool
 _HOST = re.sub(r"[^A-Za-z0-9.-]", "_", os.uname().nodename if hasattr(os, "uname") else "host")
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -325,6 +326,26 @@ class RenderService:
         self._touched = time.monotonic()
         self._audio_pool: Any = None  # the soundtrack's own process (render.soundtrack_process)
         self._warm_specs: list[tuple[Path, Any]] | None = None  # loaded by _check_warm
+        self._pruned_at = 0.0  # (time.time()) INBOX/.done/ last pruned
+
+    def _prune_done(self, done: Path) -> None:
+        """Remove submissions rendered more than :data:`DONE_KEEP_S` ago from ``INBOX/.done/``
+        (a channel submitting every few minutes would fill it for ever); looked at once an hour.
+        ``.failed/`` is the operator's to clear."""
+        now = time.time()
+        if now - self._pruned_at < 3600:
+            return
+        self._pruned_at = now
+        try:
+            with os.scandir(done) as it:
+                for entry in it:
+                    try:
+                        if entry.is_file(follow_symlinks=False) and now - entry.stat().st_mtime > DONE_KEEP_S:
+                            os.unlink(entry.path)
+                    except OSError:
+                        continue
+        except OSError as exc:
+            log.debug("could not prune %s: %s", done, exc)
 
     # ------------------------------------------------------------------ the pool
 
@@ -538,8 +559,10 @@ class RenderService:
         done.mkdir(exist_ok=True)
         try:
             os.replace(path, done / path.name)
+            os.utime(done / path.name)  # when it was rendered (what the pruning goes by)
         except FileNotFoundError:  # removed as the render ended: it is in the spool all the same
             log.warning("%s: removed as its render finished: %s is in the spool", path, sub.name)
+        self._prune_done(done)
         stats = manifest.get("render", {})
         entry = {
             "name": sub.name,

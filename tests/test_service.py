@@ -80,6 +80,10 @@ def test_service_renders_submissions_and_goes_on_after_a_bad_one(tmp_path):
     inbox, spool = tmp_path / "inbox", tmp_path / "spool"
     inbox.mkdir()
     (inbox / "broken.yaml").write_text("scene: [unclosed\n")
+    (inbox / ".done").mkdir()  # rendered 8 days and 6 days ago: the first is pruned
+    for name, days in (("old.submit", 8), ("recent.submit", 6)):
+        (inbox / ".done" / name).write_text("{}")
+        os.utime(inbox / ".done" / name, (time.time() - days * 86400,) * 2)
     proc = _serve(inbox, spool)
     try:
         err = _wait_for(
@@ -114,6 +118,8 @@ def test_service_renders_submissions_and_goes_on_after_a_bad_one(tmp_path):
     assert [s["frames"] for s in ref["segments"]][0] == lead
     assert frame_hashes(spool / "good" / "index.m3u8") == frame_hashes(tmp_path / "ref" / "index.m3u8")
     assert (inbox / ".done" / "good.submit").is_file() and not (inbox / "good.submit").exists()
+    assert time.time() - (inbox / ".done" / "good.submit").stat().st_mtime < 600
+    assert sorted(p.name for p in (inbox / ".done").iterdir()) == ["good.submit", "recent.submit"]
     # a restarted service still reports the failure its .error records
     assert [f["file"] for f in RenderService(inbox, spool).failed] == [failed[-1]["file"]]
     # a name in the spool is taken (on air, it would be swapped mid-program; aired, never aired)
