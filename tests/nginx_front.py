@@ -10,22 +10,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
+from procs import free_port
+
 __all__ = ["NGINX", "free_port", "served_dir", "start_nginx"]
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "nginx.conf"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def served_dir() -> Path:

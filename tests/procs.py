@@ -5,14 +5,16 @@ may be."""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from avatarrender.interrupt import _alive, _children_of
 
-__all__ = ["check_stalls", "start_command", "stop_command"]
+__all__ = ["check_stalls", "free_port", "start_command", "start_playout", "stop_command"]
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +31,39 @@ def start_command(*args: str, log_path: Path, group: bool = False) -> subprocess
             cwd=ROOT,
             start_new_session=group,
         )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_playout(
+    *args: str, log_path: Path, port: int | None = None, wait_s: float = 30.0
+) -> tuple[subprocess.Popen, str]:
+    """``avatarrender playout ARGS... --serve 127.0.0.1:PORT`` on ``port`` (a free one), returned
+    once it serves its first live playlist (it listens once its filler is checked): the process
+    and its URL. If it exits or does not serve within ``wait_s``, it is killed and the assertion
+    carries its log."""
+    port = port or free_port()
+    proc = start_command("playout", *args, "--serve", f"127.0.0.1:{port}", log_path=log_path)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            urllib.request.urlopen(url + "/live.m3u8", timeout=1).read()
+            return proc, url
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                log = log_path.read_text(errors="replace")[-4000:]
+                raise AssertionError(
+                    f"the playout did not serve {url}/live.m3u8 (exit {proc.returncode}):\n{log}"
+                )
+            time.sleep(0.1)
 
 
 def _described(pids: list[int]) -> list[str]:

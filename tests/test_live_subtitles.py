@@ -193,17 +193,14 @@ def test_hlsjs_live_subtitles_across_a_program_change(tmp_path_factory, front: s
     import datetime as dt
     import os
     import shutil
-    import socket
-    import sys
     import time
-    import urllib.request
 
     from playwright.sync_api import sync_playwright
 
     from avatarrender.playout.playlist import parse_pdt
 
     from nginx_front import NGINX, served_dir, start_nginx
-    from procs import stop_command
+    from procs import free_port, start_playout, stop_command
 
     if front == "nginx" and not os.path.exists(NGINX):
         pytest.skip("nginx not installed (scripts/setup.sh --test)")
@@ -218,62 +215,36 @@ entries:
   - {{name: a, at: "{start.isoformat()}", segment: a}}
   - {{name: b, segment: b}}
 """)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    root = Path(__file__).resolve().parent.parent
+    port = free_port()
     log_path = media / "playout.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from cli.main import main; main()",
-                "playout",
-                "--schedule",
-                str(media / "schedule.yaml"),
-                "--out",
-                str(out),
-                "--serve",
-                f"127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-        )
-        ng = None
-        try:
-            url = f"http://127.0.0.1:{port}"
-            for _ in range(200):
-                try:
-                    urllib.request.urlopen(url + "/live.m3u8", timeout=1).read()
-                    break
-                except OSError:
-                    assert proc.poll() is None, log_path.read_text()
-                    time.sleep(0.1)
-            if front == "nginx":
-                ng, url = start_nginx(out, playout_port=port, work=media / "nginx")
-            (out / "subs_page.html").write_text(LIVE_PAGE, encoding="utf-8")
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-                try:
-                    page = browser.new_page()
-                    page.goto(url + "/subs_page.html")
-                    deadline = time.time() + 60
-                    while "entry/b ended" not in log_path.read_text() and time.time() < deadline:
-                        page.wait_for_timeout(500)
-                    page.wait_for_timeout(4000)  # the player is a few seconds behind the edge
-                    r = page.evaluate("window.__r")
-                    tracks = page.evaluate("window.tracks()")
-                finally:
-                    browser.close()
-        finally:
-            if ng is not None:
-                ng.terminate()
-                ng.wait(10)
-            stop_command(proc, log_path)
-            if front == "nginx":
-                shutil.rmtree(out, ignore_errors=True)
+    proc, url = start_playout(
+        "--schedule", str(media / "schedule.yaml"), "--out", str(out), log_path=log_path, port=port
+    )
+    ng = None
+    try:
+        if front == "nginx":
+            ng, url = start_nginx(out, playout_port=port, work=media / "nginx")
+        (out / "subs_page.html").write_text(LIVE_PAGE, encoding="utf-8")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            try:
+                page = browser.new_page()
+                page.goto(url + "/subs_page.html")
+                deadline = time.time() + 60
+                while "entry/b ended" not in log_path.read_text() and time.time() < deadline:
+                    page.wait_for_timeout(500)
+                page.wait_for_timeout(4000)  # the player is a few seconds behind the edge
+                r = page.evaluate("window.__r")
+                tracks = page.evaluate("window.tracks()")
+            finally:
+                browser.close()
+    finally:
+        if ng is not None:
+            ng.terminate()
+            ng.wait(10)
+        stop_command(proc, log_path)
+        if front == "nginx":
+            shutil.rmtree(out, ignore_errors=True)
     text = log_path.read_text()
     assert "entry/b ended" in text, text
     if front == "nginx":  # what the player read came through nginx

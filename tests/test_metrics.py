@@ -21,6 +21,7 @@ from avatarrender.playout.engine import Playout
 from avatarrender.playout.metrics import Counters, metrics_text, request_kind
 from avatarrender.playout.schedule import load_schedule
 from playout_media import make_rendered
+from procs import start_playout, stop_command
 
 T0 = Fraction(1_800_000_000)
 
@@ -181,11 +182,6 @@ def test_render_service_metrics_from_its_status(tmp_path: Path) -> None:
 
 def test_playout_serves_metrics_and_epg_and_counts_requests(tmp_path: Path) -> None:
     """The real command: /metrics parses and counts the requests before it; /epg.xml validates."""
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
     import urllib.error
     import urllib.request
 
@@ -195,31 +191,11 @@ def test_playout_serves_metrics_and_epg_and_counts_requests(tmp_path: Path) -> N
 
     make_rendered(tmp_path / "filler", pattern="green", seconds=3)
     (tmp_path / "schedule.yaml").write_text("filler: {dir: filler}\n")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("avatarrender")),
-            "playout",
-            "--schedule",
-            str(tmp_path / "schedule.yaml"),
-            "--out",
-            str(tmp_path / "out"),
-            "--serve",
-            f"127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    log = tmp_path / "playout.log"
+    proc, url = start_playout(
+        "--schedule", str(tmp_path / "schedule.yaml"), "--out", str(tmp_path / "out"), log_path=log
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(url + "/live.m3u8", timeout=2).read()
-                break
-            except OSError:
-                time.sleep(0.1)
         for _ in range(3):
             urllib.request.urlopen(url + "/live.m3u8", timeout=5).read()
         try:
@@ -232,8 +208,7 @@ def test_playout_serves_metrics_and_epg_and_counts_requests(tmp_path: Path) -> N
         with urllib.request.urlopen(url + "/epg.xml", timeout=10) as r:
             guide = etree.fromstring(r.read())
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        stop_command(proc, log)
     requests = {
         dict(labels).get("kind"): v
         for (name, labels), v in m.items()

@@ -10,12 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import socket
 import statistics
-import subprocess
-import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -23,17 +19,11 @@ import pytest
 
 from playout_check import ffmpeg_reads_live, wait_on_air
 from playout_media import make_rendered
-from procs import check_stalls, stop_command
+from procs import check_stalls, start_playout, stop_command
 from browser import CHROMIUM, FLAGS
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAY_S = 32
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -51,39 +41,13 @@ entries:
   - {{name: b, segment: b}}
   - {{name: never, segment: not-rendered}}
 """)
-    port = _free_port()
-    log = open(tmp / "playout.log", "w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from avatarrender._cli.main import main; main()",
-            "playout",
-            "--schedule",
-            str(tmp / "schedule.yaml"),
-            "--out",
-            str(tmp / "out"),
-            "--serve",
-            f"127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
+    proc, url = start_playout(
+        "--schedule", str(tmp / "schedule.yaml"), "--out", str(tmp / "out"), log_path=tmp / "playout.log"
     )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url + "/live.m3u8", timeout=1).read()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError((tmp / "playout.log").read_text())
-            time.sleep(0.1)
     # viewers join a channel that is on air, not one whose first part is a moment old
     wait_on_air(url)
     yield url, tmp, start
     stop_command(proc, tmp / "playout.log")
-    log.close()
 
 
 def test_live_latency_frames_and_ffmpeg(channel) -> None:

@@ -10,7 +10,6 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -23,7 +22,7 @@ from playout_check import ffmpeg_reads_live, wait_on_air
 from avatarrender.playout.playlist import parse_pdt
 from nginx_front import NGINX, free_port, served_dir, start_nginx
 from playout_media import make_rendered
-from procs import check_stalls, stop_command
+from procs import check_stalls, start_playout, stop_command
 from browser import CHROMIUM, FLAGS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,41 +42,22 @@ def channel(tmp_path_factory: pytest.TempPathFactory):
     spool.mkdir()
     out = served_dir()
     port = free_port()
-    log = open(tmp / "playout.log", "w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from avatarrender._cli.main import main; main()",
-            "playout",
-            "--filler",
-            str(tmp / "filler"),
-            "--spool",
-            str(spool),
-            "--out",
-            str(out),
-            "--serve",
-            f"127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
+    proc, direct = start_playout(
+        "--filler",
+        str(tmp / "filler"),
+        "--spool",
+        str(spool),
+        "--out",
+        str(out),
+        log_path=tmp / "playout.log",
+        port=port,
     )
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/live.m3u8", timeout=1).read()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError((tmp / "playout.log").read_text())
-            time.sleep(0.1)
-    wait_on_air(f"http://127.0.0.1:{port}")  # viewers join a channel that is on air
+    wait_on_air(direct)  # viewers join a channel that is on air
     ng, url = start_nginx(out, playout_port=port, work=tmp / "nginx")
     yield url, tmp, spool
     ng.terminate()
     ng.wait(10)
     stop_command(proc, tmp / "playout.log")
-    log.close()
     shutil.rmtree(out, ignore_errors=True)
 
 
@@ -189,40 +169,16 @@ entries:
 """)
     out = served_dir()
     port = free_port()
-    log = open(tmp / "playout.log", "w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from avatarrender._cli.main import main; main()",
-            "playout",
-            "--schedule",
-            str(media / "schedule.yaml"),
-            "--out",
-            str(out),
-            "--serve",
-            f"127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
+    proc, _ = start_playout(
+        "--schedule", str(media / "schedule.yaml"), "--out", str(out), log_path=tmp / "playout.log", port=port
     )
     try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/live.m3u8", timeout=1).read()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError((tmp / "playout.log").read_text())
-                time.sleep(0.1)
         ng, url = start_nginx(out, playout_port=port, work=tmp / "nginx")
         yield url, tmp
         ng.terminate()
         ng.wait(10)
     finally:
         stop_command(proc, tmp / "playout.log")
-        log.close()
         shutil.rmtree(out, ignore_errors=True)
 
 
@@ -318,20 +274,13 @@ def test_nginx_serves_the_last_playlist_while_the_playout_restarts(tmp_path) -> 
     make_rendered(tmp_path / "filler", pattern="green", seconds=3)
     out = served_dir()
     port = free_port()
-    log = open(tmp_path / "playout.log", "w")
-    cmd = [sys.executable, "-c", "from avatarrender._cli.main import main; main()", "playout"]
-    cmd += ["--filler", str(tmp_path / "filler"), "--out", str(out), "--serve", f"127.0.0.1:{port}"]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    log = tmp_path / "playout.log"
+    proc, direct = start_playout(
+        "--filler", str(tmp_path / "filler"), "--out", str(out), log_path=log, port=port
+    )
     ng = None
     try:
-        for _ in range(200):  # the playout listens once its filler is checked
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/live.m3u8", timeout=1).read()
-                break
-            except OSError:
-                assert proc.poll() is None, (tmp_path / "playout.log").read_text()
-                time.sleep(0.1)
-        wait_on_air(f"http://127.0.0.1:{port}")
+        wait_on_air(direct)
         ng, url = start_nginx(out, playout_port=port, work=tmp_path / "nginx")
         for path, kind in (("/status", "json"), ("/metrics", "text/plain"), ("/epg.xml", "xml")):
             with urllib.request.urlopen(url + path, timeout=10) as r:
@@ -339,7 +288,7 @@ def test_nginx_serves_the_last_playlist_while_the_playout_restarts(tmp_path) -> 
                     path,
                     r.headers["Content-Type"],
                 )
-        stop_command(proc, tmp_path / "playout.log")
+        stop_command(proc, log)
         with urllib.request.urlopen(url + "/live.m3u8?_HLS_msn=1&_HLS_part=0", timeout=10) as r:
             assert r.status == 200 and "no-cache" in r.headers["Cache-Control"]
             assert r.read() == (out / "live.m3u8").read_bytes()
@@ -351,6 +300,5 @@ def test_nginx_serves_the_last_playlist_while_the_playout_restarts(tmp_path) -> 
             ng.terminate()
             ng.wait(10)
         if proc.poll() is None:
-            stop_command(proc, tmp_path / "playout.log")
-        log.close()
+            stop_command(proc, log)
         shutil.rmtree(out, ignore_errors=True)

@@ -14,15 +14,12 @@ keyframe when the stream's timestamps are far from zero, as a live channel's are
 from __future__ import annotations
 
 import datetime as dt
-import time
-import urllib.request
 from pathlib import Path
 
 from browser import CHROMIUM, FLAGS
 from conftest import make_tiny_segment
-from nginx_front import free_port
 from playout_check import wait_on_air
-from procs import start_command, stop_command
+from procs import start_command, start_playout, stop_command
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAKA = Path(__file__).resolve().parent / "data" / "shaka" / "shaka-player.hls.js"
@@ -55,27 +52,11 @@ def test_shaka_low_latency_plays_the_live_channel(tmp_path: Path) -> None:
         f"filler: {{spec: {yml}, duration_s: 3}}\n"
         f'entries:\n  - {{name: prog, at: "{start.isoformat()}", segment: {tmp_path / "prog"}}}\n'
     )
-    port = free_port()
     log = tmp_path / "playout.log"
-    proc = start_command(
-        "playout",
-        "--schedule",
-        str(tmp_path / "schedule.yaml"),
-        "--out",
-        str(tmp_path / "out"),
-        "--serve",
-        f"127.0.0.1:{port}",
-        log_path=log,
+    proc, url = start_playout(
+        "--schedule", str(tmp_path / "schedule.yaml"), "--out", str(tmp_path / "out"), log_path=log
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(url + "/live.m3u8", timeout=1).read()
-                break
-            except OSError:
-                assert proc.poll() is None, log.read_text()
-                time.sleep(0.1)
         wait_on_air(url)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
