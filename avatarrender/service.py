@@ -25,7 +25,8 @@ Each is rendered exactly as ``avatarrender render SPEC --into SPOOL --name NAME`
 chunks, locks, outputs); the submission stays in the inbox until its render is complete, so a
 service killed mid-render and started again resumes the chunks that are missing. A submission
 that fails is moved to ``INBOX/.failed/`` with ``INBOX/NAME.error`` (one line) beside it; the
-service goes on with the next one. One rendered is moved to ``INBOX/.done/``, kept there a week. What it is doing is in ``INBOX/.status.json``.
+service goes on with the next one. One rendered is moved to ``INBOX/.done/``, kept there a
+week. What it is doing is in ``INBOX/.status.json``.
 """
 
 from __future__ import annotations
