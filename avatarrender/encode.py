@@ -13,6 +13,7 @@ import io
 import itertools
 import math
 import os
+import tempfile
 import threading
 import time
 from fractions import Fraction
@@ -358,6 +359,73 @@ def to_bt709(matrix: tuple[str, str | None]) -> list[str]:
     return [f"colorspace=all=bt709:iall={matrix[1]}:range=tv:irange=tv:fast=1:format=yuv420p"]
 
 
+# A clip's transfer (libavutil's AVColorTransferCharacteristic) that is HDR: PQ and HLG
+AVCOL_TRC_SMPTE2084 = 16
+AVCOL_TRC_ARIB_STD_B67 = 18
+# BT.2408: HDR reference (graphics) white, in nits, is the SDR picture's 100 %
+HDR_REFERENCE_WHITE_NITS = 203.0
+HLG_PEAK_NITS = 1000.0  # BT.2100's reference display for HLG (system gamma 1.2)
+PQ_PEAK_NITS = 1000.0  # a PQ clip's highlights roll off to SDR white by here (most are graded to it)
+HDR_LUT_SIZE = 65
+_HDR_LUT_VERSION = 1  # in the LUT file's name: raise it when hdr_to_sdr changes
+# BT.2020 -> BT.709 primaries, linear light (BT.2087)
+_BT2020_TO_BT709 = np.array(
+    [[1.660491, -0.587641, -0.072850], [-0.124550, 1.132900, -0.008349], [-0.018151, -0.100579, 1.118730]],
+    dtype=np.float64,
+)
+
+
+def hdr_to_sdr(rgb: np.ndarray, trc: int) -> np.ndarray:
+    """HDR BT.2020 R'G'B' (PQ or HLG signal, 0..1, shape (..., 3)) -> SDR BT.709 R'G'B' for a
+    BT.1886 display (0..1): linear light in nits, BT.2020 to BT.709 primaries, HDR reference
+    white (203 nits, BT.2408) to SDR white, highlights above 80 % of it rolled off towards the
+    clip's peak with the hue kept (the largest channel compressed, the others scaled with it),
+    what lies outside BT.709 clipped, then the display's 2.4 gamma undone."""
+    e = np.clip(rgb.astype(np.float64), 0.0, 1.0)
+    if trc == AVCOL_TRC_SMPTE2084:  # SMPTE ST 2084 EOTF
+        m1, m2 = 2610 / 16384, 2523 / 4096 * 128
+        c1, c2, c3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+        p = e ** (1 / m2)
+        nits = 10000.0 * (np.maximum(p - c1, 0.0) / (c2 - c3 * p)) ** (1 / m1)
+        peak = PQ_PEAK_NITS
+    else:  # ARIB STD-B67 (HLG): inverse OETF, then the OOTF of a 1000-nit display
+        a = 0.17883277
+        b, c = 1 - 4 * a, 0.5 - a * math.log(4 * a)
+        scene = np.where(e <= 0.5, e * e / 3.0, (np.exp((e - c) / a) + b) / 12.0)
+        ys = scene @ np.array([0.2627, 0.6780, 0.0593])
+        nits = HLG_PEAK_NITS * scene * (np.maximum(ys, 1e-12) ** 0.2)[..., None]
+        peak = HLG_PEAK_NITS
+    lin = np.maximum(nits @ _BT2020_TO_BT709.T, 0.0) / HDR_REFERENCE_WHITE_NITS
+    top = lin.max(axis=-1, keepdims=True)
+    knee, room = 0.8, 0.2
+    w = max(peak / HDR_REFERENCE_WHITE_NITS - knee, room + 1e-3)  # the peak, above the knee
+    m = w * room / (w - room)  # y / (1 + y / m): slope 1 at the knee, the peak on SDR white
+    y = np.maximum(top - knee, 0.0)
+    rolled = np.where(top > knee, knee + y / (1.0 + y / m), top)
+    lin = lin * (rolled / np.maximum(top, 1e-12))
+    return np.clip(lin, 0.0, 1.0) ** (1 / 2.4)
+
+
+def hdr_lut(trc: int) -> Path:
+    """A ``lut3d`` .cube file of :func:`hdr_to_sdr` for ``trc`` (PQ or HLG), 65 nodes a side,
+    made once in the temp folder (0.3 s; its content is fixed by this code: any process may
+    write it, atomically). A LUT in the decoder's filter graph, not numpy per frame: libavfilter
+    here has ``tonemap`` but not ``zscale`` to bring PQ or HLG to linear light for it."""
+    name = "pq" if trc == AVCOL_TRC_SMPTE2084 else "hlg"
+    path = Path(tempfile.gettempdir()) / f"avatarrender-hdr-{name}-{HDR_LUT_SIZE}-v{_HDR_LUT_VERSION}.cube"
+    if path.exists():
+        return path
+    n = HDR_LUT_SIZE
+    g = np.linspace(0.0, 1.0, n)
+    b, gg, r = np.meshgrid(g, g, g, indexing="ij")  # .cube order: red changes fastest
+    out = hdr_to_sdr(np.stack([r, gg, b], axis=-1).reshape(-1, 3), trc)
+    text = f"LUT_3D_SIZE {n}\n" + "\n".join(f"{x:.6f} {y:.6f} {z:.6f}" for x, y, z in out.tolist()) + "\n"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
 def fit_filters(
     aspect: Fraction, screen: tuple[int, int], fit: str, matrix: tuple[str, str | None] = ("bt709", None)
 ) -> list[str]:
@@ -521,8 +589,9 @@ class TVReader:
     }
 
     def _graph(self, stream: Any, first: Any) -> Any:
-        """rotation, fps, scale bicubic to the screen as BT.709 TV range (fitted), yuv420p;
-        from the run's ``first`` frame (its rotation, size and colour matrix)."""
+        """rotation, fps, scale bicubic to the screen as BT.709 TV range (fitted), yuv420p, an
+        HDR clip tone-mapped to SDR; from the run's ``first`` frame (its rotation, size, colour
+        matrix and transfer)."""
         turn = self._UPRIGHT.get(int(round(first.rotation or 0)), [])
         sar = Fraction(stream.sample_aspect_ratio or 1) or Fraction(1)
         w, h = first.width, first.height
@@ -531,6 +600,17 @@ class TVReader:
         if turn and turn[0].startswith("transpose"):
             w, h, sar = h, w, 1 / sar
         fit = fit_filters(Fraction(w) * sar / h, (self.w, self.h), self.fit, matrix)
+        if first.color_trc in (AVCOL_TRC_SMPTE2084, AVCOL_TRC_ARIB_STD_B67) and not fmt.is_rgb:
+            # HDR: the scale gives 16-bit R'G'B' of the clip's matrix, a 3-D LUT maps it to
+            # SDR BT.709 (:func:`hdr_to_sdr`; its bright parts aired grey and washed out)
+            colour = [
+                "format=gbrp16le",
+                f"lut3d=file='{hdr_lut(first.color_trc)}':interp=tetrahedral",
+                "scale=flags=bicubic:out_color_matrix=bt709:out_range=tv",
+                "format=yuv420p",
+            ]
+        else:
+            colour = ["format=yuv420p", *to_bt709(matrix)]
         graph = av.filter.Graph()
         chain = [
             graph.add_buffer(template=stream),
@@ -541,8 +621,7 @@ class TVReader:
             *(graph.add(*f.split("=", 1)) for f in turn),
             graph.add("fps", f"fps={self.fps.numerator}/{self.fps.denominator}:start_time=0"),
             *(graph.add(*f.split("=", 1)) for f in fit),
-            graph.add("format", "yuv420p"),
-            *(graph.add(*f.split("=", 1)) for f in to_bt709(matrix)),
+            *(graph.add(*f.split("=", 1)) for f in colour),
             graph.add("buffersink"),
         ]
         for a, b in zip(chain, chain[1:]):

@@ -812,3 +812,73 @@ def test_an_interlaced_clip_is_deinterlaced(tmp_path):
     y = y.astype(int)
     one, two = np.abs(np.diff(y, axis=0)).mean(), np.abs(y[2:] - y[:-2]).mean()
     assert one <= two, (one, two)  # combed: lines one apart differ far more than two apart
+
+
+def _pq(nits: float) -> float:
+    """SMPTE ST 2084's inverse EOTF: the PQ signal of ``nits``."""
+    m1, m2 = 2610 / 16384, 2523 / 4096 * 128
+    c1, c2, c3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+    y = (nits / 10000) ** m1
+    return ((c1 + c2 * y) / (1 + c3 * y)) ** m2
+
+
+# BT.709's red in BT.2020 primaries (BT.2087), linear
+_RED_2020 = (0.6274, 0.0691, 0.0164)
+
+
+@pytest.mark.parametrize(
+    "trc,patches",
+    [
+        # PQ: 100 nits grey is BT.2408's SDR level (100 / 203) ** (1 / 2.4) = 190 of 255; a
+        # 1000-nit white is SDR white; 100-nit BT.709 red stays red
+        (
+            16,
+            [
+                ((_pq(100),) * 3, (190, 190, 190)),
+                ((_pq(1000),) * 3, (255, 255, 255)),
+                (tuple(_pq(100 * c) for c in _RED_2020), (190, 0, 0)),
+            ],
+        ),
+        # HLG: 75 % is reference white; 50 % is 1000 * (1/12) ** 1.2 = 50.6 nits on a 1000-nit
+        # display, SDR (50.6 / 203) ** (1 / 2.4) = 143
+        (18, [((0.75,) * 3, (244, 244, 244)), ((0.5,) * 3, (143, 143, 143))]),
+    ],
+    ids=["pq", "hlg"],
+)
+def test_an_hdr_clip_is_tone_mapped_to_sdr_bt709(tmp_path, trc, patches):
+    """A BT.2020 PQ or HLG clip (a phone's HDR video) airs in SDR BT.709 at the levels BT.2408
+    gives (HDR reference white near SDR white, highlights rolled off): converted by its matrix
+    alone it aired dim and grey (PQ's 100-nit grey at 130 of 255, HLG's reference white at 192)."""
+    from avatarrender.encode import TVReader, close_clip_decoders
+
+    w, h = 64 * len(patches), 64
+    rgb = np.zeros((h, w, 3), np.float64)
+    for i, (signal, _) in enumerate(patches):
+        rgb[:, i * 64 : (i + 1) * 64] = signal
+    raw = np.round(rgb * 65535).astype("<u2").tobytes()
+    clip = tmp_path / "hdr.mp4"
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb48le", "-s", f"{w}x{h}"]
+        + ["-r", "30", "-i", "-", "-vf", "scale=out_color_matrix=bt2020:out_range=tv,format=yuv420p10le"]
+        + ["-c:v", "libx264", "-qp", "0", "-preset", "ultrafast"]
+        + ["-bsf:v", f"h264_metadata=colour_primaries=9:transfer_characteristics={trc}:matrix_coefficients=9"]
+        + [str(clip)],
+        input=raw * 15,
+        check=True,
+    )
+    close_clip_decoders()
+    planes = next(
+        iter(TVReader([clip], (w, h), Fraction(30), "stretch").frames(np.zeros(1, np.int16), np.zeros(1)))
+    )
+    y, u, v = (p.astype(float) for p in planes)
+    for i, (_, want) in enumerate(patches):
+        x = i * 64 + 32
+        yy, cb, cr = (
+            (y[h // 2, x] - 16) * 255 / 219,
+            (u[h // 4, x // 2] - 128) * 255 / 224,
+            (v[h // 4, x // 2] - 128) * 255 / 224,
+        )
+        got = (yy + 1.5748 * cr, yy - 0.1873 * cb - 0.4681 * cr, yy + 1.8556 * cb)  # BT.709
+        # (a saturated colour's small channels come from the LUT's nodes, steep near black)
+        tol = 8 if min(want) > 0 else 16
+        assert max(abs(g - e) for g, e in zip(got, want)) < tol, (i, [round(g) for g in got], want)
