@@ -378,8 +378,8 @@ _BT2020_TO_BT709 = np.array(
 def hdr_to_sdr(rgb: np.ndarray, trc: int) -> np.ndarray:
     """HDR BT.2020 R'G'B' (PQ or HLG signal, 0..1, shape (..., 3)) -> SDR BT.709 R'G'B' for a
     BT.1886 display (0..1): linear light in nits, BT.2020 to BT.709 primaries, HDR reference
-    white (203 nits, BT.2408) to SDR white, highlights above 80 % of it rolled off towards the
-    clip's peak with the hue kept (the largest channel compressed, the others scaled with it),
+    white (203 nits, BT.2408) on SDR white's level, all above 80 % of it rolled off (reference
+    white lands at 96 %, the clip's peak on SDR white) with the hue kept (the largest channel compressed, the others scaled with it),
     what lies outside BT.709 clipped, then the display's 2.4 gamma undone."""
     e = np.clip(rgb.astype(np.float64), 0.0, 1.0)
     if trc == AVCOL_TRC_SMPTE2084:  # SMPTE ST 2084 EOTF
@@ -602,7 +602,7 @@ class TVReader:
         fit = fit_filters(Fraction(w) * sar / h, (self.w, self.h), self.fit, matrix)
         if first.color_trc in (AVCOL_TRC_SMPTE2084, AVCOL_TRC_ARIB_STD_B67) and not fmt.is_rgb:
             # HDR: the scale gives 16-bit R'G'B' of the clip's matrix, a 3-D LUT maps it to
-            # SDR BT.709 (:func:`hdr_to_sdr`; its bright parts aired grey and washed out)
+            # SDR BT.709 (:func:`hdr_to_sdr`; by its matrix alone it aired dim and grey)
             colour = [
                 "format=gbrp16le",
                 f"lut3d=file='{hdr_lut(first.color_trc)}':interp=tetrahedral",
