@@ -726,6 +726,15 @@ def test_a_run_started_at_any_frame_shows_what_the_whole_run_shows(tmp_path, cli
 _BARS = {"yellow": (255, 255, 0), "cyan": (0, 255, 255), "magenta": (255, 0, 255), "red": (255, 0, 0)}
 
 
+def _bt709_rgb(planes, x: int, y: int) -> tuple[float, float, float]:
+    """The R, G, B (0..255) a player shows at (x, y) of yuv420p TV-range ``planes`` decoded as
+    BT.709, the render's stream says."""
+    yy = (float(planes[0][y, x]) - 16) * 255 / 219
+    cb = (float(planes[1][y // 2, x // 2]) - 128) * 255 / 224
+    cr = (float(planes[2][y // 2, x // 2]) - 128) * 255 / 224
+    return (yy + 1.5748 * cr, yy - 0.1873 * cb - 0.4681 * cr, yy + 1.8556 * cb)
+
+
 def _bars_clip(path: Path, size: str, matrix: str | None, tag: str | None) -> None:
     """Four colour bars, converted to yuv420p with ``matrix`` (BT.709 or BT.601), tagged ``tag``
     (or not at all), coded losslessly."""
@@ -768,15 +777,8 @@ def test_tv_clip_colours_come_out_as_the_stream_says_bt709(tmp_path, size, matri
     planes = next(
         iter(TVReader([clip], (w, h), Fraction(30), "stretch").frames(np.zeros(1, np.int16), np.zeros(1)))
     )
-    y, u, v = (p.astype(float) for p in planes)
     for i, (name, want) in enumerate(_BARS.items()):
-        x = (2 * i + 1) * w // 8
-        yy, cb, cr = (
-            (y[h // 2, x] - 16) * 255 / 219,
-            (u[h // 4, x // 2] - 128) * 255 / 224,
-            (v[h // 4, x // 2] - 128) * 255 / 224,
-        )
-        got = (yy + 1.5748 * cr, yy - 0.1873 * cb - 0.4681 * cr, yy + 1.8556 * cb)  # BT.709
+        got = _bt709_rgb(planes, (2 * i + 1) * w // 8, h // 2)
         assert max(abs(g - e) for g, e in zip(got, want)) < 8, (name, [round(g) for g in got], want)
 
 
@@ -870,15 +872,8 @@ def test_an_hdr_clip_is_tone_mapped_to_sdr_bt709(tmp_path, trc, patches):
     planes = next(
         iter(TVReader([clip], (w, h), Fraction(30), "stretch").frames(np.zeros(1, np.int16), np.zeros(1)))
     )
-    y, u, v = (p.astype(float) for p in planes)
     for i, (_, want) in enumerate(patches):
-        x = i * 64 + 32
-        yy, cb, cr = (
-            (y[h // 2, x] - 16) * 255 / 219,
-            (u[h // 4, x // 2] - 128) * 255 / 224,
-            (v[h // 4, x // 2] - 128) * 255 / 224,
-        )
-        got = (yy + 1.5748 * cr, yy - 0.1873 * cb - 0.4681 * cr, yy + 1.8556 * cb)  # BT.709
+        got = _bt709_rgb(planes, i * 64 + 32, h // 2)
         # (a saturated colour's small channels come from the LUT's nodes, steep near black)
         tol = 8 if min(want) > 0 else 16
         assert max(abs(g - e) for g, e in zip(got, want)) < tol, (i, [round(g) for g in got], want)

@@ -25,6 +25,7 @@ from avatarrender.playout.push import Pusher, push_command, redact
 from avatarrender.playout.schedule import load_schedule
 from conftest import run_cli
 from playout_media import make_rendered
+from procs import free_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
@@ -55,12 +56,6 @@ def test_cli_refuses_a_bad_url(tmp_path: Path) -> None:
     assert KEY not in proc.stderr + proc.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Ingest:
     """nginx-rtmp on loopback, recording each publishing session to its own FLV file."""
 
@@ -68,7 +63,7 @@ class Ingest:
         self.folder = folder
         self.rec = folder / "rec"
         self.rec.mkdir(parents=True)
-        self.port = _free_port()
+        self.port = free_port()
         self.conf = folder / "nginx.conf"
         self.conf.write_text(f"""
 load_module {RTMP_MODULE};
@@ -285,7 +280,7 @@ def test_unreachable_ingest_never_holds_up_the_caller(tmp_path: Path, caplog) ->
     src = make_rendered(tmp_path / "src", pattern="testsrc", seconds=2)
     segs = sorted(src.glob("*.ts"))
     pusher = Pusher(
-        f"rtmp://127.0.0.1:{_free_port()}/live/{KEY}", backoff_s=(0.2, 0.4), queue_segments=3
+        f"rtmp://127.0.0.1:{free_port()}/live/{KEY}", backoff_s=(0.2, 0.4), queue_segments=3
     ).start()
     try:
         for i in range(200):  # far more than it can take: offer() drops, it does not wait
@@ -308,7 +303,7 @@ def test_unreachable_ingest_never_holds_up_the_caller(tmp_path: Path, caplog) ->
 def test_push_over_srt_to_an_ffmpeg_listener(tmp_path: Path) -> None:
     """srt:// goes out as MPEG-TS, not re-encoded: an ffmpeg SRT listener receives every frame."""
     src = make_rendered(tmp_path / "src", pattern="testsrc", seconds=3)
-    port = _free_port()
+    port = free_port()
     got = tmp_path / "got.ts"
     listener = subprocess.Popen(
         [

@@ -687,9 +687,8 @@ class Playout:
         if listed is None:
             return
         present, found = listed
-        sch = self.scheduler
         for hidden, key, name in found:
-            if key in sch.spool_known and key not in self.quarantined:
+            if key in self.scheduler.spool_known and key not in self.quarantined:
                 continue  # (most of a day's spool: aired or queued, nothing to look at)
             if key in self.quarantined and not hidden:
                 stamp = _spool_stamp(spool / name)
