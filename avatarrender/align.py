@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import warnings
 from fractions import Fraction
 from typing import Any
@@ -122,7 +123,7 @@ def align(
     *,
     cue_spans_s: list[tuple[float, float]] | None = None,
     fps: Fraction = _GRID_FPS,
-    template: np.ndarray | None = None,
+    template: np.ndarray | list[np.ndarray] | None = None,
 ) -> Alignment:
     """Align ``words`` to frame posteriors.
 
@@ -137,9 +138,10 @@ def align(
     words : list of Word
     cue_spans_s : list of (start_s, end_s), optional
         Caption times by cue index: a word's phonemes stay within its cue's span, +-0.5 s.
-    template : np.ndarray [shape=(n,)], optional
+    template : np.ndarray [shape=(n,)], or a list of them, optional
         The class espeak-ng's own reading of the text puts at each frame (:func:`template_classes`),
-        -1 where none: the path favours it; how well the text fits (the agreement) does not see it.
+        or the acoustic model's alignment (:func:`_heard_template`), -1 where none: the path
+        favours it; how well the text fits (the agreement) does not see it.
     """
     n = len(class_logp)
     # states: filler F_0, word 0's phonemes, F_1, word 1's phonemes, ..., F_W
@@ -176,9 +178,10 @@ def align(
 
     # the whole-text fit (Alignment.agreement, which tells a wrong text) stays untempered
     if template is not None:
-        on = np.flatnonzero(template >= 0)
         class_logp = class_logp.copy()
-        class_logp[on, template[on]] += _TEMPLATE_WEIGHT
+        for tpl in template if isinstance(template, list) else [template]:
+            on = np.flatnonzero(tpl >= 0)
+            class_logp[on, tpl[on]] += _TEMPLATE_WEIGHT
         class_logp -= np.log(np.exp(class_logp).sum(axis=1, keepdims=True))
     untempered, untempered_best = scaled(class_logp)  # with the template, if any, counted
     tempered = class_logp / _TEMPERATURE
@@ -422,7 +425,67 @@ def _text_mouth_track(y, sample_rate_hz, fps, texts, cue_spans_s, language, n_fr
             f"the text does not fit the speech (it explains {al.match_share:.0%} of "
             f"it, agreement {al.agreement:.2f}): another language, or other words?"
         )
+    # the words are what is said: an acoustic model of real speakers says where each phone of them
+    # sounds, and the path leans on that too (English)
+    heard = _heard_template(y, sample_rate_hz, texts, words, al, len(fine[0]), language)
+    if heard is not None:
+        al = align_audio(
+            y,
+            sample_rate_hz,
+            a,
+            words,
+            cue_spans_s=cue_spans_s,
+            fine=fine,
+            template=[t for t in (template, heard) if t is not None],
+            plain=al,
+        )
     return _combine(a, al.grid_class, al.cover)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
+_HEARD_MARGIN_S = 0.3  # each sentence is looked for this far around where the path put it
+
+
+def _heard_template(y, sample_rate_hz, texts, words, al, n_fine: int, language: str) -> np.ndarray | None:
+    """The phone class PocketSphinx's alignment of the words (:mod:`avatarrender.acoustic`) puts
+    at each 90 fps frame, -1 where none; ``None`` for languages it has no model of.
+
+    Each sentence is searched for alone, around the frames the classifier's path (``al``) gave
+    its words: a search's time grows faster than its length."""
+    from . import acoustic
+
+    if not language.lower().startswith("en") or al.frame_word is None:
+        return None
+    pieces = [p for t in texts for p in _SENTENCE_END.split(t) if p.strip()]
+    piece_of_word = [w.cue for w in words]
+    if len(pieces) > len(texts):
+        try:  # which sentence each word is of: the sentences' words, if they are the texts' words
+            split = phonemize(pieces, language=language)
+        except (ValueError, EspeakUnavailable):
+            split = []
+        if [w.classes for w in split] == [w.classes for w in words]:
+            piece_of_word = [w.cue for w in split]
+        else:
+            pieces = texts
+    else:
+        pieces = texts
+    fw = al.frame_word
+    frame_piece = np.where(fw >= 0, np.asarray(piece_of_word + [-1])[fw], -1)
+    found = [np.flatnonzero(frame_piece == k) for k in range(len(pieces))]
+    bounds = [(f[0], f[-1] + 1) if len(f) else None for f in found]
+    margin = int(_HEARD_MARGIN_S * _FINE_FPS)
+    spans: list[tuple[float, float] | None] = []
+    for k, b in enumerate(bounds):
+        if b is None:
+            spans.append(None)
+            continue
+        before = max((e for e in (x[1] for x in bounds[:k] if x) if e <= b[0]), default=None)
+        after = min((s for s in (x[0] for x in bounds[k + 1 :] if x) if s >= b[1]), default=None)
+        lo = b[0] - margin if before is None else max(b[0] - margin, (before + b[0]) // 2)
+        hi = b[1] + margin if after is None else min(b[1] + margin, (b[1] + after + 1) // 2)
+        spans.append((max(lo, 0) / float(_FINE_FPS), min(hi, n_fine) / float(_FINE_FPS)))
+    phones = acoustic.align_phones(lipsync._mono(y), sample_rate_hz, pieces, spans, language=language)
+    return acoustic.phone_classes(phones, n_fine, float(_FINE_FPS)) if phones else None
 
 
 _STRIDE = 3
@@ -621,13 +684,15 @@ def align_audio(
     cue_spans_s=None,
     model=None,
     fine=None,
-    template: np.ndarray | None = None,
+    template: np.ndarray | list[np.ndarray] | None = None,
+    plain: Alignment | None = None,
 ) -> Alignment:
     """:func:`align` on a 90 fps grid (phonemes are often shorter than a 30 fps frame; the
     classifier sees the same 5 x 33 ms context there), read back on the 30 fps grid of ``a``
-    (an :class:`~avatarrender.lipsync.AudioAnalysis`): every third fine frame is centred on one."""
+    (an :class:`~avatarrender.lipsync.AudioAnalysis`): every third fine frame is centred on one.
+    ``plain``: the alignment without a template, when made before (its fit is the one judged)."""
     fine_lp, fine_active, _ = fine or _fine_posteriors(y, sample_rate_hz, a, model)
-    al = align(fine_lp, fine_active, words, cue_spans_s=cue_spans_s, fps=_FINE_FPS)
+    al = plain or align(fine_lp, fine_active, words, cue_spans_s=cue_spans_s, fps=_FINE_FPS)
     if template is not None:
         # whether the text is what is said is judged on the audio's own path first (a path drawn
         # to the template fits the posteriors less, so right texts looked wrong: flite 13 -> 42

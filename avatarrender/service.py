@@ -241,14 +241,14 @@ def _warm_encoder(width: int, height: int, options: dict[str, str], frames: int)
 
 def _warm_analysis() -> None:
     """In the service: what a first submission would otherwise pay before its first media
-    segment (measured: 2.35 s against 0.64 s for the next ones): the lip-sync model and
-    espeak-ng's phonemizer. (The soundtrack's loudness and limiter run in the soundtrack
+    segment (measured: 2.35 s against 0.64 s for the next ones): the lip-sync model,
+    espeak-ng's phonemizer and PocketSphinx's acoustic model. (The soundtrack's loudness and limiter run in the soundtrack
     process, which warms itself: render.soundtrack_process.)"""
     from fractions import Fraction
 
     import numpy as np
 
-    from . import lipsync
+    from . import acoustic, lipsync
     from .align import text_mouth_track
 
     import warnings
@@ -260,6 +260,7 @@ def _warm_analysis() -> None:
             warnings.simplefilter("ignore")  # a tone is no speech for the text; that is fine here
             lipsync.mouth_track(y, 48000, fps=Fraction(30))
             text_mouth_track(y, 48000, fps=Fraction(30), texts=["hello"])
+        acoustic.available()  # loads the model (0.1 s): the tone above is refused before it
     except Exception:  # noqa: BLE001  (only a head start: the first render pays it instead)
         log.debug("analysis warm-up failed", exc_info=True)
 

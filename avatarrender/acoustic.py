@@ -1,0 +1,204 @@
+"""English phone timings from an acoustic model of real speech (PocketSphinx's US English model).
+
+The lip-sync classifier (:mod:`avatarrender.lipsync`) learnt speech from synthesizers; the voices
+it never heard are where it is least sure. PocketSphinx ships, inside its wheel, a continuous
+HMM acoustic model trained on hours of recorded speakers, and forced alignment of known words
+is what that model does best: given the words, it finds where each phone of them sounds. With
+the text, :func:`phone_classes` gives the phone class that alignment puts at each frame, which
+the alignment of :mod:`avatarrender.align` leans on as it leans on espeak-ng's reading.
+
+Words are said as CMUdict (the model's own dictionary) says them; a word it lacks (a name, digits,
+an abbreviation) as espeak-ng reads it, its phonemes mapped to ARPAbet. English only: for any other
+language there is no model, and :func:`phone_classes` returns ``None``.
+
+Deterministic: the same speech and words give the same phones in any process, whatever was
+aligned before (the dither is ours, seeded per call; the front end is made afresh for each
+search, and the dictionary never changes).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import numpy as np
+
+from .phonemes import CLASSES, arpabet_class
+
+__all__ = ["available", "align_phones", "phone_classes"]
+
+_RATE_HZ = 16000
+_FRAME_S = 0.01  # the model's frame step
+# a frame's window (25.625 ms) starts at its step: the boundary between frames k-1 and k lies
+# half a window less half a step after k's start
+_EDGE_S = (0.025625 - _FRAME_S) / 2
+# No pruning: each search is one sentence's chain of phones, so the whole of it is affordable, and
+# pruned beams lost the path on voices far from the model's (espeak-ng's formant synthesis: with
+# 1e-80 one sentence in ten, with 1e-48 most). Not ds=2 (the mixtures scored every other frame, 30 %
+# less time): a phone's three states then need 60 ms, and fast speech found no path
+_SEARCH = {"beam": 0.0, "wbeam": 0.0, "pbeam": 0.0}
+# a longer span (a long text without sentence ends) is not searched: unpruned, the time grows with
+# the square of the length
+_MAX_SPAN_S = 30.0
+_SIL = CLASSES.index("sil")
+
+# espeak-ng's English mnemonics -> ARPAbet, for the words CMUdict lacks
+_MNEMONIC_ARPABET = {
+    **{c: c.upper() for c in ("p", "b", "m", "f", "v", "t", "d", "k", "g", "s", "z", "n", "l", "r", "w")},
+    "N": "NG", "S": "SH", "Z": "ZH", "T": "TH", "D": "DH", "h": "HH", "tS": "CH", "dZ": "JH",
+    "j": "Y", "x": "K", "?": "T", "t#": "D", "t2": "T", "d#": "D", "n-": "N", "l/": "L", "L": "L",
+    "r-": "ER", "@": "AH", "@-": "AH", "@2": "AH", "@5": "AH", "V": "AH", "3": "ER", "3:": "ER",
+    "a": "AE", "a#": "AE", "aa": "AE", "A:": "AA", "0": "AA", "E": "EH", "e": "EH", "eI": "EY",
+    "I": "IH", "I2": "IH", "I#": "IH", "i": "IY", "i:": "IY", "aI": "AY", "aU": "AW",
+    "oU": "OW", "@U": "OW", "o": "OW", "O:": "AO", "O": "AO", "O2": "AO", "OI": "OY",
+    "u:": "UW", "u": "UW", "U": "UH", "@L": "AH L", "A@": "AA R", "o@": "AO R", "O@": "AO R",
+    "e@": "EH R", "i@": "IH R", "i@3": "IY AH", "U@": "UH R", "aI3": "AY ER", "aI@": "AY AH",
+}  # fmt: skip
+
+_LOCK = threading.Lock()
+_decoder = None
+
+
+def available() -> bool:
+    """Whether PocketSphinx and its English model can be loaded here."""
+    try:
+        _get_decoder()
+    except Exception:  # noqa: BLE001 - not installed, or its model unreadable: the aligner is absent
+        return False
+    return True
+
+
+# the model's phones: each is also a word of its own (``_p_AA``...), added once, in this order, so
+# that the dictionary is the same for every search (words added later moved a boundary by a frame)
+_PHONES = (
+    "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z ZH"
+).split()
+
+
+def _get_decoder():
+    global _decoder
+    if _decoder is None:
+        from pocketsphinx import Decoder
+
+        # no noise removal: the same alignment of a minute of speech without it, for less work
+        d = Decoder(
+            lm=None, samprate=_RATE_HZ, loglevel="FATAL", bestpath=False, remove_noise=False, **_SEARCH
+        )
+        for k, p in enumerate(_PHONES):
+            d.add_word("_p_" + p, p, k == len(_PHONES) - 1)
+        _decoder = d
+    return _decoder
+
+
+def _tokens(text: str) -> list[str]:
+    return re.findall(r"[\w'.]+", text.lower())
+
+
+def _pronunciation(d, token: str, language: str) -> list[str]:
+    """``token``'s phones (ARPAbet): CMUdict's, else espeak-ng's phonemes of it, mapped."""
+    token = token.lower().strip(".'")
+    if not token:
+        return []
+    said = d.lookup_word(token)
+    if said is not None:
+        return said.split()
+    from .phonemes import _LOCK as espeak_lock
+    from .phonemes import EspeakUnavailable, _phoneme_strings
+
+    try:
+        with espeak_lock:
+            strings = _phoneme_strings(token, language, False)
+    except (ValueError, EspeakUnavailable):
+        return []
+    phones = []
+    for p in "|".join(" ".join(strings).split()).split("|"):
+        arpa = _MNEMONIC_ARPABET.get(p.lstrip("'\",=%").rstrip(";"))
+        if arpa:
+            phones += arpa.split()
+    return phones
+
+
+def _pcm(y: np.ndarray) -> bytes:
+    # +-1 LSB of dither, the same every call: digital silence (zeros) has no log-spectrum
+    rng = np.random.default_rng(0)
+    x = np.clip(np.rint(y * 32767.0) + rng.integers(-1, 2, size=len(y)), -32768, 32767)
+    return x.astype(np.int16).tobytes()
+
+
+def _align_one(d, pcm: bytes, phones: list[str]) -> list[tuple[str, float, float]] | None:
+    """One search over the phones, each a word of its own, so that its path is the phones'
+    timing (PocketSphinx's own phone alignment is a second full search: twice the time, and no
+    better on the tuning set)."""
+    chain = ["_p_" + p for p in phones if p in _PHONES]
+    if not chain:
+        return None
+    try:
+        # the front end carries state from one utterance to the next (a boundary moved by a frame
+        # after other speech): made afresh, 0.03 ms
+        d.reinit_feat()
+        d.set_align_text(" ".join(chain))
+        d.start_utt()
+        d.process_raw(pcm, full_utt=True)
+        d.end_utt()
+        if d.hyp() is None:
+            return None  # no path through the phones: they are not what is said here
+        return [
+            (
+                s.word[3:] if s.word.startswith("_p_") else "SIL",
+                s.start_frame * _FRAME_S + _EDGE_S,
+                (s.end_frame + 1) * _FRAME_S + _EDGE_S,
+            )
+            for s in d.seg()
+        ]
+    except RuntimeError:
+        return None
+
+
+def align_phones(
+    y: np.ndarray,
+    sample_rate_hz: int,
+    texts: list[str],
+    spans_s: list[tuple[float, float] | None],
+    *,
+    language: str = "en-us",
+) -> list[tuple[str, float, float]] | None:
+    """``[(ARPAbet phone or SIL, start_s, end_s), ...]`` of ``texts`` spoken in ``y`` (mono), each
+    text looked for within its span of ``spans_s`` (``None``: not looked for), or ``None`` (not
+    English, PocketSphinx absent, nothing aligned). A text whose phones find no path through its
+    span is left out. Short spans keep the search's time in the speech's length (one search over
+    a minute costs twice what twenty three-second ones do)."""
+    if not language.lower().startswith("en") or not any(t.strip() for t in texts):
+        return None
+    import soxr
+
+    try:
+        with _LOCK:
+            d = _get_decoder()
+    except Exception:  # noqa: BLE001 - see available()
+        return None
+    y16 = soxr.resample(np.asarray(y, np.float32), sample_rate_hz, _RATE_HZ)
+    out: list[tuple[str, float, float]] = []
+    with _LOCK:
+        for text, span in zip(texts, spans_s):
+            if span is None:
+                continue
+            i0, i1 = max(0, int(span[0] * _RATE_HZ)), min(len(y16), int(span[1] * _RATE_HZ))
+            phones = [p for tok in _tokens(text) for p in _pronunciation(d, tok, language)]
+            if not phones or not _RATE_HZ // 10 <= i1 - i0 <= _MAX_SPAN_S * _RATE_HZ:
+                continue
+            got = _align_one(d, _pcm(y16[i0:i1]), phones)
+            if got:
+                out += [(name, a + i0 / _RATE_HZ, b + i0 / _RATE_HZ) for name, a, b in got]
+    return out or None
+
+
+def phone_classes(phones: list[tuple[str, float, float]], n_frames: int, fps: float) -> np.ndarray:
+    """The phone class at the middle of each of ``n_frames`` frames at ``fps``, -1 where no phone
+    of ``phones`` sounds. Fillers and silence are silence."""
+    mids = (np.arange(n_frames) + 0.5) / fps
+    out = np.full(n_frames, -1, dtype=np.int64)
+    for name, s, e in phones:
+        c = _SIL if name == "SIL" or name.startswith("+") else arpabet_class(name)
+        lo, hi = np.searchsorted(mids, [s, e])
+        out[lo:hi] = c
+    return out

@@ -1,0 +1,151 @@
+"""PocketSphinx's forced alignment of known English words (avatarrender.acoustic), and the text
+track leaning on it."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from avatarrender import acoustic
+from avatarrender.evaluation.espeak import synthesize, truth_classes
+from avatarrender.phonemes import CLASSES
+
+FPS = 90.0
+SIL = CLASSES.index("sil")
+BILABIAL = CLASSES.index("bilabial")
+
+
+def _agreement(utt, text: str) -> tuple[float, np.ndarray, np.ndarray]:
+    """Share of speech frames (90 fps) whose class the alignment gets right, and both tracks."""
+    phones = acoustic.align_phones(utt.samples, utt.sample_rate_hz, [text], [(0.0, utt.duration_s)])
+    assert phones, text
+    n = int(np.ceil(utt.duration_s * FPS))
+    want = truth_classes(utt, fps=Fraction(90), n_frames=n)
+    got = acoustic.phone_classes(phones, n, FPS)
+    speech = want != SIL
+    return float(np.mean(got[speech] == want[speech])), got, want
+
+
+def test_the_model_is_there():
+    """Installed with the package, model and dictionary inside its wheel: no download."""
+    assert acoustic.available()
+
+
+@pytest.mark.skipif(not shutil.which("flite"), reason="flite is not installed")
+def test_phones_of_voices_from_recordings_land_where_their_synthesizer_put_them():
+    """flite's voices (recorded speakers; never heard by the model) at two speaking rates: most
+    speech frames get their phone's class, and every p/b/m is found closed."""
+    from avatarrender.evaluation import flite
+
+    text = "Maybe my brother will buy both of the blue bikes."
+    for voice, stretch in (("slt", 1.0), ("awb", 1.25)):
+        utt = flite.synthesize(text, voice=voice, stretch=stretch)
+        share, got, want = _agreement(utt, text)
+        assert share >= 0.7, (voice, share)
+        # each closure of the truth meets one of the alignment's (a frame of slack at 90 fps)
+        edges = np.flatnonzero(np.diff(np.r_[0, (want == BILABIAL).astype(int), 0]))
+        for s, e in zip(edges[::2], edges[1::2]):
+            assert (got[max(0, s - 1) : e + 1] == BILABIAL).any(), (voice, s / FPS)
+
+
+def test_phones_of_formant_synthesis_are_found_too():
+    """espeak-ng's voices are far from the model's speakers: the wide beams still find a path."""
+    for voice, rate, text in (
+        ("en-us", 155, "Bring the paper map, please; the bus stops by the bridge."),
+        ("en-gb-x-rp", 170, "Put the big lamp by the window before bedtime."),
+    ):
+        share, _, _ = _agreement(synthesize(text, voice=voice, rate_wpm=rate), text)
+        assert share >= 0.6, (voice, share)
+
+
+def test_words_the_dictionary_lacks_are_said_as_espeak_reads_them():
+    d = acoustic._get_decoder()
+    assert acoustic._pronunciation(d, "Bridge.", "en-us") == d.lookup_word("bridge").split()
+    assert acoustic._pronunciation(d, "25", "en-us") == "T W EH N T IY F AY V".split()
+    said = acoustic._pronunciation(d, "Zorblax", "en-us")
+    assert said[:3] == ["Z", "AO", "R"] and said[-3:] == ["AE", "K", "S"], said
+    # aligned like any word
+    text = "Zorblax paid 25 dollars."
+    utt = synthesize(text, voice="en-us", rate_wpm=150)
+    phones = acoustic.align_phones(utt.samples, utt.sample_rate_hz, [text], [(0.0, utt.duration_s)])
+    names = [p for p, _, _ in phones]
+    assert names[names.index("F") : names.index("F") + 3] == ["F", "AY", "V"]
+
+
+def test_the_same_speech_gives_the_same_phones_whatever_came_before():
+    """No state from one alignment to the next: a segment gets the same mouth in the render
+    service, after hundreds of others, as from the command line."""
+    texts = ["Bob picked a big bumpy apple.", "We will go home when the big moon comes up."]
+    utts = [synthesize(t, voice="en-us", rate_wpm=160) for t in texts]
+
+    def run(k):
+        u = utts[k]
+        return acoustic.align_phones(u.samples, u.sample_rate_hz, [texts[k]], [(0.0, u.duration_s)])
+
+    first = run(0)
+    run(1)
+    u = utts[0]
+    acoustic.align_phones(u.samples * 0.1, u.sample_rate_hz, texts[:1], [(0.0, u.duration_s)])
+    assert run(0) == first
+
+
+def test_spans_bound_each_search_and_what_cannot_be_aligned_is_left_out():
+    text = "Please bring my brown umbrella."
+    utt = synthesize(text, voice="en-us", rate_wpm=160)
+    y = np.concatenate([np.zeros(utt.sample_rate_hz, np.float32), utt.samples])  # 1 s of silence first
+    dur = len(y) / utt.sample_rate_hz
+    phones = acoustic.align_phones(y, utt.sample_rate_hz, [text], [(0.8, dur)])
+    assert phones and min(s for _, s, _ in phones) >= 0.8 and max(e for _, _, e in phones) <= dur + 0.02
+    speech = [s for p, s, _ in phones if p != "SIL"]
+    assert min(speech) >= 0.95  # nothing placed in the leading silence
+    # another language has no model; a text not looked for, or empty, gives nothing
+    assert acoustic.align_phones(y, utt.sample_rate_hz, [text], [(0.0, dur)], language="de") is None
+    assert acoustic.align_phones(y, utt.sample_rate_hz, [text], [None]) is None
+    assert acoustic.align_phones(y, utt.sample_rate_hz, ["", "!?"], [(0.0, dur)] * 2) is None
+
+
+def test_a_long_text_without_cue_times_is_searched_sentence_by_sentence(monkeypatch):
+    """Three sentences as one text, with pauses of their own: each is searched around where the
+    classifier's path put its words (short searches), and the template marks the phonemes."""
+    from avatarrender import align
+    from avatarrender.align import text_mouth_track
+
+    texts = [
+        "Bring the paper map, please.",
+        "Maybe my brother will buy both of the blue bikes.",
+        "Put the big lamp by the window before bedtime.",
+    ]
+    sr = 22050
+    pieces, want = [], []
+    for t, pause_s in zip(texts, (2.0, 0.5, 0.0)):
+        u = synthesize(t, voice="en-us", rate_wpm=160)
+        n = int(round(u.duration_s * FPS))
+        pieces += [u.samples[: n * sr // 90], np.zeros(int(pause_s * FPS) * sr // 90, np.float32)]
+        want += [truth_classes(u, fps=Fraction(90), n_frames=n), np.full(int(pause_s * FPS), SIL)]
+    y, want = np.concatenate(pieces), np.concatenate(want)
+    searched, heard = [], {}
+    real_align, real_template = acoustic.align_phones, align._heard_template
+
+    def spy_align(y, sr, pieces, spans, **kw):
+        searched.extend(zip(pieces, spans))
+        return real_align(y, sr, pieces, spans, **kw)
+
+    def spy_template(*a, **kw):
+        heard["classes"] = real_template(*a, **kw)
+        return heard["classes"]
+
+    monkeypatch.setattr(acoustic, "align_phones", spy_align)
+    monkeypatch.setattr(align, "_heard_template", spy_template)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        text_mouth_track(y, sr, fps=Fraction(30), texts=[" ".join(texts)])
+    assert [p for p, _ in searched] == texts
+    for _, (s0, s1) in searched:
+        assert s1 - s0 < 5.0  # around its own words, not the whole speech
+    got = heard["classes"][: len(want)]
+    speech = want != SIL
+    assert np.mean(got[speech] == want[speech]) >= 0.6
