@@ -32,13 +32,15 @@ _FRAME_S = 0.01  # the model's frame step
 # a frame's window (25.625 ms) starts at its step: the boundary between frames k-1 and k lies
 # half a window less half a step after k's start
 _EDGE_S = (0.025625 - _FRAME_S) / 2
-# No pruning: each search is one sentence's chain of phones, so the whole of it is affordable, and
-# pruned beams lost the path on voices far from the model's (espeak-ng's formant synthesis: with
-# 1e-80 one sentence in ten, with 1e-48 most). Not ds=2 (the mixtures scored every other frame, 30 %
-# less time): a phone's three states then need 60 ms, and fast speech found no path
-_SEARCH = {"beam": 0.0, "wbeam": 0.0, "pbeam": 0.0}
-# a longer span (a long text without sentence ends) is not searched: unpruned, the time grows with
-# the square of the length
+# Beams as wide as 1e-80 (the default 1e-48 lost the path on espeak-ng's formant synthesis, far
+# from the model's speakers, most of the time); where even they lose it (one of espeak-ng's
+# sentences in ten, with pauses of digital silence), a search without pruning, which a sentence's
+# chain of phones affords (0.9 against 0.7 s of CPU for a minute of speech, so not always). Not ds=2
+# (the mixtures scored every other frame, 30 % less time): a phone's three states then need 60 ms,
+# and fast speech found no path
+_SEARCHES = ({"beam": 1e-80, "wbeam": 1e-60, "pbeam": 1e-80}, {"beam": 0.0, "wbeam": 0.0, "pbeam": 0.0})
+# a longer span (a long text without sentence ends) is not searched: the time grows faster than the
+# length (unpruned, with its square)
 _MAX_SPAN_S = 30.0
 _SIL = CLASSES.index("sil")
 
@@ -56,7 +58,7 @@ _MNEMONIC_ARPABET = {
 }  # fmt: skip
 
 _LOCK = threading.Lock()
-_decoder = None
+_decoders: dict[int, object] = {}
 
 
 def available() -> bool:
@@ -75,19 +77,24 @@ _PHONES = (
 ).split()
 
 
-def _get_decoder():
-    global _decoder
-    if _decoder is None:
+def _get_decoder(search: int = 0):
+    """The decoder with the beams of ``_SEARCHES[search]`` (each loaded once: 0.1 s)."""
+    if search not in _decoders:
         from pocketsphinx import Decoder
 
         # no noise removal: the same alignment of a minute of speech without it, for less work
         d = Decoder(
-            lm=None, samprate=_RATE_HZ, loglevel="FATAL", bestpath=False, remove_noise=False, **_SEARCH
+            lm=None,
+            samprate=_RATE_HZ,
+            loglevel="FATAL",
+            bestpath=False,
+            remove_noise=False,
+            **_SEARCHES[search],
         )
         for k, p in enumerate(_PHONES):
             d.add_word("_p_" + p, p, k == len(_PHONES) - 1)
-        _decoder = d
-    return _decoder
+        _decoders[search] = d
+    return _decoders[search]
 
 
 def _tokens(text: str) -> list[str]:
@@ -186,7 +193,13 @@ def align_phones(
             phones = [p for tok in _tokens(text) for p in _pronunciation(d, tok, language)]
             if not phones or not _RATE_HZ // 10 <= i1 - i0 <= _MAX_SPAN_S * _RATE_HZ:
                 continue
-            got = _align_one(d, _pcm(y16[i0:i1]), phones)
+            pcm = _pcm(y16[i0:i1])
+            got = _align_one(d, pcm, phones)
+            if got is None:
+                try:
+                    got = _align_one(_get_decoder(1), pcm, phones)
+                except Exception:  # noqa: BLE001 - see available()
+                    got = None
             if got:
                 out += [(name, a + i0 / _RATE_HZ, b + i0 / _RATE_HZ) for name, a, b in got]
     return out or None

@@ -76,6 +76,23 @@ def test_words_the_dictionary_lacks_are_said_as_espeak_reads_them():
     assert names[names.index("F") : names.index("F") + 3] == ["F", "AY", "V"]
 
 
+def test_where_the_beams_lose_the_path_an_unpruned_search_finds_it(monkeypatch):
+    text = "Bob picked a big bumpy apple."
+    utt = synthesize(text, voice="en-us", rate_wpm=160)
+    narrow = {"beam": 0.5, "wbeam": 0.5, "pbeam": 0.5}  # loses it at once
+    monkeypatch.setattr(acoustic, "_SEARCHES", (narrow, acoustic._SEARCHES[1]))
+    monkeypatch.setattr(acoustic, "_decoders", {})
+    import soxr
+
+    d = acoustic._get_decoder(0)
+    chain = [p for tok in acoustic._tokens(text) for p in acoustic._pronunciation(d, tok, "en-us")]
+    pcm = acoustic._pcm(soxr.resample(utt.samples, utt.sample_rate_hz, 16000))
+    assert acoustic._align_one(d, pcm, chain) is None
+    phones = acoustic.align_phones(utt.samples, utt.sample_rate_hz, [text], [(0.0, utt.duration_s)])
+    assert phones and 1 in acoustic._decoders
+    assert [p for p, _, _ in phones if p != "SIL"][:3] == ["B", "AA", "B"]
+
+
 def test_the_same_speech_gives_the_same_phones_whatever_came_before():
     """No state from one alignment to the next: a segment gets the same mouth in the render
     service, after hundreds of others, as from the command line."""
