@@ -42,6 +42,7 @@ _SEARCHES = ({"beam": 1e-80, "wbeam": 1e-60, "pbeam": 1e-80}, {"beam": 0.0, "wbe
 # a longer span (a long text without sentence ends) is not searched: the time grows faster than the
 # length (unpruned, with its square)
 _MAX_SPAN_S = 30.0
+_MAX_UNPRUNED_S = 10.0  # unpruned, 21 s took 0.85 s (0.28 s pruned): longer spans go without
 _SIL = CLASSES.index("sil")
 
 # espeak-ng's English mnemonics -> ARPAbet, for the words CMUdict lacks
@@ -64,7 +65,8 @@ _decoders: dict[int, object] = {}
 def available() -> bool:
     """Whether PocketSphinx and its English model can be loaded here."""
     try:
-        _get_decoder()
+        with _LOCK:
+            _get_decoder()
     except Exception:  # noqa: BLE001 - not installed, or its model unreadable: the aligner is absent
         return False
     return True
@@ -97,24 +99,32 @@ def _get_decoder(search: int = 0):
     return _decoders[search]
 
 
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")  # letters, with apostrophes inside ("don't")
+
+
 def _tokens(text: str) -> list[str]:
-    return re.findall(r"[\w'.]+", text.lower())
+    """The text's words as written, each stripped of the punctuation around it."""
+    return [t for t in (w.strip("\"'()[]{},;:!?\u2018\u2019\u201c\u201d") for w in text.split()) if t]
 
 
 def _pronunciation(d, token: str, language: str) -> list[str]:
-    """``token``'s phones (ARPAbet): CMUdict's, else espeak-ng's phonemes of it, mapped."""
-    token = token.lower().strip(".'")
-    if not token:
-        return []
-    said = d.lookup_word(token)
-    if said is not None:
-        return said.split()
+    """``token``'s phones (ARPAbet): CMUdict's for a plain word, else espeak-ng's reading of it
+    (digits, symbols, abbreviations: "1,000", "$5", "50%", "Dr.", "U.S."), mapped."""
+    word = token.lower()
+    if _WORD.fullmatch(word.rstrip(".")) and "." not in word.rstrip("."):
+        plain = word.rstrip(".")
+        # "home." at a sentence's end is "home"; "Dr." is not "dr" (CMUdict's "drive")
+        said = d.lookup_word(plain) if not word.endswith(".") or len(plain) > 3 else None
+        if said is not None:
+            return said.split()
     from .phonemes import _LOCK as espeak_lock
     from .phonemes import EspeakUnavailable, _phoneme_strings
 
     try:
         with espeak_lock:
-            strings = _phoneme_strings(token, language, False)
+            strings = _phoneme_strings(
+                token.rstrip(".") if _WORD.fullmatch(word.rstrip(".")) else token, language, False
+            )
     except (ValueError, EspeakUnavailable):
         return []
     phones = []
@@ -139,13 +149,16 @@ def _align_one(d, pcm: bytes, phones: list[str]) -> list[tuple[str, float, float
     chain = ["_p_" + p for p in phones if p in _PHONES]
     if not chain:
         return None
+    started = False
     try:
         # the front end carries state from one utterance to the next (a boundary moved by a frame
         # after other speech): made afresh, 0.03 ms
         d.reinit_feat()
         d.set_align_text(" ".join(chain))
         d.start_utt()
+        started = True
         d.process_raw(pcm, full_utt=True)
+        started = False
         d.end_utt()
         if d.hyp() is None:
             return None  # no path through the phones: they are not what is said here
@@ -158,6 +171,11 @@ def _align_one(d, pcm: bytes, phones: list[str]) -> list[tuple[str, float, float
             for s in d.seg()
         ]
     except RuntimeError:
+        if started:  # an utterance left open would fail every later search of this decoder
+            try:
+                d.end_utt()
+            except RuntimeError:
+                _decoders.clear()
         return None
 
 
@@ -195,7 +213,7 @@ def align_phones(
                 continue
             pcm = _pcm(y16[i0:i1])
             got = _align_one(d, pcm, phones)
-            if got is None:
+            if got is None and i1 - i0 <= _MAX_UNPRUNED_S * _RATE_HZ:
                 try:
                     got = _align_one(_get_decoder(1), pcm, phones)
                 except Exception:  # noqa: BLE001 - see available()

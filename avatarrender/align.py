@@ -22,6 +22,7 @@ the audio-only track is returned.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import re
 import warnings
@@ -427,7 +428,11 @@ def _text_mouth_track(y, sample_rate_hz, fps, texts, cue_spans_s, language, n_fr
         )
     # the words are what is said: an acoustic model of real speakers says where each phone of them
     # sounds, and the path leans on that too (English)
-    heard = _heard_template(y, sample_rate_hz, texts, words, al, len(fine[0]), language)
+    try:
+        heard = _heard_template(y, sample_rate_hz, texts, words, al, len(fine[0]), language)
+    except Exception:  # noqa: BLE001 - a second opinion only: the track goes on without it
+        logging.getLogger(__name__).debug("PocketSphinx's alignment failed", exc_info=True)
+        heard = None
     if heard is not None:
         al = align_audio(
             y,
@@ -483,15 +488,15 @@ def _heard_template(y, sample_rate_hz, texts, words, al, n_fine: int, language: 
         f = fits[(of_piece == k) & np.isfinite(fits)]
         if len(f) and float(f.mean()) > _HEARD_SURE_FIT:
             sure.add(k)
-    piece_of_word = [-1 if c in sure else c for c in piece_of_word]
     fw = al.frame_word
     frame_piece = np.where(fw >= 0, np.asarray(piece_of_word + [-1])[fw], -1)
     found = [np.flatnonzero(frame_piece == k) for k in range(len(pieces))]
+    # every sentence's frames bound its neighbours' spans, searched or not
     bounds = [(f[0], f[-1] + 1) if len(f) else None for f in found]
     margin = int(_HEARD_MARGIN_S * _FINE_FPS)
     spans: list[tuple[float, float] | None] = []
     for k, b in enumerate(bounds):
-        if b is None:
+        if b is None or k in sure:
             spans.append(None)
             continue
         before = max((e for e in (x[1] for x in bounds[:k] if x) if e <= b[0]), default=None)
@@ -707,7 +712,8 @@ def align_audio(
     """:func:`align` on a 90 fps grid (phonemes are often shorter than a 30 fps frame; the
     classifier sees the same 5 x 33 ms context there), read back on the 30 fps grid of ``a``
     (an :class:`~avatarrender.lipsync.AudioAnalysis`): every third fine frame is centred on one.
-    ``plain``: the alignment without a template, when made before (its fit is the one judged)."""
+    ``plain``: the alignment whose fit was judged, when made before (its fit, match_share and
+    visited are kept; with a template, a path drawn to it is made anew)."""
     fine_lp, fine_active, _ = fine or _fine_posteriors(y, sample_rate_hz, a, model)
     al = plain or align(fine_lp, fine_active, words, cue_spans_s=cue_spans_s, fps=_FINE_FPS)
     if template is not None:

@@ -287,7 +287,9 @@ def main() -> None:
     heard = _heard_template(y, 48000, words, ph, plain, len(fine[0]), "en-us")
     t_heard = time.perf_counter() - t
     t = time.perf_counter()
-    align_audio(y, 48000, a, ph, fine=fine, template=[template, heard], plain=plain)
+    align_audio(
+        y, 48000, a, ph, fine=fine, template=[t for t in (template, heard) if t is not None], plain=plain
+    )
     t_al += time.perf_counter() - t
     t = time.perf_counter()
     text_mouth_track(y, 48000, fps=fps, texts=words)

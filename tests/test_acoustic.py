@@ -66,6 +66,15 @@ def test_words_the_dictionary_lacks_are_said_as_espeak_reads_them():
     d = acoustic._get_decoder()
     assert acoustic._pronunciation(d, "Bridge.", "en-us") == d.lookup_word("bridge").split()
     assert acoustic._pronunciation(d, "25", "en-us") == "T W EH N T IY F AY V".split()
+    # numbers, symbols and abbreviations as they are read, not CMUdict's entry for the letters
+    for token, expect in (
+        ("1,000", "W AH N TH AW Z AH N D"),
+        ("50%", "F IH F T IY P ER S EH N T"),
+        ("Dr.", "D AA K T ER"),
+        ("home.", "HH OW M"),
+    ):
+        assert acoustic._pronunciation(d, token, "en-us") == expect.split(), token
+    assert acoustic._tokens('He said, "Bring 2 maps!"') == ["He", "said", "Bring", "2", "maps"]
     said = acoustic._pronunciation(d, "Zorblax", "en-us")
     assert said[:3] == ["Z", "AO", "R"] and said[-3:] == ["AE", "K", "S"], said
     # aligned like any word
