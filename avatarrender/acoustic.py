@@ -7,8 +7,8 @@ is what that model does best: given the words, it finds where each phone of them
 the text, :func:`phone_classes` gives the phone class that alignment puts at each frame, which
 the alignment of :mod:`avatarrender.align` leans on as it leans on espeak-ng's reading.
 
-Words are said as CMUdict (the model's own dictionary) says them; a word it lacks (a name, digits,
-an abbreviation) as espeak-ng reads it, its phonemes mapped to ARPAbet. English only: for any other
+A plain word is said as CMUdict (the model's own dictionary) says it; anything else (a name it
+lacks, digits, symbols, an abbreviation) as espeak-ng reads it, its phonemes mapped to ARPAbet. English only: for any other
 language there is no model, and :func:`phone_classes` returns ``None``.
 
 Deterministic: the same speech and words give the same phones in any process, whatever was
@@ -111,20 +111,19 @@ def _pronunciation(d, token: str, language: str) -> list[str]:
     """``token``'s phones (ARPAbet): CMUdict's for a plain word, else espeak-ng's reading of it
     (digits, symbols, abbreviations: "1,000", "$5", "50%", "Dr.", "U.S."), mapped."""
     word = token.lower()
-    if _WORD.fullmatch(word.rstrip(".")) and "." not in word.rstrip("."):
-        plain = word.rstrip(".")
+    plain = word.rstrip(".")
+    if _WORD.fullmatch(plain):
         # "home." at a sentence's end is "home"; "Dr." is not "dr" (CMUdict's "drive")
-        said = d.lookup_word(plain) if not word.endswith(".") or len(plain) > 3 else None
+        said = d.lookup_word(plain) if len(plain) > 3 or plain == word else None
         if said is not None:
             return said.split()
+        token = token.rstrip(".")
     from .phonemes import _LOCK as espeak_lock
     from .phonemes import EspeakUnavailable, _phoneme_strings
 
     try:
         with espeak_lock:
-            strings = _phoneme_strings(
-                token.rstrip(".") if _WORD.fullmatch(word.rstrip(".")) else token, language, False
-            )
+            strings = _phoneme_strings(token, language, False)
     except (ValueError, EspeakUnavailable):
         return []
     phones = []

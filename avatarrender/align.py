@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from . import lipsync, phonemes
+from . import acoustic, lipsync, phonemes
 from .lipsync import SHAPES, _animate, analyse_audio
 from .phonemes import CLASS_SHAPE, CLASSES, EspeakUnavailable, Word, phonemize
 
@@ -463,8 +463,6 @@ def _heard_template(y, sample_rate_hz, texts, words, al, n_fine: int, language: 
 
     Each sentence is searched for alone, around the frames the classifier's path (``al``) gave
     its words: a search's time grows faster than its length."""
-    from . import acoustic
-
     if not language.lower().startswith("en") or al.frame_word is None:
         return None
     pieces = [p for t in texts for p in _SENTENCE_END.split(t) if p.strip()]
