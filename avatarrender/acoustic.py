@@ -23,7 +23,7 @@ import threading
 
 import numpy as np
 
-from .phonemes import CLASSES, arpabet_class
+from .phonemes import arpabet_class
 
 __all__ = ["available", "align_phones", "phone_classes"]
 
@@ -43,7 +43,6 @@ _SEARCHES = ({"beam": 1e-80, "wbeam": 1e-60, "pbeam": 1e-80}, {"beam": 0.0, "wbe
 # length (unpruned, with its square)
 _MAX_SPAN_S = 30.0
 _MAX_UNPRUNED_S = 10.0  # unpruned, 21 s took 0.85 s (0.28 s pruned): longer spans go without
-_SIL = CLASSES.index("sil")
 
 # espeak-ng's English mnemonics -> ARPAbet, for the words CMUdict lacks
 _MNEMONIC_ARPABET = {
@@ -224,11 +223,10 @@ def align_phones(
 
 def phone_classes(phones: list[tuple[str, float, float]], n_frames: int, fps: float) -> np.ndarray:
     """The phone class at the middle of each of ``n_frames`` frames at ``fps``, -1 where no phone
-    of ``phones`` sounds. Fillers and silence are silence."""
+    of ``phones`` sounds. Silence (``SIL``, what :func:`align_phones` names every filler) is silence."""
     mids = (np.arange(n_frames) + 0.5) / fps
     out = np.full(n_frames, -1, dtype=np.int64)
     for name, s, e in phones:
-        c = _SIL if name == "SIL" or name.startswith("+") else arpabet_class(name)
         lo, hi = np.searchsorted(mids, [s, e])
-        out[lo:hi] = c
+        out[lo:hi] = arpabet_class(name)
     return out
