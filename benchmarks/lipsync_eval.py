@@ -108,7 +108,6 @@ def _code_hash() -> str:
         "evaluation/flite.py",
         "evaluation/festival.py",
         "evaluation/piper.py",
-        "evaluation/kokoro.py",
         "lipsync.py",
         "phonemes.py",
     ):

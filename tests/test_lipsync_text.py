@@ -405,6 +405,54 @@ def test_kokoro_tokens_fold_into_phonemes():
     assert got == [("_", 0), ("aɪ", 1200), ("t", 3300), ("t", 4200), ("_", 4800)], got
 
 
+def test_kokoro_phonemes_end_where_their_sound_does():
+    """Kokoro's duration predictor gives a pause's time to the phoneme before it, which the
+    decoder makes silence of: the truth ends such a phoneme with its sound (a stop keeps its
+    closure), and a phoneme in sound is left alone."""
+    from avatarrender.evaluation import kokoro
+    from avatarrender.evaluation.espeak import Phoneme
+
+    sr = 24000
+    tone = lambda s: 0.3 * np.sin(np.arange(int(s * sr)) * 0.2).astype(np.float32)  # noqa: E731
+    quiet = lambda s: np.zeros(int(s * sr), np.float32)  # noqa: E731
+    # "a" sounds 0.3 s then 0.5 s of silence; "p": 0.4 s silent, then its burst; "i" to the end
+    y = np.concatenate([tone(0.3), quiet(0.5), quiet(0.4), tone(0.05), tone(0.25), quiet(0.3)])
+    got = kokoro._end_at_silence(
+        (Phoneme("a", 0.0), Phoneme("p", 0.8), Phoneme("i", 1.25), Phoneme("_", 1.5)), y
+    )
+    assert [(p.name, round(p.start_s, 4)) for p in got] == [
+        ("a", 0.0),
+        ("_", 0.3),
+        ("p", round(1.2 - round(kokoro._CLOSURE_S / 0.0125) * 0.0125, 4)),
+        ("i", 1.25),
+        ("_", 1.5),
+    ], got
+    # a phoneme that sounds to its end, and a short silence inside a sentence, stay as they are
+    y2 = np.concatenate([tone(0.3), quiet(0.05), tone(0.3)])
+    same = (Phoneme("a", 0.0), Phoneme("m", 0.3), Phoneme("i", 0.35))
+    assert kokoro._end_at_silence(same, y2) == same
+
+    # on the real voice: no phoneme of the truth holds a silence of 0.1 s or more
+    (utt,) = kokoro.synthesize_batch(
+        [kokoro.Request("The map was old. We pointed at the harbour, and waited.")], voice="jf_alpha"
+    )
+    hop = 300
+    n = len(utt.samples) // hop
+    level = 10 * np.log10(
+        np.mean(utt.samples[: n * hop].reshape(n, hop).astype(np.float64) ** 2, axis=1) + 1e-20
+    )
+    silent = level < level.max() - kokoro._SILENT_DB
+    ends = [p.start_s for p in utt.phonemes[1:]] + [utt.duration_s]
+    for p, e in zip(utt.phonemes, ends):
+        if p.name == "_":
+            continue
+        run = longest = 0
+        for q in silent[round(p.start_s * 80) : round(e * 80)]:
+            run = run + 1 if q else 0
+            longest = max(longest, run)
+        assert longest * 0.0125 < kokoro._PAUSE_S, (p, e, longest)
+
+
 def test_training_without_a_synthesizer_says_what_to_install_before_any_work(monkeypatch, capsys):
     from avatarrender.evaluation import piper, train
 
