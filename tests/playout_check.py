@@ -171,7 +171,14 @@ def _check_parts(segs: list[dict], open_parts: list[dict], tags: dict, pt: float
             for a, b in zip(parts, parts[1:]):
                 assert b["offset"] == a["offset"] + a["size"], f"segment {s['seq']}: ranges not contiguous"
             for k, p in enumerate(parts):
-                assert p["uri"] == (s["uri"] or p["uri"]), "part URI is not its parent's"
+                # its parent's file, or, for one cut short into a file of its own (NNN-cut.ts),
+                # the whole one (NNN.ts) for the parts published before the cut
+                names = (
+                    {f"{s['seq']:09d}.ts", f"{s['seq']:09d}-cut.ts"}
+                    if s["uri"] is None or s["uri"].endswith("-cut.ts")
+                    else {s["uri"].rsplit("/", 1)[-1]}
+                )
+                assert p["uri"].rsplit("/", 1)[-1] in names, ("part URI is not its parent's", p, s["uri"])
                 assert 0 < p["duration_s"] <= pt + 1e-9, f"part of {p['duration_s']} s > PART-TARGET {pt}"
                 last = k == len(parts) - 1 and not s.get("open")
                 if not last and not p["independent"]:

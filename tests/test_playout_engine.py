@@ -575,6 +575,8 @@ def test_program_starts_at_the_next_part_boundary(media: Path) -> None:
     d = Driver(media, schedule(media, "spool: spool\npart_frames: 8\n"))
     d.start(T0)
     d.run(2)  # T0 + 2 s: a filler segment [2, 3) on air, no part out yet
+    whole = d.out / d.playout.playlist.uri_for(d.playout.playlist.next_sequence)
+    whole_bytes = whole.read_bytes()  # written whole when its slot began
     shutil.copytree(media / "b", spool / "prog")
     d.run(3)  # seen at the tick of T0 + 2.25 s
     segs = list(d.playout.playlist.segments)
@@ -586,6 +588,11 @@ def test_program_starts_at_the_next_part_boundary(media: Path) -> None:
     assert first.discontinuity and first.pdt_s == cut.pdt_s + cut.duration_s
     assert first.parts[0].independent and first.duration_s == 1
     assert (d.out / cut.uri).stat().st_size == cut.parts[-1].offset_bytes + cut.parts[-1].size_bytes
+    # into a file of its own: the whole one, which a preload hint named and a CDN may hold, never
+    # changes (so nginx may call every media file immutable); both go when the segment leaves
+    assert cut.uri.endswith("-cut.ts") and whole.read_bytes() == whole_bytes
+    assert cut.parts[0].uri is None and len(whole_bytes) > (d.out / cut.uri).stat().st_size
+    assert {cut.uri, whole.relative_to(d.out).as_posix()} <= d.playout.playlist.files()
     r = subprocess.run(
         [ffmpeg_exe(), "-v", "warning", "-i", str(d.out / cut.uri), "-map", "0:v", "-f", "framemd5", "-"],
         capture_output=True,
@@ -596,6 +603,9 @@ def test_program_starts_at_the_next_part_boundary(media: Path) -> None:
     assert not r.stderr.strip(), r.stderr
     # programs are never cut: every segment of the program keeps its rendered length
     assert [s.duration_s for s in segs if s.program == "spool/prog"] == [1, 1]
+    d.run(30)  # out of the window and past the grace period: both files are deleted
+    assert cut.sequence < d.playout.playlist.media_sequence
+    assert not (d.out / cut.uri).exists() and not whole.exists()
 
 
 @pytest.mark.parametrize("stop_after_s", [5, 5.5])

@@ -432,14 +432,14 @@ def test_stop_ends_every_connection_at_once(live, caplog) -> None:
 
 
 def test_media_segment_on_air_is_not_cached_whole(tmp_path: Path) -> None:
-    """The segment on air is written whole when its slot starts and may be cut short when a
-    program starts (the filler's last): served no-cache, so a CDN does not keep the long one;
-    closed segments are immutable, as before."""
+    """The segment on air is written whole when its slot starts, and after a restart before any
+    of its parts was out it airs anew under its name: served no-cache. Closed segments, and a
+    segment cut short (written to a file of its own), are immutable."""
     feed = LiveFeed()
     media = tmp_path / "media"
     media.mkdir()
-    for seq in (9, 10, 11):
-        (media / f"{seq:09d}.ts").write_bytes(b"\x47" + bytes(187))
+    for name in ("000000009", "000000010", "000000011", "000000010-cut"):
+        (media / f"{name}.ts").write_bytes(b"\x47" + bytes(187))
     feed.publish(_snap(10, 1, {9: 3}))
     server, _ = serve_in_thread(tmp_path, feed=feed)
     try:
@@ -451,6 +451,8 @@ def test_media_segment_on_air_is_not_cached_whole(tmp_path: Path) -> None:
                 seq,
                 control,
             )
+        r, _ = req(server, "GET", "/media/000000010-cut.ts")  # written when it is cut, for good
+        assert "immutable" in r.getheader("Cache-Control")
         feed.publish(_snap(11, 0, {9: 3, 10: 3}))  # 10 closed
         r, _ = req(server, "GET", "/media/000000010.ts")
         assert "immutable" in r.getheader("Cache-Control")

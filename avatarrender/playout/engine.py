@@ -6,6 +6,7 @@ Output folder layout (what the HTTP server or nginx serves)::
     OUT/live.m3u8        the live sliding-window media playlist
     OUT/media/NNNNNNNNN.ts   aired media segments: copies of the rendered ones on one continuous
                          channel clock (PTS/DTS/PCR shifted, continuity counters continued)
+    OUT/media/NNNNNNNNN-cut.ts   a filler segment cut short for a program (see below)
     OUT/status.json      what is on air, next, render-ahead, errors (also at /status)
     OUT/index.html, monitor.js, vendor/hls.min.js   the monitor page
     OUT/.state.json      saved state for a restart (dot files are never served)
@@ -18,8 +19,9 @@ slot starts (so the preload hint names a file that exists); each LL-HLS part of 
 see parts.py) is published when the clock reaches the part's end, and the segment when the clock
 reaches t + d, as a live encoder would: PROGRAM-DATE-TIME is wall-clock time and the on-air
 latency is the player's hold-back. While filler airs, a program that becomes ready starts at the
-next part boundary: the filler's segment is cut short there (rewritten as the prefix of its
-published parts, which is a clean shorter media segment).
+next part boundary: the filler's segment is cut short there, as a clean shorter media segment
+written to a file of its own (``NNNNNNNNN-cut.ts``): the whole file, which a preload hint named
+and a cache may hold, never changes, and the parts published before the cut stay ranges of it.
 """
 
 from __future__ import annotations
@@ -402,6 +404,7 @@ class _OnAir:
     parts: tuple[Part, ...] | None  # None: published whole, without parts
     frame_s: Fraction  # one video frame, seconds
     published: int = 0  # parts published (or 1 once published whole)
+    uri: str = ""  # the file its next parts come from: its own, or the one it was cut short into
 
     @property
     def count(self) -> int:
@@ -428,6 +431,7 @@ class _OnAir:
             "frame_s": str(self.frame_s),
             "parts": None if self.parts is None else [p.to_json() for p in self.parts],
             "published": self.published,
+            "uri": self.uri,
         }
 
 
@@ -615,10 +619,7 @@ class Playout:
         return max(seqs, default=-1)
 
     def _clean_orphans(self) -> None:
-        keep = {Path(s.uri).name for s in self.playlist.segments}
-        if self.playlist.open is not None:
-            keep.add(Path(self.playlist.open.uri).name)
-        keep |= {Path(u).name for u, _ in self.playlist.retired}
+        keep = {Path(u).name for u in self.playlist.files()}
         for p in self.media.iterdir():
             if p.name not in keep:
                 p.unlink(missing_ok=True)
@@ -1063,6 +1064,7 @@ class Playout:
                 rewriter_before=saved,
                 parts=parts,
                 frame_s=frame_s,
+                uri=self.playlist.uri_for(seq),
             )
             self._force_rebase = False
             self._set_hint()
@@ -1127,7 +1129,7 @@ class Playout:
             self.playlist.preload_hint = None
             return
         p = air.parts[air.published]
-        self.playlist.preload_hint = (self.playlist.uri_for(air.sequence), p.offset_bytes, p.size_bytes)
+        self.playlist.preload_hint = (air.uri, p.offset_bytes, p.size_bytes)
 
     def _publish_part(self, air: _OnAir) -> None:
         if air.parts:
@@ -1138,6 +1140,7 @@ class Playout:
                     offset_bytes=p.offset_bytes,
                     size_bytes=p.size_bytes,
                     independent=p.independent,
+                    uri=air.uri if air.uri != self.playlist.uri_for(air.sequence) else None,
                 ),
                 discontinuity=air.tagged,
                 program=air.decision.key,
@@ -1160,6 +1163,7 @@ class Playout:
             program=air.decision.key,
             now_s=now,
             pdt_s=None if air.parts else air.pdt_s,
+            uri=air.uri,
         )
         self.counters.published(
             air.decision.key,
@@ -1168,7 +1172,7 @@ class Playout:
         )
         self.scheduler.commit(air.decision)
         for hook in self.publish_hooks:  # must not block: the restream only queues the path
-            hook(self.out / self.playlist.uri_for(air.sequence))
+            hook(self.out / air.uri)
         if self.on_air.get("key") != air.decision.key:
             self.on_air = {"key": air.decision.key, "since": format_pdt(self.playlist.segments[-1].pdt_s)}
         self._air = None
@@ -1208,13 +1212,15 @@ class Playout:
                 "warning",
             )
             return False
+        # to a file of its own: the whole one, which players and caches may hold, never changes
+        cut = self.playlist.uri_for(air.sequence, cut=True)
         try:
-            write_atomic(self.out / self.playlist.uri_for(air.sequence), aired)
+            write_atomic(self.out / cut, aired)
         except OSError as exc:  # the file stays whole: so does the segment, as listed
             self.rewriter.restore(state)
             self._disk_error(f"cannot shorten media segment {air.sequence}: {exc}")
             return False
-        air.parts = parts
+        air.parts, air.uri = parts, cut
         self._force_rebase = True  # what follows does not continue the cut-away frames
         self._set_hint()
         return True
@@ -1244,6 +1250,7 @@ class Playout:
             parts=parts,
             frame_s=Fraction(air_state["frame_s"]),
             published=len(op.parts),
+            uri=str(air_state.get("uri") or op.uri),
         )
         try:
             self.catalog.availability(d.key)
@@ -1252,10 +1259,11 @@ class Playout:
                 raise MediaError(None, None, "cannot be cut")
         except Exception:  # noqa: BLE001 - whatever the saved state or the file, restart
             # the rendered file is gone: keep the aired prefix as it is, rebase what follows
-            path = self.out / self.playlist.uri_for(op.sequence)
             end = parts[len(op.parts) - 1].offset_bytes + parts[len(op.parts) - 1].size_bytes
+            cut = self.playlist.uri_for(op.sequence, cut=True)
             try:
-                write_atomic(path, path.read_bytes()[:end])
+                write_atomic(self.out / cut, (self.out / air.uri).read_bytes()[:end])
+                air.uri = cut
             except OSError:
                 pass
             air.parts = parts[: len(op.parts)]

@@ -53,19 +53,24 @@ class LivePart:
         The byte range in the parent's file.
     independent : bool
         Starts with a keyframe (``INDEPENDENT=YES``).
+    uri : str, optional
+        The file it is a range of, when not its parent's: a segment cut short is written to a
+        file of its own, and the parts published before the cut keep the file they named.
     """
 
     duration_s: Fraction
     offset_bytes: int
     size_bytes: int
     independent: bool
+    uri: str | None = None
 
     def to_json(self) -> list[Any]:
-        return [str(self.duration_s), self.offset_bytes, self.size_bytes, int(self.independent)]
+        v = [str(self.duration_s), self.offset_bytes, self.size_bytes, int(self.independent)]
+        return v + [self.uri] if self.uri is not None else v
 
     @classmethod
     def from_json(cls, v: list[Any]) -> LivePart:
-        return cls(Fraction(v[0]), int(v[1]), int(v[2]), bool(v[3]))
+        return cls(Fraction(v[0]), int(v[1]), int(v[2]), bool(v[3]), str(v[4]) if len(v) > 4 else None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,9 +224,22 @@ class LivePlaylist:
 
     # ------------------------------------------------------------------ state changes
 
-    def uri_for(self, sequence: int) -> str:
-        """The URI a segment of sequence number ``sequence`` gets."""
-        return f"{self.media_dir}/{sequence:09d}.ts"
+    def uri_for(self, sequence: int, *, cut: bool = False) -> str:
+        """The URI a segment of sequence number ``sequence`` gets (``cut``: the file it is
+        written to when cut short, so that no file a player or a cache has seen ever changes)."""
+        return f"{self.media_dir}/{sequence:09d}{'-cut' if cut else ''}.ts"
+
+    def files(self) -> set[str]:
+        """Every media file the playlist names, or named and still keeps for late players."""
+        out = {u for u, _ in self.retired}
+        for s in [*self.segments, *([self.open] if self.open is not None else [])]:
+            out |= self._files_of(s)
+        return out
+
+    def _files_of(self, s: LiveSegment | OpenSegment) -> set[str]:
+        # a segment cut short still has its whole file, written when its slot began (a preload
+        # hint named it), whether or not a part published before the cut is a range of it
+        return {s.uri, self.uri_for(s.sequence)} | {p.uri for p in s.parts if p.uri is not None}
 
     def _check_pdt(self, pdt_s: Fraction | None, discontinuity: bool) -> Fraction:
         if pdt_s is None:
@@ -272,6 +290,7 @@ class LivePlaylist:
         program: str,
         now_s: Fraction,
         pdt_s: Fraction | None = None,
+        uri: str | None = None,
     ) -> LiveSegment:
         """Add a media segment at the live edge and slide the window.
 
@@ -288,6 +307,9 @@ class LivePlaylist:
         pdt_s : Fraction, optional
             Force a PROGRAM-DATE-TIME (after a gap); must not be earlier than the live edge, and a
             gap needs ``discontinuity``.
+        uri : str, optional
+            Its file, when not :meth:`uri_for` its sequence (a segment cut short): its parts
+            published before keep the file they named.
         """
         duration_s = Fraction(duration_s)
         if duration_s <= 0:
@@ -304,12 +326,16 @@ class LivePlaylist:
                     f"not the segment's {float(duration_s):.5f} s"
                 )
             pdt_s, discontinuity, parts = self.open.pdt_s, self.open.discontinuity, self.open.parts
+            if uri is not None and uri != self.open.uri:
+                parts = tuple(p if p.uri else dataclasses.replace(p, uri=self.open.uri) for p in parts)
             self.open = None
         else:
             pdt_s = self._check_pdt(pdt_s, discontinuity)
+        uri = uri or self.uri_for(self.next_sequence)
+        parts = tuple(dataclasses.replace(p, uri=None) if p.uri == uri else p for p in parts)
         seg = LiveSegment(
             sequence=self.next_sequence,
-            uri=self.uri_for(self.next_sequence),
+            uri=uri,
             duration_s=duration_s,
             pdt_s=pdt_s,
             discontinuity=bool(discontinuity),
@@ -335,7 +361,9 @@ class LivePlaylist:
             self.media_sequence = head.sequence + 1
             if head.discontinuity:
                 self.discontinuity_sequence += 1
-            self.retired.append((head.uri, now_s + head.duration_s + longest_playlist_s + 1))
+            until = now_s + head.duration_s + longest_playlist_s + 1
+            for uri in sorted(self._files_of(head)):
+                self.retired.append((uri, until))
 
     def due_deletions(self, now_s: Fraction) -> list[str]:
         """Pop and return the URIs of retired segments whose grace period has passed."""
@@ -421,7 +449,7 @@ class LivePlaylist:
         for p in parts:
             if start >= from_s:  # a segment's parts are listed all or none
                 lines.append(
-                    f'#EXT-X-PART:DURATION={float(p.duration_s):.5f},URI="{uri}",'
+                    f'#EXT-X-PART:DURATION={float(p.duration_s):.5f},URI="{p.uri or uri}",'
                     f'BYTERANGE="{p.size_bytes}@{p.offset_bytes}"'
                     + (",INDEPENDENT=YES" if p.independent else "")
                 )
