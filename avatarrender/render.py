@@ -504,6 +504,7 @@ def render(
     started = time.perf_counter()
     entered_at = time.time()
     out_dir = _usable_output(Path(out_dir), force=force)
+    _inputs_outside(spec, out_dir)
     jobs = jobs or os.cpu_count() or 1
     if threads is None:
         threads = DEFAULT_X264_THREADS
@@ -702,6 +703,21 @@ def render(
         raise
     finally:
         lock.release()  # and removes the lock file (safe: see _OutputLock)
+
+
+def _inputs_outside(spec: Spec, out_dir: Path) -> None:
+    """Refuse an output folder that holds the spec or a file it reads, even with --force: the
+    render replaces the folder whole, and would delete the scene it renders."""
+    for p in [spec.source, *sorted(spec.input_paths() - {spec.source})]:
+        try:
+            inside = p.resolve().is_relative_to(out_dir)
+        except (RuntimeError, OSError):
+            continue
+        if inside:
+            raise OutputError(
+                f"{out_dir}: holds {p}, which the render reads; the render replaces the "
+                "whole folder and would delete it: choose another -o"
+            )
 
 
 def _usable_output(out_dir: Path, *, force: bool) -> Path:

@@ -340,6 +340,28 @@ class Spec:
         """Length of each TV clip's file, s."""
         return tuple(c.file_duration_s for c in self.tv.clips) if self.tv else ()
 
+    def input_paths(self) -> set[Path]:
+        """The YAML file and every file it names (images, fonts, clips, speech, captions)."""
+        found = {self.source}
+
+        def walk(obj: Any) -> None:
+            if isinstance(obj, Path):
+                found.add(obj)
+            elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+                for f in dataclasses.fields(obj):
+                    walk(getattr(obj, f.name))
+            elif isinstance(obj, dict):
+                for v in obj.values():
+                    walk(v)
+            elif isinstance(obj, (tuple, list, frozenset, set)):
+                for v in obj:
+                    walk(v)
+
+        for f in dataclasses.fields(self):
+            if f.name not in ("source", "output"):
+                walk(getattr(self, f.name))
+        return found
+
     @functools.cached_property
     def spec_hash(self) -> str:
         """Content hash of everything that decides the output: settings, timing, asset bytes.

@@ -265,6 +265,21 @@ def test_output_that_is_someone_elses_folder_is_refused(tiny_segment: Path, tmp_
     assert [p.name for p in docs.iterdir()] == ["thesis.tex"]
 
 
+@pytest.mark.parametrize("where", [".", "assets"])
+def test_output_that_holds_the_scene_is_refused_even_with_force(tiny_segment: Path, where: str):
+    """-o the scene's own folder (or its assets) with --force would replace the folder whole and
+    delete what it renders from: refused before anything is written, the scene untouched."""
+    scene = tiny_segment.parent
+    before = sorted(str(p.relative_to(scene)) for p in scene.rglob("*"))
+    out = (scene / where).resolve()
+    line = _one_line(run_cli("render", str(tiny_segment), "-o", str(out), "--force", "-q"), 2)
+    assert str(out) in line and "which the render reads" in line, line
+    if where == ".":
+        assert str(tiny_segment) in line  # the spec itself is named first
+    after = sorted(str(p.relative_to(scene)) for p in scene.rglob("*") if not p.name.endswith(".lock"))
+    assert after == before
+
+
 @pytest.fixture
 def read_only_dir(tmp_path):
     """A read-only file system (the tests run as root, which permission bits do not stop)."""
