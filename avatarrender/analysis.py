@@ -173,7 +173,8 @@ def analyse(spec: Spec, audio: np.ndarray | None = None, reading=None) -> Timeli
     t = np.arange(n, dtype=np.float64) / float(fps)
     caption = np.full(n, -1, dtype=np.int16)
     burned = spec.captions is None or spec.captions.burn
-    for i, cue in enumerate(spec.cues if burned else ()):
+    # in time order, whatever the file's: where cues overlap, the one that started last shows
+    for i, cue in sorted(enumerate(spec.cues if burned else ()), key=lambda ic: ic[1].start_s):
         caption[(t >= cue.start_s) & (t < cue.end_s)] = i
 
     tv_clip = np.full(n, -1, dtype=np.int16)

@@ -60,7 +60,7 @@ def vtt_segment(
 ) -> str:
     """The WebVTT file of the media segment [start_s, end_s) of a rendition of ``duration_s``."""
     lines = ["WEBVTT", timestamp_map(mpegts_90k), ""]
-    for cue in cues:
+    for cue in sorted(cues, key=lambda q: q.start_s):  # WebVTT's cues in time order, as files may not be
         c0, c1 = Fraction(cue.start_s), min(Fraction(cue.end_s), duration_s)
         if c0 < end_s and c1 > start_s and c1 > c0:
             lines += [f"{_ts(c0)} --> {_ts(c1)}", escape(cue.text), ""]

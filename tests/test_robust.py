@@ -951,3 +951,31 @@ def test_overlapping_captions_are_a_warning(tiny_segment: Path):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "captions.cues[1]" in lines[0] and "0.50 s" in lines[0], proc.stderr
+
+
+def test_captions_out_of_time_order_burn_and_subtitle_in_time_order(tiny_segment: Path):
+    """A caption file's cues need not be in time order (an SRT edited by hand): the cue that
+    started last is the one burned in, and the WebVTT lists them by time (as WebVTT requires)."""
+    from fractions import Fraction
+
+    from avatarrender.analysis import analyse
+    from avatarrender.spec import load_spec
+    from avatarrender.subtitles import vtt_segment
+
+    _edit(
+        tiny_segment,
+        lambda d: d["captions"].__setitem__(
+            "cues",
+            [
+                {"text": "second", "start_s": 1.0, "end_s": 1.9},
+                {"text": "first", "start_s": 0.0, "end_s": 1.2},
+            ],
+        ),
+    )
+    spec = load_spec(tiny_segment)
+    tl = analyse(spec)
+    fps = float(spec.output.fps)
+    shown = [spec.cues[i].text if i >= 0 else None for i in tl.caption]
+    assert shown[int(0.5 * fps)] == "first" and shown[int(1.1 * fps)] == "second", shown
+    vtt = vtt_segment(spec.cues, Fraction(0), Fraction(2), duration_s=spec.duration_s)
+    assert vtt.index("first") < vtt.index("second"), vtt
