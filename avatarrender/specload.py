@@ -657,6 +657,8 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
                 cues = parse_cues(_caption_text(path))
             except ValueError as exc:
                 raise MediaError(source, "captions.file", f"{path}: {exc}") from None
+            if not cues:
+                raise MediaError(source, "captions.file", _NO_CUES.format(path=path))
         from_file = len(cues)
         cues += [Cue(q.text, q.start_s, q.end_s) for q in cap.cues]
         late: set[int] = set()  # a file's cues after the end (the segment cut shorter than its SRT)
@@ -698,6 +700,8 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
                 track_cues = parse_cues(_caption_text(path))
             except ValueError as exc:
                 raise MediaError(source, f"captions.tracks[{i}].file", f"{path}: {exc}") from None
+            if not track_cues:
+                raise MediaError(source, f"captions.tracks[{i}].file", _NO_CUES.format(path=path))
             if after := [q for q in track_cues if q.start_s >= float(duration)]:
                 notes.append(_late_cues(f"captions.tracks[{i}].file", after, duration))
             tracks.append(
@@ -755,6 +759,10 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
         asset_hash=c.hasher.hexdigest()[:20],
         notes=notes,
     )
+
+
+# a plain-text script, an .ass file or junk named .srt: no "-->" time line, so nothing to show
+_NO_CUES = "{path}: no caption cues in it (SubRip or WebVTT: a time line 'start --> end', then the text)"
 
 
 def _late_cues(field: str, late: list[Cue], duration: float | Fraction) -> str:

@@ -459,3 +459,28 @@ def test_a_caption_files_cues_after_the_end_are_left_out_with_a_warning(tmp_path
     yml.write_text(yaml.safe_dump(doc, sort_keys=False))
     with pytest.raises(SpecError, match="lies outside the segment"):
         load_spec(yml)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Good evening, and welcome.\nTonight: the weather.\n",  # the script, not subtitles
+        "[Script Info]\nTitle: x\n\n[Events]\nDialogue: 0,0:00:01.00,0:00:02.00,Default,,0,0,0,,Hi\n",
+        "1\n\n2\n",
+    ],
+)
+def test_a_caption_file_without_cues_is_refused(tmp_path: Path, text: str):
+    """A plain-text script, an .ass file or junk given as captions.file (or a track's file)
+    rendered with no captions and no word: refused, naming the field and the file."""
+    yml = make_tiny_segment(tmp_path / "seg", captions=False)
+    doc = yaml.safe_load(yml.read_text())
+    (yml.parent / "words.srt").write_text(text)
+    for caps in ({"file": "words.srt"}, {"tracks": [{"file": "words.srt", "language": "en"}]}):
+        doc["captions"] = caps
+        yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+        with pytest.raises(MediaError) as err:
+            load_spec(yml)
+        field = "captions.file" if "file" in caps else "captions.tracks[0].file"
+        assert (
+            field in str(err.value) and "words.srt" in str(err.value) and "no caption cues" in str(err.value)
+        )
