@@ -121,12 +121,23 @@ def render_cmd(
     interrupt.install(workers=backend == "loky")  # SIGINT, SIGTERM, SIGHUP: one line, 130/143/129
     if backend == "loky":
         start_workers(jobs or os.cpu_count() or 1)  # they start while the spec is checked
+    if name is not None and into is None:
+        raise SpecError(None, "--name", "names a render in a spool: give --into SPOOL with it")
+    if into is not None:
+        from avatarrender.service import _check_name
+
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        chosen = name or f"{segment.stem}-{stamp}"
+        try:  # as submit does: a name with a slash or '..' would land outside the spool, and one
+            # starting with a dot or ending in .partial would never air
+            _check_name(chosen, None)
+        except SpecError as exc:
+            raise SpecError(None, "--name", exc.message + ("" if name else " (pass --name)")) from None
     spec = _load(segment, _overrides(preset, x264_preset))
     if into is not None and output is not None:
         raise SpecError(None, "--into", "give either -o/--output or --into, not both")
     if into is not None:
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        out_dir = into / (name or f"{segment.stem}-{stamp}")
+        out_dir = into / chosen
     else:
         out_dir = output or Path("out") / segment.stem
     _warn(spec)

@@ -979,3 +979,18 @@ def test_captions_out_of_time_order_burn_and_subtitle_in_time_order(tiny_segment
     assert shown[int(0.5 * fps)] == "first" and shown[int(1.1 * fps)] == "second", shown
     vtt = vtt_segment(spec.cues, Fraction(0), Fraction(2), duration_s=spec.duration_s)
     assert vtt.index("first") < vtt.index("second"), vtt
+
+
+@pytest.mark.parametrize("name", ["../escape", ".hidden", "a/b", "x.partial", None])
+def test_render_into_a_spool_checks_the_name_as_submit_does(tiny_segment: Path, tmp_path: Path, name):
+    """render --into SPOOL --name NAME: a name that would land outside the spool, or that the
+    playout never airs (hidden, .partial, a sub-folder), is refused before any work, as submit
+    refuses it; --name without --into is an error, not ignored."""
+    spool = tmp_path / "spool"
+    if name is None:
+        line = _one_line(run_cli("render", str(tiny_segment), "--name", "x", "-q"), 2)
+        assert "--name" in line and "--into" in line
+    else:
+        line = _one_line(run_cli("render", str(tiny_segment), "--into", str(spool), "--name", name, "-q"), 2)
+        assert "--name" in line and repr(name) in line, line
+    assert not spool.exists() and not (tmp_path / "escape").exists()
