@@ -215,11 +215,20 @@ def audio_lead_s(path: str | Path) -> float:
     return 0.0
 
 
+# The mono mix this far (dB) under the loudest channel: the channels cancel. A lossy codec leaves
+# a residue of an inverted channel (AAC: -41 dB), so the test is relative, not digital silence;
+# speech panned or spread across channels loses at most 6 dB
+_CANCEL_DB = 20.0
+# a mix this loud (RMS, full scale 1) is speech as it comes: no need to decode the channels
+_SURELY_LOUD_RMS = 0.01
+
+
 def channels_cancel(path: str | Path, mono: np.ndarray) -> bool:
     """Whether ``path``'s channels cancel when mixed to mono (one inverted: it sounds right on
-    speakers and airs silent): ``mono`` (its :func:`read_audio` samples) is silent where its
-    channels, over the first minute, are not."""
-    if not mono.size or float(np.sqrt(np.mean(np.square(mono, dtype=np.float64)))) >= 1e-4:
+    speakers and airs silent): ``mono`` (its :func:`read_audio` samples) is :data:`_CANCEL_DB`
+    under its loudest channel over the first minute."""
+    mono_rms = float(np.sqrt(np.mean(np.square(mono, dtype=np.float64)))) if mono.size else 0.0
+    if not mono.size or mono_rms >= _SURELY_LOUD_RMS:
         return False
     import av
 
@@ -238,7 +247,10 @@ def channels_cancel(path: str | Path, mono: np.ndarray) -> bool:
                     break
     except (av.error.FFmpegError, OSError, ValueError, IndexError):
         return False
-    return sums is not None and len(sums) > 1 and n > 0 and float(np.sqrt(sums.max() / n)) > 1e-3
+    if sums is None or len(sums) < 2 or n == 0:
+        return False
+    loudest = float(np.sqrt(sums.max() / n))
+    return loudest > 1e-3 and mono_rms < loudest * 10 ** (-_CANCEL_DB / 20)
 
 
 # Files read_audio decoded lately, by (path, inode, size, mtime, ctime, rate), least recently used out

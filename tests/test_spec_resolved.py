@@ -3,9 +3,9 @@ or parsed again downstream, and every check a render makes (``validate`` is load
 
 from __future__ import annotations
 
-import os
-
 import dataclasses
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -383,6 +383,20 @@ def test_stereo_speech_whose_channels_cancel_out_is_a_warning(tmp_path: Path):
     warned = [w for w in load_spec(yml).warnings if "cancel out" in w]
     assert len(warned) == 1 and warned[0].startswith("speech.file:"), warned
     sf.write(yml.parent / "assets" / "speech.wav", np.stack([x, x], axis=1), 48000)
+    assert not [w for w in load_spec(yml).warnings if "cancel out" in w]
+    # through a lossy codec the inverted channel leaves a residue (it aired 50 dB louder, unsaid)
+    from avatarrender.media import ffmpeg_exe
+
+    wav, m4a = yml.parent / "assets" / "inv.wav", yml.parent / "assets" / "speech.m4a"
+    sf.write(wav, np.stack([x, -x], axis=1), 48000)
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(wav), "-c:a", "aac", str(m4a)], check=True)
+    doc = yaml.safe_load(yml.read_text())
+    doc["speech"]["file"] = "assets/speech.m4a"
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert [w for w in load_spec(yml).warnings if "cancel out" in w]
+    # quiet speech in one channel only (the other silent) is no cancelling
+    sf.write(wav, np.stack([0.02 * x, 0 * x], axis=1), 48000)
+    subprocess.run([ffmpeg_exe(), "-y", "-v", "error", "-i", str(wav), "-c:a", "aac", str(m4a)], check=True)
     assert not [w for w in load_spec(yml).warnings if "cancel out" in w]
 
 
