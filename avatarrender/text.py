@@ -6,8 +6,10 @@ the chain covers (the caption's own font, then DejaVu Sans for Latin, Greek, Cyr
 Hebrew, Droid Sans Fallback for Chinese and Japanese, Symbola for emoji and symbols: the Debian
 packages scripts/setup.sh installs; Korean needs a font added, e.g. fonts-nanum, through
 ``AVATARRENDER_FALLBACK_FONTS``). With Pillow's libraqm layout each run is shaped
-(Arabic letters join) and ordered; a line whose first strong character is right-to-left lays its
-runs out from the right. Without libraqm text is drawn unshaped, left to right.
+(Arabic letters join) and the runs, cut by font and by bidi level, are put in the visual order
+of the Unicode bidi algorithm (a line whose first strong character is right-to-left is a
+right-to-left paragraph; a left-to-right phrase inside it keeps its order whatever fonts draw
+it). Without libraqm text is drawn unshaped, left to right.
 """
 
 from __future__ import annotations
@@ -135,7 +137,7 @@ class FontChain:
 
     def length(self, text: str) -> float:
         """Advance width of ``text`` in px."""
-        return sum(font.getlength(s) for font, s in self.runs(text))
+        return sum(font.getlength(s, direction=d) for font, s, d in self.visual_runs(text))
 
     @property
     def line_height_px(self) -> int:
@@ -146,16 +148,90 @@ class FontChain:
     def ascent_px(self) -> int:
         return self.fonts[0].getmetrics()[0]
 
+    def visual_runs(self, text: str) -> list[tuple[Any, str, str | None]]:
+        """``text`` as (font, run, direction) from left to right on the line. With libraqm the
+        runs are cut by font and by bidi level (:func:`_bidi_levels`) and put in the visual
+        order of the Unicode bidi algorithm (L2), each drawn in its own direction: a phrase of
+        left-to-right scripts in two fonts inside a right-to-left line keeps its order. Without
+        it, the font runs, reversed on a right-to-left line (direction None)."""
+        if not _RAQM:
+            runs = self.runs(text)
+            return [(f, s, None) for f, s in (runs[::-1] if _right_to_left(text) else runs)]
+        levels = _bidi_levels(text, _right_to_left(text))
+        items: list[list] = []  # [level, font index, text] in logical order
+        for ch, lv in zip(text, levels):
+            if items and items[-1][0] == lv and _sticky(ch):
+                items[-1][2] += ch
+                continue
+            cp = ord(ch)
+            k = next((i for i in range(len(self.paths)) if self._covers(i, cp)), 0)
+            if items and items[-1][0] == lv and items[-1][1] == k:
+                items[-1][2] += ch
+            else:
+                items.append([lv, k, ch])
+        order = list(range(len(items)))
+        for lv in range(max((it[0] for it in items), default=0), 0, -1):  # L2
+            i = 0
+            while i < len(order):
+                if items[order[i]][0] < lv:
+                    i += 1
+                    continue
+                j = i
+                while j < len(order) and items[order[j]][0] >= lv:
+                    j += 1
+                order[i:j] = order[i:j][::-1]
+                i = j
+        return [(self.fonts[items[i][1]], items[i][2], "rtl" if items[i][0] % 2 else "ltr") for i in order]
+
     def draw(self, draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, fill: Any) -> None:
         """Draw one line with its top-left at ``xy`` (the baseline one ascent below)."""
         x, y = xy
-        runs = self.runs(text)
-        if _right_to_left(text):
-            runs = runs[::-1]
         baseline = y + self.ascent_px
-        for font, s in runs:
-            draw.text((x, baseline), s, font=font, fill=fill, anchor="ls")
-            x += font.getlength(s)
+        for font, s, direction in self.visual_runs(text):
+            draw.text((x, baseline), s, font=font, fill=fill, anchor="ls", direction=direction)
+            x += font.getlength(s, direction=direction)
+
+
+def _bidi_levels(text: str, rtl: bool) -> list[int]:
+    """Each character's embedding level on a line of paragraph direction ``rtl``: the Unicode
+    bidi algorithm for text without explicit embeddings (W1, W7, N1, N2, I1, I2): strong
+    left-to-right letters, right-to-left ones, European and Arabic numbers, and neutrals
+    (spaces, punctuation, emoji) taking the direction of the strong text on both sides of them,
+    else the paragraph's."""
+    kinds: list[str] = []
+    strong = "R" if rtl else "L"
+    for ch in text:
+        d = unicodedata.bidirectional(ch)
+        if d == "NSM":  # W1: a mark is what it marks
+            kind = kinds[-1] if kinds else ("R" if rtl else "L")
+        elif d == "L":
+            kind = strong = "L"
+        elif d in ("R", "AL"):
+            kind = strong = "R"
+        elif d == "EN":  # W7: a number after left-to-right text is left-to-right
+            kind = "L" if strong == "L" else "EN"
+        elif d == "AN":
+            kind = "AN"
+        else:
+            kind = "N"
+        kinds.append(kind)
+    edge = "R" if rtl else "L"
+    side = ["R" if k in ("EN", "AN") else k for k in kinds]  # N1: numbers count as R
+    i = 0
+    while i < len(kinds):
+        if kinds[i] != "N":
+            i += 1
+            continue
+        j = i
+        while j < len(kinds) and kinds[j] == "N":
+            j += 1
+        before = side[i - 1] if i else edge
+        after = side[j] if j < len(kinds) else edge
+        kinds[i:j] = [before if before == after else edge] * (j - i)  # N1, else N2
+        i = j
+    if rtl:  # I2
+        return [1 if k == "R" else 2 for k in kinds]
+    return [0 if k == "L" else 1 if k == "R" else 2 for k in kinds]  # I1
 
 
 def _right_to_left(text: str) -> bool:

@@ -810,6 +810,17 @@ def test_right_to_left_line_puts_its_first_word_on_the_right():
     assert _where(line, "a") < _where(line, "b") < _where(line, "😀")
 
 
+def test_left_to_right_phrase_in_two_fonts_keeps_its_order_in_a_right_to_left_line():
+    """A review's captions: "مرحبا ABC 日本" came out as "日本 ABC مرحبا" (every font's run
+    reversed); the bidi algorithm keeps "ABC 日本" left to right, to the left of the Arabic."""
+    line = _ink("אב AB 日本")
+    assert _where(line, "A") < _where(line, "B") < _where(line, "日") < _where(line, "本") < _where(line, "ב")
+    assert _where(line, "ב") < _where(line, "א")
+    # a number inside a right-to-left line reads left to right, between the words around it
+    line = _ink("אב 12 גד")
+    assert _where(line, "ד") < _where(line, "1") < _where(line, "2") < _where(line, "ב") < _where(line, "א")
+
+
 @pytest.mark.parametrize(
     "text",
     [
