@@ -434,9 +434,17 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
         if ch.base or ch.mouths or ch.eyes:
             raise c.error("character.states", "give either states or base/mouths/eyes, not both")
         found = []
-        try:
-            ch.states.format(mouth="X", eyes="open")
-        except (KeyError, IndexError, ValueError) as exc:
+        import string
+
+        try:  # only {mouth} and {eyes}, as written: a format spec ({eyes:>99999999999}) ran out of memory
+            fields = [f for f in string.Formatter().parse(ch.states) if f[1] is not None]
+            bad = next((f for f in fields if f[1] not in ("mouth", "eyes") or f[2] or f[3]), None)
+            if bad is not None:
+                spec_ = f"!{bad[3]}" if bad[3] else ""
+                raise ValueError(
+                    f"{{{bad[1]}{spec_}{':' + bad[2] if bad[2] else ''}}} is not {{mouth}} or {{eyes}}"
+                )
+        except ValueError as exc:
             raise c.error(
                 "character.states",
                 f"{ch.states!r} is not a pattern with {{mouth}} and {{eyes}} ({type(exc).__name__}: {exc})",

@@ -179,17 +179,27 @@ def test_top_level_typo_names_the_unknown_key(tiny_segment: Path, typo: str, mea
         assert info.value.field == "scene.backgorund" and "'background'" in str(info.value)
 
 
-def test_states_pattern_that_does_not_format(tiny_segment: Path):
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "assets/{mouht}_{eyes}.png",
+        "assets/{mouth!r}_{eyes:>99999999999}.png",  # a review's: MemoryError, "internal error"
+        "assets/{mouth}_{eyes}_{0}.png",
+        "assets/{mouth}_{eyes.real}.png",
+        "assets/{mouth}_{eyes.png",
+    ],
+)
+def test_states_pattern_that_does_not_format(tiny_segment: Path, pattern: str):
     def change(d):
         ch = d["character"]
         for k in ("base", "mouths", "eyes", "mouth_offset", "eyes_offset"):
             ch.pop(k, None)
-        ch["states"] = "assets/{mouht}_{eyes}.png"
+        ch["states"] = pattern
 
     _edit(tiny_segment, change)
     with pytest.raises(SpecError) as info:
         load_spec(tiny_segment)
-    assert info.value.field == "character.states"
+    assert info.value.field == "character.states" and "not a pattern" in str(info.value), info.value
 
 
 @pytest.mark.parametrize("pattern", ["assets/base.png", "assets/eyes_{eyes}.png"])
