@@ -909,6 +909,8 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
         source = Path(path).resolve()
     except (RuntimeError, OSError) as exc:
         raise SpecError(path, None, f"cannot resolve the segment file's path: {exc}") from None
+    if source.is_dir():
+        raise SpecError(source, None, "a folder, not a segment file: give its segment.yaml")
     if not source.is_file():
         raise AssetNotFoundError(source, None, "segment file not found")
     try:

@@ -186,6 +186,8 @@ def lipsync_cmd(
         rate = parse_fps(fps)
     except (ValueError, ZeroDivisionError):
         raise SpecError(None, "--fps", f"{fps!r} is not a frame rate") from None
+    if audio.is_dir():
+        raise SpecError(audio, None, "a folder, not a sound file")
     if not audio.is_file():
         raise AssetNotFoundError(audio, None, "file not found")
     # where the results go is checked before the work, not after it

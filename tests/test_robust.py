@@ -1015,3 +1015,10 @@ def test_render_into_a_spool_checks_the_name_as_submit_does(tiny_segment: Path, 
         line = _one_line(run_cli("render", str(tiny_segment), "--into", str(spool), "--name", name, "-q"), 2)
         assert "--name" in line and repr(name) in line, line
     assert not spool.exists() and not (tmp_path / "escape").exists()
+
+
+def test_a_folder_given_as_the_segment_or_the_sound_says_so(tmp_path: Path):
+    """A folder where a file belongs said "file not found"; it is a folder, and the line says so."""
+    for args in (("render", str(tmp_path)), ("validate", str(tmp_path)), ("lipsync", str(tmp_path))):
+        line = _one_line(run_cli(*args), 2)
+        assert "a folder, not a" in line and str(tmp_path) in line, (args, line)
