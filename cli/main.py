@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import logging
 import os
 import sys
 
@@ -76,6 +78,15 @@ def _stopped(stop: interrupt.Interrupted) -> None:
     os._exit(stop.exit_code)
 
 
+class _LowerLevelFormatter(logging.Formatter):
+    """``avatarrender: warning: ...`` for a log record, as for a warning."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record = copy.copy(record)
+        record.levelname = record.levelname.lower()
+        return super().format(record)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     """A warning is one line for the user (``avatarrender: warning: ...``), not Python's two
     with a source line: our warnings name the file and the field themselves."""
@@ -90,6 +101,12 @@ def main() -> None:
     import warnings
 
     warnings.showwarning = _show_warning
+    # a log warning where no command set logging up (render's loudness ceiling, say) reads like
+    # every other warning, not as a bare message: Python's last-resort handler, our format
+    last = logging.StreamHandler()
+    last.setLevel(logging.WARNING)
+    last.setFormatter(_LowerLevelFormatter("avatarrender: %(levelname)s: %(message)s"))
+    logging.lastResort = last
     try:
         rv = app(standalone_mode=False)
     except BaseException as exc:  # noqa: BLE001 - every way out is decided here

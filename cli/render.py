@@ -235,6 +235,7 @@ def preview_cmd(
         raise SpecError(None, "--at", f"{at} is not a time in the segment (seconds from its start)")
     kind = output_format(output, "--output")
     spec = _load(segment, _overrides(preset, None))
+    _warn(spec)  # what validate and render say of this spec, preview says too
     if at > float(spec.duration_s):
         raise SpecError(None, "--at", f"{at} s is past the segment's end ({float(spec.duration_s):.3f} s)")
     buf = io.BytesIO()

@@ -972,6 +972,9 @@ def test_overlapping_captions_are_a_warning(tiny_segment: Path):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "captions.cues[1]" in lines[0] and "0.50 s" in lines[0], proc.stderr
+    # preview says it too (it said nothing, yet shows what the render encodes)
+    proc = run_cli("preview", str(tiny_segment), "--at", "0.7", "-o", str(tiny_segment.parent / "p.png"))
+    assert proc.returncode == 0 and lines[0] in proc.stderr.splitlines(), proc.stderr
 
 
 def test_captions_out_of_time_order_burn_and_subtitle_in_time_order(tiny_segment: Path):
