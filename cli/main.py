@@ -123,9 +123,17 @@ def main() -> None:
         sys.exit(rv)
 
 
+# set by ``render --json``: an error is also one JSON line on stdout, as success is (for cron)
+json_summary = False
+
+
 def _fail(exc: BaseException) -> None:
     if isinstance(exc, AvatarRenderError):
         print(f"avatarrender: error: {exc}", file=sys.stderr)
+        if json_summary:
+            import json
+
+            print(json.dumps({"ok": False, "error": str(exc), "exit_code": exc.exit_code}), flush=True)
         # workers started while the spec was checked end cleanly first: killed half-way through
         # their start by our exit, one printed loky's traceback into the terminal after the line
         try:

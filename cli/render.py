@@ -118,6 +118,10 @@ def render_cmd(
     from avatarrender import interrupt
     from avatarrender.render import partial_path, render, start_workers
 
+    if as_json:
+        from avatarrender._cli import main as _main
+
+        _main.json_summary = True
     interrupt.install(workers=backend == "loky")  # SIGINT, SIGTERM, SIGHUP: one line, 130/143/129
     if backend == "loky":
         start_workers(jobs or os.cpu_count() or 1)  # they start while the spec is checked
@@ -163,6 +167,7 @@ def render_cmd(
         raise SpecError(None, "--backend", f"unknown backend {backend!r}: use loky or dask")
     stats = manifest.get("render", {})
     summary = {
+        "ok": True,
         "output": str(Path(out_dir).resolve()),
         "up_to_date": bool(manifest.get("up_to_date")),
         "duration_s": manifest["duration_s"],

@@ -198,6 +198,9 @@ def test_render_into_spool_publishes_atomically(tiny_segment, tmp_path):
     other.write_text(yaml.safe_dump(doc))
     proc = run_cli("render", str(other), "--into", str(spool), "--name", "show1", "--json")
     assert proc.returncode == 2 and "in the spool already" in proc.stderr, proc.stderr
+    # with --json the failure is a JSON line on stdout too, as success is (for cron)
+    summary = json.loads(proc.stdout)
+    assert summary["ok"] is False and summary["exit_code"] == 2 and "in the spool already" in summary["error"]
     assert {p.name: p.read_bytes() for p in (spool / "show1").iterdir()} == before
     assert sorted(p.name for p in spool.iterdir()) == ["show1"]
     # a default name carries the YAML's stem and a UTC time stamp, so cron runs do not collide
