@@ -670,8 +670,12 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
         from_file = len(cues)
         cues += [Cue(q.text, q.start_s, q.end_s) for q in cap.cues]
         late: set[int] = set()  # a file's cues after the end (the segment cut shorter than its SRT)
+        empty: list[int] = []  # a file's cues of no length (subtitle editors leave them): no caption
         for i, q in enumerate(cues):
             where = _cue_field(cap, i)
+            if q.end_s == q.start_s and i < from_file:
+                empty.append(i)
+                continue
             if q.end_s <= q.start_s:
                 raise c.error(
                     where,
@@ -689,7 +693,14 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
                 )
         if late:
             notes.append(_late_cues("captions.file", [cues[i] for i in sorted(late)], duration))
-            cues = [q for i, q in enumerate(cues) if i not in late]
+        if empty:
+            more = f" and {len(empty) - 1} more" if len(empty) > 1 else ""
+            notes.append(
+                f"{_cue_field(cap, empty[0])}: starts and ends at {cues[empty[0]].start_s} s{more}: "
+                "no length, so never shown (left out)"
+            )
+        if late or empty:
+            cues = [q for i, q in enumerate(cues) if i not in late and i not in empty]
         font_path = None
         if cap.style.font:
             from PIL import ImageFont

@@ -498,3 +498,27 @@ def test_a_caption_file_without_cues_is_refused(tmp_path: Path, text: str):
         assert (
             field in str(err.value) and "words.srt" in str(err.value) and "no caption cues" in str(err.value)
         )
+
+
+def test_a_caption_file_s_cue_of_no_length_is_left_out_with_a_warning(tmp_path: Path):
+    """Subtitle editors leave cues that start and end at once: such a cue in a file is never
+    shown, so it is left out with a warning (it stopped the render); one in the YAML is still
+    an error, as it is the user's own."""
+    yml = make_tiny_segment(tmp_path / "seg", captions=False)
+    doc = yaml.safe_load(yml.read_text())
+    (yml.parent / "c.srt").write_text(
+        "1\n00:00:00,200 --> 00:00:00,900\nHello\n\n"
+        "2\n00:00:01,000 --> 00:00:01,000\nblink\n\n"
+        "3\n00:00:01,100 --> 00:00:01,800\nthere\n"
+    )
+    doc["captions"] = {"file": "c.srt"}
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    spec = load_spec(yml)
+    assert [c.text for c in spec.cues] == ["Hello", "there"]
+    warned = [w for w in spec.warnings if "no length" in w]
+    assert len(warned) == 1 and warned[0].startswith("captions.file (cue 2)"), spec.warnings
+    doc["captions"] = {"cues": [{"text": "x", "start_s": 1.0, "end_s": 1.0}]}
+    yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(SpecError) as err:
+        load_spec(yml)
+    assert "captions.cues[0]" in str(err.value) and "no length" in str(err.value)
