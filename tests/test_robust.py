@@ -954,19 +954,20 @@ def test_version_is_the_installed_package_s():
     assert proc.stdout.strip() == f"avatarrender {project['version']}"
 
 
+def _set_cues(segment: Path, cues: list[dict]) -> None:
+    _edit(segment, lambda d: d["captions"].__setitem__("cues", cues))
+
+
 def test_overlapping_captions_are_a_warning(tiny_segment: Path):
     """Burned in, one caption shows at a time: a cue that starts before the one before ends
     is said, once, with its field."""
-    _edit(
+    _set_cues(
         tiny_segment,
-        lambda d: d["captions"].__setitem__(
-            "cues",
-            [
-                {"text": "one", "start_s": 0.1, "end_s": 1.0},
-                {"text": "two", "start_s": 0.5, "end_s": 1.5},
-                {"text": "three", "start_s": 1.5, "end_s": 1.9},  # touching is not overlapping
-            ],
-        ),
+        [
+            {"text": "one", "start_s": 0.1, "end_s": 1.0},
+            {"text": "two", "start_s": 0.5, "end_s": 1.5},
+            {"text": "three", "start_s": 1.5, "end_s": 1.9},  # touching is not overlapping
+        ],
     )
     proc = run_cli("validate", str(tiny_segment))
     assert proc.returncode == 0, proc.stderr
@@ -986,15 +987,9 @@ def test_captions_out_of_time_order_burn_and_subtitle_in_time_order(tiny_segment
     from avatarrender.spec import load_spec
     from avatarrender.subtitles import vtt_segment
 
-    _edit(
+    _set_cues(
         tiny_segment,
-        lambda d: d["captions"].__setitem__(
-            "cues",
-            [
-                {"text": "second", "start_s": 1.0, "end_s": 1.9},
-                {"text": "first", "start_s": 0.0, "end_s": 1.2},
-            ],
-        ),
+        [{"text": "second", "start_s": 1.0, "end_s": 1.9}, {"text": "first", "start_s": 0.0, "end_s": 1.2}],
     )
     spec = load_spec(tiny_segment)
     tl = analyse(spec)
