@@ -382,25 +382,45 @@ def _text_mouth_track(y, sample_rate_hz, fps, texts, cue_spans_s, language, n_fr
             f"{n_phones} phonemes for {speech_s:.1f} s of speech: the text is far longer than the speech"
         )
     fine = _fine_posteriors(y, sample_rate_hz, a, model)
-    read = None
+    template = None
     if reading is not None:
         try:
-            read = reading.result()
+            template = template_classes(
+                fine,
+                a,
+                texts,
+                language=language,
+                cue_spans_s=cue_spans_s,
+                model=model,
+                reading=reading.result(),
+            )
         except EspeakUnavailable as exc:  # the text's phonemes still lead, without the reading
             warnings.warn(
                 f"{source}: espeak-ng could not read the text aloud ({exc})", LipsyncWarning, stacklevel=3
             )
-    template, al, fits = _judge(y, sample_rate_hz, a, words, texts, fine, read, cue_spans_s, language, model)
-    if not fits and cue_spans_s is not None:
-        # the words may be right and the captions' times off by more than their slack (a caption
-        # file made for another cut of the speech): judged again without them
-        again = _judge(y, sample_rate_hz, a, words, texts, fine, read, None, language, model)
-        if again[2]:
-            template, al, fits = again
-            cue_spans_s = None
-            logging.getLogger(__name__).info(
-                "%s: aligned without the captions' times (off the speech)", source
-            )
+    al = align_audio(
+        y, sample_rate_hz, a, words, cue_spans_s=cue_spans_s, model=model, fine=fine, template=template
+    )
+    fits = not (
+        al.match_share < _MIN_MATCH
+        or al.agreement < _MIN_AGREEMENT
+        or (
+            al.agreement < _UNSURE_AGREEMENT
+            and al.agreement - _null_agreement(fine, words, cue_spans_s) < _MIN_GAIN
+        )
+    )
+    # a text the classifier doubts, but whose reading, laid over the speech, explains it clearly
+    # better than the classifier's path alone: the words are what is said, in a voice the
+    # classifier reads badly. Measured with two trainings of the classifier without flite (the
+    # tuning set; held-out sentences): right flite texts it refused taken 7 of 13 and 3 of 12
+    # (4 of 7 and 5 of 7), wrong sentences taken none of 108 (none of 54) with either; -0.5 and
+    # 0.15 took more right texts with the one training, and 2-3 wrong ones with the other
+    fits = fits or (
+        al.template_agreement is not None
+        and al.match_share >= _MIN_MATCH
+        and al.template_agreement >= _TEMPLATE_MIN_AGREEMENT
+        and al.template_agreement - al.agreement >= _TEMPLATE_MIN_GAIN
+    )
     if not fits:
         return audio_only(
             f"the text does not fit the speech (it explains {al.match_share:.0%} of "
@@ -425,40 +445,6 @@ def _text_mouth_track(y, sample_rate_hz, fps, texts, cue_spans_s, language, n_fr
             plain=al,
         )
     return _combine(a, al.grid_class, al.cover)
-
-
-def _judge(y, sample_rate_hz, a, words, texts, fine, read, cue_spans_s, language, model):
-    """``(template, alignment, fits)``: espeak-ng's reading laid over the speech (``read``: None
-    without it), the path drawn to it, and whether the text is what is said."""
-    template = None
-    if read is not None:
-        template = template_classes(
-            fine, a, texts, language=language, cue_spans_s=cue_spans_s, model=model, reading=read
-        )
-    al = align_audio(
-        y, sample_rate_hz, a, words, cue_spans_s=cue_spans_s, model=model, fine=fine, template=template
-    )
-    fits = not (
-        al.match_share < _MIN_MATCH
-        or al.agreement < _MIN_AGREEMENT
-        or (
-            al.agreement < _UNSURE_AGREEMENT
-            and al.agreement - _null_agreement(fine, words, cue_spans_s) < _MIN_GAIN
-        )
-    )
-    # a text the classifier doubts, but whose reading, laid over the speech, explains it clearly
-    # better than the classifier's path alone: the words are what is said, in a voice the
-    # classifier reads badly. Measured with two trainings of the classifier without flite (the
-    # tuning set; held-out sentences): right flite texts it refused taken 7 of 13 and 3 of 12
-    # (4 of 7 and 5 of 7), wrong sentences taken none of 108 (none of 54) with either; -0.5 and
-    # 0.15 took more right texts with the one training, and 2-3 wrong ones with the other
-    fits = fits or (
-        al.template_agreement is not None
-        and al.match_share >= _MIN_MATCH
-        and al.template_agreement >= _TEMPLATE_MIN_AGREEMENT
-        and al.template_agreement - al.agreement >= _TEMPLATE_MIN_GAIN
-    )
-    return template, al, fits
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
