@@ -425,6 +425,12 @@ def _text_mouth_track(y, sample_rate_hz, fps, texts, cue_spans_s, language, n_fr
         return audio_only(
             f"the text does not fit the speech (it explains {al.match_share:.0%} of "
             f"it, agreement {al.agreement:.2f}): another language, or other words?"
+            + (
+                f" (or cue times more than {_ANCHOR_SLACK_S:g} s off the speech: the cues' times "
+                "bound where their words are looked for)"
+                if cue_spans_s
+                else ""
+            )
         )
     # the words are what is said: an acoustic model of real speakers says where each phone of them
     # sounds, and the path leans on that too (English)

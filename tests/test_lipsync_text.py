@@ -740,3 +740,19 @@ def test_the_reading_leaves_no_file_and_its_failures_are_one_line(utterances, mo
     with pytest.warns(LipsyncWarning, match="could not read the text aloud") as caught:
         track = text_mouth_track(utt.samples, utt.sample_rate_hz, fps=FPS, n_frames=len(truth), texts=text)
     assert len(caught) == 1 and len(track) == len(truth)
+
+
+def test_a_refusal_under_cue_times_says_the_times_may_be_off():
+    """Right words whose caption times are 2 s off the speech are refused (the times bound where
+    the words are looked for, and judging again without them took wrong texts on non-speech):
+    the warning says the times may be the cause, not only "other words?"."""
+    a = synthesize("The lamp on the table was warm.", voice="en-us", rate_wpm=160)
+    y = np.concatenate([np.zeros(a.sample_rate_hz * 2, np.float32), a.samples])
+    with pytest.warns(LipsyncWarning, match=r"other words\? \(or cue times more than 0.5 s off"):
+        text_mouth_track(
+            y,
+            a.sample_rate_hz,
+            fps=FPS,
+            texts=["The lamp on the table was warm."],
+            cue_spans_s=[(0.0, a.duration_s)],
+        )
