@@ -47,6 +47,10 @@ class Parsed:
         return msn == nxt and part < n_open
 
 
+# a media segment's file: its sequence number, the take after a restart, cut short
+_MEDIA_NAME = re.compile(r"^(\d{9})(?:-\d+)?(?:-cut)?\.ts$")
+
+
 def _attrs(text: str) -> dict[str, str]:
     return {k: v.strip('"') for k, v in re.findall(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)', text)}
 
@@ -172,13 +176,12 @@ def _check_parts(segs: list[dict], open_parts: list[dict], tags: dict, pt: float
                 assert b["offset"] == a["offset"] + a["size"], f"segment {s['seq']}: ranges not contiguous"
             for k, p in enumerate(parts):
                 # its parent's file, or, for one cut short into a file of its own (NNN-cut.ts),
-                # the whole one (NNN.ts) for the parts published before the cut
-                names = (
-                    {f"{s['seq']:09d}.ts", f"{s['seq']:09d}-cut.ts"}
-                    if s["uri"] is None or s["uri"].endswith("-cut.ts")
-                    else {s["uri"].rsplit("/", 1)[-1]}
-                )
-                assert p["uri"].rsplit("/", 1)[-1] in names, ("part URI is not its parent's", p, s["uri"])
+                # the whole one (NNN.ts) for the parts published before the cut; after a restart
+                # a sequence number may air from another take's file (NNN-1.ts)
+                m = _MEDIA_NAME.match(p["uri"].rsplit("/", 1)[-1])
+                assert m and int(m[1]) == s["seq"], ("part URI is not its parent's", p, s["uri"])
+                if s["uri"] is not None and not s["uri"].endswith("-cut.ts"):
+                    assert p["uri"] == s["uri"], ("part URI is not its parent's", p, s["uri"])
                 assert 0 < p["duration_s"] <= pt + 1e-9, f"part of {p['duration_s']} s > PART-TARGET {pt}"
                 last = k == len(parts) - 1 and not s.get("open")
                 if not last and not p["independent"]:
@@ -213,7 +216,8 @@ def _check_parts(segs: list[dict], open_parts: list[dict], tags: dict, pt: float
                 last,
             )
         else:
-            assert hint["start"] == 0 and hint["uri"].endswith(f"{next_seq:09d}.ts"), (
+            m = _MEDIA_NAME.match(hint["uri"].rsplit("/", 1)[-1])
+            assert hint["start"] == 0 and m and int(m[1]) == next_seq, (
                 "preload hint does not name part 0 of the next segment",
                 hint,
             )

@@ -608,6 +608,56 @@ def test_program_starts_at_the_next_part_boundary(media: Path) -> None:
     assert not (d.out / cut.uri).exists() and not whole.exists()
 
 
+def test_a_system_clock_step_neither_freezes_nor_bursts_the_channel(media: Path, caplog) -> None:
+    """An operator review set the clock back 60 s (the channel stood still, /status frozen, no
+    log line) and forward 300 s (300 media segments published in one tick, a program "aired" in
+    2 s). Back: the channel keeps its own time and goes on at once. Ahead: it goes on from the
+    clock after one discontinuity, as after a restart. One log line each; every playlist valid."""
+    d = Driver(media, schedule(media, "window_s: 10\n"))
+    d.start(T0)
+    d.run(3)
+    n_before = d.playout.playlist.next_sequence
+    with caplog.at_level("WARNING", logger="avatarrender.playout"):
+        d.tick(Fraction(-60))  # the clock went back a minute
+        d.run(3)
+    assert d.playout.playlist.next_sequence >= n_before + 2, "the channel stood still"
+    assert d.playout.clock_offset_s == 60
+    assert sum("went back" in r.message for r in caplog.records) == 1, caplog.text
+    caplog.clear()
+    seq = d.playout.playlist.next_sequence
+    edge = d.playout.playlist.edge_s
+    with caplog.at_level("WARNING", logger="avatarrender.playout"):
+        d.tick(Fraction(300))  # and ahead five minutes
+    assert d.playout.playlist.next_sequence <= seq + 3, "the missed time listed at once"
+    d.run(2)
+    segs = [s for s in d.playout.playlist.segments if s.sequence >= seq]
+    jump = next(s for s in segs if s.pdt_s > edge + 100)
+    assert jump.discontinuity and jump.pdt_s >= d.now - 2 * d.playout.playlist.target_duration_s
+    assert sum("jumped" in r.message for r in caplog.records) == 1, caplog.text
+
+
+def test_a_restart_airs_a_hinted_segment_anew_from_a_file_of_its_own(media: Path) -> None:
+    """Stopped when a media segment was written whole and named by the preload hint, none of its
+    parts out: after the restart what airs under its number goes to another file (NNN-1.ts), so
+    the first one, which a player or an nginx cache may hold as immutable, never changes."""
+    sched = schedule(media, "window_s: 30\n")
+    d = Driver(media, sched)
+    d.start(T0)
+    d.run(5)  # T0 + 5 s: the segment of [5, 6) written, its first part not out
+    pl = d.playout.playlist
+    assert pl.open is None and pl.preload_hint is not None and pl.preload_hint[1] == 0
+    hinted = d.out / pl.preload_hint[0]
+    before = hinted.read_bytes()
+    d2 = Driver(media, sched)
+    d2.prev, d2.aired = d.prev, list(d.aired)
+    d2.start(d.now + Fraction(1, 2))
+    d2.run(3)
+    assert hinted.read_bytes() == before
+    seg = next(s for s in d2.playout.playlist.segments if s.sequence == int(hinted.stem))
+    assert seg.uri.endswith(f"{int(hinted.stem):09d}-1.ts"), seg.uri
+    assert {seg.uri, hinted.relative_to(d2.out).as_posix()} <= d2.playout.playlist.files()
+
+
 @pytest.mark.parametrize("stop_after_s", [5, 5.5])
 def test_restart_mid_segment_keeps_one_clean_stream(media: Path, stop_after_s: float) -> None:
     """Stopped with a segment on air (no part out yet, or some parts out) and restarted soon after:

@@ -405,6 +405,7 @@ class _OnAir:
     frame_s: Fraction  # one video frame, seconds
     published: int = 0  # parts published (or 1 once published whole)
     uri: str = ""  # the file its next parts come from: its own, or the one it was cut short into
+    whole: str = ""  # the file it was written to whole when its slot began
 
     @property
     def count(self) -> int:
@@ -432,6 +433,7 @@ class _OnAir:
             "parts": None if self.parts is None else [p.to_json() for p in self.parts],
             "published": self.published,
             "uri": self.uri,
+            "whole": self.whole,
         }
 
 
@@ -529,6 +531,9 @@ class Playout:
         self._missed_segments = 0  # media segments of the program on air skipped meanwhile
         self._last_status_s = Fraction(0)
         self._now_s = Fraction(0)  # the clock of the current tick (for error dates)
+        # added to the system clock after it went back (an NTP step, an operator's date): the
+        # channel's time never goes back, or it would stand still for as long as the step
+        self.clock_offset_s = Fraction(0)
         self.next_due_s: Fraction | None = None  # when the next part (or segment) is published
         self._master_bandwidth = 0
         self._wrote = self._write_failed = False  # this tick's writes (see _disk_error)
@@ -596,6 +601,14 @@ class Playout:
                 # the segment on air had no part out yet: it is chosen and rewritten again
                 self.rewriter.restore(state["air"]["rewriter_before"])
             edge = self.playlist.next_pdt_s or now
+            if edge > now + 1:  # saved ahead of the clock: it went back while the playout was down
+                self.clock_offset_s = edge - now
+                now = self._now_s = edge
+                log.warning(
+                    "the system clock is %.1f s behind the saved channel: the channel keeps its own "
+                    "time, that far ahead of the clock, until a restart once the clock has caught up",
+                    float(self.clock_offset_s),
+                )
             if self._go_on_from_clock(now):
                 # down for a while: continue the sequences, jump PROGRAM-DATE-TIME to the clock
                 log.warning(
@@ -620,6 +633,9 @@ class Playout:
 
     def _clean_orphans(self) -> None:
         keep = {Path(u).name for u in self.playlist.files()}
+        # the next segment's file, written whole before the stop, may have been named by the
+        # preload hint: it stays as it is (what airs under its number goes to another file)
+        keep.add(Path(self.playlist.uri_for(self.playlist.next_sequence)).name)
         for p in self.media.iterdir():
             if p.name not in keep:
                 p.unlink(missing_ok=True)
@@ -878,7 +894,28 @@ class Playout:
         """Publish every part and media segment whose end the clock has reached; returns how many
         parts (or whole segments) were published."""
         assert self.scheduler is not None, "call start() first"
-        now = Fraction(now_s)
+        now = Fraction(now_s) + self.clock_offset_s
+        step = now - self._now_s
+        if step < -1:
+            # the clock went back: the channel goes on at its own pace (PROGRAM-DATE-TIME never
+            # goes back, and waiting for the clock would hold the channel that long)
+            self.clock_offset_s -= step
+            now -= step
+            log.warning(
+                "the system clock went back %.1f s: the channel keeps its own time, %.1f s ahead "
+                "of the clock",
+                float(-step),
+                float(self.clock_offset_s),
+            )
+        elif step > 2 * self.playlist.target_duration_s:
+            # the clock jumped ahead (or the process was stopped): what the clock skipped is
+            # skipped, after a discontinuity, as after a restart; not listed at once, backdated
+            log.warning(
+                "the clock jumped %.1f s ahead (a clock step, or the process was stopped): the "
+                "channel goes on from it after a discontinuity",
+                float(step),
+            )
+            self._stalled = True
         self._now_s = now
         self._wrote = self._write_failed = False
         self.catalog.now_s = now
@@ -1008,7 +1045,14 @@ class Playout:
             d = self.scheduler.peek(slot, self.catalog)
             self._drain_events()
             seq = self.playlist.next_sequence
-            dest = self.out / self.playlist.uri_for(seq)
+            uri = self.playlist.uri_for(seq)
+            take = 0
+            while (self.out / uri).exists() and take < 1000:
+                # written before a restart, none of its parts out but a preload hint named it:
+                # what airs under its number now goes to a file of its own
+                take += 1
+                uri = self.playlist.uri_for(seq, take=take)
+            dest = self.out / uri
             jump = self._resume_pdt_s is not None or self._force_rebase
             rebase = d.discontinuity or jump
             saved = self.rewriter.to_json()
@@ -1064,7 +1108,8 @@ class Playout:
                 rewriter_before=saved,
                 parts=parts,
                 frame_s=frame_s,
-                uri=self.playlist.uri_for(seq),
+                uri=uri,
+                whole=uri,
             )
             self._force_rebase = False
             self._set_hint()
@@ -1140,11 +1185,12 @@ class Playout:
                     offset_bytes=p.offset_bytes,
                     size_bytes=p.size_bytes,
                     independent=p.independent,
-                    uri=air.uri if air.uri != self.playlist.uri_for(air.sequence) else None,
+                    uri=air.uri if air.uri != air.whole else None,
                 ),
                 discontinuity=air.tagged,
                 program=air.decision.key,
                 pdt_s=air.pdt_s,
+                uri=air.whole,
             )
         air.published += 1
         self._resume_pdt_s = None
@@ -1213,7 +1259,7 @@ class Playout:
             )
             return False
         # to a file of its own: the whole one, which players and caches may hold, never changes
-        cut = self.playlist.uri_for(air.sequence, cut=True)
+        cut = air.uri.removesuffix(".ts") + "-cut.ts"
         try:
             write_atomic(self.out / cut, aired)
         except OSError as exc:  # the file stays whole: so does the segment, as listed
@@ -1251,6 +1297,7 @@ class Playout:
             frame_s=Fraction(air_state["frame_s"]),
             published=len(op.parts),
             uri=str(air_state.get("uri") or op.uri),
+            whole=str(air_state.get("whole") or op.uri),
         )
         try:
             self.catalog.availability(d.key)
@@ -1260,7 +1307,7 @@ class Playout:
         except Exception:  # noqa: BLE001 - whatever the saved state or the file, restart
             # the rendered file is gone: keep the aired prefix as it is, rebase what follows
             end = parts[len(op.parts) - 1].offset_bytes + parts[len(op.parts) - 1].size_bytes
-            cut = self.playlist.uri_for(op.sequence, cut=True)
+            cut = air.uri.removesuffix(".ts") + "-cut.ts"
             try:
                 write_atomic(self.out / cut, (self.out / air.uri).read_bytes()[:end])
                 air.uri = cut
@@ -1418,9 +1465,15 @@ class Playout:
                         str(exc) if isinstance(exc, AvatarRenderError) else f"{type(exc).__name__}: {exc}",
                         topic="tick",
                     )
-                    self.next_due_s = Fraction(clock()) + Fraction(1, 2)  # retry, not spin
+                    self.next_due_s = (
+                        Fraction(clock()) + self.clock_offset_s + Fraction(1, 2)
+                    )  # retry, not spin
                 # wake at the next publication, not up to an interval after it
-                due = float(self.next_due_s) - clock() if self.next_due_s is not None else interval_s
+                due = (
+                    float(self.next_due_s - self.clock_offset_s) - clock()
+                    if self.next_due_s is not None
+                    else interval_s
+                )
                 stop.wait(min(interval_s, max(0.002, due)))
         finally:
             if self.render_job is not None:

@@ -139,11 +139,13 @@ class LiveSegment:
     discontinuity: bool
     program: str
     parts: tuple[LivePart, ...] = ()
+    whole: str | None = None  # its whole file, when it was cut short into ``uri``
 
     def to_json(self) -> dict[str, Any]:
         return {
             "sequence": self.sequence,
             "uri": self.uri,
+            "whole": self.whole,
             "duration_s": str(self.duration_s),
             "pdt_s": str(self.pdt_s),
             "discontinuity": self.discontinuity,
@@ -161,6 +163,7 @@ class LiveSegment:
             discontinuity=bool(d["discontinuity"]),
             program=str(d["program"]),
             parts=tuple(LivePart.from_json(p) for p in d.get("parts", ())),
+            whole=d.get("whole"),
         )
 
 
@@ -224,10 +227,12 @@ class LivePlaylist:
 
     # ------------------------------------------------------------------ state changes
 
-    def uri_for(self, sequence: int, *, cut: bool = False) -> str:
+    def uri_for(self, sequence: int, *, cut: bool = False, take: int = 0) -> str:
         """The URI a segment of sequence number ``sequence`` gets (``cut``: the file it is
-        written to when cut short, so that no file a player or a cache has seen ever changes)."""
-        return f"{self.media_dir}/{sequence:09d}{'-cut' if cut else ''}.ts"
+        written to when cut short; ``take`` > 0: the file of another media segment aired under
+        that number after a restart, whose first take a preload hint had named), so that no
+        file a player or a cache has seen ever changes."""
+        return f"{self.media_dir}/{sequence:09d}{f'-{take}' if take else ''}{'-cut' if cut else ''}.ts"
 
     def files(self) -> set[str]:
         """Every media file the playlist names, or named and still keeps for late players."""
@@ -239,7 +244,8 @@ class LivePlaylist:
     def _files_of(self, s: LiveSegment | OpenSegment) -> set[str]:
         # a segment cut short still has its whole file, written when its slot began (a preload
         # hint named it), whether or not a part published before the cut is a range of it
-        return {s.uri, self.uri_for(s.sequence)} | {p.uri for p in s.parts if p.uri is not None}
+        whole = getattr(s, "whole", None) or s.uri
+        return {s.uri, whole, self.uri_for(s.sequence)} | {p.uri for p in s.parts if p.uri is not None}
 
     def _check_pdt(self, pdt_s: Fraction | None, discontinuity: bool) -> Fraction:
         if pdt_s is None:
@@ -255,12 +261,19 @@ class LivePlaylist:
         return pdt_s
 
     def add_part(
-        self, part: LivePart, *, discontinuity: bool, program: str, pdt_s: Fraction | None = None
+        self,
+        part: LivePart,
+        *,
+        discontinuity: bool,
+        program: str,
+        pdt_s: Fraction | None = None,
+        uri: str | None = None,
     ) -> OpenSegment:
         """Publish the next part of the media segment on air (opening it at the live edge).
 
-        ``discontinuity``, ``program`` and ``pdt_s`` are those of the parent segment and count
-        for its first part only (as in :meth:`append`).
+        ``discontinuity``, ``program``, ``pdt_s`` and ``uri`` (its file, when not
+        :meth:`uri_for` its sequence) are those of the parent segment and count for its first
+        part only (as in :meth:`append`).
         """
         if self.part_target_s is None:
             raise ValueError("this playlist has no parts (part_target_s not set)")
@@ -272,7 +285,7 @@ class LivePlaylist:
         if self.open is None:
             self.open = OpenSegment(
                 sequence=self.next_sequence,
-                uri=self.uri_for(self.next_sequence),
+                uri=uri or self.uri_for(self.next_sequence),
                 pdt_s=self._check_pdt(pdt_s, discontinuity),
                 discontinuity=bool(discontinuity),
                 program=program,
@@ -319,6 +332,7 @@ class LivePlaylist:
                 f"segment of {float(duration_s):.3f} s exceeds the target duration {self.target_duration_s} s"
             )
         parts: tuple[LivePart, ...] = ()
+        whole = None
         if self.open is not None:  # the segment whose parts are out: its tags were fixed then
             if self.open.duration_s != duration_s:
                 raise ValueError(
@@ -328,6 +342,7 @@ class LivePlaylist:
             pdt_s, discontinuity, parts = self.open.pdt_s, self.open.discontinuity, self.open.parts
             if uri is not None and uri != self.open.uri:
                 parts = tuple(p if p.uri else dataclasses.replace(p, uri=self.open.uri) for p in parts)
+                whole = self.open.uri
             self.open = None
         else:
             pdt_s = self._check_pdt(pdt_s, discontinuity)
@@ -341,6 +356,7 @@ class LivePlaylist:
             discontinuity=bool(discontinuity),
             program=program,
             parts=parts,
+            whole=whole,
         )
         if not self.segments:
             self.media_sequence = seg.sequence
