@@ -432,9 +432,8 @@ def test_stop_ends_every_connection_at_once(live, caplog) -> None:
 
 
 def test_media_segment_on_air_is_not_cached_whole(tmp_path: Path) -> None:
-    """The segment on air is written whole when its slot starts, and after a restart before any
-    of its parts was out it airs anew under its name: served no-cache. Closed segments, and a
-    segment cut short (written to a file of its own), are immutable."""
+    """The segment on air (written whole when its slot starts) is served no-cache, a precaution;
+    closed segments, and a segment cut short (written to a file of its own), are immutable."""
     feed = LiveFeed()
     media = tmp_path / "media"
     media.mkdir()

@@ -16,8 +16,8 @@ delivery-directive rules).
 * Files: paths decoded once, dot files and ``..`` refused, the resolved path (symlinks followed)
   must stay inside the folder. Single byte ranges (206, ``Content-Range``; 416 when unsatisfiable;
   several ranges or ``If-Range``: the whole file). Playlists and status: ``Cache-Control:
-  no-cache`` and no ``Last-Modified``; media segments immutable once closed (the one on air is
-  no-cache: after a restart, one whose parts were not out yet airs anew under its name). CORS once per response, preflight
+  no-cache`` and no ``Last-Modified``; media segments immutable once closed (the one on air
+  no-cache, a precaution: no media file changes once written). CORS once per response, preflight
   answered.
 * Bounded: at most ``max_connections`` sockets (more are answered 503 and closed), a request line
   of 4 KiB and 64 headers, 10 s to send a request's head, 65 s idle keep-alive, 30 s to take a
@@ -577,10 +577,9 @@ class PlayoutServer:
         return keep, b""
 
     def _on_air(self, path: Path) -> bool:
-        """Whether ``path`` is the media segment on air (or one to come): written whole when its
-        slot starts (a preload hint names it), it airs anew under its name after a restart
-        before any part of it was out, so it is not to be cached; closed ones never change (one
-        cut short is written to a file of its own)."""
+        """Whether ``path`` is the media segment on air (or one to come), sent no-cache as a
+        precaution: written whole when its slot starts (a preload hint names it), it never
+        changes (cut short, or aired anew after a restart, a segment goes to a file of its own)."""
         snap = self.feed.snapshot if self.feed else None
         if snap is None or path.suffix.lower() != ".ts" or not path.stem.isdigit():
             return False
