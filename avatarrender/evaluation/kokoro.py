@@ -35,9 +35,9 @@ _LEAD = 2 * _HOP
 # The duration predictor gives a phoneme before a pause the pause's time too, and the decoder makes
 # silence of it: "band." ended its "d" 0.5 s after the sound (10 ms levels 62-77 dB under the
 # sentence's loudest, the noise floor), and inside a sentence a phrase's last phoneme held 0.3 s
-# of silence where no pause token was ("landed | softly", "map | and"); such frames were 19 % and 9
-# % of the truth's speech on the tuning set. So a phoneme sounds only where its sound is: a
-# silence (every 10 ms this many dB under the sentence's loudest) at its end (before a pause, any;
+# of silence where no pause token was ("landed | softly", "map | and"); such frames were 17 % of
+# the truth's speech on the tuning set. So a phoneme sounds only where its sound is: a silence
+# (every 12.5 ms this many dB under the sentence's loudest) at its end (before a pause, any;
 # else at least _PAUSE_S) is a pause, and one of at least _PAUSE_S at its start too, but for a
 # stop's closure (_CLOSURE_S, the lips or tongue shut before the release). Espeak-ng, flite,
 # Festival and Piper hold no such silence (0-0.6 % of their phonemes' time, stop closures)

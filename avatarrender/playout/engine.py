@@ -7,6 +7,8 @@ Output folder layout (what the HTTP server or nginx serves)::
     OUT/media/NNNNNNNNN.ts   aired media segments: copies of the rendered ones on one continuous
                          channel clock (PTS/DTS/PCR shifted, continuity counters continued)
     OUT/media/NNNNNNNNN-cut.ts   a filler segment cut short for a program (see below)
+    OUT/media/NNNNNNNNN-1.ts     a segment aired after a restart under a number whose first file
+                         a preload hint had named (that file never changes)
     OUT/status.json      what is on air, next, render-ahead, errors (also at /status)
     OUT/index.html, monitor.js, vendor/hls.min.js   the monitor page
     OUT/.state.json      saved state for a restart (dot files are never served)
@@ -1259,7 +1261,7 @@ class Playout:
             )
             return False
         # to a file of its own: the whole one, which players and caches may hold, never changes
-        cut = air.uri.removesuffix(".ts") + "-cut.ts"
+        cut = self.playlist.cut_uri(air.uri)
         try:
             write_atomic(self.out / cut, aired)
         except OSError as exc:  # the file stays whole: so does the segment, as listed
@@ -1307,7 +1309,7 @@ class Playout:
         except Exception:  # noqa: BLE001 - whatever the saved state or the file, restart
             # the rendered file is gone: keep the aired prefix as it is, rebase what follows
             end = parts[len(op.parts) - 1].offset_bytes + parts[len(op.parts) - 1].size_bytes
-            cut = air.uri.removesuffix(".ts") + "-cut.ts"
+            cut = self.playlist.cut_uri(air.uri)
             try:
                 write_atomic(self.out / cut, (self.out / air.uri).read_bytes()[:end])
                 air.uri = cut

@@ -227,12 +227,16 @@ class LivePlaylist:
 
     # ------------------------------------------------------------------ state changes
 
-    def uri_for(self, sequence: int, *, cut: bool = False, take: int = 0) -> str:
-        """The URI a segment of sequence number ``sequence`` gets (``cut``: the file it is
-        written to when cut short; ``take`` > 0: the file of another media segment aired under
-        that number after a restart, whose first take a preload hint had named), so that no
-        file a player or a cache has seen ever changes."""
-        return f"{self.media_dir}/{sequence:09d}{f'-{take}' if take else ''}{'-cut' if cut else ''}.ts"
+    def uri_for(self, sequence: int, *, take: int = 0) -> str:
+        """The URI a segment of sequence number ``sequence`` gets (``take`` > 0: the file of
+        another media segment aired under that number after a restart, whose first take a
+        preload hint had named), so that no file a player or a cache has seen ever changes."""
+        return f"{self.media_dir}/{sequence:09d}{f'-{take}' if take else ''}.ts"
+
+    @staticmethod
+    def cut_uri(uri: str) -> str:
+        """The file a media segment of file ``uri`` is written to when cut short."""
+        return uri.removesuffix(".ts") + "-cut.ts"
 
     def files(self) -> set[str]:
         """Every media file the playlist names, or named and still keeps for late players."""
