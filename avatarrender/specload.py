@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import os
 import re
+import string
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
@@ -434,16 +435,12 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
         if ch.base or ch.mouths or ch.eyes:
             raise c.error("character.states", "give either states or base/mouths/eyes, not both")
         found = []
-        import string
-
         try:  # only {mouth} and {eyes}, as written: a format spec ({eyes:>99999999999}) ran out of memory
-            fields = [f for f in string.Formatter().parse(ch.states) if f[1] is not None]
-            bad = next((f for f in fields if f[1] not in ("mouth", "eyes") or f[2] or f[3]), None)
-            if bad is not None:
-                spec_ = f"!{bad[3]}" if bad[3] else ""
-                raise ValueError(
-                    f"{{{bad[1]}{spec_}{':' + bad[2] if bad[2] else ''}}} is not {{mouth}} or {{eyes}}"
-                )
+            for _, name, spec_, conversion in string.Formatter().parse(ch.states):
+                if name is not None and (name not in ("mouth", "eyes") or spec_ or conversion):
+                    raise ValueError(
+                        f"field {name!r}: only {{mouth}} and {{eyes}}, with no conversion or format spec"
+                    )
         except ValueError as exc:
             raise c.error(
                 "character.states",
