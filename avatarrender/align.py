@@ -63,6 +63,7 @@ _PRIOR_SHARE = 0.5  # emissions are posteriors over prior ** 0.5: +0.02 shape ac
 # accepted 80 -> 93 %, wrong ones 10 -> 7 %)
 _TEMPERATURE = 1.5
 _MAX_PHONES_PER_S = 30.0  # more phonemes than this per second of speech: not this speech
+_MAX_CHARS_PER_S = 100.0  # more characters than this per second of sound: not read at all
 _ANCHOR_SLACK_S = 0.5  # caption times are loose anchors
 # longest plausible word (s per phoneme, plus 0.15 s) and phonemes: longer ones cover other words
 _WORD_S_PER_PHONE, _VOWEL_MAX_S, _CONSONANT_MAX_S = 0.12, 0.45, 0.25
@@ -338,6 +339,17 @@ def text_mouth_track(
     """
     fps = Fraction(fps)
     texts = [texts] if isinstance(texts, str) else list(texts)
+    chars, sound_s = sum(len(t) for t in texts), len(y) / sample_rate_hz if sample_rate_hz > 0 else 0.0
+    if chars > _MAX_CHARS_PER_S * max(sound_s, 1.0):  # before espeak-ng spends its time on it all
+        if reading is not None:
+            reading.cancel()
+        warnings.warn(
+            f"{source}: {chars} characters for {sound_s:.1f} s of sound: the text is far longer than "
+            "the speech; using the audio-only mouth track",
+            LipsyncWarning,
+            stacklevel=2,
+        )
+        return lipsync.mouth_track(y, sample_rate_hz, fps=fps, n_frames=n_frames, model=model)
     # espeak-ng reads the text aloud in a process of its own while this one analyses the speech
     if reading is None and any(t.strip() for t in texts):
         try:
@@ -358,6 +370,11 @@ def text_mouth_track(
 def _text_mouth_track(y, sample_rate_hz, fps, texts, cue_spans_s, language, n_frames, model, source, reading):
     a = analyse_audio(y, sample_rate_hz, fps=fps, n_frames=n_frames, model=model)
     if a.raw is None:
+        warnings.warn(
+            f"{source}: the audio holds no speech to lay the words on: the mouth rests",
+            LipsyncWarning,
+            stacklevel=3,
+        )
         return np.zeros(a.n_frames, dtype=np.int8)
     audio_only = lambda why: (
         warnings.warn(

@@ -6,7 +6,9 @@ tenth of a second (see ``avatarrender._cli``).
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
 __all__ = ["atomic_write"]
@@ -14,6 +16,7 @@ __all__ = ["atomic_write"]
 
 def atomic_write(path: str | Path, data: bytes | str, *, durable: bool = True) -> None:
     """Write to a temp file beside ``path``, fsync, rename: readers see old or new, never half.
+    A symbolic link's target is written (the link stays); a device or a pipe is written through.
 
     Parameters
     ----------
@@ -27,13 +30,28 @@ def atomic_write(path: str | Path, data: bytes | str, *, durable: bool = True) -
     ------
     OSError
         From the write (ENOSPC on a full disk); the old file is then untouched and the temp
-        file removed.
+        file removed. IsADirectoryError when ``path`` is a folder.
     """
     path = Path(path)
+    data = data.encode() if isinstance(data, str) else data
+    try:
+        mode = os.stat(path).st_mode  # through symbolic links
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "a folder, not a file", str(path))
+    if mode is not None and not stat.S_ISREG(mode):
+        # a device, a pipe or a socket (/dev/null, /dev/stdout, a shell's >(...)): written
+        # through, as a shell's redirection writes, never replaced by a file
+        with open(path, "wb") as fh:
+            fh.write(data)
+        return
+    if path.is_symlink():  # the file the link names is written; the link stays
+        path = Path(os.path.realpath(path))
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
+            fh.write(data)
             if durable:
                 fh.flush()
                 os.fsync(fh.fileno())

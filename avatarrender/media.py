@@ -185,6 +185,9 @@ def audio_duration_s(path: str | Path) -> float:
             return info.frames / info.samplerate
     except Exception:  # not a libsndfile format: ask ffmpeg
         pass
+    own = _audio_stream_duration_s(path)
+    if own is not None:
+        return own
     text = _probe_text(path)
     d = _DURATION.search(text)
     if "Stream #" in text and "Audio:" not in text:
@@ -195,6 +198,24 @@ def audio_duration_s(path: str | Path) -> float:
         raise MediaError(path, None, f"not a readable audio file ({_ffmpeg_reason(text)})")
     h, m, s = d.groups()
     return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def _audio_stream_duration_s(path: Path) -> float | None:
+    """The first audio stream's own duration in a file that also holds a picture (a video's
+    sound may end before its picture: the container's duration is the longer one); None when
+    there is no picture, or the stream does not say."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            audio = next((s for s in container.streams if s.type == "audio"), None)
+            if audio is None or not any(s.type == "video" for s in container.streams):
+                return None
+            if audio.duration and audio.time_base:
+                return float(audio.duration * audio.time_base)
+    except Exception:  # noqa: BLE001 - not for PyAV: ffmpeg's probe decides
+        pass
+    return None
 
 
 def audio_lead_s(path: str | Path) -> float:

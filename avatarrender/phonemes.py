@@ -18,6 +18,7 @@ import ctypes.util
 import dataclasses
 import functools
 import threading
+import re
 import unicodedata
 
 import numpy as np
@@ -218,17 +219,23 @@ def _phoneme_strings(text: str, language: str, ipa: bool) -> list[str]:
     lib, _ = libespeak()
     if not _er.set_voice(lib, language):
         raise ValueError(f"espeak-ng has no language {language!r}")
+    # a control character is a space: espeak-ng reads a C string, and a NUL ended the text there
+    text = _CONTROL.sub(" ", text)
     buf = ctypes.create_string_buffer(text.encode("utf-8", errors="replace"))
     ptr = ctypes.c_void_p(ctypes.addressof(buf))
     mode = (2 if ipa else 0) | (ord("|") << 8)
     out = []
-    for _ in range(10_000):  # one clause per call; the pointer becomes NULL at the end
-        if not ptr.value:
-            break
+    while ptr.value:  # one clause per call; the pointer becomes NULL at the end
+        before = ptr.value
         res = lib.espeak_TextToPhonemes(ctypes.byref(ptr), _CHARS_UTF8, mode)
         if res:
             out.append(res.decode("utf-8", errors="replace"))
+        if ptr.value == before:  # no progress: never loop for ever
+            break
     return out
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 # speech synthesis with phoneme events (the evaluation's truth; the alignment's template reads in a

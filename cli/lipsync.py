@@ -38,6 +38,23 @@ _MEANING = {
     "H": "tongue (L)",
 }
 PLOT_SIZE_PX = (1600, 500)
+_MAX_FPS = 240
+
+
+def _check_writable(field: str, path: Path) -> None:
+    """Refuse, before any work, an output path that cannot be written: a folder, a missing or
+    read-only folder to write in."""
+    import os
+
+    if path.is_dir():
+        raise SpecError(None, field, f"{path} is a folder: give a file's path")
+    if path.exists() and not path.is_file():
+        return  # a device or a pipe (/dev/null, /dev/stdout): written through
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise SpecError(None, field, f"{parent}: no such folder")
+    if not os.access(parent, os.W_OK):
+        raise SpecError(None, field, f"{parent}: cannot write in this folder")
 
 
 def _mel_db(y, sample_rate_hz: int, n_mels: int):
@@ -161,7 +178,9 @@ def lipsync_cmd(
     ),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here (default: stdout)."),
     fps: str = typer.Option("30", "--fps", help="Frames per second of the track (30, 25, 30000/1001)."),
-    fmt: str = typer.Option("json", "--format", help="json (Rhubarb's mouthCues) or tsv."),
+    fmt: Optional[str] = typer.Option(
+        None, "--format", help="json (Rhubarb's mouthCues) or tsv (default: by -o's extension, else json)."
+    ),
     plot: Optional[Path] = typer.Option(
         None, "--plot", help="Also draw waveform, features and track (PNG, or JPEG/... by its extension)."
     ),
@@ -175,34 +194,56 @@ def lipsync_cmd(
 
     With --dialog, the words are turned into phonemes and aligned to the speech; where they do
     not match it (or cannot be used at all: a warning says why) the track comes from the audio."""
-    from avatarrender import lipsync
+    import os
+
+    from avatarrender import interrupt, lipsync
     from avatarrender.images import output_format
     from avatarrender.rendition import atomic_write
-    from avatarrender.timebase import parse_fps
+    from avatarrender.timebase import AUDIO_RATE_HZ, frames_in, parse_fps
 
+    interrupt.install(workers=False)  # SIGINT, SIGTERM, SIGHUP: one line, 130/143/129
+    suffix = output.suffix.lower().lstrip(".") if output is not None else ""
+    if fmt is None:
+        fmt = suffix if suffix in ("json", "tsv") else "json"
     if fmt not in ("json", "tsv"):
         raise SpecError(None, "--format", f"{fmt!r}: use json or tsv")
+    if suffix in ("json", "tsv") and suffix != fmt:
+        raise SpecError(None, "--format", f"{fmt} into {output}: give a .{fmt} file, or --format {suffix}")
     try:
         rate = parse_fps(fps)
     except (ValueError, ZeroDivisionError):
         raise SpecError(None, "--fps", f"{fps!r} is not a frame rate") from None
+    if not 1 <= rate <= _MAX_FPS:
+        raise SpecError(None, "--fps", f"{fps}: give a frame rate from 1 to {_MAX_FPS}")
     if audio.is_dir():
         raise SpecError(audio, None, "a folder, not a sound file")
-    if not audio.is_file():
+    if not audio.exists():  # a pipe (/dev/stdin) is read as a file is
         raise AssetNotFoundError(audio, None, "file not found")
     # where the results go is checked before the work, not after it
-    if output is not None and not output.parent.is_dir():
-        raise SpecError(None, "--output", f"{output.parent}: no such folder")
+    for field, path in (("--output", output), ("--plot", plot)):
+        if path is not None:
+            _check_writable(field, path)
+    if output is None and sys.stdout is None:
+        raise SpecError(None, "--output", "standard output is closed: give -o FILE")
     plot_format = output_format(plot, "--plot") if plot else None
     words = None
+    if dialog is None and language != "en-us":
+        print(
+            f"warning: --language {language} is for the --dialog words: without them it is not used",
+            file=sys.stderr,
+        )
     if dialog is not None:
         if baseline:
             raise SpecError(None, "--dialog", "the RMS+ZCR baseline cannot use the words: drop --baseline")
+        from avatarrender.specload import _caption_text
+
         try:
-            words = dialog.read_text(encoding="utf-8")
+            words = _caption_text(dialog)
         except FileNotFoundError:
             raise AssetNotFoundError(dialog, "--dialog", "file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
+        except IsADirectoryError:
+            raise SpecError(dialog, "--dialog", "a folder, not a text file") from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise SpecError(dialog, "--dialog", f"cannot read the dialog text: {exc}") from None
     if words is not None:
         from avatarrender.phonemes import has_language
@@ -211,15 +252,30 @@ def lipsync_cmd(
             raise SpecError(
                 None, "--language", f"espeak-ng has no language {language!r} (espeak-ng --voices lists them)"
             )
-    from avatarrender.media import channels_cancel
+    from avatarrender.media import audio_duration_s, channels_cancel
 
-    y, sr = lipsync.load_audio(audio)
+    # decoded at the render's rate, so that the command and a render decide alike (the analysis
+    # resamples either to its own rate; a text at the edge of fitting went one way at 16 kHz and
+    # the other at 48 kHz)
+    y, sr = lipsync.load_audio(audio, sample_rate_hz=AUDIO_RATE_HZ)
     if channels_cancel(audio, y):  # as the spec check says it for speech.file
         print(
             f"warning: {audio}: its channels cancel out when mixed to mono (one inverted?): "
             "the mouth stays shut; invert one channel or give one of them",
             file=sys.stderr,
         )
+    try:
+        header_s = audio_duration_s(audio) if os.path.isfile(audio) else 0.0
+    except Exception:  # noqa: BLE001 - the samples decoded: their length is what counts
+        header_s = 0.0
+    if header_s - len(y) / sr > 0.5:  # as the spec check says it for speech.file
+        print(
+            f"warning: {audio}: {len(y) / sr:.2f} s of sound decode, where its header says "
+            f"{header_s:.2f} s (a damaged or cut-off file?)",
+            file=sys.stderr,
+        )
+    # as many frames as a render of this speech has
+    n_frames = max(1, frames_in(Fraction(len(y), sr), rate))
     if words is not None:
         import warnings
 
@@ -227,12 +283,14 @@ def lipsync_cmd(
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", LipsyncWarning)
-            track = text_mouth_track(y, sr, fps=rate, texts=words, language=language, source=str(dialog))
+            track = text_mouth_track(
+                y, sr, fps=rate, n_frames=n_frames, texts=words, language=language, source=str(dialog)
+            )
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
     else:
         method = lipsync.baseline_mouth_track if baseline else lipsync.mouth_track
-        track = method(y, sr, fps=rate)
+        track = method(y, sr, fps=rate, n_frames=n_frames)
     meta = {
         "soundFile": str(audio.resolve()),
         "fps": str(rate),

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import shlex
+import signal
+import subprocess
+import sys
+import time
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -312,3 +318,60 @@ def test_a_rate_that_is_not_positive_is_a_clear_error():
     for sr, fps, field in ((0, Fraction(30), "sample_rate_hz"), (16000, Fraction(0), "fps")):
         with pytest.raises(SpecError, match=f"{field}: must be positive"):
             lipsync.mouth_track(np.zeros(1600, np.float32), sr, fps=fps)
+
+
+def test_cli_output_options_are_checked_before_the_work(tmp_path, utterances):
+    utt = utterances[0][0]
+    wav = tmp_path / "s.wav"
+    soundfile.write(wav, utt.samples, utt.sample_rate_hz)
+    # the format follows -o's extension; a --format against it is refused, as is a folder
+    assert run_cli("lipsync", str(wav), "-o", str(tmp_path / "t.tsv")).returncode == 0
+    assert (tmp_path / "t.tsv").read_text().startswith("0.00\t")
+    for args, field in (
+        (["-o", str(tmp_path / "t.json"), "--format", "tsv"], "--format"),
+        (["-o", str(tmp_path)], "--output"),
+        (["-o", ""], "--output"),
+        (["--fps", "1e9"], "--fps"),
+    ):
+        proc = run_cli("lipsync", str(wav), *args)
+        assert proc.returncode == 2 and f"error: {field}" in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr and ".tmp" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.wav", "t.tsv"]
+    # standard output closed: one line, not an internal error
+    exe = Path(sys.executable).with_name("avatarrender")
+    closed = subprocess.run(
+        f"{shlex.quote(str(exe))} lipsync {shlex.quote(str(wav))} >&-",
+        shell=True,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert closed.returncode == 2 and "standard output is closed" in closed.stderr, closed.stderr
+
+
+def test_cli_track_has_as_many_frames_as_a_render(tmp_path, utterances):
+    from avatarrender.timebase import frames_in
+
+    utt = utterances[0][0]
+    wav = tmp_path / "s.wav"
+    # a length that is not a whole number of frames: 10.4 frames at 30 fps rounds to 10, as in a render
+    n = int(utt.sample_rate_hz * 10.4 / 30)
+    soundfile.write(wav, utt.samples[:n], utt.sample_rate_hz)
+    proc = run_cli("lipsync", str(wav), "--format", "tsv")
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1].split("\t")
+    assert float(last[0]) == pytest.approx(frames_in(Fraction(n, utt.sample_rate_hz), FPS) / 30, abs=0.006)
+
+
+def test_cli_sigterm_stops_with_one_line_and_no_file(tmp_path, utterances):
+    utt = utterances[0][0]
+    wav, out = tmp_path / "long.wav", tmp_path / "long.json"
+    soundfile.write(wav, np.tile(utt.samples, 400), utt.sample_rate_hz)  # about 20 minutes
+    exe = Path(sys.executable).with_name("avatarrender")
+    proc = subprocess.Popen(
+        [str(exe), "lipsync", str(wav), "-o", str(out)], stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "stopped by SIGTERM" in err, (proc.returncode, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.wav"]

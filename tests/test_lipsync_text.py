@@ -20,6 +20,7 @@ from avatarrender.evaluation import score_track
 from avatarrender.evaluation.espeak import synthesize, truth_track
 from avatarrender.evaluation.metrics import OTHER_LANGUAGES, corrupt
 from avatarrender.phonemes import CLASS_SHAPE, phonemize
+from avatarrender.timebase import frames_in
 
 from conftest import run_cli
 
@@ -165,7 +166,16 @@ def test_spanish_and_german_get_shapes_from_their_phonemes(voice, texts):
 
 
 @pytest.mark.parametrize(
-    "case", ["other language", "empty", "ten times longer", "punctuation", "unspeakable", "no such language"]
+    "case",
+    [
+        "other language",
+        "empty",
+        "ten times longer",
+        "a thousand times longer",
+        "punctuation",
+        "unspeakable",
+        "no such language",
+    ],
 )
 def test_bad_text_warns_and_gives_the_audio_only_track(utterances, case):
     text, utt, truth, _ = utterances[1]
@@ -173,6 +183,8 @@ def test_bad_text_warns_and_gives_the_audio_only_track(utterances, case):
         "other language": ("Der Hund schläft unter dem Tisch, während die Katze im Garten spielt.", "de"),
         "empty": ("", "en-us"),
         "ten times longer": (" ".join([text] * 10), "en-us"),
+        # refused before espeak-ng reads it (every word of it, however long: no clause limit)
+        "a thousand times longer": (" ".join([text] * 1000), "en-us"),
         "punctuation": ("... !? ;; -- ()", "en-us"),
         "unspeakable": ("\u200b\ue000\U0001d11e \x01", "en-us"),
         "no such language": (text, "xx-nowhere"),
@@ -193,6 +205,24 @@ def test_bad_text_warns_and_gives_the_audio_only_track(utterances, case):
     assert (got == audio).all()
 
 
+def test_control_characters_do_not_end_the_text_and_no_speech_is_said(utterances):
+    from avatarrender.phonemes import phonemize
+
+    # espeak-ng reads a C string: a NUL in a caption ended its words there
+    assert phonemize("Bob picked\x00 a plum.\x07") == phonemize("Bob picked a plum.")
+    text, utt, truth, _ = utterances[1]
+    with pytest.warns(LipsyncWarning, match="dialog.txt: the audio holds no speech"):
+        got = text_mouth_track(
+            np.zeros_like(utt.samples),
+            utt.sample_rate_hz,
+            fps=FPS,
+            n_frames=len(truth),
+            texts=text,
+            source="dialog.txt",
+        )
+    assert not got.any()
+
+
 def test_cli_dialog_option(tmp_path, utterances):
     text, utt, truth, closures = utterances[2]
     wav, dialog, out = tmp_path / "s.wav", tmp_path / "dialog.txt", tmp_path / "s.json"
@@ -202,16 +232,17 @@ def test_cli_dialog_option(tmp_path, utterances):
     assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
     doc = json.loads(out.read_text())
     assert doc["metadata"]["dialogFile"] == str(dialog.resolve())
-    track = lipsync.read_track(out, fps=FPS, n_frames=len(truth))
-    y, sr = lipsync.load_audio(wav)
-    assert (track == _text(y, sr, text, n=len(truth))).all()
+    y, sr = lipsync.load_audio(wav, sample_rate_hz=48_000)  # as a render decodes it
+    n = frames_in(Fraction(len(y), sr), FPS)  # and as many frames as a render has
+    track = lipsync.read_track(out, fps=FPS, n_frames=n)
+    assert (track == _text(y, sr, text, n=n)).all()
     # text that cannot be used: a warning, the audio-only track, success
     dialog.write_text("?!", encoding="utf-8")
     proc = run_cli("lipsync", str(wav), "--dialog", str(dialog), "-o", str(out))
     assert proc.returncode == 0 and proc.stderr.startswith("warning: ") and str(dialog) in proc.stderr
     assert "Traceback" not in proc.stderr
-    track = lipsync.read_track(out, fps=FPS, n_frames=len(truth))
-    assert (track == _audio(y, sr, "", n=len(truth))).all()
+    track = lipsync.read_track(out, fps=FPS, n_frames=n)
+    assert (track == _audio(y, sr, "", n=n)).all()
     # a dialog file that does not exist: one line naming it, exit 2, nothing written
     out.unlink()
     proc = run_cli("lipsync", str(wav), "--dialog", str(tmp_path / "none.txt"), "-o", str(out))

@@ -64,3 +64,20 @@ def test_mp4_and_broken_files_go_to_thedecode_audio(tmp_path: Path) -> None:
     garbage.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot a wave file at all" * 50)
     with pytest.raises(media.MediaError):
         media._decode_audio(garbage, 48_000)
+
+
+def test_a_videos_sound_lasts_as_long_as_its_audio_stream(tmp_path: Path) -> None:
+    # a phone's clip whose sound stops before its picture: the speech lasts as long as its sound,
+    # not as the container (no "damaged or cut-off file" note for it)
+    clip = tmp_path / "talk.mp4"
+    subprocess.run(
+        [
+            ffmpeg_exe(), "-v", "error", "-nostdin", "-y",
+            "-f", "lavfi", "-i", "sine=f=440:d=2.0",
+            "-f", "lavfi", "-i", "color=c=gray:s=64x64:r=25:d=4.0",
+            "-c:a", "aac", "-c:v", "libx264", "-shortest", "-t", "4", str(clip),
+        ],
+        check=True,
+    )  # fmt: skip
+    assert media.audio_duration_s(clip) == pytest.approx(2.0, abs=0.05)
+    assert media.audio_duration_s(clip) == pytest.approx(len(decode_audio(clip, 48_000)) / 48_000, abs=0.05)

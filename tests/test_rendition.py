@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -223,3 +225,18 @@ def test_audio_moves_next_to_the_video_of_its_time(tmp_path: Path) -> None:
     assert np.array_equal(decode_audio(out), decode_audio(src))
     with av.open(str(out)) as c:  # and ffmpeg reads it without a complaint
         assert sum(1 for _ in c.decode(video=0)) == 60
+
+
+def test_atomic_write_through_links_devices_and_not_onto_folders(tmp_path: Path) -> None:
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target.name)
+    atomic_write(link, "new")  # the file the link names is replaced; the link stays a link
+    assert link.is_symlink() and target.read_text() == "new"
+    null = Path(os.devnull)
+    atomic_write(null, "x")  # written through, never replaced by a file (as root, it could be)
+    assert stat.S_ISCHR(null.stat().st_mode)
+    with pytest.raises(IsADirectoryError):
+        atomic_write(tmp_path, "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "real.json"]
