@@ -17,6 +17,7 @@ import dataclasses
 import errno
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -515,7 +516,17 @@ def render(
     partial = partial_path(out_dir, hidden=hidden_partial)
     try:
         old = read_manifest(out_dir)
-        if not force and old and old.complete and old.spec_hash == spec.spec_hash:
+        # (a spool's item is the playout's once published: it may have let aired files go)
+        damaged = _damaged(old, out_dir) if old and old.complete and not hidden_partial else []
+        if damaged:  # a complete render whose files were lost or cut since: rendered again
+            logging.getLogger("avatarrender.render").warning(
+                "%s: %d media segment%s missing or not the size the manifest gives (%s): rendering it again",
+                out_dir,
+                len(damaged),
+                "" if len(damaged) == 1 else "s",
+                ", ".join(damaged[:3]) + (", ..." if len(damaged) > 3 else ""),
+            )
+        if not force and old and old.complete and old.spec_hash == spec.spec_hash and not damaged:
             if progress:
                 progress(spec.frame_count, spec.frame_count)
             return {**old.to_json(), "up_to_date": True}
@@ -727,6 +738,14 @@ def _usable_output(out_dir: Path, *, force: bool) -> Path:
         out_dir = out_dir.resolve()
     except (RuntimeError, OSError) as exc:
         raise OutputError(f"{out_dir}: cannot resolve the output path: {exc}") from None
+    if out_dir.is_dir() and os.path.ismount(out_dir):
+        # the render is written beside its output and renamed into place when complete: a mount
+        # point cannot be renamed, and what is written beside it lies on the other file system
+        raise OutputError(
+            f"{out_dir}: a mount point (a volume or a disk of its own): a render is renamed into "
+            f"place when complete, which a mount point cannot be; give a folder inside it "
+            f"(-o {out_dir / 'NAME'})"
+        )
     if not force:
         if out_dir.exists() and not out_dir.is_dir():
             raise OutputError(
@@ -743,6 +762,18 @@ def _usable_output(out_dir: Path, *, force: bool) -> Path:
     except OSError as exc:
         raise _not_writable(out_dir.parent, exc) from None
     return out_dir
+
+
+def _damaged(manifest, out_dir: Path) -> list[str]:
+    """The media segments of a render that are missing, or not the size its manifest gives."""
+    bad = []
+    for seg in manifest.segments:
+        try:
+            if (out_dir / seg.uri).stat().st_size != seg.size_bytes:
+                bad.append(seg.uri)
+        except OSError:
+            bad.append(seg.uri)
+    return bad
 
 
 def _not_writable(where: Path, exc: OSError) -> OutputError:
@@ -836,7 +867,6 @@ def _render_ahead_main(spec_path: str, out_dir: str, idle_s: str | None = None) 
         signal.signal(sig, stop)
     # its warnings go into the playout's log (this stderr) as the playout's own lines look:
     # stamped, one line each, not Python's two with a source line
-    import logging
     import warnings
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,6 +177,30 @@ def test_render_is_idempotent_and_reports_up_to_date(rendered_tiny):
     proc = run_cli("render", str(yml), "-o", str(out))
     assert proc.returncode == 0 and "up to date" in proc.stdout, proc.stderr
     assert "frames" not in proc.stderr, proc.stderr
+
+
+def test_a_complete_render_with_lost_or_cut_files_is_rendered_again(rendered_tiny, tmp_path):
+    yml, done = rendered_tiny
+    out = tmp_path / "out"
+    shutil.copytree(done, out)
+    want = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "manifest.json"}
+    (out / "seg_00001.ts").unlink()
+    with open(out / "seg_00002.ts", "r+b") as fh:
+        fh.truncate(1000)
+    proc = run_cli("render", str(yml), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "up to date" not in proc.stdout and "2 media segments missing" in proc.stderr, proc.stderr
+    # deterministic: the same bytes (the manifest's statistics are the new render's)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != "manifest.json"} == want
+
+
+def test_a_mount_point_is_refused_as_an_output_before_any_work():
+    from avatarrender.errors import OutputError
+    from avatarrender.render import _usable_output
+
+    # a render is renamed into place when complete: a mount point (a volume) cannot be
+    with pytest.raises(OutputError, match="a mount point"):
+        _usable_output(Path("/"), force=True)
 
 
 def test_render_into_spool_publishes_atomically(tiny_segment, tmp_path):
