@@ -107,6 +107,7 @@ def run_playout(
     _check_out(out, "out_dir")
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    held = _hold_out(out, "out_dir")  # held until this function returns
     try:
         if schedule is not None:
             sched = load_schedule(Path(schedule), renders_dir=out / ".renders")
@@ -147,6 +148,7 @@ def run_playout(
     except BaseException:  # not on air: nothing of it is left behind
         if created:
             shutil.rmtree(out, ignore_errors=True)
+        os.close(held)
         raise
     server = None
     if address is not None:
@@ -174,10 +176,33 @@ def run_playout(
     finally:
         if server is not None:
             server.shutdown()
+        os.close(held)
+
+
+def _hold_out(out: Path, field: str) -> int:
+    """An exclusive lock on ``out/.lock`` (its descriptor; closing it lets go): two playouts on
+    one folder would write the same playlist, media and state over each other."""
+    import fcntl
+
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip()
+        os.close(fd)
+        raise SpecError(
+            None,
+            field,
+            f"{out}: another playout airs this folder (pid {holder or '?'}): stop it first, or "
+            "give this one a folder of its own",
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 # what only a playout's folder holds (the filler it rendered, its saved state, its playlist)
-_PLAYOUT_OWN = {".state.json", "live.m3u8", ".filler", ".renders", "media"}
+_PLAYOUT_OWN = {".state.json", "live.m3u8", ".filler", ".renders", "media", ".lock"}
 
 
 def _check_out(out: Path, field: str) -> None:

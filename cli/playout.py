@@ -10,6 +10,8 @@ from typing import Optional
 
 import typer
 
+from avatarrender.errors import SpecError
+
 
 __all__ = ["register"]
 
@@ -98,6 +100,10 @@ def playout_cmd(
             on_ready=on_ready,
             verbose=verbose,
         )
+    except SpecError as exc:
+        if exc.field != "out_dir":
+            raise
+        raise SpecError(exc.file, "--out", exc.message) from None  # the option, as the user typed it
     finally:
         for pusher in pushers:
             pusher.stop()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from playout_check import parse_live
 from playout_media import make_rendered, write_manifest
 from test_playout_engine import T0, Driver, at, schedule
 
@@ -737,3 +738,51 @@ def test_the_filler_removed_under_a_running_channel_airs_on_and_a_restart_render
     started = []
     run_playout(None, out, filler_spec=yml, stop=stop, on_ready=lambda p: (started.append(p), stop.set()))
     assert started and first.is_file()
+
+
+def test_the_output_folder_emptied_under_a_running_channel_is_made_again(media: Path, caplog) -> None:
+    """`rm -rf OUT/*` on air: media/ was never made again (every publication failed, 'disk
+    full?'), and the master playlist and the page stayed gone until a restart."""
+    d = Driver(media, schedule(media, "entries: []\n"))
+    d.start(T0)
+    d.run(2)
+    for p in list(d.out.iterdir()):
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(8):  # ticks enough for the next media segment to be published
+            d.now += Fraction(1, 4)
+            d.playout.tick(d.now)
+    assert (
+        (d.out / "media").is_dir() and (d.out / "master.m3u8").is_file() and (d.out / "index.html").is_file()
+    )
+    assert "media folder was removed" in caplog.text and "disk full" not in caplog.text
+    cur = parse_live((d.out / "live.m3u8").read_text())
+    assert (d.out / cur.segments[-1]["uri"]).is_file()  # publishing goes on
+    assert d.playout.disk_error is None
+
+
+def test_a_second_playout_on_the_same_folder_is_refused(media: Path, tmp_path: Path) -> None:
+    import threading
+
+    from avatarrender.api import run_playout
+
+    out = tmp_path / "live"
+    stop, ready = threading.Event(), threading.Event()
+    first = threading.Thread(
+        target=run_playout,
+        args=(None, out),
+        kwargs={"filler": media / "filler", "stop": stop, "on_ready": lambda p: ready.set()},
+        daemon=True,
+    )
+    first.start()
+    try:
+        assert ready.wait(60)
+        # two writers of one playlist, media and state: the playlist went back and forth between them
+        with pytest.raises(SpecError, match="another playout airs this folder") as err:
+            run_playout(None, out, filler=media / "filler", stop=threading.Event())
+        assert err.value.field == "out_dir"
+    finally:
+        stop.set()
+        first.join(30)
+    done = threading.Event()
+    run_playout(None, out, filler=media / "filler", stop=done, on_ready=lambda p: done.set())  # free again

@@ -158,11 +158,32 @@ def test_byte_ranges(site) -> None:
     assert r.status == 206 and len(data) == whole
     r, data = req(site, "GET", "/media/000000001.ts", headers={"Range": f"bytes={whole}-"})
     assert r.status == 416 and r.getheader("Content-Range") == f"bytes */{whole}"
-    for ignored in ("bytes=0-1,4-5", "bytes=5-1", "items=0-1", "bytes=x-y"):
+    # '²' is a digit to str.isdigit but not to int(); 5000 digits are past int()'s limit: both
+    # were a traceback in the log and no answer
+    for ignored in (
+        "bytes=0-1,4-5",
+        "bytes=5-1",
+        "items=0-1",
+        "bytes=x-y",
+        "bytes=\u00b2-",
+        "bytes=" + "9" * 5000 + "-",
+    ):
         r, data = req(site, "GET", "/media/000000001.ts", headers={"Range": ignored})
         assert r.status == 200 and len(data) == whole, ignored
     r, data = req(site, "HEAD", "/media/000000001.ts", headers={"Range": "bytes=0-187"})
     assert r.status == 206 and data == b"" and r.getheader("Content-Length") == "188"
+
+
+def test_absolute_form_request_target(site) -> None:
+    host, port = site.server_address[:2]
+    with socket.create_connection((host, port), timeout=5) as s:  # as a proxy sends it (RFC 9112 3.2.2)
+        s.sendall(
+            f"GET http://{host}:{port}/master.m3u8 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+        )
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 OK") and b"#EXTM3U" in data, data[:80]
 
 
 def test_cors_once_and_http09(site) -> None:
@@ -314,6 +335,25 @@ def test_blocking_reload_refused(live, query: str) -> None:
     status, text = _get(server, f"/live.m3u8?{query}")
     assert status == 400, (query, status, text)
     assert "Traceback" not in text
+
+
+def test_a_request_pipelined_behind_a_parked_reload_is_answered(live) -> None:
+    server, p = live
+    snap = p.feed.snapshot
+    host, port = server.server_address[:2]
+    msn, part = snap.next_sequence, snap.parts_published  # the next part, not out yet
+    with socket.create_connection((host, port), timeout=10) as s:
+        # the second request's bytes arrive while the first waits: they were taken for the
+        # client leaving, and neither was answered
+        s.sendall(
+            f"GET /live.m3u8?_HLS_msn={msn}&_HLS_part={part} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            + b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.count(b"HTTP/1.1 200 OK") == 2, data[:200]
+    assert b"#EXTM3U" in data and b'"parts_published"' in data
 
 
 def test_parked_client_that_leaves_frees_its_slot(live) -> None:

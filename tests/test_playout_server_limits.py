@@ -97,6 +97,40 @@ def test_slow_and_stalled_clients_are_dropped(root: Path) -> None:
         server.shutdown()
 
 
+def test_a_client_that_stops_reading_answers_from_memory_loses_its_socket(root: Path) -> None:
+    # answers made in memory (a playlist, the status, metrics) are written, not sent from the file:
+    # closing such a connection after a write timeout waited for the client to read what was
+    # left, so the socket and its descriptor stayed for as long as the client held it
+    server = _start(root, write_timeout_s=0.5, routes={"/metrics": lambda: (b"x" * 20_000, "text/plain")})
+    try:
+        port = server.server_address[1]
+        stalled = []
+        for _ in range(3):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+            s.connect(("127.0.0.1", port))
+            s.setblocking(False)
+            try:
+                s.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 200)
+            except BlockingIOError:
+                pass
+            stalled.append(s)
+
+        def established() -> int:
+            out = subprocess.run(
+                ["ss", "-tnH", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True
+            )
+            return len(out.stdout.splitlines())
+
+        assert _wait(lambda: server.connections == 3)
+        assert _wait(lambda: server.connections == 0), f"{server.connections} still open"
+        assert _wait(lambda: established() == 0, 5.0), "the server still holds the stalled sockets"
+        for s in stalled:
+            s.close()
+    finally:
+        server.shutdown()
+
+
 def test_http09_is_answered_and_closed_at_once(root: Path) -> None:
     # the server's own timeouts are long: an answer must not wait for them
     server = _start(root, head_timeout_s=60, idle_timeout_s=60)

@@ -539,6 +539,7 @@ class Playout:
         self.next_due_s: Fraction | None = None  # when the next part (or segment) is published
         self._master_bandwidth = 0
         self._wrote = self._write_failed = False  # this tick's writes (see _disk_error)
+        self._lost_out = False  # the media folder was made again: the master and page too
         self._undeleted: list[str] = []  # media files left the window but not yet deleted
         self._topics: dict[str, str] = {}  # lasting conditions already logged (see _error)
         self._filler_data: dict[int, bytes] = {}  # the filler's media segments, checked
@@ -973,6 +974,17 @@ class Playout:
                 break
         else:
             self._undeleted.clear()
+        if self._lost_out and self._wrote and not self._write_failed:
+            # the output folder (or its media/) was removed: its other files come back too
+            self._lost_out = False
+            try:
+                self._master_bandwidth = 0  # written again whatever it says
+                self._write_master()
+                self._install_web()
+            except OSError as exc:
+                self._disk_error(f"cannot write the master playlist and page again: {exc}")
+            else:
+                log.warning("%s: its media folder was removed while on air: made again", self.out)
         if self.disk_error is not None and self._wrote and not self._write_failed:
             self._clear("disk", "writes work again: the playlist moves on")
             self.disk_error = None
@@ -1089,6 +1101,9 @@ class Playout:
                 self._quarantine(d.key, why)
                 continue  # the next peek refuses the entry: filler or the next entry airs
             try:
+                if not self.media.is_dir():  # the folder was removed under the channel
+                    self.media.mkdir(parents=True, exist_ok=True)
+                    self._lost_out = True
                 write_atomic(dest, aired)
             except OSError as exc:
                 self.rewriter.restore(saved)  # not aired: the channel clock stays put
@@ -1348,7 +1363,8 @@ class Playout:
         one folder may still be writable while media files in another are not: no flapping)."""
         self._write_failed = True
         self.counters.error("disk")
-        self._error(message + " (disk full?): the playlist stays as it was", topic="disk")
+        hint = " (disk full?)" if "No such file" not in message else " (was the output folder removed?)"
+        self._error(message + hint + ": the playlist stays as it was", topic="disk")
         self.disk_error = message
 
     def _save_and_publish(self, now: Fraction) -> None:

@@ -95,9 +95,13 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None | HTTPSt
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
     first_s, dash, last_s = spec.strip().partition("-")
-    if not dash or not (first_s.isdigit() or last_s.isdigit()):
+
+    def number(s: str) -> bool:  # ASCII digits only ('²' is a digit to str.isdigit, not to int),
+        return s.isascii() and s.isdigit() and len(s) <= 20  # and no 5000-digit int()
+
+    if not dash or not (number(first_s) or number(last_s)):
         return None
-    if first_s and not first_s.isdigit() or last_s and not last_s.isdigit():
+    if first_s and not number(first_s) or last_s and not number(last_s):
         return None
     if not first_s:  # bytes=-N: the last N bytes
         n = int(last_s)
@@ -348,8 +352,12 @@ class PlayoutServer:
                     {shared, eof}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
                 )
                 if eof in done:
-                    shared.cancel()
-                    return "gone", snap
+                    if eof.cancelled() or eof.exception() is not None or not eof.result():
+                        shared.cancel()
+                        return "gone", snap  # the end of the stream: the client went
+                    # data: a pipelined request's first byte (the caller hands it on); the
+                    # reload waits on, no longer watching for the client's leaving
+                    eof = self._loop.create_future()
                 if not done:
                     shared.cancel()
         finally:
@@ -409,7 +417,13 @@ class PlayoutServer:
         finally:
             self.connections -= 1
             self._writers.discard(writer)
-            writer.close()
+            if writer.transport.get_write_buffer_size():
+                # a client that stopped reading (a write timed out): close() would wait for it
+                # to read what is left, holding the socket and its descriptor for as long as the
+                # client likes, uncounted
+                writer.transport.abort()
+            else:
+                writer.close()
 
     async def _read_head(self, reader: asyncio.StreamReader) -> dict[str, str]:
         headers: dict[str, str] = {}
@@ -497,6 +511,8 @@ class PlayoutServer:
     ) -> tuple[bool, bytes]:
         raw, _, query = target.partition("?")
         raw = raw.partition("#")[0]
+        if raw.lower().startswith(("http://", "https://")):  # absolute form (RFC 9112 3.2.2)
+            raw = "/" + raw.split("://", 1)[1].partition("/")[2]
         try:
             path = urllib.parse.unquote(raw, errors="strict") if "%" in raw else raw
             resolved = self._resolve(path)
