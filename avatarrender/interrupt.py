@@ -225,18 +225,22 @@ def end_children(grace_s: float = 0.5) -> list[int]:
 _watching = False
 
 
-def end_with_parent(poll_s: float = 0.25) -> None:
+def end_with_parent(poll_s: float = 0.25, parent: int | None = None) -> None:
     """In a child process (a chunk worker, the soundtrack's): end at once when the process that
     started it is gone, killed outright (SIGKILL, the OOM killer) before it could end its
     children. They block or ignore the stop signals (:func:`children_shielded`), and a
     parent-death signal would fire when the *thread* that started them ends (joblib starts its
-    workers from one that does), so a thread watches the parent's pid instead. Once per process."""
+    workers from one that does), so a thread watches the parent's pid instead. Once per process.
+
+    ``parent``: the pid to watch, given by the parent itself (a worker's initializer): a worker
+    whose parent died while it started would otherwise watch the process it was handed to."""
     global _watching
     with _lock:
         if _watching:
             return
         _watching = True
-    parent = os.getppid()
+    if parent is None:
+        parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:

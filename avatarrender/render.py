@@ -334,6 +334,21 @@ def _ready() -> int:
     return os.getpid()
 
 
+def _pool(**kw: Any) -> Any:
+    """joblib's ``Parallel(**kw)``, whose local (loky) workers end with this process from their
+    start (:func:`interrupt.end_with_parent` as their initializer): killed outright while the
+    spec was checked, before any chunk reached them, it left them idling for loky's five
+    minutes. Every call passes the same initializer: loky keeps its pool only while every call
+    asks for the same settings."""
+    from joblib import Parallel
+    from joblib.parallel import get_active_backend
+
+    backend, _ = get_active_backend()
+    if type(backend).__name__ == "LokyBackend":
+        kw["initializer"], kw["initargs"] = interrupt.end_with_parent, (0.25, os.getpid())
+    return Parallel(**kw)
+
+
 def _tolerate_kept_memory() -> None:
     """In a loky worker, let the encoder's kept memory be (see ``encode.keep_freed_memory``).
 
@@ -386,7 +401,7 @@ def _warm_up_workers(jobs: int) -> None:
     Only for the default loky backend: under ``parallel_config(backend="dask")`` the workers
     are the cluster's and already running. The pool is reused by the render's ``Parallel``.
     """
-    from joblib import Parallel, delayed
+    from joblib import delayed
     from joblib.parallel import get_active_backend
 
     backend, _ = get_active_backend()
@@ -399,7 +414,7 @@ def _warm_up_workers(jobs: int) -> None:
         # ends them (see interrupt.end_children).
         try:
             with interrupt.children_shielded():
-                Parallel(n_jobs=jobs)(delayed(_ready)() for _ in range(jobs))
+                _pool(n_jobs=jobs)(delayed(_ready)() for _ in range(jobs))
         except BaseException:  # only a head start: the process may be ending (a bad spec)
             pass
 
@@ -500,7 +515,7 @@ def render(
         Mix, normalise and encode the soundtrack there (:func:`soundtrack_process`) instead of
         in a thread of this process.
     """
-    from joblib import Parallel, delayed
+    from joblib import delayed
 
     started = time.perf_counter()
     entered_at = time.time()
@@ -629,7 +644,7 @@ def render(
             attempts += 1
             try:
                 with interrupt.children_shielded():  # workers (re)started here ignore Ctrl-C
-                    results = Parallel(n_jobs=min(jobs, len(tasks)), return_as="generator")(
+                    results = _pool(n_jobs=min(jobs, len(tasks)), return_as="generator")(
                         delayed(render_chunk)(t) for t in tasks
                     )
                 for task, result in zip(tasks, results):

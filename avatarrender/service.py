@@ -366,19 +366,19 @@ class RenderService:
         """Touch the local workers (loky ends workers idle for 300 s), at most once a minute."""
         if self.scheduler or time.monotonic() - self._touched < 60:
             return
-        from joblib import Parallel, delayed
+        from joblib import delayed
 
-        from .render import _ready
+        from .render import _pool, _ready
 
-        Parallel(n_jobs=self.jobs)(delayed(_ready)() for _ in range(self.jobs))
+        _pool(n_jobs=self.jobs)(delayed(_ready)() for _ in range(self.jobs))
         self._touched = time.monotonic()
 
     def warm_up(self) -> None:
         """Start the workers and warm each one's encoder at the output size."""
-        from joblib import Parallel, delayed
+        from joblib import delayed
 
         from .encode import x264_options
-        from .render import DEFAULT_X264_THREADS, _ready
+        from .render import DEFAULT_X264_THREADS, _pool, _ready
         from .specload import OutputModel, _output
 
         t0 = time.perf_counter()
@@ -386,8 +386,8 @@ class RenderService:
         out = _output(OutputModel(**self.overrides), self.inbox)
         options = x264_options(out, threads=DEFAULT_X264_THREADS)
         with self._parallel_config():
-            Parallel(n_jobs=self.jobs)(delayed(_ready)() for _ in range(self.jobs))
-            Parallel(n_jobs=self.jobs)(
+            _pool(n_jobs=self.jobs)(delayed(_ready)() for _ in range(self.jobs))
+            _pool(n_jobs=self.jobs)(
                 delayed(_warm_encoder)(out.width, out.height, options, 8) for _ in range(self.jobs)
             )
         _warm_analysis()

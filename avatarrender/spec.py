@@ -504,19 +504,22 @@ def parse_cues(text: str) -> list[Cue]:
     blocks = re.split(r"\r?\n\s*\r?\n", text.replace("\ufeff", "").strip())
     for block in blocks:
         lines = [ln for ln in block.splitlines() if ln.strip()]
-        arrow = next((i for i, ln in enumerate(lines) if "-->" in ln), None)
-        if arrow is None:
-            continue  # WEBVTT header, NOTE or STYLE block, or a stray index line
-        start, end = lines[arrow].split("-->", 1)
-        end = end.strip().split()[0]  # VTT cue settings follow the end time
-        # tags out first (HTML-like, and SubStation's {\an8} / {\i1} that SRT files carry), then
-        # the references in: "&lt;b&gt;" is text that shows as "<b>"; the cue's own lines stay
-        # lines (two speakers' lines are two lines on screen)
-        body = "\n".join(
-            t for ln in lines[arrow + 1 :] if (t := html.unescape(_CUE_TAGS.sub("", ln)).strip())
-        )
-        if body:  # a cue with no text is no caption (it drew an empty box)
-            cues.append(Cue(text=body, start_s=_ts_s(start), end_s=_ts_s(end)))
+        # every time line starts a cue: machine-made SRT files often leave out the blank lines
+        # between cues (the next cue's number and times were drawn as the cue's text)
+        arrows = [i for i, ln in enumerate(lines) if "-->" in ln]
+        # (none: a WEBVTT header, a NOTE or STYLE block, or a stray index line)
+        for k, arrow in enumerate(arrows):
+            text_lines = lines[arrow + 1 : arrows[k + 1] if k + 1 < len(arrows) else len(lines)]
+            if k + 1 < len(arrows) and text_lines and text_lines[-1].strip().isdigit():
+                text_lines = text_lines[:-1]  # the next cue's number
+            start, end = lines[arrow].split("-->", 1)
+            end = end.strip().split()[0]  # VTT cue settings follow the end time
+            # tags out first (HTML-like, and SubStation's {\an8} / {\i1} that SRT files carry),
+            # then the references in: "&lt;b&gt;" is text that shows as "<b>"; the cue's own
+            # lines stay lines (two speakers' lines are two lines on screen)
+            body = "\n".join(t for ln in text_lines if (t := html.unescape(_CUE_TAGS.sub("", ln)).strip()))
+            if body:  # a cue with no text is no caption (it drew an empty box)
+                cues.append(Cue(text=body, start_s=_ts_s(start), end_s=_ts_s(end)))
     return cues
 
 

@@ -653,6 +653,7 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
             raise SpecError(source, "speech.mouth_track", f"{speech.mouth_track}: {exc.message}") from None
 
     cues: list[Cue] = []
+    cue_fields: list[str] = []  # the field that gave each cue, for messages
     captions = None
     if model.captions:
         cap = model.captions
@@ -666,10 +667,11 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
                 raise MediaError(source, "captions.file", _NO_CUES.format(path=path))
         from_file = len(cues)
         cues += [Cue(q.text, q.start_s, q.end_s) for q in cap.cues]
+        cue_fields = [_cue_field(i, from_file) for i in range(len(cues))]
         late: set[int] = set()  # a file's cues after the end (the segment cut shorter than its SRT)
         empty: list[int] = []  # a file's cues of no length (subtitle editors leave them): no caption
         for i, q in enumerate(cues):
-            where = _cue_field(cap, i)
+            where = cue_fields[i]
             if q.end_s == q.start_s and i < from_file:
                 empty.append(i)
                 continue
@@ -693,11 +695,12 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
         if empty:
             more = f" and {len(empty) - 1} more" if len(empty) > 1 else ""
             notes.append(
-                f"{_cue_field(cap, empty[0])}: starts and ends at {cues[empty[0]].start_s} s{more}: "
+                f"{cue_fields[empty[0]]}: starts and ends at {cues[empty[0]].start_s} s{more}: "
                 "no length, so never shown (left out)"
             )
         if late or empty:
             cues = [q for i, q in enumerate(cues) if i not in late and i not in empty]
+            cue_fields = [f for i, f in enumerate(cue_fields) if i not in late and i not in empty]
         font_path = None
         if cap.style.font:
             from PIL import ImageFont
@@ -710,7 +713,17 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
                     source, "captions.style.font", f"cannot load font {font_path}: {exc}"
                 ) from None
         tracks = []
+        # players list a group's subtitle tracks by name: two alike make an invalid master
+        # playlist (RFC 8216 4.3.4.1.1), and one of them cannot be chosen
+        names = {cap.name or cap.language: "the captions' own track"}
         for i, track in enumerate(cap.tracks):
+            name = track.name or track.language
+            if name in names:
+                raise c.error(
+                    f"captions.tracks[{i}].{'name' if track.name else 'language'}",
+                    f"{name!r} names {names[name]} too: give this track a name of its own (name: ...)",
+                )
+            names[name] = f"captions.tracks[{i}]"
             path = c.file(f"captions.tracks[{i}].file", track.file)
             try:
                 track_cues = parse_cues(_caption_text(path))
@@ -774,6 +787,7 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
         cues=tuple(cues),
         asset_hash=c.hasher.hexdigest()[:20],
         notes=notes,
+        cue_fields=cue_fields,
     )
 
 
@@ -806,9 +820,10 @@ def _caption_text(path: Path) -> str:
         ) from None
 
 
-def _cue_field(cap: CaptionsModel, i: int) -> str:
-    """The field that gave cue ``i`` (a file's cue counts from 1, as its own numbering does)."""
-    return f"captions.cues[{i}]" if not cap.file else f"captions.file (cue {i + 1})"
+def _cue_field(i: int, from_file: int) -> str:
+    """The field that gave cue ``i`` of ``from_file`` cues from the file and then the inline
+    ones (a file's cue counts from 1, as its own numbering does)."""
+    return f"captions.file (cue {i + 1})" if i < from_file else f"captions.cues[{i - from_file}]"
 
 
 def _output(model: OutputModel, source: Path) -> OutputSettings:
@@ -941,6 +956,7 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
     out = _output(model.output, source)
     parts = _resolve(model, out, source)
     warnings: list[str] = parts.pop("notes")
+    cue_fields: list[str] = parts.pop("cue_fields")
     captions = parts["captions"]
     if captions is not None and captions.burn:
         laid = _layouts(parts["cues"], captions.style, parts["scene"], out)
@@ -950,7 +966,7 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
         flat = next((i for i, (_, cue) in enumerate(laid) if unshaped(cue.text)), None)
         if flat is not None:
             warnings.append(
-                f"{_cue_field(model.captions, flat)}: this Pillow has no libraqm: right-to-left and "
+                f"{cue_fields[flat]}: this Pillow has no libraqm: right-to-left and "
                 "shaped scripts (Arabic, Hebrew, Indic) are drawn unjoined and left to right "
                 "(install libraqm-dev and run scripts/setup.sh again; avatarrender doctor says so)"
             )
@@ -959,13 +975,13 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
             i, miss = no_font[0]
             more = f" (and {len(no_font) - 1} more cues)" if len(no_font) > 1 else ""
             warnings.append(
-                f"{_cue_field(model.captions, i)}: no font here draws {' '.join(miss[:12])}{more}: they show "
+                f"{cue_fields[i]}: no font here draws {' '.join(miss[:12])}{more}: they show "
                 "as boxes (give captions.style.font, or add fonts with AVATARRENDER_FALLBACK_FONTS)"
             )
         for i, (lay, cue) in enumerate(zip((lay for lay, _ in laid), parts["cues"])):
             if lay.wanted_lines > len(lay.lines):
                 warnings.append(
-                    f"{_cue_field(model.captions, i)}: {len(cue.text)} characters need "
+                    f"{cue_fields[i]}: {len(cue.text)} characters need "
                     f"{lay.wanted_lines} lines; cut to {len(lay.lines)} with an ellipsis (shorten "
                     "the cue, split it, or raise captions.style.max_lines)"
                 )
@@ -981,8 +997,8 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
             a, b, by_s = overlaps[0]
             more = f" (and {len(overlaps) - 1} more)" if len(overlaps) > 1 else ""
             warnings.append(
-                f"{_cue_field(model.captions, b)}: starts {by_s:.2f} s before "
-                f"{_cue_field(model.captions, a)} ends{more}: one caption is burned in at a time, "
+                f"{cue_fields[b]}: starts {by_s:.2f} s before "
+                f"{cue_fields[a]} ends{more}: one caption is burned in at a time, "
                 "the one that started last (the subtitle track has both)"
             )
     return Spec(source=source, output=out, warnings=tuple(warnings), **parts)

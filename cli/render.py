@@ -238,11 +238,15 @@ def preview_cmd(
     interrupt.install(workers=False)
     if not math.isfinite(at) or at < 0:
         raise SpecError(None, "--at", f"{at} is not a time in the segment (seconds from its start)")
+    if output.is_dir():
+        raise SpecError(None, "--output", f"{output} is a folder: give an image file's path (.png, .jpg)")
     kind = output_format(output, "--output")
     spec = _load(segment, _overrides(preset, None))
     _warn(spec)  # what validate and render say of this spec, preview says too
-    if at > float(spec.duration_s):
-        raise SpecError(None, "--at", f"{at} s is past the segment's end ({float(spec.duration_s):.3f} s)")
+    if at >= float(spec.duration_s):  # the last frame starts a frame before the end
+        raise SpecError(
+            None, "--at", f"{at} s is past the segment's last frame ({float(spec.duration_s):.3f} s long)"
+        )
     buf = io.BytesIO()
     Image.fromarray(preview_frame(spec, at)).convert("RGB").save(buf, format=kind)
     atomic_write(output, buf.getvalue())

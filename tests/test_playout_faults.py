@@ -786,3 +786,22 @@ def test_a_second_playout_on_the_same_folder_is_refused(media: Path, tmp_path: P
         first.join(30)
     done = threading.Event()
     run_playout(None, out, filler=media / "filler", stop=done, on_ready=lambda p: done.set())  # free again
+
+
+def test_a_spool_removed_under_the_channel_is_said_once_and_its_return_too(media: Path, caplog) -> None:
+    """The spool folder removed (a mount lost, a wrong rm): nothing can arrive, which was silent."""
+    spool = media / "spool"
+    spool.mkdir()
+    d = Driver(media, schedule(media, "spool: spool\n"))
+    d.start(T0)
+    d.run(1)
+    with caplog.at_level(logging.INFO):
+        spool.rmdir()
+        d.run(3)
+        gone = [r for r in caplog.records if "is gone" in r.getMessage()]
+        assert len(gone) == 1 and str(spool) in gone[0].getMessage()
+        assert any("spool" in e["message"] and "gone" in e["message"] for e in d.status()["errors"])
+        spool.mkdir()
+        shutil.copytree(media / "b", spool / "next")
+        d.run(6)
+    assert "is back" in caplog.text and "spool/next" in d.programs()

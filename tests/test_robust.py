@@ -738,6 +738,43 @@ def test_workers_end_with_a_render_killed_outright(slow_render, tmp_path):
     assert summary["fps"] == pytest.approx(summary["frames_rendered"] / summary["wall_s"], rel=0.05)
 
 
+def test_workers_end_with_a_render_killed_outright_before_its_first_chunk(slow_render, tmp_path):
+    """Killed while the spec is checked (the workers started, no chunk given to them yet): the
+    workers watched their parent only from their first chunk on, and idled for loky's five
+    minutes."""
+    import os
+    import signal
+    import time
+
+    yml, _ = slow_render
+    proc = subprocess.Popen(
+        [_EXE, "render", str(yml), "-o", str(tmp_path / "out"), "-q", "--jobs", "2"],
+        start_new_session=True,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        workers: list[int] = []
+        while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            tree = _tree(proc.pid)
+            workers = [p for p in tree if b"LokyProcess" in Path(f"/proc/{p}/cmdline").read_bytes()]
+            time.sleep(0.02)
+        assert workers and not (tmp_path / "out.partial" / ".work").is_dir(), "not killed before the work"
+        tree = _tree(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        killed_at = time.monotonic()
+        while any(_running(p) for p in tree) and time.monotonic() < killed_at + 10:
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    left = [p for p in tree if _running(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert left == [], "processes alive 10 s after their render was killed"
+
+
 # --------------------------------------------------------------------------- captions
 
 
@@ -976,6 +1013,20 @@ def test_overlapping_captions_are_a_warning(tiny_segment: Path):
     # preview says it too (it said nothing, yet shows what the render encodes)
     proc = run_cli("preview", str(tiny_segment), "--at", "0.7", "-o", str(tiny_segment.parent / "p.png"))
     assert proc.returncode == 0 and lines[0] in proc.stderr.splitlines(), proc.stderr
+
+
+def test_a_file_and_inline_cues_are_named_by_the_field_that_gave_them(tiny_segment: Path):
+    (tiny_segment.parent / "c.srt").write_text(
+        "1\n00:00:00,100 --> 00:00:01,000\none\n\n2\n00:00:01,200 --> 00:00:01,600\ntwo\n"
+    )
+    _edit(
+        tiny_segment,
+        lambda d: d["captions"].update(file="c.srt", cues=[{"text": "x", "start_s": 0.5, "end_s": 0.9}]),
+    )
+    proc = run_cli("validate", str(tiny_segment))
+    assert proc.returncode == 0, proc.stderr
+    # the inline cue overlaps the file's first: it was called the file's cue 3
+    assert "captions.cues[0]: starts 0.50 s before captions.file (cue 1) ends" in proc.stderr, proc.stderr
 
 
 def test_captions_out_of_time_order_burn_and_subtitle_in_time_order(tiny_segment: Path):

@@ -87,6 +87,17 @@ def test_exact_fps_and_cues():
     # WebVTT's escapes are the characters they stand for, a tag written with them is text
     vtt = parse_cues("WEBVTT\n\n00:01.000 --> 00:02.000\n<b>&lt;tag&gt;</b> Tom &amp; Pam&nbsp;!\n")
     assert vtt[0].text == "<tag> Tom & Pam\u00a0!"
+    # an SRT without the blank lines between cues: every time line starts a cue, the next cue's
+    # number is not the text (it was drawn on screen, with the time line, and the cue was lost)
+    packed = parse_cues(
+        "1\n00:00:00,000 --> 00:00:02,000\nA line\n2\n00:00:02,000 --> 00:00:03,000\nB\ntwo\n"
+        "3\n00:00:03,000 --> 00:00:04,000\n42\n"
+    )
+    assert [(c.start_s, c.end_s, c.text) for c in packed] == [
+        (0, 2, "A line"),
+        (2, 3, "B\ntwo"),
+        (3, 4, "42"),
+    ]
 
 
 def _garbage(path: Path) -> None:
@@ -146,6 +157,15 @@ BAD = {
         SpecError,
     ),
     "wrong type": (lambda d, a: d["blink"].__setitem__("seed", "abc"), "blink.seed", SpecError),
+    # two subtitle tracks of one name: an invalid master playlist (RFC 8216 4.3.4.1.1)
+    "second track named as the first": (
+        lambda d, a: (
+            (a / "en2.vtt").write_text("WEBVTT\n\n00:00.000 --> 00:01.000\nHi\n"),
+            d["captions"].update(language="en", tracks=[{"file": "assets/en2.vtt", "language": "en"}]),
+        ),
+        "captions.tracks[0].language",
+        SpecError,
+    ),
     "unknown mouth": (
         lambda d, a: d["character"]["mouths"].__setitem__("Q", "assets/mouth_X.png"),
         "character.mouths",

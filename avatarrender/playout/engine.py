@@ -704,8 +704,12 @@ class Playout:
         if spool is None or self.scheduler is None:
             return
         listed = self._list_spool(spool, now)
-        if listed is None:
+        if listed is None:  # said once, and on /status, until it is back: nothing arrives meanwhile
+            self._error(
+                f"the spool {spool} is gone: nothing new can air until it is back", "warning", topic="spool"
+            )
             return
+        self._clear("spool", f"the spool {spool} is back")
         present, found = listed
         for hidden, key, name in found:
             if key in self.scheduler.spool_known and key not in self.quarantined:
