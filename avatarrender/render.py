@@ -469,6 +469,22 @@ def _lock(out_dir: Path, wait: bool) -> _OutputLock:
     return _OutputLock(out_dir, wait)
 
 
+def check_not_busy(out_dir: str | Path) -> None:
+    """Raise :class:`RenderLockedError` at once when another render holds ``out_dir``: before the
+    spec's check and the analysis, which the command would do for nothing (the lock itself is
+    taken by :func:`render`)."""
+    try:
+        path = Path(out_dir).resolve()
+    except (RuntimeError, OSError):
+        return
+    if not path.parent.is_dir():
+        return  # nothing there yet: no render of it either
+    try:
+        _lock(path, False).release()
+    except OSError:
+        return  # a folder it cannot write in: the render says so, naming it
+
+
 # x264 threads per encoder. Fixed, not derived from --jobs: x264's output depends on its thread
 # count, and the decoded frames must not depend on how many workers ran. Parallelism comes from
 # the workers (one encoder each), which keeps every core busy without frame-threading ramps.

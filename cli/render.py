@@ -116,7 +116,7 @@ def render_cmd(
 ) -> None:
     """Render a segment into HLS (1080p30 H.264/AAC by default), in parallel chunks."""
     from avatarrender import interrupt
-    from avatarrender.render import partial_path, render, start_workers
+    from avatarrender.render import check_not_busy, partial_path, render, start_workers
 
     if as_json:
         from avatarrender._cli import main as _main
@@ -137,13 +137,15 @@ def render_cmd(
             _check_name(chosen, None)
         except SpecError as exc:
             raise SpecError(None, "--name", exc.message + ("" if name else " (pass --name)")) from None
-    spec = _load(segment, _overrides(preset, x264_preset))
     if into is not None and output is not None:
         raise SpecError(None, "--into", "give either -o/--output or --into, not both")
     if into is not None:
         out_dir = into / chosen
     else:
         out_dir = output or Path("out") / segment.stem
+    if not wait:
+        check_not_busy(out_dir)  # said before the spec's check (seconds of work for nothing)
+    spec = _load(segment, _overrides(preset, x264_preset))
     _warn(spec)
     interrupt.resume_hint = (
         f"what is finished stays in {partial_path(out_dir.absolute(), hidden=into is not None)} "

@@ -33,3 +33,25 @@ def test_lock_file_is_removed_and_a_waiter_never_shares_the_lock(tmp_path):
     assert not lock_file.exists()
     _lock(out, wait=False).release()
     assert not list(tmp_path.iterdir())
+
+
+def test_a_busy_output_is_said_before_the_spec_is_checked(tmp_path):
+    from avatarrender.render import check_not_busy
+
+    from conftest import run_cli
+
+    out = tmp_path / "out"
+    check_not_busy(out)  # free: nothing said, nothing left
+    assert not list(tmp_path.iterdir())
+    held = _lock(out, wait=False)
+    try:
+        with pytest.raises(RenderLockedError, match="another render"):
+            check_not_busy(out)
+        # a segment file that does not even parse: the busy output is what is said, at once (the
+        # second render checked the spec and analysed the speech first, seconds for nothing)
+        bad = tmp_path / "seg.yaml"
+        bad.write_text("scene: [\n")
+        proc = run_cli("render", str(bad), "-o", str(out), "-q")
+        assert proc.returncode == 3 and "another render" in proc.stderr, proc.stderr
+    finally:
+        held.release()
