@@ -350,7 +350,9 @@ def text_mouth_track(
     """
     fps = Fraction(fps)
     texts = [texts] if isinstance(texts, str) else list(texts)
-    chars, sound_s = sum(len(t) for t in texts), len(y) / sample_rate_hz if sample_rate_hz > 0 else 0.0
+    # (samples along the longer axis: [n], [channels, n] and [n, channels] are all taken)
+    chars = sum(len(t) for t in texts)
+    sound_s = max(np.shape(y) or (0,)) / sample_rate_hz if sample_rate_hz > 0 else 0.0
     if chars > _MAX_CHARS_PER_S * max(sound_s, 1.0):  # before espeak-ng spends its time on it all
         if reading is not None:
             reading.cancel()

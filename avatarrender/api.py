@@ -150,6 +150,14 @@ def run_playout(
             shutil.rmtree(out, ignore_errors=True)
         os.close(held)
         raise
+    try:
+        _air(playout, out, address, verbose, on_ready, stop)
+    finally:
+        os.close(held)  # whatever ends the channel, even its server's start (a port taken since)
+
+
+def _air(playout, out: Path, address, verbose: bool, on_ready, stop) -> None:  # noqa: ANN001
+    """Serve ``out`` (when ``address``) and run ``playout`` until ``stop``."""
     server = None
     if address is not None:
         from .playout import epg, metrics
@@ -169,14 +177,13 @@ def run_playout(
             on_request=lambda path, status: playout.counters.request(metrics.request_kind(path), status),
         )
         log.info("monitor page: %s/  (playlist %s/master.m3u8)", server.url, server.url)
-    if on_ready is not None:
-        on_ready(playout)
     try:
+        if on_ready is not None:
+            on_ready(playout)
         playout.run(stop=stop or threading.Event())
     finally:
         if server is not None:
             server.shutdown()
-        os.close(held)
 
 
 def _hold_out(out: Path, field: str) -> int:

@@ -34,6 +34,17 @@ def atomic_write(path: str | Path, data: bytes | str, *, durable: bool = True) -
     """
     path = Path(path)
     data = data.encode() if isinstance(data, str) else data
+    if str(path) in ("/dev/stdout", "/dev/stderr") or str(path).startswith(("/dev/fd/", "/proc/self/fd/")):
+        # a descriptor of this process (whatever it is open on, a file after '>>' too): appended
+        # to, as a shell's redirection writes, never replaced
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        return
     try:
         mode = os.stat(path).st_mode  # through symbolic links
     except (FileNotFoundError, NotADirectoryError):

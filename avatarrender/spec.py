@@ -494,6 +494,10 @@ def _ts_s(text: str) -> float:
     return int(h or 0) * 3600 + int(mnt) * 60 + int(s) + int(ms.ljust(3, "0")) / 1000
 
 
+# a cue's time line: 'start --> end' (then WebVTT's settings); text with an arrow in it is text
+_TIME_LINE = re.compile(
+    r"\s*(?:\d+:)?\d{1,2}:\d{2}[,.]\d{1,3}\s*-->\s*(?:\d+:)?\d{1,2}:\d{2}[,.]\d{1,3}(\s|$)"
+)
 _CUE_TAGS = re.compile(r"<[^>]+>|\{\\[^}]*\}")
 
 
@@ -506,7 +510,7 @@ def parse_cues(text: str) -> list[Cue]:
         lines = [ln for ln in block.splitlines() if ln.strip()]
         # every time line starts a cue: machine-made SRT files often leave out the blank lines
         # between cues (the next cue's number and times were drawn as the cue's text)
-        arrows = [i for i, ln in enumerate(lines) if "-->" in ln]
+        arrows = [i for i, ln in enumerate(lines) if _TIME_LINE.match(ln)]
         # (none: a WEBVTT header, a NOTE or STYLE block, or a stray index line)
         for k, arrow in enumerate(arrows):
             text_lines = lines[arrow + 1 : arrows[k + 1] if k + 1 < len(arrows) else len(lines)]

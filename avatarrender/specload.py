@@ -715,7 +715,7 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
         tracks = []
         # players list a group's subtitle tracks by name: two alike make an invalid master
         # playlist (RFC 8216 4.3.4.1.1), and one of them cannot be chosen
-        names = {cap.name or cap.language: "the captions' own track"}
+        names = {cap.name or cap.language: "the captions' own track"} if cues else {}  # (no cues: no track)
         for i, track in enumerate(cap.tracks):
             name = track.name or track.language
             if name in names:

@@ -194,7 +194,6 @@ def lipsync_cmd(
 
     With --dialog, the words are turned into phonemes and aligned to the speech; where they do
     not match it (or cannot be used at all: a warning says why) the track comes from the audio."""
-    import os
 
     from avatarrender import interrupt, lipsync
     from avatarrender.images import output_format
@@ -217,8 +216,12 @@ def lipsync_cmd(
         raise SpecError(None, "--fps", f"{fps}: give a frame rate from 1 to {_MAX_FPS}")
     if audio.is_dir():
         raise SpecError(audio, None, "a folder, not a sound file")
-    if not audio.exists():  # a pipe (/dev/stdin) is read as a file is
+    if not audio.exists():
         raise AssetNotFoundError(audio, None, "file not found")
+    if not audio.is_file():  # a pipe is read twice (the decoder, then ffmpeg): cut short, or hung
+        raise SpecError(
+            audio, None, "not a regular file (a pipe or a device): save the sound to a file first"
+        )
     # where the results go is checked before the work, not after it
     for field, path in (("--output", output), ("--plot", plot)):
         if path is not None:
@@ -265,7 +268,7 @@ def lipsync_cmd(
             file=sys.stderr,
         )
     try:
-        header_s = audio_duration_s(audio) if os.path.isfile(audio) else 0.0
+        header_s = audio_duration_s(audio)
     except Exception:  # noqa: BLE001 - the samples decoded: their length is what counts
         header_s = 0.0
     if header_s - len(y) / sr > 0.5:  # as the spec check says it for speech.file

@@ -337,8 +337,11 @@ def test_cli_output_options_are_checked_before_the_work(tmp_path, utterances):
         assert proc.returncode == 2 and f"error: {field}" in proc.stderr, (args, proc.stderr)
         assert "Traceback" not in proc.stderr and ".tmp" not in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.wav", "t.tsv"]
-    # standard output closed: one line, not an internal error
+    # a pipe is refused: read twice (the decoder, then ffmpeg), it came out cut short, or hung
     exe = Path(sys.executable).with_name("avatarrender")
+    piped = subprocess.run([str(exe), "lipsync", "/dev/stdin"], input=wav.read_bytes(), capture_output=True)
+    assert piped.returncode == 2 and b"not a regular file" in piped.stderr, piped.stderr
+    # standard output closed: one line, not an internal error
     closed = subprocess.run(
         f"{shlex.quote(str(exe))} lipsync {shlex.quote(str(wav))} >&-",
         shell=True,

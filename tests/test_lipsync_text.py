@@ -240,6 +240,18 @@ def test_a_translation_of_what_is_said_is_refused(utterances, language):
             assert (got == audio).all(), (other, said_as)
 
 
+def test_stereo_speech_with_its_text_is_not_taken_for_no_sound(utterances):
+    # two sentences (over 100 characters, the most a second of sound may have) in stereo
+    (t0, u0, _, _), (t1, u1, _, _) = utterances[0], utterances[1]
+    mono = np.concatenate([u0.samples, u1.samples])
+    sr, n = u0.sample_rate_hz, int(len(mono) * 30 / u0.sample_rate_hz)
+    assert len(t0) + len(t1) > 100
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LipsyncWarning)  # (it said: "N characters for 0.0 s of sound")
+        got = text_mouth_track(np.stack([mono, mono]), sr, fps=FPS, n_frames=n, texts=[t0, t1])
+    assert (got == text_mouth_track(mono, sr, fps=FPS, n_frames=n, texts=[t0, t1])).all()
+
+
 def test_control_characters_do_not_end_the_text_and_no_speech_is_said(utterances):
     from avatarrender.phonemes import phonemize
 

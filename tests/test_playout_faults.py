@@ -787,6 +787,13 @@ def test_a_second_playout_on_the_same_folder_is_refused(media: Path, tmp_path: P
     done = threading.Event()
     run_playout(None, out, filler=media / "filler", stop=done, on_ready=lambda p: done.set())  # free again
 
+    def fails(p) -> None:  # noqa: ANN001
+        raise RuntimeError("the caller's hook fails")
+
+    with pytest.raises(RuntimeError):  # however it ends, the folder is let go
+        run_playout(None, out, filler=media / "filler", stop=threading.Event(), on_ready=fails)
+    run_playout(None, out, filler=media / "filler", stop=done, on_ready=lambda p: done.set())
+
 
 def test_a_spool_removed_under_the_channel_is_said_once_and_its_return_too(media: Path, caplog) -> None:
     """The spool folder removed (a mount lost, a wrong rm): nothing can arrive, which was silent."""

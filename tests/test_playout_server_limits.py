@@ -131,6 +131,37 @@ def test_a_client_that_stops_reading_answers_from_memory_loses_its_socket(root: 
         server.shutdown()
 
 
+def test_a_client_that_reads_gets_a_whole_answer_from_memory_before_the_close(root: Path) -> None:
+    # an answer made in memory is still partly in the transport's buffer when its drain returns:
+    # closing must flush it (aborting there cut a healthy client's answer short)
+    body = bytes(range(256)) * 8_000  # 2 MB, read by a client with a small window, a little slowly
+
+    class SmallSendBuffer(PlayoutServer):  # the kernel holds little: the transport's buffer the rest
+        async def _connection(self, reader, writer):  # noqa: ANN001
+            writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+            await super()._connection(reader, writer)
+
+    server = SmallSendBuffer(
+        ("127.0.0.1", 0), root, routes={"/big": lambda: (body, "application/octet-stream")}
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.wait_ready()
+    try:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(30)
+            s.connect(("127.0.0.1", server.server_address[1]))
+            s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+                time.sleep(0.0005)
+        head, _, got = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and len(got) == len(body) and got == body
+    finally:
+        server.shutdown()
+
+
 def test_http09_is_answered_and_closed_at_once(root: Path) -> None:
     # the server's own timeouts are long: an answer must not wait for them
     server = _start(root, head_timeout_s=60, idle_timeout_s=60)

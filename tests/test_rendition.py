@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -240,3 +241,14 @@ def test_atomic_write_through_links_devices_and_not_onto_folders(tmp_path: Path)
     with pytest.raises(IsADirectoryError):
         atomic_write(tmp_path, "x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "real.json"]
+
+
+def test_atomic_write_to_this_process_stdout_appends(tmp_path: Path) -> None:
+    # -o /dev/stdout with stdout a file opened by '>>': what was in it stays (the link's target
+    # was replaced whole)
+    out = tmp_path / "log.txt"
+    out.write_text("first\n")
+    code = "from avatarrender.files import atomic_write; atomic_write('/dev/stdout', 'second\\n')"
+    with open(out, "a") as fh:
+        subprocess.run([sys.executable, "-c", code], stdout=fh, check=True)
+    assert out.read_text() == "first\nsecond\n"

@@ -366,6 +366,7 @@ class PlayoutServer:
     # ------------------------------------------------------------------ connections
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        timed_out = False
         self._writers.add(writer)
         self.connections += 1
         try:
@@ -385,6 +386,7 @@ class PlayoutServer:
                         reader.readline(), self.head_timeout_s if first else self.idle_timeout_s
                     )
                 except (asyncio.TimeoutError, ConnectionError):
+                    timed_out = True
                     return
                 except (ValueError, asyncio.LimitOverrunError):
                     await self._send(writer, HTTPStatus.REQUEST_URI_TOO_LONG, keep=False)
@@ -403,7 +405,8 @@ class PlayoutServer:
                 except _Refuse as r:
                     await self._send(writer, r.status, keep=False)
                     return
-                except (asyncio.TimeoutError, ConnectionError):
+                except (asyncio.TimeoutError, ConnectionError):  # a write (or a read) timed out
+                    timed_out = True
                     return
                 if not keep:
                     return
@@ -417,10 +420,11 @@ class PlayoutServer:
         finally:
             self.connections -= 1
             self._writers.discard(writer)
-            if writer.transport.get_write_buffer_size():
+            if timed_out and writer.transport.get_write_buffer_size():
                 # a client that stopped reading (a write timed out): close() would wait for it
                 # to read what is left, holding the socket and its descriptor for as long as the
-                # client likes, uncounted
+                # client likes, uncounted. (An answer still in the buffer after a drain that
+                # did not time out is flushed by close(): a healthy client gets all of it.)
                 writer.transport.abort()
             else:
                 writer.close()
