@@ -710,7 +710,6 @@ def test_workers_end_with_a_render_killed_outright(slow_render, tmp_path):
     the resource trackers with them. The render resumes from what was published."""
     import os
     import signal
-    import time
 
     yml, ref = slow_render
     out = tmp_path / "out"
@@ -720,18 +719,10 @@ def test_workers_end_with_a_render_killed_outright(slow_render, tmp_path):
         tree = _tree(proc.pid)
         workers = [p for p in tree if b"loky" in Path(f"/proc/{p}/cmdline").read_bytes()]
         assert workers, tree
-        os.kill(proc.pid, signal.SIGKILL)  # the main process alone, as the OOM killer does
-        proc.wait(timeout=10)
-        killed_at = time.monotonic()
-        while any(_running(p) for p in tree) and time.monotonic() < killed_at + 10:
-            time.sleep(0.05)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    left = [p for p in tree if _running(p)]
-    for p in left:  # not to leak them into the rest of the suite
-        os.kill(p, signal.SIGKILL)
-    assert left == [], "processes alive 10 s after their render was killed"
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert _left_after_killing(proc) == [], "processes alive 10 s after their render was killed"
     # the same frames, and its speed is of the frames it rendered, not of those it found done
     summary = _resume(yml, out, ref)
     assert 0 < summary["frames_rendered"] < summary["frames"], summary
@@ -760,7 +751,21 @@ def test_workers_end_with_a_render_killed_outright_before_its_first_chunk(slow_r
             workers = [p for p in tree if b"LokyProcess" in Path(f"/proc/{p}/cmdline").read_bytes()]
             time.sleep(0.02)
         assert workers and not (tmp_path / "out.partial" / ".work").is_dir(), "not killed before the work"
-        tree = _tree(proc.pid)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert _left_after_killing(proc) == [], "processes alive 10 s after their render was killed"
+
+
+def _left_after_killing(proc: subprocess.Popen) -> list[int]:
+    """SIGKILL to the main process alone, as the OOM killer sends it: what of its process tree
+    is still alive 10 s later (killed then, not to leak into the rest of the suite)."""
+    import os
+    import signal
+    import time
+
+    tree = _tree(proc.pid)
+    try:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         killed_at = time.monotonic()
@@ -772,7 +777,7 @@ def test_workers_end_with_a_render_killed_outright_before_its_first_chunk(slow_r
     left = [p for p in tree if _running(p)]
     for p in left:
         os.kill(p, signal.SIGKILL)
-    assert left == [], "processes alive 10 s after their render was killed"
+    return left
 
 
 # --------------------------------------------------------------------------- captions
