@@ -13,7 +13,7 @@ bundled ffmpeg, espeak-ng):
   (27), so every state change replaces a 600x800 region (not small sprites over a base);
 - a 640x360 30 fps H.264 clip, scaled up onto a 720x404 screen, looping, no bezel;
 - bold 48 px captions in a 60 % black box, a new cue every 3 s;
-- ``--seconds`` of espeak-ng speech.
+- ``--seconds`` of espeak-ng speech, a sentence in each cue's 3 s.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ CLIP_SIZE = (640, 360)
 CLIP_FPS = 30
 CLIP_DURATION_S = 8.0  # shorter than the segment: it loops
 CUE_EVERY_S = 3.0
+SPEECH = "speech-in-3s-slots.wav"  # (a new name: an earlier speech.wav, not in slots, is not taken)
 MOUTHS = "XABCDEFGH"
 EYES = ("open", "half", "closed")
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
@@ -205,19 +206,34 @@ def make_clip(path: Path) -> None:
 
 
 def make_speech(path: Path, seconds: float) -> None:
-    """``seconds`` of espeak-ng speech (the sentences, repeated as needed), 22.05 kHz mono."""
+    """``seconds`` of espeak-ng speech, 22.05 kHz mono: the sentences in turn (repeated as
+    needed), each in a slot of :data:`CUE_EVERY_S` (spoken fast enough to fit, then silence), so
+    that each caption cue shows the sentence being said (at 160 words a minute the sentences took
+    2.7-4.2 s, and the cues every 3 s drifted seconds away from their words: the lip sync refused them)."""
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed (scripts/setup.sh installs it)")
-    pieces, total, sr = [], 0, 22050
+    pieces, sr = [], 22050
+    slot = int(CUE_EVERY_S * sr)
     with tempfile.TemporaryDirectory() as tmp:
-        i = 0
-        while total < seconds * sr:
+        for i in range(int(-(-seconds // CUE_EVERY_S))):
             wav = Path(tmp) / f"s{i}.wav"
-            _run(["espeak-ng", "-v", "en-us", "-s", "160", "-w", str(wav), SENTENCES[i % len(SENTENCES)]])
-            y, sr = sf.read(wav, dtype="float32")
-            pieces += [y, np.zeros(int(0.3 * sr), np.float32)]
-            total += len(y) + int(0.3 * sr)
-            i += 1
+            for rate in range(200, 400, 20):  # the slowest rate at which it fits, 0.2 s to spare
+                _run(
+                    [
+                        "espeak-ng",
+                        "-v",
+                        "en-us",
+                        "-s",
+                        str(rate),
+                        "-w",
+                        str(wav),
+                        SENTENCES[i % len(SENTENCES)],
+                    ]
+                )
+                y, sr = sf.read(wav, dtype="float32")
+                if len(y) <= slot - int(0.2 * sr):
+                    break
+            pieces.append(np.concatenate([y, np.zeros(slot - len(y), np.float32)])[:slot])
     sf.write(path, np.concatenate(pieces)[: int(seconds * sr)], sr, subtype="PCM_16")
 
 
@@ -232,7 +248,7 @@ def make_grain_scene(out: Path, *, force: bool = False) -> Path:
             [assets / "states" / f"{m}_{e}.png" for m in MOUTHS for e in EYES],
         ),
         (lambda: make_clip(assets / "clip.mp4"), [assets / "clip.mp4"]),
-        (lambda: make_speech(assets / "speech.wav", 120.0), [assets / "speech.wav"]),
+        (lambda: make_speech(assets / SPEECH, 120.0), [assets / SPEECH]),
     ]
     for make, outputs in products:
         if force or not all(p.is_file() for p in outputs):
@@ -275,7 +291,7 @@ def grain_yaml(
             if tv
             else [],
         },
-        "speech": {"file": "assets/speech.wav"},
+        "speech": {"file": f"assets/{SPEECH}"},
         "captions": {
             "cues": cues,
             "style": {
