@@ -200,6 +200,14 @@ def audio_duration_s(path: str | Path) -> float:
     return int(h) * 3600 + int(m) * 60 + float(s)
 
 
+def cut_short(header_s: float, decoded_s: float) -> str | None:
+    """What to say of a sound file whose header promises over 0.5 s more than decodes (the sound
+    that decodes is what airs, not the header's), else None."""
+    if header_s - decoded_s <= 0.5:
+        return None
+    return f"{decoded_s:.2f} s of sound decode, where its header says {header_s:.2f} s (a damaged or cut-off file?)"
+
+
 def _audio_stream_duration_s(path: Path) -> float | None:
     """The first audio stream's own duration in a file that also holds a picture (a video's
     sound may end before its picture: the container's duration is the longer one); None when

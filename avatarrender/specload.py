@@ -403,7 +403,14 @@ class _Checker:
 def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str, Any]:
     """Check the media ``model`` names against ``out`` and resolve everything: the keyword
     arguments of :class:`Spec` but ``source``, ``output`` and ``warnings``."""
-    from .media import audio_duration_s, channels_cancel, check_video_decodes, probe_video, read_audio
+    from .media import (
+        audio_duration_s,
+        channels_cancel,
+        check_video_decodes,
+        cut_short,
+        probe_video,
+        read_audio,
+    )
     from .timebase import AUDIO_RATE_HZ
 
     c = _Checker(source, out.width, out.height)
@@ -599,11 +606,8 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
                 "speech.file: its channels cancel out when mixed to mono (one inverted?): the "
                 "speech airs silent; invert one channel or give one of them"
             )
-        if header_s - speech_s > 0.5:  # the sound that decodes is what airs, not the header's
-            notes.append(
-                f"speech.file: {speech_s:.2f} s of sound decode, where its header says {header_s:.2f} s "
-                "(a damaged or cut-off file?)"
-            )
+        if short := cut_short(header_s, speech_s):
+            notes.append(f"speech.file: {short}")
         if model.speech.language != "en-us":
             from .phonemes import has_language
 

@@ -255,7 +255,7 @@ def lipsync_cmd(
             raise SpecError(
                 None, "--language", f"espeak-ng has no language {language!r} (espeak-ng --voices lists them)"
             )
-    from avatarrender.media import audio_duration_s, channels_cancel
+    from avatarrender.media import audio_duration_s, channels_cancel, cut_short
 
     # decoded at the render's rate, so that the command and a render decide alike (the analysis
     # resamples either to its own rate; a text at the edge of fitting went one way at 16 kHz and
@@ -271,12 +271,8 @@ def lipsync_cmd(
         header_s = audio_duration_s(audio)
     except Exception:  # noqa: BLE001 - the samples decoded: their length is what counts
         header_s = 0.0
-    if header_s - len(y) / sr > 0.5:  # as the spec check says it for speech.file
-        print(
-            f"warning: {audio}: {len(y) / sr:.2f} s of sound decode, where its header says "
-            f"{header_s:.2f} s (a damaged or cut-off file?)",
-            file=sys.stderr,
-        )
+    if short := cut_short(header_s, len(y) / sr):  # as the spec check says it for speech.file
+        print(f"warning: {audio}: {short}", file=sys.stderr)
     # as many frames as a render of this speech has
     n_frames = max(1, frames_in(Fraction(len(y), sr), rate))
     if words is not None:
