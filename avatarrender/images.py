@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 
 from .errors import MediaError, SpecError
 
-__all__ = ["decoded_size", "open_rgba", "to_rgba", "upright_size"]
+__all__ = ["decoded_size", "header", "open_rgba", "to_rgba", "upright_size"]
 
 # Modes convert("RGBA") handles right (palette and grey transparency included)
 _DIRECT = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
@@ -159,6 +159,17 @@ def upright_size(path: str | Path) -> tuple[int, int]:
         w, h = im.size
         orientation = im.getexif().get(0x0112, 1)
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def header(path: str | Path) -> tuple[tuple[int, int], int]:
+    """(upright (width, height), frame count) from the file's header, nothing decoded: a size to
+    refuse before decoding 64 M pixels, and an animation (GIF, APNG, WebP) of which a still
+    shows the first frame. ``OSError`` or PIL's errors when it is no image."""
+    with Image.open(path) as im:
+        w, h = im.size
+        orientation = im.getexif().get(0x0112, 1)
+        frames = getattr(im, "n_frames", 1) if getattr(im, "is_animated", False) else 1
+    return ((h, w) if orientation in (5, 6, 7, 8) else (w, h)), frames
 
 
 def output_format(path: str | Path, field: str) -> str:

@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import string
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
@@ -338,6 +339,7 @@ class _Checker:
         self.width = width
         self.height = height
         self.hasher = hashlib.sha256()
+        self.notes: list[str] = []  # warnings, for the caller
 
     def error(self, field: str, message: str) -> SpecError:
         return SpecError(self.source, field, message)
@@ -354,21 +356,38 @@ class _Checker:
                 self.hasher.update(block)
         return path
 
-    def image_at(self, field: str, rel: str) -> tuple[Path, tuple[int, int]]:
-        """The image's absolute path and its size (upright, as the scene will see it)."""
-        return self.images_at(field, [rel])[0]
+    def image_at(
+        self, field: str, rel: str, before: Callable[[tuple[int, int]], None] | None = None
+    ) -> tuple[Path, tuple[int, int]]:
+        """The image's absolute path and its size (upright, as the scene will see it);
+        ``before(size)`` checks the size its header gives before the image is decoded."""
+        return self.images_at(field, [rel], before)[0]
 
-    def images_at(self, field: str, rels: list[str]) -> list[tuple[Path, tuple[int, int]]]:
+    def images_at(
+        self, field: str, rels: list[str], before: Callable[[tuple[int, int]], None] | None = None
+    ) -> list[tuple[Path, tuple[int, int]]]:
         """:meth:`image_at` for several images of one field, decoded side by side (a character's
         27 full-size states: 0.14 s of PNG decoding on one core); the first that fails, in order,
         is the error."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from .images import decoded_size
+        from .images import decoded_size, header
 
         # decoded and converted as the scene will (upright, 8-bit): what it cannot use is
         # refused here, and the size is the upright one. Hashed in order, one after another.
         paths = [self.file(field, rel) for rel in rels]
+        for path in paths:
+            try:
+                head, frames = header(path)
+            except Exception:  # no image: the decoding below says so, naming the field
+                continue
+            if before is not None:
+                before(head)
+            if frames > 1:
+                self.notes.append(
+                    f"{field}: {path.name} is animated ({frames} frames): "
+                    "its first frame is shown, still"
+                )
 
         def size(path: Path) -> tuple[int, int]:
             return decoded_size(path, field=field, source=self.source)
@@ -414,14 +433,18 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
     from .timebase import AUDIO_RATE_HZ
 
     c = _Checker(source, out.width, out.height)
-    notes: list[str] = []  # warnings, for the caller
-    bg_path, bg = c.image_at("scene.background", model.scene.background)
-    if abs(bg[0] * out.height - bg[1] * out.width) > max(bg[0], bg[1]) // 100:
-        raise c.error(
-            "scene.background",
-            f"image is {bg[0]}x{bg[1]}, not the shape of the {out.width}x{out.height} output "
-            "(the scene is drawn in the background's pixels and scaled to the output)",
-        )
+    notes = c.notes  # warnings, for the caller
+
+    def shaped(bg: tuple[int, int]) -> None:  # told from the header: not after decoding 64 M pixels
+        if abs(bg[0] * out.height - bg[1] * out.width) > max(bg[0], bg[1]) // 100:
+            raise c.error(
+                "scene.background",
+                f"image is {bg[0]}x{bg[1]}, not the shape of the {out.width}x{out.height} output "
+                "(the scene is drawn in the background's pixels and scaled to the output)",
+            )
+
+    bg_path, bg = c.image_at("scene.background", model.scene.background, shaped)
+    shaped(bg)
     # Positions and sizes in the YAML are the background's pixels; the scene scales them.
     c.width, c.height = bg
     layers = []

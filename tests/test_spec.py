@@ -184,6 +184,37 @@ def test_bad_input_names_file_and_field(tiny_segment: Path, case: str):
     assert str(tiny_segment) in str(info.value)
 
 
+def test_background_of_the_wrong_shape_is_refused_from_its_header(tiny_segment: Path, monkeypatch):
+    """An 8000x6000 photo as the background of a 16:9 output: refused before its 48 M pixels are
+    decoded (seconds of a user's time), still naming the file and the field."""
+    from PIL import Image
+
+    from avatarrender import images
+
+    Image.new("RGB", (400, 300), (10, 20, 30)).save(tiny_segment.parent / "assets" / "photo.png")
+    _edit(tiny_segment, lambda d: d["scene"].__setitem__("background", "assets/photo.png"))
+
+    def no_decoding(path, *a, **kw):
+        raise AssertionError(f"{path} decoded")
+
+    monkeypatch.setattr(images, "_decoded", no_decoding)
+    with pytest.raises(SpecError, match="400x300, not the shape") as info:
+        load_spec(tiny_segment)
+    assert info.value.field == "scene.background"
+
+
+def test_an_animated_image_warns_that_its_first_frame_shows(tiny_segment: Path):
+    from PIL import Image
+
+    assets = tiny_segment.parent / "assets"
+    still = Image.open(assets / "mouth_X.png").convert("RGBA")
+    still.save(assets / "talk.gif", save_all=True, append_images=[still.rotate(20)], duration=100)
+    _edit(tiny_segment, lambda d: d["character"]["mouths"].__setitem__("A", "assets/talk.gif"))
+    spec = load_spec(tiny_segment)
+    assert [w for w in spec.warnings if w.startswith("character.mouths.A: talk.gif is animated")], spec.warnings
+    assert not [w for w in spec.warnings if "animated" in w and "talk.gif" not in w]
+
+
 def test_malformed_yaml(tiny_segment: Path):
     tiny_segment.write_text("scene:\n  background: [unclosed\n")
     with pytest.raises(SpecError) as info:
