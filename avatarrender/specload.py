@@ -385,8 +385,7 @@ class _Checker:
                 before(head)
             if frames > 1:
                 self.notes.append(
-                    f"{field}: {path.name} is animated ({frames} frames): "
-                    "its first frame is shown, still"
+                    f"{field}: {path.name} is animated ({frames} frames): its first frame is shown, still"
                 )
 
         def size(path: Path) -> tuple[int, int]:

@@ -211,7 +211,9 @@ def test_an_animated_image_warns_that_its_first_frame_shows(tiny_segment: Path):
     still.save(assets / "talk.gif", save_all=True, append_images=[still.rotate(20)], duration=100)
     _edit(tiny_segment, lambda d: d["character"]["mouths"].__setitem__("A", "assets/talk.gif"))
     spec = load_spec(tiny_segment)
-    assert [w for w in spec.warnings if w.startswith("character.mouths.A: talk.gif is animated")], spec.warnings
+    assert [w for w in spec.warnings if w.startswith("character.mouths.A: talk.gif is animated")], (
+        spec.warnings
+    )
     assert not [w for w in spec.warnings if "animated" in w and "talk.gif" not in w]
 
 
