@@ -177,6 +177,9 @@ def _check_video_decodes(path: Path) -> None:
 def audio_duration_s(path: str | Path) -> float:
     """Duration of an audio file in seconds; ``MediaError`` if it cannot be decoded."""
     path = Path(path)
+    declared = _wav_declared_s(path)
+    if declared is not None:
+        return declared
     try:
         import soundfile
 
@@ -198,6 +201,39 @@ def audio_duration_s(path: str | Path) -> float:
         raise MediaError(path, None, f"not a readable audio file ({_ffmpeg_reason(text)})")
     h, m, s = d.groups()
     return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def _wav_declared_s(path: Path) -> float | None:
+    """The length a RIFF WAVE file's ``data`` chunk declares, in seconds (libsndfile reports the
+    frames present, so a file cut off in its copy looks whole); None for other files, and for a
+    size a streaming writer leaves unset (0 or 0xFFFFFFFF) or RF64's."""
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            rate = align = 0
+            for _ in range(64):  # chunks before the data: fmt, LIST, fact, bext...
+                chunk = fh.read(8)
+                if len(chunk) < 8:
+                    return None
+                kind, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if kind == b"fmt ":
+                    fmt = fh.read(size + (size & 1))
+                    if len(fmt) < 16:
+                        return None
+                    rate, align = struct.unpack("<I", fmt[4:8])[0], struct.unpack("<H", fmt[12:14])[0]
+                elif kind == b"data":
+                    if not rate or not align or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // align / rate
+                else:
+                    fh.seek(size + (size & 1), os.SEEK_CUR)
+    except OSError:
+        return None
+    return None
 
 
 def cut_short(header_s: float, decoded_s: float) -> str | None:

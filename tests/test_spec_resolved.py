@@ -269,24 +269,25 @@ def test_checked_speech_is_handed_to_the_next_read_once(tmp_path: Path):
         media._KEEP_AUDIO_BYTES = bound
 
 
-def test_a_cut_off_speech_file_takes_the_length_that_decodes_with_a_warning(tmp_path: Path):
-    """A FLAC cut off half-way still says its whole length in its header: the segment takes the
-    sound that decodes (not 3 s of silence after it), and says so; a duration_s that cuts the
-    speech short says so too."""
+@pytest.mark.parametrize("kind", ["flac", "wav"])
+def test_a_cut_off_speech_file_takes_the_length_that_decodes_with_a_warning(tmp_path: Path, kind: str):
+    """A FLAC or WAV cut off half-way still says its whole length in its header (a WAV's data
+    chunk; libsndfile counts the frames present): the segment takes the sound that decodes (not
+    3 s of silence after it), and says so; a duration_s that cuts the speech short says so too."""
     yml = make_tiny_segment(tmp_path / "seg", speech_s=2.0, captions=False)
     doc = yaml.safe_load(yml.read_text())
     doc.pop("duration_s", None)
     t = np.arange(6 * 48000) / 48000
-    whole = tmp_path / "seg" / "assets" / "whole.flac"
+    whole = tmp_path / "seg" / "assets" / f"whole.{kind}"
     sf.write(whole, (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(7 * t))).astype(np.float32), 48000)
     data = whole.read_bytes()
-    (tmp_path / "seg" / "assets" / "cut.flac").write_bytes(data[: len(data) // 2])
-    doc["speech"]["file"] = "assets/cut.flac"
+    (tmp_path / "seg" / "assets" / f"cut.{kind}").write_bytes(data[: len(data) // 2])
+    doc["speech"]["file"] = f"assets/cut.{kind}"
     yml.write_text(yaml.safe_dump(doc, sort_keys=False))
     spec = load_spec(yml)
     assert 1.5 < float(spec.duration_s) < 4.5
     assert any("speech.file" in w and "header says 6.00 s" in w for w in spec.warnings), spec.warnings
-    doc["speech"]["file"] = "assets/whole.flac"
+    doc["speech"]["file"] = f"assets/whole.{kind}"
     doc["duration_s"] = 4.0
     yml.write_text(yaml.safe_dump(doc, sort_keys=False))
     spec = load_spec(yml)
