@@ -107,7 +107,7 @@ def run_playout(
     _check_out(out, "out_dir")
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    held = _hold_out(out, "out_dir")  # held until this function returns
+    held = _OutHold(out, "out_dir")  # held until this function returns
     try:
         if schedule is not None:
             sched = load_schedule(Path(schedule), renders_dir=out / ".renders")
@@ -148,12 +148,13 @@ def run_playout(
     except BaseException:  # not on air: nothing of it is left behind
         if created:
             shutil.rmtree(out, ignore_errors=True)
-        os.close(held)
+        held.close()
         raise
+    playout.on_out_lost = held.again
     try:
         _air(playout, out, address, verbose, on_ready, stop)
     finally:
-        os.close(held)  # whatever ends the channel, even its server's start (a port taken since)
+        held.close()  # whatever ends the channel, even its server's start (a port taken since)
 
 
 def _air(playout, out: Path, address, verbose: bool, on_ready, stop) -> None:  # noqa: ANN001
@@ -186,26 +187,49 @@ def _air(playout, out: Path, address, verbose: bool, on_ready, stop) -> None:  #
             server.shutdown()
 
 
-def _hold_out(out: Path, field: str) -> int:
-    """An exclusive lock on ``out/.lock`` (its descriptor; closing it lets go): two playouts on
-    one folder would write the same playlist, media and state over each other."""
-    import fcntl
+class _OutHold:
+    """An exclusive lock on ``out/.lock`` (closing it lets go): two playouts on one folder would
+    write the same playlist, media and state over each other. ``rm -rf OUT`` on air removes the
+    lock file with the rest; the channel makes the folder again and :meth:`again` locks it anew
+    (else a second playout could start on it)."""
 
-    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip()
-        os.close(fd)
-        raise SpecError(
-            None,
-            field,
-            f"{out}: another playout airs this folder (pid {holder or '?'}): stop it first, or "
-            "give this one a folder of its own",
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
+    def __init__(self, out: Path, field: str):
+        self.path = out / ".lock"
+        self.field = field
+        self.fd = self._take()
+
+    def _take(self) -> int:
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise SpecError(
+                None,
+                self.field,
+                f"{self.path.parent}: another playout airs this folder (pid {holder or '?'}): stop it "
+                "first, or give this one a folder of its own",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
+
+    def again(self) -> None:
+        """Lock the folder's lock file again when it is not the one held (removed, made anew)."""
+        try:
+            if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                return
+        except FileNotFoundError:
+            pass
+        fd = self._take()  # SpecError when another playout took the folder meanwhile
+        os.close(self.fd)
+        self.fd = fd
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 # what only a playout's folder holds (the filler it rendered, its saved state, its playlist)

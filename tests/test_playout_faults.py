@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -781,6 +782,17 @@ def test_a_second_playout_on_the_same_folder_is_refused(media: Path, tmp_path: P
         with pytest.raises(SpecError, match="another playout airs this folder") as err:
             run_playout(None, out, filler=media / "filler", stop=threading.Event())
         assert err.value.field == "out_dir"
+        # `rm -rf OUT` on air took the lock file with it: the channel makes the folder again,
+        # and locks it again (a second playout started on it)
+        deadline = time.monotonic() + 30
+        while not (out / "live.m3u8").is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)  # on air (on_ready is called before the channel starts)
+        shutil.rmtree(out)
+        while not (out / ".lock").is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = threading.Event()  # (it ends at once if it starts)
+        with pytest.raises(SpecError, match="another playout airs this folder"):
+            run_playout(None, out, filler=media / "filler", stop=second, on_ready=lambda p: second.set())
     finally:
         stop.set()
         first.join(30)

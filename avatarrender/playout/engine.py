@@ -540,6 +540,8 @@ class Playout:
         self._master_bandwidth = 0
         self._wrote = self._write_failed = False  # this tick's writes (see _disk_error)
         self._lost_out = False  # the media folder was made again: the master and page too
+        # called then too: whoever holds the folder's lock (the api's playout) takes it again
+        self.on_out_lost: Callable[[], None] | None = None
         self._undeleted: list[str] = []  # media files left the window but not yet deleted
         self._topics: dict[str, str] = {}  # lasting conditions already logged (see _error)
         self._filler_data: dict[int, bytes] = {}  # the filler's media segments, checked
@@ -626,6 +628,7 @@ class Playout:
             self.playlist.next_sequence = self.playlist.media_sequence = start
             self.playlist.next_pdt_s = now - self.playlist.window_s
             self.scheduler.hold_until_s = now  # that window is filler: programs start from now on
+        self.media.mkdir(parents=True, exist_ok=True)  # (removed since the constructor made it)
         self._clean_orphans()
         self._install_web()
         self._write_master()
@@ -989,6 +992,11 @@ class Playout:
                 self._disk_error(f"cannot write the master playlist and page again: {exc}")
             else:
                 log.warning("%s: its media folder was removed while on air: made again", self.out)
+            if self.on_out_lost is not None:
+                try:
+                    self.on_out_lost()
+                except Exception as exc:  # another playout took the folder meanwhile: said
+                    self._error(str(exc), "warning")
         if self.disk_error is not None and self._wrote and not self._write_failed:
             self._clear("disk", "writes work again: the playlist moves on")
             self.disk_error = None
