@@ -777,6 +777,17 @@ def _usable_output(out_dir: Path, *, force: bool) -> Path:
             f"place when complete, which a mount point cannot be; give a folder inside it "
             f"(-o {out_dir / 'NAME'})"
         )
+    try:
+        here = Path.cwd().resolve()
+    except OSError:  # the process's folder was removed: it cannot lie in the output
+        here = None
+    if here is not None and (here == out_dir or out_dir in here.parents):
+        # the render is renamed into place: the caller's process would be left in a removed
+        # folder (every relative path failing after), a shell in the render's place
+        raise OutputError(
+            f"{out_dir}: the current folder{'' if here == out_dir else ' lies in it'}; a render "
+            "replaces its whole output folder: give a folder of its own (-o NAME)"
+        )
     if not force:
         if out_dir.exists() and not out_dir.is_dir():
             raise OutputError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -201,6 +202,17 @@ def test_a_mount_point_is_refused_as_an_output_before_any_work():
     # a render is renamed into place when complete: a mount point (a volume) cannot be
     with pytest.raises(OutputError, match="a mount point"):
         _usable_output(Path("/"), force=True)
+
+
+@pytest.mark.parametrize("out", [".", "", ".."])
+def test_the_current_folder_or_one_it_lies_in_is_refused_as_an_output(tiny_segment, tmp_path, out):
+    """`-o .` from an empty folder: the render was renamed into the shell's place (the caller left
+    in a removed folder; the command then failed on its own cwd, naming no file)."""
+    here = tmp_path / "parent" / "here"
+    here.mkdir(parents=True)
+    proc = run_cli("render", str(tiny_segment), "-o", out, "--force", cwd=here)
+    assert proc.returncode == 2 and "the current folder" in proc.stderr, proc.stderr
+    assert here.is_dir() and not any(here.iterdir()) and os.listdir(here.parent) == ["here"]
 
 
 def test_render_into_spool_publishes_atomically(tiny_segment, tmp_path):
