@@ -16,6 +16,7 @@ The public API (each name is imported on first use, so ``import avatarrender`` s
 import logging as _logging
 import os
 from importlib import import_module
+from typing import TYPE_CHECKING
 
 # Before numpy loads (in any process that imports us: the CLI, the workers, a user's script): its
 # OpenBLAS would start a thread per core that spins after each small product of the analysis,
@@ -48,9 +49,31 @@ _LAZY = {
     "MediaError": "errors",
     "FFmpegError": "errors",
     "OutputError": "errors",
+    "RenderLockedError": "errors",
+    "DiskFullError": "errors",
+    "SpecWarning": "spec",
 }
 
 __all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:  # what a type checker sees of the names imported on first use
+    from . import lipsync  # noqa: F401
+    from .api import preview, run_playout  # noqa: F401
+    from .errors import (  # noqa: F401
+        AssetNotFoundError,
+        AvatarRenderError,
+        DiskFullError,
+        FFmpegError,
+        MediaError,
+        OutputError,
+        RenderLockedError,
+        SpecError,
+    )
+    from .playout.engine import Playout  # noqa: F401
+    from .playout.schedule import load_schedule  # noqa: F401
+    from .render import render  # noqa: F401 the module is callable as this function (see render.py)
+    from .service import RenderService, submit  # noqa: F401
+    from .spec import Spec, SpecWarning, load_spec  # noqa: F401
 
 
 def __getattr__(name: str) -> object:

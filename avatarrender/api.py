@@ -45,12 +45,21 @@ def preview(spec: str | Path | Spec, at_s: float = 0.0) -> np.ndarray:
     Raises
     ------
     SpecError, AssetNotFoundError
-        The YAML or a file it names is wrong (the message names the file and the field).
+        The YAML or a file it names is wrong (the message names the file and the field), or
+        ``at_s`` is no number.
     MediaError, FFmpegError
         An input could not be decoded.
     """
+    import math
+
     from .compose import preview_frame
 
+    try:
+        ok = math.isfinite(float(at_s))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise SpecError(None, "at_s", f"{at_s!r} is not a time in the segment (seconds from its start)")
     return preview_frame(_spec(spec), at_s)
 
 

@@ -78,9 +78,26 @@ def fallback_map(available: Iterable[str]) -> dict[str, str]:
 
 
 def load_audio(path: str | Path, *, sample_rate_hz: int | None = None) -> tuple[np.ndarray, int]:
-    """Decode any audio file to mono float32 (at ``sample_rate_hz``, default 16 kHz)."""
+    """Decode any audio file to mono float32 (at ``sample_rate_hz``, default 16 kHz).
+
+    Raises
+    ------
+    AssetNotFoundError
+        No such file (also a ``FileNotFoundError``).
+    MediaError
+        It does not decode as audio.
+    SpecError
+        ``sample_rate_hz`` is not a positive whole number of Hz.
+    """
+    from .errors import AssetNotFoundError, SpecError
     from .media import read_audio
 
+    if sample_rate_hz is not None and (
+        isinstance(sample_rate_hz, bool) or not isinstance(sample_rate_hz, int) or sample_rate_hz <= 0
+    ):
+        raise SpecError(None, "sample_rate_hz", f"{sample_rate_hz!r} is not a sample rate (Hz, above 0)")
+    if not Path(path).exists():
+        raise AssetNotFoundError(path, None, "file not found")
     sr = sample_rate_hz or _ANALYSIS_RATE_HZ
     try:
         return read_audio(path, sample_rate_hz=sr), sr
@@ -673,7 +690,12 @@ def _frame_logp(f: dict[str, np.ndarray], model=None) -> np.ndarray:
 
 
 def mouth_track(
-    y: np.ndarray, sample_rate_hz: int, *, fps: Fraction, n_frames: int | None = None, model=None
+    y: np.ndarray,
+    sample_rate_hz: int,
+    *,
+    fps: Fraction | int | float,
+    n_frames: int | None = None,
+    model=None,
 ) -> np.ndarray:
     """The mouth shape per frame, from the audio alone.
 

@@ -17,6 +17,7 @@ import dataclasses
 import errno
 import hashlib
 import json
+import functools
 import logging
 import os
 import shutil
@@ -421,6 +422,18 @@ def _warm_up_workers(jobs: int) -> None:
     threading.Thread(target=warm_up, daemon=True, name="avatarrender-warm-up").start()
 
 
+@functools.cache
+def _check_pillow_once() -> None:
+    """Say it when PIL is not Pillow-SIMD (a later `pip install` of anything needing Pillow puts
+    stock Pillow over it): renders stay right but run slower, which was silent."""
+    from .doctor import check_pillow_simd
+
+    try:
+        check_pillow_simd()
+    except RuntimeError as exc:
+        logging.getLogger("avatarrender.render").warning("%s; renders run slower (avatarrender doctor)", exc)
+
+
 class _OutputLock:
     """An exclusive ``flock`` on ``.OUT.lock`` beside the output, removed when released.
 
@@ -443,7 +456,7 @@ class _OutputLock:
                 os.close(fd)
                 raise RenderLockedError(
                     f"{out_dir}: another render of this output is running "
-                    f"(lock {path}); pass --wait to wait for it"
+                    f"(lock {path}); pass --wait (wait_lock=True) to wait for it"
                 ) from None
             try:
                 current = os.stat(path).st_ino
@@ -492,7 +505,7 @@ DEFAULT_X264_THREADS = 1
 
 
 def render(
-    spec: Spec,
+    spec: Spec | str | Path,
     out_dir: str | Path,
     *,
     jobs: int | None = None,
@@ -531,6 +544,11 @@ def render(
         Mix, normalise and encode the soundtrack there (:func:`soundtrack_process`) instead of
         in a thread of this process.
     """
+    if not isinstance(spec, Spec):  # a segment.yaml, as avatarrender.render(...) takes
+        from .spec import load_spec
+
+        spec = load_spec(spec)
+    _check_pillow_once()
     from joblib import delayed
 
     started = time.perf_counter()
@@ -792,12 +810,12 @@ def _usable_output(out_dir: Path, *, force: bool) -> Path:
         if out_dir.exists() and not out_dir.is_dir():
             raise OutputError(
                 f"{out_dir}: exists and is not a folder; the render would replace "
-                "it: choose another -o, or pass --force to replace it"
+                "it: choose another -o, or pass --force (force=True) to replace it"
             )
         if out_dir.is_dir() and read_manifest(out_dir) is None and any(out_dir.iterdir()):
             raise OutputError(
                 f"{out_dir}: a folder that is not a render (no manifest.json); "
-                "the render would replace it: choose another -o, or pass --force"
+                "the render would replace it: choose another -o, or pass --force (force=True)"
             )
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,7 @@ __all__ = [
     "OutputSettings",
     "Room",
     "Spec",
+    "SpecWarning",
     "Speech",
     "SubtitleTrack",
     "TV",
@@ -527,6 +528,13 @@ def parse_cues(text: str) -> list[Cue]:
     return cues
 
 
+class SpecWarning(UserWarning):
+    """What the spec check found that renders anyway (a caption cut short, glyphs no font draws,
+    an animated image shown still, speech cut off in its file): ``warnings.warn`` by
+    :func:`avatarrender.load_spec`, the file and the field in its message; also kept in
+    ``Spec.warnings``."""
+
+
 def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> Spec:
     """Read, validate and resolve a ``segment.yaml``: every check a render makes, done here.
 
@@ -551,6 +559,11 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
     SpecError
         For any problem, with the file and the field in its message (``AssetNotFoundError`` for
         a missing file, ``MediaError`` for one that does not decode).
+
+    Warns
+    -----
+    SpecWarning
+        For each of ``Spec.warnings``: what renders anyway but may not be what was meant.
     """
     from .specload import load_spec as load
 

@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import string
+import warnings
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import AssetNotFoundError, MediaError, SpecError
 from .spec import (
+    SpecWarning,
     EYE_STATES,
     MOUTH_SHAPES,
     PRESETS_DIR,
@@ -981,7 +983,7 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
         raise SpecError(source, field, msg) from None
     out = _output(model.output, source)
     parts = _resolve(model, out, source)
-    warnings: list[str] = parts.pop("notes")
+    said: list[str] = parts.pop("notes")
     cue_fields: list[str] = parts.pop("cue_fields")
     captions = parts["captions"]
     if captions is not None and captions.burn:
@@ -991,7 +993,7 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
 
         flat = next((i for i, (_, cue) in enumerate(laid) if unshaped(cue.text)), None)
         if flat is not None:
-            warnings.append(
+            said.append(
                 f"{cue_fields[flat]}: this Pillow has no libraqm: right-to-left and "
                 "shaped scripts (Arabic, Hebrew, Indic) are drawn unjoined and left to right "
                 "(install libraqm-dev and run scripts/setup.sh again; avatarrender doctor says so)"
@@ -1000,13 +1002,13 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
         if no_font:
             i, miss = no_font[0]
             more = f" (and {len(no_font) - 1} more cues)" if len(no_font) > 1 else ""
-            warnings.append(
+            said.append(
                 f"{cue_fields[i]}: no font here draws {' '.join(miss[:12])}{more}: they show "
                 "as boxes (give captions.style.font, or add fonts with AVATARRENDER_FALLBACK_FONTS)"
             )
         for i, (lay, cue) in enumerate(zip((lay for lay, _ in laid), parts["cues"])):
             if lay.wanted_lines > len(lay.lines):
-                warnings.append(
+                said.append(
                     f"{cue_fields[i]}: {len(cue.text)} characters need "
                     f"{lay.wanted_lines} lines; cut to {len(lay.lines)} with an ellipsis (shorten "
                     "the cue, split it, or raise captions.style.max_lines)"
@@ -1022,9 +1024,11 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
         if overlaps:
             a, b, by_s = overlaps[0]
             more = f" (and {len(overlaps) - 1} more)" if len(overlaps) > 1 else ""
-            warnings.append(
+            said.append(
                 f"{cue_fields[b]}: starts {by_s:.2f} s before "
                 f"{cue_fields[a]} ends{more}: one caption is burned in at a time, "
                 "the one that started last (the subtitle track has both)"
             )
-    return Spec(source=source, output=out, warnings=tuple(warnings), **parts)
+    for note in said:  # to a script as to the command (whose warnings are one line each)
+        warnings.warn(f"{source}: {note}", SpecWarning, stacklevel=3)
+    return Spec(source=source, output=out, warnings=tuple(said), **parts)

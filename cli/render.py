@@ -52,12 +52,6 @@ class _Bar:
         sys.stderr.flush()
 
 
-def _warn(spec) -> None:
-    """What the spec check found that renders anyway (a caption cut short): a line each."""
-    for w in spec.warnings:
-        print(f"avatarrender: warning: {spec.source}: {w}", file=sys.stderr)
-
-
 def _overrides(preset: Optional[str], x264_preset: Optional[str]) -> dict:
     out = {}
     if preset:
@@ -145,8 +139,7 @@ def render_cmd(
         out_dir = output or Path("out") / segment.stem
     if not wait:
         check_not_busy(out_dir)  # said before the spec's check (seconds of work for nothing)
-    spec = _load(segment, _overrides(preset, x264_preset))
-    _warn(spec)
+    spec = _load(segment, _overrides(preset, x264_preset))  # its SpecWarnings: a line each
     interrupt.resume_hint = (
         f"what is finished stays in {partial_path(out_dir.absolute(), hidden=into is not None)} "
         "and a new render resumes from there"
@@ -243,8 +236,7 @@ def preview_cmd(
     if output.is_dir():
         raise SpecError(None, "--output", f"{output} is a folder: give an image file's path (.png, .jpg)")
     kind = output_format(output, "--output")
-    spec = _load(segment, _overrides(preset, None))
-    _warn(spec)  # what validate and render say of this spec, preview says too
+    spec = _load(segment, _overrides(preset, None))  # warns as validate and render do
     if at >= float(spec.duration_s):  # the last frame starts a frame before the end
         raise SpecError(
             None, "--at", f"{at} s is past the segment's last frame ({float(spec.duration_s):.3f} s long)"
@@ -265,8 +257,7 @@ def validate_cmd(
     from avatarrender import interrupt
 
     interrupt.install(workers=False)
-    spec = _load(segment, _overrides(preset, None))  # the render's own checks, all
-    _warn(spec)
+    spec = _load(segment, _overrides(preset, None))  # the render's own checks, all, and warnings
     plan = plan_chunks(spec)
     out = spec.output
     clips = len(spec.tv.clips) if spec.tv else 0

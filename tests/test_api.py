@@ -29,6 +29,45 @@ def test_render_and_preview_take_a_path_or_a_spec(tmp_path):
     with pytest.raises(avatarrender.SpecError, match="no-such.yaml"):
         avatarrender.render(tmp_path / "no-such.yaml", tmp_path / "never")
     assert not (tmp_path / "never").exists()
+    # the module's own function takes a path too (it raised AttributeError on a str)
+    assert avatarrender.render.render(str(yml), tmp_path / "out")["up_to_date"]
+
+
+def test_bad_arguments_raise_our_errors_naming_the_argument(tmp_path):
+    import avatarrender
+
+    yml = make_tiny_segment(tmp_path / "seg")
+    for at in (float("nan"), float("inf"), "soon"):
+        with pytest.raises(avatarrender.SpecError, match="at_s"):  # (a bare ValueError from Fraction)
+            avatarrender.preview(yml, at_s=at)
+    with pytest.raises(FileNotFoundError, match="nope.wav"):  # AssetNotFoundError is one
+        avatarrender.lipsync.load_audio(tmp_path / "nope.wav")
+    for rate in (0, -8000):  # 0 was taken as the default, -8000 blamed the file
+        with pytest.raises(avatarrender.SpecError, match="sample_rate_hz"):
+            avatarrender.lipsync.load_audio(yml.parent / "assets" / "speech.wav", sample_rate_hz=rate)
+    assert issubclass(avatarrender.RenderLockedError, avatarrender.AvatarRenderError)
+    assert issubclass(avatarrender.DiskFullError, avatarrender.AvatarRenderError)
+
+
+def test_stock_pillow_over_pillow_simd_is_said_at_a_render(monkeypatch, caplog):
+    """`pip install` of anything needing Pillow puts stock Pillow's PIL/ over Pillow-SIMD's:
+    renders stayed right and ran slower without a word."""
+    import importlib.metadata as md
+    import logging
+
+    from avatarrender import doctor, render
+
+    real = md.distribution
+
+    class Stock:
+        version = "13.0"
+
+    monkeypatch.setattr(doctor.md, "distribution", lambda name: Stock if name == "pillow" else real(name))
+    render._check_pillow_once.cache_clear()
+    with caplog.at_level(logging.WARNING):
+        render._check_pillow_once()
+    render._check_pillow_once.cache_clear()
+    assert "stock pillow 13.0" in caplog.text and "slower" in caplog.text
 
 
 def test_run_playout_publishes_the_channel_and_its_monitor_page(tmp_path):

@@ -246,6 +246,7 @@ def test_wheel_contents(wheel):
     } <= names
     assert {f"avatarrender/presets/{p.name}" for p in (ROOT / "presets").glob("*.yaml")} <= names
     assert "avatarrender/_cli/main.py" in names
+    assert "avatarrender/py.typed" in names  # type checkers read the hints (PEP 561)
     assert not [n for n in names if n.startswith("cli/")], "a top-level 'cli' package in the wheel"
     top = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("top_level.txt")))
     assert top.decode().split() == ["avatarrender"]

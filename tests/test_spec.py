@@ -210,7 +210,11 @@ def test_an_animated_image_warns_that_its_first_frame_shows(tiny_segment: Path):
     still = Image.open(assets / "mouth_X.png").convert("RGBA")
     still.save(assets / "talk.gif", save_all=True, append_images=[still.rotate(20)], duration=100)
     _edit(tiny_segment, lambda d: d["character"]["mouths"].__setitem__("A", "assets/talk.gif"))
-    spec = load_spec(tiny_segment)
+    from avatarrender import SpecWarning
+
+    with pytest.warns(SpecWarning, match="character.mouths.A: talk.gif is animated") as said:
+        spec = load_spec(tiny_segment)  # to a script too, not only in spec.warnings
+    assert str(tiny_segment) in str(said[0].message)
     assert [w for w in spec.warnings if w.startswith("character.mouths.A: talk.gif is animated")], (
         spec.warnings
     )

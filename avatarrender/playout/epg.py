@@ -266,10 +266,14 @@ def schedule_guide(
             except AvatarRenderError:
                 dur = None
         if dur is None and e.spec is not None:
-            from avatarrender.spec import load_spec
+            import warnings
+
+            from avatarrender.spec import SpecWarning, load_spec
 
             try:
-                dur = load_spec(e.spec).duration_s
+                with warnings.catch_warnings():  # the render says them; the guide wants a length
+                    warnings.simplefilter("ignore", SpecWarning)
+                    dur = load_spec(e.spec).duration_s
             except AvatarRenderError:
                 dur = None  # `avatarrender validate` says why; the guide just cannot time it
         durations[e.key] = dur
