@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import random
@@ -160,6 +161,9 @@ class FakeMedia:
     corrupt: set[int] = dataclasses.field(default_factory=set)
     broken_manifest: bool = False
 
+    def __post_init__(self) -> None:  # how many are ready by a time: bisected (a count over the
+        self.ready_sorted_s = sorted(self.ready_at_s)  # list was a third of the soak's time)
+
 
 class FakeCatalog:
     def __init__(self) -> None:
@@ -172,7 +176,7 @@ class FakeCatalog:
             return Availability()
         if m.broken_manifest:
             return Availability(error="malformed manifest")
-        n = sum(1 for t in m.ready_at_s if t <= self.now_s)
+        n = bisect.bisect_right(m.ready_sorted_s, self.now_s)
         return Availability(durations_s=tuple(m.durations_s[:n]), complete=n == len(m.durations_s))
 
     def verify(self, key: str, index: int) -> str | None:
