@@ -807,6 +807,45 @@ def test_a_second_playout_on_the_same_folder_is_refused(media: Path, tmp_path: P
     run_playout(None, out, filler=media / "filler", stop=done, on_ready=lambda p: done.set())
 
 
+def test_a_restart_with_a_filler_of_another_size_is_refused_and_the_spool_kept(
+    media: Path, tmp_path: Path
+) -> None:
+    """An operator's review: a 720p filler given at the restart of a 1080p channel switched the
+    channel's size under its players, and refused every spool item queued for it (each refusal
+    kept in the saved state, so the right filler afterwards did not bring them back)."""
+    import threading
+
+    from avatarrender.api import run_playout
+
+    spool, out = media / "spool", tmp_path / "live"
+    spool.mkdir()
+    shutil.copytree(media / "a", spool / "a")
+    stop = threading.Event()
+    first = threading.Thread(
+        target=run_playout,
+        args=(None, out),
+        kwargs={"filler": media / "filler", "spool": spool, "stop": stop},
+        daemon=True,
+    )
+    first.start()
+    deadline = time.monotonic() + 30
+    while not (out / ".state.json").is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    first.join(30)
+    master = (out / "master.m3u8").read_text()
+    small = make_rendered(tmp_path / "small", pattern="green", seconds=3, size="160x90")
+    done = threading.Event()  # (it ends at once if it starts)
+    with pytest.raises(SpecError, match="160x90 at 30 fps, but the channel .* airs 320x180 at 30 fps") as err:
+        run_playout(None, out, filler=small, spool=spool, stop=done, on_ready=lambda p: done.set())
+    assert err.value.field == "filler"
+    assert (out / "master.m3u8").read_text() == master and (spool / "a").is_dir()
+    state = json.loads((out / ".state.json").read_text())
+    assert not state["quarantine"] and state["channel"] == {"width": 320, "height": 180, "fps": "30"}
+    done.clear()
+    run_playout(None, out, filler=media / "filler", spool=spool, stop=done, on_ready=lambda p: done.set())
+
+
 def test_a_spool_removed_under_the_channel_is_said_once_and_its_return_too(media: Path, caplog) -> None:
     """The spool folder removed (a mount lost, a wrong rm): nothing can arrive, which was silent."""
     spool = media / "spool"

@@ -479,6 +479,7 @@ class Playout:
             raise MediaError(filler, None, self.catalog.availability(FILLER).error or "")
         self.filler = filler_r
         self.codecs = filler_r.codecs
+        self._check_channel_format(filler)
         self._entry_folders = {e.key: e.folder for e in schedule.entries if e.folder is not None}
         for e in schedule.entries:
             self.catalog.add(e.key, e.folder, rendered_ahead=e.spec is not None)
@@ -632,6 +633,37 @@ class Playout:
         self._clean_orphans()
         self._install_web()
         self._write_master()
+
+    def _channel_format(self) -> dict[str, Any]:
+        """What players of this channel decode: its size and rate (the filler's)."""
+        return {"width": self.filler.width, "height": self.filler.height, "fps": str(self.filler.fps)}
+
+    def _check_channel_format(self, filler: Path) -> None:
+        """A restart with a filler of another size or rate than the channel saved in ``OUT`` would
+        change the channel under its players and refuse every item queued for it (a whole spool,
+        each refusal kept in the saved state): refused, before anything airs."""
+        try:
+            saved = json.loads((self.out / STATE_NAME).read_text()).get("channel")
+        except (OSError, ValueError, AttributeError):
+            return  # none, or unreadable: start() says so
+        if not isinstance(saved, dict) or saved == self._channel_format():
+            return
+        now = self._channel_format()
+
+        def rate(fps: object) -> str:
+            try:
+                return _rate(Fraction(str(fps)))
+            except (ValueError, ZeroDivisionError):
+                return str(fps)
+
+        raise SpecError(
+            None,
+            "filler",
+            f"{filler}: {now['width']}x{now['height']} at {rate(now['fps'])} fps, but the channel in "
+            f"{self.out} airs {saved.get('width')}x{saved.get('height')} at {rate(saved.get('fps'))} fps: "
+            "give a filler rendered as the channel is, or "
+            f"start a new channel (another --out, or remove {self.out / STATE_NAME}: players reload)",
+        )
 
     def _existing_max_sequence(self) -> int:
         seqs = [int(p.stem) for p in self.media.glob("*.ts") if p.stem.isdigit()]
@@ -1384,6 +1416,7 @@ class Playout:
         state = {
             "format": "avatarrender.playout-state/1",
             "saved_at": format_pdt(now),
+            "channel": self._channel_format(),
             "playlist": self.playlist.to_json(),
             "scheduler": self.scheduler.to_json(),
             "on_air": self.on_air,
