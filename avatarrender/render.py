@@ -39,7 +39,7 @@ from .encode import ChunkEncoder, SegmentJob
 from .errors import AvatarRenderError, DiskFullError, FFmpegError, OutputError, RenderLockedError
 from .loudness import add_true_peaks, normalise
 from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
-from .rendition import Manifest, Publisher, clear_failed, partial_path, read_manifest, utc_now_iso
+from .rendition import Manifest, Publisher, clear_failed, lock_path, partial_path, read_manifest, utc_now_iso
 from .soundtrack import loudness_target, manifest_loudness, mix, silent_by_design
 from .spec import Spec
 from .subtitles import SubtitleWriter
@@ -446,14 +446,19 @@ class _OutputLock:
     def __init__(self, out_dir: Path, wait: bool):
         import fcntl
 
-        path = out_dir.with_name(f".{out_dir.name}.lock")
+        path = lock_path(out_dir)
         self.lock_file = str(path)
+        tries = 0
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 os.close(fd)
+                tries += 1
+                if tries < 20:  # a probe's instant hold (render_running: a playout, a service)
+                    time.sleep(0.01)
+                    continue
                 raise RenderLockedError(
                     f"{out_dir}: another render of this output is running "
                     f"(lock {path}); pass --wait (wait_lock=True) to wait for it"

@@ -58,6 +58,8 @@ __all__ = [
     "Publisher",
     "atomic_write",
     "partial_path",
+    "lock_path",
+    "render_running",
     "parse_manifest",
     "read_manifest",
     "read_rendered",
@@ -114,6 +116,34 @@ def partial_path(out_dir: str | Path, *, hidden: bool = False) -> Path:
     out_dir = Path(out_dir)
     name = f".{out_dir.name}.partial" if hidden else f"{out_dir.name}.partial"
     return out_dir.with_name(name)
+
+
+def lock_path(out_dir: str | Path) -> Path:
+    """The lock a render of ``out_dir`` holds while it runs: ``.NAME.lock`` beside it (removed
+    when the render ends; left, held by nobody, when it is killed)."""
+    out_dir = Path(out_dir)
+    return out_dir.with_name(f".{out_dir.name}.lock")
+
+
+def render_running(out_dir: str | Path) -> bool:
+    """Whether a render holds ``out_dir``'s lock (see ``render._OutputLock``): a ``.NAME.partial``
+    whose render was stopped or killed has none (a killed one's lock file is held by nobody).
+    The probe holds the lock for an instant when it is free; a render starting then retries."""
+    import fcntl
+
+    try:
+        fd = os.open(lock_path(out_dir), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # (closing releases a lock this took)
+    return False
 
 
 def utc_now_iso() -> str:

@@ -123,7 +123,9 @@ def submit(spec: str | Path, inbox: str | Path, *, name: str | None = None) -> P
         spool = None
     if spool is not None and (spool / name).exists():
         raise SpecError(None, "name", f"{name} is in the spool already ({spool / name}): give another name")
-    if spool is not None and _lock_held(spool / f".{name}.lock"):
+    from .rendition import render_running
+
+    if spool is not None and render_running(spool / name):
         raise SpecError(
             None, "name", f"{name} is being rendered into the spool ({spool}) already: give another name"
         )
@@ -131,26 +133,6 @@ def submit(spec: str | Path, inbox: str | Path, *, name: str | None = None) -> P
     (inbox / f"{name}.error").unlink(missing_ok=True)
     atomic_write(path, json.dumps({"spec": str(spec), "name": name}) + "\n")
     return path
-
-
-def _lock_held(path: Path) -> bool:
-    """Whether a render holds the output lock at ``path`` (a lock file left by a killed or
-    failed render is held by nobody: its name may be submitted again)."""
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)  # (closing releases a lock this took)
-    return False
 
 
 def unwatched(inbox: str | Path) -> str | None:

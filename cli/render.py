@@ -140,10 +140,12 @@ def render_cmd(
     if not wait:
         check_not_busy(out_dir)  # said before the spec's check (seconds of work for nothing)
     spec = _load(segment, _overrides(preset, x264_preset))  # its SpecWarnings: a line each
-    interrupt.resume_hint = (
-        f"what is finished stays in {partial_path(out_dir.absolute(), hidden=into is not None)} "
-        "and a new render resumes from there"
-    )
+    where = partial_path(out_dir.absolute(), hidden=into is not None)
+    if into is not None:  # a new run would take a new time-stamped name: the name resumes it
+        again = f"{segment} --into {into} --name {chosen}"
+        interrupt.resume_hint = f"what is finished stays in {where}: `avatarrender render {again}` resumes it"
+    else:
+        interrupt.resume_hint = f"what is finished stays in {where} and a new render resumes from there"
     bar = _Bar(spec.frame_count, enabled=not quiet and not as_json)
     kwargs = dict(
         jobs=jobs,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from avatarrender.media import ffmpeg_exe
 
-__all__ = ["make_rendered", "write_manifest", "make_partial"]
+__all__ = ["make_rendered", "write_manifest", "make_partial", "hold_render_lock"]
 
 _PATTERNS = {
     "testsrc": "testsrc2=s={size}:r=30:d={d}",
@@ -194,3 +194,15 @@ def make_partial(src: Path, dest: Path, *, finished: int) -> Path:
         height=doc["height"],
     )
     return dest
+
+
+def hold_render_lock(out_dir: Path) -> int:
+    """Hold ``out_dir``'s render lock as a running render does (``.NAME.lock`` beside it): a
+    spool's ``.NAME.partial`` with no render behind it is not aired. Close the descriptor to
+    let go (a stopped render)."""
+    import fcntl
+    import os
+
+    fd = os.open(out_dir.with_name(f".{out_dir.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd

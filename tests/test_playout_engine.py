@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import os
 import re
 import shutil
 import subprocess
@@ -18,7 +20,7 @@ from avatarrender.errors import MediaError, SpecError
 from avatarrender.playout.engine import Playout
 from avatarrender.playout.schedule import load_schedule
 from playout_check import check_transition, parse_live
-from playout_media import make_partial, make_rendered, write_manifest
+from playout_media import hold_render_lock, make_partial, make_rendered, write_manifest
 
 T0 = Fraction(1_800_000_000)  # 2027-01-15T08:00:00Z
 ROOT = Path(__file__).resolve().parent.parent
@@ -232,6 +234,7 @@ def test_spool_airs_in_order_of_arrival(media: Path) -> None:
     d.run(0.5)
     make_partial(media / "a", spool / ".aa-second.partial", finished=4)  # hidden while rendering
     (spool / ".aa-second.partial" / ".work").rmdir()
+    rendering = hold_render_lock(spool / "aa-second")
     d.run(0.5)
     shutil.copytree(media / "b", spool / ".junk")  # dot files are ignored
     d.run(10)
@@ -244,6 +247,37 @@ def test_spool_airs_in_order_of_arrival(media: Path) -> None:
     d2.start(d.now + 1)
     d2.run(5)
     assert d2.programs() == ["filler", "spool/zz-first", "spool/aa-second", "filler"]
+    os.close(rendering)
+
+
+def test_a_spool_render_stopped_or_killed_is_not_waited_for(media: Path, caplog) -> None:
+    """An operator's review: `render --into` stopped (or killed) left `.NAME.partial`, which was
+    queued and held the channel on filler for max_late_s, then skipped for good (its resumed
+    render never aired). Without a render behind it, it is not queued, and said once; the render
+    resumed under its name, it airs."""
+    spool = media / "spool"
+    spool.mkdir()
+    (media / "schedule.yaml").write_text("filler: {dir: filler}\nlate: {max_late_s: 30}\nspool: spool\n")
+    d = Driver(media, media / "schedule.yaml")
+    d.start(T0)
+    d.run(1)
+    part = make_partial(media / "a", spool / ".aa-stopped.partial", finished=1)
+    with caplog.at_level(logging.WARNING):
+        d.run(1)
+        shutil.copytree(media / "b", spool / "bb-next")
+        d.run(4)
+    assert d.programs() == ["filler", "spool/bb-next", "filler"], d.programs()  # not 30 s of filler
+    said = [r.getMessage() for r in caplog.records if "aa-stopped" in r.getMessage()]
+    assert len(said) == 1 and "no render is running into it" in said[0] and "--name aa-stopped" in said[0]
+    rendering = hold_render_lock(spool / "aa-stopped")  # resumed: it comes, and airs
+    try:
+        d.run(1)
+        shutil.rmtree(part)
+        shutil.copytree(media / "a", spool / "aa-stopped")
+        d.run(6)
+        assert "spool/aa-stopped" in d.programs(), d.programs()
+    finally:
+        os.close(rendering)
 
 
 def test_restart_continues_sequences_and_schedule(media: Path) -> None:
@@ -762,8 +796,10 @@ def test_spool_item_whose_render_failed_is_refused_at_once(media: Path) -> None:
     d.start(T0)
     d.run(2)
     part = make_partial(media / "a", spool / ".aa-broken.partial", finished=2)
+    rendering = hold_render_lock(spool / "aa-broken")
     d.run(1.5)
     mark_failed(part, "talk.yaml: tv.clips[0].file: clip.mp4 cannot be decoded at 3.2 s\nmore")
+    os.close(rendering)  # the failed render ends
     d.run(1)
     shutil.copytree(media / "b", spool / "bb-next")
     d.run(5)

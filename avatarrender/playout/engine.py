@@ -57,10 +57,12 @@ from avatarrender.playout.schedule import (
 from avatarrender.playout.subtitles import LiveSubtitles
 from avatarrender.playout.tsrewrite import TimestampRewriter
 from avatarrender.rendition import (
+    FAILED_NAME,
     RenderedSegment,
     check_not_failed,
     partial_path,
     read_rendered,
+    render_running,
     verify_media_file,
 )
 from avatarrender.rendition import atomic_write
@@ -548,6 +550,7 @@ class Playout:
         self._filler_data: dict[int, bytes] = {}  # the filler's media segments, checked
         self.quarantined: dict[str, str] = {}  # key -> why it was refused; kept in the saved state
         self._gone_since: dict[str, Fraction] = {}  # spool items whose folder vanished, since when
+        self._orphans: set[Path] = set()  # spool partials without a render, said once
         # the spool's last listing: (folder's dev, inode, mtime), when, keys, (hidden, key, name)
         self._spool_listing: tuple[tuple[int, int, int], Fraction, set[str], list] | None = None
         self._q_stamps: dict[str, str | None] = {}  # refused spool items: the render refused
@@ -803,6 +806,14 @@ class Playout:
         for n, entry in entries:
             if n.startswith(".") and n.endswith(".partial"):
                 name = n[1 : -len(".partial")]
+                if render_running(spool / name) or (spool / n / FAILED_NAME).exists():
+                    self._orphans.discard(spool / n)  # (a failed one is refused, saying why)
+                else:
+                    # its render was stopped or killed: nothing more comes (it held the channel
+                    # on filler for max_late_s, then was skipped for good); `render --into SPOOL
+                    # --name NAME` resumes it, and it is queued then
+                    self._orphan(spool / n)
+                    continue
             elif not n.startswith(".") and not n.endswith(".partial") and _is_dir(entry):
                 name = n  # (NAME.partial: `render -o SPOOL/NAME` in progress, not an item of its own)
             else:
@@ -812,6 +823,19 @@ class Playout:
             found.append((n.startswith("."), key, name))
         self._spool_listing = (sig, now, present, found)
         return present, found
+
+    def _orphan(self, partial: Path) -> None:
+        """Say once that a spool render in progress has no render behind it any more."""
+        if partial in self._orphans:
+            return
+        self._orphans.add(partial)
+        log.warning(
+            "spool: %s: no render is running into it (stopped or killed): not aired; "
+            "`avatarrender render SEGMENT --into %s --name %s` resumes it",
+            partial.name,
+            partial.parent,
+            partial.name[1 : -len(".partial")],
+        )
 
     def _drop_removed(self, present: set[str], now: Fraction) -> None:
         """A queued or airing spool item whose folder is gone (the operator removed or renamed
