@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import time
 
 import pytest
 from pathlib import Path
@@ -497,3 +498,32 @@ def test_media_segment_on_air_is_not_cached_whole(tmp_path: Path) -> None:
         assert "immutable" in r.getheader("Cache-Control")
     finally:
         server.shutdown()
+
+
+def test_a_viewer_resetting_mid_file_is_no_error(tmp_path: Path, caplog) -> None:
+    """A browser aborting a media segment's download (a seek, a closed tab) resets the
+    connection: each logged a 17-line ERROR traceback ('Transport is closing'), false alarms."""
+    import logging
+    import struct
+
+    root = tmp_path / "out"
+    (root / "media").mkdir(parents=True)
+    (root / "media" / "000000001.ts").write_bytes(b"\x47" * 188 * 40000)  # 7.5 MB
+    server, _ = serve_in_thread(root)
+    host, port = server.server_address[:2]
+    try:
+        with caplog.at_level(logging.DEBUG, logger="avatarrender"):
+            for _ in range(10):
+                s = socket.create_connection((host, port), timeout=10)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                s.sendall(b"GET /media/000000001.ts HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert s.recv(100)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.close()  # RST
+            r, data = req(server, "GET", "/media/000000001.ts")  # and the server goes on
+            assert r.status == 200 and len(data) == 188 * 40000
+            time.sleep(0.3)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text[-3000:]

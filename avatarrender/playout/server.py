@@ -642,9 +642,14 @@ class PlayoutServer:
             if head or count <= 0:
                 return
             assert self._loop is not None
-            await asyncio.wait_for(
-                self._loop.sendfile(writer.transport, f, first, count), self.write_timeout_s
-            )
+            try:
+                await asyncio.wait_for(
+                    self._loop.sendfile(writer.transport, f, first, count), self.write_timeout_s
+                )
+            except RuntimeError:  # "Transport is closing": the viewer reset the connection mid-file
+                if writer.transport.is_closing():
+                    raise ConnectionResetError("the client went away mid-answer") from None
+                raise
 
     async def _send(
         self,
