@@ -329,6 +329,9 @@ def _spool_stamp(folder: Path) -> str | None:
     return None if m is None else f"complete:{m}"
 
 
+# writes working this long after a disk error end it (said once: no flapping on a disk kept full)
+DISK_CLEAR_S = Fraction(5)
+
 # a spool item's folder gone this long (neither NAME nor .NAME.partial) was removed, not swapped
 GONE_S = Fraction(1)
 # The spool folder is listed again at least this often even when its mtime says it is unchanged
@@ -542,6 +545,7 @@ class Playout:
         self.next_due_s: Fraction | None = None  # when the next part (or segment) is published
         self._master_bandwidth = 0
         self._wrote = self._write_failed = False  # this tick's writes (see _disk_error)
+        self._disk_ok_since: Fraction | None = None  # writes work again since (a disk error said)
         self._lost_out = False  # the media folder was made again: the master and page too
         # called then too: whoever holds the folder's lock (the api's playout) takes it again
         self.on_out_lost: Callable[[], None] | None = None
@@ -1053,9 +1057,16 @@ class Playout:
                     self.on_out_lost()
                 except Exception as exc:  # another playout took the folder meanwhile: said
                     self._error(str(exc), "warning")
-        if self.disk_error is not None and self._wrote and not self._write_failed:
-            self._clear("disk", "writes work again: the playlist moves on")
-            self.disk_error = None
+        if self._write_failed:
+            self._disk_ok_since = None
+        elif self.disk_error is not None and self._wrote:
+            # said once writes have worked for a while: on a disk kept full by another writer,
+            # each segment the window deletes lets one more be written (an operator saw 5
+            # "work again" lines in 12 s on a disk still full)
+            self._disk_ok_since = self._disk_ok_since if self._disk_ok_since is not None else now
+            if now - self._disk_ok_since >= DISK_CLEAR_S:
+                self._clear("disk", "writes work again: the playlist moves on")
+                self.disk_error = self._disk_ok_since = None
         if published or now - self._last_status_s >= 1:
             self._write_status(now)
         self._verify_ahead()
