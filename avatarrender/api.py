@@ -271,6 +271,10 @@ def _check_out(out: Path, field: str) -> None:
 def _check_spool(spool: Path, field: str, file: Path | None = None) -> None:
     """That ``spool`` is a folder (a SpecError naming ``file`` and ``field`` if not: a mistyped
     spool would air filler forever, silently)."""
+    if spool.exists() and not spool.is_dir():
+        raise SpecError(
+            file, field, f"{spool}: a file, not a folder (the spool is the folder renders go into)"
+        )
     if not spool.is_dir():
         raise SpecError(
             file,

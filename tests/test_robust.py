@@ -955,6 +955,11 @@ def test_playout_says_what_is_wrong_with_its_options_before_rendering_the_filler
         run_cli("playout", "--filler-spec", str(tiny_segment), "--out", str(out), "--spool", str(spool)), 2
     )
     assert "--spool" in line and str(spool) in line and "no such folder" in line, line
+    spool.write_text("")  # a file where the folder should be: said as such
+    line = _one_line(
+        run_cli("playout", "--filler-spec", str(tiny_segment), "--out", str(out), "--spool", str(spool)), 2
+    )
+    assert "--spool" in line and "a file, not a folder" in line, line
     assert not any(out.rglob("*.ts"))
     # a refused playout leaves no --out folder it made (an empty /srv/live was left)
     line = _one_line(run_cli("playout", "--out", str(tmp_path / "new-live")), 2)

@@ -1080,12 +1080,19 @@ class Playout:
             self._stalled = True
             return False
         if self._missed_segments and self._air is not None:
-            log.info(
-                "%s: resumed at media segment %d, %d missed",
-                self._air.decision.key,
-                self._air.decision.index,
-                self._missed_segments,
-            )
+            if self._air.decision.index:
+                log.info(
+                    "%s: resumed at media segment %d, %d missed",
+                    self._air.decision.key,
+                    self._air.decision.index,
+                    self._missed_segments,
+                )
+            else:  # what was missed was the time of what aired before (or filler): this airs whole
+                log.info(
+                    "%s: on air from its start, after %d media segments' time missed",
+                    self._air.decision.key,
+                    self._missed_segments,
+                )
         self._stalled, self._missed_left_s, self._missed_segments = False, Fraction(0), 0
         return True
 
