@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 
 from .errors import MediaError, SpecError
 
-__all__ = ["decoded_size", "header", "open_rgba", "to_rgba", "upright_size"]
+__all__ = ["decoded_size", "header", "open_rgba", "to_rgba"]
 
 # Modes convert("RGBA") handles right (palette and grey transparency included)
 _DIRECT = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
@@ -145,20 +145,6 @@ def decoded_size(
         As :func:`open_rgba`.
     """
     return _decoded(path, field, source)[0].size
-
-
-def upright_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) of the image as :func:`open_rgba` gives it, from its header only (or from
-    the decoded image when it is at hand: a PNG's EXIF can sit after its pixels)."""
-    key = _file_key(path)
-    with _cache_lock:
-        hit = _cache.get(key) if key is not None else None
-    if hit is not None:
-        return hit.size
-    with Image.open(path) as im:
-        w, h = im.size
-        orientation = im.getexif().get(0x0112, 1)
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
 def header(path: str | Path) -> tuple[tuple[int, int], int]:
