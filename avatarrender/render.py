@@ -16,8 +16,8 @@ import contextlib
 import dataclasses
 import errno
 import hashlib
-import json
 import functools
+import json
 import logging
 import os
 import shutil
@@ -39,7 +39,16 @@ from .encode import ChunkEncoder, SegmentJob
 from .errors import AvatarRenderError, DiskFullError, FFmpegError, OutputError, RenderLockedError
 from .loudness import add_true_peaks, normalise
 from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
-from .rendition import Manifest, Publisher, clear_failed, lock_path, partial_path, read_manifest, utc_now_iso
+from .rendition import (
+    Manifest,
+    Publisher,
+    clear_failed,
+    lock_path,
+    partial_path,
+    read_manifest,
+    render_running,
+    utc_now_iso,
+)
 from .soundtrack import loudness_target, manifest_loudness, mix, silent_by_design
 from .spec import Spec
 from .subtitles import SubtitleWriter
@@ -459,10 +468,7 @@ class _OutputLock:
                 if tries < 20:  # a probe's instant hold (render_running: a playout, a service)
                     time.sleep(0.01)
                     continue
-                raise RenderLockedError(
-                    f"{out_dir}: another render of this output is running "
-                    f"(lock {path}); pass --wait (wait_lock=True) to wait for it"
-                ) from None
+                raise _busy(out_dir) from None
             try:
                 current = os.stat(path).st_ino
             except FileNotFoundError:
@@ -495,12 +501,15 @@ def check_not_busy(out_dir: str | Path) -> None:
         path = Path(out_dir).resolve()
     except (RuntimeError, OSError):
         return
-    if not path.parent.is_dir():
-        return  # nothing there yet: no render of it either
-    try:
-        _lock(path, False).release()
-    except OSError:
-        return  # a folder it cannot write in: the render says so, naming it
+    if render_running(path):  # (a probe: no lock file made or removed)
+        raise _busy(path)
+
+
+def _busy(out_dir: Path) -> RenderLockedError:
+    return RenderLockedError(
+        f"{out_dir}: another render of this output is running "
+        f"(lock {lock_path(out_dir)}); pass --wait (wait_lock=True) to wait for it"
+    )
 
 
 # x264 threads per encoder. Fixed, not derived from --jobs: x264's output depends on its thread
