@@ -186,12 +186,14 @@ def frame_features(
     fps: Fraction,
     n_frames: int | None = None,
     warp: float = 1.0,
+    voicing: bool = False,
 ) -> dict[str, np.ndarray]:
     """Per-frame features, each ``np.ndarray [shape=(n_frames,)]``.
 
     ``rms_db`` (dB re full scale), ``zcr`` (crossings per sample), ``centroid_hz``, ``flatness``
     (0 tonal .. 1 noise), ``low``/``mid``/``high`` (band energy shares of 100-900, 900-2500 and
-    2500-3800 Hz), ``mfcc`` [shape=(n_frames, 13)], on a window centred on each frame.
+    2500-3800 Hz), ``mfcc`` [shape=(n_frames, 13)], on a window centred on each frame; with
+    ``voicing``, ``voicing`` too (see :func:`_voicing`).
 
     ``warp`` is for training only (vocal tract length perturbation): the mel filterbank's band
     edges are divided by it, so the cepstra read the formants near the top of the band (F2, F3)
@@ -217,9 +219,9 @@ def frame_features(
     # Frames are independent: a block at a time keeps the windows and spectra (about 40 kB per
     # frame) from growing with the segment's length.
     blocks = [
-        _block_features(pad, centres[a : a + _BLOCK_FRAMES], sr=sr, win=win, mel=mel)
+        _block_features(pad, centres[a : a + _BLOCK_FRAMES], sr=sr, win=win, mel=mel, voicing=voicing)
         for a in range(0, n, _BLOCK_FRAMES)
-    ] or [_block_features(pad, centres, sr=sr, win=win, mel=mel)]
+    ] or [_block_features(pad, centres, sr=sr, win=win, mel=mel, voicing=voicing)]
     return {k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]}
 
 
@@ -227,7 +229,7 @@ _BLOCK_FRAMES = 512
 
 
 def _block_features(
-    pad: np.ndarray, centres: np.ndarray, *, sr: int, win: int, mel: np.ndarray
+    pad: np.ndarray, centres: np.ndarray, *, sr: int, win: int, mel: np.ndarray, voicing: bool = False
 ) -> dict[str, np.ndarray]:
     idx = centres[:, None] + np.arange(-win // 2, win // 2)[None, :] + win
     idx = np.clip(idx, 0, len(pad) - 1)
@@ -247,7 +249,7 @@ def _block_features(
     flat = geo / np.mean(spec[:, inband], axis=1)
     logmel = np.log(spec @ mel.T + 1e-10)
     mfcc = logmel @ _dct_ortho(logmel.shape[1], 13).T
-    return {
+    out = {
         "rms_db": 20 * np.log10(rms),
         "zcr": zcr,
         "centroid_hz": centroid,
@@ -257,6 +259,22 @@ def _block_features(
         "high": band(2500, top) / total,
         "mfcc": mfcc,
     }
+    if voicing:
+        out["voicing"] = _voicing(frames, sr)
+    return out
+
+
+def _voicing(frames: np.ndarray, sr: int) -> np.ndarray:
+    """How periodic each windowed frame is at a voice's pitch (60-400 Hz): the highest peak of
+    its autocorrelation there, over the window's own (1 for a steady vowel; white noise, clicks,
+    claps and breaths 0.3 at most; speech under noise 10 dB down 0.66 at least)."""
+    win = frames.shape[1]
+    lo, hi = sr // 400, sr // 60
+    x = frames - frames.mean(axis=1, keepdims=True)
+    ac = np.fft.irfft(np.abs(np.fft.rfft(x, n=2 * win, axis=1)) ** 2, axis=1)
+    w = np.hanning(win)
+    w_ac = np.correlate(w, w, "full")[win - 1 :]
+    return (ac[:, lo:hi] / (ac[:, :1] + 1e-12) / (w_ac[lo:hi] / w_ac[0])).max(axis=1)
 
 
 # frames around each frame the classifier sees (two ahead), for a model without ``CONTEXT`` of its
@@ -342,6 +360,18 @@ def _activity(rms_db: np.ndarray) -> np.ndarray:
                 on[i - quiet + 1 : i] = False
         on[i] = talking
     return on
+
+
+def _voiced_runs(active: np.ndarray, voicing: np.ndarray) -> np.ndarray:
+    """``active`` without its runs in which nothing is voiced: a click, a clap, a breath or a
+    burst of noise between sentences is louder than the floor but no speech (a mouth opened for
+    five to eight frames at each); every spoken word holds a voiced sound. Whispers are lost."""
+    out = active.copy()
+    edges = np.flatnonzero(np.diff(np.r_[0, active.astype(np.int8), 0]))
+    for a, b in zip(edges[::2], edges[1::2]):
+        if voicing[a:b].max() < _VOICED:
+            out[a:b] = False
+    return out
 
 
 def _classify(f: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
@@ -767,8 +797,8 @@ def analyse_audio(
     if y.size == 0:
         return quiet
     # the classifier was trained on 30 fps frames: analyse on that grid, then resample in time
-    f = frame_features(y, sample_rate_hz, fps=_GRID_FPS, n_frames=n_grid)
-    grid_active = _activity(f["rms_db"])
+    f = frame_features(y, sample_rate_hz, fps=_GRID_FPS, n_frames=n_grid, voicing=True)
+    grid_active = _voiced_runs(_activity(f["rms_db"]), f["voicing"])
     if not grid_active.any():
         quiet.level_db = f["rms_db"][nearest]
         return quiet
@@ -830,6 +860,9 @@ _SURE = 0.55  # classifier confidence above which loudness is ignored
 _OPEN_WEIGHT, _OPEN_SD, _DIP_DB = 0.5, 0.15, 6.0
 _STATIC_S, _STATIC_A_S = 0.6, 0.3  # longer holds inside speech are broken up (A: longer than an m)
 _START, _KEEP, _STOP_FRAMES = 0.3, 0.15, 4  # activity hysteresis (share of floor..peak), hangover
+# a run of activity is speech if one of its frames is this periodic (_voicing; tuning set: every
+# run of speech of every family 0.93 or more clean, 0.66 under noise 10 dB down)
+_VOICED = 0.45
 _HOLD_PAUSE_S = 0.15
 _RELAX_PAUSE_S = 0.22
 _CLOSURE_BIAS = 2.5

@@ -83,6 +83,47 @@ def test_silence_and_steady_noise_rest():
         assert len(track) == 30 and (track == 0).all()
 
 
+def test_clicks_claps_and_noise_bursts_between_sentences_rest(utterances):
+    """Louder than the floor but nothing voiced: a click, a clap, a breath or a burst of noise in
+    a pause leaves the mouth at rest (each opened it for five to eight frames); the speech's own
+    track is what it is without them, audio alone and with the text."""
+    from avatarrender.align import text_mouth_track
+
+    utt, truth, _ = utterances[0]
+    y, sr = utt.samples.astype(np.float32), utt.sample_rate_hz
+    rng = np.random.default_rng(7)
+    peak = float(np.abs(y).max())
+    n = int(0.1 * sr)
+    noises = {
+        "click": np.r_[np.hanning(40) * peak, np.zeros(n - 40)],
+        "noise": rng.standard_normal(n) * peak / 3,
+        "clap": rng.standard_normal(n) * np.exp(-np.arange(n) / (0.005 * sr)) * peak,
+        "breath": np.convolve(rng.standard_normal(3 * n), np.ones(8) / 8, "same") * peak / 8,
+    }
+    gap = np.zeros(sr, np.float32)
+    parts, spans = [gap], {}
+    for name, noise in noises.items():
+        start = sum(map(len, parts))
+        parts += [noise.astype(np.float32), gap]
+        spans[name] = (start / sr, (start + len(noise)) / sr)
+    speech_at = sum(map(len, parts))
+    mixed = np.concatenate([*parts, y, gap])
+    clean = np.concatenate([np.zeros(speech_at, np.float32), y, gap])
+    first = int(speech_at / sr * 30)
+    text = HELD_OUT[0][2]
+    for track, plain in (
+        (lipsync.mouth_track(mixed, sr, fps=FPS), lipsync.mouth_track(clean, sr, fps=FPS)),
+        (
+            text_mouth_track(mixed, sr, fps=FPS, texts=text),
+            text_mouth_track(clean, sr, fps=FPS, texts=text),
+        ),
+    ):
+        for name, (a, b) in spans.items():
+            assert (track[int(a * 30) - 3 : int(b * 30) + 9] == 0).all(), name
+        assert np.mean(track[first - 3 :] == plain[first - 3 :]) > 0.95
+        assert (track[first:] != 0).mean() > 0.5  # the speech moves the mouth
+
+
 def test_any_rate_stereo_clipped_and_tiny_audio(utterances):
     utt, truth, _ = utterances[0]
     import librosa
