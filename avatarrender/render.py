@@ -53,11 +53,6 @@ from .soundtrack import loudness_target, manifest_loudness, mix, silent_by_desig
 from .spec import Spec
 from .subtitles import SubtitleWriter
 
-# A render stopped between chunks (an error, a withdrawn submission) leaves joblib's generator
-# with tasks in flight; its advice about "adjusting the input task iterator" is for a caller
-# that meant to stop early, not for a stopped render: not printed into the service's log
-warnings.filterwarnings("ignore", message=r".*You could benefit from adjusting the input task iterator")
-
 __all__ = ["render", "render_chunk", "ChunkTask", "Progress", "ProcessRenderer", "RenderProcess"]
 
 Progress = Callable[[int, int], None]  # (frames done, frames total)
@@ -353,10 +348,17 @@ def _pool(**kw: Any) -> Any:
     from joblib import Parallel
     from joblib.parallel import get_active_backend
 
+    class _Parallel(Parallel):
+        def _warn_exit_early(self) -> None:
+            """A render stopped between chunks (an error, a withdrawn submission) leaves the
+            generator with tasks in flight; joblib's advice about "adjusting the input task
+            iterator" is for a caller that meant to stop early: not printed into the service's
+            log (said here, not by a filter in the caller's ``warnings``)."""
+
     backend, _ = get_active_backend()
     if type(backend).__name__ == "LokyBackend":
         kw["initializer"], kw["initargs"] = interrupt.end_with_parent, (0.25, os.getpid())
-    return Parallel(**kw)
+    return _Parallel(**kw)
 
 
 def _tolerate_kept_memory() -> None:

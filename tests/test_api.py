@@ -49,6 +49,34 @@ def test_bad_arguments_raise_our_errors_naming_the_argument(tmp_path):
     assert issubclass(avatarrender.DiskFullError, avatarrender.AvatarRenderError)
 
 
+def test_the_library_leaves_the_callers_warnings_filters_alone():
+    """Importing the renderer added a filter to the caller's ``warnings`` (for joblib's advice
+    when a generator is closed early); it is said where the pool is made now, and still not
+    said when a render stops between chunks."""
+    import subprocess
+    import sys
+    import warnings
+
+    code = (
+        # numpy adds filters of its own as it is imported (and scipy through librosa)
+        "import warnings, numpy, scipy.signal, joblib; before = list(warnings.filters); "
+        "import avatarrender, avatarrender.render, avatarrender.service, avatarrender.playout; "
+        "assert warnings.filters == before, [f for f in warnings.filters if f not in before]"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+    from joblib import delayed
+
+    from avatarrender.render import _pool
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = _pool(n_jobs=2, return_as="generator")(delayed(time.sleep)(0.2) for _ in range(6))
+        next(results)
+        results.close()  # as a render stopped between chunks does
+    assert not [w for w in caught if "task" in str(w.message)], [str(w.message) for w in caught]
+
+
 def test_stock_pillow_over_pillow_simd_is_said_at_a_render(monkeypatch, caplog):
     """`pip install` of anything needing Pillow puts stock Pillow's PIL/ over Pillow-SIMD's:
     renders stayed right and ran slower without a word."""
