@@ -943,7 +943,6 @@ def _render_ahead_main(spec_path: str, out_dir: str, idle_s: str | None = None) 
         signal.signal(sig, stop)
     # its warnings go into the playout's log (this stderr) as the playout's own lines look:
     # stamped, one line each, not Python's two with a source line
-    import warnings
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
 
