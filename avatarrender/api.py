@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import MediaError, SpecError
+from .rendition import Busy, FolderLock
 from .spec import Spec, load_spec
 
 log = logging.getLogger("avatarrender.playout")
@@ -197,48 +198,35 @@ def _air(playout, out: Path, address, verbose: bool, on_ready, stop) -> None:  #
 
 
 class _OutHold:
-    """An exclusive lock on ``out/.lock`` (closing it lets go): two playouts on one folder would
-    write the same playlist, media and state over each other. ``rm -rf OUT`` on air removes the
-    lock file with the rest; the channel makes the folder again and :meth:`again` locks it anew
-    (else a second playout could start on it)."""
+    """The playout's lock on ``out/.lock`` (:class:`rendition.FolderLock`, kept): two playouts
+    on one folder would write the same playlist, media and state over each other. ``rm -rf OUT``
+    on air removes the lock file with the rest; the channel makes the folder again and
+    :meth:`again` locks it anew (else a second playout could start on it)."""
 
     def __init__(self, out: Path, field: str):
-        self.path = out / ".lock"
-        self.field = field
-        self.fd = self._take()
-
-    def _take(self) -> int:
-        import fcntl
-
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self.out, self.field = out, field
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip()
-            os.close(fd)
-            raise SpecError(
-                None,
-                self.field,
-                f"{self.path.parent}: another playout airs this folder (pid {holder or '?'}): stop it "
-                "first, or give this one a folder of its own",
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return fd
+            self.lock = FolderLock(out / ".lock", keep=True)
+        except Busy as exc:
+            raise self._busy(exc) from None
+
+    def _busy(self, exc: Busy) -> SpecError:
+        return SpecError(
+            None,
+            self.field,
+            f"{self.out}: another playout airs this folder (pid {exc.pid or '?'}): stop it "
+            "first, or give this one a folder of its own",
+        )
 
     def again(self) -> None:
         """Lock the folder's lock file again when it is not the one held (removed, made anew)."""
         try:
-            if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
-                return
-        except FileNotFoundError:
-            pass
-        fd = self._take()  # SpecError when another playout took the folder meanwhile
-        os.close(self.fd)
-        self.fd = fd
+            self.lock.again()
+        except Busy as exc:  # another playout took the folder meanwhile
+            raise self._busy(exc) from None
 
     def close(self) -> None:
-        os.close(self.fd)
+        self.lock.release()
 
 
 # what only a playout's folder holds (the filler it rendered, its saved state, its playlist)

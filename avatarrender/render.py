@@ -40,13 +40,15 @@ from .errors import AvatarRenderError, DiskFullError, FFmpegError, OutputError, 
 from .loudness import add_true_peaks, normalise
 from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
 from .rendition import (
+    Busy,
+    FolderLock,
     Manifest,
     Publisher,
     clear_failed,
+    lock_holder,
     lock_path,
     partial_path,
     read_manifest,
-    render_running,
     utc_now_iso,
 )
 from .soundtrack import loudness_target, manifest_loudness, mix, silent_by_design
@@ -445,54 +447,12 @@ def _check_pillow_once() -> None:
         logging.getLogger("avatarrender.render").warning("%s; renders run slower (avatarrender doctor)", exc)
 
 
-class _OutputLock:
-    """An exclusive ``flock`` on ``.OUT.lock`` beside the output, removed when released.
-
-    Removing a lock file is safe only because every taker checks, once it holds the lock, that the
-    file it locked is still the one at that path: a waiter that opened the file before the holder
-    removed it finds another inode (or none) and tries again on the current file. (filelock's
-    lock leaves the file behind for that reason; this one leaves nothing beside finished outputs.)
-    """
-
-    def __init__(self, out_dir: Path, wait: bool):
-        import fcntl
-
-        path = lock_path(out_dir)
-        self.lock_file = str(path)
-        tries = 0
-        while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                os.close(fd)
-                tries += 1
-                if tries < 20:  # a probe's instant hold (render_running: a playout, a service)
-                    time.sleep(0.01)
-                    continue
-                raise _busy(out_dir) from None
-            try:
-                current = os.stat(path).st_ino
-            except FileNotFoundError:
-                current = None
-            if current == os.fstat(fd).st_ino:
-                self._fd: int | None = fd
-                return
-            os.close(fd)  # the holder we waited for removed it: lock the file now at that path
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        try:
-            os.unlink(self.lock_file)  # still holding it: a waiter then sees the inode change
-        except FileNotFoundError:
-            pass
-        os.close(self._fd)  # closing the last descriptor releases the flock
-        self._fd = None
-
-
-def _lock(out_dir: Path, wait: bool) -> _OutputLock:
-    return _OutputLock(out_dir, wait)
+def _lock(out_dir: Path, wait: bool) -> FolderLock:
+    """The render's lock on ``out_dir`` (:func:`rendition.lock_path`), removed when released."""
+    try:
+        return FolderLock(lock_path(out_dir), wait=wait)
+    except Busy as exc:
+        raise _busy(out_dir, exc.pid) from None
 
 
 def check_not_busy(out_dir: str | Path) -> None:
@@ -503,14 +463,15 @@ def check_not_busy(out_dir: str | Path) -> None:
         path = Path(out_dir).resolve()
     except (RuntimeError, OSError):
         return
-    if render_running(path):  # (a probe: no lock file made or removed)
-        raise _busy(path)
+    holder = lock_holder(lock_path(path))  # (a probe: no lock file made or removed)
+    if holder is not None:
+        raise _busy(path, holder)
 
 
-def _busy(out_dir: Path) -> RenderLockedError:
+def _busy(out_dir: Path, pid: int | None) -> RenderLockedError:
     return RenderLockedError(
         f"{out_dir}: another render of this output is running "
-        f"(lock {lock_path(out_dir)}); pass --wait (wait_lock=True) to wait for it"
+        f"(pid {pid or '?'}, lock {lock_path(out_dir)}); pass --wait (wait_lock=True) to wait for it"
     )
 
 
@@ -778,7 +739,7 @@ def render(
             raise _disk_full(partial, partial) from None
         raise
     finally:
-        lock.release()  # and removes the lock file (safe: see _OutputLock)
+        lock.release()  # and removes the lock file (safe: see FolderLock)
 
 
 def _inputs_outside(spec: Spec, out_dir: Path) -> None:

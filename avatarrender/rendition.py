@@ -60,6 +60,9 @@ __all__ = [
     "partial_path",
     "lock_path",
     "render_running",
+    "lock_holder",
+    "FolderLock",
+    "Busy",
     "parse_manifest",
     "read_manifest",
     "read_rendered",
@@ -125,25 +128,114 @@ def lock_path(out_dir: str | Path) -> Path:
     return out_dir.with_name(f".{out_dir.name}.lock")
 
 
-def render_running(out_dir: str | Path) -> bool:
-    """Whether a render holds ``out_dir``'s lock (see ``render._OutputLock``): a ``.NAME.partial``
-    whose render was stopped or killed has none (a killed one's lock file is held by nobody).
-    The probe holds the lock for an instant when it is free; a render starting then retries."""
+class Busy(Exception):
+    """Another process holds the lock; ``pid`` is the one it wrote in the file (None if unread)."""
+
+    def __init__(self, path: Path, pid: int | None):
+        super().__init__(f"{path} is held by pid {pid or '?'}")
+        self.path, self.pid = path, pid
+
+
+class FolderLock:
+    """An exclusive ``flock`` on a lock file, with the holder's pid in it: a render's on
+    ``.NAME.lock`` beside its output (see :func:`lock_path`; removed when released, so nothing is
+    left beside a finished output), a playout's on ``OUT/.lock`` (``keep``: the file stays).
+
+    Removing a lock file is safe because every taker checks, once it holds the lock, that the
+    file it locked is still the one at that path: a waiter that opened the file before the holder
+    removed it finds another inode (or none) and tries again on the current file. A lock taken
+    without ``wait`` is tried for 0.2 s (:func:`lock_holder` holds a free lock for an instant)
+    before :class:`Busy` is raised.
+    """
+
+    def __init__(self, path: str | Path, *, wait: bool = False, keep: bool = False):
+        self.path, self.keep = Path(path), keep
+        self._fd: int | None = self._take(wait)
+
+    def _take(self, wait: bool) -> int:
+        import fcntl
+        import time
+
+        tries = 0
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                holder = _pid_in(fd)
+                os.close(fd)
+                tries += 1
+                if tries < 20:  # a probe's instant hold (lock_holder: a playout, a service)
+                    time.sleep(0.01)
+                    continue
+                raise Busy(self.path, holder) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            if _same_file(self.path, fd):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                return fd
+            os.close(fd)  # the holder we waited for removed it: lock the file now at that path
+
+    def again(self) -> None:
+        """Lock the file at the path anew when it is not the one held (removed with its folder
+        and made again: ``rm -rf OUT`` on air); :class:`Busy` when another process took it."""
+        if self._fd is None or _same_file(self.path, self._fd):
+            return
+        fd = self._take(False)
+        os.close(self._fd)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        if not self.keep and _same_file(self.path, self._fd):
+            # still holding it: a waiter then sees the inode change
+            self.path.unlink(missing_ok=True)
+        os.close(self._fd)  # closing the last descriptor releases the flock
+        self._fd = None
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _pid_in(fd: int) -> int | None:
+    try:
+        return int(os.pread(fd, 32, 0).split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def lock_holder(path: str | Path) -> int | None:
+    """The pid of the process holding the lock file ``path`` (0 when it wrote none), or None
+    when nobody does (a killed render's lock file is held by nobody). The probe holds a free
+    lock for an instant; a :class:`FolderLock` taken then retries."""
     import fcntl
 
     try:
-        fd = os.open(lock_path(out_dir), os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return False
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return True
+        return _pid_in(fd) or 0
     except OSError:
-        return False
+        return None
     finally:
         os.close(fd)  # (closing releases a lock this took)
-    return False
+    return None
+
+
+def render_running(out_dir: str | Path) -> bool:
+    """Whether a render holds ``out_dir``'s lock (:func:`lock_path`): a ``.NAME.partial`` whose
+    render was stopped or killed has none."""
+    return lock_holder(lock_path(out_dir)) is not None
 
 
 def utc_now_iso() -> str:

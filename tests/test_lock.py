@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -53,5 +54,7 @@ def test_a_busy_output_is_said_before_the_spec_is_checked(tmp_path):
         bad.write_text("scene: [\n")
         proc = run_cli("render", str(bad), "-o", str(out), "-q")
         assert proc.returncode == 3 and "another render" in proc.stderr, proc.stderr
+        # who holds it, for `kill` or `ps` (the lock file holds the holder's pid)
+        assert f"pid {os.getpid()}," in proc.stderr, proc.stderr
     finally:
         held.release()

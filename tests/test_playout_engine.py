@@ -524,12 +524,13 @@ def test_render_ahead_waits_for_another_render_and_outlives_its_playout(tmp_path
     closed) ends cleanly, its render kept, without a traceback."""
     import time
 
-    from avatarrender.render import RenderProcess, _OutputLock
+    from avatarrender.render import RenderProcess
+    from avatarrender.rendition import FolderLock, lock_path
     from conftest import make_tiny_segment
 
     yml = make_tiny_segment(tmp_path / "seg", speech_s=3.0, width=128, height=72)
     out = tmp_path / "out"
-    held = _OutputLock(out, wait=False)
+    held = FolderLock(lock_path(out))
     job = RenderProcess(yml, out)
     try:
         time.sleep(3)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 import subprocess
@@ -787,7 +788,7 @@ def test_a_second_playout_on_the_same_folder_is_refused(media: Path, tmp_path: P
         # two writers of one playlist, media and state: the playlist went back and forth between them
         with pytest.raises(SpecError, match="another playout airs this folder") as err:
             run_playout(None, out, filler=media / "filler", stop=threading.Event())
-        assert err.value.field == "out_dir"
+        assert err.value.field == "out_dir" and f"(pid {os.getpid()})" in str(err.value)
         # `rm -rf OUT` on air took the lock file with it: the channel makes the folder again,
         # and locks it again (a second playout started on it)
         deadline = time.monotonic() + 30
