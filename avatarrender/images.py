@@ -153,9 +153,35 @@ def header(path: str | Path) -> tuple[tuple[int, int], int]:
     shows the first frame. ``OSError`` or PIL's errors when it is no image."""
     with Image.open(path) as im:
         w, h = im.size
-        orientation = im.getexif().get(0x0112, 1)
+        if im.format == "PNG" and "exif" not in im.info:
+            # PIL decodes a whole PNG to look for an eXIf chunk after the pixels (the spec check
+            # decoded every PNG twice: 0.19 of its 0.42 CPU s on a scene of 27 600x800 states)
+            orientation = _png_late_orientation(path)
+        else:
+            orientation = im.getexif().get(0x0112, 1)
         frames = getattr(im, "n_frames", 1) if getattr(im, "is_animated", False) else 1
     return ((h, w) if orientation in (5, 6, 7, 8) else (w, h)), frames
+
+
+def _png_late_orientation(path: str | Path) -> int:
+    """The EXIF orientation of a PNG whose eXIf chunk follows its pixel data (1 if it has none),
+    found by walking the chunks' headers, not decoding the pixels."""
+    import struct
+
+    with open(path, "rb") as fh:
+        fh.seek(8)  # the signature
+        while True:
+            head = fh.read(8)
+            if len(head) < 8:
+                return 1
+            length, kind = struct.unpack(">I4s", head)
+            if kind == b"IEND":
+                return 1
+            if kind == b"eXIf":
+                exif = Image.Exif()
+                exif.load(fh.read(length))
+                return exif.get(0x0112, 1)
+            fh.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
 
 
 def output_format(path: str | Path, field: str) -> str:

@@ -398,6 +398,40 @@ def test_jpeg_exif_orientation_is_applied(tmp_path: Path):
     assert open_rgba(tmp_path / "phone.jpg").size == (20, 40)
 
 
+def test_png_exif_orientation_before_or_after_the_pixels(tmp_path: Path):
+    """A PNG's eXIf chunk may follow its pixel data: the header still tells the upright size
+    (without decoding the pixels, as PIL does to look for it), the same size the decode gives."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+    from avatarrender.images import header, open_rgba
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 20), (200, 30, 30)).save(buf, "PNG", exif=exif)
+    data = buf.getvalue()
+    chunks, at = [], 8
+    while at < len(data):
+        (length,) = struct.unpack(">I", data[at : at + 4])
+        chunks.append(data[at : at + 12 + length])
+        at += 12 + length
+    kinds = [c[4:8] for c in chunks]
+    assert kinds.index(b"eXIf") < kinds.index(b"IDAT")
+    late = [c for c in chunks if c[4:8] != b"eXIf"]
+    late.insert(len(late) - 1, chunks[kinds.index(b"eXIf")])  # just before IEND
+    plain = [c for c in chunks if c[4:8] != b"eXIf"]
+    for name, parts in (("early", chunks), ("late", late), ("plain", plain)):
+        (tmp_path / f"{name}.png").write_bytes(data[:8] + b"".join(parts))
+    assert zlib.crc32(late[-2][4:-4]) == struct.unpack(">I", late[-2][-4:])[0]  # moved whole
+    for name, size in (("early", (20, 40)), ("late", (20, 40)), ("plain", (40, 20))):
+        path = tmp_path / f"{name}.png"
+        assert header(path) == (size, 1), name
+        assert open_rgba(path).size == size, name
+
+
 def test_palette_transparency_is_kept(tmp_path: Path):
     import numpy as np
     from avatarrender.images import open_rgba
