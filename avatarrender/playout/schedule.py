@@ -330,9 +330,13 @@ class Scheduler:
         The hold for entries still being rendered adapts to how fast renders keep up on this
         machine: it starts at ``min_start_s``; a program that started while rendering and then
         had a media segment come late (filler inside it) raises it by :attr:`HOLD_STEP_S` for
-        the next ones, up to this; one that aired whole lowers it by half a step, down to
+        the next ones, up to this; one that aired whole lowers it by as much as its render had
+        to spare at the closest (the seconds of it rendered beyond the media segment taken, at
+        each media segment taken while it rendered), at most half a step, down to
         ``min_start_s``. A machine that renders barely faster than real time (a busy one) then
-        holds new programs a little longer instead of airing filler inside each of them.
+        holds new programs a little longer instead of airing filler inside each of them; a
+        program that aired whole with nothing to spare keeps the hold (lowered after any whole
+        one, a hold one step above what the machine needs aired filler in one program of three).
     """
 
     #: how much one late media segment raises the hold for programs still rendering
@@ -359,6 +363,8 @@ class Scheduler:
         self.hold_s = self.min_start_s  # what an entry still rendering must have out to start
         self.current_rendering = False  # the current entry started before its render completed
         self.current_late = False  # and a media segment of it came late
+        # the least of it rendered beyond the media segment taken, while it rendered (None: never)
+        self.current_spare_s: Fraction | None = None
         self.next_entry = 0
         self.done: set[str] = set()  # identities (:meth:`_identity`) of the entries passed
         self.prev_end_s = Fraction(start_s)
@@ -404,14 +410,19 @@ class Scheduler:
             and not self.current_late
             and self.hold_s > self.min_start_s
         ):
-            # it started while rendering and aired whole: the hold may come down
-            self.hold_s = max(self.min_start_s, self.hold_s - self.HOLD_STEP_S / 2)
-            self._log(
-                "info",
-                f"{self.current} aired whole while rendering: programs still rendering now start "
-                f"once {float(self.hold_s):g} s of them is out",
-            )
+            # it started while rendering and aired whole: the hold may come down by what its
+            # render had to spare (none: it came just in time, and the hold stays)
+            spare = self.current_spare_s if self.current_spare_s is not None else self.HOLD_STEP_S
+            lowered = max(self.min_start_s, self.hold_s - min(self.HOLD_STEP_S / 2, spare))
+            if lowered < self.hold_s:
+                self.hold_s = lowered
+                self._log(
+                    "info",
+                    f"{self.current} aired whole while rendering: programs still rendering now "
+                    f"start once {float(self.hold_s):g} s of them is out",
+                )
         self.current_rendering = self.current_late = False
+        self.current_spare_s = None
         self.aired.append({"key": self.current, "event": how, "at_s": slot_s})
         self.current = None
         self.current_due_s = None
@@ -485,6 +496,10 @@ class Scheduler:
                         self._finish(slot_s, "refused")
                         continue
                     self.stall_since_s = None
+                    if self.current_rendering and not av.complete:
+                        spare = sum(av.durations_s[self.cursor + 1 :], Fraction(0))
+                        if self.current_spare_s is None or spare < self.current_spare_s:
+                            self.current_spare_s = spare
                     return self._decision(key, self.cursor, av.durations_s[self.cursor])
                 if av.complete:
                     self._finish(slot_s, "ended")
@@ -537,6 +552,7 @@ class Scheduler:
                 self._pop_due(key)
                 self.current, self.current_due_s, self.cursor = key, due_s, 0
                 self.current_rendering, self.current_late = not av.complete, False
+                self.current_spare_s = None
                 self.aired.append({"key": key, "event": "started", "at_s": slot_s, "due_s": due_s})
                 continue
             if av.complete:  # complete and empty cannot air
@@ -627,6 +643,7 @@ class Scheduler:
             "hold_s": str(self.hold_s),
             "current_rendering": self.current_rendering,
             "current_late": self.current_late,
+            "current_spare_s": None if self.current_spare_s is None else str(self.current_spare_s),
         }
 
     def restore(self, d: dict[str, Any]) -> None:
@@ -662,3 +679,8 @@ class Scheduler:
         self.hold_s = min(self.max_hold_s, max(self.min_start_s, hold))
         self.current_rendering = bool(d.get("current_rendering", False))
         self.current_late = bool(d.get("current_late", False))
+        try:
+            spare = d.get("current_spare_s")
+            self.current_spare_s = None if spare is None else Fraction(spare)
+        except (TypeError, ValueError, ZeroDivisionError):
+            self.current_spare_s = Fraction(0)  # unreadable: as if it came just in time
