@@ -28,6 +28,7 @@ __all__ = [
     "end_children",
     "end_pool",
     "end_with_parent",
+    "set_soon",
     "SIGNALS",
 ]
 
@@ -80,6 +81,14 @@ def install(*, workers: bool = True) -> None:
     warnings.filterwarnings("ignore", message=r"resource_tracker: process died unexpectedly")
     for sig in SIGNALS:
         signal.signal(sig, _handler)
+
+
+def set_soon(event: threading.Event) -> None:
+    """Set ``event`` from a signal handler, in a thread of its own. A handler runs in the main
+    thread between two bytecodes, perhaps inside that thread's ``event.wait()`` while it holds
+    the event's lock, which ``event.set()`` would then wait for forever (a playout stopped by
+    SIGTERM hung so, its channel frozen, and a second SIGTERM hung too: a review)."""
+    threading.Thread(target=event.set, daemon=True, name="avatarrender-stop").start()
 
 
 def record(signum: int) -> None:

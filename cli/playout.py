@@ -75,7 +75,7 @@ def playout_cmd(
         # signal during the interpreter's teardown would otherwise kill it with the default
         # action, as the handlers are reset there)
         interrupt.record(signum)
-        stop.set()
+        interrupt.set_soon(stop)  # (not stop.set(): see there)
 
     def on_ready(playout) -> None:  # noqa: ANN001
         # From here a stop ends the channel cleanly: the tick finishes, the state is saved, a

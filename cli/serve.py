@@ -67,6 +67,7 @@ def serve_cmd(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
 ) -> None:
     """Keep render workers warm and render every submitted segment into a playout spool."""
+    from avatarrender import interrupt
     from avatarrender.service import RenderService
 
     logging.basicConfig(
@@ -85,7 +86,7 @@ def serve_cmd(
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: object) -> None:
-        stop.set()
+        interrupt.set_soon(stop)  # (not stop.set(): the main thread may hold its lock)
         raise _Stopped(signum)
 
     for sig in _EXIT_CODES:

@@ -698,6 +698,39 @@ def _resume(yml: Path, out: Path, ref) -> dict:
     return json.loads(res.stdout)
 
 
+def test_a_stop_signal_sets_the_stop_event_even_inside_its_wait():
+    """The playout's and the service's handlers ran ``stop.set()`` in the main thread, which
+    may be inside ``stop.wait()`` holding the event's lock: the playout hung for good on a
+    SIGTERM (a review's py-bt: wait -> handler -> set -> the same lock). ``set_soon`` does not
+    wait for the lock; the event is set once the main thread lets go of it."""
+    import threading
+    import time
+
+    from avatarrender import interrupt
+
+    stop = threading.Event()
+    with stop._cond:  # as inside Event.wait, where a signal handler may run
+        began = time.monotonic()
+        interrupt.set_soon(stop)
+        assert time.monotonic() - began < 1 and not stop.is_set()
+    assert stop.wait(5)
+    import ast
+    from pathlib import Path
+
+    import avatarrender
+
+    root = Path(avatarrender.__file__).parent / "_cli"
+    for name in ("playout.py", "serve.py"):  # no handler sets an event itself
+        for node in ast.walk(ast.parse((root / name).read_text())):
+            if isinstance(node, ast.FunctionDef) and node.args.args[:1] and node.args.args[0].arg == "signum":
+                calls = [
+                    c.func.attr
+                    for c in ast.walk(node)
+                    if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute)
+                ]
+                assert "set" not in calls and "set_soon" in calls, (name, node.name, calls)
+
+
 # every moment and every signal, not each with each: one handler serves all three signals (the
 # 12 pairs took 2.5 minutes of a loaded run of the suite, a tenth of it)
 @pytest.mark.parametrize(
