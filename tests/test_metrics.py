@@ -110,6 +110,37 @@ def test_metrics_follow_the_playout(tmp_path: Path) -> None:
     assert value(m2, "avatarrender_live_edge_age_seconds") == float(now + 7 - p.playlist.next_pdt_s)
 
 
+def test_metrics_measure_in_the_channels_time_after_the_clock_went_back(tmp_path: Path, monkeypatch) -> None:
+    """After the system clock went back the channel keeps its own time, ahead of the clock:
+    /metrics measured against the system clock and read the live edge's age -299 s and a lag
+    of 0 while the channel stood still (a review: a stall alert would not fire). It measures in
+    the channel's time, and says the offset."""
+    import avatarrender.playout.metrics as metrics
+
+    make_rendered(tmp_path / "filler", pattern="green", seconds=3)
+    sched = tmp_path / "schedule.yaml"
+    sched.write_text("filler: {dir: filler}\n")
+    p = Playout(load_schedule(sched), tmp_path / "out", filler=tmp_path / "filler")
+    p.start(T0)
+    clock = T0
+    for _ in range(40):  # 10 s on air
+        clock += Fraction(1, 4)
+        p.tick(clock)
+    clock -= 60  # the system clock steps back a minute
+    for _ in range(20):
+        clock += Fraction(1, 4)
+        p.tick(clock)
+    monkeypatch.setattr(metrics.time, "time", lambda: float(clock))
+    m = parse(metrics_text(p))
+    assert 59 <= value(m, "avatarrender_clock_offset_seconds") <= 61
+    assert value(m, "avatarrender_publication_lag_seconds") == 0
+    assert -1 <= value(m, "avatarrender_live_edge_age_seconds") <= 1
+    clock += 30  # the channel stands still (no ticks) for 30 s of the clock
+    m = parse(metrics_text(p))
+    assert 28 <= value(m, "avatarrender_publication_lag_seconds") <= 30
+    assert 29 <= value(m, "avatarrender_live_edge_age_seconds") <= 31
+
+
 def test_requests_by_kind_and_http_errors() -> None:
     c = Counters()
     for path, code in [

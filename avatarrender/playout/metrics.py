@@ -146,7 +146,10 @@ def metrics_text(
         A started :class:`~avatarrender.playout.engine.Playout` (or one not started yet: then
         only the counters and ``avatarrender_playout_up 0``).
     now_s : float or Fraction, optional
-        The clock (epoch s) to measure lag against; default ``time.time()``.
+        The channel's clock (epoch s) to measure lag against; default ``time.time()`` plus the
+        playout's ``clock_offset_s`` (how far the channel runs ahead of the system clock, after
+        the clock went back: measured against the system clock, the lag read 0 and the live
+        edge's age negative while the channel stood still).
     counters : Counters, optional
         Default ``playout.counters``.
 
@@ -155,7 +158,8 @@ def metrics_text(
     str
         Text exposition format 0.0.4 (serve with :data:`CONTENT_TYPE`).
     """
-    now = Fraction(time.time() if now_s is None else now_s)
+    offset = Fraction(getattr(playout, "clock_offset_s", 0) or 0)
+    now = Fraction(time.time()) + offset if now_s is None else Fraction(now_s)
     counters = counters or getattr(playout, "counters", None) or Counters()
     c = counters.snapshot()
     w = _Writer()
@@ -193,6 +197,13 @@ def metrics_text(
             "gauge",
             "Clock minus the PROGRAM-DATE-TIME end of the newest media segment, seconds.",
             [({}, now - Fraction(edge) if edge is not None else 0.0)],
+        )
+        w.metric(
+            "avatarrender_clock_offset_seconds",
+            "gauge",
+            "How far the channel's clock runs ahead of the system clock, seconds (0 unless the "
+            "system clock went back while it aired).",
+            [({}, offset)],
         )
         w.metric(
             "avatarrender_media_sequence",
