@@ -79,7 +79,7 @@ def test_absolute_after_and_filler_gaps() -> None:
 def test_unknown_length_late_policy_and_spool() -> None:
     entries = [
         GuideEntry("entry/late", "Late", at_s=T0 - 100, duration_s=Fraction(5)),  # skipped
-        GuideEntry("entry/ok", "Ok", at_s=T0 - 10, duration_s=Fraction(20)),  # 10 s late
+        GuideEntry("entry/ok", "Ok", at_s=T0 - 10, duration_s=Fraction(20)),  # on air since T0 - 10
         GuideEntry("entry/u", "Unrendered", duration_s=None),
         GuideEntry("entry/x", "After unknown", duration_s=Fraction(5)),  # unplaceable
         GuideEntry("entry/d", "Dated", at_s=T0 + 600, duration_s=Fraction(5)),
@@ -88,8 +88,40 @@ def test_unknown_length_late_policy_and_spool() -> None:
     got = plan_guide(entries, start_s=T0, spool=spool, max_late_s=Fraction(30), horizon_s=Fraction(3600))
     titles = [p.title for p in got]
     assert titles == ["Ok", "Unrendered", "Dated", "s1", FILLER_TITLE]
-    assert got[0].start_s == T0 and got[1].stop_s is None and got[2].start_s == T0 + 600
+    assert got[0].start_s == T0 - 10 and got[1].start_s == T0 + 10
+    assert got[1].stop_s is None and got[2].start_s == T0 + 600
     assert got[3].start_s == T0 + 605  # the spool airs when the channel is free
+
+
+def test_an_entry_past_the_guides_end_and_one_on_air_without_the_playouts_word() -> None:
+    """An entry timed beyond the guide's end had the gap before it filled as well as the guide's
+    tail: two fillers overlapping (tv_sort: "overlapping programmes"). Without the playout's
+    word (the epg command), an entry whose time came 2 minutes ago and lasts 5 was left out as
+    late, Filler shown instead of what airs (a review)."""
+    far = [GuideEntry("entry/t", "Tomorrow", at_s=T0 + 2 * 86400, duration_s=Fraction(60))]
+    spool = [GuideEntry("spool/s", "s", duration_s=Fraction(60))]
+    for got in (
+        plan_guide(far, start_s=T0, horizon_s=Fraction(3600)),
+        plan_guide(far, start_s=T0, spool=spool, horizon_s=Fraction(3600)),
+    ):
+        assert all(a.stop_s <= b.start_s for a, b in zip(got, got[1:])), got
+        assert got[-1].stop_s == T0 + 3600 and got[-1].filler
+        assert "Tomorrow" not in [p.title for p in got]
+    now = [
+        GuideEntry("entry/old", "Old", at_s=T0 - 900, duration_s=Fraction(300)),  # over
+        GuideEntry("entry/n", "News", at_s=T0 - 120, duration_s=Fraction(300)),
+        GuideEntry("entry/w", "Weather", duration_s=Fraction(60)),
+    ]
+    got = plan_guide(now, start_s=T0, horizon_s=Fraction(3600))
+    assert [(p.title, p.start_s - T0, p.stop_s - T0) for p in got] == [
+        ("News", -120, 180),
+        ("Weather", 180, 240),
+        (FILLER_TITLE, 240, 3600),
+    ]
+    # the playout's word wins: it says what is on air
+    on_air = Programme(T0 - 5, None, FILLER_TITLE, filler=True, key="filler")
+    got = plan_guide(now, start_s=T0, on_air=on_air, horizon_s=Fraction(3600))
+    assert "News" not in [p.title for p in got]
 
 
 def test_spool_fills_the_wait_before_an_absolute_entry_and_filler_on_air_merges() -> None:

@@ -132,13 +132,25 @@ def plan_guide(
     for g in entries:
         if g.at_s is not None:
             # spool items air while the channel waits for an absolute entry
-            while queue and cursor is not None and cursor < g.at_s:
+            while queue and cursor is not None and cursor < min(g.at_s, end_s):
                 cursor = place(queue.pop(0), cursor)
             if cursor is None:
                 at = g.at_s  # the one before has no known length: assume it ends in time
             else:
+                if (
+                    on_air is None
+                    and cursor == start_s
+                    and g.duration_s is not None
+                    and g.at_s <= start_s < g.at_s + g.duration_s
+                ):
+                    # without the playout's word (the epg command), one whose time has come and
+                    # not gone is on air: from its time (it was left out as late, Filler shown)
+                    cursor = place(g, g.at_s)
+                    continue
                 if g.at_s + max_late_s < cursor:
                     continue  # would be skipped by the late policy
+                if g.at_s >= end_s:
+                    break  # past the guide's end (its gap was filled twice, overlapping)
                 if cursor < g.at_s:
                     out.append(_filler(cursor, g.at_s))
                 at = max(cursor, g.at_s)
