@@ -339,6 +339,11 @@ def test_filler_and_format_checks(media: Path, tmp_path: Path) -> None:
     )
     with pytest.raises(SpecError, match=r"entries\[2\]\.at: .* is before entries\[0\]\.at"):
         load_schedule(bad)
+    # a number as the time: read as epoch seconds (1970), skipped without saying what it read
+    for number in ("20261203", "1800000000000", "1.5e9", '"20261203"'):
+        bad.write_text(f"entries:\n  - {{name: x, at: {number}, segment: a}}\n")
+        with pytest.raises(SpecError, match=r"entries.0.at: .*is a number: give a date and time, ISO 8601"):
+            load_schedule(bad)
 
 
 def test_entry_at_another_frame_rate_is_refused_while_filler_airs(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from avatarrender.specload import read_yaml
 
@@ -84,6 +84,23 @@ class EntryModel(_Strict):
     spec: str | None = None
     title: str | None = Field(None, min_length=1, max_length=500)  # programme guide
     description: str | None = Field(None, min_length=1, max_length=5000)  # programme guide
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _not_a_number(cls, v: Any) -> Any:
+        # pydantic reads a number as epoch seconds (or milliseconds): `at: 20261203` aired in
+        # 1970, skipped with a line that did not say what time it read
+        if isinstance(v, str):
+            try:
+                float(v)  # "20261203" (quoted) is read as a number too
+            except ValueError:
+                return v
+        if isinstance(v, (int, float, str)) and not isinstance(v, bool):
+            raise ValueError(
+                f"{v!r} is a number: give a date and time, ISO 8601 with its offset, such as "
+                "2026-12-03T20:00:00Z or 2026-12-03T21:00:00+01:00"
+            )
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> EntryModel:
