@@ -683,7 +683,7 @@ class PlayoutServer:
             lines.append(f"Content-Type: {ctype}")
         if status != HTTPStatus.NO_CONTENT:
             lines.append(f"Content-Length: {n}")
-        if no_cache:
+        if no_cache or status >= 400:  # an error is no answer to keep (a CDN kept a 400 for 10 s)
             lines.append("Cache-Control: no-cache, no-store, must-revalidate")
         elif immutable and status < 300:
             lines.append("Cache-Control: public, max-age=86400, immutable")
