@@ -112,8 +112,9 @@ _CRONTAB = """\
 # Install with: crontab -l | cat - {crontab} | crontab -
 # m  h  dom mon dow  command
 */30 *  *   *   *    {exe} render {segment} --into {spool} --quiet --json >> {log} 2>&1
-# Once a day, items older than a day leave the spool (aired, or never to air): it would only grow.
-15   4  *   *   *    find {spool} -mindepth 1 -maxdepth 1 -type d -mmin +1440 -exec rm -rf {{}} +
+# Once a day, items the playout was done with a day ago (it writes NAME/.done when one aired to its
+# end or was skipped) leave the spool: it would only grow. Refused ones stay for you to look at.
+15   4  *   *   *    find {spool} -mindepth 2 -maxdepth 2 -name .done -mmin +1440 -printf '\\%h\\0' | xargs -0r rm -rf --
 """
 
 _README = """\

@@ -223,6 +223,36 @@ def test_spool_item_removed_before_or_while_it_airs_is_dropped_at_once(media: Pa
     assert len(fillers) <= 2, d.aired[-12:]
 
 
+def test_the_example_crontab_clears_only_what_aired_a_day_ago(tmp_path: Path) -> None:
+    """examples/crontab's cleanup line, run as cron runs it: it removed spool items by their
+    folder's time, and a folder copied in with cp -a keeps its old time (a review: an item on air
+    was removed, "refused mid-air"). It goes by the playout's NAME/.done now."""
+    import subprocess
+    import time
+
+    from conftest import ROOT
+
+    line = next(
+        ln
+        for ln in (ROOT / "examples/crontab").read_text().splitlines()
+        if ln.startswith("15 ") and ".done" in ln
+    )
+    command = line.split(None, 5)[5].replace("\\%", "%").replace("/srv/spool", str(tmp_path / "spool"))
+    old = time.time() - 2 * 86400
+    for name, done in (("aired-long-ago", old), ("aired-just-now", None), ("old-copy-unaired", "never")):
+        folder = tmp_path / "spool" / name
+        folder.mkdir(parents=True)
+        (folder / "index.m3u8").write_text("#EXTM3U\n")
+        if done != "never":
+            (folder / ".done").write_text("ended 2027-01-15T08:00:00.000Z\n")
+            if done is not None:
+                os.utime(folder / ".done", (done, done))
+        os.utime(folder / "index.m3u8", (old, old))
+        os.utime(folder, (old, old))  # as cp -a leaves it
+    subprocess.run(["sh", "-c", command], check=True, timeout=60)
+    assert sorted(p.name for p in (tmp_path / "spool").iterdir()) == ["aired-just-now", "old-copy-unaired"]
+
+
 def test_spool_airs_in_order_of_arrival(media: Path) -> None:
     spool = media / "spool"
     spool.mkdir()
@@ -239,6 +269,10 @@ def test_spool_airs_in_order_of_arrival(media: Path) -> None:
     shutil.copytree(media / "b", spool / ".junk")  # dot files are ignored
     d.run(10)
     assert d.programs() == ["filler", "spool/zz-first", "spool/aa-second", "filler"]
+    # a finished one says it is done (what the crontab's cleanup goes by), and when; the one
+    # whose render stopped part-way (skipped once its 5 s were up) is left for the operator
+    assert (spool / "zz-first" / ".done").read_text().startswith("ended 20")
+    assert not list(spool.glob("*/.done"))[1:] and not (spool / ".junk" / ".done").exists()
     # a second playout restarted on the same folder does not air them again
     d.run(2)
     d2 = Driver(media, sched)

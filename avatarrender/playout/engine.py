@@ -76,6 +76,8 @@ STATE_NAME = ".state.json"
 MEDIA_PLAYLIST = "live.m3u8"
 MASTER_PLAYLIST = "master.m3u8"
 # a folder copied in file by file (a spool item, a schedule entry's) that is not yet whole is
+# written into a spool item's folder once the channel is done with it (aired to its end, or skipped)
+DONE_NAME = ".done"
 # taken once nothing in it has changed for this long (seconds): aired, or refused for what it lacks
 SETTLE_S = Fraction(3)
 
@@ -1433,6 +1435,8 @@ class Playout:
         for ev in self.scheduler.aired:
             log.info("%s %s at %s", ev["key"], ev["event"], format_pdt(ev["at_s"]))
             self.counters.aired(ev, target_duration_s=self.playlist.target_duration_s)
+            if ev["event"] in ("ended", "skipped") and ev["key"].startswith("spool/"):
+                self._mark_done(ev["key"], ev["event"], ev["at_s"])
             if (
                 ev["event"] == "refused"
                 and ev["key"] not in self.quarantined
@@ -1443,6 +1447,19 @@ class Playout:
                 why = next((m for _, m in reversed(events) if m.startswith(f"{key}: ")), "refused")
                 self._quarantine(key, why)
         self.scheduler.aired.clear()
+
+    def _mark_done(self, key: str, event: str, at_s: Fraction) -> None:
+        """Write ``SPOOL/NAME/.done`` (``ended`` or ``skipped``, and when) for a spool item the
+        channel is done with: what a cleanup removes after a while (``examples/crontab``). Its
+        folder's time says nothing of that: a folder copied in with ``cp -a`` or ``rsync -a``
+        keeps its old time, and the crontab's line removed such items unaired, or on air."""
+        folders = self.catalog.folders.get(key)
+        if folders is None or not folders[0].is_dir():
+            return
+        try:
+            write_atomic(folders[0] / DONE_NAME, f"{event} {format_pdt(at_s)}\n")
+        except OSError as exc:  # a read-only spool: the item stays, nothing else is lost
+            log.debug("%s: cannot write %s: %s", key, DONE_NAME, exc)
 
     def _disk_error(self, message: str) -> None:
         """A write failed: logged once until a tick writes without a failure (the playlist in
