@@ -905,7 +905,9 @@ def _render_ahead_main(spec_path: str, out_dir: str, idle_s: str | None = None) 
     # its warnings go into the playout's log (this stderr) as the playout's own lines look:
     # stamped, one line each, not Python's two with a source line
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    from .logs import log_to_stderr
+
+    log_to_stderr(logging.WARNING)
 
     def show(message: Any, *_: Any, **__: Any) -> None:
         logging.getLogger("avatarrender.render").warning("%s", " ".join(str(message).split()))

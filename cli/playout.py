@@ -58,9 +58,9 @@ def playout_cmd(
     # Until the channel runs (the filler may render first), a stop signal ends every child
     # (the filler's render) and exits 128 + its number, as a render does.
     interrupt.install(workers=False)
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
-    )
+    from avatarrender.logs import log_to_stderr
+
+    log_to_stderr(logging.DEBUG if verbose else logging.INFO)  # UTC, with its Z
     _check_out(out, "--out")
     address = _address(serve, "--serve") if serve else None
     if address is not None:

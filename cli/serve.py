@@ -70,9 +70,9 @@ def serve_cmd(
     from avatarrender import interrupt
     from avatarrender.service import RenderService
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
-    )
+    from avatarrender.logs import log_to_stderr
+
+    log_to_stderr(logging.DEBUG if verbose else logging.INFO)  # UTC, with its Z
     service = RenderService(
         inbox,
         spool,

@@ -596,7 +596,9 @@ def test_render_ahead_waits_for_another_render_and_outlives_its_playout(tmp_path
     # its warnings as the playout's log lines: stamped, one line each (the tiny speech does not
     # fit its captions' words), no Python source line
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert lines and all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ WARNING ", ln) for ln in lines), err
+    # (in UTC, with its Z: as the messages' own times, and unambiguous in a DST fall-back hour)
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z WARNING "
+    assert lines and all(re.match(stamp, ln) for ln in lines), err
     assert json.loads((tmp_path / "out2" / "manifest.json").read_text())["complete"]
 
 
