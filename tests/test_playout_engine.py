@@ -703,13 +703,40 @@ def test_a_system_clock_step_neither_freezes_nor_bursts_the_channel(media: Path,
     seq = d.playout.playlist.next_sequence
     edge = d.playout.playlist.edge_s
     with caplog.at_level("WARNING", logger="avatarrender.playout"):
-        d.tick(Fraction(300))  # and ahead five minutes
+        d.tick(Fraction(300))  # and ahead five minutes (the minute it was ahead taken out first)
+    jumped_at = d.now
     assert d.playout.playlist.next_sequence <= seq + 3, "the missed time listed at once"
+    assert d.playout.clock_offset_s == 0
     d.run(2)
     segs = [s for s in d.playout.playlist.segments if s.sequence >= seq]
     jump = next(s for s in segs if s.pdt_s > edge + 100)
-    assert jump.discontinuity and jump.pdt_s >= d.now - 2 * d.playout.playlist.target_duration_s
+    assert jump.discontinuity and jump.pdt_s >= jumped_at - 2 * d.playout.playlist.target_duration_s
     assert sum("jumped" in r.message for r in caplog.records) == 1, caplog.text
+
+
+def test_a_clock_set_back_and_then_right_again_leaves_the_channel_on_the_clock(media: Path, caplog) -> None:
+    """Back a minute (the channel keeps its own time, a minute ahead), then forward the same
+    minute (the clock set right again): the channel went on at its pace, skipped that minute
+    after a discontinuity and stayed a minute ahead of the clock for good (a review: a clock
+    that runs fast and is stepped back every 10 minutes left it 24 s ahead in 2 hours). The step
+    forward is taken out of what it is ahead: no discontinuity, on the clock again."""
+    d = Driver(media, schedule(media, "window_s: 10\n"))
+    d.start(T0)
+    d.run(3)
+    d.tick(Fraction(-60))
+    d.run(3)
+    assert d.playout.clock_offset_s == 60
+    seq, edge = d.playout.playlist.next_sequence, d.playout.playlist.edge_s
+    with caplog.at_level("WARNING", logger="avatarrender.playout"):
+        d.tick(Fraction(60))
+        d.run(3)
+    assert d.playout.clock_offset_s == 0
+    segs = [s for s in d.playout.playlist.segments if s.sequence >= seq]
+    assert segs and not any(s.discontinuity for s in segs), "a discontinuity for nothing skipped"
+    assert all(b.pdt_s == a.pdt_s + a.duration_s for a, b in zip(segs, segs[1:]))
+    assert edge <= segs[0].pdt_s <= edge + 1 and abs(d.playout.playlist.edge_s - d.now) <= 2
+    assert not any("jumped" in r.message for r in caplog.records), caplog.text
+    assert sum("came forward" in r.message for r in caplog.records) == 1, caplog.text
 
 
 def test_a_restart_airs_a_hinted_segment_anew_from_a_file_of_its_own(media: Path) -> None:

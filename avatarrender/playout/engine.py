@@ -980,14 +980,29 @@ class Playout:
                 float(self.clock_offset_s),
             )
         elif step > 2 * self.playlist.target_duration_s:
-            # the clock jumped ahead (or the process was stopped): what the clock skipped is
-            # skipped, after a discontinuity, as after a restart; not listed at once, backdated
-            log.warning(
-                "the clock jumped %.1f s ahead (a clock step, or the process was stopped): the "
-                "channel goes on from it after a discontinuity",
-                float(step),
-            )
-            self._stalled = True
+            if self.clock_offset_s > 0:
+                # ahead of the clock since it went back, and now it comes forward (set right
+                # again, say): the channel goes on at its pace, that much less ahead of the clock
+                # (it skipped the time, ahead of the clock still, back and forth for good)
+                taken = min(self.clock_offset_s, step)
+                self.clock_offset_s -= taken
+                now -= taken
+                step -= taken
+                log.warning(
+                    "the system clock came forward %.1f s: the channel goes on at its pace, %.1f s "
+                    "ahead of the clock now",
+                    float(taken),
+                    float(self.clock_offset_s),
+                )
+            if step > 2 * self.playlist.target_duration_s:
+                # the clock jumped ahead (or the process was stopped): what the clock skipped is
+                # skipped, after a discontinuity, as after a restart; not listed at once, backdated
+                log.warning(
+                    "the clock jumped %.1f s ahead (a clock step, or the process was stopped): the "
+                    "channel goes on from it after a discontinuity",
+                    float(step),
+                )
+                self._stalled = True
         self._now_s = now
         self._wrote = self._write_failed = False
         self.catalog.now_s = now
