@@ -310,16 +310,18 @@ class RenderService:
         self._touched = time.monotonic()
         self._audio_pool: Any = None  # the soundtrack's own process (render.soundtrack_process)
         self._warm_specs: list[tuple[Path, Any]] | None = None  # loaded by _check_warm
-        self._pruned_at = 0.0  # (time.time()) INBOX/.done/ last pruned
+        self._pruned_at: float | None = None  # (time.monotonic()) INBOX/.done/ last pruned
 
     def _prune_done(self, done: Path) -> None:
         """Remove submissions rendered more than :data:`DONE_KEEP_S` ago from ``INBOX/.done/``
         (a channel submitting every few minutes would fill it for ever); looked at once an hour.
         ``.failed/`` is the operator's to clear."""
-        now = time.time()
-        if now - self._pruned_at < 3600:
+        # the hour by the monotonic clock: by the wall clock, a step back stopped the pruning for
+        # as long as it went back (a review)
+        if self._pruned_at is not None and time.monotonic() - self._pruned_at < 3600:
             return
-        self._pruned_at = now
+        self._pruned_at = time.monotonic()
+        now = time.time()
         try:
             with os.scandir(done) as it:
                 for entry in it:

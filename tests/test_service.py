@@ -340,3 +340,35 @@ def test_a_full_disk_keeps_the_submission_for_another_try(tmp_path, monkeypatch)
     assert service._full_until > time.monotonic()  # not tried again at once
     monkeypatch.setattr(render_module, "render", real)
     assert service.render_one(path)["complete"] and (spool / "talk" / "manifest.json").is_file()
+
+
+def test_done_submissions_are_pruned_hourly_whatever_the_wall_clock_does(tmp_path, monkeypatch):
+    """INBOX/.done/ is pruned once an hour: an hour measured by the wall clock, which a step
+    back stopped for as long as it went back (a review); by the monotonic clock now."""
+    import avatarrender.service as service
+
+    done = tmp_path / "inbox" / ".done"
+    done.mkdir(parents=True)
+    svc = service.RenderService(tmp_path / "inbox", tmp_path / "spool")
+    wall, mono = [2_000_000_000.0], [1000.0]
+    monkeypatch.setattr(service.time, "time", lambda: wall[0])
+    monkeypatch.setattr(service.time, "monotonic", lambda: mono[0])
+
+    def old(name: str) -> Path:
+        p = done / name
+        p.write_text("{}")
+        age = wall[0] - service.DONE_KEEP_S - 86400
+        os.utime(p, (age, age))
+        return p
+
+    first = old("a.submit")
+    svc._prune_done(done)
+    assert not first.exists()
+    wall[0] -= 86400  # the clock steps back a day
+    mono[0] += 1800
+    second = old("b.submit")
+    svc._prune_done(done)
+    assert second.exists(), "pruned twice within the hour"
+    mono[0] += 1801  # an hour after the first pruning
+    svc._prune_done(done)
+    assert not second.exists(), "the step back stopped the pruning"
