@@ -127,8 +127,10 @@ def _frames(y: np.ndarray, sample_rate_hz: int, fps: Fraction, n_frames: int | N
     for field, value in (("sample_rate_hz", sample_rate_hz), ("fps", fps)):
         if not value > 0:  # (nan too)
             raise SpecError(None, field, f"must be positive, got {value!r}")
-    if n_frames is None:
-        n_frames = max(1, math.ceil(len(y) * fps / sample_rate_hz))
+    if n_frames is None:  # as many as the samples cover (none for no samples: it said one)
+        shape = np.shape(y)  # (channels as _mono takes them: the shorter axis of two)
+        n_samples = shape[1] if len(shape) == 2 and shape[0] <= shape[1] else (shape[0] if shape else 1)
+        n_frames = math.ceil(n_samples * fps / sample_rate_hz)
     return int(n_frames)
 
 

@@ -141,6 +141,12 @@ def test_any_rate_stereo_clipped_and_tiny_audio(utterances):
     assert np.mean((got != 0) == (truth != "X")) > 0.85
     assert lipsync.mouth_track(np.ones(10, np.float32) * 0.1, 48000, fps=FPS).shape == (1,)
     assert lipsync.mouth_track(np.zeros(0, np.float32), 48000, fps=FPS, n_frames=3).tolist() == [0, 0, 0]
+    # no samples, no frames (it gave one); channels first or last, the frames of the samples
+    assert lipsync.mouth_track(np.zeros(0, np.float32), 48000, fps=FPS).shape == (0,)
+    assert lipsync.baseline_mouth_track(np.zeros(0, np.float32), 48000, fps=FPS).shape == (0,)
+    two = np.zeros((2, 4800), np.float32)
+    assert lipsync.frame_features(two, 48000, fps=FPS)["rms_db"].shape == (3,)
+    assert lipsync.frame_features(two.T, 48000, fps=FPS)["rms_db"].shape == (3,)
 
 
 def test_corrupt_audio_names_the_file(tmp_path):
