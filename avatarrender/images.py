@@ -153,19 +153,23 @@ def header(path: str | Path) -> tuple[tuple[int, int], int]:
     shows the first frame. ``OSError`` or PIL's errors when it is no image."""
     with Image.open(path) as im:
         w, h = im.size
-        if im.format == "PNG" and "exif" not in im.info:
-            # PIL decodes a whole PNG to look for an eXIf chunk after the pixels (the spec check
-            # decoded every PNG twice: 0.19 of its 0.42 CPU s on a scene of 27 600x800 states)
-            orientation = _png_late_orientation(path)
-        else:
-            orientation = im.getexif().get(0x0112, 1)
+        late = _png_orientation(path) if im.format == "PNG" and not _EXIF_KEYS & set(im.info) else None
+        # PIL decodes a whole PNG to look for orientation after the pixels (the spec check
+        # decoded every PNG twice: 0.19 of its 0.42 CPU s on a scene of 27 600x800 states)
+        orientation = late if late is not None else im.getexif().get(0x0112, 1)
         frames = getattr(im, "n_frames", 1) if getattr(im, "is_animated", False) else 1
     return ((h, w) if orientation in (5, 6, 7, 8) else (w, h)), frames
 
 
-def _png_late_orientation(path: str | Path) -> int:
-    """The EXIF orientation of a PNG whose eXIf chunk follows its pixel data (1 if it has none),
-    found by walking the chunks' headers, not decoding the pixels."""
+# what PIL reads an orientation from in a PNG: the eXIf chunk, XMP, ImageMagick's raw profiles
+_EXIF_KEYS = {"exif", "XML:com.adobe.xmp", "Raw profile type exif", "Raw profile type APP1"}
+_TEXT_CHUNKS = {b"tEXt", b"zTXt", b"iTXt"}
+
+
+def _png_orientation(path: str | Path) -> int | None:
+    """The EXIF orientation of a PNG whose chunks before its pixels say none, from its chunks'
+    headers (the pixels not decoded): an eXIf chunk after them is read; 1 when there is none;
+    None when a text chunk after them may hold one (XMP, a raw profile: PIL's getexif decides)."""
     import struct
 
     with open(path, "rb") as fh:
@@ -180,7 +184,13 @@ def _png_late_orientation(path: str | Path) -> int:
             if kind == b"eXIf":
                 exif = Image.Exif()
                 exif.load(fh.read(length))
-                return exif.get(0x0112, 1)
+                return exif.get(0x0112)  # (none there: XMP may say it, PIL decides)
+            if kind in _TEXT_CHUNKS:
+                keyword = fh.read(min(length, 80)).split(b"\0", 1)[0].decode("latin-1")
+                if keyword in _EXIF_KEYS:
+                    return None
+                fh.seek(length - min(length, 80) + 4, os.SEEK_CUR)
+                continue
             fh.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
 
 

@@ -426,10 +426,47 @@ def test_png_exif_orientation_before_or_after_the_pixels(tmp_path: Path):
     for name, parts in (("early", chunks), ("late", late), ("plain", plain)):
         (tmp_path / f"{name}.png").write_bytes(data[:8] + b"".join(parts))
     assert zlib.crc32(late[-2][4:-4]) == struct.unpack(">I", late[-2][-4:])[0]  # moved whole
-    for name, size in (("early", (20, 40)), ("late", (20, 40)), ("plain", (40, 20))):
+    # PIL also reads an orientation from XMP and from ImageMagick's raw profile, before or after
+    # the pixels: the header must agree with the decode there too (a review: XMP after the
+    # pixels was missed, and a rotated background refused)
+    from PIL.PngImagePlugin import PngInfo
+
+    xmp = (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'
+    )
+    raw = exif.tobytes()
+    for name, key, text in (
+        ("xmp", "XML:com.adobe.xmp", xmp),
+        ("raw", "Raw profile type exif", f"\nexif\n{len(raw):8d}\n{raw.hex()}\n"),
+    ):
+        info = PngInfo()
+        info.add_itxt(key, text) if name == "xmp" else info.add_text(key, text)
+        buf = io.BytesIO()
+        Image.new("RGB", (40, 20), (200, 30, 30)).save(buf, "PNG", pnginfo=info)
+        data2 = buf.getvalue()
+        chunks2, at = [], 8
+        while at < len(data2):
+            (length,) = struct.unpack(">I", data2[at : at + 4])
+            chunks2.append(data2[at : at + 12 + length])
+            at += 12 + length
+        text_at = next(i for i, c in enumerate(chunks2) if c[4:8] in (b"iTXt", b"tEXt"))
+        after = [c for i, c in enumerate(chunks2) if i != text_at]
+        after.insert(len(after) - 1, chunks2[text_at])
+        (tmp_path / f"{name}-early.png").write_bytes(data2)
+        (tmp_path / f"{name}-late.png").write_bytes(data2[:8] + b"".join(after))
+    for name, size in (
+        ("early", (20, 40)),
+        ("late", (20, 40)),
+        ("plain", (40, 20)),
+        ("xmp-early", (20, 40)),
+        ("xmp-late", (20, 40)),
+        ("raw-early", (20, 40)),
+        ("raw-late", (20, 40)),
+    ):
         path = tmp_path / f"{name}.png"
-        assert header(path) == (size, 1), name
         assert open_rgba(path).size == size, name
+        assert header(path) == (size, 1), name
 
 
 def test_palette_transparency_is_kept(tmp_path: Path):
