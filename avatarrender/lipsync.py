@@ -112,6 +112,8 @@ def _mono(y: np.ndarray) -> np.ndarray:
     if np.issubdtype(y.dtype, np.integer):
         y = y.astype(np.float32) / float(-np.iinfo(y.dtype).min)
     y = np.atleast_1d(y.astype(np.float32, copy=False))
+    if y.size == 0:
+        return np.zeros(0, np.float32)  # (a channel mean of nothing warns)
     if y.ndim == 2:
         y = y.mean(axis=0 if y.shape[0] <= y.shape[1] else 1)
     elif y.ndim > 2:
@@ -129,7 +131,12 @@ def _frames(y: np.ndarray, sample_rate_hz: int, fps: Fraction, n_frames: int | N
             raise SpecError(None, field, f"must be positive, got {value!r}")
     if n_frames is None:  # as many as the samples cover (none for no samples: it said one)
         shape = np.shape(y)  # (channels as _mono takes them: the shorter axis of two)
-        n_samples = shape[1] if len(shape) == 2 and shape[0] <= shape[1] else (shape[0] if shape else 1)
+        if not np.size(y):
+            n_samples = 0  # (0, 2) is what soundfile reads of an empty stereo file
+        elif len(shape) == 2:
+            n_samples = max(shape)
+        else:
+            n_samples = shape[0] if shape else 1
         n_frames = math.ceil(n_samples * fps / sample_rate_hz)
     return int(n_frames)
 
@@ -267,16 +274,20 @@ def _block_features(
 
 
 def _voicing(frames: np.ndarray, sr: int) -> np.ndarray:
-    """How periodic each windowed frame is at a voice's pitch (60-400 Hz): the highest peak of
-    its autocorrelation there, over the window's own (1 for a steady vowel; white noise, clicks,
-    claps and breaths 0.3 at most; speech under noise 10 dB down 0.66 at least)."""
+    """How periodic each windowed frame is at a voice's pitch (60-400 Hz): the highest local
+    peak of its autocorrelation there, over the window's own (1 for a steady vowel; see
+    :data:`_VOICED`). A peak, not the highest value: a thump or a 40 Hz hum, whose
+    autocorrelation only falls across those lags, is no voice (0 where there is none)."""
     win = frames.shape[1]
     lo, hi = sr // 400, sr // 60
     x = frames - frames.mean(axis=1, keepdims=True)
     ac = np.fft.irfft(np.abs(np.fft.rfft(x, n=2 * win, axis=1)) ** 2, axis=1)
     w = np.hanning(win)
     w_ac = np.correlate(w, w, "full")[win - 1 :]
-    return (ac[:, lo:hi] / (ac[:, :1] + 1e-12) / (w_ac[lo:hi] / w_ac[0])).max(axis=1)
+    r = ac[:, lo - 1 : hi + 1] / (ac[:, :1] + 1e-12) / (w_ac[lo - 1 : hi + 1] / w_ac[0])
+    mid = r[:, 1:-1]
+    peak = (mid > r[:, :-2]) & (mid >= r[:, 2:])
+    return np.where(peak, mid, 0.0).max(axis=1)
 
 
 # frames around each frame the classifier sees (two ahead), for a model without ``CONTEXT`` of its
@@ -863,8 +874,10 @@ _OPEN_WEIGHT, _OPEN_SD, _DIP_DB = 0.5, 0.15, 6.0
 _STATIC_S, _STATIC_A_S = 0.6, 0.3  # longer holds inside speech are broken up (A: longer than an m)
 _START, _KEEP, _STOP_FRAMES = 0.3, 0.15, 4  # activity hysteresis (share of floor..peak), hangover
 # a run of activity is speech if one of its frames is this periodic (_voicing; tuning set: every
-# run of speech of every family 0.93 or more clean, 0.66 under noise 10 dB down)
-_VOICED = 0.45
+# run of speech of every family 0.93 or more clean, espeak-ng at its lowest pitch 0.73, 0.80
+# under white noise 10 dB down, 0.67 at 5 dB; white noise, clicks, claps and breaths 0.3 at
+# most, thumps and hums 0, noise low-passed under 80-250 Hz 0.05-0.68: a rumble may pass)
+_VOICED = 0.6
 _HOLD_PAUSE_S = 0.15
 _RELAX_PAUSE_S = 0.22
 _CLOSURE_BIAS = 2.5

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -99,6 +100,10 @@ def test_clicks_claps_and_noise_bursts_between_sentences_rest(utterances):
         "noise": rng.standard_normal(n) * peak / 3,
         "clap": rng.standard_normal(n) * np.exp(-np.arange(n) / (0.005 * sr)) * peak,
         "breath": np.convolve(rng.standard_normal(3 * n), np.ones(8) / 8, "same") * peak / 8,
+        # a thump (a mic knocked) and a mains hum: their autocorrelation is high at a voice's
+        # lags but has no peak there (they passed the gate as voiced, a review)
+        "thump": np.sin(2 * np.pi * 40 * np.arange(n) / sr) * np.exp(-np.arange(n) / (0.04 * sr)) * peak,
+        "hum": np.sin(2 * np.pi * 50 * np.arange(3 * n) / sr) * peak / 3,
     }
     gap = np.zeros(sr, np.float32)
     parts, spans = [gap], {}
@@ -143,6 +148,10 @@ def test_any_rate_stereo_clipped_and_tiny_audio(utterances):
     assert lipsync.mouth_track(np.zeros(0, np.float32), 48000, fps=FPS, n_frames=3).tolist() == [0, 0, 0]
     # no samples, no frames (it gave one); channels first or last, the frames of the samples
     assert lipsync.mouth_track(np.zeros(0, np.float32), 48000, fps=FPS).shape == (0,)
+    for empty in ((0, 2), (2, 0), (1, 0)):  # (0, 2): soundfile's read of an empty stereo file
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "mean of empty slice"
+            assert lipsync.mouth_track(np.zeros(empty, np.float32), 48000, fps=FPS).shape == (0,), empty
     assert lipsync.baseline_mouth_track(np.zeros(0, np.float32), 48000, fps=FPS).shape == (0,)
     two = np.zeros((2, 4800), np.float32)
     assert lipsync.frame_features(two, 48000, fps=FPS)["rms_db"].shape == (3,)
