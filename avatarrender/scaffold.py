@@ -115,6 +115,8 @@ _CRONTAB = """\
 # Once a day, items the playout was done with a day ago (it writes NAME/.done when one aired to its
 # end or was skipped) leave the spool: it would only grow. Refused ones stay for you to look at.
 15   4  *   *   *    find {spool} -mindepth 2 -maxdepth 2 -name .done -mmin +1440 -printf '\\%h\\0' | xargs -0r rm -rf --
+# And renders into it stopped or killed and left untouched for a week (.NAME.partial).
+20   4  *   *   *    find {spool} -mindepth 1 -maxdepth 1 -type d -name '.*.partial' -mmin +10080 -exec rm -rf {{}} +
 """
 
 _README = """\

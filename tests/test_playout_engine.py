@@ -232,14 +232,19 @@ def test_the_example_crontab_clears_only_what_aired_a_day_ago(tmp_path: Path) ->
 
     from conftest import ROOT
 
-    line = next(
-        ln
-        for ln in (ROOT / "examples/crontab").read_text().splitlines()
-        if ln.startswith("15 ") and ".done" in ln
-    )
-    command = line.split(None, 5)[5].replace("\\%", "%").replace("/srv/spool", str(tmp_path / "spool"))
+    lines = [ln for ln in (ROOT / "examples/crontab").read_text().splitlines() if "find /srv/spool" in ln]
+    assert len(lines) == 2, lines  # what aired a day ago; renders stopped and left for a week
+    commands = [
+        ln.split(None, 5)[5].replace("\\%", "%").replace("/srv/spool", str(tmp_path / "spool"))
+        for ln in lines
+    ]
     old = time.time() - 2 * 86400
-    for name, done in (("aired-long-ago", old), ("aired-just-now", None), ("old-copy-unaired", "never")):
+    for name, done in (
+        ("aired-long-ago", old),
+        ("aired-just-now", None),
+        ("old-copy-unaired", "never"),
+        (".killed-last-week.partial", "never"),
+    ):
         folder = tmp_path / "spool" / name
         folder.mkdir(parents=True)
         (folder / "index.m3u8").write_text("#EXTM3U\n")
@@ -247,10 +252,17 @@ def test_the_example_crontab_clears_only_what_aired_a_day_ago(tmp_path: Path) ->
             (folder / ".done").write_text("ended 2027-01-15T08:00:00.000Z\n")
             if done is not None:
                 os.utime(folder / ".done", (done, done))
-        os.utime(folder / "index.m3u8", (old, old))
-        os.utime(folder, (old, old))  # as cp -a leaves it
-    subprocess.run(["sh", "-c", command], check=True, timeout=60)
-    assert sorted(p.name for p in (tmp_path / "spool").iterdir()) == ["aired-just-now", "old-copy-unaired"]
+        then = old - (7 * 86400 if name.endswith(".partial") else 0)
+        os.utime(folder / "index.m3u8", (then, then))
+        os.utime(folder, (then, then))  # as cp -a leaves it
+    (tmp_path / "spool" / ".rendering.partial").mkdir()  # a render writing into it now
+    for command in commands:
+        subprocess.run(["sh", "-c", command], check=True, timeout=60)
+    assert sorted(p.name for p in (tmp_path / "spool").iterdir()) == [
+        ".rendering.partial",
+        "aired-just-now",
+        "old-copy-unaired",
+    ]
 
 
 def test_spool_airs_in_order_of_arrival(media: Path) -> None:
@@ -717,9 +729,9 @@ def test_a_system_clock_step_neither_freezes_nor_bursts_the_channel(media: Path,
 def test_a_clock_set_back_and_then_right_again_leaves_the_channel_on_the_clock(media: Path, caplog) -> None:
     """Back a minute (the channel keeps its own time, a minute ahead), then forward the same
     minute (the clock set right again): the channel went on at its pace, skipped that minute
-    after a discontinuity and stayed a minute ahead of the clock for good (a review: a clock
-    that runs fast and is stepped back every 10 minutes left it 24 s ahead in 2 hours). The step
-    forward is taken out of what it is ahead: no discontinuity, on the clock again."""
+    after a discontinuity and stayed a minute ahead of the clock for good. The step forward is
+    taken out of what it is ahead: no discontinuity, on the clock again; so is a step of 1.5 s,
+    under the jump's two target durations (it stayed 1.5 s ahead, a review)."""
     d = Driver(media, schedule(media, "window_s: 10\n"))
     d.start(T0)
     d.run(3)
@@ -737,6 +749,12 @@ def test_a_clock_set_back_and_then_right_again_leaves_the_channel_on_the_clock(m
     assert edge <= segs[0].pdt_s <= edge + 1 and abs(d.playout.playlist.edge_s - d.now) <= 2
     assert not any("jumped" in r.message for r in caplog.records), caplog.text
     assert sum("came forward" in r.message for r in caplog.records) == 1, caplog.text
+    d.tick(Fraction(-3, 2))
+    d.run(1)
+    assert d.playout.clock_offset_s == Fraction(3, 2)
+    d.tick(Fraction(3, 2))
+    d.run(1)
+    assert d.playout.clock_offset_s == 0 and abs(d.playout.playlist.edge_s - d.now) <= 1
 
 
 def test_a_restart_airs_a_hinted_segment_anew_from_a_file_of_its_own(media: Path) -> None:

@@ -75,9 +75,9 @@ WEB_DIR = Path(__file__).resolve().parent / "web"
 STATE_NAME = ".state.json"
 MEDIA_PLAYLIST = "live.m3u8"
 MASTER_PLAYLIST = "master.m3u8"
-# a folder copied in file by file (a spool item, a schedule entry's) that is not yet whole is
 # written into a spool item's folder once the channel is done with it (aired to its end, or skipped)
 DONE_NAME = ".done"
+# a folder copied in file by file (a spool item, a schedule entry's) that is not yet whole is
 # taken once nothing in it has changed for this long (seconds): aired, or refused for what it lacks
 SETTLE_S = Fraction(3)
 
@@ -979,11 +979,12 @@ class Playout:
                 float(-step),
                 float(self.clock_offset_s),
             )
-        elif step > 2 * self.playlist.target_duration_s:
-            if self.clock_offset_s > 0:
+        else:
+            if step > 1 and self.clock_offset_s > 0:
                 # ahead of the clock since it went back, and now it comes forward (set right
                 # again, say): the channel goes on at its pace, that much less ahead of the clock
-                # (it skipped the time, ahead of the clock still, back and forth for good)
+                # (it skipped the time, ahead of the clock still, back and forth for good). Over
+                # 1 s, as a step back counts (a tick that late while ahead pauses the channel)
                 taken = min(self.clock_offset_s, step)
                 self.clock_offset_s -= taken
                 now -= taken
