@@ -87,8 +87,12 @@ def set_soon(event: threading.Event) -> None:
     """Set ``event`` from a signal handler, in a thread of its own. A handler runs in the main
     thread between two bytecodes, perhaps inside that thread's ``event.wait()`` while it holds
     the event's lock, which ``event.set()`` would then wait for forever (a playout stopped by
-    SIGTERM hung so, its channel frozen, and a second SIGTERM hung too: a review)."""
-    threading.Thread(target=event.set, daemon=True, name="avatarrender-stop").start()
+    SIGTERM hung so, its channel frozen, and a second SIGTERM hung too: a review). A bare
+    ``_thread``: ``threading.Thread.start`` takes threading's own lock, which the main thread may
+    hold as well (starting or listing threads)."""
+    import _thread
+
+    _thread.start_new_thread(event.set, ())
 
 
 def record(signum: int) -> None:

@@ -98,7 +98,8 @@ class EntryModel(_Strict):
         if isinstance(v, (int, float, str)) and not isinstance(v, bool):
             raise ValueError(
                 f"{v!r} is a number: give a date and time, ISO 8601 with its offset, such as "
-                "2026-12-03T20:00:00Z or 2026-12-03T21:00:00+01:00"
+                "2026-12-03T20:00:00Z or 2026-12-03T21:00:00+01:00 (YAML reads an unquoted 20:00 "
+                "as the number 1200: quote a time)"
             )
         return v
 
