@@ -313,6 +313,7 @@ def soundtrack_process() -> Any:
     the analysis in one process, the two took turns at the GIL on the way to the first media
     segment. ``shutdown_soundtrack_process`` ends it."""
     import multiprocessing
+    import types
     from concurrent.futures import ProcessPoolExecutor
 
     with interrupt.children_shielded():
@@ -321,7 +322,17 @@ def soundtrack_process() -> Any:
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_soundtrack_process_init,
         )
-        pool.submit(_soundtrack_warm).result()
+        # A spawned child imports the parent's __main__ again (a script's top level would run
+        # there, and a script starting a RenderService without the `if __name__ == "__main__":`
+        # guard failed): the process is started (in submit) while __main__ is a bare module, as
+        # for an interactive session. It needs nothing of __main__.
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            warm = pool.submit(_soundtrack_warm)
+        finally:
+            sys.modules["__main__"] = main
+        warm.result()
     return pool
 
 

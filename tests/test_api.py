@@ -156,3 +156,25 @@ def test_serve_address_is_checked_before_anything_starts(tmp_path):
         "avatarrender: error: --serve: expected HOST:PORT or PORT (0-65535), got '1:2:99999'"
     ], r.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "o2").exists()
+
+
+def test_a_script_without_the_main_guard_starts_a_render_service(tmp_path):
+    """A script starting a RenderService at its top level, without `if __name__ == "__main__":`:
+    the service's soundtrack process was spawned, which imports the script again, and the script
+    failed (BrokenProcessPool); the README asked for the guard. It runs once, and works."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "service_script.py"
+    script.write_text(
+        "import avatarrender\n"
+        f"svc = avatarrender.RenderService({str(tmp_path / 'inbox')!r}, {str(tmp_path / 'spool')!r})\n"
+        "svc.warm_up()\n"
+        "svc.close()\n"
+        "print('top level ran')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=180, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("top level ran") == 1, proc.stdout
