@@ -26,6 +26,7 @@ class Parsed:
     can_block_reload: bool = False
     open_parts: list[dict] = dataclasses.field(default_factory=list)  # parts of the segment on air
     hint: dict | None = None
+    reports: dict[str, int] = dataclasses.field(default_factory=dict)  # rendition URI -> LAST-MSN
 
     @property
     def duration_s(self) -> float:
@@ -90,6 +91,11 @@ def parse_live(text: str) -> Parsed:
                 "start": int(a.get("BYTERANGE-START", 0)),
                 "length": int(a["BYTERANGE-LENGTH"]) if "BYTERANGE-LENGTH" in a else None,
             }
+        elif ln.startswith("#EXT-X-RENDITION-REPORT:"):
+            a = _attrs(ln.split(":", 1)[1])
+            assert a["URI"] not in tags.setdefault("reports", {}), f"{ln}: reported twice"
+            assert "LAST-PART" not in a, f"{ln}: a subtitle playlist has no parts"
+            tags["reports"][a["URI"]] = int(a["LAST-MSN"])
         elif ln.startswith("#EXT-X-TARGETDURATION:"):
             tags["target"] = int(ln.split(":", 1)[1])
         elif ln.startswith("#EXT-X-MEDIA-SEQUENCE:"):
@@ -130,6 +136,11 @@ def parse_live(text: str) -> Parsed:
     for s in segs:
         assert round(s["duration_s"]) <= t, f"EXTINF {s['duration_s']} > target {t}"
     pt = tags.get("part_target")
+    for uri, last in tags.get("reports", {}).items():  # RFC 8216bis 4.4.5.4: where it ends
+        assert pt is not None, "a rendition report without parts"
+        assert last == segs[-1]["seq"], (
+            f"{uri}: LAST-MSN {last}, the last closed segment is {segs[-1]['seq']}"
+        )
     if pt is not None:
         _check_parts(segs, open_parts, tags, pt, seq)
     else:
@@ -152,6 +163,7 @@ def parse_live(text: str) -> Parsed:
         can_block_reload=tags.get("can_block", False),
         open_parts=open_parts,
         hint=tags.get("hint"),
+        reports=tags.get("reports", {}),
     )
 
 

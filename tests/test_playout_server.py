@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import http.client
 import json
 import socket
@@ -531,3 +532,50 @@ def test_a_viewer_resetting_mid_file_is_no_error(tmp_path: Path, caplog) -> None
         server.shutdown()
         server.server_close()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text[-3000:]
+
+
+def test_subtitle_playlists_block_and_are_reported(tmp_path: Path) -> None:
+    """A low-latency channel's subtitle playlist lists the closed media segments: it says it
+    blocks (CAN-BLOCK-RELOAD) and holds an _HLS_msn reload until that segment is listed (Shaka
+    in low-latency mode polled it every part target, 5 requests a second a viewer: a review);
+    the live playlist reports it at its last segment (EXT-X-RENDITION-REPORT)."""
+    import threading
+    import time
+
+    from avatarrender.playout.engine import Playout
+    from avatarrender.playout.schedule import load_schedule
+    from playout_media import make_rendered
+
+    make_rendered(tmp_path / "filler", pattern="green", seconds=3)
+    (tmp_path / "schedule.yaml").write_text(
+        "filler: {dir: filler}\nsubtitles: [{language: en, name: English}]\n"
+    )
+    p = Playout(load_schedule(tmp_path / "schedule.yaml"), tmp_path / "out", filler=tmp_path / "filler")
+    stop = threading.Event()
+    runner = threading.Thread(target=p.run, kwargs={"stop": stop}, daemon=True)
+    runner.start()
+    server, _ = serve_in_thread(tmp_path / "out", feed=p.feed)
+    try:
+        for _ in range(200):
+            if p.feed.snapshot is not None and p.feed.snapshot.renditions:
+                break
+            time.sleep(0.05)
+        live = parse_live(_get(server, "/live.m3u8")[1])
+        assert live.reports == {"subs_en.m3u8": live.segments[-1]["seq"]}
+        status, subs = _get(server, "/subs_en.m3u8")
+        assert status == 200 and "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES\n" in subs
+        last = int(re.findall(r"subs/en/(\d{9})\.vtt", subs)[-1])
+        for ask in (last + 1, last + 2):  # the next closed segment: held until it is listed
+            began = time.monotonic()
+            r, data = req(server, "GET", f"/subs_en.m3u8?_HLS_msn={ask}&_HLS_part=0")
+            waited = time.monotonic() - began
+            listed = [int(n) for n in re.findall(r"subs/en/(\d{9})\.vtt", data.decode())]
+            assert r.status == 200 and listed[-1] >= ask, (ask, listed)
+            assert 0.05 < waited < 3, waited  # held, then answered within the segment
+            assert "no-store" in r.getheader("Cache-Control")
+        r, _ = req(server, "GET", f"/subs_en.m3u8?_HLS_msn={last + 10}")
+        assert r.status == 400  # too far ahead, as for the video's
+    finally:
+        server.shutdown()
+        stop.set()
+        runner.join(10)

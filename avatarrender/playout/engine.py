@@ -1507,9 +1507,9 @@ class Playout:
         try:
             # state before playlist: a restart never reuses a sequence number a player has seen
             write_atomic(self.out / STATE_NAME, json.dumps(state))
-            text = self.playlist.render()
+            text = self.playlist.render(reports=[uri for _, _, uri in self.subtitles.media()])
             write_atomic(self.out / MEDIA_PLAYLIST, text)
-            self.subtitles.publish(self.playlist)
+            renditions = self.subtitles.publish(self.playlist)
             self._write_master()
             self._wrote = True
             seq, parts = self.playlist.position()
@@ -1523,6 +1523,7 @@ class Playout:
                     },
                     target_duration_s=self.playlist.target_duration_s,
                     part_target_s=None if self.part_target_s is None else float(self.part_target_s),
+                    renditions=renditions,
                 )
             )
         except OSError as exc:

@@ -36,6 +36,9 @@ class Snapshot:
         EXT-X-TARGETDURATION.
     part_target_s : float or None
         PART-TARGET; None when the playlist has no parts.
+    renditions : Mapping[str, bytes]
+        The subtitle playlists of this version (``subs_LANG.m3u8`` -> text), as written: they
+        list the closed media segments of ``playlist``, and block on ``_HLS_msn`` as it does.
     """
 
     playlist: bytes
@@ -44,6 +47,7 @@ class Snapshot:
     part_counts: Mapping[int, int]
     target_duration_s: int
     part_target_s: float | None
+    renditions: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
 
 
 def advance_part_limit(part_target_s: float) -> int:

@@ -409,8 +409,11 @@ class LivePlaylist:
         """(sequence of the segment on air, parts of it published): what blocking reloads wait for."""
         return self.next_sequence, len(self.open.parts) if self.open is not None else 0
 
-    def render(self) -> str:
-        """The media playlist text (empty window: ValueError; the engine never writes one)."""
+    def render(self, reports: Sequence[str] = ()) -> str:
+        """The media playlist text (empty window: ValueError; the engine never writes one).
+
+        ``reports``: the URIs of the subtitle playlists, each reported (EXT-X-RENDITION-REPORT)
+        at the last closed media segment, which is where they end (with parts only)."""
         if not self.segments:
             raise ValueError("empty playlist")
         control = f"HOLD-BACK={self.hold_back_s:.3f}"
@@ -454,6 +457,9 @@ class LivePlaylist:
             lines.append(
                 f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{uri}",BYTERANGE-START={off},BYTERANGE-LENGTH={size}'
             )
+        if self.part_target_s is not None:
+            last = self.segments[-1].sequence
+            lines += [f'#EXT-X-RENDITION-REPORT:URI="{uri}",LAST-MSN={last}' for uri in reports]
         return "\n".join(lines) + "\n"
 
     @staticmethod

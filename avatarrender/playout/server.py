@@ -557,13 +557,19 @@ class PlayoutServer:
                 no_cache=True,
             )
             return keep, b""
-        if resolved == self.root / self.live_playlist:
+        snap = self.feed.snapshot if self.feed is not None else None
+        # a subtitle playlist of the snapshot (its closed segments): blocks on _HLS_msn alone
+        rendition = resolved.name if snap is not None and resolved.parent == self.root else None
+        if rendition is not None and rendition not in snap.renditions:
+            rendition = None
+        if resolved == self.root / self.live_playlist or rendition is not None:
             try:
                 directive = parse_directives(query)
             except ValueError:
                 await self._send(writer, HTTPStatus.BAD_REQUEST, keep=keep)
                 return keep, b""
-            snap = self.feed.snapshot if self.feed is not None else None
+            if rendition is not None and directive is not None:
+                directive = (directive[0], None)  # it has no parts: a part asked is its segment
             if snap is not None:
                 pushed = b""
                 if directive is not None:
@@ -583,11 +589,15 @@ class PlayoutServer:
                     if state == "timeout" or snap is None:
                         await self._send(writer, HTTPStatus.SERVICE_UNAVAILABLE, keep=keep)
                         return keep, pushed
+                body = snap.playlist if rendition is None else snap.renditions.get(rendition)
+                if body is None:  # (a track gone from a later snapshot: its file)
+                    await self._file(resolved, headers, writer, head=head, keep=keep)
+                    return keep, pushed
                 await self._send(
                     writer,
                     HTTPStatus.OK,
                     keep=keep,
-                    body=snap.playlist,
+                    body=body,
                     head=head,
                     ctype=MIME_TYPES[".m3u8"],
                     no_cache=True,

@@ -84,11 +84,17 @@ class LiveSubtitles:
             atomic_write(path, text if text is not None else _empty_vtt(offset_90k), durable=False)
 
     def render(self, playlist: LivePlaylist, language: str) -> str:
-        """The live subtitle playlist: the video playlist's closed segments, one for one."""
+        """The live subtitle playlist: the video playlist's closed segments, one for one. With
+        parts (a low-latency channel) its server holds ``_HLS_msn`` reloads as the video's: a
+        player in low-latency mode polled it every part target (Shaka: 5 requests a second)."""
         lines = [
             "#EXTM3U",
             "#EXT-X-VERSION:6",
             f"#EXT-X-TARGETDURATION:{playlist.target_duration_s}",
+        ]
+        if playlist.part_target_s is not None:
+            lines.append("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES")
+        lines += [
             f"#EXT-X-MEDIA-SEQUENCE:{playlist.media_sequence}",
             f"#EXT-X-DISCONTINUITY-SEQUENCE:{playlist.discontinuity_sequence}",
         ]
@@ -99,12 +105,16 @@ class LiveSubtitles:
             lines += [f"#EXTINF:{float(s.duration_s):.5f},", self.segment_uri(language, s.sequence)]
         return "\n".join(lines) + "\n"
 
-    def publish(self, playlist: LivePlaylist) -> None:
-        """Write every track's playlist (after the video's)."""
+    def publish(self, playlist: LivePlaylist) -> dict[str, bytes]:
+        """Write every track's playlist (after the video's); return them (uri -> text)."""
         if not playlist.segments:
-            return
+            return {}
+        texts = {}
         for lang, _ in self.tracks:
-            atomic_write(self.out / self.playlist_uri(lang), self.render(playlist, lang), durable=False)
+            text = self.render(playlist, lang)
+            atomic_write(self.out / self.playlist_uri(lang), text, durable=False)
+            texts[self.playlist_uri(lang)] = text.encode()
+        return texts
 
     def delete(self, media_uri: str) -> None:
         """The video segment ``media_uri`` left the window for good: so do its WebVTT files."""
