@@ -303,8 +303,10 @@ class RenderService:
         self.done: list[dict[str, Any]] = []
         # failures recorded before a restart (their .error files wait for the operator)
         self.failed: list[dict[str, Any]] = _recorded_failures(self.inbox)
-        self._full = False  # the last render stopped on a full disk (said once)
-        self._full_until = 0.0  # (monotonic) no render before this: the disk was full
+        # why the submissions wait in the inbox (a full disk, a spool it cannot write, the
+        # cluster gone): said once, shown on the status; none is failed for it
+        self._held: str | None = None
+        self._full_until = 0.0  # (monotonic) no render before this: held
         self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
         self._client: Any = None
         self._touched = time.monotonic()
@@ -519,14 +521,14 @@ class RenderService:
         except DiskFullError as exc:
             # not the submission's fault: it stays in the inbox and its render resumes (what is
             # done is kept) once there is room; tried again every FULL_RETRY_S, said once
-            self.current = None
-            self._full_until = time.monotonic() + FULL_RETRY_S
-            if not self._full:
-                log.error("%s: %s waits in the inbox; tried again every %g s", exc, path.name, FULL_RETRY_S)
-            self._full = True
-            self._write_status()
+            self._hold(path, str(exc))
             return None
         except AvatarRenderError as exc:
+            if getattr(exc, "exit_code", 2) == 1 and "cannot write the output here" in str(exc):
+                # the spool read-only or not ours to write (a remount, an NFS blip): the
+                # machine's state, not the submission's (all of a queue was failed for it)
+                self._hold(path, str(exc))
+                return None
             self._fail(path, str(exc), sub)
             return None
         except OSError as exc:
@@ -534,13 +536,24 @@ class RenderService:
             return None
         except Exception as exc:  # noqa: BLE001  (a lost worker, a bug: the service goes on)
             log.debug("render of %s failed", path, exc_info=True)
+            if self.scheduler and not self._cluster_up():
+                # the cluster went away (its scheduler restarted, its workers gone): the queue
+                # waits for it, the client is made again (every submission was failed for good)
+                if self._client is not None:
+                    with contextlib.suppress(Exception):
+                        self._client.close(timeout=2)
+                self._client = None
+                self._hold(
+                    path, f"the Dask cluster at {self.scheduler} is not reachable ({type(exc).__name__})"
+                )
+                return None
             self._fail(path, f"{path}: render failed: {type(exc).__name__}: {exc}", sub)
             return None
         finally:
             self.current = None
-        if self._full:
-            log.info("the disk has room again: %s rendered", sub.name)
-        self._full = False
+        if self._held:
+            log.info("%s rendered: no longer held (%s)", sub.name, self._held)
+        self._held = None
         done = self.inbox / ".done"
         done.mkdir(exist_ok=True)
         try:
@@ -568,6 +581,46 @@ class RenderService:
         )
         self._write_status()
         return manifest
+
+    def _hold(self, path: Path, why: str) -> None:
+        """Keep ``path`` in the inbox and render nothing for :data:`FULL_RETRY_S`: ``why`` is no
+        fault of the submission's. Said once until a render succeeds; on the status."""
+        self.current = None
+        self._full_until = time.monotonic() + FULL_RETRY_S
+        if self._held != why:
+            log.error("%s: %s waits in the inbox; tried again every %g s", why, path.name, FULL_RETRY_S)
+        self._held = why
+        self._write_status()
+
+    def _cluster_up(self) -> bool:
+        """Whether the Dask client is connected to a scheduler with workers."""
+        client = self._client
+        try:
+            return bool(
+                client is not None and client.status == "running" and client.scheduler_info().get("workers")
+            )
+        except Exception:  # noqa: BLE001  (a closed or broken client)
+            return False
+
+    def _connect(self) -> bool:
+        """Make the Dask client when there is none (at the start, after the cluster went away);
+        False (and the queue held) while the scheduler cannot be reached."""
+        if not self.scheduler or self._client is not None:
+            return True
+        from dask.distributed import Client
+
+        try:
+            self._client = Client(self.scheduler, timeout="10s")
+            self.jobs = len(self._client.scheduler_info().get("workers", {})) or self.jobs
+            return True
+        except Exception as exc:  # noqa: BLE001  (OSError, TimeoutError: the scheduler is not there)
+            self._full_until = time.monotonic() + FULL_RETRY_S
+            why = f"the Dask cluster at {self.scheduler} is not reachable ({type(exc).__name__})"
+            if self._held != why:
+                log.error("%s: submissions wait in the inbox; tried again every %g s", why, FULL_RETRY_S)
+            self._held = why
+            self._write_status()
+            return False
 
     def _fail(self, path: Path, message: str, sub: Submission | None = None) -> None:
         log.error("%s", message)
@@ -615,6 +668,7 @@ class RenderService:
             "pending": [p.name for p in self.pending()],
             "done": self.done[-10:],
             "failed": self.failed[-10:],
+            "held": self._held,  # why the pending ones wait (a full disk, ...), or None
         }
 
     def _write_status(self) -> None:
@@ -632,24 +686,25 @@ class RenderService:
         self.inbox.mkdir(parents=True, exist_ok=True)
         self.spool.mkdir(parents=True, exist_ok=True)
         self._clear_stale_warm_ups()
-        client = None
         if self.scheduler:
             from dask.distributed import Client
 
-            client = Client(self.scheduler, timeout="20s")
-            self.jobs = len(client.scheduler_info().get("workers", {})) or self.jobs
+            self._client = Client(self.scheduler, timeout="20s")  # unreachable at the start: an error
+            self.jobs = len(self._client.scheduler_info().get("workers", {})) or self.jobs
         try:
             self.warm_up()
             self._write_status()
             log.info("watching %s, publishing into %s", self.inbox, self.spool)
             while not stop.is_set():
                 todo = self.pending()
-                if not todo or time.monotonic() < self._full_until:
+                if not todo or time.monotonic() < self._full_until or not self._connect():
                     self.keep_warm()
                     stop.wait(self.poll_s)
                     continue
                 self.render_one(todo[0])
         finally:
             self.close()
-            if client is not None:
-                client.close()
+            if self._client is not None:
+                with contextlib.suppress(Exception):
+                    self._client.close()
+                self._client = None

@@ -197,6 +197,11 @@ def test_render_service_metrics_from_its_status(tmp_path: Path) -> None:
     assert value(m, "avatarrender_service_last_render_realtime_factor") > 0
     # the status is written by this (test) process, which runs: the service is up
     assert value(m, "avatarrender_service_up") == 1
+    assert value(m, "avatarrender_service_held") == 0
+    service._held = "the Dask cluster at tcp://127.0.0.1:9 is not reachable (OSError)"
+    service._write_status()
+    run_cli("metrics", "--service", str(inbox), "-o", str(prom))
+    assert value(parse(prom.read_text()), "avatarrender_service_held") == 1  # waits, none failed
     # its process gone: down, and what waits counted from the inbox itself
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -372,3 +373,54 @@ def test_done_submissions_are_pruned_hourly_whatever_the_wall_clock_does(tmp_pat
     mono[0] += 1801  # an hour after the first pruning
     svc._prune_done(done)
     assert not second.exists(), "the step back stopped the pruning"
+
+
+def test_a_spool_it_cannot_write_or_a_cluster_gone_holds_the_queue(tmp_path, monkeypatch):
+    """A read-only spool (a remount, an NFS blip) and a Dask cluster gone (its scheduler killed)
+    are the machine's state, not the submissions': all five of a queue went to .failed for good
+    (a review). They wait in the inbox, said once and on the status, and render once it is back."""
+    import errno
+
+    import avatarrender.render as render_module
+    from avatarrender.service import RenderService
+
+    inbox, spool = tmp_path / "inbox", tmp_path / "spool"
+    spool.mkdir()
+    yml = make_tiny_segment(tmp_path / "seg", tv=False, captions=False, duration_s=1.0)
+    service = RenderService(inbox, spool, jobs=1)
+    path = submit(yml, inbox, name="talk")
+    real = render_module.render
+
+    def read_only(spec, out_dir, **kwargs):
+        raise render_module._not_writable(Path(out_dir), OSError(errno.EROFS, "Read-only file system"))
+
+    monkeypatch.setattr(render_module, "render", read_only)
+    assert service.render_one(path) is None
+    assert path.is_file() and not (inbox / ".failed").exists() and not service.failed
+    assert "Read-only file system" in json.loads((inbox / ".status.json").read_text())["held"]
+    assert service._full_until > time.monotonic()
+
+    class Gone:  # the client of a cluster whose scheduler was killed
+        status = "closed"
+
+        def close(self, timeout=None):
+            pass
+
+    def lost(spec, out_dir, **kwargs):
+        raise AttributeError("'NoneType' object has no attribute 'ncores'")  # what joblib said
+
+    service.scheduler, service._client = "tcp://127.0.0.1:9", Gone()
+    monkeypatch.setattr(service, "_parallel_config", contextlib.nullcontext)
+    monkeypatch.setattr(render_module, "render", lost)
+    assert service.render_one(path) is None
+    assert path.is_file() and not (inbox / ".failed").exists() and not service.failed
+    assert "Dask cluster at tcp://127.0.0.1:9 is not reachable" in service.status()["held"]
+    assert service._client is None  # made again before the next try
+    assert not service._connect()  # nobody listens there: still held, no traceback
+    # the same error with the cluster up is the render's own: failed as before
+    service.scheduler = None
+    assert service.render_one(path) is None
+    assert not path.exists() and (inbox / ".failed" / "talk.submit").is_file()
+    path = submit(yml, inbox, name="talk2")
+    monkeypatch.setattr(render_module, "render", real)
+    assert service.render_one(path)["complete"] and service.status()["held"] is None

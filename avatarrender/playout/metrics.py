@@ -342,6 +342,13 @@ def service_metrics_text(
         [({}, int(cur is not None))],
     )
     w.metric(
+        "avatarrender_service_held",
+        "gauge",
+        "1 while the submissions wait for the machine (a full disk, a spool it cannot write, the "
+        "Dask cluster gone: the status's 'held' says which), none failed for it.",
+        [({}, int(bool(status.get("held")) and up is not False))],
+    )
+    w.metric(
         "avatarrender_service_pending_submissions",
         "gauge",
         "Submissions waiting in the inbox (the one rendering included).",
