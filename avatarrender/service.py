@@ -131,7 +131,23 @@ def submit(spec: str | Path, inbox: str | Path, *, name: str | None = None) -> P
         )
     # a name whose render failed before: this submission is the new try
     (inbox / f"{name}.error").unlink(missing_ok=True)
-    atomic_write(path, json.dumps({"spec": str(spec), "name": name}) + "\n")
+    # written beside, then linked into place: create-only (a rename replaced a submission of the
+    # same name made at the same moment: both said they were taken, one was lost, a review)
+    tmp = inbox / f".{name}.submit.{os.getpid()}.{threading.get_ident()}.tmp"
+    atomic_write(tmp, json.dumps({"spec": str(spec), "name": name}) + "\n")
+    try:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: created exclusively, one write
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(tmp.read_bytes())
+    except FileExistsError:
+        raise SpecError(path, "name", "a submission of this name is already waiting") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -424,3 +424,32 @@ def test_a_spool_it_cannot_write_or_a_cluster_gone_holds_the_queue(tmp_path, mon
     path = submit(yml, inbox, name="talk2")
     monkeypatch.setattr(render_module, "render", real)
     assert service.render_one(path)["complete"] and service.status()["held"] is None
+
+
+def test_submissions_of_one_name_at_the_same_moment_one_is_taken(tmp_path):
+    """Eight `submit --name same` at once: each said it was taken and one was kept (the file
+    was replaced, a review). One is taken, the others refused; nothing is left beside it."""
+    import threading
+
+    from avatarrender.errors import SpecError
+
+    yml = make_tiny_segment(tmp_path / "seg", tv=False, captions=False)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    barrier, took, refused = threading.Barrier(8), [], []
+
+    def one(k: int) -> None:
+        barrier.wait()
+        try:
+            took.append(submit(yml, inbox, name="same"))
+        except SpecError as exc:
+            refused.append(str(exc))
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(took) == 1 and len(refused) == 7, (took, refused)
+    assert all("already waiting" in m for m in refused)
+    assert sorted(p.name for p in inbox.iterdir()) == ["same.submit"]
