@@ -80,6 +80,15 @@ def _check_name(name: str, where: str | Path | None) -> str:
     return name
 
 
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    """(inode, size, modification time) of ``path``; None when it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def submit(spec: str | Path, inbox: str | Path, *, name: str | None = None) -> Path:
     """Hand ``spec`` to a render service watching ``inbox``; returns the submission file.
 
@@ -515,6 +524,7 @@ class RenderService:
             if progress:
                 progress(done, total)
 
+        read_as = _signature(path)
         try:
             sub = read_submission(path)
             self.current = sub
@@ -572,11 +582,21 @@ class RenderService:
         self._held = None
         done = self.inbox / ".done"
         done.mkdir(exist_ok=True)
-        try:
-            os.replace(path, done / path.name)
-            os.utime(done / path.name)  # when it was rendered (what the pruning goes by)
-        except FileNotFoundError:  # removed as the render ended: it is in the spool all the same
-            log.warning("%s: removed as its render finished: %s is in the spool", path, sub.name)
+        now_as = _signature(path)
+        if now_as is not None and now_as != read_as:
+            # rewritten while it rendered: the spool has what was read at the start (it may be on
+            # air and is not replaced); the edit was moved to .done as if rendered, unsaid
+            self._fail(
+                path,
+                f"{path}: changed while it rendered: {sub.name} in the spool is the version read at "
+                "the start; submit the change under another name",
+            )
+        else:
+            try:
+                os.replace(path, done / path.name)
+                os.utime(done / path.name)  # when it was rendered (what the pruning goes by)
+            except FileNotFoundError:  # removed as the render ended: it is in the spool all the same
+                log.warning("%s: removed as its render finished: %s is in the spool", path, sub.name)
         self._prune_done(done)
         stats = manifest.get("render", {})
         entry = {

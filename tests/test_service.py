@@ -453,3 +453,31 @@ def test_submissions_of_one_name_at_the_same_moment_one_is_taken(tmp_path):
     assert len(took) == 1 and len(refused) == 7, (took, refused)
     assert all("already waiting" in m for m in refused)
     assert sorted(p.name for p in inbox.iterdir()) == ["same.submit"]
+
+
+def test_a_submission_rewritten_while_it_renders_is_not_filed_as_rendered(tmp_path, monkeypatch):
+    """An inbox NAME.yaml rewritten while it rendered: the spool got the version read at the
+    start and the edit went to .done as if rendered, nothing said (a review). The edit goes to
+    .failed with a line saying so; the render stands."""
+    import avatarrender.render as render_module
+    from avatarrender.service import RenderService
+
+    inbox, spool = tmp_path / "inbox", tmp_path / "spool"
+    inbox.mkdir()
+    spool.mkdir()
+    yml = make_tiny_segment(tmp_path / "seg", tv=False, captions=False, duration_s=1.0)
+    dropped = inbox / "ed.yaml"
+    dropped.write_text(yml.read_text().replace("assets/", f"{yml.parent}/assets/"))
+    service = RenderService(inbox, spool, jobs=1)
+    real = render_module.render
+
+    def edited_meanwhile(*args, **kwargs):
+        manifest = real(*args, **kwargs)
+        dropped.write_text(dropped.read_text() + "\n# edited\n")
+        return manifest
+
+    monkeypatch.setattr(render_module, "render", edited_meanwhile)
+    assert service.render_one(dropped)["complete"]
+    assert (spool / "ed" / "manifest.json").is_file()  # the render stands
+    assert not (inbox / ".done" / "ed.yaml").exists() and (inbox / ".failed" / "ed.yaml").is_file()
+    assert "changed while it rendered" in (inbox / "ed.error").read_text()
