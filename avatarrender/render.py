@@ -82,9 +82,21 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
     done = final / "done.json"
     if done.is_file():
         return {**json.loads(done.read_text()), "reused": True}
+    if not root.is_dir():
+        # a Dask worker on another machine, or in a mount of its own, that does not see the
+        # render's output: made here it would wait for the soundtrack for 120 s, then blame it
+        import socket
+
+        err = OutputError(
+            f"{root}: not there on the worker on {socket.gethostname()} (pid {os.getpid()}): a "
+            "render's workers write into its output folder, which must be on a file system they "
+            "share, at the same path"
+        )
+        err.exit_code = 1
+        raise err
     tmp = root / f"{task.key}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp.mkdir()
     try:
         spec, chunk = task.spec, task.chunk
         fps = spec.output.fps

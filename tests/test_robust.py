@@ -1199,3 +1199,25 @@ def test_a_folder_given_as_the_segment_or_the_sound_says_so(tmp_path: Path):
     for args in (("render", str(tmp_path)), ("validate", str(tmp_path)), ("lipsync", str(tmp_path))):
         line = _one_line(run_cli(*args), 2)
         assert "a folder, not a" in line and str(tmp_path) in line, (args, line)
+
+
+def test_a_worker_that_does_not_see_the_output_says_so_at_once(tmp_path: Path):
+    """A Dask worker on a machine (or in a mount) without the render's output folder made it
+    there and waited 120 s for the soundtrack, then blamed the audio, exit 2 (a review). It says
+    at once that the folder is not on its file system, and makes nothing."""
+    from avatarrender.errors import OutputError
+    from avatarrender.render import ChunkTask, render_chunk
+
+    gone = tmp_path / "out.partial" / ".work"
+    task = ChunkTask(
+        spec=None,
+        chunk=None,
+        key="k",
+        work_root=str(gone),
+        audio_path=str(gone / "a.aac"),
+        timeline=None,
+        threads=1,
+    )
+    with pytest.raises(OutputError, match="not there on the worker on .* file system they share") as err:
+        render_chunk(task)
+    assert err.value.exit_code == 1 and not (tmp_path / "out.partial").exists()
