@@ -413,11 +413,16 @@ def test_png_exif_orientation_before_or_after_the_pixels(tmp_path: Path):
     buf = io.BytesIO()
     Image.new("RGB", (40, 20), (200, 30, 30)).save(buf, "PNG", exif=exif)
     data = buf.getvalue()
-    chunks, at = [], 8
-    while at < len(data):
-        (length,) = struct.unpack(">I", data[at : at + 4])
-        chunks.append(data[at : at + 12 + length])
-        at += 12 + length
+
+    def chunks_of(data: bytes) -> list[bytes]:  # a PNG's chunks, whole (length, kind, data, CRC)
+        out, at = [], 8
+        while at < len(data):
+            (length,) = struct.unpack(">I", data[at : at + 4])
+            out.append(data[at : at + 12 + length])
+            at += 12 + length
+        return out
+
+    chunks = chunks_of(data)
     kinds = [c[4:8] for c in chunks]
     assert kinds.index(b"eXIf") < kinds.index(b"IDAT")
     late = [c for c in chunks if c[4:8] != b"eXIf"]
@@ -445,11 +450,7 @@ def test_png_exif_orientation_before_or_after_the_pixels(tmp_path: Path):
         buf = io.BytesIO()
         Image.new("RGB", (40, 20), (200, 30, 30)).save(buf, "PNG", pnginfo=info)
         data2 = buf.getvalue()
-        chunks2, at = [], 8
-        while at < len(data2):
-            (length,) = struct.unpack(">I", data2[at : at + 4])
-            chunks2.append(data2[at : at + 12 + length])
-            at += 12 + length
+        chunks2 = chunks_of(data2)
         text_at = next(i for i, c in enumerate(chunks2) if c[4:8] in (b"iTXt", b"tEXt"))
         after = [c for i, c in enumerate(chunks2) if i != text_at]
         after.insert(len(after) - 1, chunks2[text_at])

@@ -318,18 +318,24 @@ def test_a_submission_to_an_inbox_no_service_watches_is_a_warning(tmp_path):
     assert unwatched(inbox) is None
 
 
-def test_a_full_disk_keeps_the_submission_for_another_try(tmp_path, monkeypatch):
-    """A full spool is not the submission's fault: it stays in the inbox, not in .failed, and
-    renders once there is room (it was failed for good, with all its segments rendered)."""
-    import avatarrender.render as render_module
-    from avatarrender.errors import DiskFullError
+def _one_submission(tmp_path):
+    """(inbox, spool, segment.yaml, a RenderService on them, the submission file of "talk")."""
     from avatarrender.service import RenderService
 
     inbox, spool = tmp_path / "inbox", tmp_path / "spool"
     spool.mkdir()
     yml = make_tiny_segment(tmp_path / "seg", tv=False, captions=False, duration_s=1.0)
     service = RenderService(inbox, spool, jobs=1)
-    path = submit(yml, inbox, name="talk")
+    return inbox, spool, yml, service, submit(yml, inbox, name="talk")
+
+
+def test_a_full_disk_keeps_the_submission_for_another_try(tmp_path, monkeypatch):
+    """A full spool is not the submission's fault: it stays in the inbox, not in .failed, and
+    renders once there is room (it was failed for good, with all its segments rendered)."""
+    import avatarrender.render as render_module
+    from avatarrender.errors import DiskFullError
+
+    inbox, spool, yml, service, path = _one_submission(tmp_path)
     real = render_module.render
 
     def full(*args, **kwargs):
@@ -382,13 +388,8 @@ def test_a_spool_it_cannot_write_or_a_cluster_gone_holds_the_queue(tmp_path, mon
     import errno
 
     import avatarrender.render as render_module
-    from avatarrender.service import RenderService
 
-    inbox, spool = tmp_path / "inbox", tmp_path / "spool"
-    spool.mkdir()
-    yml = make_tiny_segment(tmp_path / "seg", tv=False, captions=False, duration_s=1.0)
-    service = RenderService(inbox, spool, jobs=1)
-    path = submit(yml, inbox, name="talk")
+    inbox, spool, yml, service, path = _one_submission(tmp_path)
     real = render_module.render
 
     def read_only(spec, out_dir, **kwargs):
