@@ -45,7 +45,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .errors import AvatarRenderError, DiskFullError, RenderLockedError, SpecError
+from .errors import AvatarRenderError, DiskFullError, OutputError, RenderLockedError, SpecError
 from .files import atomic_write
 
 __all__ = ["unwatched", "RenderService", "Submission", "submit", "STATUS_NAME"]
@@ -547,13 +547,14 @@ class RenderService:
         except DiskFullError as exc:
             # not the submission's fault: it stays in the inbox and its render resumes (what is
             # done is kept) once there is room; tried again every FULL_RETRY_S, said once
-            self._hold(path, str(exc))
+            self._hold(str(exc), path)
             return None
         except AvatarRenderError as exc:
-            if getattr(exc, "exit_code", 2) == 1 and "cannot write the output here" in str(exc):
-                # the spool read-only or not ours to write (a remount, an NFS blip): the
-                # machine's state, not the submission's (all of a queue was failed for it)
-                self._hold(path, str(exc))
+            if isinstance(exc, OutputError) and exc.exit_code == 1:
+                # the spool read-only or not ours to write (a remount, an NFS blip), a worker
+                # that does not see it: the machine's state, not the submission's (all of a
+                # queue was failed for it)
+                self._hold(str(exc), path)
                 return None
             self._fail(path, str(exc), sub)
             return None
@@ -570,7 +571,7 @@ class RenderService:
                         self._client.close(timeout=2)
                 self._client = None
                 self._hold(
-                    path, f"the Dask cluster at {self.scheduler} is not reachable ({type(exc).__name__})"
+                    f"the Dask cluster at {self.scheduler} is not reachable ({type(exc).__name__})", path
                 )
                 return None
             self._fail(path, f"{path}: render failed: {type(exc).__name__}: {exc}", sub)
@@ -618,13 +619,15 @@ class RenderService:
         self._write_status()
         return manifest
 
-    def _hold(self, path: Path, why: str) -> None:
-        """Keep ``path`` in the inbox and render nothing for :data:`FULL_RETRY_S`: ``why`` is no
-        fault of the submission's. Said once until a render succeeds; on the status."""
+    def _hold(self, why: str, path: Path | None = None) -> None:
+        """Keep the submissions (``path``'s, the one tried) in the inbox and render nothing for
+        :data:`FULL_RETRY_S`: ``why`` is no fault of theirs. Said once until a render succeeds;
+        on the status."""
         self.current = None
         self._full_until = time.monotonic() + FULL_RETRY_S
         if self._held != why:
-            log.error("%s: %s waits in the inbox; tried again every %g s", why, path.name, FULL_RETRY_S)
+            who = f"{path.name} waits" if path is not None else "submissions wait"
+            log.error("%s: %s in the inbox; tried again every %g s", why, who, FULL_RETRY_S)
         self._held = why
         self._write_status()
 
@@ -650,12 +653,7 @@ class RenderService:
             self.jobs = len(self._client.scheduler_info().get("workers", {})) or self.jobs
             return True
         except Exception as exc:  # noqa: BLE001  (OSError, TimeoutError: the scheduler is not there)
-            self._full_until = time.monotonic() + FULL_RETRY_S
-            why = f"the Dask cluster at {self.scheduler} is not reachable ({type(exc).__name__})"
-            if self._held != why:
-                log.error("%s: submissions wait in the inbox; tried again every %g s", why, FULL_RETRY_S)
-            self._held = why
-            self._write_status()
+            self._hold(f"the Dask cluster at {self.scheduler} is not reachable ({type(exc).__name__})")
             return False
 
     def _fail(self, path: Path, message: str, sub: Submission | None = None) -> None:
