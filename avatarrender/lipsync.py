@@ -380,9 +380,8 @@ def _voiced_runs(active: np.ndarray, voicing: np.ndarray) -> np.ndarray:
     burst of noise between sentences is louder than the floor but no speech (a mouth opened for
     five to eight frames at each); every spoken word holds a voiced sound. Whispers are lost."""
     out = active.copy()
-    edges = np.flatnonzero(np.diff(np.r_[0, active.astype(np.int8), 0]))
-    for a, b in zip(edges[::2], edges[1::2]):
-        if voicing[a:b].max() < _VOICED:
+    for a, b, on in _runs(active.astype(np.int8)):
+        if on and voicing[a:b].max() < _VOICED:
             out[a:b] = False
     return out
 
