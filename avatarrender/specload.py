@@ -566,7 +566,11 @@ def _resolve(model: SegmentModel, out: OutputSettings, source: Path) -> dict[str
             path = c.file(field, clip.file)
             try:
                 info = probe_video(path)
-                check_video_decodes(path)
+                # the part of the file the segment shows: from clip_start_s on, for as long
+                # as the clip is on (a loop comes back to clip_start_s); to the file's end if
+                # end_s is not given
+                shown = None if clip.end_s is None else clip.clip_start_s + max(clip.end_s - clip.start_s, 0)
+                check_video_decodes(path, from_s=clip.clip_start_s, until_s=shown)
             except MediaError as exc:
                 raise MediaError(source, field, exc.message) from None
             if clip.clip_start_s >= info.duration_s:

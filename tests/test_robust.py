@@ -591,6 +591,30 @@ def test_clip_that_breaks_partway_fails_validate_and_render(tiny_segment: Path, 
     assert not [p for p in tmp_path.iterdir() if p.name != "seg"]
 
 
+def test_clip_cut_between_packets_is_refused_where_shown_and_passes_where_not(
+    tiny_segment: Path, tmp_path: Path
+):
+    """A clip whose file ends on a whole packet (its last packet intact, the rest missing) is
+    refused at the time it ends, as its index promises more; a segment that shows only the part
+    before the cut validates (the check reads the part shown, not the whole file)."""
+    import av
+
+    a = tiny_segment.parent / "assets"
+    _cut_clip(a, keep=1.0)  # whole, index first
+    with av.open(str(a / "clip.mp4")) as c:
+        starts = [p.pos for p in c.demux(c.streams.video[0]) if p.size]
+    data = (a / "clip.mp4").read_bytes()
+    (a / "clip.mp4").write_bytes(data[: starts[len(starts) // 2]])  # up to a packet's start
+    _edit(tiny_segment, lambda d: d["tv"]["clips"][0].update(start_s=0.0, end_s=3.9, clip_start_s=0.0))
+    line = _one_line(run_cli("validate", str(tiny_segment)), 2)
+    assert "tv.clips[0].file" in line and "breaks at about 1.9" in line and "index says 4.00 s" in line, line
+    _edit(tiny_segment, lambda d: d["tv"]["clips"][0].update(start_s=0.0, end_s=1.5, clip_start_s=0.0))
+    assert run_cli("validate", str(tiny_segment)).returncode == 0
+    # shown from 0.5 s for 1.5 s: ends before the cut too
+    _edit(tiny_segment, lambda d: d["tv"]["clips"][0].update(start_s=1.0, end_s=2.5, clip_start_s=0.5))
+    assert run_cli("validate", str(tiny_segment)).returncode == 0
+
+
 def test_font_that_is_not_a_font_fails_validate(tiny_segment: Path):
     fake = tiny_segment.parent / "assets" / "font.ttf"
     fake.write_text("this is not a font\n")
