@@ -2,9 +2,10 @@
 
     .venv/bin/python -m benchmarks.render_speed [--scenes demo,grain] [--cases tv,speech]
         [--seconds 20] [--jobs 2] [--repeat 3]
+    .venv/bin/python -m benchmarks.render_speed --spec YOUR/segment.yaml [--seconds 20]
 
 For each scene (the demo; the grain scene of ``benchmarks/grain_scene.py``) and case (TV + speech,
-speech only) it times, interleaved, ``--repeat`` times each, and prints the medians:
+speech only), or for your own scene as it is (``--spec``), it times, interleaved, ``--repeat`` times each, and prints the medians:
 
 - **ours**: ``avatarrender render`` as a user types it (Python's start-up, the spec check, the
   analysis, workers, audio and publishing included), with ``AVATARRENDER_PROFILE=1`` so that its
@@ -140,6 +141,22 @@ def scene_yaml(scene: str, seconds: float, *, tv: bool, preset: str, folder: Pat
         assets = make_grain_scene(ROOT / "benchmarks" / "grain")
         return grain_yaml(seconds, tv=tv, folder=folder, assets=assets, preset=preset)
     raise SystemExit(f"unknown scene {scene!r}: use demo or grain")
+
+
+def given_yaml(spec_file: Path, seconds: float, *, preset: str, folder: Path) -> Path:
+    """A user's segment.yaml as it is, ``seconds`` long at ``preset``.
+
+    The copy is written beside the original (its relative paths resolve from its own folder) as a
+    hidden file, and a link to it kept in ``folder``; :func:`main` removes it when it is done.
+    """
+    doc = yaml.safe_load(spec_file.read_text())
+    doc["duration_s"] = seconds
+    doc["output"] = {**(doc.get("output") or {}), "preset": preset, "x264_preset": "veryfast"}
+    copy = spec_file.with_name(f".{spec_file.stem}.bench-{os.getpid()}-{seconds:g}s.yaml")
+    copy.write_text(yaml.safe_dump(doc))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "given").write_text(str(copy))
+    return copy
 
 
 def dump_frames(spec: Spec, raw: Path) -> None:
@@ -452,6 +469,15 @@ def main() -> None:
     ap.add_argument("--scenes", default="demo,grain")
     ap.add_argument("--cases", default="tv,speech")
     ap.add_argument(
+        "--spec",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="SEGMENT.yaml",
+        help="time your own scene as it is (its TV as given, cut to --seconds), instead of "
+        "--scenes/--cases; repeatable. The peer filtergraph plays the first clip looped",
+    )
+    ap.add_argument(
         "--seconds",
         default="20",
         help="segment lengths, e.g. 20,60 (past 30 s the "
@@ -479,21 +505,32 @@ def main() -> None:
         f"{'fgraph':>7} {'x264':>6} {'CPU s ours':>10} {'fgraph':>7} {'x264':>6}"
     )
     profiles = []
+    given = [p.resolve() for p in args.spec]
+    for p in given:
+        if not p.is_file():
+            raise SystemExit(f"--spec {p}: not a file")
+    combos = (
+        [(p.stem[:6], p, "given") for p in given]
+        if given
+        else [(s, None, c) for s in args.scenes.split(",") for c in args.cases.split(",")]
+    )
+
+    def make(scene: str, spec_file: Path | None, case: str, seconds: float, folder: Path) -> Path:
+        if spec_file is not None:
+            return given_yaml(spec_file, seconds, preset=args.preset, folder=folder)
+        return scene_yaml(scene, seconds, tv=case == "tv", preset=args.preset, folder=folder)
+
     for seconds in (float(x) for x in args.seconds.split(",")):
-        for scene in args.scenes.split(","):
-            for case in args.cases.split(","):
-                with tempfile.TemporaryDirectory(prefix="avr-bench-") as tmp:
-                    work = Path(tmp)
-                    yml = scene_yaml(scene, seconds, tv=case == "tv", preset=args.preset, folder=work)
+        for scene, spec_file, case in combos:
+            with tempfile.TemporaryDirectory(prefix="avr-bench-") as tmp:
+                work = Path(tmp)
+                try:
+                    yml = make(scene, spec_file, case, seconds, work)
                     spec = load_spec(yml)
                     cut = (
                         spec
                         if seconds <= FLOOR_MAX_S
-                        else load_spec(
-                            scene_yaml(
-                                scene, FLOOR_MAX_S, tv=case == "tv", preset=args.preset, folder=work / "cut"
-                            )
-                        )
+                        else load_spec(make(scene, spec_file, case, FLOOR_MAX_S, work / "cut"))
                     )
                     raw = work / "frames.yuv"
                     dump_frames(cut, raw)
@@ -504,6 +541,10 @@ def main() -> None:
                         if cmd:
                             runs["fg"].append(filtergraph(cmd, spec.frame_count, work / "fg"))
                         runs["x264"].append(floor(cut, raw, work))
+                finally:
+                    for link in (work / "given", work / "cut" / "given"):
+                        if link.exists():
+                            Path(link.read_text()).unlink(missing_ok=True)
                 fps = {
                     k: statistics.median(r["frames"] / r["s"] for r in v) if v else float("nan")
                     for k, v in runs.items()
