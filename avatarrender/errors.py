@@ -14,6 +14,7 @@ __all__ = [
     "RenderLockedError",
     "DiskFullError",
     "OutputError",
+    "ClusterError",
 ]
 
 
@@ -84,6 +85,12 @@ class RenderLockedError(AvatarRenderError):
 
 class DiskFullError(AvatarRenderError, OSError):
     """The output's file system is full. What was finished before stays valid."""
+
+    exit_code = 1
+
+
+class ClusterError(AvatarRenderError):
+    """The Dask cluster to render on cannot be used: no scheduler answers, or it has no worker."""
 
     exit_code = 1
 

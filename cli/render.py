@@ -203,11 +203,24 @@ def _render_on_dask(spec, out_dir: Path, scheduler: Optional[str], kwargs: dict)
         ) from None
     from joblib import parallel_config
 
+    from avatarrender.errors import ClusterError
     from avatarrender.render import render
 
     if not scheduler:
         raise SpecError(None, "--scheduler", "--backend dask needs --scheduler tcp://HOST:PORT")
-    with Client(scheduler, timeout="20s") as client:
+    try:
+        client = Client(scheduler, timeout="20s")
+    except OSError as exc:  # distributed's own connect timeout is an OSError too
+        raise ClusterError(f"--scheduler {scheduler}: no Dask scheduler answers there ({exc})") from None
+    with client:
+        try:
+            client.wait_for_workers(1, timeout=10)
+        except TimeoutError:
+            # (joblib would wait 10 s more and print a paragraph about its own settings)
+            raise ClusterError(
+                f"--scheduler {scheduler}: the Dask cluster has no worker (none joined in 10 s): "
+                f"start some where the output folder is seen (dask worker {scheduler})"
+            ) from None
         workers = len(client.scheduler_info().get("workers", {})) or 1
         kwargs = {**kwargs, "jobs": kwargs.get("jobs") or workers}
         with parallel_config(backend="dask"):

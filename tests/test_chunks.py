@@ -298,6 +298,37 @@ def test_dask_cluster_gives_the_same_frames(long_segment, reference, tmp_path):
     assert frame_hashes(out / "index.m3u8") == reference[1]
 
 
+def test_dask_cluster_without_workers_is_one_line_and_writes_nothing(long_segment, tmp_path):
+    """A scheduler with no worker: one line naming --scheduler and what to do, exit 1, within
+    about 10 s (it was joblib's paragraph about parallel_config after 20 s), nothing written."""
+    import distributed
+
+    out = tmp_path / "out"
+    with distributed.LocalCluster(
+        n_workers=0, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        res = subprocess.run(
+            _cli(
+                "render",
+                str(long_segment),
+                "-o",
+                str(out),
+                "--backend",
+                "dask",
+                "--scheduler",
+                cluster.scheduler_address,
+            ),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert res.returncode == 1, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--scheduler" in lines[0] and "no worker" in lines[0], res.stderr
+    assert "parallel_config" not in res.stderr
+    assert not out.exists() and not partial_path(out).exists()
+
+
 @pytest.mark.parametrize("chunk_segments", [1, 2, 4, 7])
 def test_plan_covers_every_frame_once(long_segment, chunk_segments):
     spec = load_spec(long_segment)
