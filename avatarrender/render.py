@@ -682,25 +682,33 @@ def render(
                         delayed(render_chunk)(t) for t in tasks
                     )
                 for task, result in zip(tasks, results):
-                    t0 = time.perf_counter()
-                    with interrupt.deferred():  # a stop signal waits for the manifest to agree
-                        pub.publish(result)
-                        subs.write_upto(pub.published)
-                    if _profile.ENABLED:
-                        _profile.add("publish", t0)
-                        profiles.append({**result, "published_at": time.time()})
-                    reused += bool(result.get("reused"))
-                    rendered += not result.get("reused")
-                    frames_rendered += 0 if result.get("reused") else task.chunk.frame_count
-                    skipped += result.get("skipped_frames", 0)
-                    frames_done += task.chunk.frame_count
-                    if first_segment_s is None:
-                        first_segment_s = time.perf_counter() - started
-                    if on_publish:
-                        on_publish(pub.manifest(complete=False, stats={}).to_json())
-                    if progress:
-                        progress(frames_done, spec.frame_count)
+                    try:
+                        t0 = time.perf_counter()
+                        with interrupt.deferred():  # a stop signal waits for the manifest to agree
+                            pub.publish(result)
+                            subs.write_upto(pub.published)
+                        if _profile.ENABLED:
+                            _profile.add("publish", t0)
+                            profiles.append({**result, "published_at": time.time()})
+                        reused += bool(result.get("reused"))
+                        rendered += not result.get("reused")
+                        frames_rendered += 0 if result.get("reused") else task.chunk.frame_count
+                        skipped += result.get("skipped_frames", 0)
+                        frames_done += task.chunk.frame_count
+                        if first_segment_s is None:
+                            first_segment_s = time.perf_counter() - started
+                        if on_publish:
+                            on_publish(pub.manifest(complete=False, stats={}).to_json())
+                        if progress:
+                            progress(frames_done, spec.frame_count)
+                    except Exception as exc:  # ours or the caller's, not a worker's: no retry
+                        raise _NotTheWorkers(exc) from exc
                 tasks = []
+            except _NotTheWorkers as exc:
+                # publishing (a spool made read-only mid-render) or a callback (on_publish,
+                # progress, a withdrawal) failed: that error, as it is. Retrying replaced it with
+                # joblib's "executor has been shutdown" (the abandoned generator closed the pool)
+                raise exc.error from None
             except (KeyboardInterrupt, AvatarRenderError):
                 raise
             except OSError as exc:
@@ -840,6 +848,15 @@ def _not_writable(where: Path, exc: OSError) -> OutputError:
     err = OutputError(f"{where}: cannot write the output here ({exc.strerror or exc})")
     err.exit_code = 1  # the machine's state, not the input
     return err
+
+
+class _NotTheWorkers(Exception):
+    """An error raised while a chunk's result was taken in (publishing, the callbacks), carried
+    past the retry of failed workers."""
+
+    def __init__(self, error: Exception):
+        super().__init__(error)
+        self.error = error
 
 
 def _profile_stats(entered_at: float, results: list[dict[str, Any]]) -> dict[str, Any]:

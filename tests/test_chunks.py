@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import errno
 import json
 import os
 import signal
@@ -266,6 +267,47 @@ def test_encoder_failure_carries_its_log(long_segment, tmp_path):
         render(bad, out, jobs=1)
     msg = str(info.value)
     assert "libx264" in msg and "ffmpeg said" in msg and "nosuchpreset" in msg, msg
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["on_publish", "progress", "publish"])
+def test_an_error_taking_a_result_in_is_raised_as_it_is(long_segment, tmp_path, monkeypatch, where):
+    """A caller's callback that raises, or publishing that fails (a spool made read-only
+    mid-render: EPERM), is that error, at once: it was retried as a dead worker and came out as
+    joblib's 'executor has been shutdown' RuntimeError (the service then failed the submission
+    for good instead of holding the queue on the read-only spool)."""
+    import avatarrender.render as render_mod
+    from avatarrender.errors import OutputError
+
+    spec = load_spec(long_segment)
+    out = tmp_path / "out"
+    kw = {}
+    if where == "publish":
+        calls = []
+        real = render_mod.Publisher.publish
+
+        def publish(self, result):
+            calls.append(1)
+            if len(calls) == 2:
+                raise PermissionError(errno.EPERM, "Operation not permitted", str(partial_path(out)))
+            return real(self, result)
+
+        monkeypatch.setattr(render_mod.Publisher, "publish", publish)
+        expected = OutputError
+    else:
+
+        def boom(*a):
+            raise ValueError(f"{where} boom")
+
+        kw[where] = boom
+        expected = ValueError
+    with pytest.raises(expected) as info:
+        render(spec, out, jobs=2, chunk_segments=2, **kw)
+    assert "executor" not in str(info.value)
+    if where == "publish":
+        assert "cannot write" in str(info.value), info.value
+    else:
+        assert str(info.value) == f"{where} boom"
     assert not out.exists()
 
 
