@@ -98,6 +98,9 @@ def test_metrics_follow_the_playout(tmp_path: Path) -> None:
         value(m, "avatarrender_media_segments_total", what=w) for w in ("programme", "filler", "stall")
     )
     assert segs == p.playlist.next_sequence
+    # every program here aired whole once begun: the filler cut where one starts, and the wait
+    # for the late one, are no stall (each start counted one)
+    assert value(m, "avatarrender_media_segments_total", what="stall") == 0
     aired = sum(
         value(m, "avatarrender_aired_seconds_total", what=w) for w in ("programme", "filler", "stall")
     )

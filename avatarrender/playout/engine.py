@@ -1335,7 +1335,11 @@ class Playout:
         self.counters.published(
             air.decision.key,
             duration_s,
-            stalled=air.decision.key == FILLER and self.scheduler.current is not None,
+            # filler inside a program that has begun (a media segment not rendered in time); not
+            # the filler segment cut short where a program starts (every start counted a stall)
+            stalled=air.decision.key == FILLER
+            and self.scheduler.current is not None
+            and self.scheduler.cursor > 0,
         )
         self.scheduler.commit(air.decision)
         for hook in self.publish_hooks:  # must not block: the restream only queues the path

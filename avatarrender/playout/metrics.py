@@ -238,8 +238,9 @@ def metrics_text(
     w.metric(
         "avatarrender_media_segments_total",
         "counter",
-        "Media segments published, by what they were (stall: filler while a programme was "
-        "not rendered in time).",
+        "Media segments published, by what they were (stall: filler inside a programme that "
+        "has begun, its next media segment not rendered in time; a late start is "
+        "avatarrender_late_starts_total).",
         [({"what": k}, c["segments"].get(k, 0)) for k in ("programme", "filler", "stall")],
     )
     w.metric(
