@@ -46,6 +46,7 @@ __all__ = [
 OK_FACTOR = 1.2
 STEAL_WARN_PCT = 10.0
 DISK_WARN_HOURS = 24.0
+DISK_ERROR_HOURS = 0.25  # less room than a quarter hour of output: the channel cannot be fed
 #: Pillow-SIMD's AVX2 build composites a 1080p RGBA frame in about 2 ms here, stock Pillow in
 #: about 16 ms (FIELD-NOTES); above this the build is not using SIMD as it should
 ALPHA_COMPOSITE_SLOW_MS = 8.0
@@ -468,7 +469,7 @@ def assess(facts: dict[str, Any]) -> dict[str, Any]:
         if hours is not None and hours < DISK_WARN_HOURS:
             problems.append(
                 _problem(
-                    "warning",
+                    "error" if hours < DISK_ERROR_HOURS else "warning",
                     "disk",
                     f"{d['role']} {d['path']}: {d['free_bytes'] / 1e9:.1f} GB free, "
                     f"{hours:.1f} h of output at the preset's maximum rate",

@@ -154,6 +154,15 @@ def test_low_disk_and_no_probe() -> None:
     assert checks(r) == {"disk": "warning"} and "/srv/live" in r["problems"][0]["message"]
 
 
+def test_a_full_disk_is_an_error() -> None:
+    """A review: 0 bytes free on the output and spool said 'ok ... can keep a 24/7 channel fed',
+    exit 0 (monitoring reads the exit code)."""
+    f = facts()
+    f["disk"][0].update(free_bytes=0, hours_at_maxrate=0.0)
+    r = assess(f)
+    assert checks(r)["disk"] == "error" and r["exit_code"] == 1 and r["verdict"] != "ok"
+
+
 @pytest.mark.parametrize(
     "role,kind,bad", [("spool", "missing", True), ("output", "missing", False), ("output", "file", True)]
 )
