@@ -10,6 +10,7 @@ half-written; an existing folder is never touched.
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -134,6 +135,13 @@ complete and check the YAML files (see their first line). Regenerate them: avata
 """
 
 
+def _cron_arg(path: str | Path) -> str:
+    """``path`` as one word of a crontab command: quoted for sh (a folder with a space sent the
+    log to a file named after its first word, and the cleanup's find looked elsewhere), its %
+    escaped (cron turns a bare % into a newline)."""
+    return shlex.quote(str(path)).replace("%", "\\%")
+
+
 def _executable() -> str:
     """The ``avatarrender`` next to this Python (a venv's), else the bare name on PATH."""
     exe = Path(sys.executable).with_name("avatarrender")
@@ -229,11 +237,11 @@ def new_channel(folder: str | Path, *, duration_s: float = 20.0) -> Path:
         (partial / "crontab").write_text(
             _CRONTAB.format(
                 name=name,
-                crontab=folder / "crontab",
-                exe=_executable(),
-                segment=folder / "segment.yaml",
-                spool=folder / "spool",
-                log=folder / "render.log",
+                crontab=_cron_arg(folder / "crontab"),
+                exe=_cron_arg(_executable()),
+                segment=_cron_arg(folder / "segment.yaml"),
+                spool=_cron_arg(folder / "spool"),
+                log=_cron_arg(folder / "render.log"),
             ),
             encoding="utf-8",
         )

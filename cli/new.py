@@ -21,11 +21,13 @@ def new_cmd(
     from avatarrender.scaffold import new_channel
 
     folder = new_channel(name, duration_s=duration_s)
+    from shlex import quote
+
     print(
         f"{folder}: created. Next:\n"
-        f"  avatarrender validate {folder / 'segment.yaml'}\n"
-        f"  avatarrender playout --schedule {folder / 'schedule.yaml'} --out {folder / 'live'} "
-        "--serve 127.0.0.1:8080"
+        f"  avatarrender validate {quote(str(folder / 'segment.yaml'))}\n"
+        f"  avatarrender playout --schedule {quote(str(folder / 'schedule.yaml'))} "
+        f"--out {quote(str(folder / 'live'))} --serve 127.0.0.1:8080"
     )
 
 
