@@ -23,7 +23,7 @@ def metrics_cmd(
         "--output",
         help="Write here, atomically "
         "(e.g. node_exporter's textfile directory/"
-        "avatarrender.prom); default stdout.",
+        "avatarrender.prom); default or -: stdout.",
     ),
     fps: float = typer.Option(30.0, "--fps", min=1, help="The channel's frame rate."),
 ) -> None:
@@ -49,7 +49,7 @@ def metrics_cmd(
 
     waiting = len(RenderService(service, status.get("spool") or service).pending())
     text = service_metrics_text(status, fps=fps, up=unwatched(service) is None, pending=waiting)
-    if output is None:
+    if output is None or str(output) == "-":  # -: stdout, as epg -o - (it wrote a file named -)
         print(text, end="")
     else:
         atomic_write(output, text.encode())

@@ -191,6 +191,9 @@ def test_render_service_metrics_from_its_status(tmp_path: Path) -> None:
     proc = run_cli("metrics", "--service", str(inbox), "-o", str(prom))
     assert proc.returncode == 0, proc.stderr
     m = parse(prom.read_text())
+    # -o -: stdout, as epg's (it wrote a file named -)
+    dash = run_cli("metrics", "--service", str(inbox), "-o", "-", cwd=tmp_path)
+    assert dash.returncode == 0 and dash.stdout == prom.read_text() and not (tmp_path / "-").exists()
     assert value(m, "avatarrender_service_rendering") == 0
     assert value(m, "avatarrender_service_pending_submissions") == 1
     assert value(m, "avatarrender_service_workers") == 1
