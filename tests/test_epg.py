@@ -124,6 +124,33 @@ def test_an_entry_past_the_guides_end_and_one_on_air_without_the_playouts_word()
     assert "News" not in [p.title for p in got]
 
 
+def test_without_the_playouts_word_the_schedule_is_played_from_its_first_timed_entry() -> None:
+    """A review: at 11:00, News (10:00, 13 s) and Weather (after it) were over and Movie
+    (10:30-12:30) on air, but the guide listed Weather at 11:00 and left Movie out; at 10:00:20
+    it moved News to 10:00:20. The same schedule gave another guide for each minute cron ran."""
+    sched = [
+        GuideEntry("entry/news", "News", at_s=T0, duration_s=Fraction(40, 3)),
+        GuideEntry("entry/wx", "Weather", duration_s=Fraction(40, 3)),
+        GuideEntry("entry/movie", "Movie", at_s=T0 + 1800, duration_s=Fraction(7200)),
+    ]
+    spool = [GuideEntry("spool/s", "s", duration_s=Fraction(60))]
+
+    def rows(start: Fraction, **kw) -> list:
+        got = plan_guide(sched, start_s=start, horizon_s=Fraction(3600), **kw)
+        assert all(a.stop_s <= b.start_s for a, b in zip(got, got[1:])), got
+        return [(p.title, p.start_s - T0, p.stop_s - T0) for p in got]
+
+    assert rows(T0 + 3600) == [("Movie", 1800, 9000)]
+    assert rows(T0 + 20) == [
+        ("Weather", Fraction(40, 3), Fraction(80, 3)),
+        (FILLER_TITLE, Fraction(80, 3), 1800),
+        ("Movie", 1800, 9000),
+    ]
+    assert rows(T0 + 5)[0] == ("News", 0, Fraction(40, 3))
+    # spool items air from now, in the wait before Movie, never in the past
+    assert rows(T0 + 60, spool=spool)[:2] == [("s", 60, 120), (FILLER_TITLE, 120, 1800)]
+
+
 def test_spool_fills_the_wait_before_an_absolute_entry_and_filler_on_air_merges() -> None:
     on_air = Programme(T0 - 5, None, FILLER_TITLE, filler=True, key="filler")
     entries = [GuideEntry("entry/n", "News", at_s=T0 + 100, duration_s=Fraction(60))]

@@ -122,6 +122,14 @@ def plan_guide(
         out.append(on_air)
         if not on_air.filler:
             cursor = on_air.stop_s
+    elif entries:
+        # without the playout's word (the epg command): the schedule is played from its first
+        # timed entry, so what has aired is known and what airs now is shown from its time (an
+        # 'after: previous' entry behind one that had ended was placed at now, the entry on air
+        # left out as late, and the guide depended on the minute cron ran it: a review)
+        timed = [g.at_s for g in entries if g.at_s is not None]
+        if timed and min(timed) < start_s:
+            cursor = min(timed)
     queue = list(spool)
 
     def place(g: GuideEntry, at: Fraction) -> Fraction | None:
@@ -129,24 +137,20 @@ def plan_guide(
         out.append(Programme(at, stop, g.title, g.description, key=g.key))
         return stop
 
+    def place_spooled(at: Fraction) -> Fraction | None:
+        if at < start_s:  # the spool holds what airs from now on
+            out.append(_filler(at, start_s))
+            at = start_s
+        return place(queue.pop(0), at)
+
     for g in entries:
         if g.at_s is not None:
             # spool items air while the channel waits for an absolute entry
-            while queue and cursor is not None and cursor < min(g.at_s, end_s):
-                cursor = place(queue.pop(0), cursor)
+            while queue and cursor is not None and max(cursor, start_s) < min(g.at_s, end_s):
+                cursor = place_spooled(cursor)
             if cursor is None:
                 at = g.at_s  # the one before has no known length: assume it ends in time
             else:
-                if (
-                    on_air is None
-                    and cursor == start_s
-                    and g.duration_s is not None
-                    and g.at_s <= start_s < g.at_s + g.duration_s
-                ):
-                    # without the playout's word (the epg command), one whose time has come and
-                    # not gone is on air: from its time (it was left out as late, Filler shown)
-                    cursor = place(g, g.at_s)
-                    continue
                 if g.at_s + max_late_s < cursor:
                     continue  # would be skipped by the late policy
                 if g.at_s >= end_s:
@@ -162,9 +166,11 @@ def plan_guide(
             break
         cursor = place(g, at)
     while queue and cursor is not None and cursor < end_s:
-        cursor = place(queue.pop(0), cursor)
+        cursor = place_spooled(cursor)
     if cursor is not None and cursor < end_s:
         out.append(_filler(cursor, end_s))
+    # what ended before now is not in the guide (played above only to know what came after it)
+    out = [p for p in out if p.stop_s is None or p.stop_s > start_s or p is on_air]
     # a filler on air ends where the next programme starts; neighbouring fillers are one
     merged: list[Programme] = []
     for p in sorted(out, key=lambda p: p.start_s):
