@@ -311,31 +311,34 @@ def test_an_error_taking_a_result_in_is_raised_as_it_is(long_segment, tmp_path, 
     assert not out.exists()
 
 
-def test_dask_cluster_gives_the_same_frames(long_segment, reference, tmp_path):
+def _render_on_a_local_cluster(segment: Path, out: Path, workers: int, *extra: str):
+    """``avatarrender render --backend dask`` against a LocalCluster of ``workers`` processes."""
     import distributed
 
-    out = tmp_path / "out"
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
     ) as cluster:
-        res = subprocess.run(
+        return subprocess.run(
             _cli(
                 "render",
-                str(long_segment),
+                str(segment),
                 "-o",
                 str(out),
-                "--json",
                 "--backend",
                 "dask",
                 "--scheduler",
                 cluster.scheduler_address,
-                "--chunk-segments",
-                "2",
+                *extra,
             ),
             capture_output=True,
             text=True,
             timeout=300,
         )
+
+
+def test_dask_cluster_gives_the_same_frames(long_segment, reference, tmp_path):
+    out = tmp_path / "out"
+    res = _render_on_a_local_cluster(long_segment, out, 2, "--json", "--chunk-segments", "2")
     assert res.returncode == 0, res.stderr
     assert frame_hashes(out / "index.m3u8") == reference[1]
 
@@ -343,27 +346,8 @@ def test_dask_cluster_gives_the_same_frames(long_segment, reference, tmp_path):
 def test_dask_cluster_without_workers_is_one_line_and_writes_nothing(long_segment, tmp_path):
     """A scheduler with no worker: one line naming --scheduler and what to do, exit 1, within
     about 10 s (it was joblib's paragraph about parallel_config after 20 s), nothing written."""
-    import distributed
-
     out = tmp_path / "out"
-    with distributed.LocalCluster(
-        n_workers=0, processes=True, host="127.0.0.1", dashboard_address=None
-    ) as cluster:
-        res = subprocess.run(
-            _cli(
-                "render",
-                str(long_segment),
-                "-o",
-                str(out),
-                "--backend",
-                "dask",
-                "--scheduler",
-                cluster.scheduler_address,
-            ),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+    res = _render_on_a_local_cluster(long_segment, out, 0)
     assert res.returncode == 1, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "--scheduler" in lines[0] and "no worker" in lines[0], res.stderr
