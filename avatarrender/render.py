@@ -36,7 +36,7 @@ from .audiotrack import AudioSource, encode_track, failed_path
 from .audio import background_priority
 from .compose import build_scene, compose_frames, repeated_frames, scene_for, slice_timeline
 from .encode import ChunkEncoder, SegmentJob
-from .errors import AvatarRenderError, DiskFullError, FFmpegError, OutputError, RenderLockedError
+from .errors import AvatarRenderError, DiskFullError, FFmpegError, OutputError, RenderLockedError, SpecError
 from .loudness import add_true_peaks, normalise
 from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
 from .rendition import (
@@ -548,6 +548,15 @@ def render(
         from .spec import load_spec
 
         spec = load_spec(spec)
+    for name, value, least in (
+        ("jobs", jobs, 1),
+        ("chunk_segments", chunk_segments, 1),
+        ("threads", threads, 0),
+    ):
+        # before anything is made: render(jobs="2") was a TypeError from deep inside, with
+        # OUT.partial/.work left behind
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise SpecError(None, name, f"{value!r}: give a whole number, at least {least}")
     _check_pillow_once()
     from joblib import delayed
 

@@ -311,6 +311,17 @@ def test_an_error_taking_a_result_in_is_raised_as_it_is(long_segment, tmp_path, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("kw", [{"jobs": "2"}, {"chunk_segments": 0}, {"jobs": 1.5}, {"threads": -1}])
+def test_bad_render_arguments_are_refused_naming_them_before_anything_is_written(long_segment, tmp_path, kw):
+    from avatarrender.errors import SpecError
+
+    out = tmp_path / "out"
+    with pytest.raises(SpecError) as info:
+        render(load_spec(long_segment), out, **kw)
+    assert next(iter(kw)) in str(info.value) and "whole number" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
 def _render_on_a_local_cluster(segment: Path, out: Path, workers: int, *extra: str):
     """``avatarrender render --backend dask`` against a LocalCluster of ``workers`` processes."""
     import distributed
