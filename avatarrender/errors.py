@@ -15,6 +15,7 @@ __all__ = [
     "DiskFullError",
     "OutputError",
     "ClusterError",
+    "StopRender",
 ]
 
 
@@ -87,6 +88,13 @@ class DiskFullError(AvatarRenderError, OSError):
     """The output's file system is full. What was finished before stays valid."""
 
     exit_code = 1
+
+
+class StopRender(AvatarRenderError):
+    """Raised by a render's ``progress`` or ``on_publish`` to stop it and keep its workers: the
+    chunks not yet begun are skipped, those running finish unpublished, then this is raised from
+    :func:`avatarrender.render` (any other error a callback raises ends it at once, and joblib then ends the
+    pool's workers: a warm render service withdrawing a submission lost them)."""
 
 
 class ClusterError(AvatarRenderError):

@@ -36,7 +36,15 @@ from .audiotrack import AudioSource, encode_track, failed_path
 from .audio import background_priority
 from .compose import build_scene, compose_frames, repeated_frames, scene_for, slice_timeline
 from .encode import ChunkEncoder, SegmentJob
-from .errors import AvatarRenderError, DiskFullError, FFmpegError, OutputError, RenderLockedError, SpecError
+from .errors import (
+    AvatarRenderError,
+    DiskFullError,
+    FFmpegError,
+    OutputError,
+    RenderLockedError,
+    SpecError,
+    StopRender,
+)
 from .loudness import add_true_peaks, normalise
 from .plan import DEFAULT_CHUNK_SEGMENTS, Chunk, ChunkPlan, plan_chunks
 from .rendition import (
@@ -55,7 +63,15 @@ from .soundtrack import loudness_target, manifest_loudness, mix, silent_by_desig
 from .spec import Spec
 from .subtitles import SubtitleWriter
 
-__all__ = ["render", "render_chunk", "ChunkTask", "Progress", "ProcessRenderer", "RenderProcess"]
+__all__ = [
+    "render",
+    "render_chunk",
+    "ChunkTask",
+    "StopRender",
+    "Progress",
+    "ProcessRenderer",
+    "RenderProcess",
+]
 
 Progress = Callable[[int, int], None]  # (frames done, frames total)
 
@@ -72,6 +88,9 @@ class ChunkTask:
     timeline: Timeline  # this chunk's slice
     threads: int | None
     scene_path: str | None = None  # the Scene the main process built, pickled
+
+
+STOP_MARK = ".stop"  # in OUT.partial/.work: chunks not yet begun are skipped (StopRender)
 
 
 def render_chunk(task: ChunkTask) -> dict[str, Any]:
@@ -94,6 +113,8 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         )
         err.exit_code = 1
         raise err
+    if (root / STOP_MARK).exists():  # the render was stopped (StopRender): not begun, skipped
+        return {"stopped": True}
     tmp = root / f"{task.key}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -609,6 +630,7 @@ def render(
         clear_failed(partial)  # a render that failed before is tried again
         work = partial / ".work"
         work.mkdir(parents=True, exist_ok=True)
+        (work / STOP_MARK).unlink(missing_ok=True)  # a render stopped before: this one goes on
         for leftover in [*work.glob("*.tmp*"), *work.glob("*.part"), *work.glob("*.failed")]:
             # from a killed run; the lock says none is live
             shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
@@ -664,7 +686,12 @@ def render(
         todo = [c for c in plan.chunks if c.first_segment >= pub.published]
         frames_done = sum(c.frame_count for c in plan.chunks if c.first_segment < pub.published)
         if progress:
-            progress(frames_done, spec.frame_count)
+            try:
+                progress(frames_done, spec.frame_count)
+            except StopRender:
+                with contextlib.suppress(Exception):  # (as below: the soundtrack done first)
+                    encoding.result()
+                raise
         tasks = [
             ChunkTask(
                 spec=spec,
@@ -683,6 +710,7 @@ def render(
         attempts = 0
         rendered = reused = skipped = 0
         frames_rendered = 0  # this run's: a resumed render does not count what it found done
+        stopping: StopRender | None = None
         while tasks:
             attempts += 1
             try:
@@ -691,6 +719,8 @@ def render(
                         delayed(render_chunk)(t) for t in tasks
                     )
                 for task, result in zip(tasks, results):
+                    if stopping is not None:
+                        continue  # drained, unpublished: the pool stays whole
                     try:
                         t0 = time.perf_counter()
                         with interrupt.deferred():  # a stop signal waits for the manifest to agree
@@ -710,8 +740,16 @@ def render(
                             on_publish(pub.manifest(complete=False, stats={}).to_json())
                         if progress:
                             progress(frames_done, spec.frame_count)
+                    except StopRender as exc:
+                        stopping = exc
+                        with contextlib.suppress(OSError):
+                            (work / STOP_MARK).touch()
                     except Exception as exc:  # ours or the caller's, not a worker's: no retry
                         raise _NotTheWorkers(exc) from exc
+                if stopping is not None:
+                    with contextlib.suppress(Exception):  # its soundtrack done too: a render of
+                        encoding.result()  # the same output next would meet it writing
+                    raise _NotTheWorkers(stopping)
                 tasks = []
             except _NotTheWorkers as exc:
                 # publishing (a spool made read-only mid-render) or a callback (on_publish,
@@ -721,12 +759,16 @@ def render(
             except (KeyboardInterrupt, AvatarRenderError):
                 raise
             except OSError as exc:
+                if stopping is not None:  # a chunk failed while the stopped render drained
+                    raise stopping from None
                 if exc.errno == errno.ENOSPC:
                     raise
                 tasks = [t for t in tasks if t.chunk.first_segment >= pub.published]
                 if attempts >= 2 or not tasks:
                     raise
             except Exception:
+                if stopping is not None:
+                    raise stopping from None
                 # A worker died (or a chunk failed for a passing reason): retry what is left once.
                 tasks = [t for t in tasks if t.chunk.first_segment >= pub.published]
                 if attempts >= 2 or not tasks:

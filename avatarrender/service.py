@@ -45,7 +45,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .errors import AvatarRenderError, DiskFullError, OutputError, RenderLockedError, SpecError
+from .errors import AvatarRenderError, DiskFullError, OutputError, RenderLockedError, SpecError, StopRender
 from .files import atomic_write
 
 __all__ = ["unwatched", "RenderService", "Submission", "submit", "STATUS_NAME"]
@@ -177,8 +177,8 @@ def unwatched(inbox: str | Path) -> str | None:
 FULL_RETRY_S = 10.0  # a submission stopped by a full disk is tried again this often
 
 
-class _Withdrawn(AvatarRenderError):
-    """The submission's file was removed while it rendered."""
+class _Withdrawn(StopRender):
+    """The submission's file was removed while it rendered (the workers stay warm)."""
 
 
 def _recorded_failures(inbox: Path) -> list[dict[str, Any]]:
