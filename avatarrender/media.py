@@ -160,8 +160,10 @@ def _check_video_decodes(path: Path, from_s: float, until_s: float | None) -> No
             ctx.thread_count = 1  # the render's workers are starting meanwhile
             ctx.skip_frame = "NONKEY"
             tb = stream.time_base
+            # the file's times from its first frame's (an MPEG-TS clip starts at 1.4 s, say)
+            t0 = float(stream.start_time * tb) if stream.start_time is not None and tb else 0.0
             if from_s > 0 and tb:
-                container.seek(int(from_s / tb), stream=stream, backward=True)
+                container.seek(int((from_s + t0) / tb), stream=stream, backward=True)
             indexed = bool(stream.frames) and bool(stream.duration) and tb is not None
             end_s = float(stream.duration * tb) if indexed else None
             until = until_s if until_s is not None else float("inf")
@@ -172,8 +174,8 @@ def _check_video_decodes(path: Path, from_s: float, until_s: float | None) -> No
                     continue  # the demuxer's flush at the end
                 last = packet
                 if packet.pts is not None and tb is not None:
-                    at_s = max(at_s, float(packet.pts * tb))
-                if packet.dts is not None and tb is not None and float(packet.dts * tb) > until:
+                    at_s = max(at_s, float(packet.pts * tb) - t0)
+                if packet.dts is not None and tb is not None and float(packet.dts * tb) - t0 > until:
                     reached_end = False  # past the part shown: the file goes on
                     break
                 if packet.is_keyframe:
@@ -196,7 +198,7 @@ def _check_video_decodes(path: Path, from_s: float, until_s: float | None) -> No
             container.seek(last_key_pts, stream=stream, backward=True)
             for frame in container.decode(stream):
                 if frame.time is not None:
-                    at_s = frame.time
+                    at_s = frame.time - t0
     except av.error.FFmpegError as exc:
         raise MediaError(
             path, None, f"the clip breaks at about {at_s:.2f} s: {exc.strerror or exc}"
