@@ -79,12 +79,35 @@ def segment_schema() -> dict[str, Any]:
     )
 
 
+#: an ISO 8601 date and time with its offset (``format: date-time`` is only a note to most
+#: validators, and the YAML language server's takes a time without one, which load_schedule refuses)
+_AT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)?([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)$"
+
+
+def _checks_of_load_schedule(schema: dict[str, Any]) -> dict[str, Any]:
+    """What the schedule models' own validators refuse, said in the schema too: one of
+    ``segment``/``spec`` (``dir``/``spec`` for the filler), not both ``at`` and ``after``, a time
+    with its offset."""
+    defs = schema["$defs"]
+    entry = defs["EntryModel"]
+    _branches(entry["properties"]["at"])[0]["pattern"] = _AT
+    entry["oneOf"] = [_given("segment"), _given("spec")]
+    entry["not"] = _given("at", "after")
+    defs["FillerModel"]["oneOf"] = [_given("dir"), _given("spec")]
+    return schema
+
+
+def _given(*keys: str) -> dict[str, Any]:
+    """Matches an object that has all of ``keys`` with a value other than null."""
+    return {"required": list(keys), "properties": {k: {"not": {"type": "null"}} for k in keys}}
+
+
 def schedule_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of the playout schedule, from ``ScheduleModel``."""
     from .playout.schedule import ScheduleModel
 
     return _finish(
-        ScheduleModel.model_json_schema(mode="validation"),
+        _checks_of_load_schedule(ScheduleModel.model_json_schema(mode="validation")),
         kind="schedule",
         title="avatarrender schedule",
         description="What airs when: entries, filler, spool, late policy. Paths are "

@@ -247,7 +247,7 @@ def load_preset(name: str) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) or {}
 
 
-def _first_problem(errors: list[dict[str, Any]]) -> tuple[str | None, str]:
+def _first_problem(errors: list[dict[str, Any]], root: Any = None) -> tuple[str | None, str]:
     """The one problem to report from pydantic's list: an unknown field before anything else,
     since a misspelt key (``charcter``) also makes the real one (``character``) look missing;
     the message then names the field it was probably meant to be."""
@@ -262,7 +262,7 @@ def _first_problem(errors: list[dict[str, Any]]) -> tuple[str | None, str]:
     missing = [
         str(e["loc"][-1]) for e in errors if e["type"] == "missing" and tuple(e["loc"][:-1]) == tuple(parent)
     ]
-    model = _model_at(SegmentModel, parent)
+    model = _model_at(root or SegmentModel, parent)
     known = list(model.model_fields) if model is not None else missing
     guess = difflib.get_close_matches(name, missing or known, n=1, cutoff=0.6)
     if guess:

@@ -376,7 +376,7 @@ def test_filler_and_format_checks(media: Path, tmp_path: Path) -> None:
         Playout(load_schedule(sched), tmp_path / "out2", filler=media / "filler")
     bad = media / "bad.yaml"
     bad.write_text("entries:\n  - {name: x, segment: a, spec: b.yaml}\n")
-    with pytest.raises(SpecError, match="entries.0"):
+    with pytest.raises(SpecError, match=r"entries\[0\]: give exactly one of 'segment'"):
         load_schedule(bad)
     # an absolute time before an earlier entry's: it would be skipped, the guide go back in time
     bad.write_text(
@@ -388,7 +388,14 @@ def test_filler_and_format_checks(media: Path, tmp_path: Path) -> None:
     # a number as the time: read as epoch seconds (1970), skipped without saying what it read
     for number in ("20261203", "1800000000000", "1.5e9", '"20261203"'):
         bad.write_text(f"entries:\n  - {{name: x, at: {number}, segment: a}}\n")
-        with pytest.raises(SpecError, match=r"entries.0.at: .*is a number: give a date and time, ISO 8601"):
+        with pytest.raises(
+            SpecError, match=r"entries\[0\]\.at: .*is a number: give a date and time, ISO 8601"
+        ):
+            load_schedule(bad)
+    # a time without an offset (or a bare date): it aired at that hour UTC, whatever the zone
+    for naive in ('"2026-12-03T20:00:00"', "2026-12-03", '"2026-12-03 20:00"'):
+        bad.write_text(f"entries:\n  - {{name: x, at: {naive}, segment: a}}\n")
+        with pytest.raises(SpecError, match=r"entries\[0\]\.at: 2026-12-03T.* has no offset: say which zone"):
             load_schedule(bad)
 
 

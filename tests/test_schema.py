@@ -123,3 +123,41 @@ def test_what_validate_refuses_the_schema_refuses(schemas, tiny_segment, path, v
     tiny_segment.write_text(yaml.safe_dump(doc))
     with pytest.raises(AvatarRenderError):
         load_spec(tiny_segment)
+
+
+# What the schedule's models refuse as a whole (one of two fields, a time without its offset):
+# the schema refused none of these, so an editor showed such a schedule as fine
+SCHEDULE_REFUSED = [
+    {"name": "x", "segment": "a", "spec": "a.yaml"},  # both
+    {"name": "x"},  # neither
+    {"name": "x", "segment": "a", "at": "2026-12-03T20:00:00Z", "after": "previous"},
+    {"name": "x", "segment": "a", "at": "2026-12-03T20:00:00"},  # no offset: was aired as UTC
+    {"name": "x", "segment": "a", "at": "2026-12-03"},
+]
+
+
+@pytest.mark.parametrize("entry", SCHEDULE_REFUSED)
+def test_what_load_schedule_refuses_the_schema_refuses(schemas, tmp_path, entry):
+    import yaml
+
+    from avatarrender.errors import SpecError
+    from avatarrender.playout.schedule import load_schedule
+
+    validator = jsonschema.Draft202012Validator(schemas["schedule"])
+    good = {
+        "entries": [
+            {"name": "x", "segment": "a", "at": "2026-12-03T20:00:00+01:00"},
+            {"name": "y", "spec": "b.yaml", "at": None, "after": "previous"},
+        ]
+    }
+    assert list(validator.iter_errors(good)) == []
+    load_schedule_doc = tmp_path / "schedule.yaml"
+    load_schedule_doc.write_text(yaml.safe_dump(good))
+    load_schedule(load_schedule_doc)
+    doc = {"entries": [entry]}
+    assert list(validator.iter_errors(doc)), f"the schema takes {entry}"
+    load_schedule_doc.write_text(yaml.safe_dump(doc))
+    with pytest.raises(SpecError):
+        load_schedule(load_schedule_doc)
+    filler = {"filler": {"dir": "f", "spec": "f.yaml"}}
+    assert list(validator.iter_errors(filler))

@@ -34,7 +34,7 @@ from typing import Any, Literal, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from avatarrender.specload import read_yaml
+from avatarrender.specload import _first_problem, read_yaml
 
 from avatarrender.errors import SpecError
 from avatarrender.playout.playlist import format_pdt, parse_pdt
@@ -100,6 +100,17 @@ class EntryModel(_Strict):
                 f"{v!r} is a number: give a date and time, ISO 8601 with its offset, such as "
                 "2026-12-03T20:00:00Z or 2026-12-03T21:00:00+01:00 (YAML reads an unquoted 20:00 "
                 "as the number 1200: quote a time)"
+            )
+        return v
+
+    @field_validator("at", mode="after")
+    @classmethod
+    def _with_offset(cls, v: _dt.datetime | None) -> _dt.datetime | None:
+        # a time without an offset aired at that hour UTC, whatever the operator's zone
+        if v is not None and v.utcoffset() is None:
+            raise ValueError(
+                f"{v.isoformat()} has no offset: say which zone it is in, such as "
+                f"{v.isoformat()}Z (UTC) or {v.isoformat()}+01:00"
             )
         return v
 
@@ -224,9 +235,8 @@ def load_schedule(path: str | Path, *, renders_dir: str | Path | None = None) ->
     try:
         model = ScheduleModel.model_validate(doc)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or None
-        raise SpecError(path, field, err["msg"]) from exc
+        field, msg = _first_problem(exc.errors(), ScheduleModel)
+        raise SpecError(path, field, msg) from None
     base = path.resolve().parent
     renders = Path(renders_dir) if renders_dir else base / ".renders"
 
