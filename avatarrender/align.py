@@ -25,7 +25,6 @@ import dataclasses
 import logging
 import math
 import re
-import warnings
 from fractions import Fraction
 from typing import Any
 
@@ -33,7 +32,9 @@ import numpy as np
 
 from . import acoustic, lipsync, phonemes
 from .lipsync import SHAPES, _animate, analyse_audio
+from .errors import warn
 from .phonemes import CLASS_SHAPE, CLASSES, EspeakUnavailable, Word, phonemize
+from .spec import SpecWarning
 
 __all__ = ["LipsyncWarning", "Alignment", "align", "text_mouth_track"]
 
@@ -103,8 +104,9 @@ _WARP_BLOCK_ROWS = 128  # 10 minutes without cues: 128 x 600 cells x 12 cepstra,
 _TEMPLATE_MAX_BAND_S = 10.0  # 10 minutes of text without cues: 600 columns a row, 43 MB
 
 
-class LipsyncWarning(UserWarning):
-    """The text could not be used for the mouth track; the audio-only track stands in."""
+class LipsyncWarning(SpecWarning):
+    """The text could not be used for the mouth track; the audio-only track stands in (a
+    :class:`~avatarrender.spec.SpecWarning`: the segment's text and speech disagree)."""
 
 
 @dataclasses.dataclass
@@ -356,11 +358,10 @@ def text_mouth_track(
     if chars > _MAX_CHARS_PER_S * max(sound_s, 1.0):  # before espeak-ng spends its time on it all
         if reading is not None:
             reading.cancel()
-        warnings.warn(
+        warn(
             f"{source}: {chars} characters for {sound_s:.1f} s of sound: the text is far longer than "
             "the speech; using the audio-only mouth track",
             LipsyncWarning,
-            stacklevel=2,
         )
         return lipsync.mouth_track(y, sample_rate_hz, fps=fps, n_frames=n_frames, model=model)
     # espeak-ng reads the text aloud in a process of its own while this one analyses the speech
@@ -368,9 +369,7 @@ def text_mouth_track(
         try:
             reading = phonemes.start_reading(texts, voice=language)
         except OSError as exc:  # no process or file to be had: the text's phonemes lead alone
-            warnings.warn(
-                f"{source}: espeak-ng could not read the text aloud ({exc})", LipsyncWarning, stacklevel=2
-            )
+            warn(f"{source}: espeak-ng could not read the text aloud ({exc})", LipsyncWarning)
     try:
         return _text_mouth_track(
             y, sample_rate_hz, fps, texts, cue_spans_s, language, n_frames, model, source, reading
@@ -383,18 +382,13 @@ def text_mouth_track(
 def _text_mouth_track(y, sample_rate_hz, fps, texts, cue_spans_s, language, n_frames, model, source, reading):
     a = analyse_audio(y, sample_rate_hz, fps=fps, n_frames=n_frames, model=model)
     if a.raw is None:
-        warnings.warn(
+        warn(
             f"{source}: the audio holds no speech to lay the words on: the mouth rests",
             LipsyncWarning,
-            stacklevel=3,
         )
         return np.zeros(a.n_frames, dtype=np.int8)
     audio_only = lambda why: (
-        warnings.warn(
-            f"{source}: {why}; using the audio-only mouth track",  # noqa: E731
-            LipsyncWarning,
-            stacklevel=4,
-        ),
+        warn(f"{source}: {why}; using the audio-only mouth track", LipsyncWarning),  # noqa: E731
         _animate(a.raw, a.active, fps, a.level_db).astype(np.int8),
     )[1]
     try:
@@ -425,9 +419,7 @@ def _text_mouth_track(y, sample_rate_hz, fps, texts, cue_spans_s, language, n_fr
                 reading=reading.result(),
             )
         except EspeakUnavailable as exc:  # the text's phonemes still lead, without the reading
-            warnings.warn(
-                f"{source}: espeak-ng could not read the text aloud ({exc})", LipsyncWarning, stacklevel=3
-            )
+            warn(f"{source}: espeak-ng could not read the text aloud ({exc})", LipsyncWarning)
     al = align_audio(
         y, sample_rate_hz, a, words, cue_spans_s=cue_spans_s, model=model, fine=fine, template=template
     )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import builtins
+import os
+import sys
+import warnings
 from pathlib import Path
 
 __all__ = [
@@ -17,6 +20,18 @@ __all__ = [
     "ClusterError",
     "StopRender",
 ]
+
+_PACKAGE = os.path.dirname(__file__) + os.sep
+
+
+def warn(message: str, category: type[Warning]) -> None:
+    """``warnings.warn`` pointed at the first caller outside this package (what Python 3.12's
+    ``skip_file_prefixes`` does), however deep inside it the warning was found: a script sees its
+    own ``render(...)`` line, not ours."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=level)
 
 
 def _rebuild(cls: type, args: tuple, state: dict) -> BaseException:

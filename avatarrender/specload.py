@@ -15,7 +15,6 @@ import hashlib
 import os
 import re
 import string
-import warnings
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import AssetNotFoundError, MediaError, SpecError
+from .errors import AssetNotFoundError, MediaError, SpecError, warn
 from .spec import (
     SpecWarning,
     EYE_STATES,
@@ -1034,5 +1033,5 @@ def load_spec(path: str | Path, *, overrides: dict[str, Any] | None = None) -> S
                 "the one that started last (the subtitle track has both)"
             )
     for note in said:  # to a script as to the command (whose warnings are one line each)
-        warnings.warn(f"{source}: {note}", SpecWarning, stacklevel=3)
+        warn(f"{source}: {note}", SpecWarning)
     return Spec(source=source, output=out, warnings=tuple(said), **parts)

@@ -340,8 +340,13 @@ def test_segment_words_from_captions_or_speech_text(tmp_path, utterances):
     doc["speech"]["language"] = "de"
     yml.write_text(yaml.safe_dump(doc))
     spec = load_spec(yml)
-    with pytest.warns(LipsyncWarning, match="speech.text"):
+    with pytest.warns(LipsyncWarning, match="speech.text") as said:
         got = analyse(spec, y).mouth
+    # a SpecWarning, said at the caller's line (it named a line inside the package)
+    from avatarrender import SpecWarning
+
+    assert issubclass(said[0].category, SpecWarning)
+    assert said[0].filename == __file__, said[0].filename
     assert (got == lut[lipsync.mouth_track(y, AUDIO_RATE_HZ, fps=FPS, n_frames=n)]).all()
     # a language espeak-ng lacks is a typo: refused, naming the field (it was a warning)
     doc["speech"]["language"] = "xx-nope"

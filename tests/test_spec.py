@@ -215,6 +215,7 @@ def test_an_animated_image_warns_that_its_first_frame_shows(tiny_segment: Path):
     with pytest.warns(SpecWarning, match="character.mouths.A: talk.gif is animated") as said:
         spec = load_spec(tiny_segment)  # to a script too, not only in spec.warnings
     assert str(tiny_segment) in str(said[0].message)
+    assert said[0].filename == __file__, said[0].filename  # the script's line, not ours
     assert [w for w in spec.warnings if w.startswith("character.mouths.A: talk.gif is animated")], (
         spec.warnings
     )
