@@ -231,10 +231,7 @@ def lipsync_cmd(
     plot_format = output_format(plot, "--plot") if plot else None
     words = None
     if dialog is None and language != "en-us":
-        print(
-            f"warning: --language {language} is for the --dialog words: without them it is not used",
-            file=sys.stderr,
-        )
+        _warn(f"--language {language} is for the --dialog words: without them it is not used")
     if dialog is not None:
         if baseline:
             raise SpecError(None, "--dialog", "the RMS+ZCR baseline cannot use the words: drop --baseline")
@@ -262,17 +259,16 @@ def lipsync_cmd(
     # the other at 48 kHz)
     y, sr = lipsync.load_audio(audio, sample_rate_hz=AUDIO_RATE_HZ)
     if channels_cancel(audio, y):  # as the spec check says it for speech.file
-        print(
-            f"warning: {audio}: its channels cancel out when mixed to mono (one inverted?): "
-            "the mouth stays shut; invert one channel or give one of them",
-            file=sys.stderr,
+        _warn(
+            f"{audio}: its channels cancel out when mixed to mono (one inverted?): "
+            "the mouth stays shut; invert one channel or give one of them"
         )
     try:
         header_s = audio_duration_s(audio)
     except Exception:  # noqa: BLE001 - the samples decoded: their length is what counts
         header_s = 0.0
     if short := cut_short(header_s, len(y) / sr):  # as the spec check says it for speech.file
-        print(f"warning: {audio}: {short}", file=sys.stderr)
+        _warn(f"{audio}: {short}")
     # as many frames as a render of this speech has
     n_frames = max(1, frames_in(Fraction(len(y), sr), rate))
     if words is not None:
@@ -286,7 +282,7 @@ def lipsync_cmd(
                 y, sr, fps=rate, n_frames=n_frames, texts=words, language=language, source=str(dialog)
             )
         for w in caught:
-            print(f"warning: {w.message}", file=sys.stderr)
+            _warn(str(w.message))
     else:
         method = lipsync.baseline_mouth_track if baseline else lipsync.mouth_track
         track = method(y, sr, fps=rate, n_frames=n_frames)
@@ -301,11 +297,17 @@ def lipsync_cmd(
     lipsync.write_track(track, buf, fps=rate, fmt=fmt, metadata=meta)
     if output:
         atomic_write(output, buf.getvalue())
+        cues = sum(1 for i in range(len(track)) if i == 0 or track[i] != track[i - 1])
+        print(f"{output}: {cues} mouth cues, {len(track) / float(rate):.2f} s at {rate} fps")
     else:
         sys.stdout.write(buf.getvalue())
     if plot:
         feats = lipsync.frame_features(y, sr, fps=rate, n_frames=len(track))
         plot_track(y, sr, track, fps=rate, features=feats, path=plot, image_format=plot_format or "PNG")
+
+
+def _warn(text: str) -> None:
+    print(f"avatarrender: warning: {text}", file=sys.stderr)  # as every command's warnings
 
 
 def register(app: typer.Typer) -> None:

@@ -279,6 +279,9 @@ def test_cli_dialog_option(tmp_path, utterances):
     assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
     doc = json.loads(out.read_text())
     assert doc["metadata"]["dialogFile"] == str(dialog.resolve())
+    assert proc.stdout.startswith(f"{out}: {len(doc['mouthCues'])} mouth cues, "), (
+        proc.stdout
+    )  # (said nothing)
     y, sr = lipsync.load_audio(wav, sample_rate_hz=48_000)  # as a render decodes it
     n = frames_in(Fraction(len(y), sr), FPS)  # and as many frames as a render has
     track = lipsync.read_track(out, fps=FPS, n_frames=n)
@@ -286,7 +289,11 @@ def test_cli_dialog_option(tmp_path, utterances):
     # text that cannot be used: a warning, the audio-only track, success
     dialog.write_text("?!", encoding="utf-8")
     proc = run_cli("lipsync", str(wav), "--dialog", str(dialog), "-o", str(out))
-    assert proc.returncode == 0 and proc.stderr.startswith("warning: ") and str(dialog) in proc.stderr
+    assert (
+        proc.returncode == 0
+        and proc.stderr.startswith("avatarrender: warning: ")
+        and str(dialog) in proc.stderr
+    )
     assert "Traceback" not in proc.stderr
     track = lipsync.read_track(out, fps=FPS, n_frames=n)
     assert (track == _audio(y, sr, "", n=n)).all()
