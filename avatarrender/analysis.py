@@ -85,11 +85,13 @@ def _drawn_eyes(spec: Spec) -> list[int]:
 
 def _words(spec: Spec) -> tuple[list[str], list[tuple[float, float]] | None, str] | None:
     """The words the lip sync aligns: ``speech.text``, else the captions (their times as loose
-    anchors): ``(texts, cue spans or None, where they came from)``; None for the audio alone."""
+    anchors): ``(texts, cue spans or None, where they came from)``; None for the audio alone,
+    and without speech (the captions of a segment that has none are no one's words: the mouth
+    rests, without a warning that the silence holds no speech)."""
     speech = spec.speech
-    if speech is not None and speech.mouth_track:
+    if speech is None or speech.mouth_track:
         return None
-    if speech is not None and speech.text is not None:
+    if speech.text is not None:
         return [speech.text], None, f"{spec.source}: speech.text"
     if spec.cues:
         return (

@@ -364,6 +364,16 @@ def test_segment_words_from_captions_or_speech_text(tmp_path, utterances):
         "lipsync", str(yml.parent / doc["speech"]["file"]), "--dialog", str(yml), "--language", "xx-nope"
     )
     assert res.returncode == 2 and "--language" in res.stderr, res.stderr
+    # captions without speech (a placeholder segment, `avatarrender new`'s, the doctor's probe):
+    # the mouth rests, without a warning that the silence holds no speech
+    doc["speech"] = None
+    yml.write_text(yaml.safe_dump(doc))
+    spec = load_spec(yml)
+    assert spec.speech is None and spec.cues
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LipsyncWarning)
+        got = analyse(spec).mouth
+    assert (got == lipsync.SHAPES.index("X")).all()
 
 
 @pytest.mark.skipif(not shutil.which("flite"), reason="flite is not installed")
