@@ -234,10 +234,16 @@ def audio_duration_s(path: str | Path) -> float:
     return int(h) * 3600 + int(m) * 60 + float(s)
 
 
+#: a WAV ``data`` size this large is a streaming writer's "to the end" (a 2 GiB WAV is 3 hours
+#: of 48 kHz stereo; one cut that short is not what a TTS hands over)
+_STREAMED_WAV_SIZE = 0x7FFF0000
+
+
 def _wav_declared_s(path: Path) -> float | None:
     """The length a RIFF WAVE file's ``data`` chunk declares, in seconds (libsndfile reports the
     frames present, so a file cut off in its copy looks whole); None for other files, and for a
-    size a streaming writer leaves unset (0 or 0xFFFFFFFF) or RF64's."""
+    size a streaming writer leaves unset or sets as large as it may (0, 0xFFFFFFFF, 0x7FFFFFFF
+    and near them: a TTS that writes its WAV while it speaks) and RF64's."""
     import struct
 
     try:
@@ -257,7 +263,7 @@ def _wav_declared_s(path: Path) -> float | None:
                         return None
                     rate, align = struct.unpack("<I", fmt[4:8])[0], struct.unpack("<H", fmt[12:14])[0]
                 elif kind == b"data":
-                    if not rate or not align or size in (0, 0xFFFFFFFF):
+                    if not rate or not align or size in (0, 0xFFFFFFFF) or size >= _STREAMED_WAV_SIZE:
                         return None
                     return size // align / rate
                 else:

@@ -287,6 +287,18 @@ def test_a_cut_off_speech_file_takes_the_length_that_decodes_with_a_warning(tmp_
     spec = load_spec(yml)
     assert 1.5 < float(spec.duration_s) < 4.5
     assert any("speech.file" in w and "header says 6.00 s" in w for w in spec.warnings), spec.warnings
+    if kind == "wav":  # written while spoken (a streaming TTS): sizes unset, or as large as may be
+        for riff, size in ((0xFFFFFFFF, 0xFFFFFFFF), (0x7FFFFFFF, 0x7FFFFFFF - 36), (0, 0)):
+            streamed = bytearray(data)
+            streamed[4:8] = riff.to_bytes(4, "little")
+            at = streamed.index(b"data")
+            streamed[at + 4 : at + 8] = size.to_bytes(4, "little")
+            (tmp_path / "seg" / "assets" / "streamed.wav").write_bytes(streamed)
+            doc["speech"]["file"] = "assets/streamed.wav"
+            yml.write_text(yaml.safe_dump(doc, sort_keys=False))
+            spec = load_spec(yml)
+            assert abs(float(spec.duration_s) - 6.0) < 0.05  # (was called damaged or cut off)
+            assert not [w for w in spec.warnings if "speech.file" in w], (hex(size), spec.warnings)
     doc["speech"]["file"] = f"assets/whole.{kind}"
     doc["duration_s"] = 4.0
     yml.write_text(yaml.safe_dump(doc, sort_keys=False))
