@@ -804,8 +804,7 @@ def test_a_stop_signal_sets_the_stop_event_even_inside_its_wait():
     [
         ("SIGINT", 130, "analysis"),
         ("SIGTERM", 143, "first chunk"),
-        ("SIGHUP", 129, "mid-render"),
-        ("SIGTERM", 143, "mid-render"),
+        ("SIGHUP", 129, "mid-render"),  # (SIGTERM mid-render: the same handler; 15 s)
         ("SIGTERM", 143, "publishing"),
     ],
 )
