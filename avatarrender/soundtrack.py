@@ -7,6 +7,7 @@ depend on how the render is chunked or how many workers run it.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -36,6 +37,11 @@ FADE_S = 0.005
 _SPEECH_RANGE_DB = 35.0
 _SPEECH_FLOOR_DBFS = -55.0
 _SPEECH_HOLD_S = 0.25
+# The speech should stand this far over the TV's sound while it is heard (dialogue over a bed:
+# less, and the words are hard to follow); below it the render says so
+_SPEECH_OVER_TV_DB = 6.0
+
+log = logging.getLogger("avatarrender.loudness")
 
 
 def loudness_target(spec: Spec) -> LoudnessTarget:
@@ -166,7 +172,41 @@ def tv_sound(spec: Spec, speech: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE
         ducked = slice(min(ducked.start, where.start), max(ducked.stop, where.stop))
     if ducked.start < ducked.stop:
         out[ducked] *= 10 ** (duck_db[ducked] / 20)
+    _say_if_buried(spec, speech, out, active, hop)
     return out
+
+
+def _say_if_buried(spec: Spec, speech: np.ndarray, tv: np.ndarray, active: np.ndarray, hop: int) -> None:
+    """A warning naming the clip whose ducked sound stands less than :data:`_SPEECH_OVER_TV_DB`
+    under the speech where the character speaks (normalisation gains both alike: quiet speech
+    over a loud clip stays buried, and nothing else says so)."""
+    n = speech.shape[0]
+    speaking = np.repeat(active, hop)[:n]
+    sr = AUDIO_RATE_HZ
+    for i, clip in enumerate(spec.tv.clips):
+        if clip.audio is None:
+            continue
+        on = np.zeros(n, dtype=bool)
+        on[min(n, int(round(clip.start_s * sr))) : min(n, int(round(clip.end_s * sr)))] = True
+        both = on & speaking
+        if both.sum() < 0.5 * sr:  # half a second of speech over it at least
+            continue
+        voice = float(np.mean(np.square(speech[both], dtype=np.float64)))
+        bed = float(np.mean(np.square(tv[both])))
+        if bed <= 0.0 or voice <= 0.0:
+            continue
+        over_db = 10 * math.log10(voice / bed)
+        if over_db < _SPEECH_OVER_TV_DB:
+            log.warning(
+                "%s: tv.clips[%d].audio: while the character speaks, the speech stands %.1f dB %s the "
+                "clip's ducked sound (%.0f dB or more keeps the words clear); lower its gain_db or "
+                "duck_db, or raise speech.gain_db",
+                spec.source,
+                i,
+                abs(over_db),
+                "over" if over_db >= 0 else "under",
+                _SPEECH_OVER_TV_DB,
+            )
 
 
 def mix(spec: Spec, speech: np.ndarray) -> np.ndarray:

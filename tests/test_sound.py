@@ -339,3 +339,21 @@ def test_normalise_off_keeps_the_level_but_not_over_the_ceiling(caplog):
     assert report.after.true_peak_dbtp <= -0.9 and report.limited_s > 1.0
     assert abs(report.before.integrated_lufs - measure(hot).integrated_lufs) < 0.05
     assert any("normalise is off" in r.getMessage() and "seg.yaml" in r.getMessage() for r in caplog.records)
+
+
+def test_speech_buried_under_the_tv_sound_is_a_warning(tmp_path, caplog):
+    """Normalisation gains speech and TV sound alike: a clip loud against quiet speech stays
+    over it, and the render says so, naming the clip (it aired so without a word)."""
+    from avatarrender.analysis import segment_audio
+    from avatarrender.soundtrack import tv_sound
+
+    said = {}
+    for case, audio in (("ducked", {}), ("loud", {"gain_db": 6, "duck_db": 0})):
+        spec = load_spec(_tv_segment(tmp_path / case, **audio))
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="avatarrender.loudness"):
+            tv_sound(spec, segment_audio(spec))
+        said[case] = [r.getMessage() for r in caplog.records]
+    assert said["ducked"] == []
+    assert len(said["loud"]) == 1 and "tv.clips[0].audio: while the character speaks" in said["loud"][0]
+    assert "segment.yaml" in said["loud"][0] and "under" in said["loud"][0], said["loud"]
