@@ -13,6 +13,7 @@ import io
 import itertools
 import math
 import os
+import struct
 import tempfile
 import threading
 import time
@@ -579,20 +580,32 @@ class TVReader:
             last = frame
             yield from pulled()
 
-    # A phone clip's display matrix, turned upright as ffmpeg's autorotate does (checked against it)
-    _UPRIGHT = {
-        90: ["transpose=cclock"],
-        -90: ["transpose=clock"],
-        270: ["transpose=clock"],
-        180: ["hflip", "vflip"],
-        -180: ["hflip", "vflip"],
-    }
+    @staticmethod
+    def _upright(frame: Any) -> list[str]:
+        """The filters that turn a phone clip's picture upright (and unmirror a front camera's)
+        by its display matrix, as ffmpeg's autorotate chooses them (checked against it); none
+        for an angle that is not a quarter turn (as before)."""
+        m = next(
+            (struct.unpack("<9i", bytes(sd)) for sd in frame.side_data if sd.type.name == "DISPLAYMATRIX"),
+            None,
+        )
+        if m is None:
+            return []
+        theta = -round(frame.rotation or 0)  # fftools' get_rotation: clockwise, 0 <= theta < 360
+        theta -= 360 * math.floor(theta / 360 + 0.9 / 360)
+        if abs(theta - 90) < 1:
+            return ["transpose=cclock_flip" if m[3] > 0 else "transpose=clock"]
+        if abs(theta - 180) < 1:
+            return [*(["hflip"] if m[0] < 0 else []), *(["vflip"] if m[4] < 0 else [])]
+        if abs(theta - 270) < 1:
+            return ["transpose=clock_flip" if m[3] < 0 else "transpose=cclock"]
+        return ["vflip"] if abs(theta) < 1 and m[4] < 0 else []
 
     def _graph(self, stream: Any, first: Any) -> Any:
         """rotation, fps, scale bicubic to the screen as BT.709 TV range (fitted), yuv420p, an
         HDR clip tone-mapped to SDR; from the run's ``first`` frame (its rotation, size, colour
         matrix and transfer)."""
-        turn = self._UPRIGHT.get(int(round(first.rotation or 0)), [])
+        turn = self._upright(first)
         sar = Fraction(stream.sample_aspect_ratio or 1) or Fraction(1)
         w, h = first.width, first.height
         fmt = first.format

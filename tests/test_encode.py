@@ -236,9 +236,10 @@ def test_tv_reader_decodes_what_the_ffmpeg_command_decodes(tmp_path, clip_fps, o
         assert all(np.array_equal(g, want[-1]) for g in got[len(want) :])  # past the clip's end: held
 
 
-@pytest.mark.parametrize("rotation", [90, 180, 270])
+@pytest.mark.parametrize("rotation", ["90", "180", "270", "90 hflip", "0 vflip", "180 hflip", "270 vflip"])
 def test_tv_reader_turns_a_rotated_clip_upright_like_ffmpeg(tmp_path, rotation):
-    """A phone clip carries its rotation as a display matrix; ffmpeg turns it upright, so do we."""
+    """A phone clip carries its rotation as a display matrix; ffmpeg turns it upright, so do we.
+    A mirrored one (a front camera's) too: it was turned but not mirrored."""
     from avatarrender.encode import TVReader
 
     src, clip = tmp_path / "src.mp4", tmp_path / "rotated.mp4"
@@ -267,7 +268,8 @@ def test_tv_reader_turns_a_rotated_clip_upright_like_ffmpeg(tmp_path, rotation):
             "-v",
             "error",
             "-display_rotation",
-            str(rotation),
+            rotation.split()[0],
+            *[f"-display_{flip}" for flip in rotation.split()[1:]],
             "-i",
             str(src),
             "-c",
@@ -278,9 +280,10 @@ def test_tv_reader_turns_a_rotated_clip_upright_like_ffmpeg(tmp_path, rotation):
     )
     w, h, n, fps = 96, 54, 5, Fraction(30)
     # upright, a portrait clip on a landscape screen: whole, between black bars (fit: contain)
-    aspect = Fraction(160, 90) if rotation == 180 else Fraction(90, 160)
+    sideways = int(rotation.split()[0]) in (90, 270)
+    aspect = Fraction(90, 160) if sideways else Fraction(160, 90)
     fit = fit_filters(aspect, (w, h), "contain")
-    assert len(fit) == (1 if rotation == 180 else 2)
+    assert len(fit) == (2 if sideways else 1)
     want = _cli_tv(clip, 0.5, n, w, h, fps, fit=fit)
     got = np.array(
         [
