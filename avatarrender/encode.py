@@ -31,6 +31,7 @@ from .errors import FFmpegError, MediaError
 from .rendition import audio_with_video
 from .spec import OutputSettings
 from .audio import AAC_FRAME_SAMPLES
+from .media import video_stream
 from .timebase import AUDIO_RATE_HZ
 
 __all__ = [
@@ -126,7 +127,7 @@ class _ClipDecoder:
     def __init__(self, path: Path, key: tuple[Any, ...]):
         self.path, self.key = path, key
         self.container = self._open()
-        self.stream = self.container.streams.video[0]
+        self.stream = video_stream(self.container)
         self._probe: Any = None
         self._packets: Iterator[Any] | None = None  # the demuxer since the last seek
         self._pending: collections.deque[Any] = collections.deque()  # decoded, not handed out
@@ -169,7 +170,7 @@ class _ClipDecoder:
         self.container, first, packets = self._seek(container, t_us)
         if self.container is not container:  # opened again: a new decoder
             self._may_skip = None
-        self.stream = self.container.streams.video[0]
+        self.stream = video_stream(self.container)
         self.seeks += 1
         self._packets = itertools.chain([first], packets) if first is not None else packets
         self._pending.clear()
@@ -187,7 +188,7 @@ class _ClipDecoder:
 
     def _open(self) -> Any:
         container = av.open(str(self.path))
-        container.streams.video[0].codec_context.thread_count = 1  # the other core encodes
+        video_stream(container).codec_context.thread_count = 1  # the other core encodes
         return container
 
     def _seek(self, container: Any, t_us: int) -> tuple[Any, Any, Iterator[Any]]:
@@ -204,7 +205,7 @@ class _ClipDecoder:
         back_us, target_us = 1_000_000, t_us
         while True:
             container.seek(target_us, backward=True)  # PyAV flushes the decoder
-            packets = container.demux(container.streams.video[0])
+            packets = container.demux(video_stream(container))
             first = next(packets, None)
             if first is None or first.size == 0 or first.is_keyframe:
                 return container, first, packets
@@ -213,7 +214,7 @@ class _ClipDecoder:
             target_us, back_us = max(start_us, target_us - back_us), back_us * 2
         container.close()
         container = self._open()  # a fresh decoder too
-        packets = container.demux(container.streams.video[0])
+        packets = container.demux(video_stream(container))
         return container, next(packets, None), packets
 
     def _landing(self, t_us: int) -> Any:

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO, Any, Sequence
 
 import numpy as np
 
@@ -86,6 +86,15 @@ def _ffmpeg_reason(stderr: str) -> str:
     return (said or lines or ["ffmpeg said nothing"])[-1]
 
 
+def video_stream(container: Any) -> Any:
+    """A clip's picture: its first video stream that is not an attached picture (the cover art
+    of an audio file, a thumbnail: one still, no frames); None without one."""
+    import av
+
+    still = av.stream.Disposition.attached_pic
+    return next((s for s in container.streams.video if not s.disposition & still), None)
+
+
 def probe_video(path: str | Path) -> VideoInfo:
     """Size, rate and duration of the first video stream, once its first frame has decoded with
     the libraries the render decodes it with (PyAV's); ``MediaError`` if it has none or it does
@@ -95,9 +104,10 @@ def probe_video(path: str | Path) -> VideoInfo:
     path = Path(path)
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise MediaError(path, None, "not a video: it has no video stream")
-            stream = container.streams.video[0]
+            stream = video_stream(container)
+            if stream is None:
+                covers = " (only a cover picture: an audio file?)" if container.streams.video else ""
+                raise MediaError(path, None, f"not a video: it has no video stream{covers}")
             if next(container.decode(stream), None) is None:
                 raise MediaError(path, None, "not a readable video: no frame decodes")
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -155,7 +165,7 @@ def _check_video_decodes(path: Path, from_s: float, until_s: float | None) -> No
     at_s = from_s
     try:
         with av.open(str(path)) as container:
-            stream = container.streams.video[0]
+            stream = video_stream(container)
             ctx = stream.codec_context
             ctx.thread_count = 1  # the render's workers are starting meanwhile
             ctx.skip_frame = "NONKEY"

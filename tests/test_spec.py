@@ -104,6 +104,19 @@ def _garbage(path: Path) -> None:
     path.write_bytes(b"not really a file of this type" * 10)
 
 
+def _song_with_cover(a: Path) -> None:
+    """The speech as an AAC song with its cover art (an attached picture: a video stream)."""
+    import subprocess
+
+    from avatarrender.media import ffmpeg_exe
+
+    song = a / "song.m4a"
+    cmd = [ffmpeg_exe(), "-v", "error", "-i", str(a / "speech.wav"), "-i", str(a / "base.png")]
+    cmd += ["-map", "0:a", "-map", "1:v", "-c:a", "aac", "-c:v", "png", "-disposition:v", "attached_pic"]
+    subprocess.run([*cmd, str(song)], check=True)
+    (a / "clip.mp4").write_bytes(song.read_bytes())
+
+
 BAD = {
     "missing background": (
         lambda d, a: d["scene"].__setitem__("background", "assets/nope.png"),
@@ -118,6 +131,8 @@ BAD = {
         "tv.clips[0].file",
         MediaError,
     ),
+    # validate took its cover art for the picture; the render failed ("gave no frame")
+    "song with cover art as clip": (lambda d, a: _song_with_cover(a), "tv.clips[0].file", MediaError),
     "audio file as clip": (
         lambda d, a: (a / "clip.mp4").write_bytes((a / "speech.wav").read_bytes()),
         "tv.clips[0].file",
