@@ -630,8 +630,9 @@ class TVReader:
             graph.add_buffer(template=stream),
             # an interlaced frame (1080i, 576i broadcast) is deinterlaced from its own two
             # fields (spatial only: the same frame whatever run it starts), a progressive one
-            # passes as it is (it aired combed)
-            graph.add("estdif", "mode=frame:deint=interlaced"),
+            # passes as it is (it aired combed); a picture of under 3 lines has no fields to
+            # speak of (estdif refuses it: the render failed on a 2x2 clip validate took)
+            *([graph.add("estdif", "mode=frame:deint=interlaced")] if first.height >= 3 else []),
             *(graph.add(*f.split("=", 1)) for f in turn),
             graph.add("fps", f"fps={self.fps.numerator}/{self.fps.denominator}:start_time=0"),
             *(graph.add(*f.split("=", 1)) for f in fit),

@@ -880,3 +880,22 @@ def test_an_hdr_clip_is_tone_mapped_to_sdr_bt709(tmp_path, trc, patches):
         # (a saturated colour's small channels come from the LUT's nodes, steep near black)
         tol = 8 if min(want) > 0 else 16
         assert max(abs(g - e) for g, e in zip(got, want)) < tol, (i, [round(g) for g in got], want)
+
+
+def test_tv_reader_shows_a_clip_of_two_lines(tmp_path):
+    """A 2x2 clip (a placeholder, a test pattern): shown as ffmpeg scales it (the deinterlacer
+    refused a picture of under 3 lines, and the render failed on a clip validate took)."""
+    from avatarrender.encode import TVReader
+
+    clip = tmp_path / "tiny.mp4"
+    cmd = [ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=s=2x2:r=30:d=1"]
+    subprocess.run([*cmd, "-c:v", "libx264", "-pix_fmt", "yuv420p", str(clip)], check=True)
+    w, h, n, fps = 16, 16, 4, Fraction(30)
+    want = _cli_tv(clip, 0.2, n, w, h, fps)
+    got = np.array(
+        [
+            np.concatenate([p.ravel() for p in planes])
+            for planes in TVReader([clip], (w, h), fps).frames(np.zeros(n, np.int16), 0.2 + np.arange(n) / 30)
+        ]
+    )
+    assert np.array_equal(got, want)
