@@ -140,6 +140,8 @@ class _ClipDecoder:
         self._skipping = False
         self._may_skip: bool | None = None  # the decoder was told its reordering (None: not yet)
         self.seeks = 0
+        self.damaged = 0  # packets that did not decode
+        self._damaged = False  # since a damaged packet: frames dropped up to the next keyframe
 
     def start(self, t_us: int, shift: int, before: int = 0) -> bool:
         """Be ready to hand out the frames a seek to ``t_us`` (AV_TIME_BASE) would decode, those
@@ -176,6 +178,7 @@ class _ClipDecoder:
         self._pending.clear()
         self._recent.clear()
         self._origin = self._gone_pts = None
+        self._damaged = False
         self.stream.codec_context.skip_frame = "DEFAULT"
         self._skip_below, self._skipping = near, False
         return False
@@ -249,7 +252,19 @@ class _ClipDecoder:
                 self._skipping = skip
             if skip:
                 self._gone_pts = packet.pts if self._gone_pts is None else max(self._gone_pts, packet.pts)
-            self._pending.extend(packet.decode())
+            if self._damaged and packet.is_keyframe:
+                self._damaged = False  # what follows refers to nothing before it
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                # a damaged packet (a bad sector, a broken upload; validate decodes keyframes
+                # only): the picture holds its last good frame up to the next keyframe (the
+                # render failed here). Not ffmpeg's concealment, whose frames depend on what
+                # the decoder saw before (a run started elsewhere, another --jobs: others)
+                self._damaged, frames = True, []
+                self.damaged += 1
+            if not self._damaged:
+                self._pending.extend(frames)
             if self._may_skip is None:  # known once its first packet (and SPS) is decoded
                 self._may_skip = self.stream.codec_context.has_b_frames > 0
         frame = self._pending.popleft()
@@ -554,7 +569,9 @@ class TVReader:
             if frame is None:
                 if graph is None and held is not None:  # the run starts past the clip's last frame
                     graph = self._graph(stream, held)
-                    held.pts -= shift
+                    # (at t at the latest: a clip cut short by damage ends before the time the
+                    # run asks for, and a frame before t alone gave the fps filter nothing)
+                    held.pts = max(held.pts - shift, 0) if dec.damaged else held.pts - shift
                     graph.vpush(held)
                     last, held = held, None
                 if graph is not None:

@@ -899,3 +899,38 @@ def test_tv_reader_shows_a_clip_of_two_lines(tmp_path):
         ]
     )
     assert np.array_equal(got, want)
+
+
+def test_tv_reader_holds_the_last_good_frame_over_a_damaged_stretch(tmp_path):
+    """A clip damaged mid-way (a bad sector, a broken upload) that validate passes (it decodes
+    keyframes only): the TV holds its last good frame up to the next keyframe, as a player
+    freezes, and the run goes on (the render failed, 'Error splitting the input into NAL units')."""
+    from avatarrender.encode import TVReader, close_clip_decoders
+
+    src, clip = tmp_path / "src.mp4", tmp_path / "damaged.mp4"
+    cmd = [ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=s=320x180:r=30:d=4"]
+    subprocess.run([*cmd, "-c:v", "libx264", "-g", "60", "-pix_fmt", "yuv420p", str(src)], check=True)
+    data = bytearray(src.read_bytes())
+    with av.open(str(src)) as c:  # zero most of the second third of the stream's bytes
+        pos = [p.pos for p in c.demux(video=0) if p.pos is not None and p.pos >= 0]
+    a, b = pos[len(pos) // 3 + 2], pos[len(pos) // 2]
+    data[a:b] = bytes(b - a)
+    clip.write_bytes(data)
+    with av.open(str(clip)) as c:
+        with pytest.raises(av.error.InvalidDataError):
+            for p in c.demux(video=0):
+                p.decode()
+    w, h, n, fps = 64, 36, 120, Fraction(30)
+    for start in (0, 45):  # from the start, and a run started inside the damage
+        close_clip_decoders()
+        reader = TVReader([clip], (w, h), fps)
+        got = [
+            np.concatenate([p.ravel() for p in planes]).copy()
+            for planes in reader.frames(np.zeros(n - start, np.int16), (start + np.arange(n - start)) / 30)
+        ]
+        assert len(got) == n - start
+        assert any(not np.array_equal(got[i], got[i + 1]) for i in range(len(got) - 1))  # it moves
+    # the run started inside the damage holds a frame from before it, then moves on at the
+    # keyframe of 2 s (frame 60)
+    assert np.array_equal(got[0], got[60 - start - 1])
+    assert not np.array_equal(got[60 - start - 1], got[60 - start + 1])
