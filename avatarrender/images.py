@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -17,6 +18,15 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import MediaError, SpecError
+
+# Pillow's own lines, which name neither the file nor the field: a large image is the user's
+# own art, not an upload (over twice the limit it is still refused, with its file and field);
+# a format this Pillow lacks is said in the error (see _why)
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+warnings.filterwarnings("ignore", message="image file could not be identified because", module="PIL")
+
+# file signatures of image formats the error can name (this Pillow may lack their codecs)
+_SIGNATURES = ((b"RIFF", 8, b"WEBP", "WebP"), (b"", 4, b"ftypavif", "AVIF"))
 
 __all__ = ["decoded_size", "header", "open_rgba", "to_rgba"]
 
@@ -113,9 +123,27 @@ def _decoded(path: str | Path, field: str | None, source: Path | None) -> tuple[
             img = img.copy()  # a plain Image, not the file's
     except Exception as exc:  # PIL raises many types for a broken or unusual file
         where = source if source is not None else path
-        what = f"cannot read image {path}: {exc}" if source is not None else f"cannot read image: {exc}"
+        why = _why(path, exc)
+        what = f"cannot read image {path}: {why}" if source is not None else f"cannot read image: {why}"
         raise MediaError(where, field, what) from None
     return img, key is not None and _remember(key, img)
+
+
+def _why(path: str | Path, exc: Exception) -> str:
+    """Why an image did not decode, in the user's words where Pillow's say less."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return str(exc)
+    if not head:
+        return "an empty file (0 bytes)"
+    from PIL import features
+
+    for start, at, tag, name in _SIGNATURES:
+        if head.startswith(start) and head[at : at + len(tag)] == tag and not features.check(name.lower()):
+            return f"a {name} image, which this Pillow cannot read: give PNG or JPEG"
+    return str(exc)
 
 
 def open_rgba(path: str | Path, *, field: str | None = None, source: Path | None = None) -> Image.Image:

@@ -1245,3 +1245,28 @@ def test_a_worker_that_does_not_see_the_output_says_so_at_once(tmp_path: Path):
     with pytest.raises(OutputError, match="not there on the worker on .* file system they share") as err:
         render_chunk(task)
     assert err.value.exit_code == 1 and not (tmp_path / "out.partial").exists()
+
+
+def test_an_image_pillow_cannot_read_says_why(tiny_segment: Path):
+    """Pillow said 'cannot identify image file' for an empty file and for a WebP it has no codec
+    for (its own warning line, naming neither file nor field, before it)."""
+    import warnings
+
+    from PIL import features
+
+    from avatarrender.errors import MediaError
+    from avatarrender.spec import load_spec
+
+    base = tiny_segment.parent / "assets" / "base.png"
+    kept = base.read_bytes()
+    base.write_bytes(b"")
+    with pytest.raises(MediaError, match=r"character\.base: cannot read image .*base\.png: an empty file"):
+        load_spec(tiny_segment)
+    base.write_bytes(b"RIFF\x24\x00\x00\x00WEBPVP8 " + bytes(24))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no line of Pillow's own
+        with pytest.raises(MediaError, match=r"character\.base: cannot read image") as info:
+            load_spec(tiny_segment)
+    if not features.check("webp"):
+        assert "a WebP image, which this Pillow cannot read: give PNG or JPEG" in str(info.value)
+    base.write_bytes(kept)
