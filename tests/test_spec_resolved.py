@@ -535,3 +535,22 @@ def test_a_caption_file_s_cue_of_no_length_is_left_out_with_a_warning(tmp_path: 
     with pytest.raises(SpecError) as err:
         load_spec(yml)
     assert "captions.cues[0]" in str(err.value) and "no length" in str(err.value)
+
+
+def test_a_tv_clip_far_larger_than_its_screen_is_a_warning(tmp_path: Path):
+    """A 4K clip on a small screen is decoded in full every frame: a 1080p render of one fell
+    below real time (0.47x) without a word. Over Full HD and 4x the screen's pixels: a warning
+    with the command that makes a copy at the screen's size; the demo's clip says nothing."""
+    from avatarrender.media import ffmpeg_exe
+
+    yml = make_tiny_segment(tmp_path / "seg", speech_s=2.0, captions=False)
+    clip = yml.parent / "assets" / "clip.mp4"
+    assert not [w for w in load_spec(yml).warnings if "tv.clips[0].file" in w]
+    cmd = [ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=s=2000x1100:r=30:d=1.5"]
+    subprocess.run(
+        [*cmd, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(clip)], check=True
+    )
+    said = [
+        w for w in load_spec(yml).warnings if w.startswith("tv.clips[0].file: clip.mp4 is 2000x1100 for a ")
+    ]
+    assert len(said) == 1 and "ffmpeg -i clip.mp4 -vf scale=-2:" in said[0], said
