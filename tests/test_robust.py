@@ -664,7 +664,9 @@ def test_worker_errors_are_the_in_process_error_on_loky_and_dask(clip_segment: P
             dask = _error_in_a_worker(clip_segment, tmp_path / "c", jobs=2, chunk_segments=1)
     for err in (here, loky, dask):
         assert type(err) is MediaError, repr(err)
-        assert "clip.mp4: tv.clips[0].file: " in str(err) and "\n" not in str(err)
+        assert (
+            "segment.yaml: tv.clips[0].file: " in str(err) and "clip.mp4" in str(err) and "\n" not in str(err)
+        )
     assert str(loky) == str(here) and str(dask) == str(here)
 
 
@@ -1270,3 +1272,19 @@ def test_an_image_pillow_cannot_read_says_why(tiny_segment: Path):
     if not features.check("webp"):
         assert "a WebP image, which this Pillow cannot read: give PNG or JPEG" in str(info.value)
     base.write_bytes(kept)
+
+
+def test_a_clip_that_fails_mid_render_is_said_from_the_segment(tiny_segment: Path, tmp_path: Path):
+    """The spec check passed; the clip then breaks under the render (replaced, damaged past
+    what a check reads): the line begins with the segment and the field, as every spec
+    error's does (it began with the clip's path)."""
+    from avatarrender.errors import MediaError
+    from avatarrender.render import render
+    from avatarrender.spec import load_spec
+
+    spec = load_spec(tiny_segment)
+    clip = spec.tv.clips[0].file
+    clip.write_bytes(b"\x00" * 4096)
+    with pytest.raises(MediaError) as info:
+        render(spec, tmp_path / "out", jobs=1)
+    assert str(info.value).startswith(f"{tiny_segment}: tv.clips[0].file: {clip}: "), str(info.value)
