@@ -110,17 +110,39 @@ def received() -> Interrupted | None:
 
 
 @contextlib.contextmanager
-def deferred() -> Iterator[None]:
-    """Hold a stop signal back until the block ends (then raise it)."""
+def deferred(*, finishing: bool = False) -> Iterator[None]:
+    """Hold a stop signal back until the block ends (then raise it). ``finishing``: the block
+    puts the command's result in place; once it has, the command is done (see :func:`finish`)
+    and a signal it held back is dropped, not raised."""
     global _depth, _pending
     _depth += 1
+    done = False
     try:
         yield
+        done = finishing
     finally:
         _depth -= 1
-        if _depth == 0 and _pending:
+        if done:
+            finish()
+        elif _depth == 0 and _pending:
             _pending = False
             raise Interrupted(_received or signal.SIGINT)
+
+
+def finish() -> None:
+    """The command's result is in place: a stop signal from now on is ignored, and one held
+    back is dropped (the command exits 0 as it would have a moment earlier). A render stopped
+    just as it ended printed its success, then a traceback from the pool's shutdown and exit 1,
+    or exit 143 naming a .partial folder already renamed into place. Only where :func:`install`
+    routed the signals here (the command line): a script's own handlers are left alone."""
+    global _received, _pending
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not _handler:
+        return
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    _received, _pending = None, False
 
 
 @contextlib.contextmanager

@@ -803,7 +803,8 @@ def render(
         }
         if _profile.ENABLED:
             stats["profile"] = _profile_stats(entered_at, profiles)
-        with interrupt.deferred():  # finished: the swap is not cut in half by a stop signal
+        # finished: the swap is not cut in half by a stop signal, and the command is done then
+        with interrupt.deferred(finishing=True):
             manifest = pub.write(complete=True, stats=stats).to_json()
             shutil.rmtree(work, ignore_errors=True)
             # Swap into place; an older render of the same name is replaced only now.

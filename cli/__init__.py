@@ -56,6 +56,7 @@ def _then_leave_at_once(run) -> None:
         raise SystemExit(0) from None  # (a closed pipe: Python reports it its own way)
     from avatarrender import interrupt
 
+    interrupt.finish()  # done: a stop signal now would only cut the pool's shutdown short
     interrupt.end_pool()
     os._exit(0)
 

@@ -1288,3 +1288,29 @@ def test_a_clip_that_fails_mid_render_is_said_from_the_segment(tiny_segment: Pat
     with pytest.raises(MediaError) as info:
         render(spec, tmp_path / "out", jobs=1)
     assert str(info.value).startswith(f"{tiny_segment}: tv.clips[0].file: {clip}: "), str(info.value)
+
+
+def test_a_stop_signal_once_the_output_is_in_place_is_dropped():
+    """A render stopped just as it ended (the final swap done) printed its success, then exit 1
+    with a traceback from the pool's shutdown, or 143 naming a .partial folder already renamed
+    into place (a review: 7 of 10 tries). Once the block that puts the result in place has run,
+    the command is done: the signal it held back is dropped and later ones ignored."""
+    import sys
+
+    script = (
+        "import os, signal\n"
+        "from avatarrender import interrupt\n"
+        "interrupt.install(workers=False)\n"
+        "with interrupt.deferred(finishing={finishing}):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "print('done')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script.format(finishing=True)], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout == "done\n", done.stderr
+    held = subprocess.run(
+        [sys.executable, "-c", script.format(finishing=False)], capture_output=True, text=True
+    )
+    assert held.returncode != 0 and "Interrupted" in held.stderr and "done" not in held.stdout
