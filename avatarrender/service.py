@@ -718,6 +718,30 @@ class RenderService:
         stop = stop or threading.Event()
         self._check_warm()  # a bad warm spec: refused before anything is made or started
         self.inbox.mkdir(parents=True, exist_ok=True)
+        hold = self._hold_inbox()
+        try:
+            self._run(stop)
+        finally:
+            hold.release()
+
+    def _hold_inbox(self) -> Any:
+        """The service's lock on ``INBOX/.lock`` (kept, the holder's pid in it). A second service
+        on one inbox failed the submission the first was rendering (the lock on its name taken
+        for another render's), and the first then took that for a withdrawal: the program on
+        air was refused. The second is refused at its start, naming the holder."""
+        from .rendition import Busy, FolderLock
+
+        try:
+            return FolderLock(self.inbox / ".lock", keep=True)
+        except Busy as exc:
+            raise SpecError(
+                None,
+                "--inbox",
+                f"{self.inbox}: another render service watches this inbox (pid {exc.pid or '?'}): "
+                "stop it first, or give this one an inbox of its own",
+            ) from None
+
+    def _run(self, stop: threading.Event) -> None:
         self.spool.mkdir(parents=True, exist_ok=True)
         self._clear_stale_warm_ups()
         if self.scheduler:

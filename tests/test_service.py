@@ -483,3 +483,32 @@ def test_a_submission_rewritten_while_it_renders_is_not_filed_as_rendered(tmp_pa
     assert (spool / "ed" / "manifest.json").is_file()  # the render stands
     assert not (inbox / ".done" / "ed.yaml").exists() and (inbox / ".failed" / "ed.yaml").is_file()
     assert "changed while it rendered" in (inbox / "ed.error").read_text()
+
+
+def test_a_second_service_on_one_inbox_is_refused_naming_the_first(tmp_path):
+    """Two services on one inbox: the second failed the submission the first was rendering (it
+    could not take the lock on its name) and the first took that for a withdrawal, so the
+    playout refused the program on air (a review). The second is refused at its start, exit 2,
+    naming the holder; once the first is gone the inbox is free again."""
+    from avatarrender.rendition import FolderLock
+    from conftest import run_cli
+
+    inbox, spool = tmp_path / "inbox", tmp_path / "spool"
+    inbox.mkdir()
+    first = FolderLock(inbox / ".lock", keep=True)  # as a running service holds it
+    try:
+        proc = run_cli("serve", "--inbox", str(inbox), "--spool", str(spool))
+        assert proc.returncode == 2, proc.stderr
+        line = proc.stderr.strip()
+        assert (
+            "\n" not in line
+            and "--inbox" in line
+            and f"another render service watches this inbox (pid {os.getpid()})" in line
+        )
+    finally:
+        first.release()
+    from avatarrender.service import RenderService
+
+    svc = RenderService(inbox, spool)
+    hold = svc._hold_inbox()  # free again (the file stays: the next service locks it)
+    hold.release()
