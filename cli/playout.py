@@ -74,8 +74,31 @@ def playout_cmd(
         # the command then ends as after any stop: one line, 128 + n, os._exit (a second
         # signal during the interpreter's teardown would otherwise kill it with the default
         # action, as the handlers are reset there)
+        if signum == signal.SIGHUP and schedule is not None:
+            import _thread
+
+            _thread.start_new_thread(_restart_if_it_loads, (signum,))  # (not here: see set_soon)
+            return
         interrupt.record(signum)
         interrupt.set_soon(stop)  # (not stop.set(): see there)
+
+    def _restart_if_it_loads(signum: int) -> None:
+        # SIGHUP restarts the channel to read its edited schedule (systemd's Restart= brings it
+        # back): an edit that does not load would have the restart refuse it, exit 2, and the
+        # unit give up (RestartPreventExitStatus=2): the channel off air for a typo (a review).
+        # Such an edit is said, and the channel airs on with the schedule it has.
+        from avatarrender.errors import AvatarRenderError
+        from avatarrender.playout.schedule import load_schedule
+
+        try:
+            load_schedule(schedule, renders_dir=out / ".renders")
+        except (AvatarRenderError, OSError) as exc:
+            logging.error(
+                "SIGHUP: not restarted, the schedule does not load (airing on with the one loaded): %s", exc
+            )
+            return
+        interrupt.record(signum)
+        stop.set()
 
     def on_ready(playout) -> None:  # noqa: ANN001
         # From here a stop ends the channel cleanly: the tick finishes, the state is saved, a

@@ -705,6 +705,21 @@ def test_a_stop_signal_ends_the_playout_and_every_render_it_started(
         else:
             raise AssertionError(f"no {when} seen:\n{log_path.read_text()}")
         time.sleep(0.5)  # its workers start
+        if sig == "SIGHUP" and not group:
+            # a reload of an edit that does not load: said, and the channel airs on (the
+            # restart refused it, exit 2, and systemd gave up: off air for a typo)
+            good = sched_path.read_text()
+            sched_path.write_text(good + '  - {name: late, at: "2026-12-03T23:00:00", segment: x}\n')
+            proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while "SIGHUP: not restarted" not in log_path.read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)
+            text = log_path.read_text()
+            assert proc.poll() is None and "entries[1].at: 2026-12-03T23:00:00 has no offset" in text, text[
+                -2000:
+            ]
+            sched_path.write_text(good)
         stop_command(proc, log_path, sig=getattr(signal, sig), within_s=15, group=group)
     finally:
         if proc.poll() is None:
