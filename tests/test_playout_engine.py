@@ -1055,3 +1055,39 @@ def test_an_after_entry_behind_a_far_off_one_is_not_rendered_before_its_lead(med
         d.start(T0)
         d.run(1)
         assert bool(r.asked) is rendered, (ahead_s, r.asked)
+
+
+def test_a_spool_render_that_stops_on_air_is_waited_for_and_goes_on(media: Path, caplog) -> None:
+    """The render service restarted (or crashed) while its program aired: the program was
+    refused as 'removed from the spool while it aired', and aired again from its start once the
+    service resumed it (a review). It now waits on filler, as for a slow render, and goes on
+    where it was when its render resumes."""
+    spool = media / "spool"
+    spool.mkdir()
+    (media / "schedule.yaml").write_text("filler: {dir: filler}\nlate: {max_late_s: 30}\nspool: spool\n")
+    d = Driver(media, media / "schedule.yaml")
+    d.start(T0)
+    d.run(1)
+    rendering = hold_render_lock(spool / "talk")
+    part = make_partial(media / "a", spool / ".talk.partial", finished=2)
+    d.run(2.5)
+    assert d.programs()[-1] == "spool/talk", d.programs()
+    os.close(rendering)  # the service stopped, kill -9 or restart
+    with caplog.at_level(logging.WARNING):
+        d.run(4)
+    said = [r.getMessage() for r in caplog.records if "talk" in r.getMessage()]
+    assert any("on air, it waits on filler" in m for m in said), said
+    assert not [e for e in d.status()["errors"] if e["level"] == "error"], d.status()["errors"]
+    rendering = hold_render_lock(spool / "talk")  # resumed: the rest of it comes
+    try:
+        shutil.rmtree(part)
+        shutil.copytree(media / "a", spool / "talk")
+        d.run(6)
+    finally:
+        os.close(rendering)
+    assert not [e for e in d.status()["errors"] if e["level"] == "error"], d.status()["errors"]
+    assert d.programs()[-4:] == ["spool/talk", "filler", "spool/talk", "filler"], d.programs()
+    aired = [s for s, p, _ in d.aired if p == "spool/talk"]
+    doc = json.loads((media / "a" / "manifest.json").read_text())
+    # every media segment once: it went on where it was, not from its start again
+    assert len(aired) == len(doc["segments"]), (len(aired), len(doc["segments"]))

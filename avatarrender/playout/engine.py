@@ -814,6 +814,13 @@ class Playout:
                 name = n[1 : -len(".partial")]
                 if render_running(spool / name) or (spool / n / FAILED_NAME).exists():
                     self._orphans.discard(spool / n)  # (a failed one is refused, saying why)
+                elif self.scheduler is not None and self.scheduler.current == f"spool/{name}":
+                    # on air: its render was stopped or killed mid-way (the render service
+                    # restarted, crashed): the program waits on filler for its next media
+                    # segment, as for a slow render, and goes on when its render resumes (it
+                    # was refused as removed, then aired again from its start, its first
+                    # seconds twice); after max_late_s its rest is skipped
+                    self._orphan(spool / n, airing=True)
                 else:
                     # its render was stopped or killed: nothing more comes (it held the channel
                     # on filler for max_late_s, then was skipped for good); `render --into SPOOL
@@ -830,15 +837,17 @@ class Playout:
         self._spool_listing = (sig, now, present, found)
         return present, found
 
-    def _orphan(self, partial: Path) -> None:
+    def _orphan(self, partial: Path, *, airing: bool = False) -> None:
         """Say once that a spool render in progress has no render behind it any more."""
         if partial in self._orphans:
             return
         self._orphans.add(partial)
         log.warning(
-            "spool: %s: no render is running into it (stopped or killed): not aired; "
-            "`avatarrender render SEGMENT --into %s --name %s` resumes it",
+            "spool: %s: no render is running into it (stopped or killed): %s; "
+            "`avatarrender render SEGMENT --into %s --name %s` (or the render service's restart) "
+            "resumes it",
             partial.name,
+            "on air, it waits on filler for its next media segment (max_late_s)" if airing else "not aired",
             partial.parent,
             partial.name[1 : -len(".partial")],
         )
