@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -18,12 +17,6 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import MediaError, SpecError
-
-# Pillow's own lines, which name neither the file nor the field: a large image is the user's
-# own art, not an upload (over twice the limit it is still refused, with its file and field);
-# a format this Pillow lacks is said in the error (see _why)
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-warnings.filterwarnings("ignore", message="image file could not be identified because", module="PIL")
 
 # file signatures of image formats the error can name (this Pillow may lack their codecs)
 _SIGNATURES = ((b"RIFF", 8, b"WEBP", "WebP"), (b"", 4, b"ftypavif", "AVIF"))

@@ -101,6 +101,12 @@ def main() -> None:
     import warnings
 
     warnings.showwarning = _show_warning
+    # Pillow's own lines, which name neither the file nor the field (the command's, not the
+    # library's: a script keeps its filters): a large image is the user's own art, not an
+    # upload (over twice the limit it is still refused, with its file and field); a format
+    # this Pillow lacks is said in the error (images._why)
+    warnings.filterwarnings("ignore", message="Image size .* could be decompression bomb")
+    warnings.filterwarnings("ignore", message="image file could not be identified because")
     # a log warning where no command set logging up (render's loudness ceiling, say) reads like
     # every other warning, not as a bare message: Python's last-resort handler, our format
     last = logging.StreamHandler()
