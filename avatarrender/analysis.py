@@ -63,11 +63,17 @@ def segment_audio(spec: Spec) -> np.ndarray:
     from .media import read_audio
 
     n = int(round(spec.duration_s * AUDIO_RATE_HZ))
-    out = np.zeros(n, dtype=np.float32)
-    if spec.speech is not None:
-        y = read_audio(spec.speech.file, sample_rate_hz=AUDIO_RATE_HZ)
-        y = y[:n] * np.float32(10 ** (spec.speech.gain_db / 20))
+    if spec.speech is None:
+        return np.zeros(n, dtype=np.float32)
+    y = read_audio(spec.speech.file, sample_rate_hz=AUDIO_RATE_HZ)  # a new array: ours to change
+    gain = np.float32(10 ** (spec.speech.gain_db / 20))
+    if y.shape[0] >= n:  # the gain applied in place: no second copy of a long track
+        out = y[:n] if y.shape[0] - n <= AUDIO_RATE_HZ else y[:n].copy()
+    else:
+        out = np.zeros(n, dtype=np.float32)
         out[: y.shape[0]] = y
+    del y
+    np.multiply(out, gain, out=out)
     return out
 
 

@@ -212,18 +212,12 @@ def frame_features(
     ``evaluation.train.VTLP_RANGE``).
     """
     n = _frames(y, sample_rate_hz, fps, n_frames)
-    y = _mono(y)
-    if sample_rate_hz != _ANALYSIS_RATE_HZ and len(y):
-        import soxr  # what librosa.resample(res_type="soxr_hq") calls, without its import time
-
-        y = soxr.resample(y, sample_rate_hz, _ANALYSIS_RATE_HZ, quality="HQ").astype(np.float32)
     sr = _ANALYSIS_RATE_HZ
-    y = np.nan_to_num(np.clip(y, -1.0, 1.0))
     hop = sr / float(fps)
     win = 1024
     # frame i covers [i/fps, (i+1)/fps): centre the window on its middle
     centres = ((np.arange(n) + 0.5) * hop).astype(np.int64)
-    pad = np.pad(y, (win, win))
+    pad = _padded(_mono(y), sample_rate_hz, win)
     mel = mel_filters(sr=sr, n_fft=win, n_mels=32, fmin=50 / warp, fmax=_TOP_HZ / warp)
     # Frames are independent: a block at a time keeps the windows and spectra (about 40 kB per
     # frame) from growing with the segment's length.
@@ -235,6 +229,40 @@ def frame_features(
 
 
 _BLOCK_FRAMES = 512
+_RESAMPLE_PASS = 1 << 20  # input samples resampled at a time
+
+
+def _padded(y: np.ndarray, sample_rate_hz: int, win: int) -> np.ndarray:
+    """Mono float32 ``y`` at :data:`_ANALYSIS_RATE_HZ`, clipped to [-1, 1], NaN as 0, with
+    ``win`` zeros each side [shape=(n_16k + 2 * win,), dtype=float32].
+
+    Resampled a pass at a time straight into the one array: soxr's stream gives the samples of
+    its one-shot ``resample`` (what librosa.resample(res_type="soxr_hq") calls), and a long
+    track is not held again whole at 16 kHz besides the padded copy."""
+    if sample_rate_hz == _ANALYSIS_RATE_HZ or not len(y):
+        pad = np.zeros(y.shape[0] + 2 * win, dtype=np.float32)
+        n = y.shape[0]
+        pad[win : win + n] = y
+    else:
+        import soxr  # without librosa's import time
+
+        expected = -(-y.shape[0] * _ANALYSIS_RATE_HZ // sample_rate_hz) + 64
+        pad = np.zeros(expected + 2 * win, dtype=np.float32)
+        stream = soxr.ResampleStream(sample_rate_hz, _ANALYSIS_RATE_HZ, 1, dtype="float32", quality="HQ")
+        n = 0
+        for i in range(0, y.shape[0], _RESAMPLE_PASS):
+            part = np.ascontiguousarray(y[i : i + _RESAMPLE_PASS])
+            got = stream.resample_chunk(part, last=i + _RESAMPLE_PASS >= y.shape[0])
+            if win + n + got.shape[0] + win > pad.shape[0]:  # (never, by soxr's lengths)
+                pad = np.concatenate([pad, np.zeros(got.shape[0] + 2 * win, dtype=np.float32)])
+            pad[win + n : win + n + got.shape[0]] = got
+            n += got.shape[0]
+        pad = pad[: n + 2 * win]
+        pad[win + n :] = 0.0
+    body = pad[win : win + n]
+    np.clip(body, -1.0, 1.0, out=body)
+    np.nan_to_num(body, copy=False)
+    return pad
 
 
 def _block_features(

@@ -106,16 +106,15 @@ def _ceiling_only(
     """``normalise: false``: the level left as it is, but the true-peak ceiling still holds (a
     hot speech file or ``gain_db`` went over full scale on air, clipped by every player), said."""
     ceiling = _ceiling(target)
-    x = samples.astype(np.float64)
-    if float(np.abs(x).max(initial=0.0)) * _TP_BOUND < ceiling:
+    if _abs_max(samples) * _TP_BOUND < ceiling:
         return samples, LoudnessReport(before, before, target, 0.0, 0.0)
-    env = _limiter_gain(_TruePeak(x).upto(ceiling), ceiling, sample_rate_hz)
-    limited = env < 0.9999
-    if not limited.any():
+    spans = _gain_spans(_TruePeak(samples), 1.0, ceiling, sample_rate_hz)
+    limited = _limited_count(spans)
+    if not limited:
         return samples, LoudnessReport(before, before, target, 0.0, 0.0)
-    out = (x * env).astype(np.float32)
+    out = _apply(samples, 1.0, spans)
     after = measure(out, sample_rate_hz=sample_rate_hz)
-    limited_s = float(limited.sum()) / sample_rate_hz
+    limited_s = limited / sample_rate_hz
     log.warning(
         "%s: normalise is off and the audio peaks at %s dBTP, over the %.1f dBTP ceiling: limited "
         "there (%.1f s of it); lower speech.gain_db or the source's level",
@@ -239,6 +238,20 @@ _TP_BOUND = float(np.abs(_TP_PHASES).sum(axis=1).max())
 # The true peak is computed per block of this many samples, only where a block could reach
 # the ceiling (speech brought to -16 LUFS: a few percent of the blocks).
 _TP_BLOCK = 4096
+# An oversampled block keeps the true peaks from this share of the level it was oversampled
+# for, and is oversampled again for a level under its kept share / _TP_AGAIN (a gain raised by
+# 5 dB since): every sample it keeps nothing of stays far under the ceiling
+_TP_KEEP, _TP_AGAIN = 0.5, 0.9
+
+
+# Samples per pass of the whole-track loops below (1 M: 8 MB of float64 at a time), so that a
+# long segment's limiter holds the track's float32 samples and little more, not float64 copies
+_PASS = 1 << 20
+
+
+def _abs_max(x: np.ndarray) -> float:
+    """``float(np.abs(x).max(initial=0.0))``, a pass at a time (no copy of the track)."""
+    return max((float(np.abs(x[i : i + _PASS]).max()) for i in range(0, x.shape[0], _PASS)), default=0.0)
 
 
 class _TruePeak:
@@ -247,46 +260,89 @@ class _TruePeak:
     reach) could come within a ceiling are oversampled; elsewhere |x| stands in, which is all
     the limiter needs there (it leaves a sample alone below the ceiling).
 
-    It scales with the signal, so it is computed for ``x`` once, before any gain.
+    It scales with the signal, so it is computed for ``x`` once, before any gain. ``x`` is kept
+    as it is given (float32 samples are read as float64 a block at a time, the same values).
+    Of an oversampled block only the samples whose true peak is at least half the level it was
+    oversampled for are kept (:data:`_TP_KEEP`): the limiter leaves every other sample alone,
+    whichever stands in for it, so the gain is that of the whole array, without an array of
+    float64 peaks as long as the track (speech at -16 LUFS oversamples 80 % of its blocks).
+    A block is oversampled again if a later level comes near what it kept (:data:`_TP_AGAIN`).
     """
 
     def __init__(self, x: np.ndarray):
         self.x = x
         n = x.shape[0]
-        self.peak = np.abs(x)
         n_blocks = -(-n // _TP_BLOCK)
-        padded = np.zeros(n_blocks * _TP_BLOCK)
-        padded[:n] = self.peak
-        block_max = padded.reshape(n_blocks, _TP_BLOCK).max(axis=1)
+        block_max = np.zeros(n_blocks)
+        step = _PASS // _TP_BLOCK * _TP_BLOCK
+        for i in range(0, n, step):
+            part = np.abs(x[i : i + step])
+            full = part.shape[0] // _TP_BLOCK
+            b0 = i // _TP_BLOCK
+            block_max[b0 : b0 + full] = part[: full * _TP_BLOCK].reshape(full, _TP_BLOCK).max(axis=1)
+            if part.shape[0] > full * _TP_BLOCK:  # the last, short block (zero-padded before)
+                block_max[b0 + full] = max(0.0, float(part[full * _TP_BLOCK :].max()))
         # the filter reaches _TP_DELAY samples into each neighbouring block
         near = block_max.copy()
         near[1:] = np.maximum(near[1:], block_max[:-1])
         near[:-1] = np.maximum(near[:-1], block_max[1:])
         self.reach = near * _TP_BOUND  # no true peak in a block exceeds this
-        self.done = np.zeros(n_blocks, dtype=bool)
+        # per block, the true peak it keeps from (inf: not oversampled yet), and what it keeps:
+        # (offsets in the block, their true peaks [float64])
+        self.kept_from = np.full(n_blocks, np.inf)
+        self.exact: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    @property
+    def done(self) -> np.ndarray:
+        """Blocks oversampled. [shape=(n_blocks,), dtype=bool]"""
+        return np.isfinite(self.kept_from)
+
+    def compute(self, level: float) -> None:
+        """Oversample every block whose true peak could reach ``level``."""
+        todo = np.flatnonzero((self.reach >= level) & (self.kept_from > _TP_AGAIN * level))
+        if not todo.size:
+            return
+        x, n = self.x, self.x.shape[0]
+        taps = _TP_PHASES.shape[1]
+        keep = _TP_KEEP * level
+        # runs of consecutive blocks, each filtered in one call per phase: the same sums
+        # sample for sample, in a few numpy calls instead of four a block (a loud segment
+        # has hundreds of blocks near the ceiling, and each call waits for the GIL while
+        # the analysis runs beside this)
+        breaks = np.flatnonzero(np.diff(todo) > 1)
+        for b0, b1 in zip(
+            np.r_[todo[:1], todo[breaks + 1]].tolist(), np.r_[todo[breaks], todo[-1:]].tolist()
+        ):
+            i0, i1 = b0 * _TP_BLOCK, min(n, (b1 + 1) * _TP_BLOCK)
+            lo, hi = max(0, i0 - taps), min(n, i1 + taps)
+            seg = np.asarray(x[lo:hi], dtype=np.float64)
+            peak = np.abs(seg[i0 - lo : i1 - lo])
+            for p in range(4):
+                y = np.convolve(seg, _TP_PHASES[p])[i0 - lo + _TP_DELAY : i1 - lo + _TP_DELAY]
+                np.maximum(peak, np.abs(y), out=peak)
+            for b in range(b0, b1 + 1):
+                block = peak[(b - b0) * _TP_BLOCK : (b - b0 + 1) * _TP_BLOCK]
+                at = np.flatnonzero(block >= keep)
+                self.exact[b] = (at.astype(np.int32), block[at])
+        self.kept_from[todo] = keep
+
+    def peaks(self, i0: int, i1: int) -> np.ndarray:
+        """The per-sample peak over ``[i0, i1)`` as computed so far (float64, a new array): exact
+        where it could reach the last level given to :meth:`compute`."""
+        out = np.abs(np.asarray(self.x[i0:i1], dtype=np.float64))
+        if self.exact:
+            for b in range(i0 // _TP_BLOCK, -(-i1 // _TP_BLOCK)):
+                got = self.exact.get(b)
+                if got is not None and got[0].size:
+                    at = got[0] + (b * _TP_BLOCK - i0)
+                    inside = (at >= 0) & (at < i1 - i0)
+                    out[at[inside]] = got[1][inside]
+        return out
 
     def upto(self, level: float) -> np.ndarray:
         """The per-sample true peak, exact wherever it could reach ``level``. [shape=(n,)]"""
-        todo = np.flatnonzero(~self.done & (self.reach >= level))
-        if todo.size:
-            x, n = self.x, self.x.shape[0]
-            taps = _TP_PHASES.shape[1]
-            # runs of consecutive blocks, each filtered in one call per phase: the same sums
-            # sample for sample, in a few numpy calls instead of four a block (a loud segment
-            # has hundreds of blocks near the ceiling, and each call waits for the GIL while
-            # the analysis runs beside this)
-            breaks = np.flatnonzero(np.diff(todo) > 1)
-            for b0, b1 in zip(
-                np.r_[todo[:1], todo[breaks + 1]].tolist(), np.r_[todo[breaks], todo[-1:]].tolist()
-            ):
-                i0, i1 = b0 * _TP_BLOCK, min(n, (b1 + 1) * _TP_BLOCK)
-                lo, hi = max(0, i0 - taps), min(n, i1 + taps)
-                seg = x[lo:hi]
-                for p in range(4):
-                    y = np.convolve(seg, _TP_PHASES[p])[i0 - lo + _TP_DELAY : i1 - lo + _TP_DELAY]
-                    np.maximum(self.peak[i0:i1], np.abs(y), out=self.peak[i0:i1])
-            self.done[todo] = True
-        return self.peak
+        self.compute(level)
+        return self.peaks(0, self.x.shape[0])
 
 
 def _sliding_min(a: np.ndarray, half: int) -> np.ndarray:
@@ -314,7 +370,21 @@ def _box_below_one(a: np.ndarray, half: int) -> np.ndarray:
 
 def _limiter_gain(peak: np.ndarray, ceiling: float, sample_rate_hz: int) -> np.ndarray:
     """A look-ahead gain envelope <= 1 keeping a signal whose true peak per sample is ``peak``
-    under ``ceiling``.
+    under ``ceiling`` (:func:`_limiter_spans` spread over the whole signal). [shape=peak.shape]"""
+
+    def need_of(lo: int, hi: int) -> np.ndarray:
+        return np.minimum(1.0, ceiling / np.maximum(peak[lo:hi], 1e-12))
+
+    env = np.ones(peak.shape[0])
+    for lo, hi, gain in _limiter_spans(need_of, peak.shape[0], sample_rate_hz):
+        env[lo:hi] = gain
+    return env
+
+
+def _limiter_spans(need_of, n: int, sample_rate_hz: int) -> list[tuple[int, int, np.ndarray]]:
+    """A look-ahead gain envelope <= 1, as the spans where it is not exactly 1: ``(lo, hi,
+    gain [shape=(hi - lo,)])``. ``need_of(lo, hi)`` is the gain each sample of ``[lo, hi)``
+    needs (1 where none): ``min(1, ceiling / true peak)``.
 
     The gain each sample needs is spread by a minimum filter over the look-ahead + release
     window and smoothed by two box filters whose support fits inside it, so the smoothed gain
@@ -322,12 +392,15 @@ def _limiter_gain(peak: np.ndarray, ceiling: float, sample_rate_hz: int) -> np.n
 
     Only the spans around samples that need a reduction are filtered (elsewhere the gain is
     exactly 1, as the filters' reach says): limiting a few seconds of a long segment costs
-    those seconds, not the segment (it sits on the way to the first media segment's audio).
+    those seconds, not the segment (it sits on the way to the first media segment's audio),
+    and no array of the segment's length is made.
     """
-    need = np.minimum(1.0, ceiling / np.maximum(peak, 1e-12))
-    below = np.flatnonzero(need < 1.0)
+    below = np.concatenate(
+        [np.zeros(0, dtype=np.int64)]
+        + [np.flatnonzero(need_of(i, min(n, i + _PASS)) < 1.0) + i for i in range(0, n, _PASS)]
+    )
     if below.size == 0:
-        return need
+        return []
     half = max(2, int(round((_LOOKAHEAD_S + _RELEASE_S) / 2 * sample_rate_hz)))
     box = half // 2  # two centred boxes of 2*(half//2)+1: support <= 2*half+1, inside the min
     reach = half + 2 * box + 1  # how far from a sample needing reduction the gain can dip
@@ -335,15 +408,48 @@ def _limiter_gain(peak: np.ndarray, ceiling: float, sample_rate_hz: int) -> np.n
     breaks = np.flatnonzero(np.diff(below) > 2 * reach)
     firsts = np.concatenate([below[:1], below[breaks + 1]])
     lasts = np.concatenate([below[breaks], below[-1:]])
-    env = np.ones_like(need)
-    n = need.shape[0]
+    spans = []
     for first, last in zip(firsts.tolist(), lasts.tolist()):
         # each span starts and ends on gain 1 (or the signal's edge): filtering it alone gives
         # what filtering the whole signal would
         lo, hi = max(0, first - reach), min(n, last + reach + 1)
-        span = _sliding_min(need[lo:hi], half)
-        env[lo:hi] = _box_below_one(_box_below_one(span, box), box)
-    return np.minimum(env, need)  # float rounding only
+        need = need_of(lo, hi)
+        env = _box_below_one(_box_below_one(_sliding_min(need, half), box), box)
+        spans.append((lo, hi, np.minimum(env, need)))  # float rounding only
+    return spans
+
+
+def _gain_spans(
+    peak: _TruePeak, g: float, ceiling: float, sample_rate_hz: int
+) -> list[tuple[int, int, np.ndarray]]:
+    """:func:`_limiter_spans` for the signal of ``peak`` times ``g``."""
+    peak.compute(ceiling / g)
+
+    def need_of(lo: int, hi: int) -> np.ndarray:
+        return np.minimum(1.0, ceiling / np.maximum(peak.peaks(lo, hi) * g, 1e-12))
+
+    return _limiter_spans(need_of, peak.x.shape[0], sample_rate_hz)
+
+
+def _limited_count(spans: list[tuple[int, int, np.ndarray]]) -> int:
+    """Samples the limiter lowers by more than 0.01 %."""
+    return sum(int((gain < 0.9999).sum()) for _, _, gain in spans)
+
+
+def _apply(
+    samples: np.ndarray, g: float, spans: list[tuple[int, int, np.ndarray]], out: np.ndarray | None = None
+) -> np.ndarray:
+    """``samples`` (as float64) times ``g`` times the limiter's gain (1 outside ``spans``), as
+    float32: the samples of ``(x * g * env).astype(np.float32)`` without a float64 copy of the
+    track. ``out``: a float32 array to write into."""
+    n = samples.shape[0]
+    if out is None:
+        out = np.empty(n, dtype=np.float32)
+    for i in range(0, n, _PASS):
+        out[i : i + _PASS] = np.asarray(samples[i : i + _PASS], dtype=np.float64) * g
+    for lo, hi, gain in spans:
+        out[lo:hi] = np.asarray(samples[lo:hi], dtype=np.float64) * g * gain
+    return out
 
 
 def normalise(
@@ -384,36 +490,39 @@ def normalise(
         if not silent_ok:
             log.warning("%s: the audio is silent (no measurable loudness): no gain applied", name)
         return samples, LoudnessReport(before, before, target, 0.0, 0.0)
-    x = samples.astype(np.float64)
     ceiling = _ceiling(target)
     gain_db = target.integrated_lufs - before.integrated_lufs
-    out, limited = x, np.zeros(0, dtype=bool)
+    # (the track times one gain, times the limiter's where it is not 1: see _apply)
+    g_out, spans, limited = 10 ** (gain_db / 20), [], 0
+    out32: np.ndarray | None = None  # _apply's samples of (g_out, spans), once made
     # Limiting lowers the loudness a little: raise the gain by what it lost and limit again
     # (converges in two or three rounds; each is deterministic). Without limiting the gain is
     # exact: loudness, range and peak move by it, and nothing is measured again.
-    sample_peak = float(np.abs(x).max(initial=0.0))
+    sample_peak = _abs_max(samples)
     peak: _TruePeak | None = None
     after: Measurement | None = None
     for round_ in range(4):
         g = 10 ** (gain_db / 20)
-        y = x * g
         if sample_peak * g * _TP_BOUND < ceiling:
-            out, limited = y, np.zeros(0, dtype=bool)  # nothing can reach the ceiling
+            g_out, spans, limited = g, [], 0  # nothing can reach the ceiling
             break
         if peak is None:
-            peak = _TruePeak(x)
-        env = _limiter_gain(peak.upto(ceiling / g) * g, ceiling, sample_rate_hz)
-        out = y * env
-        limited = env < 0.9999
-        if not limited.any():
+            peak = _TruePeak(samples)
+        g_out, spans = g, _gain_spans(peak, g, ceiling, sample_rate_hz)
+        limited = _limited_count(spans)
+        out32 = None
+        if not limited:
             break
-        got = measure(out.astype(np.float32), sample_rate_hz=sample_rate_hz, true_peak=true_peaks)
+        out32 = _apply(samples, g, spans)
+        got = measure(out32, sample_rate_hz=sample_rate_hz, true_peak=true_peaks)
         miss = 0.0 if got.integrated_lufs is None else target.integrated_lufs - got.integrated_lufs
         if abs(miss) < _TOLERANCE_LU or round_ == 3:
             after = got  # what is returned is what was measured
             break
+        out32 = None
         gain_db += miss
-    out32 = out.astype(np.float32)
+    if out32 is None:
+        out32 = _apply(samples, g_out, spans)
     if after is None:  # not limited: the one gain moved everything by exactly that much
         after = Measurement(
             integrated_lufs=round(before.integrated_lufs + gain_db, 1),
@@ -422,7 +531,7 @@ def normalise(
                 None if before.true_peak_dbtp is None else round(before.true_peak_dbtp + gain_db, 1)
             ),
         )
-    limited_s = float(limited.sum()) / sample_rate_hz
+    limited_s = limited / sample_rate_hz
     if after.integrated_lufs is not None and target.integrated_lufs - after.integrated_lufs > _MISSED_LU:
         # the ceiling held the peaks down so far that the level could not follow: said, not hidden
         log.warning(

@@ -12,6 +12,7 @@ import os
 from fractions import Fraction
 from collections import OrderedDict
 import functools
+import math
 import re
 import signal
 import subprocess
@@ -339,7 +340,12 @@ def channels_cancel(path: str | Path, mono: np.ndarray) -> bool:
     """Whether ``path``'s channels cancel when mixed to mono (one inverted: it sounds right on
     speakers and airs silent): ``mono`` (its :func:`read_audio` samples) is :data:`_CANCEL_DB`
     under its loudest channel over the first minute."""
-    mono_rms = float(np.sqrt(np.mean(np.square(mono, dtype=np.float64)))) if mono.size else 0.0
+    # (summed a million samples at a time: a float64 square of a long track is 8 bytes a sample)
+    step = 1 << 20
+    squares = sum(
+        float(np.square(mono[i : i + step], dtype=np.float64).sum()) for i in range(0, mono.size, step)
+    )
+    mono_rms = math.sqrt(squares / mono.size) if mono.size else 0.0
     if not mono.size or mono_rms >= _SURELY_LOUD_RMS:
         return False
     import av
@@ -427,15 +433,59 @@ def _decode_in_process(path: Path, sample_rate_hz: int) -> np.ndarray | None:
                 return None
             stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate_hz)
-            out = [
-                resampled.to_ndarray().reshape(-1)
-                for frame in container.decode(stream)
-                for resampled in resampler.resample(frame)
-            ]
-            out += [resampled.to_ndarray().reshape(-1) for resampled in resampler.resample(None)]
+            # written into one array as the frames come (a list of frames, then their
+            # concatenation, held the track twice), sized by the container's duration
+            out = _Samples(_expected_samples(container, stream, sample_rate_hz))
+            for frame in container.decode(stream):
+                for resampled in resampler.resample(frame):
+                    out.add(resampled.to_ndarray().reshape(-1))
+            for resampled in resampler.resample(None):
+                out.add(resampled.to_ndarray().reshape(-1))
     except (av.error.FFmpegError, OSError, ValueError):
         return None
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
+    return out.result()
+
+
+def _expected_samples(container, stream, sample_rate_hz: int) -> int:
+    """Samples a decode of ``stream`` at ``sample_rate_hz`` will give, as its container says
+    (a little over: a guess to size the array, not a promise); 0 when it does not say."""
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration:
+        seconds = container.duration / 1_000_000
+    else:
+        return 0
+    if not 0 < seconds < 24 * 3600:  # a header's nonsense: grown as it comes instead
+        return 0
+    return int(seconds * sample_rate_hz) + sample_rate_hz // 10 + 4096
+
+
+class _Samples:
+    """A float32 array filled as decoded frames come: ``expected`` samples made at once (pages
+    the decode never reaches are never touched), grown by half again if they run over."""
+
+    def __init__(self, expected: int):
+        self._a = np.empty(max(expected, 1 << 16), dtype=np.float32)
+        self._n = 0
+
+    def add(self, x: np.ndarray) -> None:
+        end = self._n + x.shape[0]
+        if end > self._a.shape[0]:
+            grown = np.empty(max(end, self._a.shape[0] * 3 // 2), dtype=np.float32)
+            grown[: self._n] = self._a[: self._n]
+            self._a = grown
+        self._a[self._n : end] = x
+        self._n = end
+
+    def result(self) -> np.ndarray:
+        """The samples, in an array of their own size (a copy only when the guess was well over)."""
+        a, n = self._a, self._n
+        self._a = np.zeros(0, dtype=np.float32)
+        if n == a.shape[0]:
+            return a
+        if a.shape[0] - n <= max(1 << 16, n // 64):
+            return a[:n]  # the pages past n were never written: no memory
+        return a[:n].copy()
 
 
 def _decode_audio(path: Path, sample_rate_hz: int) -> np.ndarray:

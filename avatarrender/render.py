@@ -653,7 +653,10 @@ def render(
                 _profile.add("speech_read", t0)
             # the track is a pure function of the speech and the spec (whose hash covers the clips'
             # bytes and the loudness settings): its name needs no mixing first
-            audio_hash = hashlib.sha256(speech.tobytes() + _SOUNDTRACK_V).hexdigest()[:16]
+            # (hashed in place: ``speech.tobytes() + ...`` made two copies of a long track)
+            digest = hashlib.sha256(memoryview(speech).cast("B"))  # segment_audio: contiguous
+            digest.update(_SOUNDTRACK_V)
+            audio_hash = digest.hexdigest()[:16]
             audio_path = work / f"audio-{audio_hash}-{spec.output.audio_bitrate_kbps}k.aac"
             # TV sound mixed under the speech and loudness on target (on the whole array, before the
             # one AAC encode, so chunks stay seamless), then the AAC encoder (its own process): in
