@@ -296,17 +296,23 @@ def test_spool_airs_in_order_of_arrival(media: Path) -> None:
     os.close(rendering)
 
 
-def test_a_spool_render_stopped_or_killed_is_not_waited_for(media: Path, caplog) -> None:
-    """An operator's review: `render --into` stopped (or killed) left `.NAME.partial`, which was
-    queued and held the channel on filler for max_late_s, then skipped for good (its resumed
-    render never aired). Without a render behind it, it is not queued, and said once; the render
-    resumed under its name, it airs."""
+def _spool_channel(media: Path) -> tuple[Path, Driver]:
+    """A channel of filler and a spool (max_late_s 30), a second on air."""
     spool = media / "spool"
     spool.mkdir()
     (media / "schedule.yaml").write_text("filler: {dir: filler}\nlate: {max_late_s: 30}\nspool: spool\n")
     d = Driver(media, media / "schedule.yaml")
     d.start(T0)
     d.run(1)
+    return spool, d
+
+
+def test_a_spool_render_stopped_or_killed_is_not_waited_for(media: Path, caplog) -> None:
+    """An operator's review: `render --into` stopped (or killed) left `.NAME.partial`, which was
+    queued and held the channel on filler for max_late_s, then skipped for good (its resumed
+    render never aired). Without a render behind it, it is not queued, and said once; the render
+    resumed under its name, it airs."""
+    spool, d = _spool_channel(media)
     part = make_partial(media / "a", spool / ".aa-stopped.partial", finished=1)
     with caplog.at_level(logging.WARNING):
         d.run(1)
@@ -1062,12 +1068,7 @@ def test_a_spool_render_that_stops_on_air_is_waited_for_and_goes_on(media: Path,
     refused as 'removed from the spool while it aired', and aired again from its start once the
     service resumed it (a review). It now waits on filler, as for a slow render, and goes on
     where it was when its render resumes."""
-    spool = media / "spool"
-    spool.mkdir()
-    (media / "schedule.yaml").write_text("filler: {dir: filler}\nlate: {max_late_s: 30}\nspool: spool\n")
-    d = Driver(media, media / "schedule.yaml")
-    d.start(T0)
-    d.run(1)
+    spool, d = _spool_channel(media)
     rendering = hold_render_lock(spool / "talk")
     part = make_partial(media / "a", spool / ".talk.partial", finished=2)
     d.run(2.5)
