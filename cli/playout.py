@@ -98,7 +98,7 @@ def playout_cmd(
             )
             return
         interrupt.record(signum)
-        stop.set()
+        interrupt.set_soon(stop)
 
     def on_ready(playout) -> None:  # noqa: ANN001
         # From here a stop ends the channel cleanly: the tick finishes, the state is saved, a
