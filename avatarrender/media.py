@@ -274,7 +274,7 @@ def _wav_declared_s(path: Path) -> float | None:
                         return None
                     rate, align = struct.unpack("<I", fmt[4:8])[0], struct.unpack("<H", fmt[12:14])[0]
                 elif kind == b"data":
-                    if not rate or not align or size in (0, 0xFFFFFFFF) or size >= _STREAMED_WAV_SIZE:
+                    if not rate or not align or size == 0 or size >= _STREAMED_WAV_SIZE:
                         return None
                     return size // align / rate
                 else:

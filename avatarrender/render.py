@@ -180,14 +180,11 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         (tmp / "done.json").write_text(json.dumps(result))
         os.replace(tmp, final)
         return result
-    except MediaError as exc:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        if exc.field is None or exc.file == str(task.spec.source):
-            raise
-        # a TV clip that fails mid-render: the segment first, as every spec error says it
-        raise MediaError(task.spec.source, exc.field, f"{exc.file}: {exc.message}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, MediaError) and exc.field is not None and exc.file != str(task.spec.source):
+            # a TV clip that fails mid-render: the segment first, as every spec error says it
+            raise MediaError(task.spec.source, exc.field, f"{exc.file}: {exc.message}") from None
         raise
 
 

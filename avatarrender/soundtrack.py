@@ -172,27 +172,25 @@ def tv_sound(spec: Spec, speech: np.ndarray, *, sample_rate_hz: int = AUDIO_RATE
         ducked = slice(min(ducked.start, where.start), max(ducked.stop, where.stop))
     if ducked.start < ducked.stop:
         out[ducked] *= 10 ** (duck_db[ducked] / 20)
-    _say_if_buried(spec, speech, out, active, hop)
+    _say_if_buried(spec, speech, out, active, sample_rate_hz)
     return out
 
 
-def _say_if_buried(spec: Spec, speech: np.ndarray, tv: np.ndarray, active: np.ndarray, hop: int) -> None:
+def _say_if_buried(spec: Spec, speech: np.ndarray, tv: np.ndarray, active: np.ndarray, sr: int) -> None:
     """A warning naming the clip whose ducked sound stands less than :data:`_SPEECH_OVER_TV_DB`
     under the speech where the character speaks (normalisation gains both alike: quiet speech
     over a loud clip stays buried, and nothing else says so)."""
     n = speech.shape[0]
-    speaking = np.repeat(active, hop)[:n]
-    sr = AUDIO_RATE_HZ
+    speaking = np.repeat(active, sr // CONTROL_RATE_HZ)[:n]
     for i, clip in enumerate(spec.tv.clips):
         if clip.audio is None:
             continue
-        on = np.zeros(n, dtype=bool)
-        on[min(n, int(round(clip.start_s * sr))) : min(n, int(round(clip.end_s * sr)))] = True
-        both = on & speaking
+        lo, hi = min(n, int(round(clip.start_s * sr))), min(n, int(round(clip.end_s * sr)))
+        both = speaking[lo:hi]
         if both.sum() < 0.5 * sr:  # half a second of speech over it at least
             continue
-        voice = float(np.mean(np.square(speech[both], dtype=np.float64)))
-        bed = float(np.mean(np.square(tv[both])))
+        voice = float(np.mean(np.square(speech[lo:hi][both], dtype=np.float64)))
+        bed = float(np.mean(np.square(tv[lo:hi][both])))
         if bed <= 0.0 or voice <= 0.0:
             continue
         over_db = 10 * math.log10(voice / bed)
