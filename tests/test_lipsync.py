@@ -429,7 +429,13 @@ def test_cli_sigterm_stops_with_one_line_and_no_file(tmp_path, utterances):
     proc = subprocess.Popen(
         [str(exe), "lipsync", str(wav), "-o", str(out)], stderr=subprocess.PIPE, text=True
     )
-    time.sleep(3.0)
+    # mid-work, not at a moment guessed: once the speech is being decoded (a sleep of 3 s let
+    # the whole track finish on a fast run, the file written before the signal came)
+    import psutil
+
+    me, deadline = psutil.Process(proc.pid), time.monotonic() + 60
+    while me.memory_info().rss < 250e6 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "stopped by SIGTERM" in err, (proc.returncode, err)
