@@ -295,6 +295,12 @@ def lipsync_cmd(
         meta["dialogFile"] = str(dialog.resolve())
     buf = io.StringIO()
     lipsync.write_track(track, buf, fps=rate, fmt=fmt, metadata=meta)
+    # a stop signal whose exception a library's C code swallowed (it was said as "ignored" and
+    # the work went on) still stops the command before it writes: exit 143 came with the whole
+    # file written
+    stop = interrupt.received()
+    if stop is not None:
+        raise stop
     if output:
         atomic_write(output, buf.getvalue())
         cues = sum(1 for i in range(len(track)) if i == 0 or track[i] != track[i - 1])

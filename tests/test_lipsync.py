@@ -424,7 +424,9 @@ def test_cli_track_has_as_many_frames_as_a_render(tmp_path, utterances):
 def test_cli_sigterm_stops_with_one_line_and_no_file(tmp_path, utterances):
     utt = utterances[0][0]
     wav, out = tmp_path / "long.wav", tmp_path / "long.json"
-    soundfile.write(wav, np.tile(utt.samples, 400), utt.sample_rate_hz)  # about 20 minutes
+    # 20 minutes whatever the utterance's length (np.tile of a short one made a few minutes,
+    # done before the signal: the JSON written)
+    soundfile.write(wav, np.resize(utt.samples, 20 * 60 * utt.sample_rate_hz), utt.sample_rate_hz)
     exe = Path(sys.executable).with_name("avatarrender")
     proc = subprocess.Popen(
         [str(exe), "lipsync", str(wav), "-o", str(out)], stderr=subprocess.PIPE, text=True
