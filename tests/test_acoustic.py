@@ -62,10 +62,22 @@ def test_phones_of_formant_synthesis_are_found_too():
         assert share >= 0.6, (voice, share)
 
 
+def test_cmudict_is_read_as_the_decoder_reads_it():
+    """The decoders load no dictionary (0.12 s each): CMUdict's words are read from its file,
+    as PocketSphinx's own lookup gives them with it loaded."""
+    from pocketsphinx import Decoder
+
+    full = Decoder(lm=None, loglevel="FATAL")  # CMUdict loaded, as the model comes
+    words = ["'bout", "read", "bridge", "the", "a", "zyuganov", "don't", "zorblax", "café", "xx"]
+    words += ["w" * 300, "tableau", "record", "live"]
+    assert [acoustic._cmudict_says(w) for w in words] == [full.lookup_word(w) for w in words]
+    assert acoustic._cmudict_says("read") == "R EH D"  # the first of its variants
+    assert acoustic._get_decoder().lookup_word("bridge") is None  # not loaded
+
+
 def test_words_the_dictionary_lacks_are_said_as_espeak_reads_them():
-    d = acoustic._get_decoder()
-    assert acoustic._pronunciation(d, "Bridge.", "en-us") == d.lookup_word("bridge").split()
-    assert acoustic._pronunciation(d, "25", "en-us") == "T W EH N T IY F AY V".split()
+    assert acoustic._pronunciation("Bridge.", "en-us") == "B R IH JH".split()
+    assert acoustic._pronunciation("25", "en-us") == "T W EH N T IY F AY V".split()
     # numbers, symbols and abbreviations as they are read, not CMUdict's entry for the letters
     for token, expect in (
         ("1,000", "W AH N TH AW Z AH N D"),
@@ -73,9 +85,9 @@ def test_words_the_dictionary_lacks_are_said_as_espeak_reads_them():
         ("Dr.", "D AA K T ER"),
         ("home.", "HH OW M"),
     ):
-        assert acoustic._pronunciation(d, token, "en-us") == expect.split(), token
+        assert acoustic._pronunciation(token, "en-us") == expect.split(), token
     assert acoustic._tokens('He said, "Bring 2 maps!"') == ["He", "said", "Bring", "2", "maps"]
-    said = acoustic._pronunciation(d, "Zorblax", "en-us")
+    said = acoustic._pronunciation("Zorblax", "en-us")
     assert said[:3] == ["Z", "AO", "R"] and said[-3:] == ["AE", "K", "S"], said
     # aligned like any word
     text = "Zorblax paid 25 dollars."
@@ -94,7 +106,7 @@ def test_where_the_beams_lose_the_path_an_unpruned_search_finds_it(monkeypatch):
     import soxr
 
     d = acoustic._get_decoder(0)
-    chain = [p for tok in acoustic._tokens(text) for p in acoustic._pronunciation(d, tok, "en-us")]
+    chain = [p for tok in acoustic._tokens(text) for p in acoustic._pronunciation(tok, "en-us")]
     pcm = acoustic._pcm(soxr.resample(utt.samples, utt.sample_rate_hz, 16000))
     assert acoustic._align_one(d, pcm, chain) is None
     phones = acoustic.align_phones(utt.samples, utt.sample_rate_hz, [text], [(0.0, utt.duration_s)])
