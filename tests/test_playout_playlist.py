@@ -444,16 +444,30 @@ def test_soak_24_hours_random_late_missing_corrupt() -> None:
             t = Fraction(round(t))
     sched, cat, pl = _setup(entries, max_late_s=20)
     cat.media = media
-    state = {"prev": None, "published": 0, "max_files": 0, "max_lag": Fraction(0)}
+    state = {
+        "prev": None,
+        "published": 0,
+        "max_files": 0,
+        "max_lag": Fraction(0),
+        "near_disc": 0,
+        "checked": 0,
+    }
     first_pdt, after_filler = {}, {}
     state["last_key"] = None
 
     def on_publish(now, d, seg) -> None:
-        cur = parse_live(pl.render())
-        check_transition(state["prev"], cur)
-        assert cur.duration_s >= 3 - 1e-9 or seg.sequence < 6
-        state["prev"] = cur
+        # every playlist around a discontinuity (a program's start or end, filler's loop) and
+        # one pair of consecutive playlists in 8 elsewhere: parsing all 86,000 was 58 % of the
+        # test's time, and a media segment within a program changes nothing the others do not
         state["published"] += 1
+        around = d.discontinuity or state["near_disc"] > 0
+        state["near_disc"] = 7 if d.discontinuity else state["near_disc"] - 1
+        if around or state["published"] % 8 < 2:  # (the checks hold across a gap too)
+            cur = parse_live(pl.render())
+            check_transition(state["prev"], cur)
+            assert cur.duration_s >= 3 - 1e-9 or seg.sequence < 6
+            state["prev"] = cur
+            state["checked"] += 1
         files = len(pl.segments) + len(pl.retired)
         state["max_files"] = max(state["max_files"], files)
         if d.key != FILLER and d.key not in first_pdt:
@@ -484,7 +498,7 @@ def test_soak_24_hours_random_late_missing_corrupt() -> None:
     assert abs(aired_total - (86400 + 6)) < 3, "media time aired == clock time (no drift)"
     assert state["max_files"] <= 6 + 14, f"disk not bounded: {state['max_files']} files"
     assert state["max_lag"] < 1
-    assert state["published"] > 80_000
+    assert state["published"] > 80_000 and state["checked"] > 20_000
     assert kinds["missing"] and kinds["corrupt"] and kinds["late"] and kinds["stall"]
     assert len(first_pdt) >= kinds["ok"] * 0.8
     print(
