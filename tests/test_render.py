@@ -338,6 +338,26 @@ def test_composing_in_one_buffer_equals_the_full_state_and_tv_frames(tiny_segmen
         tv_before = tv_on
 
 
+def test_blending_above_the_screen_in_16_bits_is_the_exact_division():
+    """What lies above the TV screen (a bezel, a glare, a character in front) is blended over
+    every clip frame in 16 bits (:func:`scene._blend_plane`): the same bytes as the 32-bit
+    ``(plane * inv + pm + 127) // 255``, for every plane value, overlay value and alpha, the
+    chroma's 2x2 mean alphas included."""
+    from avatarrender.scene import _blend_plane
+
+    plane = np.arange(256, dtype=np.uint8)[:, None, None]  # what the clip shows
+    over = np.arange(0, 256, 3, dtype=np.float32)[None, :, None]  # the overlay's Y, U or V
+    for alphas in (np.arange(256) / 255.0, np.arange(1021) / 4 / 255.0):  # full-res, 2x2 means
+        a = alphas.astype(np.float32)[None, None, :]
+        inv = np.rint((1 - a) * 255)
+        pm = np.rint(over * a * 255)
+        want = (plane.astype(np.uint32) * inv.astype(np.uint32) + pm.astype(np.uint32) + 127) // 255
+        got = np.broadcast_to(plane, want.shape).copy()
+        inv16 = np.broadcast_to(inv.astype(np.uint16), want.shape)
+        _blend_plane(got, inv16, np.broadcast_to((pm + 127).astype(np.uint16), want.shape))
+        assert np.array_equal(got, want.astype(np.uint8))
+
+
 def test_scene_memory_does_not_grow_with_the_number_of_captions(tmp_path):
     """A long segment with a caption every half second: the Scene keeps a bounded number of drawn
     captions and patches, so a worker's memory stays flat; frames stay right (captions change)."""
