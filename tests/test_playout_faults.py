@@ -494,7 +494,7 @@ def _epoch(iso: str) -> float:
     return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def test_filler_render_leaves_no_workers_behind(tmp_path: Path) -> None:
+def test_filler_render_leaves_no_workers_behind(tmp_path: Path, monkeypatch) -> None:
     """The filler is rendered before the channel starts; its render's loky workers (idle for
     300 s, about 650 MB at 1080p, when it ran in the playout's process) end with it."""
     import psutil
@@ -512,8 +512,18 @@ def test_filler_render_leaves_no_workers_behind(tmp_path: Path) -> None:
     assert json.loads((filler / "manifest.json").read_text())["complete"]
     left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
     assert not left, [(p.pid, p.cmdline()[:3]) for p in left]
-    # rendered again: found, not rendered twice; a broken spec is one line, before any process
+    # asked again (a restart): found, with no process started; one of its files cut: rendered again
+    import avatarrender.render as render_module
+
+    started, real = [], render_module.RenderProcess
+    monkeypatch.setattr(render_module, "RenderProcess", lambda *a, **k: started.append(a) or real(*a, **k))
     assert prepare_filler(load_schedule(sched_path), out, renderer=ProcessRenderer()) == filler
+    assert not started
+    first = sorted(filler.glob("*.ts"))[0]
+    first.write_bytes(first.read_bytes()[:-188])
+    assert prepare_filler(load_schedule(sched_path), out, renderer=ProcessRenderer()) == filler
+    assert len(started) == 1 and not render_module._damaged(render_module.read_manifest(filler), filler)
+    # a broken spec is one line, before any process
     (yml.parent / "assets" / "room.png").unlink()
     with pytest.raises(SpecError, match="segment.yaml: scene.background: file not found"):
         prepare_filler(load_schedule(sched_path), tmp_path / "out2", renderer=ProcessRenderer())
