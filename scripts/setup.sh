@@ -61,7 +61,8 @@ log "installing avatarrender ($extras)"
 # worker) compiled about 40 of them from source, 0.1 s of CPU apiece, wherever the bytecode
 # cannot be written back (PYTHONDONTWRITEBYTECODE, a read-only checkout). cli/ is compiled
 # where avatarrender/_cli imports it from (the link: compileall does not follow it).
-"$venv/bin/python" -m compileall -q -j 0 avatarrender cli >/dev/null
+"$venv/bin/python" -m compileall -q -j 0 avatarrender cli >/dev/null \
+  || log "could not compile every module ahead (commands start a little slower)"
 "$venv/bin/python" -m avatarrender.doctor --pil
 
 log "ready: $venv/bin/avatarrender"
