@@ -262,7 +262,26 @@ def _padded(y: np.ndarray, sample_rate_hz: int, win: int) -> np.ndarray:
     body = pad[win : win + n]
     np.clip(body, -1.0, 1.0, out=body)
     np.nan_to_num(body, copy=False)
+    dc = _dc_offset(body, win)
+    if dc:
+        body -= dc
     return pad
+
+
+def _dc_offset(body: np.ndarray, win: int) -> np.float32:
+    """The recording's DC offset (a sound card's, a bad converter's): the median mean of its
+    quietest tenth of ``win``-sample stretches, where no sound moves it (0 for digital silence:
+    a synthesizer's pauses stay exact zeros, and its speech as it was). Left in, every window's
+    level sat on it: 0.1 of offset read the whole recording as one steady noise with nothing on
+    top, the mouth at rest throughout (tuning set)."""
+    k = len(body) // win
+    if k == 0:
+        return np.float32(body.mean(dtype=np.float64)) if len(body) else np.float32(0.0)
+    blocks = body[: k * win].reshape(k, win)
+    means = blocks.mean(axis=1, dtype=np.float64)
+    spread = blocks.std(axis=1, dtype=np.float64)
+    quiet = np.argsort(spread, kind="stable")[: max(1, k // 10)]
+    return np.float32(np.median(means[quiet]))
 
 
 def _block_features(
