@@ -550,7 +550,9 @@ def _fine_posteriors(y, sample_rate_hz: int, a, model) -> tuple[np.ndarray, np.n
     """Phone-class log-probabilities [shape=(3 * n_grid, 11)] and activity on the 90 fps grid,
     and the cepstra of the 30 fps grid's frames [shape=(n_grid, 13)]."""
     n_grid = len(a.grid_active)
-    f = lipsync.frame_features(lipsync._mono(y), sample_rate_hz, fps=_FINE_FPS, n_frames=_STRIDE * n_grid)
+    f = lipsync.frame_features(
+        lipsync._mono(y), sample_rate_hz, fps=_FINE_FPS, n_frames=_STRIDE * n_grid, warp=a.warp
+    )
     lp = lipsync.class_logp(f, model, stride=_STRIDE)
     return lp, np.repeat(a.grid_active, _STRIDE), f["mfcc"][1::_STRIDE][:n_grid]
 

@@ -196,6 +196,7 @@ def frame_features(
     n_frames: int | None = None,
     warp: float = 1.0,
     voicing: bool = False,
+    warps: tuple[float, ...] = (),
 ) -> dict[str, np.ndarray]:
     """Per-frame features, each ``np.ndarray [shape=(n_frames,)]``.
 
@@ -208,8 +209,10 @@ def frame_features(
     edges are divided by it, so the cepstra read the formants near the top of the band (F2, F3)
     as ``warp`` times higher and those below 1 kHz (F1) about half as far moved (the bands are
     spaced evenly in mel between the moved edges), another vocal tract. Pitch, level, timing and
-    the other features stay. 1 at render time, and in the shipped recipe (measured, no gain:
-    ``evaluation.train.VTLP_RANGE``).
+    the other features stay. 1 in the shipped recipe (measured, no gain:
+    ``evaluation.train.VTLP_RANGE``); at render time the speaker's own (:func:`_speaker_warp`).
+    ``warps``: the cepstra through each of these warps too, ``mfcc_warped`` [shape=(n_frames,
+    len(warps), 13)], from the same spectra.
     """
     n = _frames(y, sample_rate_hz, fps, n_frames)
     sr = _ANALYSIS_RATE_HZ
@@ -219,12 +222,15 @@ def frame_features(
     centres = ((np.arange(n) + 0.5) * hop).astype(np.int64)
     pad = _padded(_mono(y), sample_rate_hz, win)
     mel = mel_filters(sr=sr, n_fft=win, n_mels=32, fmin=50 / warp, fmax=_TOP_HZ / warp)
+    extra = tuple(mel_filters(sr=sr, n_fft=win, n_mels=32, fmin=50 / w, fmax=_TOP_HZ / w) for w in warps)
     # Frames are independent: a block at a time keeps the windows and spectra (about 40 kB per
     # frame) from growing with the segment's length.
     blocks = [
-        _block_features(pad, centres[a : a + _BLOCK_FRAMES], sr=sr, win=win, mel=mel, voicing=voicing)
+        _block_features(
+            pad, centres[a : a + _BLOCK_FRAMES], sr=sr, win=win, mel=mel, voicing=voicing, extra=extra
+        )
         for a in range(0, n, _BLOCK_FRAMES)
-    ] or [_block_features(pad, centres, sr=sr, win=win, mel=mel, voicing=voicing)]
+    ] or [_block_features(pad, centres, sr=sr, win=win, mel=mel, voicing=voicing, extra=extra)]
     return {k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]}
 
 
@@ -285,7 +291,14 @@ def _dc_offset(body: np.ndarray, win: int) -> np.float32:
 
 
 def _block_features(
-    pad: np.ndarray, centres: np.ndarray, *, sr: int, win: int, mel: np.ndarray, voicing: bool = False
+    pad: np.ndarray,
+    centres: np.ndarray,
+    *,
+    sr: int,
+    win: int,
+    mel: np.ndarray,
+    voicing: bool = False,
+    extra: tuple[np.ndarray, ...] = (),
 ) -> dict[str, np.ndarray]:
     idx = centres[:, None] + np.arange(-win // 2, win // 2)[None, :] + win
     idx = np.clip(idx, 0, len(pad) - 1)
@@ -317,6 +330,9 @@ def _block_features(
     }
     if voicing:
         out["voicing"] = _voicing(frames, sr)
+    if extra:
+        dct = _dct_ortho(logmel.shape[1], 13).T
+        out["mfcc_warped"] = np.stack([np.log(spec @ m.T + 1e-10) @ dct for m in extra], axis=1)
     return out
 
 
@@ -840,6 +856,7 @@ class AudioAnalysis:
     grid_class_logp: np.ndarray | None  # [shape=(n_grid, 11)] phone-class log-probabilities
     grid_active: np.ndarray | None  # [shape=(n_grid,)]
     grid_of_frame: np.ndarray  # nearest grid frame of each track frame
+    warp: float = 1.0  # the speaker's vocal tract warp the classifier read the speech through
 
 
 def analyse_audio(
@@ -856,11 +873,12 @@ def analyse_audio(
     if y.size == 0:
         return quiet
     # the classifier was trained on 30 fps frames: analyse on that grid, then resample in time
-    f = frame_features(y, sample_rate_hz, fps=_GRID_FPS, n_frames=n_grid, voicing=True)
+    f = frame_features(y, sample_rate_hz, fps=_GRID_FPS, n_frames=n_grid, voicing=True, warps=_WARPS)
     grid_active = _voiced_runs(_activity(f["rms_db"]), f["voicing"])
     if not grid_active.any():
         quiet.level_db = f["rms_db"][nearest]
         return quiet
+    warp, f = _speaker_warp(f, grid_active, model)
     grid_class, grid_open = _network(f, model)
     grid_logp = _shape_logp(grid_class)
     lo = np.floor(pos).astype(np.int64)
@@ -901,7 +919,28 @@ def analyse_audio(
         for s_, e in too_long:
             logp[s_ + keep : e, _IDX["A"]] = -50.0
         path = _viterbi(logp, switch_cost=switch_cost)
-    return AudioAnalysis(fps, n, path.astype(np.int8), active, level, grid_class, grid_active, nearest)
+    return AudioAnalysis(fps, n, path.astype(np.int8), active, level, grid_class, grid_active, nearest, warp)
+
+
+def _speaker_warp(f: dict[str, np.ndarray], active: np.ndarray, model=None) -> tuple[float, dict]:
+    """The vocal tract warp (:data:`_WARPS`, or 1) through which the classifier is surest of the
+    speech (``active`` frames: the mean log-probability of its best class), and ``f`` with the
+    cepstra read through it. A child's voice, or one pitch-shifted with its formants, lies
+    outside the voices the classifier learnt; read through the warp that brings its formants
+    back among them, it is classified as they are (see :data:`_WARP_GAIN`)."""
+    plain = {k: v for k, v in f.items() if k != "mfcc_warped"}
+    if "mfcc_warped" not in f or not len(_WARPS) or active.sum() < _WARP_MIN_FRAMES:
+        return 1.0, plain
+    best, best_k = float(_network(plain, model)[0][active].max(axis=1).mean()), -1
+    sure_plain = best
+    for k in range(len(_WARPS)):
+        g = dict(plain, mfcc=f["mfcc_warped"][:, k])
+        sure = float(_network(g, model)[0][active].max(axis=1).mean())
+        if sure > best:
+            best, best_k = sure, k
+    if best_k < 0 or best - sure_plain < _WARP_GAIN:
+        return 1.0, plain
+    return _WARPS[best_k], dict(plain, mfcc=f["mfcc_warped"][:, best_k])
 
 
 _SWITCH_COST = 1.0
@@ -929,6 +968,12 @@ _SILENT_DBFS = -80.0
 # under white noise 10 dB down, 0.67 at 5 dB; white noise, clicks, claps and breaths 0.3 at
 # most, thumps and hums 0, noise low-passed under 80-250 Hz 0.05-0.68: a rumble may pass)
 _VOICED = 0.6
+# vocal tract warps tried on each recording (1, the plain cepstra, besides), about +-5 semitones
+# of formant shift, and how much surer (mean log-probability of the best class a frame) the
+# classifier must be through one to take it
+_WARPS = (0.75, 0.8, 0.86, 0.93, 1.07, 1.15, 1.24, 1.33)
+_WARP_GAIN = 0.03
+_WARP_MIN_FRAMES = 45  # 1.5 s of speech at least: a word or two says little of the speaker
 _HOLD_PAUSE_S = 0.15
 _RELAX_PAUSE_S = 0.22
 _CLOSURE_BIAS = 2.5
