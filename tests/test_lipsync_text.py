@@ -700,6 +700,9 @@ def test_syllabic_l_is_an_l_in_truth_text_and_training_labels():
     assert shape_of("@L") == "H" and CLASS_SHAPE[class_of("@L")] == "H"
     (apple,) = phonemize("apple")
     assert CLASS_SHAPE[apple.classes[-1]] == "H"
+    # a pause rests in every alphabet ("_", as Utterance says; ARPAbet's table took it for B)
+    assert [shape_of(p, a) for a in ("espeak", "arpabet", "ipa") for p in ("_", "")] == ["X"] * 6
+    assert shape_of("pau", "arpabet") == shape_of("sil", "arpabet") == "X"
 
 
 def test_the_warp_recovers_a_known_stretch_within_its_band():

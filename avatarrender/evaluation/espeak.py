@@ -90,13 +90,14 @@ def class_of(phoneme: str, alphabet: str = "espeak") -> int:
 
 
 def shape_of(phoneme: str, alphabet: str = "espeak") -> str:
-    """The mouth shape of an espeak phoneme: pauses rest (X), unlisted consonants are B."""
+    """The mouth shape of a phoneme: pauses rest (X: ``_`` in any alphabet, as ``Utterance``
+    says, and ARPAbet's ``pau``/``sil``), an unlisted espeak consonant is B."""
+    if not phoneme or phoneme.startswith("_"):
+        return "X"  # (ARPAbet's table took "_" for a consonant: B, a mouth open over a pause)
     if alphabet in ("arpabet", "ipa"):
         from ..phonemes import CLASS_SHAPE
 
         return CLASS_SHAPE[class_of(phoneme, alphabet)]
-    if not phoneme or phoneme.startswith("_"):
-        return "X"
     base = phoneme.rstrip("#;:/!")
     return PHONEME_SHAPE.get(phoneme, PHONEME_SHAPE.get(base, "B"))
 
