@@ -309,7 +309,9 @@ def test_a_voice_with_its_formants_moved_is_read_through_its_own_warp(utterances
         got = []
         for utt, _, _ in utterances:
             sr = int(round(utt.sample_rate_hz * speed))
-            moved = type(utt)(utt.samples, sr, tuple(type(p)(p.name, p.start_s / speed) for p in utt.phonemes))
+            moved = type(utt)(
+                utt.samples, sr, tuple(type(p)(p.name, p.start_s / speed) for p in utt.phonemes)
+            )
             truth, closures = truth_track(moved, fps=FPS)
             a = lipsync.analyse_audio(moved.samples, sr, fps=FPS, n_frames=len(truth))
             assert (getattr(a, "warp", 1.0) - 1.0) * (speed - 1.0) < 0  # read back towards the plain voice
