@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -23,7 +24,9 @@ __all__ = [
     "install",
     "record",
     "received",
+    "check",
     "deferred",
+    "committing",
     "children_shielded",
     "end_children",
     "end_pool",
@@ -81,6 +84,23 @@ def install(*, workers: bool = True) -> None:
     warnings.filterwarnings("ignore", message=r"resource_tracker: process died unexpectedly")
     for sig in SIGNALS:
         signal.signal(sig, _handler)
+    if not getattr(sys.unraisablehook, "_avatarrender", False):
+        sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
+
+
+def _quiet_unraisable(previous):
+    """``sys.unraisablehook`` that says nothing of a stop signal's exception raised where it
+    cannot propagate (a ``__del__``, a ctypes callback: llvmlite's, while librosa's numba
+    compiled for ``lipsync --plot``, printed "Exception ignored" and a traceback over our one
+    line). The stop is recorded all the same (:func:`received`); anything else is said as before."""
+
+    def hook(unraisable) -> None:  # noqa: ANN001
+        if isinstance(unraisable.exc_value, Interrupted):
+            return
+        previous(unraisable)
+
+    hook._avatarrender = True
+    return hook
 
 
 def set_soon(event: threading.Event) -> None:
@@ -129,6 +149,26 @@ def deferred(*, finishing: bool = False) -> Iterator[None]:
             raise Interrupted(_received or signal.SIGINT)
 
 
+def check() -> None:
+    """Raise the stop signal received so far, if any: one whose exception a library's C code
+    swallowed (a ctypes callback, a ``__del__``: "Exception ignored") let the work go on."""
+    stop = received()
+    if stop is not None:
+        raise stop
+
+
+@contextlib.contextmanager
+def committing() -> Iterator[None]:
+    """The block puts the command's result in place (writes its file, renames its folder). A
+    stop received before it is raised first, nothing written: one whose exception a library's C
+    code swallowed (a ctypes callback, a ``__del__``: "Exception ignored", the work went on) came
+    with exit 143 and the whole output written (``lipsync --plot``, ``preview``). A stop during
+    the block is held back and dropped (:func:`deferred` with ``finishing``): the result is whole."""
+    with deferred(finishing=True):
+        check()
+        yield
+
+
 def finish() -> None:
     """The command's result is in place: a stop signal from now on is ignored, and one held
     back is dropped (the command exits 0 as it would have a moment earlier). A render stopped
@@ -173,8 +213,6 @@ def _start_resource_trackers() -> None:
     if all(getattr(getattr(m, "_resource_tracker", None), "_pid", None) for m in modules):
         return  # running
     with _lock:
-        import sys
-
         sys.stderr.flush()
         saved = os.dup(2)
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -288,8 +326,6 @@ def end_with_parent(poll_s: float = 0.25, parent: int | None = None) -> None:
 def end_pool() -> None:
     """Shut joblib's worker pool down, if this process started one, and wait for its workers
     to end (before an ``os._exit`` after success: they end as on a normal exit)."""
-    import sys
-
     pool = sys.modules.get("joblib.externals.loky.reusable_executor")
     executor = getattr(pool, "_executor", None)
     if executor is not None:

@@ -74,11 +74,18 @@ def _mel_db(y, sample_rate_hz: int, n_mels: int):
 
 
 def plot_track(
-    y, sample_rate_hz: int, track, *, fps: Fraction, features: dict, path: Path, image_format: str = "PNG"
-) -> None:
+    y,
+    sample_rate_hz: int,
+    track,
+    *,
+    fps: Fraction,
+    features: dict,
+    path: Path | None,
+    image_format: str = "PNG",
+) -> bytes:
     """Waveform, mel spectrogram, level, brightness and the mouth track over time, as an image
     (``image_format``, PIL's name) of :data:`PLOT_SIZE_PX` with a scale on every lane, a time
-    axis in seconds and a key to the shapes."""
+    axis in seconds and a key to the shapes: its bytes, also written to ``path`` if given."""
     import numpy as np
     from PIL import Image, ImageDraw, ImageFont
 
@@ -169,7 +176,9 @@ def plot_track(
         x += w
     buf = io.BytesIO()
     img.convert("RGB").save(buf, format=image_format)
-    atomic_write(path, buf.getvalue())
+    if path is not None:
+        atomic_write(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def lipsync_cmd(
@@ -295,21 +304,26 @@ def lipsync_cmd(
         meta["dialogFile"] = str(dialog.resolve())
     buf = io.StringIO()
     lipsync.write_track(track, buf, fps=rate, fmt=fmt, metadata=meta)
-    # a stop signal whose exception a library's C code swallowed (it was said as "ignored" and
-    # the work went on) still stops the command before it writes: exit 143 came with the whole
-    # file written
-    stop = interrupt.received()
-    if stop is not None:
-        raise stop
+    image = None
+    if plot:  # made before either file is written: a stop while it is drawn writes neither
+        feats = lipsync.frame_features(y, sr, fps=rate, n_frames=len(track))
+        image = plot_track(
+            y, sr, track, fps=rate, features=feats, path=None, image_format=plot_format or "PNG"
+        )
+    # a stop signal whose exception a library's C code swallowed (llvmlite's callbacks while
+    # librosa's numba compiles: "Exception ignored", the work went on) still stops the command
+    # before it writes: exit 143 came with the whole file written
+    if not output:  # (a pipe whose reader may stall it: not where a stop is held back)
+        interrupt.check()
+        sys.stdout.write(buf.getvalue())
+    with interrupt.committing():
+        if output:
+            atomic_write(output, buf.getvalue())
+        if image is not None:
+            atomic_write(plot, image)
     if output:
-        atomic_write(output, buf.getvalue())
         cues = sum(1 for i in range(len(track)) if i == 0 or track[i] != track[i - 1])
         print(f"{output}: {cues} mouth cues, {len(track) / float(rate):.2f} s at {rate} fps")
-    else:
-        sys.stdout.write(buf.getvalue())
-    if plot:
-        feats = lipsync.frame_features(y, sr, fps=rate, n_frames=len(track))
-        plot_track(y, sr, track, fps=rate, features=feats, path=plot, image_format=plot_format or "PNG")
 
 
 def _warn(text: str) -> None:

@@ -1315,3 +1315,27 @@ def test_a_stop_signal_once_the_output_is_in_place_is_dropped():
         [sys.executable, "-c", script.format(finishing=False)], capture_output=True, text=True
     )
     assert held.returncode != 0 and "Interrupted" in held.stderr and "done" not in held.stdout
+
+
+def test_a_stop_signal_swallowed_where_it_cannot_propagate_is_not_said():
+    """A stop whose exception was raised in a ctypes callback (llvmlite's, while librosa's numba
+    compiled for ``lipsync --plot``) or a ``__del__`` is swallowed there and said as "Exception
+    ignored" with a traceback over the command's one line. It is recorded all the same (the
+    command checks it before it writes); other such exceptions are still said."""
+    script = (
+        "import os, signal, time\n"
+        "from avatarrender import interrupt\n"
+        "interrupt.install(workers=False)\n"
+        "class Stopped:\n"
+        "    def __del__(self):\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(5)\n"
+        "class Broken:\n"
+        "    def __del__(self):\n"
+        "        raise ValueError('said')\n"
+        "Stopped(); Broken()\n"
+        "print(interrupt.received().name)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert res.stdout == "SIGTERM\n", res.stderr
+    assert "Interrupted" not in res.stderr and "ValueError: said" in res.stderr, res.stderr
