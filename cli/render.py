@@ -258,7 +258,8 @@ def preview_cmd(
         )
     buf = io.BytesIO()
     Image.fromarray(preview_frame(spec, at)).convert("RGB").save(buf, format=kind)
-    atomic_write(output, buf.getvalue())
+    with interrupt.committing():  # a stop a library swallowed meanwhile still writes nothing
+        atomic_write(output, buf.getvalue())
     print(f"{output}: frame at {at:.3f} s ({spec.output.width}x{spec.output.height})")
 
 
