@@ -15,6 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from . import interrupt
 from .errors import SpecError
 
 __all__ = ["new_channel", "draw_assets", "segment_yaml", "NAME_PATTERN"]
@@ -247,7 +248,8 @@ def new_channel(folder: str | Path, *, duration_s: float = 20.0) -> Path:
         )
         (partial / "README.txt").write_text(_README.format(name=name), encoding="utf-8")
         (partial / "spool").mkdir()
-        partial.rename(folder)  # atomic: the folder appears complete or not at all
+        with interrupt.committing():  # (a stop a library swallowed meanwhile: not created)
+            partial.rename(folder)  # atomic: the folder appears complete or not at all
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

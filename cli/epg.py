@@ -26,6 +26,7 @@ def epg_cmd(
     ),
 ) -> None:
     """Write the programme guide of a schedule as XMLTV: titles, descriptions, filler gaps."""
+    from avatarrender import interrupt
     from avatarrender.rendition import atomic_write
     from avatarrender.playout.epg import schedule_guide
     from avatarrender.playout.playlist import parse_pdt
@@ -40,7 +41,8 @@ def epg_cmd(
     if str(output) == "-":
         print(text, end="")
     else:
-        atomic_write(output, text.encode("utf-8"))
+        with interrupt.committing():  # (a stop a library swallowed meanwhile: nothing written)
+            atomic_write(output, text.encode("utf-8"))
         print(f"{output}: {text.count('<programme ')} programmes")
 
 

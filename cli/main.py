@@ -113,6 +113,11 @@ def main() -> None:
     last.setLevel(logging.WARNING)
     last.setFormatter(_LowerLevelFormatter("avatarrender: %(levelname)s: %(message)s"))
     logging.lastResort = last
+    # every command stops on SIGINT, SIGTERM and SIGHUP as a render does (one line, 128 + n,
+    # its children ended, its own clean-up run): `new` and `doctor` were killed outright by
+    # SIGTERM and SIGHUP, no line, a half-made `.NAME.partial` or probe folder left behind.
+    # (render, playout and serve then route the signals their own way.)
+    interrupt.install(workers=False)
     try:
         rv = app(standalone_mode=False)
     except BaseException as exc:  # noqa: BLE001 - every way out is decided here

@@ -32,6 +32,7 @@ def metrics_cmd(
     The playout serves its own on /metrics; the render service has no HTTP server, so run this
     from a timer into node_exporter's textfile collector.
     """
+    from avatarrender import interrupt
     from avatarrender.rendition import atomic_write
     from avatarrender.playout.metrics import service_metrics_text
     from avatarrender.service import STATUS_NAME
@@ -52,7 +53,8 @@ def metrics_cmd(
     if output is None or str(output) == "-":  # -: stdout, as epg -o - (it wrote a file named -)
         print(text, end="")
     else:
-        atomic_write(output, text.encode())
+        with interrupt.committing():  # (a stop a library swallowed meanwhile: nothing written)
+            atomic_write(output, text.encode())
 
 
 def register(app: typer.Typer) -> None:

@@ -31,6 +31,7 @@ def schema_cmd(
     Point an editor at them with a first line such as
     ``# yaml-language-server: $schema=segment.schema.json``.
     """
+    from avatarrender import interrupt
     from avatarrender.schema import schedule_schema, segment_schema, write_schemas
 
     if kind is not None:
@@ -41,7 +42,9 @@ def schema_cmd(
             raise SpecError(None, "--print", "give either --print or -o/--out, not both")
         print(json.dumps(makers[kind](), indent=2))
         return
-    for path in write_schemas(out or Path(".")):
+    with interrupt.committing():  # (a stop a library swallowed meanwhile: nothing written)
+        written = write_schemas(out or Path("."))
+    for path in written:
         print(path)
 
 

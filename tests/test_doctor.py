@@ -234,3 +234,33 @@ def test_the_command_finds_stock_pillow(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "verdict   broken" in proc.stdout
     assert "stock pillow 11.0.0" in proc.stdout and "fix: pip uninstall -y pillow" in proc.stdout
+
+
+def test_a_stop_signal_during_the_probe_leaves_nothing(tmp_path: Path) -> None:
+    # doctor had no handler: SIGTERM or SIGHUP killed it outright, no line, and its probe's
+    # folder (avatarrender-doctor-*, a render and its scene) stayed in /tmp (4 of 4 tries)
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from procs import stop_command
+
+    tmp, log = tmp_path / "tmp", tmp_path / "doctor.log"
+    tmp.mkdir()
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from cli.main import main; main()", "doctor", "--probe-s", "2"]
+            + ["--steal-s", "0", "--jobs", "2", "--output", str(tmp_path)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, "TMPDIR": str(tmp)},
+        )
+    deadline = time.monotonic() + 60  # once the probe's scene is being drawn
+    while not list(tmp.glob("avatarrender-doctor-*/assets")) and proc.poll() is None:
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
+    stop_command(proc, log, sig=signal.SIGHUP)
+    assert log.read_text() == "avatarrender: stopped by SIGHUP\n"
+    assert list(tmp.iterdir()) == []

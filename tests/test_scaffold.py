@@ -129,3 +129,20 @@ def test_new_refuses_a_bad_name(tmp_path: Path) -> None:
     proc = run_cli("new", str(tmp_path / "my channel!"))
     assert proc.returncode == 2 and "NAME" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stop_signal_leaves_no_half_made_channel(tmp_path: Path):
+    # `new` had no handler: SIGTERM (or SIGHUP) killed it outright, no line, and its half-drawn
+    # `.NAME.partial` stayed (4 of 4 tries, 1-6 s into its 7 s)
+    import signal
+
+    from procs import start_command, stop_command
+
+    log = tmp_path / "new.log"
+    proc = start_command("new", str(tmp_path / "chan"), log_path=log)
+    assets, deadline = tmp_path / ".chan.partial" / "assets", time.monotonic() + 30
+    while not assets.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop_command(proc, log, sig=signal.SIGTERM)
+    assert log.read_text() == "avatarrender: stopped by SIGTERM\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.log"]
