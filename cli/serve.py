@@ -73,6 +73,12 @@ def serve_cmd(
     from avatarrender.logs import log_to_stderr
 
     log_to_stderr(logging.DEBUG if verbose else logging.INFO)  # UTC, with its Z
+    # loky's and multiprocessing's resource trackers started now, quiet and deaf to SIGHUP, as a
+    # render's are: started by the workers' pool, a SIGHUP to the group killed them, joblib
+    # started new ones that were then told to forget what they never knew (a KeyError traceback
+    # each, 10 of 10 tries), and after a kill -9 they said "leaked folder objects" as they
+    # cleaned up after it, into the log of the service that followed
+    interrupt.install(workers=True)
     service = RenderService(
         inbox,
         spool,

@@ -512,3 +512,38 @@ def test_a_second_service_on_one_inbox_is_refused_naming_the_first(tmp_path):
     svc = RenderService(inbox, spool)
     hold = svc._hold_inbox()  # free again (the file stays: the next service locks it)
     hold.release()
+
+
+def test_the_log_is_clean_after_a_sighup_to_the_group_and_after_a_kill(tmp_path):
+    """A SIGHUP to the service's group (a closed session, systemd) killed loky's and
+    multiprocessing's resource trackers, started by the workers' pool: joblib started new
+    ones, told to forget what they never knew, a KeyError traceback each into the log (10 of
+    10 tries). After a kill -9 the trackers said "leaked folder objects" as they cleaned up,
+    into the log of the service that followed (3 of 3)."""
+    inbox, spool = tmp_path / "inbox", tmp_path / "spool"
+    inbox.mkdir()
+
+    def started() -> tuple[subprocess.Popen, Path]:
+        proc = _serve(inbox, spool)
+        log = max(tmp_path.glob("serve-*.log"), key=lambda p: p.stat().st_mtime_ns)
+        _wait_for(lambda: "watching" in log.read_text(), what="the service's start")
+        return proc, log
+
+    proc, log = started()
+    tree = _descendants(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 5  # the trackers clean up after it, then end
+    while _alive(tree) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _alive(tree) == [], "processes left behind"
+    proc, log = started()
+    tree = _descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGHUP)
+    assert proc.wait(timeout=30) == 129
+    deadline = time.monotonic() + 5  # what the trackers would say comes as they end
+    while _alive(tree) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _alive(tree) == [], "processes left behind"
+    text = "".join(p.read_text() for p in tmp_path.glob("serve-*.log"))
+    assert "Traceback" not in text and "leaked" not in text and "Warning" not in text, text
