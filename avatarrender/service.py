@@ -169,9 +169,27 @@ def unwatched(inbox: str | Path) -> str | None:
     except (OSError, ValueError):
         return f"no render service has run on {inbox}: the submission waits there until `avatarrender serve --inbox {inbox}` starts"
     pid, host = status.get("pid"), status.get("host")
-    if isinstance(pid, int) and host == _HOST and not Path(f"/proc/{pid}").exists():
+    if not _serving(inbox, pid, host):
         return f"the render service of {inbox} (pid {pid}) is not running: the submission waits there until it starts again"
     return None
+
+
+def _serving(inbox: Path, pid: Any, host: Any) -> bool:
+    """Whether a service holds ``inbox``'s lock (the status file outlives a killed one). The
+    lock, not the status's pid: a pid names another process once reused (a service that was a
+    container's pid 1, killed: /proc/1 is the reader's own init), and a reader under another
+    host name (a sidecar container sharing the inbox) could not tell at all; both took a dead
+    service for a live one (``metrics``: up 1, its last render still rendering)."""
+    from .rendition import lock_holder
+
+    lock = inbox / ".lock"
+    try:
+        os.close(os.open(lock, os.O_RDONLY | os.O_CLOEXEC))
+    except FileNotFoundError:
+        return False  # a running service holds it from its start, before any status
+    except OSError:  # not this user's to open (a unit's UMask): the pid, on this host only
+        return not (isinstance(pid, int) and host == _HOST and not Path(f"/proc/{pid}").exists())
+    return lock_holder(lock) is not None
 
 
 FULL_RETRY_S = 10.0  # a submission stopped by a full disk is tried again this often

@@ -315,8 +315,21 @@ def test_a_submission_to_an_inbox_no_service_watches_is_a_warning(tmp_path):
     dead.wait()
     (inbox / STATUS_NAME).write_text(json.dumps({"pid": dead.pid, "host": _HOST}))
     assert "is not running" in unwatched(inbox)
+    # a status whose pid another process has taken since (a service that was a container's pid
+    # 1, killed: /proc/1 is then the reader's own init), or written under another host name (a
+    # sidecar container sharing the inbox): both were taken for a live service
     (inbox / STATUS_NAME).write_text(json.dumps({"pid": os.getpid(), "host": _HOST}))
-    assert unwatched(inbox) is None
+    assert "is not running" in unwatched(inbox)
+    (inbox / STATUS_NAME).write_text(json.dumps({"pid": dead.pid, "host": "sidecar"}))
+    assert "is not running" in unwatched(inbox)
+    from avatarrender.rendition import FolderLock
+
+    hold = FolderLock(inbox / ".lock", keep=True)  # what a running service holds
+    try:
+        assert unwatched(inbox) is None
+    finally:
+        hold.release()
+    assert "is not running" in unwatched(inbox)
 
 
 def _one_submission(tmp_path):
