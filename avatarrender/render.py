@@ -92,6 +92,10 @@ class ChunkTask:
 
 
 STOP_MARK = ".stop"  # in OUT.partial/.work: chunks not yet begun are skipped (StopRender)
+# in OUT.partial/.work: a stop signal, the render's process ending. Chunks on workers it cannot
+# end (Dask's, not its children) end too: those in flight within ABORT_CHECK_FRAMES frames
+ABORT_MARK = ".abort"
+ABORT_CHECK_FRAMES = 10
 
 
 def render_chunk(task: ChunkTask) -> dict[str, Any]:
@@ -114,7 +118,8 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         )
         err.exit_code = 1
         raise err
-    if (root / STOP_MARK).exists():  # the render was stopped (StopRender): not begun, skipped
+    abort = root / ABORT_MARK
+    if (root / STOP_MARK).exists() or abort.exists():  # the render was stopped: not begun, skipped
         return {"stopped": True}
     tmp = root / f"{task.key}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -149,7 +154,9 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         with ChunkEncoder(
             spec.output, segments, audio=AudioSource(Path(task.audio_path)), threads=task.threads
         ) as enc:
-            for data, same in compose_frames(spec, task.timeline, scene):
+            for n, (data, same) in enumerate(compose_frames(spec, task.timeline, scene)):
+                if n % ABORT_CHECK_FRAMES == 0 and abort.exists():
+                    raise StopRender("the render was stopped by a signal")
                 enc.write(data, same_as_previous=same)
             enc.finish()
         skipped = enc.skipped_count
@@ -634,7 +641,8 @@ def render(
         clear_failed(partial)  # a render that failed before is tried again
         work = partial / ".work"
         work.mkdir(parents=True, exist_ok=True)
-        (work / STOP_MARK).unlink(missing_ok=True)  # a render stopped before: this one goes on
+        for mark in (STOP_MARK, ABORT_MARK):  # a render stopped before: this one goes on
+            (work / mark).unlink(missing_ok=True)
         for leftover in [*work.glob("*.tmp*"), *work.glob("*.part"), *work.glob("*.failed")]:
             # from a killed run; the lock says none is live
             shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
@@ -828,8 +836,31 @@ def render(
         if "No space left on device" in exc.stderr:
             raise _disk_full(partial, partial) from None
         raise
+    except KeyboardInterrupt:  # a stop signal: (before the lock is let go, a new render waits)
+        _abort_chunks_elsewhere(partial / ".work")
+        raise
     finally:
         lock.release()  # and removes the lock file (safe: see FolderLock)
+
+
+def _abort_chunks_elsewhere(work: Path, wait_s: float = 3.0) -> None:
+    """Stop the chunks in flight on workers this process cannot end (Dask's: not its children,
+    which :func:`interrupt.end_children` ends): `render --backend dask` stopped by SIGTERM
+    exited 143 while two chunks went on, and renamed themselves into ``OUT.partial/.work`` a
+    second after. They are told by :data:`ABORT_MARK` and looked for until ``wait_s``: a chunk
+    writing leaves a ``KEY.tmpPID`` folder, which it removes as it ends."""
+    from joblib.parallel import get_active_backend
+
+    backend, _ = get_active_backend()
+    if type(backend).__name__ == "LokyBackend" or not work.is_dir():
+        return
+    try:
+        (work / ABORT_MARK).touch()
+    except OSError:
+        return
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and any(p.is_dir() for p in work.glob("*.tmp*")):
+        time.sleep(0.05)
 
 
 def _inputs_outside(spec: Spec, out_dir: Path) -> None:

@@ -408,6 +408,45 @@ def test_dask_cluster_without_workers_is_one_line_and_writes_nothing(long_segmen
     assert not out.exists() and not partial_path(out).exists()
 
 
+def test_a_dask_render_stopped_leaves_no_chunk_writing_after_it(tmp_path):
+    """SIGTERM to `render --backend dask` exited 143 while the chunks in flight on the cluster's
+    workers (not the command's children: nothing ended them) went on, and renamed themselves
+    into OUT.partial/.work a second after the exit (2 of 2 in flight, 1 of 1 tries)."""
+    import distributed
+
+    yml = make_tiny_segment(
+        tmp_path / "seg",
+        speech_s=6.0,
+        width=1280,
+        height=720,
+        extra={"output": {"preset": "720p30", "width": 1280, "height": 720, "x264_preset": "medium"}},
+    )
+    out = tmp_path / "out"
+    work = partial_path(out) / ".work"
+
+    def writing() -> list[str]:
+        return sorted(p.name for p in work.glob("*.tmp*") if p.is_dir()) if work.is_dir() else []
+
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        args = ["render", str(yml), "-o", str(out), "--backend", "dask", "-q"]
+        proc = subprocess.Popen(
+            _cli(*args, "--scheduler", cluster.scheduler_address), stderr=subprocess.PIPE, text=True
+        )
+        try:
+            _wait_for(writing, timeout_s=120, what="a chunk at work")
+            time.sleep(0.3)  # into its frames
+        finally:
+            proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 143 and err.splitlines()[-1].startswith("avatarrender: stopped by SIGTERM")
+        left = sorted(p.name for p in work.iterdir())
+        assert writing() == [], left
+        time.sleep(2)  # a chunk that went on would have published itself meanwhile
+        assert sorted(p.name for p in work.iterdir()) == left
+
+
 @pytest.mark.parametrize("chunk_segments", [1, 2, 4, 7])
 def test_plan_covers_every_frame_once(long_segment, chunk_segments):
     spec = load_spec(long_segment)
