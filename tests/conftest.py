@@ -188,6 +188,18 @@ def make_tiny_segment(
     return path
 
 
+def make_slow_segment(folder: Path, *, speech_s: float) -> Path:
+    """A tiny segment at 720p with x264 medium: it takes seconds to render, so a test can stop
+    it midway (a signal, a withdrawn submission)."""
+    return make_tiny_segment(
+        folder,
+        speech_s=speech_s,
+        width=1280,
+        height=720,
+        extra={"output": {"preset": "720p30", "width": 1280, "height": 720, "x264_preset": "medium"}},
+    )
+
+
 @pytest.fixture
 def tiny_segment(tmp_path: Path) -> Path:
     return make_tiny_segment(tmp_path / "seg")

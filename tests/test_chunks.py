@@ -20,7 +20,7 @@ from avatarrender.render import render
 from avatarrender.rendition import partial_path
 from avatarrender.spec import load_spec
 
-from conftest import make_tiny_segment
+from conftest import make_slow_segment, make_tiny_segment
 from media_check import frame_hashes, parse_playlist, sha256, stream_facts, x264_clip
 
 
@@ -34,13 +34,7 @@ def long_segment(tmp_path_factory) -> Path:
 def slow_segment(tmp_path_factory) -> tuple[Path, list[str]]:
     """A segment that takes a few seconds (720p, x264 medium), so it can be interrupted;
     with the frame hashes of a plain one-process render."""
-    yml = make_tiny_segment(
-        tmp_path_factory.mktemp("slow") / "seg",
-        speech_s=10.0,
-        width=1280,
-        height=720,
-        extra={"output": {"preset": "720p30", "width": 1280, "height": 720, "x264_preset": "medium"}},
-    )
+    yml = make_slow_segment(tmp_path_factory.mktemp("slow") / "seg", speech_s=10.0)
     out = tmp_path_factory.mktemp("slowref") / "out"
     render(load_spec(yml), out, jobs=2, chunk_segments=2)
     return yml, frame_hashes(out / "index.m3u8")
@@ -414,13 +408,7 @@ def test_a_dask_render_stopped_leaves_no_chunk_writing_after_it(tmp_path):
     into OUT.partial/.work a second after the exit (2 of 2 in flight, 1 of 1 tries)."""
     import distributed
 
-    yml = make_tiny_segment(
-        tmp_path / "seg",
-        speech_s=6.0,
-        width=1280,
-        height=720,
-        extra={"output": {"preset": "720p30", "width": 1280, "height": 720, "x264_preset": "medium"}},
-    )
+    yml = make_slow_segment(tmp_path / "seg", speech_s=6.0)
     out = tmp_path / "out"
     work = partial_path(out) / ".work"
 

@@ -678,16 +678,10 @@ def slow_render(tmp_path_factory) -> tuple[Path, list[str]]:
     """A render that takes seconds (720p, x264 medium, 10 s), with the frame hashes of a
     render that was not interrupted."""
     from avatarrender.render import render
-    from conftest import make_tiny_segment
+    from conftest import make_slow_segment
     from media_check import frame_hashes
 
-    yml = make_tiny_segment(
-        tmp_path_factory.mktemp("slow") / "seg",
-        speech_s=10.0,
-        width=1280,
-        height=720,
-        extra={"output": {"preset": "720p30", "width": 1280, "height": 720, "x264_preset": "medium"}},
-    )
+    yml = make_slow_segment(tmp_path_factory.mktemp("slow") / "seg", speech_s=10.0)
     out = tmp_path_factory.mktemp("slowref") / "out"
     render(load_spec(yml), out, jobs=2, chunk_segments=1)
     return yml, frame_hashes(out / "index.m3u8")

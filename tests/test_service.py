@@ -16,7 +16,7 @@ import pytest
 from avatarrender.service import read_submission, submit
 from avatarrender.errors import SpecError
 
-from conftest import make_tiny_segment
+from conftest import make_slow_segment, make_tiny_segment
 from media_check import frame_hashes
 from test_chunks import _cli, _descendants, _published, _wait_for
 
@@ -183,13 +183,7 @@ def test_service_warms_a_scene_at_launch_out_of_the_playouts_sight(tmp_path):
 # test_robust's stop-signal tests of render; 20-30 s more of the suite each)
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143)])
 def test_service_stopped_mid_render_leaves_no_process_and_resumes(tmp_path, sig, code):
-    yml = make_tiny_segment(
-        tmp_path / "seg",
-        speech_s=8.0,
-        width=1280,
-        height=720,
-        extra={"output": {"preset": "720p30", "width": 1280, "height": 720, "x264_preset": "medium"}},
-    )
+    yml = make_slow_segment(tmp_path / "seg", speech_s=8.0)
     inbox, spool = tmp_path / "inbox", tmp_path / "spool"
     submit(yml, inbox, name="slow")
     proc = _serve(inbox, spool, "--chunk-segments", "1")
