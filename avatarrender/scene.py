@@ -15,6 +15,7 @@ import dataclasses
 from fractions import Fraction
 import json
 import os
+import threading
 import time
 from collections import OrderedDict
 from typing import Any
@@ -149,8 +150,9 @@ class _Blend:
 
 
 # Two uint16 scratch planes per shape for :func:`_blend_plane` (a 1280x720 screen under a
-# glare: fresh arrays each frame would fault 3.7 MB of new pages in); the last few shapes kept.
-_SCRATCH: OrderedDict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+# glare: fresh arrays each frame would fault 3.7 MB of new pages in); the last few shapes kept,
+# per thread (a script may preview frames from several).
+_SCRATCH = threading.local()
 
 
 def _blend_plane(plane: np.ndarray, inv: np.ndarray, pm: np.ndarray) -> None:
@@ -161,14 +163,15 @@ def _blend_plane(plane: np.ndarray, inv: np.ndarray, pm: np.ndarray) -> None:
     bytes as the 32-bit division it replaces (tested), at 2-2.5x its speed on a 1280x720
     screen: every frame the TV shows under a bezel or a glare is blended."""
     shape = plane.shape
-    scratch = _SCRATCH.get(shape)
+    kept = _SCRATCH.__dict__.setdefault("planes", OrderedDict())
+    scratch = kept.get(shape)
     if scratch is None:
         scratch = (np.empty(shape, np.uint16), np.empty(shape, np.uint16))
-        _SCRATCH[shape] = scratch
-        while len(_SCRATCH) > 4:
-            _SCRATCH.popitem(last=False)
+        kept[shape] = scratch
+        while len(kept) > 4:
+            kept.popitem(last=False)
     else:
-        _SCRATCH.move_to_end(shape)
+        kept.move_to_end(shape)
     x, q = scratch
     np.multiply(plane, inv, out=x)
     x += pm
