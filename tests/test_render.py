@@ -415,7 +415,8 @@ def test_scene_static_part_is_reused_only_while_its_files_are_the_same(tmp_path)
 def test_skip_frames_change_no_frame_count_time_or_quality(rendered_tiny, tmp_path):
     """The shared render has skip frames (on by default); the same segment with
     ``skip_identical_frames: false`` has the same frames at the same times, and the decoded
-    frames are as close to the composed ones (mean PSNR over the segment, within 0.5 dB)."""
+    frames are as close to the composed ones (mean PSNR over the segment within 1 dB, the
+    worst frame within 3 dB)."""
     import av
     import yaml
 
@@ -448,12 +449,17 @@ def test_skip_frames_change_no_frame_count_time_or_quality(rendered_tiny, tmp_pa
     ).astype(np.float64)
     composed = composed.reshape(-1, spec.output.height, spec.output.width)
 
-    def psnr_db(folder):
+    def psnr_db(folder):  # each frame's
         y = decode_video(folder / "index.m3u8", fmt="gray")[..., 0].astype(np.float64)
         mse = ((y - composed) ** 2).mean(axis=(1, 2))
-        return float(np.mean(10 * np.log10(255.0**2 / np.maximum(mse, 1e-9))))
+        return 10 * np.log10(255.0**2 / np.maximum(mse, 1e-9))
 
-    assert psnr_db(out) > psnr_db(off) - 0.5
+    skips, plain = psnr_db(out), psnr_db(off)
+    # a skip frame repeats the decoded frame before it where x264 would refine it a little: about
+    # 0.3-0.5 dB of the mean at 45 dB, as the speech moves the mouth. A frame repeated that should
+    # not be (another mouth) is the worst frame by far: 10 dB and more under the others
+    assert skips.mean() > plain.mean() - 1.0, (skips.mean(), plain.mean())
+    assert skips.min() > plain.min() - 3.0, (skips.min(), plain.min())
 
 
 def test_soundtrack_in_a_process_of_its_own_is_the_same_and_fails_fast(rendered_tiny, tmp_path):
