@@ -74,22 +74,14 @@ def _mel_db(y, sample_rate_hz: int, n_mels: int):
 
 
 def plot_track(
-    y,
-    sample_rate_hz: int,
-    track,
-    *,
-    fps: Fraction,
-    features: dict,
-    path: Path | None,
-    image_format: str = "PNG",
+    y, sample_rate_hz: int, track, *, fps: Fraction, features: dict, image_format: str = "PNG"
 ) -> bytes:
     """Waveform, mel spectrogram, level, brightness and the mouth track over time, as an image
     (``image_format``, PIL's name) of :data:`PLOT_SIZE_PX` with a scale on every lane, a time
-    axis in seconds and a key to the shapes: its bytes, also written to ``path`` if given."""
+    axis in seconds and a key to the shapes: its bytes (the command writes them with its track)."""
     import numpy as np
     from PIL import Image, ImageDraw, ImageFont
 
-    from avatarrender.rendition import atomic_write
     from avatarrender.lipsync import SHAPES, _runs
 
     n = len(track)
@@ -176,8 +168,6 @@ def plot_track(
         x += w
     buf = io.BytesIO()
     img.convert("RGB").save(buf, format=image_format)
-    if path is not None:
-        atomic_write(path, buf.getvalue())
     return buf.getvalue()
 
 
@@ -307,9 +297,7 @@ def lipsync_cmd(
     image = None
     if plot:  # made before either file is written: a stop while it is drawn writes neither
         feats = lipsync.frame_features(y, sr, fps=rate, n_frames=len(track))
-        image = plot_track(
-            y, sr, track, fps=rate, features=feats, path=None, image_format=plot_format or "PNG"
-        )
+        image = plot_track(y, sr, track, fps=rate, features=feats, image_format=plot_format or "PNG")
     # a stop signal whose exception a library's C code swallowed (llvmlite's callbacks while
     # librosa's numba compiles: "Exception ignored", the work went on) still stops the command
     # before it writes: exit 143 came with the whole file written
