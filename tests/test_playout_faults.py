@@ -8,6 +8,7 @@ change of state), a full disk (status stays current from memory), the filler ren
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -819,7 +820,13 @@ def test_a_second_playout_on_the_same_folder_is_refused(media: Path, tmp_path: P
         deadline = time.monotonic() + 30
         while not (out / "live.m3u8").is_file() and time.monotonic() < deadline:
             time.sleep(0.05)  # on air (on_ready is called before the channel starts)
-        shutil.rmtree(out)
+        for _ in range(50):  # as `rm -rf` is run again when the channel wrote a file meanwhile
+            try:
+                shutil.rmtree(out)
+                break
+            except OSError as exc:  # ENOTEMPTY: a file written between the listing and the rmdir
+                if exc.errno != errno.ENOTEMPTY:
+                    raise
         while not (out / ".lock").is_file() and time.monotonic() < deadline:
             time.sleep(0.05)
         second = threading.Event()  # (it ends at once if it starts)
