@@ -170,10 +170,11 @@ def _pcm(y: np.ndarray) -> bytes:
     return x.astype(np.int16).tobytes()
 
 
-def _align_one(d, pcm: bytes, phones: list[str]) -> list[tuple[str, float, float]] | None:
+def _align_one(d, pcm: bytes, phones: list[str]) -> tuple[list[tuple[str, float, float]], float] | None:
     """One search over the phones, each a word of its own, so that its path is the phones'
     timing (PocketSphinx's own phone alignment is a second full search: twice the time, and no
-    better on the tuning set)."""
+    better on the tuning set); and the path's acoustic log-likelihood, each frame's taken against
+    the best state of the model there (0: every frame on the best; see :func:`align_phones`)."""
     chain = ["_p_" + p for p in phones if p in _PHONES]
     if not chain:
         return None
@@ -190,14 +191,18 @@ def _align_one(d, pcm: bytes, phones: list[str]) -> list[tuple[str, float, float
         d.end_utt()
         if d.hyp() is None:
             return None  # no path through the phones: they are not what is said here
+        segs = list(d.seg())
+        # each segment's ascore comes as exp() of its log-likelihood (in the model's scaled units)
+        # (x1000: readable figures, about nats, the model's senone scores being scaled down by 2^10)
+        score = 1000.0 * float(sum(np.log(max(s.ascore, 1e-300)) for s in segs))
         return [
             (
                 s.word[3:] if s.word.startswith("_p_") else "SIL",
                 s.start_frame * _FRAME_S + _EDGE_S,
                 (s.end_frame + 1) * _FRAME_S + _EDGE_S,
             )
-            for s in d.seg()
-        ]
+            for s in segs
+        ], score
     except RuntimeError:
         if started:  # an utterance left open would fail every later search of this decoder
             try:
@@ -214,12 +219,18 @@ def align_phones(
     spans_s: list[tuple[float, float] | None],
     *,
     language: str = "en-us",
+    fits: list | None = None,
 ) -> list[tuple[str, float, float]] | None:
     """``[(ARPAbet phone or SIL, start_s, end_s), ...]`` of ``texts`` spoken in ``y`` (mono), each
     text looked for within its span of ``spans_s`` (``None``: not looked for), or ``None`` (not
     English, PocketSphinx absent, nothing aligned). A text whose phones find no path through its
     span is left out. Short spans keep the search's time in the speech's length (one search over
-    a minute costs twice what twenty three-second ones do)."""
+    a minute costs twice what twenty three-second ones do).
+
+    ``fits``, a list, gets ``(fit, speech_frames)`` for each text searched for: how well the
+    model of real speakers hears the text in its span, the path's log-likelihood per 10-ms frame
+    of speech, each frame's against the best state of the model there (0 at best, lower is worse;
+    ``None`` where the pruned search found no path), and the span's frames of speech."""
     if not language.lower().startswith("en") or not any(t.strip() for t in texts):
         return None
     import soxr
@@ -241,14 +252,31 @@ def align_phones(
                 continue
             pcm = _pcm(y16[i0:i1])
             got = _align_one(d, pcm, phones)
+            if fits is not None:
+                speech = _speech_frames(y16[i0:i1])
+                fits.append((None if got is None else got[1] / max(speech, 1), speech))
             if got is None and i1 - i0 <= _MAX_UNPRUNED_S * _RATE_HZ:
                 try:
                     got = _align_one(_get_decoder(1), pcm, phones)
                 except Exception:  # noqa: BLE001 - see available()
                     got = None
             if got:
-                out += [(name, a + i0 / _RATE_HZ, b + i0 / _RATE_HZ) for name, a, b in got]
+                out += [(name, a + i0 / _RATE_HZ, b + i0 / _RATE_HZ) for name, a, b in got[0]]
     return out or None
+
+
+# a frame of speech for the fit: within this many dB of the span's loudest 10 ms
+_SPEECH_RANGE_DB = 35.0
+
+
+def _speech_frames(y16: np.ndarray) -> int:
+    """The 10-ms frames of ``y16`` that hold speech (the fit is per frame of speech: the pauses in
+    a span, which the path's silence explains whatever the words, would raise a wrong text's)."""
+    n = len(y16) // 160
+    if not n:
+        return 0
+    rms = np.sqrt((y16[: n * 160].astype(np.float64).reshape(n, 160) ** 2).mean(axis=1) + 1e-12)
+    return int((rms > rms.max() * 10 ** (-_SPEECH_RANGE_DB / 20)).sum())
 
 
 def phone_classes(phones: list[tuple[str, float, float]], n_frames: int, fps: float) -> np.ndarray:

@@ -162,6 +162,33 @@ def table(title: str, items, model=None, language: str = "en-us", targets: dict 
     return results
 
 
+ALSA = Path("/usr/share/sounds/alsa")
+
+
+def real_voice() -> list:
+    """``(text, Utterance)`` of ALSA's recordings of a real speaker ("Front Center", ...), their
+    truth PocketSphinx's forced alignment of the words; ``[]`` without alsa-utils."""
+    import soundfile
+
+    from avatarrender.evaluation.espeak import Phoneme, Utterance
+
+    items = []
+    for f in sorted(ALSA.glob("*_*.wav")):
+        y, sr = soundfile.read(f, dtype="float32")
+        y = y.mean(axis=1) if y.ndim > 1 else y
+        text = f.stem.replace("_", " ") + "."
+        phones = acoustic.align_phones(y, sr, [text], [(0.0, len(y) / sr)]) or []
+        truth, t = [], 0.0
+        for name, s, e in phones:
+            if s > t + 1e-3:
+                truth.append(Phoneme("sil", t))
+            truth.append(Phoneme("sil" if name == "SIL" else name, s))
+            t = e
+        truth.append(Phoneme("sil", t))
+        items.append((text, Utterance(y, sr, tuple(truth), alphabet="arpabet")))
+    return items
+
+
 def main() -> None:
     quick = "--quick" in sys.argv
     corpus = CORPUS[:3] if quick else CORPUS
@@ -248,6 +275,16 @@ def main() -> None:
             f"\n(no held-out rows: {', '.join(missing)} not installed, and each held-out classifier "
             "trains on the other families; scripts/setup.sh --test installs them)"
         )
+    real = real_voice()
+    if real:
+        table(
+            "A real voice: ALSA's test recordings (one speaker, 8 two-word utterances; truth: "
+            "PocketSphinx's forced alignment of the words, which the text track leans on: its "
+            "columns flatter the text)",
+            real,
+        )
+    else:
+        print(f"\n(no real voice: {ALSA} is missing; scripts/setup.sh --test installs alsa-utils)")
     for lang, texts in OTHER_LANGUAGES.items():
         items = [(t, synthesize(t, voice=lang, rate_wpm=150)) for t in texts]
         table(

@@ -22,9 +22,10 @@ apt_pkgs=(espeak-ng libespeak-ng1 libjpeg-dev zlib1g-dev libfreetype-dev libpng-
 # flite and Festival: two more speech synthesizer families (voices from recordings of real
 # speakers) with phone timings, for the lip-sync tests, training (python -m
 # avatarrender.evaluation.train) and benchmark; nginx: the LL-HLS test behind examples/nginx.conf;
-# nginx-rtmp: the --push test's ingest
+# nginx-rtmp: the --push test's ingest; alsa-utils: its test recordings (/usr/share/sounds/alsa)
+# are a real speaker's voice, for the lip-sync tests
 [ $want_test = 1 ] && apt_pkgs+=(chromium flite festival festvox-kallpc16k festvox-kdlpc16k
-                                 festvox-us-slt-hts nginx libnginx-mod-rtmp)
+                                 festvox-us-slt-hts nginx libnginx-mod-rtmp alsa-utils)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
