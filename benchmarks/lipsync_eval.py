@@ -163,26 +163,27 @@ def table(title: str, items, model=None, language: str = "en-us", targets: dict 
 
 
 ALSA = Path("/usr/share/sounds/alsa")
+LIBRIVOX = Path(__file__).resolve().parent.parent / "tests" / "data" / "librivox"
 
 
-def real_voice() -> list:
-    """``(text, Utterance)`` of ALSA's recordings of a real speaker ("Front Center", ...), their
-    truth PocketSphinx's forced alignment of the words; ``[]`` without alsa-utils."""
+def real_voice(files: list[tuple[Path, str]]) -> list:
+    """``(text, Utterance)`` of recordings of real speakers, ``(audio file, its words)``, their
+    truth PocketSphinx's forced alignment of the words (no synthesizer says where a recorded
+    speaker's phones are)."""
     import soundfile
 
     from avatarrender.evaluation.espeak import Phoneme, Utterance
 
     items = []
-    for f in sorted(ALSA.glob("*_*.wav")):
+    for f, text in files:
         y, sr = soundfile.read(f, dtype="float32")
         y = y.mean(axis=1) if y.ndim > 1 else y
-        text = f.stem.replace("_", " ") + "."
         phones = acoustic.align_phones(y, sr, [text], [(0.0, len(y) / sr)]) or []
         truth, t = [], 0.0
         for name, s, e in phones:
             if s > t + 1e-3:
                 truth.append(Phoneme("sil", t))
-            truth.append(Phoneme("sil" if name == "SIL" else name, s))
+            truth.append(Phoneme("sil" if name == "SIL" else name.lower(), s))  # truth_track's p/b/m
             t = e
         truth.append(Phoneme("sil", t))
         items.append((text, Utterance(y, sr, tuple(truth), alphabet="arpabet")))
@@ -275,16 +276,19 @@ def main() -> None:
             f"\n(no held-out rows: {', '.join(missing)} not installed, and each held-out classifier "
             "trains on the other families; scripts/setup.sh --test installs them)"
         )
-    real = real_voice()
-    if real:
+    flattered = "truth: PocketSphinx's forced alignment of the words, which the text track leans on: its columns flatter the text"
+    table(
+        f"A real voice: a LibriVox reader (tests/data/librivox, 5 sentences, 25 s; {flattered})",
+        real_voice([(f, f.with_suffix(".txt").read_text().strip()) for f in sorted(LIBRIVOX.glob("*.flac"))]),
+    )
+    alsa = sorted(ALSA.glob("*_*.wav"))
+    if alsa:
         table(
-            "A real voice: ALSA's test recordings (one speaker, 8 two-word utterances; truth: "
-            "PocketSphinx's forced alignment of the words, which the text track leans on: its "
-            "columns flatter the text)",
-            real,
+            f"A real voice: ALSA's test recordings (one speaker, 8 two-word utterances; {flattered})",
+            real_voice([(f, f.stem.replace("_", " ") + ".") for f in alsa]),
         )
     else:
-        print(f"\n(no real voice: {ALSA} is missing; scripts/setup.sh --test installs alsa-utils)")
+        print(f"\n(no ALSA row: {ALSA} is missing; scripts/setup.sh --test installs alsa-utils)")
     for lang, texts in OTHER_LANGUAGES.items():
         items = [(t, synthesize(t, voice=lang, rate_wpm=150)) for t in texts]
         table(
