@@ -11,6 +11,9 @@ A plain word is said as CMUdict (the model's own dictionary) says it; anything e
 lacks, digits, symbols, an abbreviation) as espeak-ng reads it, its phonemes mapped to ARPAbet. English only: for any other
 language there is no model, and :func:`phone_classes` returns ``None``.
 
+Without the words, :func:`hear_phones` gives the phones the model hears (its phone loop), which
+the audio-only track (:func:`avatarrender.lipsync.mouth_track`) leans on, in any language.
+
 Deterministic: the same speech and words give the same phones in any process, whatever was
 aligned before (the dither is ours, seeded per call; the front end is made afresh for each
 search, and the dictionary never changes).
@@ -25,7 +28,7 @@ import numpy as np
 
 from .phonemes import arpabet_class
 
-__all__ = ["available", "align_phones", "phone_classes"]
+__all__ = ["available", "align_phones", "hear_phones", "phone_classes"]
 
 _RATE_HZ = 16000
 _FRAME_S = 0.01  # the model's frame step
@@ -58,7 +61,7 @@ _MNEMONIC_ARPABET = {
 }  # fmt: skip
 
 _LOCK = threading.Lock()
-_decoders: dict[int, object] = {}
+_decoders: dict = {}
 
 
 def available() -> bool:
@@ -277,6 +280,63 @@ def _speech_frames(y16: np.ndarray) -> int:
         return 0
     rms = np.sqrt((y16[: n * 160].astype(np.float64).reshape(n, 160) ** 2).mean(axis=1) + 1e-12)
     return int((rms > rms.max() * 10 ** (-_SPEECH_RANGE_DB / 20)).sum())
+
+
+# the phone loop: any phone may follow any other, weighed by the model's phone trigrams
+_PHONE_LM = "en-us-phone.lm.bin"
+
+
+def hear_phones(y: np.ndarray, sample_rate_hz: int) -> list[tuple[str, float, float]] | None:
+    """``[(ARPAbet phone or SIL, start_s, end_s), ...]``: the phones the model hears in ``y``
+    (mono) without being told the words (its phone loop), or ``None`` (PocketSphinx absent, no
+    sound). Slower than an alignment (about 3 s of CPU a minute of speech, against 0.3 s: every
+    phone is a candidate at every frame) and far less sure; a second opinion for the audio alone."""
+    import soxr
+
+    try:
+        with _LOCK:
+            d = _get_loop()
+    except Exception:  # noqa: BLE001 - see available()
+        return None
+    y16 = soxr.resample(np.asarray(y, np.float32), sample_rate_hz, _RATE_HZ)
+    if len(y16) < _RATE_HZ // 10:
+        return None
+    with _LOCK:
+        try:
+            d.reinit_feat()
+            d.start_utt()
+            d.process_raw(_pcm(y16), full_utt=True)
+            d.end_utt()
+        except RuntimeError:
+            _decoders.pop("loop", None)
+            return None
+        return [
+            (
+                s.word if s.word in _PHONES else "SIL",
+                s.start_frame * _FRAME_S + _EDGE_S,
+                (s.end_frame + 1) * _FRAME_S + _EDGE_S,
+            )
+            for s in d.seg()
+        ] or None
+
+
+def _get_loop():
+    """The phone-loop decoder (loaded once)."""
+    if "loop" not in _decoders:
+        import os
+
+        from pocketsphinx import Decoder, get_model_path
+
+        _decoders["loop"] = Decoder(
+            lm=None,
+            dict=os.devnull,
+            allphone=f"{get_model_path()}/en-us/{_PHONE_LM}",
+            samprate=_RATE_HZ,
+            loglevel="FATAL",
+            bestpath=False,
+            remove_noise=False,
+        )
+    return _decoders["loop"]
 
 
 def phone_classes(phones: list[tuple[str, float, float]], n_frames: int, fps: float) -> np.ndarray:

@@ -389,7 +389,7 @@ def _text_mouth_track(y, sample_rate_hz, fps, texts, cue_spans_s, language, n_fr
         return np.zeros(a.n_frames, dtype=np.int8)
     audio_only = lambda why: (
         warn(f"{source}: {why}; using the audio-only mouth track", LipsyncWarning),  # noqa: E731
-        _animate(a.raw, a.active, fps, a.level_db).astype(np.int8),
+        lipsync.mouth_track(y, sample_rate_hz, fps=fps, n_frames=n_frames, model=model),
     )[1]
     try:
         words = phonemize(texts, language=language)

@@ -274,7 +274,16 @@ def test_a_dc_offset_is_no_sound(utterances, monkeypatch):
     plain = lipsync.mouth_track(y, sr, fps=FPS)
     for offset in (0.1, -0.3):
         track = lipsync.mouth_track(y * 0.6 + offset, sr, fps=FPS)
-        assert np.mean(track == plain) > 0.95, offset
+        # (0.95 of the frames with the classifier alone; PocketSphinx's phone loop, heard too,
+        # moves with the 16-bit rounding of what it is given: 0.94)
+        assert np.mean(track == plain) > 0.9, offset
+        assert (
+            np.mean(
+                lipsync.mouth_track(y * 0.6 + offset, sr, fps=FPS, hear=False)
+                == lipsync.mouth_track(y, sr, fps=FPS, hear=False)
+            )
+            > 0.95
+        )
         inside = track[15 : 15 + n]
         assert score_track(inside, truth, closures).accuracy > 0.6, offset
     # a drift-free synthesizer's pauses are exact zeros: they stay so, whatever its speech's mean
