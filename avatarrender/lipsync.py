@@ -899,7 +899,7 @@ def analyse_audio(
         return quiet
     warp, f = _speaker_warp(f, grid_active, model)
     grid_class, grid_open = _network(f, model)
-    if hear:
+    if hear and float(grid_class[grid_active].max(axis=1).mean()) < _HEAR_BELOW:
         heard = _heard_classes(y, sample_rate_hz, grid_active)
         if heard is not None:  # the phone the model of real speakers hears, where it hears one
             on = np.flatnonzero(heard >= 0)
@@ -959,6 +959,14 @@ def analyse_audio(
 # its closures 0.07. Every other frame scored (ds=2, half the time): closures lower (Festival 0.93,
 # the reader 0.62)
 _HEARD_WEIGHT = 1.0
+# ... where the classifier is unsure of the recording: the mean log-probability of its best class
+# over the speech under this. Tuning set, 10 % / median / 90 %: espeak-ng -0.55 / -0.48 / -0.38
+# (the shipped classifier, trained on it), flite, Festival held out -0.63..-0.61 / -0.57..-0.56 /
+# -0.47, recorded speakers (ALSA's, LibriVox's, PocketSphinx's test cards) -0.62..-0.61 / -0.59..
+# -0.54 / -0.53..-0.50; the demo's speech -0.34, the grain scene's -0.42. What is sure is left as
+# it was, for nothing: the loop's 3.7 s of CPU a minute of speech (a 20 s render of the demo
+# without captions, 3.0 -> 4.0 s) go to the voices that gain from it
+_HEAR_BELOW = -0.5
 
 
 # each run of speech is heard alone (what came before it does not move its phones: the front end's
