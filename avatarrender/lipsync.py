@@ -973,6 +973,7 @@ _HEAR_BELOW = -0.5
 # front end takes its cepstral mean over what it is given, and a burst of noise in a pause moved
 # the phones of the speech after it
 _HEARD_PAD_S = 0.2
+_HEARD_MAX_S = 20.0
 
 
 def _heard_classes(y: np.ndarray, sample_rate_hz: int, grid_active: np.ndarray) -> np.ndarray | None:
@@ -997,6 +998,10 @@ def _heard_classes(y: np.ndarray, sample_rate_hz: int, grid_active: np.ndarray) 
             runs[-1][1] = e
         else:
             runs.append([s_, e])
+    # a long run is heard in pieces: each search holds the GIL (a stop, Ctrl-C, waits for it),
+    # about 1.2 s of CPU for 20 s
+    most = int(_HEARD_MAX_S * float(_GRID_FPS))
+    runs = [[a, min(a + most, e)] for s_, e in runs for a in range(s_, e, most)]
     heard = False
     for s_, e in runs:
         i0 = int(s_ / float(_GRID_FPS) * sample_rate_hz)

@@ -283,3 +283,24 @@ def test_audio_alone_hears_a_real_reader_s_closures():
     first = acoustic.hear_phones(y, sr)
     acoustic.hear_phones(y[::-1].copy(), sr)
     assert acoustic.hear_phones(y, sr) == first
+
+
+def test_a_long_run_of_speech_is_heard_in_pieces(monkeypatch):
+    """Each search holds the GIL, so a stop waits for it: a run of a minute is heard 20 s at most
+    at a time, every frame of it still heard."""
+    from avatarrender import lipsync
+
+    sr = 16000
+    t = np.arange(50 * sr) / sr
+    y = (0.3 * np.sin(2 * np.pi * 150 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    y += 0.05 * np.random.default_rng(0).standard_normal(len(y)).astype(np.float32)
+    pieces, real = [], acoustic.hear_phones
+
+    def spy(part, rate):
+        pieces.append(len(part) / rate)
+        return real(part, rate)
+
+    monkeypatch.setattr(acoustic, "hear_phones", spy)
+    heard = lipsync._heard_classes(y, sr, np.ones(50 * 30, bool))
+    assert pieces == [20.0, 20.0, 10.0]
+    assert (heard >= 0).mean() > 0.95
