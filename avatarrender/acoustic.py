@@ -230,10 +230,10 @@ def align_phones(
     span is left out. Short spans keep the search's time in the speech's length (one search over
     a minute costs twice what twenty three-second ones do).
 
-    ``fits``, a list, gets ``(fit, speech_frames)`` for each text searched for: how well the
-    model of real speakers hears the text in its span, the path's log-likelihood per 10-ms frame
-    of speech, each frame's against the best state of the model there (0 at best, lower is worse;
-    ``None`` where the pruned search found no path), and the span's frames of speech."""
+    ``fits``, a list, gets ``(log_likelihood, (start_s, end_s))`` for each text searched for: how
+    well the model of real speakers hears the text in its span, its path's log-likelihood summed
+    over the span's 10-ms frames, each frame's against the best state of the model there (0 at
+    best, lower is worse; ``None`` where the pruned search found no path), and the span."""
     if not language.lower().startswith("en") or not any(t.strip() for t in texts):
         return None
     import soxr
@@ -256,8 +256,7 @@ def align_phones(
             pcm = _pcm(y16[i0:i1])
             got = _align_one(d, pcm, phones)
             if fits is not None:
-                speech = _speech_frames(y16[i0:i1])
-                fits.append((None if got is None else got[1] / max(speech, 1), speech))
+                fits.append((None if got is None else got[1], (i0 / _RATE_HZ, i1 / _RATE_HZ)))
             if got is None and i1 - i0 <= _MAX_UNPRUNED_S * _RATE_HZ:
                 try:
                     got = _align_one(_get_decoder(1), pcm, phones)
@@ -266,20 +265,6 @@ def align_phones(
             if got:
                 out += [(name, a + i0 / _RATE_HZ, b + i0 / _RATE_HZ) for name, a, b in got[0]]
     return out or None
-
-
-# a frame of speech for the fit: within this many dB of the span's loudest 10 ms
-_SPEECH_RANGE_DB = 35.0
-
-
-def _speech_frames(y16: np.ndarray) -> int:
-    """The 10-ms frames of ``y16`` that hold speech (the fit is per frame of speech: the pauses in
-    a span, which the path's silence explains whatever the words, would raise a wrong text's)."""
-    n = len(y16) // 160
-    if not n:
-        return 0
-    rms = np.sqrt((y16[: n * 160].astype(np.float64).reshape(n, 160) ** 2).mean(axis=1) + 1e-12)
-    return int((rms > rms.max() * 10 ** (-_SPEECH_RANGE_DB / 20)).sum())
 
 
 # the phone loop: any phone may follow any other, weighed by the model's phone trigrams

@@ -387,10 +387,13 @@ def _text_mouth_track(y, sample_rate_hz, fps, texts, cue_spans_s, language, n_fr
             LipsyncWarning,
         )
         return np.zeros(a.n_frames, dtype=np.int8)
-    audio_only = lambda why: (
-        warn(f"{source}: {why}; using the audio-only mouth track", LipsyncWarning),  # noqa: E731
-        lipsync.mouth_track(y, sample_rate_hz, fps=fps, n_frames=n_frames, model=model),
-    )[1]
+
+    def audio_only(why: str) -> np.ndarray:
+        warn(f"{source}: {why}; using the audio-only mouth track", LipsyncWarning)
+        if lipsync._unsure_of(a.grid_class_logp, a.grid_active):  # mouth_track would hear it
+            return lipsync.mouth_track(y, sample_rate_hz, fps=fps, n_frames=n_frames, model=model)
+        return _animate(a.raw, a.active, fps, a.level_db).astype(np.int8)  # what it would give
+
     try:
         words = phonemize(texts, language=language)
     except ValueError as exc:
@@ -451,7 +454,9 @@ def _text_mouth_track(y, sample_rate_hz, fps, texts, cue_spans_s, language, n_fr
     )
     heard, rescued = None, False
     if not fits:  # the acoustic model of real speakers may hear the words where the classifier does not
-        rescued, heard = _heard_confirms(y, sample_rate_hz, texts, words, al, len(fine[0]), language)
+        rescued, heard = _heard_confirms(
+            y, sample_rate_hz, texts, words, al, len(fine[0]), language, a.grid_active
+        )
         fits = rescued
     if not fits:
         return audio_only(
@@ -572,18 +577,22 @@ def _heard_template(
 
 
 # A text the classifier refuses is taken when PocketSphinx's model of real speakers hears it: the
-# mean fit of its sentences (acoustic.align_phones), per frame of speech, at least this. The
-# classifier learnt synthesizers, and on a real voice (ALSA's test recordings, one speaker) it
-# refused the right words of 6 of 8 utterances, and of all 8 put one after the other. Tuning set
-# (metrics.DEV_CORPUS; the classifiers trained without each family), right / wrong sentence /
-# Spanish text: espeak-ng -2.8..-4.6 (10 %..max) / no path / -5.5 and below; flite, Festival,
-# Piper -1.8..-3.8 / -5.2 and below / -5.2 and below; the real voice's right words -2.1..-4.3, two
-# other words -4.6 and below (words of 2 syllables: the least evidence there is)
-_HEARD_MIN_FIT = -4.0
+# log-likelihood of the words' forced alignment per 10-ms frame of speech (the speech activity's
+# frames: a review found that counting every frame within 35 dB of the loudest took the pauses of
+# a recording with a noise floor as speech, which the path's silence explains whatever the words,
+# and Spanish and other sentences were taken at -2.9..-3.7), at least this. The classifier learnt
+# synthesizers, and on a real voice (ALSA's test recordings, one speaker) refused the right words
+# of 6 of 8 utterances, and of all 8 put one after the other. That review's 333 cases (ALSA's and
+# a LibriVox reader's recordings, espeak-ng and flite, clean and under noise 21-31 dB down;
+# right, other, half-right, Spanish and German texts), where the classifier refused: right texts
+# -1.8..-2.6 clean, -2.7..-6.9 under noise; other texts -2.7 (half of the words right) and
+# -3.1..-4.9 clean, -3.8 and below under noise. So the right words of a clean recording are
+# taken, and under a noise floor the refusal stands, as before
+_HEARD_MIN_FIT = -2.65
 _HEARD_NO_PATH_FIT = -10.0  # a sentence the pruned search found no path for counts as this
 
 
-def _heard_confirms(y, sample_rate_hz, texts, words, al, n_fine: int, language: str):
+def _heard_confirms(y, sample_rate_hz, texts, words, al, n_fine: int, language: str, grid_active: np.ndarray):
     """``(heard, template)``: whether PocketSphinx hears the words in the speech (English; the
     whole text over the whole speech up to ``acoustic._MAX_SPAN_S``, else each sentence around
     where the path ``al`` put it), and its template (:func:`_heard_template`) when it does."""
@@ -593,10 +602,18 @@ def _heard_confirms(y, sample_rate_hz, texts, words, al, n_fine: int, language: 
     except Exception:  # noqa: BLE001 - a second opinion only: the refusal stands without it
         logging.getLogger(__name__).debug("PocketSphinx's alignment failed", exc_info=True)
         return False, None
-    speech = sum(n for _, n in fits)
+    # per frame of speech (the speech activity's, which holds under a noise floor: pauses, which
+    # the path's silence explains whatever the words, would raise a wrong text's fit)
+    active = np.concatenate([[0], np.cumsum(grid_active)])
+    total, speech = 0.0, 0.0
+    for score, (s0, s1) in fits:
+        g0, g1 = (min(len(grid_active), int(round(x * float(_GRID_FPS)))) for x in (s0, s1))
+        n = (active[g1] - active[g0]) / float(_GRID_FPS) / 0.01  # 10-ms frames
+        total += _HEARD_NO_PATH_FIT * n if score is None else score
+        speech += n
     if heard is None or not speech:
         return False, None
-    fit = sum((_HEARD_NO_PATH_FIT if f is None else f) * n for f, n in fits) / speech
+    fit = float(total / speech)
     logging.getLogger(__name__).debug("PocketSphinx's fit of the text: %.2f", fit)
     return fit >= _HEARD_MIN_FIT, heard
 

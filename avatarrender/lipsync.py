@@ -899,7 +899,7 @@ def analyse_audio(
         return quiet
     warp, f = _speaker_warp(f, grid_active, model)
     grid_class, grid_open = _network(f, model)
-    if hear and float(grid_class[grid_active].max(axis=1).mean()) < _HEAR_BELOW:
+    if hear and _unsure_of(grid_class, grid_active):
         heard = _heard_classes(y, sample_rate_hz, grid_active)
         if heard is not None:  # the phone the model of real speakers hears, where it hears one
             on = np.flatnonzero(heard >= 0)
@@ -967,6 +967,11 @@ _HEARD_WEIGHT = 1.0
 # it was, for nothing: the loop's 3.7 s of CPU a minute of speech (a 20 s render of the demo
 # without captions, 3.0 -> 4.0 s) go to the voices that gain from it
 _HEAR_BELOW = -0.5
+
+
+def _unsure_of(grid_class: np.ndarray, grid_active: np.ndarray) -> bool:
+    """Whether the classifier is unsure of the recording (:data:`_HEAR_BELOW`)."""
+    return float(grid_class[grid_active].max(axis=1).mean()) < _HEAR_BELOW
 
 
 # each run of speech is heard alone, with this much around it (runs closer than that joined): the

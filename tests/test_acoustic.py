@@ -304,3 +304,15 @@ def test_a_long_run_of_speech_is_heard_in_pieces(monkeypatch):
     heard = lipsync._heard_classes(y, sr, np.ones(50 * 30, bool))
     assert pieces == [20.0, 20.0, 10.0]
     assert (heard >= 0).mean() > 0.95
+
+
+def test_other_words_under_a_noise_floor_stay_refused():
+    """A recording with a noise floor (21 dB under the speech): its pauses are not speech, which
+    the path's silence explains whatever the words. Counted as speech, they took "Good morning"
+    for "Front Center" (a review)."""
+    y, sr = _alsa("Front_Center")
+    pad = np.zeros(sr, np.float32)
+    y = np.concatenate([pad, y, pad])
+    y = y + np.random.default_rng(0).standard_normal(len(y)).astype(np.float32) * np.float32(10 ** (-41 / 20))
+    assert _refused(y, sr, ["Good morning"])[0]
+    assert _refused(y, sr, ["Buenos días"])[0]
