@@ -166,6 +166,21 @@ def _pronunciation(token: str, language: str) -> list[str]:
     return phones
 
 
+def _loaded(get):
+    """``get()``'s decoder, or ``None`` where PocketSphinx or its model cannot be loaded."""
+    try:
+        with _LOCK:
+            return get()
+    except Exception:  # noqa: BLE001 - see available()
+        return None
+
+
+def _at_16k(y: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+    import soxr
+
+    return soxr.resample(np.asarray(y, np.float32), sample_rate_hz, _RATE_HZ)
+
+
 def _pcm(y: np.ndarray) -> bytes:
     # +-1 LSB of dither, the same every call: digital silence (zeros) has no log-spectrum
     rng = np.random.default_rng(0)
@@ -236,14 +251,10 @@ def align_phones(
     best, lower is worse; ``None`` where the pruned search found no path), and the span."""
     if not language.lower().startswith("en") or not any(t.strip() for t in texts):
         return None
-    import soxr
-
-    try:
-        with _LOCK:
-            d = _get_decoder()
-    except Exception:  # noqa: BLE001 - see available()
+    d = _loaded(_get_decoder)
+    if d is None:
         return None
-    y16 = soxr.resample(np.asarray(y, np.float32), sample_rate_hz, _RATE_HZ)
+    y16 = _at_16k(y, sample_rate_hz)
     out: list[tuple[str, float, float]] = []
     with _LOCK:
         for text, span in zip(texts, spans_s):
@@ -276,14 +287,10 @@ def hear_phones(y: np.ndarray, sample_rate_hz: int) -> list[tuple[str, float, fl
     (mono) without being told the words (its phone loop), or ``None`` (PocketSphinx absent, no
     sound). Slower than an alignment (about 3 s of CPU a minute of speech, against 0.3 s: every
     phone is a candidate at every frame) and far less sure; a second opinion for the audio alone."""
-    import soxr
-
-    try:
-        with _LOCK:
-            d = _get_loop()
-    except Exception:  # noqa: BLE001 - see available()
+    d = _loaded(_get_loop)
+    if d is None:
         return None
-    y16 = soxr.resample(np.asarray(y, np.float32), sample_rate_hz, _RATE_HZ)
+    y16 = _at_16k(y, sample_rate_hz)
     if len(y16) < _RATE_HZ // 10:
         return None
     with _LOCK:
