@@ -90,24 +90,36 @@ def _get_decoder(search: int = 0):
     and flite's readings of the tuning sentences, digits and abbreviations among them.
     CMUdict's pronunciations are read by :func:`_cmudict_says`."""
     if search not in _decoders:
-        import os
-
-        from pocketsphinx import Decoder
-
-        # no noise removal: the same alignment of a minute of speech without it, for less work
-        d = Decoder(
-            lm=None,
-            dict=os.devnull,
-            samprate=_RATE_HZ,
-            loglevel="FATAL",
-            bestpath=False,
-            remove_noise=False,
-            **_SEARCHES[search],
-        )
+        d = _new_decoder(**_SEARCHES[search])
         for k, p in enumerate(_PHONES):
             d.add_word("_p_" + p, p, k == len(_PHONES) - 1)
         _decoders[search] = d
     return _decoders[search]
+
+
+def _new_decoder(**kw):
+    """A decoder of the wheel's model, with an empty dictionary (see :func:`_get_decoder`)."""
+    import os
+
+    from pocketsphinx import Decoder
+
+    # no noise removal: the same alignment of a minute of speech without it, for less work
+    return Decoder(
+        lm=None,
+        dict=os.devnull,
+        samprate=_RATE_HZ,
+        loglevel="FATAL",
+        bestpath=False,
+        remove_noise=False,
+        **kw,
+    )
+
+
+def _timed(segs, name) -> list[tuple[str, float, float]]:
+    """``(name(segment), start_s, end_s)`` of a search's segments, in seconds of its speech."""
+    return [
+        (name(s), s.start_frame * _FRAME_S + _EDGE_S, (s.end_frame + 1) * _FRAME_S + _EDGE_S) for s in segs
+    ]
 
 
 _CMUDICT: list[bytes] = []  # the file's bytes, read once
@@ -210,17 +222,10 @@ def _align_one(d, pcm: bytes, phones: list[str]) -> tuple[list[tuple[str, float,
         if d.hyp() is None:
             return None  # no path through the phones: they are not what is said here
         segs = list(d.seg())
-        # each segment's ascore comes as exp() of its log-likelihood (in the model's scaled units)
-        # (x1000: readable figures, about nats, the model's senone scores being scaled down by 2^10)
+        # each segment's ascore comes as exp() of its log-likelihood in the model's scaled units
+        # (x1000: readable figures)
         score = 1000.0 * float(sum(np.log(max(s.ascore, 1e-300)) for s in segs))
-        return [
-            (
-                s.word[3:] if s.word.startswith("_p_") else "SIL",
-                s.start_frame * _FRAME_S + _EDGE_S,
-                (s.end_frame + 1) * _FRAME_S + _EDGE_S,
-            )
-            for s in segs
-        ], score
+        return _timed(segs, lambda s: s.word[3:] if s.word.startswith("_p_") else "SIL"), score
     except RuntimeError:
         if started:  # an utterance left open would fail every later search of this decoder
             try:
@@ -302,32 +307,15 @@ def hear_phones(y: np.ndarray, sample_rate_hz: int) -> list[tuple[str, float, fl
         except RuntimeError:
             _decoders.pop("loop", None)
             return None
-        return [
-            (
-                s.word if s.word in _PHONES else "SIL",
-                s.start_frame * _FRAME_S + _EDGE_S,
-                (s.end_frame + 1) * _FRAME_S + _EDGE_S,
-            )
-            for s in d.seg()
-        ] or None
+        return _timed(d.seg(), lambda s: s.word if s.word in _PHONES else "SIL") or None
 
 
 def _get_loop():
     """The phone-loop decoder (loaded once)."""
     if "loop" not in _decoders:
-        import os
+        from pocketsphinx import get_model_path
 
-        from pocketsphinx import Decoder, get_model_path
-
-        _decoders["loop"] = Decoder(
-            lm=None,
-            dict=os.devnull,
-            allphone=f"{get_model_path()}/en-us/{_PHONE_LM}",
-            samprate=_RATE_HZ,
-            loglevel="FATAL",
-            bestpath=False,
-            remove_noise=False,
-        )
+        _decoders["loop"] = _new_decoder(allphone=f"{get_model_path()}/en-us/{_PHONE_LM}")
     return _decoders["loop"]
 
 
