@@ -193,11 +193,9 @@ def align(
 
     # the whole-text fit (Alignment.agreement, which tells a wrong text) stays untempered
     if template is not None:
-        class_logp = class_logp.copy()
-        for tpl in template if isinstance(template, list) else [template]:
-            on = np.flatnonzero(tpl >= 0)
-            class_logp[on, tpl[on]] += _TEMPLATE_WEIGHT
-        class_logp -= np.log(np.exp(class_logp).sum(axis=1, keepdims=True))
+        class_logp = lipsync.lean_on(
+            class_logp, template if isinstance(template, list) else [template], _TEMPLATE_WEIGHT
+        )
     untempered, untempered_best = scaled(class_logp)  # with the template, if any, counted
     tempered = class_logp / _TEMPERATURE
     class_logp, best = scaled(tempered - np.log(np.exp(tempered).sum(axis=1, keepdims=True)))

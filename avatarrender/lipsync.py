@@ -902,10 +902,7 @@ def analyse_audio(
     if hear and _unsure_of(grid_class, grid_active):
         heard = _heard_classes(y, sample_rate_hz, grid_active)
         if heard is not None:  # the phone the model of real speakers hears, where it hears one
-            on = np.flatnonzero(heard >= 0)
-            grid_class = grid_class.copy()
-            grid_class[on, heard[on]] += _HEARD_WEIGHT
-            grid_class -= np.log(np.exp(grid_class).sum(axis=1, keepdims=True))
+            grid_class = lean_on(grid_class, [heard], _HEARD_WEIGHT)
     grid_logp = _shape_logp(grid_class)
     lo = np.floor(pos).astype(np.int64)
     hi = np.minimum(lo + 1, n_grid - 1)
@@ -967,6 +964,17 @@ _HEARD_WEIGHT = 1.0
 # it was, for nothing: the loop's 3.7 s of CPU a minute of speech (a 20 s render of the demo
 # without captions, 3.0 -> 4.0 s) go to the voices that gain from it
 _HEAR_BELOW = -0.5
+
+
+def lean_on(class_logp: np.ndarray, templates: list[np.ndarray], weight: float) -> np.ndarray:
+    """``class_logp`` [shape=(n, classes)] with ``weight`` log units more for the class each
+    template [shape=(n,)] gives a frame (-1: none), normalised again (a new array)."""
+    out = class_logp.copy()
+    for tpl in templates:
+        on = np.flatnonzero(tpl >= 0)
+        out[on, tpl[on]] += weight
+    out -= np.log(np.exp(out).sum(axis=1, keepdims=True))
+    return out
 
 
 def _unsure_of(grid_class: np.ndarray, grid_active: np.ndarray) -> bool:
